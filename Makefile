@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv if missing, installs the CPU build of torch first (so no later
+# step can pull CUDA wheels), then the project with its dev extras.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# 2-core machines: busy-waiting OpenMP threads make torch ~8x slower; see docs/cpu.md
+export OMP_WAIT_POLICY ?= passive
+export WANDB_MODE ?= offline
+APT_PACKAGES := bcftools tabix plink2 vcftools
+
+.PHONY: demo test venv peers clean-venv bench
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Peer tools the tests compare against (Debian packages). Installed when missing and
+# when we are allowed to (root); otherwise the tests that need them skip with a reason.
+peers:
+	@missing=""; for t in bcftools tabix plink2 vcftools; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing peers:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)) >/dev/null; \
+	  else echo "not root: skipping install of$$missing (their tests will skip)"; fi; fi
+
+demo: venv
+	$(BIN)/snpbag demo --out demo_out
+
+test: venv peers
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+bench: venv peers
+	@echo "see tools/bench/README.md for the individual benchmarks"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,158 @@
+"""The ``snpbag`` command group. Each command parses options and calls one library
+function of the same name; all behaviour lives in the library so it can be tested and
+used from Python. Library errors (SnpbagError) become one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# 2-core machines: busy-waiting OpenMP threads slow torch ~8x (docs/cpu.md). Set before
+# torch is imported anywhere below.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from snpbag.errors import SnpbagError  # noqa: E402
+
+path_in = click.Path(exists=False, dir_okay=True, path_type=str)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SnpbagError as e:
+            click.echo(f"snpbag: error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="snpbag")
+def main(verbose: int) -> None:
+    """snpbag: a foundation model of human genotype variation."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("outdir", type=path_in)
+@click.option("--samples-per-pop", default=100, show_default=True, type=int)
+@click.option("--length", default=1_000_000, show_default=True, type=int, help="Region length in bp.")
+@click.option("--chrom", default="22", show_default=True)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--array-fraction", default=None, type=float, help="Write an array site list covering this fraction of sites.")
+@click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
+@click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
+@click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
+def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes):
+    """Simulate a human cohort (msprime, published demography) as a phased VCF."""
+    from snpbag.data.simulate import simulate as run
+
+    run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
+        array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes)
+
+
+@main.command()
+@click.argument("input", type=path_in)
+@click.argument("output", type=path_in)
+@click.option("--region", default=None, help="CHR:START-END (needs an index).")
+@click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
+@click.option("--min-maf", default=0.01, show_default=True, type=float)
+@click.option("--contig-len", default=81920, show_default=True, type=int)
+@click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")
+def convert(input, output, region, samples, min_maf, contig_len, threads):
+    """Convert a VCF/BCF into a VCF-Zarr genotype store with a site vocabulary."""
+    from snpbag.data.convert import convert as run
+
+    run(input, output, region=region, samples=samples, min_maf=min_maf, contig_len=contig_len, threads=threads)
+
+
+# --- kinship ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("input", type=path_in)
+@click.option("--out", "out", required=True, help="Output prefix: PREFIX.kin0 (and PREFIX.king.zarr).")
+@click.option("--estimator", type=click.Choice(["between", "within"]), default="between", show_default=True)
+@click.option("--min-kinship", default=None, type=float)
+@click.option("--counts", is_flag=True, help="Add the HET1_HOM2/HET2_HOM1 count columns.")
+@click.option("--matrix", is_flag=True, help="Also write the square kinship matrix as Zarr.")
+@click.option("--block-size", default=2048, show_default=True, type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def king(input, out, estimator, min_kinship, counts, matrix, block_size, device):
+    """KING-robust kinship for all sample pairs (plink2-compatible .kin0)."""
+    from snpbag.kinship.king import king as run
+
+    run(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
+        block_size=block_size, device=device)
+
+
+# --- training and models ----------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def train(overrides):
+    """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ..."""
+    from snpbag.train.run import train as run
+
+    run(list(overrides))
+
+
+@main.command()
+@click.argument("checkpoint", type=path_in)
+@click.argument("outdir", type=path_in)
+def export(checkpoint, outdir):
+    """Write a self-contained model directory from a training run or checkpoint."""
+    from snpbag.train.export import export as run
+
+    run(checkpoint, outdir)
+
+
+@main.command()
+@click.argument("model", type=path_in)
+def info(model):
+    """Describe a model directory: config, sites, parameters, provenance."""
+    from snpbag.api import info as run
+
+    click.echo(run(model))
+
+
+@main.command()
+@click.option("--model", required=True, type=path_in)
+@click.option("--input", "input", required=True, type=path_in)
+@click.option("--output", required=True, type=path_in)
+@click.option("--samples", default=None, type=path_in)
+@click.option("--region", default=None)
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--min-r2", default=None, type=float, help="Drop imputed sites with estimated R2 below X.")
+@click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
+def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt):
+    """Impute untyped and missing genotypes of array data."""
+    from snpbag.tasks.impute import impute as run
+
+    run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
+        device=device, min_r2=min_r2, fmt=fmt)
+
+
+@main.command()
+@click.option("--out", default="demo_out", show_default=True, type=path_in)
+def demo(out):
+    """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""
+    from snpbag.demo import demo as run
+
+    run(Path(out))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,29 @@
+"""Test-wide settings: no network, one CPU thread per worker, no GPU assumptions."""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+try:
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    torch = None
+
+
+def requires_tool(*names: str):
+    """Skip a test, with the reason, when a Debian peer tool is not installed."""
+    missing = [n for n in names if shutil.which(n) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (apt-get install; `make peers`)")
+
+
+requires_cuda = pytest.mark.skipif(
+    torch is None or not torch.cuda.is_available(), reason="needs a CUDA GPU; none present"
+)
