@@ -1,0 +1,122 @@
+"""Imputation and phasing metrics: exact values on hand-made arrays, slow references for the fast paths."""
+
+import numpy as np
+import pytest
+
+from snpbag.eval import MAF_BINS
+from snpbag.eval.metrics import (
+    accuracy_by_class, af_baseline, concordance_table, dosage_r2, genotype_concordance, hwe_genotype_probs,
+    imputation_table, maf_bin_index, maf_bin_labels, non_reference_discordance, per_site_r2, r2_calibration,
+    switch_error_rate, switch_errors,
+)
+
+TRUTH = np.array([[0, 1, 2, 0], [1, 1, 0, -1]])
+CALLED = np.array([[0, 1, 1, 0], [1, 2, 0, 0]])
+
+
+def test_concordance_nrd_and_classes():
+    assert concordance_table(TRUTH, CALLED).tolist() == [[3, 0, 0], [0, 2, 1], [0, 1, 0]]
+    assert genotype_concordance(TRUTH, CALLED) == pytest.approx(5 / 7)
+    # leave out the 3 hom-REF/hom-REF pairs: 2 of the 4 remaining are discordant
+    assert non_reference_discordance(TRUTH, CALLED) == pytest.approx(0.5)
+    np.testing.assert_allclose(accuracy_by_class(TRUTH, CALLED), [1.0, 2 / 3, 0.0])
+    mask = np.array([[False, True, True, False], [True, False, False, True]])
+    assert genotype_concordance(TRUTH, CALLED, mask=mask) == pytest.approx(2 / 3)
+    acc = accuracy_by_class(TRUTH, CALLED, mask=mask)
+    assert np.isnan(acc[0]) and acc[1:].tolist() == [1.0, 0.0]
+    assert np.isnan(non_reference_discordance([[0, 0]], [[0, 0]]))
+    assert np.isnan(genotype_concordance([[-1]], [[0]]))
+
+
+def test_dosage_r2_exact_values():
+    assert dosage_r2([0, 1, 2], [0, 1, 2]) == pytest.approx(1.0)
+    assert dosage_r2([0, 1, 2], [0.0, 0.5, 1.0]) == pytest.approx(1.0)  # r² ignores scale
+    # t - mean = (-1, 0, 1, 0), d - mean = (-1, 1, 0, 0): cov 1, var 2 and 2 -> r² = 1/4
+    assert dosage_r2([0, 1, 2, 1], [0.0, 2.0, 1.0, 1.0]) == pytest.approx(0.25)
+    assert np.isnan(dosage_r2([1, 1, 1], [0.0, 1.0, 2.0]))  # monomorphic truth: undefined, not 0
+    assert dosage_r2([0, 1, 2, -1], [0.0, 1.0, 2.0, 5.0]) == pytest.approx(1.0)  # missing truth skipped
+
+
+def test_per_site_r2_matches_corrcoef_reference():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, size=(40, 25))
+    truth[rng.random(truth.shape) < 0.1] = -1
+    dosage = np.clip(truth + rng.normal(0, 0.7, truth.shape), 0, 2)
+    truth[3] = 1  # constant truth -> NaN
+    fast = per_site_r2(truth, dosage)
+    for i in range(truth.shape[0]):
+        ok = truth[i] >= 0
+        t, d = truth[i][ok], dosage[i][ok]
+        if t.std() == 0:
+            assert np.isnan(fast[i])
+        else:
+            assert fast[i] == pytest.approx(np.corrcoef(t, d)[0, 1] ** 2, rel=1e-10)
+
+
+def test_maf_bins():
+    assert maf_bin_labels() == ["1-2%", "2-5%", "5-10%", "10-20%", "20-50%"]
+    assert maf_bin_index([0.005, 0.01, 0.015, 0.02, 0.199, 0.2, 0.5, 0.6, np.nan]).tolist() == [
+        -1, 0, 0, 1, 3, 4, 4, -1, -1]
+    assert len(MAF_BINS) == 6
+
+
+def test_imputation_table_overall_bins_groups():
+    truth = np.array([[0, 0, 1, 2], [0, 1, 1, 0], [0, 0, 0, 1]])
+    dosage = np.array([[0.1, 0.0, 1.2, 1.6], [0.2, 0.9, 0.4, 0.0], [0.0, 0.0, 0.1, 0.8]])
+    maf = np.array([0.3, 0.03, 0.015])
+    groups = np.array(["AFR", "AFR", "EUR", "EUR"])
+    rows = imputation_table(truth, dosage, maf=maf, groups=groups)
+    by = {(r["group"], r["maf_bin"]): r for r in rows}
+    assert len(rows) == 3 * 6
+    called = np.rint(dosage).astype(int)
+    overall = by["all", "all"]
+    assert overall["n_sites"] == 3 and overall["n_genotypes"] == 12
+    assert overall["concordance"] == pytest.approx(genotype_concordance(truth, called)) == pytest.approx(11 / 12)
+    assert overall["nrd"] == pytest.approx(non_reference_discordance(truth, called))
+    assert overall["r2"] == pytest.approx(np.corrcoef(truth.ravel(), dosage.ravel())[0, 1] ** 2)
+    b = by["all", "20-50%"]
+    assert b["n_sites"] == 1 and b["r2"] == pytest.approx(np.corrcoef(truth[0], dosage[0])[0, 1] ** 2)
+    assert by["all", "5-10%"]["n_sites"] == 0 and np.isnan(by["all", "5-10%"]["r2"])
+    eur = by["EUR", "all"]
+    assert eur["n_genotypes"] == 6
+    assert eur["concordance"] == pytest.approx(genotype_concordance(truth[:, 2:], called[:, 2:]))
+    # rs at 2-5%: AFR pair (0, 1) vs (0.2, 0.9)
+    assert by["AFR", "2-5%"]["r2"] == pytest.approx(1.0)
+
+
+def test_r2_calibration():
+    est = np.array([0.05, 0.15, 0.12, 0.95, 1.0, 0.5])
+    true = np.array([0.1, 0.2, np.nan, 0.9, 0.8, 0.4])
+    rows = r2_calibration(est, true)
+    assert len(rows) == 10
+    assert rows[0] == dict(lo=0.0, hi=0.1, n_sites=1, mean_estimated=0.05, mean_true=0.1)
+    assert rows[1]["n_sites"] == 1 and rows[1]["mean_true"] == pytest.approx(0.2)  # NaN truth left out
+    assert rows[9]["n_sites"] == 2 and rows[9]["mean_estimated"] == pytest.approx(0.975)
+    assert rows[9]["mean_true"] == pytest.approx(0.85)
+    assert rows[2]["n_sites"] == 0 and np.isnan(rows[2]["mean_true"])
+
+
+def test_af_baseline():
+    np.testing.assert_allclose(hwe_genotype_probs([0.1]), [[0.81, 0.18, 0.01]])
+    called, dosage = af_baseline(np.array([0.1, 0.4, 0.5, 0.6, 0.9]))
+    assert called.tolist() == [0, 1, 1, 1, 2]
+    np.testing.assert_allclose(dosage, [0.2, 0.8, 1.0, 1.2, 1.8])
+    called, dosage = af_baseline(np.array([0.1, 0.9]), n_samples=3)
+    assert called.tolist() == [[0, 0, 0], [2, 2, 2]] and dosage.shape == (2, 3)
+
+
+def test_switch_errors_by_hand():
+    # one sample; sites: het, hom, het, het (est hom: skipped), het, het
+    truth = np.array([[0, 1], [1, 1], [0, 1], [1, 0], [1, 0], [0, 1]])[:, None, :]
+    est = np.array([[0, 1], [1, 1], [1, 0], [1, 1], [0, 1], [0, 1]])[:, None, :]
+    # het in both: sites 0, 2, 4, 5 -> same = T, F, F, T -> 2 switches in 3 opportunities
+    err, opp = switch_errors(truth, est)
+    assert err.tolist() == [2] and opp.tolist() == [3]
+    assert switch_error_rate(truth, est) == pytest.approx(2 / 3)
+    flipped = truth[..., ::-1]  # whole haplotypes swapped: not a switch error
+    assert switch_error_rate(truth, flipped) == 0.0
+    two = np.concatenate([truth, truth], axis=1)
+    assert switch_errors(two, np.concatenate([est, truth], axis=1))[0].tolist() == [2, 0]
+    assert np.isnan(switch_error_rate(truth[:1], est[:1]))
+    with pytest.raises(ValueError, match="sites, samples, 2"):
+        switch_errors(truth[..., 0], est[..., 0])
