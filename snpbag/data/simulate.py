@@ -1,0 +1,561 @@
+"""Simulated human cohorts: msprime under a published demography, written as phased VCF.
+
+Every test, demo and benchmark of snpbag needs genotypes with known truth: the
+full-sequence genotypes behind an array (imputation), held-out targets, relatives
+of known degree (kinship). :func:`simulate` writes them with the same layout a user
+gets from real data: bgzipped, tabix-indexed, phased, biallelic SNPs.
+
+Model: the three-population out-of-Africa model of Gutenkunst et al. (2009),
+``HomSap/OutOfAfrica_3G09`` in the stdpopsim catalogue (YRI, CEU, CHB standing for
+the AFR, EUR and EAS continental groups), a uniform recombination rate of 1.2e-8
+per bp per generation and mutation rate 1.29e-8 (stdpopsim's HomSap default; the
+model's own 2.35e-8 was fitted to a different data set). Mutations follow HKY
+(kappa 4, human base composition, so Ts/Tv is about 2) on a discrete genome; sites
+hit by more than one mutation are dropped, so every site is a biallelic SNP with
+REF = ancestral and ALT = derived base.
+
+References
+----------
+Gutenkunst RN et al. (2009) PLoS Genet 5:e1000695.
+Adrion JR et al. (2020) eLife 9:e54967 (stdpopsim).
+Baumdicker F et al. (2022) Genetics 220:iyab229 (msprime 1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snpbag.data.bgzf import write_vcf_bgzf
+from snpbag.errors import InputError
+from snpbag.fileio import atomic_output
+from snpbag.provenance import provenance
+
+if TYPE_CHECKING:
+    import msprime
+
+log = logging.getLogger(__name__)
+
+DEMOGRAPHIC_MODEL = "HomSap/OutOfAfrica_3G09"
+POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS"))
+RECOMBINATION_RATE = 1.2e-8
+MUTATION_RATE = 1.29e-8
+ARRAY_MIN_MAF = 0.05
+# HKY with kappa 4 and human base composition gives Ts/Tv ~2 (JC69 would give 0.5).
+HKY_KAPPA = 4.0
+BASE_FREQUENCIES = (0.295, 0.205, 0.205, 0.295)  # A, C, G, T
+_CHUNK_BYTES = 8 << 20
+
+
+# --- demography and coalescent simulation ------------------------------------------------
+
+
+def _ooa_3g09() -> msprime.Demography:
+    """Gutenkunst et al. (2009) Table 1 ML values, as in the stdpopsim catalogue."""
+    import msprime
+
+    gen = 25
+    t_af, t_b, t_eu_as = 220e3 / gen, 140e3 / gen, 21.2e3 / gen
+    r_eu, r_as = 0.004, 0.0055
+    d = msprime.Demography()
+    d.add_population(name="YRI", initial_size=12300)
+    d.add_population(name="CEU", initial_size=1000 / math.exp(-r_eu * t_eu_as), growth_rate=r_eu)
+    d.add_population(name="CHB", initial_size=510 / math.exp(-r_as * t_eu_as), growth_rate=r_as)
+    d.set_symmetric_migration_rate(["YRI", "CEU"], 3e-5)
+    d.set_symmetric_migration_rate(["YRI", "CHB"], 1.9e-5)
+    d.set_symmetric_migration_rate(["CEU", "CHB"], 9.6e-5)
+    d.add_mass_migration(time=t_eu_as, source="CHB", dest="CEU", proportion=1.0)
+    d.add_migration_rate_change(time=t_eu_as, rate=0)
+    d.add_migration_rate_change(time=t_eu_as, rate=25e-5, source="YRI", dest="CEU")
+    d.add_migration_rate_change(time=t_eu_as, rate=25e-5, source="CEU", dest="YRI")
+    d.add_population_parameters_change(time=t_eu_as, initial_size=2100, growth_rate=0, population="CEU")
+    d.add_mass_migration(time=t_b, source="CEU", dest="YRI", proportion=1.0)
+    d.add_migration_rate_change(time=t_b, rate=0)
+    d.add_population_parameters_change(time=t_af, initial_size=7300, population="YRI")
+    return d
+
+
+def demography() -> tuple[msprime.Demography, str]:
+    """The out-of-Africa demography and where it came from ("stdpopsim x.y" or "builtin").
+
+    stdpopsim's catalogue is preferred; the built-in copy of the same model is used
+    when stdpopsim cannot be imported (tests check the two agree).
+    """
+    try:
+        import stdpopsim
+
+        model = stdpopsim.get_species("HomSap").get_demographic_model("OutOfAfrica_3G09")
+        return model.model, f"stdpopsim {stdpopsim.__version__}"
+    except Exception as e:  # noqa: BLE001 - any failure falls back to the same model
+        log.warning("stdpopsim unavailable (%s); using the built-in OutOfAfrica_3G09", e)
+        return _ooa_3g09(), "builtin"
+
+
+@dataclass
+class Haplotypes:
+    """Phased biallelic SNPs of one chromosome: sites x haplotypes (sample i = columns 2i, 2i+1)."""
+
+    chrom: str
+    length: int
+    positions: np.ndarray  # (S,) int64, 1-based
+    ref: np.ndarray  # (S,) str
+    alt: np.ndarray  # (S,) str
+    genotypes: np.ndarray  # (S, 2N) uint8 allele indices
+
+    def subset_sites(self, keep: np.ndarray) -> Haplotypes:
+        return Haplotypes(self.chrom, self.length, self.positions[keep], self.ref[keep], self.alt[keep],
+                          self.genotypes[keep])
+
+    def alt_frequency(self, columns: np.ndarray | None = None) -> np.ndarray:
+        g = self.genotypes if columns is None else self.genotypes[:, columns]
+        return g.mean(axis=1, dtype=np.float64) if g.shape[1] else np.zeros(len(self.positions))
+
+
+def _msprime_seed(ss: np.random.SeedSequence) -> int:
+    return int(ss.generate_state(1, dtype=np.uint32)[0]) % (2**32 - 2) + 1
+
+
+def simulate_haplotypes(
+    samples_per_pop: Sequence[int],
+    *,
+    length: int,
+    chrom: str,
+    seed: np.random.SeedSequence,
+) -> Haplotypes:
+    """One chromosome of diploid samples, populations in :data:`POPULATIONS` order.
+
+    Parameters
+    ----------
+    samples_per_pop
+        Diploid samples from YRI, CEU, CHB (zeros allowed).
+    length
+        Sequence length in bp.
+    chrom
+        Contig name written to the VCF.
+    seed
+        Seeds the ancestry and the mutation simulations.
+
+    Returns
+    -------
+    Haplotypes
+        Sites hit by exactly one mutation (biallelic SNPs), REF ancestral.
+    """
+    import msprime
+    import tskit
+
+    dem, _ = demography()
+    sets = [msprime.SampleSet(n, population=p, ploidy=2) for (p, _), n in zip(POPULATIONS, samples_per_pop) if n]
+    s_anc, s_mut = seed.spawn(2)
+    ts = msprime.sim_ancestry(samples=sets, demography=dem, sequence_length=length,
+                              recombination_rate=RECOMBINATION_RATE, random_seed=_msprime_seed(s_anc))
+    hky = msprime.HKY(kappa=HKY_KAPPA, equilibrium_frequencies=BASE_FREQUENCIES)
+    ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, model=hky, random_seed=_msprime_seed(s_mut))
+    # keep sites with exactly one mutation that changes the base (HKY allows silent ones)
+    tables = ts.tables
+    n_mut = np.bincount(tables.mutations.site, minlength=ts.num_sites)
+    derived = np.array(tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset))
+    ancestral = np.array(tskit.unpack_strings(tables.sites.ancestral_state, tables.sites.ancestral_state_offset))
+    silent = np.zeros(ts.num_sites, dtype=bool)
+    silent[tables.mutations.site[derived == ancestral[tables.mutations.site]]] = True
+    ts = ts.delete_sites(np.flatnonzero((n_mut != 1) | silent))
+    tables = ts.tables  # one mutation per site now, sorted by site
+    ref = np.array(tskit.unpack_strings(tables.sites.ancestral_state, tables.sites.ancestral_state_offset), dtype="<U1")
+    alt = np.array(tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset),
+                   dtype="<U1")
+    assert len(alt) == len(ref) and (tables.mutations.site == np.arange(len(ref))).all()
+    geno = np.empty((ts.num_sites, ts.num_samples), dtype=np.uint8)
+    for i, v in enumerate(ts.variants(copy=False)):
+        geno[i] = v.genotypes  # allele 0 = ancestral (REF), 1 = derived (ALT)
+    pos = tables.sites.position.astype(np.int64) + 1
+    log.info("%s: %d biallelic SNPs, %d haplotypes, %d trees", chrom, len(pos), ts.num_samples, ts.num_trees)
+    return Haplotypes(chrom, int(length), pos, ref, alt, geno)
+
+
+# --- VCF text ------------------------------------------------------------------------------
+
+
+def vcf_header(samples: Sequence[str], contigs: Sequence[tuple[str, int]], *, meta: Sequence[str] = ()) -> str:
+    """VCFv4.2 header: fileformat, source, contigs (with lengths), GT, extra ``meta`` lines."""
+    from importlib.metadata import version
+
+    lines = ["##fileformat=VCFv4.2", f"##source=snpbag-{version('snpbag')}"]
+    lines += [f"##contig=<ID={c},length={n}>" for c, n in contigs]
+    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Phased genotype">')
+    lines += [f"##{m}" for m in meta]
+    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
+    return "\n".join(lines) + "\n"
+
+
+def vcf_records(haps: Haplotypes, columns: np.ndarray | None = None) -> Iterator[bytes]:
+    """VCF records of ``haps`` (phased ``a|b``) for the samples whose haplotype columns are ``columns``.
+
+    Built with numpy: each chunk of sites becomes a (sites, samples, 4) byte array
+    ``[a, '|', b, '\\t']`` so the text costs one pass over the genotypes.
+    """
+    g = haps.genotypes if columns is None else None
+    n_hap = haps.genotypes.shape[1] if columns is None else len(columns)
+    n = n_hap // 2
+    if n == 0:
+        raise InputError("VCF with no samples requested")
+    rows = max(1, _CHUNK_BYTES // (4 * n))
+    for s in range(0, len(haps.positions), rows):
+        e = min(s + rows, len(haps.positions))
+        block = (g[s:e] if g is not None else haps.genotypes[s:e][:, columns]).reshape(e - s, n, 2)
+        text = np.empty((e - s, n, 4), dtype=np.uint8)
+        text[:, :, 0] = block[:, :, 0] + 48
+        text[:, :, 1] = 124  # '|'
+        text[:, :, 2] = block[:, :, 1] + 48
+        text[:, :, 3] = 9  # '\t'
+        text[:, -1, 3] = 10  # '\n'
+        parts: list[bytes] = []
+        for i in range(e - s):
+            j = s + i
+            fixed = f"{haps.chrom}\t{haps.positions[j]}\t.\t{haps.ref[j]}\t{haps.alt[j]}\t.\tPASS\t.\tGT\t"
+            parts.append(fixed.encode())
+            parts.append(text[i].tobytes())
+        yield b"".join(parts)
+
+
+def write_vcf(path: Path, chroms: Sequence[Haplotypes], samples: Sequence[str], *,
+              columns: np.ndarray | None = None, meta: Sequence[str] = ()) -> Path:
+    """Write ``chroms`` (in order) for ``samples`` as a bgzipped, indexed VCF."""
+    header = vcf_header(samples, [(h.chrom, h.length) for h in chroms], meta=meta)
+
+    def chunks() -> Iterator[str | bytes]:
+        yield header
+        for h in chroms:
+            yield from vcf_records(h, columns)
+
+    return write_vcf_bgzf(chunks(), path)
+
+
+# --- array sites and target split ----------------------------------------------------------
+
+
+def select_array_sites(haps: Haplotypes, n_sites: int, *, min_maf: float = ARRAY_MIN_MAF) -> np.ndarray:
+    """Indices of ``n_sites`` common sites (MAF >= ``min_maf``) spread evenly along the chromosome.
+
+    The chromosome is cut into ``n_sites`` equal windows and the common site nearest
+    each window's centre is taken (as array designs space their probes); windows
+    with no common site are made up from the remaining common sites, evenly by rank.
+
+    Raises
+    ------
+    InputError
+        Fewer than ``n_sites`` common sites.
+    """
+    af = haps.alt_frequency()
+    common = np.flatnonzero(np.minimum(af, 1 - af) >= min_maf)
+    if n_sites > len(common):
+        raise InputError(
+            f"--array-fraction asks for {n_sites} array sites on {haps.chrom} but only {len(common)} have "
+            f"MAF >= {min_maf}; lower --array-fraction or raise --length/--samples-per-pop"
+        )
+    pos = haps.positions[common].astype(np.float64)
+    centres = (np.arange(n_sites) + 0.5) * haps.length / n_sites
+    right = np.clip(np.searchsorted(pos, centres), 0, len(pos) - 1)
+    left = np.clip(right - 1, 0, len(pos) - 1)
+    nearest = np.where(np.abs(pos[left] - centres) <= np.abs(pos[right] - centres), left, right)
+    chosen = np.unique(nearest)
+    if len(chosen) < n_sites:
+        rest = np.setdiff1d(np.arange(len(common)), chosen)
+        extra = rest[np.round(np.linspace(0, len(rest) - 1, n_sites - len(chosen))).astype(int)]
+        chosen = np.union1d(chosen, extra)
+    assert len(chosen) == n_sites
+    return common[chosen]
+
+
+def split_targets(pop_sizes: Sequence[int], n_targets: int, *, rng: np.random.Generator) -> np.ndarray:
+    """Sample indices of ``n_targets`` targets drawn evenly across populations (sorted).
+
+    Population ``p`` gives ``n // P`` targets, the first ``n % P`` populations one
+    more; at least one sample per population stays in the reference.
+
+    Raises
+    ------
+    InputError
+        ``n_targets`` < 1 or too large to leave a reference sample in each population.
+    """
+    n_pop = len(pop_sizes)
+    limit = sum(pop_sizes) - n_pop
+    if not 1 <= n_targets <= limit:
+        raise InputError(
+            f"--split-targets {n_targets}: must be between 1 and {limit} (leaving one reference sample per "
+            f"population with --samples-per-pop {pop_sizes[0]})"
+        )
+    counts = [n_targets // n_pop + (p < n_targets % n_pop) for p in range(n_pop)]
+    offsets = np.cumsum([0, *pop_sizes[:-1]])
+    picks = [off + np.sort(rng.choice(size, size=k, replace=False)) for off, size, k in zip(offsets, pop_sizes, counts)]
+    return np.concatenate(picks).astype(np.int64)
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` wrote: output directory, files by role, sample and site counts."""
+
+    outdir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    n_samples: int = 0
+    n_sites: int = 0
+
+
+def _chrom_names(chrom: str, k: int) -> list[str]:
+    if k == 1:
+        return [chrom]
+    prefix = "chr" if chrom.lower().startswith("chr") else ""
+    return [f"{prefix}{i}" for i in range(1, k + 1)]
+
+
+def _validate(samples_per_pop, length, chrom, array_fraction, split_targets_n, pedigree, chromosomes) -> None:
+    if samples_per_pop < 1 and pedigree is None:
+        raise InputError(f"--samples-per-pop {samples_per_pop}: must be at least 1")
+    if length < 1000:
+        raise InputError(f"--length {length}: must be at least 1000 bp")
+    if not chrom or any(c in chrom for c in " \t:,<>="):
+        raise InputError(f"--chrom {chrom!r}: not a valid contig name; use e.g. 22 or chr22")
+    if array_fraction is not None and not 0 < array_fraction <= 1:
+        raise InputError(f"--array-fraction {array_fraction}: must be in (0, 1], e.g. 0.05")
+    if chromosomes is not None and pedigree is not None and not 1 <= chromosomes <= 22:
+        raise InputError(f"--chromosomes {chromosomes}: must be between 1 and 22 (human autosomes) with --pedigree")
+    if chromosomes is not None and chromosomes < 1:
+        raise InputError(f"--chromosomes {chromosomes}: must be at least 1")
+    if pedigree is not None:
+        if pedigree < 1:
+            raise InputError(f"--pedigree {pedigree}: need at least one family")
+        if split_targets_n is not None:
+            raise InputError("--split-targets cannot be combined with --pedigree; simulate them separately")
+
+
+def _array_subsets(chroms: list[Haplotypes], fraction: float) -> list[np.ndarray]:
+    return [select_array_sites(h, max(1, round(fraction * len(h.positions)))) for h in chroms]
+
+
+def _write_array_tsv(path: Path, chroms: list[Haplotypes], picks: list[np.ndarray]) -> None:
+    lines = ["chrom\tpos\tref\talt\n"]
+    for h, idx in zip(chroms, picks):
+        lines += [f"{h.chrom}\t{h.positions[i]}\t{h.ref[i]}\t{h.alt[i]}\n" for i in idx]
+    path.write_text("".join(lines))
+
+
+def _columns(samples: np.ndarray) -> np.ndarray:
+    return np.stack([2 * samples, 2 * samples + 1], axis=1).reshape(-1)
+
+
+def simulate(
+    outdir: str | Path,
+    *,
+    samples_per_pop: int = 100,
+    length: int = 1_000_000,
+    chrom: str = "22",
+    seed: int = 1,
+    array_fraction: float | None = None,
+    split_targets: int | None = None,
+    pedigree: int | None = None,
+    chromosomes: int | None = None,
+) -> SimulationResult:
+    """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
+
+    Parameters
+    ----------
+    outdir
+        New directory (an existing empty one is accepted); written under a temporary
+        name and renamed when complete.
+    samples_per_pop
+        Diploid samples in each of YRI/AFR, CEU/EUR, CHB/EAS (cohort mode).
+    length
+        Length of each simulated chromosome in bp.
+    chrom
+        Contig name (``22`` or ``chr22``); with several chromosomes they are named
+        ``1..K`` (``chr1..chrK`` if ``chrom`` has the prefix).
+    seed
+        Same seed, same parameters → byte-identical VCFs.
+    array_fraction
+        Also write ``array_sites.tsv``: this fraction of all sites, common
+        (MAF >= 0.05) and spread evenly along each chromosome.
+    split_targets
+        Hold out this many targets (evenly across populations): writes
+        ``reference.vcf.gz``, ``targets.vcf.gz`` and, with ``array_fraction``,
+        ``targets_array.vcf.gz``.
+    pedigree
+        Instead of a cohort, simulate this many families of relatives
+        (:mod:`snpbag.kinship.pedigree`): ``pedigree.vcf.gz``, ``pedigree.tsv``,
+        ``pedigree_pairs.tsv``.
+    chromosomes
+        Number of chromosomes (default 1; 22 with ``pedigree``). In pedigree mode,
+        chromosome ``k`` is a ``length``-bp window that carries the full genetic
+        length of human autosome ``k`` (uniform map), so realised kinship varies
+        as in a real genome while the VCF stays small.
+
+    Returns
+    -------
+    SimulationResult
+
+    Raises
+    ------
+    InputError
+        Invalid options, an existing non-empty ``outdir``, too few common sites for
+        ``array_fraction``, or too many ``split_targets``.
+    """
+    _validate(samples_per_pop, length, chrom, array_fraction, split_targets, pedigree, chromosomes)
+    outdir = Path(outdir)
+    overwrite = outdir.is_dir() and not any(outdir.iterdir())
+    params = dict(samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
+                  array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree,
+                  chromosomes=chromosomes)
+    t0 = time.perf_counter()
+    with atomic_output(outdir, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        if pedigree is not None:
+            result = _simulate_pedigree(tmp, params)
+        else:
+            result = _simulate_cohort(tmp, params)
+        meta = provenance("snpbag simulate", params)
+        meta.update(result.pop("meta"))
+        meta["outputs"] = sorted(p.name for p in result["files"].values())
+        (tmp / "simulation.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    files = {k: outdir / p.name for k, p in result["files"].items()}
+    files["simulation"] = outdir / "simulation.json"
+    log.info("simulate: wrote %s in %.1f s", outdir, time.perf_counter() - t0)
+    return SimulationResult(outdir, files, result["n_samples"], result["n_sites"])
+
+
+def _model_meta(source: str) -> dict:
+    return {
+        "demographic_model": DEMOGRAPHIC_MODEL,
+        "demography_source": source,
+        "populations": {p: c for p, c in POPULATIONS},
+        "recombination_rate": RECOMBINATION_RATE,
+        "mutation_rate": MUTATION_RATE,
+        "mutation_model": f"HKY kappa={HKY_KAPPA} freqs(ACGT)={list(BASE_FREQUENCIES)}, discrete genome; "
+                          "sites with >1 mutation dropped",
+    }
+
+
+def _vcf_meta(params: dict, source: str) -> list[str]:
+    """Deterministic header lines (no dates) describing the simulation."""
+    p = ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
+    return [f"snpbag_simulation=<model={DEMOGRAPHIC_MODEL},demography={source.replace(' ', '-')},"
+            f"mu={MUTATION_RATE},r={RECOMBINATION_RATE},{p}>"]
+
+
+def _simulate_cohort(tmp: Path, params: dict) -> dict:
+    n = params["samples_per_pop"]
+    k = params["chromosomes"] or 1
+    ss = np.random.SeedSequence(params["seed"])
+    chrom_ss, split_ss = ss.spawn(2)
+    targets = None  # drawn first: a bad --split-targets fails before the simulation
+    if params["split_targets"] is not None:
+        targets = split_targets([n] * len(POPULATIONS), params["split_targets"], rng=np.random.default_rng(split_ss))
+    names = _chrom_names(params["chrom"], k)
+    chroms = [simulate_haplotypes([n] * len(POPULATIONS), length=params["length"], chrom=c, seed=s)
+              for c, s in zip(names, chrom_ss.spawn(k))]
+    width = max(4, len(str(n)))
+    samples = [f"{p}_{i + 1:0{width}d}" for p, _ in POPULATIONS for i in range(n)]
+    pops = [(p, c) for p, c in POPULATIONS for _ in range(n)]
+    _, source = demography()
+    vcf_meta = _vcf_meta(params, source)
+    files: dict[str, Path] = {}
+
+    picks = _array_subsets(chroms, params["array_fraction"]) if params["array_fraction"] is not None else None
+    is_target = np.zeros(len(samples), dtype=bool)
+    if targets is not None:
+        is_target[targets] = True
+
+    lines = ["sample\tpopulation\tcontinent" + ("\tsplit" if targets is not None else "") + "\n"]
+    for s, (p, c), t in zip(samples, pops, is_target):
+        lines.append(f"{s}\t{p}\t{c}" + (("\ttarget" if t else "\treference") if targets is not None else "") + "\n")
+    (files.setdefault("samples", tmp / "samples.tsv")).write_text("".join(lines))
+
+    files["cohort"] = write_vcf(tmp / "cohort.vcf.gz", chroms, samples, meta=vcf_meta)
+    if picks is not None:
+        files["array_sites"] = tmp / "array_sites.tsv"
+        _write_array_tsv(files["array_sites"], chroms, picks)
+    if targets is not None:
+        ref = np.flatnonzero(~is_target)
+        files["reference"] = write_vcf(tmp / "reference.vcf.gz", chroms, [samples[i] for i in ref],
+                                       columns=_columns(ref), meta=vcf_meta)
+        tnames = [samples[i] for i in targets]
+        files["targets"] = write_vcf(tmp / "targets.vcf.gz", chroms, tnames, columns=_columns(targets), meta=vcf_meta)
+        if picks is not None:
+            arr = [h.subset_sites(idx) for h, idx in zip(chroms, picks)]
+            files["targets_array"] = write_vcf(tmp / "targets_array.vcf.gz", arr, tnames,
+                                               columns=_columns(targets), meta=vcf_meta)
+    n_sites = sum(len(h.positions) for h in chroms)
+    meta = _model_meta(source)
+    meta.update(
+        chromosomes={h.chrom: {"length": h.length, "sites": int(len(h.positions))} for h in chroms},
+        n_samples=len(samples),
+        array_sites=None if picks is None else int(sum(len(x) for x in picks)),
+        targets=None if targets is None else [samples[i] for i in targets],
+    )
+    return {"files": files, "n_samples": len(samples), "n_sites": n_sites, "meta": meta}
+
+
+def _simulate_pedigree(tmp: Path, params: dict) -> dict:
+    from snpbag.kinship import pedigree as ped
+
+    k = params["chromosomes"] or 22
+    n_fam = params["pedigree"]
+    length = params["length"]
+    ss = np.random.SeedSequence(params["seed"])
+    chrom_ss, ped_ss = ss.spawn(2)
+    names = _chrom_names(params["chrom"], k)
+    pop_names = [p for p, _ in POPULATIONS]
+    counts = ped.founders_per_population(n_fam, len(POPULATIONS))
+    founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
+    lengths_cm = ped.HUMAN_AUTOSOME_CM[:k] if k > 1 else (ped.HUMAN_AUTOSOME_CM[_autosome_index(params["chrom"])],)
+    sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
+                                rng=np.random.default_rng(ped_ss))
+    chroms = []
+    for c, h in enumerate(founders):
+        g = ped.member_genotypes(sim.members, sim.genomes, h.genotypes, h.positions - 1, c)
+        ac = g.sum(axis=1, dtype=np.int64)
+        poly = (ac > 0) & (ac < g.shape[1])
+        chroms.append(Haplotypes(h.chrom, h.length, h.positions[poly], h.ref[poly], h.alt[poly], g[poly]))
+    _, source = demography()
+    vcf_meta = _vcf_meta(params, source)
+    continent = dict(POPULATIONS)
+    samples = [m.id for m in sim.members]
+    files: dict[str, Path] = {"samples": tmp / "samples.tsv", "pedigree": tmp / "pedigree.tsv",
+                              "pairs": tmp / "pedigree_pairs.tsv"}
+    files["samples"].write_text("sample\tpopulation\tcontinent\tfamily\n" + "".join(
+        f"{m.id}\t{m.population}\t{continent[m.population]}\t{m.family}\n" for m in sim.members))
+    ped.write_pedigree_tsv(sim.members, files["pedigree"])
+    ped.write_pairs_tsv(sim.pairs, files["pairs"])
+    files["pedigree_vcf"] = write_vcf(tmp / "pedigree.vcf.gz", chroms, samples, meta=vcf_meta)
+    picks = None
+    if params["array_fraction"] is not None:
+        picks = _array_subsets(chroms, params["array_fraction"])
+        files["array_sites"] = tmp / "array_sites.tsv"
+        _write_array_tsv(files["array_sites"], chroms, picks)
+        arr = [h.subset_sites(idx) for h, idx in zip(chroms, picks)]
+        files["pedigree_array"] = write_vcf(tmp / "pedigree_array.vcf.gz", arr, samples, meta=vcf_meta)
+    meta = _model_meta(source)
+    meta.update(
+        chromosomes={h.chrom: {"length": h.length, "sites": int(len(h.positions)), "genetic_length_cm": cm}
+                     for h, cm in zip(chroms, lengths_cm)},
+        n_samples=len(samples),
+        families=n_fam,
+        meiosis="Poisson crossovers (Haldane, no interference), uniform over each chromosome, sex-averaged",
+        array_sites=None if picks is None else int(sum(len(x) for x in picks)),
+    )
+    n_sites = sum(len(h.positions) for h in chroms)
+    return {"files": files, "n_samples": len(samples), "n_sites": n_sites, "meta": meta}
+
+
+def _autosome_index(chrom: str) -> int:
+    """Index into the autosome table for a single named chromosome (``chr22`` → 21); 0 otherwise."""
+    from snpbag.data.chrom import chrom_key, is_autosome
+
+    return int(chrom_key(chrom)) - 1 if is_autosome(chrom) else 0

@@ -1,0 +1,274 @@
+"""snpbag simulate and the bgzipped-VCF writer: determinism, layout, truth files, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from cyvcf2 import VCF
+
+from snpbag.cli import main
+from snpbag.data import simulate as sm
+from snpbag.data.bgzf import index_vcf, write_vcf_bgzf
+from snpbag.errors import InputError
+from conftest import requires_tool
+
+N_PER_POP = 12
+LENGTH = 150_000
+
+
+def read_vcf(path: Path) -> tuple[list[str], list[tuple], np.ndarray]:
+    """samples, (chrom, pos, ref, alt) per record, (sites, samples, 2) alleles — via cyvcf2."""
+    v = VCF(str(path))
+    sites, gts = [], []
+    for rec in v:
+        assert len(rec.ALT) == 1 and rec.is_snp, rec
+        sites.append((rec.CHROM, rec.POS, rec.REF, rec.ALT[0]))
+        g = rec.genotype.array()
+        assert (g[:, 2] == 1).all(), "every genotype must be phased"
+        gts.append(g[:, :2])
+    samples = list(v.samples)
+    v.close()
+    return samples, sites, np.array(gts, dtype=np.int8)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "cohort"
+    sm.simulate(out, samples_per_pop=N_PER_POP, length=LENGTH, chrom="chr22", seed=11, array_fraction=0.1,
+                split_targets=7)
+    return out
+
+
+# --- bgzf ------------------------------------------------------------------------------------
+
+HEADER = (
+    "##fileformat=VCFv4.2\n##contig=<ID=22,length=1000>\n"
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+)
+RECORDS = [f"22\t{p}\t.\tA\tC\t.\tPASS\t.\tGT\t0|1\n" for p in (5, 10, 200, 900)]
+
+
+def test_bgzf_round_trip_deterministic_and_indexed(tmp_path):
+    a = write_vcf_bgzf([HEADER, *RECORDS], tmp_path / "a.vcf.gz")
+    b = write_vcf_bgzf(iter([HEADER.encode(), "".join(RECORDS)]), tmp_path / "b.vcf.gz")
+    assert gzip.decompress(a.read_bytes()).decode() == HEADER + "".join(RECORDS)
+    assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "a.vcf.gz.tbi").read_bytes() == (tmp_path / "b.vcf.gz.tbi").read_bytes()
+    assert [r.POS for r in VCF(str(a))("22:8-300")] == [10, 200]  # region query needs the index
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vcf.gz", "a.vcf.gz.tbi", "b.vcf.gz", "b.vcf.gz.tbi"]
+
+
+def test_bgzf_errors_leave_nothing(tmp_path):
+    with pytest.raises(InputError, match=r"c\.vcf\.gz: tabix could not index it .*bcftools sort"):
+        write_vcf_bgzf([HEADER, RECORDS[2], RECORDS[0]], tmp_path / "c.vcf.gz")
+    assert list(tmp_path.iterdir()) == []
+    write_vcf_bgzf([HEADER], tmp_path / "d.vcf.gz", index=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["d.vcf.gz"]
+    with pytest.raises(InputError, match="already exists"):
+        write_vcf_bgzf([HEADER], tmp_path / "d.vcf.gz")
+    index_vcf(tmp_path / "d.vcf.gz")
+    assert (tmp_path / "d.vcf.gz.tbi").is_file()
+    (tmp_path / "plain.vcf").write_text(HEADER)
+    with pytest.raises(InputError, match=r"plain\.vcf: not BGZF-compressed; compress it with `bgzip`"):
+        index_vcf(tmp_path / "plain.vcf")
+
+
+@requires_tool("bgzip", "tabix")
+def test_bgzf_readable_by_htslib_tools(tmp_path):
+    path = write_vcf_bgzf([HEADER, *RECORDS], tmp_path / "a.vcf.gz")
+    subprocess.run(["bgzip", "-t", str(path)], check=True)
+    out = subprocess.run(["tabix", str(path), "22:1-100"], check=True, capture_output=True, text=True).stdout
+    assert out == "".join(RECORDS[:2])
+
+
+# --- VCF text ------------------------------------------------------------------------------
+
+
+def test_vcf_records_match_naive_formatting():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 2, size=(7, 10), dtype=np.uint8)
+    haps = sm.Haplotypes("chr1", 100, np.arange(1, 8) * 10, np.array(list("ACGTACG")), np.array(list("CATGCAT")), g)
+    cols = np.array([2, 3, 8, 9])
+    fast = b"".join(sm.vcf_records(haps, cols)).decode()
+    naive = "".join(
+        f"chr1\t{10 * (i + 1)}\t.\t{'ACGTACG'[i]}\t{'CATGCAT'[i]}\t.\tPASS\t.\tGT\t"
+        + "\t".join(f"{g[i, c]}|{g[i, c + 1]}" for c in (2, 8)) + "\n"
+        for i in range(7)
+    )
+    assert fast == naive
+
+
+# --- the cohort ------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_byte_identical_vcf(tmp_path):
+    kw = dict(samples_per_pop=4, length=60_000, seed=5)
+    sm.simulate(tmp_path / "a", **kw)
+    sm.simulate(tmp_path / "b", **kw)
+    sm.simulate(tmp_path / "c", **{**kw, "seed": 6})
+    for name in ("cohort.vcf.gz", "cohort.vcf.gz.tbi", "samples.tsv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a/cohort.vcf.gz").read_bytes() != (tmp_path / "c/cohort.vcf.gz").read_bytes()
+
+
+def test_samples_populations_and_vcf_layout(cohort):
+    rows = [line.split("\t") for line in (cohort / "samples.tsv").read_text().splitlines()]
+    assert rows[0] == ["sample", "population", "continent", "split"]
+    rows = rows[1:]
+    assert len(rows) == 3 * N_PER_POP
+    assert {(r[1], r[2]) for r in rows} == {("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS")}
+    assert rows[0][0] == "YRI_0001" and rows[-1][0] == f"CHB_{N_PER_POP:04d}"
+    assert all(r[0].startswith(r[1] + "_") for r in rows)
+    samples, sites, gts = read_vcf(cohort / "cohort.vcf.gz")
+    assert samples == [r[0] for r in rows]
+    assert {s[0] for s in sites} == {"chr22"}
+    pos = [s[1] for s in sites]
+    assert pos == sorted(set(pos)) and 1 <= pos[0] and pos[-1] <= LENGTH
+    assert all(s[2] in "ACGT" and s[3] in "ACGT" and s[2] != s[3] for s in sites)
+    ac = gts.sum(axis=(1, 2))
+    assert ((ac > 0) & (ac < gts.shape[1] * 2)).all(), "every site is polymorphic"
+    header = VCF(str(cohort / "cohort.vcf.gz")).raw_header
+    assert f"##contig=<ID=chr22,length={LENGTH}>" in header and "##source=snpbag-" in header
+    meta = json.loads((cohort / "simulation.json").read_text())
+    assert meta["chromosomes"]["chr22"]["sites"] == len(sites)
+    assert meta["demographic_model"] == "HomSap/OutOfAfrica_3G09" and meta["parameters"]["seed"] == 11
+    assert "versions" in meta and "git_revision" in meta
+
+
+def test_array_sites_fraction_and_maf(cohort):
+    _, sites, gts = read_vcf(cohort / "cohort.vcf.gz")
+    lines = (cohort / "array_sites.tsv").read_text().splitlines()
+    assert lines[0] == "chrom\tpos\tref\talt"
+    array = [tuple(x.split("\t")) for x in lines[1:]]
+    assert len(array) == round(0.1 * len(sites))
+    index = {(c, str(p), r, a): i for i, (c, p, r, a) in enumerate(sites)}
+    rows = [index[s] for s in array]  # every array site is a cohort site, with its alleles
+    assert rows == sorted(set(rows))
+    af = gts[rows].mean(axis=(1, 2))
+    assert (np.minimum(af, 1 - af) >= sm.ARRAY_MIN_MAF).all()
+    pos = np.array([int(s[1]) for s in array])
+    assert pos.min() < LENGTH / 4 and pos.max() > 3 * LENGTH / 4
+
+
+def test_select_array_sites_spreads_and_fills():
+    # 30 common sites packed in the first tenth of the region: windows are mostly empty,
+    # so picks must come from the fill-up path and stay unique.
+    g = np.zeros((40, 10), dtype=np.uint8)
+    g[:30, :5] = 1  # MAF 0.5
+    pos = np.concatenate([np.arange(1, 31), np.arange(500, 510) * 10])
+    haps = sm.Haplotypes("1", 10_000, pos, np.array(["A"] * 40), np.array(["C"] * 40), g)
+    idx = sm.select_array_sites(haps, 12)
+    assert len(idx) == 12 == len(set(idx)) and (idx < 30).all()
+    with pytest.raises(InputError, match="asks for 31 array sites on 1 but only 30 have MAF >= 0.05"):
+        sm.select_array_sites(haps, 31)
+
+
+def test_split_targets_reference_and_array_truth(cohort):
+    samples, sites, gts = read_vcf(cohort / "cohort.vcf.gz")
+    ref_s, ref_sites, ref_g = read_vcf(cohort / "reference.vcf.gz")
+    tgt_s, tgt_sites, tgt_g = read_vcf(cohort / "targets.vcf.gz")
+    arr_s, arr_sites, arr_g = read_vcf(cohort / "targets_array.vcf.gz")
+    assert len(tgt_s) == 7 and [s[:3] for s in tgt_s].count("YRI") == 3
+    assert [s[:3] for s in tgt_s].count("CEU") == 2 and [s[:3] for s in tgt_s].count("CHB") == 2
+    assert sorted(ref_s + tgt_s) == sorted(samples) and not set(ref_s) & set(tgt_s)
+    assert ref_sites == sites == tgt_sites
+    col = {s: i for i, s in enumerate(samples)}
+    assert (tgt_g == gts[:, [col[s] for s in tgt_s]]).all()
+    assert (ref_g == gts[:, [col[s] for s in ref_s]]).all()
+    array = [tuple(x.split("\t")) for x in (cohort / "array_sites.tsv").read_text().splitlines()[1:]]
+    assert arr_s == tgt_s and [(c, str(p), r, a) for c, p, r, a in arr_sites] == array
+    rows = [sites.index((c, int(p), r, a)) for c, p, r, a in array]
+    assert (arr_g == tgt_g[rows]).all()
+    split = {line.split("\t")[0]: line.split("\t")[3] for line in (cohort / "samples.tsv").read_text().splitlines()[1:]}
+    assert {s for s, v in split.items() if v == "target"} == set(tgt_s)
+
+
+@requires_tool("bcftools")
+def test_bcftools_reads_cohort(cohort):
+    _, sites, _ = read_vcf(cohort / "cohort.vcf.gz")
+    stats = subprocess.run(["bcftools", "stats", str(cohort / "cohort.vcf.gz")], check=True, capture_output=True,
+                           text=True).stdout
+    sn = {line.split("\t")[2]: int(line.split("\t")[3]) for line in stats.splitlines() if line.startswith("SN\t")}
+    assert sn["number of records:"] == sn["number of SNPs:"] == len(sites)
+    assert sn["number of multiallelic sites:"] == 0 and sn["number of samples:"] == 3 * N_PER_POP
+    mid = sites[len(sites) // 2][1]
+    region = subprocess.run(["bcftools", "view", "-H", "-r", f"chr22:{mid}-{mid}", str(cohort / "cohort.vcf.gz")],
+                            check=True, capture_output=True, text=True).stdout
+    assert region.split("\t")[1] == str(mid)
+
+
+def test_multiple_chromosomes_named_like_chrom(tmp_path):
+    r = sm.simulate(tmp_path / "k", samples_per_pop=3, length=30_000, chrom="chr7", chromosomes=3, seed=2)
+    v = VCF(str(r.files["cohort"]))
+    assert v.seqnames == ["chr1", "chr2", "chr3"]
+    assert {rec.CHROM for rec in v} == {"chr1", "chr2", "chr3"}
+
+
+def test_builtin_demography_matches_stdpopsim():
+    stdp, source = sm.demography()
+    assert source.startswith("stdpopsim")
+    a, b = stdp.debug(), sm._ooa_3g09().debug()
+    t = np.linspace(0, 12_000, 61)
+    np.testing.assert_allclose(a.population_size_trajectory(t), b.population_size_trajectory(t))
+    assert [e.start_time for e in a.epochs] == [e.start_time for e in b.epochs]
+    for ea, eb in zip(a.epochs, b.epochs):
+        np.testing.assert_allclose(ea.migration_matrix, eb.migration_matrix)
+        assert [q.growth_rate for q in ea.populations] == [q.growth_rate for q in eb.populations]
+    # where a lineage sampled in each population is at each time: covers the mass migrations
+    steps = np.array([0, 500, 848, 849, 2000, 5600, 5601, 9000, 20000])
+    np.testing.assert_allclose(a.lineage_probabilities(steps), b.lineage_probabilities(steps), atol=1e-12)
+
+
+# --- errors and atomicity --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"array_fraction": 0.0}, r"--array-fraction 0.0: must be in \(0, 1\]"),
+        ({"array_fraction": 1.5}, r"--array-fraction 1.5: must be in \(0, 1\]"),
+        ({"array_fraction": 1.0}, r"--array-fraction asks for \d+ array sites on 22 but only \d+ have MAF >= 0.05"),
+        ({"split_targets": 10}, r"--split-targets 10: must be between 1 and 9 \(leaving one reference sample"),
+        ({"split_targets": 0}, r"--split-targets 0: must be between 1 and 9"),
+        ({"samples_per_pop": 0}, r"--samples-per-pop 0: must be at least 1"),
+        ({"chrom": "2 2"}, r"--chrom '2 2': not a valid contig name"),
+        ({"pedigree": 2, "split_targets": 3}, r"--split-targets cannot be combined with --pedigree"),
+    ],
+)
+def test_bad_options_raise_one_line_input_error(tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message) as e:
+        sm.simulate(tmp_path / "out", **{"samples_per_pop": 4, "length": 20_000, **kwargs})
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_outdir_rules_and_failure_leaves_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    sm.simulate(tmp_path / "empty", samples_per_pop=2, length=20_000)  # an empty directory is accepted
+    assert (tmp_path / "empty/cohort.vcf.gz").is_file()
+    with pytest.raises(InputError, match="empty: output already exists"):
+        sm.simulate(tmp_path / "empty", samples_per_pop=2, length=20_000)
+    with mock.patch.object(sm, "write_vcf", side_effect=RuntimeError("killed")), pytest.raises(RuntimeError):
+        sm.simulate(tmp_path / "killed", samples_per_pop=2, length=20_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_cli_calls_library_and_reports_errors(tmp_path):
+    runner = CliRunner()
+    with mock.patch("snpbag.data.simulate.simulate") as run:
+        res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--samples-per-pop", "5", "--chrom", "chr1",
+                                   "--array-fraction", "0.02", "--split-targets", "3"])
+    assert res.exit_code == 0, res.output
+    run.assert_called_once_with(str(tmp_path / "o"), samples_per_pop=5, length=1_000_000, chrom="chr1", seed=1,
+                                array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None)
+    res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--array-fraction", "2"])
+    assert res.exit_code == 2
+    assert res.output.strip() == "snpbag: error: --array-fraction 2.0: must be in (0, 1], e.g. 0.05"
