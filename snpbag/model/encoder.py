@@ -1,0 +1,104 @@
+"""The SNPBag encoder: token embedding, pre-norm bidirectional transformer blocks with
+sliding-window attention, final LayerNorm. Heads are separate modules (snpbag.model.heads)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from snpbag.config import ModelConfig
+from snpbag.data.batch import Batch
+from snpbag.model.attention import AttentionPlan, plan_attention
+from snpbag.model.embedding import TokenEmbedding
+from snpbag.model.outputs import EncoderOutput
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(
+        self, x: torch.Tensor, plan: AttentionPlan, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, self.head_dim).unbind(2)  # 3 x (B, L, H, Dh)
+        out, weights = plan(q, k, v, need_weights=need_weights)  # (B, L, H, Dh)
+        return self.proj(out.reshape(B, L, D)), weights
+
+
+class Block(nn.Module):
+    """Pre-norm: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, plan: AttentionPlan, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln1(x), plan, need_weights)
+        x = x + self.dropout(a)  # (B, L, D)
+        x = x + self.dropout(self.fc2(self.act(self.fc1(self.ln2(x)))))
+        return x, weights
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = TokenEmbedding(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.reset_parameters()
+        if cfg.compile:
+            # in place: parameter names (and so checkpoints) stay free of `_orig_mod.`
+            for block in self.blocks:
+                block.compile()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2 style init; residual output projections shrunk by 1/sqrt(2 * n_layers)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+        # the narrow site table feeds a projection: unit-variance codes keep the projected
+        # site term (std ~ 0.02*sqrt(site_dim)) comparable to the genotype and position terms
+        nn.init.normal_(self.embed.site.weight, std=1.0)
+        for block in self.blocks:
+            for lin in (block.attn.proj, block.fc2):
+                nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
+
+    def plan(self, valid: torch.Tensor) -> AttentionPlan:
+        return plan_attention(
+            valid, window=self.cfg.window, backend=self.cfg.backend, block_size=self.cfg.block_size
+        )
+
+    def forward(self, batch: Batch, *, return_attn: bool = False) -> EncoderOutput:
+        x = self.embed(batch.genotype, batch.site_index, batch.position)  # (B, L, D)
+        plan = self.plan(batch.valid)  # mask work shared by all layers
+        ckpt = self.cfg.activation_checkpointing and self.training and torch.is_grad_enabled() and not return_attn
+        attentions: list[torch.Tensor] | None = [] if return_attn else None
+        for block in self.blocks:
+            if ckpt:
+                x, _ = checkpoint(block, x, plan, use_reentrant=False)
+            else:
+                x, weights = block(x, plan, return_attn)
+                if attentions is not None:
+                    attentions.append(weights)
+        return EncoderOutput(hidden=self.ln_f(x), attentions=attentions)
