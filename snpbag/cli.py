@@ -137,12 +137,15 @@ def info(model):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--min-r2", default=None, type=float, help="Drop imputed sites with estimated R2 below X.")
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
-def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt):
+@click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
+def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
     """Impute untyped and missing genotypes of array data."""
     from snpbag.tasks.impute import impute as run
 
-    run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
-        device=device, min_r2=min_r2, fmt=fmt)
+    s = run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
+            device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
+    click.echo(f"{s.site_report}\n{s.write_report}\n"
+               f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 
 @main.command()

@@ -1,0 +1,166 @@
+"""``snpbag impute``: array genotypes in, imputed VCF out.
+
+Order of work: load the model directory, match the input's sites onto the model's
+vocabulary (stopping early on a wrong build or chromosome), then run the model over
+sample batches × model contigs and hand probabilities to the VCF writer, which keeps
+them in an on-disk buffer and writes the VCF site by site. Memory is bounded by one
+batch of contigs plus the writer's chunk, whatever the cohort size.
+
+Untyped sites and missing calls at typed sites enter the model as MASK tokens, the
+token it was trained to fill in; typed calls enter as their ALT dosage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
+from snpbag.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImputeSummary:
+    output: Path
+    excluded: Path
+    n_samples: int
+    n_sites: int
+    seconds: float
+    site_report: str
+    write_report: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.n_samples / self.seconds if self.seconds > 0 else float("inf")
+
+
+def excluded_path_for(output: str | Path) -> Path:
+    """``imputed.vcf.gz`` → ``imputed.excluded.tsv`` (input sites not used, with the reason)."""
+    name = Path(output).name
+    for suffix in (".vcf.gz", ".vcf.bgz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return Path(output).with_name(name + ".excluded.tsv")
+
+
+def _contig_jobs(vocab, targets) -> list[tuple[int, slice]]:
+    """(contig index, output-row slice) for every model contig the input covers."""
+    jobs = []
+    for c in range(vocab.n_contigs):
+        s = vocab.contig_sites(c)
+        rows = targets.rows_for(s.start, s.stop)
+        if rows.stop > rows.start:
+            jobs.append((c, rows))
+    return jobs
+
+
+def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np.ndarray):
+    """Genotype probabilities (n_samples, n_rows, 3) for one model contig and a sample batch."""
+    import torch
+
+    from snpbag.data.batch import Batch
+
+    vocab = loaded.vocab
+    tokens = targets.tokens(rows.start, rows.stop, samples=samples)  # (n, L): 0/1/2 or MISSING
+    tokens = np.where(tokens == MISSING, MASK, tokens)
+    site = targets.site_index[rows]
+    n, L = tokens.shape
+    dev = loaded.device
+    site_t = torch.as_tensor(site, dtype=torch.long, device=dev).expand(n, L)
+    batch = Batch(
+        genotype=torch.as_tensor(tokens, dtype=torch.long, device=dev),
+        site_index=site_t,
+        position=torch.as_tensor(vocab.position[site], dtype=torch.long, device=dev).expand(n, L),
+        valid=torch.ones(n, L, dtype=torch.bool, device=dev),
+        target=torch.full((n, L), IGNORE_INDEX, dtype=torch.long, device=dev),
+        contig=torch.full((n,), contig, dtype=torch.long, device=dev),
+        sample=torch.as_tensor(samples, dtype=torch.long, device=dev),
+        offset=torch.full((n,), int(site[0] - vocab.contig_start[contig]), dtype=torch.long, device=dev),
+    )
+    with torch.inference_mode():
+        out = loaded.model(batch)
+        return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+
+
+def impute(
+    *,
+    model: str | Path,
+    input: str | Path,
+    output: str | Path,
+    samples: str | Path | None = None,
+    region: str | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    min_r2: float | None = None,
+    fmt: str = "GT,DS,GP",
+    replace_typed: bool = False,
+    progress: bool = True,
+) -> ImputeSummary:
+    """Impute untyped sites and missing calls of ``input`` with a model directory.
+
+    Parameters
+    ----------
+    model : directory written by ``snpbag export``.
+    input : target VCF/BCF (array genotypes), any chromosome naming (``chr22``/``22``).
+    output : ``.vcf.gz`` to write; a ``.tbi``, ``<prefix>.info.tsv`` (sites, AF, R2) and
+        ``<prefix>.excluded.tsv`` (input sites not used, with the reason) are written beside it.
+    samples : file with one sample id per line (default: all).
+    region : ``CHR[:START-END]`` (needs an indexed input).
+    batch_size : samples per model batch.
+    device : ``cpu`` or ``cuda``.
+    min_r2 : drop imputed sites whose estimated R2 is below this.
+    fmt : FORMAT fields, a subset of GT,DS,GP (GT always first).
+    replace_typed : write model genotypes at typed sites too (default: keep the input calls).
+
+    Returns
+    -------
+    ImputeSummary
+
+    Raises
+    ------
+    CheckpointError : the model directory cannot be loaded.
+    SiteMismatchError : implausibly small overlap (wrong build or chromosome).
+    InputError, SampleError : malformed input, unknown or duplicated samples, bad options.
+    """
+    from snpbag.api import load_model
+    from snpbag.tasks.sitematch import read_targets
+    from snpbag.tasks.vcfout import ImputedVcfWriter, OutputSites, parse_format
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    parse_format(fmt)  # fail on a bad --format before any work
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    t0 = time.perf_counter()
+    loaded = load_model(model, device=device)
+    targets = read_targets(input, loaded.vocab, samples=samples, region=region)
+    report = targets.report.line()
+    log.info("%s", report)
+    excluded = excluded_path_for(output)
+    sites = OutputSites.from_targets(targets, loaded.vocab)
+    jobs = _contig_jobs(loaded.vocab, targets)
+    n = targets.n_samples
+    batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    from snpbag.progress import progress_bar
+
+    with ImputedVcfWriter(output, sites, targets.samples, fmt=fmt, min_r2=min_r2,
+                          replace_typed=replace_typed, header_lines=(f"snpbag_model={Path(model).resolve()}",)) as w:
+        with progress_bar(total=n, description="imputing", unit="samples", enabled=progress) as advance:
+            for b in batches:
+                for contig, rows in jobs:
+                    gp = predict_probabilities(loaded, targets, contig, rows, b)
+                    w.add(gp, sites=rows, samples=slice(int(b[0]), int(b[-1]) + 1))
+                advance(len(b))
+        written = w.close()
+    targets.report.write_tsv(excluded, overwrite=True)
+    seconds = time.perf_counter() - t0
+    return ImputeSummary(Path(output), excluded, n, len(sites), seconds, report, written.line())
