@@ -12,6 +12,8 @@ from typing import Any
 
 from snpbag.errors import ConfigError
 
+MISSING = "???"  # omegaconf.MISSING, without importing omegaconf for inference users
+
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "local", "dense")
 
 
@@ -66,3 +68,275 @@ class HeadConfig:
 
     name: str = "genotype"
     options: dict[str, Any] = field(default_factory=dict)
+
+
+# --- training schemas ---------------------------------------------------------------------
+# One dataclass per Hydra group. configs/config.yaml starts from the root schema
+# ("snpbag_schema", below), so every group YAML, experiment and command-line override
+# is merged into a typed node: an unknown key or a wrong type fails at compose time.
+# Value checks live in __post_init__ and run when snpbag.train.run turns the composed
+# config into these objects (OmegaConf.to_object).
+
+SCHEDULERS = ("cosine", "constant")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _check_fraction(name: str, value: float, *, low: float = 0.0, high: float = 1.0) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} must lie in [{low}, {high}]")
+
+
+def _check_positive(name: str, value: int | float, *, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name}={value} must be {'>= 0' if zero_ok else '> 0'}")
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly synthetic genomes recombined from the training samples; the Hydra face
+    of :class:`snpbag.data.augment.AugmentConfig` (same fields plus ``enabled``). Training
+    only: validation always reads real held-out samples."""
+
+    enabled: bool = False
+    rate: float = 1.0  # uniform recombination rate, cM/Mb (when no genetic map)
+    genetic_map: str | None = None  # PLINK .map or HapMap-style map; overrides rate
+    generations: float = 8.0  # crossovers per Morgan (RESHAPE's 8th-generation offspring)
+    panel_size: int = 256  # reference genomes read per block of synthetic genomes
+    items_per_epoch: int | None = None  # default: as many as the real training items
+
+    def __post_init__(self) -> None:
+        _check_positive("data.augment.rate", self.rate, zero_ok=True)
+        _check_positive("data.augment.generations", self.generations, zero_ok=True)
+        _check_positive("data.augment.panel_size", self.panel_size)
+
+
+@dataclass
+class DataConfig:
+    """Where the genotypes come from and how they are batched (arguments of
+    snpbag.data.datamodule.GenotypeDataModule)."""
+
+    store: str = MISSING  # genotype store written by `snpbag convert` (path or URL)
+    seq_len: int | None = 1024  # sites per training sequence: a random window of a contig; null = whole contigs
+    val_seq_len: int | None = None  # validation tile length; default seq_len
+    batch_size: int = 8  # sequences per device per step
+    val_fraction: float = 0.1  # fraction of samples held out for validation (chosen by seed)
+    samples: str | None = None  # file of sample ids to train on; default all
+    val_samples: str | None = None  # file of held-out sample ids; overrides val_fraction
+    contigs: list[int] | None = None  # model contig indices to use; default all
+    num_workers: int = 0
+    persistent_workers: bool = False
+    pin_memory: bool = False
+    prefetch_factor: int | None = None
+    block_samples: int = 64  # samples read together per window (multiple of the store's 16-sample chunk)
+    buffer_size: int = 256  # training shuffle buffer, in sequences
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "val_seq_len"):
+            v = getattr(self, name)
+            if v is not None:
+                _check_positive(f"data.{name}", v)
+        _check_positive("data.batch_size", self.batch_size)
+        _check_positive("data.num_workers", self.num_workers, zero_ok=True)
+        _check_positive("data.block_samples", self.block_samples)
+        _check_positive("data.buffer_size", self.buffer_size)
+        _check_fraction("data.val_fraction", self.val_fraction, high=0.9)
+
+
+@dataclass
+class MaskingConfig:
+    """Which genotypes are hidden (and become targets); the Hydra face of
+    :class:`snpbag.data.masking.MaskingConfig` (same fields, which it validates again).
+
+    Each sequence picks a strategy with probability weight / (random + array):
+    ``random`` hides a rate drawn uniformly in [min_rate, max_rate] (SNPBag pretraining:
+    0.85-0.99); ``array`` hides every site absent from ``array_sites`` (a genotyping
+    array's chrom/pos/ref/alt list), as in imputation fine-tuning."""
+
+    random: float = 1.0
+    min_rate: float = 0.85
+    max_rate: float = 0.99
+    array: float = 0.0
+    array_sites: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_fraction("masking.min_rate", self.min_rate)
+        _check_fraction("masking.max_rate", self.max_rate)
+        if self.min_rate > self.max_rate:
+            raise ConfigError(f"masking.min_rate={self.min_rate} exceeds masking.max_rate={self.max_rate}")
+        if self.random < 0 or self.array < 0 or self.random + self.array <= 0:
+            raise ConfigError(f"masking.random={self.random}, masking.array={self.array}: weights must be >= 0, not both 0")
+        if self.array > 0 and not self.array_sites:
+            raise ConfigError(f"masking.array={self.array} needs masking.array_sites=FILE (the array's site list)")
+
+
+@dataclass
+class TaskConfig:
+    """What is trained: a head (HEADS registry name) on the encoder, optionally starting
+    from a pretrained model directory (``snpbag export`` output). With ``init_from`` the
+    encoder weights are loaded; the head's too when the saved head has the same name."""
+
+    name: str = "pretrain"
+    head: HeadConfig = field(default_factory=HeadConfig)
+    init_from: str | None = None
+
+
+@dataclass
+class OptimConfig:
+    """AdamW. Weight decay applies to matrices only: never to norms, biases or embeddings."""
+
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        _check_positive("optim.lr", self.lr)
+        _check_positive("optim.weight_decay", self.weight_decay, zero_ok=True)
+        _check_positive("optim.grad_clip", self.grad_clip, zero_ok=True)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optim.betas={list(self.betas)} must be two numbers in [0, 1)")
+
+
+@dataclass
+class SchedulerConfig:
+    """Linear warm-up to optim.lr, then cosine decay to ``min_lr_ratio * lr`` at
+    ``total_steps`` (default trainer.max_steps; ``constant``: flat after warm-up). Set
+    total_steps to stop a run early and resume it later on the same schedule."""
+
+    name: str = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    total_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULERS:
+            raise ConfigError(f"scheduler.name={self.name!r}; choose one of {SCHEDULERS}")
+        if self.total_steps is not None:
+            _check_positive("scheduler.total_steps", self.total_steps)
+        _check_positive("scheduler.warmup_steps", self.warmup_steps, zero_ok=True)
+        _check_fraction("scheduler.min_lr_ratio", self.min_lr_ratio)
+
+
+@dataclass
+class TrainerConfig:
+    """Options passed to lightning.Trainer (step-based: validation every
+    ``val_check_interval`` optimizer steps, across epoch boundaries)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bf16-mixed on a GPU that supports it, else 32-true
+    max_steps: int = 1000
+    val_check_interval: int = 200
+    limit_val_batches: Any = 1.0  # float: fraction of the validation set; int: batches
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    num_sanity_val_steps: int = 2  # validation batches run before training, to fail fast
+    cpu_threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        _check_positive("trainer.max_steps", self.max_steps)
+        _check_positive("trainer.val_check_interval", self.val_check_interval)
+        _check_positive("trainer.num_nodes", self.num_nodes)
+        _check_positive("trainer.accumulate_grad_batches", self.accumulate_grad_batches)
+        _check_positive("trainer.log_every_n_steps", self.log_every_n_steps)
+
+
+@dataclass
+class CheckpointConfig:
+    """``last.ckpt`` every ``every_n_steps`` steps and at the end (what resume=true
+    continues from), plus the ``save_top_k`` checkpoints with the lowest ``monitor``."""
+
+    every_n_steps: int = 100
+    save_top_k: int = 2
+    monitor: str = "val/loss"
+
+    def __post_init__(self) -> None:
+        _check_positive("callbacks.checkpoint.every_n_steps", self.every_n_steps)
+        _check_positive("callbacks.checkpoint.save_top_k", self.save_top_k, zero_ok=True)
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    throughput: bool = True  # tokens/s, samples/s, peak memory every trainer.log_every_n_steps
+    lr_monitor: bool = True
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases. Offline by default (files under RUN_DIR/wandb, `wandb sync` later);
+    online only when asked. The environment variable WANDB_MODE=disabled turns it off."""
+
+    enabled: bool = True
+    mode: str = "offline"
+    project: str = "snpbag"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in WANDB_MODES:
+            raise ConfigError(f"logger.wandb.mode={self.mode!r}; choose one of {WANDB_MODES}")
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    csv: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class PathsConfig:
+    runs_dir: str = "runs"
+    run_dir: str | None = None  # default: RUNS_DIR/NAME
+
+
+@dataclass
+class TrainConfig:
+    """Everything `snpbag train` needs; configs/config.yaml composes one of these."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    # MISSING, not a default instance: ModelConfig.__post_init__ fills d_ff from d_model, and a
+    # filled-in default would survive a preset that changes d_model.
+    model: ModelConfig = MISSING  # type: ignore[assignment]
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    name: str = "pretrain"
+    seed: int = 0
+    resume: bool = False  # continue RUN_DIR/checkpoints/last.ckpt (fresh start when there is none)
+
+
+#: Hydra group name -> schema; each is registered as GROUP/schema, the root as snpbag_schema.
+GROUP_SCHEMAS: dict[str, type] = {
+    "data": DataConfig, "masking": MaskingConfig, "model": ModelConfig, "task": TaskConfig,
+    "optim": OptimConfig, "scheduler": SchedulerConfig, "trainer": TrainerConfig,
+    "callbacks": CallbacksConfig, "logger": LoggerConfig, "paths": PathsConfig,
+}
+ROOT_SCHEMA = "snpbag_schema"
+
+
+def register() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent).
+
+    configs/config.yaml lists ``snpbag_schema`` first in its defaults, so each group's
+    YAML is merged into the typed node of its group. Experiments (``experiment/``) and
+    debug presets (``debug/``) are ``@package _global_`` diffs of the same root schema.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name=ROOT_SCHEMA, node=TrainConfig)
+    for group, schema in GROUP_SCHEMAS.items():
+        cs.store(group=group, name="schema", node=schema)

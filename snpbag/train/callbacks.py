@@ -1,0 +1,135 @@
+"""Training callbacks: throughput/memory logging, the checkpoint pair resume relies on, and a
+CSV logger that survives resume.
+
+Checkpoint files are written by Lightning's TorchCheckpointIO, which serialises to memory
+and writes through an fsspec transaction (a temporary file renamed on commit), so a run
+killed mid-save leaves the previous ``last.ckpt`` intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+log = logging.getLogger(__name__)
+
+LAST = "last"
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory of this process: CUDA max allocated on a GPU, else peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+class ThroughputMonitor(Callback):
+    """Logs ``perf/tokens_per_s``, ``perf/samples_per_s`` (summed over ranks) and
+    ``perf/peak_mem_gib`` (this rank) every ``every_n_steps`` optimizer steps.
+
+    The clock covers data loading, forward, backward and the optimizer step; time spent in
+    validation is excluded. Tokens are real (non-padding) sites of the input sequences.
+    """
+
+    def __init__(self, every_n_steps: int = 10) -> None:
+        self.every_n_steps = max(1, every_n_steps)
+        self._reset(None)
+        self._val_start: float | None = None
+
+    def _reset(self, now: float | None) -> None:
+        self._t0 = now
+        self._tokens = 0
+        self._samples = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._tokens = self._tokens + batch.valid.sum()  # stays on the device: no sync per step
+        self._samples += int(batch.genotype.shape[0])
+        step = trainer.global_step
+        if step == 0 or step % self.every_n_steps or self._t0 is None:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        now = time.perf_counter()
+        dt = max(now - self._t0, 1e-9)
+        tokens = torch.as_tensor(self._tokens, device=pl_module.device).to(torch.float64)
+        counts = torch.stack([tokens, torch.tensor(float(self._samples), dtype=torch.float64, device=tokens.device)])
+        counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        pl_module.log("perf/tokens_per_s", counts[0] / dt, on_step=True, on_epoch=False, prog_bar=True)
+        pl_module.log("perf/samples_per_s", counts[1] / dt, on_step=True, on_epoch=False)
+        pl_module.log("perf/peak_mem_gib", peak_memory_gib(pl_module.device), on_step=True, on_epoch=False)
+        self._reset(time.perf_counter())
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._val_start is not None and self._t0 is not None:
+            self._t0 += time.perf_counter() - self._val_start
+        self._val_start = None
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_steps`` optimizer steps and when training ends.
+
+    Lightning's ModelCheckpoint saves "last" at the end only if it never saved before; a
+    run whose max_steps is not a multiple of the interval would then lose its final steps
+    on resume, so this one always saves the final step.
+    """
+
+    def __init__(self, dirpath: str | Path, *, every_n_steps: int) -> None:
+        super().__init__(dirpath=str(dirpath), every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
+                         enable_version_counter=False)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def best_checkpoints(dirpath: str | Path, *, monitor: str, save_top_k: int) -> ModelCheckpoint:
+    """The ``save_top_k`` checkpoints with the lowest ``monitor`` value, named
+    ``step=000200-val_loss=1.2345.ckpt`` so the run directory is readable without tools."""
+    metric = monitor.replace("/", "_")
+    return ModelCheckpoint(
+        dirpath=str(dirpath), filename=f"step={{step:06d}}-{metric}={{{monitor}:.4f}}", monitor=monitor, mode="min",
+        save_top_k=save_top_k, save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run keeps the rows
+    of its earlier sessions instead (a step logged twice, after a pre-emption between two
+    checkpoints, appears twice: readers should keep the last row of a step)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSVLogger writing RUN_DIR/csv/metrics.csv across resumed sessions."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -1,0 +1,442 @@
+"""``snpbag train``: compose the Hydra config, set up the run directory, build data, model
+and trainer, fit.
+
+Configs come from the ``configs/`` directory of the snpbag source tree (found next to the
+package in a checkout / editable install) or from ``$SNPBAG_CONFIG_DIR``. The Hydra
+compose API is used (no @hydra.main): the working directory is never changed and Hydra
+writes nothing; everything a run produces lives in its run directory::
+
+    RUN_DIR/config.yaml        resolved config of the latest session
+    RUN_DIR/provenance.json    one record per session (start or resume): overrides, git
+                               revision, package versions, host
+    RUN_DIR/vocab/             the store's site vocabulary (sites.npz, vocab.json)
+    RUN_DIR/checkpoints/       last.ckpt (resume) and the top-k by validation loss
+    RUN_DIR/csv/metrics.csv    every logged metric; RUN_DIR/tensorboard/, RUN_DIR/wandb/
+    RUN_DIR/wandb_id           the W&B run id, so a resumed run continues the same W&B run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from snpbag.config import ROOT_SCHEMA, TrainConfig, register
+from snpbag.errors import ConfigError, SiteMismatchError
+from snpbag.fileio import atomic_output
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "SNPBAG_CONFIG_DIR"
+LAST_CKPT = "last.ckpt"
+
+
+# --- composing the config ------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    """The directory holding config.yaml and the config groups.
+
+    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
+    checkout or an editable install).
+
+    Raises
+    ------
+    ConfigError : neither exists.
+    """
+    env = os.environ.get(CONFIG_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "configs")
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c.resolve()
+    raise ConfigError(
+        f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
+        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    """Hydra/OmegaConf's explanation (the error and its cause) on one line."""
+    parts: list[str] = []
+    options: list[str] = []
+    for err in (e, e.__cause__):
+        if err is None:
+            continue
+        listing = False
+        for ln in str(err).splitlines():
+            ln = ln.strip()
+            if not ln or ln.startswith(("object_type", "reference_type", "Config search path", "provider=")):
+                listing = listing and not ln.startswith(("Config search path", "provider="))
+                continue
+            if ln.startswith("Available options"):
+                listing = True
+                parts.append(ln.rstrip(":"))
+            elif listing:
+                options.append(ln)
+            elif ln not in parts:
+                parts.append(ln)
+    text = "; ".join(parts)
+    if options:
+        text += ": " + ", ".join(o for o in options if o != "schema")
+    return text or type(e).__name__
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: str | Path | None = None):
+    """The composed (unresolved) DictConfig for command-line style ``overrides``.
+
+    Raises
+    ------
+    ConfigError : an unknown group option, an unknown key or a wrongly typed value, with
+        Hydra's own explanation on one line.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    cdir = Path(config_path).resolve() if config_path else config_dir()
+    try:
+        with initialize_config_dir(config_dir=str(cdir), version_base="1.3", job_name="snpbag"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"{cdir}: config does not compose: {_one_line(e)}") from None
+
+
+def to_train_config(cfg) -> TrainConfig:
+    """Validate a composed DictConfig into a TrainConfig (runs every __post_init__ check).
+
+    Raises
+    ------
+    ConfigError : a mandatory value (``???``) is unset or a value is out of range.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    _check_keys(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or "a value"
+        raise ConfigError(f"{key} is not set; pass {key}=... on the command line") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid config: {_one_line(e)}") from None
+    assert isinstance(obj, TrainConfig), f"{ROOT_SCHEMA} must compose to TrainConfig, got {type(obj)}"
+    return obj
+
+
+def _check_keys(node, path: str = "") -> None:
+    """Refuse keys a schema does not define. Struct mode already does for YAML and plain
+    overrides; this catches ``+key=value`` overrides, which Hydra force-adds."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    t = OmegaConf.get_type(node)
+    known = {f.name for f in dataclasses.fields(t)} if dataclasses.is_dataclass(t) else None
+    for key in node.keys():
+        if known is not None and key not in known:
+            raise ConfigError(f"{path}{key}: no such key in {t.__name__}; known keys: {', '.join(sorted(known))}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _check_keys(child, f"{path}{key}.")
+
+
+# --- the run directory -----------------------------------------------------------------------
+
+
+def run_dir_of(cfg: TrainConfig) -> Path:
+    return Path(cfg.paths.run_dir) if cfg.paths.run_dir else Path(cfg.paths.runs_dir) / cfg.name
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a resumed run continues from: the newest of ``checkpoints/last.ckpt``
+    and Lightning's SLURM pre-emption checkpoints (``hpc_ckpt_*.ckpt``), or None."""
+    found = [p for p in [run_dir / "checkpoints" / LAST_CKPT, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from or None).
+
+    Raises
+    ------
+    ConfigError : the directory already holds checkpoints and resume is false.
+    """
+    run_dir = run_dir_of(cfg)
+    ckpt = resume_checkpoint(run_dir) if run_dir.exists() else None
+    if ckpt is not None and not cfg.resume:
+        raise ConfigError(
+            f"{run_dir}: run directory already holds checkpoints; pass resume=true to continue it, "
+            "or name=... / paths.run_dir=... for a new run"
+        )
+    if cfg.resume and ckpt is None:
+        log.warning("resume=true but %s has no checkpoint yet: starting from step 0", run_dir)
+    return run_dir, ckpt
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+
+
+def _record_session(run_dir: Path, cfg_yaml: str, overrides: list[str], resumed_from: Path | None) -> None:
+    """config.yaml (latest session) and a provenance record appended per session."""
+    from snpbag.provenance import provenance
+
+    _write_text(run_dir / "config.yaml", cfg_yaml)
+    prov_file = run_dir / "provenance.json"
+    sessions: list[dict[str, Any]] = []
+    if prov_file.is_file():
+        try:
+            sessions = json.loads(prov_file.read_text()).get("sessions", [])
+        except (json.JSONDecodeError, AttributeError):
+            log.warning("%s is unreadable; starting a new session list", prov_file)
+    record = provenance("snpbag train", {"overrides": list(overrides),
+                                         "resumed_from": str(resumed_from) if resumed_from else None})
+    record["host"] = os.uname().nodename
+    sessions.append(record)
+    _write_text(prov_file, json.dumps({"sessions": sessions}, indent=2) + "\n")
+
+
+def _same_sites(a, b) -> str | None:
+    """Why two vocabularies differ in their sites (ignoring allele frequencies), or None."""
+    import numpy as np
+
+    from snpbag.data.chrom import chrom_key
+
+    if a.n_sites != b.n_sites:
+        return f"{a.n_sites} vs {b.n_sites} sites"
+    ka = np.asarray([chrom_key(c) for c in a.chrom_names], dtype=object)[np.asarray(a.site_chrom)]
+    kb = np.asarray([chrom_key(c) for c in b.chrom_names], dtype=object)[np.asarray(b.site_chrom)]
+    for name, x, y in (("chromosome", ka, kb), ("position", a.position, b.position),
+                       ("REF", np.asarray(a.ref, str), np.asarray(b.ref, str)),
+                       ("ALT", np.asarray(a.alt, str), np.asarray(b.alt, str))):
+        diff = np.flatnonzero(np.asarray(x) != np.asarray(y))
+        if diff.size:
+            return f"{diff.size} sites differ in {name} (first at site {int(diff[0])})"
+    return None
+
+
+def _store_vocab(run_dir: Path, vocab, store: str) -> None:
+    """Keep the training vocabulary in the run directory (export reads it from there, so a
+    run can be exported after its store has moved); on resume, check the store still matches."""
+    from snpbag.data.vocab import SiteVocab
+
+    vdir = run_dir / "vocab"
+    if vdir.is_dir():
+        why = _same_sites(SiteVocab.load(vdir), vocab)
+        if why:
+            raise SiteMismatchError(f"{store}: sites differ from those this run was trained on ({why}); "
+                                    f"resume with the original data.store")
+        return
+    with atomic_output(vdir) as tmp:
+        vocab.save(tmp)
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+
+def build_datamodule(cfg: TrainConfig):
+    """GenotypeDataModule from the data and masking groups (training wraps its train loader
+    so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
+    from dataclasses import asdict
+
+    from snpbag.train.resume import ResumableDataModule
+
+    d = cfg.data
+    augment = asdict(d.augment) if d.augment.enabled else None
+    return ResumableDataModule(
+        d.store, batch_size=d.batch_size, num_workers=d.num_workers, window=d.seq_len, val_window=d.val_seq_len,
+        samples=d.samples, val_samples=d.val_samples, val_fraction=d.val_fraction,
+        contigs=list(d.contigs) if d.contigs is not None else None, masking=asdict(cfg.masking), augment=augment,
+        seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
+        prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
+    )
+
+
+def build_model(cfg: TrainConfig, vocab):
+    """The model to train: fresh from ``cfg.model``, or initialised from ``task.init_from``.
+
+    With ``init_from`` the architecture is the pretrained model's; ``cfg.model``'s runtime
+    fields (backend, block size, window, dropout, activation checkpointing, compile) still
+    apply. The encoder weights are loaded; the head's too when it has the same name.
+
+    Raises
+    ------
+    SiteMismatchError : the store's sites are not the pretrained model's, or model.n_sites
+        disagrees with the store.
+    CheckpointError : init_from is not a model directory.
+    """
+    from dataclasses import replace
+
+    from snpbag.data.vocab import SiteVocab
+    from snpbag.model.builders import build_model as build
+    from snpbag.model.model import RUNTIME_FIELDS, SnpbagModel
+
+    head = cfg.task.head
+    options = dict(head.options) if head.options else None
+    if cfg.task.init_from:
+        src = Path(cfg.task.init_from)
+        why = _same_sites(SiteVocab.load(src), vocab)
+        if why:
+            raise SiteMismatchError(f"{cfg.data.store}: sites differ from those of task.init_from={src} ({why}); "
+                                    "convert the data with the model's site list")
+        runtime = {k: getattr(cfg.model, k) for k in RUNTIME_FIELDS}
+        model = SnpbagModel.load(src, head=head.name, head_options=options, overrides=runtime)
+        log.info("initialised from %s (head %s)", src, head.name)
+        return model
+    mcfg = cfg.model
+    if mcfg.n_sites and mcfg.n_sites != vocab.n_sites:
+        raise SiteMismatchError(f"model.n_sites={mcfg.n_sites} but {cfg.data.store} has {vocab.n_sites} sites; "
+                                "leave model.n_sites at 0 to take it from the store")
+    return build(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options)
+
+
+def _precision(cfg: TrainConfig) -> str:
+    import torch
+
+    p = cfg.trainer.precision
+    if p != "auto":
+        return p
+    gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> list:
+    """CSV, TensorBoard and W&B loggers (Lightning calls them on rank 0 only)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from snpbag.train.callbacks import AppendingCSVLogger
+
+    loggers: list = []
+    if cfg.logger.csv:
+        loggers.append(AppendingCSVLogger(save_dir=str(run_dir), name="", version="csv"))
+    if cfg.logger.tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard",
+                                         default_hp_metric=False))
+    w = cfg.logger.wandb
+    if w.enabled and w.mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        from lightning.pytorch.utilities import rank_zero_only
+
+        # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
+        # create the id file, or DDP ranks would race to write different ids.
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
+        if not id_file.is_file() and rank_zero_only.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_text(id_file, run_id + "\n")
+        loggers.append(WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+                                   mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
+                                   log_model=False))
+    return loggers
+
+
+def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from snpbag.train.callbacks import LastCheckpoint, ThroughputMonitor, best_checkpoints
+
+    ck = cfg.callbacks.checkpoint
+    callbacks: list = [LastCheckpoint(run_dir / "checkpoints", every_n_steps=ck.every_n_steps)]
+    if ck.save_top_k > 0:
+        callbacks.append(best_checkpoints(run_dir / "checkpoints", monitor=ck.monitor, save_top_k=ck.save_top_k))
+    if cfg.callbacks.throughput:
+        callbacks.append(ThroughputMonitor(every_n_steps=cfg.trainer.log_every_n_steps))
+    if cfg.callbacks.lr_monitor and (cfg.logger.csv or cfg.logger.tensorboard or cfg.logger.wandb.enabled):
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return callbacks
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, *, loggers: list, callbacks: list):
+    from lightning import Trainer
+
+    t = cfg.trainer
+    return Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(cfg), max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=cfg.optim.grad_clip or None,
+        gradient_clip_algorithm="norm", log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic,
+        enable_progress_bar=t.enable_progress_bar, num_sanity_val_steps=t.num_sanity_val_steps,
+        enable_model_summary=False, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir),
+    )
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+
+def train(overrides: list[str]) -> Path:
+    """Run ``snpbag train OVERRIDES...``: compose, train (or resume), return the run directory.
+
+    Raises
+    ------
+    ConfigError : the config does not compose or validate, or the run directory holds a
+        run and resume is false.
+    SiteMismatchError : resuming on a store with other sites, or init_from a model of other sites.
+    StoreFormatError : data.store is not a snpbag store.
+    """
+    from omegaconf import OmegaConf
+
+    raw = compose_config(overrides)
+    cfg = to_train_config(raw)
+    return fit(cfg, raw_config=OmegaConf.to_container(raw, resolve=True), overrides=overrides)
+
+
+def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = ()) -> Path:
+    """Train with a validated config (``raw_config`` is its plain, resolved dict)."""
+    import lightning as L
+    import torch
+    import yaml
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from snpbag.train.lit_module import SnpbagModule
+
+    # Lightning's notes on things snpbag does on purpose: a sized IterableDataset (its length
+    # is exact per rank, see snpbag.data.dataset) and appending to the CSV log on resume.
+    warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Lightning logs through its own handler; with the CLI's root handler too, each line
+    # would print twice.
+    for name in ("lightning", "torchmetrics"):
+        lg = logging.getLogger(name)
+        if lg.handlers and logging.getLogger().handlers:
+            lg.propagate = False
+    if cfg.trainer.cpu_threads:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
+    run_dir, ckpt = prepare_run_dir(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+
+    dm = build_datamodule(cfg)
+    vocab = dm.store.vocab
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _store_vocab(run_dir, vocab, cfg.data.store)
+        _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
+
+    model = build_model(cfg, vocab)
+    meta = {
+        "model_config": model.config.to_dict(),
+        "head": {"name": model.head_name, "options": dict(model.head.options)},
+        "train_config": raw_config,
+        "run_dir": str(run_dir.resolve()),
+        "data": dm.describe(),
+        "init_from": cfg.task.init_from,
+    }
+    total = cfg.scheduler.total_steps or cfg.trainer.max_steps
+    module = SnpbagModule(model, optim=cfg.optim, scheduler=cfg.scheduler, max_steps=total,
+                          site_af=vocab.af, meta=meta)
+    loggers = build_loggers(cfg, run_dir, raw_config)
+    trainer = build_trainer(cfg, run_dir, loggers=loggers, callbacks=build_callbacks(cfg, run_dir))
+    if ckpt is not None:
+        log.info("resuming %s from %s", run_dir, ckpt)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    log.info("run %s finished at step %d", run_dir, trainer.global_step)
+    return run_dir

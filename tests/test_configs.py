@@ -1,0 +1,170 @@
+"""The Hydra config hub: every experiment composes and instantiates, every group option
+composes, typos fail at compose time with a clear message, heads match configs/task/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from snpbag.errors import ConfigError
+from tiny_data import tiny_store
+
+torch.set_num_threads(1)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+GROUPS = ("data", "masking", "model", "task", "optim", "scheduler", "trainer", "callbacks", "logger", "paths")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return tiny_store(tmp_path_factory.mktemp("tiny"))
+
+
+def _cfg(*overrides: str):
+    from snpbag.train.run import compose_config, to_train_config
+
+    return to_train_config(compose_config(list(overrides)))
+
+
+def test_there_are_experiments():
+    assert {"pretrain_demo", "pretrain_chr22", "pretrain_genome"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_instantiates(name, store, tmp_path):
+    """Model built (meta device: no memory even for the base model), datamodule set up on
+    the tiny store; CPU experiments also run one batch through a real model and build
+    their Trainer."""
+    from snpbag.train.run import build_callbacks, build_datamodule, build_model, build_trainer
+
+    cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    vocab = dm.store.vocab
+    with torch.device("meta"):
+        model = build_model(cfg, vocab)
+    assert model.config.n_sites == vocab.n_sites and model.config.name == cfg.model.name
+    if cfg.trainer.accelerator == "cpu":
+        model = build_model(cfg, vocab)
+        batch = next(iter(dm.train_dataloader()))
+        out = model(batch)
+        assert out.logits.shape == (*batch.genotype.shape, 3) and torch.isfinite(out.loss)
+        trainer = build_trainer(cfg, tmp_path, loggers=[], callbacks=build_callbacks(cfg, tmp_path))
+        assert trainer.max_steps == cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes(group, store):
+    options = sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+    assert options, f"configs/{group}/ is empty"
+    for opt in options:
+        extra = ["masking.array_sites=sites.tsv"] if (group, opt) == ("masking", "array") else []
+        cfg = _cfg(f"{group}={opt}", f"data.store={store}", *extra)
+        assert cfg.data.store == str(store)
+
+
+def test_heads_registry_matches_task_configs():
+    from snpbag.model.heads import HEADS
+
+    names = {yaml.safe_load(p.read_text())["head"]["name"] for p in (CONFIGS / "task").glob("*.yaml")}
+    assert names == set(HEADS), "every head needs a configs/task/ entry and every task a registered head"
+
+
+def test_model_presets_match_schema():
+    from snpbag.config import ModelConfig
+
+    for p in (CONFIGS / "model").glob("*.yaml"):
+        assert set(yaml.safe_load(p.read_text())) == set(ModelConfig.__dataclass_fields__), p.name
+
+
+def test_typo_in_override_fails_at_compose_time():
+    from snpbag.train.run import compose_config
+
+    with pytest.raises(ConfigError, match=r"Key 'bach_size' not in 'DataConfig'; full_key: data.bach_size"):
+        compose_config(["data.bach_size=3"])
+    with pytest.raises(ConfigError, match=r"Could not find 'model/huge'; Available options in 'model': base, small, tiny"):
+        compose_config(["model=huge"])
+    with pytest.raises(ConfigError, match=r"Value 'abc' of type 'str' could not be converted to Integer"):
+        compose_config(["data.batch_size=abc"])
+    with pytest.raises(ConfigError, match=r"data.bach: no such key in DataConfig"):
+        _cfg("+data.bach=3", "data.store=x")
+
+
+def test_typo_in_yaml_fails_at_compose_time(tmp_path, monkeypatch):
+    from snpbag.train.run import compose_config
+
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    (tmp_path / "configs" / "optim" / "typo.yaml").write_text("lr: 1.0e-3\nweight_decy: 0.1\n")
+    monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path / "configs"))
+    with pytest.raises(ConfigError, match=r"In 'optim/typo'.*Key 'weight_decy' not in 'OptimConfig'"):
+        compose_config(["optim=typo"])
+
+
+def test_values_are_validated():
+    with pytest.raises(ConfigError, match=r"data.store is not set; pass data.store=\.\.\."):
+        _cfg()
+    with pytest.raises(ConfigError, match=r"masking.min_rate=0.9 exceeds masking.max_rate=0.5"):
+        _cfg("data.store=x", "masking.min_rate=0.9", "masking.max_rate=0.5")
+    with pytest.raises(ConfigError, match=r"model.d_model=30 is not divisible by model.n_heads=4"):
+        _cfg("data.store=x", "model.d_model=30")
+    with pytest.raises(ConfigError, match=r"logger.wandb.mode='sometimes'"):
+        _cfg("data.store=x", "logger.wandb.mode=sometimes")
+    with pytest.raises(ConfigError, match=r"masking.array=1.0 needs masking.array_sites=FILE"):
+        _cfg("data.store=x", "masking.array=1")
+
+
+def test_model_preset_changes_d_ff_default():
+    """d_ff follows d_model unless set: the schema must not bake in the default preset's value."""
+    assert _cfg("data.store=x", "model=small").model.d_ff == 4 * 128
+    assert _cfg("data.store=x", "model.d_model=32", "model.n_heads=2").model.d_ff == 128
+
+
+def test_config_dir_resolution(tmp_path, monkeypatch):
+    from snpbag.train.run import config_dir
+
+    assert config_dir() == CONFIGS
+    monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path))  # no config.yaml there
+    # the checkout's configs/ is still found as the fallback, so move the module away too
+    monkeypatch.setattr("snpbag.train.run.__file__", str(tmp_path / "site-packages" / "snpbag" / "train" / "run.py"))
+    with pytest.raises(ConfigError, match=r"no snpbag configs found.*set SNPBAG_CONFIG_DIR="):
+        config_dir()
+    (tmp_path / "config.yaml").write_text("defaults: []\n")
+    assert config_dir() == tmp_path
+
+
+def test_yaml_has_no_code():
+    """No resolvers (``${eval:...}``, ``${oc.env:...}``), arithmetic or shell-outs in YAML
+    values (STYLE.md): plain values and at most ``${key}`` references."""
+    import re
+
+    def strings(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                yield from strings(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from strings(v)
+        elif isinstance(x, str):
+            yield x
+
+    for p in CONFIGS.rglob("*.yaml"):
+        for v in strings(yaml.safe_load(p.read_text()) or {}):
+            assert not re.search(r"\$\{[^}]*:", v) and "$(" not in v and "`" not in v, f"{p}: {v!r}"
+
+
+def test_a_task_can_select_its_masking(tmp_path, monkeypatch):
+    """The pattern fine-tuning tasks use (docs/training.md): a task's defaults list switches
+    the masking group, and the command line can still override it."""
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    (tmp_path / "configs" / "task" / "finetune.yaml").write_text(
+        "defaults:\n  - override /masking@_global_.masking: array\n"
+        "name: finetune\nhead:\n  name: genotype\n  options: {}\ninit_from: models/base\n")
+    monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path / "configs"))
+    cfg = _cfg("task=finetune", "data.store=x", "masking.array_sites=a.tsv")
+    assert cfg.task.init_from == "models/base" and cfg.masking.array == 0.9
+    assert _cfg("task=finetune", "masking=random", "data.store=x").masking.array == 0.0
