@@ -154,7 +154,7 @@ def demo(out):
     """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""
     from snpbag.demo import demo as run
 
-    run(Path(out))
+    run(Path(out), echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

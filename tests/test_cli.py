@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 from unittest import mock
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -123,10 +124,10 @@ def test_impute(runner, monkeypatch):
 def test_demo(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.demo", "demo")) as f:
         _invoke(runner, ["demo", "--out", "d"])
-    f.assert_called_once_with(Path("d"))
+    f.assert_called_once_with(Path("d"), echo=click.echo)
     with mock.patch(_target(monkeypatch, "snpbag.demo", "demo")) as f:
         _invoke(runner, ["demo"])
-    f.assert_called_once_with(Path("demo_out"))
+    f.assert_called_once_with(Path("demo_out"), echo=click.echo)
 
 
 @pytest.mark.parametrize("args, module, func, error", [
