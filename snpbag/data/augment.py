@@ -1,0 +1,327 @@
+"""Synthetic genomes recombined from a reference panel (numpy only).
+
+SNPBag was pre-trained on a million genomes synthesised from 1000 Genomes haplotypes
+(RESHAPE, HAPNEST). This module does the same on the fly: each synthetic haplotype is a
+mosaic of reference haplotypes, switching source at crossovers that fall as a Poisson
+process along the genetic map, and each synthetic genome pairs two such mosaics. A panel
+of a few thousand genomes thus yields an unlimited stream of new, realistic genotype
+sequences with the panel's linkage disequilibrium within segments.
+
+The crossover intensity is ``generations`` per Morgan of genetic distance: a mosaic after
+``g`` generations of random mating in a large population has ~``g`` switches per Morgan.
+The default ``generations = 8`` mirrors the 8th-generation offspring of the paper's RESHAPE
+data. Genetic distance comes from a uniform rate (cM/Mb, default 1) or from a genetic map
+file. Everything is a pure function of the caller's ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snpbag.data.chrom import chrom_key
+from snpbag.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly recombination of the training panel (configs/data ``augment:`` block).
+
+    Attributes
+    ----------
+    rate : uniform recombination rate in cM/Mb, used when no genetic map is given.
+    genetic_map : PLINK ``.map`` (chrom id cM bp) or HapMap-style (chrom bp rate cM, with
+        header) file covering the store's chromosomes; overrides ``rate``.
+    generations : crossovers per Morgan (see the module docstring).
+    panel_size : reference genomes read per block of synthetic genomes (bounds memory:
+        panel_size x window x 2 bytes); each block draws a new random panel subset.
+    items_per_epoch : synthetic sequences per epoch over all ranks; default: as many as
+        the real training items (samples x contigs).
+    """
+
+    rate: float = 1.0
+    genetic_map: str | None = None
+    generations: float = 8.0
+    panel_size: int = 256
+    items_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise ConfigError(f"augment.rate={self.rate}: must be >= 0 cM/Mb")
+        if self.generations < 0:
+            raise ConfigError(f"augment.generations={self.generations}: must be >= 0")
+        if self.panel_size < 1:
+            raise ConfigError(f"augment.panel_size={self.panel_size}: must be >= 1")
+        if self.items_per_epoch is not None and self.items_per_epoch < 1:
+            raise ConfigError(f"augment.items_per_epoch={self.items_per_epoch}: must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | bool | None) -> AugmentConfig | None:
+        """None/False → no augmentation; True → defaults; a dict → those values."""
+        if d is None or d is False:
+            return None
+        if d is True:
+            return cls()
+        if isinstance(d, AugmentConfig):
+            return d
+        d = dict(d)
+        if not d.pop("enabled", True):
+            return None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown augment keys {unknown}; known: {sorted(known | {'enabled'})}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GeneticMap:
+    """Piecewise-linear map from base pairs to centimorgans, per chromosome.
+
+    Positions outside a chromosome's map are extrapolated at that chromosome's mean rate
+    (so flanks still recombine); chromosomes absent from the map raise.
+    """
+
+    def __init__(self, maps: dict[str, tuple[np.ndarray, np.ndarray]], *, source: str = "<memory>") -> None:
+        self.source = source
+        self._maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for chrom, (bp, cm) in maps.items():
+            bp = np.asarray(bp, dtype=np.float64)
+            cm = np.asarray(cm, dtype=np.float64)
+            order = np.argsort(bp, kind="stable")
+            bp, cm = bp[order], cm[order]
+            if bp.size == 0 or np.any(np.diff(cm) < -1e-9):
+                raise InputError(f"{source}: genetic map of chromosome {chrom} is empty or decreasing in cM")
+            self._maps[chrom_key(chrom)] = (bp, cm)
+
+    @property
+    def chromosomes(self) -> list[str]:
+        return list(self._maps)
+
+    def cm(self, chrom: str, position: np.ndarray) -> np.ndarray:
+        """Genetic position (cM) of base-pair positions on ``chrom``.
+
+        Raises
+        ------
+        InputError : the map has no entry for ``chrom``.
+        """
+        key = chrom_key(chrom)
+        if key not in self._maps:
+            raise InputError(
+                f"{self.source}: no genetic map for chromosome {chrom}; maps cover {self.chromosomes}"
+            )
+        bp, cm = self._maps[key]
+        x = np.asarray(position, dtype=np.float64)
+        out = np.interp(x, bp, cm)
+        mean_rate = (cm[-1] - cm[0]) / (bp[-1] - bp[0]) if bp[-1] > bp[0] else 0.0
+        lo, hi = x < bp[0], x > bp[-1]
+        out[lo] = cm[0] - (bp[0] - x[lo]) * mean_rate
+        out[hi] = cm[-1] + (x[hi] - bp[-1]) * mean_rate
+        return out
+
+
+def read_genetic_map(path: str | Path) -> GeneticMap:
+    """Read a genetic map in PLINK ``.map`` format (as shipped with Beagle: ``chrom id cM bp``)
+    or HapMap format (``chrom position rate cM`` with a header line, as in the 1000 Genomes
+    and SHAPEIT maps; a 3-column ``pos rate cM`` SHAPEIT map needs a chrom column added).
+
+    Parameters
+    ----------
+    path : whitespace-separated text file, optionally gzip-compressed.
+
+    Returns
+    -------
+    GeneticMap
+
+    Raises
+    ------
+    InputError : unreadable file or unrecognised layout.
+    """
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    per: dict[str, tuple[list[float], list[float]]] = {}
+    layout = None
+    try:
+        with opener(path, "rt") as f:
+            for lineno, line in enumerate(f, start=1):
+                parts = line.split()
+                if not parts or parts[0].startswith("#"):
+                    continue
+                if len(parts) < 4:
+                    raise InputError(
+                        f"{path}:{lineno}: expected 4 columns (PLINK chrom id cM bp, or HapMap chrom bp rate cM)"
+                    )
+                if layout is None:  # HapMap files start with a header line, PLINK ones do not
+                    try:
+                        float(parts[2]), float(parts[3])
+                        layout = "plink"
+                    except ValueError:
+                        layout = "hapmap"
+                        continue
+                try:
+                    if layout == "plink":
+                        bp, cm = float(parts[3]), float(parts[2])
+                    else:
+                        bp, cm = float(parts[1]), float(parts[3])
+                except ValueError:
+                    raise InputError(f"{path}:{lineno}: non-numeric map entry {line.strip()!r}") from None
+                lists = per.setdefault(parts[0], ([], []))
+                lists[0].append(bp)
+                lists[1].append(cm)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read genetic map ({e}); check augment.genetic_map") from e
+    if not per:
+        raise InputError(f"{path}: genetic map has no entries")
+    return GeneticMap({c: (np.asarray(b), np.asarray(m)) for c, (b, m) in per.items()}, source=str(path))
+
+
+def genetic_positions(
+    position: np.ndarray, *, chrom: str | None = None, rate: float = 1.0, genetic_map: GeneticMap | None = None
+) -> np.ndarray:
+    """Genetic position in cM of each site: from ``genetic_map`` when given (needs
+    ``chrom``), else ``position * rate / 1e6`` (uniform ``rate`` cM/Mb)."""
+    if genetic_map is not None:
+        if chrom is None:
+            raise ValueError("genetic_positions: chrom is required with a genetic map")
+        return genetic_map.cm(chrom, position)
+    return np.asarray(position, dtype=np.float64) * (rate / 1e6)
+
+
+def crossover_sites(genetic_cm: np.ndarray, rng: np.random.Generator, *, generations: float = 8.0) -> np.ndarray:
+    """Sites at which a mosaic haplotype switches source.
+
+    Crossovers are a Poisson process of intensity ``generations`` per Morgan on the
+    genetic interval spanned by the sites; a crossover between sites ``i-1`` and ``i``
+    starts a new segment at ``i``. Several crossovers between the same two sites count
+    once (the haplotype simply switches source).
+
+    Parameters
+    ----------
+    genetic_cm : non-decreasing genetic positions (cM) of the L sites.
+    rng : source of randomness.
+    generations : crossovers per Morgan.
+
+    Returns
+    -------
+    int64 array of segment starts in 1..L-1, increasing, unique.
+    """
+    g = np.asarray(genetic_cm, dtype=np.float64)
+    if g.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    span = (g[-1] - g[0]) / 100.0  # Morgans
+    k = rng.poisson(generations * span) if span > 0 else 0
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    u = rng.uniform(g[0], g[-1], size=k)
+    idx = np.searchsorted(g, u, side="left")
+    idx = idx[(idx >= 1) & (idx < g.size)]
+    return np.unique(idx).astype(np.int64)
+
+
+def mosaic_segments(
+    genetic_cm: np.ndarray, n_sources: int, rng: np.random.Generator, *, generations: float = 8.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment layout of one mosaic haplotype: where segments start and which source
+    haplotype each copies. Consecutive segments copy different sources (when there are
+    at least two), so every recorded crossover is visible.
+
+    Returns
+    -------
+    (starts, sources): int64 arrays of equal length; ``starts[0] == 0``.
+    """
+    if n_sources < 1:
+        raise ValueError("mosaic_segments: need at least one source haplotype")
+    starts = np.concatenate([[0], crossover_sites(genetic_cm, rng, generations=generations)]).astype(np.int64)
+    sources = np.empty(starts.size, dtype=np.int64)
+    sources[0] = rng.integers(n_sources)
+    if n_sources == 1:
+        sources[:] = 0
+        return starts, sources
+    # a different source from the previous segment: draw among the other n-1
+    step = rng.integers(1, n_sources, size=starts.size - 1)
+    for i in range(1, starts.size):
+        sources[i] = (sources[i - 1] + step[i - 1]) % n_sources
+    return starts, sources
+
+
+def copy_segments(panel: np.ndarray, starts: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Assemble a haplotype (L,) from panel rows (n_sources, L) given a segment layout."""
+    L = panel.shape[1]
+    out = np.empty(L, dtype=panel.dtype)
+    stops = np.append(starts[1:], L)
+    for s, e, src in zip(starts.tolist(), stops.tolist(), sources.tolist()):
+        out[s:e] = panel[src, s:e]
+    return out
+
+
+def flatten_panel(haplotypes: np.ndarray) -> np.ndarray:
+    """(n_ref, L, 2) genomes → (2 n_ref, L) haplotype rows, row ``2 * sample + k``; do it once
+    per panel when making many genomes from it."""
+    h = np.asarray(haplotypes)
+    if h.ndim != 3 or h.shape[2] != 2:
+        raise ValueError(f"expected diploid (n, L, 2) haplotypes, got shape {h.shape}")
+    return np.ascontiguousarray(h.transpose(0, 2, 1).reshape(2 * h.shape[0], h.shape[1]))
+
+
+def synthetic_genome(panel: np.ndarray, genetic_cm: np.ndarray, rng: np.random.Generator, *,
+                     generations: float = 8.0, segments: list | None = None) -> np.ndarray:
+    """One synthetic genome (L, 2) from a flattened panel (see :func:`flatten_panel`); appends
+    the two haplotypes' (starts, sources) to ``segments`` when given."""
+    L = panel.shape[1]
+    out = np.empty((L, 2), dtype=panel.dtype)
+    for k in range(2):
+        starts, sources = mosaic_segments(genetic_cm, panel.shape[0], rng, generations=generations)
+        out[:, k] = copy_segments(panel, starts, sources)
+        if segments is not None:
+            segments.append((starts, sources))
+    return out
+
+
+def synthetic_genomes(
+    haplotypes: np.ndarray,
+    genetic_cm: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    generations: float = 8.0,
+    return_segments: bool = False,
+):
+    """Synthetic diploid genomes recombined from a reference panel.
+
+    Parameters
+    ----------
+    haplotypes : int8 (n_ref, L, 2) panel alleles (-1 missing, copied as is).
+    genetic_cm : (L,) genetic positions of the sites in cM.
+    n : number of genomes to make.
+    rng : source of randomness.
+    generations : crossovers per Morgan.
+    return_segments : also return each haplotype's (starts, sources); sources index the
+        flattened panel, row ``2 * sample + haplotype``.
+
+    Returns
+    -------
+    int8 (n, L, 2) alleles, and when asked a list of 2n segment layouts (genome-major).
+
+    Raises
+    ------
+    ValueError : haplotypes not (n, L, 2) or genetic_cm not (L,).
+    """
+    panel = flatten_panel(haplotypes)
+    L = panel.shape[1]
+    if np.asarray(genetic_cm).shape != (L,):
+        raise ValueError(f"synthetic_genomes: genetic_cm has shape {np.shape(genetic_cm)}, expected ({L},)")
+    segments: list | None = [] if return_segments else None
+    out = np.empty((n, L, 2), dtype=panel.dtype)
+    for i in range(n):
+        out[i] = synthetic_genome(panel, genetic_cm, rng, generations=generations, segments=segments)
+    return (out, segments) if return_segments else out

@@ -1,0 +1,336 @@
+"""Reading a snpbag genotype store (docs/store-format.md).
+
+``open_store`` validates the layout once; ``GenotypeStore`` then serves the two access
+patterns snpbag needs: a few samples × one contig window (training, imputation) and
+all samples × consecutive variant blocks (KING-style cohort scans). A store pickles by
+path, so DataLoader workers (fork or spawn) reopen it lazily in their own process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from snpbag import STORE_FORMAT_VERSION
+from snpbag.data import schema
+from snpbag.data.vocab import SiteVocab
+from snpbag.errors import SampleError, SnpbagError, StoreFormatError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelContig:
+    """One model contig: vocabulary sites ``site_start:site_stop`` of chromosome ``chrom``."""
+
+    index: int
+    chrom: str
+    site_start: int
+    site_stop: int
+    first_position: int
+    last_position: int
+
+    @property
+    def length(self) -> int:
+        return self.site_stop - self.site_start
+
+
+def open_store(path: str | Path, *, storage_options: dict | None = None) -> GenotypeStore:
+    """Open and validate a store written by ``snpbag convert``.
+
+    Parameters
+    ----------
+    path : local directory or any fsspec URL (``s3://``, ``gs://``, ``http://``, ...).
+    storage_options : passed to fsspec for URLs (credentials, anonymous access, ...).
+
+    Returns
+    -------
+    GenotypeStore
+
+    Raises
+    ------
+    StoreFormatError : not a snpbag store, written by another format version, incomplete
+        (a conversion that did not finish), or missing/mis-dimensioned arrays.
+    """
+    store = GenotypeStore(path, storage_options=storage_options)
+    store._validate()
+    return store
+
+
+class GenotypeStore:
+    """A validated, read-only view of a snpbag store; see :func:`open_store`."""
+
+    def __init__(self, path: str | Path, *, storage_options: dict | None = None):
+        self.path = str(path)
+        self.storage_options = storage_options
+        self._group = None
+        self._cache: dict = {}
+
+    # --- opening / pickling ---------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], storage_options=state["storage_options"])
+
+    def __repr__(self) -> str:
+        return f"GenotypeStore({self.path!r}: {self.n_variants} variants x {self.n_samples} samples, " \
+               f"{self.vocab.n_sites} sites in {self.n_contigs} contigs)"
+
+    @property
+    def group(self) -> zarr.Group:
+        if self._group is None:
+            if not _is_url(self.path) and not Path(self.path).exists():
+                raise StoreFormatError(f"{self.path}: no such store; create it with `snpbag convert INPUT.vcf.gz {self.path}`")
+            try:
+                self._group = zarr.open_group(self.path, mode="r", storage_options=self.storage_options)
+            except SnpbagError:
+                raise
+            except Exception as e:
+                raise StoreFormatError(f"{self.path}: not a Zarr group ({type(e).__name__}: {e}); "
+                                       "re-run `snpbag convert`") from e
+        return self._group
+
+    def _fix(self) -> str:
+        return f"re-run `snpbag convert` to rewrite {self.path}"
+
+    def _validate(self) -> None:
+        attrs = dict(self.group.attrs)
+        version = attrs.get(schema.ATTR_VERSION)
+        if version is None:
+            raise StoreFormatError(f"{self.path}: not a snpbag store (no {schema.ATTR_VERSION} attribute); "
+                                   f"create it with `snpbag convert`")
+        if version != STORE_FORMAT_VERSION:
+            raise StoreFormatError(f"{self.path}: store format version {version}, this snpbag reads version "
+                                   f"{STORE_FORMAT_VERSION}; {self._fix()}")
+        if attrs.get(schema.ATTR_COMPLETE) is not True:
+            raise StoreFormatError(f"{self.path}: incomplete store (conversion did not finish); {self._fix()}")
+        for spec in schema.VARIABLES:
+            try:
+                arr = self.group[spec.name]
+            except KeyError:
+                if spec.required:
+                    raise StoreFormatError(f"{self.path}: array {spec.name} is missing; {self._fix()}") from None
+                continue
+            dims = tuple(arr.metadata.dimension_names or ())
+            if dims != spec.dims:
+                raise StoreFormatError(f"{self.path}: array {spec.name} has dimensions {dims}, expected "
+                                       f"{spec.dims}; {self._fix()}")
+
+    def _array(self, name: str):
+        try:
+            return self.group[name]
+        except KeyError:
+            raise StoreFormatError(f"{self.path}: array {name} is missing; {self._fix()}") from None
+
+    def _read(self, name: str, selection=Ellipsis, *, orthogonal: bool = False) -> np.ndarray:
+        """Read from an array, turning codec/IO failures into StoreFormatError."""
+        arr = self._array(name)
+        try:
+            return arr.oindex[selection] if orthogonal else arr[selection]
+        except SnpbagError:
+            raise
+        except (IndexError, TypeError):
+            raise
+        except Exception as e:
+            raise StoreFormatError(f"{self.path}/{name}: corrupt or unreadable chunk ({type(e).__name__}: {e}); "
+                                   f"{self._fix()}") from e
+
+    def _cached(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            a = np.asarray(self._read(name))
+            if a.dtype.kind == "T":  # numpy StringDType from zarr's variable-length strings
+                a = a.astype(object)
+            self._cache[name] = a
+        return self._cache[name]
+
+    # --- metadata ---------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs)
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        return np.array(self._cached("sample_id").tolist(), dtype=str)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._array("sample_id").shape[0])
+
+    @property
+    def n_variants(self) -> int:
+        return int(self._array("variant_position").shape[0])
+
+    @property
+    def contig_ids(self) -> tuple[str, ...]:
+        """Chromosome (VCF contig) names as written in the input."""
+        return tuple(str(c) for c in self._cached("contig_id").tolist())
+
+    @property
+    def variant_position(self) -> np.ndarray:
+        return self._cached("variant_position")
+
+    @property
+    def variant_contig(self) -> np.ndarray:
+        return self._cached("variant_contig")
+
+    @property
+    def variant_allele(self) -> np.ndarray:
+        return self._cached("variant_allele")
+
+    @property
+    def variant_chunk(self) -> int:
+        return int(self._array("call_genotype").chunks[0])
+
+    @property
+    def vocab(self) -> SiteVocab:
+        """The site vocabulary (SiteVocab with ``variant`` = store rows of the sites)."""
+        if "vocab" not in self._cache:
+            v = self._cached("snpbag_site_variant").astype(np.int64)
+            allele = self.variant_allele[v] if v.size else np.zeros((0, 2), dtype=object)
+            attrs = self.attrs
+            self._cache["vocab"] = SiteVocab(
+                chrom_names=self.contig_ids, site_chrom=self.variant_contig[v].astype(np.int16),
+                position=self.variant_position[v].astype(np.int64), ref=allele[:, 0].astype(object),
+                alt=allele[:, 1].astype(object), af=self._cached("snpbag_site_af").astype(np.float32),
+                contig_chrom=self._cached("snpbag_contig_chrom").astype(np.int16),
+                contig_start=self._cached("snpbag_contig_start").astype(np.int64),
+                contig_stop=self._cached("snpbag_contig_stop").astype(np.int64),
+                contig_len=int(attrs[schema.ATTR_CONTIG_LEN]), min_maf=float(attrs[schema.ATTR_MIN_MAF]), variant=v,
+            )
+        return self._cache["vocab"]
+
+    sites = vocab
+
+    @property
+    def n_contigs(self) -> int:
+        """Number of model contigs (vocabulary tiles), not VCF contigs."""
+        return int(self._array("snpbag_contig_start").shape[0])
+
+    @property
+    def contigs(self) -> list[ModelContig]:
+        """The model contigs in genome order."""
+        voc = self.vocab
+        return [
+            ModelContig(i, voc.contig_chrom_name(i), int(voc.contig_start[i]), int(voc.contig_stop[i]),
+                        int(voc.position[voc.contig_start[i]]), int(voc.position[voc.contig_stop[i] - 1]))
+            for i in range(voc.n_contigs)
+        ]
+
+    def sample_index(self, ids) -> np.ndarray:
+        """Row of each sample id. Raises SampleError naming ids absent from the store."""
+        lookup = {s: i for i, s in enumerate(self.sample_ids.tolist())}
+        ids = [str(s) for s in ids]
+        absent = [s for s in ids if s not in lookup]
+        if absent:
+            raise SampleError(f"{self.path}: samples absent from the store: {', '.join(absent[:5])}"
+                              f"{' ...' if len(absent) > 5 else ''}; check the sample ids")
+        return np.array([lookup[s] for s in ids], dtype=np.int64)
+
+    # --- genotypes --------------------------------------------------------------------------
+    def _samples(self, samples) -> np.ndarray | slice:
+        if samples is None:
+            return slice(None)
+        if isinstance(samples, slice):
+            return samples
+        idx = np.asarray(samples, dtype=np.int64).reshape(-1)
+        n = self.n_samples
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise SampleError(f"{self.path}: sample index out of range 0..{n - 1}")
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and np.all(np.diff(idx) == 1):
+            return slice(int(idx[0]), int(idx[-1]) + 1)
+        return idx
+
+    def read_sites(self, sites: np.ndarray, samples=None) -> np.ndarray:
+        """Genotypes of vocabulary sites ``sites`` (increasing indices) as (n_samples, L, 2) int8.
+
+        Each genotype chunk overlapping the sites is read once; rows between vocabulary
+        sites are decoded but discarded. −1 marks a missing allele (haploid fill too).
+        """
+        sites = np.asarray(sites, dtype=np.int64)
+        variants = self.vocab.variant[sites]
+        sel = self._samples(samples)
+        n = len(range(*sel.indices(self.n_samples))) if isinstance(sel, slice) else sel.size
+        out = np.empty((n, variants.size, 2), dtype=np.int8)
+        if variants.size == 0:
+            return out
+        chunk = self.variant_chunk
+        span = int(variants[-1] - variants[0] + 1)
+        if span * n * 2 <= _ONE_READ_BYTES:
+            # One zarr call: its chunks are fetched and decoded concurrently.
+            block = self._read("call_genotype", (slice(int(variants[0]), int(variants[-1]) + 1), sel),
+                               orthogonal=True)
+            out[:] = block[variants - variants[0]].transpose(1, 0, 2)
+            np.maximum(out, -1, out=out)
+            return out
+        which = variants // chunk
+        bounds = np.flatnonzero(np.diff(which)) + 1
+        for a, b in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [variants.size]])):
+            v = variants[a:b]
+            block = self._read("call_genotype", (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
+            out[:, a:b] = block[v - v[0]].transpose(1, 0, 2)
+        np.maximum(out, -1, out=out)
+        return out
+
+    def read_haplotypes(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Alleles of vocabulary sites ``start:stop`` of model contig ``contig``.
+
+        Parameters
+        ----------
+        contig : model contig index (0 .. n_contigs-1).
+        samples : sample row indices (array), a slice, or None for all samples.
+        start, stop : site offsets within the contig (Python slice semantics, no negatives).
+
+        Returns
+        -------
+        int8 array (n_samples, L, 2): allele index 0/1, −1 missing.
+
+        Raises
+        ------
+        StoreFormatError : a corrupt chunk (names the array and path).
+        IndexError : contig or start/stop out of range.
+        """
+        sl = self.vocab.contig_sites(contig)
+        length = sl.stop - sl.start
+        stop = length if stop is None else stop
+        if not 0 <= start <= stop <= length:
+            raise IndexError(f"sites {start}:{stop} out of range for contig {contig} of length {length}")
+        return self.read_sites(np.arange(sl.start + start, sl.start + stop), samples)
+
+    def read_dosage(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """ALT allele count (n_samples, L) int8 of the same sites; −1 where any allele is missing."""
+        h = self.read_haplotypes(contig, samples, start, stop)
+        d = h.sum(axis=2, dtype=np.int8)
+        d[(h < 0).any(axis=2)] = -1
+        return d
+
+    def iter_variant_blocks(self, samples=None, *, block: int | None = None, start: int = 0,
+                            stop: int | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(variant slice, genotypes (v, n_samples, 2) int8)`` over all store variants.
+
+        Blocks are aligned to the genotype chunking (``block`` defaults to one chunk), so
+        every chunk is decoded once: the access pattern of whole-cohort scans (KING).
+        Missing alleles are −1; −2 (haploid fill) is passed through as in VCF Zarr.
+        """
+        block = block or self.variant_chunk
+        sel = self._samples(samples)
+        stop = self.n_variants if stop is None else min(stop, self.n_variants)
+        a = start
+        while a < stop:
+            b = min((a // block + 1) * block, stop)
+            yield slice(a, b), self._read("call_genotype", (slice(a, b), sel), orthogonal=True)
+            a = b
+
+
+#: read_sites decodes a window in one zarr call below this many int8 bytes, else chunk by chunk.
+_ONE_READ_BYTES = 64 << 20
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path

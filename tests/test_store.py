@@ -1,0 +1,202 @@
+"""GenotypeStore: reads equal the input, layout matches the VCF Zarr spec, bad stores refused."""
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from snpbag import STORE_FORMAT_VERSION
+from snpbag.data import schema
+from snpbag.data.convert import convert
+from snpbag.data.store import open_store
+from snpbag.data.vocab import SiteVocab
+from snpbag.errors import SampleError, StoreFormatError
+
+SAMPLES = [f"S{i}" for i in range(40)]
+
+
+def write_vcf(path, samples, records, contigs=(("chr21", 100000), ("chr22", 100000))):
+    lines = ["##fileformat=VCFv4.2"]
+    lines += [f"##contig=<ID={c},length={n}>" for c, n in contigs]
+    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
+    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
+    for chrom, pos, ref, alt, gts in records:
+        lines.append("\t".join([chrom, str(pos), ".", ref, alt, ".", "PASS", ".", "GT", *gts]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def random_records(rng, n_per_chrom=60, n_samples=40):
+    recs, truth = [], []
+    for chrom in ("chr21", "chr22"):
+        for pos in np.sort(rng.choice(np.arange(1, 90000), n_per_chrom, replace=False)):
+            p = rng.uniform(0.0, 0.6)
+            g = (rng.random((n_samples, 2)) < p).astype(int)
+            miss = rng.random((n_samples, 2)) < 0.05
+            gts = []
+            for (a, b), (ma, mb) in zip(g, miss):
+                gts.append(f"{'.' if ma else a}|{'.' if mb else b}")
+            truth.append(np.where(miss, -1, g))
+            recs.append((chrom, int(pos), "A", "G", gts))
+    return recs, np.stack(truth)  # (V, n, 2)
+
+
+@pytest.fixture(scope="module")
+def store_and_truth(tmp_path_factory):
+    d = tmp_path_factory.mktemp("store")
+    rng = np.random.default_rng(3)
+    recs, truth = random_records(rng)
+    vcf = write_vcf(d / "in.vcf", SAMPLES, recs)
+    convert(vcf, d / "s.zarr", min_maf=0.05, contig_len=7, threads=1)
+    return d / "s.zarr", truth
+
+
+def test_read_haplotypes_equals_input(store_and_truth):
+    path, truth = store_and_truth
+    st = open_store(path)
+    voc = st.vocab
+    assert st.n_variants == truth.shape[0] and st.n_samples == 40
+    samples = np.array([5, 0, 39, 17])
+    got = np.concatenate([st.read_haplotypes(c, samples) for c in range(st.n_contigs)], axis=1)
+    want = truth[voc.variant][:, samples].transpose(1, 0, 2)
+    np.testing.assert_array_equal(got, want)
+    # sub-window, slices of samples, dosage
+    h = st.read_haplotypes(3, slice(10, 20), start=2, stop=5)
+    np.testing.assert_array_equal(h, truth[voc.variant[voc.contig_sites(3)][2:5]][:, 10:20].transpose(1, 0, 2))
+    d = st.read_dosage(3, [1, 2])
+    h = st.read_haplotypes(3, [1, 2])
+    np.testing.assert_array_equal(d, np.where((h < 0).any(2), -1, h.sum(2)))
+
+
+def test_vocab_af_and_tiling(store_and_truth):
+    path, truth = store_and_truth
+    st = open_store(path)
+    called = (truth >= 0).sum((1, 2))
+    af = (truth == 1).sum((1, 2)) / called
+    keep = np.flatnonzero(np.minimum(af, 1 - af) >= 0.05)
+    np.testing.assert_array_equal(st.vocab.variant, keep)
+    np.testing.assert_allclose(st.vocab.af, af[keep], rtol=1e-6)
+    contigs = st.contigs
+    assert all(c.length <= 7 for c in contigs)
+    assert [c.site_start for c in contigs[1:]] == [c.site_stop for c in contigs[:-1]]
+    for chrom in ("chr21", "chr22"):
+        mine = [c for c in contigs if c.chrom == chrom]
+        n_sites = int((st.variant_contig[keep] == st.contig_ids.index(chrom)).sum())
+        assert [c.length for c in mine] == [7] * (n_sites // 7) + ([n_sites % 7] if n_sites % 7 else [])
+
+
+def test_iter_variant_blocks_cover_all(store_and_truth):
+    path, truth = store_and_truth
+    st = open_store(path)
+    blocks = list(st.iter_variant_blocks(samples=[3, 1], block=50))
+    assert [b[0] for b in blocks] == [slice(0, 50), slice(50, 100), slice(100, 120)]
+    np.testing.assert_array_equal(np.concatenate([g for _, g in blocks]), truth[:, [3, 1]])
+
+
+def test_pickle_and_sample_index(store_and_truth):
+    path, _ = store_and_truth
+    st = open_store(path)
+    st2 = pickle.loads(pickle.dumps(st))
+    np.testing.assert_array_equal(st2.read_haplotypes(0, [1]), st.read_haplotypes(0, [1]))
+    np.testing.assert_array_equal(st.sample_index(["S3", "S0"]), [3, 0])
+    with pytest.raises(SampleError, match="absent from the store: NOPE"):
+        st.sample_index(["S1", "NOPE"])
+
+
+def test_xarray_matches_spec(store_and_truth):
+    xr = pytest.importorskip("xarray")
+    path, _ = store_and_truth
+    ds = xr.open_zarr(path)
+    for spec in schema.VARIABLES:
+        if not spec.required and spec.name not in ds:
+            continue
+        var = ds[spec.name]
+        assert var.dims == spec.dims, spec.name
+        if spec.dtype == "str":
+            assert var.dtype.kind in "OUT", spec.name
+        else:
+            assert var.dtype == np.dtype(spec.dtype), spec.name
+    assert ds.attrs["snpbag_format_version"] == STORE_FORMAT_VERSION
+    assert ds.attrs["vcf_zarr_version"] == schema.VCF_ZARR_VERSION
+    np.testing.assert_array_equal(ds["call_genotype_mask"].values, ds["call_genotype"].values < 0)
+
+
+def test_vocab_save_load(store_and_truth, tmp_path):
+    path, _ = store_and_truth
+    voc = open_store(path).vocab
+    voc.save(tmp_path / "model")
+    back = SiteVocab.load(tmp_path / "model")
+    assert back == voc
+    assert back.contig_sites(2) == voc.contig_sites(2)
+    idx = back.index_of(["21", "chr22", "22"], [voc.position[0], voc.position[-1], 1], ["A", "A", "A"],
+                        ["G", "G", "G"])
+    np.testing.assert_array_equal(idx, [0 if voc.chrom()[0] == "chr21" else -1, voc.n_sites - 1, -1])
+
+
+def _worker_read(st):
+    return st.read_haplotypes(0, [1, 4])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_store_in_worker_processes(store_and_truth, method):
+    """DataLoader-style workers: the store crosses the process boundary by path."""
+    import multiprocessing
+
+    path, _ = store_and_truth
+    st = open_store(path)
+    want = st.read_haplotypes(0, [1, 4])  # the parent has used zarr (event loop thread) before forking
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        np.testing.assert_array_equal(pool.apply(_worker_read, (st,)), want)
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_incompatible_and_incomplete_store(store_and_truth, tmp_path):
+    path, _ = store_and_truth
+    bad = tmp_path / "old.zarr"
+    shutil.copytree(path, bad)
+    g = zarr.open_group(str(bad), mode="r+", use_consolidated=False)
+    g.attrs[schema.ATTR_VERSION] = STORE_FORMAT_VERSION + 1
+    zarr.consolidate_metadata(str(bad))
+    with pytest.raises(StoreFormatError, match=r"old\.zarr: store format version 2.*re-run `snpbag convert`"):
+        open_store(bad)
+    g.attrs[schema.ATTR_VERSION] = STORE_FORMAT_VERSION
+    del g.attrs[schema.ATTR_COMPLETE]
+    zarr.consolidate_metadata(str(bad))
+    with pytest.raises(StoreFormatError, match="incomplete store"):
+        open_store(bad)
+    with pytest.raises(StoreFormatError, match="no such store"):
+        open_store(tmp_path / "nothing.zarr")
+    plain = tmp_path / "plain.zarr"
+    zarr.open_group(str(plain), mode="w", zarr_format=3)
+    with pytest.raises(StoreFormatError, match="not a snpbag store"):
+        open_store(plain)
+
+
+def test_corrupt_chunk_names_array(store_and_truth, tmp_path):
+    path, _ = store_and_truth
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(path, bad)
+    shard = next(p for p in (bad / "call_genotype").rglob("*") if p.is_file() and p.name != "zarr.json")
+    data = bytearray(shard.read_bytes())
+    data[20:40] = b"\xff" * 20
+    shard.write_bytes(bytes(data))
+    st = open_store(bad)
+    with pytest.raises(StoreFormatError, match=r"bad\.zarr/call_genotype: corrupt or unreadable chunk"):
+        st.read_haplotypes(0, [0, 1])
+
+
+def test_tile_contigs_and_select_sites():
+    from snpbag.data.vocab import select_sites, tile_contigs
+
+    chrom, start, stop = tile_contigs(np.array([0, 0, 0, 1, 1, 3]), contig_len=2)
+    np.testing.assert_array_equal(chrom, [0, 0, 1, 3])
+    np.testing.assert_array_equal(start, [0, 2, 3, 5])
+    np.testing.assert_array_equal(stop, [2, 3, 5, 6])
+    assert [a.size for a in tile_contigs(np.zeros(0, np.int16), contig_len=5)] == [0, 0, 0]
+    af = np.array([0.0, 0.01, 0.5, 0.99, 0.995, np.nan], dtype=np.float32)
+    np.testing.assert_array_equal(select_sites(af, min_maf=0.01), [1, 2, 3])
+    np.testing.assert_array_equal(select_sites(af, min_maf=0.0), [0, 1, 2, 3, 4])
+    exact = np.array([60, 59, 5940, 5941]) / 6000  # MAF exactly 0.01 is kept (>=)
+    np.testing.assert_array_equal(select_sites(exact, min_maf=0.01), [0, 2])
