@@ -1,0 +1,183 @@
+"""Training-loader throughput (genotype tokens/s) against what one H100 would consume.
+
+Simulates a cohort (snpbag.data.simulate), converts it (snpbag.data.convert), then runs the
+training DataLoader (random crops, 85-99 % random masking, shuffle buffer, collate to Batch)
+for each window length x num_workers and reports steady-state tokens/s (after the first
+batch) and the start-up time (first batch, includes worker start and the first reads).
+
+The GPU side is arithmetic, not a measurement: training FLOPs per token of the encoder are
+``6 * N + 12 * n_layers * d_model * window`` (N = 12 * n_layers * d_model^2 weight
+parameters of attention + MLP with d_ff = 4 d; embeddings are lookups; the second term is
+QK^T and AV over ``window`` keys, forward + backward), at an assumed model-FLOPs
+utilisation of 989 TFLOP/s dense bf16 (H100 SXM).
+
+    .venv/bin/python tools/bench/bench_loader.py --workdir /tmp/bench_loader
+    .venv/bin/python tools/bench/bench_loader.py --windows 8192 --workers 0 2 --seconds 5
+
+Prints a Markdown section (append it to docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+H100_BF16_DENSE = 989e12
+
+
+def gpu_tokens_per_s(*, n_layers: int, d_model: int, d_ff: int, window: int, mfu: float) -> tuple[float, float, float]:
+    """(weight parameters, training FLOPs per token, tokens/s) of one H100 at ``mfu``."""
+    params = n_layers * (4 * d_model * d_model + 2 * d_model * d_ff)
+    flops = 6 * params + 12 * n_layers * d_model * window
+    return params, flops, mfu * H100_BF16_DENSE / flops
+
+
+def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, contig_len: int) -> Path:
+    """The simulated cohort converted with ``contig_len`` sites per model contig (cached)."""
+    from snpbag.data.convert import convert
+    from snpbag.data.simulate import simulate
+
+    store = workdir / f"cohort_{contig_len}.zarr"
+    if store.exists():
+        return store
+    sim = workdir / "sim"
+    if not (sim / "cohort.vcf.gz").exists():
+        t = time.perf_counter()
+        simulate(sim, samples_per_pop=samples_per_pop, length=length, seed=seed)
+        print(f"simulated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    t = time.perf_counter()
+    convert(sim / "cohort.vcf.gz", store, min_maf=0.01, contig_len=contig_len, threads=2)
+    print(f"converted in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return store
+
+
+def contig_len_for(window: int) -> int:
+    """Windows up to 8192 sites are cropped from 8192-site contigs (many items per epoch, as
+    in a biobank, so epoch turnover does not dominate); longer ones from 81,920-site contigs."""
+    return 8192 if window <= 8192 else 81920
+
+
+def measure(store: Path, *, window: int, workers: int, batch_size: int, seconds: float, augment: bool) -> dict:
+    """Iterate epochs until ``seconds`` of steady state have passed (at least one epoch)."""
+    import torch
+
+    from snpbag.data.datamodule import make_loader
+    from snpbag.data.dataset import ContigDataset
+
+    torch.set_num_threads(1)
+    ds = ContigDataset(store, window=window, masking={}, seed=0, batch_size=batch_size,
+                       augment={"panel_size": 256} if augment else None)
+    loader = make_loader(ds, num_workers=workers, persistent_workers=workers > 0)
+    t0 = time.perf_counter()
+    first = None
+    tokens = batches = epoch = 0
+    done = False
+    while not done:
+        ds.set_epoch(epoch)
+        for b in loader:
+            n = int(b.valid.sum())
+            if first is None:
+                first = time.perf_counter()
+                continue
+            tokens += n
+            batches += 1
+            if time.perf_counter() - first >= seconds:
+                done = True
+                break
+        epoch += 1
+    dt_ = time.perf_counter() - first
+    del loader
+    return dict(window=window, workers=workers, augment=augment, batch_size=batch_size,
+                block_samples=ds.block_samples, buffer_size=ds.buffer_size, contig_len=contig_len_for(window),
+                tokens=tokens, batches=batches, epochs=epoch, startup_s=first - t0, seconds=dt_,
+                tokens_per_s=tokens / dt_)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_loader"))
+    p.add_argument("--samples-per-pop", type=int, default=200)
+    p.add_argument("--length", type=int, default=50_000_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--windows", type=int, nargs="+", default=[1024, 8192, 81920])
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--tokens-per-batch", type=int, default=65536,
+                   help="batch size = max(1, this // window), as a GPU run would size its batches")
+    p.add_argument("--seconds", type=float, default=10.0, help="steady-state time per configuration")
+    p.add_argument("--augment-window", type=int, default=8192, help="also time augmentation at this window (0: skip)")
+    p.add_argument("--mfu", type=float, default=0.4)
+    p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    args = p.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    from snpbag.data.store import open_store
+
+    stores = {}
+    for w in args.windows + ([args.augment_window] if args.augment_window else []):
+        cl = contig_len_for(w)
+        stores[cl] = make_store(args.workdir, samples_per_pop=args.samples_per_pop, length=args.length,
+                                seed=args.seed, contig_len=cl)
+    st = open_store(stores[max(stores)])
+    rows = []
+    for w in args.windows:
+        for k in args.workers:
+            r = measure(stores[contig_len_for(w)], window=w, workers=k,
+                        batch_size=max(1, args.tokens_per_batch // w), seconds=args.seconds, augment=False)
+            print(json.dumps(r), file=sys.stderr)
+            rows.append(r)
+    if args.augment_window:
+        for k in args.workers:
+            r = measure(stores[contig_len_for(args.augment_window)], window=args.augment_window, workers=k,
+                        batch_size=max(1, args.tokens_per_batch // args.augment_window), seconds=args.seconds,
+                        augment=True)
+            print(json.dumps(r), file=sys.stderr)
+            rows.append(r)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+    try:
+        from snpbag.model.builders import preset
+
+        cfg = preset("base", n_sites=1)
+        arch = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, window=cfg.window)
+    except Exception:  # the model package is optional for this benchmark
+        arch = dict(n_layers=16, d_model=512, d_ff=2048, window=128)
+    params, flops, gpu = gpu_tokens_per_s(**arch, mfu=args.mfu)
+
+    cmd = "    .venv/bin/python tools/bench/bench_loader.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"\n## Training loader throughput (`tools/bench/bench_loader.py`, {dt.date.today().isoformat()})\n")
+    print(f"```\n{cmd.strip()}\n```\n")
+    print(f"Machine: 2-core CPU VM, 24 GiB, no GPU ({platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}). Store: simulated cohort ({st.n_samples} samples, "
+          f"{st.n_variants} variants, {st.vocab.n_sites} vocabulary sites with MAF >= 0.01), `snpbag convert` "
+          "default chunking, model contigs of 8192 sites for windows up to 8192 and of 81,920 sites above. "
+          "Loader: training mode (one random crop per sample x contig, 85-99 % random masking, default "
+          "read blocks and shuffle buffer), collate to `Batch`, batch size = "
+          f"{args.tokens_per_batch} // window. "
+          "Tokens/s is the steady state after the first batch; start-up is the time to the first batch "
+          "(worker start + first reads).\n")
+    print("| window (sites) | batch | block / buffer | augment | workers | tokens/s | start-up (s) "
+          "| batches timed |")
+    print("|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['window']} | {r['batch_size']} | {r['block_samples']} / {r['buffer_size']} | "
+              f"{'yes' if r['augment'] else 'no'} | {r['workers']} | {r['tokens_per_s'] / 1e6:.2f} M | "
+              f"{r['startup_s']:.2f} | {r['batches']} |")
+    print(f"\nOne H100 training the base preset ({arch['n_layers']} layers x {arch['d_model']}, d_ff "
+          f"{arch['d_ff']}, attention window {arch['window']}): {params / 1e6:.1f} M weight parameters, "
+          f"6 x N + 12 x layers x d x window = {flops / 1e6:.0f} MFLOP per token; at an assumed "
+          f"{args.mfu:.0%} MFU of 989 TFLOP/s (dense bf16) it consumes **{gpu / 1e6:.2f} M tokens/s** "
+          "(arithmetic, not measured).\n")
+
+
+if __name__ == "__main__":
+    main()
