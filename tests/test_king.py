@@ -1,0 +1,411 @@
+"""snpbag king: plink2-identical .kin0, vcftools-equal within-family estimates, exact counts.
+
+The data are a small msprime cohort (high recombination rate, so its SNPs behave like a
+genome's) plus relatives built in the test from the founders' haplotypes: two full
+siblings (children of founders 0 and 1), a child of founders 2 and 3 and a duplicate of
+founder 4. Calls are 2% missing; one indel and three chrX SNPs must be skipped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import msprime
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from snpbag.errors import InputError, SampleError
+from snpbag.kinship import degrees
+from snpbag.kinship.kin0 import dtoa_g, format_g, format_int, join_rows, to_strings
+from snpbag.kinship.king import (
+    GenotypeSource,
+    king,
+    king_part,
+    kinship,
+    merge_parts,
+    pair_counts,
+    row_bounds,
+)
+
+from conftest import requires_cuda, requires_tool
+
+N_FOUNDERS = 24
+
+
+def _haplotypes(seed: int):
+    """Founder haplotypes from 400 independent 5-kb loci (a genome's worth of independent genealogies, fast)."""
+    H, pos, alleles = [], [], []
+    reps = msprime.sim_ancestry(samples=N_FOUNDERS, population_size=10_000, sequence_length=5_000,
+                                recombination_rate=1e-8, random_seed=seed, num_replicates=400)
+    for k, ts in enumerate(reps):
+        ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=seed + k + 1)
+        ts = ts.delete_sites([s.id for s in ts.sites() if len(s.mutations) != 1 or s.position < 1])
+        H.append(ts.genotype_matrix().T.astype(np.int8))  # (2 * founders, v)
+        pos += [k * 5_000 + int(s.position) for s in ts.sites()]
+        alleles += [(s.ancestral_state, s.mutations[0].derived_state) for s in ts.sites()]
+    return np.concatenate(H, axis=1), pos, alleles
+
+
+def _relatives(H, rng):
+    """Founders plus FS_a, FS_b (children of F0 x F1), K (F2 x F3) and DUP (copy of F4): (n, 2, v)."""
+    v = H.shape[1]
+
+    def gamete(p):
+        cuts = np.sort(rng.integers(0, v, 6))
+        src = np.zeros(v, dtype=np.int64)
+        for c in cuts:
+            src[c:] ^= 1
+        return np.where(src == 0, H[2 * p], H[2 * p + 1])
+
+    G = [H[2 * i:2 * i + 2] for i in range(N_FOUNDERS)]
+    names = [f"F{i}" for i in range(N_FOUNDERS)]
+    for name, (p, q) in (("FS_a", (0, 1)), ("FS_b", (0, 1)), ("K", (2, 3))):
+        G.append(np.stack([gamete(p), gamete(q)]))
+        names.append(name)
+    G.append(H[8:10].copy())
+    names.append("DUP")
+    return names, np.stack(G)
+
+
+def _write_vcf(path, names, G, pos, alleles, missing, *, extras=True):
+    """Plain VCF; missing calls './.'. ``extras``: an indel and three chrX SNPs to be skipped."""
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=22,length=2000000>", "##contig=<ID=X,length=1000>",
+             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(names)]
+    n = len(names)
+    for k, p in enumerate(pos):
+        gts = ["./." if missing[i, k] else f"{G[i, 0, k]}|{G[i, 1, k]}" for i in range(n)]
+        lines.append(f"22\t{p}\t.\t{alleles[k][0]}\t{alleles[k][1]}\t.\tPASS\t.\tGT\t" + "\t".join(gts))
+        if extras and k == 5:
+            lines.append(f"22\t{p}\t.\t{alleles[k][0]}\t{alleles[k][0]}TT\t.\tPASS\t.\tGT\t" + "\t".join(["0/1"] * n))
+    if extras:
+        for k in range(3):
+            lines.append(f"X\t{100 + k}\t.\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(["0/1"] * n))
+    path.write_text("\n".join(lines) + "\n")
+    subprocess.run(["bgzip", "-f", str(path)], check=True)
+    return path.with_name(path.name + ".gz")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    d = tmp_path_factory.mktemp("king")
+    rng = np.random.default_rng(7)
+    H, pos, alleles = _haplotypes(11)
+    names, G = _relatives(H, rng)
+    missing = rng.random((len(names), len(pos))) < 0.02
+    dosage = np.where(missing, -1, G.sum(axis=1))  # (n, v)
+    vcf = _write_vcf(d / "cohort.vcf", names, G, pos, alleles, missing)
+    clean = _write_vcf(d / "clean.vcf", names, G, pos, alleles, np.zeros_like(missing), extras=False)
+    return {"dir": d, "vcf": vcf, "clean": clean, "names": names, "dosage": dosage}
+
+
+@pytest.fixture(scope="module")
+def default_run(cohort):
+    out = cohort["dir"] / "snp"
+    king(cohort["vcf"], out=out, block_size=2048)
+    return out.with_suffix(".kin0")
+
+
+def _table(path):
+    lines = path.read_text().splitlines()
+    return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+
+
+def _naive(dosage, i, j):
+    """Slow reference: the five KING counts of one pair, straight from the definition."""
+    a, b = dosage[i], dosage[j]
+    both = (a >= 0) & (b >= 0)
+    a, b = a[both], b[both]
+    hethet = int(np.sum((a == 1) & (b == 1)))
+    ibs0 = int(np.sum(((a == 0) & (b == 2)) | ((a == 2) & (b == 0))))
+    het_i = int(np.sum((a == 1) & (b != 1)))
+    het_j = int(np.sum((b == 1) & (a != 1)))
+    return int(both.sum()), hethet, ibs0, het_i, het_j
+
+
+# --- plink2 / vcftools agreement ---------------------------------------------------------
+
+
+def _plink2(vcf, out, *args):
+    subprocess.run(["plink2", "--vcf", str(vcf), "--snps-only", "just-acgt", "--max-alleles", "2", "--threads", "1",
+                    "--make-king-table", *args, "--out", str(out)], check=True, capture_output=True)
+    return out.with_suffix(".kin0")
+
+
+@requires_tool("plink2", "bgzip")
+def test_kin0_identical_to_plink2(cohort, default_run):
+    ref = _plink2(cohort["vcf"], cohort["dir"] / "plink")
+    ours = ["\t".join(line.split("\t")[:-1]) for line in default_run.read_text().splitlines()]
+    assert ours == ref.read_text().splitlines()  # header, pair order and every string
+    header, rows = _table(default_run)
+    assert header[-1] == "INFTYPE" and len(rows) == 28 * 27 // 2
+
+
+@requires_tool("plink2", "bgzip")
+def test_counts_identical_to_plink2(cohort):
+    out = cohort["dir"] / "counts"
+    king(cohort["vcf"], out=out, counts=True, block_size=5)
+    ref = _plink2(cohort["vcf"], cohort["dir"] / "plinkc", "counts", "cols=+ibs1")
+    ours = ["\t".join(line.split("\t")[:-1]) for line in out.with_suffix(".kin0").read_text().splitlines()]
+    assert ours == ref.read_text().splitlines()
+
+
+@requires_tool("plink2", "bgzip")
+def test_min_kinship_matches_king_table_filter(cohort):
+    out = cohort["dir"] / "filt"
+    r = king(cohort["vcf"], out=out, min_kinship=0.0442)
+    ref = _plink2(cohort["vcf"], cohort["dir"] / "plinkf", "--king-table-filter", "0.0442")
+    ours = ["\t".join(line.split("\t")[:-1]) for line in out.with_suffix(".kin0").read_text().splitlines()]
+    assert ours == ref.read_text().splitlines()
+    assert r.n_written == len(ours) - 1 < r.n_pairs
+
+
+@requires_tool("plink2")
+def test_nan_inf_half_calls_and_haploid_like_plink2(tmp_path):
+    """No shared hets → -inf or nan; half-calls missing (plink2 --vcf-half-call missing); haploid = homozygous."""
+    rows = [("1", 10, ["0/0", "1/1", "0/0", "0/1", "./.", "0/.", "1"]),
+            ("1", 20, ["0/0", "1/1", "0/0", "0/1", "./.", "./1", "0"]),
+            ("1", 30, ["0|1", "1|1", "0/0", "1/0", ".|.", "1/1", "1"])]
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=1>", '##FORMAT=<ID=GT,Number=1,Type=String,Description="GT">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join("abcdefg")]
+    lines += [f"{c}\t{p}\t.\tA\tG\t.\t.\t.\tGT\t" + "\t".join(g) for c, p, g in rows]
+    vcf = tmp_path / "edge.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    king(vcf, out=tmp_path / "s", counts=True)
+    subprocess.run(["plink2", "--vcf", str(vcf), "--vcf-half-call", "missing", "--make-king-table", "counts",
+                    "cols=+ibs1", "--out", str(tmp_path / "p")], check=True, capture_output=True)
+    ours = ["\t".join(line.split("\t")[:-1]) for line in (tmp_path / "s.kin0").read_text().splitlines()]
+    assert ours == (tmp_path / "p.kin0").read_text().splitlines()
+    kin = {line.split("\t")[-1] for line in ours[1:]}
+    assert {"nan", "-inf"} <= kin
+    assert all(line.endswith("\tNA") for line in (tmp_path / "s.kin0").read_text().splitlines() if "\tnan\t" in line)
+
+
+@requires_tool("vcftools", "bgzip")
+def test_within_estimator_matches_vcftools_relatedness2(cohort):
+    """Without missing calls KING within-family == vcftools' RELATEDNESS_PHI; with them the counts still agree."""
+    for vcf, tag in ((cohort["clean"], "clean"), (cohort["vcf"], "missing")):
+        out = cohort["dir"] / f"within_{tag}"
+        king(vcf, out=out, estimator="within", counts=True)
+        subprocess.run(["vcftools", "--gzvcf", str(vcf), "--chr", "22", "--remove-indels", "--relatedness2",
+                        "--out", str(out)], check=True, capture_output=True)
+        ref = {}
+        for line in out.with_suffix(".relatedness2").read_text().splitlines()[1:]:
+            a, b, aa, aaaa, n1, n2, phi = line.split("\t")
+            ref[(a, b)] = (int(aa), int(aaaa), int(n1) + int(n2), float(phi))
+        _, rows = _table(out.with_suffix(".kin0"))
+        for r in rows:
+            hh, ib, h1, h2 = map(int, r[3:7])
+            vh, vi, vden, vphi = ref[(r[1], r[0])]
+            assert (hh, ib) == (vh, vi)
+            if tag == "clean":  # vcftools counts each sample's hets over its own called sites
+                assert 2 * hh + h1 + h2 == vden
+                assert float(r[7]) == pytest.approx(vphi, rel=1e-5, abs=1e-6)
+
+
+# --- exact counts --------------------------------------------------------------------------
+
+
+def test_counts_equal_naive_reference(cohort):
+    src = GenotypeSource(cohort["vcf"])
+    pc = pair_counts(src, rows=(0, src.n_samples), block_size=4)
+    d = cohort["dosage"]
+    for i in range(d.shape[0]):
+        for j in range(i):
+            ns, hh, ib, hi, hj = _naive(d, i, j)
+            got = (pc.nsnp[i, j], pc.hethet[i, j], pc.ibs0[i, j], pc.het_row[i, j], pc.het_col[i, j])
+            assert got == (ns, hh, ib, hi, hj), (i, j)
+
+
+def test_kinship_formulas():
+    hh, ib, a, b = np.array([50]), np.array([3]), np.array([20]), np.array([30])
+    assert kinship(hh, ib, a, b)[0] == 0.5 - (4 * 3 + 20 + 30) / (4 * (50 + 20))
+    assert kinship(hh, ib, a, b, estimator="within")[0] == (50 - 6) / (100 + 50)
+    assert kinship(hh, ib, a, b)[0] == kinship(hh, ib, b, a)[0]
+    with pytest.raises(InputError, match="--estimator 'x'"):
+        kinship(hh, ib, a, b, estimator="x")
+
+
+def test_block_size_and_passes_do_not_change_output(cohort, default_run, tmp_path):
+    want = default_run.read_bytes()
+    for bs, mem in ((1, 1 << 30), (3, 1 << 30), (16, 5000), (2048, 2000)):
+        out = tmp_path / f"b{bs}_{mem}"
+        king_part(cohort["vcf"], out=out, block_size=bs, max_memory=mem)
+        assert out.with_suffix(".kin0").read_bytes() == want, (bs, mem)
+
+
+def test_float_matmul_fallback_is_exact(cohort, default_run, tmp_path, monkeypatch):
+    """Without torch._int_mm the fp32 path must give the same bytes."""
+    import snpbag.kinship.king as k
+
+    monkeypatch.setattr(k, "_int8_gemm_ok", lambda device: False)
+    king(cohort["vcf"], out=tmp_path / "f", block_size=9)
+    assert (tmp_path / "f.kin0").read_bytes() == default_run.read_bytes()
+
+
+def test_cuda_operand_layout_is_exact_on_cpu():
+    """The padding/layout used for CUDA's int8 GEMM, checked with the CPU kernel."""
+    import torch
+
+    from snpbag.kinship.king import _cublaslt_operands
+
+    g = torch.Generator().manual_seed(0)
+    for v, m, n in ((13, 5, 7), (8, 24, 16), (1, 1, 1), (100, 33, 9)):
+        a = torch.randint(-1, 2, (v, m), generator=g, dtype=torch.int8)
+        b = torch.randint(-1, 2, (v, n), generator=g, dtype=torch.int8)
+        a_op, b_op, mm, nn = _cublaslt_operands(a, b)
+        assert a_op.shape[0] > 16 and a_op.shape[1] % 8 == 0 and b_op.shape[1] % 8 == 0 and a_op.is_contiguous()
+        got = torch._int_mm(a_op, b_op)[:mm, :nn]
+        assert torch.equal(got.long(), a.long().T @ b.long())
+
+
+def test_parts_concatenate_to_the_whole(cohort, default_run, tmp_path):
+    out = tmp_path / "p"
+    for k in range(1, 5):
+        king_part(cohort["vcf"], out=out, part=k, n_parts=4, block_size=8)
+    assert (tmp_path / "p.kin0.2").read_text().count("#IID1") == 0
+    assert merge_parts(out, 4).read_bytes() == default_run.read_bytes()
+    n = 28
+    bounds = [row_bounds(n, k, 4) for k in range(1, 5)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    with pytest.raises(InputError, match="part 5 of 4"):
+        row_bounds(n, 5, 4)
+
+
+def test_store_input_equals_vcf_input(cohort, default_run, tmp_path):
+    from snpbag.data.convert import convert
+
+    store = tmp_path / "c.zarr"
+    convert(cohort["vcf"], store, min_maf=0.0, threads=1)
+    king(store, out=tmp_path / "st", block_size=7)
+    assert (tmp_path / "st.kin0").read_bytes() == default_run.read_bytes()
+
+
+# --- relationships --------------------------------------------------------------------------
+
+
+def test_symmetry_self_and_relatives(cohort, tmp_path):
+    r = king(cohort["vcf"], out=tmp_path / "m", matrix=True, block_size=8)
+    assert r.matrix == tmp_path / "m.king.zarr" and r.n_variants > 1000 and r.n_non_autosomal == 3
+    g = zarr.open_group(str(r.matrix), mode="r")
+    K = g["kinship"][:]
+    names = [str(s) for s in g["sample_id"][:]]
+    assert names == cohort["names"]
+    assert tuple(g["kinship"].metadata.dimension_names) == ("samples", "samples_2")
+    np.testing.assert_array_equal(K, K.T)
+    np.testing.assert_array_equal(np.diag(K), 0.5)
+    ix = {s: i for i, s in enumerate(names)}
+    assert K[ix["DUP"], ix["F4"]] == 0.5  # a duplicate is kinship 0.5 despite its own missing calls
+    for child, parents in (("FS_a", ("F0", "F1")), ("FS_b", ("F0", "F1")), ("K", ("F2", "F3"))):
+        for p in parents:
+            assert K[ix[child], ix[p]] == pytest.approx(0.25, abs=0.04)
+    assert K[ix["FS_a"], ix["FS_b"]] == pytest.approx(0.25, abs=0.07)
+    founders = [ix[f"F{i}"] for i in range(5, N_FOUNDERS)]
+    assert abs(np.median(K[np.ix_(founders, founders)][np.tril_indices(len(founders), -1)])) < 0.03
+    _, rows = _table(tmp_path / "m.kin0")
+    by_pair = {(a, b): row for a, b, *row in rows}
+    assert by_pair[("DUP", "F4")][-1] == "Dup/MZ"
+    assert by_pair[("K", "F2")][-1] == "PO" and by_pair[("K", "F2")][2] == "0"  # parent-child: no IBS0
+    assert by_pair[("FS_b", "FS_a")][-1] == "FS"
+    d = cohort["dosage"]  # the PO/FS cut: a tenth of mean(2p²q²) over all samples' calls
+    p = np.where(d > 0, d, 0).sum(axis=0) / (2.0 * (d >= 0).sum(axis=0))
+    assert r.po_ibs0 == pytest.approx(0.1 * np.mean(2 * p**2 * (1 - p) ** 2), rel=1e-12)
+    for (a, b), row in by_pair.items():  # the matrix holds the printed kinship
+        if row[-2] not in ("nan", "-inf"):
+            assert K[ix[a], ix[b]] == pytest.approx(float(row[-2]), abs=1e-6)
+
+
+def test_degree_rules():
+    cut = degrees.KING_CUTOFFS
+    k = np.array([0.5, cut[0], 0.25, 0.25, cut[1], 0.1, cut[2], 0.05, cut[3], 0.0, -1.0, np.nan, -np.inf])
+    ibs0 = np.array([0, 0, 0.001, 0.02, 0, 0, 0, 0, 0, 0, 0, 0, 0.0])
+    assert degrees.labels(degrees.classify(k, ibs0, po_ibs0=0.008)).tolist() == [
+        "Dup/MZ", "PO", "PO", "FS", "2nd", "2nd", "3rd", "3rd", "UN", "UN", "UN", "NA", "UN"]
+    assert degrees.degree(k).tolist() == [0, 1, 1, 1, 2, 2, 3, 3, -1, -1, -1, -2, -1]
+    with pytest.raises(ValueError, match="four decreasing"):
+        degrees.classify(k, ibs0, po_ibs0=0.008, cutoffs=(0.1, 0.2, 0.05, 0.01))
+    assert degrees.po_threshold(0.012) == pytest.approx(0.0012)
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def test_dtoa_g_spells_numbers_like_plink2():
+    cases = {0.5: "0.5", 1.0: "1", 0.0: "0", -0.0: "0", 0.0114379: "0.0114379", -2.14103: "-2.14103",
+             1.5e-05: "1.5e-05", 123456789.0: "1.23457e+08", float("nan"): "nan", float("-inf"): "-inf",
+             0.1234565: "0.123456", 0.1234575: "0.123458", 2.5e-300: "2.5e-300", 1 / 3: "0.333333"}
+    for x, s in cases.items():
+        assert dtoa_g(x) == s, x
+
+
+def test_vectorised_formatting_equals_scalar():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-1, 1, 20000), rng.uniform(-1e7, 1e7, 2000) * rng.random(2000) ** 8,
+                        10 ** rng.uniform(-9, 9, 2000), [0, -0.0, np.nan, np.inf, -np.inf, 0.99999949999999,
+                                                          9.9999949999999e-5, 999999.49999999]])
+    x = np.concatenate([x, np.round(x, 6), np.round(x, 7) + 5e-7])
+    assert to_strings(format_g(x)) == [dtoa_g(v) for v in x]
+    c = format_int(np.array([0, 7, 10, 4_000_000_000]))
+    joined = join_rows([c, format_g(np.array([0.5, -1.0, np.nan, 1e-9]))])
+    assert joined == b"0\t0.5\n7\t-1\n10\tnan\n4000000000\t1e-09\n"
+
+
+# --- errors and CLI -------------------------------------------------------------------------
+
+
+def test_errors(cohort, tmp_path, default_run):
+    vcf = cohort["vcf"]
+    with pytest.raises(InputError, match="--estimator 'kin'"):
+        king(vcf, out=tmp_path / "e", estimator="kin")
+    with pytest.raises(InputError, match="--block-size 0"):
+        king(vcf, out=tmp_path / "e", block_size=0)
+    with pytest.raises(InputError, match="--min-kinship nan"):
+        king(vcf, out=tmp_path / "e", min_kinship=float("nan"))
+    with pytest.raises(InputError, match="already exists"):
+        king(vcf, out=default_run.with_suffix(""))
+    with pytest.raises(InputError, match="--matrix needs the whole run"):
+        king_part(vcf, out=tmp_path / "e", part=1, n_parts=2, matrix=True)
+    with pytest.raises(InputError, match="no such file"):
+        king(tmp_path / "absent.vcf.gz", out=tmp_path / "e")
+    hdr = "##fileformat=VCFv4.2\n##contig=<ID=X>\n##FORMAT=<ID=GT,Number=1,Type=String,Description=\"GT\">\n"
+    x_only = tmp_path / "x.vcf"
+    x_only.write_text(hdr + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\n"
+                      "X\t5\t.\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\n")
+    with pytest.raises(InputError, match="no autosomal biallelic SNPs"):
+        king(x_only, out=tmp_path / "e")
+    one = tmp_path / "one.vcf"
+    one.write_text(hdr + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\n1\t5\t.\tA\tG\t.\t.\t.\tGT\t0/1\n")
+    with pytest.raises(InputError, match="at least 2 samples"):
+        king(one, out=tmp_path / "e")
+    dup = tmp_path / "dup.vcf"
+    dup.write_text(hdr + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\ta\n")
+    with pytest.raises((SampleError, InputError), match="dup"):
+        king(dup, out=tmp_path / "e")
+    assert not list(tmp_path.glob("e.*")) and not list(tmp_path.glob(".e.*"))  # nothing half-written
+
+
+def test_cli(cohort, default_run, tmp_path):
+    from snpbag.cli import main
+
+    res = CliRunner().invoke(main, ["king", str(cohort["vcf"]), "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cli.kin0").read_bytes() == default_run.read_bytes()
+    res = CliRunner().invoke(main, ["king", str(cohort["vcf"]), "--out", str(tmp_path / "cli"), "--block-size", "0"])
+    assert res.exit_code == 2 and "snpbag: error: --block-size 0" in res.output
+
+
+@requires_cuda
+def test_cuda_equals_cpu(cohort, default_run, tmp_path):
+    king(cohort["vcf"], out=tmp_path / "gpu", device="cuda", block_size=8)
+    assert (tmp_path / "gpu.kin0").read_bytes() == default_run.read_bytes()
+
+
+def test_cuda_absent_is_an_input_error(cohort, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(InputError, match="--device cuda"):
+        king(cohort["vcf"], out=tmp_path / "g", device="cuda")
