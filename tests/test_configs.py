@@ -42,7 +42,17 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
     their Trainer."""
     from snpbag.train.run import build_callbacks, build_datamodule, build_model, build_trainer
 
-    cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false")
+    extra = []
+    if name.startswith("impute_"):  # fine-tuning: an array site list of the store's sites, no pretrained model
+        from snpbag.data.store import open_store
+
+        v = open_store(store).vocab
+        sites = tmp_path / "array_sites.tsv"
+        sites.write_text("".join(f"{c}\t{p}\t{r}\t{a}\n" for c, p, r, a in
+                                 list(zip(v.chrom(), v.position, v.ref, v.alt))[::5]))
+        extra = [f"masking.array_sites={sites}", "task.init_from=null"]
+    cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
+               *extra)
     dm = build_datamodule(cfg)
     dm.setup("fit")
     vocab = dm.store.vocab
@@ -63,7 +73,7 @@ def test_every_group_option_composes(group, store):
     options = sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
     assert options, f"configs/{group}/ is empty"
     for opt in options:
-        extra = ["masking.array_sites=sites.tsv"] if (group, opt) == ("masking", "array") else []
+        extra = ["masking.array_sites=sites.tsv"] if (group, opt) in {("masking", "array"), ("task", "impute")} else []
         cfg = _cfg(f"{group}={opt}", f"data.store={store}", *extra)
         assert cfg.data.store == str(store)
 
