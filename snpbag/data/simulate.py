@@ -49,6 +49,9 @@ POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CH
 RECOMBINATION_RATE = 1.2e-8
 MUTATION_RATE = 1.29e-8
 ARRAY_MIN_MAF = 0.05
+#: ``--array-fraction`` is a fraction of the sites with MAF >= this (the default model vocabulary),
+#: as an array's coverage is quoted against the common SNPs it is imputed to.
+VOCAB_MIN_MAF = 0.01
 # HKY with kappa 4 and human base composition gives Ts/Tv ~2 (JC69 would give 0.5).
 HKY_KAPPA = 4.0
 BASE_FREQUENCIES = (0.295, 0.205, 0.205, 0.295)  # A, C, G, T
@@ -337,8 +340,14 @@ def _validate(samples_per_pop, length, chrom, array_fraction, split_targets_n, p
             raise InputError("--split-targets cannot be combined with --pedigree; simulate them separately")
 
 
+def _vocab_size(haps: Haplotypes) -> int:
+    """Sites a model would be trained on (MAF >= VOCAB_MIN_MAF): what an array's coverage is a fraction of."""
+    af = haps.alt_frequency()
+    return int((np.minimum(af, 1 - af) >= VOCAB_MIN_MAF).sum())
+
+
 def _array_subsets(chroms: list[Haplotypes], fraction: float) -> list[np.ndarray]:
-    return [select_array_sites(h, max(1, round(fraction * len(h.positions)))) for h in chroms]
+    return [select_array_sites(h, max(1, round(fraction * _vocab_size(h)))) for h in chroms]
 
 
 def _write_array_tsv(path: Path, chroms: list[Haplotypes], picks: list[np.ndarray]) -> None:
@@ -381,8 +390,9 @@ def simulate(
     seed
         Same seed, same parameters → byte-identical VCFs.
     array_fraction
-        Also write ``array_sites.tsv``: this fraction of all sites, common
-        (MAF >= 0.05) and spread evenly along each chromosome.
+        Also write ``array_sites.tsv``: this fraction of the sites with MAF >= 1 %
+        (the default model vocabulary), chosen among common sites (MAF >= 0.05) and
+        spread evenly along each chromosome.
     split_targets
         Hold out this many targets (evenly across populations): writes
         ``reference.vcf.gz``, ``targets.vcf.gz`` and, with ``array_fraction``,
