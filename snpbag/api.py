@@ -98,12 +98,15 @@ def _parameter_count(weights: Path) -> tuple[int, dict[str, int]]:
     total, parts = 0, {}
     try:
         with safe_open(str(weights), framework="pt") as f:
+            buffers = set(filter(None, (f.metadata() or {}).get("buffers", "").split(",")))
             for k in f.keys():
+                if k in buffers:  # e.g. the site allele frequencies: stored, not trained
+                    continue
                 n = 1
                 for d in f.get_slice(k).get_shape():
                     n *= int(d)
                 total += n
-                part = "site table" if k.startswith("encoder.embed.site.") else k.split(".")[0] + (
+                part = "site tables" if k.startswith(("encoder.embed.site.", "encoder.embed.allele.")) else k.split(".")[0] + (
                     " (rest)" if k.startswith("encoder.") else "")
                 parts[part] = parts.get(part, 0) + n
     except Exception as e:  # safetensors raises its own error types for corrupt headers

@@ -64,12 +64,22 @@ def build_head(name: str, cfg: ModelConfig, **options: Any) -> Head:
 
 
 def build_model(
-    cfg: ModelConfig | str, head: str = "genotype", *, head_options: dict[str, Any] | None = None
+    cfg: ModelConfig | str,
+    head: str = "genotype",
+    *,
+    head_options: dict[str, Any] | None = None,
+    site_af: Any = None,
 ) -> SnpbagModel:
-    """Encoder + head. ``cfg`` may be a preset name (then n_sites must come another way)."""
+    """Encoder + head. ``cfg`` may be a preset name (then n_sites must come another way).
+    ``site_af``: ALT allele frequency of every vocabulary site in the training cohort (the
+    store vocabulary's ``af``; NaN where unknown), kept in the model as its site prior
+    (SnpbagModel.set_site_prior); None leaves it unknown (flat prior, zero AF features)."""
     if isinstance(cfg, str):
         cfg = preset(cfg)
-    return SnpbagModel(build_encoder(cfg), build_head(head, cfg, **(head_options or {})))
+    model = SnpbagModel(build_encoder(cfg), build_head(head, cfg, **(head_options or {})))
+    if site_af is not None:
+        model.set_site_prior(site_af)
+    return model
 
 
 def count_parameters(module: nn.Module) -> int:

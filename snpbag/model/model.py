@@ -3,8 +3,13 @@
 A saved model is two files in a directory (the exporter adds sites, provenance, ...):
 
 * ``model.safetensors``: the state dict, keys ``encoder.*`` and ``head.*``;
-* ``model.json``: ``{"format": "snpbag-model", "version": 1, "model": ModelConfig fields,
+* ``model.json``: ``{"format": "snpbag-model", "version": 2, "model": ModelConfig fields,
   "head": {"name": ..., "options": {...}}}``.
+
+The state dict includes the site allele-frequency prior (``encoder.embed.site_af`` and, for
+heads that use it, ``head.site_af``): a model directory predicts with the frequencies of
+the cohort it was trained on, whatever the target data's frequencies are. Version 1
+directories predate that prior and are refused with a message.
 
 Activation checkpointing and torch.compile do not rename parameters, so a checkpoint loads
 whatever those options were when it was written or are when it is read.
@@ -33,7 +38,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
 FORMAT = "snpbag-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the site allele-frequency prior is part of the weights
 # ModelConfig fields that change how the model runs, not its weights: load() may override them
 RUNTIME_FIELDS = ("backend", "block_size", "activation_checkpointing", "compile", "dropout", "window")
 
@@ -53,6 +58,20 @@ class SnpbagModel(nn.Module):
     @property
     def head_name(self) -> str:
         return self.head.name
+
+    @property
+    def site_af(self) -> torch.Tensor:
+        """(n_sites,) ALT allele frequency the model was built with (negative: unknown)."""
+        return self.encoder.embed.site_af
+
+    def set_site_prior(self, af) -> None:
+        """Give the model the training cohort's ALT allele frequency of every vocabulary site
+        (NaN where unknown): the encoder's AF features and, for heads that take it (the
+        genotype head's Hardy-Weinberg log-prior), the head's. ConfigError on a wrong length
+        or a value outside [0, 1]."""
+        self.encoder.embed.set_site_prior(af)
+        if hasattr(self.head, "set_site_prior"):
+            self.head.set_site_prior(af)
 
     def embed(self, batch: Batch, *, return_attn: bool = False) -> EncoderOutput:
         return self.encoder(batch, return_attn=return_attn)
@@ -81,7 +100,8 @@ class SnpbagModel(nn.Module):
             "head": {"name": self.head_name, "options": self.head.options},
         }
         with atomic_output(path / WEIGHTS_FILE, overwrite=True) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "head": self.head_name})
+            buffers = ",".join(k for k, _ in self.named_buffers() if k in tensors)  # data, not parameters
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "head": self.head_name, "buffers": buffers})
         with atomic_output(path / CONFIG_FILE, overwrite=True) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return path
@@ -112,6 +132,11 @@ class SnpbagModel(nn.Module):
             meta = json.loads(cfg_file.read_text())
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{cfg_file}: not valid JSON ({e}); re-export the model") from None
+        if meta.get("format") == FORMAT and meta.get("version", 0) < FORMAT_VERSION:
+            raise CheckpointError(
+                f"{cfg_file}: format version {meta.get('version')!r} predates the site allele-frequency prior "
+                f"(version {FORMAT_VERSION}); retrain with this snpbag, or load it with the snpbag that wrote it"
+            )
         if meta.get("format") != FORMAT or meta.get("version", 0) > FORMAT_VERSION:
             raise CheckpointError(
                 f"{cfg_file}: format {meta.get('format')!r} version {meta.get('version')!r} is not "
@@ -140,4 +165,6 @@ class SnpbagModel(nn.Module):
         except RuntimeError as e:
             detail = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])
             raise CheckpointError(f"{weights_file}: weights do not match {CONFIG_FILE} ({detail})") from None
+        if not same_head:  # the new head takes the encoder's site prior
+            model.set_site_prior(model.site_af)
         return model.to(map_location)

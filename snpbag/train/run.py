@@ -262,6 +262,7 @@ def build_datamodule(cfg: TrainConfig):
 def build_model(cfg: TrainConfig, vocab):
     """The model to train: fresh from ``cfg.model``, or initialised from ``task.init_from``.
 
+    A fresh model takes the store vocabulary's allele frequencies as its site prior.
     With ``init_from`` the architecture is the pretrained model's; ``cfg.model``'s runtime
     fields (backend, block size, window, dropout, activation checkpointing, compile) still
     apply. The encoder weights are loaded; the head's too when it has the same name.
@@ -294,7 +295,9 @@ def build_model(cfg: TrainConfig, vocab):
     if mcfg.n_sites and mcfg.n_sites != vocab.n_sites:
         raise SiteMismatchError(f"model.n_sites={mcfg.n_sites} but {cfg.data.store} has {vocab.n_sites} sites; "
                                 "leave model.n_sites at 0 to take it from the store")
-    return build(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options)
+    # the store's AF is the model's site prior (HWE log-prior in the genotype head, AF features
+    # in the embedding); a model from init_from keeps the prior it was pretrained with
+    return build(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options, site_af=vocab.af)
 
 
 def _precision(cfg: TrainConfig) -> str:

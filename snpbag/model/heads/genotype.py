@@ -1,4 +1,13 @@
-"""Masked-genotype head: the pre-training objective and the imputation decoder."""
+"""Masked-genotype head: the pre-training objective and the imputation decoder.
+
+The logits are a learned correction on top of the Hardy-Weinberg log-prior of the site's
+allele frequency: ``logits = MLP(h) + log P_HWE(g | AF)``. The MLP's last layer starts near
+zero, so an untrained model already predicts what an allele-frequency-only predictor would
+(the AF baseline of snpbag.train.metrics), and training spends its steps on what linkage
+disequilibrium adds rather than on relearning 6 million frequencies. The AF is a persistent
+buffer (saved with the weights), set from the training store's vocabulary by the trainer
+(``SnpbagModel.set_site_prior``); where it is unknown the prior is flat.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,8 @@ from torch import nn
 from snpbag.config import ModelConfig
 from snpbag.data.batch import Batch
 from snpbag.data.tokens import IGNORE_INDEX
+from snpbag.errors import ConfigError
+from snpbag.model.embedding import UNKNOWN_AF, check_site_af, hwe_log_prior
 from snpbag.model.heads.base import Head
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
@@ -16,16 +27,23 @@ N_GENOTYPES = 3  # 0/1/2 copies of the alternate allele
 
 
 class MaskedGenotypeHead(Head):
-    """MLP -> 3 logits per site; loss is the mean cross-entropy over sites whose target is
-    not IGNORE_INDEX (masked sites with a called true genotype). Padding never carries loss.
-    A batch with no such site gives loss 0 (with a graph), not NaN."""
+    """MLP -> 3 logits per site, plus the site's HWE log-prior when ``prior`` is true.
+    Loss is the mean cross-entropy over sites whose target is not IGNORE_INDEX (masked
+    sites with a called true genotype). Padding never carries loss. A batch with no such
+    site gives loss 0 (with a graph), not NaN."""
 
     name = "genotype"
     level = "site"
 
-    def __init__(self, cfg: ModelConfig, *, hidden: int | None = None) -> None:
-        super().__init__(cfg, **({} if hidden is None else {"hidden": hidden}))
+    def __init__(self, cfg: ModelConfig, *, hidden: int | None = None, prior: bool = True) -> None:
+        if not isinstance(prior, bool):
+            raise ConfigError(f"genotype head option prior={prior!r} must be true or false")
+        options = {} if hidden is None else {"hidden": hidden}
+        if not prior:  # saved only when off, so model.json of the default head stays {}
+            options["prior"] = False
+        super().__init__(cfg, **options)
         hidden = hidden or cfg.d_model
+        self.use_prior = prior
         self.mlp = nn.Sequential(
             nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, N_GENOTYPES)
         )
@@ -33,9 +51,22 @@ class MaskedGenotypeHead(Head):
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        # ALT AF per vocabulary site (UNKNOWN_AF until set); in the checkpoint, so a model
+        # directory predicts with the frequencies it was trained with
+        self.register_buffer("site_af", torch.full((cfg.n_sites,), UNKNOWN_AF))
+
+    @torch.no_grad()
+    def set_site_prior(self, af) -> None:
+        af = check_site_af(af, self.site_af.numel())
+        if not self.site_af.is_meta:  # a shape-only model (built on the meta device) holds no data
+            self.site_af.copy_(af)
 
     def forward(self, enc_out: EncoderOutput, batch: Batch) -> HeadOutput:
         logits = self.mlp(enc_out.hidden)  # (B, L, 3)
+        if self.use_prior:
+            # at least fp32: under bf16 autocast the prior would lose ~2 digits
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            logits = logits.to(dtype) + hwe_log_prior(self.site_af[batch.site_index]).to(dtype)  # (B, L, 3)
         if batch.target is None:
             return HeadOutput(loss=None, logits=logits)
         target = batch.target.masked_fill(~batch.valid, IGNORE_INDEX)  # (B, L)
