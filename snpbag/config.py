@@ -127,8 +127,10 @@ class DataConfig:
     persistent_workers: bool = False
     pin_memory: bool = False
     prefetch_factor: int | None = None
-    block_samples: int = 64  # samples read together per window (multiple of the store's 16-sample chunk)
-    buffer_size: int = 256  # training shuffle buffer, in sequences
+    # samples read together per window (None: ~262,144 sites per read). Small blocks fill
+    # batches with near-identical windows; 64 left the tiny model at its AF prior (measured)
+    block_samples: int | None = None
+    buffer_size: int | None = None  # training shuffle buffer, in sequences (None: 4 x block_samples)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -138,8 +140,10 @@ class DataConfig:
                 _check_positive(f"data.{name}", v)
         _check_positive("data.batch_size", self.batch_size)
         _check_positive("data.num_workers", self.num_workers, zero_ok=True)
-        _check_positive("data.block_samples", self.block_samples)
-        _check_positive("data.buffer_size", self.buffer_size)
+        if self.block_samples is not None:
+            _check_positive("data.block_samples", self.block_samples)
+        if self.buffer_size is not None:
+            _check_positive("data.buffer_size", self.buffer_size)
         _check_fraction("data.val_fraction", self.val_fraction, high=0.9)
 
 
