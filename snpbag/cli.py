@@ -49,7 +49,7 @@ def main(verbose: int) -> None:
 @click.option("--length", default=1_000_000, show_default=True, type=int, help="Region length in bp.")
 @click.option("--chrom", default="22", show_default=True)
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--array-fraction", default=None, type=float, help="Write an array site list covering this fraction of sites.")
+@click.option("--array-fraction", default=None, type=float, help="Write an array site list covering this fraction of the MAF >= 1% sites.")
 @click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
 @click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
@@ -88,12 +88,13 @@ def convert(input, output, region, samples, min_maf, contig_len, threads):
 @click.option("--matrix", is_flag=True, help="Also write the square kinship matrix as Zarr.")
 @click.option("--block-size", default=2048, show_default=True, type=int)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-def king(input, out, estimator, min_kinship, counts, matrix, block_size, device):
+@click.option("--threads", default=None, type=int, help="CPU threads (default: all available cores, like plink2).")
+def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads):
     """KING-robust kinship for all sample pairs (plink2-compatible .kin0)."""
     from snpbag.kinship.king import king as run
 
     run(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-        block_size=block_size, device=device)
+        block_size=block_size, device=device, threads=threads)
 
 
 # --- training and models ----------------------------------------------------------------

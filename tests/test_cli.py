@@ -72,13 +72,13 @@ def test_convert(runner, monkeypatch):
 def test_king(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
         _invoke(runner, ["king", "cohort.zarr", "--out", "pre", "--estimator", "within", "--min-kinship", "0.0442",
-                         "--counts", "--matrix", "--block-size", "512", "--device", "cuda"])
+                         "--counts", "--matrix", "--block-size", "512", "--device", "cuda", "--threads", "3"])
     f.assert_called_once_with("cohort.zarr", out="pre", estimator="within", min_kinship=0.0442, counts=True,
-                              matrix=True, block_size=512, device="cuda")
+                              matrix=True, block_size=512, device="cuda", threads=3)
     with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
         _invoke(runner, ["king", "in.vcf.gz", "--out", "pre"])
     f.assert_called_once_with("in.vcf.gz", out="pre", estimator="between", min_kinship=None, counts=False,
-                              matrix=False, block_size=2048, device="cpu")
+                              matrix=False, block_size=2048, device="cpu", threads=None)
 
 
 def test_train_passes_overrides_verbatim(runner, monkeypatch):

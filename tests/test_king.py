@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from snpbag.errors import InputError, SampleError
 from snpbag.kinship import degrees
-from snpbag.kinship.kin0 import dtoa_g, format_g, format_int, join_rows, to_strings
+from snpbag.kinship.kin0 import dtoa_g, format_g, g_field, int_field, join_fields, to_strings
 from snpbag.kinship.king import (
     GenotypeSource,
     king,
@@ -219,6 +219,45 @@ def test_counts_equal_naive_reference(cohort):
             assert got == (ns, hh, ib, hi, hj), (i, j)
 
 
+class _Dosages:
+    """An in-memory GenotypeSource: (v, n) int8 dosages, −1 missing."""
+
+    def __init__(self, d):
+        self.d, self.n_samples, self.path = d, d.shape[1], "memory"
+
+    def dosages(self, n, *, chunk, stats):
+        for a in range(0, self.d.shape[0], chunk):
+            stats.variants += min(chunk, self.d.shape[0] - a)
+            yield self.d[a:a + chunk, :n].copy()
+
+
+def test_carrier_pairs_and_gemms_give_the_same_counts():
+    """Rare variants go to carrier-pair lists, the rest to GEMMs: every split gives the naive counts.
+
+    37 samples (not a multiple of 8), ALT frequencies from singletons to near-fixed (ALT the
+    major allele: flipped coding), homozygous carriers, variants with and without missing
+    calls, and a pass that starts at row 11.
+    """
+    rng = np.random.default_rng(3)
+    n, v = 37, 700
+    p = np.concatenate([rng.uniform(0.003, 0.05, 300), rng.uniform(0.05, 0.95, 300), rng.uniform(0.95, 0.999, 100)])
+    d = (rng.random((v, n, 2)) < p[:, None, None]).sum(axis=2).astype(np.int8)
+    d[600:, :] = np.where(rng.random((100, n)) < 0.5, 2, d[600:])
+    d[:3] = 0  # monomorphic
+    d[3, 5] = 1  # a singleton
+    d[450:500][rng.random((50, n)) < 0.05] = -1  # missing calls in common variants
+    d[10:20][rng.random((10, n)) < 0.05] = -1  # and in rare ones
+    src = _Dosages(d)
+    want = np.array([[_naive(d.T, i, j) for j in range(n)] for i in range(n)])  # (n, n, 5)
+    for rows in ((0, n), (11, n), (11, 20)):
+        for limit in (-1, 0, 40, 10**6):
+            for chunk in (64, 512):
+                pc = pair_counts(src, rows=rows, block_size=8, chunk=chunk, sparse_limit=limit)
+                got = np.stack([pc.nsnp, pc.hethet, pc.ibs0, pc.het_row, pc.het_col], axis=-1)
+                for i in range(*rows):
+                    np.testing.assert_array_equal(got[i - rows[0], :i], want[i, :i], err_msg=f"{rows} {limit} {i}")
+
+
 def test_kinship_formulas():
     hh, ib, a, b = np.array([50]), np.array([3]), np.array([20]), np.array([30])
     assert kinship(hh, ib, a, b)[0] == 0.5 - (4 * 3 + 20 + 30) / (4 * (50 + 20))
@@ -234,6 +273,27 @@ def test_block_size_and_passes_do_not_change_output(cohort, default_run, tmp_pat
         out = tmp_path / f"b{bs}_{mem}"
         king_part(cohort["vcf"], out=out, block_size=bs, max_memory=mem)
         assert out.with_suffix(".kin0").read_bytes() == want, (bs, mem)
+
+
+@requires_tool("plink2", "bgzip")
+def test_threads_and_carrier_pairs_keep_plink2_bytes(cohort, default_run, tmp_path, monkeypatch):
+    """Two threads (read-ahead, parallel formatting) and all-carrier-pair counting: the same bytes."""
+    import snpbag.kinship.kin0 as k0
+    import snpbag.kinship.king as k
+
+    clean = tmp_path / "clean"
+    king(cohort["clean"], out=clean, threads=1)
+    ref = _plink2(cohort["clean"], tmp_path / "plink_clean")
+    assert ["\t".join(x.split("\t")[:-1]) for x in clean.with_suffix(".kin0").read_text().splitlines()] == \
+        ref.read_text().splitlines()
+    monkeypatch.setattr(k0, "WRITE_PAIRS", 50)  # several formatting blocks
+    default = k.SPARSE_PAIR_CELLS
+    for tag, vcf, want in (("m", cohort["vcf"], default_run), ("c", cohort["clean"], clean.with_suffix(".kin0"))):
+        for threads, cells in ((2, default), (1, 1e-9), (2, 1e-9)):
+            monkeypatch.setattr(k, "SPARSE_PAIR_CELLS", cells)  # 1e-9: every complete variant as carrier pairs
+            out = tmp_path / f"{tag}{threads}_{cells > 1}"
+            king(vcf, out=out, threads=threads, block_size=7)
+            assert out.with_suffix(".kin0").read_bytes() == want.read_bytes(), (tag, threads, cells)
 
 
 def test_float_matmul_fallback_is_exact(cohort, default_run, tmp_path, monkeypatch):
@@ -281,6 +341,36 @@ def test_store_input_equals_vcf_input(cohort, default_run, tmp_path):
     convert(cohort["vcf"], store, min_maf=0.0, threads=1)
     king(store, out=tmp_path / "st", block_size=7)
     assert (tmp_path / "st.kin0").read_bytes() == default_run.read_bytes()
+
+
+def test_shard_reader_equals_zarr(cohort, tmp_path):
+    """The direct shard reader gives zarr's genotypes; a flipped byte is a StoreFormatError."""
+    from snpbag.data.convert import convert
+    from snpbag.data.store import open_store
+    from snpbag.errors import StoreFormatError
+    from snpbag.kinship.king import _dosage, _ShardReader
+
+    store = tmp_path / "c.zarr"
+    convert(cohort["vcf"], store, min_maf=0.0, threads=1)
+    st = open_store(store)
+    reader = _ShardReader.open(str(store), st.n_variants, st.n_samples)
+    assert reader is not None  # snpbag convert's layout
+    for block in (7, 512, 1 << 20):
+        want = [(sl, _dosage(gt)) for sl, gt in st.iter_variant_blocks(slice(0, st.n_samples), block=block)]
+        got = list(_ShardReader.open(str(store), st.n_variants, st.n_samples).blocks(block, st.n_samples))
+        assert [g[0] for g in got] == [w[0] for w in want]
+        for (_, g), (_, w) in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    assert _ShardReader.open(str(tmp_path / "absent.zarr"), 1, 1) is None
+    shard = next(f for f in (store / "call_genotype" / "c").rglob("0") if f.is_file())
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(StoreFormatError, match="checksum"):
+        list(_ShardReader.open(str(store), st.n_variants, st.n_samples).blocks(512, st.n_samples))
+    with pytest.raises(StoreFormatError, match="checksum"):  # raised in the reading thread, re-raised here
+        king(store, out=tmp_path / "bad", threads=2)
+    assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))
 
 
 # --- relationships --------------------------------------------------------------------------
@@ -347,8 +437,12 @@ def test_vectorised_formatting_equals_scalar():
                                                           9.9999949999999e-5, 999999.49999999]])
     x = np.concatenate([x, np.round(x, 6), np.round(x, 7) + 5e-7])
     assert to_strings(format_g(x)) == [dtoa_g(v) for v in x]
-    c = format_int(np.array([0, 7, 10, 4_000_000_000]))
-    joined = join_rows([c, format_g(np.array([0.5, -1.0, np.nan, 1e-9]))])
+    assert to_strings(format_g(x)) == [bytes(r[r != 0]).decode()[:-1] for r in g_field(x)]  # the fast path
+    ints = np.concatenate([[0, 9, 10, 99, 9_999_999, 10_000_000, 10**15 - 1], rng.integers(0, 10**12, 500)])
+    assert [bytes(r[r != 0]).decode() for r in int_field(ints)] == [f"{i}\t" for i in ints]
+    assert join_fields([int_field(ints[:3]), g_field(x[:3], "\n")]) == "".join(
+        f"{i}\t{dtoa_g(v)}\n" for i, v in zip(ints[:3], x[:3])).encode()
+    joined = join_fields([int_field(np.array([0, 7, 10, 4_000_000_000])), g_field([0.5, -1.0, np.nan, 1e-9], "\n")])
     assert joined == b"0\t0.5\n7\t-1\n10\tnan\n4000000000\t1e-09\n"
 
 
@@ -361,6 +455,8 @@ def test_errors(cohort, tmp_path, default_run):
         king(vcf, out=tmp_path / "e", estimator="kin")
     with pytest.raises(InputError, match="--block-size 0"):
         king(vcf, out=tmp_path / "e", block_size=0)
+    with pytest.raises(InputError, match="--threads 0"):
+        king(vcf, out=tmp_path / "e", threads=0)
     with pytest.raises(InputError, match="--min-kinship nan"):
         king(vcf, out=tmp_path / "e", min_kinship=float("nan"))
     with pytest.raises(InputError, match="already exists"):

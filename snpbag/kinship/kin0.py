@@ -6,11 +6,14 @@ through a port of plink2's ``dtoa_g`` (6 significant digits, banker's rounding w
 and every count through plain decimal digits. Python's ``'%g'`` rounds ties differently,
 so it is not used.
 
-Each column is built as a (rows, slots) byte matrix with a mask of the slots that
-print, and all columns are gathered into the file's bytes with one boolean index
-(~0.8 million .kin0 lines per second on one core, profiled on docs/benchmarks.md's
-cohort). The scalar :func:`dtoa_g` is the reference the vectorised path is tested
-against and the fallback for rare values (exponential notation, nan, infinities).
+Each field of a block of lines is built as an (N, width) array of its bytes, padded with
+NULs, from digit tables and shifts on 64-bit words (:func:`g_field`, :func:`int_field`,
+:func:`str_field`); the fields are laid side by side and the NULs dropped
+(:func:`join_fields`): ~5 million .kin0 lines per second on one core of a 2-core EPYC,
+threads format blocks in parallel (:func:`write_pairs`). The scalar :func:`dtoa_g` is
+the reference the vectorised paths are tested against; :func:`format_g` (a slower
+slot-and-mask layout) handles the rare values (``nan``, infinities, |x| >= 1, tiny and
+huge exponents).
 
 References
 ----------
@@ -20,12 +23,16 @@ plink2 ``dtoa_g`` / ``dtoa_so6`` / ``BankerRoundD`` in ``2.0/include/plink2_stri
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from snpbag.errors import InputError
 from snpbag.kinship import degrees
 
 # plink2's kBankerRound8: ties (within 5e-9 of .5) go to the even neighbour.
@@ -38,7 +45,9 @@ _SMALL = 9.9999949999999e-5   # below: exponential notation
 _LARGE = 999999.49999999      # at or above: exponential notation
 _ONE = 0.99999949999999       # at or above: dtoa_so6, below: "0.xxxxxx"
 
-_TAB, _NL = ord("\t"), ord("\n")
+ESTIMATORS = ("between", "within")
+#: Pairs formatted per block (and per thread) by write_pairs.
+WRITE_PAIRS = 1 << 17
 
 
 # --- scalar reference ----------------------------------------------------------------------
@@ -158,7 +167,7 @@ def dtoa_g(x: float) -> str:
 # --- vectorised columns ------------------------------------------------------------------
 # A column is (chars (N, W) uint8, keep (N, W) bool): row i prints chars[i][keep[i]], so a
 # number can be laid out in fixed slots (sign, integer digits, point, fraction) and the
-# unused slots simply not kept; join_rows gathers all kept bytes in one pass.
+# unused slots simply not kept (to_strings reads them back).
 
 
 def _banker_round_arr(x: np.ndarray) -> np.ndarray:
@@ -252,59 +261,187 @@ def format_g(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return chars, keep
 
 
-def format_int(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decimal digits of non-negative integers as a character column."""
-    v = np.asarray(values, dtype=np.int64).reshape(-1)
-    if v.size and v.min() < 0:
-        raise ValueError("format_int takes non-negative integers")
-    width = max(len(str(int(v.max()))) if v.size else 1, 1)
-    chars = _digit_matrix(v, width)
-    ndig = np.maximum(width - _leading_zero_count(v, width), 1)
-    keep = np.arange(width)[None, :] >= (width - ndig)[:, None]
-    return chars, keep
-
-
-def _leading_zero_count(v: np.ndarray, width: int) -> np.ndarray:
-    ndig = np.ones(v.shape, dtype=np.int64)
-    t = v // 10
-    while (t > 0).any():
-        ndig += t > 0
-        t //= 10
-    return width - ndig
-
-
-def format_str(table: Sequence[str], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strings ``table[index]`` as a character column (sample ids, relationship labels)."""
-    enc = [s.encode() for s in table]
-    width = max((len(s) for s in enc), default=1) or 1
-    mat = np.zeros((len(enc), width), dtype=np.uint8)
-    lens = np.zeros(len(enc), dtype=np.int64)
-    for k, s in enumerate(enc):
-        mat[k, : len(s)] = np.frombuffer(s, dtype=np.uint8)
-        lens[k] = len(s)
-    index = np.asarray(index, dtype=np.int64)
-    return mat[index], np.arange(width)[None, :] < lens[index][:, None]
-
-
-def join_rows(columns: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """Tab-separated, newline-terminated rows from character columns of equal length."""
-    n = columns[0][0].shape[0]
-    if n == 0:
-        return b""
-    sep = np.full((n, 1), _TAB, dtype=np.uint8)
-    chars, keep = [], []
-    for c, k in columns:
-        chars += [c, sep]
-        keep += [k, np.ones((n, 1), dtype=bool)]
-    chars[-1] = np.full((n, 1), _NL, dtype=np.uint8)
-    # boolean indexing walks the (rows, slots) matrix in row-major order: the file's bytes
-    return np.hstack(chars)[np.hstack(keep)].tobytes()
-
-
 def to_strings(column: tuple[np.ndarray, np.ndarray]) -> list[str]:
     """The strings of a character column (for tests and debugging)."""
     chars, keep = column
     return [bytes(c[k]).decode() for c, k in zip(chars, keep)]
+
+
+# --- byte fields: the fast path ----------------------------------------------------------
+# The .kin0 writer builds every field as an (N, width) uint8 array of its characters and
+# separator, padded with NUL bytes, mostly from digit tables and shifts on 64-bit words;
+# the fields are laid side by side and one ``bytes.translate`` drops the NULs. Sample ids
+# cannot contain NUL (checked).
+
+_U8 = np.dtype("<u8")
+
+
+def _word(b: bytes) -> int:
+    return int.from_bytes(b.ljust(8, b"\0"), "little")
+
+
+_LOW = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=object).astype(np.uint64)  # low k bytes
+_HIGH = ~_LOW[::-1].copy()  # high k bytes: _HIGH[k] keeps bytes 8-k .. 7
+_POW10 = 10 ** np.arange(1, 16, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _digit_words(width: int) -> np.ndarray:
+    """Word of the zero-padded ``width``-digit string of 0 .. 10^width - 1 (first digit in byte 0)."""
+    return np.array([_word(f"{i:0{width}d}".encode()) for i in range(10 ** width)], dtype=_U8)
+
+
+@functools.lru_cache(maxsize=None)
+def _tz_table(width: int) -> np.ndarray:
+    """Trailing zero digits of 0 .. 10^width - 1 written with ``width`` digits (``width`` for 0)."""
+    return np.array([width] + [len(s) - len(s.rstrip("0")) for s in (f"{i:0{width}d}" for i in range(1, 10 ** width))],
+                    dtype=np.int64)
+
+
+def _bytes16(w0: np.ndarray, w1: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """(N, width) uint8 of two words per row, width = the longest row."""
+    out = np.empty((w0.size, 2), dtype=_U8)
+    out[:, 0], out[:, 1] = w0, w1
+    return out.view(np.uint8)[:, : int(length.max()) if length.size else 0]
+
+
+def str_field(table: Sequence[str], sep: str = "\t") -> np.ndarray:
+    """(len(table), width) uint8: each string then ``sep``, NUL padded; index rows with np.take."""
+    enc = [t.encode() + sep.encode() for t in table]
+    if any(b"\0" in t for t in enc):
+        raise ValueError("a sample id or label contains a NUL byte")
+    out = np.zeros((len(enc), max((len(t) for t in enc), default=1)), dtype=np.uint8)
+    for k, t in enumerate(enc):
+        out[k, : len(t)] = np.frombuffer(t, dtype=np.uint8)
+    return out
+
+
+def int_field(values: np.ndarray, sep: str = "\t") -> np.ndarray:
+    """Decimal digits of non-negative integers below 10^15 then ``sep``, right-aligned, NUL padded."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    if v.size and (v.min() < 0 or v.max() >= 10**15):
+        raise ValueError("int_field takes integers in 0 .. 10^15 - 1")
+    d3, d4 = _digit_words(3), _digit_words(4)
+    hi, lo = np.divmod(v, 10**7)
+    nd = np.searchsorted(_POW10, v, side="right") + 1  # digits
+    w0 = (d4[hi // 10000] | (d4[hi % 10000] << np.uint64(32))) & _HIGH[np.maximum(nd - 7, 0)]
+    w1 = (d3[lo // 10000] | (d4[lo % 10000] << np.uint64(24))) & _HIGH[np.minimum(nd, 7) + 1]
+    w1 |= np.uint64(ord(sep) << 56)
+    out = np.empty((v.size, 2), dtype=_U8)
+    out[:, 0], out[:, 1] = w0, w1
+    return out.view(np.uint8)[:, 15 - int(nd.max()) if v.size else 15:]
+
+
+# "0.xxxxxx": the sign and "0." and up to three zeros by (neg, z), then the digits
+_DEC_PREFIX = np.array([_word(b"-" * neg + b"0." + b"0" * z) for neg in (0, 1) for z in range(4)], dtype=_U8)
+
+
+def g_field(values: np.ndarray, sep: str = "\t") -> np.ndarray:
+    """:func:`dtoa_g` of every value then ``sep``, left-aligned, NUL padded (at most 14 bytes).
+
+    Values printed as ``0.xxxxxx`` (the bulk of kinships and proportions), ``d.ddddde-XX``
+    (|x| down to 1e-15) and zeros are built from digit tables; the rest (``nan``,
+    ``-inf``, ``|x| >= 1``, tinier exponents) go through :func:`format_g`.
+    """
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = x.size
+    neg = x < 0
+    a = np.abs(x)
+    sepw = np.uint64(ord(sep))
+    with np.errstate(invalid="ignore"):
+        dec = (a >= _SMALL) & (a < _ONE)
+    d = np.where(dec, a, 0.5)
+    z = np.zeros(n, dtype=np.int64)
+    m = d < 9.9999949999999e-3
+    d[m] *= 100
+    z[m] += 2
+    m = d < 9.9999949999999e-2
+    d[m] *= 10
+    z[m] += 1
+    u = _banker_round_arr(d * 1000000)  # 100000 .. 999999
+    hi, lo = np.divmod(u, 10000)
+    nd = 6 - _tz_table(4)[lo]  # digits kept
+    nd -= (lo == 0) & (hi % 10 == 0)
+    digits = (_digit_words(2)[hi] | (_digit_words(4)[lo] << np.uint64(16))) & _LOW[nd]
+    digits |= sepw << (np.uint64(8) * nd.astype(np.uint64))
+    lp = (neg + 2 + z).astype(np.uint64)  # prefix bytes
+    w0 = _DEC_PREFIX[neg * 4 + z] | (digits << (np.uint64(8) * lp))
+    w1 = digits >> (np.uint64(64) - np.uint64(8) * lp)
+    length = lp.astype(np.int64) + nd + 1
+    if not dec.all():
+        zero = x == 0
+        w0[zero], w1[zero], length[zero] = ord("0") | (ord(sep) << 8), 0, 2
+        with np.errstate(invalid="ignore"):
+            small = (a < _SMALL) & (a >= 9.9999949999999e-16)
+        if small.any():
+            i = np.flatnonzero(small)
+            w0[i], w1[i], length[i] = _small_exp(x[i], sep)
+        idx = np.flatnonzero(~dec & ~zero & ~small)
+        if idx.size:
+            w0[idx], w1[idx], length[idx] = _pack_left(*format_g(x[idx]), sep)
+    return _bytes16(w0, w1, length)
+
+
+def _small_exp(x: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dtoa_g of 1e-15 <= |x| < 1e-4: ``[-]d[.ddddd]e-XX`` then ``sep``, as two words and a length."""
+    neg = x < 0
+    d = np.abs(x)
+    xp = np.zeros(x.size, dtype=np.int64)
+    for bit, thr, mul in ((8, 9.9999949999999e-8, 100000000.0), (4, 9.9999949999999e-4, 10000.0),
+                          (2, 9.9999949999999e-2, 100.0), (1, 9.9999949999999e-1, 10.0)):
+        m = d < thr
+        d[m] *= mul
+        xp[m] |= bit
+    r = _banker_round_arr(d * 100000)
+    q, rem = np.divmod(r, 100000)
+    tz = np.where(rem == 0, 5, 0)
+    for k in range(1, 5):
+        tz = np.where((rem != 0) & (rem % 10**k == 0), k, tz)
+    nf = 5 - tz  # fraction digits
+    frac = (_digit_words(1)[rem // 10000] | (_digit_words(4)[rem % 10000] << np.uint64(8))) & _LOW[nf]
+    frac = np.where(nf > 0, np.uint64(ord(".")) | (frac << np.uint64(8)), np.uint64(0))
+    head = np.where(neg, np.uint64(ord("-")) | (_digit_words(1)[q] << np.uint64(8)), _digit_words(1)[q])
+    lh = neg + 1
+    tail = np.uint64(_word(b"e-")) | (_digit_words(2)[xp] << np.uint64(16)) | np.uint64(ord(sep) << 32)
+    w = [np.zeros(x.size, dtype=_U8), np.zeros(x.size, dtype=_U8)]
+    length = np.zeros(x.size, dtype=np.int64)
+    for piece, plen in ((head, lh), (frac, np.where(nf > 0, nf + 1, 0)), (tail, np.full(x.size, 5))):
+        _append(w, length, piece, plen)
+    return w[0], w[1], length
+
+
+def _append(w: list[np.ndarray], length: np.ndarray, piece: np.ndarray, plen: np.ndarray) -> None:
+    """Append ``plen`` bytes of ``piece`` to each row of the two-word strings ``w``."""
+    sh = (np.uint64(8) * (length % 8).astype(np.uint64))
+    first = length < 8
+    lo = piece << sh
+    carry = np.where(sh > 0, piece >> (np.uint64(64) - np.where(sh > 0, sh, np.uint64(8))), np.uint64(0))
+    w[0] |= np.where(first, lo, np.uint64(0))
+    w[1] |= np.where(first, carry, lo)
+    length += plen
+
+
+def _pack_left(chars: np.ndarray, keep: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A (chars, keep) column of at most 13 characters as left-aligned words with ``sep``, and lengths."""
+    order = np.argsort(~keep, axis=1, kind="stable")
+    packed = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(chars, order, axis=1), 0)
+    length = keep.sum(axis=1)
+    buf = np.zeros((chars.shape[0], 16), dtype=np.uint8)
+    buf[:, : min(packed.shape[1], 15)] = packed[:, :15]
+    buf[np.arange(buf.shape[0]), length] = ord(sep)
+    words = buf.view(_U8)
+    return words[:, 0].copy(), words[:, 1].copy(), length + 1
+
+
+def join_fields(fields: Sequence[np.ndarray]) -> bytes:
+    """Rows of the fields side by side (each (N, width) uint8 or (1, width) for all rows), NULs dropped."""
+    n = max(f.shape[0] for f in fields)
+    buf = np.empty((n, sum(f.shape[1] for f in fields)), dtype=np.uint8)
+    a = 0
+    for f in fields:
+        buf[:, a:a + f.shape[1]] = f
+        a += f.shape[1]
+    return buf.tobytes().translate(None, b"\0")
 
 
 # --- the table and the matrix ----------------------------------------------------------------
@@ -326,19 +463,153 @@ def lower_pairs(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
     return ii, jj
 
 
-def format_rows(ids: Sequence[str], ii: np.ndarray, jj: np.ndarray, *, nsnp, hethet, ibs0, het1_hom2, het2_hom1,
-                kinship, counts: bool, po_ibs0: float) -> bytes:
-    """.kin0 lines for pairs (ids[ii], ids[jj]); HETHET/IBS0 as plink2's ``(1.0 / NSNP) * count``."""
+_LABELS = str_field(degrees.LABELS, "\n")
+
+
+def format_rows(ids: Sequence[str] | np.ndarray, ii: np.ndarray, jj: np.ndarray, *, nsnp, hethet, ibs0, het1_hom2,
+                het2_hom1, kinship, counts: bool, po_ibs0: float) -> bytes:
+    """.kin0 lines for pairs (ids[ii], ids[jj]); HETHET/IBS0 as plink2's ``(1.0 / NSNP) * count``.
+
+    ``ids`` may be given as ``str_field(ids)`` (built once, reused across calls).
+    """
+    table = ids if isinstance(ids, np.ndarray) and ids.dtype == np.uint8 and ids.ndim == 2 else str_field(ids)
+    ns = np.asarray(nsnp)
     with np.errstate(divide="ignore", invalid="ignore"):
-        recip = 1.0 / np.asarray(nsnp, dtype=np.float64)
+        recip = 1.0 / ns.astype(np.float64)
         ibs0_p = recip * np.asarray(ibs0, dtype=np.float64)
-    cols = [format_str(ids, ii), format_str(ids, jj), format_int(nsnp)]
-    if counts:
-        cols += [format_int(hethet), format_int(ibs0), format_int(het1_hom2), format_int(het2_hom1)]
+    one_nsnp = ns.size and ns.min() == ns.max()
+    if one_nsnp:  # "IID2\tNSNP\t" from one table (without missing calls every pair has the same NSNP)
+        ns_text = int_field(ns[:1])
+        cols = [np.take(table, ii, axis=0), np.take(_with_suffix(table, ns_text), jj, axis=0)]
     else:
-        cols += [format_g(recip * np.asarray(hethet, dtype=np.float64)), format_g(ibs0_p)]
-    cols += [format_g(kinship), format_str(degrees.LABELS, degrees.classify(kinship, ibs0_p, po_ibs0=po_ibs0))]
-    return join_rows(cols)
+        cols = [np.take(table, ii, axis=0), np.take(table, jj, axis=0), int_field(ns)]
+    if counts:
+        cols += [int_field(hethet), int_field(ibs0), int_field(het1_hom2), int_field(het2_hom1)]
+    elif one_nsnp:  # every proportion is recip * (a count <= NSNP): format each count once
+        hh, ib = np.asarray(hethet, dtype=np.int64), np.asarray(ibs0, dtype=np.int64)
+        lut = _proportions(int(ns[0]), 1 << max(int(hh.max()), int(ib.max())).bit_length())
+        cols += [np.take(lut, hh, axis=0), np.take(lut, ib, axis=0)]
+    else:
+        cols += [g_field(recip * np.asarray(hethet, dtype=np.float64)), g_field(ibs0_p)]
+    cols += [g_field(kinship), np.take(_LABELS, degrees.classify(kinship, ibs0_p, po_ibs0=po_ibs0), axis=0)]
+    return join_fields(cols)
+
+
+@functools.lru_cache(maxsize=8)
+def _proportions(nsnp: int, size: int) -> np.ndarray:
+    """g_field of ``(1.0 / nsnp) * c`` for c = 0 .. size - 1: plink2's HETHET/IBS0 proportions."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return g_field((1.0 / np.float64(nsnp)) * np.arange(size, dtype=np.float64))
+
+
+def _with_suffix(table: np.ndarray, suffix: np.ndarray) -> np.ndarray:
+    """Rows of ``table`` followed by the one-row field ``suffix`` (NULs may sit in between)."""
+    return np.concatenate([table, np.broadcast_to(suffix, (table.shape[0], suffix.shape[1]))], axis=1)
+
+
+def kinship(hethet, ibs0, het_row, het_col, *, estimator: str = "between") -> np.ndarray:
+    """KING-robust kinship from integer counts, computed exactly as plink2 does.
+
+    between: ½ − (4·IBS0 + A + B) / (4·(HETHET + min(A, B)))   (plink2 --make-king-table)
+    within:  (HETHET − 2·IBS0) / (2·HETHET + A + B)            (KING within-family; vcftools --relatedness2)
+
+    with A, B the two het/hom counts. Integer numerator and denominator, one double
+    division: a pair without usable heterozygous sites gives ``nan`` (0/0) or ``-inf``,
+    as plink2 prints them.
+
+    Parameters
+    ----------
+    hethet, ibs0, het_row, het_col : integer count arrays of equal shape.
+    estimator : ``between`` or ``within``.
+
+    Returns
+    -------
+    float64 array.
+
+    Raises
+    ------
+    InputError : unknown estimator.
+    """
+    hh = np.asarray(hethet, dtype=np.int64)
+    i0 = np.asarray(ibs0, dtype=np.int64)
+    a = np.asarray(het_row, dtype=np.int64)
+    b = np.asarray(het_col, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if estimator == "between":
+            return 0.5 - (4 * i0 + a + b).astype(np.float64) / (4 * (hh + np.minimum(a, b))).astype(np.float64)
+        if estimator == "within":
+            return (hh - 2 * i0).astype(np.float64) / (2 * hh + a + b).astype(np.float64)
+    raise InputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+
+
+def write_pairs(fh, pc, ids: list[str], *, estimator: str, counts: bool,
+                min_kinship: float | None, po_ibs0: float, threads: int = 1) -> tuple[int, int]:
+    """Append the pairs of ``pc`` (king.PairCounts) to a .kin0 in plink2's order; (pairs seen, pairs written).
+
+    Blocks of about WRITE_PAIRS pairs are formatted by ``threads`` threads (numpy releases
+    the GIL) and written in order.
+    """
+    r0, r1 = pc.rows
+    table = str_field(ids)
+    blocks, i0 = [], r0
+    while i0 < r1:
+        i1 = i0 + 1
+        while i1 < r1 and (i1 * (i1 + 1) - i0 * (i0 - 1)) // 2 <= WRITE_PAIRS:
+            i1 += 1
+        blocks.append((i0, i1))
+        i0 = i1
+
+    def rows(i0: int, i1: int) -> tuple[int, bytes]:
+        def lower(a):  # row i keeps columns j < i: plink2's order
+            return np.concatenate([a[i - r0, :i] for i in range(i0, i1)])
+
+        ii, jj = lower_pairs(i0, i1)
+        hh, ib, ns = lower(pc.hethet), lower(pc.ibs0), lower(pc.nsnp)
+        # plink2's HET1_HOM2 is IID2 het / IID1 hom (its kernel numbers the smaller index 1)
+        h1, h2 = lower(pc.het_col), lower(pc.het_row)
+        kin = kinship(hh, ib, h2, h1, estimator=estimator)
+        if min_kinship is not None:
+            keep = ~(kin < min_kinship)  # plink2 keeps nan
+            ii, jj, hh, ib, h1, h2, ns, kin = (x[keep] for x in (ii, jj, hh, ib, h1, h2, ns, kin))
+        if not ii.size:
+            return 0, b""
+        return ii.size, format_rows(table, ii, jj, nsnp=ns, hethet=hh, ibs0=ib, het1_hom2=h1, het2_hom1=h2,
+                                         kinship=kin, counts=counts, po_ibs0=po_ibs0)
+
+    npairs = sum((i1 * (i1 - 1) - i0 * (i0 - 1)) // 2 for i0, i1 in blocks)
+    nwritten = 0
+    if threads <= 1 or len(blocks) == 1:
+        for blk in blocks:
+            k, text = rows(*blk)
+            fh.write(text)
+            nwritten += k
+        return npairs, nwritten
+    with ThreadPoolExecutor(threads, thread_name_prefix="king-write") as ex:
+        pending = deque()
+        for blk in blocks:
+            pending.append(ex.submit(rows, *blk))
+            while len(pending) > 2 * threads or (pending and pending[0].done()):
+                k, text = pending.popleft().result()
+                fh.write(text)
+                nwritten += k
+        for fut in pending:
+            k, text = fut.result()
+            fh.write(text)
+            nwritten += k
+    return npairs, nwritten
+
+
+def fill_matrix(k, pc, estimator: str) -> None:
+    """Write the rows of ``pc`` and, by symmetry, its columns of the square matrix ``k``."""
+    r0, r1 = pc.rows
+    block = kinship(pc.hethet, pc.ibs0, pc.het_row, pc.het_col, estimator=estimator).astype(np.float32)
+    block[np.arange(r1)[None, :] >= np.arange(r0, r1)[:, None]] = 0.0  # keep j < i
+    sq = block[:, r0:r1]
+    sq[...] = sq + sq.T  # the band's upper part mirrors its lower part
+    np.fill_diagonal(sq, 0.5)
+    k[r0:r1, :r1] = block
+    if r0 > 0:
+        k[:r0, r0:r1] = block[:, :r0].T
 
 
 def create_matrix(path: str | Path, sample_ids: Sequence[str], *, attrs: dict):

@@ -12,8 +12,12 @@ so a tile of pairs costs two int8 matrix products per variant chunk (``H·H'`` a
 ``S·S'``) where every sample of the pass is called (C = 1 makes H·C' a per-sample het
 count and C·C' the variant count), plus ``[H;C]·[H;C]'`` for variants with a missing
 call. Products run as ``torch._int_mm`` and accumulate exactly in int32 (a float
-fallback is exact too: fp32 sums of a ≤ 8192-variant chunk, fp64 on CUDA). The kinship
-is then one double division of integers, as in plink2, so KINSHIP strings match plink2's.
+fallback is exact too: fp32 sums of a ≤ 8192-variant chunk, fp64 on CUDA). Complete
+variants with few minor-allele carriers skip the GEMMs: coded by the minor allele (X =
+0/1/2 copies, S = X − 1), ``H·H'`` and ``X·X'`` are non-zero only for carrier pairs,
+which are listed and counted with ``np.bincount`` (plink2's rare-variant scan), and
+``S·S' = X·X' − x_i − x_j + n``. The kinship is then one double division of integers,
+as in plink2, so KINSHIP strings match plink2's.
 
 Pairs (i, j), j < i, are produced in plink2's lower-triangular order. Rows are split
 into *passes* whose counts fit ``max_memory`` (each pass streams the input once; it
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,20 +43,18 @@ from snpbag.data.chrom import is_autosome
 from snpbag.errors import InputError, SampleError
 from snpbag.fileio import atomic_output, atomic_outputs
 from snpbag.kinship import degrees, kin0
+from snpbag.kinship.kin0 import ESTIMATORS, kinship  # noqa: F401  (public here too)
 from snpbag.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-ESTIMATORS = ("between", "within")
 #: Memory for one pass's pair counts; more rows than fit → more passes over the input.
 MAX_MEMORY = 2 << 30
 #: Bytes per (row, column) cell of a pass: int32 accumulators plus the derived counts.
-PASS_BYTES_PER_PAIR = 48
+PASS_BYTES_PER_PAIR = 56
 #: Bytes of genotypes + indicators held per variant chunk.
 CHUNK_MEMORY = 256 << 20
-#: Pairs formatted per write.
-WRITE_PAIRS = 1 << 19
-_MAX_COUNT = 2**31 - 1
+_MAX_COUNT = 2**29 - 1  # S·S' accumulates X·X' <= 4 per variant in int32
 
 
 # --- input --------------------------------------------------------------------------------
@@ -126,12 +129,17 @@ class GenotypeSource:
             contigs = store.contig_ids
             auto = np.array([is_autosome(c) for c in contigs], dtype=bool)
             vcontig = store.variant_contig
-            for sl, gt in store.iter_variant_blocks(slice(0, n), block=chunk):
+            shards = _ShardReader.open(self.path, store.n_variants, self.n_samples)
+            if shards is None:
+                blocks = ((sl, _dosage(gt)) for sl, gt in store.iter_variant_blocks(slice(0, n), block=chunk))
+            else:
+                blocks = shards.blocks(chunk, n)
+            for sl, d in blocks:
                 keep = auto[vcontig[sl]]
                 stats.non_autosomal += int((~keep).sum())
                 if keep.any():
                     stats.variants += int(keep.sum())
-                    yield _dosage(gt if keep.all() else gt[keep])
+                    yield d if keep.all() else d[keep]
         else:
             from snpbag.data.vcf import VcfReader
 
@@ -152,11 +160,119 @@ class GenotypeSource:
                 reader.close()
 
 
+class _ShardReader:
+    """``call_genotype`` of a local snpbag store read shard by shard, straight to dosages.
+
+    zarr's asynchronous pipeline spends about twice the Blosc decoding time on per-chunk
+    overhead (one thread hand-off per 16-sample inner chunk); for a whole-cohort scan this
+    reads the shard files of docs/store-format.md directly: shard index and inner chunks
+    checked against their CRC32C, inner chunks Blosc-decoded into one buffer per variant
+    chunk and turned into dosages at once. Any other layout, or a remote store, returns
+    None from :meth:`open` and the caller reads through zarr.
+    """
+
+    def __init__(self, root: Path, shape, outer, inner):
+        self.root, (self.nv, self.ns), (self.cv, self.cs), (self.iv, self.is_) = root, shape, outer, inner
+        self._cache: tuple[int, np.ndarray] | None = None
+        self._buf: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, path: str, n_variants: int, n_samples: int) -> _ShardReader | None:
+        import json
+
+        root = Path(path) / "call_genotype"
+        try:
+            meta = json.loads((root / "zarr.json").read_text())
+            cg = meta["chunk_grid"]["configuration"]["chunk_shape"]
+            (shard,) = meta["codecs"]
+            conf = shard["configuration"]
+            inner = conf["chunk_shape"]
+            ok = (meta["data_type"] == "int8" and meta["shape"] == [n_variants, n_samples, 2]
+                  and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
+                  and meta["fill_value"] == -1 and not meta.get("storage_transformers")
+                  and shard["name"] == "sharding_indexed" and conf.get("index_location", "end") == "end"
+                  and [c["name"] for c in conf["codecs"]] == ["bytes", "blosc", "crc32c"]
+                  and conf["index_codecs"] == [{"name": "bytes", "configuration": {"endian": "little"}},
+                                               {"name": "crc32c"}]
+                  and cg[2] == inner[2] == 2 and inner[0] == cg[0] and cg[1] % inner[1] == 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not ok:
+            return None
+        return cls(root, (n_variants, n_samples), cg[:2], inner[:2])
+
+    def blocks(self, block: int, n: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """(variant slice, dosages (v, n)) over blocks aligned to ``block``, as GenotypeStore.iter_variant_blocks."""
+        a = 0
+        while a < self.nv:
+            b = min((a // block + 1) * block, self.nv)
+            parts = []
+            while a < b:  # a block may span outer chunks, an outer chunk several blocks
+                k = a // self.cv
+                d = self._chunk(k)
+                e = min(b, (k + 1) * self.cv)
+                parts.append(d[a - k * self.cv:e - k * self.cv, :n])
+                a = e
+            yield slice(b - sum(p.shape[0] for p in parts), b), (parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+    def _chunk(self, k: int) -> np.ndarray:
+        if self._cache is not None and self._cache[0] == k:
+            return self._cache[1]
+        import google_crc32c
+        import numcodecs.blosc
+
+        from snpbag.errors import StoreFormatError
+
+        rows = min(self.cv, self.nv - k * self.cv)
+        per_shard = self.cs // self.is_
+        n_inner = -(-self.ns // self.is_)
+        if self._buf is None:  # reused: a fresh 50 MB array per chunk costs page faults
+            self._buf = np.empty((n_inner, self.iv, self.is_, 2), dtype=np.int8)
+        buf = self._buf
+        for j in range(-(-self.ns // self.cs)):
+            f = self.root / "c" / str(k) / str(j) / "0"
+            raw = f.read_bytes() if f.exists() else None
+            if raw is not None:
+                index = raw[len(raw) - 16 * per_shard - 4:]
+                if len(raw) < 16 * per_shard + 4 or not _crc_ok(google_crc32c, index):
+                    raise StoreFormatError(f"{f}: corrupt shard index (checksum); re-run `snpbag convert`")
+                offsets = np.frombuffer(index[:-4], dtype="<u8").reshape(per_shard, 2)
+            for i in range(per_shard):
+                t = j * per_shard + i
+                if t >= n_inner:
+                    break
+                if raw is None or offsets[i, 0] == offsets[i, 1] == 2**64 - 1:
+                    buf[t] = -1  # never written: the fill value
+                    continue
+                data = raw[int(offsets[i, 0]):int(offsets[i, 0] + offsets[i, 1])]
+                if not _crc_ok(google_crc32c, data):
+                    raise StoreFormatError(f"{f}: corrupt chunk (checksum); re-run `snpbag convert`")
+                numcodecs.blosc.decompress(data[:-4], buf[t])
+        edge = self.ns - (n_inner - 1) * self.is_
+        buf[-1, :, edge:] = 0  # padding of the last inner chunk and past the last variant: not data
+        buf[:, rows:] = 0
+        d = np.empty((self.iv, n_inner * self.is_), dtype=np.int8)
+        dt = d.reshape(self.iv, n_inner, self.is_).transpose(1, 0, 2)  # buf's (inner chunk, variant, sample) order
+        if buf.min() >= 0:  # no missing or haploid call: dosage and transpose in one pass
+            np.add(buf[..., 0], buf[..., 1], out=dt)
+        else:
+            dt[...] = _dosage(buf)
+        d = d[:rows, :self.ns]
+        self._cache = (k, d)
+        return d
+
+
+def _crc_ok(crc, data: bytes) -> bool:
+    return crc.value(data[:-4]).to_bytes(4, "little") == data[-4:]
+
+
 def _dosage(gt: np.ndarray) -> np.ndarray:
     """(v, n, 2) allele indices (−1 missing, −2 haploid fill) → (v, n) ALT dosage, −1 missing."""
     a0 = gt[..., 0]
     a1 = gt[..., 1]
     d = a0 + a1
+    if not gt.size or gt.min() >= 0:  # no missing or haploid call: the common case, one pass
+        return d
     haploid = a1 == -2
     if haploid.any():
         d[haploid] = 2 * a0[haploid]
@@ -164,10 +280,16 @@ def _dosage(gt: np.ndarray) -> np.ndarray:
     return d
 
 
-def _expected_ibs0_sum(g: np.ndarray) -> float:
-    """Sum over variants of 2p²q² (p: ALT frequency among the called genotypes)."""
-    called = (g >= 0).sum(axis=1)
-    alt = np.where(g > 0, g, 0).sum(axis=1, dtype=np.int64)
+def _expected_ibs0_sum(g: np.ndarray, alt: np.ndarray | None = None) -> float:
+    """Sum over variants of 2p²q² (p: ALT frequency among the called genotypes).
+
+    ``alt``: the per-variant dosage sums of ``g`` when it has no missing call.
+    """
+    if alt is not None:
+        called = np.full(g.shape[0], g.shape[1], dtype=np.int64)
+    else:
+        called = (g >= 0).sum(axis=1)
+        alt = np.where(g > 0, g, 0).sum(axis=1, dtype=np.int64)
     ok = called > 0
     p = alt[ok] / (2.0 * called[ok])
     return float(np.sum(2.0 * p * p * (1.0 - p) * (1.0 - p)))
@@ -239,72 +361,364 @@ def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
+#: Complete variants whose minor-allele carriers form at most this many pairs per this
+#: many GEMM cells (pairs x variants, per thread) are counted from carrier-pair lists
+#: instead (plink2's rare-variant scan); measured on a 2-core EPYC (docs/benchmarks.md).
+SPARSE_PAIR_CELLS = 3500
+#: Row-band height of the CPU GEMM tiles: diagonal tiles compute about band²/2 unused pairs.
+CPU_BAND = 512
+#: Carrier pairs buffered before they are counted (np.bincount over the pass's cells).
+PAIR_BUFFER = 1 << 23
+
+
+@dataclass
+class _Sparse:
+    """Pair lists of complete variants with few carriers of the minor allele (see :func:`_sparse`)."""
+
+    flat: np.ndarray  # (i - r0) * ncol + j of the pairs j < i of heterozygous carriers: +1 to HETHET and X·X'
+    hom_flat: np.ndarray  # pairs with a homozygous carrier: + hom_w (2 or 4) to X·X'
+    hom_w: np.ndarray
+    het: np.ndarray  # (ncol,) heterozygous calls per sample
+    x: np.ndarray  # (ncol,) minor-allele dosage per sample
+    n: int  # variants
+
+
+@dataclass
+class _Chunk:
+    """One variant chunk, split by how its pairs are counted."""
+
+    ibs0_sum: float
+    dense: np.ndarray | None = None  # (v, ncol) dosages, every sample called
+    dense_missing: np.ndarray | None = None  # (v, ncol) dosages with missing calls (−1)
+    sparse: _Sparse | None = None
+
+
+_TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
+    if k not in _TRIL:
+        _TRIL[k] = np.tril_indices(k, -1)
+    return _TRIL[k]
+
+
+def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
+    """Split a dosage chunk (v, n_all) into GEMM operands and carrier-pair lists (runs ahead in a thread).
+
+    A variant called in every sample of the pass with at most ``pair_limit`` pairs of
+    minor-allele carriers goes to the pair lists; the ALT/REF coding is flipped where ALT
+    is the major allele (HETHET, IBS0 and S·S' do not change when both samples flip).
+    """
+    complete_all = not g.size or g.min() >= 0
+    alt_all = g.sum(axis=1, dtype=np.int64) if complete_all else None
+    out = _Chunk(ibs0_sum=_expected_ibs0_sum(g, alt_all))
+    gp = g[:, :ncol] if ncol < g.shape[1] else g
+    complete = np.ones(g.shape[0], dtype=bool) if complete_all else gp.min(axis=1) >= 0
+    sparse = np.zeros(g.shape[0], dtype=bool)
+    flip = None
+    if pair_limit >= 0:
+        alt = alt_all if alt_all is not None and gp is g else gp.sum(axis=1, dtype=np.int64)
+        k = np.minimum(alt, 2 * ncol - alt)  # minor-allele count >= its carriers
+        npairs = k * (k - 1) // 2
+        sparse = complete & (npairs <= pair_limit)
+        flip = alt > ncol
+        if npairs[sparse].sum() > PAIR_BUFFER:  # bound the chunk's pair lists: the rarest variants first
+            idx = np.flatnonzero(sparse)
+            order = np.argsort(npairs[idx], kind="stable")
+            sparse[idx[order[np.cumsum(npairs[idx][order]) > PAIR_BUFFER]]] = False
+    if sparse.any():
+        idx = np.flatnonzero(sparse)
+        out.sparse = _sparse(gp[idx], flip[idx], r0=r0, ncol=ncol)
+    dense = complete & ~sparse
+    if dense.all():
+        out.dense = np.ascontiguousarray(gp)
+    elif dense.any():
+        out.dense = gp[dense]
+    if not complete.all():
+        out.dense_missing = gp[~complete]
+    return out
+
+
+def _sparse(x: np.ndarray, flip: np.ndarray, *, r0: int, ncol: int) -> _Sparse:
+    """Carrier-pair lists of complete variants ``x`` (v, ncol): every pair (i, j), j < i, i >= r0."""
+    x = np.ascontiguousarray(x, dtype=np.int8)  # a fresh copy (fancy-indexed): modified in place
+    if flip.any():
+        x[flip] = 2 - x[flip]  # minor-allele dosage
+    w8 = _round_up(ncol, 8)
+    if w8 != ncol:
+        x = np.pad(x, ((0, 0), (0, w8 - ncol)))
+    words = x.view(np.uint64).reshape(-1)  # find carriers 8 samples at a time
+    nzw = np.flatnonzero(words)
+    octets = words[nzw].view(np.uint8).reshape(-1, 8)
+    wi, bj = np.nonzero(octets)
+    val = octets[wi, bj]
+    row, col = np.divmod(nzw[wi] * 8 + bj, w8)  # sorted by variant, then sample
+    het = np.bincount(col[val == 1], minlength=ncol)
+    xsum = np.bincount(col, minlength=ncol) + np.bincount(col[val == 2], minlength=ncol)
+    cnt = np.bincount(row, minlength=x.shape[0])
+    ptr = np.zeros(cnt.size + 1, dtype=np.int64)
+    np.cumsum(cnt, out=ptr[1:])
+    flat, hom_flat, hom_w = [], [], []
+    for k in np.unique(cnt):
+        if k < 2:
+            continue
+        e = ptr[np.flatnonzero(cnt == k)][:, None] + np.arange(k)
+        c, v = col[e], val[e]  # (variants, k) carriers in increasing sample order
+        p, q = _tril(int(k))  # q < p: pairs (c[p], c[q]), c[q] < c[p]
+        f = ((c - r0) * ncol)[:, p] + c[:, q]
+        ok = (c >= r0)[:, p] if r0 else np.ones(f.shape, dtype=bool)
+        hr = (v == 2).any(axis=1)
+        if hr.any():  # variants with a homozygous carrier: X_i·X_j = 2 or 4 for its pairs
+            vh = v[hr].astype(np.int64)
+            w = vh[:, p] * vh[:, q]
+            fh, okh = f[hr], ok[hr]
+            flat.append(fh[(w == 1) & okh])
+            hom_flat.append(fh[(w > 1) & okh])
+            hom_w.append(w[(w > 1) & okh])
+            f, ok = f[~hr], ok[~hr]
+        flat.append(f[ok])
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
+    return _Sparse(flat=cat(flat), hom_flat=cat(hom_flat), hom_w=cat(hom_w), het=het, x=xsum, n=x.shape[0])
+
+
+def _ahead(items, enabled: bool, depth: int = 4):
+    """Iterate ``items``, computed up to ``depth`` items ahead in a background thread.
+
+    Prepared chunks are small (the dense rows and carrier-pair lists), so the reader can
+    run ahead while the GEMMs of earlier chunks hold the other cores.
+    """
+    if not enabled:
+        yield from items
+        return
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+
+    t = threading.Thread(target=run, name="king-read", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+def _tiles(r0: int, r1: int, band: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(i0, i1, j0, j1) tiles covering pairs j < i, r0 <= i < r1, at most ``width`` columns wide.
+
+    Row bands of ``band`` rows: columns left of the band in ``width`` pieces, the band's own
+    (diagonal) square in sub-bands of ``band // 4`` rows, so the unused pairs j >= i
+    computed there stay about n·band/8.
+    """
+    out = []
+    sub = max(band // 4, 1)
+    for i0 in range(r0, r1, band):
+        i1 = min(i0 + band, r1)
+        out += [(i0, i1, j0, min(j0 + width, i0)) for j0 in range(0, i0, width)]
+        for s0 in range(i0, i1, sub):
+            s1 = min(s0 + sub, i1)
+            out += [(s0, s1, j0, min(j0 + width, s1)) for j0 in range(i0, s1, width)]
+    return out
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (like plink2's default)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
 def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: int = 2048,
-                device: str = "cpu", chunk: int | None = None, stats: ScanStats | None = None) -> PairCounts:
+                device: str = "cpu", chunk: int | None = None, stats: ScanStats | None = None,
+                threads: int = 1, sparse_limit: int | None = None) -> PairCounts:
     """Exact KING counts of every pair in ``rows`` (one streaming pass over the input).
 
     Parameters
     ----------
     source : the genotypes.
     rows : ``(start, stop)``: pairs (i, j) with ``start <= i < stop`` and ``j < i``.
-    block_size : samples per tile side; tiles are ``block_size x block_size`` pair blocks.
+    block_size : samples per tile side (on CPU, row bands of at most CPU_BAND rows).
     device : ``cpu`` or ``cuda``.
-    chunk : variants per matrix product (default: what CHUNK_MEMORY allows).
+    chunk : variants per read (default: what CHUNK_MEMORY allows).
     stats : filled with the number of variants used and skipped.
+    threads : CPU threads: torch's for the GEMMs; above 1 the next chunk is read and
+        prepared in a background thread.
+    sparse_limit : complete variants with at most this many minor-allele carrier pairs
+        are counted from pair lists (−1: none; default: a cost model on CPU, none on CUDA).
 
     Returns
     -------
     PairCounts
     """
-    import torch
-
+    importer = _import_torch_in_background() if threads > 1 else None
     r0, r1 = rows
     ncol, nrow = r1, r1 - r0
     n_all = source.n_samples
     if chunk is None:  # from the cohort size, so every pass and part sees the same chunks
         chunk = 1 << max(9, min(13, int(math.log2(max(CHUNK_MEMORY // (6 * n_all), 1)))))
-    dev = torch.device(device)
-    int8 = _int8_gemm_ok(dev)
-    tiles = [(i0, min(i0 + block_size, r1), j0, min(j0 + block_size, min(i0 + block_size, r1)))
-             for i0 in range(r0, r1, block_size) for j0 in range(0, min(i0 + block_size, r1), block_size)]
-    # Variants called in every sample of the pass need only H·H' and S·S' (C is all ones:
-    # H·C' is a per-sample het count, C·C' the variant count); the rest need [H;C]·[H;C]'.
-    acc_hh = torch.zeros((nrow, ncol), dtype=torch.int32, device=dev)  # H·H' (complete variants)
-    acc_s = torch.zeros((nrow, ncol), dtype=torch.int32, device=dev)  # S·S' (all variants)
-    acc = None  # [H;C]·[H;C]' of variants with a missing call, allocated on first use
-    het_complete = torch.zeros(ncol, dtype=torch.int32, device=dev)
+    band = block_size if device == "cuda" else min(block_size, CPU_BAND)
+    tiles = _tiles(r0, r1, band, block_size)
+    if sparse_limit is None:  # the GEMM cost of one variant: 2 products over the tiles' cells
+        cells = sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles)
+        sparse_limit = -1 if device == "cuda" else 2 * cells // SPARSE_PAIR_CELLS
+    gpu = {}  # torch state, made on the first GEMM (torch imports meanwhile)
+    het_complete = np.zeros(ncol, dtype=np.int64)  # per sample, over complete variants
     n_complete = 0
-    stats = stats if stats is not None else ScanStats()
-    for g in source.dosages(n_all, chunk=chunk, stats=stats):
-        stats.ibs0_expected_sum += _expected_ibs0_sum(g)  # all samples: the same in every pass and part
-        gt = torch.from_numpy(g[:, :ncol]).to(dev)  # (v, ncol): GEMMs take the variant-major layout as is
-        s = (gt == 2).to(torch.int8) - (gt == 0).to(torch.int8)
-        missing = (gt < 0).any(dim=1)
-        if not bool(missing.all()):
-            h = (gt[~missing] == 1).to(torch.int8)
-            het_complete += h.sum(dim=0, dtype=torch.int32)
-            n_complete += h.shape[0]
-            for i0, i1, j0, j1 in tiles:
-                acc_hh[i0 - r0:i1 - r0, j0:j1] += _matmul(h[:, i0:i1], h[:, j0:j1], int8=int8)
-        if bool(missing.any()):
-            gm = gt[missing]
-            hc = torch.stack((gm == 1, gm >= 0), dim=2).to(torch.int8).reshape(gm.shape[0], 2 * ncol)  # H0,C0,H1,..
-            if acc is None:
-                acc = torch.zeros((nrow, 2, ncol, 2), dtype=torch.int32, device=dev)
-            for i0, i1, j0, j1 in tiles:
-                p = _matmul(hc[:, 2 * i0:2 * i1], hc[:, 2 * j0:2 * j1], int8=int8)
-                acc[i0 - r0:i1 - r0, :, j0:j1, :] += p.view(i1 - i0, 2, j1 - j0, 2)
+    # carrier pairs count into HETHET and X·X' (X = minor-allele dosage); at the end
+    # S·S' = X·X' − x_i − x_j + n over those variants (S = X − 1)
+    sp_y = None  # pairs of heterozygous carriers (+1 to HETHET and X·X')
+    hom: list[tuple[np.ndarray, np.ndarray]] = []  # pairs with a homozygous carrier (X·X' only)
+    x_sparse = np.zeros(ncol, dtype=np.int64)
+    n_sparse = 0
+    pairs, n_pairs = [], 0
+    dense, dense_missing = [], []
+    reading = threads > 1
+
+    def torch_state():
+        if not gpu:
+            if importer is not None:
+                importer.join()
+            import torch
+
+            dev = torch.device(device)
+            gpu.update(torch=torch, dev=dev, int8=_int8_gemm_ok(dev),
+                       hh=torch.zeros((nrow, ncol), dtype=torch.int32, device=dev),  # H·H' (complete variants)
+                       ss=torch.zeros((nrow, ncol), dtype=torch.int32, device=dev),  # S·S' (all variants)
+                       acc=None)  # [H;C]·[H;C]' of variants with a missing call
+            gpu["prev_threads"] = torch.get_num_threads()
+            torch.set_num_threads(max(threads - 1, 1) if reading else threads)  # leave the reader a core
+        return gpu
+
+    def flush_dense():
+        nonlocal n_complete
+        d = np.concatenate(dense) if len(dense) > 1 else dense[0]
+        dense.clear()
+        h = (d == 1).view(np.int8)
+        het_complete[:] += h.sum(axis=0, dtype=np.int64)
+        n_complete += d.shape[0]
+        st = torch_state()
+        torch, int8, acc_hh, acc_s = st["torch"], st["int8"], st["hh"], st["ss"]
+        h = torch.from_numpy(h).to(st["dev"])
+        s = torch.from_numpy(d - np.int8(1)).to(st["dev"])  # −1 hom REF, 0 het, +1 hom ALT
         for i0, i1, j0, j1 in tiles:
+            acc_hh[i0 - r0:i1 - r0, j0:j1] += _matmul(h[:, i0:i1], h[:, j0:j1], int8=int8)
             acc_s[i0 - r0:i1 - r0, j0:j1] += _matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
+
+    def flush_missing():
+        d = np.concatenate(dense_missing) if len(dense_missing) > 1 else dense_missing[0]
+        dense_missing.clear()
+        st = torch_state()
+        torch, int8, acc_s = st["torch"], st["int8"], st["ss"]
+        s = torch.from_numpy(np.where(d < 0, np.int8(0), d - np.int8(1))).to(st["dev"])
+        gm = torch.from_numpy(d).to(st["dev"])
+        hc = torch.stack((gm == 1, gm >= 0), dim=2).to(torch.int8).reshape(d.shape[0], 2 * ncol)  # H0,C0,H1,..
+        if st["acc"] is None:
+            st["acc"] = torch.zeros((nrow, 2, ncol, 2), dtype=torch.int32, device=st["dev"])
+        acc = st["acc"]
+        for i0, i1, j0, j1 in tiles:
+            p = _matmul(hc[:, 2 * i0:2 * i1], hc[:, 2 * j0:2 * j1], int8=int8)
+            acc[i0 - r0:i1 - r0, :, j0:j1, :] += p.view(i1 - i0, 2, j1 - j0, 2)
+            acc_s[i0 - r0:i1 - r0, j0:j1] += _matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
+
+    def flush_pairs():
+        nonlocal sp_y, n_pairs
+        f = np.concatenate(pairs) if len(pairs) > 1 else pairs[0]
+        pairs.clear()
+        n_pairs = 0
+        y = np.bincount(f, minlength=nrow * ncol).reshape(nrow, ncol)
+        if sp_y is None:
+            sp_y = y.astype(np.int32)
+        else:
+            np.add(sp_y, y, out=sp_y, casting="unsafe")
+
+    stats = stats if stats is not None else ScanStats()
+    try:
+        chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+                  for g in source.dosages(n_all, chunk=chunk, stats=stats))
+        for c in _ahead(chunks, threads > 1):
+            stats.ibs0_expected_sum += c.ibs0_sum  # all samples: the same in every pass and part
+            if c.sparse is not None:  # pair indices were made against nrow x ncol cells
+                sp = c.sparse
+                het_complete += sp.het
+                n_complete += sp.n
+                x_sparse += sp.x
+                n_sparse += sp.n
+                if sp.flat.size:
+                    pairs.append(sp.flat)
+                    n_pairs += sp.flat.size
+                if sp.hom_flat.size:
+                    hom.append((sp.hom_flat, sp.hom_w))
+                if n_pairs >= max(PAIR_BUFFER, nrow * ncol):
+                    flush_pairs()
+            if c.dense is not None:
+                dense.append(c.dense)
+                if sum(x.shape[0] for x in dense) >= chunk:
+                    flush_dense()
+            if c.dense_missing is not None:
+                dense_missing.append(c.dense_missing)
+                if sum(x.shape[0] for x in dense_missing) >= chunk:
+                    flush_missing()
+        reading = False
+        if gpu:
+            gpu["torch"].set_num_threads(threads)
+        if dense:
+            flush_dense()
+        if dense_missing:
+            flush_missing()
+        if pairs:
+            flush_pairs()
+        st = torch_state()
+    finally:
+        if gpu:
+            gpu["torch"].set_num_threads(gpu["prev_threads"])
     if stats.variants > _MAX_COUNT:
         raise InputError(f"{source.path}: {stats.variants} variants overflow the int32 counts; "
                          "split the input by chromosome and sum the counts")
-    hh = acc_hh.cpu().numpy()
-    del acc_hh
-    hc_row = het_complete.cpu().numpy()[r0:r1, None]  # row sample's hets at complete variants
-    hc_col = het_complete.cpu().numpy()[None, :]
-    het_row = np.broadcast_to(hc_row, hh.shape).copy()  # row het, column called: H·C'
-    het_col = np.broadcast_to(hc_col, hh.shape).copy()
+    hh = st["hh"].cpu().numpy()
+    ss = st["ss"].cpu().numpy()
+    acc = st["acc"]
+    st.clear()
+    if sp_y is not None:
+        hh += sp_y
+        ss += sp_y
+        del sp_y
+    if hom:  # few: add each distinct pair once
+        f, w = (np.concatenate(x) for x in zip(*hom))
+        u, inv = np.unique(f, return_inverse=True)
+        ss.reshape(-1)[u] += np.bincount(inv, weights=w, minlength=u.size).astype(np.int32)
+    if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair variants
+        ss -= x_sparse[r0:r1, None]
+        ss -= x_sparse[None, :]
+        ss += n_sparse
+    het_row = np.empty(hh.shape, dtype=np.int32)
+    het_row[...] = het_complete[r0:r1, None]  # row het, column called: H·C'
+    het_col = np.empty(hh.shape, dtype=np.int32)
+    het_col[...] = het_complete[None, :]
     nsnp = np.full(hh.shape, n_complete, dtype=np.int32)
     if acc is not None:
         a = acc.cpu().numpy()
@@ -318,44 +732,34 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     ibs0 = nsnp - het_row  # homhom = NSNP − A − B − HETHET; IBS0 = (homhom − S·S') / 2
     ibs0 -= het_col
     ibs0 -= hh
-    ibs0 -= acc_s.cpu().numpy()
+    ibs0 -= ss
     ibs0 //= 2
     return PairCounts(rows=(r0, r1), hethet=hh, ibs0=ibs0, het_row=het_row, het_col=het_col, nsnp=nsnp)
 
 
-def kinship(hethet, ibs0, het_row, het_col, *, estimator: str = "between") -> np.ndarray:
-    """KING-robust kinship from integer counts, computed exactly as plink2 does.
+def _import_torch_in_background():
+    """Start importing torch (over a second) in a thread while the first chunks are read.
 
-    between: ½ − (4·IBS0 + A + B) / (4·(HETHET + min(A, B)))   (plink2 --make-king-table)
-    within:  (HETHET − 2·IBS0) / (2·HETHET + A + B)            (KING within-family; vcftools --relatedness2)
-
-    with A, B the two het/hom counts. Integer numerator and denominator, one double
-    division: a pair without usable heterozygous sites gives ``nan`` (0/0) or ``-inf``,
-    as plink2 prints them.
-
-    Parameters
-    ----------
-    hethet, ibs0, het_row, het_col : integer count arrays of equal shape.
-    estimator : ``between`` or ``within``.
-
-    Returns
-    -------
-    float64 array.
-
-    Raises
-    ------
-    InputError : unknown estimator.
+    The import runs Python code for a second; with the default 5 ms GIL switch interval
+    the reader, which takes the GIL back after every Blosc call, would wait up to 5 ms
+    each time, so the interval is shortened while the import runs.
     """
-    hh = np.asarray(hethet, dtype=np.int64)
-    i0 = np.asarray(ibs0, dtype=np.int64)
-    a = np.asarray(het_row, dtype=np.int64)
-    b = np.asarray(het_col, dtype=np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if estimator == "between":
-            return 0.5 - (4 * i0 + a + b).astype(np.float64) / (4 * (hh + np.minimum(a, b))).astype(np.float64)
-        if estimator == "within":
-            return (hh - 2 * i0).astype(np.float64) / (2 * hh + a + b).astype(np.float64)
-    raise InputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+    import sys
+    import threading
+
+    def run():
+        if "torch" in sys.modules:
+            return
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 2e-4))
+        try:
+            import torch  # noqa: F401
+        finally:
+            sys.setswitchinterval(interval)
+
+    t = threading.Thread(target=run, name="king-import", daemon=True)
+    t.start()
+    return t
 
 
 # --- splitting ----------------------------------------------------------------------------
@@ -416,7 +820,8 @@ class KingResult:
 
 
 def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_kinship: float | None = None,
-         counts: bool = False, matrix: bool = False, block_size: int = 2048, device: str = "cpu") -> KingResult:
+         counts: bool = False, matrix: bool = False, block_size: int = 2048, device: str = "cpu",
+         threads: int | None = None) -> KingResult:
     """``snpbag king``: KING-robust kinship of all sample pairs → PREFIX.kin0 (+ PREFIX.king.zarr).
 
     The .kin0 columns up to KINSHIP are those of ``plink2 --make-king-table`` (``counts
@@ -433,6 +838,8 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     matrix : also write the square float32 kinship matrix as Zarr.
     block_size : samples per side of a pair tile.
     device : ``cpu`` or ``cuda``.
+    threads : CPU threads (default: every core this process may use, as plink2); the
+        output does not depend on it.
 
     Returns
     -------
@@ -445,12 +852,13 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     StoreFormatError : an invalid store.
     """
     return king_part(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-                     block_size=block_size, device=device)
+                     block_size=block_size, device=device, threads=threads)
 
 
 def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int = 1, estimator: str = "between",
               min_kinship: float | None = None, counts: bool = False, matrix: bool = False, block_size: int = 2048,
-              device: str = "cpu", max_memory: int = MAX_MEMORY, po_ibs0: float | None = None) -> KingResult:
+              device: str = "cpu", max_memory: int = MAX_MEMORY, po_ibs0: float | None = None,
+              threads: int | None = None) -> KingResult:
     """One of ``n_parts`` independent pieces of :func:`king` (a SLURM array task, a rank).
 
     Part k writes ``PREFIX.kin0.k`` (``PREFIX.kin0`` when ``n_parts == 1``); part 1 carries
@@ -471,6 +879,9 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
         raise InputError(f"--block-size {block_size}: must be a positive number of samples (default 2048)")
     if min_kinship is not None and not math.isfinite(min_kinship):
         raise InputError(f"--min-kinship {min_kinship}: must be a finite number, e.g. 0.0442 for 3rd degree")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads {threads}: must be at least 1 (default: all available cores)")
+    threads = default_threads() if threads is None else threads
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device {device!r}: choose cpu or cuda")
     if device == "cuda":
@@ -492,7 +903,8 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
         raise InputError(f"{input}: KING needs at least 2 samples, the input has {n}")
     r0, r1 = row_bounds(n, part, n_parts)
     passes = _passes(r0, r1, max_memory)
-    log.info("king: %d samples, rows %d..%d in %d pass(es), block %d, %s", n, r0, r1, len(passes), block_size, device)
+    log.info("king: %d samples, rows %d..%d in %d pass(es), block %d, %s, %d thread(s)", n, r0, r1, len(passes),
+             block_size, device, threads)
     totals = {"variants": 0, "non_autosomal": 0, "pairs": 0, "written": 0}
     thr = po_ibs0 if po_ibs0 is not None else float("nan")
     finals = [kin0_path] + ([zarr_path] if zarr_path else [])
@@ -507,18 +919,19 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
                 fh.write(kin0.header(counts).encode())
             for a, b in passes:
                 stats = ScanStats()
-                pc = pair_counts(source, rows=(a, b), block_size=block_size, device=device, stats=stats)
+                pc = pair_counts(source, rows=(a, b), block_size=block_size, device=device, stats=stats,
+                                 threads=threads)
                 if stats.variants == 0:
                     raise InputError(f"{input}: no autosomal biallelic SNPs (skipped {stats.non_autosomal} "
                                      f"non-autosomal variants); KING uses chromosomes 1-22 only")
                 totals["variants"], totals["non_autosomal"] = stats.variants, stats.non_autosomal
                 thr = degrees.po_threshold(stats.expected_ibs0) if po_ibs0 is None else po_ibs0
-                npairs, nwritten = _write_rows(fh, pc, source.sample_ids, estimator=estimator, counts=counts,
-                                               min_kinship=min_kinship, po_ibs0=thr)
+                npairs, nwritten = kin0.write_pairs(fh, pc, source.sample_ids, estimator=estimator, counts=counts,
+                                               min_kinship=min_kinship, po_ibs0=thr, threads=threads)
                 totals["pairs"] += npairs
                 totals["written"] += nwritten
                 if zarr_matrix is not None:
-                    _fill_matrix(zarr_matrix, pc, estimator)
+                    kin0.fill_matrix(zarr_matrix, pc, estimator)
                 log.info("king: rows %d..%d done (%d variants; PO/FS IBS0 cut %.3g)", a, b, stats.variants, thr)
         if zarr_matrix is not None:
             zarr_matrix.attrs["n_variants"] = totals["variants"]
@@ -547,47 +960,3 @@ def merge_parts(out: str | Path, n_parts: int) -> Path:
                 while buf := src.read(1 << 24):
                     fh.write(buf)
     return final
-
-
-# --- writing ------------------------------------------------------------------------------
-
-
-def _write_rows(fh, pc: PairCounts, ids: list[str], *, estimator: str, counts: bool,
-                min_kinship: float | None, po_ibs0: float) -> tuple[int, int]:
-    """Append the pass's pairs to the .kin0 in plink2's order; (pairs seen, pairs written)."""
-    r0, r1 = pc.rows
-    npairs = nwritten = 0
-    i0 = r0
-    while i0 < r1:
-        i1 = i0 + 1
-        while i1 < r1 and (i1 * (i1 + 1) - i0 * (i0 - 1)) // 2 <= WRITE_PAIRS:
-            i1 += 1
-        ii, jj = kin0.lower_pairs(i0, i1)
-        i0 = i1
-        li = ii - r0
-        hh, ib, ns = pc.hethet[li, jj], pc.ibs0[li, jj], pc.nsnp[li, jj]
-        # plink2's HET1_HOM2 is IID2 het / IID1 hom (its kernel numbers the smaller index 1)
-        h1, h2 = pc.het_col[li, jj], pc.het_row[li, jj]
-        kin = kinship(hh, ib, h2, h1, estimator=estimator)
-        npairs += ii.size
-        if min_kinship is not None:
-            keep = ~(kin < min_kinship)  # plink2 keeps nan
-            ii, jj, hh, ib, h1, h2, ns, kin = (x[keep] for x in (ii, jj, hh, ib, h1, h2, ns, kin))
-        if ii.size:
-            fh.write(kin0.format_rows(ids, ii, jj, nsnp=ns, hethet=hh, ibs0=ib, het1_hom2=h1, het2_hom1=h2,
-                                      kinship=kin, counts=counts, po_ibs0=po_ibs0))
-            nwritten += ii.size
-    return npairs, nwritten
-
-
-def _fill_matrix(k, pc: PairCounts, estimator: str) -> None:
-    """Write the pass's rows and, by symmetry, its columns of the square matrix."""
-    r0, r1 = pc.rows
-    block = kinship(pc.hethet, pc.ibs0, pc.het_row, pc.het_col, estimator=estimator).astype(np.float32)
-    block[np.arange(r1)[None, :] >= np.arange(r0, r1)[:, None]] = 0.0  # keep j < i
-    sq = block[:, r0:r1]
-    sq[...] = sq + sq.T  # the band's upper part mirrors its lower part
-    np.fill_diagonal(sq, 0.5)
-    k[r0:r1, :r1] = block
-    if r0 > 0:
-        k[:r0, r0:r1] = block[:, :r0].T
