@@ -28,6 +28,18 @@ windows, lr 3e-3, 1 CPU thread, 2026-11-21): masked-accuracy gain over the AF ba
 +0.026 after 600 steps with it (+0.029 with a matching per-site readout in the head, not
 kept); without it, a run with 1024-site windows on the same cohort gained +0.001 after
 500 and +0.011 after 750 steps.
+
+Both per-site tables are stored divided by SITE_SCALE (= 100) and multiplied back in
+``forward``; ``reset_site_tables`` draws the stored rows at std 1 / SITE_SCALE, so the
+codes the model sees start at unit variance, as before. Adam's step does not depend on a
+parameter's scale, so this gives the tables a SITE_SCALE-fold learning rate relative to
+their size (muP's embedding multiplier): at lr 3e-3 a row can move by ~0.3 of its
+initial spread per step instead of ~0.003, and what a site has learnt overtakes its
+random initial code within tens of visits rather than thousands. Measured on a simulated
+cohort (2,000 samples, 2,698 MAF >= 1 % sites, tiny preset, 512-site windows, batch 8,
+lr 3e-3, 1,800 steps, 1 CPU thread; validation at 90 % masking): validation loss 0.354
+with the scale at 100 vs 0.431 without (the AF baseline is 0.476); 0.442 at 10, 0.373
+at 300, 0.383 at 1000.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ from snpbag.errors import ConfigError
 from snpbag.data.tokens import N_TOKENS
 
 N_FREQUENCIES = 32
+#: per-site tables are stored at 1 / SITE_SCALE of the scale the model sees (module doc)
+SITE_SCALE = 100.0
 N_AF_FEATURES = 4
 #: AF is clamped to [AF_EPS, 1 - AF_EPS] wherever its log is taken (features, HWE prior)
 AF_EPS = 1e-3
@@ -128,15 +142,24 @@ class TokenEmbedding(nn.Module):
         # derived from constants, so not part of the checkpoint
         self.register_buffer("wavelengths", _wavelengths(), persistent=False)
 
+    @torch.no_grad()
+    def reset_site_tables(self) -> None:
+        """Stored rows at std 1 / SITE_SCALE: unit-variance codes after the forward scale.
+        (Encoder.reset_parameters draws them at std 1 and 0.02; snpbag.model.builders.
+        build_encoder calls this afterwards.)"""
+        for table in (self.site, self.allele):
+            nn.init.normal_(table.weight, std=1.0 / SITE_SCALE)
+
     def forward(self, genotype: torch.Tensor, site_index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         x = self.genotype(genotype)  # (B, L, D)
-        x = x + self.site_proj(self.site(site_index))  # (B, L, site_dim) -> (B, L, D)
+        x = x + self.site_proj(self.site(site_index) * SITE_SCALE)  # (B, L, site_dim) -> (B, L, D)
         pf = position_features(position, self.wavelengths).to(self.position.weight.dtype)  # (B, L, 2F)
         x = x + self.position(pf)  # (B, L, D)
         site_af = self.site_af[site_index]  # (B, L)
         af = af_features(site_af).to(self.frequency.weight.dtype)  # (B, L, 4)
         x = x + self.frequency(af)  # (B, L, D)
-        x = x + allele_dose(genotype, site_af)[..., None].to(x.dtype) * self.allele_proj(self.allele(site_index))
+        allele = self.allele_proj(self.allele(site_index) * SITE_SCALE)  # (B, L, D)
+        x = x + allele_dose(genotype, site_af)[..., None].to(x.dtype) * allele
         return self.dropout(x)
 
     @torch.no_grad()
