@@ -22,6 +22,20 @@ from snpbag.errors import SnpbagError  # noqa: E402
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
 
 
+class _FloatOrAuto(click.ParamType):
+    """A number, or the word ``auto`` (passed on as the string)."""
+
+    name = "X|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "auto":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -89,12 +103,15 @@ def convert(input, output, region, samples, min_maf, contig_len, threads):
 @click.option("--block-size", default=2048, show_default=True, type=int)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", default=None, type=int, help="CPU threads (default: all available cores, like plink2).")
-def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads):
+@click.option("--po-ibs0", default=0.008, show_default=True, type=_FloatOrAuto(),
+              help="INFTYPE: 1st-degree pairs with IBS0 below X are PO, else FS (KING's cut); "
+                   "auto: a tenth of the cohort's expected unrelated IBS0 (sequence data).")
+def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0):
     """KING-robust kinship for all sample pairs (plink2-compatible .kin0)."""
     from snpbag.kinship.king import king as run
 
     run(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-        block_size=block_size, device=device, threads=threads)
+        block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0)
 
 
 # --- training and models ----------------------------------------------------------------

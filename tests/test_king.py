@@ -377,7 +377,7 @@ def test_shard_reader_equals_zarr(cohort, tmp_path):
 
 
 def test_symmetry_self_and_relatives(cohort, tmp_path):
-    r = king(cohort["vcf"], out=tmp_path / "m", matrix=True, block_size=8)
+    r = king(cohort["vcf"], out=tmp_path / "m", matrix=True, block_size=8, po_ibs0="auto")
     assert r.matrix == tmp_path / "m.king.zarr" and r.n_variants > 1000 and r.n_non_autosomal == 3
     g = zarr.open_group(str(r.matrix), mode="r")
     K = g["kinship"][:]
@@ -405,6 +405,30 @@ def test_symmetry_self_and_relatives(cohort, tmp_path):
     for (a, b), row in by_pair.items():  # the matrix holds the printed kinship
         if row[-2] not in ("nan", "-inf"):
             assert K[ix[a], ix[b]] == pytest.approx(float(row[-2]), abs=1e-6)
+
+
+def test_po_ibs0_cut(cohort, default_run, tmp_path):
+    """INFTYPE's PO/FS cut: KING's 0.008 by default, a given value, or 'auto' (same counts)."""
+    from snpbag.cli import main
+
+    header, rows = _table(default_run)
+    first = [r for r in rows if r[-1] in ("PO", "FS")]
+    assert first and all((float(r[4]) < degrees.PO_IBS0) == (r[-1] == "PO") for r in first)
+    fs = {(r[0], r[1]): float(r[4]) for r in first}[("FS_b", "FS_a")]  # the siblings' IBS0
+    r = king(cohort["vcf"], out=tmp_path / "hi", po_ibs0=fs * 1.01)
+    assert r.po_ibs0 == fs * 1.01
+    _, hi = _table(tmp_path / "hi.kin0")
+    assert {(x[0], x[1]): x[-1] for x in hi}[("FS_b", "FS_a")] == "PO"  # siblings below the cut
+    cut = lambda rows: [x[:-1] for x in rows]  # noqa: E731  only INFTYPE may differ
+    assert cut(hi) == cut(rows)
+    auto = king(cohort["vcf"], out=tmp_path / "auto", po_ibs0="auto")
+    assert 0 < auto.po_ibs0 < fs and auto.po_ibs0 != degrees.PO_IBS0
+    res = CliRunner().invoke(main, ["king", str(cohort["vcf"]), "--out", str(tmp_path / "cli"), "--po-ibs0", "auto"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cli.kin0").read_bytes() == (tmp_path / "auto.kin0").read_bytes()
+    for bad in (-0.1, 1.5, float("nan"), "sometimes"):
+        with pytest.raises(InputError, match="--po-ibs0"):
+            king(cohort["vcf"], out=tmp_path / "e", po_ibs0=bad)
 
 
 def test_degree_rules():

@@ -7,16 +7,22 @@ First-degree pairs are split into parent–offspring and full siblings by the
 proportion of opposite-homozygote sites (IBS0): a parent and child always share an
 allele, so their IBS0 is zero up to genotyping error, while full siblings share no
 allele IBD over a quarter of the genome and so show about a quarter of the IBS0 of an
-unrelated pair. The unrelated level depends on the variant set (common array SNPs:
-~0.03–0.05; sequence data full of rare variants: ~0.01), so no fixed cut point serves
-both: :func:`po_threshold` puts it at PO_IBS0_FRACTION (0.1) of the IBS0 expected for
-an unrelated pair under Hardy–Weinberg, mean(2p²q²) over the variants used, which
-``snpbag king`` computes from the cohort's allele frequencies.
+unrelated pair. KING's own cut is a fixed IBS0 < 0.008 (:data:`PO_IBS0`, its
+``--kinship`` default; ``--errorrate`` changes it), tuned on array SNPs. The unrelated
+level depends on the variant set (common array SNPs: ~0.03–0.05; sequence data full of
+rare variants: ~0.01), so :func:`po_threshold` offers a relative cut instead:
+PO_IBS0_FRACTION (0.1) of the IBS0 expected for an unrelated pair under
+Hardy–Weinberg, mean(2p²q²) over the variants used, which ``snpbag king --po-ibs0
+auto`` computes from the cohort's allele frequencies.
 
 References
 ----------
 Manichaikul A, Mychaleckyj JC, Rich SS, Daly K, Sale M, Chen WM (2010). Robust
 relationship inference in genome-wide association studies. Bioinformatics 26:2867–2873.
+KING 2.x source, ``relationship.cpp`` (``--kinship``: PO if IBS0 < 0.008, or < the
+``--errorrate`` value) and ``bigdataKING.cpp`` (``--related`` without IBD segments and
+with a pedigree: the midpoint of the mean IBS0 of the known PO and FS pairs), as copied
+in github.com/statgen/topmed_variant_calling (``king/``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 
 #: Lower kinship bounds of duplicate/MZ, 1st, 2nd and 3rd degree (strictly greater than).
 KING_CUTOFFS = (2 ** -1.5, 2 ** -2.5, 2 ** -3.5, 2 ** -4.5)
+#: KING's parent–offspring/full-sibling cut: first-degree pairs with IBS0 below it are PO.
+PO_IBS0 = 0.008
 #: A first-degree pair is parent–offspring if its IBS0 is below this fraction of the
 #: unrelated expectation (full siblings: ~0.25 of it, parent–offspring: 0).
 PO_IBS0_FRACTION = 0.1

@@ -821,7 +821,7 @@ class KingResult:
 
 def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_kinship: float | None = None,
          counts: bool = False, matrix: bool = False, block_size: int = 2048, device: str = "cpu",
-         threads: int | None = None) -> KingResult:
+         threads: int | None = None, po_ibs0: float | str = degrees.PO_IBS0) -> KingResult:
     """``snpbag king``: KING-robust kinship of all sample pairs → PREFIX.kin0 (+ PREFIX.king.zarr).
 
     The .kin0 columns up to KINSHIP are those of ``plink2 --make-king-table`` (``counts
@@ -840,6 +840,9 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     device : ``cpu`` or ``cuda``.
     threads : CPU threads (default: every core this process may use, as plink2); the
         output does not depend on it.
+    po_ibs0 : INFTYPE of first-degree pairs: ``PO`` if their IBS0 proportion is below
+        this, else ``FS``. Default KING's 0.008; ``"auto"``: degrees.po_threshold of the
+        cohort's expected unrelated IBS0 (for sequence data, whose IBS0 runs lower).
 
     Returns
     -------
@@ -852,12 +855,12 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     StoreFormatError : an invalid store.
     """
     return king_part(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-                     block_size=block_size, device=device, threads=threads)
+                     block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0)
 
 
 def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int = 1, estimator: str = "between",
               min_kinship: float | None = None, counts: bool = False, matrix: bool = False, block_size: int = 2048,
-              device: str = "cpu", max_memory: int = MAX_MEMORY, po_ibs0: float | None = None,
+              device: str = "cpu", max_memory: int = MAX_MEMORY, po_ibs0: float | str = degrees.PO_IBS0,
               threads: int | None = None) -> KingResult:
     """One of ``n_parts`` independent pieces of :func:`king` (a SLURM array task, a rank).
 
@@ -865,8 +868,8 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     the header, and :func:`merge_parts` concatenates them into the single-run file.
     Parameters are those of :func:`king` plus ``part`` (1-based), ``n_parts``,
     ``max_memory`` (bytes of pair counts per pass; more rows → more passes, each
-    re-reading the input) and ``po_ibs0`` (the INFTYPE parent–offspring/full-sibling
-    IBS0 cut; default: degrees.po_threshold of the cohort's expected unrelated IBS0).
+    re-reading the input). With ``po_ibs0="auto"`` the cut comes from all samples'
+    allele frequencies, so every part uses the same value.
 
     Raises
     ------
@@ -882,6 +885,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: must be at least 1 (default: all available cores)")
     threads = default_threads() if threads is None else threads
+    auto_cut = _check_po_ibs0(po_ibs0)
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device {device!r}: choose cpu or cuda")
     if device == "cuda":
@@ -906,7 +910,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     log.info("king: %d samples, rows %d..%d in %d pass(es), block %d, %s, %d thread(s)", n, r0, r1, len(passes),
              block_size, device, threads)
     totals = {"variants": 0, "non_autosomal": 0, "pairs": 0, "written": 0}
-    thr = po_ibs0 if po_ibs0 is not None else float("nan")
+    thr = float("nan") if auto_cut else float(po_ibs0)
     finals = [kin0_path] + ([zarr_path] if zarr_path else [])
     with atomic_outputs(*finals) as tmps:
         zarr_matrix = None
@@ -925,7 +929,8 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
                     raise InputError(f"{input}: no autosomal biallelic SNPs (skipped {stats.non_autosomal} "
                                      f"non-autosomal variants); KING uses chromosomes 1-22 only")
                 totals["variants"], totals["non_autosomal"] = stats.variants, stats.non_autosomal
-                thr = degrees.po_threshold(stats.expected_ibs0) if po_ibs0 is None else po_ibs0
+                if auto_cut:
+                    thr = degrees.po_threshold(stats.expected_ibs0)
                 npairs, nwritten = kin0.write_pairs(fh, pc, source.sample_ids, estimator=estimator, counts=counts,
                                                min_kinship=min_kinship, po_ibs0=thr, threads=threads)
                 totals["pairs"] += npairs
@@ -940,6 +945,20 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     return KingResult(kin0=kin0_path, matrix=zarr_path, n_samples=n, n_variants=totals["variants"],
                       n_non_autosomal=totals["non_autosomal"], n_pairs=totals["pairs"], n_written=totals["written"],
                       po_ibs0=thr, seconds=time.perf_counter() - t0)
+
+
+def _check_po_ibs0(po_ibs0: float | str) -> bool:
+    """Validate ``--po-ibs0``; True for ``auto`` (the cut is computed from the cohort)."""
+    if isinstance(po_ibs0, str) and po_ibs0 == "auto":
+        return True
+    try:
+        value = float(po_ibs0)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"--po-ibs0 {po_ibs0!r}: give an IBS0 proportion in [0, 1] (KING's default 0.008) "
+                         "or 'auto' (a tenth of the cohort's expected unrelated IBS0)")
+    return False
 
 
 def merge_parts(out: str | Path, n_parts: int) -> Path:
