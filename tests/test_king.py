@@ -278,8 +278,8 @@ def test_block_size_and_passes_do_not_change_output(cohort, default_run, tmp_pat
 @requires_tool("plink2", "bgzip")
 def test_threads_and_carrier_pairs_keep_plink2_bytes(cohort, default_run, tmp_path, monkeypatch):
     """Two threads (read-ahead, parallel formatting) and all-carrier-pair counting: the same bytes."""
+    import snpbag.kinship.counts as k
     import snpbag.kinship.kin0 as k0
-    import snpbag.kinship.king as k
 
     clean = tmp_path / "clean"
     king(cohort["clean"], out=clean, threads=1)
@@ -298,9 +298,9 @@ def test_threads_and_carrier_pairs_keep_plink2_bytes(cohort, default_run, tmp_pa
 
 def test_float_matmul_fallback_is_exact(cohort, default_run, tmp_path, monkeypatch):
     """Without torch._int_mm the fp32 path must give the same bytes."""
-    import snpbag.kinship.king as k
+    import snpbag.kinship.gemm as gemm
 
-    monkeypatch.setattr(k, "_int8_gemm_ok", lambda device: False)
+    monkeypatch.setattr(gemm, "int8_gemm_ok", lambda device: False)
     king(cohort["vcf"], out=tmp_path / "f", block_size=9)
     assert (tmp_path / "f.kin0").read_bytes() == default_run.read_bytes()
 
@@ -309,13 +309,13 @@ def test_cuda_operand_layout_is_exact_on_cpu():
     """The padding/layout used for CUDA's int8 GEMM, checked with the CPU kernel."""
     import torch
 
-    from snpbag.kinship.king import _cublaslt_operands
+    from snpbag.kinship.gemm import cublaslt_operands
 
     g = torch.Generator().manual_seed(0)
     for v, m, n in ((13, 5, 7), (8, 24, 16), (1, 1, 1), (100, 33, 9)):
         a = torch.randint(-1, 2, (v, m), generator=g, dtype=torch.int8)
         b = torch.randint(-1, 2, (v, n), generator=g, dtype=torch.int8)
-        a_op, b_op, mm, nn = _cublaslt_operands(a, b)
+        a_op, b_op, mm, nn = cublaslt_operands(a, b)
         assert a_op.shape[0] > 16 and a_op.shape[1] % 8 == 0 and b_op.shape[1] % 8 == 0 and a_op.is_contiguous()
         got = torch._int_mm(a_op, b_op)[:mm, :nn]
         assert torch.equal(got.long(), a.long().T @ b.long())
@@ -346,28 +346,31 @@ def test_store_input_equals_vcf_input(cohort, default_run, tmp_path):
 def test_shard_reader_equals_zarr(cohort, tmp_path):
     """The direct shard reader gives zarr's genotypes; a flipped byte is a StoreFormatError."""
     from snpbag.data.convert import convert
-    from snpbag.data.store import open_store
+    from snpbag.data.dosage import alt_dosage
+    from snpbag.data.store import ShardScan, open_store
     from snpbag.errors import StoreFormatError
-    from snpbag.kinship.king import _dosage, _ShardReader
 
     store = tmp_path / "c.zarr"
     convert(cohort["vcf"], store, min_maf=0.0, threads=1)
     st = open_store(store)
-    reader = _ShardReader.open(str(store), st.n_variants, st.n_samples)
+    reader = ShardScan.open(str(store), st.n_variants, st.n_samples)
     assert reader is not None  # snpbag convert's layout
     for block in (7, 512, 1 << 20):
-        want = [(sl, _dosage(gt)) for sl, gt in st.iter_variant_blocks(slice(0, st.n_samples), block=block)]
-        got = list(_ShardReader.open(str(store), st.n_variants, st.n_samples).blocks(block, st.n_samples))
+        want = [(sl, alt_dosage(gt)) for sl, gt in st.iter_variant_blocks(slice(0, st.n_samples), block=block)]
+        got = list(ShardScan.open(str(store), st.n_variants, st.n_samples).blocks(block, st.n_samples))
         assert [g[0] for g in got] == [w[0] for w in want]
         for (_, g), (_, w) in zip(got, want):
             np.testing.assert_array_equal(g, w)
-    assert _ShardReader.open(str(tmp_path / "absent.zarr"), 1, 1) is None
+        for (sl, g), (wsl, w) in zip(st.iter_dosage_blocks(block=block), want, strict=True):  # the store's method
+            assert sl == wsl
+            np.testing.assert_array_equal(g, w)
+    assert ShardScan.open(str(tmp_path / "absent.zarr"), 1, 1) is None
     shard = next(f for f in (store / "call_genotype" / "c").rglob("0") if f.is_file())
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 3] ^= 0xFF
     shard.write_bytes(bytes(raw))
     with pytest.raises(StoreFormatError, match="checksum"):
-        list(_ShardReader.open(str(store), st.n_variants, st.n_samples).blocks(512, st.n_samples))
+        list(ShardScan.open(str(store), st.n_variants, st.n_samples).blocks(512, st.n_samples))
     with pytest.raises(StoreFormatError, match="checksum"):  # raised in the reading thread, re-raised here
         king(store, out=tmp_path / "bad", threads=2)
     assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))

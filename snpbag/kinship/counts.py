@@ -1,0 +1,363 @@
+"""Exact KING pair counts of a row range, in one streaming pass over the genotypes.
+
+For every pair the KING estimators need five counts over the variants called in both
+samples: HETHET (both heterozygous), IBS0 (opposite homozygotes), the two "het in one,
+hom in the other" counts and NSNP. With per-sample indicator vectors H (het), C
+(called) and S (+1 hom-alt, −1 hom-ref, 0 otherwise) every count is an inner product:
+
+    HETHET = H·H'   NSNP = C·C'   het-row/hom-col = H·C' − H·H'   hom-row/het-col = C·H' − H·H'
+    IBS0 = (homhom − S·S') / 2,  homhom = C·C' − H·C' − C·H' + H·H'
+
+so a tile of pairs costs two int8 matrix products per variant chunk (``H·H'`` and
+``S·S'``, :mod:`snpbag.kinship.gemm`) where every sample of the pass is called (C = 1
+makes H·C' a per-sample het count and C·C' the variant count), plus ``[H;C]·[H;C]'`` for
+variants with a missing call. Complete variants with few minor-allele carriers skip the
+GEMMs (:mod:`snpbag.kinship.carriers`). Pairs (i, j), j < i, of rows ``[r0, r1)`` are
+computed in tiles below the diagonal (:func:`_tiles`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from snpbag.errors import InputError
+from snpbag.kinship import gemm
+from snpbag.kinship.carriers import CarrierPairs, carrier_pairs
+from snpbag.kinship.source import GenotypeSource, ScanStats, expected_ibs0_sum
+
+log = logging.getLogger(__name__)
+
+#: Bytes of genotypes + indicators held per variant chunk.
+CHUNK_MEMORY = 256 << 20
+_MAX_COUNT = 2**29 - 1  # S·S' accumulates X·X' <= 4 per variant in int32
+#: Complete variants whose minor-allele carriers form at most this many pairs per this
+#: many GEMM cells (pairs x variants, per thread) are counted from carrier-pair lists
+#: instead (plink2's rare-variant scan); measured on a 2-core EPYC (docs/benchmarks.md).
+SPARSE_PAIR_CELLS = 3500
+#: Row-band height of the CPU GEMM tiles: diagonal tiles compute about band²/2 unused pairs.
+CPU_BAND = 512
+#: Carrier pairs buffered before they are counted (np.bincount over the pass's cells).
+PAIR_BUFFER = 1 << 23
+
+
+@dataclass
+class PairCounts:
+    """Counts for pairs (i, j), ``rows[0] <= i < rows[1]``, ``j < i`` (entry [i - rows[0], j]).
+
+    ``het_row``: sample i heterozygous and j homozygous; ``het_col``: the reverse.
+    Entries with j >= i are partially filled and meaningless.
+    """
+
+    rows: tuple[int, int]
+    hethet: np.ndarray
+    ibs0: np.ndarray
+    het_row: np.ndarray
+    het_col: np.ndarray
+    nsnp: np.ndarray
+
+
+
+@dataclass
+class _Chunk:
+    """One variant chunk, split by how its pairs are counted."""
+
+    ibs0_sum: float
+    dense: np.ndarray | None = None  # (v, ncol) dosages, every sample called
+    dense_missing: np.ndarray | None = None  # (v, ncol) dosages with missing calls (−1)
+    sparse: CarrierPairs | None = None
+
+
+_TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+
+def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
+    """Split a dosage chunk (v, n_all) into GEMM operands and carrier-pair lists (runs ahead in a thread).
+
+    A variant called in every sample of the pass with at most ``pair_limit`` pairs of
+    minor-allele carriers goes to the pair lists; the ALT/REF coding is flipped where ALT
+    is the major allele (HETHET, IBS0 and S·S' do not change when both samples flip).
+    """
+    complete_all = not g.size or g.min() >= 0
+    alt_all = g.sum(axis=1, dtype=np.int64) if complete_all else None
+    out = _Chunk(ibs0_sum=expected_ibs0_sum(g, alt_all))
+    gp = g[:, :ncol] if ncol < g.shape[1] else g
+    complete = np.ones(g.shape[0], dtype=bool) if complete_all else gp.min(axis=1) >= 0
+    sparse = np.zeros(g.shape[0], dtype=bool)
+    flip = None
+    if pair_limit >= 0:
+        alt = alt_all if alt_all is not None and gp is g else gp.sum(axis=1, dtype=np.int64)
+        k = np.minimum(alt, 2 * ncol - alt)  # minor-allele count >= its carriers
+        npairs = k * (k - 1) // 2
+        sparse = complete & (npairs <= pair_limit)
+        flip = alt > ncol
+        if npairs[sparse].sum() > PAIR_BUFFER:  # bound the chunk's pair lists: the rarest variants first
+            idx = np.flatnonzero(sparse)
+            order = np.argsort(npairs[idx], kind="stable")
+            sparse[idx[order[np.cumsum(npairs[idx][order]) > PAIR_BUFFER]]] = False
+    if sparse.any():
+        idx = np.flatnonzero(sparse)
+        out.sparse = carrier_pairs(gp[idx], flip[idx], r0=r0, ncol=ncol)
+    dense = complete & ~sparse
+    if dense.all():
+        out.dense = np.ascontiguousarray(gp)
+    elif dense.any():
+        out.dense = gp[dense]
+    if not complete.all():
+        out.dense_missing = gp[~complete]
+    return out
+
+
+
+def _ahead(items, enabled: bool, depth: int = 4):
+    """Iterate ``items``, computed up to ``depth`` items ahead in a background thread.
+
+    Prepared chunks are small (the dense rows and carrier-pair lists), so the reader can
+    run ahead while the GEMMs of earlier chunks hold the other cores.
+    """
+    if not enabled:
+        yield from items
+        return
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+
+    t = threading.Thread(target=run, name="king-read", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+def _tiles(r0: int, r1: int, band: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(i0, i1, j0, j1) tiles covering pairs j < i, r0 <= i < r1, at most ``width`` columns wide.
+
+    Row bands of ``band`` rows: columns left of the band in ``width`` pieces, the band's own
+    (diagonal) square in sub-bands of ``band // 4`` rows, so the unused pairs j >= i
+    computed there stay about n·band/8.
+    """
+    out = []
+    sub = max(band // 4, 1)
+    for i0 in range(r0, r1, band):
+        i1 = min(i0 + band, r1)
+        out += [(i0, i1, j0, min(j0 + width, i0)) for j0 in range(0, i0, width)]
+        for s0 in range(i0, i1, sub):
+            s1 = min(s0 + sub, i1)
+            out += [(s0, s1, j0, min(j0 + width, s1)) for j0 in range(i0, s1, width)]
+    return out
+
+
+
+def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: int = 2048,
+                device: str = "cpu", chunk: int | None = None, stats: ScanStats | None = None,
+                threads: int = 1, sparse_limit: int | None = None) -> PairCounts:
+    """Exact KING counts of every pair in ``rows`` (one streaming pass over the input).
+
+    Parameters
+    ----------
+    source : the genotypes.
+    rows : ``(start, stop)``: pairs (i, j) with ``start <= i < stop`` and ``j < i``.
+    block_size : samples per tile side (on CPU, row bands of at most CPU_BAND rows).
+    device : ``cpu`` or ``cuda``.
+    chunk : variants per read (default: what CHUNK_MEMORY allows).
+    stats : filled with the number of variants used and skipped.
+    threads : CPU threads: torch's for the GEMMs; above 1 the next chunk is read and
+        prepared in a background thread.
+    sparse_limit : complete variants with at most this many minor-allele carrier pairs
+        are counted from pair lists (−1: none; default: a cost model on CPU, none on CUDA).
+
+    Returns
+    -------
+    PairCounts
+    """
+    importer = gemm.import_torch_in_background() if threads > 1 else None
+    r0, r1 = rows
+    ncol, nrow = r1, r1 - r0
+    n_all = source.n_samples
+    if chunk is None:  # from the cohort size, so every pass and part sees the same chunks
+        chunk = 1 << max(9, min(13, int(math.log2(max(CHUNK_MEMORY // (6 * n_all), 1)))))
+    band = block_size if device == "cuda" else min(block_size, CPU_BAND)
+    tiles = _tiles(r0, r1, band, block_size)
+    if sparse_limit is None:  # the GEMM cost of one variant: 2 products over the tiles' cells
+        cells = sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles)
+        sparse_limit = -1 if device == "cuda" else 2 * cells // SPARSE_PAIR_CELLS
+    gpu = {}  # torch state, made on the first GEMM (torch imports meanwhile)
+    het_complete = np.zeros(ncol, dtype=np.int64)  # per sample, over complete variants
+    n_complete = 0
+    # carrier pairs count into HETHET and X·X' (X = minor-allele dosage); at the end
+    # S·S' = X·X' − x_i − x_j + n over those variants (S = X − 1)
+    sp_y = None  # pairs of heterozygous carriers (+1 to HETHET and X·X')
+    hom: list[tuple[np.ndarray, np.ndarray]] = []  # pairs with a homozygous carrier (X·X' only)
+    x_sparse = np.zeros(ncol, dtype=np.int64)
+    n_sparse = 0
+    pairs, n_pairs = [], 0
+    dense, dense_missing = [], []
+    reading = threads > 1
+
+    def torch_state():
+        if not gpu:
+            if importer is not None:
+                importer.join()
+            import torch
+
+            dev = torch.device(device)
+            gpu.update(torch=torch, dev=dev, int8=gemm.int8_gemm_ok(dev),
+                       hh=torch.zeros((nrow, ncol), dtype=torch.int32, device=dev),  # H·H' (complete variants)
+                       ss=torch.zeros((nrow, ncol), dtype=torch.int32, device=dev),  # S·S' (all variants)
+                       acc=None)  # [H;C]·[H;C]' of variants with a missing call
+            gpu["prev_threads"] = torch.get_num_threads()
+            torch.set_num_threads(max(threads - 1, 1) if reading else threads)  # leave the reader a core
+        return gpu
+
+    def flush_dense():
+        nonlocal n_complete
+        d = np.concatenate(dense) if len(dense) > 1 else dense[0]
+        dense.clear()
+        h = (d == 1).view(np.int8)
+        het_complete[:] += h.sum(axis=0, dtype=np.int64)
+        n_complete += d.shape[0]
+        st = torch_state()
+        torch, int8, acc_hh, acc_s = st["torch"], st["int8"], st["hh"], st["ss"]
+        h = torch.from_numpy(h).to(st["dev"])
+        s = torch.from_numpy(d - np.int8(1)).to(st["dev"])  # −1 hom REF, 0 het, +1 hom ALT
+        for i0, i1, j0, j1 in tiles:
+            acc_hh[i0 - r0:i1 - r0, j0:j1] += gemm.matmul(h[:, i0:i1], h[:, j0:j1], int8=int8)
+            acc_s[i0 - r0:i1 - r0, j0:j1] += gemm.matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
+
+    def flush_missing():
+        d = np.concatenate(dense_missing) if len(dense_missing) > 1 else dense_missing[0]
+        dense_missing.clear()
+        st = torch_state()
+        torch, int8, acc_s = st["torch"], st["int8"], st["ss"]
+        s = torch.from_numpy(np.where(d < 0, np.int8(0), d - np.int8(1))).to(st["dev"])
+        gm = torch.from_numpy(d).to(st["dev"])
+        hc = torch.stack((gm == 1, gm >= 0), dim=2).to(torch.int8).reshape(d.shape[0], 2 * ncol)  # H0,C0,H1,..
+        if st["acc"] is None:
+            st["acc"] = torch.zeros((nrow, 2, ncol, 2), dtype=torch.int32, device=st["dev"])
+        acc = st["acc"]
+        for i0, i1, j0, j1 in tiles:
+            p = gemm.matmul(hc[:, 2 * i0:2 * i1], hc[:, 2 * j0:2 * j1], int8=int8)
+            acc[i0 - r0:i1 - r0, :, j0:j1, :] += p.view(i1 - i0, 2, j1 - j0, 2)
+            acc_s[i0 - r0:i1 - r0, j0:j1] += gemm.matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
+
+    def flush_pairs():
+        nonlocal sp_y, n_pairs
+        f = np.concatenate(pairs) if len(pairs) > 1 else pairs[0]
+        pairs.clear()
+        n_pairs = 0
+        y = np.bincount(f, minlength=nrow * ncol).reshape(nrow, ncol)
+        if sp_y is None:
+            sp_y = y.astype(np.int32)
+        else:
+            np.add(sp_y, y, out=sp_y, casting="unsafe")
+
+    stats = stats if stats is not None else ScanStats()
+    try:
+        chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+                  for g in source.dosages(n_all, chunk=chunk, stats=stats))
+        for c in _ahead(chunks, threads > 1):
+            stats.ibs0_expected_sum += c.ibs0_sum  # all samples: the same in every pass and part
+            if c.sparse is not None:  # pair indices were made against nrow x ncol cells
+                sp = c.sparse
+                het_complete += sp.het
+                n_complete += sp.n
+                x_sparse += sp.x
+                n_sparse += sp.n
+                if sp.flat.size:
+                    pairs.append(sp.flat)
+                    n_pairs += sp.flat.size
+                if sp.hom_flat.size:
+                    hom.append((sp.hom_flat, sp.hom_w))
+                if n_pairs >= max(PAIR_BUFFER, nrow * ncol):
+                    flush_pairs()
+            if c.dense is not None:
+                dense.append(c.dense)
+                if sum(x.shape[0] for x in dense) >= chunk:
+                    flush_dense()
+            if c.dense_missing is not None:
+                dense_missing.append(c.dense_missing)
+                if sum(x.shape[0] for x in dense_missing) >= chunk:
+                    flush_missing()
+        reading = False
+        if gpu:
+            gpu["torch"].set_num_threads(threads)
+        if dense:
+            flush_dense()
+        if dense_missing:
+            flush_missing()
+        if pairs:
+            flush_pairs()
+        st = torch_state()
+    finally:
+        if gpu:
+            gpu["torch"].set_num_threads(gpu["prev_threads"])
+    if stats.variants > _MAX_COUNT:
+        raise InputError(f"{source.path}: {stats.variants} variants overflow the int32 counts; "
+                         "split the input by chromosome and sum the counts")
+    hh = st["hh"].cpu().numpy()
+    ss = st["ss"].cpu().numpy()
+    acc = st["acc"]
+    st.clear()
+    if sp_y is not None:
+        hh += sp_y
+        ss += sp_y
+        del sp_y
+    if hom:  # few: add each distinct pair once
+        f, w = (np.concatenate(x) for x in zip(*hom))
+        u, inv = np.unique(f, return_inverse=True)
+        ss.reshape(-1)[u] += np.bincount(inv, weights=w, minlength=u.size).astype(np.int32)
+    if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair variants
+        ss -= x_sparse[r0:r1, None]
+        ss -= x_sparse[None, :]
+        ss += n_sparse
+    het_row = np.empty(hh.shape, dtype=np.int32)
+    het_row[...] = het_complete[r0:r1, None]  # row het, column called: H·C'
+    het_col = np.empty(hh.shape, dtype=np.int32)
+    het_col[...] = het_complete[None, :]
+    nsnp = np.full(hh.shape, n_complete, dtype=np.int32)
+    if acc is not None:
+        a = acc.cpu().numpy()
+        hh += a[:, 0, :, 0]
+        het_row += a[:, 0, :, 1]
+        het_col += a[:, 1, :, 0]
+        nsnp += a[:, 1, :, 1]
+        del a, acc
+    het_row -= hh  # now het row / hom column
+    het_col -= hh
+    ibs0 = nsnp - het_row  # homhom = NSNP − A − B − HETHET; IBS0 = (homhom − S·S') / 2
+    ibs0 -= het_col
+    ibs0 -= hh
+    ibs0 -= ss
+    ibs0 //= 2
+    return PairCounts(rows=(r0, r1), hethet=hh, ibs0=ibs0, het_row=het_row, het_col=het_col, nsnp=nsnp)
+

@@ -1,0 +1,131 @@
+"""Genotypes for KING: autosomal biallelic SNP dosages of a VCF/BCF or a snpbag store.
+
+:class:`GenotypeSource` streams ALT dosages (−1 missing) of the first n samples in variant
+chunks, skipping (and counting) non-autosomal variants; VCF records go through the reader
+of ``snpbag convert`` (indels, MNPs, multi-allelic and symbolic records skipped), a store
+through :meth:`GenotypeStore.iter_dosage_blocks`. :func:`expected_ibs0_sum` accumulates
+the IBS0 an unrelated pair is expected to show, for ``--po-ibs0 auto``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from snpbag.data.chrom import is_autosome
+from snpbag.data.dosage import alt_dosage
+from snpbag.errors import SampleError
+
+
+@dataclass
+class ScanStats:
+    """What a pass over the input used and skipped (filled by :meth:`GenotypeSource.dosages`)."""
+
+    variants: int = 0
+    non_autosomal: int = 0
+    dropped: dict = field(default_factory=dict)
+    ibs0_expected_sum: float = 0.0  # sum over variants of 2p²q², p from all samples' calls
+
+    @property
+    def expected_ibs0(self) -> float:
+        """IBS0 proportion expected for an unrelated pair under Hardy–Weinberg."""
+        return self.ibs0_expected_sum / self.variants if self.variants else float("nan")
+
+
+class GenotypeSource:
+    """Autosomal biallelic SNP dosages of a VCF/BCF or a snpbag store, in variant chunks.
+
+    Parameters
+    ----------
+    path : ``.vcf``, ``.vcf.gz``, ``.bcf`` or a store directory written by ``snpbag convert``.
+
+    Raises
+    ------
+    InputError : missing or unreadable input.
+    StoreFormatError : a store that fails validation.
+    SampleError : duplicated sample ids.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        p = Path(self.path)
+        self.is_store = p.is_dir() or self.path.rstrip("/").endswith(".zarr") or "://" in self.path
+        if self.is_store:
+            from snpbag.data.store import open_store
+
+            self._store = open_store(self.path)
+            self.sample_ids = [str(s) for s in self._store.sample_ids.tolist()]
+        else:
+            from snpbag.data.vcf import VcfReader
+
+            reader = VcfReader(self.path)
+            self.sample_ids = list(reader.samples)
+            reader.close()
+        if len(set(self.sample_ids)) != len(self.sample_ids):
+            seen, dup = set(), []
+            for s in self.sample_ids:
+                if s in seen:
+                    dup.append(s)
+                seen.add(s)
+            raise SampleError(f"{self.path}: duplicated sample ids ({', '.join(dup[:5])}); "
+                              "rename them (`bcftools reheader -s`) so every pair is identifiable")
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_ids)
+
+    def dosages(self, n: int, *, chunk: int, stats: ScanStats | None = None) -> Iterator[np.ndarray]:
+        """Yield ALT dosages (v, n) int8 of the first ``n`` samples; −1 = missing.
+
+        Half-calls (``0/.``) are missing; a haploid call on an autosome counts as
+        homozygous, as plink2 imports it. Non-autosomal variants are skipped and counted.
+        """
+        stats = stats if stats is not None else ScanStats()
+        if self.is_store:
+            store = self._store
+            contigs = store.contig_ids
+            auto = np.array([is_autosome(c) for c in contigs], dtype=bool)
+            vcontig = store.variant_contig
+            for sl, d in store.iter_dosage_blocks(n, block=chunk):
+                keep = auto[vcontig[sl]]
+                stats.non_autosomal += int((~keep).sum())
+                if keep.any():
+                    stats.variants += int(keep.sum())
+                    yield d if keep.all() else d[keep]
+        else:
+            from snpbag.data.vcf import VcfReader
+
+            reader = VcfReader(self.path, samples=self.sample_ids[:n] if n < self.n_samples else None)
+            try:
+                auto: dict[int, bool] = {}
+                for block in reader.blocks(chunk):
+                    for c in np.unique(block.contig):
+                        if int(c) not in auto:
+                            auto[int(c)] = is_autosome(reader.contigs[int(c)])
+                    keep = np.array([auto[int(c)] for c in block.contig], dtype=bool)
+                    stats.non_autosomal += int((~keep).sum())
+                    if keep.any():
+                        stats.variants += int(keep.sum())
+                        yield alt_dosage(block.genotype if keep.all() else block.genotype[keep])
+                stats.dropped = dict(reader.counts.dropped)
+            finally:
+                reader.close()
+
+
+def expected_ibs0_sum(g: np.ndarray, alt: np.ndarray | None = None) -> float:
+    """Sum over variants of 2p²q² (p: ALT frequency among the called genotypes).
+
+    ``alt``: the per-variant dosage sums of ``g`` when it has no missing call.
+    """
+    if alt is not None:
+        called = np.full(g.shape[0], g.shape[1], dtype=np.int64)
+    else:
+        called = (g >= 0).sum(axis=1)
+        alt = np.where(g > 0, g, 0).sum(axis=1, dtype=np.int64)
+    ok = called > 0
+    p = alt[ok] / (2.0 * called[ok])
+    return float(np.sum(2.0 * p * p * (1.0 - p) * (1.0 - p)))
+
