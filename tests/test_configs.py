@@ -178,3 +178,17 @@ def test_a_task_can_select_its_masking(tmp_path, monkeypatch):
     cfg = _cfg("task=finetune", "data.store=x", "masking.array_sites=a.tsv")
     assert cfg.task.init_from == "models/base" and cfg.masking.array == 0.9
     assert _cfg("task=finetune", "masking=random", "data.store=x").masking.array == 0.0
+
+
+def test_val_mask_rate_fixes_the_validation_masking(store):
+    """data.val_mask_rate validates at exactly that random masking rate whatever the training
+    masking; null keeps the training masking; out-of-range values fail at compose time."""
+    from snpbag.train.run import build_datamodule
+
+    dm = build_datamodule(_cfg(f"data.store={store}", "data.val_mask_rate=0.9"))
+    assert (dm.val_masking.random, dm.val_masking.min_rate, dm.val_masking.max_rate) == (1.0, 0.9, 0.9)
+    assert (dm.masking.min_rate, dm.masking.max_rate) == (0.85, 0.99)
+    dm = build_datamodule(_cfg(f"data.store={store}"))
+    assert dm.val_masking == dm.masking
+    with pytest.raises(ConfigError, match="data.val_mask_rate"):
+        _cfg(f"data.store={store}", "data.val_mask_rate=1.5")
