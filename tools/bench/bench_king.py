@@ -13,7 +13,9 @@ three tools are also timed on the first ``--vcftools-samples`` samples of the sa
 Part 2 (accuracy, optional): families from ``snpbag simulate --pedigree`` → for every
 truth pair, the degree KING's cut points assign to snpbag's and plink2's kinship and
 to the true IBD kinship (the best those cut points can do), per true degree: exact
-and within ±1 degree (degrees ≥ 4 and unrelated pairs count as "unrelated").
+and within ±1 degree (degrees ≥ 4 and unrelated pairs count as "unrelated"); and the
+parent–offspring / full-sibling split of snpbag's INFTYPE with ``--po-ibs0 0.008`` (the
+default, KING's cut) and ``--po-ibs0 auto``.
 
 Usage::
 
