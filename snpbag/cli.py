@@ -103,7 +103,7 @@ def convert(input, output, region, samples, min_maf, contig_len, threads):
 @click.option("--block-size", default=2048, show_default=True, type=int)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", default=None, type=int, help="CPU threads (default: all available cores, like plink2).")
-@click.option("--po-ibs0", default=0.008, show_default=True, type=_FloatOrAuto(),
+@click.option("--po-ibs0", default=0.008, show_default=True, type=_FloatOrAuto(), metavar="X|auto",
               help="INFTYPE: 1st-degree pairs with IBS0 below X are PO, else FS (KING's cut); "
                    "auto: a tenth of the cohort's expected unrelated IBS0 (sequence data).")
 def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0):
