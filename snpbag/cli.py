@@ -106,12 +106,14 @@ def convert(input, output, region, samples, min_maf, contig_len, threads):
 @click.option("--po-ibs0", default=0.008, show_default=True, type=_FloatOrAuto(), metavar="X|auto",
               help="INFTYPE: 1st-degree pairs with IBS0 below X are PO, else FS (KING's cut); "
                    "auto: a tenth of the cohort's expected unrelated IBS0 (sequence data).")
-def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0):
+@click.option("--kernel", type=click.Choice(["auto", "popcount", "gemm"]), default="auto", show_default=True,
+              help="Pair counting: bit-packed popcounts (CPU, numba) or int8 GEMMs (torch); auto: popcount on CPU.")
+def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0, kernel):
     """KING-robust kinship for all sample pairs (plink2-compatible .kin0)."""
     from snpbag.kinship.king import king as run
 
     run(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-        block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0)
+        block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0, kernel=kernel)
 
 
 # --- training and models ----------------------------------------------------------------

@@ -73,13 +73,14 @@ def test_king(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
         _invoke(runner, ["king", "cohort.zarr", "--out", "pre", "--estimator", "within", "--min-kinship", "0.0442",
                          "--counts", "--matrix", "--block-size", "512", "--device", "cuda", "--threads", "3",
-                         "--po-ibs0", "auto"])
+                         "--po-ibs0", "auto", "--kernel", "gemm"])
     f.assert_called_once_with("cohort.zarr", out="pre", estimator="within", min_kinship=0.0442, counts=True,
-                              matrix=True, block_size=512, device="cuda", threads=3, po_ibs0="auto")
+                              matrix=True, block_size=512, device="cuda", threads=3, po_ibs0="auto", kernel="gemm")
     with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
         _invoke(runner, ["king", "in.vcf.gz", "--out", "pre"])
     f.assert_called_once_with("in.vcf.gz", out="pre", estimator="between", min_kinship=None, counts=False,
-                              matrix=False, block_size=2048, device="cpu", threads=None, po_ibs0=0.008)
+                              matrix=False, block_size=2048, device="cpu", threads=None, po_ibs0=0.008,
+                              kernel="auto")
     with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
         _invoke(runner, ["king", "in.vcf.gz", "--out", "pre", "--po-ibs0", "0.002"])
     assert f.call_args.kwargs["po_ibs0"] == 0.002

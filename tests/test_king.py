@@ -9,6 +9,7 @@ founder 4. Calls are 2% missing; one indel and three chrX SNPs must be skipped.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import msprime
 import numpy as np
@@ -231,8 +232,8 @@ class _Dosages:
             yield self.d[a:a + chunk, :n].copy()
 
 
-def test_carrier_pairs_and_gemms_give_the_same_counts():
-    """Rare variants go to carrier-pair lists, the rest to GEMMs: every split gives the naive counts.
+def test_carrier_pairs_gemms_and_popcounts_give_the_same_counts():
+    """Rare variants go to carrier-pair lists, the rest to GEMMs or popcounts: every split gives the naive counts.
 
     37 samples (not a multiple of 8), ALT frequencies from singletons to near-fixed (ALT the
     major allele: flipped coding), homozygous carriers, variants with and without missing
@@ -251,11 +252,44 @@ def test_carrier_pairs_and_gemms_give_the_same_counts():
     want = np.array([[_naive(d.T, i, j) for j in range(n)] for i in range(n)])  # (n, n, 5)
     for rows in ((0, n), (11, n), (11, 20)):
         for limit in (-1, 0, 40, 10**6):
-            for chunk in (64, 512):
-                pc = pair_counts(src, rows=rows, block_size=8, chunk=chunk, sparse_limit=limit)
+            for chunk, kernel, bs in ((64, "gemm", 8), (512, "gemm", 8), (64, "popcount", 5), (512, "popcount", 8)):
+                pc = pair_counts(src, rows=rows, block_size=bs, chunk=chunk, sparse_limit=limit, kernel=kernel)
                 got = np.stack([pc.nsnp, pc.hethet, pc.ibs0, pc.het_row, pc.het_col], axis=-1)
                 for i in range(*rows):
-                    np.testing.assert_array_equal(got[i - rows[0], :i], want[i, :i], err_msg=f"{rows} {limit} {i}")
+                    np.testing.assert_array_equal(got[i - rows[0], :i], want[i, :i],
+                                                  err_msg=f"{rows} {limit} {kernel} {chunk} {i}")
+
+
+def test_popcount_kernel_equals_gemm_counts():
+    """Bit-plane popcounts against the int8 GEMM path on every tile edge case.
+
+    Sample counts around the 2 x 2 unrolling and the tile sides, variant counts around a
+    64-bit word and a 512-variant vector, complete and missing calls, several threads.
+    """
+    from snpbag.kinship import popcount
+
+    rng = np.random.default_rng(5)
+    for n, v, bs, threads in ((2, 1, 1, 1), (9, 63, 2, 1), (16, 64, 3, 2), (33, 513, 7, 2), (70, 1100, 256, 3)):
+        d = rng.integers(0, 3, (v, n)).astype(np.int8)
+        for miss in (0.0, 0.1):
+            dm = np.where(rng.random((v, n)) < miss, np.int8(-1), d)
+            for rows in ((0, n), (n // 3, n)):
+                a, b = (pair_counts(_Dosages(dm), rows=rows, block_size=bs, sparse_limit=-1, kernel=k, threads=threads)
+                        for k in ("popcount", "gemm"))
+                for i in range(*rows):
+                    for f in ("nsnp", "hethet", "ibs0", "het_row", "het_col"):
+                        np.testing.assert_array_equal(getattr(a, f)[i - rows[0], :i], getattr(b, f)[i - rows[0], :i],
+                                                      err_msg=f"{n} {v} {bs} {miss} {rows} {f} {i}")
+    assert popcount.n_words(1) == popcount.n_words(512) == 8 and popcount.n_words(513) == 16
+
+
+def test_cpu_run_does_not_import_torch(cohort, default_run, tmp_path):
+    """The popcount kernel needs numba only: torch (a second or more to import) stays out of a CPU run."""
+    code = ("import sys; from snpbag.kinship.king import king; "
+            f"king({str(cohort['vcf'])!r}, out={str(tmp_path / 'nt')!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "nt.kin0").read_bytes() == default_run.read_bytes()
 
 
 def test_kinship_formulas():
@@ -287,13 +321,15 @@ def test_threads_and_carrier_pairs_keep_plink2_bytes(cohort, default_run, tmp_pa
     assert ["\t".join(x.split("\t")[:-1]) for x in clean.with_suffix(".kin0").read_text().splitlines()] == \
         ref.read_text().splitlines()
     monkeypatch.setattr(k0, "WRITE_PAIRS", 50)  # several formatting blocks
-    default = k.SPARSE_PAIR_CELLS
+    sparse0, pop0 = k.SPARSE_PAIR_CELLS, k.POPCOUNT_PAIR_CELLS
     for tag, vcf, want in (("m", cohort["vcf"], default_run), ("c", cohort["clean"], clean.with_suffix(".kin0"))):
-        for threads, cells in ((2, default), (1, 1e-9), (2, 1e-9)):
-            monkeypatch.setattr(k, "SPARSE_PAIR_CELLS", cells)  # 1e-9: every complete variant as carrier pairs
-            out = tmp_path / f"{tag}{threads}_{cells > 1}"
-            king(vcf, out=out, threads=threads, block_size=7)
-            assert out.with_suffix(".kin0").read_bytes() == want.read_bytes(), (tag, threads, cells)
+        for threads, cells, kernel in ((2, 1, "popcount"), (1, 1, "gemm"), (2, 1, "gemm"), (1, 1e-9, "popcount"),
+                                       (2, 1e-9, "gemm")):
+            monkeypatch.setattr(k, "SPARSE_PAIR_CELLS", sparse0 * cells)  # 1e-9: every complete variant
+            monkeypatch.setattr(k, "POPCOUNT_PAIR_CELLS", pop0 * cells)  # as carrier pairs
+            out = tmp_path / f"{tag}{threads}_{cells}_{kernel}"
+            king(vcf, out=out, threads=threads, block_size=7, kernel=kernel)
+            assert out.with_suffix(".kin0").read_bytes() == want.read_bytes(), (tag, threads, cells, kernel)
 
 
 def test_float_matmul_fallback_is_exact(cohort, default_run, tmp_path, monkeypatch):
@@ -301,7 +337,7 @@ def test_float_matmul_fallback_is_exact(cohort, default_run, tmp_path, monkeypat
     import snpbag.kinship.gemm as gemm
 
     monkeypatch.setattr(gemm, "int8_gemm_ok", lambda device: False)
-    king(cohort["vcf"], out=tmp_path / "f", block_size=9)
+    king(cohort["vcf"], out=tmp_path / "f", block_size=9, kernel="gemm")
     assert (tmp_path / "f.kin0").read_bytes() == default_run.read_bytes()
 
 
@@ -488,6 +524,10 @@ def test_errors(cohort, tmp_path, default_run):
         king(vcf, out=tmp_path / "e", min_kinship=float("nan"))
     with pytest.raises(InputError, match="already exists"):
         king(vcf, out=default_run.with_suffix(""))
+    with pytest.raises(InputError, match="--kernel 'fast'"):
+        king(vcf, out=tmp_path / "e", kernel="fast")
+    with pytest.raises(InputError, match="--kernel popcount runs on the CPU only"):
+        king(vcf, out=tmp_path / "e", kernel="popcount", device="cuda")
     with pytest.raises(InputError, match="--matrix needs the whole run"):
         king_part(vcf, out=tmp_path / "e", part=1, n_parts=2, matrix=True)
     with pytest.raises(InputError, match="no such file"):

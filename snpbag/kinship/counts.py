@@ -8,12 +8,15 @@ hom in the other" counts and NSNP. With per-sample indicator vectors H (het), C
     HETHET = H·H'   NSNP = C·C'   het-row/hom-col = H·C' − H·H'   hom-row/het-col = C·H' − H·H'
     IBS0 = (homhom − S·S') / 2,  homhom = C·C' − H·C' − C·H' + H·H'
 
-so a tile of pairs costs two int8 matrix products per variant chunk (``H·H'`` and
-``S·S'``, :mod:`snpbag.kinship.gemm`) where every sample of the pass is called (C = 1
-makes H·C' a per-sample het count and C·C' the variant count), plus ``[H;C]·[H;C]'`` for
-variants with a missing call. Complete variants with few minor-allele carriers skip the
-GEMMs (:mod:`snpbag.kinship.carriers`). Pairs (i, j), j < i, of rows ``[r0, r1)`` are
-computed in tiles below the diagonal (:func:`_tiles`).
+On CPU these come from bit-packed genotypes, all counts of a pair in one loop of
+popcounts (:mod:`snpbag.kinship.popcount`, numba; about 3.5x the int8 GEMMs' speed
+and no torch import). Otherwise (``kernel="gemm"``, CUDA, or no numba) a tile of pairs
+costs two int8 matrix products per variant chunk (``H·H'`` and ``S·S'``,
+:mod:`snpbag.kinship.gemm`) where every sample of the pass is called (C = 1 makes H·C' a
+per-sample het count and C·C' the variant count), plus ``[H;C]·[H;C]'`` for variants
+with a missing call. Complete variants with few minor-allele carriers skip both kernels
+(:mod:`snpbag.kinship.carriers`). Pairs (i, j), j < i, of rows ``[r0, r1)`` are computed
+in tiles below the diagonal (:func:`_tiles`, :func:`~snpbag.kinship.popcount.tiles`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ _MAX_COUNT = 2**29 - 1  # S·S' accumulates X·X' <= 4 per variant in int32
 SPARSE_PAIR_CELLS = 3500
 #: Row-band height of the CPU GEMM tiles: diagonal tiles compute about band²/2 unused pairs.
 CPU_BAND = 512
+#: Tile side of the popcount kernel (its planes: 2 x 8 bytes per 64 variants and sample).
+POPCOUNT_BAND = 256
+#: As SPARSE_PAIR_CELLS, for the popcount kernel: pairs of the pass per carrier pair
+#: (flat between 7,000 and 14,000 on the same machine, 3,000 samples).
+POPCOUNT_PAIR_CELLS = 10000
+KERNELS = ("auto", "popcount", "gemm")
 #: Carrier pairs buffered before they are counted (np.bincount over the pass's cells).
 PAIR_BUFFER = 1 << 23
 
@@ -159,6 +168,19 @@ def _ahead(items, enabled: bool, depth: int = 4):
         t.join()
 
 
+def use_popcount(kernel: str, device: str) -> bool:
+    """Whether ``kernel`` on ``device`` means the popcount kernel (see :func:`pair_counts`)."""
+    if kernel not in KERNELS:
+        raise InputError(f"--kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
+    if kernel == "popcount" and device != "cpu":
+        raise InputError(f"--kernel popcount runs on the CPU only; use --kernel gemm (or auto) with --device {device}")
+    if kernel != "auto" or device != "cpu":
+        return kernel == "popcount"
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
 def _tiles(r0: int, r1: int, band: int, width: int) -> list[tuple[int, int, int, int]]:
     """(i0, i1, j0, j1) tiles covering pairs j < i, r0 <= i < r1, at most ``width`` columns wide.
 
@@ -180,7 +202,7 @@ def _tiles(r0: int, r1: int, band: int, width: int) -> list[tuple[int, int, int,
 
 def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: int = 2048,
                 device: str = "cpu", chunk: int | None = None, stats: ScanStats | None = None,
-                threads: int = 1, sparse_limit: int | None = None) -> PairCounts:
+                threads: int = 1, sparse_limit: int | None = None, kernel: str = "auto") -> PairCounts:
     """Exact KING counts of every pair in ``rows`` (one streaming pass over the input).
 
     Parameters
@@ -195,23 +217,41 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         prepared in a background thread.
     sparse_limit : complete variants with at most this many minor-allele carrier pairs
         are counted from pair lists (−1: none; default: a cost model on CPU, none on CUDA).
+    kernel : how the other variants are counted: ``popcount`` (bit-packed genotypes,
+        :mod:`~snpbag.kinship.popcount`, CPU only), ``gemm`` (int8 matrix products,
+        :mod:`~snpbag.kinship.gemm`) or ``auto`` (popcount on CPU where numba is
+        installed, else gemm). The counts do not depend on it.
 
     Returns
     -------
     PairCounts
+
+    Raises
+    ------
+    InputError : unknown kernel, or popcount on CUDA.
     """
-    importer = gemm.import_torch_in_background() if threads > 1 else None
+    pop = use_popcount(kernel, device)
+    importer = gemm.import_torch_in_background() if threads > 1 and not pop else None
     r0, r1 = rows
     ncol, nrow = r1, r1 - r0
     n_all = source.n_samples
     if chunk is None:  # from the cohort size, so every pass and part sees the same chunks
         chunk = 1 << max(9, min(13, int(math.log2(max(CHUNK_MEMORY // (6 * n_all), 1)))))
-    band = block_size if device == "cuda" else min(block_size, CPU_BAND)
-    tiles = _tiles(r0, r1, band, block_size)
-    if sparse_limit is None:  # the GEMM cost of one variant: 2 products over the tiles' cells
-        cells = sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles)
-        sparse_limit = -1 if device == "cuda" else 2 * cells // SPARSE_PAIR_CELLS
+    if pop:
+        from snpbag.kinship import popcount
+
+        tiles = popcount.tiles(r0, r1, min(block_size, POPCOUNT_BAND))
+        cells = (r1 * (r1 - 1) - r0 * (r0 - 1)) // 2
+        pair_cells = POPCOUNT_PAIR_CELLS
+    else:
+        band = block_size if device == "cuda" else min(block_size, CPU_BAND)
+        tiles = _tiles(r0, r1, band, block_size)
+        cells = 2 * sum((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles)  # 2 products per variant
+        pair_cells = SPARSE_PAIR_CELLS
+    if sparse_limit is None:  # a variant's cost in the kernel, in carrier pairs
+        sparse_limit = -1 if device == "cuda" else int(cells // pair_cells)
     gpu = {}  # torch state, made on the first GEMM (torch imports meanwhile)
+    cpu = {}  # numpy accumulators and thread pool of the popcount kernel
     het_complete = np.zeros(ncol, dtype=np.int64)  # per sample, over complete variants
     n_complete = 0
     # carrier pairs count into HETHET and X·X' (X = minor-allele dosage); at the end
@@ -239,13 +279,31 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             torch.set_num_threads(max(threads - 1, 1) if reading else threads)  # leave the reader a core
         return gpu
 
+    def cpu_state():
+        if not cpu:
+            cpu.update(hh=np.zeros((nrow, ncol), dtype=np.int32), ss=np.zeros((nrow, ncol), dtype=np.int32),
+                       miss=None, pool=None)
+            if threads > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                cpu["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="king-popcount")
+        return cpu
+
     def flush_dense():
-        nonlocal n_complete
+        nonlocal n_complete, n_sparse
         d = np.concatenate(dense) if len(dense) > 1 else dense[0]
         dense.clear()
         h = (d == 1).view(np.int8)
-        het_complete[:] += h.sum(axis=0, dtype=np.int64)
+        het = h.sum(axis=0, dtype=np.int64)
+        het_complete[:] += het
         n_complete += d.shape[0]
+        if pop:  # adds HETHET − 2·IBS0 to ss; the rest of S·S' (n − het_i − het_j) comes at the end
+            st = cpu_state()
+            popcount.count_complete(popcount.pack(d, missing=False), st["hh"], st["ss"], r0=r0, tiles=tiles,
+                                    pool=st["pool"])
+            x_sparse[:] += het
+            n_sparse += d.shape[0]
+            return
         st = torch_state()
         torch, int8, acc_hh, acc_s = st["torch"], st["int8"], st["hh"], st["ss"]
         h = torch.from_numpy(h).to(st["dev"])
@@ -257,6 +315,13 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     def flush_missing():
         d = np.concatenate(dense_missing) if len(dense_missing) > 1 else dense_missing[0]
         dense_missing.clear()
+        if pop:
+            st = cpu_state()
+            if st["miss"] is None:  # H·C', C·H', C·C'
+                st["miss"] = tuple(np.zeros((nrow, ncol), dtype=np.int32) for _ in range(3))
+            popcount.count_missing(popcount.pack(d, missing=True), st["hh"], *st["miss"], st["ss"], r0=r0,
+                                   tiles=tiles, pool=st["pool"])
+            return
         st = torch_state()
         torch, int8, acc_s = st["torch"], st["int8"], st["ss"]
         s = torch.from_numpy(np.where(d < 0, np.int8(0), d - np.int8(1))).to(st["dev"])
@@ -317,16 +382,19 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             flush_missing()
         if pairs:
             flush_pairs()
-        st = torch_state()
+        st = cpu_state() if pop else torch_state()
     finally:
         if gpu:
             gpu["torch"].set_num_threads(gpu["prev_threads"])
+        if cpu.get("pool") is not None:
+            cpu["pool"].shutdown()
     if stats.variants > _MAX_COUNT:
         raise InputError(f"{source.path}: {stats.variants} variants overflow the int32 counts; "
                          "split the input by chromosome and sum the counts")
-    hh = st["hh"].cpu().numpy()
-    ss = st["ss"].cpu().numpy()
-    acc = st["acc"]
+    if pop:
+        hh, ss, miss, acc = st["hh"], st["ss"], st["miss"], None
+    else:
+        hh, ss, miss, acc = st["hh"].cpu().numpy(), st["ss"].cpu().numpy(), None, st["acc"]
     st.clear()
     if sp_y is not None:
         hh += sp_y
@@ -336,7 +404,7 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         f, w = (np.concatenate(x) for x in zip(*hom))
         u, inv = np.unique(f, return_inverse=True)
         ss.reshape(-1)[u] += np.bincount(inv, weights=w, minlength=u.size).astype(np.int32)
-    if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair variants
+    if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair (and popcount complete) variants
         ss -= x_sparse[r0:r1, None]
         ss -= x_sparse[None, :]
         ss += n_sparse
@@ -352,6 +420,11 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         het_col += a[:, 1, :, 0]
         nsnp += a[:, 1, :, 1]
         del a, acc
+    if miss is not None:  # the popcount kernel added HETHET to hh already
+        het_row += miss[0]
+        het_col += miss[1]
+        nsnp += miss[2]
+        del miss
     het_row -= hh  # now het row / hom column
     het_col -= hh
     ibs0 = nsnp - het_row  # homhom = NSNP − A − B − HETHET; IBS0 = (homhom − S·S') / 2

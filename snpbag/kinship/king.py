@@ -2,8 +2,9 @@
 
 The pieces: :mod:`~snpbag.kinship.source` reads dosages of a VCF or store,
 :mod:`~snpbag.kinship.counts` turns one pass over them into exact integer counts for a
-range of rows (GEMMs of :mod:`~snpbag.kinship.gemm`, carrier-pair lists of
-:mod:`~snpbag.kinship.carriers`), :mod:`~snpbag.kinship.estimators` divides them as
+range of rows (popcounts of :mod:`~snpbag.kinship.popcount` or GEMMs of
+:mod:`~snpbag.kinship.gemm`, carrier-pair lists of :mod:`~snpbag.kinship.carriers`),
+:mod:`~snpbag.kinship.estimators` divides them as
 plink2 does, :mod:`~snpbag.kinship.kin0` prints them and :mod:`~snpbag.kinship.matrix`
 stores the square matrix. This module splits the rows into *passes* whose counts fit
 ``max_memory`` (each pass streams the input once; it multiplies samples ``0..row_stop``
@@ -25,7 +26,7 @@ from pathlib import Path
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output, atomic_outputs
 from snpbag.kinship import degrees, kin0, matrix as kmatrix
-from snpbag.kinship.counts import PairCounts, pair_counts  # noqa: F401  (public here too)
+from snpbag.kinship.counts import PairCounts, pair_counts, use_popcount  # noqa: F401  (public here too)
 from snpbag.kinship.estimators import ESTIMATORS, kinship  # noqa: F401  (public here too)
 from snpbag.kinship.source import GenotypeSource, ScanStats  # noqa: F401  (public here too)
 from snpbag.provenance import provenance
@@ -106,7 +107,7 @@ class KingResult:
 
 def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_kinship: float | None = None,
          counts: bool = False, matrix: bool = False, block_size: int = 2048, device: str = "cpu",
-         threads: int | None = None, po_ibs0: float | str = degrees.PO_IBS0) -> KingResult:
+         threads: int | None = None, po_ibs0: float | str = degrees.PO_IBS0, kernel: str = "auto") -> KingResult:
     """``snpbag king``: KING-robust kinship of all sample pairs → PREFIX.kin0 (+ PREFIX.king.zarr).
 
     The .kin0 columns up to KINSHIP are those of ``plink2 --make-king-table`` (``counts
@@ -128,6 +129,8 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     po_ibs0 : INFTYPE of first-degree pairs: ``PO`` if their IBS0 proportion is below
         this, else ``FS``. Default KING's 0.008; ``"auto"``: degrees.po_threshold of the
         cohort's expected unrelated IBS0 (for sequence data, whose IBS0 runs lower).
+    kernel : ``auto``, ``popcount`` or ``gemm`` (:func:`~snpbag.kinship.counts.pair_counts`);
+        the output does not depend on it.
 
     Returns
     -------
@@ -140,13 +143,13 @@ def king(input: str | Path, *, out: str | Path, estimator: str = "between", min_
     StoreFormatError : an invalid store.
     """
     return king_part(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-                     block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0)
+                     block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0, kernel=kernel)
 
 
 def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int = 1, estimator: str = "between",
               min_kinship: float | None = None, counts: bool = False, matrix: bool = False, block_size: int = 2048,
               device: str = "cpu", max_memory: int = MAX_MEMORY, po_ibs0: float | str = degrees.PO_IBS0,
-              threads: int | None = None) -> KingResult:
+              threads: int | None = None, kernel: str = "auto") -> KingResult:
     """One of ``n_parts`` independent pieces of :func:`king` (a SLURM array task, a rank).
 
     Part k writes ``PREFIX.kin0.k`` (``PREFIX.kin0`` when ``n_parts == 1``); part 1 carries
@@ -173,6 +176,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     auto_cut = _check_po_ibs0(po_ibs0)
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device {device!r}: choose cpu or cuda")
+    use_popcount(kernel, device)  # validates
     if device == "cuda":
         import torch
 
@@ -209,7 +213,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
             for a, b in passes:
                 stats = ScanStats()
                 pc = pair_counts(source, rows=(a, b), block_size=block_size, device=device, stats=stats,
-                                 threads=threads)
+                                 threads=threads, kernel=kernel)
                 if stats.variants == 0:
                     raise InputError(f"{input}: no autosomal biallelic SNPs (skipped {stats.non_autosomal} "
                                      f"non-autosomal variants); KING uses chromosomes 1-22 only")

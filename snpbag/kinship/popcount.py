@@ -1,0 +1,243 @@
+"""Exact KING counts with bit-packed genotypes and popcounts (plink2's kernel), compiled by numba.
+
+Each sample's genotypes become 64-bit bit-planes, one bit per variant: H (heterozygous),
+A (homozygous ALT) and, where calls are missing, R (homozygous REF; without missing calls
+R = ~(H | A)). For a pair (i, j) a loop over the words counts all of a variant chunk's
+contributions at once:
+
+    HETHET = pop(H_i & H_j)     IBS0 = pop(A_i & R_j | R_i & A_j)
+    H·C'   = pop(H_i & C_j)     C·H' = pop(C_i & H_j)     NSNP = pop(C_i & C_j)   (C = H | A | R)
+
+and the counts go into :mod:`~snpbag.kinship.counts`' accumulators in its ``S·S'`` form
+(``S·S' = homhom − 2·IBS0`` with ``homhom = NSNP − H·C' − C·H' + HETHET``; for complete
+variants the per-sample terms are added at the end). The loop over words is vectorised
+by LLVM (AVX-512 ``vpopcntq`` where the CPU has it) and unrolled over 2 × 2 pairs so each
+loaded word serves two pairs. Tiles of pairs run in threads (the kernels release the GIL).
+Compiled code is cached next to this module (``cache=True``): the first run on a machine
+compiles for ~2 s, later runs load it in ~0.1 s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+#: Words per sample and plane are padded to a multiple of this (one 512-bit vector).
+WORD_ALIGN = 8
+
+
+@intrinsic
+def _popcnt(typingctx, x):
+    """llvm.ctpop.i64: one ``popcnt``, or ``vpopcntq`` lanes once the loop is vectorised."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+def n_words(v: int) -> int:
+    """Words per sample and plane for ``v`` variants (padded to WORD_ALIGN)."""
+    return -(-v // (64 * WORD_ALIGN)) * WORD_ALIGN
+
+
+def pack(d: np.ndarray, *, missing: bool) -> tuple[np.ndarray, ...]:
+    """Bit-planes (n, n_words(v)) uint64 of dosages ``d`` (v, n): (H, A), or (H, A, R) with ``missing``."""
+    v, n = d.shape
+    planes = tuple(np.zeros((n, n_words(v)), dtype=np.uint64) for _ in range(3 if missing else 2))
+    _pack(np.ascontiguousarray(d), *planes) if missing else _pack2(np.ascontiguousarray(d), *planes)
+    return planes
+
+
+@njit(cache=True, nogil=True)
+def _pack2(d, H, A):  # pragma: no cover - compiled
+    v, n = d.shape
+    for w in range((v + 63) // 64):
+        t0 = w * 64
+        nt = min(64, v - t0)
+        for s in range(n):
+            h = np.uint64(0)
+            a = np.uint64(0)
+            for t in range(nt):
+                x = d[t0 + t, s]
+                h |= np.uint64(x == 1) << np.uint64(t)
+                a |= np.uint64(x == 2) << np.uint64(t)
+            H[s, w] = h
+            A[s, w] = a
+
+
+@njit(cache=True, nogil=True)
+def _pack(d, H, A, R):  # pragma: no cover - compiled
+    v, n = d.shape
+    for w in range((v + 63) // 64):
+        t0 = w * 64
+        nt = min(64, v - t0)
+        for s in range(n):
+            h = np.uint64(0)
+            a = np.uint64(0)
+            r = np.uint64(0)
+            for t in range(nt):
+                x = d[t0 + t, s]
+                h |= np.uint64(x == 1) << np.uint64(t)
+                a |= np.uint64(x == 2) << np.uint64(t)
+                r |= np.uint64(x == 0) << np.uint64(t)
+            H[s, w] = h
+            A[s, w] = a
+            R[s, w] = r
+
+
+@njit(cache=True, nogil=True)
+def _complete_tile(H, A, hh, ss, r0, i0, i1, j0, j1):  # pragma: no cover - compiled
+    """Pairs j < i, i0 <= i < i1, j0 <= j < j1 of complete variants: hh += HETHET, ss += HETHET − 2·IBS0."""
+    K = H.shape[1]
+    i = i0
+    while i < i1:
+        two = i + 1 < i1
+        je = min(j1, i)
+        j = j0
+        while two and j + 2 <= je:  # 2 x 2 pairs: (i, j), (i, j+1), (i+1, j), (i+1, j+1)
+            a00 = np.uint64(0)
+            a01 = np.uint64(0)
+            a10 = np.uint64(0)
+            a11 = np.uint64(0)
+            c00 = np.uint64(0)
+            c01 = np.uint64(0)
+            c10 = np.uint64(0)
+            c11 = np.uint64(0)
+            for k in range(K):
+                h0 = H[i, k]
+                x0 = A[i, k]
+                h1 = H[i + 1, k]
+                x1 = A[i + 1, k]
+                g0 = H[j, k]
+                u0 = A[j, k]
+                g1 = H[j + 1, k]
+                u1 = A[j + 1, k]
+                q0 = ~(h0 | x0)  # hom REF
+                q1 = ~(h1 | x1)
+                w0 = ~(g0 | u0)
+                w1 = ~(g1 | u1)
+                a00 += _popcnt(h0 & g0)
+                a01 += _popcnt(h0 & g1)
+                a10 += _popcnt(h1 & g0)
+                a11 += _popcnt(h1 & g1)
+                c00 += _popcnt((x0 & w0) | (q0 & u0))
+                c01 += _popcnt((x0 & w1) | (q0 & u1))
+                c10 += _popcnt((x1 & w0) | (q1 & u0))
+                c11 += _popcnt((x1 & w1) | (q1 & u1))
+            ri = i - r0
+            hh[ri, j] += np.int64(a00)
+            hh[ri, j + 1] += np.int64(a01)
+            hh[ri + 1, j] += np.int64(a10)
+            hh[ri + 1, j + 1] += np.int64(a11)
+            ss[ri, j] += np.int64(a00) - 2 * np.int64(c00)
+            ss[ri, j + 1] += np.int64(a01) - 2 * np.int64(c01)
+            ss[ri + 1, j] += np.int64(a10) - 2 * np.int64(c10)
+            ss[ri + 1, j + 1] += np.int64(a11) - 2 * np.int64(c11)
+            j += 2
+        for ii in range(i, i + 2 if two else i + 1):  # the pairs left over, one at a time
+            for jj in range(j, min(j1, ii)):
+                a = np.uint64(0)
+                c = np.uint64(0)
+                for k in range(K):
+                    h0 = H[ii, k]
+                    x0 = A[ii, k]
+                    g0 = H[jj, k]
+                    u0 = A[jj, k]
+                    a += _popcnt(h0 & g0)
+                    c += _popcnt((x0 & ~(g0 | u0)) | (~(h0 | x0) & u0))
+                hh[ii - r0, jj] += np.int64(a)
+                ss[ii - r0, jj] += np.int64(a) - 2 * np.int64(c)
+        i += 2 if two else 1
+
+
+@njit(cache=True, nogil=True)
+def _missing_tile(H, A, R, hh, hc, ch, cc, ss, r0, i0, i1, j0, j1):  # pragma: no cover - compiled
+    """Pairs as :func:`_complete_tile`, variants with missing calls: HETHET, H·C', C·H', NSNP and S·S'."""
+    K = H.shape[1]
+    for i in range(i0, i1):
+        je = min(j1, i)
+        j = j0
+        while j < je:
+            two = j + 1 < je
+            j2 = j + 1 if two else j
+            a0 = np.uint64(0)
+            b0 = np.uint64(0)
+            e0 = np.uint64(0)
+            n0 = np.uint64(0)
+            z0 = np.uint64(0)
+            a1 = np.uint64(0)
+            b1 = np.uint64(0)
+            e1 = np.uint64(0)
+            n1 = np.uint64(0)
+            z1 = np.uint64(0)
+            for k in range(K):
+                h = H[i, k]
+                x = A[i, k]
+                q = R[i, k]
+                c = h | x | q
+                g0 = H[j, k]
+                u0 = A[j, k]
+                w0 = R[j, k]
+                d0 = g0 | u0 | w0
+                g1 = H[j2, k]
+                u1 = A[j2, k]
+                w1 = R[j2, k]
+                d1 = g1 | u1 | w1
+                a0 += _popcnt(h & g0)
+                b0 += _popcnt(h & d0)
+                e0 += _popcnt(c & g0)
+                n0 += _popcnt(c & d0)
+                z0 += _popcnt((x & w0) | (q & u0))
+                a1 += _popcnt(h & g1)
+                b1 += _popcnt(h & d1)
+                e1 += _popcnt(c & g1)
+                n1 += _popcnt(c & d1)
+                z1 += _popcnt((x & w1) | (q & u1))
+            ri = i - r0
+            hh[ri, j] += np.int64(a0)
+            hc[ri, j] += np.int64(b0)
+            ch[ri, j] += np.int64(e0)
+            cc[ri, j] += np.int64(n0)
+            ss[ri, j] += np.int64(n0) - np.int64(b0) - np.int64(e0) + np.int64(a0) - 2 * np.int64(z0)
+            if two:
+                hh[ri, j2] += np.int64(a1)
+                hc[ri, j2] += np.int64(b1)
+                ch[ri, j2] += np.int64(e1)
+                cc[ri, j2] += np.int64(n1)
+                ss[ri, j2] += np.int64(n1) - np.int64(b1) - np.int64(e1) + np.int64(a1) - 2 * np.int64(z1)
+            j += 2
+
+
+def tiles(r0: int, r1: int, band: int) -> list[tuple[int, int, int, int]]:
+    """(i0, i1, j0, j1) tiles of ``band`` rows × at most ``band`` columns covering pairs j < i of rows [r0, r1)."""
+    out = []
+    for i0 in range(r0, r1, band):
+        i1 = min(i0 + band, r1)
+        out += [(i0, i1, j0, min(j0 + band, i1)) for j0 in range(0, i1 - 1, band)]
+    return out
+
+
+def count_complete(planes, hh: np.ndarray, ss: np.ndarray, *, r0: int, tiles: list, pool=None) -> None:
+    """Add a complete chunk's HETHET to ``hh`` and ``HETHET − 2·IBS0`` to ``ss`` (int32, rows from r0)."""
+    H, A = planes
+    _run(_complete_tile, (H, A, hh, ss, r0), tiles, pool)
+
+
+def count_missing(planes, hh, hc, ch, cc, ss, *, r0: int, tiles: list, pool=None) -> None:
+    """Add a chunk with missing calls: HETHET, H·C', C·H', NSNP and S·S' (int32 arrays, rows from r0)."""
+    H, A, R = planes
+    _run(_missing_tile, (H, A, R, hh, hc, ch, cc, ss, r0), tiles, pool)
+
+
+def _run(kernel, args, tiles, pool) -> None:
+    if pool is None:
+        for t in tiles:
+            kernel(*args, *t)
+        return
+    for f in [pool.submit(kernel, *args, *t) for t in tiles]:
+        f.result()
