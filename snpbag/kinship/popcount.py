@@ -14,7 +14,7 @@ variants the per-sample terms are added at the end). The loop over words is vect
 by LLVM (AVX-512 ``vpopcntq`` where the CPU has it) and unrolled over 2 × 2 pairs so each
 loaded word serves two pairs. Tiles of pairs run in threads (the kernels release the GIL).
 Compiled code is cached next to this module (``cache=True``): the first run on a machine
-compiles for ~2 s, later runs load it in ~0.1 s.
+spends ~0.6 s of CPU compiling, later runs ~0.2 s loading it (docs/benchmarks.md).
 """
 
 from __future__ import annotations

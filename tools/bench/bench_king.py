@@ -138,6 +138,9 @@ def speed(args, work: Path) -> list[str]:
                 ("plink2 --make-king-table (pgen)", timed([*plink, "--pfile", str(runs / "pg"), "--make-king-table",
                                                            "--out", str(runs / f"p{t}")],
                                                           log=runs / f"p{t}.log", **kw)),
+                *([("snpbag king --kernel gemm (store)", timed([*ours, "--kernel", "gemm", str(store), "--out",
+                                                                str(runs / f"g{t}")], env=env, log=runs / f"g{t}.log",
+                                                               **kw))] if args.also_gemm else []),
                 ("snpbag king (VCF)", timed([*ours, str(vcf), "--out", str(runs / f"sv{t}")], env=env,
                                             log=runs / f"sv{t}.log", **kw)),
                 ("plink2 --make-king-table (VCF)", timed([*plink, "--vcf", str(vcf), *king_flags, "--out",
@@ -146,8 +149,11 @@ def speed(args, work: Path) -> list[str]:
         out += [f"{t} thread(s) (`--threads {t}` for both tools{pin}):", ""] + table(rows) + [""]
         same &= strip_inftype(runs / f"sv{t}.kin0") == (runs / f"pv{t}.kin0").read_text().splitlines()
         same_store &= (runs / f"s{t}.kin0").read_bytes() == (runs / f"sv{t}.kin0").read_bytes()
+        if args.also_gemm:
+            same_store &= (runs / f"g{t}.kin0").read_bytes() == (runs / f"sv{t}.kin0").read_bytes()
     out += [f"snpbag .kin0 (without INFTYPE) byte-identical to plink2's: {'yes' if same else 'NO'}; "
-            f"store input identical to VCF input: {'yes' if same_store else 'NO'}."]
+            f"store input identical to VCF input{' and to --kernel gemm' if args.also_gemm else ''}: "
+            f"{'yes' if same_store else 'NO'}."]
     if args.vcftools_samples:
         k = args.vcftools_samples
         t = args.threads[0]
@@ -284,6 +290,8 @@ def main() -> None:
     ap.add_argument("--vcftools-samples", type=int, default=300,
                     help="also time all three tools (vcftools included) on the first N samples (0: skip)")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--also-gemm", action="store_true",
+                    help="also time snpbag's int8 GEMM kernel (--kernel gemm, torch) on the store")
     ap.add_argument("--families", type=int, default=0, help="pedigree families for the accuracy part (0: skip)")
     ap.add_argument("--ped-length", type=int, default=2_000_000)
     args = ap.parse_args()
