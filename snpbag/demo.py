@@ -113,7 +113,7 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
     for line in _store_summary(out, sim, report):
         echo(line)
 
-    echo("== 3. pretrain the tiny model (masked genotype prediction, 85-99% masked) ==")
+    echo("== 3. pretrain the tiny model (masked genotype prediction on augmented genomes, 50-99% masked) ==")
     run_dir = out / "run"
     model_dir = out / "model"
     if not model_dir.exists():
