@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--site-scale", type=float, default=None,
+                   help="override snpbag.model.embedding.SITE_SCALE (the per-site tables' multiplier)")
     p.add_argument("--tag", default="run")
     a = p.parse_args()
 
@@ -56,6 +58,10 @@ def main() -> None:
     from snpbag.data.tokens import IGNORE_INDEX
     from snpbag.model.builders import build_model, preset
 
+    if a.site_scale is not None:
+        import snpbag.model.embedding as embedding
+
+        embedding.SITE_SCALE = a.site_scale  # read at call time by reset_site_tables and forward
     base_cfg = preset(a.preset)
     over = {}
     for kv in a.set:
