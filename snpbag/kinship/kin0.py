@@ -1,9 +1,10 @@
 """The .kin0 table: plink2's ``--make-king-table`` columns plus INFTYPE, in plink2's pair order.
 
-Lines are built in blocks of about WRITE_PAIRS pairs from the byte fields of
-:mod:`snpbag.kinship.dtoa` (numbers spelled exactly as plink2's ``dtoa_g``); threads
-format blocks in parallel (numpy releases the GIL) and they are written in order
-(:func:`write_pairs`).
+Lines are built in blocks of about WRITE_PAIRS pairs, by compiled code
+(:mod:`snpbag.kinship.lines`, numba) or, as its reference, from the numpy byte fields of
+:mod:`snpbag.kinship.dtoa` (:func:`format_rows`); numbers are spelled exactly as
+plink2's ``dtoa_g``. Threads format blocks in parallel (both release the GIL) and they
+are written in order (:func:`write_pairs`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from snpbag.errors import InputError
 from snpbag.kinship import degrees
 from snpbag.kinship.dtoa import g_field, int_field, join_fields, str_field
 from snpbag.kinship.dtoa import dtoa_g, format_g, to_strings  # noqa: F401  (public here too)
@@ -85,14 +87,18 @@ def _with_suffix(table: np.ndarray, suffix: np.ndarray) -> np.ndarray:
 
 
 def write_pairs(fh, pc, ids: list[str], *, estimator: str, counts: bool,
-                min_kinship: float | None, po_ibs0: float, threads: int = 1) -> tuple[int, int]:
+                min_kinship: float | None, po_ibs0: float, threads: int = 1,
+                compiled: bool = True) -> tuple[int, int]:
     """Append the pairs of ``pc`` (king.PairCounts) to a .kin0 in plink2's order; (pairs seen, pairs written).
 
-    Blocks of about WRITE_PAIRS pairs are formatted by ``threads`` threads (numpy releases
-    the GIL) and written in order.
+    Blocks of about WRITE_PAIRS pairs are formatted by ``threads`` threads and written in
+    order: by :class:`~snpbag.kinship.lines.LineWriter` (``compiled``) or by
+    :func:`format_rows` (numpy; the reference, same bytes).
     """
+    if estimator not in ESTIMATORS:
+        raise InputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
     r0, r1 = pc.rows
-    table = str_field(ids)
+    table = None if compiled else str_field(ids)
     blocks, i0 = [], r0
     while i0 < r1:
         i1 = i0 + 1
@@ -101,41 +107,61 @@ def write_pairs(fh, pc, ids: list[str], *, estimator: str, counts: bool,
         blocks.append((i0, i1))
         i0 = i1
 
-    def rows(i0: int, i1: int) -> tuple[int, bytes]:
-        def lower(a):  # row i keeps columns j < i: plink2's order
-            return np.concatenate([a[i - r0, :i] for i in range(i0, i1)])
+    if compiled:
+        from snpbag.kinship.lines import LineWriter
 
-        ii, jj = lower_pairs(i0, i1)
-        hh, ib, ns = lower(pc.hethet), lower(pc.ibs0), lower(pc.nsnp)
-        # plink2's HET1_HOM2 is IID2 het / IID1 hom (its kernel numbers the smaller index 1)
-        h1, h2 = lower(pc.het_col), lower(pc.het_row)
-        kin = kinship(hh, ib, h2, h1, estimator=estimator)
-        if min_kinship is not None:
-            keep = ~(kin < min_kinship)  # plink2 keeps nan
-            ii, jj, hh, ib, h1, h2, ns, kin = (x[keep] for x in (ii, jj, hh, ib, h1, h2, ns, kin))
-        if not ii.size:
-            return 0, b""
-        return ii.size, format_rows(table, ii, jj, nsnp=ns, hethet=hh, ibs0=ib, het1_hom2=h1, het2_hom1=h2,
-                                         kinship=kin, counts=counts, po_ibs0=po_ibs0)
+        writer = LineWriter(pc, ids, estimator=estimator, counts=counts, min_kinship=min_kinship, po_ibs0=po_ibs0)
+        free: list[np.ndarray] = []  # buffers already written out: reused (fresh pages cost page faults)
+
+        def rows(i0: int, i1: int) -> tuple[int, memoryview]:
+            need = writer.buffer_size(i0, i1)
+            try:
+                buf = free.pop()
+            except IndexError:
+                buf = None
+            if buf is None or buf.size < need:
+                buf = np.empty(need, dtype=np.uint8)
+            size, k = writer.rows(i0, i1, buf)
+            return k, memoryview(buf)[:size]
+
+    else:  # the numpy reference
+        def rows(i0: int, i1: int) -> tuple[int, bytes]:
+            def lower(a):  # row i keeps columns j < i: plink2's order
+                return np.concatenate([a[i - r0, :i] for i in range(i0, i1)])
+
+            ii, jj = lower_pairs(i0, i1)
+            hh, ib, ns = lower(pc.hethet), lower(pc.ibs0), lower(pc.nsnp)
+            # plink2's HET1_HOM2 is IID2 het / IID1 hom (its kernel numbers the smaller index 1)
+            h1, h2 = lower(pc.het_col), lower(pc.het_row)
+            kin = kinship(hh, ib, h2, h1, estimator=estimator)
+            if min_kinship is not None:
+                keep = ~(kin < min_kinship)  # plink2 keeps nan
+                ii, jj, hh, ib, h1, h2, ns, kin = (x[keep] for x in (ii, jj, hh, ib, h1, h2, ns, kin))
+            if not ii.size:
+                return 0, b""
+            return ii.size, format_rows(table, ii, jj, nsnp=ns, hethet=hh, ibs0=ib, het1_hom2=h1, het2_hom1=h2,
+                                                 kinship=kin, counts=counts, po_ibs0=po_ibs0)
 
     npairs = sum((i1 * (i1 - 1) - i0 * (i0 - 1)) // 2 for i0, i1 in blocks)
     nwritten = 0
+
+    def emit(k: int, text) -> None:
+        nonlocal nwritten
+        fh.write(text)
+        nwritten += k
+        if compiled:
+            free.append(text.obj)
+
     if threads <= 1 or len(blocks) == 1:
         for blk in blocks:
-            k, text = rows(*blk)
-            fh.write(text)
-            nwritten += k
+            emit(*rows(*blk))
         return npairs, nwritten
     with ThreadPoolExecutor(threads, thread_name_prefix="king-write") as ex:
         pending = deque()
         for blk in blocks:
             pending.append(ex.submit(rows, *blk))
             while len(pending) > 2 * threads or (pending and pending[0].done()):
-                k, text = pending.popleft().result()
-                fh.write(text)
-                nwritten += k
+                emit(*pending.popleft().result())
         for fut in pending:
-            k, text = fut.result()
-            fh.write(text)
-            nwritten += k
+            emit(*fut.result())
     return npairs, nwritten
