@@ -438,14 +438,25 @@ class ShardScan:
         buf[-1, :, edge:] = 0  # padding of the last inner chunk and past the last variant: not data
         buf[:, rows:] = 0
         d = np.empty((self.iv, n_inner * self.is_), dtype=np.int8)
-        dt = d.reshape(self.iv, n_inner, self.is_).transpose(1, 0, 2)  # buf's (inner chunk, variant, sample) order
-        if buf.min() >= 0:  # no missing or haploid call: dosage and transpose in one pass
-            np.add(buf[..., 0], buf[..., 1], out=dt)
-        else:
+        if not _add_alleles(buf, d):  # a missing or haploid call: plink2's import rules, in numpy
+            dt = d.reshape(self.iv, n_inner, self.is_).transpose(1, 0, 2)  # buf's (inner chunk, variant, sample) order
             dt[...] = alt_dosage(buf)
         d = d[:rows, :self.ns]
         self._cache = (k, d)
         return d
+
+
+def _add_alleles(buf: np.ndarray, out: np.ndarray) -> bool:
+    """Dosages of complete diploid calls, transposed to variant-major (False: a negative allele, out unfinished)."""
+    try:
+        from snpbag.data.kernels import add_alleles
+    except ImportError:  # pragma: no cover - numba is a dependency; numpy does the same
+        if buf.min() < 0:
+            return False
+        nt, nv, ns, _ = buf.shape
+        np.add(buf[..., 0], buf[..., 1], out=out.reshape(nv, nt, ns).transpose(1, 0, 2))
+        return True
+    return add_alleles(buf, out)
 
 
 def _crc_ok(crc, data: bytes) -> bool:

@@ -91,8 +91,12 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
     minor-allele carriers goes to the pair lists; the ALT/REF coding is flipped where ALT
     is the major allele (HETHET, IBS0 and S·S' do not change when both samples flip).
     """
-    complete_all = not g.size or g.min() >= 0
-    alt_all = g.sum(axis=1, dtype=np.int64) if complete_all else None
+    if g.size:
+        sums, low = _row_sums(g)
+        complete_all = low >= 0
+        alt_all = sums if complete_all else None
+    else:
+        complete_all, alt_all = True, np.zeros(g.shape[0], dtype=np.int64)
     out = _Chunk(ibs0_sum=expected_ibs0_sum(g, alt_all))
     gp = g[:, :ncol] if ncol < g.shape[1] else g
     complete = np.ones(g.shape[0], dtype=bool) if complete_all else gp.min(axis=1) >= 0
@@ -120,6 +124,15 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
         out.dense_missing = gp[~complete]
     return out
 
+
+
+def _row_sums(g: np.ndarray) -> tuple[np.ndarray, int]:
+    """(row sums, minimum) of an int8 dosage chunk: one compiled pass, or numpy's two."""
+    try:
+        from snpbag.data.kernels import row_sums
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return g.sum(axis=1, dtype=np.int64), int(g.min())
+    return row_sums(g)
 
 
 def _ahead(items, enabled: bool, depth: int = 4):
@@ -293,17 +306,18 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         nonlocal n_complete, n_sparse
         d = np.concatenate(dense) if len(dense) > 1 else dense[0]
         dense.clear()
-        h = (d == 1).view(np.int8)
-        het = h.sum(axis=0, dtype=np.int64)
-        het_complete[:] += het
         n_complete += d.shape[0]
         if pop:  # adds HETHET − 2·IBS0 to ss; the rest of S·S' (n − het_i − het_j) comes at the end
             st = cpu_state()
-            popcount.count_complete(popcount.pack(d, missing=False), st["hh"], st["ss"], r0=r0, tiles=tiles,
-                                    pool=st["pool"])
+            planes = popcount.pack(d, missing=False)
+            het = popcount.ones(planes[0])  # heterozygous calls per sample
+            het_complete[:] += het
+            popcount.count_complete(planes, st["hh"], st["ss"], r0=r0, tiles=tiles, pool=st["pool"])
             x_sparse[:] += het
             n_sparse += d.shape[0]
             return
+        h = (d == 1).view(np.int8)
+        het_complete[:] += h.sum(axis=0, dtype=np.int64)
         st = torch_state()
         torch, int8, acc_hh, acc_s = st["torch"], st["int8"], st["hh"], st["ss"]
         h = torch.from_numpy(h).to(st["dev"])

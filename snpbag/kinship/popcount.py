@@ -213,6 +213,19 @@ def _missing_tile(H, A, R, hh, hc, ch, cc, ss, r0, i0, i1, j0, j1):  # pragma: n
             j += 2
 
 
+@njit(cache=True, nogil=True)
+def ones(P):  # pragma: no cover - compiled
+    """Set bits of each row of a bit-plane (n, words): e.g. heterozygous calls per sample."""
+    n, K = P.shape
+    out = np.zeros(n, dtype=np.int64)
+    for s in range(n):
+        c = np.uint64(0)
+        for k in range(K):
+            c += _popcnt(P[s, k])
+        out[s] = np.int64(c)
+    return out
+
+
 def tiles(r0: int, r1: int, band: int) -> list[tuple[int, int, int, int]]:
     """(i0, i1, j0, j1) tiles of ``band`` rows × at most ``band`` columns covering pairs j < i of rows [r0, r1)."""
     out = []
