@@ -51,10 +51,7 @@ def _check(cfg: ModelConfig) -> None:
 
 def build_encoder(cfg: ModelConfig) -> Encoder:
     _check(cfg)
-    encoder = Encoder(cfg)
-    # the per-site tables are stored at 1 / SITE_SCALE (snpbag.model.embedding explains why)
-    encoder.embed.reset_site_tables()
-    return encoder
+    return Encoder(cfg)
 
 
 def build_head(name: str, cfg: ModelConfig, **options: Any) -> Head:

@@ -144,9 +144,8 @@ class TokenEmbedding(nn.Module):
 
     @torch.no_grad()
     def reset_site_tables(self) -> None:
-        """Stored rows at std 1 / SITE_SCALE: unit-variance codes after the forward scale.
-        (Encoder.reset_parameters draws them at std 1 and 0.02; snpbag.model.builders.
-        build_encoder calls this afterwards.)"""
+        """Stored rows at std 1 / SITE_SCALE: unit-variance codes after the forward scale
+        (called by Encoder.reset_parameters)."""
         for table in (self.site, self.allele):
             nn.init.normal_(table.weight, std=1.0 / SITE_SCALE)
 

@@ -77,12 +77,12 @@ class Encoder(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
-        # the narrow site table feeds a projection: unit-variance codes keep the projected
-        # site term (std ~ 0.02*sqrt(site_dim)) comparable to the genotype and position terms
-        nn.init.normal_(self.embed.site.weight, std=1.0)
         for block in self.blocks:
             for lin in (block.attn.proj, block.fc2):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
+        # the narrow per-site tables feed projections: unit-variance codes (after their
+        # SITE_SCALE multiplier) keep the projected site terms comparable to the others
+        self.embed.reset_site_tables()
 
     def plan(self, valid: torch.Tensor) -> AttentionPlan:
         return plan_attention(
