@@ -266,3 +266,17 @@ def test_tiny_preset_trains_at_paper_length_on_cpu():
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_site_tables_start_at_unit_variance_after_their_multiplier():
+    """The per-site tables are stored at 1 / SITE_SCALE (snpbag.model.embedding); however the
+    encoder is built, and after reset_parameters, the codes the model sees have std ~1."""
+    from snpbag.model.embedding import SITE_SCALE
+    from snpbag.model.encoder import Encoder
+
+    torch.manual_seed(0)
+    cfg = preset("tiny", n_sites=5000)
+    for encoder in (Encoder(cfg), build_model(cfg).encoder):
+        encoder.reset_parameters()
+        for table in (encoder.embed.site, encoder.embed.allele):
+            assert float(table.weight.std()) * SITE_SCALE == pytest.approx(1.0, rel=0.02)
