@@ -412,6 +412,41 @@ def test_shard_reader_equals_zarr(cohort, tmp_path):
     assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))
 
 
+def test_store_jobs_equal_streamed_dosages(cohort, tmp_path, monkeypatch):
+    """Chunks decoded as pool jobs (threads > 1) are the streamed chunks; counts equal one thread's."""
+    from snpbag.data.convert import convert
+    from snpbag.kinship.counts import pair_counts
+    from snpbag.kinship.source import GenotypeSource, ScanStats
+
+    store = tmp_path / "c.zarr"
+    from snpbag.data import schema
+
+    monkeypatch.setattr(schema, "VARIANT_CHUNK", 256)  # several outer chunks (and non-autosomes in one)
+    convert(cohort["vcf"], store, min_maf=0.0, threads=1)
+    src = GenotypeSource(store)
+    n = src.n_samples
+    assert src._store.variant_chunk == 256 and src._store.n_variants > 1000
+    assert src._store.dosage_block_jobs(n, block=7) is None  # 7 does not divide the chunk: streamed
+    for chunk, n_take in ((64, n), (256, n), (7, n), (64, n - 5)):
+        want_stats, got_stats = ScanStats(), ScanStats()
+        want = list(src.dosages(n_take, chunk=chunk, stats=want_stats))
+        jobs = list(src.dosage_jobs(n_take, chunk=chunk, stats=got_stats))
+        got = [d for job in reversed(jobs) for d in reversed(job())][::-1]  # any order, any thread
+        assert len(got) == len(want) and (got_stats.variants, got_stats.non_autosomal) == (
+            want_stats.variants, want_stats.non_autosomal)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    s1, s2 = ScanStats(), ScanStats()
+    one = pair_counts(src, rows=(3, n), chunk=64, threads=1, stats=s1)
+    two = pair_counts(src, rows=(3, n), chunk=64, threads=2, stats=s2)
+    assert (s1.variants, s1.non_autosomal, s1.ibs0_expected_sum) == (s2.variants, s2.non_autosomal,
+                                                                      s2.ibs0_expected_sum)
+    for f in ("hethet", "ibs0", "het_row", "het_col", "nsnp"):
+        a, b = getattr(one, f), getattr(two, f)
+        for i in range(3, n):
+            np.testing.assert_array_equal(a[i - 3, :i], b[i - 3, :i])
+
+
 # --- relationships --------------------------------------------------------------------------
 
 

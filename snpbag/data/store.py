@@ -9,8 +9,10 @@ path, so DataLoader workers (fork or spawn) reopen it lazily in their own proces
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,6 +349,19 @@ class GenotypeStore:
         for sl, gt in self.iter_variant_blocks(slice(0, n), block=block):
             yield sl, alt_dosage(gt)
 
+    def dosage_block_jobs(self, n: int | None = None, *, block: int | None = None
+                          ) -> list[tuple[slice, Callable[[], list[np.ndarray]]]] | None:
+        """The blocks of :meth:`iter_dosage_blocks` as independent jobs, one per outer variant chunk.
+
+        Each ``(variant slice, job)``: ``job()`` returns the dosage blocks of that slice, in
+        order, and may run in any thread (for decoding chunks in parallel). None where
+        the store is not read by :class:`ShardScan` or ``block`` does not divide its
+        variant chunk.
+        """
+        n = self.n_samples if n is None else n
+        scan = ShardScan.open(self.path, self.n_variants, self.n_samples)
+        return None if scan is None else scan.chunk_jobs(block or self.variant_chunk, n)
+
 
 class ShardScan:
     """``call_genotype`` of a local snpbag store read shard by shard, straight to dosages.
@@ -403,18 +418,46 @@ class ShardScan:
                 a = e
             yield slice(b - sum(p.shape[0] for p in parts), b), (parts[0] if len(parts) == 1 else np.concatenate(parts))
 
+    def chunk_jobs(self, block: int, n: int) -> list[tuple[slice, Callable[[], list[np.ndarray]]]] | None:
+        """One job per outer variant chunk: (its variants, a function giving its dosage blocks (v, n)).
+
+        The blocks are those of :meth:`blocks` (``block`` must divide the outer chunk;
+        None otherwise). Jobs may run in any thread and order: each decodes into a
+        buffer of its thread.
+        """
+        if block < 1 or self.cv % block:
+            return None
+        local = threading.local()
+
+        def job(k: int) -> list[np.ndarray]:
+            if getattr(local, "buf", None) is None:
+                local.buf = self._new_buffer()
+            d = self._decode(k, local.buf)
+            return [d[a:a + block, :n] for a in range(0, d.shape[0], block)]
+
+        return [(slice(k * self.cv, min((k + 1) * self.cv, self.nv)), functools.partial(job, k))
+                for k in range(-(-self.nv // self.cv))]
+
+    def _new_buffer(self) -> np.ndarray:
+        return np.empty((-(-self.ns // self.is_), self.iv, self.is_, 2), dtype=np.int8)
+
     def _chunk(self, k: int) -> np.ndarray:
         if self._cache is not None and self._cache[0] == k:
             return self._cache[1]
+        if self._buf is None:  # reused: a fresh 50 MB array per chunk costs page faults
+            self._buf = self._new_buffer()
+        d = self._decode(k, self._buf)
+        self._cache = (k, d)
+        return d
+
+    def _decode(self, k: int, buf: np.ndarray) -> np.ndarray:
+        """Dosages (rows, ns) of outer chunk ``k``, decoded through ``buf`` (:meth:`_new_buffer`)."""
         import google_crc32c
         import numcodecs.blosc
 
         rows = min(self.cv, self.nv - k * self.cv)
         per_shard = self.cs // self.is_
         n_inner = -(-self.ns // self.is_)
-        if self._buf is None:  # reused: a fresh 50 MB array per chunk costs page faults
-            self._buf = np.empty((n_inner, self.iv, self.is_, 2), dtype=np.int8)
-        buf = self._buf
         for j in range(-(-self.ns // self.cs)):
             f = self.root / "c" / str(k) / str(j) / "0"
             raw = f.read_bytes() if f.exists() else None
@@ -441,9 +484,7 @@ class ShardScan:
         if not _add_alleles(buf, d):  # a missing or haploid call: plink2's import rules, in numpy
             dt = d.reshape(self.iv, n_inner, self.is_).transpose(1, 0, 2)  # buf's (inner chunk, variant, sample) order
             dt[...] = alt_dosage(buf)
-        d = d[:rows, :self.ns]
-        self._cache = (k, d)
-        return d
+        return d[:rows, :self.ns]
 
 
 def _add_alleles(buf: np.ndarray, out: np.ndarray) -> bool:

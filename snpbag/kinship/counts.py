@@ -21,6 +21,7 @@ in tiles below the diagonal (:func:`_tiles`, :func:`~snpbag.kinship.popcount.til
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -124,6 +125,45 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
         out.dense_missing = gp[~complete]
     return out
 
+
+
+def _prepare_all(job, **kw) -> list[_Chunk]:
+    """:func:`_prepare` of each dosage chunk a source job (GenotypeSource.dosage_jobs) returns."""
+    return [_prepare(g, **kw) for g in job()]
+
+
+def _jobs(source, n: int, chunk: int, stats: ScanStats):
+    """GenotypeSource.dosage_jobs, or jobs returning the chunks of any object with a ``dosages`` method."""
+    if hasattr(source, "dosage_jobs"):
+        return source.dosage_jobs(n, chunk=chunk, stats=stats)
+    return (functools.partial(list, (g,)) for g in source.dosages(n, chunk=chunk, stats=stats))
+
+
+def _pool(threads: int, name: str):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+
+def _in_order(jobs, pool, depth: int):
+    """Run ``jobs`` (functions returning lists) in ``pool``, up to ``depth`` at a time; yield their items in order.
+
+    Jobs of a store decode and prepare whole variant chunks, so ``depth`` chunks are read
+    at once; the kernel's tiles queue in the same pool behind them.
+    """
+    from collections import deque
+
+    pending: deque = deque()
+    try:
+        for job in jobs:
+            pending.append(pool.submit(job))
+            while len(pending) > depth:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 def _row_sums(g: np.ndarray) -> tuple[np.ndarray, int]:
@@ -297,9 +337,7 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             cpu.update(hh=np.zeros((nrow, ncol), dtype=np.int32), ss=np.zeros((nrow, ncol), dtype=np.int32),
                        miss=None, pool=None)
             if threads > 1:
-                from concurrent.futures import ThreadPoolExecutor
-
-                cpu["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="king-popcount")
+                cpu["pool"] = _pool(threads, "king-popcount")
         return cpu
 
     def flush_dense():
@@ -361,10 +399,19 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             np.add(sp_y, y, out=sp_y, casting="unsafe")
 
     stats = stats if stats is not None else ScanStats()
+    ahead = None
     try:
-        chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit)
-                  for g in source.dosages(n_all, chunk=chunk, stats=stats))
-        for c in _ahead(chunks, threads > 1):
+        if threads > 1:  # chunks decoded and prepared by a pool (the popcount kernel's too), in order
+            prep = cpu_state()["pool"] if pop else _pool(threads, "king-prepare")
+            if not pop:
+                cpu["prep"] = prep
+            chunks = _in_order((functools.partial(_prepare_all, job, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+                                for job in _jobs(source, n_all, chunk, stats)), prep, threads)
+        else:
+            chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+                      for g in source.dosages(n_all, chunk=chunk, stats=stats))
+        ahead = _ahead(chunks, threads > 1)
+        for c in ahead:
             stats.ibs0_expected_sum += c.ibs0_sum  # all samples: the same in every pass and part
             if c.sparse is not None:  # pair indices were made against nrow x ncol cells
                 sp = c.sparse
@@ -398,10 +445,13 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             flush_pairs()
         st = cpu_state() if pop else torch_state()
     finally:
+        if ahead is not None:
+            ahead.close()  # stops the reader thread before the pools go
         if gpu:
             gpu["torch"].set_num_threads(gpu["prev_threads"])
-        if cpu.get("pool") is not None:
-            cpu["pool"].shutdown()
+        for k in ("pool", "prep"):
+            if cpu.get(k) is not None:
+                cpu[k].shutdown(cancel_futures=True)
     if stats.variants > _MAX_COUNT:
         raise InputError(f"{source.path}: {stats.variants} variants overflow the int32 counts; "
                          "split the input by chromosome and sum the counts")

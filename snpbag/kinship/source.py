@@ -9,7 +9,8 @@ the IBS0 an unrelated pair is expected to show, for ``--po-ibs0 auto``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,31 @@ class GenotypeSource:
     def n_samples(self) -> int:
         return len(self.sample_ids)
 
+    def dosage_jobs(self, n: int, *, chunk: int, stats: ScanStats | None = None
+                    ) -> Iterator[Callable[[], list[np.ndarray]]]:
+        """The chunks of :meth:`dosages` as jobs for a thread pool: each returns a list of them.
+
+        A store read shard by shard gives one job per outer variant chunk, which decodes
+        it (jobs may run in parallel; their lists, concatenated in order, are exactly
+        what :meth:`dosages` yields). Otherwise (a VCF, other store layouts) the input is
+        read while iterating and each job just returns one chunk. ``stats`` is filled as
+        the jobs are iterated.
+        """
+        stats = stats if stats is not None else ScanStats()
+        jobs = self._store.dosage_block_jobs(n, block=chunk) if self.is_store else None
+        if jobs is None:
+            for d in self.dosages(n, chunk=chunk, stats=stats):
+                yield functools.partial(list, (d,))
+            return
+        auto = np.array([is_autosome(c) for c in self._store.contig_ids], dtype=bool)
+        vcontig = self._store.variant_contig
+        for sl, job in jobs:
+            keep = auto[vcontig[sl]]
+            stats.non_autosomal += int((~keep).sum())
+            if keep.any():
+                stats.variants += int(keep.sum())
+                yield functools.partial(_take, job, keep, chunk)
+
     def dosages(self, n: int, *, chunk: int, stats: ScanStats | None = None) -> Iterator[np.ndarray]:
         """Yield ALT dosages (v, n) int8 of the first ``n`` samples; −1 = missing.
 
@@ -113,6 +139,16 @@ class GenotypeSource:
                 stats.dropped = dict(reader.counts.dropped)
             finally:
                 reader.close()
+
+
+def _take(job, keep: np.ndarray, block: int) -> list[np.ndarray]:
+    """The autosomal rows (``keep``) of a store job's dosage blocks."""
+    out = []
+    for a, d in zip(range(0, keep.size, block), job()):
+        k = keep[a:a + d.shape[0]]
+        if k.any():
+            out.append(d if k.all() else d[k])
+    return out
 
 
 def expected_ibs0_sum(g: np.ndarray, alt: np.ndarray | None = None) -> float:
