@@ -260,6 +260,25 @@ def test_carrier_pairs_gemms_and_popcounts_give_the_same_counts():
                                                   err_msg=f"{rows} {limit} {kernel} {chunk} {i}")
 
 
+def test_counts_finished_in_row_bands_equal_one_thread():
+    """With threads > 1 a pass's counts are finished in parallel row bands: the same as one thread's."""
+    from snpbag.kinship.counts import _bands
+
+    assert _bands(10, 4) == [(0, 10)] and _bands(100, 1) == [(0, 100)]
+    assert _bands(100, 2)[0][0] == 0 and _bands(100, 2)[-1][1] == 100 and len(_bands(100, 2)) == 8
+    rng = np.random.default_rng(9)
+    n, v = 150, 700
+    p = rng.choice([0.005, 0.05, 0.5], v)[:, None]  # rare (carrier pairs, some homozygous) and common variants
+    d = (rng.random((v, n)) < p).astype(np.int8) + (rng.random((v, n)) < p).astype(np.int8)
+    d[rng.random((v, n)) < 0.02] = -1
+    for kernel in ("popcount", "gemm"):
+        for rows in ((0, n), (40, n)):
+            a, b = (pair_counts(_Dosages(d), rows=rows, chunk=128, kernel=kernel, threads=t) for t in (1, 3))
+            for f in ("nsnp", "hethet", "ibs0", "het_row", "het_col"):
+                for i in range(*rows):
+                    np.testing.assert_array_equal(getattr(a, f)[i - rows[0], :i], getattr(b, f)[i - rows[0], :i])
+
+
 def test_popcount_kernel_equals_gemm_counts():
     """Bit-plane popcounts against the int8 GEMM path on every tile edge case.
 

@@ -139,6 +139,15 @@ def _jobs(source, n: int, chunk: int, stats: ScanStats):
     return (functools.partial(list, (g,)) for g in source.dosages(n, chunk=chunk, stats=stats))
 
 
+def _bands(nrow: int, threads: int) -> list[tuple[int, int]]:
+    """Row bands [b0, b1) for finishing a pass's counts in ``threads`` threads (4 per thread)."""
+    if threads <= 1 or nrow < 64:
+        return [(0, nrow)]
+    k = min(4 * threads, nrow)
+    edges = [nrow * i // k for i in range(k + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
 def _pool(threads: int, name: str):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -460,41 +469,50 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     else:
         hh, ss, miss, acc = st["hh"].cpu().numpy(), st["ss"].cpu().numpy(), None, st["acc"]
     st.clear()
-    if sp_y is not None:
-        hh += sp_y
-        ss += sp_y
-        del sp_y
     if hom:  # few: add each distinct pair once
         f, w = (np.concatenate(x) for x in zip(*hom))
         u, inv = np.unique(f, return_inverse=True)
         ss.reshape(-1)[u] += np.bincount(inv, weights=w, minlength=u.size).astype(np.int32)
-    if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair (and popcount complete) variants
-        ss -= x_sparse[r0:r1, None]
-        ss -= x_sparse[None, :]
-        ss += n_sparse
-    het_row = np.empty(hh.shape, dtype=np.int32)
-    het_row[...] = het_complete[r0:r1, None]  # row het, column called: H·C'
-    het_col = np.empty(hh.shape, dtype=np.int32)
-    het_col[...] = het_complete[None, :]
-    nsnp = np.full(hh.shape, n_complete, dtype=np.int32)
-    if acc is not None:
-        a = acc.cpu().numpy()
-        hh += a[:, 0, :, 0]
-        het_row += a[:, 0, :, 1]
-        het_col += a[:, 1, :, 0]
-        nsnp += a[:, 1, :, 1]
-        del a, acc
-    if miss is not None:  # the popcount kernel added HETHET to hh already
-        het_row += miss[0]
-        het_col += miss[1]
-        nsnp += miss[2]
-        del miss
-    het_row -= hh  # now het row / hom column
-    het_col -= hh
-    ibs0 = nsnp - het_row  # homhom = NSNP − A − B − HETHET; IBS0 = (homhom − S·S') / 2
-    ibs0 -= het_col
-    ibs0 -= hh
-    ibs0 -= ss
-    ibs0 //= 2
+    a = acc.cpu().numpy() if acc is not None else None
+    del acc
+    het_row, het_col, nsnp, ibs0 = (np.empty(hh.shape, dtype=np.int32) for _ in range(4))
+
+    def finish(b0: int, b1: int) -> None:  # rows [b0, b1) of the pass: every count from the accumulators
+        h, s, hr, hc, ns, ib = (x[b0:b1] for x in (hh, ss, het_row, het_col, nsnp, ibs0))
+        if sp_y is not None:
+            h += sp_y[b0:b1]
+            s += sp_y[b0:b1]
+        if n_sparse:  # S·S' = X·X' − x_i − x_j + n over the carrier-pair (and popcount complete) variants
+            s -= x_sparse[r0 + b0:r0 + b1, None]
+            s -= x_sparse[None, :]
+            s += n_sparse
+        hr[...] = het_complete[r0 + b0:r0 + b1, None]  # row het, column called: H·C'
+        hc[...] = het_complete[None, :]
+        ns[...] = n_complete
+        if a is not None:
+            h += a[b0:b1, 0, :, 0]
+            hr += a[b0:b1, 0, :, 1]
+            hc += a[b0:b1, 1, :, 0]
+            ns += a[b0:b1, 1, :, 1]
+        if miss is not None:  # the popcount kernel added HETHET to hh already
+            hr += miss[0][b0:b1]
+            hc += miss[1][b0:b1]
+            ns += miss[2][b0:b1]
+        hr -= h  # now het row / hom column
+        hc -= h
+        np.subtract(ns, hr, out=ib)  # homhom = NSNP − A − B − HETHET; IBS0 = (homhom − S·S') / 2
+        ib -= hc
+        ib -= h
+        ib -= s
+        ib //= 2
+
+    bands = _bands(nrow, threads)
+    if len(bands) > 1:  # numpy releases the GIL: row bands in parallel
+        with _pool(threads, "king-finish") as ex:
+            for f in [ex.submit(finish, *b) for b in bands]:
+                f.result()
+    else:
+        finish(0, nrow)
+    sp_y = a = miss = None  # noqa: F841  (free the accumulators before returning)
     return PairCounts(rows=(r0, r1), hethet=hh, ibs0=ibs0, het_row=het_row, het_col=het_col, nsnp=nsnp)
 
