@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import zarr.codecs as zc
 
 #: VCF Zarr specification version whose names and dimensions the store follows.
 VCF_ZARR_VERSION = "0.4"
@@ -75,6 +74,8 @@ def genotype_compressors() -> tuple:
     """Blosc zstd with bit shuffling: int8 alleles use 1-2 bits of each byte, so after
     bit shuffling the high bit planes are long zero runs (see docs/store-format.md).
     A CRC32C checksum per chunk turns silent corruption into a StoreFormatError."""
+    import zarr.codecs as zc  # here: reading a store does not import zarr (snpbag.data.localzarr)
+
     return (zc.BloscCodec(cname="zstd", clevel=3, shuffle=zc.BloscShuffle.bitshuffle, typesize=1),
             zc.Crc32cCodec())
 
@@ -82,11 +83,15 @@ def genotype_compressors() -> tuple:
 def flag_compressors() -> tuple:
     """Boolean arrays (mask, phased) are long runs of one value: plain zstd is enough and
     skips the bit-shuffle pass over as many bytes as the genotypes."""
+    import zarr.codecs as zc
+
     return (zc.BloscCodec(cname="zstd", clevel=5, shuffle=zc.BloscShuffle.noshuffle, typesize=1),
             zc.Crc32cCodec())
 
 
-def coordinate_compressor() -> zc.BloscCodec:
+def coordinate_compressor():
+    import zarr.codecs as zc
+
     return zc.BloscCodec(cname="zstd", clevel=7, shuffle=zc.BloscShuffle.shuffle)
 
 

@@ -15,15 +15,17 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
-
 from snpbag import STORE_FORMAT_VERSION
-from snpbag.data import schema
+from snpbag.data import localzarr, schema
 from snpbag.data.dosage import alt_dosage
 from snpbag.data.vocab import SiteVocab
 from snpbag.errors import SampleError, SnpbagError, StoreFormatError
+
+if TYPE_CHECKING:
+    import zarr
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class GenotypeStore:
     @property
     def group(self) -> zarr.Group:
         if self._group is None:
+            import zarr
+
             if not _is_url(self.path) and not Path(self.path).exists():
                 raise StoreFormatError(f"{self.path}: no such store; create it with `snpbag convert INPUT.vcf.gz {self.path}`")
             try:
@@ -103,8 +107,20 @@ class GenotypeStore:
     def _fix(self) -> str:
         return f"re-run `snpbag convert` to rewrite {self.path}"
 
+    def _local(self) -> dict | None:
+        """Consolidated metadata read without zarr (:mod:`~snpbag.data.localzarr`); None: use zarr."""
+        if "local" not in self._cache:
+            self._cache["local"] = None if _is_url(self.path) else localzarr.consolidated(self.path)
+        return self._cache["local"]
+
+    def _meta(self, name: str) -> dict | None:
+        """An array's metadata from the consolidated metadata (None: not there, or no local metadata)."""
+        local = self._local()
+        return None if local is None else local["arrays"].get(name)
+
     def _validate(self) -> None:
-        attrs = dict(self.group.attrs)
+        local = self._local()
+        attrs = local["attributes"] if local is not None else dict(self.group.attrs)
         version = attrs.get(schema.ATTR_VERSION)
         if version is None:
             raise StoreFormatError(f"{self.path}: not a snpbag store (no {schema.ATTR_VERSION} attribute); "
@@ -115,13 +131,21 @@ class GenotypeStore:
         if attrs.get(schema.ATTR_COMPLETE) is not True:
             raise StoreFormatError(f"{self.path}: incomplete store (conversion did not finish); {self._fix()}")
         for spec in schema.VARIABLES:
-            try:
-                arr = self.group[spec.name]
-            except KeyError:
-                if spec.required:
-                    raise StoreFormatError(f"{self.path}: array {spec.name} is missing; {self._fix()}") from None
-                continue
-            dims = tuple(arr.metadata.dimension_names or ())
+            if local is not None:
+                meta = local["arrays"].get(spec.name)
+                if meta is None:
+                    if spec.required:
+                        raise StoreFormatError(f"{self.path}: array {spec.name} is missing; {self._fix()}")
+                    continue
+                dims = tuple(meta.get("dimension_names") or ())
+            else:
+                try:
+                    arr = self.group[spec.name]
+                except KeyError:
+                    if spec.required:
+                        raise StoreFormatError(f"{self.path}: array {spec.name} is missing; {self._fix()}") from None
+                    continue
+                dims = tuple(arr.metadata.dimension_names or ())
             if dims != spec.dims:
                 raise StoreFormatError(f"{self.path}: array {spec.name} has dimensions {dims}, expected "
                                        f"{spec.dims}; {self._fix()}")
@@ -145,18 +169,35 @@ class GenotypeStore:
             raise StoreFormatError(f"{self.path}/{name}: corrupt or unreadable chunk ({type(e).__name__}: {e}); "
                                    f"{self._fix()}") from e
 
+    def _shape(self, name: str) -> tuple[int, ...]:
+        meta = self._meta(name)
+        return tuple(int(s) for s in meta["shape"]) if meta is not None else tuple(self._array(name).shape)
+
     def _cached(self, name: str) -> np.ndarray:
         if name not in self._cache:
-            a = np.asarray(self._read(name))
-            if a.dtype.kind == "T":  # numpy StringDType from zarr's variable-length strings
-                a = a.astype(object)
-            self._cache[name] = a
+            a = self._read_local(name)
+            self._cache[name] = a if a is not None else self._read_whole(name)
         return self._cache[name]
+
+    def _read_local(self, name: str) -> np.ndarray | None:
+        meta = self._meta(name)
+        if meta is None:
+            return None
+        try:
+            return localzarr.read_chunk(self.path, name, meta)
+        except localzarr.CorruptChunk as e:
+            raise StoreFormatError(f"{self.path}/{name}: corrupt or unreadable chunk (CorruptChunk: {e}); "
+                                   f"{self._fix()}") from e
+
+    def _read_whole(self, name: str) -> np.ndarray:
+        a = np.asarray(self._read(name))
+        return a.astype(object) if a.dtype.kind == "T" else a  # numpy StringDType from zarr's strings
 
     # --- metadata ---------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return dict(self.group.attrs)
+        local = self._local()
+        return dict(local["attributes"]) if local is not None else dict(self.group.attrs)
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -164,11 +205,11 @@ class GenotypeStore:
 
     @property
     def n_samples(self) -> int:
-        return int(self._array("sample_id").shape[0])
+        return self._shape("sample_id")[0]
 
     @property
     def n_variants(self) -> int:
-        return int(self._array("variant_position").shape[0])
+        return self._shape("variant_position")[0]
 
     @property
     def contig_ids(self) -> tuple[str, ...]:
@@ -189,7 +230,12 @@ class GenotypeStore:
 
     @property
     def variant_chunk(self) -> int:
-        return int(self._array("call_genotype").chunks[0])
+        meta = self._meta("call_genotype")
+        if meta is None:
+            return int(self._array("call_genotype").chunks[0])
+        shard = [c for c in meta["codecs"] if c.get("name") == "sharding_indexed"]
+        grid = shard[0]["configuration"] if shard else meta["chunk_grid"]["configuration"]
+        return int(grid["chunk_shape"][0])  # the read chunk (zarr's ``chunks``: inner chunks of a shard)
 
     @property
     def vocab(self) -> SiteVocab:
@@ -214,7 +260,7 @@ class GenotypeStore:
     @property
     def n_contigs(self) -> int:
         """Number of model contigs (vocabulary tiles), not VCF contigs."""
-        return int(self._array("snpbag_contig_start").shape[0])
+        return self._shape("snpbag_contig_start")[0]
 
     @property
     def contigs(self) -> list[ModelContig]:
