@@ -477,6 +477,12 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     del acc
     het_row, het_col, nsnp, ibs0 = (np.empty(hh.shape, dtype=np.int32) for _ in range(4))
 
+    def finish_compiled(b0: int, b1: int) -> None:  # as finish, in one compiled pass
+        none = np.zeros((0, 0), dtype=np.int32)
+        m = miss if miss is not None else (none, none, none)
+        popcount.finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y if sp_y is not None else none, x_sparse,
+                        n_sparse, het_complete, n_complete, *m, r0, b0, b1)
+
     def finish(b0: int, b1: int) -> None:  # rows [b0, b1) of the pass: every count from the accumulators
         h, s, hr, hc, ns, ib = (x[b0:b1] for x in (hh, ss, het_row, het_col, nsnp, ibs0))
         if sp_y is not None:
@@ -507,12 +513,13 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         ib //= 2
 
     bands = _bands(nrow, threads)
-    if len(bands) > 1:  # numpy releases the GIL: row bands in parallel
+    fin = finish_compiled if pop else finish
+    if len(bands) > 1:  # numpy and the compiled loop release the GIL: row bands in parallel
         with _pool(threads, "king-finish") as ex:
-            for f in [ex.submit(finish, *b) for b in bands]:
+            for f in [ex.submit(fin, *b) for b in bands]:
                 f.result()
     else:
-        finish(0, nrow)
+        fin(0, nrow)
     sp_y = a = miss = None  # noqa: F841  (free the accumulators before returning)
     return PairCounts(rows=(r0, r1), hethet=hh, ibs0=ibs0, het_row=het_row, het_col=het_col, nsnp=nsnp)
 

@@ -226,6 +226,53 @@ def ones(P):  # pragma: no cover - compiled
     return out
 
 
+@njit(cache=True, nogil=True)
+def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, m_hr, m_hc, m_ns, r0, b0,
+           b1):  # pragma: no cover - compiled
+    """Rows [b0, b1) of a pass: every count of :class:`~snpbag.kinship.counts.PairCounts` from the accumulators.
+
+    One pass over the cells instead of numpy's dozen (:func:`~snpbag.kinship.counts.pair_counts`
+    spells out the algebra). ``hh``/``ss``: HETHET and ``S·S'`` so far (popcount kernels);
+    ``sp_y``: carrier pairs (+1 to both; shape (0, 0) if none); ``x``/``n_x``: minor-allele
+    dosages and variant count of the complete variants, whose ``S·S' = X·X' − x_i − x_j +
+    n``; ``het``/``n_complete``: per-sample het calls and count of complete variants;
+    ``m_*``: H·C', C·H', C·C' of variants with missing calls (shape (0, 0) if none).
+    Columns j >= i, which no pair uses, are set to 0.
+    """
+    ncol = hh.shape[1]
+    has_y = sp_y.shape[0] > 0
+    has_m = m_hr.shape[0] > 0
+    for r in range(b0, b1):
+        i = r0 + r
+        hi = het[i]
+        si = n_x - x[i]
+        for j in range(min(i, ncol)):
+            h = np.int64(hh[r, j])
+            s = np.int64(ss[r, j]) + si - x[j]
+            if has_y:
+                y = np.int64(sp_y[r, j])
+                h += y
+                s += y
+            hr = hi - h  # het row / hom column: H·C' − HETHET
+            hc = het[j] - h
+            ns = np.int64(n_complete)
+            if has_m:
+                hr += m_hr[r, j]
+                hc += m_hc[r, j]
+                ns += m_ns[r, j]
+            hh[r, j] = h
+            het_row[r, j] = hr
+            het_col[r, j] = hc
+            nsnp[r, j] = ns
+            ibs0[r, j] = (ns - hr - hc - h - s) // 2  # homhom − S·S', halved
+        for j in range(min(i, ncol), ncol):
+            hh[r, j] = 0
+            het_row[r, j] = 0
+            het_col[r, j] = 0
+            nsnp[r, j] = 0
+            ibs0[r, j] = 0
+
+
 def tiles(r0: int, r1: int, band: int) -> list[tuple[int, int, int, int]]:
     """(i0, i1, j0, j1) tiles of ``band`` rows × at most ``band`` columns covering pairs j < i of rows [r0, r1)."""
     out = []
