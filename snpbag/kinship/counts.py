@@ -79,18 +79,26 @@ class _Chunk:
     dense: np.ndarray | None = None  # (v, ncol) dosages, every sample called
     dense_missing: np.ndarray | None = None  # (v, ncol) dosages with missing calls (−1)
     sparse: CarrierPairs | None = None
+    # the popcount kernel's operands instead of dense / dense_missing (packed where they lie)
+    planes: tuple[np.ndarray, ...] | None = None  # (H, A) of the complete variants
+    n_planes: int = 0  # their number
+    het: np.ndarray | None = None  # heterozygous calls per sample among them
+    planes_missing: tuple[np.ndarray, ...] | None = None  # (H, A, R) of variants with missing calls
+    n_planes_missing: int = 0
 
 
 _TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 
-def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
-    """Split a dosage chunk (v, n_all) into GEMM operands and carrier-pair lists (runs ahead in a thread).
+def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int, pop: bool = False) -> _Chunk:
+    """Split a dosage chunk (v, n_all) into kernel operands and carrier-pair lists (runs ahead in a thread).
 
     A variant called in every sample of the pass with at most ``pair_limit`` pairs of
     minor-allele carriers goes to the pair lists; the ALT/REF coding is flipped where ALT
     is the major allele (HETHET, IBS0 and S·S' do not change when both samples flip).
+    With ``pop`` the other variants are bit-packed straight from ``g`` (no dense copies),
+    here, so that with threads the packing runs in the pool too.
     """
     if g.size:
         sums, low = _row_sums(g)
@@ -117,6 +125,18 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int) -> _Chunk:
         idx = np.flatnonzero(sparse)
         out.sparse = carrier_pairs(gp[idx], flip[idx], r0=r0, ncol=ncol)
     dense = complete & ~sparse
+    if pop:
+        from snpbag.kinship import popcount
+
+        idx = np.flatnonzero(dense)
+        if idx.size:
+            out.planes = popcount.pack(g, missing=False, rows=idx, n=ncol)
+            out.n_planes, out.het = idx.size, popcount.ones(out.planes[0])
+        idx = np.flatnonzero(~complete)
+        if idx.size:
+            out.planes_missing = popcount.pack(g, missing=True, rows=idx, n=ncol)
+            out.n_planes_missing = idx.size
+        return out
     if dense.all():
         out.dense = np.ascontiguousarray(gp)
     elif dense.any():
@@ -323,7 +343,8 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     x_sparse = np.zeros(ncol, dtype=np.int64)
     n_sparse = 0
     pairs, n_pairs = [], 0
-    dense, dense_missing = [], []
+    dense, dense_missing = [], []  # dosages, or with the popcount kernel the chunks' planes
+    n_dense = n_missing = 0  # variants in the popcount kernel's planes
     reading = threads > 1
 
     def torch_state():
@@ -349,20 +370,20 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
                 cpu["pool"] = _pool(threads, "king-popcount")
         return cpu
 
+    def planes_of(parts: list) -> tuple[np.ndarray, ...]:  # chunks' planes side by side (padding words count 0)
+        planes = parts[0] if len(parts) == 1 else tuple(np.concatenate(p, axis=1) for p in zip(*parts))
+        parts.clear()
+        return planes
+
     def flush_dense():
-        nonlocal n_complete, n_sparse
+        nonlocal n_complete
+        if pop:  # adds HETHET − 2·IBS0 to ss; the rest of S·S' (n − het_i − het_j) comes at the end
+            st = cpu_state()
+            popcount.count_complete(planes_of(dense), st["hh"], st["ss"], r0=r0, tiles=tiles, pool=st["pool"])
+            return
         d = np.concatenate(dense) if len(dense) > 1 else dense[0]
         dense.clear()
         n_complete += d.shape[0]
-        if pop:  # adds HETHET − 2·IBS0 to ss; the rest of S·S' (n − het_i − het_j) comes at the end
-            st = cpu_state()
-            planes = popcount.pack(d, missing=False)
-            het = popcount.ones(planes[0])  # heterozygous calls per sample
-            het_complete[:] += het
-            popcount.count_complete(planes, st["hh"], st["ss"], r0=r0, tiles=tiles, pool=st["pool"])
-            x_sparse[:] += het
-            n_sparse += d.shape[0]
-            return
         h = (d == 1).view(np.int8)
         het_complete[:] += h.sum(axis=0, dtype=np.int64)
         st = torch_state()
@@ -374,15 +395,15 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             acc_s[i0 - r0:i1 - r0, j0:j1] += gemm.matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
 
     def flush_missing():
-        d = np.concatenate(dense_missing) if len(dense_missing) > 1 else dense_missing[0]
-        dense_missing.clear()
         if pop:
             st = cpu_state()
             if st["miss"] is None:  # H·C', C·H', C·C'
                 st["miss"] = tuple(np.zeros((nrow, ncol), dtype=np.int32) for _ in range(3))
-            popcount.count_missing(popcount.pack(d, missing=True), st["hh"], *st["miss"], st["ss"], r0=r0,
+            popcount.count_missing(planes_of(dense_missing), st["hh"], *st["miss"], st["ss"], r0=r0,
                                    tiles=tiles, pool=st["pool"])
             return
+        d = np.concatenate(dense_missing) if len(dense_missing) > 1 else dense_missing[0]
+        dense_missing.clear()
         st = torch_state()
         torch, int8, acc_s = st["torch"], st["int8"], st["ss"]
         s = torch.from_numpy(np.where(d < 0, np.int8(0), d - np.int8(1))).to(st["dev"])
@@ -414,10 +435,11 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             prep = cpu_state()["pool"] if pop else _pool(threads, "king-prepare")
             if not pop:
                 cpu["prep"] = prep
-            chunks = _in_order((functools.partial(_prepare_all, job, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+            chunks = _in_order((functools.partial(_prepare_all, job, r0=r0, ncol=ncol, pair_limit=sparse_limit,
+                                                  pop=pop)
                                 for job in _jobs(source, n_all, chunk, stats)), prep, threads)
         else:
-            chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit)
+            chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit, pop=pop)
                       for g in source.dosages(n_all, chunk=chunk, stats=stats))
         ahead = _ahead(chunks, threads > 1)
         for c in ahead:
@@ -435,6 +457,22 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
                     hom.append((sp.hom_flat, sp.hom_w))
                 if n_pairs >= max(PAIR_BUFFER, nrow * ncol):
                     flush_pairs()
+            if c.planes is not None:
+                dense.append(c.planes)
+                het_complete += c.het
+                x_sparse += c.het
+                n_complete += c.n_planes
+                n_sparse += c.n_planes
+                n_dense += c.n_planes
+                if n_dense >= chunk:
+                    flush_dense()
+                    n_dense = 0
+            if c.planes_missing is not None:
+                dense_missing.append(c.planes_missing)
+                n_missing += c.n_planes_missing
+                if n_missing >= chunk:
+                    flush_missing()
+                    n_missing = 0
             if c.dense is not None:
                 dense.append(c.dense)
                 if sum(x.shape[0] for x in dense) >= chunk:

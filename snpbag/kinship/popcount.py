@@ -45,17 +45,24 @@ def n_words(v: int) -> int:
     return -(-v // (64 * WORD_ALIGN)) * WORD_ALIGN
 
 
-def pack(d: np.ndarray, *, missing: bool) -> tuple[np.ndarray, ...]:
-    """Bit-planes (n, n_words(v)) uint64 of dosages ``d`` (v, n): (H, A), or (H, A, R) with ``missing``."""
-    v, n = d.shape
-    planes = tuple(np.zeros((n, n_words(v)), dtype=np.uint64) for _ in range(3 if missing else 2))
-    _pack(np.ascontiguousarray(d), *planes) if missing else _pack2(np.ascontiguousarray(d), *planes)
+def pack(d: np.ndarray, *, missing: bool, rows: np.ndarray | None = None, n: int | None = None
+         ) -> tuple[np.ndarray, ...]:
+    """Bit-planes (n, n_words(v)) uint64 of dosages ``d`` (v, n): (H, A), or (H, A, R) with ``missing``.
+
+    ``rows`` (indices into ``d``) and ``n`` (leading columns) select without copying ``d``:
+    a decoded chunk is packed where it lies, however strided.
+    """
+    rows = np.arange(d.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    n = d.shape[1] if n is None else n
+    planes = tuple(np.zeros((n, n_words(rows.size)), dtype=np.uint64) for _ in range(3 if missing else 2))
+    _pack(d, rows, *planes) if missing else _pack2(d, rows, *planes)
     return planes
 
 
 @njit(cache=True, nogil=True)
-def _pack2(d, H, A):  # pragma: no cover - compiled
-    v, n = d.shape
+def _pack2(d, rows, H, A):  # pragma: no cover - compiled
+    v = rows.size
+    n = H.shape[0]
     for w in range((v + 63) // 64):
         t0 = w * 64
         nt = min(64, v - t0)
@@ -63,7 +70,7 @@ def _pack2(d, H, A):  # pragma: no cover - compiled
             h = np.uint64(0)
             a = np.uint64(0)
             for t in range(nt):
-                x = d[t0 + t, s]
+                x = d[rows[t0 + t], s]
                 h |= np.uint64(x == 1) << np.uint64(t)
                 a |= np.uint64(x == 2) << np.uint64(t)
             H[s, w] = h
@@ -71,8 +78,9 @@ def _pack2(d, H, A):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pack(d, H, A, R):  # pragma: no cover - compiled
-    v, n = d.shape
+def _pack(d, rows, H, A, R):  # pragma: no cover - compiled
+    v = rows.size
+    n = H.shape[0]
     for w in range((v + 63) // 64):
         t0 = w * 64
         nt = min(64, v - t0)
@@ -81,7 +89,7 @@ def _pack(d, H, A, R):  # pragma: no cover - compiled
             a = np.uint64(0)
             r = np.uint64(0)
             for t in range(nt):
-                x = d[t0 + t, s]
+                x = d[rows[t0 + t], s]
                 h |= np.uint64(x == 1) << np.uint64(t)
                 a |= np.uint64(x == 2) << np.uint64(t)
                 r |= np.uint64(x == 0) << np.uint64(t)
