@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from snpbag.errors import InputError, SampleError
 from snpbag.kinship import degrees
-from snpbag.kinship.kin0 import dtoa_g, format_g, g_field, int_field, join_fields, to_strings
+from snpbag.kinship.kin0 import dtoa_g
 from snpbag.kinship.king import (
     GenotypeSource,
     king,
@@ -545,22 +545,6 @@ def test_dtoa_g_spells_numbers_like_plink2():
              0.1234565: "0.123456", 0.1234575: "0.123458", 2.5e-300: "2.5e-300", 1 / 3: "0.333333"}
     for x, s in cases.items():
         assert dtoa_g(x) == s, x
-
-
-def test_vectorised_formatting_equals_scalar():
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-1, 1, 20000), rng.uniform(-1e7, 1e7, 2000) * rng.random(2000) ** 8,
-                        10 ** rng.uniform(-9, 9, 2000), [0, -0.0, np.nan, np.inf, -np.inf, 0.99999949999999,
-                                                          9.9999949999999e-5, 999999.49999999]])
-    x = np.concatenate([x, np.round(x, 6), np.round(x, 7) + 5e-7])
-    assert to_strings(format_g(x)) == [dtoa_g(v) for v in x]
-    assert to_strings(format_g(x)) == [bytes(r[r != 0]).decode()[:-1] for r in g_field(x)]  # the fast path
-    ints = np.concatenate([[0, 9, 10, 99, 9_999_999, 10_000_000, 10**15 - 1], rng.integers(0, 10**12, 500)])
-    assert [bytes(r[r != 0]).decode() for r in int_field(ints)] == [f"{i}\t" for i in ints]
-    assert join_fields([int_field(ints[:3]), g_field(x[:3], "\n")]) == "".join(
-        f"{i}\t{dtoa_g(v)}\n" for i, v in zip(ints[:3], x[:3])).encode()
-    joined = join_fields([int_field(np.array([0, 7, 10, 4_000_000_000])), g_field([0.5, -1.0, np.nan, 1e-9], "\n")])
-    assert joined == b"0\t0.5\n7\t-1\n10\tnan\n4000000000\t1e-09\n"
 
 
 # --- errors and CLI -------------------------------------------------------------------------

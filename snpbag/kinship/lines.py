@@ -7,8 +7,8 @@ line into one byte buffer: no per-column arrays, no NUL-dropping pass. Numbers a
 spelled by a port of plink2's ``dtoa_g`` (:func:`~snpbag.kinship.dtoa.dtoa_g` is the
 reference; the same double operations in the same order, so the same bytes); the
 HETHET/IBS0 proportions of the pass's most common NSNP come from a table of
-``(1.0 / NSNP) * count``. The numpy writer (:func:`~snpbag.kinship.kin0.format_rows`)
-stays as the reference the tests compare against.
+``(1.0 / NSNP) * count``. The tests compare every line with a per-pair Python writer
+built on the scalar ``dtoa_g`` and the whole file with plink2's.
 """
 
 from __future__ import annotations
