@@ -1,4 +1,4 @@
-"""Bgzipped VCF text with a tabix index, written atomically and deterministically.
+"""Bgzipped VCF text: written atomically and deterministically with a tabix index, read in parallel.
 
 Every VCF snpbag writes (simulations, pedigrees, imputed genotypes) goes through
 :func:`write_vcf_bgzf` so that bcftools, tabix, cyvcf2 and Beagle can open it with
@@ -7,21 +7,29 @@ final name, and identical input gives byte-identical files (BGZF headers carry n
 timestamp and the tabix index does not record the file name).
 
 Compression and indexing use htslib through pysam, so no ``bgzip``/``tabix``
-binary is needed.
+binary is needed. Reading (:func:`read_text`) inflates BGZF blocks itself: each block is
+an independent gzip member of at most 64 KiB, so groups of blocks can be inflated by
+several threads at once (the C call releases the GIL), and libdeflate inflates about 3x
+faster than the ``gzip`` module, which also checks each CRC in a separate pass.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from snpbag.errors import InputError, ToolMissingError
 from snpbag.fileio import atomic_output, atomic_outputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["index_path", "index_vcf", "write_bgzf", "write_vcf_bgzf"]
+__all__ = ["index_path", "index_vcf", "read_text", "write_bgzf", "write_vcf_bgzf"]
 
 
 def _pysam():
@@ -175,3 +183,177 @@ def write_vcf_bgzf(
         _tabix(tmp_vcf, tmp_tbi, name=path)
     log.debug("wrote %s + .tbi (%d uncompressed bytes)", path, nbytes)
     return path
+
+
+# --- reading ---------------------------------------------------------------------------------
+_MAGIC = b"\x1f\x8b\x08\x04"
+#: Uncompressed bytes per piece of :func:`read_text` (one job of the inflating threads).
+PIECE = 4 << 20
+
+
+def is_bgzf(head: bytes) -> bool:
+    """Whether the first 14+ bytes of a file start a BGZF block (gzip with the 'BC' extra field)."""
+    return len(head) >= 14 and head[:4] == _MAGIC and head[12:14] == b"BC"
+
+
+@functools.lru_cache(maxsize=1)
+def _libdeflate():
+    """(alloc, free, gzip_decompress) of libdeflate through ctypes, or None.
+
+    The ``deflate`` wheel links libdeflate into its extension and exports its C API; the
+    C call inflates into a buffer we own (the Python API returns one bytes object per
+    block, and joining those costs more than inflating them) and releases the GIL.
+    """
+    try:
+        import ctypes
+
+        from deflate import _deflate
+
+        lib = ctypes.CDLL(_deflate.__file__)
+        alloc, free, gunzip = (lib.libdeflate_alloc_decompressor, lib.libdeflate_free_decompressor,
+                               lib.libdeflate_gzip_decompress)
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - deflate is a declared dependency
+        return None
+    alloc.restype, alloc.argtypes = ctypes.c_void_p, []
+    free.restype, free.argtypes = None, [ctypes.c_void_p]
+    gunzip.restype = ctypes.c_int
+    gunzip.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                       ctypes.POINTER(ctypes.c_size_t)]
+    return alloc, free, gunzip
+
+
+def _gunzip_member():
+    """A Python function inflating one gzip member (CRC and length checked), for when ctypes fails."""
+    try:
+        from isal.isal_zlib import decompress as isal_decompress
+        return lambda data: isal_decompress(data, 31)
+    except ImportError:
+        return lambda data: zlib.decompress(data, 31)
+
+
+def _groups(path: Path, piece: int) -> Iterator[tuple[list, int]]:
+    """Whole BGZF blocks of ``path`` as (source bytes, offset, size, inflated size), grouped to
+    about ``piece`` inflated bytes: (blocks, inflated bytes of the group)."""
+    with open(path, "rb") as f:
+        data, at, base = b"", 0, 0  # base: file offset of data[0]
+        group: list = []
+        size = 0
+        while True:
+            avail = len(data) - at
+            if avail >= 18:
+                if data[at:at + 4] != _MAGIC or data[at + 12:at + 14] != b"BC":
+                    raise InputError(f"{path}: no BGZF block at byte {base + at}; check the file with `bgzip -t`")
+                bsize = struct.unpack_from("<H", data, at + 16)[0] + 1
+                if avail >= bsize:
+                    isize = struct.unpack_from("<I", data, at + bsize - 4)[0]
+                    group.append((data, at, bsize, isize))
+                    size += isize
+                    at += bsize
+                    if size >= piece:
+                        yield group, size
+                        group, size = [], 0
+                    continue
+            more = f.read(1 << 20)
+            if not more:
+                break
+            base += at
+            data, at = data[at:] + more, 0
+        if len(data) - at:
+            raise InputError(f"{path}: truncated BGZF file ({len(data) - at} bytes after the last whole block); "
+                             "check the file with `bgzip -t`")
+        if size:
+            yield group, size
+
+
+def _inflate(path: Path, group: list, size: int) -> np.ndarray:
+    """One group of blocks inflated into a new uint8 array."""
+    out = np.empty(size, dtype=np.uint8)
+    lib = _libdeflate()
+    o = 0
+    if lib is not None:
+        import ctypes
+
+        alloc, free, gunzip = lib
+        got = ctypes.c_size_t()
+        ref = ctypes.byref(got)
+        dec = alloc()
+        if not dec:  # pragma: no cover - out of memory
+            raise MemoryError("libdeflate_alloc_decompressor")
+        base = out.ctypes.data
+        try:
+            src_obj, src = None, 0
+            for data, at, bsize, isize in group:
+                if data is not src_obj:
+                    src_obj, src = data, np.frombuffer(data, dtype=np.uint8).ctypes.data
+                if gunzip(dec, src + at, bsize, base + o, isize, ref) != 0 or got.value != isize:
+                    raise InputError(f"{path}: cannot decompress a BGZF block (corrupt data or CRC mismatch); "
+                                     "check the file with `bgzip -t`")
+                o += isize
+        finally:
+            free(dec)
+        return out
+    gunzip = _gunzip_member()
+    try:
+        for data, at, bsize, isize in group:
+            x = gunzip(memoryview(data)[at:at + bsize])
+            if len(x) != isize:
+                raise zlib.error(f"inflated {len(x)} bytes, the block says {isize}")
+            out[o:o + isize] = np.frombuffer(x, dtype=np.uint8)
+            o += isize
+    except zlib.error as e:
+        raise InputError(f"{path}: cannot decompress ({e}); check the file with `bgzip -t`") from e
+    except Exception as e:  # isal's error class
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path}: cannot decompress ({e}); check the file with `bgzip -t`") from e
+    return out
+
+
+def read_text(path: str | Path, *, threads: int = 1, piece: int = PIECE) -> Iterator[np.ndarray]:
+    """The uncompressed bytes of a plain, gzip or BGZF file, as uint8 arrays of about ``piece`` bytes.
+
+    Pieces split the text anywhere (not at line ends). A BGZF file is inflated block by
+    block, by ``threads`` threads when more than one (pieces still come in order, at most
+    ``2 * threads`` ahead); other gzip files by one stream in this thread.
+
+    Raises
+    ------
+    InputError : a corrupt or truncated compressed file.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(18)
+    if head[:2] != b"\x1f\x8b":
+        with open(path, "rb") as f:
+            while chunk := f.read(piece):
+                yield np.frombuffer(chunk, dtype=np.uint8)
+        return
+    if not is_bgzf(head):
+        import gzip
+
+        try:
+            with gzip.open(path, "rb") as f:
+                while chunk := f.read(piece):
+                    yield np.frombuffer(chunk, dtype=np.uint8)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InputError(f"{path}: cannot decompress ({e}); check the file with `gzip -t`") from e
+        return
+    if threads <= 1:
+        for group, size in _groups(path, piece):
+            yield _inflate(path, group, size)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="snpbag-inflate") as pool:
+        try:
+            for group, size in _groups(path, piece):
+                pending.append(pool.submit(_inflate, path, group, size))
+                if len(pending) > 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()

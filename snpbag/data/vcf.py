@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.data.chrom import chrom_key
-from snpbag.data.vcftext import TextReader, TextRecord, decode_fixed, first_format
+from snpbag.data.vcftext import TextReader, first_format
 from snpbag.errors import InputError, SampleError
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 _ACGT = frozenset("ACGT")
 #: Read GT-only VCF text with snpbag.data.vcftext instead of htslib (whole-file reads only).
 TEXT_READER = True
-_DECODE_BATCH = 256
 DROP_REASONS = ("multiallelic", "indel", "mnp", "symbolic", "no_alt")
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)?(?:-(?P<end>[\d,]+)?)?)?$")
 
@@ -199,13 +198,14 @@ class VcfReader:
             self.region = chrom + (f":{start or 1}-{end}" if end else f":{start}" if start else "")
         self._iter = vcf(self.region) if self.region else iter(vcf)
         self.engine = "htslib"
+        self._text: TextReader | None = None
         if self.region is None and TEXT_READER and first_format(self.path) == b"GT":
             cols = None
             if samples is not None:
                 where = {s: i for i, s in enumerate(all_samples)}
                 cols = np.array(sorted(where[s] for s in samples), dtype=np.int64)
                 assert [all_samples[i] for i in cols] == self.samples
-            self._iter = iter(TextReader(self.path, n_all=len(all_samples), columns=cols, threads=threads or 1))
+            self._text = TextReader(self.path, n_all=len(all_samples), columns=cols, threads=threads or 1)
             self.engine = "text"
 
     @property
@@ -231,6 +231,9 @@ class VcfReader:
         InputError : unsorted records, a chromosome split into two runs, two biallelic
             SNPs at the same position, a record without GT, allele indices > 1.
         """
+        if records is None and self._text is not None:  # the same checks, compiled (snpbag.data.vcftext)
+            yield from self._text.variant_blocks(self, size)
+            return
         n = self.n_samples
         gt = np.empty((size, n, 2), dtype=np.int8)
         ph = np.empty((size, n), dtype=bool)
@@ -243,7 +246,6 @@ class VcfReader:
         cur_chrom, last_pos, last_kept = None, 0, -1
         cur_idx = -1
         i = 0
-        pending: list = []
         for rec in self._iter if records is None else records:
             chrom, p = rec.CHROM, rec.POS
             if p < pos_min:
@@ -269,13 +271,7 @@ class VcfReader:
                 raise InputError(f"{self.path}: two biallelic SNPs at {chrom}:{p} (a split multi-allelic site?); "
                                  "join them with `bcftools norm -m+any` or drop one")
             last_kept = p
-            fixed = rec.fixed_gt() if type(rec) is TextRecord else None
-            if fixed is not None:  # decoded in batches (snpbag.data.vcftext)
-                pending.append((i, fixed, rec))
-                if len(pending) == _DECODE_BATCH:
-                    self._decode(pending, gt, ph)
-            else:
-                self._calls(rec, gt, ph, i)
+            self._calls(rec, gt, ph, i)
             pos[i] = p
             ctg[i] = cur_idx
             alleles[i, 0] = rec.REF
@@ -284,15 +280,13 @@ class VcfReader:
             i += 1
             counts.kept += 1
             if i == size:
-                self._decode(pending, gt, ph)
                 yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=True)
                 i = 0
         if i:
-            self._decode(pending, gt, ph)
             yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=False)
 
     def _calls(self, rec, gt: np.ndarray, ph: np.ndarray, i: int) -> None:
-        """Row ``i`` of the block from one record's genotypes (cyvcf2 or slow text path)."""
+        """Row ``i`` of the block from one cyvcf2 record's genotypes."""
         try:
             g = rec.genotype
         except Exception:  # cyvcf2: "couldn't get genotypes for variant"
@@ -310,19 +304,6 @@ class VcfReader:
         else:
             raise InputError(f"{self.path}: record {rec.CHROM}:{rec.POS} has ploidy {a.shape[1] - 1}; "
                              "snpbag supports ploidy <= 2")
-
-    def _decode(self, pending: list, gt: np.ndarray, ph: np.ndarray) -> None:
-        """Fill rows of fixed-width GT text records; odd rows go through the slow parser."""
-        if not pending:
-            return
-        rows = np.array([r for r, _, _ in pending])
-        reader = pending[0][2]._reader
-        a, phased, ok = decode_fixed([raw for _, raw, _ in pending], reader.n_all, reader.columns)
-        gt[rows] = a
-        ph[rows] = phased
-        for k in np.flatnonzero(~ok):
-            self._calls(pending[k][2], gt, ph, int(rows[k]))
-        pending.clear()
 
     def _finish(self, ctg, pos, alleles, ids, gt, ph, i, *, copy) -> VariantBlock:
         g = gt[:i].copy() if copy else gt[:i]

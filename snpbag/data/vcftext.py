@@ -1,30 +1,33 @@
-"""A fast reader for GT-only VCF text, the layout of phased panels and simulations.
+"""A fast reader for GT-first VCF text, the layout of phased panels and simulations.
 
 htslib parses every sample field of every record (~100 µs per record at 3,000 samples,
-docs/benchmarks.md); plink2 is far cheaper because it parses the text itself. For
-records whose FORMAT is exactly ``GT`` and whose sample fields are all 3 bytes
-(``a|b``/``a/b``, single-character alleles), each field plus its tab is one 32-bit
-word, so numpy decodes a batch of records with a few word operations. Any other record
-(haploid or multi-digit calls, other FORMAT fields) falls back to a per-field parser
-with cyvcf2's semantics. Records are consumed by :meth:`VcfReader.blocks`, which
-applies the same filters and checks as for cyvcf2 records; the round-trip tests compare
-this reader with cyvcf2 on random VCFs."""
+docs/benchmarks.md); plink2 is far cheaper because it parses the text itself. This
+reader does too, without Python work per record: BGZF blocks are inflated by
+:func:`snpbag.data.bgzf.read_text` (in threads), line ends are found with memchr,
+and compiled loops (:mod:`snpbag.data.vcfparse`) read the fixed columns of a
+whole piece of text, replay the record filter of :meth:`VcfReader.blocks` and decode
+the calls of a block of records, releasing the GIL so that blocks decode in parallel.
+Records the loops do not understand (:mod:`~snpbag.data.vcfparse` lists them) go through
+:func:`parse_calls`, the per-field parser with cyvcf2's semantics, which also raises the
+user's errors; the round-trip tests compare this reader with cyvcf2 on random VCFs.
+"""
 
 from __future__ import annotations
 
+import functools
 import gzip
-import queue
-import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from snpbag.errors import InputError
 
-_BAD = 99
-_PIPE, _SLASH, _TAB = ord("|"), ord("/"), ord("\t")
-_CHUNK = 1 << 22
+_LINES = 4096  # records per call of the compiled scan
+_EMPTY = np.zeros(0, dtype=np.uint8)
+# single-base alleles as str, so a block's REF/ALT need no per-record decoding
+_BASES = np.array([chr(i) for i in range(256)], dtype=object)
 
 
 def first_format(path: str | Path) -> bytes | None:
@@ -49,199 +52,408 @@ def _open(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-class _Genotypes:
-    __slots__ = ("_rec",)
+def parse_calls(fmt: bytes, s: bytes, *, n_all: int, columns: np.ndarray | None, where: str) -> np.ndarray:
+    """(n, 3) int16: allele, allele (−2 = haploid fill), phased — like cyvcf2's ``genotype.array()``.
 
-    def __init__(self, rec: TextRecord):
-        self._rec = rec
+    The reference parser of one record's sample columns ``s`` (FORMAT ``fmt``), used for
+    the records the compiled loops call odd. ``where`` names the record in errors.
 
-    def array(self) -> np.ndarray:
-        return self._rec._parse()
-
-
-class TextRecord:
-    """The subset of cyvcf2.Variant that VcfReader.blocks uses, parsed lazily."""
-
-    __slots__ = ("CHROM", "POS", "_fields", "_reader")
-
-    def __init__(self, chrom: str, pos: int, fields: list[bytes], reader: TextReader):
-        self.CHROM, self.POS, self._fields, self._reader = chrom, pos, fields, reader
-
-    @property
-    def ID(self) -> str | None:
-        v = self._fields[2]
-        return None if v == b"." else v.decode()
-
-    @property
-    def REF(self) -> str:
-        return self._fields[3].decode()
-
-    @property
-    def ALT(self) -> list[str]:
-        v = self._fields[4]
-        return [] if v == b"." else v.decode().split(",")
-
-    def fixed_gt(self) -> bytes | None:
-        """Sample columns plus a trailing tab when FORMAT is GT and every field is 3 bytes
-        (``a|b``), i.e. what :func:`decode_fixed` can decode; None otherwise."""
-        if self._fields[8] != b"GT":
-            return None
-        s = self._fields[9]
-        if s[-1:] == b"\r":
-            s = s[:-1]
-        return s + b"\t" if len(s) == 4 * self._reader.n_all - 1 else None
-
-    @property
-    def genotype(self) -> _Genotypes:
-        return _Genotypes(self)
-
-    def _parse(self) -> np.ndarray:
-        """(n, 3) int16: allele, allele (−2 = haploid fill), phased — like cyvcf2's array().
-
-        Only records that :func:`decode_fixed` cannot decode come here (per-field parsing).
-        """
-        return self._parse_slow(self._fields[8], self._fields[9].rstrip(b"\r\n"))
-
-    def _parse_slow(self, fmt: bytes, s: bytes) -> np.ndarray:
-        r = self._reader
-        keys = fmt.split(b":")
-        where = f"{r.path}: record {self.CHROM}:{self.POS}"
-        if keys[0] != b"GT":
-            raise InputError(f"{where} has no GT; snpbag needs called genotypes")
-        fields = s.split(b"\t")
-        if len(fields) != r.n_all:
-            raise InputError(f"{where} has {len(fields)} sample columns, the header has {r.n_all}; fix the file")
-        if r.columns is not None:
-            fields = [fields[i] for i in r.columns]
-        out = np.empty((len(fields), 3), dtype=np.int16)
-        try:
-            for i, f in enumerate(fields):
-                gt = f.split(b":", 1)[0]
-                phased = b"|" in gt
-                parts = gt.replace(b"|", b"/").split(b"/")
-                if len(parts) == 1:
-                    out[i] = (-1 if parts[0] == b"." else int(parts[0]), -2, 1)
-                elif len(parts) == 2:
-                    out[i] = (-1 if parts[0] == b"." else int(parts[0]), -1 if parts[1] == b"." else int(parts[1]),
-                              phased)
-                else:
-                    raise InputError(f"{where} has ploidy {len(parts)}; snpbag supports ploidy <= 2")
-        except ValueError as e:
-            raise InputError(f"{where}: malformed GT ({e}); check the file with `bcftools view`") from e
-        return out
-
-
-# A sample field "a|b\t" read as one little-endian uint32. Clearing bit 0 of bytes 0 and 2
-# maps '0'/'1' alleles onto one value, so the common case is two word comparisons.
-_CLEAR_ALLELE_BITS = np.uint32(0xFFFEFFFE)
-_WORD_PIPE = np.uint32(0x30 | _PIPE << 8 | 0x30 << 16 | _TAB << 24)
-_WORD_SLASH = np.uint32(0x30 | _SLASH << 8 | 0x30 << 16 | _TAB << 24)
-# Rare rows (missing calls, odd bytes): 16-bit lookups on (allele, separator) and (allele, tab).
-_L_FIRST = np.full(1 << 16, _BAD, dtype=np.int8)
-_L_PHASE = np.zeros(1 << 16, dtype=bool)
-_L_SECOND = np.full(1 << 16, _BAD, dtype=np.int8)
-for _c, _v in ((ord("0"), 0), (ord("1"), 1), (ord("."), -1)):
-    for _sep in (_PIPE, _SLASH):
-        _L_FIRST[_c | _sep << 8] = _v
-        _L_PHASE[_c | _sep << 8] = _sep == _PIPE
-    _L_SECOND[_c | _TAB << 8] = _v
-
-
-def decode_fixed(raws: list[bytes], n_all: int, columns: np.ndarray | None):
-    """Decode records from :meth:`TextRecord.fixed_gt` in one vectorised pass.
-
-    Returns (alleles (k, n, 2) int8, phased (k, n) bool, ok (k,) bool); rows with any
-    unexpected field (haploid, multi-digit, malformed) have ok False and must be parsed
-    one by one.
+    Raises
+    ------
+    InputError : no GT, a wrong number of sample columns, ploidy above 2, a malformed call.
     """
-    w = np.frombuffer(b"".join(raws), dtype="<u4").reshape(len(raws), n_all)
+    keys = fmt.split(b":")
+    if keys[0] != b"GT":
+        raise InputError(f"{where} has no GT; snpbag needs called genotypes")
+    fields = s.rstrip(b"\r\n").split(b"\t")
+    if len(fields) != n_all:
+        raise InputError(f"{where} has {len(fields)} sample columns, the header has {n_all}; fix the file")
     if columns is not None:
-        w = w[:, columns]
-    m = w & _CLEAR_ALLELE_BITS
-    phased = m == _WORD_PIPE
-    ok = (phased | (m == _WORD_SLASH)).all(axis=1)
-    a = np.empty((*w.shape, 2), dtype=np.int8)
-    a[:, :, 0] = w & 1
-    a[:, :, 1] = (w >> 16) & 1
-    rare = np.flatnonzero(~ok)
-    if rare.size:
-        lo, hi = w[rare] & 0xFFFF, w[rare] >> 16
-        first, second = _L_FIRST.take(lo), _L_SECOND.take(hi)
-        a[rare, :, 0], a[rare, :, 1], phased[rare] = first, second, _L_PHASE.take(lo)
-        ok[rare] = (first != _BAD).all(axis=1) & (second != _BAD).all(axis=1)
-    return a, phased, ok
+        fields = [fields[i] for i in columns]
+    out = np.empty((len(fields), 3), dtype=np.int16)
+    try:
+        for i, f in enumerate(fields):
+            gt = f.split(b":", 1)[0]
+            phased = b"|" in gt
+            parts = gt.replace(b"|", b"/").split(b"/")
+            if len(parts) == 1:
+                out[i] = (-1 if parts[0] == b"." else int(parts[0]), -2, 1)
+            elif len(parts) == 2:
+                out[i] = (-1 if parts[0] == b"." else int(parts[0]), -1 if parts[1] == b"." else int(parts[1]),
+                          phased)
+            else:
+                raise InputError(f"{where} has ploidy {len(parts)}; snpbag supports ploidy <= 2")
+    except ValueError as e:
+        raise InputError(f"{where}: malformed GT ({e}); check the file with `bcftools view`") from e
+    return out
+
+
+def finished_calls(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gt (n, 2) int8, phased (n,)) of :func:`parse_calls`' array, as a finished block holds them.
+
+    A missing haploid call (−1, −2) becomes (−1, −1); haploid calls are phased.
+    """
+    g = a[:, :2].astype(np.int8)  # wraps like the int8 block it lands in
+    p = a[:, 2].astype(bool)
+    fill = g[:, 1] == -2
+    p[fill] = True
+    g[fill & (g[:, 0] == -1), 1] = -1
+    return g, p
+
+
+@dataclass
+class Batch:
+    """The kept biallelic SNP records of one piece of text (offsets into ``buf``)."""
+
+    buf: np.ndarray  # uint8: a piece of text
+    tabs: np.ndarray  # (k, 9) int64: the first nine tabs of each record's line
+    s1: np.ndarray  # (k,) int64: end of the sample columns (before "\r\n" or "\n")
+    line_end: np.ndarray  # (k,) int64: the newline
+    simple: np.ndarray  # (k,) bool: REF and ALT single bases
+    contig: np.ndarray  # (k,) int16
+    position: np.ndarray  # (k,) int32
+
+    def __len__(self) -> int:
+        return int(self.position.size)
+
+
+@dataclass
+class TextBlock:
+    """Up to ``size`` consecutive kept records: slices ``(batch, lo, hi)`` of batches, decoded on demand."""
+
+    parts: list
+    contig: np.ndarray  # (v,) int16
+    position: np.ndarray  # (v,) int32
+
+    def __len__(self) -> int:
+        return int(self.position.size)
 
 
 class TextReader:
-    """Iterate TextRecords of a VCF (plain or bgzipped), decompressing in a thread.
+    """Biallelic SNP records of a VCF (plain, gzip or BGZF) in blocks, filtered like VcfReader.blocks.
 
     Parameters
     ----------
     path : the VCF.
     n_all : sample columns in the header.
     columns : sample columns to keep (increasing), None for all.
-    threads : > 1 decompresses in a background thread (zlib releases the GIL).
+    threads : > 1 inflates BGZF blocks in that many threads and decodes blocks in a
+        pool of that many threads (:meth:`variant_blocks`).
     """
 
     def __init__(self, path: Path, *, n_all: int, columns: np.ndarray | None, threads: int = 1):
         self.path, self.n_all, self.columns, self.threads = Path(path), n_all, columns, threads
+        self.n = n_all if columns is None else int(columns.size)
+        self.column = np.full(n_all, -1, dtype=np.int64)  # sample column -> output index
+        self.column[np.arange(n_all) if columns is None else columns] = np.arange(self.n)
 
-    def _chunks(self) -> Iterator[bytes]:
-        with _open(self.path) as f:
-            while chunk := f.read(_CHUNK):
-                yield chunk
+    # --- records ---------------------------------------------------------------------------
+    def batches(self, reader) -> Iterator[Batch]:
+        """Kept records of each piece of text; ``reader`` (a VcfReader) gets the counts and contigs.
 
-    def _threaded_chunks(self) -> Iterator[bytes]:
-        q: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
+        Raises
+        ------
+        InputError : as VcfReader.blocks, plus malformed lines (fewer than 10 columns, bad POS).
+        """
+        from snpbag.data.bgzf import read_text
+        from snpbag.data.vcfparse import newline_bounds
 
-        def produce():
-            try:
-                for c in self._chunks():
-                    while not stop.is_set():
-                        try:
-                            q.put(c, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(None)
-            except BaseException as e:  # surfaced in the consumer
-                q.put(e)
-
-        t = threading.Thread(target=produce, name="snpbag-inflate", daemon=True)
-        t.start()
-        try:
-            while (c := q.get()) is not None:
-                if isinstance(c, BaseException):
-                    raise InputError(f"{self.path}: cannot decompress ({c}); check the file with `bgzip -t`") from c
-                yield c
-        finally:
-            stop.set()
-            t.join()
-
-    def __iter__(self) -> Iterator[TextRecord]:
-        rest = b""
-        chunks = self._threaded_chunks() if self.threads > 1 else self._chunks()
-        for chunk in chunks:
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            yield from self._records(lines)
-        if rest:
-            yield from self._records([rest])
-
-    def _records(self, lines: list[bytes]) -> Iterator[TextRecord]:
-        for line in lines:
-            if not line or line[:1] == b"#":
+        f = _Filter(self, reader)
+        rest: list[np.ndarray] = []
+        for piece in read_text(self.path, threads=self.threads):
+            first, last = newline_bounds(piece)
+            if first < 0:
+                rest.append(piece)
                 continue
-            fields = line.split(b"\t", 9)
-            if len(fields) < 10:
-                raise InputError(f"{self.path}: malformed record with {len(fields)} columns "
-                                 f"({line[:60].decode(errors='replace')!r}); check the file with `bcftools view`")
+            if rest:  # the line that spans pieces
+                line = np.concatenate([*rest, piece[:first + 1]])
+                yield from f.batch(line, 0, line.size)
+                rest = []
+            if last + 1 < piece.size:
+                rest = [piece[last + 1:]]
+            yield from f.batch(piece, first + 1, last + 1)
+        if rest:
+            line = np.concatenate([*rest, np.array([10], dtype=np.uint8)])
+            yield from f.batch(line, 0, line.size)
+
+    def blocks(self, reader, size: int) -> Iterator[TextBlock]:
+        """Kept records in blocks of ``size`` (the last may be shorter), not yet decoded."""
+        parts, have = [], 0
+        for b in self.batches(reader):
+            lo = 0
+            while lo < len(b):
+                hi = min(len(b), lo + size - have)
+                parts.append((b, lo, hi))
+                have += hi - lo
+                lo = hi
+                if have == size:
+                    yield _block(parts)
+                    parts, have = [], 0
+        if have:
+            yield _block(parts)
+
+    # --- decoding ---------------------------------------------------------------------------
+    def calls(self, block: TextBlock, contigs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(genotype (v, n, 2) int8, phased (v, n)) of a block, finished as VcfReader.blocks gives them.
+
+        Raises
+        ------
+        InputError : a record without GT or with malformed calls; an allele index above 1.
+        """
+        from snpbag.data.vcfparse import decode_calls
+
+        v = len(block)
+        gt = np.empty((v, self.n, 2), dtype=np.int8)
+        ph = np.empty((v, self.n), dtype=bool)
+        ok, high = np.empty(v, dtype=bool), np.empty(v, dtype=bool)
+        r = 0
+        for b, lo, hi in block.parts:
+            t = b.tabs[lo:hi]
+            decode_calls(b.buf, t[:, 7] + 1, t[:, 8], t[:, 8] + 1, b.s1[lo:hi], self.n_all, self.column,
+                         gt, ph, r, ok[r:r + hi - lo], high[r:r + hi - lo])
+            r += hi - lo
+        for i in np.flatnonzero(~ok):
+            gt[i], ph[i] = finished_calls(self._slow(block, int(i), contigs))
+            high[i] = bool((gt[i] > 1).any())
+        self._check_high(block, high, contigs)
+        return gt, ph
+
+    def dosages(self, block: TextBlock, contigs: list[str]) -> np.ndarray:
+        """ALT dosages (v, n) int8 of a block, as alt_dosage gives them from :meth:`calls`."""
+        from snpbag.data.dosage import alt_dosage
+        from snpbag.data.vcfparse import decode_dosages
+
+        v = len(block)
+        out = np.empty((v, self.n), dtype=np.int8)
+        ok, high = np.empty(v, dtype=bool), np.empty(v, dtype=bool)
+        r = 0
+        for b, lo, hi in block.parts:
+            t = b.tabs[lo:hi]
+            decode_dosages(b.buf, t[:, 7] + 1, t[:, 8], t[:, 8] + 1, b.s1[lo:hi], self.n_all, self.column,
+                           out, r, ok[r:r + hi - lo], high[r:r + hi - lo])
+            r += hi - lo
+        for i in np.flatnonzero(~ok):
+            g, _ = finished_calls(self._slow(block, int(i), contigs))
+            high[i] = bool((g > 1).any())
+            out[i] = alt_dosage(g)
+        self._check_high(block, high, contigs)
+        return out
+
+    def _slow(self, block: TextBlock, i: int, contigs: list[str]) -> np.ndarray:
+        b, k = _locate(block, i)
+        t = b.tabs[k]
+        where = f"{self.path}: record {contigs[block.contig[i]]}:{block.position[i]}"
+        return parse_calls(b.buf[t[7] + 1:t[8]].tobytes(), b.buf[t[8] + 1:b.line_end[k]].tobytes(), n_all=self.n_all,
+                           columns=self.columns, where=where)
+
+    def _check_high(self, block: TextBlock, high: np.ndarray, contigs: list[str]) -> None:
+        if high.any():
+            bad = int(np.flatnonzero(high)[0])
+            raise InputError(f"{self.path}: allele index > 1 at biallelic site "
+                             f"{contigs[block.contig[bad]]}:{block.position[bad]}; "
+                             "fix the GT values (`bcftools norm --check-ref`)")
+
+    def alleles_ids(self, block: TextBlock) -> tuple[np.ndarray, np.ndarray]:
+        """(REF/ALT (v, 2) object, ID (v,) object with "." for none) of a block's records."""
+        v = len(block)
+        alleles = np.empty((v, 2), dtype=object)
+        ids = np.empty(v, dtype=object)
+        r = 0
+        for b, lo, hi in block.parts:
+            t, buf = b.tabs[lo:hi], b.buf
+            simple = b.simple[lo:hi]
+            alleles[r:r + hi - lo, 0] = _BASES[buf[t[:, 2] + 1]]
+            alleles[r:r + hi - lo, 1] = _BASES[buf[t[:, 3] + 1]]
+            for k in np.flatnonzero(~simple):
+                alleles[r + k, 0] = buf[t[k, 2] + 1:t[k, 3]].tobytes().decode()
+                alleles[r + k, 1] = buf[t[k, 3] + 1:t[k, 4]].tobytes().decode().split(",")[0]
+            dot = (t[:, 2] - t[:, 1] == 2) & (buf[t[:, 1] + 1] == ord("."))
+            ids[r:r + hi - lo] = "."
+            for k in np.flatnonzero(~dot):
+                ids[r + k] = buf[t[k, 1] + 1:t[k, 2]].tobytes().decode() or "."
+            r += hi - lo
+        return alleles, ids
+
+    def variant_blocks(self, reader, size: int) -> Iterator:
+        """VcfReader.blocks for this reader: VariantBlocks, decoded in a thread pool when threads > 1."""
+        from snpbag.data.vcf import VariantBlock
+
+        def finish(block: TextBlock) -> VariantBlock:
+            gt, ph = self.calls(block, reader.contigs)
+            alleles, ids = self.alleles_ids(block)
+            return VariantBlock(contig=block.contig, position=block.position, allele=alleles, id=ids,
+                                genotype=gt, phased=ph)
+
+        yield from in_order((functools.partial(finish, b) for b in self.blocks(reader, size)), self.threads)
+
+
+def in_order(jobs, threads: int, depth: int | None = None) -> Iterator:
+    """The results of ``jobs`` (functions) in order: run here, or ``depth`` ahead in a pool of ``threads``."""
+    if threads <= 1:
+        for job in jobs:
+            yield job()
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    depth = depth or threads + 1
+    pending: deque = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="snpbag-decode") as pool:
+        try:
+            for job in jobs:
+                pending.append(pool.submit(job))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _block(parts: list) -> TextBlock:
+    if len(parts) == 1:
+        b, lo, hi = parts[0]
+        return TextBlock(parts, b.contig[lo:hi].copy(), b.position[lo:hi].copy())
+    return TextBlock(parts, np.concatenate([b.contig[lo:hi] for b, lo, hi in parts]),
+                     np.concatenate([b.position[lo:hi] for b, lo, hi in parts]))
+
+
+def _locate(block: TextBlock, i: int) -> tuple[Batch, int]:
+    for b, lo, hi in block.parts:
+        if i < hi - lo:
+            return b, lo + i
+        i -= hi - lo
+    raise IndexError(i)
+
+
+class _Filter:
+    """The state of VcfReader.blocks' record checks, carried across pieces of text."""
+
+    def __init__(self, text: TextReader, reader):
+        from snpbag.data.vcf import DROP_REASONS
+
+        self.text, self.reader, self.path = text, reader, text.path
+        self.reasons = {r: i + 1 for i, r in enumerate(DROP_REASONS)}
+        self.state = np.array([-1, 0, -1, 0, 0], dtype=np.int64)  # chrom id, last POS, last kept, records, kept
+        self.done = np.zeros(16, dtype=bool)
+        self.ids: dict[str, int] = {}  # chromosome name -> id
+        self.names: list[str] = []
+        self.prev_chrom = _EMPTY  # bytes of the last record's CHROM
+        self.prev_id = -1
+        self.contig_of = np.full(16, -1, dtype=np.int64)  # chromosome id -> index in reader.contigs
+
+    def batch(self, buf: np.ndarray, a: int, b: int) -> Iterator[Batch]:
+        """The kept records of the lines in ``buf[a:b]`` (which ends with a newline)."""
+        from snpbag.data.vcfparse import find_lines
+
+        starts = np.empty(_LINES, dtype=np.int64)
+        ends = np.empty(_LINES, dtype=np.int64)
+        while a < b:
+            k, a = find_lines(buf, a, b, starts, ends)
+            if k:
+                yield from self._lines(buf, starts[:k].copy(), ends[:k].copy())
+
+    def _lines(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Iterator[Batch]:
+        from snpbag.data.vcf import classify
+        from snpbag.data.vcfparse import (ERR_DUPLICATE, ERR_NOT_CONTIGUOUS, ERR_UNSORTED, filter_records,
+                                          scan_records)
+
+        k = starts.size
+        tabs = np.empty((k, 9), dtype=np.int64)
+        ntab = np.empty(k, dtype=np.int8)
+        pos = np.empty(k, dtype=np.int64)
+        same = np.empty(k, dtype=bool)
+        simple = np.empty(k, dtype=bool)
+        scan_records(buf, starts, ends, self.prev_chrom, tabs, ntab, pos, same, simple)
+        if self.prev_id < 0:
+            same[0] = False  # the first record starts a run, even with an empty CHROM
+        # a malformed line stops the batch there: the records before it are checked first
+        error = None
+        short = np.flatnonzero(ntab < 9)
+        stop = int(short[0]) if short.size else k
+        for i in np.flatnonzero(pos[:stop] < 0):
+            i = int(i)
+            field = buf[tabs[i, 0] + 1:tabs[i, 1]].tobytes()
             try:
-                pos = int(fields[1])
+                pos[i] = int(field)
             except ValueError:
-                raise InputError(f"{self.path}: bad POS {fields[1][:20]!r} on {fields[0].decode(errors='replace')}; "
-                                 "check the file with `bcftools view`") from None
-            yield TextRecord(fields[0].decode(), pos, fields, self)
+                chrom = buf[starts[i]:tabs[i, 0]].tobytes().decode(errors="replace")
+                error = InputError(f"{self.path}: bad POS {field[:20]!r} on {chrom}; "
+                                   "check the file with `bcftools view`")
+                stop = i
+                break
+        if error is None and stop < k:
+            line = buf[starts[stop]:ends[stop]].tobytes()
+            error = InputError(f"{self.path}: malformed record with {int(ntab[stop]) + 1} columns "
+                               f"({line[:60].decode(errors='replace')!r}); check the file with `bcftools view`")
+        if stop:
+            yield from self._checked(buf, starts[:stop], ends[:stop], tabs[:stop], pos[:stop], same[:stop],
+                                     simple[:stop], classify, (ERR_NOT_CONTIGUOUS, ERR_UNSORTED, ERR_DUPLICATE),
+                                     filter_records)
+        if error is not None:
+            raise error
+
+    def _checked(self, buf, starts, ends, tabs, pos, same, simple, classify, codes, filter_records):
+        k = starts.size
+        # chromosome ids: a name per run of equal CHROM
+        runs = np.flatnonzero(~same)
+        run_ids = []
+        for i in runs:
+            name = buf[starts[i]:tabs[i, 0]].tobytes().decode()
+            cid = self.ids.get(name)
+            if cid is None:
+                cid = self.ids[name] = len(self.names)
+                self.names.append(name)
+            run_ids.append(cid)
+        if len(self.names) > self.done.size:
+            self.done = np.concatenate([self.done, np.zeros(len(self.names), dtype=bool)])
+        chrom = np.empty(k, dtype=np.int64)
+        edges = [*runs.tolist(), k]
+        if edges[0] > 0:
+            chrom[:edges[0]] = self.prev_id
+        for cid, r0, r1 in zip(run_ids, edges[:-1], edges[1:]):
+            chrom[r0:r1] = cid
+        self.prev_id = int(chrom[-1])
+        self.prev_chrom = buf[starts[-1]:tabs[-1, 0]].copy()
+        reason = np.zeros(k, dtype=np.int64)
+        for i in np.flatnonzero(~simple):
+            ref = buf[tabs[i, 2] + 1:tabs[i, 3]].tobytes().decode()
+            alt = buf[tabs[i, 3] + 1:tabs[i, 4]].tobytes()
+            r = classify(ref, [] if alt == b"." else alt.decode().split(","))
+            reason[i] = 0 if r is None else self.reasons[r]
+        keep = np.zeros(k, dtype=bool)
+        dropped = np.zeros(len(self.reasons), dtype=np.int64)
+        changes = np.empty(k, dtype=np.int64)
+        before = self.state[3:5].copy()
+        code, at, nch = filter_records(chrom, pos, reason, 0, self.state, self.done, keep, dropped, changes)
+        reader = self.reader
+        counts = reader.counts
+        counts.records += int(self.state[3] - before[0])
+        counts.kept += int(self.state[4] - before[1])
+        for name, i in self.reasons.items():
+            counts.dropped[name] += int(dropped[i - 1])
+        if code:
+            name, p = self.names[chrom[at]], int(pos[at])
+            not_contiguous, unsorted, duplicate = codes
+            if code == not_contiguous:
+                msg = f"records of {name} are not contiguous (seen again at {name}:{p}); sort with `bcftools sort`"
+            elif code == unsorted:
+                msg = f"unsorted positions ({name}:{p} after {name}:{int(self.state[1])}); sort with `bcftools sort`"
+            else:
+                msg = (f"two biallelic SNPs at {name}:{p} (a split multi-allelic site?); "
+                       "join them with `bcftools norm -m+any` or drop one")
+            raise InputError(f"{self.path}: {msg}")
+        if self.contig_of.size < len(self.names):
+            self.contig_of = np.concatenate([self.contig_of, np.full(len(self.names), -1, dtype=np.int64)])
+        for i in changes[:nch]:
+            self.contig_of[chrom[i]] = reader._contig_index(self.names[chrom[i]])
+        idx = np.flatnonzero(keep)
+        if not idx.size:
+            return
+        t = tabs[idx]
+        s1 = ends[idx].copy()
+        cr = buf[s1 - 1] == 13
+        s1[cr] -= 1
+        yield Batch(buf=buf, tabs=t, s1=s1, line_end=ends[idx], simple=simple[idx],
+                    contig=self.contig_of[chrom[idx]].astype(np.int16), position=pos[idx].astype(np.int32))

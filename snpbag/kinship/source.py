@@ -42,6 +42,8 @@ class GenotypeSource:
     Parameters
     ----------
     path : ``.vcf``, ``.vcf.gz``, ``.bcf`` or a store directory written by ``snpbag convert``.
+    threads : threads that inflate and decode VCF text in :meth:`dosage_jobs` (default:
+        the cores this process may use); :meth:`dosages` reads in the calling thread.
 
     Raises
     ------
@@ -50,8 +52,9 @@ class GenotypeSource:
     SampleError : duplicated sample ids.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, threads: int | None = None):
         self.path = str(path)
+        self.threads = threads
         p = Path(self.path)
         self.is_store = p.is_dir() or self.path.rstrip("/").endswith(".zarr") or "://" in self.path
         if self.is_store:
@@ -90,6 +93,11 @@ class GenotypeSource:
         """
         stats = stats if stats is not None else ScanStats()
         jobs = self._store.dosage_block_jobs(n, block=chunk) if self.is_store else None
+        if jobs is None and not self.is_store:
+            from snpbag.data.vcf import cpu_count
+
+            yield from self._vcf_jobs(n, chunk, stats, threads=self.threads or cpu_count())
+            return
         if jobs is None:
             for d in self.dosages(n, chunk=chunk, stats=stats):
                 yield functools.partial(list, (d,))
@@ -122,23 +130,56 @@ class GenotypeSource:
                     stats.variants += int(keep.sum())
                     yield d if keep.all() else d[keep]
         else:
-            from snpbag.data.vcf import VcfReader
+            for job in self._vcf_jobs(n, chunk, stats, threads=None):
+                yield from job()
 
-            reader = VcfReader(self.path, samples=self.sample_ids[:n] if n < self.n_samples else None)
-            try:
-                auto: dict[int, bool] = {}
+    def _vcf_jobs(self, n: int, chunk: int, stats: ScanStats, *, threads: int | None
+                  ) -> Iterator[Callable[[], list[np.ndarray]]]:
+        """A VCF's chunks as jobs: GT-first text is decoded by the job (compiled, GIL released).
+
+        Records are read, filtered and cut into chunks while iterating (BGZF blocks inflated
+        by ``threads`` threads, None: this one); each job decodes one chunk, so jobs run in
+        parallel. Other inputs (BCF, FORMAT not starting with GT) are decoded by htslib while
+        iterating.
+        """
+        from snpbag.data.vcf import VcfReader
+
+        reader = VcfReader(self.path, samples=self.sample_ids[:n] if n < self.n_samples else None, threads=threads)
+        try:
+            auto: dict[int, bool] = {}
+
+            def autosomal(contig: np.ndarray) -> np.ndarray:
+                for c in np.unique(contig):
+                    if int(c) not in auto:
+                        auto[int(c)] = is_autosome(reader.contigs[int(c)])
+                return np.array([auto[int(c)] for c in contig], dtype=bool)
+
+            text = reader._text
+            if text is not None:
+                for block in text.blocks(reader, chunk):
+                    keep = autosomal(block.contig)
+                    stats.non_autosomal += int((~keep).sum())
+                    stats.variants += int(keep.sum())
+                    yield functools.partial(_text_dosages, text, block, keep, reader.contigs)
+            else:
                 for block in reader.blocks(chunk):
-                    for c in np.unique(block.contig):
-                        if int(c) not in auto:
-                            auto[int(c)] = is_autosome(reader.contigs[int(c)])
-                    keep = np.array([auto[int(c)] for c in block.contig], dtype=bool)
+                    keep = autosomal(block.contig)
                     stats.non_autosomal += int((~keep).sum())
                     if keep.any():
                         stats.variants += int(keep.sum())
-                        yield alt_dosage(block.genotype if keep.all() else block.genotype[keep])
-                stats.dropped = dict(reader.counts.dropped)
-            finally:
-                reader.close()
+                        d = alt_dosage(block.genotype if keep.all() else block.genotype[keep])
+                        yield functools.partial(list, (d,))
+            stats.dropped = dict(reader.counts.dropped)
+        finally:
+            reader.close()
+
+
+def _text_dosages(text, block, keep: np.ndarray, contigs: list[str]) -> list[np.ndarray]:
+    """A text block's autosomal dosages (every row is decoded: a bad call raises wherever it is)."""
+    d = text.dosages(block, contigs)
+    if not keep.any():
+        return []
+    return [d if keep.all() else d[keep]]
 
 
 def _take(job, keep: np.ndarray, block: int) -> list[np.ndarray]:
