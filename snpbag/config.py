@@ -200,9 +200,14 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    # exponential moving average of the weights, used for validation and export
+    # (snpbag.train.ema); 0 disables it
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("optim.lr", self.lr)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1) (0: no weight average)")
         _check_positive("optim.weight_decay", self.weight_decay, zero_ok=True)
         _check_positive("optim.grad_clip", self.grad_clip, zero_ok=True)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

@@ -3,7 +3,8 @@
 The directory is everything inference needs, without Hydra, Lightning or the training
 store::
 
-    model.safetensors   weights (encoder.* and head.*)        } written by SnpbagModel.save
+    model.safetensors   weights (encoder.* and head.*; the     } written by SnpbagModel.save
+                        weight average if the run kept one)   }
     model.json          ModelConfig + head name and options   }
     sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
     vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
@@ -76,9 +77,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]):
-    """Rebuild the trained SnpbagModel (CPU, eval mode) from a loaded checkpoint."""
+    """Rebuild the trained SnpbagModel (CPU, eval mode) from a loaded checkpoint: the
+    weight average when the run kept one (optim.ema_decay > 0; the weights its validation
+    metrics describe), else the live weights."""
     from snpbag.config import ModelConfig
     from snpbag.model.builders import build_model
+    from snpbag.train.ema import apply_checkpoint_average
 
     meta = ckpt["snpbag"]
     cfg = replace(ModelConfig.from_dict(meta["model_config"]), compile=False)
@@ -89,6 +93,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not match its model config ({str(e).splitlines()[0]})") from None
+    apply_checkpoint_average(model, ckpt)
     return model.eval()
 
 

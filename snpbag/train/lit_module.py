@@ -20,6 +20,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from snpbag.config import OptimConfig, SchedulerConfig
+from snpbag.train.ema import CHECKPOINT_KEY as EMA_KEY
+from snpbag.train.ema import WeightAverage
 from snpbag.train.metrics import GenotypeAccuracy, step_accuracy
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,10 @@ class SnpbagModule(LightningModule):
         self.val_loss = MeanMetric()
         self.last_val_metrics: dict[str, float] = {}
         self._rng_to_restore: dict[str, Any] | None = None
+        # weight average (optim.ema_decay > 0): updated after every optimiser step, swapped in
+        # for validation, saved in checkpoints next to the live weights (snpbag.train.ema)
+        self.ema = WeightAverage(self, decay=optim.ema_decay) if optim.ema_decay > 0 else None
+        self._ema_swap = None
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -127,6 +133,23 @@ class SnpbagModule(LightningModule):
             self.log("train/base_acc", base, on_step=True, on_epoch=False, batch_size=bs)
         return loss
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # right after the weights move (once per accumulated step), before any callback's
+        # on_train_batch_end can checkpoint them
+        if self.ema is not None:
+            self.ema.update(self)
+
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None and self.ema.updates > 0:
+            self._ema_swap = self.ema.applied(self)
+            self._ema_swap.__enter__()
+
+    def _ema_restore(self) -> None:
+        if self._ema_swap is not None:
+            swap, self._ema_swap = self._ema_swap, None
+            swap.__exit__(None, None, None)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         out = self.model(batch)
         n_scored = int((batch.target >= 0).sum())
@@ -137,6 +160,8 @@ class SnpbagModule(LightningModule):
             self.val_acc.update(out.logits.float(), batch.target, batch.site_index)
 
     def on_validation_epoch_end(self) -> None:
+        # the live weights are back before any checkpoint of this validation is written
+        self._ema_restore()
         # torchmetrics sums the counts over ranks inside compute(), so every rank logs the
         # same exact numbers (no sync_dist averaging of per-rank ratios).
         values: dict[str, torch.Tensor] = {}
@@ -188,10 +213,19 @@ class SnpbagModule(LightningModule):
         # Global RNG states (dropout, any torch/numpy/python randomness in the step): restored
         # right before the first step after a resume so a resumed run draws the same numbers.
         checkpoint["snpbag_rng"] = _rng_to_plain(_collect_rng_states(include_cuda=torch.cuda.is_available()))
+        if self.ema is not None:
+            checkpoint[EMA_KEY] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.last_val_metrics = dict(checkpoint.get("snpbag", {}).get("val_metrics", {}))
         self._rng_to_restore = checkpoint.get("snpbag_rng")
+        if self.ema is not None:
+            if EMA_KEY in checkpoint:
+                self.ema.load_state_dict(checkpoint[EMA_KEY])
+            else:  # a checkpoint from a run without the average: start it from these weights
+                log.warning("checkpoint has no weight average; optim.ema_decay starts one from its weights")
+                state = {k: v for k, v in checkpoint["state_dict"].items()}
+                self.ema.load_state_dict({"updates": 0, "shadow": {k: state[k] for k in self.ema.shadow}})
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
