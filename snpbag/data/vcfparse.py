@@ -15,6 +15,8 @@ per-field reference parser, which gives the same values or raises the user's err
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit, types
 
@@ -24,6 +26,8 @@ _memchr = types.ExternalFunction("memchr", types.int64(types.int64, types.int32,
 
 # Codes of filter_records' first error.
 ERR_NONE, ERR_NOT_CONTIGUOUS, ERR_UNSORTED, ERR_DUPLICATE = 0, 1, 2, 3
+
+assert sys.byteorder == "little", "the word-at-a-time GT loops read text as little-endian uint32"
 
 _TAB, _NL, _PIPE, _SLASH, _DOT, _COLON = 9, 10, 124, 47, 46, 58
 _ZERO = 48
@@ -266,15 +270,18 @@ def _word_bad(w, last):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def decode_calls(buf, fmt0, fmt1, s0, s1, n_all, column, gt, phased, row0, ok, high):  # pragma: no cover
+def decode_calls(buf, fmt0, fmt1, s0, s1, n_all, column, gt, gt16, phased, row0, ok, high):  # pragma: no cover
     """GT calls of records (FORMAT ``buf[fmt0:fmt1]``, samples ``buf[s0:s1]``) into rows ``row0 + i``.
 
     ``column[j]``: output index of sample column j (−1: not kept). ``gt`` (rows, n, 2) int8
     gets VCF Zarr's values, as the finished block of :meth:`VcfReader.blocks` holds them:
-    −1 missing, −2 ploidy fill, a missing haploid call as (−1, −1); ``phased`` (rows, n)
+    −1 missing, −2 ploidy fill, a missing haploid call as (−1, −1); ``gt16`` is the same
+    memory as (rows, n) uint16 (both alleles of a call in one store); ``phased`` (rows, n)
     (haploid calls phased). ``ok[i]`` False: record i is odd and its row unfinished;
     ``high[i]``: an allele index above 1 in a kept column.
     """
+    identity = column.size == phased.shape[1]
+    pipe = np.uint32(_PIPE << 8)
     for i in range(s0.size):
         r = row0 + i
         good = _gt_first(buf, fmt0[i], fmt1[i])
@@ -283,14 +290,27 @@ def decode_calls(buf, fmt0, fmt1, s0, s1, n_all, column, gt, phased, row0, ok, h
         words = _fixed_words(buf, p, e, n_all) if good else None
         if words is not None:  # every call "a|b" or "a/b" with a, b in 0/1: one word each
             bad = False
-            for j in range(n_all):
-                w = words[j]
-                bad |= _word_bad(w, j == n_all - 1)
-                o = column[j]
-                if o >= 0:
-                    gt[r, o, 0] = w & 1
-                    gt[r, o, 1] = (w >> 16) & 1
-                    phased[r, o] = ((w >> 8) & 0xFF) == _PIPE
+            last = n_all - 1
+            if identity:
+                for j in range(last):
+                    w = words[j]
+                    bad |= _word_bad(w, False)
+                    gt16[r, j] = (w & 1) | ((w >> 8) & 0x100)
+                    phased[r, j] = (w & 0xFF00) == pipe
+            else:
+                for j in range(last):
+                    w = words[j]
+                    bad |= _word_bad(w, False)
+                    o = column[j]
+                    if o >= 0:
+                        gt16[r, o] = (w & 1) | ((w >> 8) & 0x100)
+                        phased[r, o] = (w & 0xFF00) == pipe
+            w = words[last]
+            bad |= _word_bad(w, True)
+            o = column[last]
+            if o >= 0:
+                gt16[r, o] = (w & 1) | ((w >> 8) & 0x100)
+                phased[r, o] = (w & 0xFF00) == pipe
             if not bad:
                 ok[i] = True
                 continue

@@ -14,7 +14,6 @@ user's errors; the round-trip tests compare this reader with cyvcf2 on random VC
 
 from __future__ import annotations
 
-import functools
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,22 +199,15 @@ class TextReader:
         ------
         InputError : a record without GT or with malformed calls; an allele index above 1.
         """
-        from snpbag.data.vcfparse import decode_calls
-
         v = len(block)
         gt = np.empty((v, self.n, 2), dtype=np.int8)
         ph = np.empty((v, self.n), dtype=bool)
-        ok, high = np.empty(v, dtype=bool), np.empty(v, dtype=bool)
+        high = np.empty(v, dtype=bool)
         r = 0
         for b, lo, hi in block.parts:
-            t = b.tabs[lo:hi]
-            decode_calls(b.buf, t[:, 7] + 1, t[:, 8], t[:, 8] + 1, b.s1[lo:hi], self.n_all, self.column,
-                         gt, ph, r, ok[r:r + hi - lo], high[r:r + hi - lo])
+            self._part_calls(b, lo, hi, gt, ph, high, r, contigs)
             r += hi - lo
-        for i in np.flatnonzero(~ok):
-            gt[i], ph[i] = finished_calls(self._slow(block, int(i), contigs))
-            high[i] = bool((gt[i] > 1).any())
-        self._check_high(block, high, contigs)
+        self._check_high(block.contig, block.position, high, contigs)
         return gt, ph
 
     def dosages(self, block: TextBlock, contigs: list[str]) -> np.ndarray:
@@ -231,84 +223,105 @@ class TextReader:
             t = b.tabs[lo:hi]
             decode_dosages(b.buf, t[:, 7] + 1, t[:, 8], t[:, 8] + 1, b.s1[lo:hi], self.n_all, self.column,
                            out, r, ok[r:r + hi - lo], high[r:r + hi - lo])
+            for i in np.flatnonzero(~ok[r:r + hi - lo]):
+                g, _ = finished_calls(self._slow(b, lo + int(i), contigs))
+                high[r + i] = bool((g > 1).any())
+                out[r + i] = alt_dosage(g)
             r += hi - lo
-        for i in np.flatnonzero(~ok):
-            g, _ = finished_calls(self._slow(block, int(i), contigs))
-            high[i] = bool((g > 1).any())
-            out[i] = alt_dosage(g)
-        self._check_high(block, high, contigs)
+        self._check_high(block.contig, block.position, high, contigs)
         return out
 
-    def _slow(self, block: TextBlock, i: int, contigs: list[str]) -> np.ndarray:
-        b, k = _locate(block, i)
-        t = b.tabs[k]
-        where = f"{self.path}: record {contigs[block.contig[i]]}:{block.position[i]}"
-        return parse_calls(b.buf[t[7] + 1:t[8]].tobytes(), b.buf[t[8] + 1:b.line_end[k]].tobytes(), n_all=self.n_all,
-                           columns=self.columns, where=where)
+    def _part_calls(self, b: Batch, lo: int, hi: int, gt, ph, high, r: int, contigs: list[str]) -> None:
+        """Rows ``r:r + hi - lo`` of a block's arrays from records ``lo:hi`` of a batch."""
+        from snpbag.data.vcfparse import decode_calls
 
-    def _check_high(self, block: TextBlock, high: np.ndarray, contigs: list[str]) -> None:
+        t = b.tabs[lo:hi]
+        ok = np.empty(hi - lo, dtype=bool)
+        gt16 = gt.reshape(gt.shape[0], -1).view(np.uint16)
+        decode_calls(b.buf, t[:, 7] + 1, t[:, 8], t[:, 8] + 1, b.s1[lo:hi], self.n_all, self.column,
+                     gt, gt16, ph, r, ok, high[r:r + hi - lo])
+        for i in np.flatnonzero(~ok):
+            gt[r + i], ph[r + i] = finished_calls(self._slow(b, lo + int(i), contigs))
+            high[r + i] = bool((gt[r + i] > 1).any())
+
+    def _slow(self, b: Batch, k: int, contigs: list[str]) -> np.ndarray:
+        t = b.tabs[k]
+        where = f"{self.path}: record {contigs[b.contig[k]]}:{b.position[k]}"
+        return parse_calls(b.buf[t[7] + 1:t[8]].tobytes(), b.buf[t[8] + 1:b.line_end[k]].tobytes(),
+                           n_all=self.n_all, columns=self.columns, where=where)
+
+    def _check_high(self, contig: np.ndarray, position: np.ndarray, high: np.ndarray, contigs: list[str]) -> None:
         if high.any():
             bad = int(np.flatnonzero(high)[0])
             raise InputError(f"{self.path}: allele index > 1 at biallelic site "
-                             f"{contigs[block.contig[bad]]}:{block.position[bad]}; "
+                             f"{contigs[contig[bad]]}:{position[bad]}; "
                              "fix the GT values (`bcftools norm --check-ref`)")
 
-    def alleles_ids(self, block: TextBlock) -> tuple[np.ndarray, np.ndarray]:
-        """(REF/ALT (v, 2) object, ID (v,) object with "." for none) of a block's records."""
-        v = len(block)
-        alleles = np.empty((v, 2), dtype=object)
-        ids = np.empty(v, dtype=object)
-        r = 0
-        for b, lo, hi in block.parts:
-            t, buf = b.tabs[lo:hi], b.buf
-            simple = b.simple[lo:hi]
-            alleles[r:r + hi - lo, 0] = _BASES[buf[t[:, 2] + 1]]
-            alleles[r:r + hi - lo, 1] = _BASES[buf[t[:, 3] + 1]]
-            for k in np.flatnonzero(~simple):
-                alleles[r + k, 0] = buf[t[k, 2] + 1:t[k, 3]].tobytes().decode()
-                alleles[r + k, 1] = buf[t[k, 3] + 1:t[k, 4]].tobytes().decode().split(",")[0]
-            dot = (t[:, 2] - t[:, 1] == 2) & (buf[t[:, 1] + 1] == ord("."))
-            ids[r:r + hi - lo] = "."
-            for k in np.flatnonzero(~dot):
-                ids[r + k] = buf[t[k, 1] + 1:t[k, 2]].tobytes().decode() or "."
-            r += hi - lo
-        return alleles, ids
+    @staticmethod
+    def _part_alleles_ids(b: Batch, lo: int, hi: int, alleles: np.ndarray, ids: np.ndarray, r: int) -> None:
+        """REF/ALT and ID ("." for none) of records ``lo:hi`` of a batch into rows ``r:``."""
+        t, buf = b.tabs[lo:hi], b.buf
+        simple = b.simple[lo:hi]
+        alleles[r:r + hi - lo, 0] = _BASES[buf[t[:, 2] + 1]]
+        alleles[r:r + hi - lo, 1] = _BASES[buf[t[:, 3] + 1]]
+        for k in np.flatnonzero(~simple):
+            alleles[r + k, 0] = buf[t[k, 2] + 1:t[k, 3]].tobytes().decode()
+            alleles[r + k, 1] = buf[t[k, 3] + 1:t[k, 4]].tobytes().decode().split(",")[0]
+        dot = (t[:, 2] - t[:, 1] == 2) & (buf[t[:, 1] + 1] == ord("."))
+        ids[r:r + hi - lo] = "."
+        for k in np.flatnonzero(~dot):
+            ids[r + k] = buf[t[k, 1] + 1:t[k, 2]].tobytes().decode() or "."
 
     def variant_blocks(self, reader, size: int) -> Iterator:
-        """VcfReader.blocks for this reader: VariantBlocks, decoded in a thread pool when threads > 1."""
+        """VcfReader.blocks for this reader: VariantBlocks of ``size`` records (the last may be shorter).
+
+        Each batch of records is decoded into the block's arrays as it arrives (by a thread
+        pool when threads > 1, while the next text is read), so the text is freed early.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         from snpbag.data.vcf import VariantBlock
 
-        def finish(block: TextBlock) -> VariantBlock:
-            gt, ph = self.calls(block, reader.contigs)
-            alleles, ids = self.alleles_ids(block)
-            return VariantBlock(contig=block.contig, position=block.position, allele=alleles, id=ids,
-                                genotype=gt, phased=ph)
+        n = self.n
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="snpbag-decode") if self.threads > 1 else None
 
-        yield from in_order((functools.partial(finish, b) for b in self.blocks(reader, size)), self.threads)
+        def new():
+            return dict(gt=np.empty((size, n, 2), dtype=np.int8), ph=np.empty((size, n), dtype=bool),
+                        high=np.empty(size, dtype=bool), alleles=np.empty((size, 2), dtype=object),
+                        ids=np.empty(size, dtype=object), contig=[], position=[], jobs=[])
 
+        def done(st, v: int) -> VariantBlock:
+            for fut in st["jobs"]:
+                fut.result()
+            contig, position = np.concatenate(st["contig"]), np.concatenate(st["position"])
+            self._check_high(contig, position, st["high"][:v], reader.contigs)
+            return VariantBlock(contig=contig, position=position, allele=st["alleles"][:v], id=st["ids"][:v],
+                                genotype=st["gt"][:v], phased=st["ph"][:v])
 
-def in_order(jobs, threads: int, depth: int | None = None) -> Iterator:
-    """The results of ``jobs`` (functions) in order: run here, or ``depth`` ahead in a pool of ``threads``."""
-    if threads <= 1:
-        for job in jobs:
-            yield job()
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    depth = depth or threads + 1
-    pending: deque = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="snpbag-decode") as pool:
         try:
-            for job in jobs:
-                pending.append(pool.submit(job))
-                if len(pending) > depth:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+            st, have = new(), 0
+            for b in self.batches(reader):
+                lo = 0
+                while lo < len(b):
+                    hi = min(len(b), lo + size - have)
+                    self._part_alleles_ids(b, lo, hi, st["alleles"], st["ids"], have)
+                    st["contig"].append(b.contig[lo:hi])
+                    st["position"].append(b.position[lo:hi])
+                    args = (b, lo, hi, st["gt"], st["ph"], st["high"], have, reader.contigs)
+                    if pool is None:
+                        self._part_calls(*args)
+                    else:
+                        st["jobs"].append(pool.submit(self._part_calls, *args))
+                    have += hi - lo
+                    lo = hi
+                    if have == size:
+                        yield done(st, have)
+                        st, have = new(), 0
+            if have:
+                yield done(st, have)
         finally:
-            for fut in pending:
-                fut.cancel()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
 
 def _block(parts: list) -> TextBlock:
@@ -317,14 +330,6 @@ def _block(parts: list) -> TextBlock:
         return TextBlock(parts, b.contig[lo:hi].copy(), b.position[lo:hi].copy())
     return TextBlock(parts, np.concatenate([b.contig[lo:hi] for b, lo, hi in parts]),
                      np.concatenate([b.position[lo:hi] for b, lo, hi in parts]))
-
-
-def _locate(block: TextBlock, i: int) -> tuple[Batch, int]:
-    for b, lo, hi in block.parts:
-        if i < hi - lo:
-            return b, lo + i
-        i -= hi - lo
-    raise IndexError(i)
 
 
 class _Filter:
