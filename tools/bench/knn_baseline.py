@@ -1,0 +1,104 @@
+"""A k-nearest-genomes predictor: how much a masked genotype can be known without a model.
+
+For each held-out genome and each hidden site, the K training genomes closest to it on
+the visible sites within ``--window`` sites either side (sum of |dosage difference|)
+vote for the hidden genotype, smoothed towards the site's Hardy-Weinberg prior
+(``alpha`` pseudo-genomes); the guess is the most probable genotype. No training, no
+phasing: a floor for what the encoder should learn from the same panel, and a way to
+tell "the information is not there" from "the model does not learn it" (the 1-2 % MAF
+bin, docs/benchmarks.md). ``--visible`` 0.1 is the pretraining bar's 90 % masking (a new
+random pattern per genome); ``--array`` 0.2 hides the same 80 % of sites in every genome,
+as an imputation array does.
+
+    .venv/bin/python tools/bench/knn_baseline.py --store demo_out/cohort.zarr --visible 0.1
+    .venv/bin/python tools/bench/knn_baseline.py --store demo_out/cohort.zarr --array 0.2
+
+The split is the datamodule's (``--val-fraction``, ``--seed``), so the held-out genomes
+are those the demo validates on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+BINS = [(0.01, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.51)]
+
+
+@njit(cache=True)
+def _votes(panel, g, vis, s, window, k):  # pragma: no cover - compiled
+    """Genotype counts (3,) at site s among the k panel genomes nearest to g on visible sites near s."""
+    n, L = panel.shape
+    lo, hi = max(0, s - window), min(L, s + window + 1)
+    d = np.zeros(n)
+    for i in range(n):
+        acc = 0.0
+        for t in range(lo, hi):
+            if vis[t] and t != s:
+                a, b = panel[i, t], g[t]
+                if a >= 0 and b >= 0:
+                    acc += abs(a - b)
+        d[i] = acc
+    c = np.zeros(3)
+    for i in np.argsort(d, kind="mergesort")[:k]:
+        x = panel[i, s]
+        if x >= 0:
+            c[x] += 1
+    return c
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", default="demo_out/cohort.zarr")
+    p.add_argument("--visible", type=float, default=0.1, help="fraction of sites visible, a new pattern per genome")
+    p.add_argument("--array", type=float, default=None, help="fraction of sites visible, one pattern for all")
+    p.add_argument("--window", type=int, default=128)
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--alpha", type=float, default=5.0)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+
+    from snpbag.data.datamodule import split_samples
+    from snpbag.data.store import open_store
+
+    t0 = time.perf_counter()
+    st = open_store(a.store)
+    g_all = np.concatenate([st.read_dosage(c) for c in range(st.vocab.n_contigs)], axis=1)
+    train, val = split_samples(g_all.shape[0], val_fraction=a.val_fraction, seed=a.seed)
+    panel, held = g_all[train], g_all[val]
+    called = panel >= 0
+    af = np.clip(np.where(called, panel, 0).sum(0) / (2 * called.sum(0)), 1e-6, 1 - 1e-6)
+    maf = np.minimum(af, 1 - af)
+    prior = np.stack([(1 - af) ** 2, 2 * af * (1 - af), af ** 2], axis=1)
+    base = prior.argmax(axis=1)
+    rng = np.random.default_rng(a.seed + 1)
+    L = panel.shape[1]
+    fixed = rng.random(L) < a.array if a.array is not None else None
+    tally = {b: np.zeros(3, dtype=np.int64) for b in BINS}  # hidden calls, kNN right, AF right
+    for g in held:
+        vis = fixed if fixed is not None else rng.random(L) < a.visible
+        for s in np.flatnonzero(~vis & (g >= 0)):
+            b = next((b for b in BINS if b[0] <= maf[s] < b[1]), None)
+            if b is None:
+                continue
+            c = _votes(panel, g, vis, s, a.window, a.k)
+            guess = int(np.argmax((c + a.alpha * prior[s]) / (c.sum() + a.alpha)))
+            tally[b] += (1, guess == g[s], base[s] == g[s])
+    what = f"array {a.array:.0%} visible" if fixed is not None else f"{a.visible:.0%} visible per genome"
+    print(f"{a.store}: {panel.shape[0]} panel / {held.shape[0]} held-out genomes, {L} sites, {what}, "
+          f"window ±{a.window}, k {a.k}, alpha {a.alpha} ({time.perf_counter() - t0:.0f} s)")
+    print("| MAF bin | hidden calls | kNN | AF baseline | gain |\n|---|---:|---:|---:|---:|")
+    tot = np.zeros(3, dtype=np.int64)
+    for (lo, hi), (n, right, af_right) in tally.items():
+        tot += (n, right, af_right)
+        print(f"| {lo:.0%}–{hi:.0%} | {n} | {right / n:.4f} | {af_right / n:.4f} | {(right - af_right) / n:+.4f} |")
+    n, right, af_right = tot
+    print(f"| all (≥1 %) | {n} | {right / n:.4f} | {af_right / n:.4f} | {(right - af_right) / n:+.4f} |")
+
+
+if __name__ == "__main__":
+    main()
