@@ -134,7 +134,8 @@ class VcfReader:
     region : ``CHR[:START-END]``; needs a bgzipped, tabix/csi-indexed file. The
         chromosome is matched with chrom_key, so ``22`` finds ``chr22``.
     samples : sample ids to keep, in the order given (None: all samples).
-    threads : htslib decompression threads.
+    threads : htslib decompression threads; for GT-first VCF text (read by snpbag.data.vcftext),
+        threads that inflate BGZF blocks and decode records.
 
     Raises
     ------
