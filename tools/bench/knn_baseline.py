@@ -1,9 +1,10 @@
 """A k-nearest-genomes predictor: how much a masked genotype can be known without a model.
 
 For each held-out genome and each hidden site, the K training genomes closest to it on
-the visible sites within ``--window`` sites either side (sum of |dosage difference|)
-vote for the hidden genotype, smoothed towards the site's Hardy-Weinberg prior
-(``alpha`` pseudo-genomes); the guess is the most probable genotype. No training, no
+the visible sites within ``--window`` sites either side (sum of |dosage difference|,
+:class:`snpbag.data.neighbours.NeighbourPanel`) vote for the hidden genotype, smoothed
+towards the site's Hardy-Weinberg prior (``alpha`` pseudo-genomes); the guess is the most
+probable genotype. No training, no
 phasing: a floor for what the encoder should learn from the same panel, and a way to
 tell "the information is not there" from "the model does not learn it" (the 1-2 % MAF
 bin, docs/benchmarks.md). ``--visible`` 0.1 is the pretraining bar's 90 % masking (a new
@@ -23,31 +24,8 @@ import argparse
 import time
 
 import numpy as np
-from numba import njit
 
 BINS = [(0.01, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.51)]
-
-
-@njit(cache=True)
-def _votes(panel, g, vis, s, window, k):  # pragma: no cover - compiled
-    """Genotype counts (3,) at site s among the k panel genomes nearest to g on visible sites near s."""
-    n, L = panel.shape
-    lo, hi = max(0, s - window), min(L, s + window + 1)
-    d = np.zeros(n)
-    for i in range(n):
-        acc = 0.0
-        for t in range(lo, hi):
-            if vis[t] and t != s:
-                a, b = panel[i, t], g[t]
-                if a >= 0 and b >= 0:
-                    acc += abs(a - b)
-        d[i] = acc
-    c = np.zeros(3)
-    for i in np.argsort(d, kind="mergesort")[:k]:
-        x = panel[i, s]
-        if x >= 0:
-            c[x] += 1
-    return c
 
 
 def main() -> None:
@@ -63,6 +41,7 @@ def main() -> None:
     a = p.parse_args()
 
     from snpbag.data.datamodule import split_samples
+    from snpbag.data.neighbours import NeighbourPanel
     from snpbag.data.store import open_store
 
     t0 = time.perf_counter()
@@ -78,14 +57,16 @@ def main() -> None:
     rng = np.random.default_rng(a.seed + 1)
     L = panel.shape[1]
     fixed = rng.random(L) < a.array if a.array is not None else None
+    nb = NeighbourPanel(panel, window=a.window, k=a.k)
     tally = {b: np.zeros(3, dtype=np.int64) for b in BINS}  # hidden calls, kNN right, AF right
     for g in held:
         vis = fixed if fixed is not None else rng.random(L) < a.visible
+        votes = nb.votes(np.where(vis, g, -1), np.arange(L)) * nb.k  # counts among the k voters
         for s in np.flatnonzero(~vis & (g >= 0)):
             b = next((b for b in BINS if b[0] <= maf[s] < b[1]), None)
             if b is None:
                 continue
-            c = _votes(panel, g, vis, s, a.window, a.k)
+            c = votes[s]
             guess = int(np.argmax((c + a.alpha * prior[s]) / (c.sum() + a.alpha)))
             tally[b] += (1, guess == g[s], base[s] == g[s])
     what = f"array {a.array:.0%} visible" if fixed is not None else f"{a.visible:.0%} visible per genome"

@@ -1,0 +1,83 @@
+"""snpbag.data.neighbours: nearest-panel-genome votes against a brute-force definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snpbag.data.neighbours import NeighbourPanel
+from snpbag.errors import InputError
+
+
+def _brute(panel, g, sites, window, k, exclude):
+    """The definition, one site at a time: stable order (lower row first) among equal distances."""
+    P = panel[:, sites]
+    n, L = P.shape
+    vis = (g >= 0) & (g <= 2)
+    out = np.zeros((L, 3))
+    for s in range(L):
+        d = []
+        for i in range(n):
+            if i == exclude:
+                d.append(np.inf)
+                continue
+            acc = 0
+            for t in range(max(0, s - window), min(L, s + window + 1)):
+                if t != s and vis[t] and P[i, t] >= 0:
+                    acc += abs(int(P[i, t]) - int(g[t]))
+            d.append(acc)
+        near = np.argsort(np.array(d), kind="stable")[:k]
+        for i in near:
+            if P[i, s] >= 0:
+                out[s, P[i, s]] += 1
+        if out[s].sum():
+            out[s] /= out[s].sum()
+    return out
+
+
+@pytest.mark.parametrize("window,k", [(1, 1), (3, 4), (50, 7)])
+def test_votes_equal_brute_force(window, k):
+    rng = np.random.default_rng(window * 10 + k)
+    panel = rng.integers(0, 3, (23, 40)).astype(np.int8)
+    panel[rng.random(panel.shape) < 0.05] = -1
+    sites = np.sort(rng.choice(40, 25, replace=False))
+    g = rng.integers(0, 3, 25).astype(np.int8)
+    g[rng.random(25) < 0.5] = 4  # masked tokens: not visible
+    g[3] = -1  # missing
+    nb = NeighbourPanel(panel, window=window, k=k)
+    for exclude in (-1, 0, 5):
+        np.testing.assert_allclose(nb.votes(g, sites, exclude=exclude), _brute(panel, g, sites, window, k, exclude),
+                                   err_msg=f"exclude {exclude}")
+
+
+def test_leave_one_out_and_own_site():
+    """A genome never votes for itself when excluded; a site's own genotype is not its evidence."""
+    rng = np.random.default_rng(1)
+    panel = rng.integers(0, 3, (10, 30)).astype(np.int8)
+    g = panel[4].copy()
+    nb = NeighbourPanel(panel, window=30, k=1)
+    sites = np.arange(30)
+    own = nb.votes(g, sites)
+    assert (own.argmax(axis=1) == g).all()  # nearest is itself (distance 0)
+    out = nb.votes(g, sites, exclude=4)
+    assert not np.allclose(out, own)
+    np.testing.assert_allclose(out, _brute(panel, g, sites, 30, 1, 4))
+    g2 = g.copy()
+    g2[7] = (g[7] + 1) % 3
+    np.testing.assert_array_equal(nb.votes(g, sites)[7], nb.votes(g2, sites)[7])
+
+
+def test_save_load_and_errors(tmp_path):
+    rng = np.random.default_rng(2)
+    nb = NeighbourPanel(rng.integers(0, 3, (5, 8)).astype(np.int8), window=2, k=3, sample_ids=list("abcde"))
+    nb.save(tmp_path / "panel.npz")
+    back = NeighbourPanel.load(tmp_path / "panel.npz")
+    np.testing.assert_array_equal(back.dosage, nb.dosage)
+    assert (back.window, back.k, back.row_of("c"), back.row_of("z")) == (2, 3, 2, -1)
+    g = np.array([0, 1, 2, 4, 4, 1, 0, 2], dtype=np.int8)
+    np.testing.assert_array_equal(back.votes(g, np.arange(8)), nb.votes(g, np.arange(8)))
+    with pytest.raises(InputError, match="need a"):
+        NeighbourPanel(np.zeros((1, 4), dtype=np.int8))
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.npz: not a snpbag neighbour panel"):
+        NeighbourPanel.load(tmp_path / "bad.npz")
