@@ -87,11 +87,20 @@ def reference(text: str, columns=None):
     return out, dropped
 
 
-def small_bgzf(data: bytes, block: int) -> bytes:
-    """BGZF with ``block`` bytes of text per block (htslib writes 64 KiB), so records span many blocks."""
+def small_bgzf(data: bytes, block: int, *, whole_lines: bool = False) -> bytes:
+    """BGZF with ``block`` bytes of text per block (htslib writes 64 KiB), so records span many blocks.
+
+    ``whole_lines``: blocks end at line ends (as bcftools writes them), so pieces of text do too.
+    """
     out = []
-    for a in range(0, len(data), block):
-        chunk = data[a:a + block]
+    cuts = [0]
+    while cuts[-1] < len(data):
+        end = min(cuts[-1] + block, len(data))
+        if whole_lines and end < len(data):
+            end = data.index(b"\n", end) + 1
+        cuts.append(end)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        chunk = data[a:b]
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
         raw = c.compress(chunk) + c.flush()
         head = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00" + struct.pack("<H", len(raw) + 25)
@@ -107,6 +116,8 @@ def write(tmp_path, text: str, how: str):
         path.write_bytes(gzip.compress(text.encode()))
     elif how == "small-bgzf":
         path.write_bytes(small_bgzf(text.encode(), 700))
+    elif how == "line-bgzf":
+        path.write_bytes(small_bgzf(text.encode(), 700, whole_lines=True))
     else:
         write_bgzf([text], path)
     return path
@@ -122,7 +133,7 @@ def read_blocks(path, *, samples=None, threads=1, size=37):
     return r, cat
 
 
-@pytest.mark.parametrize("how", ["plain", "gzip", "bgzf", "small-bgzf"])
+@pytest.mark.parametrize("how", ["plain", "gzip", "bgzf", "small-bgzf", "line-bgzf"])
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("crlf", [False, True])
 @pytest.mark.parametrize("subset", [False, True])
@@ -154,7 +165,7 @@ def test_dosages_equal_reference(tmp_path, monkeypatch, threads, n):
     monkeypatch.setattr(bgzf, "PIECE", 5000)
     rng = np.random.default_rng(11)
     text = random_vcf(rng, 150, 400)
-    path = write(tmp_path, text, "small-bgzf")
+    path = write(tmp_path, text, "line-bgzf")
     ref, dropped = reference(text, np.arange(n) if n < 150 else None)
     expect = alt_dosage(ref["gt"])
     src = GenotypeSource(path, threads=threads)
@@ -205,6 +216,7 @@ def _header(n=2):
     ("chr1\t20\t.\tA\tC\t.\t.\t.\tDP\t7\t9\n", r"record chr1:20 has no GT"),
     ("chr1\t20\t.\tA\tC\t.\t.\n", r"in\.vcf: malformed record with 7 columns .*bcftools view"),
     ("chr1\t2x0\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|0\n", r"in\.vcf: bad POS b'2x0' on chr1"),
+    ("chr1\t3000000000\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|0\n", r"in\.vcf: POS 3000000000 on chr1 is beyond 2\^31 - 1"),
 ])
 @pytest.mark.parametrize("kind", ["blocks", "dosages"])
 def test_errors(tmp_path, line, match, kind):

@@ -309,10 +309,10 @@ def _inflate(path: Path, group: list, size: int) -> np.ndarray:
     return out
 
 
-def read_text(path: str | Path, *, threads: int = 1, piece: int = PIECE) -> Iterator[np.ndarray]:
+def read_text(path: str | Path, *, threads: int = 1, piece: int | None = None) -> Iterator[np.ndarray]:
     """The uncompressed bytes of a plain, gzip or BGZF file, as uint8 arrays of about ``piece`` bytes.
 
-    Pieces split the text anywhere (not at line ends). A BGZF file is inflated block by
+    Pieces (default :data:`PIECE` bytes) split the text anywhere (not at line ends). A BGZF file is inflated block by
     block, by ``threads`` threads when more than one (pieces still come in order, at most
     ``2 * threads`` ahead); other gzip files by one stream in this thread.
 
@@ -321,6 +321,7 @@ def read_text(path: str | Path, *, threads: int = 1, piece: int = PIECE) -> Iter
     InputError : a corrupt or truncated compressed file.
     """
     path = Path(path)
+    piece = piece or PIECE
     with open(path, "rb") as f:
         head = f.read(18)
     if head[:2] != b"\x1f\x8b":

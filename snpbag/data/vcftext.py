@@ -164,13 +164,15 @@ class TextReader:
             if first < 0:
                 rest.append(piece)
                 continue
+            start = 0  # the piece starts a line unless text is left over from the last one
             if rest:  # the line that spans pieces
                 line = np.concatenate([*rest, piece[:first + 1]])
                 yield from f.batch(line, 0, line.size)
                 rest = []
+                start = first + 1
             if last + 1 < piece.size:
                 rest = [piece[last + 1:]]
-            yield from f.batch(piece, first + 1, last + 1)
+            yield from f.batch(piece, start, last + 1)
         if rest:
             line = np.concatenate([*rest, np.array([10], dtype=np.uint8)])
             yield from f.batch(line, 0, line.size)
@@ -456,6 +458,11 @@ class _Filter:
         idx = np.flatnonzero(keep)
         if not idx.size:
             return
+        big = idx[pos[idx] > np.iinfo(np.int32).max]
+        if big.size:
+            i = int(big[0])
+            raise InputError(f"{self.path}: POS {int(pos[i])} on {self.names[chrom[i]]} is beyond 2^31 - 1, "
+                             "which VCF does not allow; fix the file")
         t = tabs[idx]
         s1 = ends[idx].copy()
         cr = buf[s1 - 1] == 13
