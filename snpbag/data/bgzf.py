@@ -265,9 +265,8 @@ def _groups(path: Path, piece: int) -> Iterator[tuple[list, int]]:
             yield group, size
 
 
-def _inflate(path: Path, group: list, size: int) -> np.ndarray:
-    """One group of blocks inflated into a new uint8 array."""
-    out = np.empty(size, dtype=np.uint8)
+def _inflate(path: Path, group: list, out: np.ndarray) -> np.ndarray:
+    """One group of blocks inflated into ``out`` (uint8, their inflated size)."""
     lib = _libdeflate()
     o = 0
     if lib is not None:
@@ -341,7 +340,7 @@ def read_text(path: str | Path, *, threads: int = 1, piece: int | None = None) -
         return
     if threads <= 1:
         for group, size in _groups(path, piece):
-            yield _inflate(path, group, size)
+            yield _inflate(path, group, np.empty(size, dtype=np.uint8))
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -350,7 +349,8 @@ def read_text(path: str | Path, *, threads: int = 1, piece: int | None = None) -
     with ThreadPoolExecutor(threads, thread_name_prefix="snpbag-inflate") as pool:
         try:
             for group, size in _groups(path, piece):
-                pending.append(pool.submit(_inflate, path, group, size))
+                # allocated here, not in the pool threads: one malloc arena serves every piece
+                pending.append(pool.submit(_inflate, path, group, np.empty(size, dtype=np.uint8)))
                 if len(pending) > 2 * threads:
                     yield pending.popleft().result()
             while pending:

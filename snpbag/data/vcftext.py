@@ -212,13 +212,13 @@ class TextReader:
         self._check_high(block.contig, block.position, high, contigs)
         return gt, ph
 
-    def dosages(self, block: TextBlock, contigs: list[str]) -> np.ndarray:
-        """ALT dosages (v, n) int8 of a block, as alt_dosage gives them from :meth:`calls`."""
+    def dosages(self, block: TextBlock, contigs: list[str], out: np.ndarray | None = None) -> np.ndarray:
+        """ALT dosages (v, n) int8 of a block (into ``out`` when given), as alt_dosage gives them from :meth:`calls`."""
         from snpbag.data.dosage import alt_dosage
         from snpbag.data.vcfparse import decode_dosages
 
         v = len(block)
-        out = np.empty((v, self.n), dtype=np.int8)
+        out = np.empty((v, self.n), dtype=np.int8) if out is None else out
         ok, high = np.empty(v, dtype=bool), np.empty(v, dtype=bool)
         r = 0
         for b, lo, hi in block.parts:

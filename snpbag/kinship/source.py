@@ -160,7 +160,8 @@ class GenotypeSource:
                     keep = autosomal(block.contig)
                     stats.non_autosomal += int((~keep).sum())
                     stats.variants += int(keep.sum())
-                    yield functools.partial(_text_dosages, text, block, keep, reader.contigs)
+                    out = np.empty((len(block), text.n), dtype=np.int8)  # here: one malloc arena for all
+                    yield functools.partial(_text_dosages, text, block, keep, reader.contigs, out)
             else:
                 for block in reader.blocks(chunk):
                     keep = autosomal(block.contig)
@@ -174,9 +175,9 @@ class GenotypeSource:
             reader.close()
 
 
-def _text_dosages(text, block, keep: np.ndarray, contigs: list[str]) -> list[np.ndarray]:
+def _text_dosages(text, block, keep: np.ndarray, contigs: list[str], out: np.ndarray) -> list[np.ndarray]:
     """A text block's autosomal dosages (every row is decoded: a bad call raises wherever it is)."""
-    d = text.dosages(block, contigs)
+    d = text.dosages(block, contigs, out)
     if not keep.any():
         return []
     return [d if keep.all() else d[keep]]
