@@ -218,16 +218,23 @@ def _header(n=2):
     ("chr1\t2x0\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|0\n", r"in\.vcf: bad POS b'2x0' on chr1"),
     ("chr1\t3000000000\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|0\n", r"in\.vcf: POS 3000000000 on chr1 is beyond 2\^31 - 1"),
 ])
-@pytest.mark.parametrize("kind", ["blocks", "dosages"])
+@pytest.mark.parametrize("kind", ["blocks", "blocks-threads", "dosages", "dosage-jobs"])
 def test_errors(tmp_path, line, match, kind):
-    """A good record first, then the bad one: the message names the file, the record and the fix."""
+    """A good record first, then the bad one: the message names the file, the record and the fix,
+    also when the record is decoded by a pool thread."""
     path = tmp_path / "in.vcf"
     path.write_text(_header() + "chr1\t10\t.\tA\tC\t.\t.\t.\tGT\t0|1\t1|1\n" + line)
     with pytest.raises(InputError, match=match) as e:
-        if kind == "blocks":
-            list(VcfReader(path).blocks(4))
-        else:
+        if kind.startswith("blocks"):
+            list(VcfReader(path, threads=2 if kind == "blocks-threads" else None).blocks(4))
+        elif kind == "dosages":
             list(GenotypeSource(path).dosages(2, chunk=4))
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(2) as pool:
+                futures = [pool.submit(job) for job in GenotypeSource(path, threads=2).dosage_jobs(2, chunk=4)]
+                [f.result() for f in futures]
     assert "\n" not in str(e.value)
 
 
