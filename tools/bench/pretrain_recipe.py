@@ -14,6 +14,10 @@ train` for real runs: this loop has no checkpoints or loggers.
 
 Each evaluation line: step, smoothed training loss, validation loss, masked accuracy, AF
 baseline accuracy, gain, then the gain per MAF bin 1-2 / 2-5 / 5-10 / 10-20 / 20-50 %.
+``--ema D ...`` adds a line per decay for weight averages (snpbag.train.ema) evaluated at the
+same steps; ``--init-seed`` redraws only the initial weights (data, crops and masks keep
+``--seed``); ``--save F.pt`` writes the final weights (and ``F-emaD.pt`` the averages) for
+tools/bench/rare_calibration.py.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def main() -> None:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="ModelConfig overrides")
     p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--val-seq-len", type=int, default=None, help="validation tile length (default --seq-len)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--min-rate", type=float, default=0.85)
     p.add_argument("--max-rate", type=float, default=0.99)
@@ -50,6 +55,11 @@ def main() -> None:
     p.add_argument("--site-scale", type=float, default=None,
                    help="override snpbag.model.embedding.SITE_SCALE (the per-site tables' multiplier)")
     p.add_argument("--tag", default="run")
+    p.add_argument("--ema", type=float, nargs="*", default=[],
+                   help="also evaluate exponential moving averages of the weights with these decays (snpbag.train.ema)")
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="seed of the model's initial weights only (default: --seed; data and masks keep --seed)")
+    p.add_argument("--save", default=None, help="write the final model's state dict here (torch.save)")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -68,14 +78,21 @@ def main() -> None:
         k, v = kv.split("=", 1)
         over[k] = type(getattr(base_cfg, k))(v)
     dm = GenotypeDataModule(
-        a.store, batch_size=a.batch_size, window=a.seq_len, val_fraction=0.1, seed=a.seed,
+        a.store, batch_size=a.batch_size, window=a.seq_len, val_window=a.val_seq_len, val_fraction=0.1, seed=a.seed,
         masking={"random": 1.0, "min_rate": a.min_rate, "max_rate": a.max_rate},
         val_masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate},
         augment={"generations": a.generations} if a.augment else None,
     )
     dm.setup("fit")
     vocab = dm.store.vocab
+    if a.init_seed is not None:
+        torch.manual_seed(a.init_seed)
     model = build_model(preset(a.preset, n_sites=vocab.n_sites, **over), site_af=vocab.af)
+    emas = []
+    if a.ema:
+        from snpbag.train.ema import WeightAverage
+
+        emas = [WeightAverage(model, decay=d) for d in a.ema]
     af = torch.as_tensor(np.nan_to_num(vocab.af), dtype=torch.float32)
     base_guess = torch.stack([(1 - af) ** 2, 2 * af * (1 - af), af**2], -1).argmax(-1)
     maf = np.minimum(af.numpy(), 1 - af.numpy())
@@ -122,12 +139,25 @@ def main() -> None:
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        for ema in emas:
+            ema.update(model)
         smooth = out.loss.item() if smooth is None else 0.98 * smooth + 0.02 * out.loss.item()
         if step % a.eval_every == 0 or step == a.steps:
             vloss, acc, base, gain = evaluate()
             print(f"{a.tag} step {step} train {smooth:.4f} val {vloss:.4f} acc {acc:.4f} base {base:.4f} "
                   f"gain {acc - base:+.4f} bins " + " ".join(f"{g:+.4f}" for g in gain[1:])
                   + f" t {time.time() - t0:.0f}s", flush=True)
+            for ema in emas:
+                with ema.applied(model):
+                    vloss, acc, base, gain = evaluate()
+                print(f"{a.tag}-ema{ema.decay:g} step {step} train {smooth:.4f} val {vloss:.4f} acc {acc:.4f} base {base:.4f} "
+                      f"gain {acc - base:+.4f} bins " + " ".join(f"{g:+.4f}" for g in gain[1:]), flush=True)
+    if a.save:
+        torch.save({"state_dict": model.state_dict(), "config": vars(a), "model_over": over}, a.save)
+        for ema in emas:
+            with ema.applied(model):
+                torch.save({"state_dict": model.state_dict(), "config": vars(a), "model_over": over},
+                           a.save.replace(".pt", "") + f"-ema{ema.decay:g}.pt")
 
 
 if __name__ == "__main__":
