@@ -33,6 +33,7 @@ class LoadedModel:
     vocab: Any  # snpbag.data.vocab.SiteVocab
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    neighbours: Any = None  # snpbag.data.neighbours.NeighbourPanel of a retrieval model, else None
 
     @property
     def device(self):
@@ -87,8 +88,18 @@ def load_model(path: str | Path, *, device: str = "cpu", head: str | None = None
     if vocab.n_sites != model.config.n_sites:
         raise CheckpointError(f"{p}: vocabulary has {vocab.n_sites} sites but the model {model.config.n_sites}; "
                               "re-export the model directory")
+    panel = None
+    if model.config.neighbours_k:
+        from snpbag.data.neighbours import FILE, NeighbourPanel
+
+        if not (p / FILE).is_file():
+            raise CheckpointError(f"{p}: the model reads neighbour votes but {FILE} is missing; re-export it")
+        panel = NeighbourPanel.load(p / FILE)
+        if panel.dosage.shape[1] != vocab.n_sites:
+            raise CheckpointError(f"{p}/{FILE}: {panel.dosage.shape[1]} sites, the vocabulary {vocab.n_sites}; "
+                                  "re-export the model directory")
     return LoadedModel(path=p, model=model, vocab=vocab, training=_read_json(p / TRAINING_FILE),
-                       provenance=_read_json(p / PROVENANCE_FILE))
+                       provenance=_read_json(p / PROVENANCE_FILE), neighbours=panel)
 
 
 def _parameter_count(weights: Path) -> tuple[int, dict[str, int]]:

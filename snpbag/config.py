@@ -35,8 +35,16 @@ class ModelConfig:
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
+    # retrieval input (snpbag.data.neighbours): > 0 adds, per token, the genotype votes of the
+    # neighbours_k training genomes nearest on the visible sites within neighbours_window
+    # sites either side; the panel ships with the exported model. 0: off
+    neighbours_k: int = 0
+    neighbours_window: int = 128
 
     def __post_init__(self) -> None:
+        if self.neighbours_k < 0 or self.neighbours_window < 1:
+            raise ConfigError(f"model.neighbours_k={self.neighbours_k}, model.neighbours_window="
+                              f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
         if self.window < 1:

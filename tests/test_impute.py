@@ -526,3 +526,31 @@ def test_bad_input_fails_with_one_line_and_no_output(case, cohort, models, tmp_p
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written, nothing left behind
     if case == "output_exists":
         assert (out / "imputed.vcf.gz").read_bytes() == b"precious"
+
+
+def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path):
+    """model.neighbours_k > 0: the run keeps the training genomes, export ships them, load_model
+    reads them and impute votes with them; a model directory that lost them fails clearly."""
+    import shutil
+
+    from snpbag.api import load_model
+    from snpbag.data.neighbours import FILE
+
+    run, model = tmp_path / "run_nb", tmp_path / "model_nb"
+    cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.neighbours_k=3",
+        "model.neighbours_window=16")
+    assert (run / FILE).is_file()
+    cli("export", run, model)
+    loaded = load_model(model)
+    assert loaded.neighbours is not None and loaded.neighbours.k == 3 and loaded.neighbours.window == 16
+    assert loaded.neighbours.dosage.shape[1] == loaded.vocab.n_sites
+    out = tmp_path / "imputed.vcf.gz"
+    cli("impute", "--model", model, "--input", cohort.base, "--output", out, "--batch-size", 4)
+    gp = [list(map(float, f.split(":")[2].split(","))) for ln in _vcf_lines(out) if not ln.startswith("#")
+          for f in ln.split("\t")[9:]]
+    assert gp and np.allclose(np.sum(gp, axis=1), 1.0, atol=2e-3)
+    broken = tmp_path / "model_broken"
+    shutil.copytree(model, broken)
+    (broken / FILE).unlink()
+    result = cli("impute", "--model", broken, "--input", cohort.base, "--output", tmp_path / "x.vcf.gz", ok=False)
+    assert result.exit_code != 0 and f"{FILE} is missing" in result.output

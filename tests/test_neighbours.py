@@ -10,6 +10,7 @@ from snpbag.errors import InputError
 
 
 def _brute(panel, g, sites, window, k, exclude):
+    exclude = set(np.atleast_1d(exclude).tolist())
     """The definition, one site at a time: stable order (lower row first) among equal distances."""
     P = panel[:, sites]
     n, L = P.shape
@@ -18,7 +19,7 @@ def _brute(panel, g, sites, window, k, exclude):
     for s in range(L):
         d = []
         for i in range(n):
-            if i == exclude:
+            if i in exclude:
                 d.append(np.inf)
                 continue
             acc = 0
@@ -26,7 +27,7 @@ def _brute(panel, g, sites, window, k, exclude):
                 if t != s and vis[t] and P[i, t] >= 0:
                     acc += abs(int(P[i, t]) - int(g[t]))
             d.append(acc)
-        near = np.argsort(np.array(d), kind="stable")[:k]
+        near = np.argsort(np.array(d), kind="stable")[:min(k, n - len(exclude & set(range(n))))]
         for i in near:
             if P[i, s] >= 0:
                 out[s, P[i, s]] += 1
@@ -45,7 +46,7 @@ def test_votes_equal_brute_force(window, k):
     g[rng.random(25) < 0.5] = 4  # masked tokens: not visible
     g[3] = -1  # missing
     nb = NeighbourPanel(panel, window=window, k=k)
-    for exclude in (-1, 0, 5):
+    for exclude in (-1, 0, 5, [1, 2, 22]):
         np.testing.assert_allclose(nb.votes(g, sites, exclude=exclude), _brute(panel, g, sites, window, k, exclude),
                                    err_msg=f"exclude {exclude}")
 
@@ -76,8 +77,68 @@ def test_save_load_and_errors(tmp_path):
     assert (back.window, back.k, back.row_of("c"), back.row_of("z")) == (2, 3, 2, -1)
     g = np.array([0, 1, 2, 4, 4, 1, 0, 2], dtype=np.int8)
     np.testing.assert_array_equal(back.votes(g, np.arange(8)), nb.votes(g, np.arange(8)))
+    everyone = back.votes(g, np.arange(8), exclude=np.arange(5))
+    assert not everyone.any()  # nobody left to vote: no evidence
     with pytest.raises(InputError, match="need a"):
         NeighbourPanel(np.zeros((1, 4), dtype=np.int8))
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(InputError, match="bad.npz: not a snpbag neighbour panel"):
         NeighbourPanel.load(tmp_path / "bad.npz")
+
+
+# --- wiring: dataset, model, train -> export -> impute ------------------------------------------
+
+
+def test_dataset_items_vote_without_their_own_genome(tmp_path):
+    """Every item's votes are the panel's with its own genome (or a synthetic genome's
+    sources) excluded; validation genomes outside the panel exclude nobody."""
+    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.store import open_store
+    from tiny_data import tiny_store
+
+    store = open_store(tiny_store(tmp_path, n_samples=24))
+    rows = np.arange(0, 24, 2)  # the "training" genomes
+    panel = NeighbourPanel.from_store(store, rows, window=40, k=1)
+    np.testing.assert_array_equal(panel.rows_of_store([0, 1, 2, 22, 23]), [0, -1, 1, 11, -1])
+    differs = 0
+    for samples in (rows, np.arange(1, 24, 2)):
+        ds = ContigDataset(store, samples=samples, training=False, window=64, masking=None, neighbours=panel)
+        items = list(ds)
+        assert items and all(it["neighbours"].shape == (len(it["genotype"]), 3) for it in items)
+        for it in items:
+            own = panel.rows_of_store([it["sample"]])
+            want = panel.votes(it["genotype"], it["site_index"], exclude=own)
+            np.testing.assert_array_equal(it["neighbours"], want)
+            # k=1, every site visible: without the exclusion a genome mostly copies itself
+            differs += not np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
+            assert own[0] >= 0 or np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
+    assert differs > 0
+    aug = ContigDataset(store, samples=rows, training=True, window=64, masking={"random": 1.0, "min_rate": 0.5,
+                        "max_rate": 0.5}, augment={"enabled": True, "panel_size": 4}, batch_size=2,
+                        neighbours=panel, seed=1)
+    it = next(iter(aug))
+    assert it["sample"] == -1 and it["neighbours"].shape == (64, 3)
+
+
+def test_retrieval_model_needs_votes_and_uses_them():
+    import torch
+
+    from snpbag.config import ModelConfig
+    from snpbag.data.batch import collate
+    from snpbag.errors import ConfigError
+    from snpbag.model.builders import build_model
+
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, window=8, block_size=8, n_sites=30, neighbours_k=3)
+    model = build_model(cfg).eval()
+    rng = np.random.default_rng(0)
+    item = {"genotype": rng.integers(0, 5, 12), "site_index": np.arange(12), "position": np.arange(12) * 10,
+            "target": np.full(12, -100), "contig": 0, "sample": 0, "offset": 0,
+            "neighbours": rng.dirichlet(np.ones(3), 12).astype(np.float32)}
+    batch = collate([item])
+    assert batch.neighbours.dtype == torch.float32 and batch.neighbours.shape == (1, 12, 3)
+    with torch.no_grad():
+        a = model(batch).logits
+        b = model(batch.replace(neighbours=torch.flip(batch.neighbours, dims=[-1]))).logits
+        assert not torch.allclose(a, b)
+        with pytest.raises(ConfigError, match="neighbour votes"):
+            model(batch.replace(neighbours=None))

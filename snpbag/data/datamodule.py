@@ -95,10 +95,11 @@ class _Widening:
 # Field → dtype in a packed batch: int8 tokens and targets (IGNORE_INDEX = -100 fits), int32
 # sites and positions, int64 per-sequence scalars.
 _PACKED = {"genotype": np.int8, "truth": np.int8, "target": np.int8, "site_index": np.int32, "position": np.int32,
-           "valid": np.bool_, "haplotypes": np.int8, "contig": np.int64, "sample": np.int64, "offset": np.int64}
+           "valid": np.bool_, "haplotypes": np.int8, "neighbours": np.float32, "contig": np.int64, "sample": np.int64,
+           "offset": np.int64}
 _PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1}
 _TORCH = {np.dtype(np.int8): torch.int8, np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
-          np.dtype(np.bool_): torch.bool}
+          np.dtype(np.bool_): torch.bool, np.dtype(np.float32): torch.float32}
 
 
 @dataclass
@@ -121,7 +122,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     L = max(len(it["genotype"]) for it in items)
     B = len(items)
     shapes: dict[str, tuple[int, ...]] = {}
-    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes"):
+    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "neighbours"):
         if items[0].get(key) is not None:
             shapes[key] = (B, L) + np.shape(items[0][key])[1:]
     shapes["valid"] = (B, L)
@@ -148,11 +149,11 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
 def widen(packed: PackedBatch, *, pin: bool = False) -> Batch:
     """The Batch contract (long tensors, bool ``valid``) from a packed batch; optionally
     page-locked."""
-    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None}
+    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "neighbours": None}
     for key, dt, shape, off in packed.layout:
         d = np.dtype(dt)
         raw = packed.buf[off:off + int(np.prod(shape)) * d.itemsize].view(_TORCH[d]).reshape(shape)
-        v = raw.clone() if d.kind == "b" else raw.long()  # copies: the shared buffer can go
+        v = raw.clone() if d.kind in "bf" else raw.long()  # copies: the shared buffer can go
         out[key] = v.pin_memory() if pin else v
     return Batch(**out)
 
@@ -310,6 +311,7 @@ class GenotypeDataModule(L.LightningDataModule):
         buffer_size: int | None = None,
         uneven: str = "pad",
         return_haplotypes: bool = False,
+        neighbours: dict | None = None,
         storage_options: dict | None = None,
         multiprocessing_context: str | None = None,
     ) -> None:
@@ -333,6 +335,8 @@ class GenotypeDataModule(L.LightningDataModule):
         self.block_samples, self.buffer_size = block_samples, buffer_size
         self.uneven = uneven
         self.return_haplotypes = bool(return_haplotypes)
+        self.neighbour_options = _plain(neighbours)  # {"k": .., "window": ..} or None
+        self._neighbours = None
         self.storage_options = _plain(storage_options)
         self.multiprocessing_context = multiprocessing_context
         if self.batch_size < 1 or self.num_workers < 0:
@@ -388,13 +392,29 @@ class GenotypeDataModule(L.LightningDataModule):
     def val_sample_ids(self) -> list[str]:
         return self.store.sample_ids[self.split()[1]].tolist()
 
+    @property
+    def neighbours(self):
+        """The training samples as a NeighbourPanel (None unless ``neighbours`` was given):
+        every split's sequences get the votes of their nearest training genomes."""
+        if self.neighbour_options is not None and self._neighbours is None:
+            from snpbag.data.neighbours import NeighbourPanel
+
+            opts = dict(self.neighbour_options)
+            unknown = set(opts) - {"k", "window"}
+            if unknown:
+                raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give k and window")
+            self._neighbours = NeighbourPanel.from_store(self.store, self.split()[0], **opts)
+            log.info("data: neighbour panel of %d training genomes (k=%d, window ±%d sites)",
+                     self._neighbours.n_genomes, self._neighbours.k, self._neighbours.window)
+        return self._neighbours
+
     # --- Lightning hooks -----------------------------------------------------------------------
     def _dataset(self, samples, *, training: bool, window, masking, augment=None) -> ContigDataset:
         return ContigDataset(
             self.store, samples=samples, contigs=self.contigs, window=window, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
-            return_haplotypes=self.return_haplotypes,
+            return_haplotypes=self.return_haplotypes, neighbours=self.neighbours,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -112,6 +112,10 @@ class ContigDataset(IterableDataset):
         (block_samples x window x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
+    neighbours : a :class:`~snpbag.data.neighbours.NeighbourPanel` (built from store rows):
+        items carry ``neighbours`` (L, 3), the genotype votes of the panel genomes nearest
+        on the sequence's visible sites — never the sequence's own genome, nor, for a
+        synthetic genome, the panel genomes it was recombined from.
     storage_options : fsspec options when ``store`` is a URL.
 
     Raises
@@ -139,6 +143,7 @@ class ContigDataset(IterableDataset):
         block_samples: int | None = None,
         buffer_size: int | None = None,
         return_haplotypes: bool = False,
+        neighbours=None,
         storage_options: dict | None = None,
     ) -> None:
         super().__init__()
@@ -158,6 +163,7 @@ class ContigDataset(IterableDataset):
         self.window, self.training, self.seed = window, bool(training), int(seed)
         self.batch_size, self.uneven = int(batch_size), uneven
         self.return_haplotypes = bool(return_haplotypes)
+        self.neighbours = neighbours
         self._explicit_rank = rank is not None
         self.rank, self.world_size = (rank, world_size) if rank is not None else (0, 1)
         self.resolve_rank()
@@ -345,7 +351,8 @@ class ContigDataset(IterableDataset):
         return sites, self.store.vocab.position[first:first + length]
 
     def _item(self, haps: np.ndarray | None, truth: np.ndarray, contig: int, sample: int, start: int,
-              window_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...]) -> dict[str, Any]:
+              window_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
+              sources: np.ndarray | None = None) -> dict[str, Any]:
         sites, position = window_sites
         if self.masker is None:
             genotype, target = unmasked(truth)
@@ -357,6 +364,9 @@ class ContigDataset(IterableDataset):
         }
         if self.return_haplotypes:
             item["haplotypes"] = haps
+        if self.neighbours is not None:  # leave-one-out: a genome (or its sources) never votes for itself
+            own = sources if sources is not None else np.array([sample])
+            item["neighbours"] = self.neighbours.votes(genotype, sites, exclude=self.neighbours.rows_of_store(own))
         return item
 
     def _real_items(self, plan: _Plan, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:
@@ -416,7 +426,7 @@ class ContigDataset(IterableDataset):
             for j in range(g, g + take):
                 genome = synthetic_genome(flat, gcm, self._rng(_SYNTH, epoch, b, j), generations=cfg.generations)
                 yield self._item(genome, genotype_tokens(genome), contig, -1, start, window_sites,
-                                 (epoch, contig, start, 0, j))
+                                 (epoch, contig, start, 0, j), sources=panel)
             g += take
 
     def _panel(self, rng: np.random.Generator) -> np.ndarray:

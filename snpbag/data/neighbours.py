@@ -27,6 +27,8 @@ from snpbag.errors import InputError
 
 #: Genotype classes voted for (ALT dosage 0, 1, 2).
 N_CLASSES = 3
+#: The panel's file in a run directory and in an exported model directory.
+FILE = "neighbours.npz"
 
 
 class NeighbourPanel:
@@ -40,14 +42,16 @@ class NeighbourPanel:
     sample_ids : the panel's sample ids (saved with it, used to exclude a genome by id).
     """
 
-    def __init__(self, dosage: np.ndarray, *, window: int = 128, k: int = 20, sample_ids=None):
+    def __init__(self, dosage: np.ndarray, *, window: int = 128, k: int = 20, sample_ids=None,
+                 store_rows: np.ndarray | None = None):
         dosage = np.asarray(dosage, dtype=np.int8)
         if dosage.ndim != 2 or dosage.shape[0] < 2:
             raise InputError(f"neighbour panel: need a (genomes >= 2, sites) dosage matrix, got {dosage.shape}")
         if window < 1 or k < 1:
             raise InputError(f"neighbour panel: window={window}, k={k}: both must be positive")
-        self.dosage, self.window, self.k = dosage, int(window), int(min(k, dosage.shape[0] - 1))
+        self.dosage, self.window, self.k = dosage, int(window), int(k)
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
+        self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)  # sorted
 
     @classmethod
     def from_store(cls, store, rows: np.ndarray, *, window: int = 128, k: int = 20) -> NeighbourPanel:
@@ -56,13 +60,13 @@ class NeighbourPanel:
         voc = store.vocab
         parts = [store.read_dosage(c, rows) for c in range(voc.n_contigs)]
         dosage = np.concatenate(parts, axis=1) if parts else np.zeros((rows.size, 0), dtype=np.int8)
-        return cls(dosage, window=window, k=k, sample_ids=np.asarray(store.sample_ids)[rows])
+        return cls(dosage, window=window, k=k, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows)
 
     @property
     def n_genomes(self) -> int:
         return self.dosage.shape[0]
 
-    def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude: int = -1) -> np.ndarray:
+    def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None) -> np.ndarray:
         """Genotype fractions (L, 3) float32 among the nearest panel genomes, per site.
 
         Parameters
@@ -70,7 +74,8 @@ class NeighbourPanel:
         dosage : (L,) the sequence's visible dosages 0/1/2; any other value (missing,
             masked) is not visible.
         sites : (L,) vocabulary indices of its sites, increasing (one contig window).
-        exclude : panel row that may not vote (the sequence's own genome), −1 for none.
+        exclude : panel row(s) that may not vote: the sequence's own genome (−1: none), or
+            for a synthetic genome the panel genomes its haplotypes were copied from.
         """
         g = np.asarray(dosage)
         sites = np.asarray(sites, dtype=np.int64)
@@ -80,8 +85,22 @@ class NeighbourPanel:
             return out
         panel = np.ascontiguousarray(self.dosage[:, sites])  # (n, L)
         vis = ((g >= 0) & (g <= 2)).astype(np.int8)
-        _votes(panel, np.where(vis, g, 0).astype(np.int8), vis, self.window, self.k, int(exclude), out)
+        allowed = np.ones(panel.shape[0], dtype=np.int8)
+        if exclude is not None:
+            ex = np.atleast_1d(np.asarray(exclude, dtype=np.int64))
+            allowed[ex[(ex >= 0) & (ex < panel.shape[0])]] = 0
+        k = min(self.k, int(allowed.sum()))
+        if k > 0:
+            _votes(panel, np.where(vis, g, 0).astype(np.int8), vis, allowed, self.window, k, out)
         return out
+
+    def rows_of_store(self, store_rows) -> np.ndarray:
+        """Panel rows of store rows (−1 where a store row is not in the panel, e.g. validation)."""
+        q = np.atleast_1d(np.asarray(store_rows, dtype=np.int64))
+        if self.store_rows is None or self.store_rows.size == 0:
+            return np.full(q.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.store_rows, q), self.store_rows.size - 1)
+        return np.where(self.store_rows[at] == q, at, -1)
 
     def row_of(self, sample_id: str) -> int:
         """Panel row of a sample id, −1 if it is not in the panel (or ids were not kept)."""
@@ -91,9 +110,10 @@ class NeighbourPanel:
         return int(hit[0]) if hit.size else -1
 
     def save(self, path: str | Path) -> None:
-        """Write the panel as one ``.npz`` (dosages, ids, window, k)."""
-        np.savez_compressed(path, dosage=self.dosage, window=self.window, k=self.k,
-                            sample_ids=self.sample_ids if self.sample_ids is not None else np.zeros(0, dtype=str))
+        """Write the panel as one ``.npz`` (dosages, ids, window, k) at exactly ``path``."""
+        with open(path, "wb") as fh:  # a file object: numpy would append ".npz" to a temporary name
+            np.savez_compressed(fh, dosage=self.dosage, window=self.window, k=self.k,
+                                sample_ids=self.sample_ids if self.sample_ids is not None else np.zeros(0, dtype=str))
 
     @classmethod
     def load(cls, path: str | Path) -> NeighbourPanel:
@@ -107,7 +127,7 @@ class NeighbourPanel:
 
 
 @njit(cache=True, nogil=True)
-def _votes(panel, g, vis, window, k, exclude, out):  # pragma: no cover - compiled
+def _votes(panel, g, vis, allowed, window, k, out):  # pragma: no cover - compiled
     """out[s] = genotype fractions among the k panel rows nearest to g around site s.
 
     Distances are small integers (at most 2 per site of the window), so the k nearest are
@@ -132,7 +152,7 @@ def _votes(panel, g, vis, window, k, exclude, out):  # pragma: no cover - compil
         for i in range(n):
             d = np.int64(cs[i, hi] - cs[i, lo] - (cs[i, s + 1] - cs[i, s]))  # the site itself left out
             dist[i] = d
-            if i != exclude:
+            if allowed[i]:
                 hist[d] += 1
         cut = 0
         below = 0
@@ -142,7 +162,7 @@ def _votes(panel, g, vis, window, k, exclude, out):  # pragma: no cover - compil
         at_cut = k - below
         total = 0.0
         for i in range(n):
-            if i == exclude:
+            if not allowed[i]:
                 continue
             d = dist[i]
             if d > cut:

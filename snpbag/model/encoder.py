@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from snpbag.config import ModelConfig
 from snpbag.data.batch import Batch
+from snpbag.errors import ConfigError
 from snpbag.model.attention import AttentionPlan, plan_attention
 from snpbag.model.embedding import TokenEmbedding
 from snpbag.model.outputs import EncoderOutput
@@ -59,6 +60,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg)
+        # retrieval input: the nearest panel genomes' genotype votes (L, 3) per token
+        self.neighbour_in = nn.Linear(3, cfg.d_model, bias=False) if cfg.neighbours_k else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.reset_parameters()
@@ -91,6 +94,11 @@ class Encoder(nn.Module):
 
     def forward(self, batch: Batch, *, return_attn: bool = False) -> EncoderOutput:
         x = self.embed(batch.genotype, batch.site_index, batch.position)  # (B, L, D)
+        if self.neighbour_in is not None:
+            if batch.neighbours is None:
+                raise ConfigError("this model reads neighbour votes (model.neighbours_k > 0) but the batch has "
+                                  "none: build the data with the model's neighbour panel")
+            x = x + self.neighbour_in(batch.neighbours.to(x.dtype))
         plan = self.plan(batch.valid)  # mask work shared by all layers
         ckpt = self.cfg.activation_checkpointing and self.training and torch.is_grad_enabled() and not return_attn
         attentions: list[torch.Tensor] | None = [] if return_attn else None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from snpbag.config import ROOT_SCHEMA, TrainConfig, register
+from snpbag.data.neighbours import FILE as NEIGHBOURS_FILE
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
 
@@ -241,6 +242,16 @@ def _store_vocab(run_dir: Path, vocab, store: str) -> None:
 # --- building blocks -------------------------------------------------------------------------
 
 
+def _store_neighbours(run_dir: Path, dm) -> None:
+    """Keep the neighbour panel (the training genomes) in the run directory: export ships it
+    with the model, since inference votes with the genomes the model was trained against."""
+    path = run_dir / NEIGHBOURS_FILE
+    if path.is_file():  # a resumed run: the split is the same, so the panel is too
+        return
+    with atomic_output(path) as tmp:
+        dm.neighbours.save(tmp)
+
+
 def build_datamodule(cfg: TrainConfig):
     """GenotypeDataModule from the data and masking groups (training wraps its train loader
     so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
@@ -428,6 +439,10 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
         _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
 
     model = build_model(cfg, vocab)
+    if model.config.neighbours_k:  # the (possibly pretrained) model decides whether batches carry votes
+        dm.neighbour_options = {"k": model.config.neighbours_k, "window": model.config.neighbours_window}
+        if rank_zero_only.rank == 0:
+            _store_neighbours(run_dir, dm)
     meta = {
         "model_config": model.config.to_dict(),
         "head": {"name": model.head_name, "options": dict(model.head.options)},
