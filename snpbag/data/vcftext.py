@@ -194,26 +194,13 @@ class TextReader:
             yield _block(parts)
 
     # --- decoding ---------------------------------------------------------------------------
-    def calls(self, block: TextBlock, contigs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(genotype (v, n, 2) int8, phased (v, n)) of a block, finished as VcfReader.blocks gives them.
+    def dosages(self, block: TextBlock, contigs: list[str], out: np.ndarray | None = None) -> np.ndarray:
+        """ALT dosages (v, n) int8 of a block (into ``out`` when given), as alt_dosage gives them from its calls.
 
         Raises
         ------
         InputError : a record without GT or with malformed calls; an allele index above 1.
         """
-        v = len(block)
-        gt = np.empty((v, self.n, 2), dtype=np.int8)
-        ph = np.empty((v, self.n), dtype=bool)
-        high = np.empty(v, dtype=bool)
-        r = 0
-        for b, lo, hi in block.parts:
-            self._part_calls(b, lo, hi, gt, ph, high, r, contigs)
-            r += hi - lo
-        self._check_high(block.contig, block.position, high, contigs)
-        return gt, ph
-
-    def dosages(self, block: TextBlock, contigs: list[str], out: np.ndarray | None = None) -> np.ndarray:
-        """ALT dosages (v, n) int8 of a block (into ``out`` when given), as alt_dosage gives them from :meth:`calls`."""
         from snpbag.data.dosage import alt_dosage
         from snpbag.data.vcfparse import decode_dosages
 
