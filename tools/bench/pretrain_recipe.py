@@ -126,11 +126,16 @@ def main() -> None:
     n_params = sum(x.numel() for x in model.parameters())
     print(f"# {a.tag}: preset {a.preset} {over} params {n_params:,} lr {a.lr} seq {a.seq_len} batch "
           f"{a.batch_size} masking {a.min_rate}-{a.max_rate} augment {a.augment} ({a.generations:g}/M)", flush=True)
-    t0, it, smooth = time.time(), iter(dm.train_dataloader()), None
+    t0, it, smooth, epoch = time.time(), iter(dm.train_dataloader()), None, 0
     for step in range(1, a.steps + 1):
         try:
             b = next(it)
         except StopIteration:
+            # a new epoch: new order, crops, masks and synthetic genomes (as Lightning does
+            # through the loader's sampler). Before 2026-11-22 this loop did not advance the
+            # epoch and replayed epoch 0's ~100 batches: see docs/benchmarks.md.
+            epoch += 1
+            dm.set_epoch(epoch)
             it = iter(dm.train_dataloader())
             b = next(it)
         out = model(b)
