@@ -264,3 +264,20 @@ def test_corrupt_and_truncated_bgzf(tmp_path):
     cut.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(InputError, match=r"cut\.vcf\.gz: truncated BGZF file .*bgzip -t"):
         list(read_text(cut))
+
+
+@pytest.mark.parametrize("kind", ["blocks", "blocks-threads", "dosages", "dosage-jobs"])
+def test_first_error_in_file_order(tmp_path, kind):
+    """A bad call before an unsorted record is reported, not the later problem (as when read one by one)."""
+    path = tmp_path / "in.vcf"
+    path.write_text(_header() + "chr1\t10\t.\tA\tC\t.\t.\t.\tGT\t0|1\t1|1\n"
+                    "chr1\t20\t.\tA\tC\t.\t.\t.\tGT\t0|1|0\t1|1\n"
+                    "chr1\t15\t.\tA\tC\t.\t.\t.\tGT\t0|1\t1|1\n")
+    with pytest.raises(InputError, match=r"record chr1:20 has ploidy 3"):
+        if kind.startswith("blocks"):
+            list(VcfReader(path, threads=2 if kind == "blocks-threads" else None).blocks(4))
+        elif kind == "dosages":
+            list(GenotypeSource(path).dosages(2, chunk=4))
+        else:
+            for job in GenotypeSource(path, threads=2).dosage_jobs(2, chunk=4):
+                job()

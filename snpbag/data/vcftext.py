@@ -123,6 +123,7 @@ class TextBlock:
     parts: list
     contig: np.ndarray  # (v,) int16
     position: np.ndarray  # (v,) int32
+    error: InputError | None = None  # found after these records: raised once they are decoded
 
     def __len__(self) -> int:
         return int(self.position.size)
@@ -178,18 +179,26 @@ class TextReader:
             yield from f.batch(line, 0, line.size)
 
     def blocks(self, reader, size: int) -> Iterator[TextBlock]:
-        """Kept records in blocks of ``size`` (the last may be shorter), not yet decoded."""
+        """Kept records in blocks of ``size`` (the last may be shorter), not yet decoded.
+
+        A record error ends the blocks with one carrying it (``error``) after the records
+        before it, so that decoding those first reports a bad call there in file order.
+        """
         parts, have = [], 0
-        for b in self.batches(reader):
-            lo = 0
-            while lo < len(b):
-                hi = min(len(b), lo + size - have)
-                parts.append((b, lo, hi))
-                have += hi - lo
-                lo = hi
-                if have == size:
-                    yield _block(parts)
-                    parts, have = [], 0
+        try:
+            for b in self.batches(reader):
+                lo = 0
+                while lo < len(b):
+                    hi = min(len(b), lo + size - have)
+                    parts.append((b, lo, hi))
+                    have += hi - lo
+                    lo = hi
+                    if have == size:
+                        yield _block(parts)
+                        parts, have = [], 0
+        except InputError as e:
+            yield _block(parts, error=e)
+            return
         if have:
             yield _block(parts)
 
@@ -217,6 +226,8 @@ class TextReader:
                 high[r + i] = bool((g > 1).any())
                 out[r + i] = alt_dosage(g)
             r += hi - lo
+        if block.error is not None:  # calls before the error are checked (as they are read), not alleles > 1
+            raise block.error
         self._check_high(block.contig, block.position, high, contigs)
         return out
 
@@ -287,8 +298,8 @@ class TextReader:
             return VariantBlock(contig=contig, position=position, allele=st["alleles"][:v], id=st["ids"][:v],
                                 genotype=st["gt"][:v], phased=st["ph"][:v])
 
+        st, have = new(), 0
         try:
-            st, have = new(), 0
             for b in self.batches(reader):
                 lo = 0
                 while lo < len(b):
@@ -308,17 +319,21 @@ class TextReader:
                         st, have = new(), 0
             if have:
                 yield done(st, have)
+        except InputError:
+            for fut in st["jobs"]:  # a bad call before the error is reported first, as it comes first
+                fut.result()
+            raise
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
 
 
-def _block(parts: list) -> TextBlock:
+def _block(parts: list, error: InputError | None = None) -> TextBlock:
     if len(parts) == 1:
         b, lo, hi = parts[0]
-        return TextBlock(parts, b.contig[lo:hi].copy(), b.position[lo:hi].copy())
-    return TextBlock(parts, np.concatenate([b.contig[lo:hi] for b, lo, hi in parts]),
-                     np.concatenate([b.position[lo:hi] for b, lo, hi in parts]))
+        return TextBlock(parts, b.contig[lo:hi].copy(), b.position[lo:hi].copy(), error)
+    return TextBlock(parts, np.concatenate([b.contig[lo:hi] for b, lo, hi in parts] or [np.zeros(0, np.int16)]),
+                     np.concatenate([b.position[lo:hi] for b, lo, hi in parts] or [np.zeros(0, np.int32)]), error)
 
 
 class _Filter:
@@ -427,6 +442,7 @@ class _Filter:
         counts.kept += int(self.state[4] - before[1])
         for name, i in self.reasons.items():
             counts.dropped[name] += int(dropped[i - 1])
+        error = None
         if code:
             name, p = self.names[chrom[at]], int(pos[at])
             not_contiguous, unsorted, duplicate = codes
@@ -437,22 +453,27 @@ class _Filter:
             else:
                 msg = (f"two biallelic SNPs at {name}:{p} (a split multi-allelic site?); "
                        "join them with `bcftools norm -m+any` or drop one")
-            raise InputError(f"{self.path}: {msg}")
+            error = InputError(f"{self.path}: {msg}")
         if self.contig_of.size < len(self.names):
             self.contig_of = np.concatenate([self.contig_of, np.full(len(self.names), -1, dtype=np.int64)])
         for i in changes[:nch]:
             self.contig_of[chrom[i]] = reader._contig_index(self.names[chrom[i]])
-        idx = np.flatnonzero(keep)
-        if not idx.size:
-            return
+        idx = np.flatnonzero(keep)  # records after an error are not kept
         big = idx[pos[idx] > np.iinfo(np.int32).max]
         if big.size:
             i = int(big[0])
-            raise InputError(f"{self.path}: POS {int(pos[i])} on {self.names[chrom[i]]} is beyond 2^31 - 1, "
-                             "which VCF does not allow; fix the file")
+            error = InputError(f"{self.path}: POS {int(pos[i])} on {self.names[chrom[i]]} is beyond 2^31 - 1, "
+                               "which VCF does not allow; fix the file")
+            idx = idx[idx < i]
+        if idx.size:  # the records before an error go on first, so that errors come in file order
+            yield self._batch(buf, ends, tabs, pos, simple, chrom, idx)
+        if error is not None:
+            raise error
+
+    def _batch(self, buf, ends, tabs, pos, simple, chrom, idx) -> Batch:
         t = tabs[idx]
         s1 = ends[idx].copy()
         cr = buf[s1 - 1] == 13
         s1[cr] -= 1
-        yield Batch(buf=buf, tabs=t, s1=s1, line_end=ends[idx], simple=simple[idx],
-                    contig=self.contig_of[chrom[idx]].astype(np.int16), position=pos[idx].astype(np.int32))
+        return Batch(buf=buf, tabs=t, s1=s1, line_end=ends[idx], simple=simple[idx],
+                     contig=self.contig_of[chrom[idx]].astype(np.int16), position=pos[idx].astype(np.int32))

@@ -158,8 +158,9 @@ class GenotypeSource:
             if text is not None:
                 for block in text.blocks(reader, chunk):
                     keep = autosomal(block.contig)
-                    stats.non_autosomal += int((~keep).sum())
-                    stats.variants += int(keep.sum())
+                    if block.error is None:
+                        stats.non_autosomal += int((~keep).sum())
+                        stats.variants += int(keep.sum())
                     out = np.empty((len(block), text.n), dtype=np.int8)  # here: one malloc arena for all
                     yield functools.partial(_text_dosages, text, block, keep, reader.contigs, out)
             else:
