@@ -35,8 +35,6 @@ _ZERO = 48
 _SNP_BASE = np.zeros(256, dtype=np.bool_)
 for _c in b"ACGTacgt":
     _SNP_BASE[_c] = True
-_NOT_SEP = np.ones(256, dtype=np.uint8)  # 0 for the GT separators
-_NOT_SEP[_PIPE] = _NOT_SEP[_SLASH] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -250,7 +248,7 @@ _LOW3 = np.uint32(0x00FFFFFF)
 
 @njit(inline="always")
 def _fixed_words(buf, p, e, n_all):  # pragma: no cover - compiled
-    """The ``n_all`` fields from ``p`` as uint32 words when the text fits "a|b" calls exactly, else None.
+    """The ``n_all`` fields from ``p`` as uint32 words when the text is as long as ``n_all`` 3-byte calls, else None.
 
     The last word's fourth byte is the line end at ``e`` (not checked).
     """
