@@ -110,10 +110,11 @@ def store(tmp_path_factory) -> Path:
     return tiny_store(tmp_path_factory.mktemp("tiny_ema"))
 
 
-def _train(store: Path, run_dir: Path, *extra: str) -> Path:
+def _train(store: Path, run_dir: Path, *extra: str, ema: str = "optim.ema_decay=0.9") -> Path:
     from snpbag.train.run import train
 
-    return train([f"data.store={store}", f"paths.run_dir={run_dir}", *COMMON, *extra])
+    common = [o for o in COMMON if not o.startswith("optim.ema_decay=")] + [ema]
+    return train([f"data.store={store}", f"paths.run_dir={run_dir}", *common, *extra])
 
 
 def _ckpt(run_dir: Path, name: str = "last.ckpt") -> dict:
@@ -193,3 +194,14 @@ def test_apply_checkpoint_average_checks_names():
     assert not apply_checkpoint_average(lin, {})
     with pytest.raises(CheckpointError, match="do not match"):
         apply_checkpoint_average(lin, {CHECKPOINT_KEY: {"shadow": {"model.weight": torch.zeros(2, 2)}}})
+
+
+def test_resume_of_a_run_without_the_average_starts_one(store, tmp_path):
+    """Turning optim.ema_decay on at a resume: the average starts from the resumed weights
+    (its first update copies them), so after N more steps it has N updates."""
+    run = tmp_path / "late"
+    _train(store, run, f"trainer.max_steps={STEPS // 2}", ema="optim.ema_decay=0")
+    assert CHECKPOINT_KEY not in _ckpt(run)
+    _train(store, run, f"trainer.max_steps={STEPS}", "resume=true")
+    ck = _ckpt(run)
+    assert ck[CHECKPOINT_KEY]["updates"] == STEPS - STEPS // 2
