@@ -83,8 +83,10 @@ class SnpbagModule(LightningModule):
     model : the SnpbagModel to train.
     optim, scheduler : optimiser and LR schedule settings.
     max_steps : optimiser steps of the whole run (the cosine schedule ends there).
-    site_af : ALT allele frequency of every vocabulary site (the store's training AF): used
-        for MAF bins and the allele-frequency baseline.
+    site_af : ALT allele frequency of every vocabulary site (the store's AF, which
+        ``snpbag convert`` computes over all the store's samples, held-out ones included;
+        the model's site prior is the same array): used for MAF bins and the
+        allele-frequency baseline.
     meta : JSON-serialisable facts stored in every checkpoint under ``"snpbag"`` (model
         config, head, run config, store) so a checkpoint can be exported on its own.
     """
