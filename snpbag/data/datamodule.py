@@ -392,6 +392,15 @@ class GenotypeDataModule(L.LightningDataModule):
     def val_sample_ids(self) -> list[str]:
         return self.store.sample_ids[self.split()[1]].tolist()
 
+    def use_neighbours(self, options: dict | None) -> None:
+        """Set the ``neighbours`` option before the datasets are built (a fine-tuned model's
+        retrieval settings come from its pretrained model, known only after it loads)."""
+        options = _plain(options)
+        if options != self.neighbour_options:
+            if self.train_dataset is not None or self.val_dataset is not None:
+                raise ConfigError("neighbours: set them before the datasets are built")
+            self.neighbour_options, self._neighbours = options, None
+
     @property
     def neighbours(self):
         """The training samples as a NeighbourPanel (None unless ``neighbours`` was given):

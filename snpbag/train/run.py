@@ -252,6 +252,13 @@ def _store_neighbours(run_dir: Path, dm) -> None:
         dm.neighbours.save(tmp)
 
 
+def neighbour_options(model_config) -> dict | None:
+    """The datamodule's ``neighbours`` for a model: its retrieval settings, None without retrieval."""
+    if not model_config.neighbours_k:
+        return None
+    return {"k": model_config.neighbours_k, "window": model_config.neighbours_window}
+
+
 def build_datamodule(cfg: TrainConfig):
     """GenotypeDataModule from the data and masking groups (training wraps its train loader
     so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
@@ -270,6 +277,7 @@ def build_datamodule(cfg: TrainConfig):
         val_masking=val_masking, augment=augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
+        neighbours=neighbour_options(cfg.model),
     )
 
 
@@ -439,10 +447,9 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
         _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
 
     model = build_model(cfg, vocab)
-    if model.config.neighbours_k:  # the (possibly pretrained) model decides whether batches carry votes
-        dm.neighbour_options = {"k": model.config.neighbours_k, "window": model.config.neighbours_window}
-        if rank_zero_only.rank == 0:
-            _store_neighbours(run_dir, dm)
+    dm.use_neighbours(neighbour_options(model.config))  # with init_from the pretrained model decides
+    if dm.neighbour_options is not None and rank_zero_only.rank == 0:
+        _store_neighbours(run_dir, dm)
     meta = {
         "model_config": model.config.to_dict(),
         "head": {"name": model.head_name, "options": dict(model.head.options)},
