@@ -190,7 +190,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
     for p in (kin0_path, zarr_path):
         if p is not None and p.exists():
             raise InputError(f"{p}: output already exists; remove it or choose another --out")
-    source = GenotypeSource(input)
+    source = GenotypeSource(input, threads=threads)
     n = source.n_samples
     if n < 2:
         raise InputError(f"{input}: KING needs at least 2 samples, the input has {n}")
