@@ -76,15 +76,15 @@ class _Chunk:
     """One variant chunk, split by how its pairs are counted."""
 
     ibs0_sum: float
-    dense: np.ndarray | None = None  # (v, ncol) dosages, every sample called
-    dense_missing: np.ndarray | None = None  # (v, ncol) dosages with missing calls (−1)
+    # variants every sample of the pass called: (v, ncol) dosages for the GEMMs, or for the
+    # popcount kernel their bit-planes (H, A), packed where they lay in the decoded chunk
+    dense: np.ndarray | tuple[np.ndarray, ...] | None = None
+    n_dense: int = 0
+    het: np.ndarray | None = None  # packed only: heterozygous calls per sample among them
+    # variants with a missing call: dosages (−1 missing) or bit-planes (H, A, R)
+    dense_missing: np.ndarray | tuple[np.ndarray, ...] | None = None
+    n_dense_missing: int = 0
     sparse: CarrierPairs | None = None
-    # the popcount kernel's operands instead of dense / dense_missing (packed where they lie)
-    planes: tuple[np.ndarray, ...] | None = None  # (H, A) of the complete variants
-    n_planes: int = 0  # their number
-    het: np.ndarray | None = None  # heterozygous calls per sample among them
-    planes_missing: tuple[np.ndarray, ...] | None = None  # (H, A, R) of variants with missing calls
-    n_planes_missing: int = 0
 
 
 _TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -130,12 +130,12 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int, pop: bool = 
 
         idx = np.flatnonzero(dense)
         if idx.size:
-            out.planes = popcount.pack(g, missing=False, rows=idx, n=ncol)
-            out.n_planes, out.het = idx.size, popcount.ones(out.planes[0])
+            out.dense, out.n_dense = popcount.pack(g, missing=False, rows=idx, n=ncol), idx.size
+            out.het = popcount.ones(out.dense[0])
         idx = np.flatnonzero(~complete)
         if idx.size:
-            out.planes_missing = popcount.pack(g, missing=True, rows=idx, n=ncol)
-            out.n_planes_missing = idx.size
+            out.dense_missing = popcount.pack(g, missing=True, rows=idx, n=ncol)
+            out.n_dense_missing = idx.size
         return out
     if dense.all():
         out.dense = np.ascontiguousarray(gp)
@@ -143,6 +143,8 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int, pop: bool = 
         out.dense = gp[dense]
     if not complete.all():
         out.dense_missing = gp[~complete]
+    out.n_dense = 0 if out.dense is None else out.dense.shape[0]
+    out.n_dense_missing = 0 if out.dense_missing is None else out.dense_missing.shape[0]
     return out
 
 
@@ -343,8 +345,8 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     x_sparse = np.zeros(ncol, dtype=np.int64)
     n_sparse = 0
     pairs, n_pairs = [], 0
-    dense, dense_missing = [], []  # dosages, or with the popcount kernel the chunks' planes
-    n_dense = n_missing = 0  # variants in the popcount kernel's planes
+    dense, dense_missing = [], []  # the chunks' dosages, or with the popcount kernel their planes
+    n_dense = n_missing = 0  # variants buffered in each
     reading = threads > 1
 
     def torch_state():
@@ -376,7 +378,8 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         return planes
 
     def flush_dense():
-        nonlocal n_complete
+        nonlocal n_complete, n_dense
+        n_dense = 0
         if pop:  # adds HETHET − 2·IBS0 to ss; the rest of S·S' (n − het_i − het_j) comes at the end
             st = cpu_state()
             popcount.count_complete(planes_of(dense), st["hh"], st["ss"], r0=r0, tiles=tiles, pool=st["pool"])
@@ -395,6 +398,8 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
             acc_s[i0 - r0:i1 - r0, j0:j1] += gemm.matmul(s[:, i0:i1], s[:, j0:j1], int8=int8)
 
     def flush_missing():
+        nonlocal n_missing
+        n_missing = 0
         if pop:
             st = cpu_state()
             if st["miss"] is None:  # H·C', C·H', C·C'
@@ -457,29 +462,20 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
                     hom.append((sp.hom_flat, sp.hom_w))
                 if n_pairs >= max(PAIR_BUFFER, nrow * ncol):
                     flush_pairs()
-            if c.planes is not None:
-                dense.append(c.planes)
+            if c.het is not None:  # packed: the per-sample terms are known now (GEMMs: at the flush)
                 het_complete += c.het
                 x_sparse += c.het
-                n_complete += c.n_planes
-                n_sparse += c.n_planes
-                n_dense += c.n_planes
-                if n_dense >= chunk:
-                    flush_dense()
-                    n_dense = 0
-            if c.planes_missing is not None:
-                dense_missing.append(c.planes_missing)
-                n_missing += c.n_planes_missing
-                if n_missing >= chunk:
-                    flush_missing()
-                    n_missing = 0
+                n_complete += c.n_dense
+                n_sparse += c.n_dense
             if c.dense is not None:
                 dense.append(c.dense)
-                if sum(x.shape[0] for x in dense) >= chunk:
+                n_dense += c.n_dense
+                if n_dense >= chunk:
                     flush_dense()
             if c.dense_missing is not None:
                 dense_missing.append(c.dense_missing)
-                if sum(x.shape[0] for x in dense_missing) >= chunk:
+                n_missing += c.n_dense_missing
+                if n_missing >= chunk:
                     flush_missing()
         reading = False
         if gpu:
