@@ -51,6 +51,19 @@ def test_votes_equal_brute_force(window, k):
                                    err_msg=f"exclude {exclude}")
 
 
+def test_batch_of_sequences_equals_one_at_a_time():
+    rng = np.random.default_rng(4)
+    nb = NeighbourPanel(rng.integers(0, 3, (30, 50)).astype(np.int8), window=6, k=5)
+    sites = np.arange(10, 45)
+    g = rng.integers(0, 5, (4, sites.size)).astype(np.int8)
+    exclude = [0, -1, [3, 4], None]
+    got = nb.votes(g, sites, exclude=exclude)
+    assert got.shape == (4, sites.size, 3)
+    for row, e, v in zip(g, exclude, got):
+        np.testing.assert_array_equal(v, nb.votes(row, sites, exclude=e))
+    assert nb.votes(g[:0], sites).shape == (0, sites.size, 3)
+
+
 def test_leave_one_out_and_own_site():
     """A genome never votes for itself when excluded; a site's own genotype is not its evidence."""
     rng = np.random.default_rng(1)

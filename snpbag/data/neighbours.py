@@ -49,7 +49,10 @@ class NeighbourPanel:
             raise InputError(f"neighbour panel: need a (genomes >= 2, sites) dosage matrix, got {dosage.shape}")
         if window < 1 or k < 1:
             raise InputError(f"neighbour panel: window={window}, k={k}: both must be positive")
-        self.dosage, self.window, self.k = dosage, int(window), int(k)
+        # kept site-major: a site's genotypes across the panel are one contiguous row, which
+        # the per-site loop of the kernel reads (genome-major it missed cache on every genome)
+        self.by_site = np.ascontiguousarray(dosage.T)
+        self.window, self.k = int(window), int(k)
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
         self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)  # sorted
 
@@ -63,8 +66,13 @@ class NeighbourPanel:
         return cls(dosage, window=window, k=k, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows)
 
     @property
+    def dosage(self) -> np.ndarray:
+        """(n_panel, n_sites) int8 dosages (a view)."""
+        return self.by_site.T
+
+    @property
     def n_genomes(self) -> int:
-        return self.dosage.shape[0]
+        return self.by_site.shape[1]
 
     def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None) -> np.ndarray:
         """Genotype fractions (L, 3) float32 among the nearest panel genomes, per site.
@@ -72,23 +80,31 @@ class NeighbourPanel:
         Parameters
         ----------
         dosage : (L,) the sequence's visible dosages 0/1/2; any other value (missing,
-            masked) is not visible.
+            masked) is not visible. (B, L) for B sequences over the same sites (then
+            ``exclude`` is one entry per sequence) gives (B, L, 3), reading the panel once.
         sites : (L,) vocabulary indices of its sites, increasing (one contig window).
         exclude : panel row(s) that may not vote: the sequence's own genome (−1: none), or
             for a synthetic genome the panel genomes its haplotypes were copied from.
         """
         g = np.asarray(dosage)
-        sites = np.asarray(sites, dtype=np.int64)
-        L = sites.size
+        if g.ndim == 2:
+            ex = [None] * g.shape[0] if exclude is None else exclude
+            panel = self.by_site[np.asarray(sites, dtype=np.int64)]
+            return np.stack([self._votes(panel, row, e) for row, e in zip(g, ex)]) if g.shape[0] else \
+                np.zeros((0, panel.shape[0], N_CLASSES), dtype=np.float32)
+        return self._votes(self.by_site[np.asarray(sites, dtype=np.int64)], g, exclude)
+
+    def _votes(self, panel: np.ndarray, g: np.ndarray, exclude) -> np.ndarray:
+        """:meth:`votes` of one sequence, given the panel at its sites (L, n)."""
+        L, n = panel.shape
         out = np.zeros((L, N_CLASSES), dtype=np.float32)
         if L == 0:
             return out
-        panel = np.ascontiguousarray(self.dosage[:, sites])  # (n, L)
         vis = ((g >= 0) & (g <= 2)).astype(np.int8)
-        allowed = np.ones(panel.shape[0], dtype=np.int8)
+        allowed = np.ones(n, dtype=np.int8)
         if exclude is not None:
             ex = np.atleast_1d(np.asarray(exclude, dtype=np.int64))
-            allowed[ex[(ex >= 0) & (ex < panel.shape[0])]] = 0
+            allowed[ex[(ex >= 0) & (ex < n)]] = 0
         k = min(self.k, int(allowed.sum()))
         if k > 0:
             _votes(panel, np.where(vis, g, 0).astype(np.int8), vis, allowed, self.window, k, out)
@@ -128,21 +144,25 @@ class NeighbourPanel:
 
 @njit(cache=True, nogil=True)
 def _votes(panel, g, vis, allowed, window, k, out):  # pragma: no cover - compiled
-    """out[s] = genotype fractions among the k panel rows nearest to g around site s.
+    """out[s] = genotype fractions among the k panel genomes nearest to g around site s.
+
+    ``panel`` is (L, n) site-major, so every loop walks contiguous rows (the running sums
+    too: ``cs[t]`` holds every genome's mismatch up to site t).
 
     Distances are small integers (at most 2 per site of the window), so the k nearest are
     found by counting: a histogram of the distances gives the cut, and rows at the cut
     vote in row order — the ties broken as a stable sort would, in O(panel) per site.
     """
-    n, L = panel.shape
-    cs = np.zeros((n, L + 1), dtype=np.int32)  # running mismatch over visible sites called in both
-    for i in range(n):
-        acc = 0
-        for t in range(L):
-            x = panel[i, t]
-            if vis[t] and x >= 0:
-                acc += abs(np.int32(x) - np.int32(g[t]))
-            cs[i, t + 1] = acc
+    L, n = panel.shape
+    cs = np.zeros((L + 1, n), dtype=np.int32)  # running mismatch over visible sites called in both
+    for t in range(L):
+        if vis[t]:
+            gt = np.int32(g[t])
+            for i in range(n):
+                x = panel[t, i]
+                cs[t + 1, i] = cs[t, i] + (abs(np.int32(x) - gt) if x >= 0 else 0)
+        else:
+            cs[t + 1] = cs[t]
     dist = np.empty(n, dtype=np.int64)
     hist = np.zeros(2 * (2 * window + 1) + 2, dtype=np.int64)
     for s in range(L):
@@ -150,7 +170,7 @@ def _votes(panel, g, vis, allowed, window, k, out):  # pragma: no cover - compil
         hi = min(L, s + window + 1)
         hist[:] = 0
         for i in range(n):
-            d = np.int64(cs[i, hi] - cs[i, lo] - (cs[i, s + 1] - cs[i, s]))  # the site itself left out
+            d = np.int64(cs[hi, i] - cs[lo, i] - (cs[s + 1, i] - cs[s, i]))  # the site itself left out
             dist[i] = d
             if allowed[i]:
                 hist[d] += 1
@@ -171,7 +191,7 @@ def _votes(panel, g, vis, allowed, window, k, out):  # pragma: no cover - compil
                 if at_cut == 0:
                     continue
                 at_cut -= 1
-            x = panel[i, s]
+            x = panel[s, i]
             if x >= 0:
                 out[s, x] += 1.0
                 total += 1.0

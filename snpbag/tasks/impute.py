@@ -85,8 +85,7 @@ def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np
     )
     panel = getattr(loaded, "neighbours", None)
     if panel is not None:  # a target that is also a panel genome does not vote for itself
-        votes = np.stack([panel.votes(tokens[i], site, exclude=panel.row_of(targets.samples[int(j)]))
-                          for i, j in enumerate(samples)])
+        votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
         batch = batch.replace(neighbours=torch.as_tensor(votes, device=dev))
     with torch.inference_mode():
         out = loaded.model(batch)
