@@ -33,7 +33,7 @@ class LoadedModel:
     vocab: Any  # snpbag.data.vocab.SiteVocab
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    neighbours: Any = None  # snpbag.data.neighbours.NeighbourPanel of a retrieval model, else None
+    neighbours: Any = None  # the retrieval panel of a retrieval model (snpbag.data.retrieval), else None
 
     @property
     def device(self):
@@ -90,14 +90,9 @@ def load_model(path: str | Path, *, device: str = "cpu", head: str | None = None
                               "re-export the model directory")
     panel = None
     if model.config.neighbours_k:
-        from snpbag.data.neighbours import FILE, NeighbourPanel
+        from snpbag.data import retrieval
 
-        if not (p / FILE).is_file():
-            raise CheckpointError(f"{p}: the model reads neighbour votes but {FILE} is missing; re-export it")
-        panel = NeighbourPanel.load(p / FILE)
-        if panel.dosage.shape[1] != vocab.n_sites:
-            raise CheckpointError(f"{p}/{FILE}: {panel.dosage.shape[1]} sites, the vocabulary {vocab.n_sites}; "
-                                  "re-export the model directory")
+        panel = retrieval.load(p, model.config, vocab.n_sites)
     return LoadedModel(path=p, model=model, vocab=vocab, training=_read_json(p / TRAINING_FILE),
                        provenance=_read_json(p / PROVENANCE_FILE), neighbours=panel)
 

@@ -15,6 +15,7 @@ from snpbag.errors import ConfigError
 MISSING = "???"  # omegaconf.MISSING, without importing omegaconf for inference users
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "local", "dense")
+RETRIEVAL_KINDS = ("genomes", "haplotypes")
 
 
 @dataclass
@@ -35,16 +36,22 @@ class ModelConfig:
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
-    # retrieval input (snpbag.data.neighbours): > 0 adds, per token, the genotype votes of the
-    # neighbours_k training genomes nearest on the visible sites within neighbours_window
-    # sites either side; the panel ships with the exported model. 0: off
+    # retrieval input (snpbag.data.retrieval): neighbours_k > 0 adds, per token, what the
+    # training panel says about the site given the visible ones; the panel ships with the
+    # exported model. 0: off. retrieval "genomes": the genotype votes of the neighbours_k
+    # genomes nearest within neighbours_window sites either side; "haplotypes": genotype
+    # probabilities of a haplotype-copying (Li-Stephens) model over neighbours_k panel
+    # haplotypes per block of neighbours_window visible sites (phased panels only)
     neighbours_k: int = 0
     neighbours_window: int = 128
+    retrieval: str = "genomes"
 
     def __post_init__(self) -> None:
         if self.neighbours_k < 0 or self.neighbours_window < 1:
             raise ConfigError(f"model.neighbours_k={self.neighbours_k}, model.neighbours_window="
                               f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
+        if self.retrieval not in RETRIEVAL_KINDS:
+            raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
         if self.window < 1:

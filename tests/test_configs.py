@@ -126,6 +126,8 @@ def test_values_are_validated():
         _cfg("data.store=x", "logger.wandb.mode=sometimes")
     with pytest.raises(ConfigError, match=r"masking.array=1.0 needs masking.array_sites=FILE"):
         _cfg("data.store=x", "masking.array=1")
+    with pytest.raises(ConfigError, match=r"model.retrieval='phased'; choose one of \('genomes', 'haplotypes'\)"):
+        _cfg("data.store=x", "model.neighbours_k=4", "model.retrieval=phased")
 
 
 def test_model_preset_changes_d_ff_default():

@@ -528,22 +528,30 @@ def test_bad_input_fails_with_one_line_and_no_output(case, cohort, models, tmp_p
         assert (out / "imputed.vcf.gz").read_bytes() == b"precious"
 
 
-def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path):
+@pytest.mark.parametrize("kind", ["genomes", "haplotypes"])
+def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     """model.neighbours_k > 0: the run keeps the training genomes, export ships them, load_model
-    reads them and impute votes with them; a model directory that lost them fails clearly."""
+    reads them and impute retrieves from them; a model directory that lost them fails clearly.
+    The haplotype kind with the head's retrieval prior starts from the copying model's answer."""
     import shutil
 
     from snpbag.api import load_model
-    from snpbag.data.neighbours import FILE
+    from snpbag.data.retrieval import file_name
 
+    FILE = file_name(kind)
     run, model = tmp_path / "run_nb", tmp_path / "model_nb"
+    extra = ["model.retrieval=haplotypes", "+task.head.options.retrieval_prior=true"] if kind == "haplotypes" else []
     cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.neighbours_k=3",
-        "model.neighbours_window=16")
+        "model.neighbours_window=16", *extra)
     assert (run / FILE).is_file()
     cli("export", run, model)
     loaded = load_model(model)
-    assert loaded.neighbours is not None and loaded.neighbours.k == 3 and loaded.neighbours.window == 16
-    assert loaded.neighbours.dosage.shape[1] == loaded.vocab.n_sites
+    assert loaded.neighbours is not None and loaded.neighbours.by_site.shape[0] == loaded.vocab.n_sites
+    if kind == "genomes":
+        assert loaded.neighbours.k == 3 and loaded.neighbours.window == 16
+    else:
+        assert (loaded.neighbours.states, loaded.neighbours.block) == (3, 16)
+        assert loaded.model.head.options == {"retrieval_prior": True}
     out = tmp_path / "imputed.vcf.gz"
     cli("impute", "--model", model, "--input", cohort.base, "--output", out, "--batch-size", 4)
     gp = [list(map(float, f.split(":")[2].split(","))) for ln in _vcf_lines(out) if not ln.startswith("#")

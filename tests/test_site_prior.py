@@ -204,3 +204,26 @@ def test_trainer_builds_the_model_with_the_stores_af(tmp_path):
     model = build_for_training(cfg, vocab)
     expected = torch.as_tensor(np.nan_to_num(vocab.af.astype(np.float32), nan=UNKNOWN_AF))
     assert torch.equal(model.site_af, expected) and torch.equal(model.head.site_af, expected)
+
+
+def test_retrieval_prior_replaces_the_hwe_prior_with_the_retrieval_input(tmp_path):
+    """head option retrieval_prior: with the correction at zero the logits are the log of the
+    batch's retrieval probabilities (plus the floor), so the untrained model predicts what the
+    copying model does; it is saved, and refused without a retrieval input."""
+    torch.manual_seed(0)
+    model = build_model(tiny(neighbours_k=4, retrieval="haplotypes"), head_options={"retrieval_prior": True},
+                        site_af=random_af()).eval()
+    torch.nn.init.zeros_(model.head.mlp[-1].weight)
+    batch = make_batch([25, 9])
+    probs = torch.distributions.Dirichlet(torch.ones(3)).sample(batch.site_index.shape)
+    batch = batch.replace(neighbours=probs)
+    with torch.no_grad():
+        out = model(batch)
+    from snpbag.model.heads.genotype import RETRIEVAL_FLOOR
+
+    torch.testing.assert_close(out.logits, torch.log(probs + RETRIEVAL_FLOOR), rtol=0, atol=0)
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / CONFIG_FILE).read_text())["head"]["options"] == {"retrieval_prior": True}
+    assert SnpbagModel.load(tmp_path / "m").head.retrieval_prior is True
+    with pytest.raises(ConfigError, match="retrieval_prior=true needs a retrieval input"):
+        build_model(tiny(), head_options={"retrieval_prior": True})

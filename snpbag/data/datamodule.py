@@ -335,7 +335,7 @@ class GenotypeDataModule(L.LightningDataModule):
         self.block_samples, self.buffer_size = block_samples, buffer_size
         self.uneven = uneven
         self.return_haplotypes = bool(return_haplotypes)
-        self.neighbour_options = _plain(neighbours)  # {"k": .., "window": ..} or None
+        self.neighbour_options = _plain(neighbours)  # {"kind": .., "k": .., "window": ..} or None
         self._neighbours = None
         self.storage_options = _plain(storage_options)
         self.multiprocessing_context = multiprocessing_context
@@ -403,18 +403,14 @@ class GenotypeDataModule(L.LightningDataModule):
 
     @property
     def neighbours(self):
-        """The training samples as a NeighbourPanel (None unless ``neighbours`` was given):
-        every split's sequences get the votes of their nearest training genomes."""
+        """The training samples as a retrieval panel (snpbag.data.retrieval; None unless
+        ``neighbours`` was given): every split's sequences retrieve from the training genomes."""
         if self.neighbour_options is not None and self._neighbours is None:
-            from snpbag.data.neighbours import NeighbourPanel
+            from snpbag.data import retrieval
 
-            opts = dict(self.neighbour_options)
-            unknown = set(opts) - {"k", "window"}
-            if unknown:
-                raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give k and window")
-            self._neighbours = NeighbourPanel.from_store(self.store, self.split()[0], **opts)
-            log.info("data: neighbour panel of %d training genomes (k=%d, window ±%d sites)",
-                     self._neighbours.n_genomes, self._neighbours.k, self._neighbours.window)
+            self._neighbours = retrieval.build(self.store, self.split()[0], self.neighbour_options)
+            log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._neighbours).__name__,
+                     self._neighbours.n_genomes, self.neighbour_options)
         return self._neighbours
 
     # --- Lightning hooks -----------------------------------------------------------------------

@@ -8,7 +8,8 @@ store::
     model.json          ModelConfig + head name and options   }
     sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
     vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
-    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.data.neighbours)
+    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.data.neighbours),
+    haplotypes.npz      or their phased haplotypes (snpbag.data.haplotypes), per model.retrieval
     training.json       run config, steps, validation metrics, data summary, training provenance
     provenance.json     this export: versions, git revision, checkpoint path
 
@@ -25,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snpbag.data.neighbours import FILE as NEIGHBOURS_FILE
+from snpbag.data import retrieval
 from snpbag.errors import CheckpointError
 from snpbag.fileio import atomic_output
 
@@ -133,13 +134,14 @@ def _run_provenance(meta: dict[str, Any], ckpt_path: Path) -> list[dict[str, Any
     return []
 
 
-def _neighbours_for(meta: dict[str, Any], ckpt_path: Path) -> Path:
-    """RUN_DIR/neighbours.npz: the training genomes a retrieval model votes with."""
+def _neighbours_for(meta: dict[str, Any], ckpt_path: Path, kind: str) -> Path:
+    """RUN_DIR/<panel file>: the training genomes a retrieval model retrieves from."""
+    name = retrieval.file_name(kind)
     run_dir = Path(meta.get("run_dir") or ckpt_path.parent.parent)
     for d in (run_dir, ckpt_path.parent.parent):
-        if (d / NEIGHBOURS_FILE).is_file():
-            return d / NEIGHBOURS_FILE
-    raise CheckpointError(f"{ckpt_path}: the model reads neighbour votes but {run_dir / NEIGHBOURS_FILE} is gone; "
+        if (d / name).is_file():
+            return d / name
+    raise CheckpointError(f"{ckpt_path}: the model reads a {kind} retrieval panel but {run_dir / name} is gone; "
                           "export from the original run directory")
 
 
@@ -181,12 +183,13 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "config": meta.get("train_config", {}),
         "provenance": _run_provenance(meta, ckpt_path),
     }
-    panel = _neighbours_for(meta, ckpt_path) if model.config.neighbours_k else None
+    cfg = model.config
+    panel = _neighbours_for(meta, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
     with atomic_output(outdir) as tmp:
         model.save(tmp)
         vocab.save(tmp)
         if panel is not None:
-            shutil.copyfile(panel, tmp / NEIGHBOURS_FILE)
+            shutil.copyfile(panel, tmp / panel.name)
         (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2, default=str) + "\n")
         record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
         (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from snpbag.config import ROOT_SCHEMA, TrainConfig, register
-from snpbag.data.neighbours import FILE as NEIGHBOURS_FILE
+from snpbag.data import retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
 
@@ -243,9 +243,9 @@ def _store_vocab(run_dir: Path, vocab, store: str) -> None:
 
 
 def _store_neighbours(run_dir: Path, dm) -> None:
-    """Keep the neighbour panel (the training genomes) in the run directory: export ships it
-    with the model, since inference votes with the genomes the model was trained against."""
-    path = run_dir / NEIGHBOURS_FILE
+    """Keep the retrieval panel (the training genomes) in the run directory: export ships it
+    with the model, since inference retrieves from the genomes the model was trained against."""
+    path = run_dir / retrieval.file_name(dm.neighbour_options.get("kind", "genomes"))
     if path.is_file():  # a resumed run: the split is the same, so the panel is too
         return
     with atomic_output(path) as tmp:
@@ -254,9 +254,7 @@ def _store_neighbours(run_dir: Path, dm) -> None:
 
 def neighbour_options(model_config) -> dict | None:
     """The datamodule's ``neighbours`` for a model: its retrieval settings, None without retrieval."""
-    if not model_config.neighbours_k:
-        return None
-    return {"k": model_config.neighbours_k, "window": model_config.neighbours_window}
+    return retrieval.options(model_config)
 
 
 def build_datamodule(cfg: TrainConfig):

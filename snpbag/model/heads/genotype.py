@@ -7,6 +7,10 @@ zero, so an untrained model already predicts what an allele-frequency-only predi
 disequilibrium adds rather than on relearning 6 million frequencies. The AF is a persistent
 buffer (saved with the weights), set from the training store's vocabulary by the trainer
 (``SnpbagModel.set_site_prior``); where it is unknown the prior is flat.
+
+With ``retrieval_prior`` the log-prior is instead that of the retrieval input (the batch's
+``neighbours``, e.g. a haplotype-copying model's genotype probabilities): the untrained
+model then predicts what the copying model does, and training learns where to correct it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from snpbag.model.heads.base import Head
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
 N_GENOTYPES = 3  # 0/1/2 copies of the alternate allele
+# added to the retrieval probabilities before the log: a genotype the panel calls
+# impossible stays within reach of the MLP's correction (log 1e-4 = -9.2)
+RETRIEVAL_FLOOR = 1e-4
 
 
 class MaskedGenotypeHead(Head):
@@ -35,15 +42,22 @@ class MaskedGenotypeHead(Head):
     name = "genotype"
     level = "site"
 
-    def __init__(self, cfg: ModelConfig, *, hidden: int | None = None, prior: bool = True) -> None:
-        if not isinstance(prior, bool):
-            raise ConfigError(f"genotype head option prior={prior!r} must be true or false")
+    def __init__(self, cfg: ModelConfig, *, hidden: int | None = None, prior: bool = True,
+                 retrieval_prior: bool = False) -> None:
+        for name, value in (("prior", prior), ("retrieval_prior", retrieval_prior)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"genotype head option {name}={value!r} must be true or false")
+        if retrieval_prior and not cfg.neighbours_k:
+            raise ConfigError("genotype head option retrieval_prior=true needs a retrieval input (model.neighbours_k > 0)")
         options = {} if hidden is None else {"hidden": hidden}
         if not prior:  # saved only when off, so model.json of the default head stays {}
             options["prior"] = False
+        if retrieval_prior:
+            options["retrieval_prior"] = True
         super().__init__(cfg, **options)
         hidden = hidden or cfg.d_model
         self.use_prior = prior
+        self.retrieval_prior = retrieval_prior
         self.mlp = nn.Sequential(
             nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, N_GENOTYPES)
         )
@@ -63,7 +77,10 @@ class MaskedGenotypeHead(Head):
 
     def forward(self, enc_out: EncoderOutput, batch: Batch) -> HeadOutput:
         logits = self.mlp(enc_out.hidden)  # (B, L, 3)
-        if self.use_prior:
+        if self.retrieval_prior:
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            logits = logits.to(dtype) + torch.log(batch.neighbours.to(dtype) + RETRIEVAL_FLOOR)
+        elif self.use_prior:
             # at least fp32: under bf16 autocast the prior would lose ~2 digits
             dtype = torch.promote_types(logits.dtype, torch.float32)
             logits = logits.to(dtype) + hwe_log_prior(self.site_af[batch.site_index]).to(dtype)  # (B, L, 3)

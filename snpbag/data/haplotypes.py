@@ -1,0 +1,440 @@
+"""Genotype probabilities from copying panel haplotypes: the phased retrieval input.
+
+The genome-level retrieval (:mod:`snpbag.data.neighbours`) votes with whole panel genomes,
+but a genome is two haplotypes inherited from different ancestors: its nearest panel
+genome usually shares one of them, so the votes stay a mixture and accuracy stalls well
+below Beagle's (docs/benchmarks.md, impute_vs_peers). Beagle, IMPUTE and minimac model a
+target as a mosaic of panel *haplotypes* (Li & Stephens 2003). :class:`HaplotypePanel`
+does the same for each sequence the encoder reads and hands it the result, per site, as
+the probabilities of ALT dosage 0/1/2 — the same (L, 3) input as the genome votes, so the
+encoder and the tasks do not change.
+
+For an unphased diploid sequence the hidden state is an ordered pair of panel haplotypes
+(one per copy); each copy switches to another haplotype with probability
+ρ = 1 − exp(−0.04·Ne·Δcm / H) between consecutive visible sites (Beagle's
+parameterisation: H panel haplotypes, Ne the effective population size), and a visible
+genotype is emitted as the pair's allele sum with error ``eps``. Because the two copies
+switch independently, one forward or backward step over the K² pair states costs O(K²)
+rather than O(K⁴). Phasing is implicit: the pair posterior is summed, never split.
+
+To keep K small the states are chosen per block of visible sites: the K haplotypes with
+the fewest opposite-homozygous conflicts with the sequence over the block and a margin
+either side (ties broken by conflicts over a twice wider span, then by a fixed
+pseudo-random order, so no population is favoured by its row order in the panel). The
+forward-backward runs over block + margins and keeps the posteriors of the block, so each
+block sees its margins as context. A hidden site between two visible ones gets the pair
+posteriors of both, interpolated linearly in cM, as Beagle does.
+
+A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
+panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.data.neighbours`.
+Cost per sequence: O(V × H) to find candidates plus O(3·V × K²) for the HMM, V visible
+sites — a few ms for a 512-site training window, tenths of a second for a whole
+chromosome of array sites.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from snpbag.errors import InputError
+
+#: The panel's file in a run directory and in an exported model directory.
+FILE = "haplotypes.npz"
+
+
+class HaplotypePanel:
+    """Phased panel haplotypes at the vocabulary sites, with the sites' genetic positions.
+
+    Parameters
+    ----------
+    haplotypes : (n_genomes, n_sites, 2) int8 alleles 0/1 — phased, no missing calls
+        (as Beagle and minimac require of a reference panel).
+    cm : (n_sites,) genetic position of every site in cM, non-decreasing within a contig.
+    states : K, the haplotypes kept per block of visible sites.
+    block, margin : visible sites per block, and visible sites of context either side.
+    ne : effective population size in the switch probability.
+    eps : probability that a visible genotype disagrees with the copied pair.
+    sample_ids : the panel's sample ids.
+    store_rows : the store rows of the panel genomes (sorted), for leave-one-out.
+    """
+
+    def __init__(self, haplotypes: np.ndarray, cm: np.ndarray, *, states: int = 48, block: int = 64,
+                 margin: int = 64, ne: float = 1e5, eps: float = 1e-3, sample_ids=None,
+                 store_rows: np.ndarray | None = None):
+        h = np.asarray(haplotypes)
+        if h.ndim != 3 or h.shape[2] != 2 or h.shape[0] < 2:
+            raise InputError(f"haplotype panel: need (genomes >= 2, sites, 2) alleles, got {h.shape}")
+        if h.size and (h.min() < 0 or h.max() > 1):
+            raise InputError("haplotype panel: alleles must be 0/1 with no missing calls (phase and fill the "
+                             "reference panel first, e.g. with Beagle, as for any imputation panel)")
+        cm = np.asarray(cm, dtype=np.float64)
+        if cm.shape != (h.shape[1],):
+            raise InputError(f"haplotype panel: {cm.shape[0] if cm.ndim else 0} genetic positions for {h.shape[1]} sites")
+        if states < 1 or block < 1 or margin < 1 or ne <= 0 or not 0 < eps < 0.5:
+            raise InputError(f"haplotype panel: states={states}, block={block}, margin={margin}, ne={ne}, eps={eps}: "
+                             "need states, block, margin >= 1, ne > 0 and 0 < eps < 0.5")
+        # site-major, one row of 2·n alleles per site (genome g's copies at 2g, 2g+1): the
+        # kernels' per-site loops read contiguous rows
+        self.by_site = np.ascontiguousarray(h.astype(np.int8).transpose(1, 0, 2).reshape(h.shape[1], -1))
+        self.cm = cm
+        self.states, self.block, self.margin = int(states), int(block), int(margin)
+        self.ne, self.eps = float(ne), float(eps)
+        self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
+        self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)
+
+    @classmethod
+    def from_store(cls, store, rows: np.ndarray, **options) -> HaplotypePanel:
+        """The panel of store samples ``rows`` at every vocabulary site (1 cM/Mb)."""
+        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        voc = store.vocab
+        parts = [store.read_haplotypes(c, rows) for c in range(voc.n_contigs)]
+        h = np.concatenate(parts, axis=1) if parts else np.zeros((rows.size, 0, 2), dtype=np.int8)
+        if (h < 0).any():
+            raise InputError(f"{store.path}: the haplotype panel has missing calls; impute or fill the reference "
+                             "panel first (Beagle), or use the genome-level retrieval (model.retrieval=genomes)")
+        pos = np.asarray(store.variant_position)[voc.variant].astype(np.float64)
+        return cls(h, pos * 1e-6, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
+
+    @property
+    def n_genomes(self) -> int:
+        return self.by_site.shape[1] // 2
+
+    @property
+    def haplotypes(self) -> np.ndarray:
+        """(n_genomes, n_sites, 2) alleles (a copy)."""
+        return self.by_site.reshape(self.by_site.shape[0], -1, 2).transpose(1, 0, 2).copy()
+
+    def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None, threads: int | None = None) -> np.ndarray:
+        """Probabilities (L, 3) float32 of ALT dosage 0/1/2 at each site of a sequence.
+
+        Parameters
+        ----------
+        dosage : (L,) the sequence's visible dosages 0/1/2 (anything else is hidden), or
+            (B, L) for B sequences over the same sites (``exclude`` then one entry each).
+        sites : (L,) vocabulary indices of its sites, increasing (one contig).
+        exclude : panel genome row(s) whose haplotypes may not be copied (−1: none).
+        threads : sequences computed at once for (B, L) input (default: the usable cores).
+        """
+        g = np.asarray(dosage)
+        sites = np.asarray(sites, dtype=np.int64)
+        panel, cm = self.by_site[sites], self.cm[sites]
+        if g.ndim == 2:
+            ex = [None] * g.shape[0] if exclude is None else list(exclude)
+            if not g.shape[0]:
+                return np.zeros((0, sites.size, 3), dtype=np.float32)
+            n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
+            if n_threads <= 1:
+                return np.stack([self._probs(panel, cm, row, e) for row, e in zip(g, ex)])
+            with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
+                return np.stack(list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i]), range(g.shape[0]))))
+        return self._probs(panel, cm, g, exclude)
+
+    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude) -> np.ndarray:
+        L, nh = panel.shape
+        out = np.zeros((L, 3), dtype=np.float32)
+        if L == 0:
+            return out
+        allowed = np.ones(nh, dtype=np.bool_)
+        if exclude is not None:
+            ex = np.atleast_1d(np.asarray(exclude, dtype=np.int64))
+            ex = ex[(ex >= 0) & (ex < nh // 2)]
+            allowed[2 * ex] = False
+            allowed[2 * ex + 1] = False
+        if not allowed.any():
+            return out
+        gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
+        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps, out)
+        return out
+
+    def rows_of_store(self, store_rows) -> np.ndarray:
+        """Panel rows of store rows (−1 where a store row is not in the panel)."""
+        q = np.atleast_1d(np.asarray(store_rows, dtype=np.int64))
+        if self.store_rows is None or self.store_rows.size == 0:
+            return np.full(q.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.store_rows, q), self.store_rows.size - 1)
+        return np.where(self.store_rows[at] == q, at, -1)
+
+    def row_of(self, sample_id: str) -> int:
+        """Panel row of a sample id, −1 if it is not in the panel."""
+        if self.sample_ids is None:
+            return -1
+        hit = np.flatnonzero(self.sample_ids == sample_id)
+        return int(hit[0]) if hit.size else -1
+
+    def save(self, path: str | Path) -> None:
+        """Write the panel as one ``.npz`` at exactly ``path`` (alleles bit-packed)."""
+        n_sites, nh = self.by_site.shape
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, bits=np.packbits(self.by_site, axis=1), n_haplotypes=nh, cm=self.cm,
+                                states=self.states, block=self.block, margin=self.margin, ne=self.ne, eps=self.eps,
+                                sample_ids=self.sample_ids if self.sample_ids is not None else np.zeros(0, dtype=str))
+
+    @classmethod
+    def load(cls, path: str | Path) -> HaplotypePanel:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                nh = int(z["n_haplotypes"])
+                by_site = np.unpackbits(z["bits"], axis=1, count=nh).astype(np.int8)
+                ids = z["sample_ids"]
+                h = by_site.reshape(by_site.shape[0], nh // 2, 2).transpose(1, 0, 2)
+                return cls(h, z["cm"], states=int(z["states"]), block=int(z["block"]), margin=int(z["margin"]),
+                           ne=float(z["ne"]), eps=float(z["eps"]), sample_ids=ids if ids.size else None)
+        except (OSError, KeyError, ValueError) as e:
+            raise InputError(f"{path}: not a snpbag haplotype panel ({type(e).__name__}: {e}); "
+                             "re-export the model") from e
+
+
+@njit(cache=True, nogil=True)
+def _select(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts on visible [w0, w1),
+    ties by conflicts on [v0, v1), then by a fixed hash of the row."""
+    nh = cc.shape[1]
+    key = np.empty(nh, dtype=np.int64)
+    span = np.int64(v1 - v0 + 1)
+    for h in range(nh):
+        if allowed[h]:
+            near = np.int64(cc[w1, h] - cc[w0, h])
+            wide = np.int64(cc[v1, h] - cc[v0, h])
+            mix = (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
+            key[h] = ((near * span + wide) << 20) | mix
+        else:
+            key[h] = np.iinfo(np.int64).max
+    order = np.argsort(key)
+    for i in range(K):
+        out[i] = order[i]
+
+
+@njit(cache=True, nogil=True)
+def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
+    """(P0, P1, P2): probabilities of allele sum 0/1/2 under the symmetric pair posterior P
+    (row sums r) when the K states carry alleles x — summed over the smaller allele class."""
+    n1 = 0
+    for i in range(K):
+        n1 += x[i]
+    want = 1 if n1 <= K - n1 else 0  # the class summed over
+    both = 0.0
+    one = 0.0
+    for i in range(K):
+        if x[i] != want:
+            continue
+        one += r[i]
+        for j in range(K):
+            if x[j] == want:
+                both += P[i, j]
+    other = max(0.0, 1.0 - 2.0 * one + both)  # both copies in the other class
+    if want == 1:
+        p2, p0 = both, other
+    else:
+        p0, p2 = both, other
+    p1 = max(0.0, 1.0 - p0 - p2)
+    return p0, p1, p2
+
+
+@njit(cache=True, nogil=True)
+def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragma: no cover - compiled
+    """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc)."""
+    L, nh = panel.shape
+    n_allowed = 0
+    for h in range(nh):
+        if allowed[h]:
+            n_allowed += 1
+    K = min(K, n_allowed)
+    m = 0
+    for s in range(L):
+        if g[s] >= 0:
+            m += 1
+    if m == 0:  # nothing to copy from: the panel's Hardy-Weinberg genotype frequencies
+        for s in range(L):
+            c = 0
+            for h in range(nh):
+                if allowed[h]:
+                    c += panel[s, h]
+            p = c / n_allowed
+            out[s, 0] = (1 - p) * (1 - p)
+            out[s, 1] = 2 * p * (1 - p)
+            out[s, 2] = p * p
+        return
+    vis = np.empty(m, dtype=np.int64)
+    t = 0
+    for s in range(L):
+        if g[s] >= 0:
+            vis[t] = s
+            t += 1
+    # running conflicts (opposite homozygote) of every haplotype over the visible sites
+    cc = np.zeros((m + 1, nh), dtype=np.int32)
+    for t in range(m):
+        s = vis[t]
+        gt = g[s]
+        for h in range(nh):
+            x = panel[s, h]
+            bad = (gt == 0 and x == 1) or (gt == 2 and x == 0)
+            cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
+    cand = np.empty(K, dtype=np.int64)
+    W = min(m, block + 2 * margin)
+    alpha = np.empty((W, K, K))
+    beta = np.empty((W, K, K))
+    emit = np.empty((K, K))
+    rsum = np.empty(K)
+    P = np.empty((K, K))
+    Pr = np.empty((K, K))
+    rr = np.empty(K)
+    rl = np.empty(K)
+    x = np.empty(K, dtype=np.int64)
+    hit, miss = 1.0 - eps, eps / 2.0
+    n_blocks = (m + block - 1) // block
+    for b in range(n_blocks):
+        c0 = b * block
+        c1 = min(m, c0 + block)
+        w0 = max(0, c0 - margin)
+        w1 = min(m, c1 + margin)
+        _select(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
+        n = w1 - w0
+        # forward
+        for t in range(n):
+            s = vis[w0 + t]
+            gt = g[s]
+            for i in range(K):
+                xi = panel[s, cand[i]]
+                for j in range(K):
+                    emit[i, j] = hit if xi + panel[s, cand[j]] == gt else miss
+            if t == 0:
+                for i in range(K):
+                    for j in range(K):
+                        alpha[0, i, j] = emit[i, j]
+            else:
+                rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s] - cm[vis[w0 + t - 1]]) / n_allowed)
+                a = (1.0 - rho) * (1.0 - rho)
+                bb = (1.0 - rho) * rho / K
+                for i in range(K):
+                    acc = 0.0
+                    for j in range(K):
+                        acc += alpha[t - 1, i, j]
+                    rsum[i] = acc
+                tot = 0.0
+                for i in range(K):
+                    tot += rsum[i]
+                c = (rho / K) * (rho / K) * tot
+                for i in range(K):
+                    for j in range(K):
+                        alpha[t, i, j] = emit[i, j] * (a * alpha[t - 1, i, j] + bb * (rsum[i] + rsum[j]) + c)
+            z = 0.0
+            for i in range(K):
+                for j in range(K):
+                    z += alpha[t, i, j]
+            for i in range(K):
+                for j in range(K):
+                    alpha[t, i, j] /= z
+        # backward (beta[t] without site t's emission)
+        for i in range(K):
+            for j in range(K):
+                beta[n - 1, i, j] = 1.0
+        for t in range(n - 2, -1, -1):
+            s1 = vis[w0 + t + 1]
+            gt = g[s1]
+            rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s1] - cm[vis[w0 + t]]) / n_allowed)
+            a = (1.0 - rho) * (1.0 - rho)
+            bb = (1.0 - rho) * rho / K
+            for i in range(K):
+                xi = panel[s1, cand[i]]
+                for j in range(K):
+                    emit[i, j] = beta[t + 1, i, j] * (hit if xi + panel[s1, cand[j]] == gt else miss)
+            tot = 0.0
+            for i in range(K):
+                acc = 0.0
+                for j in range(K):
+                    acc += emit[i, j]
+                rsum[i] = acc
+                tot += acc
+            c = (rho / K) * (rho / K) * tot
+            z = 0.0
+            for i in range(K):
+                for j in range(K):
+                    v = a * emit[i, j] + bb * (rsum[i] + rsum[j]) + c
+                    beta[t, i, j] = v
+                    z += v
+            for i in range(K):
+                for j in range(K):
+                    beta[t, i, j] /= z
+        # the block's sites: from just after the previous block's last visible site (the
+        # chromosome start for the first block) to this block's last visible site (the end
+        # for the last block); a hidden site uses the posteriors of its flanking visible sites
+        lo = 0 if b == 0 else vis[c0 - 1] + 1
+        hi = L if b == n_blocks - 1 else vis[c1 - 1] + 1
+        t_left = c0 - 1  # visible index (global) of the last visible site before s
+        have = -1  # local index whose posterior is in P (left flank), Pr (right flank)
+        have_r = -1
+        for s in range(lo, hi):
+            while t_left + 1 < m and vis[t_left + 1] <= s:
+                t_left += 1
+            if t_left >= 0 and vis[t_left] == s:
+                tl = t_left - w0
+                if have != tl:
+                    _posterior(alpha, beta, tl, K, P, rl)
+                    have = tl
+                x_at(panel, s, cand, K, x)
+                p0, p1, p2 = _pair_gp(P, rl, x, K)
+                out[s, 0], out[s, 1], out[s, 2] = p0, p1, p2
+                continue
+            t_right = t_left + 1
+            x_at(panel, s, cand, K, x)
+            q0 = q1 = q2 = 0.0
+            w = 0.5
+            if t_left < 0:
+                w = 1.0
+            elif t_right >= m:
+                w = 0.0
+            else:
+                span = cm[vis[t_right]] - cm[vis[t_left]]
+                if span > 0:
+                    w = (cm[s] - cm[vis[t_left]]) / span
+            if w < 1.0:
+                tl = t_left - w0
+                if have != tl:
+                    _posterior(alpha, beta, tl, K, P, rl)
+                    have = tl
+                p0, p1, p2 = _pair_gp(P, rl, x, K)
+                q0 += (1 - w) * p0
+                q1 += (1 - w) * p1
+                q2 += (1 - w) * p2
+            if w > 0.0:
+                tr = t_right - w0
+                if have_r != tr:
+                    _posterior(alpha, beta, tr, K, Pr, rr)
+                    have_r = tr
+                p0, p1, p2 = _pair_gp(Pr, rr, x, K)
+                q0 += w * p0
+                q1 += w * p1
+                q2 += w * p2
+            out[s, 0], out[s, 1], out[s, 2] = q0, q1, q2
+
+
+@njit(cache=True, nogil=True)
+def x_at(panel, s, cand, K, x):  # pragma: no cover - compiled
+    for i in range(K):
+        x[i] = panel[s, cand[i]]
+
+
+@njit(cache=True, nogil=True)
+def _posterior(alpha, beta, t, K, P, r):  # pragma: no cover - compiled
+    """P = normalised alpha[t]·beta[t] (symmetrised), r its row sums."""
+    z = 0.0
+    for i in range(K):
+        for j in range(K):
+            v = alpha[t, i, j] * beta[t, i, j]
+            P[i, j] = v
+            z += v
+    for i in range(K):
+        for j in range(i, K):
+            v = 0.5 * (P[i, j] + P[j, i]) / z
+            P[i, j] = v
+            P[j, i] = v
+    for i in range(K):
+        acc = 0.0
+        for j in range(K):
+            acc += P[i, j]
+        r[i] = acc

@@ -1,0 +1,68 @@
+"""Which retrieval panel a model reads, and where it lives: the one place that maps
+``model.retrieval`` / ``model.neighbours_k`` to a panel class, its options and its file.
+
+Two kinds give the encoder the same (L, 3) per-site input:
+
+* ``genomes`` (:class:`~snpbag.data.neighbours.NeighbourPanel`): genotype votes of the
+  ``neighbours_k`` training genomes nearest within ``neighbours_window`` sites. Unphased
+  panels work; cheap; a mixture of the two haplotypes' ancestries.
+* ``haplotypes`` (:class:`~snpbag.data.haplotypes.HaplotypePanel`): genotype probabilities
+  of a Li-Stephens copying model over ``neighbours_k`` panel haplotypes per block of
+  ``neighbours_window`` visible sites. Needs a phased panel without missing calls (as
+  Beagle's reference does); Beagle-level accuracy on its own (docs/benchmarks.md).
+
+The panel holds the training genomes, so it is saved in the run directory and shipped in
+the exported model directory (under the kind's file name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snpbag.data import haplotypes, neighbours
+from snpbag.errors import CheckpointError, ConfigError
+
+KINDS = {"genomes": neighbours.NeighbourPanel, "haplotypes": haplotypes.HaplotypePanel}
+FILES = {"genomes": neighbours.FILE, "haplotypes": haplotypes.FILE}
+
+
+def options(model_config) -> dict | None:
+    """The datamodule's ``neighbours`` option for a model (None: no retrieval input)."""
+    if not model_config.neighbours_k:
+        return None
+    return {"kind": model_config.retrieval, "k": model_config.neighbours_k, "window": model_config.neighbours_window}
+
+
+def file_name(kind: str) -> str:
+    if kind not in FILES:
+        raise ConfigError(f"model.retrieval={kind!r}; choose one of {sorted(FILES)}")
+    return FILES[kind]
+
+
+def build(store, rows, opts: dict):
+    """The panel of store rows ``rows`` (the training split) for ``opts`` (see :func:`options`)."""
+    opts = dict(opts)
+    kind = opts.pop("kind", "genomes")
+    unknown = set(opts) - {"k", "window"}
+    if unknown:
+        raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give kind, k and window")
+    file_name(kind)
+    if kind == "haplotypes":
+        return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["window"],
+                                                    margin=opts["window"])
+    return neighbours.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
+
+
+def load(model_dir: str | Path, model_config, n_sites: int):
+    """The panel shipped in a model directory; CheckpointError if it is missing or does not
+    cover the vocabulary."""
+    kind = model_config.retrieval
+    path = Path(model_dir) / file_name(kind)
+    if not path.is_file():
+        raise CheckpointError(f"{model_dir}: the model reads a {kind} retrieval panel but {path.name} is missing; "
+                              "re-export it")
+    panel = KINDS[kind].load(path)
+    have = panel.by_site.shape[0]
+    if have != n_sites:
+        raise CheckpointError(f"{path}: {have} sites, the vocabulary {n_sites}; re-export the model directory")
+    return panel
