@@ -209,7 +209,7 @@ def _select(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
         out[i] = order[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
     """(P0, P1, P2): probabilities of allele sum 0/1/2 under the symmetric pair posterior P
     (row sums r) when the K states carry alleles x — summed over the smaller allele class."""
@@ -235,7 +235,45 @@ def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
     return p0, p1, p2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
+def _emission_rows(panel, s, gt, cand, K, hit, miss, x, ev):  # pragma: no cover - compiled
+    """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j])."""
+    for i in range(K):
+        x[i] = panel[s, cand[i]]
+    for j in range(K):
+        for a in range(2):
+            ev[a, j] = hit if a + x[j] == gt else miss
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _row_sums(A, K, r):  # pragma: no cover - compiled
+    """r[i] = sum of row i of A (K × K); returns the total."""
+    tot = 0.0
+    for i in range(K):
+        row = A[i]
+        acc = np.float32(0.0)
+        for j in range(K):
+            acc += row[j]
+        r[i] = acc
+        tot += acc
+    return tot
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _normalise(A, K):  # pragma: no cover - compiled
+    z = np.float32(0.0)
+    for i in range(K):
+        row = A[i]
+        for j in range(K):
+            z += row[j]
+    inv = np.float32(1.0) / z
+    for i in range(K):
+        row = A[i]
+        for j in range(K):
+            row[j] *= inv
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc)."""
     L, nh = panel.shape
@@ -276,16 +314,17 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
             cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
     cand = np.empty(K, dtype=np.int64)
     W = min(m, block + 2 * margin)
-    alpha = np.empty((W, K, K))
-    beta = np.empty((W, K, K))
-    emit = np.empty((K, K))
-    rsum = np.empty(K)
+    alpha = np.empty((W, K, K), dtype=np.float32)
+    beta = np.empty((W, K, K), dtype=np.float32)
+    emit = np.empty((K, K), dtype=np.float32)
+    rsum = np.empty(K, dtype=np.float32)
     P = np.empty((K, K))
     Pr = np.empty((K, K))
     rr = np.empty(K)
     rl = np.empty(K)
     x = np.empty(K, dtype=np.int64)
-    hit, miss = 1.0 - eps, eps / 2.0
+    ev = np.empty((2, K), dtype=np.float32)
+    hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
     n_blocks = (m + block - 1) // block
     for b in range(n_blocks):
         c0 = b * block
@@ -294,72 +333,54 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
         w1 = min(m, c1 + margin)
         _select(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
         n = w1 - w0
-        # forward
+        # forward, then backward (beta[t] without site t's emission). A pair's emission
+        # depends only on the two alleles, so row i reads the emission vector of its own
+        # allele over all j: branch-free inner loops over contiguous rows, which vectorise
         for t in range(n):
             s = vis[w0 + t]
-            gt = g[s]
-            for i in range(K):
-                xi = panel[s, cand[i]]
-                for j in range(K):
-                    emit[i, j] = hit if xi + panel[s, cand[j]] == gt else miss
+            _emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
             if t == 0:
                 for i in range(K):
+                    e = ev[x[i]]
+                    row = alpha[0, i]
                     for j in range(K):
-                        alpha[0, i, j] = emit[i, j]
+                        row[j] = e[j]
             else:
                 rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s] - cm[vis[w0 + t - 1]]) / n_allowed)
-                a = (1.0 - rho) * (1.0 - rho)
-                bb = (1.0 - rho) * rho / K
+                a = np.float32((1.0 - rho) * (1.0 - rho))
+                bb = np.float32((1.0 - rho) * rho / K)
+                tot = _row_sums(alpha[t - 1], K, rsum)
+                c = np.float32((rho / K) * (rho / K) * tot)
                 for i in range(K):
-                    acc = 0.0
+                    e = ev[x[i]]
+                    prev = alpha[t - 1, i]
+                    row = alpha[t, i]
+                    base = bb * rsum[i] + c
                     for j in range(K):
-                        acc += alpha[t - 1, i, j]
-                    rsum[i] = acc
-                tot = 0.0
-                for i in range(K):
-                    tot += rsum[i]
-                c = (rho / K) * (rho / K) * tot
-                for i in range(K):
-                    for j in range(K):
-                        alpha[t, i, j] = emit[i, j] * (a * alpha[t - 1, i, j] + bb * (rsum[i] + rsum[j]) + c)
-            z = 0.0
-            for i in range(K):
-                for j in range(K):
-                    z += alpha[t, i, j]
-            for i in range(K):
-                for j in range(K):
-                    alpha[t, i, j] /= z
-        # backward (beta[t] without site t's emission)
-        for i in range(K):
-            for j in range(K):
-                beta[n - 1, i, j] = 1.0
+                        row[j] = e[j] * (a * prev[j] + bb * rsum[j] + base)
+            _normalise(alpha[t], K)
+        beta[n - 1, :, :] = 1.0
         for t in range(n - 2, -1, -1):
             s1 = vis[w0 + t + 1]
-            gt = g[s1]
             rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s1] - cm[vis[w0 + t]]) / n_allowed)
-            a = (1.0 - rho) * (1.0 - rho)
-            bb = (1.0 - rho) * rho / K
+            a = np.float32((1.0 - rho) * (1.0 - rho))
+            bb = np.float32((1.0 - rho) * rho / K)
+            _emission_rows(panel, s1, g[s1], cand, K, hit, miss, x, ev)
             for i in range(K):
-                xi = panel[s1, cand[i]]
+                e = ev[x[i]]
+                nxt = beta[t + 1, i]
+                row = emit[i]
                 for j in range(K):
-                    emit[i, j] = beta[t + 1, i, j] * (hit if xi + panel[s1, cand[j]] == gt else miss)
-            tot = 0.0
+                    row[j] = nxt[j] * e[j]
+            tot = _row_sums(emit, K, rsum)
+            c = np.float32((rho / K) * (rho / K) * tot)
             for i in range(K):
-                acc = 0.0
+                src = emit[i]
+                row = beta[t, i]
+                base = bb * rsum[i] + c
                 for j in range(K):
-                    acc += emit[i, j]
-                rsum[i] = acc
-                tot += acc
-            c = (rho / K) * (rho / K) * tot
-            z = 0.0
-            for i in range(K):
-                for j in range(K):
-                    v = a * emit[i, j] + bb * (rsum[i] + rsum[j]) + c
-                    beta[t, i, j] = v
-                    z += v
-            for i in range(K):
-                for j in range(K):
-                    beta[t, i, j] /= z
+                    row[j] = a * src[j] + bb * rsum[j] + base
+            _normalise(beta[t], K)
         # the block's sites: from just after the previous block's last visible site (the
         # chromosome start for the first block) to this block's last visible site (the end
         # for the last block); a hidden site uses the posteriors of its flanking visible sites
@@ -376,12 +397,12 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
                 if have != tl:
                     _posterior(alpha, beta, tl, K, P, rl)
                     have = tl
-                x_at(panel, s, cand, K, x)
+                _alleles_at(panel, s, cand, K, x)
                 p0, p1, p2 = _pair_gp(P, rl, x, K)
                 out[s, 0], out[s, 1], out[s, 2] = p0, p1, p2
                 continue
             t_right = t_left + 1
-            x_at(panel, s, cand, K, x)
+            _alleles_at(panel, s, cand, K, x)
             q0 = q1 = q2 = 0.0
             w = 0.5
             if t_left < 0:
@@ -414,12 +435,13 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
 
 
 @njit(cache=True, nogil=True)
-def x_at(panel, s, cand, K, x):  # pragma: no cover - compiled
+def _alleles_at(panel, s, cand, K, x):  # pragma: no cover - compiled
+    """x[i] = the allele of candidate i at site s."""
     for i in range(K):
         x[i] = panel[s, cand[i]]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _posterior(alpha, beta, t, K, P, r):  # pragma: no cover - compiled
     """P = normalised alpha[t]·beta[t] (symmetrised), r its row sums."""
     z = 0.0
