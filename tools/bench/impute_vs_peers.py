@@ -12,7 +12,8 @@ MAF bin, per population, R2 calibration, wall time and peak memory.
 Peers are the Debian packages ``beagle`` (5.4), ``minimac4`` (targets pre-phased with
 Beagle, ``impute=false``) and ``bcftools``. snpbag is evaluated from a model directory
 trained only on ``reference.vcf.gz`` (``--snpbag-model``); without it the snpbag rows are
-left out and the table says so.
+left out and the table says so. For a ``model.retrieval=haplotypes`` model a further row
+scores its retrieval input alone (the copying model, no encoder): what the encoder adds.
 """
 
 from __future__ import annotations
@@ -66,16 +67,37 @@ def make_array_input(truth_vcf: Path, sites: set, out: Path, *, error_rate: floa
                 continue
             g = v.genotype.array()[:, :2].copy()
             err = rng.random(len(g)) < error_rate
-            # an error replaces the genotype by one of the two others, unphased as arrays are
+            # an error replaces the genotype by one of the two others
             dose = g.sum(1)
             new = (dose + rng.integers(1, 3, len(g))) % 3
             g[err] = np.stack([new[err] >= 1, new[err] == 2], 1).astype(g.dtype)
-            gts = [f"{a}|{b}" for a, b in g]
+            gts = [f"{min(a, b)}/{max(a, b)}" for a, b in g]  # unphased, as array calls are
             fields = str(v).rstrip("\n").split("\t")[:9]
             fields[8] = "GT"
             yield "\t".join(fields + gts) + "\n"
 
     write_vcf_bgzf(lines(), out)
+
+
+def copying_dosages(model: Path, target_in: Path, keys, samples) -> np.ndarray:
+    """Dosages of the haplotype-copying model on its own: the retrieval input of a
+    ``model.retrieval=haplotypes`` model (its shipped panel), before the encoder — the
+    ablation that says what the encoder adds. NaN off the model's vocabulary."""
+    from snpbag.data.haplotypes import FILE, HaplotypePanel
+    from snpbag.data.vocab import SiteVocab
+
+    panel, vocab = HaplotypePanel.load(model / FILE), SiteVocab.load(model)
+    akeys, adose, asamples = read_truth(target_in)
+    order = [asamples.index(x) for x in samples]
+    typed = vocab.index_of(*zip(*akeys))
+    g = np.full((len(samples), vocab.n_sites), 4, dtype=np.int8)  # hidden unless typed
+    ok = typed >= 0
+    g[:, typed[ok]] = np.where(adose[ok][:, order] >= 0, adose[ok][:, order], 4).T
+    gp = panel.votes(g, np.arange(vocab.n_sites))
+    vidx = vocab.index_of(*zip(*keys))
+    dos = np.full((len(keys), len(samples)), np.nan)
+    dos[vidx >= 0] = (gp[:, vidx[vidx >= 0], 1] + 2 * gp[:, vidx[vidx >= 0], 2]).T
+    return dos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
-    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag")
+    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,copying",
+                    help="copying: the haplotype-copying retrieval input of a haplotypes model alone")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     tools = args.tools.split(",")
@@ -125,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for density in densities:
         step = max(1, round(max(densities) / density))
         array = set(array_all[::step])
-        dd = wd / f"d{density:g}"
+        dd = wd / (f"d{density:g}" + (f"_err{args.error_rate:g}" if args.error_rate else ""))  # inputs are cached
         dd.mkdir(parents=True, exist_ok=True)
         target_in = dd / "targets_array.vcf.gz"
         if not target_in.exists():
@@ -161,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--model", str(model), "--input", str(target_in),
                     "--output", str(out), "--batch-size", "32"], log=dd / "snpbag.time")
             res["tools"].append(scored(f"snpbag ({model.name})", out, t))
+        model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
+        if "copying" in tools and model is not None and (model / "haplotypes.npz").is_file():
+            t0 = time.perf_counter()
+            dos = copying_dosages(model, target_in, keys, samples)
+            res["tools"].append(score("copying model alone (snpbag retrieval input)", truth, dos,
+                                      eval_sites=eval_sites, maf=maf, groups=groups)
+                                | {"wall_s": time.perf_counter() - t0, "peak_mib": float("nan"), "cmd": "in-process"})
         results["densities"][f"{density:g}"] = res
     print(render(results))
     if args.json:
