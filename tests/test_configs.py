@@ -51,10 +51,12 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
         sites.write_text("".join(f"{c}\t{p}\t{r}\t{a}\n" for c, p, r, a in
                                  list(zip(v.chrom(), v.position, v.ref, v.alt))[::5]))
         extra = [f"masking.array_sites={sites}", "task.init_from=null"]
-    if name.endswith("_panel") and not name.startswith("impute_"):  # haplotype retrieval: a panel without missing calls
-        store = tiny_store(tmp_path / "complete", missing_rate=0.0)
     cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
                *extra)
+    if cfg.model.neighbours_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
+        store = tiny_store(tmp_path / "complete", missing_rate=0.0)
+        cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0",
+                   "data.persistent_workers=false", *extra)
     dm = build_datamodule(cfg)
     dm.setup("fit")
     vocab = dm.store.vocab
