@@ -41,13 +41,14 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from snpbag.data.panel import PanelRows
 from snpbag.errors import InputError
 
 #: The panel's file in a run directory and in an exported model directory.
 FILE = "haplotypes.npz"
 
 
-class HaplotypePanel:
+class HaplotypePanel(PanelRows):
     """Phased panel haplotypes at the vocabulary sites, with the sites' genetic positions.
 
     Parameters
@@ -150,21 +151,6 @@ class HaplotypePanel:
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
         _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps, out)
         return out
-
-    def rows_of_store(self, store_rows) -> np.ndarray:
-        """Panel rows of store rows (−1 where a store row is not in the panel)."""
-        q = np.atleast_1d(np.asarray(store_rows, dtype=np.int64))
-        if self.store_rows is None or self.store_rows.size == 0:
-            return np.full(q.shape, -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.store_rows, q), self.store_rows.size - 1)
-        return np.where(self.store_rows[at] == q, at, -1)
-
-    def row_of(self, sample_id: str) -> int:
-        """Panel row of a sample id, −1 if it is not in the panel."""
-        if self.sample_ids is None:
-            return -1
-        hit = np.flatnonzero(self.sample_ids == sample_id)
-        return int(hit[0]) if hit.size else -1
 
     def save(self, path: str | Path) -> None:
         """Write the panel as one ``.npz`` at exactly ``path`` (alleles bit-packed)."""

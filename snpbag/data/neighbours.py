@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from snpbag.data.panel import PanelRows
 from snpbag.errors import InputError
 
 #: Genotype classes voted for (ALT dosage 0, 1, 2).
@@ -31,7 +32,7 @@ N_CLASSES = 3
 FILE = "neighbours.npz"
 
 
-class NeighbourPanel:
+class NeighbourPanel(PanelRows):
     """Dosages (genomes × vocabulary sites, int8, −1 missing) of a reference panel.
 
     Parameters
@@ -109,21 +110,6 @@ class NeighbourPanel:
         if k > 0:
             _votes(panel, np.where(vis, g, 0).astype(np.int8), vis, allowed, self.window, k, out)
         return out
-
-    def rows_of_store(self, store_rows) -> np.ndarray:
-        """Panel rows of store rows (−1 where a store row is not in the panel, e.g. validation)."""
-        q = np.atleast_1d(np.asarray(store_rows, dtype=np.int64))
-        if self.store_rows is None or self.store_rows.size == 0:
-            return np.full(q.shape, -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.store_rows, q), self.store_rows.size - 1)
-        return np.where(self.store_rows[at] == q, at, -1)
-
-    def row_of(self, sample_id: str) -> int:
-        """Panel row of a sample id, −1 if it is not in the panel (or ids were not kept)."""
-        if self.sample_ids is None:
-            return -1
-        hit = np.flatnonzero(self.sample_ids == sample_id)
-        return int(hit[0]) if hit.size else -1
 
     def save(self, path: str | Path) -> None:
         """Write the panel as one ``.npz`` (dosages, ids, window, k) at exactly ``path``."""
