@@ -166,3 +166,27 @@ def test_bad_panels_are_refused(change, match):
         HaplotypePanel(h, cm)
     with pytest.raises(InputError, match="margin"):
         HaplotypePanel(*_panel(rng), margin=0)
+
+
+def test_from_store_refuses_an_unphased_panel(tmp_path):
+    """A store of phased calls builds; the same calls unphased stop with the fix named."""
+    from snpbag.data.convert import convert
+    from snpbag.data.store import open_store
+
+    rng = np.random.default_rng(0)
+    n, L = 6, 40
+    h = rng.integers(0, 2, (n, L, 2))
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=22,length=100000>",
+             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(f"s{i}" for i in range(n))]
+    for sep, name in (("|", "phased"), ("/", "unphased")):
+        rows = [f"22\t{100 * (j + 1)}\t.\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(f"{a}{sep}{b}" for a, b in h[:, j])
+                for j in range(L)]
+        (tmp_path / f"{name}.vcf").write_text("\n".join(lines + rows) + "\n")
+        convert(str(tmp_path / f"{name}.vcf"), str(tmp_path / f"{name}.zarr"), min_maf=0.0, contig_len=64, threads=1)
+    st = open_store(tmp_path / "phased.zarr")
+    panel = HaplotypePanel.from_store(st, np.arange(n))
+    np.testing.assert_array_equal(panel.haplotypes, st.read_sites(np.arange(st.vocab.n_sites)))
+    with pytest.raises(InputError, match=r"unphased.zarr: the haplotype panel is not phased \(.* heterozygous calls "
+                                         r"unphased\); phase the reference panel first"):
+        HaplotypePanel.from_store(open_store(tmp_path / "unphased.zarr"), np.arange(n))

@@ -98,6 +98,15 @@ class HaplotypePanel(PanelRows):
         if (h < 0).any():
             raise InputError(f"{store.path}: the haplotype panel has missing calls; impute or fill the reference "
                              "panel first (Beagle), or use the genome-level retrieval (model.retrieval=genomes)")
+        het = h[:, :, 0] != h[:, :, 1]
+        for c in range(voc.n_contigs) if het.any() else ():  # unphased hets would copy made-up haplotypes
+            sl = voc.contig_sites(c)
+            phased = store.read_phased(np.arange(sl.start, sl.stop), rows)
+            bad = 0 if phased is None else int((het[:, sl] & ~phased).sum())
+            if bad:
+                raise InputError(f"{store.path}: the haplotype panel is not phased ({bad:,} heterozygous calls "
+                                 "unphased); phase the reference panel first (Beagle, SHAPEIT), or use the "
+                                 "genome-level retrieval (model.retrieval=genomes)")
         pos = np.asarray(store.variant_position)[voc.variant].astype(np.float64)
         return cls(h, pos * 1e-6, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
 

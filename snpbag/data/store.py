@@ -304,28 +304,44 @@ class GenotypeStore:
         sites are decoded but discarded. −1 marks a missing allele (haploid fill too).
         """
         sites = np.asarray(sites, dtype=np.int64)
-        variants = self.vocab.variant[sites]
+        out = self._gather("call_genotype", self.vocab.variant[sites], samples).transpose(1, 0, 2)
+        np.maximum(out, -1, out=out)
+        return np.ascontiguousarray(out)
+
+    def read_phased(self, sites: np.ndarray, samples=None) -> np.ndarray | None:
+        """Phasing flags (n_samples, L) bool of vocabulary sites ``sites`` (increasing), or None
+        when the store has no ``call_genotype_phased`` array."""
+        if self._meta("call_genotype_phased") is None and "call_genotype_phased" not in self.group:
+            return None
+        sites = np.asarray(sites, dtype=np.int64)
+        return np.ascontiguousarray(self._gather("call_genotype_phased", self.vocab.variant[sites], samples).T)
+
+    def _gather(self, name: str, variants: np.ndarray, samples) -> np.ndarray:
+        """Rows ``variants`` (increasing) of a (variants, samples, ...) array for ``samples``.
+
+        Each chunk overlapping the variants is read once; rows between them are decoded but
+        discarded.
+        """
         sel = self._samples(samples)
         n = len(range(*sel.indices(self.n_samples))) if isinstance(sel, slice) else sel.size
-        out = np.empty((n, variants.size, 2), dtype=np.int8)
+        shape = self._shape(name)
+        out = None
         if variants.size == 0:
-            return out
+            return np.empty((0, n, *shape[2:]), dtype=np.int8 if name == "call_genotype" else bool)
         chunk = self.variant_chunk
         span = int(variants[-1] - variants[0] + 1)
         if span * n * 2 <= _ONE_READ_BYTES:
             # One zarr call: its chunks are fetched and decoded concurrently.
-            block = self._read("call_genotype", (slice(int(variants[0]), int(variants[-1]) + 1), sel),
-                               orthogonal=True)
-            out[:] = block[variants - variants[0]].transpose(1, 0, 2)
-            np.maximum(out, -1, out=out)
-            return out
+            block = self._read(name, (slice(int(variants[0]), int(variants[-1]) + 1), sel), orthogonal=True)
+            return block[variants - variants[0]]
         which = variants // chunk
         bounds = np.flatnonzero(np.diff(which)) + 1
         for a, b in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [variants.size]])):
             v = variants[a:b]
-            block = self._read("call_genotype", (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
-            out[:, a:b] = block[v - v[0]].transpose(1, 0, 2)
-        np.maximum(out, -1, out=out)
+            block = self._read(name, (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
+            if out is None:
+                out = np.empty((variants.size, n, *block.shape[2:]), dtype=block.dtype)
+            out[a:b] = block[v - v[0]]
         return out
 
     def read_haplotypes(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
