@@ -81,7 +81,7 @@ class HaplotypePanel(PanelRows):
                              "need states, block, margin >= 1, ne > 0 and 0 < eps < 0.5")
         # site-major, one row of 2·n alleles per site (genome g's copies at 2g, 2g+1): the
         # kernels' per-site loops read contiguous rows
-        self.by_site = np.ascontiguousarray(h.astype(np.int8).transpose(1, 0, 2).reshape(h.shape[1], -1))
+        self.by_site = np.ascontiguousarray(h.astype(np.int8, copy=False).transpose(1, 0, 2).reshape(h.shape[1], -1))
         self.cm = cm
         self.states, self.block, self.margin = int(states), int(block), int(margin)
         self.ne, self.eps = float(ne), float(eps)
@@ -163,9 +163,9 @@ class HaplotypePanel(PanelRows):
 
     def save(self, path: str | Path) -> None:
         """Write the panel as one ``.npz`` at exactly ``path`` (alleles bit-packed)."""
-        n_sites, nh = self.by_site.shape
         with open(path, "wb") as fh:
-            np.savez_compressed(fh, bits=np.packbits(self.by_site, axis=1), n_haplotypes=nh, cm=self.cm,
+            np.savez_compressed(fh, bits=np.packbits(self.by_site, axis=1), n_haplotypes=self.by_site.shape[1],
+                                cm=self.cm,
                                 states=self.states, block=self.block, margin=self.margin, ne=self.ne, eps=self.eps,
                                 sample_ids=self.sample_ids if self.sample_ids is not None else np.zeros(0, dtype=str))
 
@@ -174,8 +174,10 @@ class HaplotypePanel(PanelRows):
         try:
             with np.load(path, allow_pickle=False) as z:
                 nh = int(z["n_haplotypes"])
-                by_site = np.unpackbits(z["bits"], axis=1, count=nh).astype(np.int8)
+                by_site = np.unpackbits(z["bits"], axis=1, count=nh).view(np.int8)  # 0/1: a view, no copy
                 ids = z["sample_ids"]
+                # a genome-major view of the site-major bits: the constructor's transpose
+                # back to site-major is then a plain contiguous copy-free reshape
                 h = by_site.reshape(by_site.shape[0], nh // 2, 2).transpose(1, 0, 2)
                 return cls(h, z["cm"], states=int(z["states"]), block=int(z["block"]), margin=int(z["margin"]),
                            ne=float(z["ne"]), eps=float(z["eps"]), sample_ids=ids if ids.size else None)
@@ -233,8 +235,7 @@ def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, fastmath=True)
 def _emission_rows(panel, s, gt, cand, K, hit, miss, x, ev):  # pragma: no cover - compiled
     """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j])."""
-    for i in range(K):
-        x[i] = panel[s, cand[i]]
+    _alleles_at(panel, s, cand, K, x)
     for j in range(K):
         for a in range(2):
             ev[a, j] = hit if a + x[j] == gt else miss

@@ -304,9 +304,10 @@ class GenotypeStore:
         sites are decoded but discarded. −1 marks a missing allele (haploid fill too).
         """
         sites = np.asarray(sites, dtype=np.int64)
-        out = self._gather("call_genotype", self.vocab.variant[sites], samples).transpose(1, 0, 2)
+        out = np.empty((self._n_selected(samples), sites.size, 2), dtype=np.int8)
+        self._gather("call_genotype", self.vocab.variant[sites], samples, out.swapaxes(0, 1))
         np.maximum(out, -1, out=out)
-        return np.ascontiguousarray(out)
+        return out
 
     def read_phased(self, sites: np.ndarray, samples=None) -> np.ndarray | None:
         """Phasing flags (n_samples, L) bool of vocabulary sites ``sites`` (increasing), or None
@@ -314,35 +315,35 @@ class GenotypeStore:
         if self._meta("call_genotype_phased") is None and "call_genotype_phased" not in self.group:
             return None
         sites = np.asarray(sites, dtype=np.int64)
-        return np.ascontiguousarray(self._gather("call_genotype_phased", self.vocab.variant[sites], samples).T)
+        out = np.empty((self._n_selected(samples), sites.size), dtype=bool)
+        self._gather("call_genotype_phased", self.vocab.variant[sites], samples, out.T)
+        return out
 
-    def _gather(self, name: str, variants: np.ndarray, samples) -> np.ndarray:
-        """Rows ``variants`` (increasing) of a (variants, samples, ...) array for ``samples``.
+    def _n_selected(self, samples) -> int:
+        sel = self._samples(samples)
+        return len(range(*sel.indices(self.n_samples))) if isinstance(sel, slice) else sel.size
+
+    def _gather(self, name: str, variants: np.ndarray, samples, dest: np.ndarray) -> None:
+        """dest (variants, samples, ...) = rows ``variants`` (increasing) of array ``name``.
 
         Each chunk overlapping the variants is read once; rows between them are decoded but
-        discarded.
+        discarded. ``dest`` may be a transposed view: the caller's layout is filled in place.
         """
-        sel = self._samples(samples)
-        n = len(range(*sel.indices(self.n_samples))) if isinstance(sel, slice) else sel.size
-        shape = self._shape(name)
-        out = None
         if variants.size == 0:
-            return np.empty((0, n, *shape[2:]), dtype=np.int8 if name == "call_genotype" else bool)
-        chunk = self.variant_chunk
+            return
+        sel = self._samples(samples)
         span = int(variants[-1] - variants[0] + 1)
-        if span * n * 2 <= _ONE_READ_BYTES:
+        if span * dest.shape[1] * 2 <= _ONE_READ_BYTES:
             # One zarr call: its chunks are fetched and decoded concurrently.
             block = self._read(name, (slice(int(variants[0]), int(variants[-1]) + 1), sel), orthogonal=True)
-            return block[variants - variants[0]]
-        which = variants // chunk
+            dest[:] = block[variants - variants[0]]
+            return
+        which = variants // self.variant_chunk
         bounds = np.flatnonzero(np.diff(which)) + 1
         for a, b in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [variants.size]])):
             v = variants[a:b]
             block = self._read(name, (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
-            if out is None:
-                out = np.empty((variants.size, n, *block.shape[2:]), dtype=block.dtype)
-            out[a:b] = block[v - v[0]]
-        return out
+            dest[a:b] = block[v - v[0]]
 
     def read_haplotypes(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Alleles of vocabulary sites ``start:stop`` of model contig ``contig``.
