@@ -412,18 +412,18 @@ class GenotypeStore:
         for sl, gt in self.iter_variant_blocks(slice(0, n), block=block):
             yield sl, alt_dosage(gt)
 
-    def dosage_block_jobs(self, n: int | None = None, *, block: int | None = None
+    def dosage_block_jobs(self, n: int | None = None, *, block: int | None = None, reuse: bool = False
                           ) -> list[tuple[slice, Callable[[], list[np.ndarray]]]] | None:
         """The blocks of :meth:`iter_dosage_blocks` as independent jobs, one per outer variant chunk.
 
         Each ``(variant slice, job)``: ``job()`` returns the dosage blocks of that slice, in
         order, and may run in any thread (for decoding chunks in parallel). None where
         the store is not read by :class:`ShardScan` or ``block`` does not divide its
-        variant chunk.
+        variant chunk. ``reuse``: see :meth:`ShardScan.chunk_jobs`.
         """
         n = self.n_samples if n is None else n
         scan = ShardScan.open(self.path, self.n_variants, self.n_samples)
-        return None if scan is None else scan.chunk_jobs(block or self.variant_chunk, n)
+        return None if scan is None else scan.chunk_jobs(block or self.variant_chunk, n, reuse=reuse)
 
 
 class ShardScan:
@@ -481,12 +481,15 @@ class ShardScan:
                 a = e
             yield slice(b - sum(p.shape[0] for p in parts), b), (parts[0] if len(parts) == 1 else np.concatenate(parts))
 
-    def chunk_jobs(self, block: int, n: int) -> list[tuple[slice, Callable[[], list[np.ndarray]]]] | None:
+    def chunk_jobs(self, block: int, n: int, *, reuse: bool = False
+                   ) -> list[tuple[slice, Callable[[], list[np.ndarray]]]] | None:
         """One job per outer variant chunk: (its variants, a function giving its dosage blocks (v, n)).
 
         The blocks are those of :meth:`blocks` (``block`` must divide the outer chunk;
         None otherwise). Jobs may run in any thread and order: each decodes into a
-        buffer of its thread.
+        buffer of its thread. With ``reuse`` the dosages, too, lie in a buffer of the
+        thread, overwritten by its next job: for callers done with them before that (a
+        fresh 25 MB array per chunk costs page faults, about a third of KING's system time).
         """
         if block < 1 or self.cv % block:
             return None
@@ -495,7 +498,10 @@ class ShardScan:
         def job(k: int) -> list[np.ndarray]:
             if getattr(local, "buf", None) is None:
                 local.buf = self._new_buffer()
-            d = self._decode(k, local.buf)
+                local.out = None
+            if reuse and local.out is None:
+                local.out = self._new_output()
+            d = self._decode(k, local.buf, local.out if reuse else None)
             return [d[a:a + block, :n] for a in range(0, d.shape[0], block)]
 
         return [(slice(k * self.cv, min((k + 1) * self.cv, self.nv)), functools.partial(job, k))
@@ -503,6 +509,9 @@ class ShardScan:
 
     def _new_buffer(self) -> np.ndarray:
         return np.empty((-(-self.ns // self.is_), self.iv, self.is_, 2), dtype=np.int8)
+
+    def _new_output(self) -> np.ndarray:
+        return np.empty((self.iv, -(-self.ns // self.is_) * self.is_), dtype=np.int8)
 
     def _chunk(self, k: int) -> np.ndarray:
         if self._cache is not None and self._cache[0] == k:
@@ -513,8 +522,11 @@ class ShardScan:
         self._cache = (k, d)
         return d
 
-    def _decode(self, k: int, buf: np.ndarray) -> np.ndarray:
-        """Dosages (rows, ns) of outer chunk ``k``, decoded through ``buf`` (:meth:`_new_buffer`)."""
+    def _decode(self, k: int, buf: np.ndarray, d: np.ndarray | None = None) -> np.ndarray:
+        """Dosages (rows, ns) of outer chunk ``k``, decoded through ``buf`` (:meth:`_new_buffer`) into ``d``.
+
+        ``d``: a :meth:`_new_output` array to fill (default: a new one).
+        """
         import google_crc32c
         import numcodecs.blosc
 
@@ -543,7 +555,7 @@ class ShardScan:
         edge = self.ns - (n_inner - 1) * self.is_
         buf[-1, :, edge:] = 0  # padding of the last inner chunk and past the last variant: not data
         buf[:, rows:] = 0
-        d = np.empty((self.iv, n_inner * self.is_), dtype=np.int8)
+        d = self._new_output() if d is None else d
         if not _add_alleles(buf, d):  # a missing or haploid call: plink2's import rules, in numpy
             dt = d.reshape(self.iv, n_inner, self.is_).transpose(1, 0, 2)  # buf's (inner chunk, variant, sample) order
             dt[...] = alt_dosage(buf)

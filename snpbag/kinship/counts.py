@@ -154,10 +154,10 @@ def _prepare_all(job, **kw) -> list[_Chunk]:
     return [_prepare(g, **kw) for g in job()]
 
 
-def _jobs(source, n: int, chunk: int, stats: ScanStats):
+def _jobs(source, n: int, chunk: int, stats: ScanStats, reuse: bool):
     """GenotypeSource.dosage_jobs, or jobs returning the chunks of any object with a ``dosages`` method."""
     if hasattr(source, "dosage_jobs"):
-        return source.dosage_jobs(n, chunk=chunk, stats=stats)
+        return source.dosage_jobs(n, chunk=chunk, stats=stats, reuse=reuse)
     return (functools.partial(list, (g,)) for g in source.dosages(n, chunk=chunk, stats=stats))
 
 
@@ -436,13 +436,15 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     stats = stats if stats is not None else ScanStats()
     ahead = None
     try:
-        if threads > 1:  # chunks decoded and prepared by a pool (the popcount kernel's too), in order
+        if threads > 1:  # chunks decoded and prepared by a pool (the popcount kernel's too), in order;
+            # the popcount _prepare copies what it keeps (bit-planes, carrier pairs), so a thread's
+            # decoded chunks may reuse one buffer
             prep = cpu_state()["pool"] if pop else _pool(threads, "king-prepare")
             if not pop:
                 cpu["prep"] = prep
             chunks = _in_order((functools.partial(_prepare_all, job, r0=r0, ncol=ncol, pair_limit=sparse_limit,
                                                   pop=pop)
-                                for job in _jobs(source, n_all, chunk, stats)), prep, threads)
+                                for job in _jobs(source, n_all, chunk, stats, reuse=pop)), prep, threads)
         else:
             chunks = (_prepare(g, r0=r0, ncol=ncol, pair_limit=sparse_limit, pop=pop)
                       for g in source.dosages(n_all, chunk=chunk, stats=stats))
@@ -455,7 +457,10 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
                 n_complete += sp.n
                 x_sparse += sp.x
                 n_sparse += sp.n
-                if sp.flat.size:
+                if sp.flat.size and pop:  # straight into HETHET and S·S' (the kernels' tiles are not running)
+                    st = cpu_state()
+                    popcount.add_pairs(sp.flat, st["hh"], st["ss"])
+                elif sp.flat.size:
                     pairs.append(sp.flat)
                     n_pairs += sp.flat.size
                 if sp.hom_flat.size:
@@ -509,7 +514,11 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
         ss.reshape(-1)[u] += np.bincount(inv, weights=w, minlength=u.size).astype(np.int32)
     a = acc.cpu().numpy() if acc is not None else None
     del acc
-    het_row, het_col, nsnp, ibs0 = (np.empty(hh.shape, dtype=np.int32) for _ in range(4))
+    if pop:  # finish writes each cell after reading it: the accumulators take the counts (no fresh pages)
+        ibs0 = ss
+        het_row, het_col, nsnp = miss if miss is not None else (np.empty(hh.shape, dtype=np.int32) for _ in range(3))
+    else:
+        het_row, het_col, nsnp, ibs0 = (np.empty(hh.shape, dtype=np.int32) for _ in range(4))
 
     def finish_compiled(b0: int, b1: int) -> None:  # as finish, in one compiled pass
         none = np.zeros((0, 0), dtype=np.int32)

@@ -235,6 +235,16 @@ def ones(P):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def add_pairs(flat, hh, ss):  # pragma: no cover - compiled
+    """+1 to ``hh`` and ``ss`` at each flat cell index: carrier pairs (:mod:`~snpbag.kinship.carriers`)."""
+    h = hh.reshape(-1)
+    s = ss.reshape(-1)
+    for f in flat:
+        h[f] += 1
+        s[f] += 1
+
+
+@njit(cache=True, nogil=True)
 def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, m_hr, m_hc, m_ns, r0, b0,
            b1):  # pragma: no cover - compiled
     """Rows [b0, b1) of a pass: every count of :class:`~snpbag.kinship.counts.PairCounts` from the accumulators.
@@ -245,7 +255,9 @@ def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, 
     dosages and variant count of the complete variants, whose ``S·S' = X·X' − x_i − x_j +
     n``; ``het``/``n_complete``: per-sample het calls and count of complete variants;
     ``m_*``: H·C', C·H', C·C' of variants with missing calls (shape (0, 0) if none).
-    Columns j >= i, which no pair uses, are set to 0.
+    Columns j >= i, which no pair uses, are set to 0. Each cell is read before it is
+    written, so outputs may be the inputs they come from (``ibs0`` = ``ss``, ``het_row`` =
+    ``m_hr``, …): a pass then needs no fresh 4-byte-per-pair arrays for them.
     """
     ncol = hh.shape[1]
     has_y = sp_y.shape[0] > 0

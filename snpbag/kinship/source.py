@@ -81,7 +81,7 @@ class GenotypeSource:
     def n_samples(self) -> int:
         return len(self.sample_ids)
 
-    def dosage_jobs(self, n: int, *, chunk: int, stats: ScanStats | None = None
+    def dosage_jobs(self, n: int, *, chunk: int, stats: ScanStats | None = None, reuse: bool = False
                     ) -> Iterator[Callable[[], list[np.ndarray]]]:
         """The chunks of :meth:`dosages` as jobs for a thread pool: each returns a list of them.
 
@@ -89,10 +89,13 @@ class GenotypeSource:
         it (jobs may run in parallel; their lists, concatenated in order, are exactly
         what :meth:`dosages` yields). Otherwise (a VCF, other store layouts) the input is
         read while iterating and each job just returns one chunk. ``stats`` is filled as
-        the jobs are iterated.
+        the jobs are iterated. ``reuse``: a job's chunks may be overwritten by the next
+        job run in the same thread (:meth:`ShardScan.chunk_jobs
+        <snpbag.data.store.ShardScan.chunk_jobs>`), for callers that are done with them
+        inside the job.
         """
         stats = stats if stats is not None else ScanStats()
-        jobs = self._store.dosage_block_jobs(n, block=chunk) if self.is_store else None
+        jobs = self._store.dosage_block_jobs(n, block=chunk, reuse=reuse) if self.is_store else None
         if jobs is None and not self.is_store:
             from snpbag.data.vcf import cpu_count
 
