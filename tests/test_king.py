@@ -260,6 +260,39 @@ def test_carrier_pairs_gemms_and_popcounts_give_the_same_counts():
                                                   err_msg=f"{rows} {limit} {kernel} {chunk} {i}")
 
 
+def test_carrier_pairs_read_where_the_chunk_lies():
+    """Carrier-pair lists equal a per-pair reference, read in place (a column slice of a wider,
+    8-byte-aligned buffer: later columns ignored) or through a padded copy (any other layout)."""
+    from snpbag.kinship.carriers import carrier_pairs
+
+    rng = np.random.default_rng(5)
+    buf = np.zeros((60, 48), dtype=np.int8)
+    buf[:] = (rng.random((60, 48, 2)) < rng.choice([0.02, 0.1], (60, 1, 1))).sum(axis=2)
+    buf[::3] = 2 - buf[::3]  # ALT the major allele: flipped coding
+    g = buf[:, :40]
+    rows = np.array([0, 3, 4, 9, 10, 21, 30, 31, 59])
+    for arr, ncol in ((g, 40), (g, 37), (g, 8), (np.ascontiguousarray(g[:, :37]), 37), (g[::2], 33)):
+        for r0 in (0, 5):
+            sel = rows[rows < arr.shape[0]]
+            x = arr[sel, :ncol].astype(np.int64)
+            flip = x.sum(axis=1) > ncol
+            x[flip] = 2 - x[flip]
+            cp = carrier_pairs(arr, sel, flip, r0=r0, ncol=ncol)
+            y = np.zeros((ncol - r0, ncol), dtype=np.int64)
+            w = np.zeros((ncol - r0, ncol), dtype=np.int64)
+            for v in x:
+                for i in range(r0, ncol):
+                    for j in range(i):
+                        if v[i] and v[j]:
+                            (y if v[i] * v[j] == 1 else w)[i - r0, j] += 1 if v[i] * v[j] == 1 else v[i] * v[j]
+            cells = (ncol - r0) * ncol
+            np.testing.assert_array_equal(np.bincount(cp.flat, minlength=cells), y.reshape(-1))
+            np.testing.assert_array_equal(np.bincount(cp.hom_flat, weights=cp.hom_w, minlength=cells), w.reshape(-1))
+            np.testing.assert_array_equal(cp.het, (x == 1).sum(axis=0))
+            np.testing.assert_array_equal(cp.x, x.sum(axis=0))
+            assert cp.n == sel.size
+
+
 def test_counts_finished_in_row_bands_equal_one_thread():
     """With threads > 1 a pass's counts are finished in parallel row bands: the same as one thread's."""
     from snpbag.kinship.counts import _bands

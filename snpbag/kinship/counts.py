@@ -123,7 +123,7 @@ def _prepare(g: np.ndarray, *, r0: int, ncol: int, pair_limit: int, pop: bool = 
             sparse[idx[order[np.cumsum(npairs[idx][order]) > PAIR_BUFFER]]] = False
     if sparse.any():
         idx = np.flatnonzero(sparse)
-        out.sparse = carrier_pairs(gp[idx], flip[idx], r0=r0, ncol=ncol)
+        out.sparse = carrier_pairs(g, idx, flip[idx], r0=r0, ncol=ncol)
     dense = complete & ~sparse
     if pop:
         from snpbag.kinship import popcount
