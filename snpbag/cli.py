@@ -108,15 +108,23 @@ def convert(input, output, region, samples, min_maf, contig_len, threads):
                    "auto: a tenth of the cohort's expected unrelated IBS0 (sequence data).")
 @click.option("--kernel", type=click.Choice(["auto", "popcount", "gemm"]), default="auto", show_default=True,
               help="Pair counting: bit-packed popcounts (CPU, numba) or int8 GEMMs (torch); auto: popcount on CPU.")
-def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0, kernel):
+@click.option("--parallel", nargs=2, type=int, default=None, metavar="K N",
+              help="Only part K of N (e.g. a SLURM array task; plink2's --parallel): writes PREFIX.kin0.K; "
+                   "`cat PREFIX.kin0.{1..N}` is the single-run PREFIX.kin0, byte for byte.")
+def king(input, out, estimator, min_kinship, counts, matrix, block_size, device, threads, po_ibs0, kernel, parallel):
     """KING-robust kinship for all sample pairs (plink2-compatible .kin0)."""
-    from snpbag.kinship.king import king as run
+    from snpbag.kinship.king import king_part
 
-    run(input, out=out, estimator=estimator, min_kinship=min_kinship, counts=counts, matrix=matrix,
-        block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0, kernel=kernel)
+    part, n_parts = parallel or (1, 1)
+    king_part(input, out=out, part=part, n_parts=n_parts, estimator=estimator, min_kinship=min_kinship,
+              counts=counts, matrix=matrix, block_size=block_size, device=device, threads=threads, po_ibs0=po_ibs0,
+              kernel=kernel)
+    import atexit
     import gc
 
-    gc.freeze()  # the interpreter's last collection would walk every object numba made: ~0.15 s of a 1.5 s run
+    # at exit, before the interpreter's last collection, which would walk every object
+    # numba made (~0.15 s of a 1.5 s run); at exit only, so in-process callers keep their gc
+    atexit.register(gc.freeze)
 
 
 # --- training and models ----------------------------------------------------------------

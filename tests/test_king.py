@@ -630,6 +630,41 @@ def test_cli(cohort, default_run, tmp_path):
     assert res.exit_code == 2 and "snpbag: error: --block-size 0" in res.output
 
 
+def test_cli_parallel_parts_and_the_slurm_array_script(cohort, default_run, tmp_path):
+    """`--parallel K N` writes part K; the parts concatenate (cat) into the single-run file.
+    slurm/king.sbatch, run as array tasks 1..3 (SLURM's variables set by hand), does the same."""
+    from pathlib import Path
+
+    from snpbag.cli import main
+
+    for k in (1, 2, 3):
+        res = CliRunner().invoke(main, ["king", str(cohort["vcf"]), "--out", str(tmp_path / "cli"),
+                                        "--parallel", str(k), "3"])
+        assert res.exit_code == 0, res.output
+    assert not (tmp_path / "cli.kin0").exists()
+    parts = b"".join((tmp_path / f"cli.kin0.{k}").read_bytes() for k in (1, 2, 3))
+    assert parts == default_run.read_bytes()
+    res = CliRunner().invoke(main, ["king", str(cohort["vcf"]), "--out", str(tmp_path / "bad"), "--parallel", "4", "3"])
+    assert res.exit_code == 2 and "part 4 of 3 (--parallel K N): need 1 <= K <= N" in res.output
+
+    script = Path(__file__).resolve().parents[1] / "slurm" / "king.sbatch"
+    snpbag = Path(sys.executable).with_name("snpbag")
+    env = {"PATH": "/usr/bin:/bin", "SNPBAG": str(snpbag), "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "3",
+           "SLURM_CPUS_PER_TASK": "1"}
+    for k in (1, 2, 3):
+        r = subprocess.run(["bash", str(script), str(cohort["vcf"]), str(tmp_path / "sl")],
+                           env={**env, "SLURM_ARRAY_TASK_ID": str(k)}, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert b"".join((tmp_path / f"sl.kin0.{k}").read_bytes() for k in (1, 2, 3)) == default_run.read_bytes()
+    r = subprocess.run(["bash", str(script), str(cohort["vcf"]), str(tmp_path / "s0")],
+                       env={**env, "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_ID": "0"}, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "the array must start at 1" in r.stderr
+    r = subprocess.run(["bash", str(script), str(cohort["vcf"]), str(tmp_path / "s0")], env={"PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "run as a job array" in r.stderr
+
+
 @requires_cuda
 def test_cuda_equals_cpu(cohort, default_run, tmp_path):
     king(cohort["vcf"], out=tmp_path / "gpu", device="cuda", block_size=8)

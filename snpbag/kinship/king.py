@@ -58,8 +58,7 @@ def row_bounds(n_samples: int, part: int, n_parts: int) -> tuple[int, int]:
     ------
     InputError : part outside 1..n_parts.
     """
-    if n_parts < 1 or not 1 <= part <= n_parts:
-        raise InputError(f"part {part} of {n_parts}: need 1 <= part <= n_parts")
+    _check_part(part, n_parts)
 
     def bound(k: int) -> int:
         if k == n_parts:
@@ -73,6 +72,11 @@ def row_bounds(n_samples: int, part: int, n_parts: int) -> tuple[int, int]:
         return min(r, n_samples)
 
     return bound(part - 1), bound(part)
+
+
+def _check_part(part: int, n_parts: int) -> None:
+    if n_parts < 1 or not 1 <= part <= n_parts:
+        raise InputError(f"part {part} of {n_parts} (--parallel K N): need 1 <= K <= N")
 
 
 def _passes(r0: int, r1: int, max_memory: int) -> list[tuple[int, int]]:
@@ -182,6 +186,7 @@ def king_part(input: str | Path, *, out: str | Path, part: int = 1, n_parts: int
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    _check_part(part, n_parts)
     if matrix and n_parts > 1:
         raise InputError("--matrix needs the whole run (n_parts=1); write the parts' .kin0 and merge them instead")
     out = str(out)
