@@ -176,7 +176,8 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
         "min_maf": min_maf,
         "contig_len": contig_len,
         "variant_chunk": vchunk,
-        "reader": f"htslib, {threads} processes (genomic windows)" if parallel else f"{reader.engine}, 1 process",
+        "reader": (f"htslib, {threads} processes (genomic windows)" if parallel
+                   else f"{reader.engine}, 1 process, {threads} thread(s)"),
         "call_genotype_bytes": int(gt_bytes),
         "store_bytes": int(_dir_bytes(path)),
         "bits_per_genotype": round(8.0 * gt_bytes / max(n_variants * n, 1), 4),
