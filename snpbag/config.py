@@ -45,6 +45,10 @@ class ModelConfig:
     neighbours_k: int = 0
     neighbours_window: int = 128
     retrieval: str = "genomes"
+    # PLINK .map (chrom id cM bp; Beagle's map=) for the haplotype retrieval's switch
+    # distances, read when the panel is built (its cM positions ship with the panel);
+    # None: 1 cM/Mb
+    genetic_map: str | None = None
 
     def __post_init__(self) -> None:
         if self.neighbours_k < 0 or self.neighbours_window < 1:
@@ -52,6 +56,9 @@ class ModelConfig:
                               f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
         if self.retrieval not in RETRIEVAL_KINDS:
             raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
+        if self.genetic_map and (self.retrieval != "haplotypes" or not self.neighbours_k):
+            raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
+                              "set model.retrieval=haplotypes and model.neighbours_k > 0, or drop the map")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
         if self.window < 1:

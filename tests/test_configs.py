@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -198,3 +199,22 @@ def test_val_mask_rate_fixes_the_validation_masking(store):
     assert dm.val_masking == dm.masking
     with pytest.raises(ConfigError, match="data.val_mask_rate"):
         _cfg(f"data.store={store}", "data.val_mask_rate=1.5")
+
+
+def test_model_genetic_map_reaches_the_haplotype_panel(tmp_path):
+    """model.genetic_map=FILE composes, and the panel the datamodule builds takes its cM from it."""
+    from snpbag.data.store import open_store
+    from snpbag.train.run import build_datamodule
+
+    store = tiny_store(tmp_path / "complete", missing_rate=0.0)
+    vocab = open_store(store).vocab
+    gmap = tmp_path / "steep.map"
+    gmap.write_text("".join(f"{c} . 0 0\n{c} . 200 1000000\n" for c in vocab.chrom_names))  # 200 cM/Mb
+    cfg = _cfg("experiment=pretrain_panel", f"data.store={store}", "data.num_workers=0",
+               "data.persistent_workers=false", f"model.genetic_map={gmap}")
+    assert cfg.model.genetic_map == str(gmap)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    np.testing.assert_allclose(dm.neighbours.cm, vocab.position * 2e-4)
+    with pytest.raises(ConfigError, match="model.genetic_map=.* is read by the haplotype retrieval only"):
+        _cfg(f"data.store={store}", f"model.genetic_map={gmap}")

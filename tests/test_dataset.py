@@ -16,22 +16,16 @@ import pytest
 import torch
 import yaml
 
-from snpbag.data.augment import (
-    AugmentConfig,
-    GeneticMap,
-    crossover_sites,
-    genetic_positions,
-    read_genetic_map,
-    synthetic_genomes,
-)
+from snpbag.data.augment import AugmentConfig, crossover_sites, synthetic_genomes
 from snpbag.data.batch import Batch, collate
 from snpbag.data.convert import convert
 from snpbag.data.datamodule import GenotypeDataModule, collate_compact, make_loader, n_batches, split_samples, widen
 from snpbag.data.dataset import ContigDataset
+from snpbag.data.genmap import genetic_positions, read_genetic_map
 from snpbag.data.masking import genotype_tokens
 from snpbag.data.store import open_store
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
-from snpbag.errors import ConfigError, InputError, SampleError
+from snpbag.errors import ConfigError, SampleError
 
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -354,22 +348,6 @@ def test_crossovers_follow_a_genetic_map(tmp_path):
     sites = np.concatenate([crossover_sites(gcm, rng, generations=1) for _ in range(200)])
     assert abs(np.mean(sites >= 5000) - 500 / 505) < 0.005
     assert abs(sites.size / 200 - 5.05) < 0.4
-
-
-def test_genetic_map_formats_and_extrapolation(tmp_path):
-    (tmp_path / "hm.txt").write_text(
-        "Chromosome\tPosition(bp)\tRate(cM/Mb)\tMap(cM)\nchr1\t1000000\t2.0\t1.0\nchr1\t2000000\t0\t3.0\n")
-    m = read_genetic_map(tmp_path / "hm.txt")
-    assert np.allclose(m.cm("1", [1_000_000, 1_500_000, 2_000_000]), [1.0, 2.0, 3.0])
-    assert np.allclose(m.cm("1", [0, 3_000_000]), [-1.0, 5.0])  # mean rate 2 cM/Mb beyond the ends
-    with pytest.raises(InputError, match="no genetic map for chromosome 2"):
-        m.cm("2", [1])
-    (tmp_path / "bad.map").write_text("1\t.\t0\n")
-    with pytest.raises(InputError, match="bad.map:1: expected 4 columns"):
-        read_genetic_map(tmp_path / "bad.map")
-    with pytest.raises(InputError, match="decreasing"):
-        GeneticMap({"1": (np.array([1, 2]), np.array([2.0, 1.0]))})
-    assert np.allclose(genetic_positions(np.array([2_000_000]), rate=1.5), [3.0])
 
 
 def test_augment_config():

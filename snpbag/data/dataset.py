@@ -48,14 +48,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from snpbag.data.augment import (
-    AugmentConfig,
-    GeneticMap,
-    flatten_panel,
-    genetic_positions,
-    read_genetic_map,
-    synthetic_genome,
-)
+from snpbag.data.augment import AugmentConfig, flatten_panel, synthetic_genome
+from snpbag.data.genmap import GeneticMap, genetic_positions, read_genetic_map
 from snpbag.data.masking import Masker, MaskingConfig, array_site_mask, genotype_tokens, unmasked
 from snpbag.data.store import GenotypeStore, open_store
 from snpbag.errors import ConfigError, SampleError

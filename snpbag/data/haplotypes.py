@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from snpbag.data.genmap import read_genetic_map
 from snpbag.data.panel import PanelRows
 from snpbag.errors import InputError
 
@@ -89,8 +90,13 @@ class HaplotypePanel(PanelRows):
         self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)
 
     @classmethod
-    def from_store(cls, store, rows: np.ndarray, **options) -> HaplotypePanel:
-        """The panel of store samples ``rows`` at every vocabulary site (1 cM/Mb)."""
+    def from_store(cls, store, rows: np.ndarray, *, genetic_map: str | Path | None = None,
+                   **options) -> HaplotypePanel:
+        """The panel of store samples ``rows`` at every vocabulary site.
+
+        Genetic positions from ``genetic_map`` (a PLINK .map, :mod:`~snpbag.data.genmap`)
+        or, without one, 1 cM/Mb.
+        """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         voc = store.vocab
         parts = [store.read_haplotypes(c, rows) for c in range(voc.n_contigs)]
@@ -107,8 +113,16 @@ class HaplotypePanel(PanelRows):
                 raise InputError(f"{store.path}: the haplotype panel is not phased ({bad:,} heterozygous calls "
                                  "unphased); phase the reference panel first (Beagle, SHAPEIT), or use the "
                                  "genome-level retrieval (model.retrieval=genomes)")
-        pos = np.asarray(store.variant_position)[voc.variant].astype(np.float64)
-        return cls(h, pos * 1e-6, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
+        pos = voc.position.astype(np.float64)
+        if genetic_map is None:
+            cm = pos * 1e-6
+        else:
+            gmap = read_genetic_map(genetic_map)
+            cm = np.empty_like(pos)
+            for c in range(voc.n_contigs):
+                sl = voc.contig_sites(c)
+                cm[sl] = gmap.cm(voc.contig_chrom_name(c), pos[sl])
+        return cls(h, cm, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
 
     @property
     def n_genomes(self) -> int:

@@ -30,7 +30,10 @@ def options(model_config) -> dict | None:
     """The datamodule's ``neighbours`` option for a model (None: no retrieval input)."""
     if not model_config.neighbours_k:
         return None
-    return {"kind": model_config.retrieval, "k": model_config.neighbours_k, "window": model_config.neighbours_window}
+    out = {"kind": model_config.retrieval, "k": model_config.neighbours_k, "window": model_config.neighbours_window}
+    if getattr(model_config, "genetic_map", None):
+        out["genetic_map"] = str(model_config.genetic_map)
+    return out
 
 
 def file_name(kind: str) -> str:
@@ -43,13 +46,16 @@ def build(store, rows, opts: dict):
     """The panel of store rows ``rows`` (the training split) for ``opts`` (see :func:`options`)."""
     opts = dict(opts)
     kind = opts.pop("kind", "genomes")
-    unknown = set(opts) - {"k", "window"}
+    unknown = set(opts) - {"k", "window", "genetic_map"}
     if unknown:
-        raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give kind, k and window")
+        raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give kind, k, window (and genetic_map)")
     file_name(kind)
     if kind == "haplotypes":
         return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["window"],
-                                                    margin=opts["window"])
+                                                    margin=opts["window"], genetic_map=opts.get("genetic_map"))
+    if opts.get("genetic_map"):
+        raise ConfigError("model.genetic_map is read by the haplotype retrieval only; set model.retrieval=haplotypes "
+                          "or drop the map")
     return neighbours.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
 
 
