@@ -70,20 +70,22 @@ def test_convert(runner, monkeypatch):
 
 
 def test_king(runner, monkeypatch):
-    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king_part")) as f:
         _invoke(runner, ["king", "cohort.zarr", "--out", "pre", "--estimator", "within", "--min-kinship", "0.0442",
                          "--counts", "--matrix", "--block-size", "512", "--device", "cuda", "--threads", "3",
                          "--po-ibs0", "auto", "--kernel", "gemm"])
-    f.assert_called_once_with("cohort.zarr", out="pre", estimator="within", min_kinship=0.0442, counts=True,
-                              matrix=True, block_size=512, device="cuda", threads=3, po_ibs0="auto", kernel="gemm")
-    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
+    f.assert_called_once_with("cohort.zarr", out="pre", part=1, n_parts=1, estimator="within", min_kinship=0.0442,
+                              counts=True, matrix=True, block_size=512, device="cuda", threads=3, po_ibs0="auto",
+                              kernel="gemm")
+    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king_part")) as f:
         _invoke(runner, ["king", "in.vcf.gz", "--out", "pre"])
-    f.assert_called_once_with("in.vcf.gz", out="pre", estimator="between", min_kinship=None, counts=False,
-                              matrix=False, block_size=2048, device="cpu", threads=None, po_ibs0=0.008,
+    f.assert_called_once_with("in.vcf.gz", out="pre", part=1, n_parts=1, estimator="between", min_kinship=None,
+                              counts=False, matrix=False, block_size=2048, device="cpu", threads=None, po_ibs0=0.008,
                               kernel="auto")
-    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king")) as f:
-        _invoke(runner, ["king", "in.vcf.gz", "--out", "pre", "--po-ibs0", "0.002"])
+    with mock.patch(_target(monkeypatch, "snpbag.kinship.king", "king_part")) as f:
+        _invoke(runner, ["king", "in.vcf.gz", "--out", "pre", "--po-ibs0", "0.002", "--parallel", "2", "5"])
     assert f.call_args.kwargs["po_ibs0"] == 0.002
+    assert (f.call_args.kwargs["part"], f.call_args.kwargs["n_parts"]) == (2, 5)
     result = runner.invoke(main, ["king", "in.vcf.gz", "--out", "pre", "--po-ibs0", "often"])
     assert result.exit_code == 2 and "neither a number nor 'auto'" in result.output
 
