@@ -45,9 +45,9 @@ class ModelConfig:
     neighbours_k: int = 0
     neighbours_window: int = 128
     retrieval: str = "genomes"
-    # PLINK .map (chrom id cM bp; Beagle's map=) for the haplotype retrieval's switch
-    # distances, read when the panel is built (its cM positions ship with the panel);
-    # None: 1 cM/Mb
+    # genetic map for the haplotype retrieval's switch distances: PLINK .map (chrom id cM
+    # bp; Beagle's map=) or HapMap-style (chrom bp rate cM), read when the panel is built
+    # (its cM positions ship with the panel); None: 1 cM/Mb
     genetic_map: str | None = None
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from snpbag.data.genmap import read_genetic_map
+from snpbag.data.genmap import genetic_positions, read_genetic_map
 from snpbag.data.panel import PanelRows
 from snpbag.errors import InputError
 
@@ -94,8 +94,8 @@ class HaplotypePanel(PanelRows):
                    **options) -> HaplotypePanel:
         """The panel of store samples ``rows`` at every vocabulary site.
 
-        Genetic positions from ``genetic_map`` (a PLINK .map, :mod:`~snpbag.data.genmap`)
-        or, without one, 1 cM/Mb.
+        Genetic positions from ``genetic_map`` (PLINK .map or HapMap-style,
+        :mod:`~snpbag.data.genmap`) or, without one, 1 cM/Mb.
         """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         voc = store.vocab
@@ -113,15 +113,11 @@ class HaplotypePanel(PanelRows):
                 raise InputError(f"{store.path}: the haplotype panel is not phased ({bad:,} heterozygous calls "
                                  "unphased); phase the reference panel first (Beagle, SHAPEIT), or use the "
                                  "genome-level retrieval (model.retrieval=genomes)")
-        pos = voc.position.astype(np.float64)
-        if genetic_map is None:
-            cm = pos * 1e-6
-        else:
-            gmap = read_genetic_map(genetic_map)
-            cm = np.empty_like(pos)
-            for c in range(voc.n_contigs):
-                sl = voc.contig_sites(c)
-                cm[sl] = gmap.cm(voc.contig_chrom_name(c), pos[sl])
+        gmap = None if genetic_map is None else read_genetic_map(genetic_map)
+        cm = np.empty(voc.n_sites, dtype=np.float64)
+        for c in range(voc.n_contigs):  # contigs tile the vocabulary
+            sl = voc.contig_sites(c)
+            cm[sl] = genetic_positions(voc.position[sl], chrom=voc.contig_chrom_name(c), genetic_map=gmap)
         return cls(h, cm, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
 
     @property

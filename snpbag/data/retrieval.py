@@ -31,7 +31,7 @@ def options(model_config) -> dict | None:
     if not model_config.neighbours_k:
         return None
     out = {"kind": model_config.retrieval, "k": model_config.neighbours_k, "window": model_config.neighbours_window}
-    if getattr(model_config, "genetic_map", None):
+    if model_config.genetic_map:
         out["genetic_map"] = str(model_config.genetic_map)
     return out
 

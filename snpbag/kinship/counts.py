@@ -340,7 +340,7 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     n_complete = 0
     # carrier pairs count into HETHET and X·X' (X = minor-allele dosage); at the end
     # S·S' = X·X' − x_i − x_j + n over those variants (S = X − 1)
-    sp_y = None  # pairs of heterozygous carriers (+1 to HETHET and X·X')
+    sp_y = None  # GEMMs: pairs of heterozygous carriers (+1 to HETHET and X·X'); popcount adds them in place
     hom: list[tuple[np.ndarray, np.ndarray]] = []  # pairs with a homozygous carrier (X·X' only)
     x_sparse = np.zeros(ncol, dtype=np.int64)
     n_sparse = 0
@@ -523,8 +523,8 @@ def pair_counts(source: GenotypeSource, *, rows: tuple[int, int], block_size: in
     def finish_compiled(b0: int, b1: int) -> None:  # as finish, in one compiled pass
         none = np.zeros((0, 0), dtype=np.int32)
         m = miss if miss is not None else (none, none, none)
-        popcount.finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y if sp_y is not None else none, x_sparse,
-                        n_sparse, het_complete, n_complete, *m, r0, b0, b1)
+        popcount.finish(hh, ss, het_row, het_col, nsnp, ibs0, x_sparse, n_sparse, het_complete, n_complete, *m,
+                        r0, b0, b1)
 
     def finish(b0: int, b1: int) -> None:  # rows [b0, b1) of the pass: every count from the accumulators
         h, s, hr, hc, ns, ib = (x[b0:b1] for x in (hh, ss, het_row, het_col, nsnp, ibs0))

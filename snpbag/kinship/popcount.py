@@ -245,13 +245,13 @@ def add_pairs(flat, hh, ss):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, m_hr, m_hc, m_ns, r0, b0,
+def finish(hh, ss, het_row, het_col, nsnp, ibs0, x, n_x, het, n_complete, m_hr, m_hc, m_ns, r0, b0,
            b1):  # pragma: no cover - compiled
     """Rows [b0, b1) of a pass: every count of :class:`~snpbag.kinship.counts.PairCounts` from the accumulators.
 
     One pass over the cells instead of numpy's dozen (:func:`~snpbag.kinship.counts.pair_counts`
-    spells out the algebra). ``hh``/``ss``: HETHET and ``S·S'`` so far (popcount kernels);
-    ``sp_y``: carrier pairs (+1 to both; shape (0, 0) if none); ``x``/``n_x``: minor-allele
+    spells out the algebra). ``hh``/``ss``: HETHET and ``S·S'`` so far (popcount kernels and
+    carrier pairs, :func:`add_pairs`); ``x``/``n_x``: minor-allele
     dosages and variant count of the complete variants, whose ``S·S' = X·X' − x_i − x_j +
     n``; ``het``/``n_complete``: per-sample het calls and count of complete variants;
     ``m_*``: H·C', C·H', C·C' of variants with missing calls (shape (0, 0) if none).
@@ -260,7 +260,6 @@ def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, 
     ``m_hr``, …): a pass then needs no fresh 4-byte-per-pair arrays for them.
     """
     ncol = hh.shape[1]
-    has_y = sp_y.shape[0] > 0
     has_m = m_hr.shape[0] > 0
     for r in range(b0, b1):
         i = r0 + r
@@ -269,10 +268,6 @@ def finish(hh, ss, het_row, het_col, nsnp, ibs0, sp_y, x, n_x, het, n_complete, 
         for j in range(min(i, ncol)):
             h = np.int64(hh[r, j])
             s = np.int64(ss[r, j]) + si - x[j]
-            if has_y:
-                y = np.int64(sp_y[r, j])
-                h += y
-                s += y
             hr = hi - h  # het row / hom column: H·C' − HETHET
             hc = het[j] - h
             ns = np.int64(n_complete)
