@@ -280,11 +280,13 @@ def test_carrier_pairs_read_where_the_chunk_lies():
             cp = carrier_pairs(arr, sel, flip, r0=r0, ncol=ncol)
             y = np.zeros((ncol - r0, ncol), dtype=np.int64)
             w = np.zeros((ncol - r0, ncol), dtype=np.int64)
-            for v in x:
+            for v in x:  # both heterozygous: +1 to y; a homozygous carrier: X_i·X_j (2 or 4) to w
                 for i in range(r0, ncol):
                     for j in range(i):
-                        if v[i] and v[j]:
-                            (y if v[i] * v[j] == 1 else w)[i - r0, j] += 1 if v[i] * v[j] == 1 else v[i] * v[j]
+                        if v[i] * v[j] == 1:
+                            y[i - r0, j] += 1
+                        elif v[i] * v[j] > 1:
+                            w[i - r0, j] += v[i] * v[j]
             cells = (ncol - r0) * ncol
             np.testing.assert_array_equal(np.bincount(cp.flat, minlength=cells), y.reshape(-1))
             np.testing.assert_array_equal(np.bincount(cp.hom_flat, weights=cp.hom_w, minlength=cells), w.reshape(-1))
