@@ -30,18 +30,12 @@ from click.testing import CliRunner
 
 from snpbag.cli import main
 
+from tiny_data import TINY_TRAIN as TRAIN
+
 torch.set_num_threads(1)
 
 GOLDEN = Path(__file__).parent / "assets" / "golden.json"
 
-TRAIN = [
-    "trainer=cpu", "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0",
-    "trainer.log_every_n_steps=1", "trainer.val_check_interval=3", "trainer.max_steps=6",
-    "model=tiny", "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.window=32", "model.block_size=32",
-    "data.seq_len=64", "data.batch_size=4", "data.buffer_size=8", "data.block_samples=16",
-    "logger=none", "callbacks.checkpoint.every_n_steps=3", "callbacks.checkpoint.save_top_k=1",
-    "callbacks.throughput=false", "callbacks.lr_monitor=false", "scheduler.warmup_steps=1", "optim.lr=3e-3", "seed=3",
-]
 
 # provenance that differs between two identical runs
 _VOLATILE_ATTRS = ("snpbag_provenance",)

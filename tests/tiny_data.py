@@ -12,6 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+# a tiny model, a handful of steps, nothing logged but CSV
+TINY_TRAIN = [
+    "trainer=cpu", "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=1", "trainer.val_check_interval=3", "trainer.max_steps=6",
+    "model=tiny", "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.window=32", "model.block_size=32",
+    "data.seq_len=64", "data.batch_size=4", "data.buffer_size=8", "data.block_samples=16",
+    "logger=none", "callbacks.checkpoint.every_n_steps=3", "callbacks.checkpoint.save_top_k=1",
+    "callbacks.throughput=false", "callbacks.lr_monitor=false", "scheduler.warmup_steps=1", "optim.lr=3e-3", "seed=3",
+]
+
 
 def tiny_vcf(path: Path, *, n_samples: int = 20, n_sites: int = 300, seed: int = 0, chrom: str = "22",
              n_founders: int = 6, switch_rate: float = 0.02, missing_rate: float = 0.01) -> Path:
