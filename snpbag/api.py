@@ -2,7 +2,7 @@
 
 A model directory is self-contained (snpbag.train.export): inference needs neither Hydra
 nor the store the model was trained on. Task functions (imputation, phasing, embedding,
-kinship) live in snpbag.tasks and start from :func:`load_model`.
+kinship) live in snpbag.inference and start from :func:`load_model`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ class LoadedModel:
 
     path: Path
     model: Any  # snpbag.model.model.SnpbagModel, in eval mode
-    vocab: Any  # snpbag.data.vocab.SiteVocab
+    vocab: Any  # snpbag.store.vocab.SiteVocab
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    neighbours: Any = None  # the retrieval panel of a retrieval model (snpbag.data.retrieval), else None
+    neighbours: Any = None  # the retrieval panel of a retrieval model (snpbag.retrieval.kinds), else None
 
     @property
     def device(self):
@@ -78,7 +78,7 @@ def load_model(path: str | Path, *, device: str = "cpu", head: str | None = None
     CheckpointError : not a model directory, or files missing, corrupt or of another format.
     ConfigError : an override of a non-runtime field.
     """
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.vocab import SiteVocab
     from snpbag.model.model import SnpbagModel
 
     p = Path(path)
@@ -90,7 +90,7 @@ def load_model(path: str | Path, *, device: str = "cpu", head: str | None = None
                               "re-export the model directory")
     panel = None
     if model.config.neighbours_k:
-        from snpbag.data import retrieval
+        from snpbag.retrieval import kinds as retrieval
 
         panel = retrieval.load(p, model.config, vocab.n_sites)
     return LoadedModel(path=p, model=model, vocab=vocab, training=_read_json(p / TRAINING_FILE),
@@ -151,7 +151,7 @@ def info(model: str | Path) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.vocab import SiteVocab
     from snpbag.eval import MAF_BINS
 
     p = Path(model)

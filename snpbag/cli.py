@@ -69,7 +69,7 @@ def main(verbose: int) -> None:
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
-    from snpbag.data.simulate import simulate as run
+    from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
         array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes)
@@ -85,7 +85,7 @@ def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split
 @click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")
 def convert(input, output, region, samples, min_maf, contig_len, threads):
     """Convert a VCF/BCF into a VCF-Zarr genotype store with a site vocabulary."""
-    from snpbag.data.convert import convert as run
+    from snpbag.store.convert import convert as run
 
     run(input, output, region=region, samples=samples, min_maf=min_maf, contig_len=contig_len, threads=threads)
 
@@ -171,7 +171,7 @@ def info(model):
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
     """Impute untyped and missing genotypes of array data."""
-    from snpbag.tasks.impute import impute as run
+    from snpbag.inference.impute import impute as run
 
     s = run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)

@@ -36,7 +36,7 @@ class ModelConfig:
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
-    # retrieval input (snpbag.data.retrieval): neighbours_k > 0 adds, per token, what the
+    # retrieval input (snpbag.retrieval.kinds): neighbours_k > 0 adds, per token, what the
     # training panel says about the site given the visible ones; the panel ships with the
     # exported model. 0: off. retrieval "genomes": the genotype votes of the neighbours_k
     # genomes nearest within neighbours_window sites either side; "haplotypes": genotype

@@ -43,7 +43,7 @@ def _du(path: Path) -> int:
 
 
 def _store_summary(out: Path, sim: Path, report: dict) -> list[str]:
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
 
     store = open_store(out / "cohort.zarr")
     vocab = store.vocab
@@ -81,11 +81,11 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
          echo: Callable[[str], None] = log.info) -> dict:
     """Run the demo into ``out``; ``echo`` receives the report lines. Returns the scores."""
     from snpbag.api import load_model
-    from snpbag.data.convert import convert
-    from snpbag.data.simulate import simulate
+    from snpbag.store.convert import convert
+    from snpbag.simulate.cohort import simulate
     from snpbag.eval.compare import read_dosages, read_truth, render, score
     from snpbag.eval.metrics import af_baseline
-    from snpbag.tasks.impute import impute
+    from snpbag.inference.impute import impute
     from snpbag.train.export import export
     from snpbag.train.run import train
 

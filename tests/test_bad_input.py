@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import requires_tool
 
-from snpbag.data.convert import convert
+from snpbag.store.convert import convert
 from snpbag.errors import InputError, SampleError, SnpbagError
 
 HEAD = ["##fileformat=VCFv4.2", "##contig=<ID=chr22,length=100000>", "##contig=<ID=chr21,length=100000>"]

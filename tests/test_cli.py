@@ -25,7 +25,7 @@ def runner() -> CliRunner:
 
 def _target(monkeypatch, module: str, func: str) -> str:
     """``module.func`` for mock.patch; a stub module stands in for one not written yet
-    (snpbag.tasks.impute, snpbag.demo), so the CLI wiring is still checked."""
+    (snpbag.inference.impute, snpbag.demo), so the CLI wiring is still checked."""
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -46,24 +46,24 @@ def _invoke(runner, args):
 
 
 def test_simulate(runner, monkeypatch):
-    with mock.patch(_target(monkeypatch, "snpbag.data.simulate", "simulate")) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
         _invoke(runner, ["simulate", "out", "--samples-per-pop", "5", "--length", "2000", "--chrom", "chr20",
                          "--seed", "3", "--array-fraction", "0.2", "--split-targets", "4"])
     f.assert_called_once_with("out", samples_per_pop=5, length=2000, chrom="chr20", seed=3, array_fraction=0.2,
                               split_targets=4, pedigree=None, chromosomes=None)
-    with mock.patch(_target(monkeypatch, "snpbag.data.simulate", "simulate")) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
         _invoke(runner, ["simulate", "ped", "--pedigree", "3", "--chromosomes", "2"])
     f.assert_called_once_with("ped", samples_per_pop=100, length=1_000_000, chrom="22", seed=1, array_fraction=None,
                               split_targets=None, pedigree=3, chromosomes=2)
 
 
 def test_convert(runner, monkeypatch):
-    with mock.patch(_target(monkeypatch, "snpbag.data.convert", "convert")) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.store.convert", "convert")) as f:
         _invoke(runner, ["convert", "in.vcf.gz", "out.zarr", "--region", "22:1-1000", "--samples", "s.txt",
                          "--min-maf", "0.05", "--contig-len", "2048", "--threads", "2"])
     f.assert_called_once_with("in.vcf.gz", "out.zarr", region="22:1-1000", samples="s.txt", min_maf=0.05,
                               contig_len=2048, threads=2)
-    with mock.patch(_target(monkeypatch, "snpbag.data.convert", "convert")) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.store.convert", "convert")) as f:
         _invoke(runner, ["convert", "in.bcf", "out.zarr"])
     f.assert_called_once_with("in.bcf", "out.zarr", region=None, samples=None, min_maf=0.01, contig_len=81920,
                               threads=None)
@@ -117,14 +117,14 @@ def test_info_prints_the_description(runner, monkeypatch):
 def test_impute(runner, monkeypatch):
     summary = types.SimpleNamespace(site_report="sites: 10 typed", write_report="wrote o.vcf.gz", n_samples=4,
                                     seconds=2.0, samples_per_second=2.0)
-    with mock.patch(_target(monkeypatch, "snpbag.tasks.impute", "impute"), return_value=summary) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
         result = _invoke(runner, ["impute", "--model", "m", "--input", "a.vcf.gz", "--output", "o.vcf.gz",
                                   "--samples", "s.txt", "--region", "22", "--batch-size", "4", "--device", "cuda",
                                   "--min-r2", "0.3", "--format", "GT,DS", "--replace-typed"])
     f.assert_called_once_with(model="m", input="a.vcf.gz", output="o.vcf.gz", samples="s.txt", region="22",
                               batch_size=4, device="cuda", min_r2=0.3, fmt="GT,DS", replace_typed=True)
     assert result.output == "sites: 10 typed\nwrote o.vcf.gz\n4 samples in 2.0 s (2.00 samples/s)\n"
-    with mock.patch(_target(monkeypatch, "snpbag.tasks.impute", "impute"), return_value=summary) as f:
+    with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
         _invoke(runner, ["impute", "--model", "m", "--input", "a.vcf.gz", "--output", "o.vcf.gz"])
     f.assert_called_once_with(model="m", input="a.vcf.gz", output="o.vcf.gz", samples=None, region=None,
                               batch_size=16, device="cpu", min_r2=None, fmt="GT,DS,GP", replace_typed=False)
@@ -140,7 +140,7 @@ def test_demo(runner, monkeypatch):
 
 
 @pytest.mark.parametrize("args, module, func, error", [
-    (["convert", "x.vcf", "y.zarr"], "snpbag.data.convert", "convert", InputError("x.vcf: not sorted; sort it")),
+    (["convert", "x.vcf", "y.zarr"], "snpbag.store.convert", "convert", InputError("x.vcf: not sorted; sort it")),
     (["train", "data.bach_size=1"], "snpbag.train.run", "train", ConfigError("configs: Key 'bach_size' not in 'DataConfig'")),
     (["export", "r", "m"], "snpbag.train.export", "export", CheckpointError("r: no checkpoints")),
     (["info", "m"], "snpbag.api", "info", CheckpointError("m: not a model directory")),

@@ -45,7 +45,7 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
 
     extra = []
     if name.startswith("impute_"):  # fine-tuning: an array site list of the store's sites, no pretrained model
-        from snpbag.data.store import open_store
+        from snpbag.store.genotypes import open_store
 
         v = open_store(store).vocab
         sites = tmp_path / "array_sites.tsv"
@@ -203,7 +203,7 @@ def test_val_mask_rate_fixes_the_validation_masking(store):
 
 def test_model_genetic_map_reaches_the_haplotype_panel(tmp_path):
     """model.genetic_map=FILE composes, and the panel the datamodule builds takes its cM from it."""
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.train.run import build_datamodule
 
     store = tiny_store(tmp_path / "complete", missing_rate=0.0)

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from conftest import requires_tool
 
 from snpbag.cli import main
-from snpbag.data import convert as convert_mod
-from snpbag.data import schema
-from snpbag.data.convert import convert, report_path
-from snpbag.data.store import open_store
+from snpbag.store import convert as convert_mod
+from snpbag.store import schema
+from snpbag.store.convert import convert, report_path
+from snpbag.store.genotypes import open_store
 from snpbag.errors import InputError
 
 HEADER = [
@@ -112,7 +112,7 @@ def test_small_chunks_multi_block_equal(tmp_path, monkeypatch, threads):
     voc = st.vocab
     assert voc.n_sites == 600 and voc.n_contigs == 12
     sel = np.array([23, 2, 9])
-    from snpbag.data import store as store_mod
+    from snpbag.store import genotypes as store_mod
 
     for one_read in (64 << 20, 0):  # one zarr call per window, and chunk by chunk
         monkeypatch.setattr(store_mod, "_ONE_READ_BYTES", one_read)
@@ -183,7 +183,7 @@ def test_options_validated(tmp_path):
 @pytest.mark.parametrize("region", [None, "chr22:30000-90000"])
 def test_parallel_windows_equal_sequential(tmp_path, monkeypatch, region):
     """Worker processes parsing genomic windows give the sequential reader's store."""
-    from snpbag.data import vcf as vcf_mod
+    from snpbag.io import vcf as vcf_mod
 
     monkeypatch.setattr(schema, "VARIANT_CHUNK", 64)
     rows = many_rows(np.random.default_rng(4), n=150)
@@ -221,7 +221,7 @@ def test_bcf_input_and_fsspec_url(tmp_path):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_text_reader_equals_htslib(tmp_path, monkeypatch, threads):
     """The GT-only text reader gives the htslib reader's store, with odd records mixed in."""
-    from snpbag.data import vcf as vcf_mod
+    from snpbag.io import vcf as vcf_mod
 
     monkeypatch.setattr(schema, "VARIANT_CHUNK", 64)
     rng = np.random.default_rng(5)

@@ -1,6 +1,6 @@
 """ContigDataset, its loaders and sharding, the DataModule, and haplotype-mosaic augmentation.
 
-Stores are made by ``snpbag.data.convert.convert`` from tiny VCFs whose genotypes the test
+Stores are made by ``snpbag.store.convert.convert`` from tiny VCFs whose genotypes the test
 keeps, so items are compared with the alleles written, not with the store's own reader.
 """
 
@@ -18,12 +18,12 @@ import yaml
 
 from snpbag.data.augment import AugmentConfig, crossover_sites, synthetic_genomes
 from snpbag.data.batch import Batch, collate
-from snpbag.data.convert import convert
+from snpbag.store.convert import convert
 from snpbag.data.datamodule import GenotypeDataModule, collate_compact, make_loader, n_batches, split_samples, widen
 from snpbag.data.dataset import ContigDataset
-from snpbag.data.genmap import genetic_positions, read_genetic_map
+from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.data.masking import genotype_tokens
-from snpbag.data.store import open_store
+from snpbag.store.genotypes import open_store
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import ConfigError, SampleError
 

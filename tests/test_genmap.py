@@ -1,11 +1,11 @@
-"""snpbag.data.genmap: genetic maps (PLINK .map, HapMap) for the augmentation and the haplotype retrieval."""
+"""snpbag.io.genmap: genetic maps (PLINK .map, HapMap) for the augmentation and the haplotype retrieval."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snpbag.data.genmap import GeneticMap, genetic_positions, read_genetic_map
+from snpbag.io.genmap import GeneticMap, genetic_positions, read_genetic_map
 from snpbag.errors import ConfigError, InputError
 
 
@@ -40,8 +40,8 @@ def test_plink_map_interpolates_and_matches_chromosome_names(tmp_path):
 
 
 def _phased_store(tmp_path, chrom: str = "22"):
-    from snpbag.data.convert import convert
-    from snpbag.data.store import open_store
+    from snpbag.store.convert import convert
+    from snpbag.store.genotypes import open_store
 
     rng = np.random.default_rng(0)
     n, L = 6, 40
@@ -59,7 +59,7 @@ def _phased_store(tmp_path, chrom: str = "22"):
 def test_panel_from_store_takes_the_maps_positions(tmp_path):
     """A map gives the panel its cM positions (the store's "22" matched to the map's "chr22");
     a 1 cM/Mb map gives exactly the default panel's votes."""
-    from snpbag.data.haplotypes import HaplotypePanel
+    from snpbag.retrieval.haplotypes import HaplotypePanel
 
     st, n = _phased_store(tmp_path)
     pos = st.vocab.position.astype(np.float64)
@@ -81,7 +81,7 @@ def test_panel_from_store_takes_the_maps_positions(tmp_path):
 
 def test_config_and_retrieval_options(tmp_path):
     from snpbag.config import ModelConfig
-    from snpbag.data import retrieval
+    from snpbag.retrieval import kinds as retrieval
 
     cfg = ModelConfig(neighbours_k=8, retrieval="haplotypes", genetic_map="g.map")
     assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "window": 128, "genetic_map": "g.map"}

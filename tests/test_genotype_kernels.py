@@ -1,11 +1,11 @@
-"""Compiled genotype loops (snpbag.data.kernels, popcount.ones) against their numpy references."""
+"""Compiled genotype loops (snpbag.store.kernels, popcount.ones) against their numpy references."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from snpbag.data.dosage import alt_dosage
-from snpbag.data.kernels import add_alleles, row_sums
+from snpbag.io.dosage import alt_dosage
+from snpbag.store.kernels import add_alleles, row_sums
 from snpbag.kinship import popcount
 
 

@@ -1,11 +1,11 @@
-"""snpbag.data.haplotypes: the pair-copying HMM against a dense brute-force definition."""
+"""snpbag.retrieval.haplotypes: the pair-copying HMM against a dense brute-force definition."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snpbag.data.haplotypes import HaplotypePanel
+from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.errors import InputError
 
 
@@ -170,8 +170,8 @@ def test_bad_panels_are_refused(change, match):
 
 def test_from_store_refuses_an_unphased_panel(tmp_path):
     """A store of phased calls builds; the same calls unphased stop with the fix named."""
-    from snpbag.data.convert import convert
-    from snpbag.data.store import open_store
+    from snpbag.store.convert import convert
+    from snpbag.store.genotypes import open_store
 
     rng = np.random.default_rng(0)
     n, L = 6, 40

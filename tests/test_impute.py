@@ -198,7 +198,7 @@ def test_finetune_starts_from_the_pretrained_model(cohort, models):
     (encoder and, same head name, head), training moves it, and the exported model records
     where it came from and how it was trained."""
     from snpbag.api import load_model
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.train.run import build_model, compose_config, to_train_config
 
     pre = load_model(models["pre"]).model
@@ -529,7 +529,7 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     import shutil
 
     from snpbag.api import load_model
-    from snpbag.data.retrieval import file_name
+    from snpbag.retrieval.kinds import file_name
 
     FILE = file_name(kind)
     run, model = tmp_path / "run_nb", tmp_path / "model_nb"

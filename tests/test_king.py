@@ -425,7 +425,7 @@ def test_parts_concatenate_to_the_whole(cohort, default_run, tmp_path):
 
 
 def test_store_input_equals_vcf_input(cohort, default_run, tmp_path):
-    from snpbag.data.convert import convert
+    from snpbag.store.convert import convert
 
     store = tmp_path / "c.zarr"
     convert(cohort["vcf"], store, min_maf=0.0, threads=1)
@@ -435,9 +435,9 @@ def test_store_input_equals_vcf_input(cohort, default_run, tmp_path):
 
 def test_shard_reader_equals_zarr(cohort, tmp_path):
     """The direct shard reader gives zarr's genotypes; a flipped byte is a StoreFormatError."""
-    from snpbag.data.convert import convert
-    from snpbag.data.dosage import alt_dosage
-    from snpbag.data.store import ShardScan, open_store
+    from snpbag.store.convert import convert
+    from snpbag.io.dosage import alt_dosage
+    from snpbag.store.genotypes import ShardScan, open_store
     from snpbag.errors import StoreFormatError
 
     store = tmp_path / "c.zarr"
@@ -468,12 +468,12 @@ def test_shard_reader_equals_zarr(cohort, tmp_path):
 
 def test_store_jobs_equal_streamed_dosages(cohort, tmp_path, monkeypatch):
     """Chunks decoded as pool jobs (threads > 1) are the streamed chunks; counts equal one thread's."""
-    from snpbag.data.convert import convert
+    from snpbag.store.convert import convert
     from snpbag.kinship.counts import pair_counts
     from snpbag.kinship.source import GenotypeSource, ScanStats
 
     store = tmp_path / "c.zarr"
-    from snpbag.data import schema
+    from snpbag.store import schema
 
     monkeypatch.setattr(schema, "VARIANT_CHUNK", 256)  # several outer chunks (and non-autosomes in one)
     convert(cohort["vcf"], store, min_maf=0.0, threads=1)

@@ -17,7 +17,7 @@ from snpbag.data.masking import (
     unmasked,
 )
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
-from snpbag.data.vocab import SiteVocab
+from snpbag.store.vocab import SiteVocab
 from snpbag.errors import ConfigError, InputError, SiteMismatchError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -1,11 +1,11 @@
-"""snpbag.data.neighbours: nearest-panel-genome votes against a brute-force definition."""
+"""snpbag.retrieval.genomes: nearest-panel-genome votes against a brute-force definition."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snpbag.data.neighbours import NeighbourPanel
+from snpbag.retrieval.genomes import NeighbourPanel
 from snpbag.errors import InputError
 
 
@@ -106,7 +106,7 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
     """Every item's votes are the panel's with its own genome (or a synthetic genome's
     sources) excluded; validation genomes outside the panel exclude nobody."""
     from snpbag.data.dataset import ContigDataset
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from tiny_data import tiny_store
 
     store = open_store(tiny_store(tmp_path, n_samples=24))

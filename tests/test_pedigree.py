@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from cyvcf2 import VCF
 
-from snpbag.data import simulate as sm
+from snpbag.simulate import cohort as sm
 from snpbag.errors import InputError
-from snpbag.kinship import pedigree as ped
+from snpbag.simulate import pedigree as ped
 
 POPS = ["YRI", "CEU", "CHB"]
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from cyvcf2 import VCF
 
 from snpbag.cli import main
-from snpbag.data import simulate as sm
-from snpbag.data.bgzf import index_vcf, write_vcf_bgzf
+from snpbag.simulate import cohort as sm
+from snpbag.io.bgzf import index_vcf, write_vcf_bgzf
 from snpbag.errors import InputError
 from conftest import requires_tool
 
@@ -264,7 +264,7 @@ def test_outdir_rules_and_failure_leaves_nothing(tmp_path):
 
 def test_cli_calls_library_and_reports_errors(tmp_path):
     runner = CliRunner()
-    with mock.patch("snpbag.data.simulate.simulate") as run:
+    with mock.patch("snpbag.simulate.cohort.simulate") as run:
         res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--samples-per-pop", "5", "--chrom", "chr1",
                                    "--array-fraction", "0.02", "--split-targets", "3"])
     assert res.exit_code == 0, res.output

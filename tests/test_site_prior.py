@@ -194,7 +194,7 @@ def test_missing_tokens_and_padding_get_the_prior_too():
 def test_trainer_builds_the_model_with_the_stores_af(tmp_path):
     from tiny_data import tiny_store
 
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.train.run import build_model as build_for_training
     from snpbag.train.run import compose_config, to_train_config
 

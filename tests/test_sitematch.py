@@ -7,7 +7,7 @@ import pytest
 
 from snpbag.data.tokens import MISSING
 from snpbag.errors import InputError, SampleError, SiteMismatchError
-from snpbag.tasks.sitematch import ModelSites, classify_alleles, match_sites, read_targets
+from snpbag.inference.sitematch import ModelSites, classify_alleles, match_sites, read_targets
 
 HEADER = """##fileformat=VCFv4.2
 ##contig=<ID={chrom},length=50818468>
@@ -116,7 +116,7 @@ def test_read_targets_every_fate(tmp_path):
 
 
 def test_model_as_site_vocab(tmp_path):
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.vocab import SiteVocab
 
     vocab = SiteVocab(chrom_names=("chr22",), site_chrom=np.zeros(8, np.int16), position=MODEL.pos,
                       ref=MODEL.ref, alt=MODEL.alt, af=np.full(8, 0.3, np.float32),

@@ -10,10 +10,10 @@ import pytest
 import zarr
 
 from snpbag import STORE_FORMAT_VERSION
-from snpbag.data import schema
-from snpbag.data.convert import convert
-from snpbag.data.store import open_store
-from snpbag.data.vocab import SiteVocab
+from snpbag.store import schema
+from snpbag.store.convert import convert
+from snpbag.store.genotypes import open_store
+from snpbag.store.vocab import SiteVocab
 from snpbag.errors import SampleError, StoreFormatError
 
 SAMPLES = [f"S{i}" for i in range(40)]
@@ -190,7 +190,7 @@ def test_corrupt_chunk_names_array(store_and_truth, tmp_path):
 
 
 def test_tile_contigs_and_select_sites():
-    from snpbag.data.vocab import select_sites, tile_contigs
+    from snpbag.store.vocab import select_sites, tile_contigs
 
     chrom, start, stop = tile_contigs(np.array([0, 0, 0, 1, 1, 3]), contig_len=2)
     np.testing.assert_array_equal(chrom, [0, 0, 1, 3])
@@ -205,11 +205,11 @@ def test_tile_contigs_and_select_sites():
 
 
 def test_local_metadata_reads_equal_zarr(store_and_truth, tmp_path):
-    """Arrays read without zarr (snpbag.data.localzarr) equal zarr's, strings included; a
+    """Arrays read without zarr (snpbag.store.localzarr) equal zarr's, strings included; a
     store without consolidated metadata is read through zarr with the same values."""
     import json
 
-    from snpbag.data import localzarr
+    from snpbag.store import localzarr
 
     path, _ = store_and_truth
     local = localzarr.consolidated(path)
@@ -244,7 +244,7 @@ def test_local_metadata_corrupt_chunk_and_no_zarr_import(store_and_truth, tmp_pa
     """A damaged single-chunk array is a StoreFormatError naming it; opening a store and
     reading its metadata does not import zarr (~0.25 s a process)."""
     path, _ = store_and_truth
-    code = ("import sys; from snpbag.data.store import open_store; "
+    code = ("import sys; from snpbag.store.genotypes import open_store; "
             f"s = open_store({str(path)!r}); s.sample_ids; s.vocab; s.variant_contig; "
             "assert 'zarr' not in sys.modules, 'zarr imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -220,7 +220,7 @@ def exported(full_run, tmp_path_factory) -> Path:
 
 def test_export_is_self_contained(exported, full_run, store):
     from snpbag.api import load_model
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.train.export import select_checkpoint
 
     best = select_checkpoint(full_run)
@@ -273,7 +273,7 @@ def test_export_errors(exported, full_run, tmp_path):
 
 def test_init_from_loads_encoder_and_checks_sites(exported, store, tmp_path):
     from snpbag.api import load_model
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.train.run import build_model, compose_config, to_train_config
 
     cfg = to_train_config(compose_config([f"data.store={store}", *COMMON, f"task.init_from={exported}",
@@ -311,7 +311,7 @@ def test_wandb_run_id_is_persisted(tmp_path, monkeypatch, store):
 def test_init_from_with_another_head_keeps_the_encoder(exported, store, monkeypatch):
     """A task whose head differs from the saved one: encoder weights loaded, head fresh."""
     from snpbag.api import load_model
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
     from snpbag.model.heads import HEADS, MaskedGenotypeHead
     from snpbag.train.run import build_model, compose_config, to_train_config
 

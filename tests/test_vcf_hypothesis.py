@@ -15,10 +15,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snpbag.data import schema
-from snpbag.data import vcf as vcf_mod
-from snpbag.data.convert import convert
-from snpbag.data.store import open_store
+from snpbag.store import schema
+from snpbag.io import vcf as vcf_mod
+from snpbag.store.convert import convert
+from snpbag.store.genotypes import open_store
 
 BASES = "ACGT"
 CHROMS = ["chr1", "2", "chrX", "chr22", "MT"]

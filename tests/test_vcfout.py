@@ -10,8 +10,8 @@ import pytest
 from conftest import requires_tool
 
 from snpbag.errors import InputError
-from snpbag.tasks.sitematch import ModelSites, read_targets
-from snpbag.tasks.vcfout import (
+from snpbag.inference.sitematch import ModelSites, read_targets
+from snpbag.inference.vcfout import (
     ImputedVcfWriter, OutputSites, dose_r2, info_path_for, parse_format, round_gp, write_imputed_vcf,
 )
 

@@ -1,6 +1,6 @@
 """The compiled VCF text reader against its per-field reference parser, record by record.
 
-The reference reads each line with ``str.split`` and :func:`snpbag.data.vcftext.parse_calls`
+The reference reads each line with ``str.split`` and :func:`snpbag.io.vcftext.parse_calls`
 (cyvcf2's semantics, checked against cyvcf2 in test_vcf_hypothesis.py); the compiled
 loops must give the same calls, dosages, sites and counts for every layout they meet:
 fixed ``a|b`` calls, multi-digit alleles, missing and haploid calls, extra FORMAT
@@ -15,11 +15,12 @@ import zlib
 import numpy as np
 import pytest
 
-from snpbag.data import bgzf
-from snpbag.data.bgzf import read_text, write_bgzf
-from snpbag.data.dosage import alt_dosage
-from snpbag.data.vcf import VcfReader, classify
-from snpbag.data.vcftext import finished_calls, parse_calls
+from snpbag.io import bgzf
+from snpbag.io.bgzf import read_text, write_bgzf
+from snpbag.io.dosage import alt_dosage
+from snpbag.io.records import classify
+from snpbag.io.vcf import VcfReader
+from snpbag.io.vcftext import finished_calls, parse_calls
 from snpbag.errors import InputError
 from snpbag.kinship.source import GenotypeSource, ScanStats
 

@@ -54,7 +54,7 @@ def tiny_vcf(path: Path, *, n_samples: int = 20, n_sites: int = 300, seed: int =
 
 def tiny_store(directory: Path, *, contig_len: int = 100, min_maf: float = 0.01, **kw) -> Path:
     """Write ``directory/tiny.vcf`` and convert it to ``directory/tiny.zarr``; return the store."""
-    from snpbag.data.convert import convert
+    from snpbag.store.convert import convert
 
     directory.mkdir(parents=True, exist_ok=True)
     vcf = tiny_vcf(directory / "tiny.vcf", **kw)

@@ -1,4 +1,4 @@
-"""Data layer: VCF reading, the Zarr genotype store, site vocabulary, loaders.
+"""Torch-facing data layer: the batch contract, masking, augmentation, dataset and datamodule.
 
-Only dataset.py, datamodule.py and batch.py import torch.
+Reads genotypes through :mod:`snpbag.store`; file formats live in :mod:`snpbag.io`.
 """

@@ -11,7 +11,7 @@ The crossover intensity is ``generations`` per Morgan of genetic distance: a mos
 ``g`` generations of random mating in a large population has ~``g`` switches per Morgan.
 The default ``generations = 8`` mirrors the 8th-generation offspring of the paper's RESHAPE
 data. Genetic distance comes from a uniform rate (cM/Mb, default 1) or from a genetic map
-file (:mod:`~snpbag.data.genmap`). Everything is a pure function of the caller's ``numpy.random.Generator``.
+file (:mod:`~snpbag.io.genmap`). Everything is a pure function of the caller's ``numpy.random.Generator``.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from snpbag.data.augment import AugmentConfig
 from snpbag.data.batch import Batch, collate
 from snpbag.data.dataset import ContigDataset
 from snpbag.data.masking import MaskingConfig
-from snpbag.data.store import GenotypeStore, open_store
+from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.data.tokens import IGNORE_INDEX, MISSING
-from snpbag.data.vcf import read_sample_file
+from snpbag.io.vcf import read_sample_file
 from snpbag.errors import ConfigError, SampleError
 
 log = logging.getLogger(__name__)
@@ -403,10 +403,10 @@ class GenotypeDataModule(L.LightningDataModule):
 
     @property
     def neighbours(self):
-        """The training samples as a retrieval panel (snpbag.data.retrieval; None unless
+        """The training samples as a retrieval panel (snpbag.retrieval.kinds; None unless
         ``neighbours`` was given): every split's sequences retrieve from the training genomes."""
         if self.neighbour_options is not None and self._neighbours is None:
-            from snpbag.data import retrieval
+            from snpbag.retrieval import kinds as retrieval
 
             self._neighbours = retrieval.build(self.store, self.split()[0], self.neighbour_options)
             log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._neighbours).__name__,

@@ -1,7 +1,7 @@
 """Per-sequence items (one sample x one contig window) streamed from a genotype store.
 
 :class:`ContigDataset` is an ``IterableDataset`` because good throughput needs control of
-the read pattern: genotypes are chunked 16 samples x 8192 variants (snpbag.data.schema),
+the read pattern: genotypes are chunked 16 samples x 8192 variants (snpbag.store.schema),
 so the dataset reads a *block* of samples for one contig window at once (one decode per
 chunk serves many sequences), then yields the block's sequences through a bounded shuffle
 buffer so batches still mix contigs and samples.
@@ -49,9 +49,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from snpbag.data.augment import AugmentConfig, flatten_panel, synthetic_genome
-from snpbag.data.genmap import GeneticMap, genetic_positions, read_genetic_map
+from snpbag.io.genmap import GeneticMap, genetic_positions, read_genetic_map
 from snpbag.data.masking import Masker, MaskingConfig, array_site_mask, genotype_tokens, unmasked
-from snpbag.data.store import GenotypeStore, open_store
+from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.errors import ConfigError, SampleError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class ContigDataset(IterableDataset):
         (block_samples x window x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
-    neighbours : a :class:`~snpbag.data.neighbours.NeighbourPanel` (built from store rows):
+    neighbours : a :class:`~snpbag.retrieval.genomes.NeighbourPanel` (built from store rows):
         items carry ``neighbours`` (L, 3), the genotype votes of the panel genomes nearest
         on the sequence's visible sites — never the sequence's own genome, nor, for a
         synthetic genome, the panel genomes it was recombined from.
@@ -116,7 +116,7 @@ class ContigDataset(IterableDataset):
     ------
     ConfigError : invalid window, block/buffer sizes, uneven mode, rank/world or masking/augment config.
     SampleError : unknown, duplicate or out-of-range samples; no samples or contigs selected.
-    StoreFormatError : the store cannot be opened (see snpbag.data.store.open_store).
+    StoreFormatError : the store cannot be opened (see snpbag.store.genotypes.open_store).
     """
 
     def __init__(

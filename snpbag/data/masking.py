@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from snpbag.data.chrom import chrom_key
+from snpbag.io.chrom import chrom_key
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import ConfigError, InputError, SiteMismatchError
 
@@ -166,7 +166,7 @@ def array_site_mask(path: str | Path, vocab: Any) -> np.ndarray:
     """Which vocabulary sites a genotyping array types.
 
     A listed site matches a vocabulary site with the same chromosome (compared with
-    :func:`~snpbag.data.chrom.chrom_key`, so ``chr22`` == ``22``), position and allele
+    :func:`~snpbag.io.chrom.chrom_key`, so ``chr22`` == ``22``), position and allele
     pair; the pair is compared unordered because array manifests often list the alleles
     the other way round. Strand flips are not resolved (an array site listed as T/C does
     not match a vocabulary A/G site). Array sites absent from the vocabulary are counted
@@ -175,7 +175,7 @@ def array_site_mask(path: str | Path, vocab: Any) -> np.ndarray:
     Parameters
     ----------
     path : array site list (see :func:`read_array_sites`).
-    vocab : a :class:`snpbag.data.vocab.SiteVocab` (anything with ``chrom_names``,
+    vocab : a :class:`snpbag.store.vocab.SiteVocab` (anything with ``chrom_names``,
         ``site_chrom``, ``position``, ``ref``, ``alt``).
 
     Returns

@@ -200,7 +200,7 @@ def _in_order(jobs, pool, depth: int):
 def _row_sums(g: np.ndarray) -> tuple[np.ndarray, int]:
     """(row sums, minimum) of an int8 dosage chunk: one compiled pass, or numpy's two."""
     try:
-        from snpbag.data.kernels import row_sums
+        from snpbag.store.kernels import row_sums
     except ImportError:  # pragma: no cover - numba is a dependency
         return g.sum(axis=1, dtype=np.int64), int(g.min())
     return row_sums(g)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.chrom import is_autosome
-from snpbag.data.dosage import alt_dosage
+from snpbag.io.chrom import is_autosome
+from snpbag.io.dosage import alt_dosage
 from snpbag.errors import SampleError
 
 
@@ -58,12 +58,12 @@ class GenotypeSource:
         p = Path(self.path)
         self.is_store = p.is_dir() or self.path.rstrip("/").endswith(".zarr") or "://" in self.path
         if self.is_store:
-            from snpbag.data.store import open_store
+            from snpbag.store.genotypes import open_store
 
             self._store = open_store(self.path)
             self.sample_ids = [str(s) for s in self._store.sample_ids.tolist()]
         else:
-            from snpbag.data.vcf import VcfReader
+            from snpbag.io.vcf import VcfReader
 
             reader = VcfReader(self.path)
             self.sample_ids = list(reader.samples)
@@ -91,13 +91,13 @@ class GenotypeSource:
         read while iterating and each job just returns one chunk. ``stats`` is filled as
         the jobs are iterated. ``reuse``: a job's chunks may be overwritten by the next
         job run in the same thread (:meth:`ShardScan.chunk_jobs
-        <snpbag.data.store.ShardScan.chunk_jobs>`), for callers that are done with them
+        <snpbag.store.genotypes.ShardScan.chunk_jobs>`), for callers that are done with them
         inside the job.
         """
         stats = stats if stats is not None else ScanStats()
         jobs = self._store.dosage_block_jobs(n, block=chunk, reuse=reuse) if self.is_store else None
         if jobs is None and not self.is_store:
-            from snpbag.data.vcf import cpu_count
+            from snpbag.io.vcf import cpu_count
 
             yield from self._vcf_jobs(n, chunk, stats, threads=self.threads or cpu_count())
             return
@@ -145,7 +145,7 @@ class GenotypeSource:
         parallel. Other inputs (BCF, FORMAT not starting with GT) are decoded by htslib while
         iterating.
         """
-        from snpbag.data.vcf import VcfReader
+        from snpbag.io.vcf import VcfReader
 
         reader = VcfReader(self.path, samples=self.sample_ids[:n] if n < self.n_samples else None, threads=threads)
         try:

@@ -8,8 +8,8 @@ store::
     model.json          ModelConfig + head name and options   }
     sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
     vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
-    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.data.neighbours),
-    haplotypes.npz      or their phased haplotypes (snpbag.data.haplotypes), per model.retrieval
+    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.retrieval.genomes),
+    haplotypes.npz      or their phased haplotypes (snpbag.retrieval.haplotypes), per model.retrieval
     training.json       run config, steps, validation metrics, data summary, training provenance
     provenance.json     this export: versions, git revision, checkpoint path
 
@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snpbag.data import retrieval
+from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import CheckpointError
 from snpbag.fileio import atomic_output
 
@@ -103,8 +103,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
 
 def _vocab_for(meta: dict[str, Any], ckpt_path: Path):
     """The training vocabulary: RUN_DIR/vocab (kept by snpbag train), else the store."""
-    from snpbag.data.store import open_store
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.genotypes import open_store
+    from snpbag.store.vocab import SiteVocab
     from snpbag.errors import SnpbagError
 
     candidates = [ckpt_path.resolve().parent.parent / "vocab"]

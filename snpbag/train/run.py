@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from snpbag.config import ROOT_SCHEMA, TrainConfig, register
-from snpbag.data import retrieval
+from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
 
@@ -208,7 +208,7 @@ def _same_sites(a, b) -> str | None:
     """Why two vocabularies differ in their sites (ignoring allele frequencies), or None."""
     import numpy as np
 
-    from snpbag.data.chrom import chrom_key
+    from snpbag.io.chrom import chrom_key
 
     if a.n_sites != b.n_sites:
         return f"{a.n_sites} vs {b.n_sites} sites"
@@ -226,7 +226,7 @@ def _same_sites(a, b) -> str | None:
 def _store_vocab(run_dir: Path, vocab, store: str) -> None:
     """Keep the training vocabulary in the run directory (export reads it from there, so a
     run can be exported after its store has moved); on resume, check the store still matches."""
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.vocab import SiteVocab
 
     vdir = run_dir / "vocab"
     if vdir.is_dir():
@@ -295,7 +295,7 @@ def build_model(cfg: TrainConfig, vocab):
     """
     from dataclasses import replace
 
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.store.vocab import SiteVocab
     from snpbag.model.builders import build_model as build
     from snpbag.model.model import RUNTIME_FIELDS, SnpbagModel
 

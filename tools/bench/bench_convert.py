@@ -35,12 +35,12 @@ BIN = Path(sys.executable).parent
 
 
 def make_vcf(workdir: Path, samples_per_pop: int, length: int, seed: int) -> Path:
-    """Simulated cohort via snpbag.data.simulate (3-population out-of-Africa model)."""
+    """Simulated cohort via snpbag.simulate.cohort (3-population out-of-Africa model)."""
     out = workdir / "sim"
     vcf = out / "cohort.vcf.gz"
     if vcf.exists():
         return vcf
-    from snpbag.data.simulate import simulate
+    from snpbag.simulate.cohort import simulate
 
     simulate(out, samples_per_pop=samples_per_pop, length=length, chrom="22", seed=seed)
     return vcf
@@ -84,7 +84,7 @@ def window_read_ms(arr, variants: np.ndarray, samples: np.ndarray) -> float:
 
 
 def rechunk(src, dst: Path, chunks, shards=None) -> None:
-    from snpbag.data import schema
+    from snpbag.store import schema
 
     g = zarr.open_group(str(dst), mode="w", zarr_format=3)
     a = g.create_array("call_genotype", shape=src.shape, dtype="int8", chunks=chunks, shards=shards,
@@ -142,7 +142,7 @@ def main() -> None:
                  round(8 * pgen / (info["variants"] * info["samples"]), 4), size, 3))
 
     # --- one sample's training window --------------------------------------------------
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
 
     st = open_store(snp_store)
     voc = st.vocab
@@ -177,7 +177,7 @@ def main() -> None:
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU; other jobs "
           f"shared the 2 cores during the run (load average {os.getloadavg()[0]:.1f} at the end), so wall "
           "times are upper bounds; CPU seconds are the fairer comparison.")
-    print(f"Input: snpbag.data.simulate, {info['samples']} samples x {args.length / 1e6:g} Mb, "
+    print(f"Input: snpbag.simulate.cohort, {info['samples']} samples x {args.length / 1e6:g} Mb, "
           f"{info['variants']} biallelic SNPs ({info['vocab_sites']} with MAF >= 0.01), bgzipped VCF "
           f"{vcf.stat().st_size / 2**20:.1f} MiB (simulation {sim_s:.0f} s).\n")
     print("| tool | wall s | CPU s (user+sys, all processes) | peak RSS MiB (largest process) "

@@ -80,7 +80,7 @@ def thread_env(threads: int) -> dict:
 
 
 def simulate(outdir: Path, **kw) -> Path:
-    from snpbag.data.simulate import simulate as run
+    from snpbag.simulate.cohort import simulate as run
 
     if not outdir.exists():
         t0 = time.perf_counter()
@@ -196,9 +196,9 @@ def accuracy(args, work: Path) -> list[str]:
     from snpbag.kinship.degrees import degree
 
     try:
-        import snpbag.kinship.pedigree  # noqa: F401
+        import snpbag.simulate.pedigree  # noqa: F401
     except ImportError:
-        return ["(snpbag.kinship.pedigree not available: degree accuracy skipped)"]
+        return ["(snpbag.simulate.pedigree not available: degree accuracy skipped)"]
     sim = simulate(work / "pedigree", pedigree=args.families, length=args.ped_length, seed=args.seed + 1)
     vcf = sim / "pedigree.vcf.gz"
     runs = work / "ped_runs"

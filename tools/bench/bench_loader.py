@@ -1,6 +1,6 @@
 """Training-loader throughput (genotype tokens/s) against what one H100 would consume.
 
-Simulates a cohort (snpbag.data.simulate), converts it (snpbag.data.convert), then runs the
+Simulates a cohort (snpbag.simulate.cohort), converts it (snpbag.store.convert), then runs the
 training DataLoader (random crops, 85-99 % random masking, shuffle buffer, collate to Batch)
 for each window length x num_workers and reports steady-state tokens/s (after the first
 batch) and the start-up time (first batch, includes worker start and the first reads).
@@ -43,8 +43,8 @@ def gpu_tokens_per_s(*, n_layers: int, d_model: int, d_ff: int, window: int, mfu
 
 def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, contig_len: int) -> Path:
     """The simulated cohort converted with ``contig_len`` sites per model contig (cached)."""
-    from snpbag.data.convert import convert
-    from snpbag.data.simulate import simulate
+    from snpbag.store.convert import convert
+    from snpbag.simulate.cohort import simulate
 
     store = workdir / f"cohort_{contig_len}.zarr"
     if store.exists():
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    from snpbag.data.store import open_store
+    from snpbag.store.genotypes import open_store
 
     stores = {}
     for w in args.windows + ([args.augment_window] if args.augment_window else []):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.tasks.vcfout import ImputedVcfWriter, OutputSites
+from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""The haplotype-copying model alone (snpbag.data.haplotypes) on held-out array targets.
+"""The haplotype-copying model alone (snpbag.retrieval.haplotypes) on held-out array targets.
 
-Scores :class:`~snpbag.data.haplotypes.HaplotypePanel` directly, without an encoder or a
+Scores :class:`~snpbag.retrieval.haplotypes.HaplotypePanel` directly, without an encoder or a
 VCF, for a quick sweep of its settings (K states, block, margin, Ne) on the data of
 tools/bench/impute_vs_peers.py: every store genome in the panel, the first ``--targets``
 truth genomes shown only their array sites, scored on the other vocabulary sites.
@@ -31,8 +31,8 @@ def main() -> None:
     ap.add_argument("--ne", type=float, default=1e5)
     a = ap.parse_args()
 
-    from snpbag.data.haplotypes import HaplotypePanel
-    from snpbag.data.store import open_store
+    from snpbag.retrieval.haplotypes import HaplotypePanel
+    from snpbag.store.genotypes import open_store
     from snpbag.eval.compare import read_truth
 
     st = open_store(a.workdir / "ref.zarr")

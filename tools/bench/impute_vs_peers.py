@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from cyvcf2 import VCF  # noqa: F401  (fail early without cyvcf2)
 
-from snpbag.data.bgzf import index_vcf, write_vcf_bgzf
+from snpbag.io.bgzf import index_vcf, write_vcf_bgzf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
 from snpbag.eval.compare import render as render_table
@@ -83,8 +83,8 @@ def copying_dosages(model: Path, target_in: Path, keys, samples) -> np.ndarray:
     """Dosages of the haplotype-copying model on its own: the retrieval input of a
     ``model.retrieval=haplotypes`` model (its shipped panel), before the encoder — the
     ablation that says what the encoder adds. NaN off the model's vocabulary."""
-    from snpbag.data.haplotypes import FILE, HaplotypePanel
-    from snpbag.data.vocab import SiteVocab
+    from snpbag.retrieval.haplotypes import FILE, HaplotypePanel
+    from snpbag.store.vocab import SiteVocab
 
     panel, vocab = HaplotypePanel.load(model / FILE), SiteVocab.load(model)
     akeys, adose, asamples = read_truth(target_in)

@@ -2,7 +2,7 @@
 
 For each held-out genome and each hidden site, the K training genomes closest to it on
 the visible sites within ``--window`` sites either side (sum of |dosage difference|,
-:class:`snpbag.data.neighbours.NeighbourPanel`) vote for the hidden genotype, smoothed
+:class:`snpbag.retrieval.genomes.NeighbourPanel`) vote for the hidden genotype, smoothed
 towards the site's Hardy-Weinberg prior (``alpha`` pseudo-genomes); the guess is the most
 probable genotype. No training, no
 phasing: a floor for what the encoder should learn from the same panel, and a way to
@@ -41,8 +41,8 @@ def main() -> None:
     a = p.parse_args()
 
     from snpbag.data.datamodule import split_samples
-    from snpbag.data.neighbours import NeighbourPanel
-    from snpbag.data.store import open_store
+    from snpbag.retrieval.genomes import NeighbourPanel
+    from snpbag.store.genotypes import open_store
 
     t0 = time.perf_counter()
     st = open_store(a.store)

@@ -74,7 +74,7 @@ def genotype_compressors() -> tuple:
     """Blosc zstd with bit shuffling: int8 alleles use 1-2 bits of each byte, so after
     bit shuffling the high bit planes are long zero runs (see docs/store-format.md).
     A CRC32C checksum per chunk turns silent corruption into a StoreFormatError."""
-    import zarr.codecs as zc  # here: reading a store does not import zarr (snpbag.data.localzarr)
+    import zarr.codecs as zc  # here: reading a store does not import zarr (snpbag.store.localzarr)
 
     return (zc.BloscCodec(cname="zstd", clevel=3, shuffle=zc.BloscShuffle.bitshuffle, typesize=1),
             zc.Crc32cCodec())

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from snpbag import STORE_FORMAT_VERSION
-from snpbag.data import localzarr, schema
-from snpbag.data.dosage import alt_dosage
-from snpbag.data.vocab import SiteVocab
+from snpbag.store import localzarr
+from snpbag.store import schema
+from snpbag.io.dosage import alt_dosage
+from snpbag.store.vocab import SiteVocab
 from snpbag.errors import SampleError, SnpbagError, StoreFormatError
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class GenotypeStore:
         return f"re-run `snpbag convert` to rewrite {self.path}"
 
     def _local(self) -> dict | None:
-        """Consolidated metadata read without zarr (:mod:`~snpbag.data.localzarr`); None: use zarr."""
+        """Consolidated metadata read without zarr (:mod:`~snpbag.store.localzarr`); None: use zarr."""
         if "local" not in self._cache:
             self._cache["local"] = None if _is_url(self.path) else localzarr.consolidated(self.path)
         return self._cache["local"]
@@ -565,7 +566,7 @@ class ShardScan:
 def _add_alleles(buf: np.ndarray, out: np.ndarray) -> bool:
     """Dosages of complete diploid calls, transposed to variant-major (False: a negative allele, out unfinished)."""
     try:
-        from snpbag.data.kernels import add_alleles
+        from snpbag.store.kernels import add_alleles
     except ImportError:  # pragma: no cover - numba is a dependency; numpy does the same
         if buf.min() < 0:
             return False

@@ -1,6 +1,6 @@
 """Compiled (numba) parsing of VCF text: fixed columns of many records, then their GT calls.
 
-The text reader (:mod:`snpbag.data.vcftext`) hands these loops whole pieces of inflated
+The text reader (:mod:`snpbag.io.vcftext`) hands these loops whole pieces of inflated
 text with the line boundaries found, so Python does no work per record: one call finds
 the first nine tabs, POS and the chromosome runs of a few hundred records, one call
 replays the record filter of :meth:`VcfReader.blocks` (contig runs, sort order, dropped

@@ -20,10 +20,10 @@ import numpy as np
 import zarr
 
 from snpbag import STORE_FORMAT_VERSION
-from snpbag.data import schema
-from snpbag.data.vcf import (DROP_REASONS, VariantBlock, VcfReader, cpu_count, parallel_blocks, read_sample_file,
-                             use_parallel)
-from snpbag.data.vocab import select_sites, tile_contigs
+from snpbag.store import schema
+from snpbag.io.records import DROP_REASONS, VariantBlock
+from snpbag.io.vcf import VcfReader, cpu_count, parallel_blocks, read_sample_file, use_parallel
+from snpbag.store.vocab import select_sites, tile_contigs
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.provenance import provenance

@@ -3,11 +3,11 @@
 htslib parses every sample field of every record (~100 µs per record at 3,000 samples,
 docs/benchmarks.md); plink2 is far cheaper because it parses the text itself. This
 reader does too, without Python work per record: BGZF blocks are inflated by
-:func:`snpbag.data.bgzf.read_text` (in threads), line ends are found with memchr,
-and compiled loops (:mod:`snpbag.data.vcfparse`) read the fixed columns of a
+:func:`snpbag.io.bgzf.read_text` (in threads), line ends are found with memchr,
+and compiled loops (:mod:`snpbag.io.vcfparse`) read the fixed columns of a
 whole piece of text, replay the record filter of :meth:`VcfReader.blocks` and decode
 the calls of a block of records, releasing the GIL so that blocks decode in parallel.
-Records the loops do not understand (:mod:`~snpbag.data.vcfparse` lists them) go through
+Records the loops do not understand (:mod:`~snpbag.io.vcfparse` lists them) go through
 :func:`parse_calls`, the per-field parser with cyvcf2's semantics, which also raises the
 user's errors; the round-trip tests compare this reader with cyvcf2 on random VCFs.
 """
@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.errors import InputError
+from snpbag.io.bgzf import read_text
+from snpbag.io.records import DROP_REASONS, VariantBlock, classify
 
 _LINES = 4096  # records per call of the compiled scan
 _EMPTY = np.zeros(0, dtype=np.uint8)
@@ -101,7 +103,7 @@ def finished_calls(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Batch:
+class TextBatch:
     """The kept biallelic SNP records of one piece of text (offsets into ``buf``)."""
 
     buf: np.ndarray  # uint8: a piece of text
@@ -148,15 +150,14 @@ class TextReader:
         self.column[np.arange(n_all) if columns is None else columns] = np.arange(self.n)
 
     # --- records ---------------------------------------------------------------------------
-    def batches(self, reader) -> Iterator[Batch]:
+    def batches(self, reader) -> Iterator[TextBatch]:
         """Kept records of each piece of text; ``reader`` (a VcfReader) gets the counts and contigs.
 
         Raises
         ------
         InputError : as VcfReader.blocks, plus malformed lines (fewer than 10 columns, bad POS).
         """
-        from snpbag.data.bgzf import read_text
-        from snpbag.data.vcfparse import newline_bounds
+        from snpbag.io.vcfparse import newline_bounds
 
         f = _Filter(self, reader)
         rest: list[np.ndarray] = []
@@ -210,8 +211,8 @@ class TextReader:
         ------
         InputError : a record without GT or with malformed calls; an allele index above 1.
         """
-        from snpbag.data.dosage import alt_dosage
-        from snpbag.data.vcfparse import decode_dosages
+        from snpbag.io.dosage import alt_dosage
+        from snpbag.io.vcfparse import decode_dosages
 
         v = len(block)
         out = np.empty((v, self.n), dtype=np.int8) if out is None else out
@@ -231,9 +232,9 @@ class TextReader:
         self._check_high(block.contig, block.position, high, contigs)
         return out
 
-    def _part_calls(self, b: Batch, lo: int, hi: int, gt, ph, high, r: int, contigs: list[str]) -> None:
+    def _part_calls(self, b: TextBatch, lo: int, hi: int, gt, ph, high, r: int, contigs: list[str]) -> None:
         """Rows ``r:r + hi - lo`` of a block's arrays from records ``lo:hi`` of a batch."""
-        from snpbag.data.vcfparse import decode_calls
+        from snpbag.io.vcfparse import decode_calls
 
         t = b.tabs[lo:hi]
         ok = np.empty(hi - lo, dtype=bool)
@@ -244,7 +245,7 @@ class TextReader:
             gt[r + i], ph[r + i] = finished_calls(self._slow(b, lo + int(i), contigs))
             high[r + i] = bool((gt[r + i] > 1).any())
 
-    def _slow(self, b: Batch, k: int, contigs: list[str]) -> np.ndarray:
+    def _slow(self, b: TextBatch, k: int, contigs: list[str]) -> np.ndarray:
         t = b.tabs[k]
         where = f"{self.path}: record {contigs[b.contig[k]]}:{b.position[k]}"
         return parse_calls(b.buf[t[7] + 1:t[8]].tobytes(), b.buf[t[8] + 1:b.line_end[k]].tobytes(),
@@ -258,7 +259,7 @@ class TextReader:
                              "fix the GT values (`bcftools norm --check-ref`)")
 
     @staticmethod
-    def _part_alleles_ids(b: Batch, lo: int, hi: int, alleles: np.ndarray, ids: np.ndarray, r: int) -> None:
+    def _part_alleles_ids(b: TextBatch, lo: int, hi: int, alleles: np.ndarray, ids: np.ndarray, r: int) -> None:
         """REF/ALT and ID ("." for none) of records ``lo:hi`` of a batch into rows ``r:``."""
         t, buf = b.tabs[lo:hi], b.buf
         simple = b.simple[lo:hi]
@@ -280,7 +281,6 @@ class TextReader:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from snpbag.data.vcf import VariantBlock
 
         n = self.n
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="snpbag-decode") if self.threads > 1 else None
@@ -340,7 +340,6 @@ class _Filter:
     """The state of VcfReader.blocks' record checks, carried across pieces of text."""
 
     def __init__(self, text: TextReader, reader):
-        from snpbag.data.vcf import DROP_REASONS
 
         self.text, self.reader, self.path = text, reader, text.path
         self.reasons = {r: i + 1 for i, r in enumerate(DROP_REASONS)}
@@ -352,9 +351,9 @@ class _Filter:
         self.prev_id = -1
         self.contig_of = np.full(16, -1, dtype=np.int64)  # chromosome id -> index in reader.contigs
 
-    def batch(self, buf: np.ndarray, a: int, b: int) -> Iterator[Batch]:
+    def batch(self, buf: np.ndarray, a: int, b: int) -> Iterator[TextBatch]:
         """The kept records of the lines in ``buf[a:b]`` (which ends with a newline)."""
-        from snpbag.data.vcfparse import find_lines
+        from snpbag.io.vcfparse import find_lines
 
         starts = np.empty(_LINES, dtype=np.int64)
         ends = np.empty(_LINES, dtype=np.int64)
@@ -363,9 +362,8 @@ class _Filter:
             if k:
                 yield from self._lines(buf, starts[:k].copy(), ends[:k].copy())
 
-    def _lines(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Iterator[Batch]:
-        from snpbag.data.vcf import classify
-        from snpbag.data.vcfparse import (ERR_DUPLICATE, ERR_NOT_CONTIGUOUS, ERR_UNSORTED, filter_records,
+    def _lines(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Iterator[TextBatch]:
+        from snpbag.io.vcfparse import (ERR_DUPLICATE, ERR_NOT_CONTIGUOUS, ERR_UNSORTED, filter_records,
                                           scan_records)
 
         k = starts.size
@@ -470,10 +468,10 @@ class _Filter:
         if error is not None:
             raise error
 
-    def _batch(self, buf, ends, tabs, pos, simple, chrom, idx) -> Batch:
+    def _batch(self, buf, ends, tabs, pos, simple, chrom, idx) -> TextBatch:
         t = tabs[idx]
         s1 = ends[idx].copy()
         cr = buf[s1 - 1] == 13
         s1[cr] -= 1
-        return Batch(buf=buf, tabs=t, s1=s1, line_end=ends[idx], simple=simple[idx],
+        return TextBatch(buf=buf, tabs=t, s1=s1, line_end=ends[idx], simple=simple[idx],
                      contig=self.contig_of[chrom[idx]].astype(np.int16), position=pos[idx].astype(np.int32))

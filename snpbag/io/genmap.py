@@ -4,7 +4,7 @@ Read from a PLINK ``.map`` (``chrom id cM bp``, as shipped with Beagle for its `
 a HapMap-style file (``chrom bp rate cM`` with a header, the 1000 Genomes/SHAPEIT maps).
 Two readers of genetic distance use it: the haplotype-mosaic augmentation
 (:mod:`~snpbag.data.augment`: crossovers per Morgan) and the haplotype-copying retrieval
-(:mod:`~snpbag.data.haplotypes`: switch probabilities from cM distances, where 1 cM/Mb
+(:mod:`~snpbag.retrieval.haplotypes`: switch probabilities from cM distances, where 1 cM/Mb
 is off by an order of magnitude either way around hotspots and centromeres).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.chrom import chrom_key
+from snpbag.io.chrom import chrom_key
 from snpbag.errors import InputError
 
 

@@ -1,6 +1,6 @@
 """Genotype probabilities from copying panel haplotypes: the phased retrieval input.
 
-The genome-level retrieval (:mod:`snpbag.data.neighbours`) votes with whole panel genomes,
+The genome-level retrieval (:mod:`snpbag.retrieval.genomes`) votes with whole panel genomes,
 but a genome is two haplotypes inherited from different ancestors: its nearest panel
 genome usually shares one of them, so the votes stay a mixture and accuracy stalls well
 below Beagle's (docs/benchmarks.md, impute_vs_peers). Beagle, IMPUTE and minimac model a
@@ -26,7 +26,7 @@ block sees its margins as context. A hidden site between two visible ones gets t
 posteriors of both, interpolated linearly in cM, as Beagle does.
 
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
-panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.data.neighbours`.
+panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.retrieval.genomes`.
 Cost per sequence: O(V × H) to find candidates plus O(3·V × K²) for the HMM, V visible
 sites — a few ms for a 512-site training window, tenths of a second for a whole
 chromosome of array sites.
@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from snpbag.data.genmap import genetic_positions, read_genetic_map
-from snpbag.data.panel import PanelRows
+from snpbag.io.genmap import genetic_positions, read_genetic_map
+from snpbag.retrieval.panel import PanelRows
 from snpbag.errors import InputError
 
 #: The panel's file in a run directory and in an exported model directory.
@@ -95,7 +95,7 @@ class HaplotypePanel(PanelRows):
         """The panel of store samples ``rows`` at every vocabulary site.
 
         Genetic positions from ``genetic_map`` (PLINK .map or HapMap-style,
-        :mod:`~snpbag.data.genmap`) or, without one, 1 cM/Mb.
+        :mod:`~snpbag.io.genmap`) or, without one, 1 cM/Mb.
         """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         voc = store.vocab

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.chrom import chrom_key
+from snpbag.io.chrom import chrom_key
 from snpbag.errors import CheckpointError, InputError
 
 VOCAB_FORMAT_VERSION = 1
@@ -136,7 +136,7 @@ class SiteVocab:
     def index_of(self, chrom, position, ref, alt) -> np.ndarray:
         """Vocabulary index of each (chrom, position, ref, alt); -1 where absent.
 
-        Chromosomes are matched with :func:`snpbag.data.chrom.chrom_key`, so ``chr22``
+        Chromosomes are matched with :func:`snpbag.io.chrom.chrom_key`, so ``chr22``
         finds sites stored as ``22``. Alleles must match exactly (no strand flips).
         """
         if self._index is None:

@@ -2,7 +2,7 @@
 
 :func:`add_alleles` turns one decoded variant chunk of ``call_genotype`` (stored as inner
 chunks of 16 samples) into a variant-major dosage matrix in one pass: the sum of the two
-alleles, as :func:`~snpbag.data.dosage.alt_dosage` gives for complete diploid calls.
+alleles, as :func:`~snpbag.io.dosage.alt_dosage` gives for complete diploid calls.
 numpy needs a strided ``np.add`` into a transposed view (~25 ms per 8,192 × 3,000
 chunk) plus a ``min`` pass for the same. :func:`row_sums` gives a dosage chunk's
 per-variant ALT counts and its smallest value (``snpbag king``'s allele frequencies and
@@ -24,7 +24,7 @@ def add_alleles(buf, out):  # pragma: no cover - compiled
 
     ``buf``: (inner chunks, variants, samples per inner chunk, 2) int8; ``out``:
     (variants, inner chunks × samples per inner chunk) int8. A negative allele (missing,
-    haploid fill) stops the loop: the caller takes :func:`~snpbag.data.dosage.alt_dosage`.
+    haploid fill) stops the loop: the caller takes :func:`~snpbag.io.dosage.alt_dosage`.
     """
     nt, nv, ns, _ = buf.shape
     pairs = buf.reshape(nt, nv, ns * 2).view(np.uint16)  # both alleles of a call in one word

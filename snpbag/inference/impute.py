@@ -133,8 +133,8 @@ def impute(
     InputError, SampleError : malformed input, unknown or duplicated samples, bad options.
     """
     from snpbag.api import load_model
-    from snpbag.tasks.sitematch import read_targets
-    from snpbag.tasks.vcfout import ImputedVcfWriter, OutputSites, parse_format
+    from snpbag.inference.sitematch import read_targets
+    from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
 
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")

@@ -11,62 +11,20 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.chrom import chrom_key
-from snpbag.data.vcftext import TextReader, first_format
+from snpbag.io.chrom import chrom_key
+from snpbag.io.records import ReadCounts, VariantBlock, classify
+from snpbag.io.vcftext import TextReader, first_format
 from snpbag.errors import InputError, SampleError
 
 log = logging.getLogger(__name__)
 
-_ACGT = frozenset("ACGT")
-#: Read GT-only VCF text with snpbag.data.vcftext instead of htslib (whole-file reads only).
+#: Read GT-only VCF text with snpbag.io.vcftext instead of htslib (whole-file reads only).
 TEXT_READER = True
-DROP_REASONS = ("multiallelic", "indel", "mnp", "symbolic", "no_alt")
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)?(?:-(?P<end>[\d,]+)?)?)?$")
-
-
-@dataclass
-class VariantBlock:
-    """Up to ``size`` consecutive biallelic SNPs with their calls."""
-
-    contig: np.ndarray  # int16 (v,), index into VcfReader.contigs
-    position: np.ndarray  # int32 (v,)
-    allele: np.ndarray  # object (v, 2): REF, ALT
-    id: np.ndarray  # object (v,)
-    genotype: np.ndarray  # int8 (v, n, 2); -1 missing, -2 ploidy fill (haploid call)
-    phased: np.ndarray  # bool (v, n)
-
-    def __len__(self) -> int:
-        return int(self.position.size)
-
-
-@dataclass
-class ReadCounts:
-    records: int = 0
-    kept: int = 0
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
-
-
-def classify(ref: str, alts: list[str]) -> str | None:
-    """None for a biallelic SNP, else the reason the record is not one (DROP_REASONS)."""
-    if not alts or alts == ["."]:
-        return "no_alt"
-    if len(alts) > 1:
-        return "multiallelic"
-    alt = alts[0]
-    if alt.startswith("<") or alt in ("*", "<*>", "<NON_REF>") or "[" in alt or "]" in alt:
-        return "symbolic"
-    if len(ref) != len(alt):
-        return "indel"
-    if len(ref) > 1:
-        return "mnp"
-    if ref.upper() not in _ACGT or alt.upper() not in _ACGT:
-        return "symbolic"
-    return None
 
 
 def parse_region(region: str) -> tuple[str, int | None, int | None]:
@@ -134,7 +92,7 @@ class VcfReader:
     region : ``CHR[:START-END]``; needs a bgzipped, tabix/csi-indexed file. The
         chromosome is matched with chrom_key, so ``22`` finds ``chr22``.
     samples : sample ids to keep, in the order given (None: all samples).
-    threads : htslib decompression threads; for GT-first VCF text (read by snpbag.data.vcftext),
+    threads : htslib decompression threads; for GT-first VCF text (read by snpbag.io.vcftext),
         threads that inflate BGZF blocks and decode records.
 
     Raises
@@ -232,7 +190,7 @@ class VcfReader:
         InputError : unsorted records, a chromosome split into two runs, two biallelic
             SNPs at the same position, a record without GT, allele indices > 1.
         """
-        if records is None and self._text is not None:  # the same checks, compiled (snpbag.data.vcftext)
+        if records is None and self._text is not None:  # the same checks, compiled (snpbag.io.vcftext)
             yield from self._text.variant_blocks(self, size)
             return
         n = self.n_samples

@@ -1,7 +1,7 @@
 """What every retrieval panel knows about its genomes: their ids and store rows.
 
-Shared by the genome panel (:mod:`snpbag.data.neighbours`) and the haplotype panel
-(:mod:`snpbag.data.haplotypes`), so leave-one-out finds a genome's panel row the same way
+Shared by the genome panel (:mod:`snpbag.retrieval.genomes`) and the haplotype panel
+(:mod:`snpbag.retrieval.haplotypes`), so leave-one-out finds a genome's panel row the same way
 whichever kind a model reads.
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from snpbag.data.panel import PanelRows
+from snpbag.retrieval.panel import PanelRows
 from snpbag.errors import InputError
 
 #: Genotype classes voted for (ALT dosage 0, 1, 2).

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.bgzf import index_path, write_vcf_bgzf
-from snpbag.data.chrom import chrom_key
+from snpbag.io.bgzf import index_path, write_vcf_bgzf
+from snpbag.io.chrom import chrom_key
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 
@@ -153,14 +153,14 @@ class OutputSites:
 
     @classmethod
     def from_targets(cls, targets, model, *, orientation: str = "input") -> OutputSites:
-        """Rows of a :class:`~snpbag.tasks.sitematch.TargetGenotypes` for printing.
+        """Rows of a :class:`~snpbag.inference.sitematch.TargetGenotypes` for printing.
 
         ``orientation="input"`` prints typed sites with the user's REF/ALT (a swapped or
         strand-flipped site reads as in the input); ``"model"`` prints every site as the
         model stores it. Untyped sites always use the model's alleles; chromosome names
         follow the input (``chr22`` stays ``chr22``).
         """
-        from snpbag.tasks.sitematch import ModelSites
+        from snpbag.inference.sitematch import ModelSites
 
         if orientation not in ("input", "model"):
             raise InputError(f"orientation {orientation!r}: choose 'input' or 'model'")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.data.chrom import chrom_key
+from snpbag.io.chrom import chrom_key
 from snpbag.data.tokens import MISSING
-from snpbag.data.vcf import VcfReader, parse_region, read_sample_file
+from snpbag.io.vcf import VcfReader, parse_region, read_sample_file
 from snpbag.errors import InputError, SampleError, SiteMismatchError
 from snpbag.fileio import atomic_output
 
@@ -50,7 +50,7 @@ class ModelSites:
 
     @classmethod
     def coerce(cls, model) -> ModelSites:
-        """Accept a ModelSites, a SiteVocab (snpbag.data.vocab) or a (chrom, pos, ref, alt) tuple."""
+        """Accept a ModelSites, a SiteVocab (snpbag.store.vocab) or a (chrom, pos, ref, alt) tuple."""
         if isinstance(model, ModelSites):
             return model
         if hasattr(model, "chrom_names") and hasattr(model, "position"):

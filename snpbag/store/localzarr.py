@@ -7,9 +7,9 @@ run on 3,000 samples, and what a user pays for every per-chromosome job. ``snpba
 convert`` writes consolidated metadata into the root ``zarr.json`` and keeps its
 per-variant, per-sample and per-contig arrays in one chunk each, so one JSON read and a
 codec call per array give everything but the genotypes (which
-:class:`~snpbag.data.store.ShardScan` reads shard by shard). This module reads exactly
+:class:`~snpbag.store.genotypes.ShardScan` reads shard by shard). This module reads exactly
 that subset; for anything else (remote stores, several chunks, other codecs or data
-types) it returns None and :class:`~snpbag.data.store.GenotypeStore` goes through zarr.
+types) it returns None and :class:`~snpbag.store.genotypes.GenotypeStore` goes through zarr.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 
 Two kinds give the encoder the same (L, 3) per-site input:
 
-* ``genomes`` (:class:`~snpbag.data.neighbours.NeighbourPanel`): genotype votes of the
+* ``genomes`` (:class:`~snpbag.retrieval.genomes.NeighbourPanel`): genotype votes of the
   ``neighbours_k`` training genomes nearest within ``neighbours_window`` sites. Unphased
   panels work; cheap; a mixture of the two haplotypes' ancestries.
-* ``haplotypes`` (:class:`~snpbag.data.haplotypes.HaplotypePanel`): genotype probabilities
+* ``haplotypes`` (:class:`~snpbag.retrieval.haplotypes.HaplotypePanel`): genotype probabilities
   of a Li-Stephens copying model over ``neighbours_k`` panel haplotypes per block of
   ``neighbours_window`` visible sites. Needs a phased panel without missing calls (as
   Beagle's reference does); Beagle-level accuracy on its own (docs/benchmarks.md).
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snpbag.data import haplotypes, neighbours
+from snpbag.retrieval import genomes, haplotypes
 from snpbag.errors import CheckpointError, ConfigError
 
-KINDS = {"genomes": neighbours.NeighbourPanel, "haplotypes": haplotypes.HaplotypePanel}
-FILES = {"genomes": neighbours.FILE, "haplotypes": haplotypes.FILE}
+KINDS = {"genomes": genomes.NeighbourPanel, "haplotypes": haplotypes.HaplotypePanel}
+FILES = {"genomes": genomes.FILE, "haplotypes": haplotypes.FILE}
 
 
 def options(model_config) -> dict | None:
@@ -56,7 +56,7 @@ def build(store, rows, opts: dict):
     if opts.get("genetic_map"):
         raise ConfigError("model.genetic_map is read by the haplotype retrieval only; set model.retrieval=haplotypes "
                           "or drop the map")
-    return neighbours.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
+    return genomes.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
 
 
 def load(model_dir: str | Path, model_config, n_sites: int):

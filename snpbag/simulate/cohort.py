@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snpbag.data.bgzf import write_vcf_bgzf
+from snpbag.io.bgzf import write_vcf_bgzf
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.provenance import provenance
@@ -399,7 +399,7 @@ def simulate(
         ``targets_array.vcf.gz``.
     pedigree
         Instead of a cohort, simulate this many families of relatives
-        (:mod:`snpbag.kinship.pedigree`): ``pedigree.vcf.gz``, ``pedigree.tsv``,
+        (:mod:`snpbag.simulate.pedigree`): ``pedigree.vcf.gz``, ``pedigree.tsv``,
         ``pedigree_pairs.tsv``.
     chromosomes
         Number of chromosomes (default 1; 22 with ``pedigree``). In pedigree mode,
@@ -513,7 +513,7 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
 
 
 def _simulate_pedigree(tmp: Path, params: dict) -> dict:
-    from snpbag.kinship import pedigree as ped
+    from snpbag.simulate import pedigree as ped
 
     k = params["chromosomes"] or 22
     n_fam = params["pedigree"]
@@ -566,6 +566,6 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
 
 def _autosome_index(chrom: str) -> int:
     """Index into the autosome table for a single named chromosome (``chr22`` → 21); 0 otherwise."""
-    from snpbag.data.chrom import chrom_key, is_autosome
+    from snpbag.io.chrom import chrom_key, is_autosome
 
     return int(chrom_key(chrom)) - 1 if is_autosome(chrom) else 0

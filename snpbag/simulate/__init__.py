@@ -1,0 +1,1 @@
+"""Simulated data: msprime cohorts (:mod:`.cohort`) and pedigrees of known relatives (:mod:`.pedigree`)."""
