@@ -58,6 +58,19 @@ def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict[str, Any
     ]
 
 
+
+def use_fused_adamw(device_type: str, *, precision: str, grad_clip: float | None) -> bool:
+    """Fused AdamW on CUDA, except where Lightning clips gradients under mixed precision.
+
+    Lightning's mixed-precision plugin refuses, at the first optimiser step, to clip the
+    gradients of an optimiser that unscales them internally (a fused one); clipping at the
+    default 1.0 with the GPU default ``bf16-mixed`` would stop every GPU run there.
+    """
+    if device_type != "cuda":
+        return False
+    mixed = str(precision).endswith("-mixed") or str(precision) in ("16", "bf16")
+    return not (mixed and grad_clip)
+
 class WarmupCosine:
     """LR factor: linear warm-up over ``warmup`` steps, then cosine decay from 1 to
     ``min_ratio`` at ``total`` steps (flat at ``min_ratio`` afterwards). A callable object,
@@ -191,7 +204,9 @@ class SnpbagModule(LightningModule):
     def configure_optimizers(self):
         o = self.optim_cfg
         groups = param_groups(self.model, weight_decay=o.weight_decay)
-        fused = self.device.type == "cuda"
+        trainer = self._trainer
+        fused = use_fused_adamw(self.device.type, precision=trainer.precision if trainer else "32-true",
+                                grad_clip=trainer.gradient_clip_val if trainer else None)
         opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused)
         s = self.sched_cfg
         factor = WarmupCosine(warmup=s.warmup_steps, total=self.max_steps, min_ratio=s.min_lr_ratio,
