@@ -24,6 +24,13 @@ def requires_tool(*names: str):
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (apt-get install; `make peers`)")
 
 
-requires_cuda = pytest.mark.skipif(
-    torch is None or not torch.cuda.is_available(), reason="needs a CUDA GPU; none present"
-)
+#: GPU-only tests: ``pytest -m gpu`` selects them wherever a GPU exists; elsewhere they skip.
+requires_cuda = pytest.mark.gpu
+HAS_CUDA = torch is not None and torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none present")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip)

@@ -57,3 +57,19 @@ def test_gpu_optimiser_settings_train_a_step(store, tmp_path, monkeypatch, clip)
     train([f"data.store={store}", f"paths.run_dir={tmp_path / 'run'}", *overrides, "trainer.max_steps=2",
            "trainer.precision=bf16-mixed", f"optim.grad_clip={clip}"])
     assert built == [clip == "0"]
+
+
+def test_gpu_marker_selects_the_gpu_tests():
+    """`pytest -m gpu` collects the CUDA tests (the marker was declared but applied to none)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu", "-p", "no:xdist",
+                          str(tests / "test_attention.py"), str(tests / "test_king.py")],
+                         capture_output=True, text=True, cwd=tests.parent).stdout
+    selected = [ln for ln in out.splitlines() if "::" in ln]
+    assert any(ln.startswith("tests/test_attention.py::") for ln in selected), out
+    assert any(ln.startswith("tests/test_king.py::") for ln in selected), out
+    assert all("cuda" in ln or "gpu" in ln for ln in selected), selected
