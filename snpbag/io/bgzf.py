@@ -16,6 +16,7 @@ faster than the ``gzip`` module, which also checks each CRC in a separate pass.
 from __future__ import annotations
 
 import functools
+import gzip
 import logging
 import struct
 import zlib
@@ -29,7 +30,7 @@ from snpbag.fileio import atomic_output, atomic_outputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["index_path", "index_vcf", "read_text", "write_bgzf", "write_vcf_bgzf"]
+__all__ = ["copy_contigs", "index_path", "index_vcf", "read_text", "write_bgzf", "write_vcf_bgzf"]
 
 
 def _pysam():
@@ -183,6 +184,56 @@ def write_vcf_bgzf(
         _tabix(tmp_vcf, tmp_tbi, name=path)
     log.debug("wrote %s + .tbi (%d uncompressed bytes)", path, nbytes)
     return path
+
+
+
+def _header(path: Path) -> list[bytes]:
+    """The ``##`` meta lines of a (b)gzipped VCF."""
+    lines = []
+    with gzip.open(path, "rb") as f:
+        for line in f:
+            if not line.startswith(b"##"):
+                break
+            lines.append(line)
+    return lines
+
+
+def copy_contigs(src: str | Path, dest: str | Path) -> bool:
+    """Give ``dest`` the ``##contig`` lines of ``src`` when its header has none, so that
+    htslib tools read it without "Contig '22' is not defined in the header" on every record.
+
+    Beagle 5.4 writes its ``.vcf.gz`` without contig lines; ``src`` is the VCF it imputed.
+    ``dest`` is rewritten (BGZF, with a tabix index) only when it lacks contigs.
+
+    Returns
+    -------
+    bool
+        Whether ``dest`` was rewritten.
+
+    Raises
+    ------
+    InputError
+        ``src`` has no ``##contig`` lines either, or ``dest`` cannot be indexed.
+    """
+    src, dest = Path(src), Path(dest)
+    if any(line.startswith(b"##contig=") for line in _header(dest)):
+        return False
+    contigs = [line for line in _header(src) if line.startswith(b"##contig=")]
+    if not contigs:
+        raise InputError(f"{src}: no ##contig lines to copy into {dest}; add them with `bcftools reheader --fai`")
+
+    def chunks() -> Iterator[bytes]:
+        with gzip.open(dest, "rb") as f:
+            for line in f:
+                if line.startswith(b"#CHROM"):
+                    yield b"".join(contigs) + line
+                    break
+                yield line
+            while block := f.read(1 << 20):
+                yield block
+
+    write_vcf_bgzf(chunks(), dest, overwrite=True)
+    return True
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import zarr
 
 from snpbag import STORE_FORMAT_VERSION
 from snpbag.store import schema
+from snpbag.io.gvcf import refuse_gvcf
 from snpbag.io.records import DROP_REASONS, VariantBlock
 from snpbag.io.vcf import VcfReader, cpu_count, parallel_blocks, read_sample_file, use_parallel
 from snpbag.store.vocab import select_sites, tile_contigs
@@ -65,8 +66,8 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
 
     Raises
     ------
-    InputError : unreadable/unsorted input, region problems, no biallelic SNPs, bad options,
-        output already exists.
+    InputError : unreadable/unsorted input, region problems, no biallelic SNPs (a gVCF is
+        named as one), bad options, output already exists.
     SampleError : ``--samples`` ids absent from the input.
     """
     t0 = time.perf_counter()
@@ -131,6 +132,7 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
     counts = reader.counts
     if n_variants == 0:
         where = f"region {reader.region}" if reader.region else "the file"
+        refuse_gvcf(reader.path)
         raise InputError(f"{reader.path}: no biallelic SNPs in {where} ({counts.records} records read); "
                          "check --region and the input")
 

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from snpbag.config import ROOT_SCHEMA, TrainConfig, register
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
+from snpbag.train.quiet import quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -421,17 +421,7 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
 
     from snpbag.train.lit_module import SnpbagModule
 
-    # Lightning's notes on things snpbag does on purpose: a sized IterableDataset (its length
-    # is exact per rank, see snpbag.data.dataset) and appending to the CSV log on resume.
-    warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined.*")
-    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    # Lightning logs through its own handler; with the CLI's root handler too, each line
-    # would print twice.
-    for name in ("lightning", "torchmetrics"):
-        lg = logging.getLogger(name)
-        if lg.handlers and logging.getLogger().handlers:
-            lg.propagate = False
+    quiet_lightning()
     if cfg.trainer.cpu_threads:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     run_dir, ckpt = prepare_run_dir(cfg)

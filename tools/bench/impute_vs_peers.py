@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from cyvcf2 import VCF  # noqa: F401  (fail early without cyvcf2)
 
-from snpbag.io.bgzf import index_vcf, write_vcf_bgzf
+from snpbag.io.bgzf import copy_contigs, index_vcf, write_vcf_bgzf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
 from snpbag.eval.compare import render as render_table
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if "beagle" in tools and shutil.which("beagle"):
             t = sh(["beagle", f"ref={ref_vcf}", f"gt={target_in}", f"out={dd / 'beagle'}", f"nthreads={args.threads}",
                     "gp=true", f"seed={args.seed}"], log=dd / "beagle.time")
+            copy_contigs(target_in, dd / "beagle.vcf.gz")  # Beagle writes none; htslib warns per record
             res["tools"].append(scored("Beagle 5.4", dd / "beagle.vcf.gz", t))
         if "minimac4" in tools and shutil.which("minimac4") and shutil.which("beagle"):
             msav = wd / "reference.msav"
