@@ -3,7 +3,8 @@
 the tables of docs/benchmarks.md, so a table is never typed by hand.
 
 ``results`` maps a table name to its rows (flat dicts, one per table row; keys are the
-columns in order); ``info`` holds the run's scalar facts (sizes, "output identical: yes").
+columns in order); ``info`` holds the run's scalar facts (sizes, "output identical: yes"); ``detail`` anything
+nested that a table does not show.
 Without ``--json PATH`` a run writes ``bench-results/COMMAND-YYYYmmdd-HHMMSS.json`` under
 the current directory (git-ignored).
 """
@@ -81,8 +82,11 @@ def _finite(value):
 
 
 def write(path: Path | None, *, command: str, results: dict[str, list[dict]], info: dict | None = None,
-          argv: list[str] | None = None) -> Path:
-    """Write one run's results; returns the path written (printed to stderr as well)."""
+          detail: dict | None = None, argv: list[str] | None = None) -> Path:
+    """Write one run's results; returns the path written (printed to stderr as well).
+
+    ``detail``: anything else worth keeping that is not a table (nested per-tool scores);
+    stored as is, never rendered."""
     now = dt.datetime.now(dt.timezone.utc)
     if path is None:
         path = DEFAULT_DIR / f"{command}-{now:%Y%m%d-%H%M%S}.json"
@@ -90,6 +94,8 @@ def write(path: Path | None, *, command: str, results: dict[str, list[dict]], in
               "commit": commit(), "date": now.isoformat(timespec="seconds"), "results": _finite(results)}
     if info:
         record["info"] = _finite(info)
+    if detail:
+        record["detail"] = _finite(detail)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
