@@ -3,9 +3,9 @@ next to the allele-frequency baseline, every ``--eval-every`` steps.
 
 A bare training loop (AdamW, warm-up + cosine, clipping 1.0) over the real
 GenotypeDataModule and model builders, so one recipe change (augmentation, masking range,
-a model field) can be compared in minutes without Lightning's overheads. The numbers in
-docs/benchmarks.md ("Pretraining recipe") come from it. Use `snpbag
-train` for real runs: this loop has no checkpoints or loggers.
+a model field) can be compared in minutes without Lightning's overheads. Its last results
+are in docs/history/benchmarks-2026.md ("Pretraining recipe on the demo cohort"). Use
+`snpbag train` for real runs: this loop has no checkpoints or loggers.
 
     snpbag demo --out demo_out            # or any store made by `snpbag convert`
     .venv/bin/python tools/bench/pretrain_recipe.py --store demo_out/cohort.zarr --steps 1000 \
