@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+import _results
+
 LENGTHS = (4096, 32768, 81920)
 DENSE_MAX = 8192  # (L, L) scores: 4 heads x 32768^2 x 4 B = 17 GB would not fit
 FLEX_CPU_MAX = 4096  # CPU flex is eager: it materialises (L, L) scores too, forward only
@@ -96,6 +98,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--child", help=argparse.SUPPRESS)
+    _results.add_json_option(p)
     a = p.parse_args()
     if a.child:
         import torch
@@ -111,11 +114,13 @@ def main() -> None:
     print(f"heads={a.heads} head_dim={a.dim} window={a.window} batch=1 threads={a.threads} float32 CPU")
     print("| backend | block | tokens | fwd s | fwd peak MiB | fwd+bwd s | fwd+bwd peak MiB |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for backend in a.backends:
         for bs in a.block_sizes if backend in ("local", "flex") else [a.block_sizes[0]]:
             for L in a.lengths:
                 if (backend == "dense" and L > DENSE_MAX) or (backend == "flex" and L > FLEX_CPU_MAX):
                     print(f"| {backend} | {bs} | {L} | - | does not fit | - | - |")
+                    rows.append({"backend": backend, "block_size": bs, "L": L, "note": "does not fit"})
                     continue
                 cmd = [sys.executable, __file__, "--child", f"{backend},{L},{bs}", "--heads", str(a.heads),
                        "--dim", str(a.dim), "--window", str(a.window), "--repeats", str(a.repeats),
@@ -123,10 +128,14 @@ def main() -> None:
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode:
                     print(f"| {backend} | {bs} | {L} | failed: {out.stderr.strip().splitlines()[-1][:80]} |")
+                    rows.append({"backend": backend, "block_size": bs, "L": L, "note": "failed"})
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append(r)
                 fb = f"{r['fwd_bwd_s']:.3f} | {r['fwd_bwd_peak_mib']:.0f}" if "fwd_bwd_s" in r else "no CPU backward | -"
                 print(f"| {backend} | {bs} | {L} | {r['fwd_s']:.3f} | {r['fwd_peak_mib']:.0f} | {fb} |", flush=True)
+    _results.write(a.json, command="bench_attention", results={"attention": rows},
+                   info={"heads": a.heads, "head_dim": a.dim, "window": a.window, "threads": a.threads, "batch": 1})
 
 
 if __name__ == "__main__":

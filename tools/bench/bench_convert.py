@@ -10,7 +10,7 @@ Usage::
     .venv/bin/python tools/bench/bench_convert.py --samples-per-pop 1000 --length 10000000 \
         --workdir /tmp/bench_convert --threads 2
 
-Prints a Markdown section (paste it into docs/benchmarks.md).
+Prints a Markdown section and writes the results as JSON (``--json``; tools/bench/_results.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+
+import _results
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_convert"))
     ap.add_argument("--reads", type=int, default=20, help="samples timed for the window read")
+    _results.add_json_option(ap)
     args = ap.parse_args()
     wd = args.workdir
     wd.mkdir(parents=True, exist_ok=True)
@@ -193,6 +196,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, ms, (b, n) in reads:
         print(f"| {name} | {ms} | {b / 2**20:.1f} | {n} |")
+    _results.write(args.json, command="bench_convert", results={
+        "convert": [{"tool": name, "wall_s": r["seconds"], "cpu_s": r["cpu_seconds"], "peak_rss_mib": r["peak_rss_mib"],
+                     "bits_per_genotype": bits, "output_mib": size / 2**20, "files": files}
+                    for name, r, bits, size, files in rows],
+        "window_read": [{"layout": name, "ms": ms, "call_genotype_mib": b / 2**20, "files": n}
+                        for name, ms, (b, n) in reads],
+    }, info={**info, "length": args.length, "vcf_mib": vcf.stat().st_size / 2**20, "window_sites": len(variants),
+             "samples_timed": len(samples)})
 
 
 if __name__ == "__main__":

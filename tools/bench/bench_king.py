@@ -22,7 +22,8 @@ Usage::
     python tools/bench/bench_king.py --workdir /tmp/bench_king --samples-per-pop 1000 \
         --length 10000000 --threads 1,2 --repeat 3 --families 20 --ped-length 2000000
 
-Prints markdown tables (also written to WORKDIR/results.md).
+Prints markdown tables (also written to WORKDIR/results.md) and writes the results as JSON
+(``--json``, default bench-results/; tools/bench/_results.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import _results
 
 ROOT = Path(__file__).resolve().parents[2]
 SNPBAG = [sys.executable, "-m", "snpbag.cli"]
@@ -101,6 +104,12 @@ def strip_inftype(path: Path) -> list[str]:
 # --- part 1 --------------------------------------------------------------------------------
 
 
+def records(rows: list[tuple[str, dict]], **fields) -> list[dict]:
+    """The rows of :func:`table` for the results file."""
+    return [{"tool": name, **fields, "wall_s": r["wall_s"], "runs_s": r["walls"], "cpu_s": r["cpu_s"],
+             "peak_rss_mib": r["rss_mib"], "load_before": r["load"]} for name, r in rows]
+
+
 def table(rows: list[tuple[str, dict]]) -> list[str]:
     out = ["| tool | wall (s), best | all runs (s) | CPU user+sys (s) | peak RSS (MiB) | load before |",
            "|---|---:|---:|---:|---:|---:|"]
@@ -108,7 +117,7 @@ def table(rows: list[tuple[str, dict]]) -> list[str]:
                   f"{r['rss_mib']:.0f} | {r['load']:.1f} |" for name, r in rows]
 
 
-def speed(args, work: Path) -> list[str]:
+def speed(args, work: Path, tables: dict, info: dict) -> list[str]:
     sim = simulate(work / "cohort", samples_per_pop=args.samples_per_pop, length=args.length, seed=args.seed)
     vcf = sim / "cohort.vcf.gz"
     n = 3 * args.samples_per_pop
@@ -147,6 +156,7 @@ def speed(args, work: Path) -> list[str]:
                                                           str(runs / f"pv{t}")], log=runs / f"pv{t}.log", **kw))]
         pin = f", pinned to {t} core(s) with taskset" if args.pin else ""
         out += [f"{t} thread(s) (`--threads {t}` for both tools{pin}):", ""] + table(rows) + [""]
+        tables.setdefault("speed", []).extend(records(rows, threads=t))
         same &= strip_inftype(runs / f"sv{t}.kin0") == (runs / f"pv{t}.kin0").read_text().splitlines()
         same_store &= (runs / f"s{t}.kin0").read_bytes() == (runs / f"sv{t}.kin0").read_bytes()
         if args.also_gemm:
@@ -154,6 +164,8 @@ def speed(args, work: Path) -> list[str]:
     out += [f"snpbag .kin0 (without INFTYPE) byte-identical to plink2's: {'yes' if same else 'NO'}; "
             f"store input identical to VCF input{' and to --kernel gemm' if args.also_gemm else ''}: "
             f"{'yes' if same_store else 'NO'}."]
+    info.update(samples=n, variants=nvar, pairs=n * (n - 1) // 2, kin0_identical_to_plink2=same,
+                store_identical_to_vcf=same_store)
     if args.vcftools_samples:
         k = args.vcftools_samples
         t = args.threads[0]
@@ -175,6 +187,7 @@ def speed(args, work: Path) -> list[str]:
                                                   **kw))]
         out += ["", f"First {k} samples of the same VCF (bcftools view -S), {k * (k - 1) // 2} pairs, "
                     f"all three tools reading the VCF, {t} thread(s):", ""] + table(rows)
+        tables["subset"] = records(rows, samples=k, threads=t)
     return out
 
 
@@ -192,7 +205,7 @@ def _kin0(path: Path) -> dict[tuple[str, str], float]:
     return out
 
 
-def accuracy(args, work: Path) -> list[str]:
+def accuracy(args, work: Path, tables: dict) -> list[str]:
     from snpbag.kinship.degrees import degree
 
     try:
@@ -243,6 +256,8 @@ def accuracy(args, work: Path) -> list[str]:
             else:
                 cells.append(f"{exact:.3f}")
         out.append(f"| {name} | {int(m.sum())} | " + " | ".join(cells) + " |")
+        tables.setdefault("degree_accuracy", []).append({"true_degree": name, "pairs": int(m.sum()),
+                                                         **dict(zip(est, cells))})
     same = np.array_equal(est["snpbag"], est["plink2"], equal_nan=True)
     out += ["", f"snpbag and plink2 kinship identical on every truth pair: {'yes' if same else 'NO'}."]
     # parent-offspring vs full siblings: INFTYPE with --po-ibs0 0.008 (default) and auto
@@ -257,6 +272,10 @@ def accuracy(args, work: Path) -> list[str]:
         if not sel:
             continue
         ibs0 = np.array([fixed[p][0] for p in sel])
+        tables.setdefault("inftype", []).append({
+            "truth": rel, "pairs": len(sel), "po_ibs0_0.008_correct": np.mean([fixed[p][1] == label for p in sel]),
+            "po_ibs0_auto_correct": np.mean([auto[p][1] == label for p in sel]), "auto_cut": cut,
+            "ibs0_min": ibs0.min(), "ibs0_median": np.median(ibs0), "ibs0_max": ibs0.max()})
         lines.append(f"| {rel} | {len(sel)} | {np.mean([fixed[p][1] == label for p in sel]):.3f} | "
                      f"{np.mean([auto[p][1] == label for p in sel]):.3f} | "
                      f"{ibs0.min():.4g} / {np.median(ibs0):.4g} / {ibs0.max():.4g} |")
@@ -294,16 +313,19 @@ def main() -> None:
                     help="also time snpbag's int8 GEMM kernel (--kernel gemm, torch) on the store")
     ap.add_argument("--families", type=int, default=0, help="pedigree families for the accuracy part (0: skip)")
     ap.add_argument("--ped-length", type=int, default=2_000_000)
+    _results.add_json_option(ap)
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     lines = [f"bench_king {' '.join(sys.argv[1:])}  ({time.strftime('%Y-%m-%d')})", ""]
+    tables, info = {}, {}
     if not args.skip_speed:
-        lines += speed(args, args.workdir) + [""]
+        lines += speed(args, args.workdir, tables, info) + [""]
     if args.families:
-        lines += accuracy(args, args.workdir)
+        lines += accuracy(args, args.workdir, tables)
     text = "\n".join(lines) + "\n"
     (args.workdir / "results.md").write_text(text)
     print(text)
+    _results.write(args.json, command="bench_king", results=tables, info=info)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+import _results
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--limit", type=int, default=None, help="carrier-pair limit (default: the popcount cost model)")
+    _results.add_json_option(ap)
     args = ap.parse_args()
 
     from snpbag.kinship import counts, gemm, popcount
@@ -67,17 +70,22 @@ def main() -> None:
                 ss[i0:i1, j0:j1] += gemm.matmul(s[:, i0:i1], s[:, j0:j1], int8=True)
         return hh.numpy()
 
-    got = {}
+    got, rows = {}, []
     for name, fn in (("popcount (numba)", run_popcount), ("int8 GEMM (torch._int_mm)", run_gemm)):
         t = time.process_time()
         got[name] = fn()
         first = time.process_time() - t
         best = min(_cpu(fn) for _ in range(args.repeat))
         print(f"| {name} | {first:.3f} | {best:.3f} | {v * pairs / best / 1e9:.0f} |")
+        rows.append({"kernel": name, "variants": v, "first_call_cpu_s": first, "best_cpu_s": best,
+                     "g_variant_pairs_per_s": v * pairs / best / 1e9})
     il = np.tril_indices(n, -1)
     a, b = got.values()
     assert np.array_equal(a[il], b[il]), "HETHET differs between the kernels"
     print("HETHET identical in both kernels")
+    _results.write(args.json, command="bench_king_kernels", results={"kernels": rows},
+                   info={"samples": n, "pairs": pairs, "carrier_pair_limit": limit, "threads": args.threads,
+                         "hethet_identical": True})
 
 
 def _cpu(fn) -> float:

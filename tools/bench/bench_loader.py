@@ -14,7 +14,7 @@ utilisation of 989 TFLOP/s dense bf16 (H100 SXM).
     .venv/bin/python tools/bench/bench_loader.py --workdir /tmp/bench_loader
     .venv/bin/python tools/bench/bench_loader.py --windows 8192 --workers 0 2 --seconds 5
 
-Prints a Markdown section (append it to docs/benchmarks.md).
+Prints a Markdown section and writes the results as JSON (``--json``; tools/bench/_results.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+import _results
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="steady-state time per configuration")
     p.add_argument("--augment-window", type=int, default=8192, help="also time augmentation at this window (0: skip)")
     p.add_argument("--mfu", type=float, default=0.4)
-    p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    _results.add_json_option(p)
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -141,9 +143,6 @@ def main(argv: list[str] | None = None) -> None:
                         augment=True)
             print(json.dumps(r), file=sys.stderr)
             rows.append(r)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-
     try:
         from snpbag.model.builders import preset
 
@@ -177,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
           f"6 x N + 12 x layers x d x window = {flops / 1e6:.0f} MFLOP per token; at an assumed "
           f"{args.mfu:.0%} MFU of 989 TFLOP/s (dense bf16) it consumes **{gpu / 1e6:.2f} M tokens/s** "
           "(arithmetic, not measured).\n")
+    _results.write(args.json, command="bench_loader", argv=argv, results={"loader": rows}, info={
+        "samples": st.n_samples, "variants": st.n_variants, "vocab_sites": st.vocab.n_sites,
+        "tokens_per_batch": args.tokens_per_batch, "gpu_arithmetic_tokens_per_s": gpu, "gpu_flops_per_token": flops,
+        "gpu_weight_params": params, "gpu_mfu_assumed": args.mfu})
 
 
 if __name__ == "__main__":

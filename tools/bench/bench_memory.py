@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import _results
+
 
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -62,6 +64,7 @@ def main() -> None:
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing per block")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    _results.add_json_option(p)
     a = p.parse_args()
     if a.child:
         import torch
@@ -75,6 +78,7 @@ def main() -> None:
     print(f"preset={a.preset} backend={a.backend} checkpointing={a.checkpointing} batch=1 threads={a.threads}")
     print("| tokens | peak RSS MiB | step MiB (above pre-step RSS) | step MiB per 1k tokens | fwd+bwd s |")
     print("|---|---|---|---|---|")
+    rows = []
     for L in a.lengths:
         cmd = [sys.executable, __file__, "--preset", a.preset, "--backend", a.backend, "--threads", str(a.threads),
                "--child", str(L)] + (["--checkpointing"] if a.checkpointing else [])
@@ -83,8 +87,13 @@ def main() -> None:
             print(f"| {L} | failed: {out.stderr.strip().splitlines()[-1][:100]} |")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append({"preset": a.preset, "checkpointing": a.checkpointing, "tokens": L, "peak_rss_mib": r["peak_mib"],
+                     "step_mib": r["step_mib"], "step_mib_per_1k_tokens": 1024 * r["step_mib"] / L,
+                     "fwd_bwd_s": r["seconds"], "params": r["params"]})
         print(f"| {L} | {r['peak_mib']:.0f} | {r['step_mib']:.0f} | {1024 * r['step_mib'] / L:.1f} | {r['seconds']:.2f} |",
               flush=True)
+    _results.write(a.json, command="bench_memory", results={"memory": rows},
+                   info={"backend": a.backend, "threads": a.threads, "batch": 1})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import numpy as np
 
 from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites
 
+import _results
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="samples per add() call, as --batch-size")
     ap.add_argument("--typed", type=float, default=0.05, help="fraction of sites typed in the input")
     ap.add_argument("--fmt", default="GT,DS,GP")
+    _results.add_json_option(ap)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     R, N = args.sites, args.samples
@@ -51,6 +54,12 @@ def main() -> None:
     print(f"buffer: {t1 - t0:.2f} s   write vcf+tbi+info: {t2 - t1:.2f} s   total: {t2 - t0:.2f} s")
     print(f"genotypes/s (write): {R * N / (t2 - t1):,.0f}   vcf.gz: {size / 2**20:.1f} MiB   "
           f"written sites: {summary.n_written}")
+    _results.write(args.json, command="bench_vcfout", results={"vcfout": [
+        {"step": "buffer (round GP, transpose)", "seconds": t1 - t0},
+        {"step": "write VCF + tabix + info", "seconds": t2 - t1, "genotypes_per_s": R * N / (t2 - t1)},
+        {"step": "total", "seconds": t2 - t0, "vcf_mib": size / 2**20},
+    ]}, info={"sites": R, "samples": N, "batch": args.batch, "fmt": args.fmt, "typed_sites": typed_rows.size,
+              "written_sites": summary.n_written})
 
 
 if __name__ == "__main__":

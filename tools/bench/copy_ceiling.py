@@ -21,6 +21,8 @@ import argparse
 import numpy as np
 import torch
 
+import _results
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -29,6 +31,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=512, help="validation tile length (masks as pretrain_recipe)")
     p.add_argument("--val-rate", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
+    _results.add_json_option(p)
     a = p.parse_args()
     torch.set_num_threads(1)
 
@@ -85,10 +88,16 @@ def main() -> None:
             calls[k] += (pred[m] != base[m]).sum()
     print(f"copying predictor, +-{a.half_window} sites: acc {hit.sum() / n.sum():.4f}, "
           f"AF baseline {hit_base.sum() / n.sum():.4f}")
+    rows = [{"maf_bin": "all", "n": int(n.sum()), "copying": hit.sum() / n.sum(), "af_baseline": hit_base.sum() / n.sum(),
+             "gain": (hit.sum() - hit_base.sum()) / n.sum()}]
     for k, lab in enumerate(em.maf_bin_labels()):
         if n[k]:
+            rows.append({"maf_bin": lab, "n": int(n[k]), "copying": hit[k] / n[k], "af_baseline": hit_base[k] / n[k],
+                         "gain": (hit[k] - hit_base[k]) / n[k], "non_modal_calls": calls[k] / n[k]})
             print(f"  {lab}: {hit[k] / n[k]:.4f} vs {hit_base[k] / n[k]:.4f} gain {(hit[k] - hit_base[k]) / n[k]:+.4f} "
                   f"(non-modal calls {calls[k] / n[k]:.4f})")
+    _results.write(a.json, command="copy_ceiling", results={"copy_ceiling": rows},
+                   info={"half_window": a.half_window, "val_rate": a.val_rate, "seq_len": a.seq_len})
 
 
 if __name__ == "__main__":

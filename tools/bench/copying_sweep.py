@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _results
+
 BINS = [(0.01, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.51)]
 
 
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--margin", type=int, default=128)
     ap.add_argument("--ne", type=float, default=1e5)
+    _results.add_json_option(ap)
     a = ap.parse_args()
 
     from snpbag.retrieval.haplotypes import HaplotypePanel
@@ -52,13 +55,19 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     call, ds = gp.argmax(-1), gp[..., 1] + 2 * gp[..., 2]
     ev = ~on
+    setting = {"states": a.states, "block": a.block, "margin": a.margin, "ne": a.ne, "density": a.density}
+    rows = [{"maf_bin": "all", **setting, "targets": a.targets, "seconds": seconds,
+             "concordance": np.mean(call[:, ev] == T[:, ev])}]
     print(f"K={a.states} block={a.block} margin={a.margin} ne={a.ne:g} density={a.density:g}: {a.targets} targets "
           f"in {seconds:.1f} s; concordance {np.mean(call[:, ev] == T[:, ev]):.4f}")
     for lo, hi in BINS:
         s = ev & (maf >= lo) & (maf < hi)
         t, d = T[:, s].ravel(), ds[:, s].ravel()
+        rows.append({"maf_bin": f"{lo:g}-{hi:g}", **setting, "concordance": np.mean(call[:, s].ravel() == t),
+                     "r2": np.corrcoef(t, d)[0, 1] ** 2})
         print(f"  MAF {lo:g}-{hi:g}: concordance {np.mean(call[:, s].ravel() == t):.4f} r2 "
               f"{np.corrcoef(t, d)[0, 1] ** 2:.4f}")
+    _results.write(a.json, command="copying_sweep", results={"copying": rows})
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ scores its retrieval input alone (the copying model, no encoder): what the encod
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import re
 import shlex
 import shutil
@@ -37,7 +34,9 @@ from snpbag.io.bgzf import copy_contigs, index_vcf, write_vcf_bgzf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
 from snpbag.eval.compare import render as render_table
-from snpbag.eval.metrics import af_baseline
+from snpbag.eval.metrics import af_baseline, maf_bin_labels
+
+import _results
 
 
 def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
     ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,copying",
                     help="copying: the haplotype-copying retrieval input of a haplotypes model alone")
-    ap.add_argument("--json", type=Path, default=None)
+    _results.add_json_option(ap)
     args = ap.parse_args(argv)
     tools = args.tools.split(",")
     densities = [float(d) for d in args.densities.split(",")]
@@ -138,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     maf = np.minimum(af, 1 - af)
     array_all = [line.split("\t")[:4] for line in (sim / "array_sites.tsv").read_text().splitlines()[1:]]
     array_all = [(c, int(p), r, a) for c, p, r, a in array_all]
-    results = {"date": dt.date.today().isoformat(), "machine": platform.node(),
-               "args": {k: str(v) for k, v in vars(args).items()}, "densities": {}}
+    results = {"densities": {}}
 
     def scored(name: str, vcf: Path, timing: dict) -> dict:
         dos, est = read_dosages(vcf, samples, keys)
@@ -194,9 +192,24 @@ def main(argv: list[str] | None = None) -> int:
                                 | {"wall_s": time.perf_counter() - t0, "peak_mib": float("nan"), "cmd": "in-process"})
         results["densities"][f"{density:g}"] = res
     print(render(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=float))
+    _results.write(args.json, command="impute_vs_peers", argv=argv, results=tables(results), detail=results)
     return 0
+
+
+def tables(results: dict) -> dict[str, list[dict]]:
+    """Flat rows for tools/bench/make_tables.py: one per density and tool, overall and per population."""
+    imputation, populations = [], []
+    for dens, res in results["densities"].items():
+        for t in res["tools"]:
+            rows = {(r["group"], r["maf_bin"]): r for r in t["rows"]}
+            a = rows[("all", "all")]
+            imputation.append({"density": dens, "tool": t["tool"], "concordance": a["concordance"], "nrd": a["nrd"],
+                               "r2": a["r2"], **{f"r2 {b}": rows[("all", b)]["r2"] for b in maf_bin_labels()},
+                               "wall_s": t.get("wall_s"), "peak_mib": t.get("peak_mib")})
+            groups = sorted({g for g, _ in rows} - {"all"})
+            populations.append({"density": dens, "tool": t["tool"], **{f"r2 {g}": rows[(g, "all")]["r2"] for g in groups},
+                                **{f"concordance {g}": rows[(g, "all")]["concordance"] for g in groups}})
+    return {"imputation": imputation, "per_population": populations}
 
 
 def render(results: dict) -> str:

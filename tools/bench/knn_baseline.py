@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+import _results
+
 BINS = [(0.01, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.51)]
 
 
@@ -38,6 +40,7 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=5.0)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    _results.add_json_option(p)
     a = p.parse_args()
 
     from snpbag.data.datamodule import split_samples
@@ -74,11 +77,19 @@ def main() -> None:
           f"window ±{a.window}, k {a.k}, alpha {a.alpha} ({time.perf_counter() - t0:.0f} s)")
     print("| MAF bin | hidden calls | kNN | AF baseline | gain |\n|---|---:|---:|---:|---:|")
     tot = np.zeros(3, dtype=np.int64)
+    rows = []
     for (lo, hi), (n, right, af_right) in tally.items():
         tot += (n, right, af_right)
+        rows.append({"maf_bin": f"{lo:.0%}–{hi:.0%}", "hidden_calls": int(n), "knn": right / n,
+                     "af_baseline": af_right / n, "gain": (right - af_right) / n})
         print(f"| {lo:.0%}–{hi:.0%} | {n} | {right / n:.4f} | {af_right / n:.4f} | {(right - af_right) / n:+.4f} |")
     n, right, af_right = tot
     print(f"| all (≥1 %) | {n} | {right / n:.4f} | {af_right / n:.4f} | {(right - af_right) / n:+.4f} |")
+    rows.append({"maf_bin": "all (≥1 %)", "hidden_calls": int(n), "knn": right / n, "af_baseline": af_right / n,
+                 "gain": (right - af_right) / n})
+    _results.write(a.json, command="knn_baseline", results={"knn": rows},
+                   info={"visible": what, "window": a.window, "k": a.k, "alpha": a.alpha,
+                         "panel_genomes": panel.shape[0], "held_out_genomes": held.shape[0], "sites": L})
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ next to the allele-frequency baseline, every ``--eval-every`` steps.
 
 A bare training loop (AdamW, warm-up + cosine, clipping 1.0) over the real
 GenotypeDataModule and model builders, so one recipe change (augmentation, masking range,
-a model field) can be compared in minutes without Lightning's overheads. The numbers in
-docs/benchmarks.md ("Pretraining recipe on the demo cohort") come from it. Use `snpbag
-train` for real runs: this loop has no checkpoints or loggers.
+a model field) can be compared in minutes without Lightning's overheads. Its last results
+are in docs/history/benchmarks-2026.md ("Pretraining recipe on the demo cohort"). Use
+`snpbag train` for real runs: this loop has no checkpoints or loggers.
 
     snpbag demo --out demo_out            # or any store made by `snpbag convert`
     .venv/bin/python tools/bench/pretrain_recipe.py --store demo_out/cohort.zarr --steps 1000 \
@@ -29,7 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+import _results
+
 EDGES = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.51]
+BIN_LABELS = ["1-2%", "2-5%", "5-10%", "10-20%", "20-50%"]  # EDGES[1:] as printed
 
 
 def main() -> None:
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--init-seed", type=int, default=None,
                    help="seed of the model's initial weights only (default: --seed; data and masks keep --seed)")
     p.add_argument("--save", default=None, help="write the final model's state dict here (torch.save)")
+    _results.add_json_option(p)
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -127,13 +131,19 @@ def main() -> None:
     print(f"# {a.tag}: preset {a.preset} {over} params {n_params:,} lr {a.lr} seq {a.seq_len} batch "
           f"{a.batch_size} masking {a.min_rate}-{a.max_rate} augment {a.augment} ({a.generations:g}/M)", flush=True)
     t0, it, smooth, epoch = time.time(), iter(dm.train_dataloader()), None, 0
+    rows = []
+
+    def record(weights, step, vloss, acc, base, gain):
+        rows.append({"tag": a.tag, "weights": weights, "step": step, "train_loss": smooth, "val_loss": vloss,
+                     "accuracy": acc, "af_baseline": base, "gain": acc - base, **dict(zip(BIN_LABELS, gain[1:]))})
+
     for step in range(1, a.steps + 1):
         try:
             b = next(it)
         except StopIteration:
             # a new epoch: new order, crops, masks and synthetic genomes (as Lightning does
             # through the loader's sampler). Before 2026-11-22 this loop did not advance the
-            # epoch and replayed epoch 0's ~100 batches: see docs/benchmarks.md.
+            # epoch and replayed epoch 0's ~100 batches: see docs/history/benchmarks-2026.md.
             epoch += 1
             dm.set_epoch(epoch)
             it = iter(dm.train_dataloader())
@@ -152,11 +162,15 @@ def main() -> None:
             print(f"{a.tag} step {step} train {smooth:.4f} val {vloss:.4f} acc {acc:.4f} base {base:.4f} "
                   f"gain {acc - base:+.4f} bins " + " ".join(f"{g:+.4f}" for g in gain[1:])
                   + f" t {time.time() - t0:.0f}s", flush=True)
+            record("live", step, vloss, acc, base, gain)
             for ema in emas:
                 with ema.applied(model):
                     vloss, acc, base, gain = evaluate()
                 print(f"{a.tag}-ema{ema.decay:g} step {step} train {smooth:.4f} val {vloss:.4f} acc {acc:.4f} base {base:.4f} "
                       f"gain {acc - base:+.4f} bins " + " ".join(f"{g:+.4f}" for g in gain[1:]), flush=True)
+                record(f"ema{ema.decay:g}", step, vloss, acc, base, gain)
+    _results.write(a.json, command="pretrain_recipe", results={"recipe": rows},
+                   info={"preset": a.preset, "overrides": " ".join(a.set), "params": n_params, "seconds": time.time() - t0})
     if a.save:
         torch.save({"state_dict": model.state_dict(), "config": vars(a), "model_over": over}, a.save)
         for ema in emas:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import _results
+
 EDGES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 P_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
 
@@ -43,7 +45,7 @@ def collect(model, loader, site_guess):
     return torch.cat(sites).numpy(), torch.cat(ys).numpy(), torch.cat(probs).numpy()
 
 
-def report(name, site, y, prob, af, guess, bins, labels, out):
+def report(name, site, y, prob, af, guess, bins, labels, out, tables):
     pred = prob.argmax(-1)
     base = guess[site]
     b = bins[site]
@@ -62,6 +64,10 @@ def report(name, site, y, prob, af, guess, bins, labels, out):
         hwe = np.stack([(1 - pk) ** 2, 2 * pk * (1 - pk), pk**2], -1)
         hnll = -np.log(hwe[np.arange(m.sum()), y[m]]).mean()
         mnll = -np.log(np.clip(prob[m][np.arange(m.sum()), y[m]], 1e-12, 1)).mean()
+        tables.setdefault("bins", []).append({
+            "genomes": name, "maf_bin": lab, "n": int(m.sum()), "carriers": carrier[m].mean(),
+            "base_acc": (base[m] == y[m]).mean(), "model_acc": (pred[m] == y[m]).mean(), "calls": int(nm.sum()),
+            "right": int(right), "precision": right / max(nm.sum(), 1), "model_nll": mnll, "hwe_nll": hnll})
         out.append(
             f"{lab} | {m.sum():,} | {carrier[m].mean():.4f} | {(base[m] == y[m]).mean():.4f} | "
             f"{(pred[m] == y[m]).mean():.4f} | {(pred[m] == y[m]).mean() - (base[m] == y[m]).mean():+.4f} | "
@@ -75,6 +81,9 @@ def report(name, site, y, prob, af, guess, bins, labels, out):
         for j in range(len(P_EDGES) - 1):
             s = idx == j
             if s.any():
+                tables.setdefault("reliability", []).append({
+                    "genomes": name, "maf_bin": labels[k], "predicted": f"{P_EDGES[j]:.2f}-{min(P_EDGES[j + 1], 1):.2f}",
+                    "n": int(s.sum()), "mean_predicted": p_carrier[m][s].mean(), "observed": carrier[m][s].mean()})
                 out.append(f"  {P_EDGES[j]:.2f}-{min(P_EDGES[j + 1], 1):.2f} | {s.sum():,} | "
                            f"{p_carrier[m][s].mean():.4f} | {carrier[m][s].mean():.4f}")
 
@@ -91,6 +100,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dump", default=None, help="write the scored positions (npz) here")
+    _results.add_json_option(p)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -116,8 +126,9 @@ def main() -> None:
     bins = em.maf_bin_index(np.minimum(af, 1 - af), EDGES)
     labels = em.maf_bin_labels(EDGES)
     out: list[str] = []
+    tables: dict[str, list[dict]] = {}
     site, y, prob = collect(model, dm.val_dataloader(), guess)
-    report("validation", site, y, prob, af, guess, bins, labels, out)
+    report("validation", site, y, prob, af, guess, bins, labels, out, tables)
     if a.dump:
         np.savez(a.dump, site=site, y=y, prob=prob)
     if a.train_rows:
@@ -125,8 +136,9 @@ def main() -> None:
         rows = np.sort(np.random.default_rng(a.seed).choice(train, a.train_rows, replace=False))
         ds = dm._dataset(rows, training=False, window=dm.val_window, masking=dm.val_masking)
         site, y, prob = collect(model, dm._loader(ds), guess)
-        report(f"{a.train_rows} training genomes", site, y, prob, af, guess, bins, labels, out)
+        report(f"{a.train_rows} training genomes", site, y, prob, af, guess, bins, labels, out, tables)
     print("\n".join(out))
+    _results.write(a.json, command="rare_calibration", results=tables, info={"weights": a.weights, "store": a.store})
 
 
 if __name__ == "__main__":
