@@ -199,11 +199,11 @@ def test_finetune_starts_from_the_pretrained_model(cohort, models):
     where it came from and how it was trained."""
     from snpbag.api import load_model
     from snpbag.store.genotypes import open_store
-    from snpbag.train.run import build_model, compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     pre = load_model(models["pre"]).model
     cfg = to_train_config(compose_config(_finetune_overrides(cohort, models["pre"])))
-    step0 = build_model(cfg, open_store(cohort.store).vocab)
+    step0 = model_for_run(cfg, open_store(cohort.store).vocab)
     assert step0.head_name == pre.head_name == "genotype"
     for k, v in pre.state_dict().items():
         assert torch.equal(step0.state_dict()[k], v), k
@@ -235,7 +235,7 @@ def test_task_impute_needs_the_array_sites():
 def test_impute_experiments_instantiate(name, cohort, models):
     """Each impute_* experiment builds its data (array masks, augmentation) and loads the
     pretrained model with the experiment's runtime fields."""
-    from snpbag.train.run import build_datamodule, build_model, compose_config, to_train_config
+    from snpbag.train.run import build_datamodule, compose_config, model_for_run, to_train_config
 
     cfg = to_train_config(compose_config([
         f"experiment={name}", f"data.store={cohort.store}", f"task.init_from={models['pre']}",
@@ -243,7 +243,7 @@ def test_impute_experiments_instantiate(name, cohort, models):
     assert cfg.task.name == "impute" and cfg.masking.array > 0 and cfg.data.augment.enabled
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    model = build_model(cfg, dm.store.vocab)
+    model = model_for_run(cfg, dm.store.vocab)
     assert model.config.window == cfg.model.window and model.config.d_model == 32  # architecture from init_from
     if cfg.trainer.accelerator == "cpu":
         batch = next(iter(dm.train_dataloader()))

@@ -195,13 +195,12 @@ def test_trainer_builds_the_model_with_the_stores_af(tmp_path):
     from tiny_data import tiny_store
 
     from snpbag.store.genotypes import open_store
-    from snpbag.train.run import build_model as build_for_training
-    from snpbag.train.run import compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     store = tiny_store(tmp_path / "tiny", n_sites=120)
     vocab = open_store(store).vocab
     cfg = to_train_config(compose_config([f"data.store={store}", "model=tiny", "logger=none"]))
-    model = build_for_training(cfg, vocab)
+    model = model_for_run(cfg, vocab)
     expected = torch.as_tensor(np.nan_to_num(vocab.af.astype(np.float32), nan=UNKNOWN_AF))
     assert torch.equal(model.site_af, expected) and torch.equal(model.head.site_af, expected)
 

@@ -274,11 +274,11 @@ def test_export_errors(exported, full_run, tmp_path):
 def test_init_from_loads_encoder_and_checks_sites(exported, store, tmp_path):
     from snpbag.api import load_model
     from snpbag.store.genotypes import open_store
-    from snpbag.train.run import build_model, compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     cfg = to_train_config(compose_config([f"data.store={store}", *COMMON, f"task.init_from={exported}",
                                           "model.backend=dense"]))
-    model = build_model(cfg, open_store(store).vocab)
+    model = model_for_run(cfg, open_store(store).vocab)
     ref = load_model(exported).model
     assert model.config.backend == "dense"  # runtime fields follow the new config
     for k, v in ref.state_dict().items():
@@ -287,7 +287,7 @@ def test_init_from_loads_encoder_and_checks_sites(exported, store, tmp_path):
     other = tiny_store(tmp_path / "other", seed=5, n_sites=250)
     cfg = to_train_config(compose_config([f"data.store={other}", *COMMON, f"task.init_from={exported}"]))
     with pytest.raises(SiteMismatchError, match="sites differ from those of task.init_from"):
-        build_model(cfg, open_store(other).vocab)
+        model_for_run(cfg, open_store(other).vocab)
 
 
 def test_wandb_run_id_is_persisted(tmp_path, monkeypatch, store):
@@ -313,7 +313,7 @@ def test_init_from_with_another_head_keeps_the_encoder(exported, store, monkeypa
     from snpbag.api import load_model
     from snpbag.store.genotypes import open_store
     from snpbag.model.heads import HEADS, MaskedGenotypeHead
-    from snpbag.train.run import build_model, compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     class OtherHead(MaskedGenotypeHead):
         name = "other_test_head"
@@ -321,7 +321,7 @@ def test_init_from_with_another_head_keeps_the_encoder(exported, store, monkeypa
     monkeypatch.setitem(HEADS, OtherHead.name, OtherHead)
     cfg = to_train_config(compose_config([f"data.store={store}", *COMMON, f"task.init_from={exported}",
                                           f"task.head.name={OtherHead.name}"]))
-    model = build_model(cfg, open_store(store).vocab)
+    model = model_for_run(cfg, open_store(store).vocab)
     ref = load_model(exported).model
     assert model.head_name == OtherHead.name
     for k, v in ref.encoder.state_dict().items():

@@ -279,7 +279,7 @@ def build_datamodule(cfg: TrainConfig):
     )
 
 
-def build_model(cfg: TrainConfig, vocab):
+def model_for_run(cfg: TrainConfig, vocab):
     """The model to train: fresh from ``cfg.model``, or initialised from ``task.init_from``.
 
     A fresh model takes the store vocabulary's allele frequencies as its site prior.
@@ -296,7 +296,7 @@ def build_model(cfg: TrainConfig, vocab):
     from dataclasses import replace
 
     from snpbag.store.vocab import SiteVocab
-    from snpbag.model.builders import build_model as build
+    from snpbag.model.builders import build_model
     from snpbag.model.model import RUNTIME_FIELDS, SnpbagModel
 
     head = cfg.task.head
@@ -317,7 +317,7 @@ def build_model(cfg: TrainConfig, vocab):
                                 "leave model.n_sites at 0 to take it from the store")
     # the store's AF is the model's site prior (HWE log-prior in the genotype head, AF features
     # in the embedding); a model from init_from keeps the prior it was pretrained with
-    return build(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options, site_af=vocab.af)
+    return build_model(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options, site_af=vocab.af)
 
 
 def _precision(cfg: TrainConfig) -> str:
@@ -444,7 +444,7 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
         _store_vocab(run_dir, vocab, cfg.data.store)
         _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
 
-    model = build_model(cfg, vocab)
+    model = model_for_run(cfg, vocab)
     dm.use_neighbours(neighbour_options(model.config))  # with init_from the pretrained model decides
     if dm.neighbour_options is not None and rank_zero_only.rank == 0:
         _store_neighbours(run_dir, dm)
