@@ -105,16 +105,16 @@ def _noisy_copy(src: Path, dst: Path) -> Path:
     genomes leave the model at its allele-frequency prior (every sample gets the same GP to
     3 decimals, R2 = 0), which would let wrong genotype handling pass unnoticed; with the
     noise, what the model predicts depends on every input genotype."""
-    from snpbag.api import load_model
+    from snpbag import modeldir
 
-    loaded = load_model(src)
+    loaded = modeldir.read(src)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in loaded.model.parameters():
             if p.dim() == 2:
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    loaded.model.save(dst)
-    loaded.vocab.save(dst)
+    modeldir.save_model(loaded.model, dst)
+    modeldir.save_vocab(loaded.vocab, dst)
     return dst
 
 
@@ -529,9 +529,9 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     import shutil
 
     from snpbag.api import load_model
-    from snpbag.retrieval.kinds import file_name
+    from snpbag.modeldir import panel_file
 
-    FILE = file_name(kind)
+    FILE = panel_file(kind)
     run, model = tmp_path / "run_nb", tmp_path / "model_nb"
     extra = ["model.retrieval=haplotypes", "+task.head.options.retrieval_prior=true"] if kind == "haplotypes" else []
     cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.neighbours_k=3",

@@ -1,19 +1,9 @@
 """``snpbag export``: a training checkpoint → a self-contained model directory.
 
-The directory is everything inference needs, without Hydra, Lightning or the training
-store::
-
-    model.safetensors   weights (encoder.* and head.*; the     } written by SnpbagModel.save
-                        weight average if the run kept one)   }
-    model.json          ModelConfig + head name and options   }
-    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
-    vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
-    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.retrieval.genomes),
-    haplotypes.npz      or their phased haplotypes (snpbag.retrieval.haplotypes), per model.retrieval
-    training.json       run config, steps, validation metrics, data summary, training provenance
-    provenance.json     this export: versions, git revision, checkpoint path
-
-It is written under a temporary name and renamed when complete (snpbag.fileio).
+The model directory (its files and format: snpbag.modeldir) holds the weights the run
+validated with (the weight average if it kept one), the site vocabulary, the retrieval
+panel of a retrieval model, the training record and the export's provenance. It is written
+under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -21,19 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snpbag.retrieval import kinds as retrieval
+from snpbag import modeldir
 from snpbag.errors import CheckpointError
-from snpbag.fileio import atomic_output
 
 log = logging.getLogger(__name__)
 
-TRAINING_FILE = "training.json"
-PROVENANCE_FILE = "provenance.json"
 _BEST = re.compile(r"^step=(\d+)-.+=(-?[0-9.]+(?:e[-+]?\d+)?|nan|inf)\.ckpt$")
 
 
@@ -104,15 +90,14 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
 def _vocab_for(meta: dict[str, Any], ckpt_path: Path):
     """The training vocabulary: RUN_DIR/vocab (kept by snpbag train), else the store."""
     from snpbag.store.genotypes import open_store
-    from snpbag.store.vocab import SiteVocab
     from snpbag.errors import SnpbagError
 
     candidates = [ckpt_path.resolve().parent.parent / "vocab"]
     if meta.get("run_dir"):
         candidates.insert(0, Path(meta["run_dir"]) / "vocab")
     for c in candidates:
-        if (c / "vocab.json").is_file():
-            return SiteVocab.load(c), c
+        if modeldir.has_vocab(c):
+            return modeldir.load_vocab(c), c
     store = (meta.get("data") or {}).get("store")
     if store:
         try:
@@ -136,7 +121,7 @@ def _run_provenance(meta: dict[str, Any], ckpt_path: Path) -> list[dict[str, Any
 
 def _neighbours_for(meta: dict[str, Any], ckpt_path: Path, kind: str) -> Path:
     """RUN_DIR/<panel file>: the training genomes a retrieval model retrieves from."""
-    name = retrieval.file_name(kind)
+    name = modeldir.panel_file(kind)
     run_dir = Path(meta.get("run_dir") or ckpt_path.parent.parent)
     for d in (run_dir, ckpt_path.parent.parent):
         if (d / name).is_file():
@@ -185,13 +170,7 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
     }
     cfg = model.config
     panel = _neighbours_for(meta, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
-    with atomic_output(outdir) as tmp:
-        model.save(tmp)
-        vocab.save(tmp)
-        if panel is not None:
-            shutil.copyfile(panel, tmp / panel.name)
-        (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2, default=str) + "\n")
-        record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
+    modeldir.write(outdir, model=model, vocab=vocab, training=training, provenance=record, panel=panel)
     log.info("exported %s (step %d) to %s", ckpt_path, training["global_step"], outdir)
     return Path(outdir)

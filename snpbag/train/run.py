@@ -9,7 +9,7 @@ writes nothing; everything a run produces lives in its run directory::
     RUN_DIR/config.yaml        resolved config of the latest session
     RUN_DIR/provenance.json    one record per session (start or resume): overrides, git
                                revision, package versions, host
-    RUN_DIR/vocab/             the store's site vocabulary (sites.npz, vocab.json)
+    RUN_DIR/vocab/             the store's site vocabulary (as in a model directory)
     RUN_DIR/checkpoints/       last.ckpt (resume) and the top-k by validation loss
     RUN_DIR/csv/metrics.csv    every logged metric; RUN_DIR/tensorboard/, RUN_DIR/wandb/
     RUN_DIR/wandb_id           the W&B run id, so a resumed run continues the same W&B run
@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from snpbag import modeldir
 from snpbag.config import ROOT_SCHEMA, TrainConfig, register
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
@@ -226,17 +227,15 @@ def _same_sites(a, b) -> str | None:
 def _store_vocab(run_dir: Path, vocab, store: str) -> None:
     """Keep the training vocabulary in the run directory (export reads it from there, so a
     run can be exported after its store has moved); on resume, check the store still matches."""
-    from snpbag.store.vocab import SiteVocab
-
     vdir = run_dir / "vocab"
     if vdir.is_dir():
-        why = _same_sites(SiteVocab.load(vdir), vocab)
+        why = _same_sites(modeldir.load_vocab(vdir), vocab)
         if why:
             raise SiteMismatchError(f"{store}: sites differ from those this run was trained on ({why}); "
                                     f"resume with the original data.store")
         return
     with atomic_output(vdir) as tmp:
-        vocab.save(tmp)
+        modeldir.save_vocab(vocab, tmp)
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def _store_vocab(run_dir: Path, vocab, store: str) -> None:
 def _store_neighbours(run_dir: Path, dm) -> None:
     """Keep the retrieval panel (the training genomes) in the run directory: export ships it
     with the model, since inference retrieves from the genomes the model was trained against."""
-    path = run_dir / retrieval.file_name(dm.neighbour_options.get("kind", "genomes"))
+    path = run_dir / modeldir.panel_file(dm.neighbour_options.get("kind", "genomes"))
     if path.is_file():  # a resumed run: the split is the same, so the panel is too
         return
     with atomic_output(path) as tmp:
@@ -295,20 +294,20 @@ def model_for_run(cfg: TrainConfig, vocab):
     """
     from dataclasses import replace
 
-    from snpbag.store.vocab import SiteVocab
     from snpbag.model.builders import build_model
-    from snpbag.model.model import RUNTIME_FIELDS, SnpbagModel
+    from snpbag.model.model import RUNTIME_FIELDS
 
     head = cfg.task.head
     options = dict(head.options) if head.options else None
     if cfg.task.init_from:
         src = Path(cfg.task.init_from)
-        why = _same_sites(SiteVocab.load(src), vocab)
+        modeldir.read_meta(src)  # a model directory of this format, before its sites are compared
+        why = _same_sites(modeldir.load_vocab(src), vocab)
         if why:
             raise SiteMismatchError(f"{cfg.data.store}: sites differ from those of task.init_from={src} ({why}); "
                                     "convert the data with the model's site list")
         runtime = {k: getattr(cfg.model, k) for k in RUNTIME_FIELDS}
-        model = SnpbagModel.load(src, head=head.name, head_options=options, overrides=runtime)
+        model = modeldir.load_model(src, head=head.name, head_options=options, overrides=runtime)
         log.info("initialised from %s (head %s)", src, head.name)
         return model
     mcfg = cfg.model
