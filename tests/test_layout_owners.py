@@ -174,7 +174,8 @@ def test_a_foreign_directory_is_refused(model_dir, tmp_path):
     with pytest.raises(CheckpointError, match=r"model.json: format 'other' is not 'snpbag-model'; create the model "
                                               r"directory with `snpbag export`"):
         modeldir.read(model_dir)
-    with pytest.raises(CheckpointError, match=r"not a model directory \(no model.json\); create one with `snpbag export`"):
+    not_one = r"not a model directory \(no model.json\); create one with `snpbag export`"
+    with pytest.raises(CheckpointError, match=not_one):
         modeldir.read(tmp_path)
     with pytest.raises(CheckpointError, match=r"no such model directory; create one with `snpbag export RUN_DIR"):
         modeldir.describe(tmp_path / "nope")
