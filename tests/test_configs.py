@@ -41,7 +41,7 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
     """Model built (meta device: no memory even for the base model), datamodule set up on
     the tiny store; CPU experiments also run one batch through a real model and build
     their Trainer."""
-    from snpbag.train.run import build_callbacks, build_datamodule, build_model, build_trainer
+    from snpbag.train.run import build_callbacks, build_datamodule, build_trainer, model_for_run
 
     extra = []
     if name.startswith("impute_"):  # fine-tuning: an array site list of the store's sites, no pretrained model
@@ -62,10 +62,10 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
     dm.setup("fit")
     vocab = dm.store.vocab
     with torch.device("meta"):
-        model = build_model(cfg, vocab)
+        model = model_for_run(cfg, vocab)
     assert model.config.n_sites == vocab.n_sites and model.config.name == cfg.model.name
     if cfg.trainer.accelerator == "cpu":
-        model = build_model(cfg, vocab)
+        model = model_for_run(cfg, vocab)
         batch = next(iter(dm.train_dataloader()))
         out = model(batch)
         assert out.logits.shape == (*batch.genotype.shape, 3) and torch.isfinite(out.loss)

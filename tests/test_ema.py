@@ -117,8 +117,14 @@ def _train(store: Path, run_dir: Path, *extra: str, ema: str = "optim.ema_decay=
     return train([f"data.store={store}", f"paths.run_dir={run_dir}", *common, *extra])
 
 
-def _ckpt(run_dir: Path, name: str = "last.ckpt") -> dict:
-    return torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=True)
+def _last(run_dir: Path) -> Path:
+    from snpbag.train import rundir
+
+    return rundir.checkpoints_dir(run_dir) / rundir.LAST_CKPT
+
+
+def _ckpt(run_dir: Path) -> dict:
+    return torch.load(_last(run_dir), map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +164,7 @@ def test_validation_and_export_use_the_average(store, ema_run, tmp_path):
     from snpbag.train.export import export, load_checkpoint, model_from_checkpoint
 
     ck = _ckpt(ema_run)
-    out = export(ema_run / "checkpoints" / "last.ckpt", tmp_path / "model")
+    out = export(_last(ema_run), tmp_path / "model")
     loaded = load_model(out).model
     shadow = ck[CHECKPOINT_KEY]["shadow"]
     for k, v in loaded.named_parameters():
@@ -174,13 +180,15 @@ def test_validation_and_export_use_the_average(store, ema_run, tmp_path):
     dm = build_datamodule(cfg)
     dm.setup("fit")
     total, n = 0.0, 0
-    live = model_from_checkpoint({**load_checkpoint(ema_run / "checkpoints" / "last.ckpt"), CHECKPOINT_KEY: None})
+    live = model_from_checkpoint({**load_checkpoint(_last(ema_run)), CHECKPOINT_KEY: None})
     with torch.no_grad():
         for batch in dm.val_dataloader():
             k = int((batch.target >= 0).sum())
             total += float(loaded(batch).loss) * k
             n += k
-    with open(ema_run / "csv" / "metrics.csv", newline="") as f:
+    from snpbag.train import rundir
+
+    with open(rundir.metrics_csv(ema_run), newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     assert len(rows) == 2 and float(rows[-1]["val/loss"]) == pytest.approx(total / n, rel=1e-5)
     # and it is not the live weights' loss

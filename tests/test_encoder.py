@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from snpbag import modeldir
 from snpbag.config import ModelConfig
 from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK
 from snpbag.errors import CheckpointError, ConfigError
-from snpbag.model import HEADS, PRESETS, Head, HeadOutput, SnpbagModel, build_model, parameter_counts, preset
+from snpbag.model import HEADS, PRESETS, Head, HeadOutput, build_model, parameter_counts, preset
 from snpbag.model.embedding import position_features, _wavelengths
-from snpbag.model.model import CONFIG_FILE, WEIGHTS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SITES = 500
@@ -153,16 +153,16 @@ def test_compile_option_keeps_state_dict_keys():
 def test_save_load_round_trip(tmp_path):
     model = model_for(tiny(activation_checkpointing=True, window=10)).eval()
     batch = make_batch([25, 11])
-    model.save(tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {WEIGHTS_FILE, CONFIG_FILE}
-    meta = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    modeldir.save_model(model, tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {modeldir.WEIGHTS_FILE, modeldir.CONFIG_FILE}
+    meta = json.loads((tmp_path / "m" / modeldir.CONFIG_FILE).read_text())
     assert meta["head"] == {"name": "genotype", "options": {}} and meta["model"]["window"] == 10
     # loads with activation checkpointing switched off: the weights do not care
-    back = SnpbagModel.load(tmp_path / "m", overrides={"activation_checkpointing": False}).eval()
+    back = modeldir.load_model(tmp_path / "m", overrides={"activation_checkpointing": False}).eval()
     assert back.config == ModelConfig(**{**model.config.to_dict(), "activation_checkpointing": False})
     with torch.no_grad():
         torch.testing.assert_close(back(batch).logits, model(batch).logits, rtol=0, atol=0)
-    model.save(tmp_path / "m")  # saving again replaces the model in place
+    modeldir.save_model(model, tmp_path / "m")  # saving again replaces the model in place
     assert not list(tmp_path.glob("m/.*tmp*"))
 
 
@@ -181,33 +181,33 @@ class _ToyPhaseHead(Head):
 def test_head_swap_keeps_encoder_weights(tmp_path, monkeypatch):
     monkeypatch.setitem(HEADS, "toy_phase", _ToyPhaseHead)
     model = model_for(tiny())
-    model.save(tmp_path / "m")
-    swapped = SnpbagModel.load(tmp_path / "m", head="toy_phase", head_options={"width": 5})
+    modeldir.save_model(model, tmp_path / "m")
+    swapped = modeldir.load_model(tmp_path / "m", head="toy_phase", head_options={"width": 5})
     assert isinstance(swapped.head, _ToyPhaseHead) and swapped.head.proj.out_features == 5
     for (n, p), (n2, p2) in zip(model.encoder.state_dict().items(), swapped.encoder.state_dict().items()):
         assert n == n2 and torch.equal(p, p2)
     # and the fine-tuned model saves and reloads with its new head
-    swapped.save(tmp_path / "ft")
-    again = SnpbagModel.load(tmp_path / "ft")
+    modeldir.save_model(swapped, tmp_path / "ft")
+    again = modeldir.load_model(tmp_path / "ft")
     assert again.head_name == "toy_phase" and again.head.options == {"width": 5}
     assert torch.equal(again.head.proj.weight, swapped.head.proj.weight)
 
 
 def test_load_errors_name_the_file(tmp_path):
-    with pytest.raises(CheckpointError, match="model.json: missing"):
-        SnpbagModel.load(tmp_path)
-    model_for(tiny()).save(tmp_path / "m")
-    meta_file = tmp_path / "m" / CONFIG_FILE
+    with pytest.raises(CheckpointError, match="not a model directory \\(no model.json\\)"):
+        modeldir.load_model(tmp_path)
+    modeldir.save_model(model_for(tiny()), tmp_path / "m")
+    meta_file = tmp_path / "m" / modeldir.CONFIG_FILE
     meta = json.loads(meta_file.read_text())
     meta["model"]["d_model"] = 32
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="model.safetensors: weights do not match model.json"):
-        SnpbagModel.load(tmp_path / "m")
+        modeldir.load_model(tmp_path / "m")
     with pytest.raises(ConfigError, match=r"cannot override \['n_layers'\]"):
-        SnpbagModel.load(tmp_path / "m", overrides={"n_layers": 3})
+        modeldir.load_model(tmp_path / "m", overrides={"n_layers": 3})
     meta_file.write_text("{")
     with pytest.raises(CheckpointError, match="not valid JSON"):
-        SnpbagModel.load(tmp_path / "m")
+        modeldir.load_model(tmp_path / "m")
 
 
 def test_build_errors():

@@ -105,16 +105,16 @@ def _noisy_copy(src: Path, dst: Path) -> Path:
     genomes leave the model at its allele-frequency prior (every sample gets the same GP to
     3 decimals, R2 = 0), which would let wrong genotype handling pass unnoticed; with the
     noise, what the model predicts depends on every input genotype."""
-    from snpbag.api import load_model
+    from snpbag import modeldir
 
-    loaded = load_model(src)
+    loaded = modeldir.read(src)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in loaded.model.parameters():
             if p.dim() == 2:
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    loaded.model.save(dst)
-    loaded.vocab.save(dst)
+    modeldir.save_model(loaded.model, dst)
+    modeldir.save_vocab(loaded.vocab, dst)
     return dst
 
 
@@ -199,11 +199,11 @@ def test_finetune_starts_from_the_pretrained_model(cohort, models):
     where it came from and how it was trained."""
     from snpbag.api import load_model
     from snpbag.store.genotypes import open_store
-    from snpbag.train.run import build_model, compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     pre = load_model(models["pre"]).model
     cfg = to_train_config(compose_config(_finetune_overrides(cohort, models["pre"])))
-    step0 = build_model(cfg, open_store(cohort.store).vocab)
+    step0 = model_for_run(cfg, open_store(cohort.store).vocab)
     assert step0.head_name == pre.head_name == "genotype"
     for k, v in pre.state_dict().items():
         assert torch.equal(step0.state_dict()[k], v), k
@@ -235,7 +235,7 @@ def test_task_impute_needs_the_array_sites():
 def test_impute_experiments_instantiate(name, cohort, models):
     """Each impute_* experiment builds its data (array masks, augmentation) and loads the
     pretrained model with the experiment's runtime fields."""
-    from snpbag.train.run import build_datamodule, build_model, compose_config, to_train_config
+    from snpbag.train.run import build_datamodule, compose_config, model_for_run, to_train_config
 
     cfg = to_train_config(compose_config([
         f"experiment={name}", f"data.store={cohort.store}", f"task.init_from={models['pre']}",
@@ -243,7 +243,7 @@ def test_impute_experiments_instantiate(name, cohort, models):
     assert cfg.task.name == "impute" and cfg.masking.array > 0 and cfg.data.augment.enabled
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    model = build_model(cfg, dm.store.vocab)
+    model = model_for_run(cfg, dm.store.vocab)
     assert model.config.window == cfg.model.window and model.config.d_model == 32  # architecture from init_from
     if cfg.trainer.accelerator == "cpu":
         batch = next(iter(dm.train_dataloader()))
@@ -529,9 +529,9 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     import shutil
 
     from snpbag.api import load_model
-    from snpbag.retrieval.kinds import file_name
+    from snpbag.modeldir import panel_file
 
-    FILE = file_name(kind)
+    FILE = panel_file(kind)
     run, model = tmp_path / "run_nb", tmp_path / "model_nb"
     extra = ["model.retrieval=haplotypes", "+task.head.options.retrieval_prior=true"] if kind == "haplotypes" else []
     cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.neighbours_k=3",

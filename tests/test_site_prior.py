@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from snpbag import modeldir
 from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.eval.metrics import hwe_genotype_probs
-from snpbag.model import HEADS, Head, HeadOutput, SnpbagModel, build_model, preset
+from snpbag.model import HEADS, Head, HeadOutput, build_model, preset
 from snpbag.model.embedding import AF_EPS, UNKNOWN_AF, af_features, hwe_log_prior
 from snpbag.model.heads import MaskedGenotypeHead
-from snpbag.model.model import CONFIG_FILE, WEIGHTS_FILE
 from snpbag.train.metrics import GenotypeAccuracy, hwe_guess
 
 torch.set_num_threads(1)
@@ -88,12 +88,12 @@ def test_prior_travels_with_the_weights(tmp_path):
     af = random_af()
     af[5] = np.nan  # a site with nothing called: stored as unknown
     model = model_with_prior(af).eval()
-    model.save(tmp_path / "m")
-    state = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    modeldir.save_model(model, tmp_path / "m")
+    state = load_file(str(tmp_path / "m" / modeldir.WEIGHTS_FILE))
     stored = np.where(np.isnan(af), UNKNOWN_AF, af)
     for key in ("encoder.embed.site_af", "head.site_af"):
         np.testing.assert_array_equal(state[key].numpy(), stored)
-    back = SnpbagModel.load(tmp_path / "m").eval()
+    back = modeldir.load_model(tmp_path / "m").eval()
     assert torch.equal(back.site_af, model.site_af) and torch.equal(back.head.site_af, model.head.site_af)
     batch = make_batch([50, 9])
     with torch.no_grad():
@@ -124,10 +124,10 @@ def test_a_swapped_head_takes_the_encoders_prior(tmp_path, monkeypatch):
     monkeypatch.setitem(HEADS, _PriorHead.name, _PriorHead)
     monkeypatch.setitem(HEADS, _PlainHead.name, _PlainHead)
     model = model_with_prior()
-    model.save(tmp_path / "m")
-    swapped = SnpbagModel.load(tmp_path / "m", head=_PriorHead.name)
+    modeldir.save_model(model, tmp_path / "m")
+    swapped = modeldir.load_model(tmp_path / "m", head=_PriorHead.name)
     assert torch.equal(swapped.head.site_af, model.site_af)
-    plain = SnpbagModel.load(tmp_path / "m", head=_PlainHead.name)  # a head without a prior loads too
+    plain = modeldir.load_model(tmp_path / "m", head=_PlainHead.name)  # a head without a prior loads too
     assert torch.equal(plain.site_af, model.site_af) and not hasattr(plain.head, "site_af")
 
 
@@ -138,10 +138,10 @@ def test_prior_option_off_is_saved_and_ignores_af(tmp_path):
     b.head.set_site_prior(random_af(2))  # the head's AF is unused when the prior is off
     with torch.no_grad():
         torch.testing.assert_close(a(batch).logits, b(batch).logits, rtol=0, atol=0)
-    a.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    modeldir.save_model(a, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / modeldir.CONFIG_FILE).read_text())
     assert meta["head"]["options"] == {"prior": False}
-    assert SnpbagModel.load(tmp_path / "m").head.use_prior is False
+    assert modeldir.load_model(tmp_path / "m").head.use_prior is False
     assert model_with_prior().head.options == {}  # the default head saves no options
     with pytest.raises(ConfigError, match="prior='yes' must be true or false"):
         build_model(tiny(), head_options={"prior": "yes"})
@@ -161,13 +161,13 @@ def test_set_site_prior_checks_its_input():
 
 
 def test_model_directories_from_before_the_prior_are_refused(tmp_path):
-    model_with_prior().save(tmp_path / "m")
-    meta_file = tmp_path / "m" / CONFIG_FILE
+    modeldir.save_model(model_with_prior(), tmp_path / "m")
+    meta_file = tmp_path / "m" / modeldir.CONFIG_FILE
     meta = json.loads(meta_file.read_text())
     meta["version"] = 1
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="predates the site allele-frequency prior"):
-        SnpbagModel.load(tmp_path / "m")
+        modeldir.load_model(tmp_path / "m")
 
 
 def test_prior_is_kept_in_fp32_under_bf16_autocast():
@@ -195,13 +195,12 @@ def test_trainer_builds_the_model_with_the_stores_af(tmp_path):
     from tiny_data import tiny_store
 
     from snpbag.store.genotypes import open_store
-    from snpbag.train.run import build_model as build_for_training
-    from snpbag.train.run import compose_config, to_train_config
+    from snpbag.train.run import compose_config, model_for_run, to_train_config
 
     store = tiny_store(tmp_path / "tiny", n_sites=120)
     vocab = open_store(store).vocab
     cfg = to_train_config(compose_config([f"data.store={store}", "model=tiny", "logger=none"]))
-    model = build_for_training(cfg, vocab)
+    model = model_for_run(cfg, vocab)
     expected = torch.as_tensor(np.nan_to_num(vocab.af.astype(np.float32), nan=UNKNOWN_AF))
     assert torch.equal(model.site_af, expected) and torch.equal(model.head.site_af, expected)
 
@@ -222,8 +221,8 @@ def test_retrieval_prior_replaces_the_hwe_prior_with_the_retrieval_input(tmp_pat
     from snpbag.model.heads.genotype import RETRIEVAL_FLOOR
 
     torch.testing.assert_close(out.logits, torch.log(probs + RETRIEVAL_FLOOR), rtol=0, atol=0)
-    model.save(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / CONFIG_FILE).read_text())["head"]["options"] == {"retrieval_prior": True}
-    assert SnpbagModel.load(tmp_path / "m").head.retrieval_prior is True
+    modeldir.save_model(model, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / modeldir.CONFIG_FILE).read_text())["head"]["options"] == {"retrieval_prior": True}
+    assert modeldir.load_model(tmp_path / "m").head.retrieval_prior is True
     with pytest.raises(ConfigError, match="retrieval_prior=true needs a retrieval input"):
         build_model(tiny(), head_options={"retrieval_prior": True})

@@ -128,8 +128,8 @@ def test_xarray_matches_spec(store_and_truth):
 def test_vocab_save_load(store_and_truth, tmp_path):
     path, _ = store_and_truth
     voc = open_store(path).vocab
-    voc.save(tmp_path / "model")
-    back = SiteVocab.load(tmp_path / "model")
+    voc.save(tmp_path / "sites.npz", tmp_path / "meta.json")  # the model directory names them
+    back = SiteVocab.load(tmp_path / "sites.npz", tmp_path / "meta.json")
     assert back == voc
     assert back.contig_sites(2) == voc.contig_sites(2)
     idx = back.index_of(["21", "chr22", "22"], [voc.position[0], voc.position[-1], 1], ["A", "A", "A"],

@@ -132,7 +132,7 @@ def impute(
     SiteMismatchError : implausibly small overlap (wrong build or chromosome).
     InputError, SampleError : malformed input, unknown or duplicated samples, bad options.
     """
-    from snpbag.api import load_model
+    from snpbag import modeldir
     from snpbag.inference.sitematch import read_targets
     from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
 
@@ -145,7 +145,7 @@ def impute(
         if not torch.cuda.is_available():
             raise InputError(f"--device {device}: no CUDA device is available here; use --device cpu")
     t0 = time.perf_counter()
-    loaded = load_model(model, device=device)
+    loaded = modeldir.read(model, device=device)
     targets = read_targets(input, loaded.vocab, samples=samples, region=region)
     report = targets.report.line()
     log.info("%s", report)

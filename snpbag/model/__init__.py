@@ -1,4 +1,4 @@
-"""The SNPBag encoder, its heads, presets and checkpoint I/O. See docs/model.md."""
+"""The SNPBag encoder, its heads and presets (no file I/O: snpbag.modeldir saves and loads). See docs/model.md."""
 
 from snpbag.model.builders import PRESETS, build_encoder, build_head, build_model, parameter_counts, preset
 from snpbag.model.encoder import Encoder

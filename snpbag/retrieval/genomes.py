@@ -28,9 +28,6 @@ from snpbag.errors import InputError
 
 #: Genotype classes voted for (ALT dosage 0, 1, 2).
 N_CLASSES = 3
-#: The panel's file in a run directory and in an exported model directory.
-FILE = "neighbours.npz"
-
 
 class NeighbourPanel(PanelRows):
     """Dosages (genomes × vocabulary sites, int8, −1 missing) of a reference panel.

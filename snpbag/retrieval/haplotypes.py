@@ -45,9 +45,6 @@ from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.errors import InputError
 
-#: The panel's file in a run directory and in an exported model directory.
-FILE = "haplotypes.npz"
-
 
 class HaplotypePanel(PanelRows):
     """Phased panel haplotypes at the vocabulary sites, with the sites' genetic positions.

@@ -1,5 +1,5 @@
-"""Which retrieval panel a model reads, and where it lives: the one place that maps
-``model.retrieval`` / ``model.neighbours_k`` to a panel class, its options and its file.
+"""Which retrieval panel a model reads: the one place that maps ``model.retrieval`` /
+``model.neighbours_k`` to a panel class and its options.
 
 Two kinds give the encoder the same (L, 3) per-site input:
 
@@ -12,18 +12,15 @@ Two kinds give the encoder the same (L, 3) per-site input:
   Beagle's reference does); Beagle-level accuracy on its own (docs/benchmarks.md).
 
 The panel holds the training genomes, so it is saved in the run directory and shipped in
-the exported model directory (under the kind's file name).
+the exported model directory (under the kind's file name, snpbag.modeldir.PANEL_FILES).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from snpbag.retrieval import genomes, haplotypes
-from snpbag.errors import CheckpointError, ConfigError
+from snpbag.errors import ConfigError
 
 KINDS = {"genomes": genomes.NeighbourPanel, "haplotypes": haplotypes.HaplotypePanel}
-FILES = {"genomes": genomes.FILE, "haplotypes": haplotypes.FILE}
 
 
 def options(model_config) -> dict | None:
@@ -36,12 +33,6 @@ def options(model_config) -> dict | None:
     return out
 
 
-def file_name(kind: str) -> str:
-    if kind not in FILES:
-        raise ConfigError(f"model.retrieval={kind!r}; choose one of {sorted(FILES)}")
-    return FILES[kind]
-
-
 def build(store, rows, opts: dict):
     """The panel of store rows ``rows`` (the training split) for ``opts`` (see :func:`options`)."""
     opts = dict(opts)
@@ -49,7 +40,8 @@ def build(store, rows, opts: dict):
     unknown = set(opts) - {"k", "window", "genetic_map"}
     if unknown:
         raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give kind, k, window (and genetic_map)")
-    file_name(kind)
+    if kind not in KINDS:
+        raise ConfigError(f"model.retrieval={kind!r}; choose one of {sorted(KINDS)}")
     if kind == "haplotypes":
         return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["window"],
                                                     margin=opts["window"], genetic_map=opts.get("genetic_map"))
@@ -58,17 +50,3 @@ def build(store, rows, opts: dict):
                           "or drop the map")
     return genomes.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
 
-
-def load(model_dir: str | Path, model_config, n_sites: int):
-    """The panel shipped in a model directory; CheckpointError if it is missing or does not
-    cover the vocabulary."""
-    kind = model_config.retrieval
-    path = Path(model_dir) / file_name(kind)
-    if not path.is_file():
-        raise CheckpointError(f"{model_dir}: the model reads a {kind} retrieval panel but {path.name} is missing; "
-                              "re-export it")
-    panel = KINDS[kind].load(path)
-    have = panel.by_site.shape[0]
-    if have != n_sites:
-        raise CheckpointError(f"{path}: {have} sites, the vocabulary {n_sites}; re-export the model directory")
-    return panel

@@ -1,7 +1,8 @@
 """The site vocabulary: the biallelic SNPs a model is bound to, tiled into contigs.
 
-A model directory carries its vocabulary as plain files (``sites.npz`` + ``vocab.json``)
-so it can be used without the Zarr store it was trained on; the store carries the same
+A model directory carries its vocabulary as two plain files, the site arrays (npz) and
+their metadata (JSON), so it can be used without the Zarr store it was trained on; their
+names are the model directory's (snpbag.modeldir). The store carries the same
 information as ``snpbag_site_*`` / ``snpbag_contig_*`` arrays (docs/store-format.md).
 numpy only.
 """
@@ -18,8 +19,6 @@ from snpbag.io.chrom import chrom_key
 from snpbag.errors import CheckpointError, InputError
 
 VOCAB_FORMAT_VERSION = 1
-SITES_FILE = "sites.npz"
-META_FILE = "vocab.json"
 
 
 def select_sites(af: np.ndarray, *, min_maf: float) -> np.ndarray:
@@ -153,14 +152,12 @@ class SiteVocab:
             dtype=np.int64, count=len(position),
         )
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``sites.npz`` and ``vocab.json`` into ``directory`` (created if needed).
+    def save(self, sites_file: str | Path, meta_file: str | Path) -> None:
+        """Write the site arrays (npz) to ``sites_file`` and the metadata (JSON) to ``meta_file``.
 
-        The caller is responsible for atomicity (a model directory is written as a whole
-        through :func:`snpbag.fileio.atomic_output`).
+        The caller names the files and is responsible for atomicity (a model directory is
+        written as a whole through :func:`snpbag.fileio.atomic_output`).
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         arrays = dict(
             site_chrom=self.site_chrom.astype(np.int16), position=self.position.astype(np.int64),
             ref=self.ref.astype(str), alt=self.alt.astype(str), af=self.af.astype(np.float32),
@@ -169,31 +166,32 @@ class SiteVocab:
         )
         if self.variant is not None:
             arrays["variant"] = self.variant.astype(np.int64)
-        with open(d / SITES_FILE, "wb") as f:
+        with open(sites_file, "wb") as f:
             np.savez_compressed(f, **arrays)
         meta = dict(format_version=VOCAB_FORMAT_VERSION, chrom_names=list(self.chrom_names),
                     contig_len=int(self.contig_len), min_maf=float(self.min_maf),
                     n_sites=self.n_sites, n_contigs=self.n_contigs)
-        (d / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        Path(meta_file).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path) -> SiteVocab:
+    def load(cls, sites_file: str | Path, meta_file: str | Path) -> SiteVocab:
         """Read a vocabulary written by :meth:`save`.
 
         Raises
         ------
         CheckpointError : files missing, unreadable or of another format version.
         """
-        d = Path(directory)
+        meta_file = Path(meta_file)
         try:
-            meta = json.loads((d / META_FILE).read_text())
-            with np.load(d / SITES_FILE, allow_pickle=False) as z:
+            meta = json.loads(meta_file.read_text())
+            with np.load(sites_file, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{d}: cannot read site vocabulary ({e}); re-export the model directory") from e
+            raise CheckpointError(f"{meta_file.parent}: cannot read site vocabulary ({e}); "
+                                  "re-export the model directory") from e
         if meta.get("format_version") != VOCAB_FORMAT_VERSION:
             raise CheckpointError(
-                f"{d / META_FILE}: vocabulary format {meta.get('format_version')} is not {VOCAB_FORMAT_VERSION}; "
+                f"{meta_file}: vocabulary format {meta.get('format_version')} is not {VOCAB_FORMAT_VERSION}; "
                 "re-export the model with this snpbag version"
             )
         return cls(

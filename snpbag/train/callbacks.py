@@ -22,9 +22,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-log = logging.getLogger(__name__)
+from snpbag.train import rundir
 
-LAST = "last"
+log = logging.getLogger(__name__)
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -92,6 +92,9 @@ class LastCheckpoint(ModelCheckpoint):
     on resume, so this one always saves the final step.
     """
 
+    CHECKPOINT_NAME_LAST = rundir.LAST  # the run directory's names, as resume and export read them
+    FILE_EXTENSION = rundir.SUFFIX
+
     def __init__(self, dirpath: str | Path, *, every_n_steps: int) -> None:
         super().__init__(dirpath=str(dirpath), every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
                          enable_version_counter=False)
@@ -102,13 +105,14 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 def best_checkpoints(dirpath: str | Path, *, monitor: str, save_top_k: int) -> ModelCheckpoint:
-    """The ``save_top_k`` checkpoints with the lowest ``monitor`` value, named
-    ``step=000200-val_loss=1.2345.ckpt`` so the run directory is readable without tools."""
-    metric = monitor.replace("/", "_")
-    return ModelCheckpoint(
-        dirpath=str(dirpath), filename=f"step={{step:06d}}-{metric}={{{monitor}:.4f}}", monitor=monitor, mode="min",
+    """The ``save_top_k`` checkpoints with the lowest ``monitor`` value, named by
+    snpbag.train.rundir (``step=000200-val_loss=1.2345.ckpt``)."""
+    ck = ModelCheckpoint(
+        dirpath=str(dirpath), filename=rundir.best_checkpoint_template(monitor), monitor=monitor, mode="min",
         save_top_k=save_top_k, save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
     )
+    ck.FILE_EXTENSION = rundir.SUFFIX
+    return ck
 
 
 class _AppendingWriter(ExperimentWriter):

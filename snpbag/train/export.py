@@ -1,69 +1,23 @@
 """``snpbag export``: a training checkpoint → a self-contained model directory.
 
-The directory is everything inference needs, without Hydra, Lightning or the training
-store::
-
-    model.safetensors   weights (encoder.* and head.*; the     } written by SnpbagModel.save
-                        weight average if the run kept one)   }
-    model.json          ModelConfig + head name and options   }
-    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
-    vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
-    neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.retrieval.genomes),
-    haplotypes.npz      or their phased haplotypes (snpbag.retrieval.haplotypes), per model.retrieval
-    training.json       run config, steps, validation metrics, data summary, training provenance
-    provenance.json     this export: versions, git revision, checkpoint path
-
-It is written under a temporary name and renamed when complete (snpbag.fileio).
+The checkpoint is chosen and the run's vocabulary, retrieval panel and session records are
+found through the run directory's layout (snpbag.train.rundir); the model directory is
+written through its format's owner (snpbag.modeldir), under a temporary name renamed when
+complete.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snpbag.retrieval import kinds as retrieval
-from snpbag.errors import CheckpointError
-from snpbag.fileio import atomic_output
+from snpbag import modeldir
+from snpbag.errors import CheckpointError, SnpbagError
+from snpbag.train import rundir
 
 log = logging.getLogger(__name__)
-
-TRAINING_FILE = "training.json"
-PROVENANCE_FILE = "provenance.json"
-_BEST = re.compile(r"^step=(\d+)-.+=(-?[0-9.]+(?:e[-+]?\d+)?|nan|inf)\.ckpt$")
-
-
-def select_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file ``export`` uses for ``path``.
-
-    A file is used as is. For a run directory: the best (lowest validation loss) of the
-    top-k checkpoints, else ``last.ckpt``.
-
-    Raises
-    ------
-    CheckpointError : nothing to export there.
-    """
-    p = Path(path)
-    if p.is_file():
-        return p
-    ckdir = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    if not ckdir.is_dir():
-        raise CheckpointError(f"{p}: no such checkpoint file or run directory")
-    scored = []
-    for f in ckdir.glob("*.ckpt"):
-        m = _BEST.match(f.name)
-        if m:
-            scored.append((float(m.group(2)), -int(m.group(1)), f))
-    if scored:
-        return min(scored)[2]
-    last = ckdir / "last.ckpt"
-    if last.is_file():
-        return last
-    raise CheckpointError(f"{ckdir}: no checkpoints (*.ckpt) to export; has the run saved one yet?")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -101,48 +55,39 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     return model.eval()
 
 
-def _vocab_for(meta: dict[str, Any], ckpt_path: Path):
-    """The training vocabulary: RUN_DIR/vocab (kept by snpbag train), else the store."""
+def _vocab_for(run_dirs: list[Path], meta: dict[str, Any], ckpt_path: Path):
+    """The training vocabulary: the run directory's copy (kept by snpbag train), else the store."""
     from snpbag.store.genotypes import open_store
-    from snpbag.store.vocab import SiteVocab
-    from snpbag.errors import SnpbagError
 
-    candidates = [ckpt_path.resolve().parent.parent / "vocab"]
-    if meta.get("run_dir"):
-        candidates.insert(0, Path(meta["run_dir"]) / "vocab")
-    for c in candidates:
-        if (c / "vocab.json").is_file():
-            return SiteVocab.load(c), c
+    for d in run_dirs:
+        vocab = rundir.read_vocab(d)
+        if vocab is not None:
+            return vocab, d
     store = (meta.get("data") or {}).get("store")
     if store:
         try:
             return open_store(store).vocab, store
         except SnpbagError as e:
-            raise CheckpointError(f"{ckpt_path}: the run's vocab/ directory is gone and its store cannot be "
+            raise CheckpointError(f"{ckpt_path}: the run's vocabulary is gone and its store cannot be "
                                   f"opened ({e}); export from the original run directory") from None
-    raise CheckpointError(f"{ckpt_path}: no site vocabulary found (looked in {', '.join(map(str, candidates))})")
+    raise CheckpointError(f"{ckpt_path}: no site vocabulary found (looked in {', '.join(map(str, run_dirs))})")
 
 
-def _run_provenance(meta: dict[str, Any], ckpt_path: Path) -> list[dict[str, Any]]:
-    for run_dir in filter(None, (meta.get("run_dir"), ckpt_path.resolve().parent.parent)):
-        f = Path(run_dir) / "provenance.json"
-        if f.is_file():
-            try:
-                return json.loads(f.read_text()).get("sessions", [])
-            except (json.JSONDecodeError, AttributeError):
-                log.warning("%s is unreadable; the model directory records no training provenance", f)
+def _run_provenance(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    for d in run_dirs:
+        sessions = rundir.read_sessions(d)
+        if sessions is not None:
+            return sessions
     return []
 
 
-def _neighbours_for(meta: dict[str, Any], ckpt_path: Path, kind: str) -> Path:
-    """RUN_DIR/<panel file>: the training genomes a retrieval model retrieves from."""
-    name = retrieval.file_name(kind)
-    run_dir = Path(meta.get("run_dir") or ckpt_path.parent.parent)
-    for d in (run_dir, ckpt_path.parent.parent):
-        if (d / name).is_file():
-            return d / name
-    raise CheckpointError(f"{ckpt_path}: the model reads a {kind} retrieval panel but {run_dir / name} is gone; "
-                          "export from the original run directory")
+def _panel_for(run_dirs: list[Path], ckpt_path: Path, kind: str) -> Path:
+    """The retrieval panel (training genomes) a retrieval model retrieves from."""
+    for d in run_dirs:
+        if rundir.panel_path(d, kind).is_file():
+            return rundir.panel_path(d, kind)
+    raise CheckpointError(f"{ckpt_path}: the model reads a {kind} retrieval panel but "
+                          f"{rundir.panel_path(run_dirs[0], kind)} is gone; export from the original run directory")
 
 
 def export(checkpoint: str | Path, outdir: str | Path) -> Path:
@@ -165,11 +110,12 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
     """
     from snpbag.provenance import provenance
 
-    ckpt_path = select_checkpoint(checkpoint)
+    ckpt_path = rundir.select_checkpoint(checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     meta = ckpt["snpbag"]
+    run_dirs = rundir.run_dirs_of(ckpt_path, meta.get("run_dir"))
     model = model_from_checkpoint(ckpt)
-    vocab, vocab_src = _vocab_for(meta, ckpt_path)
+    vocab, vocab_src = _vocab_for(run_dirs, meta, ckpt_path)
     if vocab.n_sites != model.config.n_sites:
         raise CheckpointError(f"{vocab_src}: {vocab.n_sites} sites but the model was trained on "
                               f"{model.config.n_sites}; export from the original run directory")
@@ -181,17 +127,11 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "data": meta.get("data", {}),
         "init_from": meta.get("init_from"),
         "config": meta.get("train_config", {}),
-        "provenance": _run_provenance(meta, ckpt_path),
+        "provenance": _run_provenance(run_dirs),
     }
     cfg = model.config
-    panel = _neighbours_for(meta, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
-    with atomic_output(outdir) as tmp:
-        model.save(tmp)
-        vocab.save(tmp)
-        if panel is not None:
-            shutil.copyfile(panel, tmp / panel.name)
-        (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2, default=str) + "\n")
-        record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    panel = _panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
+    record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
+    modeldir.write(outdir, model=model, vocab=vocab, training=training, provenance=record, panel=panel)
     log.info("exported %s (step %d) to %s", ckpt_path, training["global_step"], outdir)
     return Path(outdir)

@@ -4,36 +4,28 @@ and trainer, fit.
 Configs come from the ``configs/`` directory of the snpbag source tree (found next to the
 package in a checkout / editable install) or from ``$SNPBAG_CONFIG_DIR``. The Hydra
 compose API is used (no @hydra.main): the working directory is never changed and Hydra
-writes nothing; everything a run produces lives in its run directory::
-
-    RUN_DIR/config.yaml        resolved config of the latest session
-    RUN_DIR/provenance.json    one record per session (start or resume): overrides, git
-                               revision, package versions, host
-    RUN_DIR/vocab/             the store's site vocabulary (sites.npz, vocab.json)
-    RUN_DIR/checkpoints/       last.ckpt (resume) and the top-k by validation loss
-    RUN_DIR/csv/metrics.csv    every logged metric; RUN_DIR/tensorboard/, RUN_DIR/wandb/
-    RUN_DIR/wandb_id           the W&B run id, so a resumed run continues the same W&B run
+writes nothing; everything a run produces lives in its run directory (its layout:
+snpbag.train.rundir).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from snpbag import modeldir
 from snpbag.config import ROOT_SCHEMA, TrainConfig, register
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
-from snpbag.fileio import atomic_output
+from snpbag.train import rundir
 from snpbag.train.quiet import quiet_lightning
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "SNPBAG_CONFIG_DIR"
-LAST_CKPT = "last.ckpt"
+ROOT_CONFIG = "config"  # configs/config.yaml: the root of the Hydra config tree
 
 
 # --- composing the config ------------------------------------------------------------------
@@ -53,7 +45,7 @@ def config_dir() -> Path:
     candidates = [Path(env)] if env else []
     candidates.append(Path(__file__).resolve().parents[2] / "configs")
     for c in candidates:
-        if (c / "config.yaml").is_file():
+        if (c / f"{ROOT_CONFIG}.yaml").is_file():
             return c.resolve()
     raise ConfigError(
         f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
@@ -103,7 +95,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: 
     cdir = Path(config_path).resolve() if config_path else config_dir()
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3", job_name="snpbag"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name=ROOT_CONFIG, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"{cdir}: config does not compose: {_one_line(e)}") from None
 
@@ -154,13 +146,6 @@ def run_dir_of(cfg: TrainConfig) -> Path:
     return Path(cfg.paths.run_dir) if cfg.paths.run_dir else Path(cfg.paths.runs_dir) / cfg.name
 
 
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint a resumed run continues from: the newest of ``checkpoints/last.ckpt``
-    and Lightning's SLURM pre-emption checkpoints (``hpc_ckpt_*.ckpt``), or None."""
-    found = [p for p in [run_dir / "checkpoints" / LAST_CKPT, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
 def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     """(run directory, checkpoint to resume from or None).
 
@@ -169,7 +154,7 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     ConfigError : the directory already holds checkpoints and resume is false.
     """
     run_dir = run_dir_of(cfg)
-    ckpt = resume_checkpoint(run_dir) if run_dir.exists() else None
+    ckpt = rundir.resume_checkpoint(run_dir) if run_dir.exists() else None
     if ckpt is not None and not cfg.resume:
         raise ConfigError(
             f"{run_dir}: run directory already holds checkpoints; pass resume=true to continue it, "
@@ -178,30 +163,6 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     if cfg.resume and ckpt is None:
         log.warning("resume=true but %s has no checkpoint yet: starting from step 0", run_dir)
     return run_dir, ckpt
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(text)
-
-
-def _record_session(run_dir: Path, cfg_yaml: str, overrides: list[str], resumed_from: Path | None) -> None:
-    """config.yaml (latest session) and a provenance record appended per session."""
-    from snpbag.provenance import provenance
-
-    _write_text(run_dir / "config.yaml", cfg_yaml)
-    prov_file = run_dir / "provenance.json"
-    sessions: list[dict[str, Any]] = []
-    if prov_file.is_file():
-        try:
-            sessions = json.loads(prov_file.read_text()).get("sessions", [])
-        except (json.JSONDecodeError, AttributeError):
-            log.warning("%s is unreadable; starting a new session list", prov_file)
-    record = provenance("snpbag train", {"overrides": list(overrides),
-                                         "resumed_from": str(resumed_from) if resumed_from else None})
-    record["host"] = os.uname().nodename
-    sessions.append(record)
-    _write_text(prov_file, json.dumps({"sessions": sessions}, indent=2) + "\n")
 
 
 def _same_sites(a, b) -> str | None:
@@ -226,30 +187,17 @@ def _same_sites(a, b) -> str | None:
 def _store_vocab(run_dir: Path, vocab, store: str) -> None:
     """Keep the training vocabulary in the run directory (export reads it from there, so a
     run can be exported after its store has moved); on resume, check the store still matches."""
-    from snpbag.store.vocab import SiteVocab
-
-    vdir = run_dir / "vocab"
-    if vdir.is_dir():
-        why = _same_sites(SiteVocab.load(vdir), vocab)
-        if why:
-            raise SiteMismatchError(f"{store}: sites differ from those this run was trained on ({why}); "
-                                    f"resume with the original data.store")
+    kept = rundir.read_vocab(run_dir)
+    if kept is None:
+        rundir.write_vocab(run_dir, vocab)
         return
-    with atomic_output(vdir) as tmp:
-        vocab.save(tmp)
+    why = _same_sites(kept, vocab)
+    if why:
+        raise SiteMismatchError(f"{store}: sites differ from those this run was trained on ({why}); "
+                                f"resume with the original data.store")
 
 
 # --- building blocks -------------------------------------------------------------------------
-
-
-def _store_neighbours(run_dir: Path, dm) -> None:
-    """Keep the retrieval panel (the training genomes) in the run directory: export ships it
-    with the model, since inference retrieves from the genomes the model was trained against."""
-    path = run_dir / retrieval.file_name(dm.neighbour_options.get("kind", "genomes"))
-    if path.is_file():  # a resumed run: the split is the same, so the panel is too
-        return
-    with atomic_output(path) as tmp:
-        dm.neighbours.save(tmp)
 
 
 def neighbour_options(model_config) -> dict | None:
@@ -279,7 +227,7 @@ def build_datamodule(cfg: TrainConfig):
     )
 
 
-def build_model(cfg: TrainConfig, vocab):
+def model_for_run(cfg: TrainConfig, vocab):
     """The model to train: fresh from ``cfg.model``, or initialised from ``task.init_from``.
 
     A fresh model takes the store vocabulary's allele frequencies as its site prior.
@@ -295,20 +243,20 @@ def build_model(cfg: TrainConfig, vocab):
     """
     from dataclasses import replace
 
-    from snpbag.store.vocab import SiteVocab
-    from snpbag.model.builders import build_model as build
-    from snpbag.model.model import RUNTIME_FIELDS, SnpbagModel
+    from snpbag.model.builders import build_model
+    from snpbag.model.model import RUNTIME_FIELDS
 
     head = cfg.task.head
     options = dict(head.options) if head.options else None
     if cfg.task.init_from:
         src = Path(cfg.task.init_from)
-        why = _same_sites(SiteVocab.load(src), vocab)
+        modeldir.read_meta(src)  # a model directory of this format, before its sites are compared
+        why = _same_sites(modeldir.load_vocab(src), vocab)
         if why:
             raise SiteMismatchError(f"{cfg.data.store}: sites differ from those of task.init_from={src} ({why}); "
                                     "convert the data with the model's site list")
         runtime = {k: getattr(cfg.model, k) for k in RUNTIME_FIELDS}
-        model = SnpbagModel.load(src, head=head.name, head_options=options, overrides=runtime)
+        model = modeldir.load_model(src, head=head.name, head_options=options, overrides=runtime)
         log.info("initialised from %s (head %s)", src, head.name)
         return model
     mcfg = cfg.model
@@ -317,7 +265,7 @@ def build_model(cfg: TrainConfig, vocab):
                                 "leave model.n_sites at 0 to take it from the store")
     # the store's AF is the model's site prior (HWE log-prior in the genotype head, AF features
     # in the embedding); a model from init_from keeps the prior it was pretrained with
-    return build(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options, site_af=vocab.af)
+    return build_model(replace(mcfg, n_sites=vocab.n_sites), head.name, head_options=options, site_af=vocab.af)
 
 
 def _precision(cfg: TrainConfig) -> str:
@@ -338,9 +286,9 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
 
     loggers: list = []
     if cfg.logger.csv:
-        loggers.append(AppendingCSVLogger(save_dir=str(run_dir), name="", version="csv"))
+        loggers.append(AppendingCSVLogger(save_dir=str(run_dir), name="", version=rundir.CSV))
     if cfg.logger.tensorboard:
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard",
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version=rundir.TENSORBOARD,
                                          default_hp_metric=False))
     w = cfg.logger.wandb
     if w.enabled and w.mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
@@ -350,11 +298,7 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
 
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
-        id_file = run_dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
-        if not id_file.is_file() and rank_zero_only.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_text(id_file, run_id + "\n")
+        run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
         loggers.append(WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
                                    mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
                                    log_model=False))
@@ -367,9 +311,10 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     from snpbag.train.callbacks import LastCheckpoint, ThroughputMonitor, best_checkpoints
 
     ck = cfg.callbacks.checkpoint
-    callbacks: list = [LastCheckpoint(run_dir / "checkpoints", every_n_steps=ck.every_n_steps)]
+    ckdir = rundir.checkpoints_dir(run_dir)
+    callbacks: list = [LastCheckpoint(ckdir, every_n_steps=ck.every_n_steps)]
     if ck.save_top_k > 0:
-        callbacks.append(best_checkpoints(run_dir / "checkpoints", monitor=ck.monitor, save_top_k=ck.save_top_k))
+        callbacks.append(best_checkpoints(ckdir, monitor=ck.monitor, save_top_k=ck.save_top_k))
     if cfg.callbacks.throughput:
         callbacks.append(ThroughputMonitor(every_n_steps=cfg.trainer.log_every_n_steps))
     if cfg.callbacks.lr_monitor and (cfg.logger.csv or cfg.logger.tensorboard or cfg.logger.wandb.enabled):
@@ -432,12 +377,14 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _store_vocab(run_dir, vocab, cfg.data.store)
-        _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
+        rundir.record_session(run_dir, config_yaml=yaml.safe_dump(raw_config, sort_keys=False),
+                              overrides=list(overrides), resumed_from=ckpt)
 
-    model = build_model(cfg, vocab)
+    model = model_for_run(cfg, vocab)
     dm.use_neighbours(neighbour_options(model.config))  # with init_from the pretrained model decides
     if dm.neighbour_options is not None and rank_zero_only.rank == 0:
-        _store_neighbours(run_dir, dm)
+        # export ships the panel with the model: inference retrieves from the training genomes
+        rundir.write_panel(run_dir, dm.neighbour_options.get("kind", "genomes"), dm.neighbours)
     meta = {
         "model_config": model.config.to_dict(),
         "head": {"name": model.head_name, "options": dict(model.head.options)},

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from cyvcf2 import VCF  # noqa: F401  (fail early without cyvcf2)
 
+from snpbag import modeldir
 from snpbag.io.bgzf import copy_contigs, index_vcf, write_vcf_bgzf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
@@ -82,10 +83,9 @@ def copying_dosages(model: Path, target_in: Path, keys, samples) -> np.ndarray:
     """Dosages of the haplotype-copying model on its own: the retrieval input of a
     ``model.retrieval=haplotypes`` model (its shipped panel), before the encoder — the
     ablation that says what the encoder adds. NaN off the model's vocabulary."""
-    from snpbag.retrieval.haplotypes import FILE, HaplotypePanel
-    from snpbag.store.vocab import SiteVocab
+    from snpbag.retrieval.haplotypes import HaplotypePanel
 
-    panel, vocab = HaplotypePanel.load(model / FILE), SiteVocab.load(model)
+    panel, vocab = HaplotypePanel.load(model / modeldir.panel_file("haplotypes")), modeldir.load_vocab(model)
     akeys, adose, asamples = read_truth(target_in)
     order = [asamples.index(x) for x in samples]
     typed = vocab.index_of(*zip(*akeys))
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--output", str(out), "--batch-size", "32"], log=dd / "snpbag.time")
             res["tools"].append(scored(f"snpbag ({model.name})", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
-        if "copying" in tools and model is not None and (model / "haplotypes.npz").is_file():
+        if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():
             t0 = time.perf_counter()
             dos = copying_dosages(model, target_in, keys, samples)
             res["tools"].append(score("copying model alone (snpbag retrieval input)", truth, dos,

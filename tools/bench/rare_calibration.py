@@ -114,9 +114,9 @@ def main() -> None:
     dm.setup("fit")
     vocab = dm.store.vocab
     if Path(a.weights).is_dir():
-        from snpbag.model.model import SnpbagModel
+        from snpbag import modeldir
 
-        model = SnpbagModel.load(a.weights)
+        model = modeldir.load_model(a.weights)
     else:
         ck = torch.load(a.weights, map_location="cpu", weights_only=False)
         model = build_model(preset(a.preset, n_sites=vocab.n_sites, **ck.get("model_over", {})), site_af=vocab.af)

@@ -1,0 +1,199 @@
+"""The run directory of ``snpbag train``: its layout and checkpoint names, written and parsed
+here only. Everything a run produces lives in it::
+
+    RUN_DIR/config.yaml             resolved config of the latest session
+    RUN_DIR/provenance.json         one record per session (start or resume): overrides, git
+                                    revision, package versions, host
+    RUN_DIR/vocab/                  the store's site vocabulary (the model directory's two
+                                    vocabulary files, snpbag.modeldir)
+    RUN_DIR/neighbours.npz or       retrieval models: the panel of training genomes, under
+    RUN_DIR/haplotypes.npz          the model directory's name for it
+    RUN_DIR/checkpoints/            last.ckpt (resume) and the top-k by validation loss,
+                                    step=000200-val_loss=1.2345.ckpt
+    RUN_DIR/hpc_ckpt_<n>.ckpt       Lightning's SLURM pre-emption checkpoints
+    RUN_DIR/csv/metrics.csv         every logged metric; RUN_DIR/tensorboard/, RUN_DIR/wandb/
+    RUN_DIR/wandb_id                the W&B run id, so a resumed run continues the same W&B run
+
+Lightning writes the checkpoints, the CSV log and the pre-emption checkpoints; the names it
+uses for them are set from here (snpbag.train.callbacks, snpbag.train.run) or, where
+Lightning fixes them (``hpc_ckpt_``, ``metrics.csv``), mirrored here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from snpbag import modeldir
+from snpbag.errors import CheckpointError
+from snpbag.fileio import atomic_output
+from snpbag.provenance import provenance
+from snpbag.store.vocab import SiteVocab
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+PROVENANCE = "provenance.json"
+VOCAB = "vocab"
+CHECKPOINTS = "checkpoints"
+SUFFIX = ".ckpt"  # Lightning's ModelCheckpoint.FILE_EXTENSION
+LAST = "last"  # Lightning's ModelCheckpoint.CHECKPOINT_NAME_LAST
+LAST_CKPT = LAST + SUFFIX
+HPC_PREFIX = "hpc_ckpt_"  # fixed by Lightning's SLURM pre-emption handler
+CSV = "csv"
+METRICS_CSV = "metrics.csv"  # fixed by Lightning's CSVLogger
+TENSORBOARD = "tensorboard"
+WANDB_ID = "wandb_id"
+NAMES = (CONFIG, PROVENANCE, VOCAB, CHECKPOINTS, LAST, SUFFIX, LAST_CKPT, HPC_PREFIX, CSV, METRICS_CSV, TENSORBOARD,
+         WANDB_ID)
+
+# the top-k checkpoints: step=000200-val_loss=1.2345.ckpt (metric name with "/" as "_")
+_BEST = re.compile(r"^step=(\d+)-.+=(-?[0-9.]+(?:e[-+]?\d+)?|nan|inf)" + re.escape(SUFFIX) + "$")
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def best_checkpoint_template(monitor: str) -> str:
+    """The ``filename`` of Lightning's ModelCheckpoint for the top-k checkpoints by ``monitor``:
+    ``step=000200-val_loss=1.2345`` (Lightning adds the suffix), readable without tools
+    and parsed back by :func:`parse_best`."""
+    metric = monitor.replace("/", "_")
+    return f"step={{step:06d}}-{metric}={{{monitor}:.4f}}"
+
+
+def parse_best(name: str) -> tuple[int, float] | None:
+    """(step, monitored value) of a top-k checkpoint's file name; None for any other file."""
+    m = _BEST.match(name)
+    return (int(m.group(1)), float(m.group(2))) if m else None
+
+
+def resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint a resumed run continues from: the newest of ``checkpoints/last.ckpt``
+    and Lightning's SLURM pre-emption checkpoints (``hpc_ckpt_*.ckpt``), or None."""
+    run_dir = Path(run_dir)
+    hpc = run_dir.glob(f"{HPC_PREFIX}*{SUFFIX}")
+    found = [p for p in [checkpoints_dir(run_dir) / LAST_CKPT, *hpc] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def select_checkpoint(path: str | Path) -> Path:
+    """The checkpoint ``snpbag export`` uses for ``path``.
+
+    A file is used as is. For a run directory (or its checkpoints directory): the best
+    (lowest validation loss) of the top-k checkpoints, else ``last.ckpt``.
+
+    Raises
+    ------
+    CheckpointError : nothing to export there.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    ckdir = checkpoints_dir(p) if checkpoints_dir(p).is_dir() else p
+    if not ckdir.is_dir():
+        raise CheckpointError(f"{p}: no such checkpoint file or run directory")
+    scored = []
+    for f in ckdir.glob(f"*{SUFFIX}"):
+        best = parse_best(f.name)
+        if best:
+            scored.append((best[1], -best[0], f))
+    if scored:
+        return min(scored)[2]
+    last = ckdir / LAST_CKPT
+    if last.is_file():
+        return last
+    raise CheckpointError(f"{ckdir}: no checkpoints (*{SUFFIX}) to export; has the run saved one yet?")
+
+
+def run_dirs_of(checkpoint: Path, recorded: str | None) -> list[Path]:
+    """Where a checkpoint's run directory may be: the one the checkpoint records (it may have
+    moved since), then the one the file lies in."""
+    ckpt = checkpoint.resolve()
+    here = ckpt.parent if ckpt.name.startswith(HPC_PREFIX) else ckpt.parent.parent
+    return [Path(recorded), here] if recorded else [here]
+
+
+# --- what a session writes ---------------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+
+
+def read_sessions(run_dir: str | Path) -> list[dict[str, Any]] | None:
+    """The provenance records of a run's sessions; None if the run directory has none."""
+    f = Path(run_dir) / PROVENANCE
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text()).get("sessions", [])
+    except (json.JSONDecodeError, AttributeError):
+        log.warning("%s is unreadable; its session records are lost", f)
+        return []
+
+
+def record_session(run_dir: str | Path, *, config_yaml: str, overrides: list[str], resumed_from: Path | None) -> None:
+    """config.yaml (latest session) and a provenance record appended per session."""
+    run_dir = Path(run_dir)
+    _write_text(run_dir / CONFIG, config_yaml)
+    sessions = read_sessions(run_dir) or []
+    record = provenance("snpbag train", {"overrides": list(overrides),
+                                         "resumed_from": str(resumed_from) if resumed_from else None})
+    record["host"] = os.uname().nodename
+    sessions.append(record)
+    _write_text(run_dir / PROVENANCE, json.dumps({"sessions": sessions}, indent=2) + "\n")
+
+
+def read_vocab(run_dir: str | Path) -> SiteVocab | None:
+    """The training vocabulary kept in the run directory, None if it has none."""
+    d = Path(run_dir) / VOCAB
+    return modeldir.load_vocab(d) if modeldir.has_vocab(d) else None
+
+
+def write_vocab(run_dir: str | Path, vocab: SiteVocab) -> None:
+    with atomic_output(Path(run_dir) / VOCAB) as tmp:
+        modeldir.save_vocab(vocab, tmp)
+
+
+def panel_path(run_dir: str | Path, kind: str) -> Path:
+    """The retrieval panel of a ``model.retrieval`` kind in a run directory."""
+    return Path(run_dir) / modeldir.panel_file(kind)
+
+
+def write_panel(run_dir: str | Path, kind: str, panel) -> None:
+    """Keep the retrieval panel (a resumed run has the same split, so the panel it already
+    kept is the same one)."""
+    path = panel_path(run_dir, kind)
+    if path.is_file():
+        return
+    with atomic_output(path) as tmp:
+        panel.save(tmp)
+
+
+def metrics_csv(run_dir: str | Path) -> Path:
+    """The CSV log of every metric (Lightning's CSVLogger, version ``csv``)."""
+    return Path(run_dir) / CSV / METRICS_CSV
+
+
+def wandb_run_id(run_dir: str | Path, *, create: bool) -> str:
+    """The run's W&B id: the kept one, else a new one, written only if ``create`` (rank 0:
+    DDP ranks must not race to write different ids)."""
+    id_file = Path(run_dir) / WANDB_ID
+    if id_file.is_file():
+        return id_file.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    if create:
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(id_file, run_id + "\n")
+    return run_id
