@@ -206,11 +206,14 @@ class MaskingConfig:
 class TaskConfig:
     """What is trained: a head (HEADS registry name) on the encoder, optionally starting
     from a pretrained model directory (``snpbag export`` output). With ``init_from`` the
-    encoder weights are loaded; the head's too when the saved head has the same name."""
+    encoder weights are loaded; the head's too when the saved head has the same name.
+    ``freeze_encoder`` trains the head alone (the embedding task's default: its embeddings
+    then describe what the pretrained encoder already knows)."""
 
     name: str = "pretrain"
     head: HeadConfig = field(default_factory=HeadConfig)
     init_from: str | None = None
+    freeze_encoder: bool = False
 
 
 @dataclass
