@@ -180,6 +180,28 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
 
 
 @main.command()
+@click.option("--model", required=True, type=path_in, help="Model directory of an embedding model (task=embed).")
+@click.option("--input", "input", required=True, type=path_in, help="VCF/BCF or snpbag store.")
+@click.option("--output", required=True, type=path_in)
+@click.option("--format", "fmt", type=click.Choice(["zarr", "npy", "parquet"]), default="zarr", show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default="bf16", show_default=True)
+@click.option("--pool", type=click.Choice(["none", "mean"]), default="none", show_default=True,
+              help="mean: one vector per genome (the mean over unflagged tiles).")
+@click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--min-typed", default=0.5, show_default=True, type=float,
+              help="Flag tiles with fewer than this fraction of their sites typed.")
+def embed(model, input, output, fmt, dtype, pool, samples, batch_size, device, min_typed):
+    """Genome embeddings: one vector per tile of sites, for downstream classifiers."""
+    from snpbag.inference.embed import embed as run
+
+    s = run(model=model, input=input, output=output, fmt=fmt, dtype=dtype, pool=pool, samples=samples,
+            batch_size=batch_size, device=device, min_typed=min_typed)
+    click.echo(f"{s.site_report}\n{s.line()}")
+
+
+@main.command()
 @click.option("--out", default="demo_out", show_default=True, type=path_in)
 def demo(out):
     """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""

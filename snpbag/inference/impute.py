@@ -49,7 +49,7 @@ def excluded_path_for(output: str | Path) -> Path:
     return Path(output).with_name(name + ".excluded.tsv")
 
 
-def _contig_jobs(vocab, targets) -> list[tuple[int, slice]]:
+def contig_jobs(vocab, targets) -> list[tuple[int, slice]]:
     """(contig index, output-row slice) for every model contig the input covers."""
     jobs = []
     for c in range(vocab.n_contigs):
@@ -60,8 +60,10 @@ def _contig_jobs(vocab, targets) -> list[tuple[int, slice]]:
     return jobs
 
 
-def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np.ndarray):
-    """Genotype probabilities (n_samples, n_rows, 3) for one model contig and a sample batch."""
+def model_batch(loaded, targets, contig: int, rows: slice, samples: np.ndarray):
+    """The Batch a model reads for one model contig and a sample batch of ``targets``: typed
+    calls as ALT dosages, untyped sites and missing calls as MASK, retrieval votes for
+    retrieval models (shared by impute and embed)."""
     import torch
 
     from snpbag.data.batch import Batch
@@ -87,6 +89,14 @@ def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np
     if panel is not None:  # a target that is also a panel genome does not vote for itself
         votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
         batch = batch.replace(neighbours=torch.as_tensor(votes, device=dev))
+    return batch
+
+
+def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np.ndarray):
+    """Genotype probabilities (n_samples, n_rows, 3) for one model contig and a sample batch."""
+    import torch
+
+    batch = model_batch(loaded, targets, contig, rows, samples)
     with torch.inference_mode():
         out = loaded.model(batch)
         return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
@@ -151,7 +161,7 @@ def impute(
     log.info("%s", report)
     excluded = excluded_path_for(output)
     sites = OutputSites.from_targets(targets, loaded.vocab)
-    jobs = _contig_jobs(loaded.vocab, targets)
+    jobs = contig_jobs(loaded.vocab, targets)
     n = targets.n_samples
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
     from snpbag.progress import progress_bar

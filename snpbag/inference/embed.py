@@ -1,0 +1,198 @@
+"""``snpbag embed``: genomes in, one vector per tile of sites out.
+
+Order of work, as in ``snpbag impute``: load the model directory (its head must be the tile
+embedding head, task=embed), match the input's sites onto the model's vocabulary (a VCF
+through snpbag.inference.sitematch, a store through snpbag.inference.storeinput: same rules,
+same one-line report, same early stop on a wrong build or chromosome), then run the encoder
+and the head's compressor over sample batches x model contigs and write each batch as it
+is done. Memory: one batch of contigs plus one batch of embeddings (a VCF input is held as
+its typed calls, as for impute).
+
+Untyped sites and missing calls enter as MASK tokens, as the embedding head was trained with
+partially masked input. A tile where fewer than ``min_typed`` of its sites are typed is still
+embedded but flagged in the tile table (and left out of ``--pool mean``): its vector says
+more about the model's prior than about the genome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snpbag.errors import InputError
+from snpbag.fileio import atomic_output
+from snpbag.inference import embedout
+from snpbag.inference.impute import contig_jobs, model_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedSummary:
+    output: Path
+    n_samples: int
+    n_tiles: int
+    n_flagged: int
+    dims: int
+    bytes_per_genome: int
+    seconds: float
+    site_report: str
+
+    def line(self) -> str:
+        return (f"{self.n_samples:,} genomes x {self.n_tiles:,} tiles x {self.dims} numbers "
+                f"({self.bytes_per_genome:,} bytes per genome) in {self.seconds:.1f} s; "
+                f"{self.n_flagged:,} tiles flagged for too few typed sites")
+
+
+def _check_options(fmt: str, dtype: str, pool: str, batch_size: int, device: str, min_typed: float) -> None:
+    embedout.check_format(fmt)
+    if dtype not in embedout.DTYPES:
+        raise InputError(f"--dtype {dtype}: choose one of {', '.join(embedout.DTYPES)}")
+    if pool not in embedout.POOLS:
+        raise InputError(f"--pool {pool}: choose one of {', '.join(embedout.POOLS)}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if not 0.0 <= min_typed <= 1.0:
+        raise InputError(f"--min-typed {min_typed}: a fraction of a tile's sites, in [0, 1]")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
+def read_input(path: str | Path, vocab, *, samples=None):
+    """A VCF/BCF or a snpbag store, matched onto ``vocab`` (TargetGenotypes or StoreTargets)."""
+    from snpbag.inference.sitematch import read_targets
+    from snpbag.inference.storeinput import store_targets
+
+    p = Path(path)
+    if p.is_dir():
+        return store_targets(p, vocab, samples=samples)
+    return read_targets(p, vocab, samples=samples)
+
+
+def tile_table(vocab, targets, jobs, tile: int, *, min_typed: float) -> tuple[embedout.Tiles, list[int]]:
+    """The tiles of every model contig the input covers, and the first tile of each job."""
+    chrom, first, last, n_sites, n_typed, base = [], [], [], [], [], []
+    typed = np.zeros(targets.n_rows, bool)
+    typed[targets.typed_rows] = True
+    for contig, rows in jobs:
+        base.append(len(first))
+        sites = targets.site_index[rows]
+        for k in range(0, sites.size, tile):
+            s = sites[k:k + tile]
+            chrom.append(vocab.contig_chrom_name(contig))
+            first.append(int(vocab.position[s[0]]))
+            last.append(int(vocab.position[s[-1]]))
+            n_sites.append(s.size)
+            n_typed.append(int(typed[rows.start + k: rows.start + k + s.size].sum()))
+    n_sites_a, n_typed_a = np.asarray(n_sites, np.int64), np.asarray(n_typed, np.int64)
+    tiles = embedout.Tiles(np.asarray(chrom, dtype=str), np.asarray(first, np.int64), np.asarray(last, np.int64),
+                           n_sites_a, n_typed_a, n_typed_a < min_typed * n_sites_a)
+    return tiles, base
+
+
+def embed_batch(loaded, targets, jobs, base: list[int], n_tiles: int, samples: np.ndarray) -> np.ndarray:
+    """float32 (n, n_tiles, dims) tile embeddings of one sample batch."""
+    import torch
+
+    head = loaded.model.head
+    out = None
+    for (contig, rows), t0 in zip(jobs, base):
+        batch = model_batch(loaded, targets, contig, rows, samples)
+        with torch.inference_mode():
+            e = head.embed(loaded.model.encoder(batch), batch)["embedding"]  # (n, tiles, V, dim)
+        e = e.float().reshape(e.shape[0], e.shape[1], -1).cpu().numpy()
+        if out is None:
+            out = np.zeros((len(samples), n_tiles, e.shape[-1]), np.float32)
+        out[:, t0:t0 + e.shape[1]] = e
+    return out
+
+
+def embed(
+    *,
+    model: str | Path,
+    input: str | Path,
+    output: str | Path,
+    fmt: str = "zarr",
+    dtype: str = "bf16",
+    pool: str = "none",
+    samples: str | Path | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    min_typed: float = 0.5,
+    progress: bool = True,
+) -> EmbedSummary:
+    """Write the tile embeddings of every genome of ``input``.
+
+    Parameters
+    ----------
+    model : a model directory whose head is the tile embedding head (``task=embed``).
+    input : VCF/BCF (any chromosome naming) or a store written by ``snpbag convert``.
+    output : path of the embeddings file (a Zarr group, an npy directory or a parquet file);
+        written under a temporary name and renamed when complete; must not exist.
+    fmt : ``zarr``, ``npy`` or ``parquet`` (needs pyarrow).
+    dtype : ``bf16``, ``f16`` or ``f32``.
+    pool : ``none`` (samples x tiles x dims) or ``mean`` (samples x dims, over unflagged tiles).
+    samples : file with one sample id per line (default: all).
+    batch_size : samples per model batch.
+    device : ``cpu`` or ``cuda``.
+    min_typed : a tile with fewer than this fraction of its sites typed is flagged.
+
+    Returns
+    -------
+    EmbedSummary
+
+    Raises
+    ------
+    CheckpointError : the model directory cannot be loaded.
+    InputError : bad options, an existing output, a model without the embedding head.
+    SiteMismatchError : implausibly small overlap (wrong build or chromosome).
+    SampleError : unknown or duplicated samples.
+    """
+    from snpbag import modeldir
+    from snpbag.progress import progress_bar
+
+    _check_options(fmt, dtype, pool, batch_size, device, min_typed)
+    if Path(output).exists():
+        raise InputError(f"{output}: output already exists; remove it or choose another --output")
+    t0 = time.perf_counter()
+    loaded = modeldir.read(model, device=device)
+    head = loaded.model.head
+    if head.level != "tile":
+        raise InputError(f"--model {model}: its head {head.name!r} makes no embeddings; train one with "
+                         f"`snpbag train task=embed task.init_from={model}` and export it")
+    targets = read_input(input, loaded.vocab, samples=samples)
+    report = targets.report.line()
+    log.info("%s", report)
+    jobs = contig_jobs(loaded.vocab, targets)
+    tiles, base = tile_table(loaded.vocab, targets, jobs, head.tile, min_typed=min_typed)
+    if tiles.flagged.any():
+        log.warning("%s: %d of %d tiles have fewer than %g of their sites typed; they are flagged in the output",
+                    input, int(tiles.flagged.sum()), len(tiles), min_typed)
+    dims = head.shape[0] * head.shape[1]
+    attrs = {"model": modeldir.identity(model, loaded.vocab), "tile": head.tile, "shape": list(head.shape),
+             "min_typed": min_typed}
+    n = targets.n_samples
+    keep = ~tiles.flagged
+    with atomic_output(output) as tmp:
+        writer = embedout.EmbeddingWriter(tmp, fmt, samples=list(targets.samples), tiles=tiles, dims=dims,
+                                          dtype=dtype, pool=pool, attrs=attrs)
+        with progress_bar(total=n, description="embedding", unit="genomes", enabled=progress) as advance:
+            for lo in range(0, n, batch_size):
+                b = np.arange(lo, min(lo + batch_size, n))
+                e = embed_batch(loaded, targets, jobs, base, len(tiles), b)
+                if pool == "mean":
+                    e = e[:, keep].mean(1) if keep.any() else np.full((b.size, dims), np.nan, np.float32)
+                writer.write(lo, lo + b.size, e)
+                advance(b.size)
+        writer.close()
+    itemsize = embedout.storage_dtype(dtype).itemsize
+    per_genome = dims * itemsize * (1 if pool == "mean" else len(tiles))
+    return EmbedSummary(Path(output), n, len(tiles), int(tiles.flagged.sum()), dims, per_genome,
+                        time.perf_counter() - t0, report)
