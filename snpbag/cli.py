@@ -201,6 +201,44 @@ def embed(model, input, output, fmt, dtype, pool, samples, batch_size, device, m
     click.echo(f"{s.site_report}\n{s.line()}")
 
 
+@main.group()
+def classify():
+    """Population labels from genome embeddings: train (with cross-validation) and predict."""
+
+
+@classify.command("train")
+@click.option("--embeddings", required=True, type=path_in, help="Output of `snpbag embed`.")
+@click.option("--labels", required=True, type=path_in, help="TSV with a header: sample, label column(s).")
+@click.option("--out", required=True, type=path_in, help="Classifier directory to write.")
+@click.option("--label-column", default=None, help="Label column of --labels (default: the second).")
+@click.option("--kinship", default=None, type=path_in, help=".kin0 file: relatives stay in one fold.")
+@click.option("--genotypes", default=None, type=path_in,
+              help="Store of the same samples: adds the PCA + logistic regression and kNN baselines.")
+@click.option("--folds", default=5, show_default=True, type=int)
+@click.option("--repeats", default=3, show_default=True, type=int)
+@click.option("--threshold", default=0.5, show_default=True, type=float,
+              help="Calls with a top probability below this are 'unassigned'.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed):
+    """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
+    from snpbag.inference.classify import train as run
+
+    s = run(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
+            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed)
+    click.echo(s.table())
+
+
+@classify.command("predict")
+@click.option("--model", required=True, type=path_in, help="Directory written by `snpbag classify train`.")
+@click.option("--embeddings", required=True, type=path_in)
+@click.option("--output", required=True, type=path_in, help="TSV: sample, label, probabilities, call.")
+def classify_predict(model, embeddings, output):
+    """Calibrated class probabilities and an assigned/unassigned call per sample."""
+    from snpbag.inference.classify import predict as run
+
+    click.echo(str(run(model=model, embeddings=embeddings, output=output)))
+
+
 @main.command()
 @click.option("--out", default="demo_out", show_default=True, type=path_in)
 def demo(out):
