@@ -67,12 +67,16 @@ def main(verbose: int) -> None:
 @click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
 @click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
-def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes):
+@click.option("--demography", type=click.Choice(["ooa", "finescale"]), default="ooa", show_default=True,
+              help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations.")
+def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
+             demography):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
-        array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes)
+        array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
+        demography=demography)
 
 
 @main.command()
