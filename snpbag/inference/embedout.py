@@ -183,9 +183,13 @@ class EmbeddingWriter:
 
     def close(self) -> None:
         if self.fmt == "zarr":
+            import warnings
+
             import zarr
 
-            zarr.consolidate_metadata(str(self.tmp))
+            with warnings.catch_warnings():  # consolidated metadata is not in the v3 spec yet; zarr says so each time
+                warnings.simplefilter("ignore")
+                zarr.consolidate_metadata(str(self.tmp))
         elif self.fmt == "npy":
             self._out.flush()
             del self._out
