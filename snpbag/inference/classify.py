@@ -184,11 +184,14 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: 
 
     Returns ``{method: {"macro_f1": [per repeat], "mean_macro_f1", "f1" (mean per class),
     "confusion" (summed over repeats)}}`` for ``embedding`` and, with ``pcs``, ``pca_lr`` and
-    ``pca_knn``. The embedding classifier's unassigned calls count as errors.
+    ``pca_knn``. Every method is scored on its most probable class, so the methods compare
+    like for like; the embedding classifier also reports ``unassigned_fraction``, the share of
+    calls whose calibrated top probability is below ``threshold``.
     """
     fit = fit or Fit(seed=seed)
     methods = ["embedding"] + (["pca_lr", "pca_knn"] if pcs is not None else [])
     per: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    unassigned = 0
     assignments = metrics.stratified_group_folds(y, groups, folds=folds, repeats=repeats, seed=seed)
     for r, fold_of in enumerate(assignments):
         preds = {m: np.full(y.size, -1, np.int64) for m in methods}
@@ -199,7 +202,8 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: 
             model = fit_classifier(x[train], y[train], len(classes), options=options,
                                    fit=Fit(**{**fit.__dict__, "seed": fit.seed + 1000 * r + f}))
             p = predict_proba(model, x[test])
-            preds["embedding"][test] = np.where(p.max(1) >= threshold, p.argmax(1), -1)
+            preds["embedding"][test] = p.argmax(1)
+            unassigned += int((p.max(1) < threshold).sum())
             if pcs is not None:
                 preds["pca_lr"][test] = LogisticRegression().fit(pcs[train], y[train], len(classes)).predict(pcs[test])
                 preds["pca_knn"][test] = knn_predict(pcs[train], y[train], pcs[test], k=5)
@@ -211,6 +215,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: 
         out[m] = {"macro_f1": f1s, "mean_macro_f1": float(np.mean(f1s)), "sd_macro_f1": float(np.std(f1s)),
                   "f1": {c: float(np.mean([rep["f1"][c] for rep in reps])) for c in classes},
                   "confusion": np.sum([rep["confusion"] for rep in reps], axis=0).tolist()}
+    out["embedding"]["unassigned_fraction"] = unassigned / (y.size * len(assignments))
     return out
 
 
@@ -238,7 +243,8 @@ class TrainSummary:
     def table(self) -> str:
         lines = [f"{self.n_samples} labelled genomes, {len(self.classes)} classes; cross-validated macro F1:"]
         for m, r in self.cv.items():
-            lines.append(f"  {m:<10} {r['mean_macro_f1']:.3f} ± {r['sd_macro_f1']:.3f}  "
+            extra = f" ({100 * r['unassigned_fraction']:.0f}% below the threshold)" if "unassigned_fraction" in r else ""
+            lines.append(f"  {m:<10} {r['mean_macro_f1']:.3f} ± {r['sd_macro_f1']:.3f}{extra}  "
                          + "  ".join(f"{c} {v:.2f}" for c, v in r["f1"].items()))
         return "\n".join(lines)
 

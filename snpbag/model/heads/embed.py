@@ -7,8 +7,8 @@ put a site in the same tile; a window that starts or ends inside a tile gives a 
 padded and masked one (so does a contig's last tile).
 
 Compression follows the SNPBag paper: a per-site MLP narrows the encoder width to
-``vector_dim`` channels, then a learned weighting of the slots of a segment sums them into one
-vector. The bottleneck has shape ``(n_vectors, vector_dim)``: the tile is cut into
+``vector_dim`` channels, then a learned weighting of the slots of a segment (one weight per slot
+and channel, so a channel can specialise on part of the tile) sums them into one vector. The bottleneck has shape ``(n_vectors, vector_dim)``: the tile is cut into
 ``n_vectors`` consecutive segments of ``tile // n_vectors`` slots, each compressed to its own
 vector (default 1 x 128; 16 x 8 keeps locality with as many numbers).
 
@@ -101,7 +101,7 @@ class TileEmbeddingHead(Head):
         self.segment = tile // n_vec
         # compress: width -> dim per site, then segment slots -> 1 (the paper's two MLPs)
         self.narrow = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, dim))
-        self.slot_weight = nn.Parameter(torch.full((self.segment,), 1.0 / self.segment))
+        self.slot_weight = nn.Parameter(torch.full((self.segment, dim), 1.0 / self.segment))  # per slot and channel
         self.slot_bias = nn.Parameter(torch.zeros(n_vec, dim))
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)  # embeddings on a common scale
         # decode: bottleneck -> hidden, plus a per-site query, -> 3 logits (+ HWE prior)
@@ -138,7 +138,7 @@ class TileEmbeddingHead(Head):
         present = to_tiles(valid, slot, valid, n_tiles, self.tile, fill=False)  # (B, n, T)
         B, n, T, dim = z.shape
         z = z.view(B, n, self.shape[0], self.segment, dim)  # (B, n, V, S, dim)
-        w = self.slot_weight.to(z.dtype)[:, None]  # (S, 1)
+        w = self.slot_weight.to(z.dtype)  # (S, dim)
         pooled = (z * w).sum(3) + self.slot_bias.to(z.dtype)  # (B, n, V, dim)
         return {"embedding": self.norm(pooled), "first_tile": first, "n_sites": present.sum(-1), "slot": slot}
 
