@@ -2,7 +2,7 @@
 
 simulate → convert → pretrain a tiny model on CPU → export → impute held-out array
 samples → score them next to the allele-frequency baseline (and Beagle 5.4 when it is
-installed) → train the tile-embedding head, embed the reference panel and cross-validate a
+installed) → train the patch-embedding head, embed the reference panel and cross-validate a
 continent classifier on the embeddings next to PCA + logistic regression. Each step reuses its output when a previous demo run completed it, so a
 second ``make demo`` only repeats what is missing.
 """
@@ -178,14 +178,14 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
 
 def _embed_and_classify(out: Path, sim: Path, store: Path, model_dir: Path, s: DemoSettings,
                         echo: Callable[[str], None]) -> dict:
-    """Step 6: train the tile-embedding head on the pretrained encoder, embed the reference
+    """Step 6: train the patch-embedding head on the pretrained encoder, embed the reference
     panel, and cross-validate a continent classifier on the embeddings next to PCA + LR."""
     from snpbag.inference import classify
     from snpbag.inference.embed import embed
     from snpbag.train.export import export
     from snpbag.train.run import train
 
-    echo("== 6. embed the reference panel (one vector per tile of sites) and classify continents ==")
+    echo("== 6. embed the reference panel (one vector per patch of sites) and classify continents ==")
     run_dir, emb_model = out / "run_embed", out / "model_embed"
     if not emb_model.exists():
         if run_dir.exists():

@@ -17,7 +17,7 @@ from snpbag.errors import InputError
 from snpbag.eval import classify as m
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca, standardised
 from snpbag.inference import classify
-from snpbag.inference.embedout import EmbeddingWriter, Tiles
+from snpbag.inference.embedout import EmbeddingWriter, Patches
 
 torch.set_num_threads(1)
 
@@ -157,9 +157,9 @@ def test_temperature_recovers_the_true_one():
 
 
 def _embeddings(path: Path, x: np.ndarray, samples: list[str], *, model="m1") -> Path:
-    tiles = Tiles(np.array(["1"] * x.shape[1]), np.arange(x.shape[1]) * 100 + 1, np.arange(x.shape[1]) * 100 + 50,
+    patches = Patches(np.array(["1"] * x.shape[1]), np.arange(x.shape[1]) * 100 + 1, np.arange(x.shape[1]) * 100 + 50,
                   np.full(x.shape[1], 10), np.full(x.shape[1], 10), np.zeros(x.shape[1], bool))
-    w = EmbeddingWriter(path, "npy", samples=samples, tiles=tiles, dims=x.shape[2], dtype="f32", pool="none",
+    w = EmbeddingWriter(path, "npy", samples=samples, patches=patches, dims=x.shape[2], dtype="f32", pool="none",
                         attrs={"model": {"name": model, "weights_sha256": model * 8, "vocab_sha256": "v"}})
     w.write(0, len(samples), x)
     w.close()

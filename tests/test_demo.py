@@ -23,7 +23,7 @@ def test_demo_end_to_end(tmp_path, capfd):
     for stage in ("1. simulate", "2. convert", "3. pretrain", "4. impute", "5. score", "6. embed"):
         assert stage in text
     assert set(result["classification"]) == {"embedding", "pca_lr", "pca_knn"}
-    assert "pca_lr" in text and "tiles flagged" in text
+    assert "pca_lr" in text and "patches flagged" in text
     assert "bits per genotype" in text
     assert "MAF bin" in text and "AF baseline" in text
     tools = [s["tool"] for s in result["scores"]]

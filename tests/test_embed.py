@@ -1,6 +1,6 @@
-"""``snpbag embed``: formats, dtypes, ids and tile coordinates, sample order, identical bytes
+"""``snpbag embed``: formats, dtypes, ids and patch coordinates, sample order, identical bytes
 on a rerun, the same site matching as impute (allele swaps give the same embeddings, a VCF
-and its store agree), flagged tiles, and bad inputs that fail with one line."""
+and its store agree), flagged patches, and bad inputs that fail with one line."""
 
 from __future__ import annotations
 
@@ -46,17 +46,17 @@ def _digest(path: Path) -> str:
 def test_zarr_output_describes_itself(setup, tmp_path):
     s = embed(model=setup / "model", input=setup / "tiny.vcf", output=tmp_path / "e.zarr", progress=False)
     e = read_embeddings(tmp_path / "e.zarr")
-    assert e.fmt == "zarr" and e.shape == (30, 6, 16)  # 128 + 51 sites at tile 32: 4 + 2 tiles, 1 x 16 numbers
+    assert e.fmt == "zarr" and e.shape == (30, 6, 16)  # 128 + 51 sites at patch 32: 4 + 2 patches, 1 x 16 numbers
     assert e.samples == [f"S{i:03d}" for i in range(30)]
-    assert e.tiles.n_sites.tolist() == [32, 32, 32, 32, 32, 19]
-    assert (e.tiles.chrom == "22").all() and (e.tiles.first_pos <= e.tiles.last_pos).all()
-    assert (e.tiles.first_pos[1:] > e.tiles.last_pos[:-1]).all()
+    assert e.patches.n_sites.tolist() == [32, 32, 32, 32, 32, 19]
+    assert (e.patches.chrom == "22").all() and (e.patches.first_pos <= e.patches.last_pos).all()
+    assert (e.patches.first_pos[1:] > e.patches.last_pos[:-1]).all()
     assert e.attrs["dtype"] == "bf16" and e.attrs["model"]["name"] == "model"
     assert s.bytes_per_genome == 6 * 16 * 2
     import zarr
 
     g = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")
-    assert g["embedding"].metadata.dimension_names == ("sample", "tile", "dim")
+    assert g["embedding"].metadata.dimension_names == ("sample", "patch", "dim")
     assert g["embedding"].dtype == np.uint16  # bf16 bits
 
 
@@ -124,19 +124,19 @@ def test_store_input_and_allele_swaps_match_the_vcf(setup, tmp_path):
     assert np.array_equal(ref, sw)
 
 
-def test_tiles_with_few_typed_sites_are_flagged(setup, tmp_path):
+def test_patches_with_few_typed_sites_are_flagged(setup, tmp_path):
     lines = (setup / "tiny.vcf").read_text().splitlines()
     body = [ln for ln in lines if not ln.startswith("#")]
     head = [ln for ln in lines if ln.startswith("#")]
-    keep = body[:150] + body[150::4]  # the last tiles lose three sites in four
+    keep = body[:150] + body[150::4]  # the last patches lose three sites in four
     sparse = tmp_path / "sparse.vcf"
     sparse.write_text("\n".join(head + keep) + "\n")
     out = tmp_path / "sparse.zarr"
     s = embed(model=setup / "model", input=sparse, output=out, progress=False)
     e = read_embeddings(out)
-    assert e.tiles.flagged.any() and not e.tiles.flagged[:3].any()
-    assert (e.tiles.flagged == (e.tiles.n_typed < 0.5 * e.tiles.n_sites)).all()
-    assert s.n_flagged == int(e.tiles.flagged.sum())
+    assert e.patches.flagged.any() and not e.patches.flagged[:3].any()
+    assert (e.patches.flagged == (e.patches.n_typed < 0.5 * e.patches.n_sites)).all()
+    assert s.n_flagged == int(e.patches.flagged.sum())
 
 
 def test_bad_inputs_fail_with_one_line(setup, tmp_path):

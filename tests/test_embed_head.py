@@ -1,4 +1,4 @@
-"""The tile-embedding head (task=embed): tile layout, shapes, the decoder reads the bottleneck
+"""The patch-embedding head (task=embed): patch layout, shapes, the decoder reads the bottleneck
 only, options are validated, the task config composes, and a short run learns (its
 reconstruction from the embedding beats the allele-frequency baseline on held-out genomes)."""
 
@@ -13,7 +13,7 @@ import torch
 from snpbag.data.batch import Batch
 from snpbag.errors import ConfigError
 from snpbag.model import build_model, preset
-from snpbag.model.heads.embed import from_tiles, tile_layout, to_tiles
+from snpbag.model.heads.embed import from_patches, patch_layout, to_patches
 from tiny_data import tiny_store
 
 torch.set_num_threads(1)
@@ -33,38 +33,38 @@ def _batch(offset, lengths, L=40, n_sites=500, seed=0):
 
 def _model(**options):
     cfg = preset("tiny", n_sites=500, d_model=32, n_heads=2, window=32, block_size=32)
-    return build_model(cfg, "embed", head_options={"tile": 16, "shape": [2, 4], "hidden": 32, **options})
+    return build_model(cfg, "embed", head_options={"patch": 16, "shape": [2, 4], "hidden": 32, **options})
 
 
-def test_tile_layout_follows_the_contig_grid():
+def test_patch_layout_follows_the_contig_grid():
     b = _batch([0, 5, 16], [40, 40, 30])
-    slot, first, n = tile_layout(b.offset, b.valid, 16)
+    slot, first, n = patch_layout(b.offset, b.valid, 16)
     assert first.tolist() == [0, 0, 1] and n == 3
-    # site offset + i lies in contig tile (offset + i) // 16, slot (offset + i) % 16
+    # site offset + i lies in contig patch (offset + i) // 16, slot (offset + i) % 16
     local = b.offset[:, None] + torch.arange(40)
     assert torch.equal((first[:, None] * 16 + slot), local)
     x = torch.arange(3 * 40).view(3, 40)
-    t = to_tiles(x, slot, b.valid, n, 16, fill=-1)
+    t = to_patches(x, slot, b.valid, n, 16, fill=-1)
     assert t.shape == (3, 3, 16)
     assert t[1, 0, :5].tolist() == [-1] * 5 and t[1, 0, 5].item() == x[1, 0].item()  # shifted by the offset
-    assert (t[2, 2] == -1).all()  # row 2 covers sites 16..45: its third tile is padding
-    back = from_tiles(t, slot)
+    assert (t[2, 2] == -1).all()  # row 2 covers sites 16..45: its third patch is padding
+    back = from_patches(t, slot)
     assert torch.equal(back[b.valid], x[b.valid])
 
 
-def test_shapes_and_tile_counts():
+def test_shapes_and_patch_counts():
     m = _model()
     out = m(_batch([0, 5, 16], [40, 40, 30]))
     assert out.logits.shape == (3, 40, 3)
-    assert out.extras["embedding"].shape == (3, 3, 2, 4)  # (B, tiles, n_vectors, vector_dim)
+    assert out.extras["embedding"].shape == (3, 3, 2, 4)  # (B, patches, n_vectors, vector_dim)
     assert out.extras["n_sites"].tolist() == [[16, 16, 8], [11, 16, 13], [16, 14, 0]]
     assert torch.isfinite(out.loss)
-    assert m.head.level == "tile"
+    assert m.head.level == "patch"
 
 
 def test_decoder_reads_only_the_bottleneck():
-    """Changing genotypes of one tile changes its embedding and its reconstruction, never the
-    reconstruction of another tile once the embeddings are given."""
+    """Changing genotypes of one patch changes its embedding and its reconstruction, never the
+    reconstruction of another patch once the embeddings are given."""
     torch.manual_seed(0)
     m = _model().eval()
     torch.nn.init.normal_(m.head.decode[-1].weight)  # zero at init: make the decoder say something
@@ -73,7 +73,7 @@ def test_decoder_reads_only_the_bottleneck():
     e = m.head.embed(enc, b)
     logits = m.head.reconstruct(e["embedding"], b.site_index, e["slot"])
     assert torch.allclose(logits, m(b).logits)
-    # swap tile 0's embedding for another's: tile 1's logits stay, tile 0's move
+    # swap patch 0's embedding for another's: patch 1's logits stay, patch 0's move
     other = e["embedding"].clone()
     other[:, 0] = torch.randn_like(other[:, 0])
     moved = m.head.reconstruct(other, b.site_index, e["slot"])
@@ -92,7 +92,7 @@ def test_untrained_decoder_predicts_the_af_prior():
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"shape": [3, 4]}, r"tile=16: must be .* a multiple of n_vectors=3"),
+    ({"shape": [3, 4]}, r"patch=16: must be .* a multiple of n_vectors=3"),
     ({"shape": [4]}, r"shape=\[4\]: give \[n_vectors, vector_dim\]"),
     ({"recon_weight": 0.0}, r"recon_weight=0.0, token_weight=0.0"),
     ({"hidden": 0}, r"hidden=0"),
@@ -116,7 +116,7 @@ def test_task_embed_composes():
 
     cfg = to_train_config(compose_config(["task=embed", "data.store=x.zarr"]))
     assert cfg.task.head.name == "embed" and cfg.task.freeze_encoder is True
-    assert cfg.task.head.options["tile"] == 2048 and list(cfg.task.head.options["shape"]) == [1, 128]
+    assert cfg.task.head.options["patch"] == 2048 and list(cfg.task.head.options["shape"]) == [1, 128]
     assert (cfg.masking.min_rate, cfg.masking.max_rate) == (0.0, 0.5)
     cfg = to_train_config(compose_config(["task=embed", "data.store=x.zarr", "task.head.options.shape=[16,8]"]))
     m = build_model(preset("tiny", n_sites=4096), "embed", head_options=dict(cfg.task.head.options))
@@ -130,7 +130,7 @@ EMBED_TRAIN = [
     "data.seq_len=64", "data.batch_size=8", "data.buffer_size=8", "data.block_samples=16", "data.val_fraction=0.2",
     "logger=none", "callbacks.checkpoint.save_top_k=0", "callbacks.checkpoint.every_n_steps=1000",
     "callbacks.throughput=false", "callbacks.lr_monitor=false", "scheduler.warmup_steps=5", "optim.lr=3e-3", "seed=3",
-    "task=embed", "task.head.options.tile=32", "task.head.options.shape=[1,16]", "task.head.options.hidden=64",
+    "task=embed", "task.head.options.patch=32", "task.head.options.shape=[1,16]", "task.head.options.hidden=64",
 ]
 
 
@@ -146,7 +146,7 @@ def test_frozen_encoder_stays_put(tmp_path):
 
 
 def test_short_run_beats_the_af_baseline(tmp_path):
-    """Held-out genomes (data.val_fraction) reconstructed from their tile embeddings alone:
+    """Held-out genomes (data.val_fraction) reconstructed from their patch embeddings alone:
     better than the per-site allele-frequency guess on the same genotypes."""
     from snpbag.train import rundir
     from snpbag.train.run import train

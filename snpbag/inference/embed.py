@@ -1,6 +1,6 @@
-"""``snpbag embed``: genomes in, one vector per tile of sites out.
+"""``snpbag embed``: genomes in, one vector per patch of sites out.
 
-Order of work, as in ``snpbag impute``: load the model directory (its head must be the tile
+Order of work, as in ``snpbag impute``: load the model directory (its head must be the patch
 embedding head, task=embed), match the input's sites onto the model's vocabulary (a VCF
 through snpbag.inference.sitematch, a store through snpbag.inference.storeinput: same rules,
 same one-line report, same early stop on a wrong build or chromosome), then run the encoder
@@ -9,8 +9,8 @@ is done. Memory: one batch of contigs plus one batch of embeddings (a VCF input 
 its typed calls, as for impute).
 
 Untyped sites and missing calls enter as MASK tokens, as the embedding head was trained with
-partially masked input. A tile where fewer than ``min_typed`` of its sites are typed is still
-embedded but flagged in the tile table (and left out of ``--pool mean``): its vector says
+partially masked input. A patch where fewer than ``min_typed`` of its sites are typed is still
+embedded but flagged in the patch table (and left out of ``--pool mean``): its vector says
 more about the model's prior than about the genome.
 """
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class EmbedSummary:
     output: Path
     n_samples: int
-    n_tiles: int
+    n_patches: int
     n_flagged: int
     dims: int
     bytes_per_genome: int
@@ -43,9 +43,9 @@ class EmbedSummary:
     site_report: str
 
     def line(self) -> str:
-        return (f"{self.n_samples:,} genomes x {self.n_tiles:,} tiles x {self.dims} numbers "
+        return (f"{self.n_samples:,} genomes x {self.n_patches:,} patches x {self.dims} numbers "
                 f"({self.bytes_per_genome:,} bytes per genome) in {self.seconds:.1f} s; "
-                f"{self.n_flagged:,} tiles flagged for too few typed sites")
+                f"{self.n_flagged:,} patches flagged for too few typed sites")
 
 
 def _check_options(fmt: str, dtype: str, pool: str, batch_size: int, device: str, min_typed: float) -> None:
@@ -57,7 +57,7 @@ def _check_options(fmt: str, dtype: str, pool: str, batch_size: int, device: str
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     if not 0.0 <= min_typed <= 1.0:
-        raise InputError(f"--min-typed {min_typed}: a fraction of a tile's sites, in [0, 1]")
+        raise InputError(f"--min-typed {min_typed}: a fraction of a patch's sites, in [0, 1]")
     if device.startswith("cuda"):
         import torch
 
@@ -76,29 +76,29 @@ def read_input(path: str | Path, vocab, *, samples=None):
     return read_targets(p, vocab, samples=samples)
 
 
-def tile_table(vocab, targets, jobs, tile: int, *, min_typed: float) -> tuple[embedout.Tiles, list[int]]:
-    """The tiles of every model contig the input covers, and the first tile of each job."""
+def patch_table(vocab, targets, jobs, patch: int, *, min_typed: float) -> tuple[embedout.Patches, list[int]]:
+    """The patches of every model contig the input covers, and the first patch of each job."""
     chrom, first, last, n_sites, n_typed, base = [], [], [], [], [], []
     typed = np.zeros(targets.n_rows, bool)
     typed[targets.typed_rows] = True
     for contig, rows in jobs:
         base.append(len(first))
         sites = targets.site_index[rows]
-        for k in range(0, sites.size, tile):
-            s = sites[k:k + tile]
+        for k in range(0, sites.size, patch):
+            s = sites[k:k + patch]
             chrom.append(vocab.contig_chrom_name(contig))
             first.append(int(vocab.position[s[0]]))
             last.append(int(vocab.position[s[-1]]))
             n_sites.append(s.size)
             n_typed.append(int(typed[rows.start + k: rows.start + k + s.size].sum()))
     n_sites_a, n_typed_a = np.asarray(n_sites, np.int64), np.asarray(n_typed, np.int64)
-    tiles = embedout.Tiles(np.asarray(chrom, dtype=str), np.asarray(first, np.int64), np.asarray(last, np.int64),
+    patches = embedout.Patches(np.asarray(chrom, dtype=str), np.asarray(first, np.int64), np.asarray(last, np.int64),
                            n_sites_a, n_typed_a, n_typed_a < min_typed * n_sites_a)
-    return tiles, base
+    return patches, base
 
 
-def embed_batch(loaded, targets, jobs, base: list[int], n_tiles: int, samples: np.ndarray) -> np.ndarray:
-    """float32 (n, n_tiles, dims) tile embeddings of one sample batch."""
+def embed_batch(loaded, targets, jobs, base: list[int], n_patches: int, samples: np.ndarray) -> np.ndarray:
+    """float32 (n, n_patches, dims) patch embeddings of one sample batch."""
     import torch
 
     head = loaded.model.head
@@ -106,10 +106,10 @@ def embed_batch(loaded, targets, jobs, base: list[int], n_tiles: int, samples: n
     for (contig, rows), t0 in zip(jobs, base):
         batch = model_batch(loaded, targets, contig, rows, samples)
         with torch.inference_mode():
-            e = head.embed(loaded.model.encoder(batch), batch)["embedding"]  # (n, tiles, V, dim)
+            e = head.embed(loaded.model.encoder(batch), batch)["embedding"]  # (n, patches, V, dim)
         e = e.float().reshape(e.shape[0], e.shape[1], -1).cpu().numpy()
         if out is None:
-            out = np.zeros((len(samples), n_tiles, e.shape[-1]), np.float32)
+            out = np.zeros((len(samples), n_patches, e.shape[-1]), np.float32)
         out[:, t0:t0 + e.shape[1]] = e
     return out
 
@@ -128,21 +128,21 @@ def embed(
     min_typed: float = 0.5,
     progress: bool = True,
 ) -> EmbedSummary:
-    """Write the tile embeddings of every genome of ``input``.
+    """Write the patch embeddings of every genome of ``input``.
 
     Parameters
     ----------
-    model : a model directory whose head is the tile embedding head (``task=embed``).
+    model : a model directory whose head is the patch embedding head (``task=embed``).
     input : VCF/BCF (any chromosome naming) or a store written by ``snpbag convert``.
     output : path of the embeddings file (a Zarr group, an npy directory or a parquet file);
         written under a temporary name and renamed when complete; must not exist.
     fmt : ``zarr``, ``npy`` or ``parquet`` (needs pyarrow).
     dtype : ``bf16``, ``f16`` or ``f32``.
-    pool : ``none`` (samples x tiles x dims) or ``mean`` (samples x dims, over unflagged tiles).
+    pool : ``none`` (samples x patches x dims) or ``mean`` (samples x dims, over unflagged patches).
     samples : file with one sample id per line (default: all).
     batch_size : samples per model batch.
     device : ``cpu`` or ``cuda``.
-    min_typed : a tile with fewer than this fraction of its sites typed is flagged.
+    min_typed : a patch with fewer than this fraction of its sites typed is flagged.
 
     Returns
     -------
@@ -164,35 +164,35 @@ def embed(
     t0 = time.perf_counter()
     loaded = modeldir.read(model, device=device)
     head = loaded.model.head
-    if head.level != "tile":
+    if head.level != "patch":
         raise InputError(f"--model {model}: its head {head.name!r} makes no embeddings; train one with "
                          f"`snpbag train task=embed task.init_from={model}` and export it")
     targets = read_input(input, loaded.vocab, samples=samples)
     report = targets.report.line()
     log.info("%s", report)
     jobs = contig_jobs(loaded.vocab, targets)
-    tiles, base = tile_table(loaded.vocab, targets, jobs, head.tile, min_typed=min_typed)
-    if tiles.flagged.any():
-        log.warning("%s: %d of %d tiles have fewer than %g of their sites typed; they are flagged in the output",
-                    input, int(tiles.flagged.sum()), len(tiles), min_typed)
+    patches, base = patch_table(loaded.vocab, targets, jobs, head.patch, min_typed=min_typed)
+    if patches.flagged.any():
+        log.warning("%s: %d of %d patches have fewer than %g of their sites typed; they are flagged in the output",
+                    input, int(patches.flagged.sum()), len(patches), min_typed)
     dims = head.shape[0] * head.shape[1]
-    attrs = {"model": modeldir.identity(model, loaded.vocab), "tile": head.tile, "shape": list(head.shape),
+    attrs = {"model": modeldir.identity(model, loaded.vocab), "patch": head.patch, "shape": list(head.shape),
              "min_typed": min_typed}
     n = targets.n_samples
-    keep = ~tiles.flagged
+    keep = ~patches.flagged
     with atomic_output(output) as tmp:
-        writer = embedout.EmbeddingWriter(tmp, fmt, samples=list(targets.samples), tiles=tiles, dims=dims,
+        writer = embedout.EmbeddingWriter(tmp, fmt, samples=list(targets.samples), patches=patches, dims=dims,
                                           dtype=dtype, pool=pool, attrs=attrs)
         with progress_bar(total=n, description="embedding", unit="genomes", enabled=progress) as advance:
             for lo in range(0, n, batch_size):
                 b = np.arange(lo, min(lo + batch_size, n))
-                e = embed_batch(loaded, targets, jobs, base, len(tiles), b)
+                e = embed_batch(loaded, targets, jobs, base, len(patches), b)
                 if pool == "mean":
                     e = e[:, keep].mean(1) if keep.any() else np.full((b.size, dims), np.nan, np.float32)
                 writer.write(lo, lo + b.size, e)
                 advance(b.size)
         writer.close()
     itemsize = embedout.storage_dtype(dtype).itemsize
-    per_genome = dims * itemsize * (1 if pool == "mean" else len(tiles))
-    return EmbedSummary(Path(output), n, len(tiles), int(tiles.flagged.sum()), dims, per_genome,
+    per_genome = dims * itemsize * (1 if pool == "mean" else len(patches))
+    return EmbedSummary(Path(output), n, len(patches), int(patches.flagged.sum()), dims, per_genome,
                         time.perf_counter() - t0, report)

@@ -5,14 +5,14 @@ Three formats hold the same content:
 
 ``zarr`` (default), a Zarr v3 group chunked by samples so a classifier streams it::
 
-    embedding      (sample, tile, dim) or, with --pool mean, (sample, dim)
+    embedding      (sample, patch, dim) or, with --pool mean, (sample, dim)
     sample_id      (sample,)
-    tile_chrom, tile_first_pos, tile_last_pos, tile_n_sites, tile_n_typed, tile_flagged   (tile,)
-    attributes     FORMAT, VERSION, model identity, dtype, pool, tile, shape, min_typed
+    patch_chrom, patch_first_pos, patch_last_pos, patch_n_sites, patch_n_typed, patch_flagged   (patch,)
+    attributes     FORMAT, VERSION, model identity, dtype, pool, patch, shape, min_typed
 
-``npy``, a directory: ``embedding.npy``, ``samples.txt``, ``tiles.tsv``, ``embeddings.json``
+``npy``, a directory: ``embedding.npy``, ``samples.txt``, ``patches.tsv``, ``embeddings.json``
 (the attributes). ``parquet`` (only with pyarrow installed): one row per sample, columns
-``sample`` and ``embedding`` (the flattened vector), the attributes and the tile table in the
+``sample`` and ``embedding`` (the flattened vector), the attributes and the patch table in the
 schema metadata.
 
 bf16 has no numpy dtype: it is stored as its raw 16 bits (uint16) and turned back into
@@ -40,8 +40,8 @@ SAMPLE_CHUNK = 64  # samples per Zarr chunk: a classifier reads 64 genomes at a 
 
 EMBEDDING = "embedding"
 SAMPLE_ID = "sample_id"
-TILE_FIELDS = ("tile_chrom", "tile_first_pos", "tile_last_pos", "tile_n_sites", "tile_n_typed", "tile_flagged")
-NPY_ARRAY, NPY_SAMPLES, NPY_TILES, NPY_ATTRS = "embedding.npy", "samples.txt", "tiles.tsv", "embeddings.json"
+PATCH_FIELDS = ("patch_chrom", "patch_first_pos", "patch_last_pos", "patch_n_sites", "patch_n_typed", "patch_flagged")
+NPY_ARRAY, NPY_SAMPLES, NPY_PATCHES, NPY_ATTRS = "embedding.npy", "samples.txt", "patches.tsv", "embeddings.json"
 
 
 def check_format(fmt: str) -> None:
@@ -78,16 +78,16 @@ def decode(x: np.ndarray, dtype: str) -> np.ndarray:
 
 
 @dataclass
-class Tiles:
+class Patches:
     chrom: np.ndarray  # str (T,)
     first_pos: np.ndarray  # int64 (T,)
     last_pos: np.ndarray  # int64 (T,)
-    n_sites: np.ndarray  # int64 (T,): model sites in the tile
+    n_sites: np.ndarray  # int64 (T,): model sites in the patch
     n_typed: np.ndarray  # int64 (T,): of those, sites the input types
     flagged: np.ndarray  # bool (T,): too few typed sites (n_typed < min_typed * n_sites)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return dict(zip(TILE_FIELDS, (np.asarray(self.chrom, dtype=str), self.first_pos, self.last_pos, self.n_sites,
+        return dict(zip(PATCH_FIELDS, (np.asarray(self.chrom, dtype=str), self.first_pos, self.last_pos, self.n_sites,
                                       self.n_typed, self.flagged)))
 
     def __len__(self) -> int:
@@ -101,7 +101,7 @@ class Embeddings:
     path: Path
     fmt: str
     samples: list[str]
-    tiles: Tiles
+    patches: Patches
     attrs: dict[str, Any] = field(default_factory=dict)
     _array: Any = None  # zarr array, numpy memmap or in-memory array
 
@@ -114,7 +114,7 @@ class Embeddings:
         return tuple(self._array.shape)
 
     def matrix(self, rows: slice | np.ndarray = slice(None), *, flat: bool = True) -> np.ndarray:
-        """float32 embeddings of ``rows`` samples, (n, tiles * dims) when ``flat``."""
+        """float32 embeddings of ``rows`` samples, (n, patches * dims) when ``flat``."""
         x = decode(np.asarray(self._array[rows]), self.attrs["dtype"])
         return x.reshape(x.shape[0], -1) if flat else x
 
@@ -128,9 +128,9 @@ class Embeddings:
                                  f"{identity.get('name')!r} ({str(identity.get(key))[:12]}); embed both with one model")
 
 
-def _tsv_tiles(tiles: Tiles) -> str:
+def _tsv_patches(patches: Patches) -> str:
     lines = ["chrom\tfirst_pos\tlast_pos\tn_sites\tn_typed\tflagged"]
-    for row in zip(*tiles.arrays().values()):
+    for row in zip(*patches.arrays().values()):
         lines.append("\t".join(str(int(v)) if isinstance(v, (np.bool_, bool)) else str(v) for v in row))
     return "\n".join(lines) + "\n"
 
@@ -138,28 +138,28 @@ def _tsv_tiles(tiles: Tiles) -> str:
 class EmbeddingWriter:
     """Writes an embeddings file batch by batch into ``tmp`` (the caller renames it)."""
 
-    def __init__(self, tmp: Path, fmt: str, *, samples: list[str], tiles: Tiles, dims: int, dtype: str, pool: str,
+    def __init__(self, tmp: Path, fmt: str, *, samples: list[str], patches: Patches, dims: int, dtype: str, pool: str,
                  attrs: dict[str, Any]) -> None:
         self.tmp, self.fmt, self.dtype = Path(tmp), fmt, dtype
         n = len(samples)
-        self.shape = (n, dims) if pool == "mean" else (n, len(tiles), dims)
+        self.shape = (n, dims) if pool == "mean" else (n, len(patches), dims)
         self.attrs = {"format": FORMAT, "version": VERSION, **attrs, "dtype": dtype, "pool": pool}
-        self.samples, self.tiles = samples, tiles
+        self.samples, self.patches = samples, patches
         if fmt == "zarr":
             import zarr
 
             g = zarr.open_group(str(self.tmp), mode="w", zarr_format=3, attributes=self.attrs)
-            dims_names = ("sample", "dim") if pool == "mean" else ("sample", "tile", "dim")
+            dims_names = ("sample", "dim") if pool == "mean" else ("sample", "patch", "dim")
             chunks = (min(SAMPLE_CHUNK, max(n, 1)),) + tuple(max(s, 1) for s in self.shape[1:])
             self._out = g.create_array(EMBEDDING, shape=self.shape, dtype=storage_dtype(dtype), chunks=chunks,
                                        dimension_names=dims_names, fill_value=0)
             self._str(g, SAMPLE_ID, np.asarray(samples, dtype=str), ("sample",))
-            for name, data in tiles.arrays().items():
+            for name, data in patches.arrays().items():
                 if data.dtype.kind == "U":
-                    self._str(g, name, data, ("tile",))
+                    self._str(g, name, data, ("patch",))
                 else:
                     a = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(max(data.size, 1),),
-                                       dimension_names=("tile",), fill_value=0)
+                                       dimension_names=("patch",), fill_value=0)
                     if data.size:
                         a[...] = data
             self._group = g
@@ -194,27 +194,27 @@ class EmbeddingWriter:
             self._out.flush()
             del self._out
             (self.tmp / NPY_SAMPLES).write_text("".join(f"{s}\n" for s in self.samples))
-            (self.tmp / NPY_TILES).write_text(_tsv_tiles(self.tiles))
+            (self.tmp / NPY_PATCHES).write_text(_tsv_patches(self.patches))
             (self.tmp / NPY_ATTRS).write_text(json.dumps(self.attrs, indent=2, sort_keys=True) + "\n")
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             flat = self._out.reshape(self.shape[0], -1)
-            meta = {"snpbag": json.dumps(self.attrs, sort_keys=True), "tiles": _tsv_tiles(self.tiles)}
+            meta = {"snpbag": json.dumps(self.attrs, sort_keys=True), "patches": _tsv_patches(self.patches)}
             table = pa.table({"sample": pa.array(self.samples, pa.string()),
                               EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])})
             pq.write_table(table.replace_schema_metadata(meta), str(self.tmp))
 
 
-def _tiles_from(columns: dict[str, np.ndarray]) -> Tiles:
-    return Tiles(*(np.asarray(columns[k]) for k in TILE_FIELDS[:5]), np.asarray(columns["tile_flagged"]).astype(bool))
+def _patches_from(columns: dict[str, np.ndarray]) -> Patches:
+    return Patches(*(np.asarray(columns[k]) for k in PATCH_FIELDS[:5]), np.asarray(columns["patch_flagged"]).astype(bool))
 
 
-def _tiles_from_tsv(text: str) -> Tiles:
+def _patches_from_tsv(text: str) -> Patches:
     rows = [ln.split("\t") for ln in text.splitlines()[1:] if ln]
     cols = list(zip(*rows)) if rows else [()] * 6
-    return Tiles(np.asarray(cols[0], dtype=str), *(np.asarray(c, dtype=np.int64) for c in cols[1:5]),
+    return Patches(np.asarray(cols[0], dtype=str), *(np.asarray(c, dtype=np.int64) for c in cols[1:5]),
                  np.asarray(cols[5], dtype=np.int64).astype(bool))
 
 
@@ -231,7 +231,7 @@ def read_embeddings(path: str | Path) -> Embeddings:
     if p.is_dir() and (p / NPY_ATTRS).is_file():
         attrs = json.loads((p / NPY_ATTRS).read_text())
         samples = (p / NPY_SAMPLES).read_text().splitlines()
-        out = Embeddings(p, "npy", samples, _tiles_from_tsv((p / NPY_TILES).read_text()), attrs,
+        out = Embeddings(p, "npy", samples, _patches_from_tsv((p / NPY_PATCHES).read_text()), attrs,
                          np.load(p / NPY_ARRAY, mmap_mode="r"))
     elif p.is_dir() and (p / "zarr.json").is_file():
         import zarr
@@ -241,7 +241,7 @@ def read_embeddings(path: str | Path) -> Embeddings:
         if attrs.get("format") != FORMAT:
             raise InputError(f"{p}: a Zarr group but not snpbag embeddings; write them with `snpbag embed`")
         out = Embeddings(p, "zarr", [str(s) for s in g[SAMPLE_ID][...]],
-                         _tiles_from({k: g[k][...] for k in TILE_FIELDS}), attrs, g[EMBEDDING])
+                         _patches_from({k: g[k][...] for k in PATCH_FIELDS}), attrs, g[EMBEDDING])
     elif p.is_file() and p.read_bytes()[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
@@ -249,9 +249,9 @@ def read_embeddings(path: str | Path) -> Embeddings:
         meta = t.schema.metadata or {}
         attrs = json.loads(meta.get(b"snpbag", b"{}"))
         flat = np.asarray(t.column(EMBEDDING).combine_chunks().flatten()).reshape(t.num_rows, -1)
-        tiles = _tiles_from_tsv(meta.get(b"tiles", b"").decode())
-        shape = (t.num_rows, -1) if attrs.get("pool") == "mean" else (t.num_rows, len(tiles), -1)
-        out = Embeddings(p, "parquet", [str(s) for s in t.column("sample").to_pylist()], tiles, attrs,
+        patches = _patches_from_tsv(meta.get(b"patches", b"").decode())
+        shape = (t.num_rows, -1) if attrs.get("pool") == "mean" else (t.num_rows, len(patches), -1)
+        out = Embeddings(p, "parquet", [str(s) for s in t.column("sample").to_pylist()], patches, attrs,
                          flat.reshape(shape))
     else:
         raise InputError(f"{p}: not an embeddings file (zarr, npy directory or parquet); write one with `snpbag embed`")

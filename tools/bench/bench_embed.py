@@ -6,7 +6,7 @@ sub-population level.
 
 Steps: ``snpbag simulate --demography finescale`` → ``convert`` → pretrain a model
 (``--preset``, ``--pretrain-steps``) → ``train task=embed`` on it (frozen encoder,
-``--embed-steps``, ``--tile``, ``--shape``) → ``embed`` (bf16, ``--pool``) → ``classify
+``--embed-steps``, ``--patch``, ``--shape``) → ``embed`` (bf16, ``--pool``) → ``classify
 train`` with ``--genotypes`` (5 folds x 3 repeats) for each label level.
 
     .venv/bin/python tools/bench/bench_embed.py --workdir /tmp/bench_embed --samples-per-pop 20 \\
@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--embed-steps", type=int, default=300)
-    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--patch", type=int, default=256)
     p.add_argument("--shape", default="1,32", help="n_vectors,vector_dim")
     p.add_argument("--pool", default="none", choices=["none", "mean"])
     p.add_argument("--folds", type=int, default=5)
@@ -79,7 +79,7 @@ def main() -> None:
     n_vec, dim = (int(x) for x in a.shape.split(","))
     t0 = time.perf_counter()
     _train([*common, f"paths.run_dir={w / 'emb'}", "task=embed", f"task.init_from={w / 'model_pre'}",
-            f"task.head.options.tile={a.tile}", f"task.head.options.shape=[{n_vec},{dim}]",
+            f"task.head.options.patch={a.patch}", f"task.head.options.shape=[{n_vec},{dim}]",
             f"trainer.max_steps={a.embed_steps}", f"trainer.val_check_interval={a.embed_steps}",
             "callbacks.checkpoint.save_top_k=1", "masking.min_rate=0.0", "masking.max_rate=0.5", "optim.lr=3e-3"])
     export(w / "emb", w / "model_emb")
@@ -111,13 +111,13 @@ def main() -> None:
                           "gain": val[f"val/acc{key}"] - val[f"val/base_acc{key}"]})
     for r in recon:
         print(f"| {r['sites']} | {r['embedding']:.4f} | {r['af_baseline']:.4f} | {r['gain']:+.4f} |")
-    cost = [{"genomes": s.n_samples, "tiles": s.n_tiles, "numbers_per_tile": s.dims,
+    cost = [{"genomes": s.n_samples, "patches": s.n_patches, "numbers_per_patch": s.dims,
              "bytes_per_genome": s.bytes_per_genome, "genomes_per_s": s.n_samples / t["embed_s"]}]
     print(s.line())
     _results.write(a.json, command="bench_embed", results={"reconstruction": recon, "classification": cls,
                                                            "cost": cost},
                    info={"samples_per_pop": a.samples_per_pop, "length": a.length, "preset": a.preset,
-                         "tile": a.tile, "shape": a.shape, "pretrain_steps": a.pretrain_steps,
+                         "patch": a.patch, "shape": a.shape, "pretrain_steps": a.pretrain_steps,
                          "embed_steps": a.embed_steps, "folds": a.folds, "repeats": a.repeats,
                          "scored_genotypes": val.get("val/n_scored"), **{k: round(v, 1) for k, v in t.items()}})
 

@@ -15,7 +15,7 @@ from snpbag.config import ModelConfig
 from snpbag.data.batch import Batch
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
-LEVELS = ("site", "tile", "sample", "pair")  # tile: one output per fixed run of sites (embed)
+LEVELS = ("site", "patch", "sample", "pair")  # patch: one output per fixed run of sites (embed)
 
 
 class Head(nn.Module):

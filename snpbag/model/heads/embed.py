@@ -1,22 +1,22 @@
-"""Tile-embedding head: one small vector per tile of ``tile`` consecutive sites, and a
-decoder that reconstructs every genotype of the tile from that vector alone.
+"""Patch-embedding head: one small vector per patch of ``patch`` consecutive sites, and a
+decoder that reconstructs every genotype of the patch from that vector alone.
 
-Tiles are a fixed grid of each model contig (site ``offset + i`` of a sequence lies in tile
-``(offset + i) // tile``), so a training window, an evaluation window and ``snpbag embed``
-put a site in the same tile; a window that starts or ends inside a tile gives a shorter,
-padded and masked one (so does a contig's last tile).
+Patches are a fixed grid of each model contig (site ``offset + i`` of a sequence lies in patch
+``(offset + i) // patch``), so a training window, an evaluation window and ``snpbag embed``
+put a site in the same patch; a window that starts or ends inside a patch gives a shorter,
+padded and masked one (so does a contig's last patch).
 
 Compression follows the SNPBag paper: a per-site MLP narrows the encoder width to
 ``vector_dim`` channels, then a learned weighting of the slots of a segment (one weight per slot
-and channel, so a channel can specialise on part of the tile) sums them into one vector. The bottleneck has shape ``(n_vectors, vector_dim)``: the tile is cut into
-``n_vectors`` consecutive segments of ``tile // n_vectors`` slots, each compressed to its own
+and channel, so a channel can specialise on part of the patch) sums them into one vector. The bottleneck has shape ``(n_vectors, vector_dim)``: the patch is cut into
+``n_vectors`` consecutive segments of ``patch // n_vectors`` slots, each compressed to its own
 vector (default 1 x 128; 16 x 8 keeps locality with as many numbers).
 
 Decoding reads only the bottleneck and what the model knows without the sample: the site's
 identity (a per-site query table of the head) and its allele-frequency prior (the same
 Hardy-Weinberg log-prior as the genotype head), so the AF baseline is what an uninformative
 embedding decodes to. The reconstruction loss is the cross-entropy over every called site of
-the tile, masked input or not; with ``token_weight > 0`` a composed masked-genotype head adds
+the patch, masked input or not; with ``token_weight > 0`` a composed masked-genotype head adds
 the per-token loss on masked sites.
 """
 
@@ -35,37 +35,37 @@ from snpbag.model.heads.base import Head
 from snpbag.model.heads.genotype import N_GENOTYPES, MaskedGenotypeHead
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
-DEFAULT_TILE = 2048
+DEFAULT_PATCH = 2048
 DEFAULT_SHAPE = (1, 128)
 
 
-def tile_layout(offset: torch.Tensor, valid: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Where each site of a batch goes in a (B, n_tiles * tile) grid of tile slots.
+def patch_layout(offset: torch.Tensor, valid: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where each site of a batch goes in a (B, n_patches * patch) grid of patch slots.
 
-    Returns ``(slot, first_tile, n_tiles)``: slot (B, L) index into the flattened tiles of its
-    row, first_tile (B,) the contig tile index of the row's first tile, n_tiles the tiles per
-    row (the batch maximum; rows with fewer have all-padding tiles at the end).
+    Returns ``(slot, first_patch, n_patches)``: slot (B, L) index into the flattened patches of its
+    row, first_patch (B,) the contig patch index of the row's first patch, n_patches the patches per
+    row (the batch maximum; rows with fewer have all-padding patches at the end).
     """
     B, L = valid.shape
     local = offset[:, None] + torch.arange(L, device=valid.device)  # (B, L) index in the contig
-    first = offset // tile  # (B,)
-    slot = local - first[:, None] * tile  # (B, L)
+    first = offset // patch  # (B,)
+    slot = local - first[:, None] * patch  # (B, L)
     length = valid.sum(1)  # right-padded rows
-    last = (offset + length.clamp_min(1) - 1) // tile - first  # (B,)
+    last = (offset + length.clamp_min(1) - 1) // patch - first  # (B,)
     return slot, first, int(last.max()) + 1 if B else 0
 
 
-def to_tiles(x: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, n_tiles: int, tile: int, fill=0):
-    """(B, L, ...) per site -> (B, n_tiles, tile, ...) per tile slot; empty slots take ``fill``."""
+def to_patches(x: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, n_patches: int, patch: int, fill=0):
+    """(B, L, ...) per site -> (B, n_patches, patch, ...) per patch slot; empty slots take ``fill``."""
     B = x.shape[0]
-    out = x.new_full((B, n_tiles * tile) + tuple(x.shape[2:]), fill)
+    out = x.new_full((B, n_patches * patch) + tuple(x.shape[2:]), fill)
     rows = torch.arange(B, device=x.device)[:, None].expand_as(slot)
     out[rows[valid], slot[valid]] = x[valid]
-    return out.view((B, n_tiles, tile) + tuple(x.shape[2:]))
+    return out.view((B, n_patches, patch) + tuple(x.shape[2:]))
 
 
-def from_tiles(t: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-    """(B, n_tiles, tile, ...) -> (B, L, ...) read back at each site's slot (padding sites read slot garbage)."""
+def from_patches(t: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """(B, n_patches, patch, ...) -> (B, L, ...) read back at each site's slot (padding sites read slot garbage)."""
     B, n, T = t.shape[:3]
     flat = t.reshape((B, n * T) + tuple(t.shape[3:]))
     idx = slot.clamp(0, n * T - 1)
@@ -74,31 +74,31 @@ def from_tiles(t: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     return flat.gather(1, idx[..., None].expand(-1, -1, *flat.shape[2:]))
 
 
-class TileEmbeddingHead(Head):
-    """Encoder hidden states -> (n_vectors, vector_dim) per tile -> 3 logits per site."""
+class PatchEmbeddingHead(Head):
+    """Encoder hidden states -> (n_vectors, vector_dim) per patch -> 3 logits per site."""
 
     name = "embed"
-    level = "tile"
+    level = "patch"
 
-    def __init__(self, cfg: ModelConfig, *, tile: int = DEFAULT_TILE, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
+    def __init__(self, cfg: ModelConfig, *, patch: int = DEFAULT_PATCH, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
                  hidden: int = 256, query_dim: int = 16, recon_weight: float = 1.0, token_weight: float = 0.0) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ConfigError(f"embed head option shape={list(shape)}: give [n_vectors, vector_dim], both >= 1")
-        if tile < 1 or tile % shape[0]:
-            raise ConfigError(f"embed head option tile={tile}: must be >= 1 and a multiple of n_vectors={shape[0]} "
+        if patch < 1 or patch % shape[0]:
+            raise ConfigError(f"embed head option patch={patch}: must be >= 1 and a multiple of n_vectors={shape[0]} "
                               "(shape[0])")
         if hidden < 1 or query_dim < 1:
             raise ConfigError(f"embed head options hidden={hidden}, query_dim={query_dim}: must be >= 1")
         if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
             raise ConfigError(f"embed head options recon_weight={recon_weight}, token_weight={token_weight}: "
                               "must be >= 0 and not both 0")
-        super().__init__(cfg, tile=tile, shape=list(shape), hidden=hidden, query_dim=query_dim,
+        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, query_dim=query_dim,
                          recon_weight=recon_weight, token_weight=token_weight)
-        self.tile, self.shape = tile, shape
+        self.patch, self.shape = patch, shape
         self.recon_weight, self.token_weight = recon_weight, token_weight
         n_vec, dim = shape
-        self.segment = tile // n_vec
+        self.segment = patch // n_vec
         # compress: width -> dim per site, then segment slots -> 1 (the paper's two MLPs)
         self.narrow = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.slot_weight = nn.Parameter(torch.full((self.segment, dim), 1.0 / self.segment))  # per slot and channel
@@ -125,28 +125,28 @@ class TileEmbeddingHead(Head):
             self.token.set_site_prior(af)
 
     def embed(self, enc_out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        """The bottleneck of every tile a batch covers.
+        """The bottleneck of every patch a batch covers.
 
-        Returns ``embedding`` (B, n_tiles, n_vectors, vector_dim), ``first_tile`` (B,) the contig
-        tile index of column 0, ``n_sites`` (B, n_tiles) sites of the tile in the batch (0: a
-        padding tile), ``slot`` (B, L) each site's slot in the flattened tiles.
+        Returns ``embedding`` (B, n_patches, n_vectors, vector_dim), ``first_patch`` (B,) the contig
+        patch index of column 0, ``n_sites`` (B, n_patches) sites of the patch in the batch (0: a
+        padding patch), ``slot`` (B, L) each site's slot in the flattened patches.
         """
         valid = batch.valid
-        slot, first, n_tiles = tile_layout(batch.offset, valid, self.tile)
+        slot, first, n_patches = patch_layout(batch.offset, valid, self.patch)
         z = self.narrow(enc_out.hidden)  # (B, L, dim)
-        z = to_tiles(z, slot, valid, n_tiles, self.tile)  # (B, n, T, dim); empty slots 0
-        present = to_tiles(valid, slot, valid, n_tiles, self.tile, fill=False)  # (B, n, T)
+        z = to_patches(z, slot, valid, n_patches, self.patch)  # (B, n, T, dim); empty slots 0
+        present = to_patches(valid, slot, valid, n_patches, self.patch, fill=False)  # (B, n, T)
         B, n, T, dim = z.shape
         z = z.view(B, n, self.shape[0], self.segment, dim)  # (B, n, V, S, dim)
         w = self.slot_weight.to(z.dtype)  # (S, dim)
         pooled = (z * w).sum(3) + self.slot_bias.to(z.dtype)  # (B, n, V, dim)
-        return {"embedding": self.norm(pooled), "first_tile": first, "n_sites": present.sum(-1), "slot": slot}
+        return {"embedding": self.norm(pooled), "first_patch": first, "n_sites": present.sum(-1), "slot": slot}
 
     def reconstruct(self, embedding: torch.Tensor, site_index: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-        """(B, n_tiles, V, dim) bottleneck, (B, L) sites and slots -> (B, L, 3) logits from the bottleneck alone."""
+        """(B, n_patches, V, dim) bottleneck, (B, L) sites and slots -> (B, L, 3) logits from the bottleneck alone."""
         B, n = embedding.shape[:2]
         u = self.expand(embedding.reshape(B, n, -1))  # (B, n, H)
-        u = from_tiles(u[:, :, None].expand(B, n, self.tile, -1), slot)  # (B, L, H)
+        u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, H)
         h = u + self.query_proj(self.query(site_index))  # (B, L, H)
         logits = self.decode(h)  # (B, L, 3)
         dtype = torch.promote_types(logits.dtype, torch.float32)
@@ -155,7 +155,7 @@ class TileEmbeddingHead(Head):
     def forward(self, enc_out: EncoderOutput, batch: Batch) -> HeadOutput:
         e = self.embed(enc_out, batch)
         logits = self.reconstruct(e["embedding"], batch.site_index, e["slot"])  # (B, L, 3)
-        extras = {k: e[k] for k in ("embedding", "first_tile", "n_sites")}
+        extras = {k: e[k] for k in ("embedding", "first_patch", "n_sites")}
         if batch.truth is None:
             return HeadOutput(loss=None, logits=logits, extras=extras)
         target = batch.truth.masked_fill(~batch.valid | (batch.truth == MISSING), IGNORE_INDEX)  # (B, L)
