@@ -12,17 +12,16 @@ on); the user's orientation is remembered per site so the writer can turn result
 
 from __future__ import annotations
 
-import gzip
 import logging
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snpbag.io.chrom import chrom_key
 from snpbag.data.tokens import MISSING
+from snpbag.io.chrom import chrom_key
+from snpbag.io.header import read_header
 from snpbag.io.vcf import VcfReader, parse_region, read_sample_file
 from snpbag.errors import InputError, SampleError, SiteMismatchError
 from snpbag.fileio import atomic_output
@@ -310,45 +309,15 @@ class TargetGenotypes:
         return np.ascontiguousarray(tok.T)
 
 
-def _header_samples(path: Path) -> list[str] | None:
-    """Sample ids from the header text (VCF, bgzipped VCF or BCF), read without htslib.
+def _check_samples(path: Path, samples) -> list[str] | None:
+    """The requested samples (None: all), after checking the header's ids on its text.
 
     htslib refuses a header with duplicated sample ids with an unhelpful message, so the
-    check runs on the raw text first. Returns None when the header cannot be read this way.
+    check reads the header itself (:func:`~snpbag.io.header.read_header`).
     """
-    try:
-        with open(path, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as f:
-            head = f.read(5)
-            if head.startswith(b"BCF"):
-                (l_text,) = struct.unpack("<I", f.read(4))
-                text = f.read(l_text).rstrip(b"\0").decode(errors="replace")
-                lines = text.splitlines()
-            else:
-                first = head + f.readline()
-                lines = [first.decode(errors="replace")]
-                for raw in f:
-                    lines.append(raw.decode(errors="replace"))
-                    if raw.startswith(b"#CHROM") or not raw.startswith(b"#"):
-                        break
-    except (OSError, EOFError, struct.error):
-        return None
-    for line in lines:
-        if line.startswith("#CHROM"):
-            return line.rstrip("\r\n").split("\t")[9:]
-    return None
-
-
-def _check_samples(path: Path, samples) -> list[str] | None:
-    ids = _header_samples(path)
-    if ids is not None and len(set(ids)) != len(ids):
-        seen, dup = set(), []
-        for s in ids:
-            if s in seen and s not in dup:
-                dup.append(s)
-            seen.add(s)
+    header = read_header(path)
+    dup = header.duplicated_samples() if header is not None else []
+    if dup:
         raise SampleError(f"{path}: duplicated sample ids in the header ({', '.join(dup[:5])}); "
                           "rename them, e.g. `bcftools reheader -s new_names.txt`")
     if samples is None:
