@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -178,19 +178,23 @@ class VcfReader:
             self.contigs.append(name)
         return idx
 
-    def blocks(self, size: int, *, records=None, pos_min: int = 0) -> Iterator[VariantBlock]:
+    def blocks(self, size: int, *, records=None, pos_min: int = 0, dosage: bool = False,
+               info: Sequence[str] = ()) -> Iterator[VariantBlock]:
         """Yield blocks of up to ``size`` biallelic SNPs (the last may be shorter).
 
         ``records`` (default: the whole file or ``region``) may be another cyvcf2 iterator
         of this file; records with POS < ``pos_min`` (overlapping a window from before
         its start) are skipped, so tiling windows see every record exactly once.
+        ``dosage`` and ``info`` also read each record's ALT dosages (FORMAT/DS where the
+        record has it, else the ALT count of its calls; NaN missing) and INFO values as
+        floats (NaN where absent), as imputed VCFs are scored.
 
         Raises
         ------
         InputError : unsorted records, a chromosome split into two runs, two biallelic
             SNPs at the same position, a record without GT, allele indices > 1.
         """
-        if records is None and self._text is not None:  # the same checks, compiled (snpbag.io.vcftext)
+        if records is None and self._text is not None and not dosage and not info:  # compiled (snpbag.io.vcftext)
             yield from self._text.variant_blocks(self, size)
             return
         n = self.n_samples
@@ -200,6 +204,8 @@ class VcfReader:
         ctg = np.empty(size, dtype=np.int16)
         alleles = np.empty((size, 2), dtype=object)
         ids = np.empty(size, dtype=object)
+        ds = np.empty((size, n), dtype=np.float64) if dosage else None
+        inf = {k: np.empty(size, dtype=np.float64) for k in info}
         counts = self.counts
         done_chroms: set[str] = set()
         cur_chrom, last_pos, last_kept = None, 0, -1
@@ -236,13 +242,18 @@ class VcfReader:
             alleles[i, 0] = rec.REF
             alleles[i, 1] = rec.ALT[0]
             ids[i] = rec.ID or "."
+            if ds is not None:
+                ds[i] = _dosage(rec, gt[i])
+            for k, a in inf.items():
+                x = rec.INFO.get(k)
+                a[i] = np.nan if x is None else float(x)
             i += 1
             counts.kept += 1
             if i == size:
-                yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=True)
+                yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=True, ds=ds, info=inf)
                 i = 0
         if i:
-            yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=False)
+            yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=False, ds=ds, info=inf)
 
     def _calls(self, rec, gt: np.ndarray, ph: np.ndarray, i: int) -> None:
         """Row ``i`` of the block from one cyvcf2 record's genotypes."""
@@ -264,7 +275,7 @@ class VcfReader:
             raise InputError(f"{self.path}: record {rec.CHROM}:{rec.POS} has ploidy {a.shape[1] - 1}; "
                              "snpbag supports ploidy <= 2")
 
-    def _finish(self, ctg, pos, alleles, ids, gt, ph, i, *, copy) -> VariantBlock:
+    def _finish(self, ctg, pos, alleles, ids, gt, ph, i, *, copy, ds=None, info=None) -> VariantBlock:
         g = gt[:i].copy() if copy else gt[:i]
         p = ph[:i].copy()
         # A fully missing haploid-coded call '.' comes back as (-1, -2): make it (-1, -1).
@@ -278,7 +289,8 @@ class VcfReader:
             raise InputError(f"{self.path}: allele index > 1 at biallelic site {self.contigs[ctg[bad]]}:{pos[bad]}; "
                              "fix the GT values (`bcftools norm --check-ref`)")
         return VariantBlock(contig=ctg[:i].copy(), position=pos[:i].copy(), allele=alleles[:i].copy(),
-                            id=ids[:i].copy(), genotype=g, phased=p)
+                            id=ids[:i].copy(), genotype=g, phased=p, dosage=None if ds is None else ds[:i].copy(),
+                            info={k: a[:i].copy() for k, a in info.items()} if info else None)
 
     def window(self, chrom: str, start: int, end: int, size: int) -> list[VariantBlock]:
         """Biallelic SNPs with ``start <= POS <= end`` on ``chrom`` (needs the index)."""
@@ -296,6 +308,14 @@ class VcfReader:
             self._vcf.close()
         except Exception:  # pragma: no cover - cyvcf2 close is best effort
             pass
+
+
+def _dosage(rec, gt: np.ndarray) -> np.ndarray:
+    """A record's ALT dosages: FORMAT/DS where it has one, else the ALT count of its calls ``gt`` (n, 2)."""
+    ds = rec.format("DS")
+    if ds is not None:
+        return ds[:, 0]
+    return np.where((gt < 0).any(1), np.nan, gt.sum(1, dtype=np.float64))
 
 
 # --- parallel reading ---------------------------------------------------------------------
