@@ -115,21 +115,36 @@ def _check_positive(name: str, value: int | float, *, zero_ok: bool = False) -> 
 
 @dataclass
 class AugmentConfig:
-    """On-the-fly synthetic genomes recombined from the training samples; the Hydra face
-    of :class:`snpbag.data.augment.AugmentConfig` (same fields plus ``enabled``). Training
-    only: validation always reads real held-out samples."""
+    """On-the-fly synthetic genomes recombined from the training samples
+    (:mod:`snpbag.data.augment`; the dataset reads this object as is). Training only:
+    validation always reads real held-out samples.
+
+    Attributes
+    ----------
+    enabled : make synthetic training genomes at all.
+    rate : uniform recombination rate in cM/Mb, used when no genetic map is given.
+    genetic_map : PLINK ``.map`` (chrom id cM bp) or HapMap-style (chrom bp rate cM, with
+        header) file covering the store's chromosomes; overrides ``rate``.
+    generations : crossovers per Morgan (RESHAPE's 8th-generation offspring: 8).
+    panel_size : reference genomes read per block of synthetic genomes (bounds memory:
+        panel_size x seq_len x 2 bytes); each block draws a new random panel subset.
+    items_per_epoch : synthetic sequences per epoch over all ranks; default: as many as
+        the real training items (samples x tiles).
+    """
 
     enabled: bool = False
-    rate: float = 1.0  # uniform recombination rate, cM/Mb (when no genetic map)
-    genetic_map: str | None = None  # PLINK .map or HapMap-style map; overrides rate
-    generations: float = 8.0  # crossovers per Morgan (RESHAPE's 8th-generation offspring)
-    panel_size: int = 256  # reference genomes read per block of synthetic genomes
-    items_per_epoch: int | None = None  # default: as many as the real training items
+    rate: float = 1.0
+    genetic_map: str | None = None
+    generations: float = 8.0
+    panel_size: int = 256
+    items_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("data.augment.rate", self.rate, zero_ok=True)
         _check_positive("data.augment.generations", self.generations, zero_ok=True)
         _check_positive("data.augment.panel_size", self.panel_size)
+        if self.items_per_epoch is not None:
+            _check_positive("data.augment.items_per_epoch", self.items_per_epoch)
 
 
 @dataclass
@@ -177,13 +192,14 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    """Which genotypes are hidden (and become targets); the Hydra face of
-    :class:`snpbag.data.masking.MaskingConfig` (same fields, which it validates again).
+    """Which genotypes are hidden (and become targets); :class:`snpbag.data.masking.Masker`
+    applies this object as is.
 
     Each sequence picks a strategy with probability weight / (random + array):
     ``random`` hides a rate drawn uniformly in [min_rate, max_rate] (SNPBag pretraining:
     0.85-0.99); ``array`` hides every site absent from ``array_sites`` (a genotyping
-    array's chrom/pos/ref/alt list), as in imputation fine-tuning."""
+    array's tab-separated chrom/pos/ref/alt list), as in imputation fine-tuning. The
+    weights need not sum to one."""
 
     random: float = 1.0
     min_rate: float = 0.85

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from snpbag.data.augment import AugmentConfig, crossover_sites, synthetic_genomes
+from snpbag.config import AugmentConfig, MaskingConfig
+from snpbag.data.augment import crossover_sites, synthetic_genomes
 from snpbag.data.batch import Batch, collate
 from snpbag.store.convert import convert
 from snpbag.data.datamodule import GenotypeDataModule, collate_compact, make_loader, n_batches, split_samples, widen
@@ -121,7 +122,7 @@ def test_store_url(cohort):
 
 def test_evaluation_tiles_every_site_once(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, samples=[3, 17, 35], window=5, training=False, masking={})
+    ds = ContigDataset(path, samples=[3, 17, 35], window=5, training=False, masking=MaskingConfig())
     items = list(ds)
     voc = ds.store.vocab
     lengths = [voc.contig_length(c) for c in range(voc.n_contigs)]
@@ -140,7 +141,7 @@ def test_evaluation_tiles_every_site_once(cohort):
 
 def test_training_crops_and_masks(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=8, masking={"min_rate": 0.5, "max_rate": 0.75}, seed=3, batch_size=4)
+    ds = ContigDataset(path, window=8, masking=MaskingConfig(min_rate=0.5, max_rate=0.75), seed=3, batch_size=4)
     items = list(ds)
     assert sorted((s, c) for s, c, _ in _keys(items)) == sorted(
         (s, c) for s in range(N_SAMPLES) for c in range(6))
@@ -167,7 +168,7 @@ def test_array_masking_through_the_dataset(cohort, tmp_path):
     rows = [f"{voc.chrom_names[voc.site_chrom[i]]}\t{voc.position[i]}\t{voc.ref[i]}\t{voc.alt[i]}" for i in
             np.flatnonzero(on)]
     (tmp_path / "array.tsv").write_text("chrom\tpos\tref\talt\n" + "\n".join(rows) + "\n")
-    masking = {"random": 0, "array": 1, "array_sites": str(tmp_path / "array.tsv")}
+    masking = MaskingConfig(random=0, array=1, array_sites=str(tmp_path / "array.tsv"))
     ds = ContigDataset(path, training=False, masking=masking)
     for it in ds:
         off = ~on[it["site_index"]] & (it["truth"] != MISSING)
@@ -176,7 +177,7 @@ def test_array_masking_through_the_dataset(cohort, tmp_path):
 
 def test_compact_collate_widens_to_the_batch_contract(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=7, masking={}, return_haplotypes=True, seed=5)
+    ds = ContigDataset(path, window=7, masking=MaskingConfig(), return_haplotypes=True, seed=5)
     items = list(ds)[:9]
     items[3] = {**items[3], **{k: items[3][k][:4] for k in ("genotype", "truth", "target", "site_index", "position",
                                                              "haplotypes")}}  # a shorter, padded row
@@ -194,7 +195,7 @@ def test_compact_collate_widens_to_the_batch_contract(cohort):
 
 
 def _rank_batches(path, rank, *, epoch=0, uneven="pad", num_workers=2, **kw):
-    ds = ContigDataset(path, samples=np.arange(39), contigs=[0, 1, 2, 3, 4], window=8, masking={}, seed=11,
+    ds = ContigDataset(path, samples=np.arange(39), contigs=[0, 1, 2, 3, 4], window=8, masking=MaskingConfig(), seed=11,
                        batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
     ds.set_epoch(epoch)
     loader = make_loader(ds, num_workers=num_workers)
@@ -265,7 +266,7 @@ def test_persistent_workers_follow_set_epoch(cohort):
 
 def test_spawned_worker_and_pickling(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, training=False, masking={}, batch_size=16, samples=[0, 1, 2, 3])
+    ds = ContigDataset(path, training=False, masking=MaskingConfig(), batch_size=16, samples=[0, 1, 2, 3])
     clone = pickle.loads(pickle.dumps(ds))
     assert _keys(clone) == _keys(ds)
     spawned = list(make_loader(ds, num_workers=1, multiprocessing_context="spawn"))
@@ -350,26 +351,25 @@ def test_crossovers_follow_a_genetic_map(tmp_path):
     assert abs(sites.size / 200 - 5.05) < 0.4
 
 
-def test_augment_config():
-    assert AugmentConfig.from_dict(None) is None and AugmentConfig.from_dict(False) is None
-    assert AugmentConfig.from_dict(True) == AugmentConfig()
-    assert AugmentConfig.from_dict({"enabled": False, "rate": 2}) is None
-    with pytest.raises(ConfigError, match=r"unknown augment keys \['rates'\]"):
-        AugmentConfig.from_dict({"rates": 2})
-    with pytest.raises(ConfigError, match="augment.panel_size=0"):
+def test_augment_config(cohort):
+    """Validated where it is defined; a disabled augmentation leaves the dataset on real samples."""
+    with pytest.raises(ConfigError, match=r"data.augment.panel_size=0 must be > 0"):
         AugmentConfig(panel_size=0)
-    path = CONFIGS / "data" / "default.yaml"
-    if path.exists():
-        block = yaml.safe_load(path.read_text()).get("augment")
-        if block is not None:
-            AugmentConfig.from_dict({**block, "enabled": True})
+    with pytest.raises(ConfigError, match=r"data.augment.items_per_epoch=0 must be > 0"):
+        AugmentConfig(items_per_epoch=0)
+    block = yaml.safe_load((CONFIGS / "data" / "default.yaml").read_text())["augment"]
+    assert AugmentConfig(**block) == AugmentConfig()
+    path, _ = cohort
+    assert ContigDataset(path, augment=AugmentConfig(enabled=False)).augment is None
+    assert ContigDataset(path, augment=AugmentConfig(enabled=True)).augment == AugmentConfig(enabled=True)
+    assert ContigDataset(path, augment=AugmentConfig(enabled=True), training=False).augment is None
 
 
 def test_augmented_dataset(cohort):
     path, _ = cohort
     train = np.arange(0, 30)
-    augment = {"panel_size": 12, "items_per_epoch": 50, "generations": 50}
-    kw = dict(samples=train, window=10, masking={}, augment=augment,
+    augment = AugmentConfig(enabled=True, panel_size=12, items_per_epoch=50, generations=50)
+    kw = dict(samples=train, window=10, masking=MaskingConfig(), augment=augment,
               seed=4, batch_size=5, block_samples=8)
     ds = ContigDataset(path, **kw, return_haplotypes=True)
     items = list(ds)
@@ -409,13 +409,9 @@ def test_split_samples():
 
 
 def test_datamodule_loaders(cohort, tmp_path):
-    from omegaconf import OmegaConf
-
     path, _ = cohort
-    cfg = OmegaConf.create({"masking": {"random": 1.0, "min_rate": 0.5, "max_rate": 0.6, "array": 0.0,
-                                        "array_sites": None}, "augment": {"enabled": False}})
-    dm = GenotypeDataModule(str(path), batch_size=6, window=8, val_fraction=0.25, seed=2, masking=cfg.masking,
-                            augment=cfg.augment)
+    dm = GenotypeDataModule(str(path), batch_size=6, window=8, val_fraction=0.25, seed=2,
+                            masking=MaskingConfig(min_rate=0.5, max_rate=0.6), augment=AugmentConfig(enabled=False))
     assert dm.n_sites == 80
     dm.setup("fit")
     tr, va = dm.split()
@@ -477,7 +473,7 @@ def test_lightning_sets_the_epoch(cohort):
     assert len(seen) == 2 and all(len(e) == 80 for e in seen)
     assert {k[:2] for k in seen[0]} == {k[:2] for k in seen[1]} == {(s, c) for s in range(40) for c in (0, 2)}
     assert seen[0] != seen[1]
-    ref = ContigDataset(path, window=8, contigs=[0, 2], masking={}, seed=1, batch_size=8)
+    ref = ContigDataset(path, window=8, contigs=[0, 2], masking=MaskingConfig(), seed=1, batch_size=8)
     ref.set_epoch(1)
     assert seen[1] == _keys(ref)
     predicted = trainer.predict(Probe(), datamodule=dm)

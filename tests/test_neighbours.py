@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from snpbag.config import AugmentConfig, MaskingConfig
 from snpbag.retrieval.genomes import NeighbourPanel
 from snpbag.errors import InputError
 
@@ -126,8 +127,8 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
             differs += not np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
             assert own[0] >= 0 or np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
     assert differs > 0
-    aug = ContigDataset(store, samples=rows, training=True, window=64, masking={"random": 1.0, "min_rate": 0.5,
-                        "max_rate": 0.5}, augment={"enabled": True, "panel_size": 4}, batch_size=2,
+    aug = ContigDataset(store, samples=rows, training=True, window=64, masking=MaskingConfig(min_rate=0.5, max_rate=0.5),
+                        augment=AugmentConfig(enabled=True, panel_size=4), batch_size=2,
                         neighbours=panel, seed=1)
     it = next(iter(aug))
     assert it["sample"] == -1 and it["neighbours"].shape == (64, 3)

@@ -2,16 +2,16 @@
 
 :func:`make_loader` builds the DataLoader (epoch-aware under Lightning, packed transport
 from workers, seeded workers); :class:`GenotypeDataModule` adds the sample split and the
-train/val/predict stages. Its arguments are plain values (str/int/float/bool/dict) so
-``hydra.utils.instantiate`` can build it from configs/data + configs/masking; nested
-DictConfigs are converted to dicts.
+train/val/predict stages. It takes the masking and augmentation as the typed objects of
+:mod:`snpbag.config` (snpbag.train.run passes the composed ones), other options as plain
+values.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from snpbag.data.augment import AugmentConfig
+from snpbag.config import AugmentConfig, MaskingConfig
 from snpbag.data.batch import Batch, collate
 from snpbag.data.dataset import ContigDataset
-from snpbag.data.masking import MaskingConfig
 from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.data.tokens import IGNORE_INDEX, MISSING
 from snpbag.io.vcf import read_sample_file
@@ -259,14 +258,12 @@ class GenotypeDataModule(L.LightningDataModule):
         ``seed`` (0 → no validation loader).
     predict_samples : file of sample ids for ``predict_dataloader``; default all samples.
     contigs : model contig indices to use (list of ints); default all.
-    masking : dict of snpbag.data.masking.MaskingConfig fields (random, min_rate, max_rate,
-        array, array_sites); default random 85-99 %.
+    masking : which genotypes training hides; default ``MaskingConfig()`` (random 85-99 %).
     val_masking : masking of validation sequences; default ``masking``. Validation masks
         are fixed by ``seed`` (the same every epoch).
     predict_masking : masking for prediction; default None (nothing hidden, no targets).
-    augment : dict of snpbag.data.augment.AugmentConfig fields (plus ``enabled``), True for
-        defaults, or None/False: synthetic training genomes recombined from the training
-        samples (validation always uses real held-out samples).
+    augment : synthetic training genomes recombined from the training samples when
+        ``augment.enabled`` (validation always uses real held-out samples); None: none.
     seed : seeds the split, shuffles, crops, masks and augmentation.
     persistent_workers : keep workers alive between epochs.
     pin_memory : page-locked batches (GPU training).
@@ -299,10 +296,10 @@ class GenotypeDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         predict_samples: str | None = None,
         contigs: list[int] | None = None,
-        masking: dict | None = None,
-        val_masking: dict | None = None,
-        predict_masking: dict | None = None,
-        augment: dict | bool | None = None,
+        masking: MaskingConfig | None = None,
+        val_masking: MaskingConfig | None = None,
+        predict_masking: MaskingConfig | None = None,
+        augment: AugmentConfig | None = None,
         seed: int = 0,
         persistent_workers: bool = False,
         pin_memory: bool = False,
@@ -316,7 +313,12 @@ class GenotypeDataModule(L.LightningDataModule):
         multiprocessing_context: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # the typed configs go into hparams as plain dicts: checkpoints stay loadable with
+        # torch.load(weights_only=True), and loggers write them as ordinary values
+        typed = ("masking", "val_masking", "predict_masking", "augment")
+        self.save_hyperparameters(ignore=typed)
+        self.hparams.update({k: None if v is None else asdict(v) for k, v in
+                             zip(typed, (masking, val_masking, predict_masking, augment))})
         self.store_path = str(store)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.window = window
@@ -325,10 +327,10 @@ class GenotypeDataModule(L.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.predict_samples_file = predict_samples
         self.contigs = _plain(contigs)
-        self.masking = MaskingConfig.from_dict(_plain(masking))
-        self.val_masking = self.masking if val_masking is None else MaskingConfig.from_dict(_plain(val_masking))
-        self.predict_masking = None if predict_masking is None else MaskingConfig.from_dict(_plain(predict_masking))
-        self.augment = AugmentConfig.from_dict(_plain(augment))
+        self.masking = MaskingConfig() if masking is None else masking
+        self.val_masking = self.masking if val_masking is None else val_masking
+        self.predict_masking = predict_masking
+        self.augment = augment if augment is not None and augment.enabled else None
         self.seed = int(seed)
         self.persistent_workers, self.pin_memory = bool(persistent_workers), bool(pin_memory)
         self.prefetch_factor = prefetch_factor
@@ -469,4 +471,4 @@ class GenotypeDataModule(L.LightningDataModule):
         train, val = self.split()
         return {"store": self.store_path, "n_sites": self.n_sites, "n_contigs": self.store.n_contigs,
                 "train_samples": int(train.size), "val_samples": int(val.size), "window": self.window,
-                "masking": self.masking.to_dict(), "augment": None if self.augment is None else self.augment.to_dict()}
+                "masking": asdict(self.masking), "augment": None if self.augment is None else asdict(self.augment)}

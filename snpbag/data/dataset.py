@@ -48,9 +48,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from snpbag.data.augment import AugmentConfig, flatten_panel, synthetic_genome
+from snpbag.config import AugmentConfig, MaskingConfig
+from snpbag.data.augment import flatten_panel, synthetic_genome
 from snpbag.io.genmap import GeneticMap, genetic_positions, read_genetic_map
-from snpbag.data.masking import Masker, MaskingConfig, array_site_mask, genotype_tokens, unmasked
+from snpbag.data.masking import Masker, array_site_mask, genotype_tokens, unmasked
 from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.errors import ConfigError, SampleError
 
@@ -87,9 +88,9 @@ class ContigDataset(IterableDataset):
     window : sites per sequence; None → whole contigs. Training crops one random window
         per (sample, contig); evaluation tiles each contig.
     training : shuffle, random crops, per-epoch masks and augmentation (see module docstring).
-    masking : MaskingConfig or its dict; None → nothing hidden (prediction: input = truth,
+    masking : which genotypes are hidden; None → nothing hidden (prediction: input = truth,
         no targets).
-    augment : AugmentConfig, its dict, or True for defaults; training only.
+    augment : synthetic training genomes (used when ``augment.enabled``); training only.
     seed : base seed of every random choice.
     batch_size : the DataLoader's batch size; workers get whole batches so the loader's
         length is exact. ``snpbag.data.datamodule.make_loader`` keeps the two in step.
@@ -127,8 +128,8 @@ class ContigDataset(IterableDataset):
         contigs: Sequence[int] | None = None,
         window: int | None = None,
         training: bool = True,
-        masking: MaskingConfig | dict | None = None,
-        augment: AugmentConfig | dict | bool | None = None,
+        masking: MaskingConfig | None = None,
+        augment: AugmentConfig | None = None,
         seed: int = 0,
         batch_size: int = 1,
         rank: int | None = None,
@@ -165,13 +166,14 @@ class ContigDataset(IterableDataset):
         self.samples = self._select_samples(samples)
         self.contigs = self._select_contigs(contigs)
         vocab = self.store.vocab
-        self.masking = None if masking is None else MaskingConfig.from_dict(masking)
+        self.masking = masking
         array_mask = None
         if self.masking is not None and self.masking.array > 0:
             array_mask = array_site_mask(self.masking.array_sites, vocab)
         self.masker = None if self.masking is None else Masker(self.masking, array_mask=array_mask)
-        self.augment = AugmentConfig.from_dict(augment) if self.training else None
-        if augment and not self.training:
+        enabled = augment is not None and augment.enabled
+        self.augment = augment if enabled and self.training else None
+        if enabled and not self.training:
             log.info("augment is ignored when training=False (evaluation uses real samples)")
         self._sample_chunk = self._store_sample_chunk()
         self._regions = self._make_regions()

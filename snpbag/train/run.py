@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from snpbag.config import ROOT_SCHEMA, TrainConfig, register
+from snpbag.config import ROOT_SCHEMA, MaskingConfig, TrainConfig, register
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
@@ -260,19 +260,15 @@ def neighbour_options(model_config) -> dict | None:
 def build_datamodule(cfg: TrainConfig):
     """GenotypeDataModule from the data and masking groups (training wraps its train loader
     so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
-    from dataclasses import asdict
-
     from snpbag.train.resume import ResumableDataModule
 
     d = cfg.data
-    augment = asdict(d.augment) if d.augment.enabled else None
-    val_masking = None if d.val_mask_rate is None else {
-        "random": 1.0, "min_rate": d.val_mask_rate, "max_rate": d.val_mask_rate}
+    val_masking = None if d.val_mask_rate is None else MaskingConfig(min_rate=d.val_mask_rate, max_rate=d.val_mask_rate)
     return ResumableDataModule(
         d.store, batch_size=d.batch_size, num_workers=d.num_workers, window=d.seq_len, val_window=d.val_seq_len,
         samples=d.samples, val_samples=d.val_samples, val_fraction=d.val_fraction,
-        contigs=list(d.contigs) if d.contigs is not None else None, masking=asdict(cfg.masking),
-        val_masking=val_masking, augment=augment,
+        contigs=list(d.contigs) if d.contigs is not None else None, masking=cfg.masking,
+        val_masking=val_masking, augment=d.augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
         neighbours=neighbour_options(cfg.model),

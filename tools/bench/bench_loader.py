@@ -70,12 +70,13 @@ def measure(store: Path, *, window: int, workers: int, batch_size: int, seconds:
     """Iterate epochs until ``seconds`` of steady state have passed (at least one epoch)."""
     import torch
 
+    from snpbag.config import AugmentConfig, MaskingConfig
     from snpbag.data.datamodule import make_loader
     from snpbag.data.dataset import ContigDataset
 
     torch.set_num_threads(1)
-    ds = ContigDataset(store, window=window, masking={}, seed=0, batch_size=batch_size,
-                       augment={"panel_size": 256} if augment else None)
+    ds = ContigDataset(store, window=window, masking=MaskingConfig(), seed=0, batch_size=batch_size,
+                       augment=AugmentConfig(enabled=augment, panel_size=256))
     loader = make_loader(ds, num_workers=workers, persistent_workers=workers > 0)
     t0 = time.perf_counter()
     first = None

@@ -32,12 +32,13 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
 
+    from snpbag.config import MaskingConfig
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.data.tokens import IGNORE_INDEX
     from snpbag.eval import metrics as em
 
     dm = GenotypeDataModule(a.store, batch_size=16, window=a.seq_len, val_fraction=0.1, seed=a.seed,
-                            masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate})
+                            masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate))
     dm.setup("fit")
     store, vocab = dm.store, dm.store.vocab
     if store.n_contigs != 1:

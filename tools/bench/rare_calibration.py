@@ -94,13 +94,14 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
+    from snpbag.config import MaskingConfig
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.eval import metrics as em
     from snpbag.model.builders import build_model, preset
 
     dm = GenotypeDataModule(a.store, batch_size=16, window=a.seq_len, val_window=a.val_seq_len,
                             val_fraction=0.1, seed=a.seed,
-                            masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate})
+                            masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate))
     dm.setup("fit")
     vocab = dm.store.vocab
     if Path(a.weights).is_dir():
