@@ -1,38 +1,84 @@
-"""Typed configuration schemas. Registered with Hydra's ConfigStore (see register())
-so YAML in configs/ extends a schema and a typo fails at compose time.
+"""Typed configuration schemas, one per concept, each validated in its ``__post_init__``.
+Registered with Hydra's ConfigStore (see register()) so YAML in configs/ extends a schema
+and a typo fails at compose time.
 
 The model schema is used without Hydra too: a model directory stores it as JSON and
-inference rebuilds the model from it.
+inference rebuilds the model from it; :func:`preset` reads a named preset from
+configs/model/ for Python callers.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from snpbag.errors import ConfigError
 
 MISSING = "???"  # omegaconf.MISSING, without importing omegaconf for inference users
+CONFIG_ENV = "SNPBAG_CONFIG_DIR"
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "local", "dense")
 RETRIEVAL_KINDS = ("genomes", "haplotypes")
 
+#: config keys that were renamed: old full key -> new full key. A config (YAML, override,
+#: preset) that uses an old key is refused with the new name; a saved model's config
+#: (model.json, a checkpoint) is read under the new names, so existing model directories load.
+RENAMED: dict[str, str] = {}
 
-@dataclass
+
+def renamed_message(old: str) -> str:
+    """The one-line refusal for a renamed key (``old`` as a full key, e.g. model.x)."""
+    return f"{old} was renamed {RENAMED[old]}; use {RENAMED[old]}"
+
+
+def config_dir() -> Path:
+    """The directory holding config.yaml and the config groups.
+
+    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
+    checkout or an editable install).
+
+    Raises
+    ------
+    ConfigError : neither exists.
+    """
+    env = os.environ.get(CONFIG_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1] / "configs")
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c.resolve()
+    raise ConfigError(
+        f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
+        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
+    )
+
+
+@dataclass(kw_only=True)
 class ModelConfig:
-    """Encoder architecture. ``window`` is the TOTAL attention span in tokens: a token
-    attends to keys within ``window // 2`` positions on either side (itself included)."""
+    """Encoder architecture and how it runs, validated here and nowhere else.
 
-    name: str = "tiny"
-    n_layers: int = 2
-    n_heads: int = 4
-    d_model: int = 64
+    The architecture fields without a default (name, n_layers, n_heads, d_model, window,
+    block_size, site_dim) come from a preset, configs/model/<name>.yaml (see
+    :func:`preset`), or from a saved model's config; every other field has one default,
+    below.
+
+    ``window`` is the TOTAL attention span in tokens: a token attends to keys within
+    ``window // 2`` positions on either side (itself included)."""
+
+    name: str
+    n_layers: int
+    n_heads: int
+    d_model: int
     d_ff: int | None = None  # default 4 * d_model
-    window: int = 128
+    window: int
     backend: str = "auto"
-    block_size: int = 128  # tile size of the block-local and flex backends
-    n_sites: int = 0  # vocabulary size the site embedding covers (set from the data)
-    site_dim: int = 16  # narrow per-site table, projected to d_model (factorised embedding)
+    block_size: int  # sites per attention block of the block-local and flex backends
+    n_sites: int = 0  # vocabulary size the site embedding covers (0: set from the data before building)
+    site_dim: int  # narrow per-site table, projected to d_model (factorised embedding)
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
@@ -51,6 +97,18 @@ class ModelConfig:
     genetic_map: str | None = None
 
     def __post_init__(self) -> None:
+        for key in ("n_layers", "n_heads", "d_model", "window", "block_size", "site_dim"):
+            _check_positive(f"model.{key}", getattr(self, key))
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        _check_positive("model.d_ff", self.d_ff)
+        _check_positive("model.n_sites", self.n_sites, zero_ok=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.backend not in ATTENTION_BACKENDS:
+            raise ConfigError(f"model.backend={self.backend!r}; choose one of {ATTENTION_BACKENDS}")
         if self.neighbours_k < 0 or self.neighbours_window < 1:
             raise ConfigError(f"model.neighbours_k={self.neighbours_k}, model.neighbours_window="
                               f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
@@ -59,14 +117,6 @@ class ModelConfig:
         if self.genetic_map and (self.retrieval != "haplotypes" or not self.neighbours_k):
             raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
                               "set model.retrieval=haplotypes and model.neighbours_k > 0, or drop the map")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
-        if self.window < 1:
-            raise ConfigError(f"model.window={self.window} must be >= 1")
-        if self.backend not in ATTENTION_BACKENDS:
-            raise ConfigError(f"model.backend={self.backend!r}; choose one of {ATTENTION_BACKENDS}")
-        if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
 
     @property
     def head_dim(self) -> int:
@@ -76,12 +126,52 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = set(d) - set(known)
+    def from_dict(cls, d: dict[str, Any], *, saved: bool = True) -> "ModelConfig":
+        """From plain values. ``saved`` (a model directory's or a checkpoint's config): keys
+        renamed since it was written are read under their new names. Otherwise (a preset
+        file) a renamed key is refused with its new name. Unknown keys are refused."""
+        d = dict(d)
+        for old in [k for k in d if f"model.{k}" in RENAMED]:
+            new = RENAMED[f"model.{old}"].removeprefix("model.")
+            if not saved:
+                raise ConfigError(renamed_message(f"model.{old}"))
+            d.setdefault(new, d.pop(old))
+        fields = cls.__dataclass_fields__
+        unknown = set(d) - set(fields)
         if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**known)
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(fields)}")
+        missing = [k for k, f in fields.items() if k not in d and f.default is f.default_factory]  # both MISSING
+        if missing:
+            raise ConfigError(f"model config lacks {missing}; a preset or saved config sets every architecture key")
+        return cls(**d)
+
+
+def preset_names() -> list[str]:
+    """The model presets: the files of configs/model/."""
+    return sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of the named preset, with field overrides (e.g. ``n_sites=81920``).
+
+    The presets are the YAML files of configs/model/, read here as Hydra reads them for
+    ``snpbag train model=NAME``: each names the architecture fields only, the rest keep
+    their :class:`ModelConfig` defaults. YAML is the one home because the training CLI,
+    experiments and users already edit presets there; Python reads the same files instead
+    of restating them (tests/test_configs.py checks the two readings agree).
+
+    Raises
+    ------
+    ConfigError : no such preset, a key the schema does not define (or one renamed), a bad value.
+    """
+    path = config_dir() / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown model preset {name!r}; choose one of {preset_names()}")
+    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        return ModelConfig.from_dict({**values, **overrides}, saved=False)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 @dataclass

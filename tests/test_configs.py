@@ -90,11 +90,40 @@ def test_heads_registry_matches_task_configs():
     assert names == set(HEADS), "every head needs a configs/task/ entry and every task a registered head"
 
 
-def test_model_presets_match_schema():
-    from snpbag.config import ModelConfig
+def test_presets_are_defined_once_in_yaml():
+    """configs/model/*.yaml are the presets: Python's preset() and Hydra's model=NAME read the
+    same files into the same ModelConfig, and a preset names only architecture keys (the
+    schema keeps every other default)."""
+    from snpbag.config import ModelConfig, preset, preset_names
 
-    for p in (CONFIGS / "model").glob("*.yaml"):
-        assert set(yaml.safe_load(p.read_text())) == set(ModelConfig.__dataclass_fields__), p.name
+    assert preset_names() == ["base", "small", "tiny"]
+    required = {k for k, f in ModelConfig.__dataclass_fields__.items() if f.default is f.default_factory}
+    for name in preset_names():
+        assert preset(name) == _cfg(f"model={name}", "data.store=x").model, name
+        assert set(yaml.safe_load((CONFIGS / "model" / f"{name}.yaml").read_text())) == required, name
+    assert preset("small", n_sites=7).n_sites == 7
+
+
+def test_model_config_is_validated_where_it_is_defined():
+    """Every ModelConfig check lives in its __post_init__: presets, overrides and saved
+    configs all pass through it, with the key named and the fix implied."""
+    from snpbag.config import ModelConfig, preset
+
+    for bad, match in [
+        ({"window": 0}, r"model.window=0 must be > 0"), ({"block_size": 0}, r"model.block_size=0 must be > 0"),
+        ({"n_layers": 0}, r"model.n_layers=0 must be > 0"), ({"site_dim": 0}, r"model.site_dim=0 must be > 0"),
+        ({"n_heads": 0}, r"model.n_heads=0 must be > 0"), ({"d_ff": 0}, r"model.d_ff=0 must be > 0"),
+        ({"n_sites": -1}, r"model.n_sites=-1 must be >= 0"), ({"dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
+        ({"backend": "nope"}, r"model.backend='nope'; choose one of"),
+        ({"d_model": 30}, r"model.d_model=30 is not divisible by model.n_heads=4"),
+        ({"colour": 1}, r"tiny.yaml: unknown model config keys \['colour'\]"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            preset("tiny", **bad)
+    with pytest.raises(ConfigError, match=r"model.window=0 must be > 0"):
+        _cfg("data.store=x", "model.window=0")
+    with pytest.raises(ConfigError, match=r"model config lacks \['n_layers'\]"):
+        ModelConfig.from_dict({k: v for k, v in preset("tiny").to_dict().items() if k != "n_layers"})
 
 
 def test_typo_in_override_fails_at_compose_time():
@@ -142,12 +171,12 @@ def test_model_preset_changes_d_ff_default():
 
 
 def test_config_dir_resolution(tmp_path, monkeypatch):
-    from snpbag.train.run import config_dir
+    from snpbag.config import config_dir
 
     assert config_dir() == CONFIGS
     monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path))  # no config.yaml there
     # the checkout's configs/ is still found as the fallback, so move the module away too
-    monkeypatch.setattr("snpbag.train.run.__file__", str(tmp_path / "site-packages" / "snpbag" / "train" / "run.py"))
+    monkeypatch.setattr("snpbag.config.__file__", str(tmp_path / "site-packages" / "snpbag" / "config.py"))
     with pytest.raises(ConfigError, match=r"no snpbag configs found.*set SNPBAG_CONFIG_DIR="):
         config_dir()
     (tmp_path / "config.yaml").write_text("defaults: []\n")

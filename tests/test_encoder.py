@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from snpbag.config import ModelConfig
+from snpbag.config import ModelConfig, preset
 from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK
 from snpbag.errors import CheckpointError, ConfigError
-from snpbag.model import HEADS, PRESETS, Head, HeadOutput, SnpbagModel, build_model, parameter_counts, preset
+from snpbag.model import HEADS, Head, HeadOutput, SnpbagModel, build_model, parameter_counts
 from snpbag.model.embedding import position_features, _wavelengths
 from snpbag.model.model import CONFIG_FILE, WEIGHTS_FILE
 
@@ -219,13 +219,6 @@ def test_build_errors():
         build_model(tiny(), head_options={"colour": 1})
     with pytest.raises(ConfigError, match="unknown model preset 'huge'"):
         preset("huge")
-
-
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_yaml_presets_mirror_builders(name):
-    data = yaml.safe_load((ROOT / "configs" / "model" / f"{name}.yaml").read_text())
-    assert set(data) == set(ModelConfig.__dataclass_fields__)
-    assert ModelConfig(**data) == preset(name)
 
 
 def test_registry_names_match_heads_and_configs():

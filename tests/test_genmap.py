@@ -79,16 +79,13 @@ def test_panel_from_store_takes_the_maps_positions(tmp_path):
         HaplotypePanel.from_store(st, np.arange(n), genetic_map=_write(tmp_path / "x.map", "21 . 0 0\n"))
 
 
-def test_config_and_retrieval_options(tmp_path):
-    from snpbag.config import ModelConfig
+def test_config_and_retrieval_options():
+    from snpbag.config import preset
     from snpbag.retrieval import kinds as retrieval
 
-    cfg = ModelConfig(neighbours_k=8, retrieval="haplotypes", genetic_map="g.map")
+    cfg = preset("tiny", neighbours_k=8, retrieval="haplotypes", genetic_map="g.map")
     assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "window": 128, "genetic_map": "g.map"}
-    assert "genetic_map" not in retrieval.options(ModelConfig(neighbours_k=8, retrieval="haplotypes"))
+    assert "genetic_map" not in retrieval.options(preset("tiny", neighbours_k=8, retrieval="haplotypes"))
     for bad in ({"neighbours_k": 8}, {"retrieval": "haplotypes"}):
         with pytest.raises(ConfigError, match="model.genetic_map='g.map' is read by the haplotype retrieval only"):
-            ModelConfig(genetic_map="g.map", **bad)
-    st, n = _phased_store(tmp_path)
-    with pytest.raises(ConfigError, match="haplotype retrieval only"):
-        retrieval.build(st, np.arange(n), {"kind": "genomes", "k": 2, "window": 8, "genetic_map": "g.map"})
+            preset("tiny", genetic_map="g.map", **bad)

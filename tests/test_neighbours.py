@@ -137,12 +137,12 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
 def test_retrieval_model_needs_votes_and_uses_them():
     import torch
 
-    from snpbag.config import ModelConfig
+    from snpbag.config import preset
     from snpbag.data.batch import collate
     from snpbag.errors import ConfigError
     from snpbag.model.builders import build_model
 
-    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, window=8, block_size=8, n_sites=30, neighbours_k=3)
+    cfg = preset("tiny", n_layers=1, d_model=16, n_heads=2, window=8, block_size=8, n_sites=30, neighbours_k=3)
     model = build_model(cfg).eval()
     rng = np.random.default_rng(0)
     item = {"genotype": rng.integers(0, 5, 12), "site_index": np.arange(12), "position": np.arange(12) * 10,

@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from snpbag.config import preset
 from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.eval.metrics import hwe_genotype_probs
-from snpbag.model import HEADS, Head, HeadOutput, SnpbagModel, build_model, preset
+from snpbag.model import HEADS, Head, HeadOutput, SnpbagModel, build_model
 from snpbag.model.embedding import AF_EPS, UNKNOWN_AF, af_features, hwe_log_prior
 from snpbag.model.heads import MaskedGenotypeHead
 from snpbag.model.model import CONFIG_FILE, WEIGHTS_FILE

@@ -53,9 +53,6 @@ def build(store, rows, opts: dict):
     if kind == "haplotypes":
         return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["window"],
                                                     margin=opts["window"], genetic_map=opts.get("genetic_map"))
-    if opts.get("genetic_map"):
-        raise ConfigError("model.genetic_map is read by the haplotype retrieval only; set model.retrieval=haplotypes "
-                          "or drop the map")
     return genomes.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
 
 

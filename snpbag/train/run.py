@@ -25,40 +25,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from snpbag.config import ROOT_SCHEMA, MaskingConfig, TrainConfig, register
+from snpbag.config import ROOT_SCHEMA, MaskingConfig, TrainConfig, config_dir, register
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "SNPBAG_CONFIG_DIR"
 LAST_CKPT = "last.ckpt"
 
 
 # --- composing the config ------------------------------------------------------------------
-
-
-def config_dir() -> Path:
-    """The directory holding config.yaml and the config groups.
-
-    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
-    checkout or an editable install).
-
-    Raises
-    ------
-    ConfigError : neither exists.
-    """
-    env = os.environ.get(CONFIG_ENV)
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "configs")
-    for c in candidates:
-        if (c / "config.yaml").is_file():
-            return c.resolve()
-    raise ConfigError(
-        f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
-        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
-    )
 
 
 def _one_line(e: BaseException) -> str:

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
     try:
-        from snpbag.model.builders import preset
+        from snpbag.config import preset
 
         cfg = preset("base", n_sites=1)
         arch = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, window=cfg.window)

@@ -29,7 +29,8 @@ def child(preset_name: str, L: int, *, backend: str, checkpointing: bool) -> dic
 
     from snpbag.data.batch import collate
     from snpbag.data.tokens import IGNORE_INDEX, MASK
-    from snpbag.model import build_model, preset
+    from snpbag.config import preset
+    from snpbag.model import build_model
 
     torch.manual_seed(0)
     cfg = preset(preset_name, n_sites=L, backend=backend, activation_checkpointing=checkpointing)

@@ -64,10 +64,10 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    from snpbag.config import AugmentConfig, MaskingConfig
+    from snpbag.config import AugmentConfig, MaskingConfig, preset
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.data.tokens import IGNORE_INDEX
-    from snpbag.model.builders import build_model, preset
+    from snpbag.model.builders import build_model
 
     if a.site_scale is not None:
         import snpbag.model.embedding as embedding

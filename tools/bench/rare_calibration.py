@@ -94,10 +94,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    from snpbag.config import MaskingConfig
+    from snpbag.config import MaskingConfig, preset
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.eval import metrics as em
-    from snpbag.model.builders import build_model, preset
+    from snpbag.model.builders import build_model
 
     dm = GenotypeDataModule(a.store, batch_size=16, window=a.seq_len, val_window=a.val_seq_len,
                             val_fraction=0.1, seed=a.seed,
