@@ -33,7 +33,7 @@ class LoadedModel:
     vocab: Any  # snpbag.store.vocab.SiteVocab
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    neighbours: Any = None  # the retrieval panel of a retrieval model (snpbag.retrieval.kinds), else None
+    retrieval_panel: Any = None  # the retrieval panel of a retrieval model (snpbag.retrieval.kinds), else None
 
     @property
     def device(self):
@@ -89,12 +89,12 @@ def load_model(path: str | Path, *, device: str = "cpu", head: str | None = None
         raise CheckpointError(f"{p}: vocabulary has {vocab.n_sites} sites but the model {model.config.n_sites}; "
                               "re-export the model directory")
     panel = None
-    if model.config.neighbours_k:
+    if model.config.retrieval_k:
         from snpbag.retrieval import kinds as retrieval
 
         panel = retrieval.load(p, model.config, vocab.n_sites)
     return LoadedModel(path=p, model=model, vocab=vocab, training=_read_json(p / TRAINING_FILE),
-                       provenance=_read_json(p / PROVENANCE_FILE), neighbours=panel)
+                       provenance=_read_json(p / PROVENANCE_FILE), retrieval_panel=panel)
 
 
 def _parameter_count(weights: Path) -> tuple[int, dict[str, int]]:

@@ -27,7 +27,10 @@ RETRIEVAL_KINDS = ("genomes", "haplotypes")
 #: config keys that were renamed: old full key -> new full key. A config (YAML, override,
 #: preset) that uses an old key is refused with the new name; a saved model's config
 #: (model.json, a checkpoint) is read under the new names, so existing model directories load.
-RENAMED: dict[str, str] = {}
+RENAMED: dict[str, str] = {
+    "model.neighbours_k": "model.retrieval_k",
+    "model.neighbours_window": "model.retrieval_span",
+}
 
 
 def renamed_message(old: str) -> str:
@@ -82,14 +85,15 @@ class ModelConfig:
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
-    # retrieval input (snpbag.retrieval.kinds): neighbours_k > 0 adds, per token, what the
+    # retrieval input (snpbag.retrieval.kinds): retrieval_k > 0 adds, per token, what the
     # training panel says about the site given the visible ones; the panel ships with the
-    # exported model. 0: off. retrieval "genomes": the genotype votes of the neighbours_k
-    # genomes nearest within neighbours_window sites either side; "haplotypes": genotype
-    # probabilities of a haplotype-copying (Li-Stephens) model over neighbours_k panel
-    # haplotypes per block of neighbours_window visible sites (phased panels only)
-    neighbours_k: int = 0
-    neighbours_window: int = 128
+    # exported model. 0: off. retrieval "genomes": the genotype votes of the retrieval_k
+    # genomes nearest within retrieval_span sites either side; "haplotypes": genotype
+    # probabilities of a haplotype-copying (Li-Stephens) model over retrieval_k panel
+    # haplotypes per block of retrieval_span visible sites (phased panels only).
+    # retrieval_span is not the attention window: the two are independent.
+    retrieval_k: int = 0
+    retrieval_span: int = 128
     retrieval: str = "genomes"
     # genetic map for the haplotype retrieval's switch distances: PLINK .map (chrom id cM
     # bp; Beagle's map=) or HapMap-style (chrom bp rate cM), read when the panel is built
@@ -109,14 +113,13 @@ class ModelConfig:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.backend not in ATTENTION_BACKENDS:
             raise ConfigError(f"model.backend={self.backend!r}; choose one of {ATTENTION_BACKENDS}")
-        if self.neighbours_k < 0 or self.neighbours_window < 1:
-            raise ConfigError(f"model.neighbours_k={self.neighbours_k}, model.neighbours_window="
-                              f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
+        _check_positive("model.retrieval_k", self.retrieval_k, zero_ok=True)
+        _check_positive("model.retrieval_span", self.retrieval_span)
         if self.retrieval not in RETRIEVAL_KINDS:
             raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
-        if self.genetic_map and (self.retrieval != "haplotypes" or not self.neighbours_k):
+        if self.genetic_map and (self.retrieval != "haplotypes" or not self.retrieval_k):
             raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
-                              "set model.retrieval=haplotypes and model.neighbours_k > 0, or drop the map")
+                              "set model.retrieval=haplotypes and model.retrieval_k > 0, or drop the map")
 
     @property
     def head_dim(self) -> int:

@@ -54,7 +54,7 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
         extra = [f"masking.array_sites={sites}", "task.init_from=null"]
     cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
                *extra)
-    if cfg.model.neighbours_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
+    if cfg.model.retrieval_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
         store = tiny_store(tmp_path / "complete", missing_rate=0.0)
         cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0",
                    "data.persistent_workers=false", *extra)
@@ -102,6 +102,32 @@ def test_presets_are_defined_once_in_yaml():
         assert preset(name) == _cfg(f"model={name}", "data.store=x").model, name
         assert set(yaml.safe_load((CONFIGS / "model" / f"{name}.yaml").read_text())) == required, name
     assert preset("small", n_sites=7).n_sites == 7
+
+
+def test_renamed_keys_are_refused_with_the_new_name(tmp_path, monkeypatch):
+    """Old names fail at compose time (override, +override, experiment YAML, preset YAML,
+    preset()) with a message naming the new key."""
+    from snpbag.config import RENAMED, preset
+    from snpbag.train.run import compose_config
+
+    assert RENAMED["model.neighbours_k"] == "model.retrieval_k"
+    assert RENAMED["model.neighbours_window"] == "model.retrieval_span"
+    with pytest.raises(ConfigError, match=r"^override model.neighbours_k=3: model.neighbours_k was renamed "
+                                          r"model.retrieval_k; use model.retrieval_k$"):
+        compose_config(["model.neighbours_k=3"])
+    with pytest.raises(ConfigError, match=r"^model.neighbours_window was renamed model.retrieval_span"):
+        _cfg("data.store=x", "+model.neighbours_window=3")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: model.neighbours_k was renamed model.retrieval_k"):
+        preset("tiny", neighbours_k=3)
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    (tmp_path / "configs" / "experiment" / "old.yaml").write_text("# @package _global_\nmodel:\n  neighbours_k: 4\n")
+    (tmp_path / "configs" / "model" / "old.yaml").write_text(
+        (CONFIGS / "model" / "tiny.yaml").read_text() + "neighbours_window: 64\n")
+    monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path / "configs"))
+    with pytest.raises(ConfigError, match=r"experiment/old.yaml: model.neighbours_k was renamed model.retrieval_k"):
+        compose_config(["experiment=old"])
+    with pytest.raises(ConfigError, match=r"model/old.yaml: model.neighbours_window was renamed model.retrieval_span"):
+        compose_config(["model=old"])
 
 
 def test_model_config_is_validated_where_it_is_defined():
@@ -161,7 +187,7 @@ def test_values_are_validated():
     with pytest.raises(ConfigError, match=r"masking.array=1.0 needs masking.array_sites=FILE"):
         _cfg("data.store=x", "masking.array=1")
     with pytest.raises(ConfigError, match=r"model.retrieval='phased'; choose one of \('genomes', 'haplotypes'\)"):
-        _cfg("data.store=x", "model.neighbours_k=4", "model.retrieval=phased")
+        _cfg("data.store=x", "model.retrieval_k=4", "model.retrieval=phased")
 
 
 def test_model_preset_changes_d_ff_default():
@@ -244,6 +270,6 @@ def test_model_genetic_map_reaches_the_haplotype_panel(tmp_path):
     assert cfg.model.genetic_map == str(gmap)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    np.testing.assert_allclose(dm.neighbours.cm, vocab.position * 2e-4)
+    np.testing.assert_allclose(dm.retrieval_panel.cm, vocab.position * 2e-4)
     with pytest.raises(ConfigError, match="model.genetic_map=.* is read by the haplotype retrieval only"):
         _cfg(f"data.store={store}", f"model.genetic_map={gmap}")

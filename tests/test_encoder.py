@@ -166,6 +166,23 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob("m/.*tmp*"))
 
 
+def test_saved_configs_with_renamed_keys_still_load(tmp_path):
+    """A model directory written before model.neighbours_k/_window became retrieval_k/_span
+    loads under the new names (configs and overrides refuse the old ones instead)."""
+    model = model_for(tiny(retrieval_k=3, retrieval_span=16)).eval()
+    model.save(tmp_path / "m")
+    meta_file = tmp_path / "m" / CONFIG_FILE
+    meta = json.loads(meta_file.read_text())
+    meta["model"]["neighbours_k"] = meta["model"].pop("retrieval_k")
+    meta["model"]["neighbours_window"] = meta["model"].pop("retrieval_span")
+    meta_file.write_text(json.dumps(meta))
+    back = SnpbagModel.load(tmp_path / "m")
+    assert back.config == model.config and (back.config.retrieval_k, back.config.retrieval_span) == (3, 16)
+    assert ModelConfig.from_dict(meta["model"]) == model.config  # a checkpoint's config reads the same way
+    with pytest.raises(ConfigError, match="model.neighbours_k was renamed model.retrieval_k"):
+        ModelConfig.from_dict(meta["model"], saved=False)
+
+
 class _ToyPhaseHead(Head):
     name = "toy_phase"
     level = "site"

@@ -83,9 +83,9 @@ def test_config_and_retrieval_options():
     from snpbag.config import preset
     from snpbag.retrieval import kinds as retrieval
 
-    cfg = preset("tiny", neighbours_k=8, retrieval="haplotypes", genetic_map="g.map")
-    assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "window": 128, "genetic_map": "g.map"}
-    assert "genetic_map" not in retrieval.options(preset("tiny", neighbours_k=8, retrieval="haplotypes"))
-    for bad in ({"neighbours_k": 8}, {"retrieval": "haplotypes"}):
+    cfg = preset("tiny", retrieval_k=8, retrieval="haplotypes", genetic_map="g.map")
+    assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "span": 128, "genetic_map": "g.map"}
+    assert "genetic_map" not in retrieval.options(preset("tiny", retrieval_k=8, retrieval="haplotypes"))
+    for bad in ({"retrieval_k": 8}, {"retrieval": "haplotypes"}):
         with pytest.raises(ConfigError, match="model.genetic_map='g.map' is read by the haplotype retrieval only"):
             preset("tiny", genetic_map="g.map", **bad)

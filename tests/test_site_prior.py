@@ -212,12 +212,12 @@ def test_retrieval_prior_replaces_the_hwe_prior_with_the_retrieval_input(tmp_pat
     batch's retrieval probabilities (plus the floor), so the untrained model predicts what the
     copying model does; it is saved, and refused without a retrieval input."""
     torch.manual_seed(0)
-    model = build_model(tiny(neighbours_k=4, retrieval="haplotypes"), head_options={"retrieval_prior": True},
+    model = build_model(tiny(retrieval_k=4, retrieval="haplotypes"), head_options={"retrieval_prior": True},
                         site_af=random_af()).eval()
     torch.nn.init.zeros_(model.head.mlp[-1].weight)
     batch = make_batch([25, 9])
     probs = torch.distributions.Dirichlet(torch.ones(3)).sample(batch.site_index.shape)
-    batch = batch.replace(neighbours=probs)
+    batch = batch.replace(retrieval=probs)
     with torch.no_grad():
         out = model(batch)
     from snpbag.model.heads.genotype import RETRIEVAL_FLOOR

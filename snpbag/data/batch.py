@@ -27,7 +27,7 @@ class Batch:
     offset: torch.Tensor  # (B,) long: index of the first site within its contig
     truth: torch.Tensor | None = None  # (B, L) long: true genotype (MISSING where uncalled)
     haplotypes: torch.Tensor | None = None  # (B, L, 2) long: alleles 0/1, -1 where missing
-    neighbours: torch.Tensor | None = None  # (B, L, 3) float: genotype votes of the nearest panel genomes
+    retrieval: torch.Tensor | None = None  # (B, L, 3) float: the retrieval panel's genotype probabilities
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def collate(items: list[dict[str, Any]]) -> Batch:
     """Stack per-sequence dicts of numpy arrays into a right-padded Batch.
 
     Each item holds 1-D arrays ``genotype, site_index, position, target`` (and optional
-    ``truth``, ``haplotypes`` of shape (L, 2), ``neighbours`` of shape (L, 3)) plus scalars
+    ``truth``, ``haplotypes`` of shape (L, 2), ``retrieval`` of shape (L, 3)) plus scalars
     ``contig, sample, offset``.
     """
     L = max(len(it["genotype"]) for it in items)
@@ -85,5 +85,5 @@ def collate(items: list[dict[str, Any]]) -> Batch:
         offset=torch.tensor([int(it.get("offset", 0)) for it in items], dtype=torch.long),
         truth=stack("truth"),
         haplotypes=stack("haplotypes"),
-        neighbours=stack("neighbours", dtype=np.float32),
+        retrieval=stack("retrieval", dtype=np.float32),
     )

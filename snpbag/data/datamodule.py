@@ -94,7 +94,7 @@ class _Widening:
 # Field → dtype in a packed batch: int8 tokens and targets (IGNORE_INDEX = -100 fits), int32
 # sites and positions, int64 per-sequence scalars.
 _PACKED = {"genotype": np.int8, "truth": np.int8, "target": np.int8, "site_index": np.int32, "position": np.int32,
-           "valid": np.bool_, "haplotypes": np.int8, "neighbours": np.float32, "contig": np.int64, "sample": np.int64,
+           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "contig": np.int64, "sample": np.int64,
            "offset": np.int64}
 _PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1}
 _TORCH = {np.dtype(np.int8): torch.int8, np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
@@ -121,7 +121,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     L = max(len(it["genotype"]) for it in items)
     B = len(items)
     shapes: dict[str, tuple[int, ...]] = {}
-    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "neighbours"):
+    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "retrieval"):
         if items[0].get(key) is not None:
             shapes[key] = (B, L) + np.shape(items[0][key])[1:]
     shapes["valid"] = (B, L)
@@ -148,7 +148,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
 def widen(packed: PackedBatch, *, pin: bool = False) -> Batch:
     """The Batch contract (long tensors, bool ``valid``) from a packed batch; optionally
     page-locked."""
-    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "neighbours": None}
+    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "retrieval": None}
     for key, dt, shape, off in packed.layout:
         d = np.dtype(dt)
         raw = packed.buf[off:off + int(np.prod(shape)) * d.itemsize].view(_TORCH[d]).reshape(shape)
@@ -273,6 +273,9 @@ class GenotypeDataModule(L.LightningDataModule):
     buffer_size : training shuffle buffer, in sequences; None → 4 x block_samples.
     uneven : "pad" or "drop": how ranks are given equal item counts (see ContigDataset).
     return_haplotypes : add phased alleles to batches (phasing heads).
+    retrieval : the retrieval options of a model (snpbag.retrieval.kinds.options: kind, k,
+        span, genetic_map), or None: batches then carry the panel's (L, 3) input, the panel
+        being built from the training samples.
     storage_options : fsspec options for URL stores.
     multiprocessing_context : "fork", "spawn" or "forkserver" for workers (None: default).
 
@@ -308,7 +311,7 @@ class GenotypeDataModule(L.LightningDataModule):
         buffer_size: int | None = None,
         uneven: str = "pad",
         return_haplotypes: bool = False,
-        neighbours: dict | None = None,
+        retrieval: dict | None = None,
         storage_options: dict | None = None,
         multiprocessing_context: str | None = None,
     ) -> None:
@@ -337,8 +340,8 @@ class GenotypeDataModule(L.LightningDataModule):
         self.block_samples, self.buffer_size = block_samples, buffer_size
         self.uneven = uneven
         self.return_haplotypes = bool(return_haplotypes)
-        self.neighbour_options = _plain(neighbours)  # {"kind": .., "k": .., "window": ..} or None
-        self._neighbours = None
+        self.retrieval_options = _plain(retrieval)  # {"kind": .., "k": .., "span": ..} or None
+        self._retrieval_panel = None
         self.storage_options = _plain(storage_options)
         self.multiprocessing_context = multiprocessing_context
         if self.batch_size < 1 or self.num_workers < 0:
@@ -394,26 +397,26 @@ class GenotypeDataModule(L.LightningDataModule):
     def val_sample_ids(self) -> list[str]:
         return self.store.sample_ids[self.split()[1]].tolist()
 
-    def use_neighbours(self, options: dict | None) -> None:
-        """Set the ``neighbours`` option before the datasets are built (a fine-tuned model's
+    def use_retrieval(self, options: dict | None) -> None:
+        """Set the ``retrieval`` option before the datasets are built (a fine-tuned model's
         retrieval settings come from its pretrained model, known only after it loads)."""
         options = _plain(options)
-        if options != self.neighbour_options:
+        if options != self.retrieval_options:
             if self.train_dataset is not None or self.val_dataset is not None:
-                raise ConfigError("neighbours: set them before the datasets are built")
-            self.neighbour_options, self._neighbours = options, None
+                raise ConfigError("retrieval: set it before the datasets are built")
+            self.retrieval_options, self._retrieval_panel = options, None
 
     @property
-    def neighbours(self):
+    def retrieval_panel(self):
         """The training samples as a retrieval panel (snpbag.retrieval.kinds; None unless
-        ``neighbours`` was given): every split's sequences retrieve from the training genomes."""
-        if self.neighbour_options is not None and self._neighbours is None:
+        ``retrieval`` was given): every split's sequences retrieve from the training genomes."""
+        if self.retrieval_options is not None and self._retrieval_panel is None:
             from snpbag.retrieval import kinds as retrieval
 
-            self._neighbours = retrieval.build(self.store, self.split()[0], self.neighbour_options)
-            log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._neighbours).__name__,
-                     self._neighbours.n_genomes, self.neighbour_options)
-        return self._neighbours
+            self._retrieval_panel = retrieval.build(self.store, self.split()[0], self.retrieval_options)
+            log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._retrieval_panel).__name__,
+                     self._retrieval_panel.n_genomes, self.retrieval_options)
+        return self._retrieval_panel
 
     # --- Lightning hooks -----------------------------------------------------------------------
     def _dataset(self, samples, *, training: bool, window, masking, augment=None) -> ContigDataset:
@@ -421,7 +424,7 @@ class GenotypeDataModule(L.LightningDataModule):
             self.store, samples=samples, contigs=self.contigs, window=window, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
-            return_haplotypes=self.return_haplotypes, neighbours=self.neighbours,
+            return_haplotypes=self.return_haplotypes, retrieval=self.retrieval_panel,
         )
 
     def setup(self, stage: str | None = None) -> None:

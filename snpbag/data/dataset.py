@@ -107,8 +107,8 @@ class ContigDataset(IterableDataset):
         (block_samples x window x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
-    neighbours : a :class:`~snpbag.retrieval.genomes.NeighbourPanel` (built from store rows):
-        items carry ``neighbours`` (L, 3), the genotype votes of the panel genomes nearest
+    retrieval : a retrieval panel (:mod:`snpbag.retrieval.kinds`, built from store rows):
+        items carry ``retrieval`` (L, 3), the panel's genotype probabilities given the
         on the sequence's visible sites — never the sequence's own genome, nor, for a
         synthetic genome, the panel genomes it was recombined from.
     storage_options : fsspec options when ``store`` is a URL.
@@ -138,7 +138,7 @@ class ContigDataset(IterableDataset):
         block_samples: int | None = None,
         buffer_size: int | None = None,
         return_haplotypes: bool = False,
-        neighbours=None,
+        retrieval=None,
         storage_options: dict | None = None,
     ) -> None:
         super().__init__()
@@ -158,7 +158,7 @@ class ContigDataset(IterableDataset):
         self.window, self.training, self.seed = window, bool(training), int(seed)
         self.batch_size, self.uneven = int(batch_size), uneven
         self.return_haplotypes = bool(return_haplotypes)
-        self.neighbours = neighbours
+        self.retrieval = retrieval
         self._explicit_rank = rank is not None
         self.rank, self.world_size = (rank, world_size) if rank is not None else (0, 1)
         self.resolve_rank()
@@ -360,9 +360,9 @@ class ContigDataset(IterableDataset):
         }
         if self.return_haplotypes:
             item["haplotypes"] = haps
-        if self.neighbours is not None:  # leave-one-out: a genome (or its sources) never votes for itself
+        if self.retrieval is not None:  # leave-one-out: a genome (or its sources) never votes for itself
             own = sources if sources is not None else np.array([sample])
-            item["neighbours"] = self.neighbours.votes(genotype, sites, exclude=self.neighbours.rows_of_store(own))
+            item["retrieval"] = self.retrieval.votes(genotype, sites, exclude=self.retrieval.rows_of_store(own))
         return item
 
     def _real_items(self, plan: _Plan, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:

@@ -83,10 +83,10 @@ def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np
         sample=torch.as_tensor(samples, dtype=torch.long, device=dev),
         offset=torch.full((n,), int(site[0] - vocab.contig_start[contig]), dtype=torch.long, device=dev),
     )
-    panel = getattr(loaded, "neighbours", None)
+    panel = getattr(loaded, "retrieval_panel", None)
     if panel is not None:  # a target that is also a panel genome does not vote for itself
         votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
-        batch = batch.replace(neighbours=torch.as_tensor(votes, device=dev))
+        batch = batch.replace(retrieval=torch.as_tensor(votes, device=dev))
     with torch.inference_mode():
         out = loaded.model(batch)
         return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()

@@ -28,7 +28,7 @@ posteriors of both, interpolated linearly in cM, as Beagle does.
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
 panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.retrieval.genomes`.
 Cost per sequence: O(V × H) to find candidates plus O(3·V × K²) for the HMM, V visible
-sites — a few ms for a 512-site training window, tenths of a second for a whole
+sites — a few ms for a 512-site training sequence, tenths of a second for a whole
 chromosome of array sites.
 """
 

@@ -134,7 +134,7 @@ def _run_provenance(meta: dict[str, Any], ckpt_path: Path) -> list[dict[str, Any
     return []
 
 
-def _neighbours_for(meta: dict[str, Any], ckpt_path: Path, kind: str) -> Path:
+def _retrieval_panel_for(meta: dict[str, Any], ckpt_path: Path, kind: str) -> Path:
     """RUN_DIR/<panel file>: the training genomes a retrieval model retrieves from."""
     name = retrieval.file_name(kind)
     run_dir = Path(meta.get("run_dir") or ckpt_path.parent.parent)
@@ -184,7 +184,7 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "provenance": _run_provenance(meta, ckpt_path),
     }
     cfg = model.config
-    panel = _neighbours_for(meta, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
+    panel = _retrieval_panel_for(meta, ckpt_path, cfg.retrieval) if cfg.retrieval_k else None
     with atomic_output(outdir) as tmp:
         model.save(tmp)
         vocab.save(tmp)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
-from snpbag.config import ROOT_SCHEMA, MaskingConfig, TrainConfig, config_dir, register
+from snpbag.config import RENAMED, ROOT_SCHEMA, MaskingConfig, TrainConfig, config_dir, register, renamed_message
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.fileio import atomic_output
@@ -70,7 +71,8 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: 
     Raises
     ------
     ConfigError : an unknown group option, an unknown key or a wrongly typed value, with
-        Hydra's own explanation on one line.
+        Hydra's own explanation on one line; a renamed key (snpbag.config.RENAMED), with
+        its new name.
     """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -82,7 +84,14 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: 
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3", job_name="snpbag"):
             return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"{cdir}: config does not compose: {_one_line(e)}") from None
+        why = _one_line(e)
+        old = re.search(r"full_key: ([\w.]+)", why)
+        if old and old.group(1) in RENAMED:
+            where = re.match(r"In '([^']+)'", why)
+            source = cdir / f"{where.group(1)}.yaml" if where else \
+                "override " + next((o for o in overrides if old.group(1) in o), old.group(1))
+            raise ConfigError(f"{source}: {renamed_message(old.group(1))}") from None
+        raise ConfigError(f"{cdir}: config does not compose: {why}") from None
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -117,6 +126,8 @@ def _check_keys(node, path: str = "") -> None:
     t = OmegaConf.get_type(node)
     known = {f.name for f in dataclasses.fields(t)} if dataclasses.is_dataclass(t) else None
     for key in node.keys():
+        if f"{path}{key}" in RENAMED:
+            raise ConfigError(renamed_message(f"{path}{key}"))
         if known is not None and key not in known:
             raise ConfigError(f"{path}{key}: no such key in {t.__name__}; known keys: {', '.join(sorted(known))}")
         child = node._get_node(key)
@@ -219,18 +230,18 @@ def _store_vocab(run_dir: Path, vocab, store: str) -> None:
 # --- building blocks -------------------------------------------------------------------------
 
 
-def _store_neighbours(run_dir: Path, dm) -> None:
+def _store_retrieval_panel(run_dir: Path, dm) -> None:
     """Keep the retrieval panel (the training genomes) in the run directory: export ships it
     with the model, since inference retrieves from the genomes the model was trained against."""
-    path = run_dir / retrieval.file_name(dm.neighbour_options.get("kind", "genomes"))
+    path = run_dir / retrieval.file_name(dm.retrieval_options.get("kind", "genomes"))
     if path.is_file():  # a resumed run: the split is the same, so the panel is too
         return
     with atomic_output(path) as tmp:
-        dm.neighbours.save(tmp)
+        dm.retrieval_panel.save(tmp)
 
 
-def neighbour_options(model_config) -> dict | None:
-    """The datamodule's ``neighbours`` for a model: its retrieval settings, None without retrieval."""
+def retrieval_options(model_config) -> dict | None:
+    """The datamodule's ``retrieval`` for a model: its retrieval settings, None without retrieval."""
     return retrieval.options(model_config)
 
 
@@ -248,7 +259,7 @@ def build_datamodule(cfg: TrainConfig):
         val_masking=val_masking, augment=d.augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
-        neighbours=neighbour_options(cfg.model),
+        retrieval=retrieval_options(cfg.model),
     )
 
 
@@ -418,9 +429,9 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
         _record_session(run_dir, yaml.safe_dump(raw_config, sort_keys=False), list(overrides), ckpt)
 
     model = build_model(cfg, vocab)
-    dm.use_neighbours(neighbour_options(model.config))  # with init_from the pretrained model decides
-    if dm.neighbour_options is not None and rank_zero_only.rank == 0:
-        _store_neighbours(run_dir, dm)
+    dm.use_retrieval(retrieval_options(model.config))  # with init_from the pretrained model decides
+    if dm.retrieval_options is not None and rank_zero_only.rank == 0:
+        _store_retrieval_panel(run_dir, dm)
     meta = {
         "model_config": model.config.to_dict(),
         "head": {"name": model.head_name, "options": dict(model.head.options)},
