@@ -209,7 +209,8 @@ def info(model: str | Path) -> str:
         if masking.get("array"):
             desc += f" (weight {masking.get('random')}); array {masking.get('array_sites')} (weight {masking.get('array')})"
         t_train.add_row("masking", desc)
-    t_train.add_row("window", f"{_fmt(data.get('window'))} sites per sequence")
+    # model directories exported before data.seq_len took the name record it as "window"
+    t_train.add_row("seq_len", f"{_fmt(data.get('seq_len', data.get('window')))} sites per sequence")
     t_train.add_row("steps", f"{_fmt(training.get('global_step'))} (epoch {_fmt(training.get('epoch'))})")
     t_train.add_row("init_from", _fmt(training.get("init_from")))
     t_train.add_row("checkpoint", _fmt(training.get("checkpoint")))

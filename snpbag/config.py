@@ -246,8 +246,8 @@ class DataConfig:
     snpbag.data.datamodule.GenotypeDataModule)."""
 
     store: str = MISSING  # genotype store written by `snpbag convert` (path or URL)
-    seq_len: int | None = 1024  # sites per training sequence: a random window of a contig; null = whole contigs
-    val_seq_len: int | None = None  # validation tile length; default seq_len
+    seq_len: int | None = 1024  # sites per training sequence: a random stretch of a contig; null = whole contigs
+    val_seq_len: int | None = None  # sites per validation sequence; default seq_len
     batch_size: int = 8  # sequences per device per step
     val_fraction: float = 0.1  # fraction of samples held out for validation (chosen by seed)
     # validation hides exactly this fraction of sites at random (the issue's "accuracy at 90 %
@@ -261,8 +261,8 @@ class DataConfig:
     persistent_workers: bool = False
     pin_memory: bool = False
     prefetch_factor: int | None = None
-    # samples read together per window (None: ~262,144 sites per read). Small blocks fill
-    # batches with near-identical windows; 64 left the tiny model at its AF prior (measured)
+    # samples read together per stretch of a contig (None: ~262,144 sites per read). Small
+    # blocks fill batches with near-identical sequences; 64 left the tiny model at its AF prior (measured)
     block_samples: int | None = None
     buffer_size: int | None = None  # training shuffle buffer, in sequences (None: 4 x block_samples)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

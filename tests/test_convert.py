@@ -114,7 +114,7 @@ def test_small_chunks_multi_block_equal(tmp_path, monkeypatch, threads):
     sel = np.array([23, 2, 9])
     from snpbag.store import genotypes as store_mod
 
-    for one_read in (64 << 20, 0):  # one zarr call per window, and chunk by chunk
+    for one_read in (64 << 20, 0):  # one zarr call per site range, and chunk by chunk
         monkeypatch.setattr(store_mod, "_ONE_READ_BYTES", one_read)
         for c in (0, 5, 11):
             np.testing.assert_array_equal(st.read_haplotypes(c, sel),
@@ -181,8 +181,8 @@ def test_options_validated(tmp_path):
 
 @requires_tool("bgzip", "tabix")
 @pytest.mark.parametrize("region", [None, "chr22:30000-90000"])
-def test_parallel_windows_equal_sequential(tmp_path, monkeypatch, region):
-    """Worker processes parsing genomic windows give the sequential reader's store."""
+def test_parallel_regions_equal_sequential(tmp_path, monkeypatch, region):
+    """Worker processes parsing genomic regions give the sequential reader's store."""
     from snpbag.io import vcf as vcf_mod
 
     monkeypatch.setattr(schema, "VARIANT_CHUNK", 64)
@@ -192,7 +192,7 @@ def test_parallel_windows_equal_sequential(tmp_path, monkeypatch, region):
     monkeypatch.setattr(vcf_mod, "TEXT_READER", False)
     seq = convert(gz, tmp_path / "seq.zarr", region=region, threads=1)
     monkeypatch.setattr(vcf_mod, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(vcf_mod, "WINDOW_BYTES", 1)  # windows of ~64 variants: many windows, re-cut into chunks
+    monkeypatch.setattr(vcf_mod, "REGION_BYTES", 1)  # regions of ~64 variants: many regions, re-cut into chunks
     par = convert(gz, tmp_path / "par.zarr", region=region, threads=2)
     assert par["reader"] == "htslib, 2 processes (genomic windows)"
     assert seq["reader"] == "htslib, 1 process, 1 thread(s)"

@@ -122,7 +122,7 @@ def test_store_url(cohort):
 
 def test_evaluation_tiles_every_site_once(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, samples=[3, 17, 35], window=5, training=False, masking=MaskingConfig())
+    ds = ContigDataset(path, samples=[3, 17, 35], seq_len=5, training=False, masking=MaskingConfig())
     items = list(ds)
     voc = ds.store.vocab
     lengths = [voc.contig_length(c) for c in range(voc.n_contigs)]
@@ -141,7 +141,7 @@ def test_evaluation_tiles_every_site_once(cohort):
 
 def test_training_crops_and_masks(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=8, masking=MaskingConfig(min_rate=0.5, max_rate=0.75), seed=3, batch_size=4)
+    ds = ContigDataset(path, seq_len=8, masking=MaskingConfig(min_rate=0.5, max_rate=0.75), seed=3, batch_size=4)
     items = list(ds)
     assert sorted((s, c) for s, c, _ in _keys(items)) == sorted(
         (s, c) for s in range(N_SAMPLES) for c in range(6))
@@ -177,7 +177,7 @@ def test_array_masking_through_the_dataset(cohort, tmp_path):
 
 def test_compact_collate_widens_to_the_batch_contract(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=7, masking=MaskingConfig(), return_haplotypes=True, seed=5)
+    ds = ContigDataset(path, seq_len=7, masking=MaskingConfig(), return_haplotypes=True, seed=5)
     items = list(ds)[:9]
     items[3] = {**items[3], **{k: items[3][k][:4] for k in ("genotype", "truth", "target", "site_index", "position",
                                                              "haplotypes")}}  # a shorter, padded row
@@ -195,7 +195,7 @@ def test_compact_collate_widens_to_the_batch_contract(cohort):
 
 
 def _rank_batches(path, rank, *, epoch=0, uneven="pad", num_workers=2, **kw):
-    ds = ContigDataset(path, samples=np.arange(39), contigs=[0, 1, 2, 3, 4], window=8, masking=MaskingConfig(), seed=11,
+    ds = ContigDataset(path, samples=np.arange(39), contigs=[0, 1, 2, 3, 4], seq_len=8, masking=MaskingConfig(), seed=11,
                        batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
     ds.set_epoch(epoch)
     loader = make_loader(ds, num_workers=num_workers)
@@ -283,8 +283,8 @@ def test_dataset_errors(cohort):
         ContigDataset(path, samples=[2, 2])
     with pytest.raises(SampleError, match="out of range"):
         ContigDataset(path, samples=[40])
-    with pytest.raises(ConfigError, match="window=0"):
-        ContigDataset(path, window=0)
+    with pytest.raises(ConfigError, match="seq_len=0"):
+        ContigDataset(path, seq_len=0)
     with pytest.raises(ConfigError, match="both rank and world_size"):
         ContigDataset(path, rank=0)
     with pytest.raises(ConfigError, match="uneven='keep'"):
@@ -369,7 +369,7 @@ def test_augmented_dataset(cohort):
     path, _ = cohort
     train = np.arange(0, 30)
     augment = AugmentConfig(enabled=True, panel_size=12, items_per_epoch=50, generations=50)
-    kw = dict(samples=train, window=10, masking=MaskingConfig(), augment=augment,
+    kw = dict(samples=train, seq_len=10, masking=MaskingConfig(), augment=augment,
               seed=4, batch_size=5, block_samples=8)
     ds = ContigDataset(path, **kw, return_haplotypes=True)
     items = list(ds)
@@ -410,7 +410,7 @@ def test_split_samples():
 
 def test_datamodule_loaders(cohort, tmp_path):
     path, _ = cohort
-    dm = GenotypeDataModule(str(path), batch_size=6, window=8, val_fraction=0.25, seed=2,
+    dm = GenotypeDataModule(str(path), batch_size=6, seq_len=8, val_fraction=0.25, seed=2,
                             masking=MaskingConfig(min_rate=0.5, max_rate=0.6), augment=AugmentConfig(enabled=False))
     assert dm.n_sites == 80
     dm.setup("fit")
@@ -428,7 +428,7 @@ def test_datamodule_loaders(cohort, tmp_path):
     (tmp_path / "val.txt").write_text("S001\nS039\n")
     (tmp_path / "pred.txt").write_text("S007\n")
     dm2 = GenotypeDataModule(str(path), val_samples=str(tmp_path / "val.txt"),
-                             predict_samples=str(tmp_path / "pred.txt"), window=None, batch_size=4)
+                             predict_samples=str(tmp_path / "pred.txt"), seq_len=None, batch_size=4)
     assert dm2.val_sample_ids == ["S001", "S039"]
     pred = list(dm2.predict_dataloader())
     assert {int(s) for b in pred for s in b.sample} == {7}
@@ -465,7 +465,7 @@ def test_lightning_sets_the_epoch(cohort):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     # one persistent worker: Lightning's set_epoch must reach it, compact batches are widened
-    dm = GenotypeDataModule(str(path), batch_size=8, window=8, val_fraction=0.0, contigs=[0, 2], seed=1,
+    dm = GenotypeDataModule(str(path), batch_size=8, seq_len=8, val_fraction=0.0, contigs=[0, 2], seed=1,
                             num_workers=1, persistent_workers=True)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
@@ -473,7 +473,7 @@ def test_lightning_sets_the_epoch(cohort):
     assert len(seen) == 2 and all(len(e) == 80 for e in seen)
     assert {k[:2] for k in seen[0]} == {k[:2] for k in seen[1]} == {(s, c) for s in range(40) for c in (0, 2)}
     assert seen[0] != seen[1]
-    ref = ContigDataset(path, window=8, contigs=[0, 2], masking=MaskingConfig(), seed=1, batch_size=8)
+    ref = ContigDataset(path, seq_len=8, contigs=[0, 2], masking=MaskingConfig(), seed=1, batch_size=8)
     ref.set_epoch(1)
     assert seen[1] == _keys(ref)
     predicted = trainer.predict(Probe(), datamodule=dm)

@@ -156,7 +156,7 @@ def test_array_masking_is_exactly_the_complement(tmp_path):
     g, t = masker(truth, np.arange(7), rng)
     assert g.tolist() == [0, MASK, 2, MASK, MISSING, 1, MASK]
     assert t.tolist() == [IGNORE_INDEX, 1, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX, 0]
-    # a window: site_index selects the global vocabulary rows
+    # a stretch of sites: site_index selects the global vocabulary rows
     g2, _ = masker(truth[4:], np.arange(4, 7), rng)
     assert g2.tolist() == [MISSING, 1, MASK]
 

@@ -116,7 +116,7 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
     np.testing.assert_array_equal(panel.rows_of_store([0, 1, 2, 22, 23]), [0, -1, 1, 11, -1])
     differs = 0
     for samples in (rows, np.arange(1, 24, 2)):
-        ds = ContigDataset(store, samples=samples, training=False, window=64, masking=None, retrieval=panel)
+        ds = ContigDataset(store, samples=samples, training=False, seq_len=64, masking=None, retrieval=panel)
         items = list(ds)
         assert items and all(it["retrieval"].shape == (len(it["genotype"]), 3) for it in items)
         for it in items:
@@ -127,7 +127,7 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
             differs += not np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
             assert own[0] >= 0 or np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
     assert differs > 0
-    aug = ContigDataset(store, samples=rows, training=True, window=64,
+    aug = ContigDataset(store, samples=rows, training=True, seq_len=64,
                         masking=MaskingConfig(min_rate=0.5, max_rate=0.5), augment=AugmentConfig(enabled=True, panel_size=4), batch_size=2,
                         retrieval=panel, seed=1)
     it = next(iter(aug))

@@ -64,7 +64,7 @@ def test_read_haplotypes_equals_input(store_and_truth):
     got = np.concatenate([st.read_haplotypes(c, samples) for c in range(st.n_contigs)], axis=1)
     want = truth[voc.variant][:, samples].transpose(1, 0, 2)
     np.testing.assert_array_equal(got, want)
-    # sub-window, slices of samples, dosage
+    # a site range, slices of samples, dosage
     h = st.read_haplotypes(3, slice(10, 20), start=2, stop=5)
     np.testing.assert_array_equal(h, truth[voc.variant[voc.contig_sites(3)][2:5]][:, 10:20].transpose(1, 0, 2))
     d = st.read_dosage(3, [1, 2])

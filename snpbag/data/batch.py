@@ -1,6 +1,6 @@
 """The one batch type every model, head and task consumes.
 
-Shapes: B sequences (one sample x one contig window each) of L sites, padded on the
+Shapes: B sequences (one sample x a stretch of one contig each) of L sites, padded on the
 right. Token values are defined in snpbag.data.tokens.
 """
 

@@ -241,17 +241,17 @@ def split_samples(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray
 
 
 class GenotypeDataModule(L.LightningDataModule):
-    """Train/val/predict loaders of (sample x contig window) sequences from one store.
+    """Train/val/predict loaders of (sample x contig stretch) sequences from one store.
 
     Parameters
     ----------
     store : store path or fsspec URL (``snpbag convert`` output).
     batch_size : sequences per batch (per rank).
     num_workers : DataLoader worker processes per rank (0: main process).
-    window : training sequence length in sites (a random crop of each contig; the data
-        config's ``seq_len``); None → whole contigs.
-    val_window : evaluation tile length; default ``window``. Validation and prediction tile
-        each contig into consecutive windows (the last shorter).
+    seq_len : training sequence length in sites (a random crop of each contig); None →
+        whole contigs.
+    val_seq_len : evaluation sequence length; default ``seq_len``. Validation and prediction
+        cut each contig into consecutive sequences (the last shorter).
     samples : file of sample ids (one per line) to use at all; default every store sample.
     val_samples : file of held-out sample ids; overrides ``val_fraction``.
     val_fraction : fraction of samples held out for validation, chosen at random by
@@ -268,7 +268,7 @@ class GenotypeDataModule(L.LightningDataModule):
     persistent_workers : keep workers alive between epochs.
     pin_memory : page-locked batches (GPU training).
     prefetch_factor : batches prefetched per worker (None: torch default of 2).
-    block_samples : samples read together per window; None → ~262,144 sites per read (see
+    block_samples : samples read together per stretch of a contig; None → ~262,144 sites per read (see
         ContigDataset).
     buffer_size : training shuffle buffer, in sequences; None → 4 x block_samples.
     uneven : "pad" or "drop": how ranks are given equal item counts (see ContigDataset).
@@ -292,8 +292,8 @@ class GenotypeDataModule(L.LightningDataModule):
         *,
         batch_size: int = 8,
         num_workers: int = 0,
-        window: int | None = 1024,
-        val_window: int | None = None,
+        seq_len: int | None = 1024,
+        val_seq_len: int | None = None,
         samples: str | None = None,
         val_samples: str | None = None,
         val_fraction: float = 0.1,
@@ -324,8 +324,8 @@ class GenotypeDataModule(L.LightningDataModule):
                              zip(typed, (masking, val_masking, predict_masking, augment))})
         self.store_path = str(store)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self.window = window
-        self.val_window = val_window if val_window is not None else window
+        self.seq_len = seq_len
+        self.val_seq_len = val_seq_len if val_seq_len is not None else seq_len
         self.samples_file, self.val_samples_file = samples, val_samples
         self.val_fraction = float(val_fraction)
         self.predict_samples_file = predict_samples
@@ -419,9 +419,9 @@ class GenotypeDataModule(L.LightningDataModule):
         return self._retrieval_panel
 
     # --- Lightning hooks -----------------------------------------------------------------------
-    def _dataset(self, samples, *, training: bool, window, masking, augment=None) -> ContigDataset:
+    def _dataset(self, samples, *, training: bool, seq_len, masking, augment=None) -> ContigDataset:
         return ContigDataset(
-            self.store, samples=samples, contigs=self.contigs, window=window, training=training, masking=masking,
+            self.store, samples=samples, contigs=self.contigs, seq_len=seq_len, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
             return_haplotypes=self.return_haplotypes, retrieval=self.retrieval_panel,
@@ -433,15 +433,15 @@ class GenotypeDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate"):
             train, val = self.split()
             if stage in (None, "fit"):
-                self.train_dataset = self._dataset(train, training=True, window=self.window, masking=self.masking,
+                self.train_dataset = self._dataset(train, training=True, seq_len=self.seq_len, masking=self.masking,
                                                    augment=self.augment)
             self.val_dataset = None if val.size == 0 else self._dataset(
-                val, training=False, window=self.val_window, masking=self.val_masking)
+                val, training=False, seq_len=self.val_seq_len, masking=self.val_masking)
             log.info("data: %d training and %d validation samples, %d contigs, %d sites",
                      train.size, val.size, self.store.n_contigs, self.n_sites)
         if stage in (None, "predict"):
             rows = self._rows(self.predict_samples_file)
-            self.predict_dataset = self._dataset(rows, training=False, window=self.val_window,
+            self.predict_dataset = self._dataset(rows, training=False, seq_len=self.val_seq_len,
                                                  masking=self.predict_masking)
 
     def _loader(self, ds: ContigDataset) -> GenotypeLoader:
@@ -473,5 +473,5 @@ class GenotypeDataModule(L.LightningDataModule):
         """Plain summary for logs and model directories."""
         train, val = self.split()
         return {"store": self.store_path, "n_sites": self.n_sites, "n_contigs": self.store.n_contigs,
-                "train_samples": int(train.size), "val_samples": int(val.size), "window": self.window,
+                "train_samples": int(train.size), "val_samples": int(val.size), "seq_len": self.seq_len,
                 "masking": asdict(self.masking), "augment": None if self.augment is None else asdict(self.augment)}

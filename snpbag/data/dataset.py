@@ -1,8 +1,8 @@
-"""Per-sequence items (one sample x one contig window) streamed from a genotype store.
+"""Per-sequence items (one sample x ``seq_len`` sites of one contig) streamed from a genotype store.
 
 :class:`ContigDataset` is an ``IterableDataset`` because good throughput needs control of
 the read pattern: genotypes are chunked 16 samples x 8192 variants (snpbag.store.schema),
-so the dataset reads a *block* of samples for one contig window at once (one decode per
+so the dataset reads a *block* of samples for one stretch of a contig at once (one decode per
 chunk serves many sequences), then yields the block's sequences through a bounded shuffle
 buffer so batches still mix contigs and samples.
 
@@ -21,9 +21,9 @@ The epoch plan (which blocks, in which order, who reads them) is a pure function
   changing ``num_workers`` changes the order of items, never their content.
 
 Training (``training=True``): items are shuffled, each (sample, contig) gets one random
-sub-window of ``window`` sites (shared by the samples of a read block, so one read serves
+stretch of ``seq_len`` sites (shared by the samples of a read block, so one read serves
 them all), and masks differ from epoch to epoch. Evaluation (``training=False``): store
-order, every contig tiled into consecutive windows of ``window`` sites (the last one
+order, every contig cut into consecutive sequences of ``seq_len`` sites (the last one
 shorter), masks fixed by ``seed`` so validation losses compare across epochs.
 
 With ``augment`` the training items are synthetic genomes recombined on the fly from the
@@ -78,15 +78,15 @@ class _Plan:
 
 
 class ContigDataset(IterableDataset):
-    """Genotype sequences for (sample x contig window) items of a store; see the module docstring.
+    """Genotype sequences for (sample x contig stretch) items of a store; see the module docstring.
 
     Parameters
     ----------
     store : store path or fsspec URL, or an open GenotypeStore (it pickles by path).
     samples : store rows (ints) or sample ids (strs) to use; default all samples.
     contigs : model contig indices to use; default all.
-    window : sites per sequence; None → whole contigs. Training crops one random window
-        per (sample, contig); evaluation tiles each contig.
+    seq_len : sites per sequence; None → whole contigs. Training crops one random stretch
+        per (sample, contig); evaluation cuts each contig into consecutive sequences.
     training : shuffle, random crops, per-epoch masks and augmentation (see module docstring).
     masking : which genotypes are hidden; None → nothing hidden (prediction: input = truth,
         no targets).
@@ -98,13 +98,13 @@ class ContigDataset(IterableDataset):
         (resolved again when iteration starts), else 0 and 1.
     uneven : "pad" (repeat the first items) or "drop" (drop the last items) so every rank
         yields the same number of items.
-    block_samples : samples read together for one window. Default: ~262,144 sites per read
-        (``2**18 // window``, a multiple of the store's 16-sample chunk, 16..1024), which
-        amortises the per-read overhead for short windows and bounds memory for long ones.
+    block_samples : samples read together for one stretch. Default: ~262,144 sites per read
+        (``2**18 // seq_len``, a multiple of the store's 16-sample chunk, 16..1024), which
+        amortises the per-read overhead for short sequences and bounds memory for long ones.
     buffer_size : shuffle-buffer capacity in sequences (training). Default: 4 x block_samples,
-        so batches mix at least four blocks (contig windows). Memory per worker ~
-        buffer_size x window x 4 bytes (6 with haplotypes) plus one block read
-        (block_samples x window x 3 bytes). With ``augment``: synthetic genomes made from one
+        so batches mix at least four blocks (contig stretches). Memory per worker ~
+        buffer_size x seq_len x 4 bytes (6 with haplotypes) plus one block read
+        (block_samples x seq_len x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
     retrieval : a retrieval panel (:mod:`snpbag.retrieval.kinds`, built from store rows):
@@ -115,7 +115,7 @@ class ContigDataset(IterableDataset):
 
     Raises
     ------
-    ConfigError : invalid window, block/buffer sizes, uneven mode, rank/world or masking/augment config.
+    ConfigError : invalid seq_len, block/buffer sizes, uneven mode, rank/world or masking/augment config.
     SampleError : unknown, duplicate or out-of-range samples; no samples or contigs selected.
     StoreFormatError : the store cannot be opened (see snpbag.store.genotypes.open_store).
     """
@@ -126,7 +126,7 @@ class ContigDataset(IterableDataset):
         *,
         samples: Sequence[int] | Sequence[str] | np.ndarray | None = None,
         contigs: Sequence[int] | None = None,
-        window: int | None = None,
+        seq_len: int | None = None,
         training: bool = True,
         masking: MaskingConfig | None = None,
         augment: AugmentConfig | None = None,
@@ -144,8 +144,8 @@ class ContigDataset(IterableDataset):
         super().__init__()
         self.store = store if isinstance(store, GenotypeStore) else open_store(store, storage_options=storage_options)
         self._pid = os.getpid()
-        if window is not None and window < 1:
-            raise ConfigError(f"window={window}: must be >= 1 site (or None for whole contigs)")
+        if seq_len is not None and seq_len < 1:
+            raise ConfigError(f"seq_len={seq_len}: must be >= 1 site (or None for whole contigs)")
         for name, v in (("batch_size", batch_size), ("block_samples", block_samples), ("buffer_size", buffer_size)):
             if v is not None and v < 1:
                 raise ConfigError(f"{name}={v}: must be >= 1")
@@ -155,7 +155,7 @@ class ContigDataset(IterableDataset):
             raise ConfigError("give both rank and world_size, or neither")
         if world_size is not None and not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
-        self.window, self.training, self.seed = window, bool(training), int(seed)
+        self.seq_len, self.training, self.seed = seq_len, bool(training), int(seed)
         self.batch_size, self.uneven = int(batch_size), uneven
         self.return_haplotypes = bool(return_haplotypes)
         self.retrieval = retrieval
@@ -178,8 +178,8 @@ class ContigDataset(IterableDataset):
         self._sample_chunk = self._store_sample_chunk()
         self._regions = self._make_regions()
         longest = int((self._regions[:, 2] - self._regions[:, 1]).max())
-        span = min(self.window, longest) if self.window is not None else longest
-        auto = max(16, min(1024, (2**18 // max(span, 1)) // 16 * 16))
+        length = min(self.seq_len, longest) if self.seq_len is not None else longest
+        auto = max(16, min(1024, (2**18 // max(length, 1)) // 16 * 16))
         if self.augment is not None:  # a panel read should serve at least as many genomes as it reads
             auto = max(auto, self.augment.panel_size)
         self.block_samples = int(block_samples) if block_samples is not None else auto
@@ -229,15 +229,15 @@ class ContigDataset(IterableDataset):
 
     def _make_regions(self) -> np.ndarray:
         """(contig, start, stop) per region: one per contig in training (cropped per block),
-        consecutive tiles of ``window`` sites in evaluation."""
+        consecutive sequences of ``seq_len`` sites in evaluation."""
         vocab = self.store.vocab
         rows = []
         for c in self.contigs.tolist():
             length = int(vocab.contig_stop[c] - vocab.contig_start[c])
-            if self.training or self.window is None or self.window >= length:
+            if self.training or self.seq_len is None or self.seq_len >= length:
                 rows.append((c, 0, length))
             else:
-                rows.extend((c, s, min(s + self.window, length)) for s in range(0, length, self.window))
+                rows.extend((c, s, min(s + self.seq_len, length)) for s in range(0, length, self.seq_len))
         return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
     def resolve_rank(self) -> None:
@@ -335,21 +335,21 @@ class ContigDataset(IterableDataset):
         return out
 
     def _crop(self, length: int, rng: np.random.Generator) -> tuple[int, int]:
-        if self.window is None or self.window >= length:
+        if self.seq_len is None or self.seq_len >= length:
             return 0, length
-        start = int(rng.integers(0, length - self.window + 1))
-        return start, start + self.window
+        start = int(rng.integers(0, length - self.seq_len + 1))
+        return start, start + self.seq_len
 
     def _block_sites(self, contig: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Global vocabulary indices and positions of a window (shared, read-only, by its items)."""
+        """Global vocabulary indices and positions of a block's sites (shared, read-only, by its items)."""
         first = int(self.store.vocab.contig_start[contig]) + start
         sites = np.arange(first, first + length, dtype=np.int64)
         return sites, self.store.vocab.position[first:first + length]
 
     def _item(self, haps: np.ndarray | None, truth: np.ndarray, contig: int, sample: int, start: int,
-              window_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
+              block_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
               sources: np.ndarray | None = None) -> dict[str, Any]:
-        sites, position = window_sites
+        sites, position = block_sites
         if self.masker is None:
             genotype, target = unmasked(truth)
         else:
@@ -385,12 +385,12 @@ class ContigDataset(IterableDataset):
                 start, stop = r_start, r_stop
             haps = self._read(contig, samples, start, stop)
             truth = genotype_tokens(haps)
-            window_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(contig, start, stop - start)
             mask_epoch = epoch if self.training else 0
             for i, s in enumerate(samples.tolist()):
                 # copies: a buffered item must not pin its whole block in memory
                 h = haps[i].copy() if self.return_haplotypes else None
-                yield self._item(h, truth[i].copy(), contig, s, start, window_sites, (mask_epoch, contig, start, s + 1))
+                yield self._item(h, truth[i].copy(), contig, s, start, block_sites, (mask_epoch, contig, start, s + 1))
             g += take
 
     def _map(self) -> GeneticMap | None:
@@ -418,10 +418,10 @@ class ContigDataset(IterableDataset):
             first = int(vocab.contig_start[contig])
             gcm = genetic_positions(vocab.position[first + start:first + stop], chrom=vocab.contig_chrom_name(contig),
                                     rate=cfg.rate, genetic_map=self._map())
-            window_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(contig, start, stop - start)
             for j in range(g, g + take):
                 genome = synthetic_genome(flat, gcm, self._rng(_SYNTH, epoch, b, j), generations=cfg.generations)
-                yield self._item(genome, genotype_tokens(genome), contig, -1, start, window_sites,
+                yield self._item(genome, genotype_tokens(genome), contig, -1, start, block_sites,
                                  (epoch, contig, start, 0, j), sources=panel)
             g += take
 

@@ -53,7 +53,7 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     min_maf : vocabulary threshold on the minor allele frequency among called alleles.
     contig_len : vocabulary sites per model contig (the last one of a chromosome is shorter).
     threads : processes/threads to use (default: all cores). With ≥ 2 and an indexed
-        bgzipped input ≥ 8 MiB, worker processes parse genomic windows in parallel
+        bgzipped input ≥ 8 MiB, worker processes parse genomic regions in parallel
         (started with ``spawn``: call ``convert`` under ``if __name__ == "__main__":``
         in scripts); otherwise htslib decompression threads and a writer thread.
 
@@ -176,6 +176,7 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
         "min_maf": min_maf,
         "contig_len": contig_len,
         "variant_chunk": vchunk,
+        # the report is stored in the store's attributes: its wording is part of the format
         "reader": (f"htslib, {threads} processes (genomic windows)" if parallel
                    else f"{reader.engine}, 1 process, {threads} thread(s)"),
         "call_genotype_bytes": int(gt_bytes),

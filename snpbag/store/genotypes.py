@@ -1,7 +1,7 @@
 """Reading a snpbag genotype store (docs/store-format.md).
 
 ``open_store`` validates the layout once; ``GenotypeStore`` then serves the two access
-patterns snpbag needs: a few samples × one contig window (training, imputation) and
+patterns snpbag needs: a few samples × a range of one contig's sites (training, imputation) and
 all samples × consecutive variant blocks (KING-style cohort scans; :class:`ShardScan` reads
 those straight from the shard files). A store pickles by
 path, so DataLoader workers (fork or spawn) reopen it lazily in their own process.
@@ -580,7 +580,7 @@ def _crc_ok(crc, data: bytes) -> bool:
     return crc.value(data[:-4]).to_bytes(4, "little") == data[-4:]
 
 
-#: read_sites decodes a window in one zarr call below this many int8 bytes, else chunk by chunk.
+#: read_sites decodes a site range in one zarr call below this many int8 bytes, else chunk by chunk.
 _ONE_READ_BYTES = 64 << 20
 
 

@@ -14,8 +14,8 @@ import numpy as np
 #: VCF Zarr specification version whose names and dimensions the store follows.
 VCF_ZARR_VERSION = "0.4"
 
-#: Variants per genotype chunk (and per shard). A training window of 81,920 vocabulary
-#: sites for one sample touches ~10-15 such chunks; see docs/store-format.md.
+#: Variants per genotype chunk (and per shard). A tile of 81,920 vocabulary sites read
+#: for one sample touches ~10-15 such chunks; see docs/store-format.md.
 VARIANT_CHUNK = 8192
 #: Samples per genotype chunk: a one-sample read decompresses 16x more than it needs,
 #: which is cheap (tens of µs per chunk) and keeps whole-cohort scans fast.

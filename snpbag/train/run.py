@@ -253,7 +253,7 @@ def build_datamodule(cfg: TrainConfig):
     d = cfg.data
     val_masking = None if d.val_mask_rate is None else MaskingConfig(min_rate=d.val_mask_rate, max_rate=d.val_mask_rate)
     return ResumableDataModule(
-        d.store, batch_size=d.batch_size, num_workers=d.num_workers, window=d.seq_len, val_window=d.val_seq_len,
+        d.store, batch_size=d.batch_size, num_workers=d.num_workers, seq_len=d.seq_len, val_seq_len=d.val_seq_len,
         samples=d.samples, val_samples=d.val_samples, val_fraction=d.val_fraction,
         contigs=list(d.contigs) if d.contigs is not None else None, masking=cfg.masking,
         val_masking=val_masking, augment=d.augment,

@@ -79,7 +79,7 @@ def main() -> None:
         k, v = kv.split("=", 1)
         over[k] = type(getattr(base_cfg, k))(v)
     dm = GenotypeDataModule(
-        a.store, batch_size=a.batch_size, window=a.seq_len, val_window=a.val_seq_len, val_fraction=0.1, seed=a.seed,
+        a.store, batch_size=a.batch_size, seq_len=a.seq_len, val_seq_len=a.val_seq_len, val_fraction=0.1, seed=a.seed,
         masking=MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate),
         val_masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate),
         augment=AugmentConfig(enabled=a.augment, generations=a.generations),
