@@ -132,7 +132,7 @@ def info(model: str | Path) -> str:
     """A human-readable description of a model directory (what ``snpbag info`` prints).
 
     Reads only the small files and the weights' header: architecture, parameter count,
-    sites, contigs and chromosomes, the training data and run, validation metrics next to
+    sites, tiles and chromosomes, the training data and run, validation metrics next to
     the allele-frequency baseline, and provenance.
 
     Parameters
@@ -187,7 +187,7 @@ def info(model: str | Path) -> str:
     maf = np.minimum(af, 1 - af)
     t_sites = table("Sites")
     t_sites.add_row("sites", f"{vocab.n_sites:,} biallelic SNPs, MAF >= {vocab.min_maf:g}")
-    t_sites.add_row("contigs", f"{vocab.n_contigs:,} of up to {vocab.contig_len:,} sites")
+    t_sites.add_row("tiles", f"{vocab.n_tiles:,} of up to {vocab.tile_len:,} sites")
     t_sites.add_row("chromosomes", ", ".join(chroms) if chroms else "-")
     if vocab.n_sites:
         per_chrom = []

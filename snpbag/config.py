@@ -30,6 +30,7 @@ RETRIEVAL_KINDS = ("genomes", "haplotypes")
 RENAMED: dict[str, str] = {
     "model.neighbours_k": "model.retrieval_k",
     "model.neighbours_window": "model.retrieval_span",
+    "data.contigs": "data.tiles",
 }
 
 
@@ -246,7 +247,7 @@ class DataConfig:
     snpbag.data.datamodule.GenotypeDataModule)."""
 
     store: str = MISSING  # genotype store written by `snpbag convert` (path or URL)
-    seq_len: int | None = 1024  # sites per training sequence: a random stretch of a contig; null = whole contigs
+    seq_len: int | None = 1024  # sites per training sequence: a random stretch of a tile; null = whole tiles
     val_seq_len: int | None = None  # sites per validation sequence; default seq_len
     batch_size: int = 8  # sequences per device per step
     val_fraction: float = 0.1  # fraction of samples held out for validation (chosen by seed)
@@ -256,12 +257,12 @@ class DataConfig:
     val_mask_rate: float | None = None
     samples: str | None = None  # file of sample ids to train on; default all
     val_samples: str | None = None  # file of held-out sample ids; overrides val_fraction
-    contigs: list[int] | None = None  # model contig indices to use; default all
+    tiles: list[int] | None = None  # indices of the vocabulary tiles to use (snpbag.store.vocab); default all
     num_workers: int = 0
     persistent_workers: bool = False
     pin_memory: bool = False
     prefetch_factor: int | None = None
-    # samples read together per stretch of a contig (None: ~262,144 sites per read). Small
+    # samples read together per stretch of a tile (None: ~262,144 sites per read). Small
     # blocks fill batches with near-identical sequences; 64 left the tiny model at its AF prior (measured)
     block_samples: int | None = None
     buffer_size: int | None = None  # training shuffle buffer, in sequences (None: 4 x block_samples)

@@ -112,6 +112,10 @@ def test_renamed_keys_are_refused_with_the_new_name(tmp_path, monkeypatch):
 
     assert RENAMED["model.neighbours_k"] == "model.retrieval_k"
     assert RENAMED["model.neighbours_window"] == "model.retrieval_span"
+    assert RENAMED["data.contigs"] == "data.tiles"
+    with pytest.raises(ConfigError, match=r"^override data.contigs=\[0\]: data.contigs was renamed data.tiles"):
+        compose_config(["data.contigs=[0]"])
+    assert _cfg("data.store=x", "data.tiles=[0,2]").data.tiles == [0, 2]
     with pytest.raises(ConfigError, match=r"^override model.neighbours_k=3: model.neighbours_k was renamed "
                                           r"model.retrieval_k; use model.retrieval_k$"):
         compose_config(["model.neighbours_k=3"])

@@ -33,7 +33,7 @@ def make_batch(lengths, *, seed=0, n_sites=N_SITES):
             site_index=np.arange(start, start + L),
             position=np.cumsum(rng.integers(1, 5000, L)) + 16_000_000,
             target=np.where(masked, truth, IGNORE_INDEX),
-            contig=0, sample=s, offset=start,
+            tile=0, sample=s, offset=start,
         ))
     return collate(items)
 
@@ -90,7 +90,7 @@ def test_padding_neither_changes_nor_leaks_into_real_tokens():
     model = model_for(tiny(), dtype=torch.float64).eval()
     both = make_batch([40, 23], seed=3)
     row = {k: getattr(both, k)[1:2, :23] for k in ("genotype", "site_index", "position", "valid", "target")}
-    single = both.replace(**row, contig=both.contig[1:], sample=both.sample[1:], offset=both.offset[1:])
+    single = both.replace(**row, tile=both.tile[1:], sample=both.sample[1:], offset=both.offset[1:])
     scribbled = both.replace(genotype=both.genotype.clone(), site_index=both.site_index.clone())
     scribbled.genotype[1, 23:] = MASK
     scribbled.site_index[1, 23:] = N_SITES - 1
@@ -268,7 +268,7 @@ def test_position_features_exact_at_chromosome_scale():
 
 
 def test_tiny_preset_trains_at_paper_length_on_cpu():
-    """Forward + backward of the tiny preset over one 81,920-site contig (~5 s on 1 core)."""
+    """Forward + backward of the tiny preset over one 81,920-site tile (~5 s on 1 core)."""
     L = 81_920
     model = model_for(preset("tiny", n_sites=L))
     batch = make_batch([L], n_sites=L)

@@ -52,7 +52,7 @@ def _phased_store(tmp_path, chrom: str = "22"):
     rows = [f"{chrom}\t{1000 * (j + 1)}\t.\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(f"{a}|{b}" for a, b in h[:, j])
             for j in range(L)]
     (tmp_path / "p.vcf").write_text("\n".join(lines + rows) + "\n")
-    convert(str(tmp_path / "p.vcf"), str(tmp_path / "p.zarr"), min_maf=0.0, contig_len=16, threads=1)
+    convert(str(tmp_path / "p.vcf"), str(tmp_path / "p.zarr"), min_maf=0.0, tile_len=16, threads=1)
     return open_store(tmp_path / "p.zarr"), n
 
 
@@ -63,7 +63,7 @@ def test_panel_from_store_takes_the_maps_positions(tmp_path):
 
     st, n = _phased_store(tmp_path)
     pos = st.vocab.position.astype(np.float64)
-    assert st.vocab.n_contigs > 1  # positions are mapped contig by contig
+    assert st.vocab.n_tiles > 1  # positions are mapped tile by tile
     steep = _write(tmp_path / "steep.map", "chr22 . 0 0\nchr22 . 20 100000\n")  # 200 cM/Mb
     panel = HaplotypePanel.from_store(st, np.arange(n), genetic_map=steep)
     np.testing.assert_allclose(panel.cm, pos * 2e-4)

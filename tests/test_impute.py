@@ -65,7 +65,7 @@ def cohort(tmp_path_factory) -> Cohort:
     cli("simulate", sim, "--samples-per-pop", 14, "--length", 150_000, "--split-targets", 6,
         "--array-fraction", 0.3, "--seed", 2)
     store = d / "ref.zarr"
-    cli("convert", sim / "reference.vcf.gz", store, "--contig-len", 128, "--threads", 1)
+    cli("convert", sim / "reference.vcf.gz", store, "--tile-len", 128, "--threads", 1)
     lines = _vcf_lines(sim / "targets_array.vcf.gz")
     missing = set()
     out = []

@@ -31,8 +31,8 @@ def _vocab() -> SiteVocab:
     ref = np.array(["A", "C", "G", "G", "T", "A", "C"], dtype=object)
     alt = np.array(["G", "T", "A", "C", "C", "G", "A"], dtype=object)
     return SiteVocab(chrom_names=("chr1", "chr2"), site_chrom=chrom, position=pos, ref=ref, alt=alt,
-                     af=np.full(7, 0.3, np.float32), contig_chrom=np.array([0, 1], np.int16),
-                     contig_start=np.array([0, 4]), contig_stop=np.array([4, 7]), contig_len=4, min_maf=0.0)
+                     af=np.full(7, 0.3, np.float32), tile_chrom=np.array([0, 1], np.int16),
+                     tile_start=np.array([0, 4]), tile_stop=np.array([4, 7]), tile_len=4, min_maf=0.0)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -106,7 +106,7 @@ def test_save_load_and_errors(tmp_path):
 def test_dataset_items_vote_without_their_own_genome(tmp_path):
     """Every item's votes are the panel's with its own genome (or a synthetic genome's
     sources) excluded; validation genomes outside the panel exclude nobody."""
-    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.dataset import TileDataset
     from snpbag.store.genotypes import open_store
     from tiny_data import tiny_store
 
@@ -116,7 +116,7 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
     np.testing.assert_array_equal(panel.rows_of_store([0, 1, 2, 22, 23]), [0, -1, 1, 11, -1])
     differs = 0
     for samples in (rows, np.arange(1, 24, 2)):
-        ds = ContigDataset(store, samples=samples, training=False, seq_len=64, masking=None, retrieval=panel)
+        ds = TileDataset(store, samples=samples, training=False, seq_len=64, masking=None, retrieval=panel)
         items = list(ds)
         assert items and all(it["retrieval"].shape == (len(it["genotype"]), 3) for it in items)
         for it in items:
@@ -127,7 +127,7 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
             differs += not np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
             assert own[0] >= 0 or np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
     assert differs > 0
-    aug = ContigDataset(store, samples=rows, training=True, seq_len=64,
+    aug = TileDataset(store, samples=rows, training=True, seq_len=64,
                         masking=MaskingConfig(min_rate=0.5, max_rate=0.5), augment=AugmentConfig(enabled=True, panel_size=4), batch_size=2,
                         retrieval=panel, seed=1)
     it = next(iter(aug))
@@ -146,7 +146,7 @@ def test_retrieval_model_needs_votes_and_uses_them():
     model = build_model(cfg).eval()
     rng = np.random.default_rng(0)
     item = {"genotype": rng.integers(0, 5, 12), "site_index": np.arange(12), "position": np.arange(12) * 10,
-            "target": np.full(12, -100), "contig": 0, "sample": 0, "offset": 0,
+            "target": np.full(12, -100), "tile": 0, "sample": 0, "offset": 0,
             "retrieval": rng.dirichlet(np.ones(3), 12).astype(np.float32)}
     batch = collate([item])
     assert batch.retrieval.dtype == torch.float32 and batch.retrieval.shape == (1, 12, 3)

@@ -35,7 +35,7 @@ def make_batch(lengths, *, seed=0, n_sites=N_SITES, mask_rate=0.7):
         items.append(dict(
             genotype=np.where(masked, MASK, truth), site_index=np.arange(start, start + L),
             position=np.cumsum(rng.integers(1, 5000, L)) + 16_000_000,
-            target=np.where(masked, truth, IGNORE_INDEX), contig=0, sample=s, offset=start,
+            target=np.where(masked, truth, IGNORE_INDEX), tile=0, sample=s, offset=start,
         ))
     return collate(items)
 

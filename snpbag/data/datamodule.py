@@ -1,4 +1,4 @@
-"""Loaders of ContigDataset batches, and the Lightning DataModule over a genotype store.
+"""Loaders of TileDataset batches, and the Lightning DataModule over a genotype store.
 
 :func:`make_loader` builds the DataLoader (epoch-aware under Lightning, packed transport
 from workers, seeded workers); :class:`GenotypeDataModule` adds the sample split and the
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from snpbag.config import AugmentConfig, MaskingConfig
 from snpbag.data.batch import Batch, collate
-from snpbag.data.dataset import ContigDataset
+from snpbag.data.dataset import TileDataset
 from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.data.tokens import IGNORE_INDEX, MISSING
 from snpbag.io.vcf import read_sample_file
@@ -38,7 +38,7 @@ class _EpochSampler(Sampler):
     ``set_epoch`` - which Lightning calls on ``loader.sampler`` at every epoch start - to
     the dataset."""
 
-    def __init__(self, dataset: ContigDataset) -> None:
+    def __init__(self, dataset: TileDataset) -> None:
         self.dataset = dataset
 
     def __iter__(self):
@@ -50,7 +50,7 @@ class _EpochSampler(Sampler):
 
 
 class GenotypeLoader(DataLoader):
-    """DataLoader over a ContigDataset: epoch-aware under Lightning (see _EpochSampler) and
+    """DataLoader over a TileDataset: epoch-aware under Lightning (see _EpochSampler) and
     resolves the DDP rank in the main process before workers start."""
 
     @property
@@ -59,7 +59,7 @@ class GenotypeLoader(DataLoader):
 
     @sampler.setter
     def sampler(self, value) -> None:
-        if isinstance(self.dataset, ContigDataset):
+        if isinstance(self.dataset, TileDataset):
             value = _EpochSampler(self.dataset)
         self.__dict__["_snpbag_sampler"] = value
 
@@ -67,7 +67,7 @@ class GenotypeLoader(DataLoader):
         self.dataset.set_epoch(epoch)
 
     def __iter__(self):
-        if isinstance(self.dataset, ContigDataset):
+        if isinstance(self.dataset, TileDataset):
             self.dataset.resolve_rank()
         it = super().__iter__()
         if self.collate_fn is collate_compact:
@@ -94,7 +94,7 @@ class _Widening:
 # Field → dtype in a packed batch: int8 tokens and targets (IGNORE_INDEX = -100 fits), int32
 # sites and positions, int64 per-sequence scalars.
 _PACKED = {"genotype": np.int8, "truth": np.int8, "target": np.int8, "site_index": np.int32, "position": np.int32,
-           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "contig": np.int64, "sample": np.int64,
+           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "tile": np.int64, "sample": np.int64,
            "offset": np.int64}
 _PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1}
 _TORCH = {np.dtype(np.int8): torch.int8, np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
@@ -125,7 +125,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
         if items[0].get(key) is not None:
             shapes[key] = (B, L) + np.shape(items[0][key])[1:]
     shapes["valid"] = (B, L)
-    shapes.update(contig=(B,), sample=(B,), offset=(B,))
+    shapes.update(tile=(B,), sample=(B,), offset=(B,))
     layout, off = [], 0
     for key, shape in shapes.items():
         dt = np.dtype(_PACKED[key])
@@ -134,7 +134,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     buf = np.empty(off, dtype=np.uint8)
     views = {k: buf[o:o + int(np.prod(sh)) * np.dtype(d).itemsize].view(d).reshape(sh) for k, d, sh, o in layout}
     for key in shapes:
-        if key in ("contig", "sample", "offset"):
+        if key in ("tile", "sample", "offset"):
             views[key][:] = [int(it.get(key, 0)) for it in items]
             continue
         v = views[key]
@@ -168,7 +168,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: ContigDataset,
+    dataset: TileDataset,
     *,
     num_workers: int = 0,
     persistent_workers: bool = False,
@@ -180,7 +180,7 @@ def make_loader(
 
     Parameters
     ----------
-    dataset : the ContigDataset (its ``batch_size`` is the loader's).
+    dataset : the TileDataset (its ``batch_size`` is the loader's).
     num_workers : worker processes (0: load in the main process).
     persistent_workers : keep workers between epochs (needs num_workers > 0).
     pin_memory : page-locked batches for faster host-to-GPU copies.
@@ -205,7 +205,7 @@ def make_loader(
                           collate_fn=collate_compact if num_workers > 0 else collate, pin_memory=pin_memory, **kw)
 
 
-def n_batches(dataset: ContigDataset) -> int:
+def n_batches(dataset: TileDataset) -> int:
     """Batches per rank per epoch, the same on every rank."""
     return math.ceil(len(dataset) / dataset.batch_size)
 
@@ -241,23 +241,23 @@ def split_samples(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray
 
 
 class GenotypeDataModule(L.LightningDataModule):
-    """Train/val/predict loaders of (sample x contig stretch) sequences from one store.
+    """Train/val/predict loaders of (sample x tile stretch) sequences from one store.
 
     Parameters
     ----------
     store : store path or fsspec URL (``snpbag convert`` output).
     batch_size : sequences per batch (per rank).
     num_workers : DataLoader worker processes per rank (0: main process).
-    seq_len : training sequence length in sites (a random crop of each contig); None →
-        whole contigs.
+    seq_len : training sequence length in sites (a random crop of each tile); None →
+        whole tiles.
     val_seq_len : evaluation sequence length; default ``seq_len``. Validation and prediction
-        cut each contig into consecutive sequences (the last shorter).
+        cut each tile into consecutive sequences (the last shorter).
     samples : file of sample ids (one per line) to use at all; default every store sample.
     val_samples : file of held-out sample ids; overrides ``val_fraction``.
     val_fraction : fraction of samples held out for validation, chosen at random by
         ``seed`` (0 → no validation loader).
     predict_samples : file of sample ids for ``predict_dataloader``; default all samples.
-    contigs : model contig indices to use (list of ints); default all.
+    tiles : indices of the vocabulary tiles to use (list of ints); default all.
     masking : which genotypes training hides; default ``MaskingConfig()`` (random 85-99 %).
     val_masking : masking of validation sequences; default ``masking``. Validation masks
         are fixed by ``seed`` (the same every epoch).
@@ -268,10 +268,10 @@ class GenotypeDataModule(L.LightningDataModule):
     persistent_workers : keep workers alive between epochs.
     pin_memory : page-locked batches (GPU training).
     prefetch_factor : batches prefetched per worker (None: torch default of 2).
-    block_samples : samples read together per stretch of a contig; None → ~262,144 sites per read (see
-        ContigDataset).
+    block_samples : samples read together per stretch of a tile; None → ~262,144 sites per read (see
+        TileDataset).
     buffer_size : training shuffle buffer, in sequences; None → 4 x block_samples.
-    uneven : "pad" or "drop": how ranks are given equal item counts (see ContigDataset).
+    uneven : "pad" or "drop": how ranks are given equal item counts (see TileDataset).
     return_haplotypes : add phased alleles to batches (phasing heads).
     retrieval : the retrieval options of a model (snpbag.retrieval.kinds.options: kind, k,
         span, genetic_map), or None: batches then carry the panel's (L, 3) input, the panel
@@ -298,7 +298,7 @@ class GenotypeDataModule(L.LightningDataModule):
         val_samples: str | None = None,
         val_fraction: float = 0.1,
         predict_samples: str | None = None,
-        contigs: list[int] | None = None,
+        tiles: list[int] | None = None,
         masking: MaskingConfig | None = None,
         val_masking: MaskingConfig | None = None,
         predict_masking: MaskingConfig | None = None,
@@ -329,7 +329,7 @@ class GenotypeDataModule(L.LightningDataModule):
         self.samples_file, self.val_samples_file = samples, val_samples
         self.val_fraction = float(val_fraction)
         self.predict_samples_file = predict_samples
-        self.contigs = _plain(contigs)
+        self.tiles = _plain(tiles)
         self.masking = MaskingConfig() if masking is None else masking
         self.val_masking = self.masking if val_masking is None else val_masking
         self.predict_masking = predict_masking
@@ -349,9 +349,9 @@ class GenotypeDataModule(L.LightningDataModule):
                 f"batch_size={batch_size}, num_workers={num_workers}: need batch_size >= 1 and num_workers >= 0"
             )
         self._store: GenotypeStore | None = None
-        self.train_dataset: ContigDataset | None = None
-        self.val_dataset: ContigDataset | None = None
-        self.predict_dataset: ContigDataset | None = None
+        self.train_dataset: TileDataset | None = None
+        self.val_dataset: TileDataset | None = None
+        self.predict_dataset: TileDataset | None = None
 
     # --- store and samples ---------------------------------------------------------------------
     @property
@@ -419,9 +419,9 @@ class GenotypeDataModule(L.LightningDataModule):
         return self._retrieval_panel
 
     # --- Lightning hooks -----------------------------------------------------------------------
-    def _dataset(self, samples, *, training: bool, seq_len, masking, augment=None) -> ContigDataset:
-        return ContigDataset(
-            self.store, samples=samples, contigs=self.contigs, seq_len=seq_len, training=training, masking=masking,
+    def _dataset(self, samples, *, training: bool, seq_len, masking, augment=None) -> TileDataset:
+        return TileDataset(
+            self.store, samples=samples, tiles=self.tiles, seq_len=seq_len, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
             return_haplotypes=self.return_haplotypes, retrieval=self.retrieval_panel,
@@ -437,14 +437,14 @@ class GenotypeDataModule(L.LightningDataModule):
                                                    augment=self.augment)
             self.val_dataset = None if val.size == 0 else self._dataset(
                 val, training=False, seq_len=self.val_seq_len, masking=self.val_masking)
-            log.info("data: %d training and %d validation samples, %d contigs, %d sites",
-                     train.size, val.size, self.store.n_contigs, self.n_sites)
+            log.info("data: %d training and %d validation samples, %d tiles, %d sites",
+                     train.size, val.size, self.store.n_tiles, self.n_sites)
         if stage in (None, "predict"):
             rows = self._rows(self.predict_samples_file)
             self.predict_dataset = self._dataset(rows, training=False, seq_len=self.val_seq_len,
                                                  masking=self.predict_masking)
 
-    def _loader(self, ds: ContigDataset) -> GenotypeLoader:
+    def _loader(self, ds: TileDataset) -> GenotypeLoader:
         return make_loader(ds, num_workers=self.num_workers, persistent_workers=self.persistent_workers,
                            pin_memory=self.pin_memory, prefetch_factor=self.prefetch_factor,
                            multiprocessing_context=self.multiprocessing_context)
@@ -472,6 +472,6 @@ class GenotypeDataModule(L.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         """Plain summary for logs and model directories."""
         train, val = self.split()
-        return {"store": self.store_path, "n_sites": self.n_sites, "n_contigs": self.store.n_contigs,
+        return {"store": self.store_path, "n_sites": self.n_sites, "n_tiles": self.store.n_tiles,
                 "train_samples": int(train.size), "val_samples": int(val.size), "seq_len": self.seq_len,
                 "masking": asdict(self.masking), "augment": None if self.augment is None else asdict(self.augment)}

@@ -1,15 +1,15 @@
-"""Per-sequence items (one sample x ``seq_len`` sites of one contig) streamed from a genotype store.
+"""Per-sequence items (one sample x ``seq_len`` sites of one tile) streamed from a genotype store.
 
-:class:`ContigDataset` is an ``IterableDataset`` because good throughput needs control of
+:class:`TileDataset` is an ``IterableDataset`` because good throughput needs control of
 the read pattern: genotypes are chunked 16 samples x 8192 variants (snpbag.store.schema),
-so the dataset reads a *block* of samples for one stretch of a contig at once (one decode per
+so the dataset reads a *block* of samples for one stretch of a tile at once (one decode per
 chunk serves many sequences), then yields the block's sequences through a bounded shuffle
-buffer so batches still mix contigs and samples.
+buffer so batches still mix tiles and samples.
 
 The epoch plan (which blocks, in which order, who reads them) is a pure function of
 ``(seed, epoch)`` and the sharding, so:
 
-* every (sample, contig[, tile]) item is produced exactly once per epoch over all DDP
+* every (sample, tile[, sequence]) item is produced exactly once per epoch over all DDP
   ranks x DataLoader workers, plus at most ``world_size - 1`` repeats when
   ``uneven="pad"`` (the first items of the epoch's order, so every rank has the same
   count) or minus at most ``world_size - 1`` items with ``uneven="drop"`` (the last ones of
@@ -20,10 +20,10 @@ The epoch plan (which blocks, in which order, who reads them) is a pure function
 * masks and crops are functions of the item and epoch only, not of the worker layout:
   changing ``num_workers`` changes the order of items, never their content.
 
-Training (``training=True``): items are shuffled, each (sample, contig) gets one random
+Training (``training=True``): items are shuffled, each (sample, tile) gets one random
 stretch of ``seq_len`` sites (shared by the samples of a read block, so one read serves
 them all), and masks differ from epoch to epoch. Evaluation (``training=False``): store
-order, every contig cut into consecutive sequences of ``seq_len`` sites (the last one
+order, every tile cut into consecutive sequences of ``seq_len`` sites (the last one
 shorter), masks fixed by ``seed`` so validation losses compare across epochs.
 
 With ``augment`` the training items are synthetic genomes recombined on the fly from the
@@ -68,7 +68,7 @@ class _Plan:
     its items are global indices ``cum[b]:cum[b+1]``."""
 
     order: np.ndarray  # (n_samples,) store rows, in the epoch's grouping order
-    region: np.ndarray  # (n_blocks,) index into ContigDataset._regions
+    region: np.ndarray  # (n_blocks,) index into TileDataset._regions
     lo: np.ndarray  # (n_blocks,)
     cum: np.ndarray  # (n_blocks + 1,)
 
@@ -77,16 +77,16 @@ class _Plan:
         return int(self.cum[-1])
 
 
-class ContigDataset(IterableDataset):
-    """Genotype sequences for (sample x contig stretch) items of a store; see the module docstring.
+class TileDataset(IterableDataset):
+    """Genotype sequences for (sample x tile stretch) items of a store; see the module docstring.
 
     Parameters
     ----------
     store : store path or fsspec URL, or an open GenotypeStore (it pickles by path).
     samples : store rows (ints) or sample ids (strs) to use; default all samples.
-    contigs : model contig indices to use; default all.
-    seq_len : sites per sequence; None → whole contigs. Training crops one random stretch
-        per (sample, contig); evaluation cuts each contig into consecutive sequences.
+    tiles : indices of the vocabulary tiles to use; default all.
+    seq_len : sites per sequence; None → whole tiles. Training crops one random stretch
+        per (sample, tile); evaluation cuts each tile into consecutive sequences.
     training : shuffle, random crops, per-epoch masks and augmentation (see module docstring).
     masking : which genotypes are hidden; None → nothing hidden (prediction: input = truth,
         no targets).
@@ -102,7 +102,7 @@ class ContigDataset(IterableDataset):
         (``2**18 // seq_len``, a multiple of the store's 16-sample chunk, 16..1024), which
         amortises the per-read overhead for short sequences and bounds memory for long ones.
     buffer_size : shuffle-buffer capacity in sequences (training). Default: 4 x block_samples,
-        so batches mix at least four blocks (contig stretches). Memory per worker ~
+        so batches mix at least four blocks (tile stretches). Memory per worker ~
         buffer_size x seq_len x 4 bytes (6 with haplotypes) plus one block read
         (block_samples x seq_len x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
@@ -116,7 +116,7 @@ class ContigDataset(IterableDataset):
     Raises
     ------
     ConfigError : invalid seq_len, block/buffer sizes, uneven mode, rank/world or masking/augment config.
-    SampleError : unknown, duplicate or out-of-range samples; no samples or contigs selected.
+    SampleError : unknown, duplicate or out-of-range samples; no samples or tiles selected.
     StoreFormatError : the store cannot be opened (see snpbag.store.genotypes.open_store).
     """
 
@@ -125,7 +125,7 @@ class ContigDataset(IterableDataset):
         store: str | Path | GenotypeStore,
         *,
         samples: Sequence[int] | Sequence[str] | np.ndarray | None = None,
-        contigs: Sequence[int] | None = None,
+        tiles: Sequence[int] | None = None,
         seq_len: int | None = None,
         training: bool = True,
         masking: MaskingConfig | None = None,
@@ -145,7 +145,7 @@ class ContigDataset(IterableDataset):
         self.store = store if isinstance(store, GenotypeStore) else open_store(store, storage_options=storage_options)
         self._pid = os.getpid()
         if seq_len is not None and seq_len < 1:
-            raise ConfigError(f"seq_len={seq_len}: must be >= 1 site (or None for whole contigs)")
+            raise ConfigError(f"seq_len={seq_len}: must be >= 1 site (or None for whole tiles)")
         for name, v in (("batch_size", batch_size), ("block_samples", block_samples), ("buffer_size", buffer_size)):
             if v is not None and v < 1:
                 raise ConfigError(f"{name}={v}: must be >= 1")
@@ -164,7 +164,7 @@ class ContigDataset(IterableDataset):
         self.resolve_rank()
 
         self.samples = self._select_samples(samples)
-        self.contigs = self._select_contigs(contigs)
+        self.tiles = self._select_tiles(tiles)
         vocab = self.store.vocab
         self.masking = masking
         array_mask = None
@@ -209,16 +209,16 @@ class ContigDataset(IterableDataset):
             raise SampleError(f"{self.store.path}: no samples selected; check the sample list / validation split")
         return np.sort(idx)
 
-    def _select_contigs(self, contigs) -> np.ndarray:
-        n = self.store.n_contigs
-        if contigs is None:
+    def _select_tiles(self, tiles) -> np.ndarray:
+        n = self.store.n_tiles
+        if tiles is None:
             c = np.arange(n, dtype=np.int64)
         else:
-            c = np.unique(np.asarray(list(contigs), dtype=np.int64))
+            c = np.unique(np.asarray(list(tiles), dtype=np.int64))
             if c.size and (c.min() < 0 or c.max() >= n):
-                raise ConfigError(f"contigs {c.tolist()}: the store has contigs 0..{n - 1}")
+                raise ConfigError(f"tiles {c.tolist()}: the store has tiles 0..{n - 1}")
         if c.size == 0:
-            raise SampleError(f"{self.store.path}: no contigs selected (the store has {n})")
+            raise SampleError(f"{self.store.path}: no tiles selected (the store has {n})")
         return c
 
     def _store_sample_chunk(self) -> int:
@@ -228,12 +228,12 @@ class ContigDataset(IterableDataset):
             return 16
 
     def _make_regions(self) -> np.ndarray:
-        """(contig, start, stop) per region: one per contig in training (cropped per block),
+        """(tile, start, stop) per region: one per tile in training (cropped per block),
         consecutive sequences of ``seq_len`` sites in evaluation."""
         vocab = self.store.vocab
         rows = []
-        for c in self.contigs.tolist():
-            length = int(vocab.contig_stop[c] - vocab.contig_start[c])
+        for c in self.tiles.tolist():
+            length = int(vocab.tile_stop[c] - vocab.tile_start[c])
             if self.training or self.seq_len is None or self.seq_len >= length:
                 rows.append((c, 0, length))
             else:
@@ -259,7 +259,7 @@ class ContigDataset(IterableDataset):
     # --- sizes -------------------------------------------------------------------------------
     def _n_items_total(self) -> int:
         if self.augment is not None:
-            return int(self.augment.items_per_epoch or self.samples.size * self.contigs.size)
+            return int(self.augment.items_per_epoch or self.samples.size * self.tiles.size)
         return int(self.samples.size * len(self._regions))
 
     def _per_rank(self) -> int:
@@ -316,7 +316,7 @@ class ContigDataset(IterableDataset):
             self.store = open_store(self.store.path, storage_options=self.store.storage_options)
             self._pid = os.getpid()
 
-    def _read(self, contig: int, samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def _read(self, tile: int, samples: np.ndarray, start: int, stop: int) -> np.ndarray:
         """(len(samples), stop - start, 2) int8 for samples in the given order.
 
         Reads runs of nearby rows as contiguous slices (gaps up to one sample chunk are read
@@ -329,7 +329,7 @@ class ContigDataset(IterableDataset):
         where = np.searchsorted(srt, samples)  # row of each requested sample in srt
         for run in np.split(srt, breaks):
             lo, hi = int(run[0]), int(run[-1]) + 1
-            block = self.store.read_haplotypes(int(contig), np.arange(lo, hi), int(start), int(stop))
+            block = self.store.read_haplotypes(int(tile), np.arange(lo, hi), int(start), int(stop))
             sel = (srt[where] >= lo) & (srt[where] < hi)
             out[sel] = block[samples[sel] - lo]
         return out
@@ -340,13 +340,13 @@ class ContigDataset(IterableDataset):
         start = int(rng.integers(0, length - self.seq_len + 1))
         return start, start + self.seq_len
 
-    def _block_sites(self, contig: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    def _block_sites(self, tile: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Global vocabulary indices and positions of a block's sites (shared, read-only, by its items)."""
-        first = int(self.store.vocab.contig_start[contig]) + start
+        first = int(self.store.vocab.tile_start[tile]) + start
         sites = np.arange(first, first + length, dtype=np.int64)
         return sites, self.store.vocab.position[first:first + length]
 
-    def _item(self, haps: np.ndarray | None, truth: np.ndarray, contig: int, sample: int, start: int,
+    def _item(self, haps: np.ndarray | None, truth: np.ndarray, tile: int, sample: int, start: int,
               block_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
               sources: np.ndarray | None = None) -> dict[str, Any]:
         sites, position = block_sites
@@ -356,7 +356,7 @@ class ContigDataset(IterableDataset):
             genotype, target = self.masker(truth, sites, self._rng(_MASK, *mask_key))
         item = {
             "genotype": genotype, "site_index": sites, "position": position, "target": target, "truth": truth,
-            "contig": int(contig), "sample": int(sample), "offset": int(start),
+            "tile": int(tile), "sample": int(sample), "offset": int(start),
         }
         if self.return_haplotypes:
             item["haplotypes"] = haps
@@ -376,21 +376,21 @@ class ContigDataset(IterableDataset):
             take = min(hi - g, int(plan.cum[b + 1]) - gg)
             first = int(plan.lo[b]) + gg - int(plan.cum[b])
             samples = plan.order[first:first + take]
-            contig, r_start, r_stop = (int(x) for x in self._regions[plan.region[b]])
+            tile, r_start, r_stop = (int(x) for x in self._regions[plan.region[b]])
             if self.training:
                 # one crop per (block, epoch): every sample of the block shares the read
                 crop_rng = self._rng(_CROP, epoch, int(plan.region[b]), int(plan.lo[b]))
                 start, stop = self._crop(r_stop - r_start, crop_rng)
             else:
                 start, stop = r_start, r_stop
-            haps = self._read(contig, samples, start, stop)
+            haps = self._read(tile, samples, start, stop)
             truth = genotype_tokens(haps)
-            block_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(tile, start, stop - start)
             mask_epoch = epoch if self.training else 0
             for i, s in enumerate(samples.tolist()):
                 # copies: a buffered item must not pin its whole block in memory
                 h = haps[i].copy() if self.return_haplotypes else None
-                yield self._item(h, truth[i].copy(), contig, s, start, block_sites, (mask_epoch, contig, start, s + 1))
+                yield self._item(h, truth[i].copy(), tile, s, start, block_sites, (mask_epoch, tile, start, s + 1))
             g += take
 
     def _map(self) -> GeneticMap | None:
@@ -399,7 +399,7 @@ class ContigDataset(IterableDataset):
         return self._genetic_map
 
     def _synthetic_items(self, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:
-        """Item g belongs to virtual block g // block_samples; a block draws a contig, a crop
+        """Item g belongs to virtual block g // block_samples; a block draws a tile, a crop
         and a panel subset, reads the panel once and makes its genomes from it."""
         cfg = self.augment
         assert cfg is not None
@@ -410,19 +410,19 @@ class ContigDataset(IterableDataset):
             b = g // bs
             take = min(hi, (b + 1) * bs) - g
             rng = self._rng(_SYNTH, epoch, b)
-            contig = int(self.contigs[rng.integers(self.contigs.size)])
-            length = int(vocab.contig_stop[contig] - vocab.contig_start[contig])
+            tile = int(self.tiles[rng.integers(self.tiles.size)])
+            length = int(vocab.tile_stop[tile] - vocab.tile_start[tile])
             start, stop = self._crop(length, rng)
             panel = self._panel(rng)
-            flat = flatten_panel(self._read(contig, panel, start, stop))
-            first = int(vocab.contig_start[contig])
-            gcm = genetic_positions(vocab.position[first + start:first + stop], chrom=vocab.contig_chrom_name(contig),
+            flat = flatten_panel(self._read(tile, panel, start, stop))
+            first = int(vocab.tile_start[tile])
+            gcm = genetic_positions(vocab.position[first + start:first + stop], chrom=vocab.tile_chrom_name(tile),
                                     rate=cfg.rate, genetic_map=self._map())
-            block_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(tile, start, stop - start)
             for j in range(g, g + take):
                 genome = synthetic_genome(flat, gcm, self._rng(_SYNTH, epoch, b, j), generations=cfg.generations)
-                yield self._item(genome, genotype_tokens(genome), contig, -1, start, block_sites,
-                                 (epoch, contig, start, 0, j), sources=panel)
+                yield self._item(genome, genotype_tokens(genome), tile, -1, start, block_sites,
+                                 (epoch, tile, start, 0, j), sources=panel)
             g += take
 
     def _panel(self, rng: np.random.Generator) -> np.ndarray:
@@ -468,15 +468,15 @@ class ContigDataset(IterableDataset):
         yield from self._shuffled(items, self._rng(_BUFFER, epoch, self.rank, wid))
 
     def items_of_epoch(self, epoch: int) -> list[tuple[int, int, int]]:
-        """(sample, contig, offset) of every real item of an epoch over all ranks, in plan
+        """(sample, tile, offset) of every real item of an epoch over all ranks, in plan
         order, before padding/dropping: the reference the sharding tests compare with."""
         if self.augment is not None:
             raise ConfigError("items_of_epoch lists real items; this dataset is augmented")
         plan = self._plan(epoch)
         out = []
         for b in range(plan.region.size):
-            contig, r_start, _ = (int(x) for x in self._regions[plan.region[b]])
+            tile, r_start, _ = (int(x) for x in self._regions[plan.region[b]])
             n = int(plan.cum[b + 1] - plan.cum[b])
             for s in plan.order[plan.lo[b]:plan.lo[b] + n].tolist():
-                out.append((s, contig, r_start))
+                out.append((s, tile, r_start))
         return out

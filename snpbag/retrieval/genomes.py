@@ -62,7 +62,7 @@ class NeighbourPanel(PanelRows):
         """The panel of store samples ``rows`` (e.g. the training split) at every vocabulary site."""
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         voc = store.vocab
-        parts = [store.read_dosage(c, rows) for c in range(voc.n_contigs)]
+        parts = [store.read_dosage(c, rows) for c in range(voc.n_tiles)]
         dosage = np.concatenate(parts, axis=1) if parts else np.zeros((rows.size, 0), dtype=np.int8)
         return cls(dosage, span=span, k=k, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows)
 

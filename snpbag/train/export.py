@@ -6,8 +6,8 @@ store::
     model.safetensors   weights (encoder.* and head.*; the     } written by SnpbagModel.save
                         weight average if the run kept one)   }
     model.json          ModelConfig + head name and options   }
-    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
-    vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
+    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, tiles
+    vocab.json          vocabulary metadata (chromosome names, tile length, min MAF)
     neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.retrieval.genomes),
     haplotypes.npz      or their phased haplotypes (snpbag.retrieval.haplotypes), per model.retrieval
     training.json       run config, steps, validation metrics, data summary, training provenance

@@ -255,7 +255,7 @@ def build_datamodule(cfg: TrainConfig):
     return ResumableDataModule(
         d.store, batch_size=d.batch_size, num_workers=d.num_workers, seq_len=d.seq_len, val_seq_len=d.val_seq_len,
         samples=d.samples, val_samples=d.val_samples, val_fraction=d.val_fraction,
-        contigs=list(d.contigs) if d.contigs is not None else None, masking=cfg.masking,
+        tiles=list(d.tiles) if d.tiles is not None else None, masking=cfg.masking,
         val_masking=val_masking, augment=d.augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,

@@ -2,7 +2,7 @@
 
 Measures, for one simulated cohort: wall time, peak RSS (``/usr/bin/time -v``), output
 size and bits per genotype; then the time to read one sample's genotypes at a whole tile (the
-vocabulary sites of one model contig, up to 81,920) from snpbag's layout, from the same
+vocabulary sites of one tile, up to 81,920) from snpbag's layout, from the same
 genotypes re-chunked without sharding, and from vcf2zarr's default chunking.
 
 Usage::
@@ -146,8 +146,8 @@ def main() -> None:
 
     st = open_store(snp_store)
     voc = st.vocab
-    c = int(np.argmax(voc.contig_stop - voc.contig_start))
-    variants = voc.variant[voc.contig_sites(c)]
+    c = int(np.argmax(voc.tile_stop - voc.tile_start))
+    variants = voc.variant[voc.tile_sites(c)]
     rng = np.random.default_rng(0)
     samples = rng.choice(st.n_samples, size=min(args.reads, st.n_samples), replace=False)
     reads = []
@@ -186,7 +186,7 @@ def main() -> None:
     for name, r, bits, size, files in rows:
         print(f"| {name} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_mib']} | {bits} | "
               f"{size / 2**20:.1f} | {files} |")
-    print(f"\nOne sample's genotypes at the {len(variants)} vocabulary sites of one model contig "
+    print(f"\nOne sample's genotypes at the {len(variants)} vocabulary sites of one tile "
           f"(spanning {variants[-1] - variants[0] + 1} variants), median of {len(samples)} random samples, "
           "page cache warm:\n")
     print("| layout | ms | call_genotype MiB | files |")

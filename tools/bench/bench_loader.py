@@ -41,12 +41,12 @@ def gpu_tokens_per_s(*, n_layers: int, d_model: int, d_ff: int, window: int, mfu
     return params, flops, mfu * H100_BF16_DENSE / flops
 
 
-def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, contig_len: int) -> Path:
-    """The simulated cohort converted with ``contig_len`` sites per model contig (cached)."""
+def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, tile_len: int) -> Path:
+    """The simulated cohort converted with ``tile_len`` sites per tile (cached)."""
     from snpbag.store.convert import convert
     from snpbag.simulate.cohort import simulate
 
-    store = workdir / f"cohort_{contig_len}.zarr"
+    store = workdir / f"cohort_{tile_len}.zarr"
     if store.exists():
         return store
     sim = workdir / "sim"
@@ -55,14 +55,14 @@ def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, c
         simulate(sim, samples_per_pop=samples_per_pop, length=length, seed=seed)
         print(f"simulated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     t = time.perf_counter()
-    convert(sim / "cohort.vcf.gz", store, min_maf=0.01, contig_len=contig_len, threads=2)
+    convert(sim / "cohort.vcf.gz", store, min_maf=0.01, tile_len=tile_len, threads=2)
     print(f"converted in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return store
 
 
-def contig_len_for(seq_len: int) -> int:
-    """Sequences up to 8192 sites are cropped from 8192-site contigs (many items per epoch, as
-    in a biobank, so epoch turnover does not dominate); longer ones from 81,920-site contigs."""
+def tile_len_for(seq_len: int) -> int:
+    """Sequences up to 8192 sites are cropped from 8192-site tiles (many items per epoch, as
+    in a biobank, so epoch turnover does not dominate); longer ones from 81,920-site tiles."""
     return 8192 if seq_len <= 8192 else 81920
 
 
@@ -72,10 +72,10 @@ def measure(store: Path, *, seq_len: int, workers: int, batch_size: int, seconds
 
     from snpbag.config import AugmentConfig, MaskingConfig
     from snpbag.data.datamodule import make_loader
-    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.dataset import TileDataset
 
     torch.set_num_threads(1)
-    ds = ContigDataset(store, seq_len=seq_len, masking=MaskingConfig(), seed=0, batch_size=batch_size,
+    ds = TileDataset(store, seq_len=seq_len, masking=MaskingConfig(), seed=0, batch_size=batch_size,
                        augment=AugmentConfig(enabled=augment, panel_size=256))
     loader = make_loader(ds, num_workers=workers, persistent_workers=workers > 0)
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def measure(store: Path, *, seq_len: int, workers: int, batch_size: int, seconds
     dt_ = time.perf_counter() - first
     del loader
     return dict(seq_len=seq_len, workers=workers, augment=augment, batch_size=batch_size,
-                block_samples=ds.block_samples, buffer_size=ds.buffer_size, contig_len=contig_len_for(seq_len),
+                block_samples=ds.block_samples, buffer_size=ds.buffer_size, tile_len=tile_len_for(seq_len),
                 tokens=tokens, batches=batches, epochs=epoch, startup_s=first - t0, seconds=dt_,
                 tokens_per_s=tokens / dt_)
 
@@ -125,20 +125,20 @@ def main(argv: list[str] | None = None) -> None:
 
     stores = {}
     for w in args.seq_lens + ([args.augment_seq_len] if args.augment_seq_len else []):
-        cl = contig_len_for(w)
+        cl = tile_len_for(w)
         stores[cl] = make_store(args.workdir, samples_per_pop=args.samples_per_pop, length=args.length,
-                                seed=args.seed, contig_len=cl)
+                                seed=args.seed, tile_len=cl)
     st = open_store(stores[max(stores)])
     rows = []
     for w in args.seq_lens:
         for k in args.workers:
-            r = measure(stores[contig_len_for(w)], seq_len=w, workers=k,
+            r = measure(stores[tile_len_for(w)], seq_len=w, workers=k,
                         batch_size=max(1, args.tokens_per_batch // w), seconds=args.seconds, augment=False)
             print(json.dumps(r), file=sys.stderr)
             rows.append(r)
     if args.augment_seq_len:
         for k in args.workers:
-            r = measure(stores[contig_len_for(args.augment_seq_len)], seq_len=args.augment_seq_len, workers=k,
+            r = measure(stores[tile_len_for(args.augment_seq_len)], seq_len=args.augment_seq_len, workers=k,
                         batch_size=max(1, args.tokens_per_batch // args.augment_seq_len), seconds=args.seconds,
                         augment=True)
             print(json.dumps(r), file=sys.stderr)
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Machine: 2-core CPU VM, 24 GiB, no GPU ({platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}). Store: simulated cohort ({st.n_samples} samples, "
           f"{st.n_variants} variants, {st.vocab.n_sites} vocabulary sites with MAF >= 0.01), `snpbag convert` "
-          "default chunking, model contigs of 8192 sites for sequences up to 8192 sites and of 81,920 sites above. "
-          "Loader: training mode (one random crop per sample x contig, 85-99 % random masking, default "
+          "default chunking, tiles of 8192 sites for sequences up to 8192 sites and of 81,920 sites above. "
+          "Loader: training mode (one random crop per sample x tile, 85-99 % random masking, default "
           "read blocks and shuffle buffer), collate to `Batch`, batch size = "
           f"{args.tokens_per_batch} // seq_len. "
           "Tokens/s is the steady state after the first batch; start-up is the time to the first batch "

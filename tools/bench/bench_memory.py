@@ -41,7 +41,7 @@ def child(preset_name: str, L: int, *, backend: str, checkpointing: bool) -> dic
     batch = collate([dict(
         genotype=np.where(masked, MASK, truth), site_index=np.arange(L),
         position=np.cumsum(rng.integers(1, 500, L)), target=np.where(masked, truth, IGNORE_INDEX),
-        contig=0, sample=0, offset=0,
+        tile=0, sample=0, offset=0,
     )])
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:

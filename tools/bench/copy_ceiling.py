@@ -41,8 +41,8 @@ def main() -> None:
                             masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate))
     dm.setup("fit")
     store, vocab = dm.store, dm.store.vocab
-    if store.n_contigs != 1:
-        raise SystemExit("copy_ceiling handles one-contig stores (the demo's) only")
+    if store.n_tiles != 1:
+        raise SystemExit("copy_ceiling handles one-tile stores (the demo's) only")
     S = vocab.n_sites
     train, val = dm.split()
     af = np.nan_to_num(np.asarray(vocab.af, dtype=np.float64))

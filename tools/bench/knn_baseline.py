@@ -46,7 +46,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     st = open_store(a.store)
-    g_all = np.concatenate([st.read_dosage(c) for c in range(st.vocab.n_contigs)], axis=1)
+    g_all = np.concatenate([st.read_dosage(c) for c in range(st.vocab.n_tiles)], axis=1)
     train, val = split_samples(g_all.shape[0], val_fraction=a.val_fraction, seed=a.seed)
     panel, held = g_all[train], g_all[val]
     called = panel >= 0
