@@ -196,7 +196,7 @@ def test_compact_collate_widens_to_the_batch_contract(cohort):
 
 def _rank_batches(path, rank, *, epoch=0, uneven="pad", num_workers=2, **kw):
     ds = TileDataset(path, samples=np.arange(39), tiles=[0, 1, 2, 3, 4], seq_len=8, masking=MaskingConfig(), seed=11,
-                       batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
+                     batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
     ds.set_epoch(epoch)
     loader = make_loader(ds, num_workers=num_workers)
     batches = list(loader)

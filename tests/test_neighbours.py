@@ -128,8 +128,8 @@ def test_dataset_items_vote_without_their_own_genome(tmp_path):
             assert own[0] >= 0 or np.array_equal(want, panel.votes(it["genotype"], it["site_index"]))
     assert differs > 0
     aug = TileDataset(store, samples=rows, training=True, seq_len=64,
-                        masking=MaskingConfig(min_rate=0.5, max_rate=0.5), augment=AugmentConfig(enabled=True, panel_size=4), batch_size=2,
-                        retrieval=panel, seed=1)
+                      masking=MaskingConfig(min_rate=0.5, max_rate=0.5),
+                      augment=AugmentConfig(enabled=True, panel_size=4), batch_size=2, retrieval=panel, seed=1)
     it = next(iter(aug))
     assert it["sample"] == -1 and it["retrieval"].shape == (64, 3)
 

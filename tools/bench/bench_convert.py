@@ -165,7 +165,7 @@ def main() -> None:
     shutil.rmtree(flat, ignore_errors=True)
     rechunk(src, flat, (8192, 16, 2))
     reads.append(("same chunks, no sharding", tile_read_ms(zarr.open_array(str(flat / "call_genotype")),
-                                                             variants, samples),
+                                                           variants, samples),
                   dir_bytes(flat / "call_genotype")))
     reads.append((f"vcf2zarr default ({bg['call_genotype'].chunks[0]} x {bg['call_genotype'].chunks[1]})",
                   tile_read_ms(bg["call_genotype"], variants, samples), dir_bytes(b2z / "call_genotype")))

@@ -76,7 +76,7 @@ def measure(store: Path, *, seq_len: int, workers: int, batch_size: int, seconds
 
     torch.set_num_threads(1)
     ds = TileDataset(store, seq_len=seq_len, masking=MaskingConfig(), seed=0, batch_size=batch_size,
-                       augment=AugmentConfig(enabled=augment, panel_size=256))
+                     augment=AugmentConfig(enabled=augment, panel_size=256))
     loader = make_loader(ds, num_workers=workers, persistent_workers=workers > 0)
     t0 = time.perf_counter()
     first = None
