@@ -36,6 +36,14 @@ class _FloatOrAuto(click.ParamType):
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
 
 
+def _renamed(new: str):
+    """Callback of a hidden option that was renamed: refuse it, naming the new one."""
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise click.UsageError(f"{param.opts[0]} was renamed {new}; use {new}", ctx)
+    return refuse
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -81,13 +89,15 @@ def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split
 @click.option("--region", default=None, help="CHR:START-END (needs an index).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--min-maf", default=0.01, show_default=True, type=float)
-@click.option("--contig-len", default=81920, show_default=True, type=int)
+@click.option("--tile-len", default=81920, show_default=True, type=int,
+              help="Vocabulary sites per tile, the stretch of a chromosome a model reads a sequence from.")
+@click.option("--contig-len", hidden=True, expose_value=False, callback=_renamed("--tile-len"))
 @click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")
-def convert(input, output, region, samples, min_maf, contig_len, threads):
+def convert(input, output, region, samples, min_maf, tile_len, threads):
     """Convert a VCF/BCF into a VCF-Zarr genotype store with a site vocabulary."""
     from snpbag.store.convert import convert as run
 
-    run(input, output, region=region, samples=samples, min_maf=min_maf, contig_len=contig_len, threads=threads)
+    run(input, output, region=region, samples=samples, min_maf=min_maf, tile_len=tile_len, threads=threads)
 
 
 # --- kinship ----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ class DemoSettings:
     targets: int = 100
     array_fraction: float = 0.2
     seed: int = 1
-    contig_len: int = 2048
+    tile_len: int = 2048
     train_overrides: tuple[str, ...] = ()
     beagle: bool = True
 
@@ -59,7 +59,7 @@ def _store_summary(out: Path, sim: Path, report: dict) -> list[str]:
         f"samples      {store.n_samples:,} in the reference store; populations: "
         + ", ".join(f"{k} {v}" for k, v in pops.items()) + " (cohort incl. held-out targets)",
         f"sites        {store.n_variants:,} biallelic SNPs; {vocab.n_sites:,} in the model vocabulary (MAF >= "
-        f"{vocab.min_maf:g}) tiled into {vocab.n_contigs} contig(s) of up to {vocab.contig_len:,}",
+        f"{vocab.min_maf:g}) cut into {vocab.n_tiles} tile(s) of up to {vocab.tile_len:,}",
         f"store        {out / 'cohort.zarr'}: {size / 2**20:.2f} MiB, "
         f"{8 * size / max(n_gt, 1):.3f} bits per genotype (all arrays)",
         f"dropped      {json.dumps(report.get('dropped', {}))}",
@@ -109,7 +109,7 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
     store = out / "cohort.zarr"
     report_file = out / "convert_report.json"
     if not store.exists():
-        report = convert(sim / "reference.vcf.gz", store, contig_len=s.contig_len)
+        report = convert(sim / "reference.vcf.gz", store, tile_len=s.tile_len)
         report_file.write_text(json.dumps(report, indent=2, default=str))
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     for line in _store_summary(out, sim, report):

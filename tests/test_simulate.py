@@ -189,7 +189,7 @@ def test_array_sites_fraction_and_maf(cohort):
 
 
 def test_select_array_sites_spreads_and_fills():
-    # 30 common sites packed in the first tenth of the region: windows are mostly empty,
+    # 30 common sites packed in the first tenth of the region: intervals are mostly empty,
     # so picks must come from the fill-up path and stay unique.
     g = np.zeros((40, 10), dtype=np.uint8)
     g[:30, :5] = 1  # MAF 0.5

@@ -279,7 +279,7 @@ class TargetGenotypes:
         return t
 
     def rows_for(self, vocab_start: int, vocab_stop: int) -> slice:
-        """Rows covering vocabulary sites ``vocab_start:vocab_stop`` (e.g. one model contig).
+        """Rows covering vocabulary sites ``vocab_start:vocab_stop`` (e.g. one tile).
 
         Rows are increasing vocabulary indices, so the result is the rows of that
         vocabulary range that this input covers (empty for another chromosome).

@@ -183,8 +183,8 @@ class VcfReader:
         """Yield blocks of up to ``size`` biallelic SNPs (the last may be shorter).
 
         ``records`` (default: the whole file or ``region``) may be another cyvcf2 iterator
-        of this file; records with POS < ``pos_min`` (overlapping a window from before
-        its start) are skipped, so tiling windows see every record exactly once.
+        of this file; records with POS < ``pos_min`` (overlapping a region from before
+        its start) are skipped, so consecutive regions see every record exactly once.
         ``dosage`` and ``info`` also read each record's ALT dosages (FORMAT/DS where the
         record has it, else the ALT count of its calls; NaN missing) and INFO values as
         floats (NaN where absent), as imputed VCFs are scored.
@@ -292,7 +292,7 @@ class VcfReader:
                             id=ids[:i].copy(), genotype=g, phased=p, dosage=None if ds is None else ds[:i].copy(),
                             info={k: a[:i].copy() for k, a in info.items()} if info else None)
 
-    def window(self, chrom: str, start: int, end: int, size: int) -> list[VariantBlock]:
+    def region_blocks(self, chrom: str, start: int, end: int, size: int) -> list[VariantBlock]:
         """Biallelic SNPs with ``start <= POS <= end`` on ``chrom`` (needs the index)."""
         return list(self.blocks(size, records=self._vcf(f"{chrom}:{start}-{end}"), pos_min=start))
 
@@ -319,13 +319,13 @@ def _dosage(rec, gt: np.ndarray) -> np.ndarray:
 
 
 # --- parallel reading ---------------------------------------------------------------------
-#: Indexed inputs at least this large are parsed by worker processes in genomic windows
+#: Indexed inputs at least this large are parsed by worker processes in genomic regions
 #: when more than one thread is allowed: htslib's VCF text parsing is the bottleneck
 #: (~100 µs per record at 3,000 samples) and it does not parallelise inside one process.
 PARALLEL_MIN_BYTES = 8 << 20
-#: Target genotype bytes (variants x samples x 2) per window: bounds each worker's memory.
-WINDOW_BYTES = 32 << 20
-_MIN_WINDOW_BP, _MAX_WINDOW_BP = 1_000, 20_000_000
+#: Target genotype bytes (variants x samples x 2) per region: bounds each worker's memory.
+REGION_BYTES = 32 << 20
+_MIN_REGION_BP, _MAX_REGION_BP = 1_000, 20_000_000
 
 
 def use_parallel(reader: VcfReader, threads: int) -> bool:
@@ -356,14 +356,14 @@ def _tbi_names(path: Path) -> list[str] | None:
 _WORKER: dict = {}
 
 
-def _window_task(path: str, samples: list[str] | None, chrom: str, start: int, end: int, size: int):
+def _region_task(path: str, samples: list[str] | None, chrom: str, start: int, end: int, size: int):
     key = (path, tuple(samples) if samples else None)
     reader = _WORKER.get(key)
     if reader is None:
         _WORKER.clear()
         reader = _WORKER[key] = VcfReader(path, samples=samples, threads=1)
     before = ReadCounts(reader.counts.records, reader.counts.kept, dict(reader.counts.dropped))
-    blocks = reader.window(chrom, start, end, size)
+    blocks = reader.region_blocks(chrom, start, end, size)
     c = reader.counts
     delta = ReadCounts(c.records - before.records, c.kept - before.kept,
                        {k: c.dropped[k] - before.dropped[k] for k in c.dropped})
@@ -383,11 +383,11 @@ def _take(block: VariantBlock, a: int, b: int) -> VariantBlock:
 
 
 def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[VariantBlock]:
-    """Like ``reader.blocks(size)``, parsing genomic windows in ``workers`` processes.
+    """Like ``reader.blocks(size)``, parsing genomic regions in ``workers`` processes.
 
     The parent walks each chromosome, asks the index where the next record is (so gaps
-    cost nothing), and hands out windows sized from the record density seen so far so
-    one window holds about WINDOW_BYTES of genotypes. Results are consumed in genome
+    cost nothing), and hands out regions sized from the record density seen so far so
+    one region holds about REGION_BYTES of genotypes. Results are consumed in genome
     order and re-cut into blocks of exactly ``size`` variants, so the output equals the
     sequential reader's. Chromosomes follow the .tbi's order (header order for .csi).
     """
@@ -401,11 +401,11 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
     else:
         names = _tbi_names(reader.path) or list(reader._vcf.seqnames)
         spans = [(c, 1, None) for c in names]
-    target = max(size, WINDOW_BYTES // max(2 * reader.n_samples, 1))
+    target = max(size, REGION_BYTES // max(2 * reader.n_samples, 1))
     seen_records, seen_bp = 0, 0
-    window_bp = 100_000
+    region_bp = 100_000
 
-    def windows():
+    def regions():
         for chrom, start, end in spans:
             s = start
             while True:
@@ -413,7 +413,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
                 if nxt is None or (end is not None and nxt > end):
                     break
                 s = max(s, nxt)
-                e = s + window_bp - 1 if end is None else min(s + window_bp - 1, end)
+                e = s + region_bp - 1 if end is None else min(s + region_bp - 1, end)
                 yield chrom, s, e
                 s = e + 1
 
@@ -423,7 +423,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
     buffer: list[VariantBlock] = []
     buffered = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        todo = windows()
+        todo = regions()
         exhausted = False
         while True:
             while not exhausted and len(pending) < 2 * workers:
@@ -431,7 +431,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
                 if w is None:
                     exhausted = True
                     break
-                pending.append((w, pool.submit(_window_task, str(reader.path), samples, *w, size)))
+                pending.append((w, pool.submit(_region_task, str(reader.path), samples, *w, size)))
             if not pending:
                 break
             (chrom, s, e), fut = pending.popleft()
@@ -444,7 +444,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
             seen_records += delta.records
             seen_bp += e - s + 1
             if seen_records:
-                window_bp = int(np.clip(target * seen_bp / seen_records, _MIN_WINDOW_BP, _MAX_WINDOW_BP))
+                region_bp = int(np.clip(target * seen_bp / seen_records, _MIN_REGION_BP, _MAX_REGION_BP))
             idx = reader._contig_index(chrom)
             for b in blocks:
                 b.contig[:] = idx

@@ -211,8 +211,8 @@ def write_vcf(path: Path, chroms: Sequence[Haplotypes], samples: Sequence[str], 
 def select_array_sites(haps: Haplotypes, n_sites: int, *, min_maf: float = ARRAY_MIN_MAF) -> np.ndarray:
     """Indices of ``n_sites`` common sites (MAF >= ``min_maf``) spread evenly along the chromosome.
 
-    The chromosome is cut into ``n_sites`` equal windows and the common site nearest
-    each window's centre is taken (as array designs space their probes); windows
+    The chromosome is cut into ``n_sites`` equal intervals and the common site nearest
+    each interval's centre is taken (as array designs space their probes); intervals
     with no common site are made up from the remaining common sites, evenly by rank.
 
     Raises
@@ -368,7 +368,7 @@ def simulate(
         ``pedigree_pairs.tsv``.
     chromosomes
         Number of chromosomes (default 1; 22 with ``pedigree``). In pedigree mode,
-        chromosome ``k`` is a ``length``-bp window that carries the full genetic
+        chromosome ``k`` is a ``length``-bp stretch that carries the full genetic
         length of human autosome ``k`` (uniform map), so realised kinship varies
         as in a real genome while the VCF stays small.
 

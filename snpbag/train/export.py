@@ -81,7 +81,7 @@ def _run_provenance(run_dirs: list[Path]) -> list[dict[str, Any]]:
     return []
 
 
-def _panel_for(run_dirs: list[Path], ckpt_path: Path, kind: str) -> Path:
+def _retrieval_panel_for(run_dirs: list[Path], ckpt_path: Path, kind: str) -> Path:
     """The retrieval panel (training genomes) a retrieval model retrieves from."""
     for d in run_dirs:
         if rundir.panel_path(d, kind).is_file():
@@ -130,7 +130,7 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "provenance": _run_provenance(run_dirs),
     }
     cfg = model.config
-    panel = _panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
+    panel = _retrieval_panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.retrieval_k else None
     record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
     modeldir.write(outdir, model=model, vocab=vocab, training=training, provenance=record, panel=panel)
     log.info("exported %s (step %d) to %s", ckpt_path, training["global_step"], outdir)
