@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from snpbag.errors import SnpbagError  # noqa: E402
+# modules, not functions: each command calls MODULE.FUNCTION at run time (mock.patch-able)
+from snpbag import api  # noqa: E402
+from snpbag import demo as _demo  # noqa: E402
+from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
 
@@ -154,18 +159,14 @@ def train(overrides):
 @click.argument("outdir", type=path_in)
 def export(checkpoint, outdir):
     """Write a self-contained model directory from a training run or checkpoint."""
-    from snpbag.train.export import export as run
-
-    run(checkpoint, outdir)
+    _export.export(checkpoint, outdir)
 
 
 @main.command()
 @click.argument("model", type=path_in)
 def info(model):
     """Describe a model directory: config, sites, parameters, provenance."""
-    from snpbag.api import info as run
-
-    click.echo(run(model))
+    click.echo(api.info(model))
 
 
 @main.command()
@@ -181,9 +182,7 @@ def info(model):
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
     """Impute untyped and missing genotypes of array data."""
-    from snpbag.inference.impute import impute as run
-
-    s = run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
+    s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
@@ -193,9 +192,7 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
 @click.option("--out", default="demo_out", show_default=True, type=path_in)
 def demo(out):
     """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""
-    from snpbag.demo import demo as run
-
-    run(Path(out), echo=click.echo)
+    _demo.demo(Path(out), echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

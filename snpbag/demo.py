@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.io.bgzf import copy_contigs
+from snpbag.api import load_model
+from snpbag.eval.compare import read_dosages, read_truth, render, score
+from snpbag.eval.metrics import af_baseline
+from snpbag.inference.impute import impute
+from snpbag.train.export import export
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +87,8 @@ def _accuracy_table(metrics: dict[str, float]) -> list[str]:
 def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
          echo: Callable[[str], None] = log.info) -> dict:
     """Run the demo into ``out``; ``echo`` receives the report lines. Returns the scores."""
-    from snpbag.api import load_model
     from snpbag.store.convert import convert
     from snpbag.simulate.cohort import simulate
-    from snpbag.eval.compare import read_dosages, read_truth, render, score
-    from snpbag.eval.metrics import af_baseline
-    from snpbag.inference.impute import impute
-    from snpbag.train.export import export
     from snpbag.train.run import train
 
     os.environ.setdefault("WANDB_SILENT", "true")  # the run is offline; keep its banner out of the report

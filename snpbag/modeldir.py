@@ -36,6 +36,7 @@ from snpbag.config import ModelConfig
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.fileio import atomic_output
 from snpbag.store.vocab import SiteVocab
+from snpbag.eval import MAF_BINS
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,6 @@ def describe(directory: str | Path) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from snpbag.eval import MAF_BINS
 
     p = Path(directory)
     meta = read_meta(p)

@@ -21,6 +21,10 @@ import numpy as np
 
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import InputError
+from snpbag import modeldir
+from snpbag.inference.sitematch import read_targets
+from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
+from snpbag.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +136,6 @@ def impute(
     SiteMismatchError : implausibly small overlap (wrong build or chromosome).
     InputError, SampleError : malformed input, unknown or duplicated samples, bad options.
     """
-    from snpbag import modeldir
-    from snpbag.inference.sitematch import read_targets
-    from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
 
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
@@ -154,7 +155,6 @@ def impute(
     jobs = _tile_jobs(loaded.vocab, targets)
     n = targets.n_samples
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    from snpbag.progress import progress_bar
 
     with ImputedVcfWriter(output, sites, targets.samples, fmt=fmt, min_r2=min_r2,
                           replace_typed=replace_typed, header_lines=(f"snpbag_model={Path(model).resolve()}",)) as w:

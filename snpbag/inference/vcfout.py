@@ -32,6 +32,8 @@ from snpbag.io.chrom import chrom_key
 from snpbag.io.vcfwrite import header_text, write_vcf
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
+from snpbag.inference.sitematch import ModelSites
+from snpbag import __version__
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,6 @@ class OutputSites:
         model stores it. Untyped sites always use the model's alleles; chromosome names
         follow the input (``chr22`` stays ``chr22``).
         """
-        from snpbag.inference.sitematch import ModelSites
 
         if orientation not in ("input", "model"):
             raise InputError(f"orientation {orientation!r}: choose 'input' or 'model'")
@@ -310,7 +311,6 @@ class ImputedVcfWriter:
 
     # -- writing --------------------------------------------------------------------
     def _header(self) -> str:
-        from snpbag import __version__
 
         today = _dt.date.today().strftime("%Y%m%d")
         lengths = self.sites.contig_lengths or {}

@@ -38,6 +38,8 @@ from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.io import vcfwrite
 from snpbag.provenance import provenance
+from snpbag.simulate import pedigree as ped
+from snpbag.io.chrom import chrom_key, is_autosome
 
 if TYPE_CHECKING:
     import msprime
@@ -478,7 +480,6 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
 
 
 def _simulate_pedigree(tmp: Path, params: dict) -> dict:
-    from snpbag.simulate import pedigree as ped
 
     k = params["chromosomes"] or 22
     n_fam = params["pedigree"]
@@ -531,6 +532,5 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
 
 def _autosome_index(chrom: str) -> int:
     """Index into the autosome table for a single named chromosome (``chr22`` → 21); 0 otherwise."""
-    from snpbag.io.chrom import chrom_key, is_autosome
 
     return int(chrom_key(chrom)) - 1 if is_autosome(chrom) else 0

@@ -16,6 +16,8 @@ from typing import Any
 from snpbag import modeldir
 from snpbag.errors import CheckpointError, SnpbagError
 from snpbag.train import rundir
+from snpbag.config import ModelConfig
+from snpbag.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,6 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the trained SnpbagModel (CPU, eval mode) from a loaded checkpoint: the
     weight average when the run kept one (optim.ema_decay > 0; the weights its validation
     metrics describe), else the live weights."""
-    from snpbag.config import ModelConfig
     from snpbag.model.builders import build_model
     from snpbag.train.ema import apply_checkpoint_average
 
@@ -108,7 +109,6 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
     CheckpointError : no checkpoint there, unreadable, or not written by snpbag train.
     InputError : ``outdir`` already exists.
     """
-    from snpbag.provenance import provenance
 
     ckpt_path = rundir.select_checkpoint(checkpoint)
     ckpt = load_checkpoint(ckpt_path)

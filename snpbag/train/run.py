@@ -23,6 +23,7 @@ from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.train import rundir
 from snpbag.train.quiet import quiet_lightning
+from snpbag.io.chrom import chrom_key
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,6 @@ def _same_sites(a, b) -> str | None:
     """Why two vocabularies differ in their sites (ignoring allele frequencies), or None."""
     import numpy as np
 
-    from snpbag.io.chrom import chrom_key
 
     if a.n_sites != b.n_sites:
         return f"{a.n_sites} vs {b.n_sites} sites"
