@@ -18,6 +18,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from snpbag.errors import SnpbagError  # noqa: E402
+# modules, not functions: each command calls MODULE.FUNCTION at run time (mock.patch-able)
+from snpbag import api  # noqa: E402
+from snpbag import demo as _demo  # noqa: E402
+from snpbag.inference import classify as _classify  # noqa: E402
+from snpbag.inference import embed as _embed  # noqa: E402
+from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
 
@@ -34,6 +41,14 @@ class _FloatOrAuto(click.ParamType):
             return float(value)
         except ValueError:
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+
+
+def _renamed(new: str):
+    """Callback of a hidden option that was renamed: refuse it, naming the new one."""
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise click.UsageError(f"{param.opts[0]} was renamed {new}; use {new}", ctx)
+    return refuse
 
 
 class _Group(click.Group):
@@ -85,13 +100,15 @@ def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split
 @click.option("--region", default=None, help="CHR:START-END (needs an index).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--min-maf", default=0.01, show_default=True, type=float)
-@click.option("--contig-len", default=81920, show_default=True, type=int)
+@click.option("--tile-len", default=81920, show_default=True, type=int,
+              help="Vocabulary sites per tile, the stretch of a chromosome a model reads a sequence from.")
+@click.option("--contig-len", hidden=True, expose_value=False, callback=_renamed("--tile-len"))
 @click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")
-def convert(input, output, region, samples, min_maf, contig_len, threads):
+def convert(input, output, region, samples, min_maf, tile_len, threads):
     """Convert a VCF/BCF into a VCF-Zarr genotype store with a site vocabulary."""
     from snpbag.store.convert import convert as run
 
-    run(input, output, region=region, samples=samples, min_maf=min_maf, contig_len=contig_len, threads=threads)
+    run(input, output, region=region, samples=samples, min_maf=min_maf, tile_len=tile_len, threads=threads)
 
 
 # --- kinship ----------------------------------------------------------------------------
@@ -148,18 +165,14 @@ def train(overrides):
 @click.argument("outdir", type=path_in)
 def export(checkpoint, outdir):
     """Write a self-contained model directory from a training run or checkpoint."""
-    from snpbag.train.export import export as run
-
-    run(checkpoint, outdir)
+    _export.export(checkpoint, outdir)
 
 
 @main.command()
 @click.argument("model", type=path_in)
 def info(model):
     """Describe a model directory: config, sites, parameters, provenance."""
-    from snpbag.api import info as run
-
-    click.echo(run(model))
+    click.echo(api.info(model))
 
 
 @main.command()
@@ -175,9 +188,7 @@ def info(model):
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
     """Impute untyped and missing genotypes of array data."""
-    from snpbag.inference.impute import impute as run
-
-    s = run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
+    s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
@@ -190,17 +201,15 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
 @click.option("--format", "fmt", type=click.Choice(["zarr", "npy", "parquet"]), default="zarr", show_default=True)
 @click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default="bf16", show_default=True)
 @click.option("--pool", type=click.Choice(["none", "mean"]), default="none", show_default=True,
-              help="mean: one vector per genome (the mean over unflagged tiles).")
+              help="mean: one vector per genome (the mean over unflagged patches).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--min-typed", default=0.5, show_default=True, type=float,
-              help="Flag tiles with fewer than this fraction of their sites typed.")
+              help="Flag patches with fewer than this fraction of their sites typed.")
 def embed(model, input, output, fmt, dtype, pool, samples, batch_size, device, min_typed):
-    """Genome embeddings: one vector per tile of sites, for downstream classifiers."""
-    from snpbag.inference.embed import embed as run
-
-    s = run(model=model, input=input, output=output, fmt=fmt, dtype=dtype, pool=pool, samples=samples,
+    """Genome embeddings: one vector per patch of sites, for downstream classifiers."""
+    s = _embed.embed(model=model, input=input, output=output, fmt=fmt, dtype=dtype, pool=pool, samples=samples,
             batch_size=batch_size, device=device, min_typed=min_typed)
     click.echo(f"{s.site_report}\n{s.line()}")
 
@@ -225,9 +234,7 @@ def classify():
 @click.option("--seed", default=0, show_default=True, type=int)
 def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
-    from snpbag.inference.classify import train as run
-
-    s = run(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
+    s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
             genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed)
     click.echo(s.table())
 
@@ -238,18 +245,14 @@ def classify_train(embeddings, labels, out, label_column, kinship, genotypes, fo
 @click.option("--output", required=True, type=path_in, help="TSV: sample, label, probabilities, call.")
 def classify_predict(model, embeddings, output):
     """Calibrated class probabilities and an assigned/unassigned call per sample."""
-    from snpbag.inference.classify import predict as run
-
-    click.echo(str(run(model=model, embeddings=embeddings, output=output)))
+    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output)))
 
 
 @main.command()
 @click.option("--out", default="demo_out", show_default=True, type=path_in)
 def demo(out):
     """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""
-    from snpbag.demo import demo as run
-
-    run(Path(out), echo=click.echo)
+    _demo.demo(Path(out), echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -245,7 +245,7 @@ def test_kinship_groups_relatives(cohort, tmp_path):
 def test_baselines_run_on_the_same_folds(tmp_path):
     from tiny_data import tiny_store
 
-    store = tiny_store(tmp_path / "d", n_samples=30, n_sites=120, contig_len=64)
+    store = tiny_store(tmp_path / "d", n_samples=30, n_sites=120, tile_len=64)
     samples = [f"S{i:03d}" for i in range(30)]
     rng = np.random.default_rng(2)
     y = np.arange(30) % 2

@@ -28,7 +28,7 @@ def setup(tmp_path_factory):
     from snpbag.train.run import train
 
     d = tmp_path_factory.mktemp("embed")
-    store = tiny_store(d, n_samples=30, n_sites=200, contig_len=128)
+    store = tiny_store(d, n_samples=30, n_sites=200, tile_len=128)
     run = train([*EMBED_TRAIN, "trainer.max_steps=10", "trainer.val_check_interval=10", "task.freeze_encoder=false",
                  f"data.store={store}", f"paths.run_dir={d / 'run'}"])
     export(run, d / "model")

@@ -12,7 +12,8 @@ import torch
 
 from snpbag.data.batch import Batch
 from snpbag.errors import ConfigError
-from snpbag.model import build_model, preset
+from snpbag.config import preset
+from snpbag.model import build_model
 from snpbag.model.heads.embed import from_patches, patch_layout, to_patches
 from tiny_data import tiny_store
 
@@ -27,7 +28,7 @@ def _batch(offset, lengths, L=40, n_sites=500, seed=0):
     site = (offset[:, None] + torch.arange(L)).clamp_max(n_sites - 1)
     geno = torch.randint(0, 3, (B, L), generator=g)
     return Batch(genotype=geno, site_index=site, position=site * 100, valid=valid,
-                 target=torch.full((B, L), -100), contig=torch.zeros(B, dtype=torch.long), sample=torch.arange(B),
+                 target=torch.full((B, L), -100), tile=torch.zeros(B, dtype=torch.long), sample=torch.arange(B),
                  offset=offset, truth=geno.clone())
 
 
@@ -36,11 +37,11 @@ def _model(**options):
     return build_model(cfg, "embed", head_options={"patch": 16, "shape": [2, 4], "hidden": 32, **options})
 
 
-def test_patch_layout_follows_the_contig_grid():
+def test_patch_layout_follows_the_tile_grid():
     b = _batch([0, 5, 16], [40, 40, 30])
     slot, first, n = patch_layout(b.offset, b.valid, 16)
     assert first.tolist() == [0, 0, 1] and n == 3
-    # site offset + i lies in contig patch (offset + i) // 16, slot (offset + i) % 16
+    # site offset + i lies in the tile's patch (offset + i) // 16, slot (offset + i) % 16
     local = b.offset[:, None] + torch.arange(40)
     assert torch.equal((first[:, None] * 16 + slot), local)
     x = torch.arange(3 * 40).view(3, 40)
@@ -138,7 +139,7 @@ def test_frozen_encoder_stays_put(tmp_path):
     from snpbag.train.run import compose_config, model_for_run, to_train_config
     from snpbag.store.genotypes import open_store
 
-    store = tiny_store(tmp_path / "d", n_samples=12, n_sites=64, contig_len=64)
+    store = tiny_store(tmp_path / "d", n_samples=12, n_sites=64, tile_len=64)
     cfg = to_train_config(compose_config([*EMBED_TRAIN, f"data.store={store}"]))
     model = model_for_run(cfg, open_store(str(store)).vocab)
     assert not any(p.requires_grad for p in model.encoder.parameters())
@@ -151,7 +152,7 @@ def test_short_run_beats_the_af_baseline(tmp_path):
     from snpbag.train import rundir
     from snpbag.train.run import train
 
-    store = tiny_store(tmp_path / "d", n_samples=60, n_sites=256, contig_len=128)
+    store = tiny_store(tmp_path / "d", n_samples=60, n_sites=256, tile_len=128)
     run = train([*EMBED_TRAIN, "task.freeze_encoder=false", f"data.store={store}", f"paths.run_dir={tmp_path / 'run'}"])
     with open(rundir.metrics_csv(run), newline="") as f:
         val = [r for r in csv.DictReader(f) if r.get("val/acc")][-1]

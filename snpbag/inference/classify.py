@@ -225,7 +225,7 @@ def genotype_pcs(store: str | Path, samples: list[str], n_components: int = 20) 
 
     st = open_store(str(store))
     rows = st.sample_index(samples)
-    dosage = np.concatenate([st.read_dosage(c, rows) for c in range(st.n_contigs)], axis=1)
+    dosage = np.concatenate([st.read_dosage(c, rows) for c in range(st.n_tiles)], axis=1)
     vecs, _ = pca(dosage, n_components)
     return vecs
 

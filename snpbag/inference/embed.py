@@ -4,8 +4,8 @@ Order of work, as in ``snpbag impute``: load the model directory (its head must 
 embedding head, task=embed), match the input's sites onto the model's vocabulary (a VCF
 through snpbag.inference.sitematch, a store through snpbag.inference.storeinput: same rules,
 same one-line report, same early stop on a wrong build or chromosome), then run the encoder
-and the head's compressor over sample batches x model contigs and write each batch as it
-is done. Memory: one batch of contigs plus one batch of embeddings (a VCF input is held as
+and the head's compressor over sample batches x tiles and write each batch as it
+is done. Memory: one batch of tiles plus one batch of embeddings (a VCF input is held as
 its typed calls, as for impute).
 
 Untyped sites and missing calls enter as MASK tokens, as the embedding head was trained with
@@ -23,10 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.inference import embedout
-from snpbag.inference.impute import contig_jobs, model_batch
+from snpbag.inference.impute import model_batch, tile_jobs
+from snpbag.inference.sitematch import read_targets
+from snpbag.inference.storeinput import store_targets
+from snpbag.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +71,6 @@ def _check_options(fmt: str, dtype: str, pool: str, batch_size: int, device: str
 
 def read_input(path: str | Path, vocab, *, samples=None):
     """A VCF/BCF or a snpbag store, matched onto ``vocab`` (TargetGenotypes or StoreTargets)."""
-    from snpbag.inference.sitematch import read_targets
-    from snpbag.inference.storeinput import store_targets
-
     p = Path(path)
     if p.is_dir():
         return store_targets(p, vocab, samples=samples)
@@ -77,16 +78,16 @@ def read_input(path: str | Path, vocab, *, samples=None):
 
 
 def patch_table(vocab, targets, jobs, patch: int, *, min_typed: float) -> tuple[embedout.Patches, list[int]]:
-    """The patches of every model contig the input covers, and the first patch of each job."""
+    """The patches of every tile the input covers, and the first patch of each job."""
     chrom, first, last, n_sites, n_typed, base = [], [], [], [], [], []
     typed = np.zeros(targets.n_rows, bool)
     typed[targets.typed_rows] = True
-    for contig, rows in jobs:
+    for tile, rows in jobs:
         base.append(len(first))
         sites = targets.site_index[rows]
         for k in range(0, sites.size, patch):
             s = sites[k:k + patch]
-            chrom.append(vocab.contig_chrom_name(contig))
+            chrom.append(vocab.tile_chrom_name(tile))
             first.append(int(vocab.position[s[0]]))
             last.append(int(vocab.position[s[-1]]))
             n_sites.append(s.size)
@@ -103,8 +104,8 @@ def embed_batch(loaded, targets, jobs, base: list[int], n_patches: int, samples:
 
     head = loaded.model.head
     out = None
-    for (contig, rows), t0 in zip(jobs, base):
-        batch = model_batch(loaded, targets, contig, rows, samples)
+    for (tile, rows), t0 in zip(jobs, base):
+        batch = model_batch(loaded, targets, tile, rows, samples)
         with torch.inference_mode():
             e = head.embed(loaded.model.encoder(batch), batch)["embedding"]  # (n, patches, V, dim)
         e = e.float().reshape(e.shape[0], e.shape[1], -1).cpu().numpy()
@@ -155,9 +156,6 @@ def embed(
     SiteMismatchError : implausibly small overlap (wrong build or chromosome).
     SampleError : unknown or duplicated samples.
     """
-    from snpbag import modeldir
-    from snpbag.progress import progress_bar
-
     _check_options(fmt, dtype, pool, batch_size, device, min_typed)
     if Path(output).exists():
         raise InputError(f"{output}: output already exists; remove it or choose another --output")
@@ -170,7 +168,7 @@ def embed(
     targets = read_input(input, loaded.vocab, samples=samples)
     report = targets.report.line()
     log.info("%s", report)
-    jobs = contig_jobs(loaded.vocab, targets)
+    jobs = tile_jobs(loaded.vocab, targets)
     patches, base = patch_table(loaded.vocab, targets, jobs, head.patch, min_typed=min_typed)
     if patches.flagged.any():
         log.warning("%s: %d of %d patches have fewer than %g of their sites typed; they are flagged in the output",

@@ -1,6 +1,6 @@
 """A genotype store (``snpbag convert`` output) as inference input: its sites matched onto a
 model's vocabulary by the same rules and report as a VCF's (snpbag.inference.sitematch),
-its genotypes read per sample batch and model contig, so memory stays one batch whatever
+its genotypes read per sample batch and tile, so memory stays one batch whatever
 the cohort size.
 
 :class:`StoreTargets` offers the part of :class:`~snpbag.inference.sitematch.TargetGenotypes`

@@ -66,7 +66,7 @@ def main() -> None:
     simulate(w / "sim", samples_per_pop=a.samples_per_pop, length=a.length, seed=a.seed, demography="finescale")
     t["simulate_s"] = time.perf_counter() - t0
     store = w / "cohort.zarr"
-    convert(str(w / "sim" / "cohort.vcf.gz"), str(store), min_maf=0.01, contig_len=4 * a.seq_len, threads=a.threads)
+    convert(str(w / "sim" / "cohort.vcf.gz"), str(store), min_maf=0.01, tile_len=4 * a.seq_len, threads=a.threads)
     common = ["trainer=cpu", "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0",
               "logger=none", "callbacks.throughput=false", "callbacks.lr_monitor=false", f"model={a.preset}",
               f"data.store={store}", f"data.seq_len={a.seq_len}", "data.batch_size=8", f"trainer.cpu_threads={a.threads}",

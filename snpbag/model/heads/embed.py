@@ -1,10 +1,10 @@
 """Patch-embedding head: one small vector per patch of ``patch`` consecutive sites, and a
 decoder that reconstructs every genotype of the patch from that vector alone.
 
-Patches are a fixed grid of each model contig (site ``offset + i`` of a sequence lies in patch
+Patches are a fixed grid of each model tile (site ``offset + i`` of a sequence lies in patch
 ``(offset + i) // patch``), so a training window, an evaluation window and ``snpbag embed``
 put a site in the same patch; a window that starts or ends inside a patch gives a shorter,
-padded and masked one (so does a contig's last patch).
+padded and masked one (so does a tile's last patch).
 
 Compression follows the SNPBag paper: a per-site MLP narrows the encoder width to
 ``vector_dim`` channels, then a learned weighting of the slots of a segment (one weight per slot
@@ -43,11 +43,11 @@ def patch_layout(offset: torch.Tensor, valid: torch.Tensor, patch: int) -> tuple
     """Where each site of a batch goes in a (B, n_patches * patch) grid of patch slots.
 
     Returns ``(slot, first_patch, n_patches)``: slot (B, L) index into the flattened patches of its
-    row, first_patch (B,) the contig patch index of the row's first patch, n_patches the patches per
+    row, first_patch (B,) the tile's patch index of the row's first patch, n_patches the patches per
     row (the batch maximum; rows with fewer have all-padding patches at the end).
     """
     B, L = valid.shape
-    local = offset[:, None] + torch.arange(L, device=valid.device)  # (B, L) index in the contig
+    local = offset[:, None] + torch.arange(L, device=valid.device)  # (B, L) index in the tile
     first = offset // patch  # (B,)
     slot = local - first[:, None] * patch  # (B, L)
     length = valid.sum(1)  # right-padded rows
@@ -127,7 +127,7 @@ class PatchEmbeddingHead(Head):
     def embed(self, enc_out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
         """The bottleneck of every patch a batch covers.
 
-        Returns ``embedding`` (B, n_patches, n_vectors, vector_dim), ``first_patch`` (B,) the contig
+        Returns ``embedding`` (B, n_patches, n_vectors, vector_dim), ``first_patch`` (B,) the tile's
         patch index of column 0, ``n_sites`` (B, n_patches) sites of the patch in the batch (0: a
         padding patch), ``slot`` (B, L) each site's slot in the flattened patches.
         """
