@@ -16,7 +16,7 @@ def test_demo_end_to_end(tmp_path, capfd):
                             train_overrides=("trainer.max_steps=4", "trainer.val_check_interval=2",
                                              "data.seq_len=128", "data.batch_size=4", "logger=none"),
                             embed_overrides=("trainer.max_steps=4", "trainer.val_check_interval=2", "data.seq_len=128",
-                                             "data.batch_size=4", "task.head.options.tile=64"),
+                                             "data.batch_size=4", "task.head.options.patch=64"),
                             classify_epochs=5)
     result = demo(tmp_path / "demo", settings=settings, echo=lines.append)
     text = "\n".join(lines)
