@@ -160,3 +160,19 @@ def test_short_run_beats_the_af_baseline(tmp_path):
     assert float(val["val/n_scored"]) > 2000  # every called genotype of the held-out genomes, not only masked ones
     assert acc > base + 0.04, (acc, base)
     assert float(val["val/loss"]) < float(val["val/base_loss"])
+
+
+def test_a_frozen_encoder_trains_without_dropout(tmp_path):
+    from snpbag.config import OptimConfig, SchedulerConfig
+    from snpbag.train.lit_module import SnpbagModule
+
+    cfg = preset("tiny", n_sites=500, d_model=32, n_heads=2, window=32, block_size=32, dropout=0.5)
+    model = build_model(cfg, "embed", head_options={"patch": 16, "shape": [2, 4], "hidden": 32})
+    model.encoder.requires_grad_(False)
+    module = SnpbagModule(model, optim=OptimConfig(), scheduler=SchedulerConfig(), max_steps=1,
+                          site_af=torch.full((500,), 0.3).numpy())
+    module.train()
+    module.on_train_batch_start(None, 0)
+    assert not model.encoder.training and model.head.training
+    b = _batch([0], [32], L=32)
+    assert torch.equal(model.encoder(b).hidden, model.encoder(b).hidden)  # no dropout noise

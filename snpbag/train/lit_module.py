@@ -253,6 +253,9 @@ class SnpbagModule(LightningModule):
                 self.ema.load_state_dict({"updates": 0, "shadow": {k: state[k] for k in self.ema.shadow}})
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        encoder = getattr(self.model, "encoder", None)
+        if encoder is not None and encoder.training and not any(p.requires_grad for p in encoder.parameters()):
+            encoder.eval()  # a frozen encoder (task.freeze_encoder) runs as at inference: no dropout
         if self._rng_to_restore is not None:
             states, self._rng_to_restore = _rng_from_plain(self._rng_to_restore), None
             if not torch.cuda.is_available():
