@@ -110,6 +110,8 @@ def test_experiment_trainer_runs_a_step(name, store, tmp_path, monkeypatch):
     if emulate:  # the CPU has a fused AdamW and bf16 autocast: Lightning's clipping check is the same
         overrides += ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto"]
         monkeypatch.setattr(lit_module, "use_fused_adamw", lambda _device, **kw: use_fused_adamw("cuda", **kw))
+    elif on_gpu:  # one process: DDP on one device, not a launch per GPU from inside pytest
+        overrides += ["trainer.devices=1"]
     built = []
     real_adamw = torch.optim.AdamW
     monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **kw: built.append(kw.get("fused")) or real_adamw(*a, **kw))
