@@ -81,7 +81,7 @@ class ModelConfig:
     d_ff: int | None = None  # default 4 * d_model
     window: int
     backend: str = "auto"
-    block_size: int  # sites per attention block of the block-local and flex backends
+    block_size: int  # sites per attention block of the local and flex backends (compiled flex: rounded up to 128s)
     n_sites: int = 0  # vocabulary size the site embedding covers (0: set from the data before building)
     site_dim: int  # narrow per-site table, projected to d_model (factorised embedding)
     dropout: float = 0.0
