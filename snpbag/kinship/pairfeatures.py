@@ -1,0 +1,126 @@
+"""Per-patch KING counts of chosen pairs: the evidence a relatedness classifier learns IBD from.
+
+KING sums five counts over the whole genome (:mod:`snpbag.kinship.counts`). Identity by
+descent is a run of adjacent sites, so the relatedness classifier (``snpbag relate``)
+reads the same five counts per *patch* — ``patch_sites`` consecutive sites of the
+dosage stream — for each pair it is asked about: an IBD stretch shows as patches with no
+opposite homozygotes and a raised share of common heterozygotes. The counts are
+defined once, by :func:`indicators` (the H, C, S vectors of the KING counting
+kernels), so the patch counts of a pair summed over patches equal its whole-genome KING
+counts exactly.
+
+Patches run over the stream without regard to chromosome ends (a patch can span two
+chromosomes); pairs are computed directly, not all-against-all, so the cost is
+variants × pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from snpbag.errors import InputError
+
+#: The counts per patch, in this order along the last axis of :func:`patch_counts`'s output.
+COUNTS = ("hethet", "ibs0", "het_row", "het_col", "nsnp")
+#: Pairs counted at once (bounds the variants × pairs temporaries).
+PAIR_BLOCK = 256
+
+
+def indicators(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, C, S) of a dosage array (−1 missing): heterozygous, called, +1 hom-alt / −1 hom-ref / 0.
+
+    The KING counts of a pair with indicator vectors (H, C, S) and (H', C', S') are
+    HETHET = H·H', NSNP = C·C', het_row = H·C' − H·H', het_col = C·H' − H·H' and
+    IBS0 = (C·C' − H·C' − C·H' + H·H' − S·S') / 2 (see :mod:`snpbag.kinship.counts`).
+    """
+    h = (g == 1).astype(np.int8)
+    c = (g >= 0).astype(np.int8)
+    s = ((g == 2).astype(np.int8) - (g == 0).astype(np.int8))
+    return h, c, s
+
+
+def n_patches(n_variants: int, patch_sites: int) -> int:
+    """Patches of ``patch_sites`` sites covering ``n_variants`` (the last one may be short)."""
+    return -(-n_variants // patch_sites)
+
+
+def patch_counts(g: np.ndarray, pairs: np.ndarray, *, patch_sites: int) -> np.ndarray:
+    """KING counts of each pair in each patch of ``patch_sites`` consecutive variants.
+
+    Parameters
+    ----------
+    g : int8 dosages (n_variants, n_samples), −1 missing.
+    pairs : int (n_pairs, 2) sample indices (i, j); "row" in :data:`COUNTS` is i.
+    patch_sites : variants per patch.
+
+    Returns
+    -------
+    int32 array (n_pairs, n_patches, 5), counts in the order of :data:`COUNTS`.
+
+    Raises
+    ------
+    InputError : ``patch_sites`` < 1 or a pair index out of range.
+    """
+    if patch_sites < 1:
+        raise InputError(f"--patch-sites {patch_sites}: must be >= 1")
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    nv, ns = g.shape
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= ns):
+        raise InputError(f"pair index out of range for {ns} samples")
+    starts = np.arange(0, nv, patch_sites)
+    out = np.zeros((len(pairs), starts.size, len(COUNTS)), dtype=np.int32)
+    if nv == 0 or len(pairs) == 0:
+        return out
+    h, c, s = indicators(g)
+    for b0 in range(0, len(pairs), PAIR_BLOCK):
+        i, j = pairs[b0:b0 + PAIR_BLOCK, 0], pairs[b0:b0 + PAIR_BLOCK, 1]
+
+        def sums(x: np.ndarray) -> np.ndarray:  # (v, p) -> (p, patches)
+            return np.add.reduceat(x, starts, axis=0, dtype=np.int32).T
+
+        hh = sums(h[:, i] * h[:, j])
+        hc = sums(h[:, i] * c[:, j])
+        ch = sums(c[:, i] * h[:, j])
+        cc = sums(c[:, i] * c[:, j])
+        ss = sums(s[:, i] * s[:, j])
+        o = out[b0:b0 + PAIR_BLOCK]
+        o[..., 0] = hh
+        o[..., 1] = (cc - hc - ch + hh - ss) // 2
+        o[..., 2] = hc - hh
+        o[..., 3] = ch - hh
+        o[..., 4] = cc
+    return out
+
+
+def stream_patch_counts(chunks: Iterable[np.ndarray], pairs: np.ndarray, *, patch_sites: int) -> np.ndarray:
+    """:func:`patch_counts` over a stream of dosage chunks (v, n_samples), patches continuing across chunks.
+
+    Each chunk is cut at patch boundaries; a patch split between chunks is the sum of its parts.
+    """
+    parts: list[np.ndarray] = []
+    carry: np.ndarray | None = None  # (pairs, 5) counts of the open patch
+    filled = 0  # variants in the open patch
+    for g in chunks:
+        k = 0
+        if filled:  # complete the open patch first
+            take = min(patch_sites - filled, g.shape[0])
+            carry = carry + patch_counts(g[:take], pairs, patch_sites=patch_sites)[:, 0]
+            filled += take
+            k = take
+            if filled == patch_sites:
+                parts.append(carry[:, None])
+                carry, filled = None, 0
+        rest = g[k:]
+        whole = (rest.shape[0] // patch_sites) * patch_sites
+        if whole:
+            parts.append(patch_counts(rest[:whole], pairs, patch_sites=patch_sites))
+        if rest.shape[0] > whole:
+            carry = patch_counts(rest[whole:], pairs, patch_sites=patch_sites)[:, 0]
+            filled = rest.shape[0] - whole
+    if filled:
+        parts.append(carry[:, None])
+    if not parts:
+        return np.zeros((len(np.asarray(pairs).reshape(-1, 2)), 0, len(COUNTS)), dtype=np.int32)
+    return np.concatenate(parts, axis=1)
