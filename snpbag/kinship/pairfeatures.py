@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from snpbag.errors import InputError
+from snpbag.kinship.estimators import kinship
 
 #: The counts per patch, in this order along the last axis of :func:`patch_counts`'s output.
 COUNTS = ("hethet", "ibs0", "het_row", "het_col", "nsnp")
@@ -124,3 +125,44 @@ def stream_patch_counts(chunks: Iterable[np.ndarray], pairs: np.ndarray, *, patc
     if not parts:
         return np.zeros((len(np.asarray(pairs).reshape(-1, 2)), 0, len(COUNTS)), dtype=np.int32)
     return np.concatenate(parts, axis=1)
+
+
+#: Names of :func:`patch_features`' columns (symmetric in the pair: swapping i and j leaves them).
+FEATURES = ("ibs0_rate", "hethet_rate", "het_one_rate", "het_imbalance", "king", "called")
+#: Names of :func:`pair_summary`'s columns.
+SUMMARY = ("king", "ibs0_rate", "hethet_rate", "king_within")
+
+
+def _rates(c: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(hethet, ibs0, het_row, het_col, nsnp) as float64 arrays, nsnp floored at 1."""
+    c = c.astype(np.float64)
+    return c[..., 0], c[..., 1], c[..., 2], c[..., 3], np.maximum(c[..., 4], 1.0)
+
+
+def _king(hh, i0, a, b) -> np.ndarray:
+    """KING-robust between-family kinship (snpbag.kinship.estimators), 0 where undefined, clipped to [−1, 0.5]."""
+    k = kinship(hh, i0, a, b, estimator="between")
+    return np.clip(np.nan_to_num(k, nan=0.0, neginf=-1.0, posinf=0.5), -1.0, 0.5)
+
+
+def patch_features(counts: np.ndarray, *, patch_sites: int) -> tuple[np.ndarray, np.ndarray]:
+    """Classifier inputs from :func:`patch_counts`: float32 (pairs, patches, len(FEATURES)) and a validity mask.
+
+    Rates are per site called in both; ``king`` is the patch's KING-robust kinship;
+    ``called`` the share of the patch's ``patch_sites`` sites called in both. A patch with
+    no site called in both is masked out.
+    """
+    hh, i0, a, b, n = _rates(counts)
+    feats = np.stack([i0 / n, hh / n, (a + b) / n, np.abs(a - b) / n,
+                      _king(counts[..., 0], counts[..., 1], counts[..., 2], counts[..., 3]),
+                      counts[..., 4] / patch_sites], axis=-1)
+    return feats.astype(np.float32), counts[..., 4] > 0
+
+
+def pair_summary(counts: np.ndarray) -> np.ndarray:
+    """Genome-wide numbers of each pair from its patch counts: float32 (pairs, len(SUMMARY))."""
+    t = counts.sum(axis=1, dtype=np.int64)  # (pairs, 5): the pair's KING counts
+    hh, i0, _, _, n = _rates(t)
+    within = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3], estimator="within")
+    return np.stack([_king(t[:, 0], t[:, 1], t[:, 2], t[:, 3]), i0 / n, hh / n,
+                     np.nan_to_num(within, nan=0.0, neginf=-1.0)], axis=-1).astype(np.float32)

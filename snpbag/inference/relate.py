@@ -1,0 +1,394 @@
+"""``snpbag relate train`` and ``snpbag relate``: relationship degrees of pairs from per-patch KING counts.
+
+``train`` reads simulated pedigrees (``snpbag simulate --pedigree``: exact degree labels,
+parent–offspring and full siblings told apart), adds pairs from different families as
+unrelated, computes each pair's KING counts per patch of ``patch_sites`` consecutive sites
+(:mod:`snpbag.kinship.pairfeatures`), fits :class:`~snpbag.model.relate.RelateNet` on four
+fifths of the families (class-balanced loss: unrelated pairs outnumber every degree), fits
+the calibration temperature on the other fifth and writes the relate directory::
+
+    relate.safetensors   weights, input standardisation, temperature
+    relate.json          format, config, classes, patch size, training summary
+
+``relate`` runs it on the pairs of a VCF or store (all pairs, or those of ``--pairs``, e.g. a
+``snpbag king --min-kinship`` .kin0 as a prefilter) and writes one row per pair: KING's
+counts and kinship, the most probable degree, the calibrated probability of each degree
+and of unrelated, parent–offspring vs full siblings at degree 1, the expected kinship
+(EXP_KINSHIP = Σ P(class) · 2^-(d+1)) and the confidence (the top degree probability).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snpbag.errors import CheckpointError, InputError
+from snpbag.eval.relate import UNRELATED, degree_accuracy
+from snpbag.fileio import atomic_output
+from snpbag.kinship import pairfeatures as pf
+from snpbag.kinship.source import GenotypeSource, ScanStats
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "relate.safetensors"
+CONFIG_FILE = "relate.json"
+FORMAT = "snpbag-relate"
+VERSION = 1
+#: Variants per read.
+CHUNK = 4096
+#: Inputs with fewer variants than this share of the training input's are refused: the
+#: evidence per pair (and so every degree's calibration) scales with the sites seen.
+MIN_VARIANT_SHARE = 0.5
+#: Pedigree relationship names of the two degree-1 classes.
+DEGREE1 = {"parent-offspring": 0, "full siblings": 1}
+
+
+@dataclass
+class Fit:
+    epochs: int = 40
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    batch_size: int = 128
+    unrelated_per_related: float = 1.0  # extra cross-family unrelated pairs per related pair
+    calibration: float = 0.2  # share of families held out to fit the temperature
+    seed: int = 0
+
+
+@dataclass
+class PairData:
+    """Pairs of one input with their features; ``y`` class indices (−1 unknown)."""
+
+    ids: list[str]
+    pairs: np.ndarray  # (n, 2) sample indices
+    counts: np.ndarray  # (n, patches, 5)
+    variants: int
+    y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    family: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per pair, −1 if across
+
+
+def input_counts(path: str | Path, pairs_of, *, patch_sites: int, threads: int | None = None
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """(sample ids, pairs, patch counts, variants) of ``path``; ``pairs_of(ids)`` chooses the pairs."""
+    src = GenotypeSource(path, threads=threads)
+    pairs = np.asarray(pairs_of(src.sample_ids), dtype=np.int64).reshape(-1, 2)
+    stats = ScanStats()
+    counts = pf.stream_patch_counts(src.dosages(src.n_samples, chunk=CHUNK, stats=stats), pairs,
+                                    patch_sites=patch_sites)
+    if stats.variants == 0:
+        raise InputError(f"{path}: no autosomal biallelic SNPs to compare pairs on")
+    return src.sample_ids, pairs, counts, stats.variants
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    lines = path.read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"))) for line in lines[1:] if line]
+
+
+def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unrelated_per_related: float,
+                   seed: int) -> PairData:
+    """Labelled pairs of a ``snpbag simulate --pedigree`` directory, with cross-family unrelated pairs added."""
+    d = Path(simdir)
+    truth, samples = d / "pedigree_pairs.tsv", d / "samples.tsv"
+    if not truth.exists() or not samples.exists():
+        raise InputError(f"{d}: not a pedigree simulation (no pedigree_pairs.tsv / samples.tsv); "
+                         "write one with `snpbag simulate OUTDIR --pedigree N`")
+    fam_of = {r["sample"]: r["family"] for r in _read_tsv(samples)}
+    rows = _read_tsv(truth)
+    un = max_degree + 1
+    labelled: dict[tuple[str, str], int] = {}
+    for r in rows:
+        deg = r["degree"]
+        if deg == "NA" or int(deg) > max_degree:
+            c = un
+        elif int(deg) == 1:
+            c = DEGREE1.get(r["relationship"], -1)
+        else:
+            c = int(deg)
+        if c >= 0:
+            labelled[(r["id1"], r["id2"])] = c
+    families = sorted(set(fam_of.values()))
+    fam_index = {f: k for k, f in enumerate(families)}
+
+    def choose(ids: list[str]) -> np.ndarray:
+        index = {s: k for k, s in enumerate(ids)}
+        known = [(index[a], index[b]) for a, b in labelled]
+        rng = np.random.default_rng(seed)
+        n_rel = sum(c != un for c in labelled.values())
+        want, extra, seen = int(round(unrelated_per_related * n_rel)), [], set(labelled)
+        fam = np.array([fam_index[fam_of[s]] for s in ids])
+        for _ in range(50 * want + 100):
+            if len(extra) >= want:
+                break
+            i, j = (int(x) for x in rng.integers(0, len(ids), 2))
+            if fam[i] != fam[j] and (ids[i], ids[j]) not in seen and (ids[j], ids[i]) not in seen:
+                seen.add((ids[i], ids[j]))
+                extra.append((i, j))
+        return np.array(known + extra, dtype=np.int64).reshape(-1, 2)
+
+    ids, pairs, counts, variants = input_counts(d / "pedigree.vcf.gz", choose, patch_sites=patch_sites)
+    y = np.array([labelled.get((ids[i], ids[j]), un) for i, j in pairs], dtype=np.int64)
+    fam = np.array([fam_index[fam_of[ids[i]]] if fam_of[ids[i]] == fam_of[ids[j]] else -1 for i, j in pairs])
+    return PairData(ids, pairs, counts, variants, y, fam)
+
+
+def _tensors(data: PairData, patch_sites: int):
+    import torch
+
+    x, mask = pf.patch_features(data.counts, patch_sites=patch_sites)
+    return torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(pf.pair_summary(data.counts))
+
+
+def fit_net(data: PairData, *, max_degree: int, patch_sites: int, fit: Fit, options: dict[str, Any] | None = None):
+    """Train a RelateNet on ``data`` (families split off for calibration) and set its temperature."""
+    import torch
+    import torch.nn.functional as F
+
+    from snpbag.model.relate import RelateConfig, RelateNet, fit_temperature
+
+    torch.manual_seed(fit.seed)
+    x, mask, s = _tensors(data, patch_sites)
+    y = torch.from_numpy(data.y)
+    rng = np.random.default_rng(fit.seed)
+    fams = np.unique(data.family[data.family >= 0])
+    held = rng.choice(fams, max(1, int(round(fit.calibration * len(fams)))), replace=False) if len(fams) > 1 else []
+    cal = np.isin(data.family, held)
+    cal[data.family < 0] = rng.random(int((data.family < 0).sum())) < fit.calibration
+    tr = torch.from_numpy(~cal)
+    cfg = RelateConfig(n_features=x.shape[-1], n_summary=s.shape[-1], max_degree=max_degree, **(options or {}))
+    net = RelateNet(cfg)
+    net.standardise_from(x[tr], mask[tr], s[tr])
+    counts = torch.bincount(y[tr], minlength=cfg.n_classes).float()
+    # 1/sqrt(frequency): rare distant degrees still count, without trading away the unrelated calls
+    weight = torch.where(counts > 0, counts.clamp_min(1).rsqrt(), torch.zeros(()))
+    weight = weight / (weight * counts).sum() * counts.sum()
+    opt = torch.optim.AdamW(net.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
+    idx = torch.nonzero(tr).squeeze(1)
+    g = torch.Generator().manual_seed(fit.seed)
+    net.train()
+    for _ in range(fit.epochs):
+        for b in idx[torch.randperm(len(idx), generator=g)].split(fit.batch_size):
+            loss = F.cross_entropy(net(x[b], mask[b], s[b]), y[b], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    c = torch.from_numpy(cal)
+    if c.any():
+        with torch.no_grad():
+            net.temperature.fill_(fit_temperature(net(x[c], mask[c], s[c]), y[c]))
+    return net
+
+
+def degrees_of_classes(cls: np.ndarray, max_degree: int) -> np.ndarray:
+    """Class indices -> degrees (PO, FS -> 1; UN -> eval.relate.UNRELATED)."""
+    d = np.where(cls <= 1, 1, cls)
+    return np.where(cls == max_degree + 1, UNRELATED, d)
+
+
+def degree_probabilities(p: np.ndarray) -> np.ndarray:
+    """(n, classes) -> (n, max_degree + 1): P(degree 1) = P(PO) + P(FS), degrees 2.., unrelated."""
+    return np.concatenate([p[:, :2].sum(1, keepdims=True), p[:, 2:]], axis=1)
+
+
+def predict_proba(net, data: PairData, patch_sites: int, batch: int = 1024) -> np.ndarray:
+    import torch
+
+    x, mask, s = _tensors(data, patch_sites)
+    with torch.no_grad():
+        return torch.cat([net.probabilities(x[k:k + batch], mask[k:k + batch], s[k:k + batch])
+                          for k in range(0, len(x), batch)]).numpy() if len(x) else np.zeros((0, net.cfg.n_classes))
+
+
+def called_degrees(net, data: PairData, patch_sites: int) -> np.ndarray:
+    """Most probable degree of each pair (UNRELATED for unrelated)."""
+    pd = degree_probabilities(predict_proba(net, data, patch_sites))
+    top = pd.argmax(1)
+    return np.where(top == pd.shape[1] - 1, UNRELATED, top + 1)
+
+
+@dataclass
+class TrainSummary:
+    out: Path
+    pairs: int
+    per_class: dict[str, int]
+    temperature: float
+
+    def line(self) -> str:
+        cls = ", ".join(f"{k}: {v}" for k, v in self.per_class.items())
+        return f"{self.out}: trained on {self.pairs:,} pairs ({cls}); temperature {self.temperature:.3f}"
+
+
+def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, patch_sites: int = 256,
+          fit: Fit | None = None, options: dict[str, Any] | None = None) -> TrainSummary:
+    """Fit the relatedness classifier on simulated pedigrees and write a relate directory.
+
+    Raises
+    ------
+    InputError : an existing ``out``, a directory that is not a pedigree simulation, bad sizes.
+    """
+    from snpbag.model.relate import class_names
+
+    if Path(out).exists():
+        raise InputError(f"{out}: output already exists; remove it or choose another --out")
+    if max_degree < 2:
+        raise InputError(f"--max-degree {max_degree}: must be >= 2")
+    fit = fit or Fit()
+    parts = [pedigree_pairs(p, max_degree=max_degree, patch_sites=patch_sites,
+                            unrelated_per_related=fit.unrelated_per_related, seed=fit.seed + k)
+             for k, p in enumerate(pedigree)]
+    if len({p.counts.shape[1] for p in parts}) > 1:
+        raise InputError("--pedigree directories differ in their number of patches; simulate them with the same "
+                         "--chromosomes and --length")
+    offset = np.cumsum([0] + [int(p.family.max()) + 1 for p in parts])
+    data = PairData(parts[0].ids, np.concatenate([p.pairs for p in parts]), np.concatenate([p.counts for p in parts]),
+                    int(np.mean([p.variants for p in parts])), np.concatenate([p.y for p in parts]),
+                    np.concatenate([np.where(p.family >= 0, p.family + o, -1) for p, o in zip(parts, offset)]))
+    net = fit_net(data, max_degree=max_degree, patch_sites=patch_sites, fit=fit, options=options)
+    names = class_names(max_degree)
+    per_class = {names[c]: int((data.y == c).sum()) for c in range(len(names))}
+    meta = {"format": FORMAT, "version": VERSION, "config": net.cfg.to_dict(), "classes": names,
+            "patch_sites": patch_sites, "features": list(pf.FEATURES), "summary": list(pf.SUMMARY),
+            "training": {"pedigrees": [str(p) for p in pedigree], "variants": data.variants, "pairs": per_class,
+                         "temperature": float(net.temperature), "fit": fit.__dict__}}
+    from safetensors.torch import save_file
+
+    with atomic_output(out) as tmp:
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return TrainSummary(Path(out), len(data.y), per_class, float(net.temperature))
+
+
+def load(directory: str | Path):
+    """(RelateNet in eval mode, its relate.json)."""
+    from safetensors.torch import load_file
+
+    from snpbag.model.relate import RelateConfig, RelateNet
+
+    p = Path(directory)
+    cfg_file = p / CONFIG_FILE
+    if not cfg_file.exists():
+        raise CheckpointError(f"{p}: not a relate directory (no {CONFIG_FILE}); write one with `snpbag relate train`")
+    meta = json.loads(cfg_file.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{cfg_file}: format {meta.get('format')} version {meta.get('version')}, "
+                              f"this snpbag reads {FORMAT} version {VERSION}; retrain with `snpbag relate train`")
+    net = RelateNet(RelateConfig(**meta["config"]))
+    net.load_state_dict(load_file(str(p / WEIGHTS_FILE)))
+    return net.eval(), meta
+
+
+def read_pairs(path: str | Path, ids: list[str]) -> np.ndarray:
+    """Sample-index pairs of a pairs file: whitespace-separated, the first two columns (IID1 IID2 of a .kin0
+    too); a header line starting with ``#`` or naming IID1 is skipped."""
+    index = {s: k for k, s in enumerate(ids)}
+    out, seen = [], set()
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        f = line.split()
+        if not f or f[0].startswith("#") or f[0] in ("IID1", "id1"):
+            continue
+        if len(f) < 2:
+            raise InputError(f"--pairs {path} line {n}: need two sample ids")
+        a, b = f[0], f[1]
+        for s in (a, b):
+            if s not in index:
+                raise InputError(f"--pairs {path} line {n}: sample {s!r} is not in the input")
+        if a == b:
+            raise InputError(f"--pairs {path} line {n}: a sample paired with itself ({a})")
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            raise InputError(f"--pairs {path} line {n}: pair {a} {b} listed twice")
+        seen.add(key)
+        out.append((index[a], index[b]))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def all_pairs(n: int) -> np.ndarray:
+    """(i, j) with j < i, in plink2's .kin0 order."""
+    i, j = np.tril_indices(n, -1)
+    order = np.lexsort((j, i))
+    return np.stack([i[order], j[order]], axis=1)
+
+
+def columns(max_degree: int) -> list[str]:
+    """The header of ``snpbag relate``'s table."""
+    return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO"]
+            + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"])
+
+
+@dataclass
+class RelateSummary:
+    output: Path
+    pairs: int
+    written: int
+    per_degree: dict[str, int]
+
+    def line(self) -> str:
+        cls = ", ".join(f"{k}: {v}" for k, v in self.per_degree.items())
+        return f"{self.output}: {self.written:,} of {self.pairs:,} pairs written; calls {cls}"
+
+
+def relate(*, model: str | Path, input: str | Path, output: str | Path, pairs: str | Path | None = None,
+           max_degree: int | None = None, threads: int | None = None) -> RelateSummary:
+    """Degree calls for the pairs of ``input`` (see the module docstring).
+
+    Parameters
+    ----------
+    model : a directory written by :func:`train`.
+    input : VCF/BCF or snpbag store.
+    output : the table to write (tab-separated, columns :func:`columns`).
+    pairs : a file of pairs (two sample ids per line, or a .kin0); default all pairs.
+    max_degree : write only pairs called at this degree or closer (default: every pair).
+
+    Raises
+    ------
+    InputError : unknown or repeated pairs, too few variants for the model, an existing output.
+    CheckpointError : ``model`` is not a relate directory.
+    """
+    net, meta = load(model)
+    if Path(output).exists():
+        raise InputError(f"{output}: output already exists; remove it or choose another --output")
+    patch_sites, top = int(meta["patch_sites"]), net.cfg.max_degree
+    if max_degree is not None and not 1 <= max_degree <= top:
+        raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
+    choose = (lambda ids: read_pairs(pairs, ids)) if pairs is not None else (lambda ids: all_pairs(len(ids)))
+    ids, idx, counts, variants = input_counts(input, choose, patch_sites=patch_sites, threads=threads)
+    trained = int(meta["training"]["variants"])
+    if variants < MIN_VARIANT_SHARE * trained:
+        raise InputError(f"{input}: {variants:,} autosomal SNPs, under {MIN_VARIANT_SHARE:.0%} of the {trained:,} "
+                         "the model was trained on (a single chromosome?); give the whole genome or train a model "
+                         "on a matching simulation")
+    data = PairData(ids, idx, counts, variants)
+    p = predict_proba(net, data, patch_sites)
+    pd = degree_probabilities(p)
+    call = pd.argmax(1)
+    exp_k = p @ net.kinship.numpy().astype(np.float64)
+    t = counts.sum(axis=1, dtype=np.int64)
+    from snpbag.kinship.estimators import kinship
+
+    king = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
+    keep = np.ones(len(idx), bool) if max_degree is None else call < max_degree
+    names = [str(d) for d in range(1, top + 1)] + ["UN"]
+    per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
+    with atomic_output(output) as tmp, open(tmp, "w") as fh:
+        fh.write("\t".join(columns(top)) + "\n")
+        for r in np.flatnonzero(keep):
+            i, j = idx[r]
+            deg1 = call[r] == 0
+            po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
+            row = [ids[i], ids[j], str(t[r, 4]), str(t[r, 0]), str(t[r, 1]), f"{king[r]:.6g}", names[call[r]],
+                   ("PO" if po >= 0.5 else "FS") if deg1 else "NA", f"{po:.4f}"]
+            row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
+            fh.write("\t".join(row) + "\n")
+    return RelateSummary(Path(output), len(idx), int(keep.sum()), per_degree)
+
+
+def evaluate(net, data: PairData, patch_sites: int) -> dict[str, dict[str, float]]:
+    """Per-degree exact and within-±1 accuracy of the classifier on labelled pairs."""
+    return degree_accuracy(degrees_of_classes(data.y, net.cfg.max_degree), called_degrees(net, data, patch_sites))
