@@ -24,6 +24,7 @@ from snpbag import demo as _demo  # noqa: E402
 from snpbag.inference import classify as _classify  # noqa: E402
 from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.inference import relate as _relate  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -246,6 +247,39 @@ def classify_train(embeddings, labels, out, label_column, kinship, genotypes, fo
 def classify_predict(model, embeddings, output):
     """Calibrated class probabilities and an assigned/unassigned call per sample."""
     click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output)))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--model", default=None, type=path_in, help="Directory written by `snpbag relate train`.")
+@click.option("--input", default=None, type=path_in, help="VCF/BCF or snpbag store.")
+@click.option("--output", default=None, type=path_in, help="Table to write (.kin0-like TSV with EXP_KINSHIP).")
+@click.option("--pairs", default=None, type=path_in, help="Pairs to call (two ids per line, or a .kin0); default all.")
+@click.option("--max-degree", default=None, type=int, help="Write only pairs called at this degree or closer.")
+@click.option("--threads", default=None, type=int)
+@click.pass_context
+def relate(ctx, model, input, output, pairs, max_degree, threads):
+    """Relationship degrees 1..N of pairs of genomes (`relate train` fits the classifier)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (model and input and output):
+        raise click.UsageError("snpbag relate needs --model, --input and --output (or the subcommand `train`)")
+    s = _relate.relate(model=model, input=input, output=output, pairs=pairs, max_degree=max_degree, threads=threads)
+    click.echo(s.line())
+
+
+@relate.command("train")
+@click.option("--pedigree", "pedigree", required=True, multiple=True, type=path_in,
+              help="`snpbag simulate --pedigree` output directory (repeatable).")
+@click.option("--out", required=True, type=path_in, help="Relate directory to write.")
+@click.option("--max-degree", default=12, show_default=True, type=int, help="Degree classes 1..N (+ unrelated).")
+@click.option("--patch-sites", default=256, show_default=True, type=int, help="Consecutive sites per patch.")
+@click.option("--epochs", default=40, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+def relate_train(pedigree, out, max_degree, patch_sites, epochs, seed):
+    """Fit the relatedness classifier on simulated pedigrees."""
+    s = _relate.train(pedigree=list(pedigree), out=out, max_degree=max_degree, patch_sites=patch_sites,
+                      fit=_relate.Fit(epochs=epochs, seed=seed))
+    click.echo(s.line())
 
 
 @main.command()

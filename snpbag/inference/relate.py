@@ -54,7 +54,7 @@ class Fit:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     batch_size: int = 128
-    unrelated_per_related: float = 1.0  # extra cross-family unrelated pairs per related pair
+    unrelated_per_related: float = 2.0  # extra cross-family unrelated pairs per related pair
     calibration: float = 0.2  # share of families held out to fit the temperature
     seed: int = 0
 

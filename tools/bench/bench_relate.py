@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--length", type=int, default=1_000_000)
     p.add_argument("--patch-sites", type=int, default=512)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--unrelated-per-related", type=float, default=2.0, help="extra unrelated training pairs")
     p.add_argument("--seed", type=int, default=1)
     _results.add_json_option(p)
     a = p.parse_args()
@@ -49,7 +50,8 @@ def main() -> None:
         simulate(d, length=a.length, pedigree=n, chromosomes=a.chromosomes, seed=s)
     t1 = time.perf_counter()
     summary = rel.train(pedigree=[train_dir], out=model, patch_sites=a.patch_sites,
-                        fit=rel.Fit(epochs=a.epochs, seed=a.seed))
+                        fit=rel.Fit(epochs=a.epochs, seed=a.seed,
+                                                unrelated_per_related=a.unrelated_per_related))
     t2 = time.perf_counter()
     net, meta = rel.load(model)
     test = rel.pedigree_pairs(test_dir, max_degree=net.cfg.max_degree, patch_sites=a.patch_sites,
