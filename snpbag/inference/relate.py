@@ -31,6 +31,7 @@ from snpbag.errors import CheckpointError, InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_output
 from snpbag.kinship import pairfeatures as pf
+from snpbag.kinship.estimators import kinship
 from snpbag.kinship.source import GenotypeSource, ScanStats
 
 log = logging.getLogger(__name__)
@@ -370,8 +371,6 @@ def relate(*, model: str | Path, input: str | Path, output: str | Path, pairs: s
     call = pd.argmax(1)
     exp_k = p @ net.kinship.numpy().astype(np.float64)
     t = counts.sum(axis=1, dtype=np.int64)
-    from snpbag.kinship.estimators import kinship
-
     king = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
     keep = np.ones(len(idx), bool) if max_degree is None else call < max_degree
     names = [str(d) for d in range(1, top + 1)] + ["UN"]

@@ -1,0 +1,146 @@
+"""``snpbag relate``: a tiny classifier trained on simulated pedigrees learns degrees; its table; bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from snpbag.cli import main
+from snpbag.errors import CheckpointError, InputError
+from snpbag.eval.relate import UNRELATED, degree_accuracy
+from snpbag.inference import relate as rel
+from snpbag.model.relate import RelateConfig, RelateNet, class_names, embedding_pair_features, fit_temperature
+from snpbag.simulate import cohort as sm
+
+PATCH = 64
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(training pedigrees, held-out pedigrees with other founders, trained model)."""
+    root = tmp_path_factory.mktemp("relate")
+    train, test = root / "train", root / "test"
+    sm.simulate(train, length=300_000, pedigree=3, chromosomes=4, seed=11)
+    sm.simulate(test, length=300_000, pedigree=2, chromosomes=4, seed=12)
+    model = root / "model"
+    rel.train(pedigree=[train], out=model, max_degree=6, patch_sites=PATCH, fit=rel.Fit(epochs=25, seed=0))
+    return train, test, model
+
+
+def test_training_learns_degrees_on_held_out_families(sims):
+    _, test, model = sims
+    net, meta = rel.load(model)
+    assert meta["classes"] == class_names(6) == ["PO", "FS", "2", "3", "4", "5", "6", "UN"]
+    data = rel.pedigree_pairs(test, max_degree=6, patch_sites=PATCH, unrelated_per_related=1.0, seed=3)
+    truth = rel.degrees_of_classes(data.y, 6)
+    acc = degree_accuracy(truth, rel.called_degrees(net, data, PATCH))
+    assert acc["1"]["exact"] >= 0.9 and acc["2"]["within1"] >= 0.5 and acc["UN"]["exact"] >= 0.8
+    # an untrained network of the same shape is no better than chance on the same pairs
+    torch.manual_seed(0)
+    blind = RelateNet(net.cfg)
+    blind.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(("patch.", "head."))},
+                          strict=False)
+    chance = degree_accuracy(truth, rel.called_degrees(blind.eval(), data, PATCH))
+    mean = lambda a: np.mean([v["exact"] for v in a.values()])  # noqa: E731
+    assert mean(acc) > mean(chance) + 0.1
+
+
+def test_pair_order_does_not_change_the_output(sims):
+    _, test, model = sims
+    net, _ = rel.load(model)
+    data = rel.pedigree_pairs(test, max_degree=6, patch_sites=PATCH, unrelated_per_related=0.2, seed=3)
+    swapped = rel.PairData(data.ids, data.pairs[:, ::-1].copy(),
+                           data.counts[..., [0, 1, 3, 2, 4]].copy(), data.variants)
+    np.testing.assert_allclose(rel.predict_proba(net, data, PATCH), rel.predict_proba(net, swapped, PATCH),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_relate_table_columns_and_calls(sims, tmp_path):
+    train, _, model = sims
+    out = tmp_path / "pairs.tsv"
+    r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(train / "pedigree.vcf.gz"),
+                                  "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    head = lines[0].split("\t")
+    assert head == rel.columns(6)
+    assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
+    n = 3 * 36
+    assert len(lines) == 1 + n * (n - 1) // 2
+    rows = [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+    probs = np.array([[float(x[f"P_{d}"]) for d in [*range(1, 7), "UN"]] for x in rows])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    conf = np.array([float(x["CONFIDENCE"]) for x in rows])
+    np.testing.assert_allclose(conf, probs.max(1), atol=1e-4)
+    kin = np.array([float(x["EXP_KINSHIP"]) for x in rows])
+    assert ((kin >= 0) & (kin <= 0.25)).all()
+    po = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0001_A1"})
+    assert po["DEGREE"] == "1" and po["PO_FS"] == "PO" and float(po["EXP_KINSHIP"]) > 0.2
+    fs = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_A1", "F0001_B1"})
+    assert fs["DEGREE"] == "1" and fs["PO_FS"] == "FS"
+    un = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0002_P"})
+    assert un["DEGREE"] == "UN" and un["PO_FS"] == "NA"
+    # --max-degree keeps the close calls only; --pairs restricts the pairs
+    few = tmp_path / "close.tsv"
+    rel.relate(model=model, input=train / "pedigree.vcf.gz", output=few, max_degree=1)
+    assert {x.split("\t")[6] for x in few.read_text().splitlines()[1:]} == {"1"}
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("#IID1\tIID2\nF0001_P\tF0001_A1\nF0002_M\tF0001_B1\n")
+    two = tmp_path / "two.tsv"
+    assert rel.relate(model=model, input=train / "pedigree.vcf.gz", output=two, pairs=pairs).written == 2
+
+
+def test_bad_inputs_fail_with_one_line(sims, tmp_path):
+    train, _, model = sims
+    vcf = train / "pedigree.vcf.gz"
+    bad = tmp_path / "p.txt"
+    bad.write_text("F0001_P\tnobody\n")
+    with pytest.raises(InputError, match="sample 'nobody' is not in the input"):
+        rel.relate(model=model, input=vcf, output=tmp_path / "o1", pairs=bad)
+    bad.write_text("F0001_P F0001_M\nF0001_M F0001_P\n")
+    with pytest.raises(InputError, match="listed twice"):
+        rel.relate(model=model, input=vcf, output=tmp_path / "o2", pairs=bad)
+    with pytest.raises(CheckpointError, match="not a relate directory"):
+        rel.relate(model=tmp_path, input=vcf, output=tmp_path / "o3")
+    with pytest.raises(InputError, match="--max-degree 9: the model calls degrees 1..6"):
+        rel.relate(model=model, input=vcf, output=tmp_path / "o4", max_degree=9)
+    with pytest.raises(InputError, match="not a pedigree simulation"):
+        rel.train(pedigree=[tmp_path], out=tmp_path / "m")
+    # one chromosome of a model trained on four: too little evidence
+    import gzip
+
+    lines = gzip.open(vcf, "rt").read().splitlines(keepends=True)
+    first = next(line.split("\t")[0] for line in lines if not line.startswith("#"))
+    one = tmp_path / "one.vcf"
+    one.write_text("".join(x for x in lines if x.startswith("#") or x.split("\t")[0] == first))
+    with pytest.raises(InputError, match="a single chromosome"):
+        rel.relate(model=model, input=one, output=tmp_path / "o5")
+    r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(vcf), "--output",
+                                  str(tmp_path / "o6"), "--pairs", str(bad)])
+    assert r.exit_code != 0 and "listed twice" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_temperature_fit_and_embedding_features():
+    logits = torch.tensor([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    y = torch.tensor([0, 1, 0, 1])  # over-confident: a temperature above 1 fits better
+    assert fit_temperature(logits, y) > 1.5
+    e1, e2 = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    f = embedding_pair_features(e1, e2)
+    assert f.shape == (3, 5, 8)
+    torch.testing.assert_close(f, embedding_pair_features(e2, e1))
+    net = RelateNet(RelateConfig(inputs="embeddings", n_features=8, n_summary=0, max_degree=4))
+    assert net(f, torch.ones(3, 5, dtype=torch.bool), torch.zeros(3, 0)).shape == (3, 6)
+
+
+def test_degree_accuracy_counts_unrelated_calls_as_wrong_for_relatives():
+    truth = np.array([1, 4, 4, UNRELATED, UNRELATED])
+    called = np.array([2, UNRELATED, 5, UNRELATED, 3])
+    acc = degree_accuracy(truth, called)
+    assert list(acc) == ["1", "4", "UN"]
+    assert acc["1"] == {"n": 1, "exact": 0.0, "within1": 1.0}
+    assert acc["4"] == {"n": 2, "exact": 0.0, "within1": 0.5}
+    assert acc["UN"] == {"n": 2, "exact": 0.5, "within1": 0.5}
