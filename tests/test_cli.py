@@ -167,3 +167,15 @@ def test_real_errors_reach_the_user(runner, tmp_path):
     assert result.exit_code == 2 and "not a model directory" in result.stderr
     result = runner.invoke(main, ["export", str(tmp_path / "none"), str(tmp_path / "m")])
     assert result.exit_code == 2 and "no such checkpoint file or run directory" in result.stderr
+
+
+def test_relate(runner, monkeypatch):
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
+        _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--output", "p.tsv", "--max-degree", "3"])
+    f.assert_called_once_with(model="m", input="c.vcf.gz", output="p.tsv", pairs=None, max_degree=3, threads=None)
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
+        _invoke(runner, ["relate", "train", "--pedigree", "a", "--pedigree", "b", "--out", "m", "--max-degree", "9"])
+    assert f.call_args.kwargs["pedigree"] == ["a", "b"] and f.call_args.kwargs["max_degree"] == 9
+    assert f.call_args.kwargs["patch_sites"] == 256 and f.call_args.kwargs["fit"].epochs == 40
+    r = runner.invoke(main, ["relate", "--model", "m"])
+    assert r.exit_code != 0 and "needs --model, --input and --output" in r.output
