@@ -127,6 +127,49 @@ def king(input, out, estimator, min_kinship, counts, matrix, block_size, device,
     atexit.register(gc.freeze)
 
 
+# --- seq2king ---------------------------------------------------------------------------
+
+
+@main.group()
+def seq2king() -> None:
+    """Seq2KING: a transformer over the KING matrix and its attention analysis (docs/seq2king.md)."""
+
+
+@seq2king.command("train")
+@click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 of `snpbag king`, or its --matrix Zarr.")
+@click.option("--out", required=True, type=path_in, help="The Seq2KING model directory to write.")
+@click.option("--preset", default="seq2king_paper", show_default=True, help="seq2king_paper (the original) or small.")
+@click.option("--tokens", type=click.Choice(["id", "features"]), default=None,
+              help="Token input (default: the preset's; seq2king_paper: id).")
+@click.option("--overwrite", is_flag=True)
+@click.argument("overrides", nargs=-1)
+def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
+    """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
+    from snpbag.kinship.seq2king.config import make_config
+    from snpbag.kinship.seq2king.train import train as run
+
+    config = make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
+    click.echo(run(kinship, out=out, config=config, overwrite=overwrite))
+
+
+@seq2king.command("report")
+@click.option("--model", required=True, type=path_in)
+@click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 or PREFIX.king.zarr (may add new individuals).")
+@click.option("--labels", required=True, type=path_in, help="TSV: sample, population, continent.")
+@click.option("--out", required=True, type=path_in, help="The report directory to write.")
+@click.option("--sentences", default=50, show_default=True, type=int, help="Sentences per split.")
+@click.option("--sentence-len", default=60, show_default=True, type=int)
+@click.option("--permutations", default=1000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True)
+def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, overwrite):
+    """Connectivity of attention to continents and populations; tables, images, index.html."""
+    from snpbag.kinship.seq2king.report import report as run
+
+    click.echo(run(model, kinship=kinship, labels=labels, out=out, sentences=sentences, sentence_len=sentence_len,
+                   permutations=permutations, seed=seed, overwrite=overwrite))
+
+
 # --- training and models ----------------------------------------------------------------
 
 
