@@ -74,8 +74,9 @@ def _read_table(path: Path) -> Kinship:
         raise InputError(f"{path}: a line has too few columns or a non-numeric KINSHIP ({e}); "
                          "regenerate it with `snpbag king`") from None
     ids: dict[str, int] = {}
-    for s in a + b:
-        ids.setdefault(s, len(ids))
+    for s2, s1 in zip(b, a):  # plink2's order (row i against rows j < i) recovers the sample order
+        ids.setdefault(s2, len(ids))
+        ids.setdefault(s1, len(ids))
     n = len(ids)
     if n < 2:
         raise InputError(f"{path}: fewer than two individuals; Seq2KING needs a cohort")
@@ -97,7 +98,7 @@ def _read_matrix(path: Path) -> Kinship:
 
     try:
         g = zarr.open_group(str(path), mode="r")
-        ids = np.asarray(g["sample_id"][:]).astype(str)
+        ids = np.array([str(s) for s in g["sample_id"][:]], dtype=str)  # zarr v3 strings are StringDType
         m = np.asarray(g["kinship"][:], dtype=np.float64)
     except (KeyError, FileNotFoundError, ValueError) as e:
         raise InputError(f"{path}: not a kinship matrix of `snpbag king --matrix` ({e}); "

@@ -10,7 +10,8 @@ Definitions (docs/seq2king.md gives them with the same symbols):
 * query i is *eligible* when its sentence holds at least one other member of its group and
   at least one member of another group;
 * (a) ``connectivity_a``: the share of eligible queries whose mean attention to same-group
-  keys (j != i) is strictly greater than their mean attention to other-group keys;
+  keys (j != i) is strictly greater than their mean attention to other-group keys (a
+  relative difference within TIE = 1e-9 is a tie, which does not count);
 * (b) ``connectivity_b``: over all eligible queries, the share of off-diagonal attention
   mass that falls on same-group keys, divided by the share of off-diagonal keys that are
   same-group (what uniform attention would give); 1 = no preference;
@@ -46,21 +47,29 @@ def _query_means(A: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     n_groups = int(G.max()) + 1
     onehot = np.zeros((S, L, n_groups))
     np.put_along_axis(onehot, G[:, :, None], 1.0, axis=2)
-    mass = A @ onehot  # (S, L, n_groups): attention of query i on each group
-    diag = np.einsum("sii->si", A)
-    same = np.take_along_axis(mass, G[:, :, None], axis=2)[:, :, 0] - diag
-    other = A.sum(axis=2) - diag - same
+    off = A * (1.0 - np.eye(L))  # self excluded
+    mass = off @ onehot  # (S, L, n_groups): attention of query i on each group
+    mine = onehot.astype(bool)
+    same = np.where(mine, mass, 0.0).sum(axis=2)
+    other = np.where(mine, 0.0, mass).sum(axis=2)
     sizes = onehot.sum(axis=1)  # (S, n_groups)
     n_same = np.take_along_axis(sizes, G, axis=1) - 1
     n_other = (L - 1) - n_same
     return same, other, n_same, n_other
 
 
+#: Relative difference below which same- and other-group means count as tied (float rounding).
+TIE = 1e-9
+
+
 def query_differences(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """Mean same-group minus mean other-group attention of every eligible query (1-D)."""
+    """Mean same-group minus mean other-group attention of every eligible query (1-D); differences
+    within TIE (relative) of zero are exactly 0."""
     same, other, n_same, n_other = _query_means(A, G)
     ok = (n_same > 0) & (n_other > 0)
-    return same[ok] / n_same[ok] - other[ok] / n_other[ok]
+    ms, mo = same[ok] / n_same[ok], other[ok] / n_other[ok]
+    d = ms - mo
+    return np.where(np.abs(d) <= TIE * np.maximum(np.abs(ms), np.abs(mo)), 0.0, d)
 
 
 def _check(A: np.ndarray, G: np.ndarray) -> None:
