@@ -22,6 +22,8 @@ from snpbag.errors import SnpbagError  # noqa: E402
 from snpbag import api  # noqa: E402
 from snpbag import demo as _demo  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
+from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -160,11 +162,8 @@ def seq2king() -> None:
 @click.argument("overrides", nargs=-1)
 def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
     """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
-    from snpbag.kinship.seq2king.config import make_config
-    from snpbag.kinship.seq2king.train import train as run
-
-    config = make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
-    click.echo(run(kinship, out=out, config=config, overwrite=overwrite))
+    config = _s2k_config.make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
+    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite))
 
 
 @seq2king.command("report")
@@ -179,10 +178,10 @@ def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
 @click.option("--overwrite", is_flag=True)
 def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, overwrite):
     """Connectivity of attention to continents and populations; tables, images, index.html."""
-    from snpbag.kinship.seq2king.report import report as run
+    from snpbag.kinship.seq2king import report  # torch and matplotlib: only when reporting
 
-    click.echo(run(model, kinship=kinship, labels=labels, out=out, sentences=sentences, sentence_len=sentence_len,
-                   permutations=permutations, seed=seed, overwrite=overwrite))
+    click.echo(report.report(model, kinship=kinship, labels=labels, out=out, sentences=sentences,
+                             sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite))
 
 
 # --- training and models ----------------------------------------------------------------
