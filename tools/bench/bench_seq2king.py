@@ -98,7 +98,8 @@ def main() -> None:
         meta = json.loads((model / "seq2king.json").read_text())
         training.append({"tokens": tokens, "steps": args.steps, "batch": args.batch_size, "train_s": meta["record"]["seconds"],
                          "train_command_s": round(t_train, 1), "report_s": round(t_report, 1),
-                         "final_loss": meta["record"]["losses"][-1][1], "held_out_loss": meta["record"]["held_out_loss"]})
+                         "final_loss": meta["record"]["losses"][-1][1], "held_out_loss": meta["record"]["held_out_loss"],
+                         "constant_loss": meta["record"]["held_out_constant_loss"]})
         for r in csv.DictReader(open(rep / "connectivity.csv")):
             if r["level"] != "continent" or (r["source"] == "baseline" and tokens != args.tokens.split(",")[0]):
                 continue

@@ -152,7 +152,9 @@ def page(analysis: Analysis, images: list[tuple[str, str]], directory: Path) -> 
     facts = {"input": f"{info['kinship']} ({info['kinship_kind']})", "token input": info["tokens"],
              "analysis individuals": f"{info['analysis_individuals']} ({info['new_individuals']} never seen by the model)",
              "sentences per split": f"{info['sentences_per_split']} of {info['sentence_len']} individuals",
-             "permutations": info["permutations"], "inverted (chosen on calibration)": ", ".join(info["inverted_layers"]) or "none"}
+             "permutations": info["permutations"],
+             "held-out loss (constant prediction)": f"{info['held_out_loss']} ({info['held_out_constant_loss']})",
+             "inverted (chosen on calibration)": ", ".join(info["inverted_layers"]) or "none"}
     dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Seq2KING report</title>
 <style>{_STYLE}</style></head><body>

@@ -106,7 +106,8 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
             "analysis_individuals": len(rows), "new_individuals": int(sum(s not in set(meta["ids"]) for s in kin.ids[rows])),
             "sentences_per_split": sentences, "sentence_len": L, "permutations": permutations, "seed": seed,
             "inverted_layers": sorted({f"{n} head {h}" for (n, h), o in orient.items() if o.inverted}),
-            "training_seconds": meta["record"]["seconds"], "held_out_loss": meta["record"]["held_out_loss"]}
+            "training_seconds": meta["record"]["seconds"], "held_out_loss": meta["record"]["held_out_loss"],
+            "held_out_constant_loss": meta["record"].get("held_out_constant_loss")}
     analysis = Analysis(out, info, layers, cfg.n_heads, ev_attn, ev_states, ev_kin, ev_labels)
     analysis.head_view = _head_view(model, analysis, ev, kin.ids, km, anchors, model_rows)
     return analysis

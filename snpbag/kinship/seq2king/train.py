@@ -73,28 +73,38 @@ def fit(kin: Kinship, cfg: Seq2KingConfig) -> tuple[object, dict]:
             log.info("step %d loss %.5f", step, losses[-1][1])
     seconds = time.perf_counter() - t0
     model.eval()
-    held_loss = _held_out_loss(model, km, held_rows, anchors, cfg, rng)
+    held_loss, constant_loss = _held_out_loss(model, km, train_rows, held_rows, anchors, cfg, rng)
     ids = kin.ids.tolist()
     meta = {
         "config": asdict(cfg), "ids": ids, "training": [ids[i] for i in train_rows],
         "held_out": [ids[i] for i in held_rows], "anchors": [ids[i] for i in anchors], "normaliser": asdict(norm),
         "input": {"path": kin.source, "kind": kin.kind, "individuals": n},
         "record": {"seconds": round(seconds, 2), "losses": losses, "held_out_loss": held_loss,
+                   "held_out_constant_loss": constant_loss,
                    "threads": torch.get_num_threads()},
         "provenance": provenance("seq2king train", asdict(cfg)),
     }
     return model, meta
 
 
-def _held_out_loss(model, km, held_rows, anchors, cfg, rng) -> float:
+def _held_out_loss(model, km, train_rows, held_rows, anchors, cfg, rng) -> tuple[float, float]:
+    """Masked MSE on 32 sentences of held-out individuals: the model's, and that of a constant
+    prediction (self-kinship exact, every other pair the training pairs' mean) - the floor a
+    model that learned no structure reaches."""
     import torch
 
     from snpbag.kinship.seq2king.model import masked_mse
 
     sent = sample_sentences(held_rows, 32, min_len=cfg.min_len, max_len=cfg.max_len, rng=rng)
     tok, pad = token_inputs(sent, tokens=cfg.tokens, norm_matrix=km, anchors=anchors)
+    target = torch.from_numpy(targets(km, sent).astype(np.float32))
+    sub = km[np.ix_(train_rows, train_rows)]
+    mean = float(sub[~np.eye(len(train_rows), dtype=bool)].mean())
+    eye = torch.eye(target.shape[1], dtype=torch.bool)
+    constant = torch.where(eye, target, torch.full_like(target, mean))
     with torch.no_grad():
-        return round(float(masked_mse(model(tok, pad), torch.from_numpy(targets(km, sent).astype(np.float32)), pad)), 6)
+        return (round(float(masked_mse(model(tok, pad), target, pad)), 6),
+                round(float(masked_mse(constant, target, pad)), 6))
 
 
 def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overwrite: bool = False) -> Path:
