@@ -193,13 +193,20 @@ def features_report(cohort):
     d, full, part, labels = cohort
     model = d / "model_features"
     r = _cli("seq2king", "train", "--kinship", part, "--out", model, "--preset", "small", "--tokens", "features",
-             "steps=30")
+             "steps=200")
     assert r.exit_code == 0, r.output
     out = d / "report_features"
     r = _cli("seq2king", "report", "--model", model, "--kinship", full, "--labels", labels, "--out", out,
              "--sentences", 6, "--sentence-len", 12, "--permutations", 50)
     assert r.exit_code == 0, r.output
     return out
+
+
+def test_features_model_learns_and_places_new_people(cohort, features_report):
+    import json
+
+    record = json.loads((cohort[0] / "model_features" / "seq2king.json").read_text())["record"]
+    assert record["held_out_loss"] < 0.5 * record["held_out_constant_loss"]  # structure, not the mean
 
 
 def test_report_writes_every_file(features_report):

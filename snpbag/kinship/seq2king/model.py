@@ -109,7 +109,9 @@ class Seq2King(nn.Module):
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over pairs of real (unpadded) tokens."""
+    """Mean squared error over pairs i != j of real (unpadded) tokens: self-kinship is 0.5 by
+    definition and carries no information, and would otherwise dominate short sentences."""
     valid = ~pad
-    m = (valid[:, :, None] & valid[:, None, :]).to(pred.dtype)
+    eye = torch.eye(pad.shape[1], dtype=torch.bool, device=pad.device)
+    m = (valid[:, :, None] & valid[:, None, :] & ~eye).to(pred.dtype)
     return ((pred - target) ** 2 * m).sum() / m.sum()
