@@ -82,7 +82,10 @@ class Seq2King(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         if cfg.tokens == "id":
+            # small init: Adam moves each coordinate about lr per step, so from N(0, 1) the
+            # vectors would stay near their random start for thousands of steps
             self.embed = nn.Embedding(n_individuals, d)
+            nn.init.normal_(self.embed.weight, std=0.02)
         else:
             self.embed = nn.Sequential(nn.Linear(n_anchors, d), nn.LayerNorm(d))
         self.encoder = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.n_encoder))
