@@ -218,6 +218,7 @@ def model_for_run(cfg: TrainConfig, vocab):
     With ``init_from`` the architecture is the pretrained model's; ``cfg.model``'s runtime
     fields (backend, block size, window, dropout, activation checkpointing, compile) still
     apply. The encoder weights are loaded; the head's too when it has the same name.
+    ``task.freeze_encoder`` leaves the encoder's weights out of training.
 
     Raises
     ------
@@ -225,6 +226,14 @@ def model_for_run(cfg: TrainConfig, vocab):
         disagrees with the store.
     CheckpointError : init_from is not a model directory.
     """
+    model = _model_for_run(cfg, vocab)
+    if cfg.task.freeze_encoder:
+        model.encoder.requires_grad_(False)  # the optimiser skips parameters without gradients
+        log.info("encoder frozen (task.freeze_encoder=true): training the %s head only", model.head_name)
+    return model
+
+
+def _model_for_run(cfg: TrainConfig, vocab):
     from dataclasses import replace
 
     from snpbag.model.builders import build_model
@@ -283,9 +292,14 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
         run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
-        loggers.append(WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+        wandb_logger = WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
                                    mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
-                                   log_model=False))
+                                   log_model=False)
+        # Lightning passes anonymous=None, which wandb >= 0.19 warns about on every run
+        # ("The anonymous setting has no effect"); not passing it means the same thing
+        if wandb_logger._wandb_init.get("anonymous") is None:
+            wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
