@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from snpbag.train import rundir
 
@@ -170,3 +171,28 @@ class AppendingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class StepWandbLogger(WandbLogger):
+    """W&B logger whose history is keyed by the optimiser step (``wandb.log(..., step=)``).
+
+    An offline run cannot be resumed: every session of a requeued job writes its own
+    ``RUN_DIR/wandb/offline-run-*`` directory under the same run id, and each would count
+    W&B's ``_step`` from 0 again, so syncing them into one run drops all but one segment's
+    rows. Keyed by the global step, the segments hold consecutive, disjoint step ranges
+    (a pre-empted session stops at its checkpoint's step) and ``wandb sync --id ID``, which
+    syncs the directories of one id in order of start time, appends them (slurm/README.md).
+    Each session finishes its W&B run when training ends.
+    """
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if step is None:
+            return super().log_metrics(metrics, step)
+        self.experiment.log({**metrics, "trainer/global_step": step}, step=int(step))
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is not None and hasattr(self._experiment, "finish"):
+            self._experiment.finish()
+            self._experiment = None

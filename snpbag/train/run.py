@@ -344,14 +344,14 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
                                          default_hp_metric=False))
     w = cfg.logger.wandb
     if w.enabled and w.mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
-        from lightning.pytorch.loggers import WandbLogger
-
         from lightning.pytorch.utilities import rank_zero_only
+
+        from snpbag.train.callbacks import StepWandbLogger
 
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
         run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
-        loggers.append(WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+        loggers.append(StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
                                    mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
                                    log_model=False))
     return loggers
