@@ -175,6 +175,10 @@ def read_config(run_dir: str | Path) -> dict[str, Any] | None:
     return yaml.safe_load(f.read_text()) if f.is_file() else None
 
 
+_SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_NNODES",
+               "SLURM_NTASKS", "SLURM_CPUS_PER_TASK")
+
+
 def read_sessions(run_dir: str | Path) -> list[dict[str, Any]] | None:
     """The provenance records of a run's sessions; None if the run directory has none."""
     f = Path(run_dir) / PROVENANCE
@@ -195,6 +199,9 @@ def record_session(run_dir: str | Path, *, config_yaml: str, overrides: list[str
     record = provenance("snpbag train", {"overrides": list(overrides),
                                          "resumed_from": str(resumed_from) if resumed_from else None})
     record["host"] = os.uname().nodename
+    slurm = {k: os.environ[k] for k in _SLURM_VARS if k in os.environ}
+    if slurm:  # which job (and which restart of it) this session was
+        record["slurm"] = slurm
     sessions.append(record)
     _write_text(run_dir / PROVENANCE, json.dumps({"sessions": sessions}, indent=2) + "\n")
 
