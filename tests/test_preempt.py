@@ -161,3 +161,15 @@ def test_wandb_offline_segments_hold_consecutive_steps(store, tmp_path, fake_slu
     first, second = (sorted(set(s)) for _, s in segments.values())
     # Lightning logs a step's loss under the step count before its update: 0..3, then 4..7
     assert first == list(range(4)) and second == list(range(4, STEPS))
+
+
+@pytest.mark.parametrize("preset, strategy, devices, accumulate", [
+    ("single", "auto", 1, 1), ("ddp", "ddp", "auto", 1), ("ddp_accumulate", "ddp", "auto", 4)])
+def test_trainer_presets_and_global_batch(preset, strategy, devices, accumulate):
+    from snpbag.train.run import compose_config, run_layout, to_train_config
+
+    cfg = to_train_config(compose_config(["data.store=x", f"trainer={preset}", "data.batch_size=8"]))
+    assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.accumulate_grad_batches) == (strategy, devices,
+                                                                                                  accumulate)
+    # 2 nodes x 8 GPUs
+    assert run_layout(cfg, world_size=16, num_nodes=2)["global_batch"] == 8 * 16 * accumulate

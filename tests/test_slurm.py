@@ -108,23 +108,43 @@ def reference(cluster, store, tmp_path_factory) -> Path:
     return _finished(cluster, _pretrain(cluster, store, work), work)
 
 
-def test_workers_and_cpus_reach_the_ranks(cluster, tmp_path):
-    """srun gets --cpus-per-task (SRUN_CPUS_PER_TASK; Slurm >= 22.05 does not pass it on),
-    and the data workers are sized to it (a stand-in SNPBAG records what each rank got)."""
+def _fake_job(cluster, tmp_path: Path, script: str, *args: str, cpus: int = 1) -> tuple[str, str, list[str]]:
+    """Run slurm/SCRIPT with a stand-in SNPBAG that records what its rank got: (job id,
+    final state, the recorded words: rank, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, arguments)."""
     fake = tmp_path / "fake-snpbag"
     fake.write_text(f"#!/bin/sh\necho \"$SLURM_PROCID $SLURM_CPUS_PER_TASK $OMP_NUM_THREADS $*\" >> {tmp_path}/seen\n")
     fake.chmod(0o755)
-    cpus = min(2, cluster.cpus)
     job = cluster.sbatch("-N1", "--ntasks-per-node=1", f"--cpus-per-task={cpus}", "--gpus-per-node=0", "--mem=0",
-                         f"--chdir={tmp_path}", str(ROOT / "slurm" / "pretrain.sbatch"), "data.store=x",
+                         f"--chdir={tmp_path}", str(ROOT / "slurm" / script), *args,
                          **_job_env(SNPBAG=str(fake), TRAINER="cpu", LOG_DIR=str(tmp_path)))
-    cluster.wait(f"job {job}", lambda: cluster.job_info(job).get("JobState") == "COMPLETED", timeout=120)
-    rank, cpus_seen, omp, *args = (tmp_path / "seen").read_text().split()
-    assert (rank, cpus_seen) == ("0", str(cpus))
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+    cluster.wait(f"job {job}", lambda: cluster.job_info(job).get("JobState") in ended, timeout=120)
+    seen = tmp_path / "seen"
+    return job, cluster.job_info(job)["JobState"], seen.read_text().split() if seen.is_file() else []
+
+
+def test_workers_and_cpus_reach_the_ranks(cluster, tmp_path):
+    """srun gets --cpus-per-task (SRUN_CPUS_PER_TASK; Slurm >= 22.05 does not pass it on),
+    and the data workers are sized to it."""
+    cpus = min(2, cluster.cpus)
+    job, state, (rank, cpus_seen, omp, *args) = _fake_job(cluster, tmp_path, "pretrain.sbatch", "data.store=x",
+                                                           cpus=cpus)
+    assert state == "COMPLETED" and (rank, cpus_seen) == ("0", str(cpus))
     workers = min(cpus - 1, 2)
     assert f"data.num_workers={workers}" in args and f"data.persistent_workers={str(workers > 0).lower()}" in args
     assert omp == str(max(cpus - workers, 1))
     assert "trainer.num_nodes=1" in args and "trainer.devices=1" in args and f"name=pretrain-{job}" in args
+    assert args[-1] == "data.store=x"  # the user's overrides come last, so they win
+
+
+def test_finetune_script(cluster, tmp_path):
+    job, state, words = _fake_job(cluster, tmp_path, "finetune.sbatch", "task=impute", "task.init_from=m")
+    assert state == "COMPLETED" and f"name=finetune-{job}" in words and words[-2:] == ["task=impute", "task.init_from=m"]
+    (tmp_path / "refused").mkdir()
+    _, state, words = _fake_job(cluster, tmp_path / "refused", "finetune.sbatch", "data.store=x")
+    assert state == "FAILED" and words == []
+    out = next((tmp_path / "refused").glob("slurm-*.out")).read_text()
+    assert "slurm/finetune.sbatch: name the task (task=impute, ...)" in out
 
 
 def test_pretrain_two_ranks(reference, store):
@@ -163,8 +183,9 @@ def test_signal_requeue_resume_equals_uninterrupted(cluster, reference, store, t
         return int(info.get("Restarts", 0)) >= 1 and info.get("JobState") in ("PENDING", "RUNNING", "COMPLETED")
 
     cluster.wait(f"job {job} requeued", requeued, timeout=TIMEOUT)
-    # Slurm holds a requeued job back for ~2 minutes (its BeginTime); start it now
-    cluster.run("scontrol", "update", f"JobId={job}", "BeginTime=now", check=False)
+    if cluster.job_info(job).get("Reason") == "BeginTime":
+        # Slurm holds a requeued job back for ~2 minutes; let it start now
+        cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
     _finished(cluster, job, tmp_path, restarts=1)
 
     hpc = sorted(run_dir.glob(f"{rundir.HPC_PREFIX}*"))
