@@ -46,7 +46,7 @@ def info(model: str | Path) -> str:
     """A human-readable description of a model directory (what ``snpbag info`` prints).
 
     Reads only the small files and the weights' header: architecture, parameter count,
-    sites, contigs and chromosomes, the training data and run, validation metrics next to
+    sites, tiles and chromosomes, the training data and run, validation metrics next to
     the allele-frequency baseline, and provenance.
 
     Parameters

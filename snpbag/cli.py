@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from snpbag.errors import SnpbagError  # noqa: E402
+# modules, not functions: each command calls MODULE.FUNCTION at run time (mock.patch-able)
+from snpbag import api  # noqa: E402
+from snpbag import demo as _demo  # noqa: E402
+from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
 
@@ -34,6 +39,14 @@ class _FloatOrAuto(click.ParamType):
             return float(value)
         except ValueError:
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+
+
+def _renamed(new: str):
+    """Callback of a hidden option that was renamed: refuse it, naming the new one."""
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise click.UsageError(f"{param.opts[0]} was renamed {new}; use {new}", ctx)
+    return refuse
 
 
 class _Group(click.Group):
@@ -81,13 +94,15 @@ def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split
 @click.option("--region", default=None, help="CHR:START-END (needs an index).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--min-maf", default=0.01, show_default=True, type=float)
-@click.option("--contig-len", default=81920, show_default=True, type=int)
+@click.option("--tile-len", default=81920, show_default=True, type=int,
+              help="Vocabulary sites per tile, the stretch of a chromosome a model reads a sequence from.")
+@click.option("--contig-len", hidden=True, expose_value=False, callback=_renamed("--tile-len"))
 @click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")
-def convert(input, output, region, samples, min_maf, contig_len, threads):
+def convert(input, output, region, samples, min_maf, tile_len, threads):
     """Convert a VCF/BCF into a VCF-Zarr genotype store with a site vocabulary."""
     from snpbag.store.convert import convert as run
 
-    run(input, output, region=region, samples=samples, min_maf=min_maf, contig_len=contig_len, threads=threads)
+    run(input, output, region=region, samples=samples, min_maf=min_maf, tile_len=tile_len, threads=threads)
 
 
 # --- kinship ----------------------------------------------------------------------------
@@ -146,18 +161,14 @@ def train(overrides):
 @click.argument("outdir", type=path_in)
 def export(checkpoint, outdir):
     """Write a self-contained model directory from a training run or checkpoint."""
-    from snpbag.train.export import export as run
-
-    run(checkpoint, outdir)
+    _export.export(checkpoint, outdir)
 
 
 @main.command()
 @click.argument("model", type=path_in)
 def info(model):
     """Describe a model directory: config, sites, parameters, provenance."""
-    from snpbag.api import info as run
-
-    click.echo(run(model))
+    click.echo(api.info(model))
 
 
 @main.command()
@@ -173,9 +184,7 @@ def info(model):
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
     """Impute untyped and missing genotypes of array data."""
-    from snpbag.inference.impute import impute as run
-
-    s = run(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
+    s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
@@ -185,9 +194,7 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
 @click.option("--out", default="demo_out", show_default=True, type=path_in)
 def demo(out):
     """Simulate, convert, pretrain, impute: the main job on built-in simulated data."""
-    from snpbag.demo import demo as run
-
-    run(Path(out), echo=click.echo)
+    _demo.demo(Path(out), echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

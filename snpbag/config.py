@@ -1,49 +1,101 @@
-"""Typed configuration schemas. Registered with Hydra's ConfigStore (see register())
-so YAML in configs/ extends a schema and a typo fails at compose time.
+"""Typed configuration schemas, one per concept, each validated in its ``__post_init__``.
+Registered with Hydra's ConfigStore (see register()) so YAML in configs/ extends a schema
+and a typo fails at compose time.
 
 The model schema is used without Hydra too: a model directory stores it as JSON and
-inference rebuilds the model from it.
+inference rebuilds the model from it; :func:`preset` reads a named preset from
+configs/model/ for Python callers.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from snpbag.errors import ConfigError
 
 MISSING = "???"  # omegaconf.MISSING, without importing omegaconf for inference users
+CONFIG_ENV = "SNPBAG_CONFIG_DIR"
+ROOT_CONFIG = "config"  # configs/config.yaml: the root of the Hydra config tree
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "local", "dense")
 RETRIEVAL_KINDS = ("genomes", "haplotypes")
 
+#: config keys that were renamed: old full key -> new full key. A config (YAML, override,
+#: preset) that uses an old key is refused with the new name; a saved model's config
+#: (model.json, a checkpoint) is read under the new names, so existing model directories load.
+RENAMED: dict[str, str] = {
+    "model.neighbours_k": "model.retrieval_k",
+    "model.neighbours_window": "model.retrieval_span",
+    "data.contigs": "data.tiles",
+}
 
-@dataclass
+
+def renamed_message(old: str) -> str:
+    """The one-line refusal for a renamed key (``old`` as a full key, e.g. model.x)."""
+    return f"{old} was renamed {RENAMED[old]}; use {RENAMED[old]}"
+
+
+def config_dir() -> Path:
+    """The directory holding config.yaml and the config groups.
+
+    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
+    checkout or an editable install).
+
+    Raises
+    ------
+    ConfigError : neither exists.
+    """
+    env = os.environ.get(CONFIG_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1] / "configs")
+    for c in candidates:
+        if (c / f"{ROOT_CONFIG}.yaml").is_file():
+            return c.resolve()
+    raise ConfigError(
+        f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
+        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
+    )
+
+
+@dataclass(kw_only=True)
 class ModelConfig:
-    """Encoder architecture. ``window`` is the TOTAL attention span in tokens: a token
-    attends to keys within ``window // 2`` positions on either side (itself included)."""
+    """Encoder architecture and how it runs, validated here and nowhere else.
 
-    name: str = "tiny"
-    n_layers: int = 2
-    n_heads: int = 4
-    d_model: int = 64
+    The architecture fields without a default (name, n_layers, n_heads, d_model, window,
+    block_size, site_dim) come from a preset, configs/model/<name>.yaml (see
+    :func:`preset`), or from a saved model's config; every other field has one default,
+    below.
+
+    ``window`` is the TOTAL attention span in tokens: a token attends to keys within
+    ``window // 2`` positions on either side (itself included)."""
+
+    name: str
+    n_layers: int
+    n_heads: int
+    d_model: int
     d_ff: int | None = None  # default 4 * d_model
-    window: int = 128
+    window: int
     backend: str = "auto"
-    block_size: int = 128  # tile size of the block-local and flex backends
-    n_sites: int = 0  # vocabulary size the site embedding covers (set from the data)
-    site_dim: int = 16  # narrow per-site table, projected to d_model (factorised embedding)
+    block_size: int  # sites per attention block of the block-local and flex backends
+    n_sites: int = 0  # vocabulary size the site embedding covers (0: set from the data before building)
+    site_dim: int  # narrow per-site table, projected to d_model (factorised embedding)
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
-    # retrieval input (snpbag.retrieval.kinds): neighbours_k > 0 adds, per token, what the
+    # retrieval input (snpbag.retrieval.kinds): retrieval_k > 0 adds, per token, what the
     # training panel says about the site given the visible ones; the panel ships with the
-    # exported model. 0: off. retrieval "genomes": the genotype votes of the neighbours_k
-    # genomes nearest within neighbours_window sites either side; "haplotypes": genotype
-    # probabilities of a haplotype-copying (Li-Stephens) model over neighbours_k panel
-    # haplotypes per block of neighbours_window visible sites (phased panels only)
-    neighbours_k: int = 0
-    neighbours_window: int = 128
+    # exported model. 0: off. retrieval "genomes": the genotype votes of the retrieval_k
+    # genomes nearest within retrieval_span sites either side; "haplotypes": genotype
+    # probabilities of a haplotype-copying (Li-Stephens) model over retrieval_k panel
+    # haplotypes per block of retrieval_span visible sites (phased panels only).
+    # retrieval_span is not the attention window: the two are independent.
+    retrieval_k: int = 0
+    retrieval_span: int = 128
     retrieval: str = "genomes"
     # genetic map for the haplotype retrieval's switch distances: PLINK .map (chrom id cM
     # bp; Beagle's map=) or HapMap-style (chrom bp rate cM), read when the panel is built
@@ -51,22 +103,25 @@ class ModelConfig:
     genetic_map: str | None = None
 
     def __post_init__(self) -> None:
-        if self.neighbours_k < 0 or self.neighbours_window < 1:
-            raise ConfigError(f"model.neighbours_k={self.neighbours_k}, model.neighbours_window="
-                              f"{self.neighbours_window}: need k >= 0 (0 = off) and window >= 1")
-        if self.retrieval not in RETRIEVAL_KINDS:
-            raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
-        if self.genetic_map and (self.retrieval != "haplotypes" or not self.neighbours_k):
-            raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
-                              "set model.retrieval=haplotypes and model.neighbours_k > 0, or drop the map")
+        for key in ("n_layers", "n_heads", "d_model", "window", "block_size", "site_dim"):
+            _check_positive(f"model.{key}", getattr(self, key))
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
-        if self.window < 1:
-            raise ConfigError(f"model.window={self.window} must be >= 1")
-        if self.backend not in ATTENTION_BACKENDS:
-            raise ConfigError(f"model.backend={self.backend!r}; choose one of {ATTENTION_BACKENDS}")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
+        _check_positive("model.d_ff", self.d_ff)
+        _check_positive("model.n_sites", self.n_sites, zero_ok=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.backend not in ATTENTION_BACKENDS:
+            raise ConfigError(f"model.backend={self.backend!r}; choose one of {ATTENTION_BACKENDS}")
+        _check_positive("model.retrieval_k", self.retrieval_k, zero_ok=True)
+        _check_positive("model.retrieval_span", self.retrieval_span)
+        if self.retrieval not in RETRIEVAL_KINDS:
+            raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
+        if self.genetic_map and (self.retrieval != "haplotypes" or not self.retrieval_k):
+            raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
+                              "set model.retrieval=haplotypes and model.retrieval_k > 0, or drop the map")
 
     @property
     def head_dim(self) -> int:
@@ -76,12 +131,52 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = set(d) - set(known)
+    def from_dict(cls, d: dict[str, Any], *, saved: bool = True) -> "ModelConfig":
+        """From plain values. ``saved`` (a model directory's or a checkpoint's config): keys
+        renamed since it was written are read under their new names. Otherwise (a preset
+        file) a renamed key is refused with its new name. Unknown keys are refused."""
+        d = dict(d)
+        for old in [k for k in d if f"model.{k}" in RENAMED]:
+            new = RENAMED[f"model.{old}"].removeprefix("model.")
+            if not saved:
+                raise ConfigError(renamed_message(f"model.{old}"))
+            d.setdefault(new, d.pop(old))
+        fields = cls.__dataclass_fields__
+        unknown = set(d) - set(fields)
         if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**known)
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(fields)}")
+        missing = [k for k, f in fields.items() if k not in d and f.default is f.default_factory]  # both MISSING
+        if missing:
+            raise ConfigError(f"model config lacks {missing}; a preset or saved config sets every architecture key")
+        return cls(**d)
+
+
+def preset_names() -> list[str]:
+    """The model presets: the files of configs/model/."""
+    return sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of the named preset, with field overrides (e.g. ``n_sites=81920``).
+
+    The presets are the YAML files of configs/model/, read here as Hydra reads them for
+    ``snpbag train model=NAME``: each names the architecture fields only, the rest keep
+    their :class:`ModelConfig` defaults. YAML is the one home because the training CLI,
+    experiments and users already edit presets there; Python reads the same files instead
+    of restating them (tests/test_configs.py checks the two readings agree).
+
+    Raises
+    ------
+    ConfigError : no such preset, a key the schema does not define (or one renamed), a bad value.
+    """
+    path = config_dir() / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown model preset {name!r}; choose one of {preset_names()}")
+    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        return ModelConfig.from_dict({**values, **overrides}, saved=False)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 @dataclass
@@ -115,21 +210,36 @@ def _check_positive(name: str, value: int | float, *, zero_ok: bool = False) -> 
 
 @dataclass
 class AugmentConfig:
-    """On-the-fly synthetic genomes recombined from the training samples; the Hydra face
-    of :class:`snpbag.data.augment.AugmentConfig` (same fields plus ``enabled``). Training
-    only: validation always reads real held-out samples."""
+    """On-the-fly synthetic genomes recombined from the training samples
+    (:mod:`snpbag.data.augment`; the dataset reads this object as is). Training only:
+    validation always reads real held-out samples.
+
+    Attributes
+    ----------
+    enabled : make synthetic training genomes at all.
+    rate : uniform recombination rate in cM/Mb, used when no genetic map is given.
+    genetic_map : PLINK ``.map`` (chrom id cM bp) or HapMap-style (chrom bp rate cM, with
+        header) file covering the store's chromosomes; overrides ``rate``.
+    generations : crossovers per Morgan (RESHAPE's 8th-generation offspring: 8).
+    panel_size : reference genomes read per block of synthetic genomes (bounds memory:
+        panel_size x seq_len x 2 bytes); each block draws a new random panel subset.
+    items_per_epoch : synthetic sequences per epoch over all ranks; default: as many as
+        the real training items (samples x tiles).
+    """
 
     enabled: bool = False
-    rate: float = 1.0  # uniform recombination rate, cM/Mb (when no genetic map)
-    genetic_map: str | None = None  # PLINK .map or HapMap-style map; overrides rate
-    generations: float = 8.0  # crossovers per Morgan (RESHAPE's 8th-generation offspring)
-    panel_size: int = 256  # reference genomes read per block of synthetic genomes
-    items_per_epoch: int | None = None  # default: as many as the real training items
+    rate: float = 1.0
+    genetic_map: str | None = None
+    generations: float = 8.0
+    panel_size: int = 256
+    items_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("data.augment.rate", self.rate, zero_ok=True)
         _check_positive("data.augment.generations", self.generations, zero_ok=True)
         _check_positive("data.augment.panel_size", self.panel_size)
+        if self.items_per_epoch is not None:
+            _check_positive("data.augment.items_per_epoch", self.items_per_epoch)
 
 
 @dataclass
@@ -138,8 +248,8 @@ class DataConfig:
     snpbag.data.datamodule.GenotypeDataModule)."""
 
     store: str = MISSING  # genotype store written by `snpbag convert` (path or URL)
-    seq_len: int | None = 1024  # sites per training sequence: a random window of a contig; null = whole contigs
-    val_seq_len: int | None = None  # validation tile length; default seq_len
+    seq_len: int | None = 1024  # sites per training sequence: a random stretch of a tile; null = whole tiles
+    val_seq_len: int | None = None  # sites per validation sequence; default seq_len
     batch_size: int = 8  # sequences per device per step
     val_fraction: float = 0.1  # fraction of samples held out for validation (chosen by seed)
     # validation hides exactly this fraction of sites at random (the issue's "accuracy at 90 %
@@ -148,13 +258,13 @@ class DataConfig:
     val_mask_rate: float | None = None
     samples: str | None = None  # file of sample ids to train on; default all
     val_samples: str | None = None  # file of held-out sample ids; overrides val_fraction
-    contigs: list[int] | None = None  # model contig indices to use; default all
+    tiles: list[int] | None = None  # indices of the vocabulary tiles to use (snpbag.store.vocab); default all
     num_workers: int = 0
     persistent_workers: bool = False
     pin_memory: bool = False
     prefetch_factor: int | None = None
-    # samples read together per window (None: ~262,144 sites per read). Small blocks fill
-    # batches with near-identical windows; 64 left the tiny model at its AF prior (measured)
+    # samples read together per stretch of a tile (None: ~262,144 sites per read). Small
+    # blocks fill batches with near-identical sequences; 64 left the tiny model at its AF prior (measured)
     block_samples: int | None = None
     buffer_size: int | None = None  # training shuffle buffer, in sequences (None: 4 x block_samples)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -177,13 +287,14 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    """Which genotypes are hidden (and become targets); the Hydra face of
-    :class:`snpbag.data.masking.MaskingConfig` (same fields, which it validates again).
+    """Which genotypes are hidden (and become targets); :class:`snpbag.data.masking.Masker`
+    applies this object as is.
 
     Each sequence picks a strategy with probability weight / (random + array):
     ``random`` hides a rate drawn uniformly in [min_rate, max_rate] (SNPBag pretraining:
     0.85-0.99); ``array`` hides every site absent from ``array_sites`` (a genotyping
-    array's chrom/pos/ref/alt list), as in imputation fine-tuning."""
+    array's tab-separated chrom/pos/ref/alt list), as in imputation fine-tuning. The
+    weights need not sum to one."""
 
     random: float = 1.0
     min_rate: float = 0.85

@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.io.bgzf import copy_contigs
+from snpbag.api import load_model
+from snpbag.eval.compare import read_dosages, read_truth, render, score
+from snpbag.eval.metrics import af_baseline
+from snpbag.inference.impute import impute
+from snpbag.train.export import export
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ class DemoSettings:
     targets: int = 100
     array_fraction: float = 0.2
     seed: int = 1
-    contig_len: int = 2048
+    tile_len: int = 2048
     train_overrides: tuple[str, ...] = ()
     beagle: bool = True
 
@@ -59,7 +64,7 @@ def _store_summary(out: Path, sim: Path, report: dict) -> list[str]:
         f"samples      {store.n_samples:,} in the reference store; populations: "
         + ", ".join(f"{k} {v}" for k, v in pops.items()) + " (cohort incl. held-out targets)",
         f"sites        {store.n_variants:,} biallelic SNPs; {vocab.n_sites:,} in the model vocabulary (MAF >= "
-        f"{vocab.min_maf:g}) tiled into {vocab.n_contigs} contig(s) of up to {vocab.contig_len:,}",
+        f"{vocab.min_maf:g}) cut into {vocab.n_tiles} tile(s) of up to {vocab.tile_len:,}",
         f"store        {out / 'cohort.zarr'}: {size / 2**20:.2f} MiB, "
         f"{8 * size / max(n_gt, 1):.3f} bits per genotype (all arrays)",
         f"dropped      {json.dumps(report.get('dropped', {}))}",
@@ -82,13 +87,8 @@ def _accuracy_table(metrics: dict[str, float]) -> list[str]:
 def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
          echo: Callable[[str], None] = log.info) -> dict:
     """Run the demo into ``out``; ``echo`` receives the report lines. Returns the scores."""
-    from snpbag.api import load_model
     from snpbag.store.convert import convert
     from snpbag.simulate.cohort import simulate
-    from snpbag.eval.compare import read_dosages, read_truth, render, score
-    from snpbag.eval.metrics import af_baseline
-    from snpbag.inference.impute import impute
-    from snpbag.train.export import export
     from snpbag.train.run import train
 
     os.environ.setdefault("WANDB_SILENT", "true")  # the run is offline; keep its banner out of the report
@@ -109,7 +109,7 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
     store = out / "cohort.zarr"
     report_file = out / "convert_report.json"
     if not store.exists():
-        report = convert(sim / "reference.vcf.gz", store, contig_len=s.contig_len)
+        report = convert(sim / "reference.vcf.gz", store, tile_len=s.tile_len)
         report_file.write_text(json.dumps(report, indent=2, default=str))
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     for line in _store_summary(out, sim, report):

@@ -8,8 +8,8 @@ store::
                         prior (buffers, listed in the header's "buffers" metadata)
     model.json          {"format": "snpbag-model", "version": 2, "model": ModelConfig fields,
                         "head": {"name": ..., "options": {...}}}
-    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, contigs
-    vocab.json          vocabulary metadata (chromosome names, contig length, min MAF)
+    sites.npz           the site vocabulary: chrom, position, REF, ALT, training AF, tiles
+    vocab.json          vocabulary metadata (chromosome names, tile length, min MAF)
     neighbours.npz      retrieval models only: the training genomes' dosages (snpbag.retrieval.genomes),
     haplotypes.npz      or their phased haplotypes (snpbag.retrieval.haplotypes), per model.retrieval
     training.json       run config, steps, validation metrics, data summary, training provenance
@@ -36,6 +36,7 @@ from snpbag.config import ModelConfig
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.fileio import atomic_output
 from snpbag.store.vocab import SiteVocab
+from snpbag.eval import MAF_BINS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class LoadedModel:
     vocab: SiteVocab
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    neighbours: Any = None  # the retrieval panel of a retrieval model (snpbag.retrieval.kinds), else None
+    retrieval_panel: Any = None  # the retrieval panel of a retrieval model (snpbag.retrieval.kinds), else None
 
     @property
     def device(self):
@@ -262,9 +263,9 @@ def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
     if vocab.n_sites != model.config.n_sites:
         raise CheckpointError(f"{path}: vocabulary has {vocab.n_sites} sites but the model {model.config.n_sites}; "
                               "re-export the model directory")
-    panel = load_panel(path, model.config, vocab.n_sites) if model.config.neighbours_k else None
+    panel = load_panel(path, model.config, vocab.n_sites) if model.config.retrieval_k else None
     return LoadedModel(path=path, model=model, vocab=vocab, training=_read_json(path / TRAINING_FILE),
-                       provenance=_read_json(path / PROVENANCE_FILE), neighbours=panel)
+                       provenance=_read_json(path / PROVENANCE_FILE), retrieval_panel=panel)
 
 
 # --- describe ----------------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def describe(directory: str | Path) -> str:
     """A human-readable description of a model directory (what ``snpbag info`` prints).
 
     Reads only the small files and the weights' header: architecture, parameter count,
-    sites, contigs and chromosomes, the training data and run, validation metrics next to
+    sites, tiles and chromosomes, the training data and run, validation metrics next to
     the allele-frequency baseline, and provenance.
 
     Raises
@@ -316,7 +317,6 @@ def describe(directory: str | Path) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from snpbag.eval import MAF_BINS
 
     p = Path(directory)
     meta = read_meta(p)
@@ -350,7 +350,7 @@ def describe(directory: str | Path) -> str:
     maf = np.minimum(af, 1 - af)
     t_sites = table("Sites")
     t_sites.add_row("sites", f"{vocab.n_sites:,} biallelic SNPs, MAF >= {vocab.min_maf:g}")
-    t_sites.add_row("contigs", f"{vocab.n_contigs:,} of up to {vocab.contig_len:,} sites")
+    t_sites.add_row("tiles", f"{vocab.n_tiles:,} of up to {vocab.tile_len:,} sites")
     t_sites.add_row("chromosomes", ", ".join(chroms) if chroms else "-")
     if vocab.n_sites:
         per_chrom = []
@@ -372,7 +372,8 @@ def describe(directory: str | Path) -> str:
         if masking.get("array"):
             desc += f" (weight {masking.get('random')}); array {masking.get('array_sites')} (weight {masking.get('array')})"
         t_train.add_row("masking", desc)
-    t_train.add_row("window", f"{_fmt(data.get('window'))} sites per sequence")
+    # model directories exported before data.seq_len took the name record it as "window"
+    t_train.add_row("seq_len", f"{_fmt(data.get('seq_len', data.get('window')))} sites per sequence")
     t_train.add_row("steps", f"{_fmt(training.get('global_step'))} (epoch {_fmt(training.get('epoch'))})")
     t_train.add_row("init_from", _fmt(training.get("init_from")))
     t_train.add_row("checkpoint", _fmt(training.get("checkpoint")))

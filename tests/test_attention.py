@@ -200,13 +200,6 @@ def test_local_under_bf16_autocast():
 def test_backend_resolution_and_errors():
     assert resolve_backend("auto", "cpu") == "local"
     assert set(BACKENDS) == {"flash", "flex", "local", "dense"}
-    with pytest.raises(ConfigError, match="model.backend='nope'"):
-        resolve_backend("nope", "cpu")
     with pytest.raises(ConfigError, match="model.backend=flash needs a CUDA device"):
         resolve_backend("flash", "cpu")
-    valid = torch.ones(1, 4, dtype=torch.bool)
-    with pytest.raises(ConfigError, match="model.window=0"):
-        plan_attention(valid, window=0, backend="local")
-    with pytest.raises(ConfigError, match="model.block_size=0"):
-        plan_attention(valid, window=4, backend="local", block_size=0)
     assert half_window(128, 10_000) == 64 and half_window(128, 10) == 9 and half_window(1, 5) == 0

@@ -60,13 +60,17 @@ def test_simulate(runner, monkeypatch):
 def test_convert(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.store.convert", "convert")) as f:
         _invoke(runner, ["convert", "in.vcf.gz", "out.zarr", "--region", "22:1-1000", "--samples", "s.txt",
-                         "--min-maf", "0.05", "--contig-len", "2048", "--threads", "2"])
+                         "--min-maf", "0.05", "--tile-len", "2048", "--threads", "2"])
     f.assert_called_once_with("in.vcf.gz", "out.zarr", region="22:1-1000", samples="s.txt", min_maf=0.05,
-                              contig_len=2048, threads=2)
+                              tile_len=2048, threads=2)
     with mock.patch(_target(monkeypatch, "snpbag.store.convert", "convert")) as f:
         _invoke(runner, ["convert", "in.bcf", "out.zarr"])
-    f.assert_called_once_with("in.bcf", "out.zarr", region=None, samples=None, min_maf=0.01, contig_len=81920,
+    f.assert_called_once_with("in.bcf", "out.zarr", region=None, samples=None, min_maf=0.01, tile_len=81920,
                               threads=None)
+    with mock.patch(_target(monkeypatch, "snpbag.store.convert", "convert")) as f:
+        result = runner.invoke(main, ["convert", "in.vcf.gz", "out.zarr", "--contig-len", "2048"])
+    assert result.exit_code == 2 and "--contig-len was renamed --tile-len; use --tile-len" in result.output
+    f.assert_not_called()
 
 
 def test_king(runner, monkeypatch):

@@ -54,7 +54,7 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
         extra = [f"masking.array_sites={sites}", "task.init_from=null"]
     cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
                *extra)
-    if cfg.model.neighbours_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
+    if cfg.model.retrieval_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
         store = tiny_store(tmp_path / "complete", missing_rate=0.0)
         cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0",
                    "data.persistent_workers=false", *extra)
@@ -90,11 +90,71 @@ def test_heads_registry_matches_task_configs():
     assert names == set(HEADS), "every head needs a configs/task/ entry and every task a registered head"
 
 
-def test_model_presets_match_schema():
-    from snpbag.config import ModelConfig
+def test_presets_are_defined_once_in_yaml():
+    """configs/model/*.yaml are the presets: Python's preset() and Hydra's model=NAME read the
+    same files into the same ModelConfig, and a preset names only architecture keys (the
+    schema keeps every other default)."""
+    from snpbag.config import ModelConfig, preset, preset_names
 
-    for p in (CONFIGS / "model").glob("*.yaml"):
-        assert set(yaml.safe_load(p.read_text())) == set(ModelConfig.__dataclass_fields__), p.name
+    assert preset_names() == ["base", "small", "tiny"]
+    required = {k for k, f in ModelConfig.__dataclass_fields__.items() if f.default is f.default_factory}
+    for name in preset_names():
+        assert preset(name) == _cfg(f"model={name}", "data.store=x").model, name
+        assert set(yaml.safe_load((CONFIGS / "model" / f"{name}.yaml").read_text())) == required, name
+    assert preset("small", n_sites=7).n_sites == 7
+
+
+def test_renamed_keys_are_refused_with_the_new_name(tmp_path, monkeypatch):
+    """Old names fail at compose time (override, +override, experiment YAML, preset YAML,
+    preset()) with a message naming the new key."""
+    from snpbag.config import RENAMED, preset
+    from snpbag.train.run import compose_config
+
+    assert RENAMED["model.neighbours_k"] == "model.retrieval_k"
+    assert RENAMED["model.neighbours_window"] == "model.retrieval_span"
+    assert RENAMED["data.contigs"] == "data.tiles"
+    with pytest.raises(ConfigError, match=r"^override data.contigs=\[0\]: data.contigs was renamed data.tiles"):
+        compose_config(["data.contigs=[0]"])
+    assert _cfg("data.store=x", "data.tiles=[0,2]").data.tiles == [0, 2]
+    with pytest.raises(ConfigError, match=r"^override model.neighbours_k=3: model.neighbours_k was renamed "
+                                          r"model.retrieval_k; use model.retrieval_k$"):
+        compose_config(["model.neighbours_k=3"])
+    with pytest.raises(ConfigError, match=r"^model.neighbours_window was renamed model.retrieval_span"):
+        _cfg("data.store=x", "+model.neighbours_window=3")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: model.neighbours_k was renamed model.retrieval_k"):
+        preset("tiny", neighbours_k=3)
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    (tmp_path / "configs" / "experiment" / "old.yaml").write_text("# @package _global_\nmodel:\n  neighbours_k: 4\n")
+    (tmp_path / "configs" / "model" / "old.yaml").write_text(
+        (CONFIGS / "model" / "tiny.yaml").read_text() + "neighbours_window: 64\n")
+    monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path / "configs"))
+    with pytest.raises(ConfigError, match=r"experiment/old.yaml: model.neighbours_k was renamed model.retrieval_k"):
+        compose_config(["experiment=old"])
+    with pytest.raises(ConfigError, match=r"model/old.yaml: model.neighbours_window was renamed model.retrieval_span"):
+        compose_config(["model=old"])
+
+
+def test_model_config_is_validated_where_it_is_defined():
+    """Every ModelConfig check lives in its __post_init__: presets, overrides and saved
+    configs all pass through it, with the key named and the fix implied."""
+    from snpbag.config import ModelConfig, preset
+
+    for bad, match in [
+        ({"window": 0}, r"model.window=0 must be > 0"), ({"block_size": 0}, r"model.block_size=0 must be > 0"),
+        ({"n_layers": 0}, r"model.n_layers=0 must be > 0"), ({"site_dim": 0}, r"model.site_dim=0 must be > 0"),
+        ({"n_heads": 0}, r"model.n_heads=0 must be > 0"), ({"d_ff": 0}, r"model.d_ff=0 must be > 0"),
+        ({"n_sites": -1}, r"model.n_sites=-1 must be >= 0"),
+        ({"dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
+        ({"backend": "nope"}, r"model.backend='nope'; choose one of"),
+        ({"d_model": 30}, r"model.d_model=30 is not divisible by model.n_heads=4"),
+        ({"colour": 1}, r"tiny.yaml: unknown model config keys \['colour'\]"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            preset("tiny", **bad)
+    with pytest.raises(ConfigError, match=r"model.window=0 must be > 0"):
+        _cfg("data.store=x", "model.window=0")
+    with pytest.raises(ConfigError, match=r"model config lacks \['n_layers'\]"):
+        ModelConfig.from_dict({k: v for k, v in preset("tiny").to_dict().items() if k != "n_layers"})
 
 
 def test_typo_in_override_fails_at_compose_time():
@@ -132,7 +192,7 @@ def test_values_are_validated():
     with pytest.raises(ConfigError, match=r"masking.array=1.0 needs masking.array_sites=FILE"):
         _cfg("data.store=x", "masking.array=1")
     with pytest.raises(ConfigError, match=r"model.retrieval='phased'; choose one of \('genomes', 'haplotypes'\)"):
-        _cfg("data.store=x", "model.neighbours_k=4", "model.retrieval=phased")
+        _cfg("data.store=x", "model.retrieval_k=4", "model.retrieval=phased")
 
 
 def test_model_preset_changes_d_ff_default():
@@ -142,12 +202,12 @@ def test_model_preset_changes_d_ff_default():
 
 
 def test_config_dir_resolution(tmp_path, monkeypatch):
-    from snpbag.train.run import config_dir
+    from snpbag.config import config_dir
 
     assert config_dir() == CONFIGS
     monkeypatch.setenv("SNPBAG_CONFIG_DIR", str(tmp_path))  # no config.yaml there
     # the checkout's configs/ is still found as the fallback, so move the module away too
-    monkeypatch.setattr("snpbag.train.run.__file__", str(tmp_path / "site-packages" / "snpbag" / "train" / "run.py"))
+    monkeypatch.setattr("snpbag.config.__file__", str(tmp_path / "site-packages" / "snpbag" / "config.py"))
     with pytest.raises(ConfigError, match=r"no snpbag configs found.*set SNPBAG_CONFIG_DIR="):
         config_dir()
     (tmp_path / "config.yaml").write_text("defaults: []\n")
@@ -215,6 +275,6 @@ def test_model_genetic_map_reaches_the_haplotype_panel(tmp_path):
     assert cfg.model.genetic_map == str(gmap)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    np.testing.assert_allclose(dm.neighbours.cm, vocab.position * 2e-4)
+    np.testing.assert_allclose(dm.retrieval_panel.cm, vocab.position * 2e-4)
     with pytest.raises(ConfigError, match="model.genetic_map=.* is read by the haplotype retrieval only"):
         _cfg(f"data.store={store}", f"model.genetic_map={gmap}")

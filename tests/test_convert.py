@@ -103,22 +103,22 @@ def test_small_chunks_multi_block_equal(tmp_path, monkeypatch, threads):
     samples = [f"s{i}" for i in range(24)]
     rows = many_rows(rng)
     vcf = write_vcf(tmp_path / "in.vcf", samples, rows)
-    convert(vcf, tmp_path / "s.zarr", min_maf=0.0, contig_len=50, threads=threads)
+    convert(vcf, tmp_path / "s.zarr", min_maf=0.0, tile_len=50, threads=threads)
     st = open_store(tmp_path / "s.zarr")
     assert st.group["call_genotype"].chunks == (64, 4, 2)
     assert st.group["call_genotype"].shards == (64, 8, 2)
     want = np.array([[[int(a) for a in gt.split("|")] for gt in r[4]] for r in rows], dtype=np.int8)
     np.testing.assert_array_equal(st.group["call_genotype"][:], want)
     voc = st.vocab
-    assert voc.n_sites == 600 and voc.n_contigs == 12
+    assert voc.n_sites == 600 and voc.n_tiles == 12
     sel = np.array([23, 2, 9])
     from snpbag.store import genotypes as store_mod
 
-    for one_read in (64 << 20, 0):  # one zarr call per window, and chunk by chunk
+    for one_read in (64 << 20, 0):  # one zarr call per site range, and chunk by chunk
         monkeypatch.setattr(store_mod, "_ONE_READ_BYTES", one_read)
         for c in (0, 5, 11):
             np.testing.assert_array_equal(st.read_haplotypes(c, sel),
-                                          want[voc.variant[voc.contig_sites(c)]][:, sel].transpose(1, 0, 2))
+                                          want[voc.variant[voc.tile_sites(c)]][:, sel].transpose(1, 0, 2))
 
 
 @requires_tool("bgzip", "tabix")
@@ -172,8 +172,8 @@ def test_options_validated(tmp_path):
     vcf = write_vcf(tmp_path / "in.vcf", ["A", "B", "C"], MIXED)
     with pytest.raises(InputError, match="--min-maf 0.7"):
         convert(vcf, tmp_path / "a.zarr", min_maf=0.7)
-    with pytest.raises(InputError, match="--contig-len 0"):
-        convert(vcf, tmp_path / "a.zarr", contig_len=0)
+    with pytest.raises(InputError, match="--tile-len 0"):
+        convert(vcf, tmp_path / "a.zarr", tile_len=0)
     convert(vcf, tmp_path / "a.zarr")
     with pytest.raises(InputError, match="a.zarr: output already exists"):
         convert(vcf, tmp_path / "a.zarr")
@@ -181,8 +181,8 @@ def test_options_validated(tmp_path):
 
 @requires_tool("bgzip", "tabix")
 @pytest.mark.parametrize("region", [None, "chr22:30000-90000"])
-def test_parallel_windows_equal_sequential(tmp_path, monkeypatch, region):
-    """Worker processes parsing genomic windows give the sequential reader's store."""
+def test_parallel_regions_equal_sequential(tmp_path, monkeypatch, region):
+    """Worker processes parsing genomic regions give the sequential reader's store."""
     from snpbag.io import vcf as vcf_mod
 
     monkeypatch.setattr(schema, "VARIANT_CHUNK", 64)
@@ -192,7 +192,7 @@ def test_parallel_windows_equal_sequential(tmp_path, monkeypatch, region):
     monkeypatch.setattr(vcf_mod, "TEXT_READER", False)
     seq = convert(gz, tmp_path / "seq.zarr", region=region, threads=1)
     monkeypatch.setattr(vcf_mod, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(vcf_mod, "WINDOW_BYTES", 1)  # windows of ~64 variants: many windows, re-cut into chunks
+    monkeypatch.setattr(vcf_mod, "REGION_BYTES", 1)  # regions of ~64 variants: many regions, re-cut into chunks
     par = convert(gz, tmp_path / "par.zarr", region=region, threads=2)
     assert par["reader"] == "htslib, 2 processes (genomic windows)"
     assert seq["reader"] == "htslib, 1 process, 1 thread(s)"

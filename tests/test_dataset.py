@@ -1,4 +1,4 @@
-"""ContigDataset, its loaders and sharding, the DataModule, and haplotype-mosaic augmentation.
+"""TileDataset, its loaders and sharding, the DataModule, and haplotype-mosaic augmentation.
 
 Stores are made by ``snpbag.store.convert.convert`` from tiny VCFs whose genotypes the test
 keeps, so items are compared with the alleles written, not with the store's own reader.
@@ -16,11 +16,12 @@ import pytest
 import torch
 import yaml
 
-from snpbag.data.augment import AugmentConfig, crossover_sites, synthetic_genomes
+from snpbag.config import AugmentConfig, MaskingConfig
+from snpbag.data.augment import crossover_sites, synthetic_genomes
 from snpbag.data.batch import Batch, collate
 from snpbag.store.convert import convert
 from snpbag.data.datamodule import GenotypeDataModule, collate_compact, make_loader, n_batches, split_samples, widen
-from snpbag.data.dataset import ContigDataset
+from snpbag.data.dataset import TileDataset
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.data.masking import genotype_tokens
 from snpbag.store.genotypes import open_store
@@ -30,7 +31,7 @@ from snpbag.errors import ConfigError, SampleError
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 N_SAMPLES = 40  # 3 sample chunks of 16
-CHROMS = (("chr21", 30), ("chr22", 50))  # contig_len 16 → contigs of 16,14 | 16,16,16,2 sites
+CHROMS = (("chr21", 30), ("chr22", 50))  # tile_len 16 → tiles of 16,14 | 16,16,16,2 sites
 
 
 def write_vcf(path: Path, *, n_samples=N_SAMPLES, chroms=CHROMS, seed=0, missing=0.03) -> dict:
@@ -60,7 +61,7 @@ def write_vcf(path: Path, *, n_samples=N_SAMPLES, chroms=CHROMS, seed=0, missing
 def cohort(tmp_path_factory):
     d = tmp_path_factory.mktemp("cohort")
     truth = write_vcf(d / "c.vcf.gz")
-    convert(d / "c.vcf.gz", d / "c.zarr", min_maf=0.0, contig_len=16, threads=1)
+    convert(d / "c.vcf.gz", d / "c.zarr", min_maf=0.0, tile_len=16, threads=1)
     return d / "c.zarr", truth
 
 
@@ -69,22 +70,22 @@ def _vocab(path):
     return open_store(path).vocab
 
 
-def _alleles(cohort, contig: int) -> np.ndarray:
-    """(samples, L, 2) alleles written to the VCF for a model contig."""
+def _alleles(cohort, tile: int) -> np.ndarray:
+    """(samples, L, 2) alleles written to the VCF for a tile."""
     path, truth = cohort
     voc = _vocab(path)
-    name = voc.contig_chrom_name(contig)
-    first = int(np.flatnonzero(voc.site_chrom == voc.site_chrom[voc.contig_start[contig]])[0])
-    sl = slice(int(voc.contig_start[contig]) - first, int(voc.contig_stop[contig]) - first)
+    name = voc.tile_chrom_name(tile)
+    first = int(np.flatnonzero(voc.site_chrom == voc.site_chrom[voc.tile_start[tile]])[0])
+    sl = slice(int(voc.tile_start[tile]) - first, int(voc.tile_stop[tile]) - first)
     return truth[name][sl].transpose(1, 0, 2)
 
 
 def _keys(items):
-    return [(int(it["sample"]), int(it["contig"]), int(it["offset"])) for it in items]
+    return [(int(it["sample"]), int(it["tile"]), int(it["offset"])) for it in items]
 
 
 def _batch_keys(batches):
-    return [tuple(zip(b.sample.tolist(), b.contig.tolist(), b.offset.tolist())) for b in batches]
+    return [tuple(zip(b.sample.tolist(), b.tile.tolist(), b.offset.tolist())) for b in batches]
 
 
 # --- items ---------------------------------------------------------------------------------------
@@ -92,17 +93,17 @@ def _batch_keys(batches):
 
 def test_items_equal_the_vcf(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, training=False, masking=None, return_haplotypes=True)
+    ds = TileDataset(path, training=False, masking=None, return_haplotypes=True)
     voc = ds.store.vocab
     items = list(ds)
     assert len(items) == len(ds) == N_SAMPLES * 6
     for it in items:
-        c, s = it["contig"], it["sample"]
+        c, s = it["tile"], it["sample"]
         ref = _alleles(cohort, c)[s]
         assert np.array_equal(it["haplotypes"], ref)
         assert np.array_equal(it["truth"], genotype_tokens(ref))
         assert np.array_equal(it["genotype"], it["truth"]) and np.all(it["target"] == IGNORE_INDEX)
-        sl = voc.contig_sites(c)
+        sl = voc.tile_sites(c)
         assert np.array_equal(it["site_index"], np.arange(sl.start, sl.stop))
         assert np.array_equal(it["position"], voc.position[sl])
         assert it["offset"] == 0
@@ -114,24 +115,24 @@ def test_items_equal_the_vcf(cohort):
 
 def test_store_url(cohort):
     path, _ = cohort
-    ds = ContigDataset(Path(path).resolve().as_uri(), samples=[5], training=False, masking=None)
+    ds = TileDataset(Path(path).resolve().as_uri(), samples=[5], training=False, masking=None)
     assert ds.store.path.startswith("file://")
     assert [int(it["sample"]) for it in ds] == [5] * 6
 
 
 def test_evaluation_tiles_every_site_once(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, samples=[3, 17, 35], window=5, training=False, masking={})
+    ds = TileDataset(path, samples=[3, 17, 35], seq_len=5, training=False, masking=MaskingConfig())
     items = list(ds)
     voc = ds.store.vocab
-    lengths = [voc.contig_length(c) for c in range(voc.n_contigs)]
+    lengths = [voc.tile_length(c) for c in range(voc.n_tiles)]
     expect = sorted((s, c, o) for s in (3, 17, 35) for c, n in enumerate(lengths) for o in range(0, n, 5))
     assert sorted(_keys(items)) == expect
     assert _keys(items) == _keys(list(ds))  # store order, stable
     for it in items:
-        n = lengths[it["contig"]]
+        n = lengths[it["tile"]]
         assert len(it["genotype"]) == min(5, n - it["offset"])
-        truth = genotype_tokens(_alleles(cohort, it["contig"])[it["sample"], it["offset"]:it["offset"] + 5])
+        truth = genotype_tokens(_alleles(cohort, it["tile"])[it["sample"], it["offset"]:it["offset"] + 5])
         assert np.array_equal(it["truth"], truth)
     # validation masks do not change with the epoch
     ds.set_epoch(3)
@@ -140,15 +141,15 @@ def test_evaluation_tiles_every_site_once(cohort):
 
 def test_training_crops_and_masks(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=8, masking={"min_rate": 0.5, "max_rate": 0.75}, seed=3, batch_size=4)
+    ds = TileDataset(path, seq_len=8, masking=MaskingConfig(min_rate=0.5, max_rate=0.75), seed=3, batch_size=4)
     items = list(ds)
     assert sorted((s, c) for s, c, _ in _keys(items)) == sorted(
         (s, c) for s in range(N_SAMPLES) for c in range(6))
     for it in items:
-        n = ds.store.vocab.contig_length(it["contig"])
+        n = ds.store.vocab.tile_length(it["tile"])
         L = len(it["genotype"])
         assert L == min(8, n) and 0 <= it["offset"] <= n - L
-        truth = genotype_tokens(_alleles(cohort, it["contig"])[it["sample"], it["offset"]:it["offset"] + L])
+        truth = genotype_tokens(_alleles(cohort, it["tile"])[it["sample"], it["offset"]:it["offset"] + L])
         assert np.array_equal(it["truth"], truth)
         missing = truth == MISSING
         assert np.all(it["target"][missing] == IGNORE_INDEX) and np.all(it["genotype"][missing] == MISSING)
@@ -167,8 +168,8 @@ def test_array_masking_through_the_dataset(cohort, tmp_path):
     rows = [f"{voc.chrom_names[voc.site_chrom[i]]}\t{voc.position[i]}\t{voc.ref[i]}\t{voc.alt[i]}" for i in
             np.flatnonzero(on)]
     (tmp_path / "array.tsv").write_text("chrom\tpos\tref\talt\n" + "\n".join(rows) + "\n")
-    masking = {"random": 0, "array": 1, "array_sites": str(tmp_path / "array.tsv")}
-    ds = ContigDataset(path, training=False, masking=masking)
+    masking = MaskingConfig(random=0, array=1, array_sites=str(tmp_path / "array.tsv"))
+    ds = TileDataset(path, training=False, masking=masking)
     for it in ds:
         off = ~on[it["site_index"]] & (it["truth"] != MISSING)
         assert np.array_equal(it["genotype"] == MASK, off)
@@ -176,16 +177,16 @@ def test_array_masking_through_the_dataset(cohort, tmp_path):
 
 def test_compact_collate_widens_to_the_batch_contract(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, window=7, masking={}, return_haplotypes=True, seed=5)
+    ds = TileDataset(path, seq_len=7, masking=MaskingConfig(), return_haplotypes=True, seed=5)
     items = list(ds)[:9]
     items[3] = {**items[3], **{k: items[3][k][:4] for k in ("genotype", "truth", "target", "site_index", "position",
                                                              "haplotypes")}}  # a shorter, padded row
     votes = np.random.default_rng(0).dirichlet(np.ones(3), (9, 7)).astype(np.float32)
-    items = [{**it, "neighbours": votes[i, :len(it["genotype"])]} for i, it in enumerate(items)]
+    items = [{**it, "retrieval": votes[i, :len(it["genotype"])]} for i, it in enumerate(items)]
     ref, got = collate(items), widen(collate_compact(items))
     for f in dataclasses.fields(Batch):
         a, b = getattr(ref, f.name), getattr(got, f.name)
-        want = {"valid": torch.bool, "neighbours": torch.float32}.get(f.name, torch.long)
+        want = {"valid": torch.bool, "retrieval": torch.float32}.get(f.name, torch.long)
         assert a.dtype == b.dtype == want, f.name
         assert torch.equal(a, b), f.name
 
@@ -194,8 +195,8 @@ def test_compact_collate_widens_to_the_batch_contract(cohort):
 
 
 def _rank_batches(path, rank, *, epoch=0, uneven="pad", num_workers=2, **kw):
-    ds = ContigDataset(path, samples=np.arange(39), contigs=[0, 1, 2, 3, 4], window=8, masking={}, seed=11,
-                       batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
+    ds = TileDataset(path, samples=np.arange(39), tiles=[0, 1, 2, 3, 4], seq_len=8, masking=MaskingConfig(), seed=11,
+                     batch_size=8, rank=rank, world_size=2, uneven=uneven, block_samples=20, buffer_size=12, **kw)
     ds.set_epoch(epoch)
     loader = make_loader(ds, num_workers=num_workers)
     batches = list(loader)
@@ -211,7 +212,7 @@ def test_two_ranks_two_workers_cover_every_item(cohort, uneven):
     counts = [len(b) for _, b in out]
     sizes = [sum(len(x.sample) for x in b) for _, b in out]
     assert counts[0] == counts[1] and sizes[0] == sizes[1] == len(out[0][0])
-    seen = Counter((s, c) for _, b in out for x in b for s, c in zip(x.sample.tolist(), x.contig.tolist()))
+    seen = Counter((s, c) for _, b in out for x in b for s, c in zip(x.sample.tolist(), x.tile.tolist()))
     everything = {(s, c) for s in range(39) for c in range(5)}
     if uneven == "pad":
         assert sizes[0] == 98 and set(seen) == everything
@@ -244,7 +245,7 @@ def test_worker_count_changes_order_not_content(cohort):
     _, zero = _rank_batches(path, 0, num_workers=0)
 
     def content(batches):
-        return sorted((int(x.sample[i]), int(x.contig[i]), int(x.offset[i]), tuple(x.genotype[i].tolist()))
+        return sorted((int(x.sample[i]), int(x.tile[i]), int(x.offset[i]), tuple(x.genotype[i].tolist()))
                       for x in batches for i in range(len(x.sample)))
 
     assert content(two) == content(zero)
@@ -265,7 +266,7 @@ def test_persistent_workers_follow_set_epoch(cohort):
 
 def test_spawned_worker_and_pickling(cohort):
     path, _ = cohort
-    ds = ContigDataset(path, training=False, masking={}, batch_size=16, samples=[0, 1, 2, 3])
+    ds = TileDataset(path, training=False, masking=MaskingConfig(), batch_size=16, samples=[0, 1, 2, 3])
     clone = pickle.loads(pickle.dumps(ds))
     assert _keys(clone) == _keys(ds)
     spawned = list(make_loader(ds, num_workers=1, multiprocessing_context="spawn"))
@@ -277,20 +278,20 @@ def test_spawned_worker_and_pickling(cohort):
 def test_dataset_errors(cohort):
     path, _ = cohort
     with pytest.raises(SampleError, match="samples absent from the store: NOPE"):
-        ContigDataset(path, samples=["S000", "NOPE"])
+        TileDataset(path, samples=["S000", "NOPE"])
     with pytest.raises(SampleError, match=r"duplicate samples \[2\]"):
-        ContigDataset(path, samples=[2, 2])
+        TileDataset(path, samples=[2, 2])
     with pytest.raises(SampleError, match="out of range"):
-        ContigDataset(path, samples=[40])
-    with pytest.raises(ConfigError, match="window=0"):
-        ContigDataset(path, window=0)
+        TileDataset(path, samples=[40])
+    with pytest.raises(ConfigError, match="seq_len=0"):
+        TileDataset(path, seq_len=0)
     with pytest.raises(ConfigError, match="both rank and world_size"):
-        ContigDataset(path, rank=0)
+        TileDataset(path, rank=0)
     with pytest.raises(ConfigError, match="uneven='keep'"):
-        ContigDataset(path, uneven="keep")
-    with pytest.raises(ConfigError, match=r"contigs \[9\]"):
-        ContigDataset(path, contigs=[9])
-    assert ContigDataset(path, samples=["S005", "S001"]).samples.tolist() == [1, 5]
+        TileDataset(path, uneven="keep")
+    with pytest.raises(ConfigError, match=r"tiles \[9\]"):
+        TileDataset(path, tiles=[9])
+    assert TileDataset(path, samples=["S005", "S001"]).samples.tolist() == [1, 5]
 
 
 # --- augmentation -----------------------------------------------------------------------------------
@@ -350,36 +351,35 @@ def test_crossovers_follow_a_genetic_map(tmp_path):
     assert abs(sites.size / 200 - 5.05) < 0.4
 
 
-def test_augment_config():
-    assert AugmentConfig.from_dict(None) is None and AugmentConfig.from_dict(False) is None
-    assert AugmentConfig.from_dict(True) == AugmentConfig()
-    assert AugmentConfig.from_dict({"enabled": False, "rate": 2}) is None
-    with pytest.raises(ConfigError, match=r"unknown augment keys \['rates'\]"):
-        AugmentConfig.from_dict({"rates": 2})
-    with pytest.raises(ConfigError, match="augment.panel_size=0"):
+def test_augment_config(cohort):
+    """Validated where it is defined; a disabled augmentation leaves the dataset on real samples."""
+    with pytest.raises(ConfigError, match=r"data.augment.panel_size=0 must be > 0"):
         AugmentConfig(panel_size=0)
-    path = CONFIGS / "data" / "default.yaml"
-    if path.exists():
-        block = yaml.safe_load(path.read_text()).get("augment")
-        if block is not None:
-            AugmentConfig.from_dict({**block, "enabled": True})
+    with pytest.raises(ConfigError, match=r"data.augment.items_per_epoch=0 must be > 0"):
+        AugmentConfig(items_per_epoch=0)
+    block = yaml.safe_load((CONFIGS / "data" / "default.yaml").read_text())["augment"]
+    assert AugmentConfig(**block) == AugmentConfig()
+    path, _ = cohort
+    assert TileDataset(path, augment=AugmentConfig(enabled=False)).augment is None
+    assert TileDataset(path, augment=AugmentConfig(enabled=True)).augment == AugmentConfig(enabled=True)
+    assert TileDataset(path, augment=AugmentConfig(enabled=True), training=False).augment is None
 
 
 def test_augmented_dataset(cohort):
     path, _ = cohort
     train = np.arange(0, 30)
-    augment = {"panel_size": 12, "items_per_epoch": 50, "generations": 50}
-    kw = dict(samples=train, window=10, masking={}, augment=augment,
+    augment = AugmentConfig(enabled=True, panel_size=12, items_per_epoch=50, generations=50)
+    kw = dict(samples=train, seq_len=10, masking=MaskingConfig(), augment=augment,
               seed=4, batch_size=5, block_samples=8)
-    ds = ContigDataset(path, **kw, return_haplotypes=True)
+    ds = TileDataset(path, **kw, return_haplotypes=True)
     items = list(ds)
     assert len(items) == len(ds) == 50 and all(it["sample"] == -1 for it in items)
-    flat_by_contig = {}
+    flat_by_tile = {}
     for it in items:
-        c, o, h = it["contig"], it["offset"], it["haplotypes"]
-        if c not in flat_by_contig:
-            flat_by_contig[c] = _alleles(cohort, c)[train].transpose(0, 2, 1).reshape(-1, _alleles(cohort, c).shape[1])
-        ref = flat_by_contig[c][:, o:o + len(h)]
+        c, o, h = it["tile"], it["offset"], it["haplotypes"]
+        if c not in flat_by_tile:
+            flat_by_tile[c] = _alleles(cohort, c)[train].transpose(0, 2, 1).reshape(-1, _alleles(cohort, c).shape[1])
+        ref = flat_by_tile[c][:, o:o + len(h)]
         assert np.array_equal(it["truth"], genotype_tokens(h))
         for k in range(2):  # every site's allele comes from a training haplotype whose run covers it
             hap = h[:, k]
@@ -388,10 +388,10 @@ def test_augmented_dataset(cohort):
                 runs = [np.argmax(np.append(ref[r, s:] != hap[s:], True)) for r in range(ref.shape[0])]
                 assert max(runs) > 0
                 s += max(runs)
-    again = list(ContigDataset(path, **kw, return_haplotypes=True))
+    again = list(TileDataset(path, **kw, return_haplotypes=True))
     assert all(np.array_equal(a["haplotypes"], b["haplotypes"]) for a, b in zip(items, again))
     # two ranks split the synthetic stream evenly
-    r = [len(list(ContigDataset(path, **kw, rank=i, world_size=2))) for i in (0, 1)]
+    r = [len(list(TileDataset(path, **kw, rank=i, world_size=2))) for i in (0, 1)]
     assert r == [25, 25]
 
 
@@ -409,13 +409,9 @@ def test_split_samples():
 
 
 def test_datamodule_loaders(cohort, tmp_path):
-    from omegaconf import OmegaConf
-
     path, _ = cohort
-    cfg = OmegaConf.create({"masking": {"random": 1.0, "min_rate": 0.5, "max_rate": 0.6, "array": 0.0,
-                                        "array_sites": None}, "augment": {"enabled": False}})
-    dm = GenotypeDataModule(str(path), batch_size=6, window=8, val_fraction=0.25, seed=2, masking=cfg.masking,
-                            augment=cfg.augment)
+    dm = GenotypeDataModule(str(path), batch_size=6, seq_len=8, val_fraction=0.25, seed=2,
+                            masking=MaskingConfig(min_rate=0.5, max_rate=0.6), augment=AugmentConfig(enabled=False))
     assert dm.n_sites == 80
     dm.setup("fit")
     tr, va = dm.split()
@@ -432,7 +428,7 @@ def test_datamodule_loaders(cohort, tmp_path):
     (tmp_path / "val.txt").write_text("S001\nS039\n")
     (tmp_path / "pred.txt").write_text("S007\n")
     dm2 = GenotypeDataModule(str(path), val_samples=str(tmp_path / "val.txt"),
-                             predict_samples=str(tmp_path / "pred.txt"), window=None, batch_size=4)
+                             predict_samples=str(tmp_path / "pred.txt"), seq_len=None, batch_size=4)
     assert dm2.val_sample_ids == ["S001", "S039"]
     pred = list(dm2.predict_dataloader())
     assert {int(s) for b in pred for s in b.sample} == {7}
@@ -458,7 +454,7 @@ def test_lightning_sets_the_epoch(cohort):
             seen.append([])
 
         def training_step(self, batch, _):
-            seen[-1].extend(zip(batch.sample.tolist(), batch.contig.tolist(), batch.offset.tolist()))
+            seen[-1].extend(zip(batch.sample.tolist(), batch.tile.tolist(), batch.offset.tolist()))
             return (self.w * batch.genotype.float().mean()).sum()
 
         def predict_step(self, batch, _):
@@ -469,7 +465,7 @@ def test_lightning_sets_the_epoch(cohort):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     # one persistent worker: Lightning's set_epoch must reach it, compact batches are widened
-    dm = GenotypeDataModule(str(path), batch_size=8, window=8, val_fraction=0.0, contigs=[0, 2], seed=1,
+    dm = GenotypeDataModule(str(path), batch_size=8, seq_len=8, val_fraction=0.0, tiles=[0, 2], seed=1,
                             num_workers=1, persistent_workers=True)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
@@ -477,8 +473,8 @@ def test_lightning_sets_the_epoch(cohort):
     assert len(seen) == 2 and all(len(e) == 80 for e in seen)
     assert {k[:2] for k in seen[0]} == {k[:2] for k in seen[1]} == {(s, c) for s in range(40) for c in (0, 2)}
     assert seen[0] != seen[1]
-    ref = ContigDataset(path, window=8, contigs=[0, 2], masking={}, seed=1, batch_size=8)
+    ref = TileDataset(path, seq_len=8, tiles=[0, 2], masking=MaskingConfig(), seed=1, batch_size=8)
     ref.set_epoch(1)
     assert seen[1] == _keys(ref)
     predicted = trainer.predict(Probe(), datamodule=dm)
-    assert sorted(s for b in predicted for s in b) == sorted(list(range(40)) * 4)  # 2 contigs x 2 tiles
+    assert sorted(s for b in predicted for s in b) == sorted(list(range(40)) * 4)  # 2 tiles x 2 sequences

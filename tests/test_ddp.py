@@ -1,5 +1,5 @@
 """Two DDP ranks on CPU (gloo), outside SLURM: each rank takes its rank and world size from
-torch.distributed (ContigDataset.resolve_rank) and from Lightning's ``strategy=ddp``, and
+torch.distributed (TileDataset.resolve_rank) and from Lightning's ``strategy=ddp``, and
 the two ranks see disjoint, equal shares of an epoch's items."""
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def _free_port() -> int:
 def _rank_items(rank: int, world: int, port: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
-    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.dataset import TileDataset
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        ds = ContigDataset(store, window=64, batch_size=BATCH, training=True, seed=3)
-        items = [(int(it["sample"]), int(it["contig"])) for it in ds]
+        ds = TileDataset(store, window=64, batch_size=BATCH, training=True, seed=3)
+        items = [(int(it["sample"]), int(it["tile"])) for it in ds]
         Path(out, f"{rank}.json").write_text(json.dumps({"rank": ds.rank, "world": ds.world_size, "items": items}))
         dist.barrier()
     finally:
@@ -50,9 +50,9 @@ def _rank_items(rank: int, world: int, port: int, store: str, out: str) -> None:
 
 
 def _epoch_items(store: Path, **kw) -> list[tuple[int, int]]:
-    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.dataset import TileDataset
 
-    ds = ContigDataset(str(store), window=64, batch_size=BATCH, training=True, seed=3, **kw)
+    ds = TileDataset(str(store), window=64, batch_size=BATCH, training=True, seed=3, **kw)
     return [(s, c) for s, c, _ in ds.items_of_epoch(0)]
 
 

@@ -12,7 +12,7 @@ from snpbag.demo import DemoSettings, demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capfd):
     lines: list[str] = []
-    settings = DemoSettings(samples_per_pop=15, length=200_000, targets=6, contig_len=256,
+    settings = DemoSettings(samples_per_pop=15, length=200_000, targets=6, tile_len=256,
                             train_overrides=("trainer.max_steps=4", "trainer.val_check_interval=2",
                                              "data.seq_len=128", "data.batch_size=4", "logger=none"))
     result = demo(tmp_path / "demo", settings=settings, echo=lines.append)

@@ -52,7 +52,7 @@ def _phased_store(tmp_path, chrom: str = "22"):
     rows = [f"{chrom}\t{1000 * (j + 1)}\t.\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(f"{a}|{b}" for a, b in h[:, j])
             for j in range(L)]
     (tmp_path / "p.vcf").write_text("\n".join(lines + rows) + "\n")
-    convert(str(tmp_path / "p.vcf"), str(tmp_path / "p.zarr"), min_maf=0.0, contig_len=16, threads=1)
+    convert(str(tmp_path / "p.vcf"), str(tmp_path / "p.zarr"), min_maf=0.0, tile_len=16, threads=1)
     return open_store(tmp_path / "p.zarr"), n
 
 
@@ -63,7 +63,7 @@ def test_panel_from_store_takes_the_maps_positions(tmp_path):
 
     st, n = _phased_store(tmp_path)
     pos = st.vocab.position.astype(np.float64)
-    assert st.vocab.n_contigs > 1  # positions are mapped contig by contig
+    assert st.vocab.n_tiles > 1  # positions are mapped tile by tile
     steep = _write(tmp_path / "steep.map", "chr22 . 0 0\nchr22 . 20 100000\n")  # 200 cM/Mb
     panel = HaplotypePanel.from_store(st, np.arange(n), genetic_map=steep)
     np.testing.assert_allclose(panel.cm, pos * 2e-4)
@@ -79,16 +79,13 @@ def test_panel_from_store_takes_the_maps_positions(tmp_path):
         HaplotypePanel.from_store(st, np.arange(n), genetic_map=_write(tmp_path / "x.map", "21 . 0 0\n"))
 
 
-def test_config_and_retrieval_options(tmp_path):
-    from snpbag.config import ModelConfig
+def test_config_and_retrieval_options():
+    from snpbag.config import preset
     from snpbag.retrieval import kinds as retrieval
 
-    cfg = ModelConfig(neighbours_k=8, retrieval="haplotypes", genetic_map="g.map")
-    assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "window": 128, "genetic_map": "g.map"}
-    assert "genetic_map" not in retrieval.options(ModelConfig(neighbours_k=8, retrieval="haplotypes"))
-    for bad in ({"neighbours_k": 8}, {"retrieval": "haplotypes"}):
+    cfg = preset("tiny", retrieval_k=8, retrieval="haplotypes", genetic_map="g.map")
+    assert retrieval.options(cfg) == {"kind": "haplotypes", "k": 8, "span": 128, "genetic_map": "g.map"}
+    assert "genetic_map" not in retrieval.options(preset("tiny", retrieval_k=8, retrieval="haplotypes"))
+    for bad in ({"retrieval_k": 8}, {"retrieval": "haplotypes"}):
         with pytest.raises(ConfigError, match="model.genetic_map='g.map' is read by the haplotype retrieval only"):
-            ModelConfig(genetic_map="g.map", **bad)
-    st, n = _phased_store(tmp_path)
-    with pytest.raises(ConfigError, match="haplotype retrieval only"):
-        retrieval.build(st, np.arange(n), {"kind": "genomes", "k": 2, "window": 8, "genetic_map": "g.map"})
+            preset("tiny", genetic_map="g.map", **bad)

@@ -75,7 +75,7 @@ def outputs(tmp_path_factory) -> dict[str, str]:
     _cli("simulate", sim, "--samples-per-pop", 12, "--length", 120_000, "--split-targets", 5,
          "--array-fraction", 0.3, "--seed", 7)
     store = d / "ref.zarr"
-    _cli("convert", sim / "reference.vcf.gz", store, "--contig-len", 128, "--threads", 1)
+    _cli("convert", sim / "reference.vcf.gz", store, "--tile-len", 128, "--threads", 1)
     _cli("king", store, "--out", d / "ref")
     _cli("train", f"data.store={store}", f"paths.run_dir={d / 'run'}", *TRAIN)
     _cli("export", d / "run", d / "model")

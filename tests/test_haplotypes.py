@@ -183,7 +183,7 @@ def test_from_store_refuses_an_unphased_panel(tmp_path):
         rows = [f"22\t{100 * (j + 1)}\t.\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(f"{a}{sep}{b}" for a, b in h[:, j])
                 for j in range(L)]
         (tmp_path / f"{name}.vcf").write_text("\n".join(lines + rows) + "\n")
-        convert(str(tmp_path / f"{name}.vcf"), str(tmp_path / f"{name}.zarr"), min_maf=0.0, contig_len=64, threads=1)
+        convert(str(tmp_path / f"{name}.vcf"), str(tmp_path / f"{name}.zarr"), min_maf=0.0, tile_len=64, threads=1)
     st = open_store(tmp_path / "phased.zarr")
     panel = HaplotypePanel.from_store(st, np.arange(n))
     np.testing.assert_array_equal(panel.haplotypes, st.read_sites(np.arange(st.vocab.n_sites)))

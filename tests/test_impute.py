@@ -65,7 +65,7 @@ def cohort(tmp_path_factory) -> Cohort:
     cli("simulate", sim, "--samples-per-pop", 14, "--length", 150_000, "--split-targets", 6,
         "--array-fraction", 0.3, "--seed", 2)
     store = d / "ref.zarr"
-    cli("convert", sim / "reference.vcf.gz", store, "--contig-len", 128, "--threads", 1)
+    cli("convert", sim / "reference.vcf.gz", store, "--tile-len", 128, "--threads", 1)
     lines = _vcf_lines(sim / "targets_array.vcf.gz")
     missing = set()
     out = []
@@ -523,7 +523,7 @@ def test_bad_input_fails_with_one_line_and_no_output(case, cohort, models, tmp_p
 
 @pytest.mark.parametrize("kind", ["genomes", "haplotypes"])
 def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
-    """model.neighbours_k > 0: the run keeps the training genomes, export ships them, load_model
+    """model.retrieval_k > 0: the run keeps the training genomes, export ships them, load_model
     reads them and impute retrieves from them; a model directory that lost them fails clearly.
     The haplotype kind with the head's retrieval prior starts from the copying model's answer."""
     import shutil
@@ -534,16 +534,16 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     FILE = panel_file(kind)
     run, model = tmp_path / "run_nb", tmp_path / "model_nb"
     extra = ["model.retrieval=haplotypes", "+task.head.options.retrieval_prior=true"] if kind == "haplotypes" else []
-    cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.neighbours_k=3",
-        "model.neighbours_window=16", *extra)
+    cli("train", f"data.store={cohort.store}", f"paths.run_dir={run}", *TRAIN, "model.retrieval_k=3",
+        "model.retrieval_span=16", *extra)
     assert (run / FILE).is_file()
     cli("export", run, model)
     loaded = load_model(model)
-    assert loaded.neighbours is not None and loaded.neighbours.by_site.shape[0] == loaded.vocab.n_sites
+    assert loaded.retrieval_panel is not None and loaded.retrieval_panel.by_site.shape[0] == loaded.vocab.n_sites
     if kind == "genomes":
-        assert loaded.neighbours.k == 3 and loaded.neighbours.window == 16
+        assert loaded.retrieval_panel.k == 3 and loaded.retrieval_panel.span == 16
     else:
-        assert (loaded.neighbours.states, loaded.neighbours.block) == (3, 16)
+        assert (loaded.retrieval_panel.states, loaded.retrieval_panel.block) == (3, 16)
         assert loaded.model.head.options == {"retrieval_prior": True}
     out = tmp_path / "imputed.vcf.gz"
     cli("impute", "--model", model, "--input", cohort.base, "--output", out, "--batch-size", 4)

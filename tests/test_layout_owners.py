@@ -123,14 +123,15 @@ def test_model_package_opens_no_file():
 def model_dir(tmp_path) -> Path:
     import numpy as np
 
-    from snpbag.model import build_model, preset
+    from snpbag.config import preset
+    from snpbag.model import build_model
     from snpbag.store.vocab import SiteVocab
 
     n = 8
     vocab = SiteVocab(chrom_names=("22",), site_chrom=np.zeros(n, np.int16), position=np.arange(1, n + 1) * 100,
                       ref=np.array(["A"] * n, dtype=object), alt=np.array(["G"] * n, dtype=object),
-                      af=np.full(n, 0.3, np.float32), contig_chrom=np.zeros(1, np.int16),
-                      contig_start=np.zeros(1, np.int64), contig_stop=np.full(1, n, np.int64), contig_len=n,
+                      af=np.full(n, 0.3, np.float32), tile_chrom=np.zeros(1, np.int16),
+                      tile_start=np.zeros(1, np.int64), tile_stop=np.full(1, n, np.int64), tile_len=n,
                       min_maf=0.01)
     cfg = preset("tiny", n_sites=n, n_layers=1, n_heads=2, d_model=16)
     path = tmp_path / "m"
@@ -150,7 +151,7 @@ def test_a_model_directory_of_this_version_reads_and_describes(model_dir):
 
     assert json.loads((model_dir / modeldir.CONFIG_FILE).read_text())["version"] == modeldir.FORMAT_VERSION == 2
     loaded = load_model(model_dir)
-    assert loaded.vocab.n_sites == loaded.model.config.n_sites == 8 and loaded.neighbours is None
+    assert loaded.vocab.n_sites == loaded.model.config.n_sites == 8 and loaded.retrieval_panel is None
     assert "1 layers x 2 heads" in info(model_dir)
 
 

@@ -120,3 +120,36 @@ def test_switch_errors_by_hand():
     assert np.isnan(switch_error_rate(truth[:1], est[:1]))
     with pytest.raises(ValueError, match="sites, samples, 2"):
         switch_errors(truth[..., 0], est[..., 0])
+
+
+# --- reading the VCFs that are scored (snpbag.eval.compare) ----------------------------------
+_SCORED_VCF = """\
+##fileformat=VCFv4.2
+##contig=<ID=1,length=1000>
+##INFO=<ID=R2,Number=1,Type=Float,Description="r2">
+##INFO=<ID=DR2,Number=1,Type=Float,Description="r2">
+##FORMAT=<ID=GT,Number=1,Type=String,Description="genotype">
+##FORMAT=<ID=DS,Number=1,Type=Float,Description="dosage">
+#CHROM	POS	ID	REF	ALT	QUAL	FILTER	INFO	FORMAT	A	B	C
+1	10	.	A	G	.	PASS	R2=0.5	GT:DS	0/1:0.5	./.:.	1|1:1.75
+1	15	.	A	AT	.	PASS	R2=0.5	GT:DS	0/1:0.9	0/0:0	1|1:2
+1	20	.	C	T	.	PASS	DR2=0.25	GT	0/.	1/1	0|1
+1	30	.	C	T	.	PASS	R2=0.125;DR2=0.75	GT:DS	0/0:0.25	1/1:2	0|1:1
+1	40	.	G	A	.	PASS	.	GT	0/0	.	1/1
+"""
+
+
+def test_scored_vcfs_read_through_the_vcf_reader(tmp_path):
+    """Truth: biallelic SNPs only, half and haploid calls missing. Dosages: DS where a record has it, else GT;
+    R2 before DR2; the requested samples' order; NaN for keys the file lacks."""
+    from snpbag.eval.compare import read_dosages, read_truth
+
+    vcf = tmp_path / "s.vcf"
+    vcf.write_text(_SCORED_VCF)
+    keys, truth, samples = read_truth(vcf)
+    assert keys == [("1", 10, "A", "G"), ("1", 20, "C", "T"), ("1", 30, "C", "T"), ("1", 40, "G", "A")]
+    assert samples == ["A", "B", "C"]
+    assert truth.dtype == np.int8 and truth.tolist() == [[1, -1, 2], [-1, 2, 1], [0, 2, 1], [0, -1, 2]]
+    dos, est = read_dosages(vcf, ["C", "A"], [*keys, ("1", 99, "A", "C")])
+    np.testing.assert_array_equal(dos, [[1.75, 0.5], [1.0, np.nan], [1.0, 0.25], [2.0, 0.0], [np.nan, np.nan]])
+    np.testing.assert_array_equal(est, [0.5, 0.25, 0.125, np.nan, np.nan])

@@ -79,3 +79,18 @@ def test_tips_are_dropped_even_at_debug(lightning_loggers, caplog):
     assert not any("Tip" in m for m in messages)
     assert messages.count("GPU available: False, used: False") == len(RANK_ZERO_LOGGERS)
     assert messages.count("a real warning") == len(RANK_ZERO_LOGGERS)
+
+
+def test_lightning_srun_hint_is_hidden_other_warnings_kept():
+    """Outside a SLURM job on a machine with srun, Lightning's hint to use srun is noise
+    (snpbag's sbatch scripts launch with srun); other warnings still show."""
+    import warnings
+
+    from snpbag.train.quiet import quiet_lightning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        warnings.warn("The `srun` command is available on your system but is not used. HINT: ...", UserWarning)
+        warnings.warn("something else went wrong", UserWarning)
+    assert [str(w.message) for w in seen] == ["something else went wrong"]

@@ -106,6 +106,35 @@ def test_vcf_records_match_naive_formatting():
     assert fast == naive
 
 
+def test_written_header_reads_back_in_every_container(tmp_path):
+    """io.vcfwrite's header, read by io.header from plain text, BGZF and BCF: samples, contigs, FORMAT/INFO ids."""
+    import pysam
+
+    from snpbag.io.header import read_header
+    from snpbag.io.vcfwrite import header_text, write_vcf
+
+    def head(samples):
+        return header_text(samples, contigs=[("chr1", 5000), ("chr2", None)], head=["source=t"],
+                           tail=['##INFO=<ID=R2,Number=1,Type=Float,Description="r">',
+                                 '##FORMAT=<ID=GT,Number=1,Type=String,Description="g">', "note=x"])
+
+    lines = head(["s1", "s2", "s1"]).splitlines()
+    assert lines[:4] == ["##fileformat=VCFv4.2", "##source=t", "##contig=<ID=chr1,length=5000>", "##contig=<ID=chr2>"]
+    assert lines[-2:] == ["##note=x", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2\ts1"]
+    (tmp_path / "a.vcf").write_text(head(["s1", "s2", "s1"]))
+    gz = write_vcf(tmp_path / "a.vcf.gz", head(["s1", "s2", "s1"]), [])
+    (tmp_path / "b.vcf").write_text(head(["s1", "s2"]))  # htslib refuses duplicated ids: BCF from a clean header
+    with pysam.VariantFile(str(tmp_path / "b.vcf")) as src, pysam.VariantFile(str(tmp_path / "b.bcf"), "wb",
+                                                                               header=src.header):
+        pass
+    for path, samples, dup in ((tmp_path / "a.vcf", ["s1", "s2", "s1"], ["s1"]), (gz, ["s1", "s2", "s1"], ["s1"]),
+                               (tmp_path / "b.bcf", ["s1", "s2"], [])):
+        h = read_header(path)
+        assert h.samples == samples and h.duplicated_samples() == dup, path
+        assert h.contigs == {"chr1": 5000, "chr2": None} and h.formats == ("GT",) and "R2" in h.infos, path
+    assert read_header(tmp_path / "missing.vcf") is None
+
+
 # --- the cohort ------------------------------------------------------------------------------
 
 
@@ -160,7 +189,7 @@ def test_array_sites_fraction_and_maf(cohort):
 
 
 def test_select_array_sites_spreads_and_fills():
-    # 30 common sites packed in the first tenth of the region: windows are mostly empty,
+    # 30 common sites packed in the first tenth of the region: intervals are mostly empty,
     # so picks must come from the fill-up path and stay unique.
     g = np.zeros((40, 10), dtype=np.uint8)
     g[:30, :5] = 1  # MAF 0.5

@@ -10,11 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from snpbag import modeldir
+from snpbag.config import preset
 from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.eval.metrics import hwe_genotype_probs
-from snpbag.model import HEADS, Head, HeadOutput, build_model, preset
+from snpbag.model import HEADS, Head, HeadOutput, build_model
 from snpbag.model.embedding import AF_EPS, UNKNOWN_AF, af_features, hwe_log_prior
 from snpbag.model.heads import MaskedGenotypeHead
 from snpbag.train.metrics import GenotypeAccuracy, hwe_guess
@@ -34,7 +35,7 @@ def make_batch(lengths, *, seed=0, n_sites=N_SITES, mask_rate=0.7):
         items.append(dict(
             genotype=np.where(masked, MASK, truth), site_index=np.arange(start, start + L),
             position=np.cumsum(rng.integers(1, 5000, L)) + 16_000_000,
-            target=np.where(masked, truth, IGNORE_INDEX), contig=0, sample=s, offset=start,
+            target=np.where(masked, truth, IGNORE_INDEX), tile=0, sample=s, offset=start,
         ))
     return collate(items)
 
@@ -210,12 +211,12 @@ def test_retrieval_prior_replaces_the_hwe_prior_with_the_retrieval_input(tmp_pat
     batch's retrieval probabilities (plus the floor), so the untrained model predicts what the
     copying model does; it is saved, and refused without a retrieval input."""
     torch.manual_seed(0)
-    model = build_model(tiny(neighbours_k=4, retrieval="haplotypes"), head_options={"retrieval_prior": True},
+    model = build_model(tiny(retrieval_k=4, retrieval="haplotypes"), head_options={"retrieval_prior": True},
                         site_af=random_af()).eval()
     torch.nn.init.zeros_(model.head.mlp[-1].weight)
     batch = make_batch([25, 9])
     probs = torch.distributions.Dirichlet(torch.ones(3)).sample(batch.site_index.shape)
-    batch = batch.replace(neighbours=probs)
+    batch = batch.replace(retrieval=probs)
     with torch.no_grad():
         out = model(batch)
     from snpbag.model.heads.genotype import RETRIEVAL_FLOOR

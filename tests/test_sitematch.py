@@ -120,8 +120,8 @@ def test_model_as_site_vocab(tmp_path):
 
     vocab = SiteVocab(chrom_names=("chr22",), site_chrom=np.zeros(8, np.int16), position=MODEL.pos,
                       ref=MODEL.ref, alt=MODEL.alt, af=np.full(8, 0.3, np.float32),
-                      contig_chrom=np.zeros(1, np.int16), contig_start=np.array([0]), contig_stop=np.array([8]),
-                      contig_len=8, min_maf=0.01)
+                      tile_chrom=np.zeros(1, np.int16), tile_start=np.array([0]), tile_stop=np.array([8]),
+                      tile_len=8, min_maf=0.01)
     vcf = write_vcf(tmp_path / "t.vcf", [("22", *r[1:]) for r in ROWS], chrom="22")
     t = read_targets(vcf, vocab)
     assert t.report.matched == 6 and t.chrom_names == {"22": "22"}

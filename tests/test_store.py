@@ -1,5 +1,6 @@
 """GenotypeStore: reads equal the input, layout matches the VCF Zarr spec, bad stores refused."""
 
+import json
 import pickle
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ def store_and_truth(tmp_path_factory):
     rng = np.random.default_rng(3)
     recs, truth = random_records(rng)
     vcf = write_vcf(d / "in.vcf", SAMPLES, recs)
-    convert(vcf, d / "s.zarr", min_maf=0.05, contig_len=7, threads=1)
+    convert(vcf, d / "s.zarr", min_maf=0.05, tile_len=7, threads=1)
     return d / "s.zarr", truth
 
 
@@ -61,12 +62,12 @@ def test_read_haplotypes_equals_input(store_and_truth):
     voc = st.vocab
     assert st.n_variants == truth.shape[0] and st.n_samples == 40
     samples = np.array([5, 0, 39, 17])
-    got = np.concatenate([st.read_haplotypes(c, samples) for c in range(st.n_contigs)], axis=1)
+    got = np.concatenate([st.read_haplotypes(c, samples) for c in range(st.n_tiles)], axis=1)
     want = truth[voc.variant][:, samples].transpose(1, 0, 2)
     np.testing.assert_array_equal(got, want)
-    # sub-window, slices of samples, dosage
+    # a site range, slices of samples, dosage
     h = st.read_haplotypes(3, slice(10, 20), start=2, stop=5)
-    np.testing.assert_array_equal(h, truth[voc.variant[voc.contig_sites(3)][2:5]][:, 10:20].transpose(1, 0, 2))
+    np.testing.assert_array_equal(h, truth[voc.variant[voc.tile_sites(3)][2:5]][:, 10:20].transpose(1, 0, 2))
     d = st.read_dosage(3, [1, 2])
     h = st.read_haplotypes(3, [1, 2])
     np.testing.assert_array_equal(d, np.where((h < 0).any(2), -1, h.sum(2)))
@@ -80,11 +81,11 @@ def test_vocab_af_and_tiling(store_and_truth):
     keep = np.flatnonzero(np.minimum(af, 1 - af) >= 0.05)
     np.testing.assert_array_equal(st.vocab.variant, keep)
     np.testing.assert_allclose(st.vocab.af, af[keep], rtol=1e-6)
-    contigs = st.contigs
-    assert all(c.length <= 7 for c in contigs)
-    assert [c.site_start for c in contigs[1:]] == [c.site_stop for c in contigs[:-1]]
+    tiles = st.tiles
+    assert all(t.length <= 7 for t in tiles)
+    assert [t.site_start for t in tiles[1:]] == [t.site_stop for t in tiles[:-1]]
     for chrom in ("chr21", "chr22"):
-        mine = [c for c in contigs if c.chrom == chrom]
+        mine = [t for t in tiles if t.chrom == chrom]
         n_sites = int((st.variant_contig[keep] == st.contig_ids.index(chrom)).sum())
         assert [c.length for c in mine] == [7] * (n_sites // 7) + ([n_sites % 7] if n_sites % 7 else [])
 
@@ -131,7 +132,14 @@ def test_vocab_save_load(store_and_truth, tmp_path):
     voc.save(tmp_path / "sites.npz", tmp_path / "meta.json")  # the model directory names them
     back = SiteVocab.load(tmp_path / "sites.npz", tmp_path / "meta.json")
     assert back == voc
-    assert back.contig_sites(2) == voc.contig_sites(2)
+    assert back.tile_sites(2) == voc.tile_sites(2)
+    # the files keep the format's names for the tiles (model directories written before still load)
+    with np.load(tmp_path / "sites.npz") as z:
+        assert set(z.files) == {"site_chrom", "position", "ref", "alt", "af", "variant",
+                                "contig_chrom", "contig_start", "contig_stop"}
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert set(meta) == {"format_version", "chrom_names", "contig_len", "min_maf", "n_sites", "n_contigs"}
+    assert (meta["contig_len"], meta["n_contigs"]) == (voc.tile_len, voc.n_tiles)
     idx = back.index_of(["21", "chr22", "22"], [voc.position[0], voc.position[-1], 1], ["A", "A", "A"],
                         ["G", "G", "G"])
     np.testing.assert_array_equal(idx, [0 if voc.chrom()[0] == "chr21" else -1, voc.n_sites - 1, -1])
@@ -189,14 +197,14 @@ def test_corrupt_chunk_names_array(store_and_truth, tmp_path):
         st.read_haplotypes(0, [0, 1])
 
 
-def test_tile_contigs_and_select_sites():
-    from snpbag.store.vocab import select_sites, tile_contigs
+def test_make_tiles_and_select_sites():
+    from snpbag.store.vocab import make_tiles, select_sites
 
-    chrom, start, stop = tile_contigs(np.array([0, 0, 0, 1, 1, 3]), contig_len=2)
+    chrom, start, stop = make_tiles(np.array([0, 0, 0, 1, 1, 3]), tile_len=2)
     np.testing.assert_array_equal(chrom, [0, 0, 1, 3])
     np.testing.assert_array_equal(start, [0, 2, 3, 5])
     np.testing.assert_array_equal(stop, [2, 3, 5, 6])
-    assert [a.size for a in tile_contigs(np.zeros(0, np.int16), contig_len=5)] == [0, 0, 0]
+    assert [a.size for a in make_tiles(np.zeros(0, np.int16), tile_len=5)] == [0, 0, 0]
     af = np.array([0.0, 0.01, 0.5, 0.99, 0.995, np.nan], dtype=np.float32)
     np.testing.assert_array_equal(select_sites(af, min_maf=0.01), [1, 2, 3])
     np.testing.assert_array_equal(select_sites(af, min_maf=0.0), [0, 1, 2, 3, 4])
@@ -236,8 +244,8 @@ def test_local_metadata_reads_equal_zarr(store_and_truth, tmp_path):
     assert a._local() is not None and b._local() is None
     for attr in ("sample_ids", "contig_ids", "variant_position", "variant_contig", "variant_allele"):
         np.testing.assert_array_equal(np.asarray(getattr(a, attr)), np.asarray(getattr(b, attr)), err_msg=attr)
-    assert (a.n_samples, a.n_variants, a.n_contigs, a.variant_chunk, a.attrs) == \
-        (b.n_samples, b.n_variants, b.n_contigs, b.variant_chunk, b.attrs)
+    assert (a.n_samples, a.n_variants, a.n_tiles, a.variant_chunk, a.attrs) == \
+        (b.n_samples, b.n_variants, b.n_tiles, b.variant_chunk, b.attrs)
 
 
 def test_local_metadata_corrupt_chunk_and_no_zarr_import(store_and_truth, tmp_path):

@@ -308,6 +308,7 @@ def test_wandb_run_id_is_persisted(tmp_path, monkeypatch, store):
     run_id = (tmp_path / "wandb_id").read_text().strip()
     assert first[0]._wandb_init["id"] == again[0]._wandb_init["id"] == run_id
     assert first[0]._wandb_init["mode"] == "offline"
+    assert "anonymous" not in first[0]._wandb_init  # wandb warns on every run when it is passed, even as None
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert not [lg for lg in build_loggers(cfg, tmp_path, {}) if type(lg).__name__ == "WandbLogger"]
 

@@ -84,9 +84,9 @@ def reference(path):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=vcfs(), bgzip=st.booleans(), min_maf=st.sampled_from([0.0, 0.1, 0.3]), contig_len=st.integers(1, 5),
+@given(text=vcfs(), bgzip=st.booleans(), min_maf=st.sampled_from([0.0, 0.1, 0.3]), tile_len=st.integers(1, 5),
        engine=st.sampled_from(["text", "htslib"]))
-def test_round_trip(text, bgzip, min_maf, contig_len, engine):
+def test_round_trip(text, bgzip, min_maf, tile_len, engine):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         vcf = d / "in.vcf"
@@ -98,7 +98,7 @@ def test_round_trip(text, bgzip, min_maf, contig_len, engine):
         if not pos:
             return  # covered by test_bad_input (no biallelic SNPs)
         with mock.patch.object(vcf_mod, "TEXT_READER", engine == "text"):
-            rep = convert(vcf, d / "s.zarr", min_maf=min_maf, contig_len=contig_len, threads=1)
+            rep = convert(vcf, d / "s.zarr", min_maf=min_maf, tile_len=tile_len, threads=1)
         assert rep["reader"].startswith(engine)
         st_ = open_store(d / "s.zarr")
         assert rep["variants"] == len(pos)
@@ -116,10 +116,10 @@ def test_round_trip(text, bgzip, min_maf, contig_len, engine):
         voc = st_.vocab
         np.testing.assert_array_equal(voc.variant, keep)
         if keep.size:
-            got = np.concatenate([st_.read_haplotypes(c) for c in range(voc.n_contigs)], axis=1)
+            got = np.concatenate([st_.read_haplotypes(c) for c in range(voc.n_tiles)], axis=1)
             np.testing.assert_array_equal(got, h[keep].transpose(1, 0, 2))
-        for c in range(voc.n_contigs):
-            s = voc.contig_sites(c)
-            assert 1 <= s.stop - s.start <= contig_len
+        for c in range(voc.n_tiles):
+            s = voc.tile_sites(c)
+            assert 1 <= s.stop - s.start <= tile_len
             assert len({chrom[v] for v in voc.variant[s]}) == 1
         assert st_.attrs[schema.ATTR_COMPLETE] is True

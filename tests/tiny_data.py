@@ -52,12 +52,12 @@ def tiny_vcf(path: Path, *, n_samples: int = 20, n_sites: int = 300, seed: int =
     return path
 
 
-def tiny_store(directory: Path, *, contig_len: int = 100, min_maf: float = 0.01, **kw) -> Path:
+def tiny_store(directory: Path, *, tile_len: int = 100, min_maf: float = 0.01, **kw) -> Path:
     """Write ``directory/tiny.vcf`` and convert it to ``directory/tiny.zarr``; return the store."""
     from snpbag.store.convert import convert
 
     directory.mkdir(parents=True, exist_ok=True)
     vcf = tiny_vcf(directory / "tiny.vcf", **kw)
     out = directory / "tiny.zarr"
-    convert(str(vcf), str(out), min_maf=min_maf, contig_len=contig_len, threads=1)
+    convert(str(vcf), str(out), min_maf=min_maf, tile_len=tile_len, threads=1)
     return out

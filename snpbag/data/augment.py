@@ -17,68 +17,10 @@ file (:mod:`~snpbag.io.genmap`). Everything is a pure function of the caller's `
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import numpy as np
 
-from snpbag.errors import ConfigError
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """On-the-fly recombination of the training panel (configs/data ``augment:`` block).
-
-    Attributes
-    ----------
-    rate : uniform recombination rate in cM/Mb, used when no genetic map is given.
-    genetic_map : PLINK ``.map`` (chrom id cM bp) or HapMap-style (chrom bp rate cM, with
-        header) file covering the store's chromosomes; overrides ``rate``.
-    generations : crossovers per Morgan (see the module docstring).
-    panel_size : reference genomes read per block of synthetic genomes (bounds memory:
-        panel_size x window x 2 bytes); each block draws a new random panel subset.
-    items_per_epoch : synthetic sequences per epoch over all ranks; default: as many as
-        the real training items (samples x contigs).
-    """
-
-    rate: float = 1.0
-    genetic_map: str | None = None
-    generations: float = 8.0
-    panel_size: int = 256
-    items_per_epoch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.rate < 0:
-            raise ConfigError(f"augment.rate={self.rate}: must be >= 0 cM/Mb")
-        if self.generations < 0:
-            raise ConfigError(f"augment.generations={self.generations}: must be >= 0")
-        if self.panel_size < 1:
-            raise ConfigError(f"augment.panel_size={self.panel_size}: must be >= 1")
-        if self.items_per_epoch is not None and self.items_per_epoch < 1:
-            raise ConfigError(f"augment.items_per_epoch={self.items_per_epoch}: must be >= 1")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | bool | None) -> AugmentConfig | None:
-        """None/False → no augmentation; True → defaults; a dict → those values."""
-        if d is None or d is False:
-            return None
-        if d is True:
-            return cls()
-        if isinstance(d, AugmentConfig):
-            return d
-        d = dict(d)
-        if not d.pop("enabled", True):
-            return None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown augment keys {unknown}; known: {sorted(known | {'enabled'})}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def crossover_sites(genetic_cm: np.ndarray, rng: np.random.Generator, *, generations: float = 8.0) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The one batch type every model, head and task consumes.
 
-Shapes: B sequences (one sample x one contig window each) of L sites, padded on the
+Shapes: B sequences (one sample x a stretch of one tile each) of L sites, padded on the
 right. Token values are defined in snpbag.data.tokens.
 """
 
@@ -22,12 +22,12 @@ class Batch:
     position: torch.Tensor  # (B, L) long: base-pair position of each site
     valid: torch.Tensor  # (B, L) bool: True for real tokens, False for padding
     target: torch.Tensor  # (B, L) long: true genotype where it carries loss, else IGNORE_INDEX
-    contig: torch.Tensor  # (B,) long: contig index in the store's manifest
+    tile: torch.Tensor  # (B,) long: index of the vocabulary tile (snpbag.store.vocab)
     sample: torch.Tensor  # (B,) long: sample index in the store
-    offset: torch.Tensor  # (B,) long: index of the first site within its contig
+    offset: torch.Tensor  # (B,) long: index of the first site within its tile
     truth: torch.Tensor | None = None  # (B, L) long: true genotype (MISSING where uncalled)
     haplotypes: torch.Tensor | None = None  # (B, L, 2) long: alleles 0/1, -1 where missing
-    neighbours: torch.Tensor | None = None  # (B, L, 3) float: genotype votes of the nearest panel genomes
+    retrieval: torch.Tensor | None = None  # (B, L, 3) float: the retrieval panel's genotype probabilities
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -55,8 +55,8 @@ def collate(items: list[dict[str, Any]]) -> Batch:
     """Stack per-sequence dicts of numpy arrays into a right-padded Batch.
 
     Each item holds 1-D arrays ``genotype, site_index, position, target`` (and optional
-    ``truth``, ``haplotypes`` of shape (L, 2), ``neighbours`` of shape (L, 3)) plus scalars
-    ``contig, sample, offset``.
+    ``truth``, ``haplotypes`` of shape (L, 2), ``retrieval`` of shape (L, 3)) plus scalars
+    ``tile, sample, offset``.
     """
     L = max(len(it["genotype"]) for it in items)
     B = len(items)
@@ -80,10 +80,10 @@ def collate(items: list[dict[str, Any]]) -> Batch:
         position=stack("position"),
         valid=torch.from_numpy(valid),
         target=stack("target"),
-        contig=torch.tensor([int(it["contig"]) for it in items], dtype=torch.long),
+        tile=torch.tensor([int(it["tile"]) for it in items], dtype=torch.long),
         sample=torch.tensor([int(it["sample"]) for it in items], dtype=torch.long),
         offset=torch.tensor([int(it.get("offset", 0)) for it in items], dtype=torch.long),
         truth=stack("truth"),
         haplotypes=stack("haplotypes"),
-        neighbours=stack("neighbours", dtype=np.float32),
+        retrieval=stack("retrieval", dtype=np.float32),
     )

@@ -1,17 +1,17 @@
-"""Loaders of ContigDataset batches, and the Lightning DataModule over a genotype store.
+"""Loaders of TileDataset batches, and the Lightning DataModule over a genotype store.
 
 :func:`make_loader` builds the DataLoader (epoch-aware under Lightning, packed transport
 from workers, seeded workers); :class:`GenotypeDataModule` adds the sample split and the
-train/val/predict stages. Its arguments are plain values (str/int/float/bool/dict) so
-``hydra.utils.instantiate`` can build it from configs/data + configs/masking; nested
-DictConfigs are converted to dicts.
+train/val/predict stages. It takes the masking and augmentation as the typed objects of
+:mod:`snpbag.config` (snpbag.train.run passes the composed ones), other options as plain
+values.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from snpbag.data.augment import AugmentConfig
+from snpbag.config import AugmentConfig, MaskingConfig
 from snpbag.data.batch import Batch, collate
-from snpbag.data.dataset import ContigDataset
-from snpbag.data.masking import MaskingConfig
+from snpbag.data.dataset import TileDataset
 from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.data.tokens import IGNORE_INDEX, MISSING
 from snpbag.io.vcf import read_sample_file
@@ -39,7 +38,7 @@ class _EpochSampler(Sampler):
     ``set_epoch`` - which Lightning calls on ``loader.sampler`` at every epoch start - to
     the dataset."""
 
-    def __init__(self, dataset: ContigDataset) -> None:
+    def __init__(self, dataset: TileDataset) -> None:
         self.dataset = dataset
 
     def __iter__(self):
@@ -51,7 +50,7 @@ class _EpochSampler(Sampler):
 
 
 class GenotypeLoader(DataLoader):
-    """DataLoader over a ContigDataset: epoch-aware under Lightning (see _EpochSampler) and
+    """DataLoader over a TileDataset: epoch-aware under Lightning (see _EpochSampler) and
     resolves the DDP rank in the main process before workers start."""
 
     @property
@@ -60,7 +59,7 @@ class GenotypeLoader(DataLoader):
 
     @sampler.setter
     def sampler(self, value) -> None:
-        if isinstance(self.dataset, ContigDataset):
+        if isinstance(self.dataset, TileDataset):
             value = _EpochSampler(self.dataset)
         self.__dict__["_snpbag_sampler"] = value
 
@@ -68,7 +67,7 @@ class GenotypeLoader(DataLoader):
         self.dataset.set_epoch(epoch)
 
     def __iter__(self):
-        if isinstance(self.dataset, ContigDataset):
+        if isinstance(self.dataset, TileDataset):
             self.dataset.resolve_rank()
         it = super().__iter__()
         if self.collate_fn is collate_compact:
@@ -95,7 +94,7 @@ class _Widening:
 # Field → dtype in a packed batch: int8 tokens and targets (IGNORE_INDEX = -100 fits), int32
 # sites and positions, int64 per-sequence scalars.
 _PACKED = {"genotype": np.int8, "truth": np.int8, "target": np.int8, "site_index": np.int32, "position": np.int32,
-           "valid": np.bool_, "haplotypes": np.int8, "neighbours": np.float32, "contig": np.int64, "sample": np.int64,
+           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "tile": np.int64, "sample": np.int64,
            "offset": np.int64}
 _PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1}
 _TORCH = {np.dtype(np.int8): torch.int8, np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
@@ -122,11 +121,11 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     L = max(len(it["genotype"]) for it in items)
     B = len(items)
     shapes: dict[str, tuple[int, ...]] = {}
-    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "neighbours"):
+    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "retrieval"):
         if items[0].get(key) is not None:
             shapes[key] = (B, L) + np.shape(items[0][key])[1:]
     shapes["valid"] = (B, L)
-    shapes.update(contig=(B,), sample=(B,), offset=(B,))
+    shapes.update(tile=(B,), sample=(B,), offset=(B,))
     layout, off = [], 0
     for key, shape in shapes.items():
         dt = np.dtype(_PACKED[key])
@@ -135,7 +134,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     buf = np.empty(off, dtype=np.uint8)
     views = {k: buf[o:o + int(np.prod(sh)) * np.dtype(d).itemsize].view(d).reshape(sh) for k, d, sh, o in layout}
     for key in shapes:
-        if key in ("contig", "sample", "offset"):
+        if key in ("tile", "sample", "offset"):
             views[key][:] = [int(it.get(key, 0)) for it in items]
             continue
         v = views[key]
@@ -149,7 +148,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
 def widen(packed: PackedBatch, *, pin: bool = False) -> Batch:
     """The Batch contract (long tensors, bool ``valid``) from a packed batch; optionally
     page-locked."""
-    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "neighbours": None}
+    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "retrieval": None}
     for key, dt, shape, off in packed.layout:
         d = np.dtype(dt)
         raw = packed.buf[off:off + int(np.prod(shape)) * d.itemsize].view(_TORCH[d]).reshape(shape)
@@ -169,7 +168,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: ContigDataset,
+    dataset: TileDataset,
     *,
     num_workers: int = 0,
     persistent_workers: bool = False,
@@ -181,7 +180,7 @@ def make_loader(
 
     Parameters
     ----------
-    dataset : the ContigDataset (its ``batch_size`` is the loader's).
+    dataset : the TileDataset (its ``batch_size`` is the loader's).
     num_workers : worker processes (0: load in the main process).
     persistent_workers : keep workers between epochs (needs num_workers > 0).
     pin_memory : page-locked batches for faster host-to-GPU copies.
@@ -206,7 +205,7 @@ def make_loader(
                           collate_fn=collate_compact if num_workers > 0 else collate, pin_memory=pin_memory, **kw)
 
 
-def n_batches(dataset: ContigDataset) -> int:
+def n_batches(dataset: TileDataset) -> int:
     """Batches per rank per epoch, the same on every rank."""
     return math.ceil(len(dataset) / dataset.batch_size)
 
@@ -242,40 +241,41 @@ def split_samples(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray
 
 
 class GenotypeDataModule(L.LightningDataModule):
-    """Train/val/predict loaders of (sample x contig window) sequences from one store.
+    """Train/val/predict loaders of (sample x tile stretch) sequences from one store.
 
     Parameters
     ----------
     store : store path or fsspec URL (``snpbag convert`` output).
     batch_size : sequences per batch (per rank).
     num_workers : DataLoader worker processes per rank (0: main process).
-    window : training sequence length in sites (a random crop of each contig; the data
-        config's ``seq_len``); None → whole contigs.
-    val_window : evaluation tile length; default ``window``. Validation and prediction tile
-        each contig into consecutive windows (the last shorter).
+    seq_len : training sequence length in sites (a random crop of each tile); None →
+        whole tiles.
+    val_seq_len : evaluation sequence length; default ``seq_len``. Validation and prediction
+        cut each tile into consecutive sequences (the last shorter).
     samples : file of sample ids (one per line) to use at all; default every store sample.
     val_samples : file of held-out sample ids; overrides ``val_fraction``.
     val_fraction : fraction of samples held out for validation, chosen at random by
         ``seed`` (0 → no validation loader).
     predict_samples : file of sample ids for ``predict_dataloader``; default all samples.
-    contigs : model contig indices to use (list of ints); default all.
-    masking : dict of snpbag.data.masking.MaskingConfig fields (random, min_rate, max_rate,
-        array, array_sites); default random 85-99 %.
+    tiles : indices of the vocabulary tiles to use (list of ints); default all.
+    masking : which genotypes training hides; default ``MaskingConfig()`` (random 85-99 %).
     val_masking : masking of validation sequences; default ``masking``. Validation masks
         are fixed by ``seed`` (the same every epoch).
     predict_masking : masking for prediction; default None (nothing hidden, no targets).
-    augment : dict of snpbag.data.augment.AugmentConfig fields (plus ``enabled``), True for
-        defaults, or None/False: synthetic training genomes recombined from the training
-        samples (validation always uses real held-out samples).
+    augment : synthetic training genomes recombined from the training samples when
+        ``augment.enabled`` (validation always uses real held-out samples); None: none.
     seed : seeds the split, shuffles, crops, masks and augmentation.
     persistent_workers : keep workers alive between epochs.
     pin_memory : page-locked batches (GPU training).
     prefetch_factor : batches prefetched per worker (None: torch default of 2).
-    block_samples : samples read together per window; None → ~262,144 sites per read (see
-        ContigDataset).
+    block_samples : samples read together per stretch of a tile; None → ~262,144 sites per read (see
+        TileDataset).
     buffer_size : training shuffle buffer, in sequences; None → 4 x block_samples.
-    uneven : "pad" or "drop": how ranks are given equal item counts (see ContigDataset).
+    uneven : "pad" or "drop": how ranks are given equal item counts (see TileDataset).
     return_haplotypes : add phased alleles to batches (phasing heads).
+    retrieval : the retrieval options of a model (snpbag.retrieval.kinds.options: kind, k,
+        span, genetic_map), or None: batches then carry the panel's (L, 3) input, the panel
+        being built from the training samples.
     storage_options : fsspec options for URL stores.
     multiprocessing_context : "fork", "spawn" or "forkserver" for workers (None: default).
 
@@ -292,17 +292,17 @@ class GenotypeDataModule(L.LightningDataModule):
         *,
         batch_size: int = 8,
         num_workers: int = 0,
-        window: int | None = 1024,
-        val_window: int | None = None,
+        seq_len: int | None = 1024,
+        val_seq_len: int | None = None,
         samples: str | None = None,
         val_samples: str | None = None,
         val_fraction: float = 0.1,
         predict_samples: str | None = None,
-        contigs: list[int] | None = None,
-        masking: dict | None = None,
-        val_masking: dict | None = None,
-        predict_masking: dict | None = None,
-        augment: dict | bool | None = None,
+        tiles: list[int] | None = None,
+        masking: MaskingConfig | None = None,
+        val_masking: MaskingConfig | None = None,
+        predict_masking: MaskingConfig | None = None,
+        augment: AugmentConfig | None = None,
         seed: int = 0,
         persistent_workers: bool = False,
         pin_memory: bool = False,
@@ -311,32 +311,37 @@ class GenotypeDataModule(L.LightningDataModule):
         buffer_size: int | None = None,
         uneven: str = "pad",
         return_haplotypes: bool = False,
-        neighbours: dict | None = None,
+        retrieval: dict | None = None,
         storage_options: dict | None = None,
         multiprocessing_context: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # the typed configs go into hparams as plain dicts: checkpoints stay loadable with
+        # torch.load(weights_only=True), and loggers write them as ordinary values
+        typed = ("masking", "val_masking", "predict_masking", "augment")
+        self.save_hyperparameters(ignore=typed)
+        self.hparams.update({k: None if v is None else asdict(v) for k, v in
+                             zip(typed, (masking, val_masking, predict_masking, augment))})
         self.store_path = str(store)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self.window = window
-        self.val_window = val_window if val_window is not None else window
+        self.seq_len = seq_len
+        self.val_seq_len = val_seq_len if val_seq_len is not None else seq_len
         self.samples_file, self.val_samples_file = samples, val_samples
         self.val_fraction = float(val_fraction)
         self.predict_samples_file = predict_samples
-        self.contigs = _plain(contigs)
-        self.masking = MaskingConfig.from_dict(_plain(masking))
-        self.val_masking = self.masking if val_masking is None else MaskingConfig.from_dict(_plain(val_masking))
-        self.predict_masking = None if predict_masking is None else MaskingConfig.from_dict(_plain(predict_masking))
-        self.augment = AugmentConfig.from_dict(_plain(augment))
+        self.tiles = _plain(tiles)
+        self.masking = MaskingConfig() if masking is None else masking
+        self.val_masking = self.masking if val_masking is None else val_masking
+        self.predict_masking = predict_masking
+        self.augment = augment if augment is not None and augment.enabled else None
         self.seed = int(seed)
         self.persistent_workers, self.pin_memory = bool(persistent_workers), bool(pin_memory)
         self.prefetch_factor = prefetch_factor
         self.block_samples, self.buffer_size = block_samples, buffer_size
         self.uneven = uneven
         self.return_haplotypes = bool(return_haplotypes)
-        self.neighbour_options = _plain(neighbours)  # {"kind": .., "k": .., "window": ..} or None
-        self._neighbours = None
+        self.retrieval_options = _plain(retrieval)  # {"kind": .., "k": .., "span": ..} or None
+        self._retrieval_panel = None
         self.storage_options = _plain(storage_options)
         self.multiprocessing_context = multiprocessing_context
         if self.batch_size < 1 or self.num_workers < 0:
@@ -344,9 +349,9 @@ class GenotypeDataModule(L.LightningDataModule):
                 f"batch_size={batch_size}, num_workers={num_workers}: need batch_size >= 1 and num_workers >= 0"
             )
         self._store: GenotypeStore | None = None
-        self.train_dataset: ContigDataset | None = None
-        self.val_dataset: ContigDataset | None = None
-        self.predict_dataset: ContigDataset | None = None
+        self.train_dataset: TileDataset | None = None
+        self.val_dataset: TileDataset | None = None
+        self.predict_dataset: TileDataset | None = None
 
     # --- store and samples ---------------------------------------------------------------------
     @property
@@ -392,34 +397,34 @@ class GenotypeDataModule(L.LightningDataModule):
     def val_sample_ids(self) -> list[str]:
         return self.store.sample_ids[self.split()[1]].tolist()
 
-    def use_neighbours(self, options: dict | None) -> None:
-        """Set the ``neighbours`` option before the datasets are built (a fine-tuned model's
+    def use_retrieval(self, options: dict | None) -> None:
+        """Set the ``retrieval`` option before the datasets are built (a fine-tuned model's
         retrieval settings come from its pretrained model, known only after it loads)."""
         options = _plain(options)
-        if options != self.neighbour_options:
+        if options != self.retrieval_options:
             if self.train_dataset is not None or self.val_dataset is not None:
-                raise ConfigError("neighbours: set them before the datasets are built")
-            self.neighbour_options, self._neighbours = options, None
+                raise ConfigError("retrieval: set it before the datasets are built")
+            self.retrieval_options, self._retrieval_panel = options, None
 
     @property
-    def neighbours(self):
+    def retrieval_panel(self):
         """The training samples as a retrieval panel (snpbag.retrieval.kinds; None unless
-        ``neighbours`` was given): every split's sequences retrieve from the training genomes."""
-        if self.neighbour_options is not None and self._neighbours is None:
+        ``retrieval`` was given): every split's sequences retrieve from the training genomes."""
+        if self.retrieval_options is not None and self._retrieval_panel is None:
             from snpbag.retrieval import kinds as retrieval
 
-            self._neighbours = retrieval.build(self.store, self.split()[0], self.neighbour_options)
-            log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._neighbours).__name__,
-                     self._neighbours.n_genomes, self.neighbour_options)
-        return self._neighbours
+            self._retrieval_panel = retrieval.build(self.store, self.split()[0], self.retrieval_options)
+            log.info("data: %s retrieval panel of %d training genomes (%s)", type(self._retrieval_panel).__name__,
+                     self._retrieval_panel.n_genomes, self.retrieval_options)
+        return self._retrieval_panel
 
     # --- Lightning hooks -----------------------------------------------------------------------
-    def _dataset(self, samples, *, training: bool, window, masking, augment=None) -> ContigDataset:
-        return ContigDataset(
-            self.store, samples=samples, contigs=self.contigs, window=window, training=training, masking=masking,
+    def _dataset(self, samples, *, training: bool, seq_len, masking, augment=None) -> TileDataset:
+        return TileDataset(
+            self.store, samples=samples, tiles=self.tiles, seq_len=seq_len, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
-            return_haplotypes=self.return_haplotypes, neighbours=self.neighbours,
+            return_haplotypes=self.return_haplotypes, retrieval=self.retrieval_panel,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -428,18 +433,18 @@ class GenotypeDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate"):
             train, val = self.split()
             if stage in (None, "fit"):
-                self.train_dataset = self._dataset(train, training=True, window=self.window, masking=self.masking,
+                self.train_dataset = self._dataset(train, training=True, seq_len=self.seq_len, masking=self.masking,
                                                    augment=self.augment)
             self.val_dataset = None if val.size == 0 else self._dataset(
-                val, training=False, window=self.val_window, masking=self.val_masking)
-            log.info("data: %d training and %d validation samples, %d contigs, %d sites",
-                     train.size, val.size, self.store.n_contigs, self.n_sites)
+                val, training=False, seq_len=self.val_seq_len, masking=self.val_masking)
+            log.info("data: %d training and %d validation samples, %d tiles, %d sites",
+                     train.size, val.size, self.store.n_tiles, self.n_sites)
         if stage in (None, "predict"):
             rows = self._rows(self.predict_samples_file)
-            self.predict_dataset = self._dataset(rows, training=False, window=self.val_window,
+            self.predict_dataset = self._dataset(rows, training=False, seq_len=self.val_seq_len,
                                                  masking=self.predict_masking)
 
-    def _loader(self, ds: ContigDataset) -> GenotypeLoader:
+    def _loader(self, ds: TileDataset) -> GenotypeLoader:
         return make_loader(ds, num_workers=self.num_workers, persistent_workers=self.persistent_workers,
                            pin_memory=self.pin_memory, prefetch_factor=self.prefetch_factor,
                            multiprocessing_context=self.multiprocessing_context)
@@ -467,6 +472,6 @@ class GenotypeDataModule(L.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         """Plain summary for logs and model directories."""
         train, val = self.split()
-        return {"store": self.store_path, "n_sites": self.n_sites, "n_contigs": self.store.n_contigs,
-                "train_samples": int(train.size), "val_samples": int(val.size), "window": self.window,
-                "masking": self.masking.to_dict(), "augment": None if self.augment is None else self.augment.to_dict()}
+        return {"store": self.store_path, "n_sites": self.n_sites, "n_tiles": self.store.n_tiles,
+                "train_samples": int(train.size), "val_samples": int(val.size), "seq_len": self.seq_len,
+                "masking": asdict(self.masking), "augment": None if self.augment is None else asdict(self.augment)}

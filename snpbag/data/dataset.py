@@ -1,15 +1,15 @@
-"""Per-sequence items (one sample x one contig window) streamed from a genotype store.
+"""Per-sequence items (one sample x ``seq_len`` sites of one tile) streamed from a genotype store.
 
-:class:`ContigDataset` is an ``IterableDataset`` because good throughput needs control of
+:class:`TileDataset` is an ``IterableDataset`` because good throughput needs control of
 the read pattern: genotypes are chunked 16 samples x 8192 variants (snpbag.store.schema),
-so the dataset reads a *block* of samples for one contig window at once (one decode per
+so the dataset reads a *block* of samples for one stretch of a tile at once (one decode per
 chunk serves many sequences), then yields the block's sequences through a bounded shuffle
-buffer so batches still mix contigs and samples.
+buffer so batches still mix tiles and samples.
 
 The epoch plan (which blocks, in which order, who reads them) is a pure function of
 ``(seed, epoch)`` and the sharding, so:
 
-* every (sample, contig[, tile]) item is produced exactly once per epoch over all DDP
+* every (sample, tile[, sequence]) item is produced exactly once per epoch over all DDP
   ranks x DataLoader workers, plus at most ``world_size - 1`` repeats when
   ``uneven="pad"`` (the first items of the epoch's order, so every rank has the same
   count) or minus at most ``world_size - 1`` items with ``uneven="drop"`` (the last ones of
@@ -20,10 +20,10 @@ The epoch plan (which blocks, in which order, who reads them) is a pure function
 * masks and crops are functions of the item and epoch only, not of the worker layout:
   changing ``num_workers`` changes the order of items, never their content.
 
-Training (``training=True``): items are shuffled, each (sample, contig) gets one random
-sub-window of ``window`` sites (shared by the samples of a read block, so one read serves
+Training (``training=True``): items are shuffled, each (sample, tile) gets one random
+stretch of ``seq_len`` sites (shared by the samples of a read block, so one read serves
 them all), and masks differ from epoch to epoch. Evaluation (``training=False``): store
-order, every contig tiled into consecutive windows of ``window`` sites (the last one
+order, every tile cut into consecutive sequences of ``seq_len`` sites (the last one
 shorter), masks fixed by ``seed`` so validation losses compare across epochs.
 
 With ``augment`` the training items are synthetic genomes recombined on the fly from the
@@ -48,9 +48,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from snpbag.data.augment import AugmentConfig, flatten_panel, synthetic_genome
+from snpbag.config import AugmentConfig, MaskingConfig
+from snpbag.data.augment import flatten_panel, synthetic_genome
 from snpbag.io.genmap import GeneticMap, genetic_positions, read_genetic_map
-from snpbag.data.masking import Masker, MaskingConfig, array_site_mask, genotype_tokens, unmasked
+from snpbag.data.masking import Masker, array_site_mask, genotype_tokens, unmasked
 from snpbag.store.genotypes import GenotypeStore, open_store
 from snpbag.errors import ConfigError, SampleError
 
@@ -67,7 +68,7 @@ class _Plan:
     its items are global indices ``cum[b]:cum[b+1]``."""
 
     order: np.ndarray  # (n_samples,) store rows, in the epoch's grouping order
-    region: np.ndarray  # (n_blocks,) index into ContigDataset._regions
+    region: np.ndarray  # (n_blocks,) index into TileDataset._regions
     lo: np.ndarray  # (n_blocks,)
     cum: np.ndarray  # (n_blocks + 1,)
 
@@ -76,20 +77,20 @@ class _Plan:
         return int(self.cum[-1])
 
 
-class ContigDataset(IterableDataset):
-    """Genotype sequences for (sample x contig window) items of a store; see the module docstring.
+class TileDataset(IterableDataset):
+    """Genotype sequences for (sample x tile stretch) items of a store; see the module docstring.
 
     Parameters
     ----------
     store : store path or fsspec URL, or an open GenotypeStore (it pickles by path).
     samples : store rows (ints) or sample ids (strs) to use; default all samples.
-    contigs : model contig indices to use; default all.
-    window : sites per sequence; None → whole contigs. Training crops one random window
-        per (sample, contig); evaluation tiles each contig.
+    tiles : indices of the vocabulary tiles to use; default all.
+    seq_len : sites per sequence; None → whole tiles. Training crops one random stretch
+        per (sample, tile); evaluation cuts each tile into consecutive sequences.
     training : shuffle, random crops, per-epoch masks and augmentation (see module docstring).
-    masking : MaskingConfig or its dict; None → nothing hidden (prediction: input = truth,
+    masking : which genotypes are hidden; None → nothing hidden (prediction: input = truth,
         no targets).
-    augment : AugmentConfig, its dict, or True for defaults; training only.
+    augment : synthetic training genomes (used when ``augment.enabled``); training only.
     seed : base seed of every random choice.
     batch_size : the DataLoader's batch size; workers get whole batches so the loader's
         length is exact. ``snpbag.data.datamodule.make_loader`` keeps the two in step.
@@ -97,25 +98,25 @@ class ContigDataset(IterableDataset):
         (resolved again when iteration starts), else 0 and 1.
     uneven : "pad" (repeat the first items) or "drop" (drop the last items) so every rank
         yields the same number of items.
-    block_samples : samples read together for one window. Default: ~262,144 sites per read
-        (``2**18 // window``, a multiple of the store's 16-sample chunk, 16..1024), which
-        amortises the per-read overhead for short windows and bounds memory for long ones.
+    block_samples : samples read together for one stretch. Default: ~262,144 sites per read
+        (``2**18 // seq_len``, a multiple of the store's 16-sample chunk, 16..1024), which
+        amortises the per-read overhead for short sequences and bounds memory for long ones.
     buffer_size : shuffle-buffer capacity in sequences (training). Default: 4 x block_samples,
-        so batches mix at least four blocks (contig windows). Memory per worker ~
-        buffer_size x window x 4 bytes (6 with haplotypes) plus one block read
-        (block_samples x window x 3 bytes). With ``augment``: synthetic genomes made from one
+        so batches mix at least four blocks (tile stretches). Memory per worker ~
+        buffer_size x seq_len x 4 bytes (6 with haplotypes) plus one block read
+        (block_samples x seq_len x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
-    neighbours : a :class:`~snpbag.retrieval.genomes.NeighbourPanel` (built from store rows):
-        items carry ``neighbours`` (L, 3), the genotype votes of the panel genomes nearest
+    retrieval : a retrieval panel (:mod:`snpbag.retrieval.kinds`, built from store rows):
+        items carry ``retrieval`` (L, 3), the panel's genotype probabilities given the
         on the sequence's visible sites — never the sequence's own genome, nor, for a
         synthetic genome, the panel genomes it was recombined from.
     storage_options : fsspec options when ``store`` is a URL.
 
     Raises
     ------
-    ConfigError : invalid window, block/buffer sizes, uneven mode, rank/world or masking/augment config.
-    SampleError : unknown, duplicate or out-of-range samples; no samples or contigs selected.
+    ConfigError : invalid seq_len, block/buffer sizes, uneven mode, rank/world or masking/augment config.
+    SampleError : unknown, duplicate or out-of-range samples; no samples or tiles selected.
     StoreFormatError : the store cannot be opened (see snpbag.store.genotypes.open_store).
     """
 
@@ -124,11 +125,11 @@ class ContigDataset(IterableDataset):
         store: str | Path | GenotypeStore,
         *,
         samples: Sequence[int] | Sequence[str] | np.ndarray | None = None,
-        contigs: Sequence[int] | None = None,
-        window: int | None = None,
+        tiles: Sequence[int] | None = None,
+        seq_len: int | None = None,
         training: bool = True,
-        masking: MaskingConfig | dict | None = None,
-        augment: AugmentConfig | dict | bool | None = None,
+        masking: MaskingConfig | None = None,
+        augment: AugmentConfig | None = None,
         seed: int = 0,
         batch_size: int = 1,
         rank: int | None = None,
@@ -137,14 +138,14 @@ class ContigDataset(IterableDataset):
         block_samples: int | None = None,
         buffer_size: int | None = None,
         return_haplotypes: bool = False,
-        neighbours=None,
+        retrieval=None,
         storage_options: dict | None = None,
     ) -> None:
         super().__init__()
         self.store = store if isinstance(store, GenotypeStore) else open_store(store, storage_options=storage_options)
         self._pid = os.getpid()
-        if window is not None and window < 1:
-            raise ConfigError(f"window={window}: must be >= 1 site (or None for whole contigs)")
+        if seq_len is not None and seq_len < 1:
+            raise ConfigError(f"seq_len={seq_len}: must be >= 1 site (or None for whole tiles)")
         for name, v in (("batch_size", batch_size), ("block_samples", block_samples), ("buffer_size", buffer_size)):
             if v is not None and v < 1:
                 raise ConfigError(f"{name}={v}: must be >= 1")
@@ -154,30 +155,31 @@ class ContigDataset(IterableDataset):
             raise ConfigError("give both rank and world_size, or neither")
         if world_size is not None and not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
-        self.window, self.training, self.seed = window, bool(training), int(seed)
+        self.seq_len, self.training, self.seed = seq_len, bool(training), int(seed)
         self.batch_size, self.uneven = int(batch_size), uneven
         self.return_haplotypes = bool(return_haplotypes)
-        self.neighbours = neighbours
+        self.retrieval = retrieval
         self._explicit_rank = rank is not None
         self.rank, self.world_size = (rank, world_size) if rank is not None else (0, 1)
         self.resolve_rank()
 
         self.samples = self._select_samples(samples)
-        self.contigs = self._select_contigs(contigs)
+        self.tiles = self._select_tiles(tiles)
         vocab = self.store.vocab
-        self.masking = None if masking is None else MaskingConfig.from_dict(masking)
+        self.masking = masking
         array_mask = None
         if self.masking is not None and self.masking.array > 0:
             array_mask = array_site_mask(self.masking.array_sites, vocab)
         self.masker = None if self.masking is None else Masker(self.masking, array_mask=array_mask)
-        self.augment = AugmentConfig.from_dict(augment) if self.training else None
-        if augment and not self.training:
+        enabled = augment is not None and augment.enabled
+        self.augment = augment if enabled and self.training else None
+        if enabled and not self.training:
             log.info("augment is ignored when training=False (evaluation uses real samples)")
         self._sample_chunk = self._store_sample_chunk()
         self._regions = self._make_regions()
         longest = int((self._regions[:, 2] - self._regions[:, 1]).max())
-        span = min(self.window, longest) if self.window is not None else longest
-        auto = max(16, min(1024, (2**18 // max(span, 1)) // 16 * 16))
+        length = min(self.seq_len, longest) if self.seq_len is not None else longest
+        auto = max(16, min(1024, (2**18 // max(length, 1)) // 16 * 16))
         if self.augment is not None:  # a panel read should serve at least as many genomes as it reads
             auto = max(auto, self.augment.panel_size)
         self.block_samples = int(block_samples) if block_samples is not None else auto
@@ -207,16 +209,16 @@ class ContigDataset(IterableDataset):
             raise SampleError(f"{self.store.path}: no samples selected; check the sample list / validation split")
         return np.sort(idx)
 
-    def _select_contigs(self, contigs) -> np.ndarray:
-        n = self.store.n_contigs
-        if contigs is None:
+    def _select_tiles(self, tiles) -> np.ndarray:
+        n = self.store.n_tiles
+        if tiles is None:
             c = np.arange(n, dtype=np.int64)
         else:
-            c = np.unique(np.asarray(list(contigs), dtype=np.int64))
+            c = np.unique(np.asarray(list(tiles), dtype=np.int64))
             if c.size and (c.min() < 0 or c.max() >= n):
-                raise ConfigError(f"contigs {c.tolist()}: the store has contigs 0..{n - 1}")
+                raise ConfigError(f"tiles {c.tolist()}: the store has tiles 0..{n - 1}")
         if c.size == 0:
-            raise SampleError(f"{self.store.path}: no contigs selected (the store has {n})")
+            raise SampleError(f"{self.store.path}: no tiles selected (the store has {n})")
         return c
 
     def _store_sample_chunk(self) -> int:
@@ -226,16 +228,16 @@ class ContigDataset(IterableDataset):
             return 16
 
     def _make_regions(self) -> np.ndarray:
-        """(contig, start, stop) per region: one per contig in training (cropped per block),
-        consecutive tiles of ``window`` sites in evaluation."""
+        """(tile, start, stop) per region: one per tile in training (cropped per block),
+        consecutive sequences of ``seq_len`` sites in evaluation."""
         vocab = self.store.vocab
         rows = []
-        for c in self.contigs.tolist():
-            length = int(vocab.contig_stop[c] - vocab.contig_start[c])
-            if self.training or self.window is None or self.window >= length:
+        for c in self.tiles.tolist():
+            length = int(vocab.tile_stop[c] - vocab.tile_start[c])
+            if self.training or self.seq_len is None or self.seq_len >= length:
                 rows.append((c, 0, length))
             else:
-                rows.extend((c, s, min(s + self.window, length)) for s in range(0, length, self.window))
+                rows.extend((c, s, min(s + self.seq_len, length)) for s in range(0, length, self.seq_len))
         return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
     def resolve_rank(self) -> None:
@@ -257,7 +259,7 @@ class ContigDataset(IterableDataset):
     # --- sizes -------------------------------------------------------------------------------
     def _n_items_total(self) -> int:
         if self.augment is not None:
-            return int(self.augment.items_per_epoch or self.samples.size * self.contigs.size)
+            return int(self.augment.items_per_epoch or self.samples.size * self.tiles.size)
         return int(self.samples.size * len(self._regions))
 
     def _per_rank(self) -> int:
@@ -314,7 +316,7 @@ class ContigDataset(IterableDataset):
             self.store = open_store(self.store.path, storage_options=self.store.storage_options)
             self._pid = os.getpid()
 
-    def _read(self, contig: int, samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def _read(self, tile: int, samples: np.ndarray, start: int, stop: int) -> np.ndarray:
         """(len(samples), stop - start, 2) int8 for samples in the given order.
 
         Reads runs of nearby rows as contiguous slices (gaps up to one sample chunk are read
@@ -327,40 +329,40 @@ class ContigDataset(IterableDataset):
         where = np.searchsorted(srt, samples)  # row of each requested sample in srt
         for run in np.split(srt, breaks):
             lo, hi = int(run[0]), int(run[-1]) + 1
-            block = self.store.read_haplotypes(int(contig), np.arange(lo, hi), int(start), int(stop))
+            block = self.store.read_haplotypes(int(tile), np.arange(lo, hi), int(start), int(stop))
             sel = (srt[where] >= lo) & (srt[where] < hi)
             out[sel] = block[samples[sel] - lo]
         return out
 
     def _crop(self, length: int, rng: np.random.Generator) -> tuple[int, int]:
-        if self.window is None or self.window >= length:
+        if self.seq_len is None or self.seq_len >= length:
             return 0, length
-        start = int(rng.integers(0, length - self.window + 1))
-        return start, start + self.window
+        start = int(rng.integers(0, length - self.seq_len + 1))
+        return start, start + self.seq_len
 
-    def _block_sites(self, contig: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Global vocabulary indices and positions of a window (shared, read-only, by its items)."""
-        first = int(self.store.vocab.contig_start[contig]) + start
+    def _block_sites(self, tile: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global vocabulary indices and positions of a block's sites (shared, read-only, by its items)."""
+        first = int(self.store.vocab.tile_start[tile]) + start
         sites = np.arange(first, first + length, dtype=np.int64)
         return sites, self.store.vocab.position[first:first + length]
 
-    def _item(self, haps: np.ndarray | None, truth: np.ndarray, contig: int, sample: int, start: int,
-              window_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
+    def _item(self, haps: np.ndarray | None, truth: np.ndarray, tile: int, sample: int, start: int,
+              block_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
               sources: np.ndarray | None = None) -> dict[str, Any]:
-        sites, position = window_sites
+        sites, position = block_sites
         if self.masker is None:
             genotype, target = unmasked(truth)
         else:
             genotype, target = self.masker(truth, sites, self._rng(_MASK, *mask_key))
         item = {
             "genotype": genotype, "site_index": sites, "position": position, "target": target, "truth": truth,
-            "contig": int(contig), "sample": int(sample), "offset": int(start),
+            "tile": int(tile), "sample": int(sample), "offset": int(start),
         }
         if self.return_haplotypes:
             item["haplotypes"] = haps
-        if self.neighbours is not None:  # leave-one-out: a genome (or its sources) never votes for itself
+        if self.retrieval is not None:  # leave-one-out: a genome (or its sources) never votes for itself
             own = sources if sources is not None else np.array([sample])
-            item["neighbours"] = self.neighbours.votes(genotype, sites, exclude=self.neighbours.rows_of_store(own))
+            item["retrieval"] = self.retrieval.votes(genotype, sites, exclude=self.retrieval.rows_of_store(own))
         return item
 
     def _real_items(self, plan: _Plan, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:
@@ -374,21 +376,21 @@ class ContigDataset(IterableDataset):
             take = min(hi - g, int(plan.cum[b + 1]) - gg)
             first = int(plan.lo[b]) + gg - int(plan.cum[b])
             samples = plan.order[first:first + take]
-            contig, r_start, r_stop = (int(x) for x in self._regions[plan.region[b]])
+            tile, r_start, r_stop = (int(x) for x in self._regions[plan.region[b]])
             if self.training:
                 # one crop per (block, epoch): every sample of the block shares the read
                 crop_rng = self._rng(_CROP, epoch, int(plan.region[b]), int(plan.lo[b]))
                 start, stop = self._crop(r_stop - r_start, crop_rng)
             else:
                 start, stop = r_start, r_stop
-            haps = self._read(contig, samples, start, stop)
+            haps = self._read(tile, samples, start, stop)
             truth = genotype_tokens(haps)
-            window_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(tile, start, stop - start)
             mask_epoch = epoch if self.training else 0
             for i, s in enumerate(samples.tolist()):
                 # copies: a buffered item must not pin its whole block in memory
                 h = haps[i].copy() if self.return_haplotypes else None
-                yield self._item(h, truth[i].copy(), contig, s, start, window_sites, (mask_epoch, contig, start, s + 1))
+                yield self._item(h, truth[i].copy(), tile, s, start, block_sites, (mask_epoch, tile, start, s + 1))
             g += take
 
     def _map(self) -> GeneticMap | None:
@@ -397,7 +399,7 @@ class ContigDataset(IterableDataset):
         return self._genetic_map
 
     def _synthetic_items(self, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:
-        """Item g belongs to virtual block g // block_samples; a block draws a contig, a crop
+        """Item g belongs to virtual block g // block_samples; a block draws a tile, a crop
         and a panel subset, reads the panel once and makes its genomes from it."""
         cfg = self.augment
         assert cfg is not None
@@ -408,19 +410,19 @@ class ContigDataset(IterableDataset):
             b = g // bs
             take = min(hi, (b + 1) * bs) - g
             rng = self._rng(_SYNTH, epoch, b)
-            contig = int(self.contigs[rng.integers(self.contigs.size)])
-            length = int(vocab.contig_stop[contig] - vocab.contig_start[contig])
+            tile = int(self.tiles[rng.integers(self.tiles.size)])
+            length = int(vocab.tile_stop[tile] - vocab.tile_start[tile])
             start, stop = self._crop(length, rng)
             panel = self._panel(rng)
-            flat = flatten_panel(self._read(contig, panel, start, stop))
-            first = int(vocab.contig_start[contig])
-            gcm = genetic_positions(vocab.position[first + start:first + stop], chrom=vocab.contig_chrom_name(contig),
+            flat = flatten_panel(self._read(tile, panel, start, stop))
+            first = int(vocab.tile_start[tile])
+            gcm = genetic_positions(vocab.position[first + start:first + stop], chrom=vocab.tile_chrom_name(tile),
                                     rate=cfg.rate, genetic_map=self._map())
-            window_sites = self._block_sites(contig, start, stop - start)
+            block_sites = self._block_sites(tile, start, stop - start)
             for j in range(g, g + take):
                 genome = synthetic_genome(flat, gcm, self._rng(_SYNTH, epoch, b, j), generations=cfg.generations)
-                yield self._item(genome, genotype_tokens(genome), contig, -1, start, window_sites,
-                                 (epoch, contig, start, 0, j), sources=panel)
+                yield self._item(genome, genotype_tokens(genome), tile, -1, start, block_sites,
+                                 (epoch, tile, start, 0, j), sources=panel)
             g += take
 
     def _panel(self, rng: np.random.Generator) -> np.ndarray:
@@ -466,15 +468,15 @@ class ContigDataset(IterableDataset):
         yield from self._shuffled(items, self._rng(_BUFFER, epoch, self.rank, wid))
 
     def items_of_epoch(self, epoch: int) -> list[tuple[int, int, int]]:
-        """(sample, contig, offset) of every real item of an epoch over all ranks, in plan
+        """(sample, tile, offset) of every real item of an epoch over all ranks, in plan
         order, before padding/dropping: the reference the sharding tests compare with."""
         if self.augment is not None:
             raise ConfigError("items_of_epoch lists real items; this dataset is augmented")
         plan = self._plan(epoch)
         out = []
         for b in range(plan.region.size):
-            contig, r_start, _ = (int(x) for x in self._regions[plan.region[b]])
+            tile, r_start, _ = (int(x) for x in self._regions[plan.region[b]])
             n = int(plan.cum[b + 1] - plan.cum[b])
             for s in plan.order[plan.lo[b]:plan.lo[b] + n].tolist():
-                out.append((s, contig, r_start))
+                out.append((s, tile, r_start))
         return out

@@ -23,12 +23,12 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from snpbag.config import MaskingConfig
 from snpbag.io.chrom import chrom_key
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import ConfigError, InputError, SiteMismatchError
@@ -232,58 +232,8 @@ def array_site_mask(path: str | Path, vocab: Any) -> np.ndarray:
 # --- strategies and their mixture --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MaskingConfig:
-    """How sequences are masked. Plain values so a Hydra YAML (configs/masking/) maps onto it.
-
-    Attributes
-    ----------
-    random : probability weight of uniform random masking.
-    min_rate, max_rate : bounds of the random-masking rate (drawn per sequence).
-    array : probability weight of array-pattern masking (every site not on the array hidden).
-    array_sites : TSV of the array's sites (chrom pos ref alt); required when ``array > 0``.
-
-    Weights need not sum to one; each sequence picks a strategy with probability
-    weight / sum(weights).
-    """
-
-    random: float = 1.0
-    min_rate: float = 0.85
-    max_rate: float = 0.99
-    array: float = 0.0
-    array_sites: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_rate <= self.max_rate <= 1.0:
-            raise ConfigError(
-                f"masking.min_rate={self.min_rate}, masking.max_rate={self.max_rate}: need 0 <= min <= max <= 1"
-            )
-        if self.random < 0 or self.array < 0 or self.random + self.array <= 0:
-            raise ConfigError(
-                f"masking.random={self.random}, masking.array={self.array}: weights must be >= 0 and not both 0"
-            )
-        if self.array > 0 and not self.array_sites:
-            raise ConfigError(f"masking.array={self.array} needs masking.array_sites (a chrom/pos/ref/alt TSV)")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> MaskingConfig:
-        """Build from a plain dict; unknown keys raise ConfigError naming them."""
-        if d is None:
-            return cls()
-        if isinstance(d, MaskingConfig):
-            return d
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown masking keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class Masker:
-    """Applies a :class:`MaskingConfig` to sequences.
+    """Applies a :class:`snpbag.config.MaskingConfig` to sequences.
 
     Parameters
     ----------

@@ -1,8 +1,9 @@
 """Score imputed VCFs (snpbag's or any peer's) against true genotypes, side by side.
 
 The demo and tools/bench/impute_vs_peers.py both use this, so every tool is read and
-scored by the same code: dosages from FORMAT/DS (GT where DS is absent), estimated
-quality from INFO/R2 (minimac4, snpbag) or INFO/DR2 (Beagle), matched to the truth by
+scored by the same code, read by snpbag's VCF reader (:class:`~snpbag.io.vcf.VcfReader`,
+biallelic SNPs): dosages from FORMAT/DS (GT where a record has no DS), estimated quality
+from INFO/R2 (minimac4, snpbag) or INFO/DR2 (Beagle), matched to the truth by
 (chrom, pos, ref, alt).
 """
 
@@ -15,54 +16,51 @@ import numpy as np
 
 from snpbag.eval import MAF_BINS
 from snpbag.eval.metrics import imputation_table, maf_bin_labels, per_site_r2, r2_calibration
+from snpbag.io.vcf import VcfReader
 
 SiteKey = tuple[str, int, str, str]
+#: Records read per block.
+BLOCK = 4096
 
 
 def read_truth(path: str | Path) -> tuple[list[SiteKey], np.ndarray, list[str]]:
-    """Biallelic sites of a truth VCF: keys, ALT dosages (sites, samples) with -1 missing, samples."""
-    from cyvcf2 import VCF
-
-    vcf = VCF(str(path), threads=1)
-    samples = list(vcf.samples)
+    """Biallelic SNPs of a truth VCF: keys, ALT dosages (sites, samples) with -1 missing, samples."""
+    reader = VcfReader(path)
     keys, rows = [], []
-    for v in vcf:
-        if len(v.ALT) != 1:
-            continue
-        g = v.genotype.array()[:, :2]
-        rows.append(np.where((g < 0).any(1), -1, g.sum(1)).astype(np.int8))
-        keys.append((v.CHROM, v.POS, v.REF, v.ALT[0]))
-    vcf.close()
-    return keys, np.array(rows).reshape(len(rows), len(samples)), samples
+    try:
+        for b in reader.blocks(BLOCK):
+            keys += _keys(reader, b)
+            g = b.genotype
+            rows.append(np.where((g < 0).any(-1), -1, g.sum(-1)).astype(np.int8))  # a haploid call is missing
+    finally:
+        reader.close()
+    truth = np.concatenate(rows) if rows else np.zeros((0, reader.n_samples), np.int8)
+    return keys, truth, list(reader.samples)
 
 
 def read_dosages(path: str | Path, samples: Sequence[str], keys: Sequence[SiteKey]) -> tuple[np.ndarray, np.ndarray]:
     """Dosages (len(keys), len(samples)) aligned to ``keys`` (NaN where the VCF lacks a site)
     and the VCF's estimated R2/DR2 per key (NaN where absent)."""
-    from cyvcf2 import VCF
-
     want = {k: i for i, k in enumerate(keys)}
     dos = np.full((len(keys), len(samples)), np.nan)
     est = np.full(len(keys), np.nan)
-    vcf = VCF(str(path), samples=list(samples), threads=1)
-    order = [vcf.samples.index(s) for s in samples]
-    for v in vcf:
-        if len(v.ALT) != 1:
-            continue
-        i = want.get((v.CHROM, v.POS, v.REF, v.ALT[0]))
-        if i is None:
-            continue
-        ds = v.format("DS")
-        if ds is not None:
-            d = ds[:, 0].astype(float)
-        else:
-            g = v.genotype.array()[:, :2].astype(float)
-            d = np.where((g < 0).any(1), np.nan, g.sum(1))
-        dos[i] = d[order]
-        r2 = v.INFO.get("R2", v.INFO.get("DR2"))
-        est[i] = float(r2) if r2 is not None else np.nan
-    vcf.close()
+    reader = VcfReader(path, samples=list(samples))
+    order = [reader.samples.index(s) for s in samples]  # the reader keeps file order
+    try:
+        for b in reader.blocks(BLOCK, dosage=True, info=("R2", "DR2")):
+            idx = np.array([want.get(k, -1) for k in _keys(reader, b)], dtype=np.int64)
+            hit = idx >= 0
+            dos[idx[hit]] = b.dosage[hit][:, order]
+            r2, dr2 = b.info["R2"], b.info["DR2"]
+            est[idx[hit]] = np.where(np.isnan(r2), dr2, r2)[hit]
+    finally:
+        reader.close()
     return dos, est
+
+
+def _keys(reader: VcfReader, b) -> list[SiteKey]:
+    names = [reader.contigs[c] for c in b.contig.tolist()]
+    return list(zip(names, b.position.tolist(), b.allele[:, 0].tolist(), b.allele[:, 1].tolist()))
 
 
 def score(name: str, truth: np.ndarray, dosage: np.ndarray, *, eval_sites: np.ndarray, maf: np.ndarray,

@@ -2,9 +2,9 @@
 
 Order of work: load the model directory, match the input's sites onto the model's
 vocabulary (stopping early on a wrong build or chromosome), then run the model over
-sample batches × model contigs and hand probabilities to the VCF writer, which keeps
+sample batches × tiles and hand probabilities to the VCF writer, which keeps
 them in an on-disk buffer and writes the VCF site by site. Memory is bounded by one
-batch of contigs plus the writer's chunk, whatever the cohort size.
+batch of tiles plus the writer's chunk, whatever the cohort size.
 
 Untyped sites and missing calls at typed sites enter the model as MASK tokens, the
 token it was trained to fill in; typed calls enter as their ALT dosage.
@@ -21,6 +21,10 @@ import numpy as np
 
 from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import InputError
+from snpbag import modeldir
+from snpbag.inference.sitematch import read_targets
+from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
+from snpbag.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +53,19 @@ def excluded_path_for(output: str | Path) -> Path:
     return Path(output).with_name(name + ".excluded.tsv")
 
 
-def _contig_jobs(vocab, targets) -> list[tuple[int, slice]]:
-    """(contig index, output-row slice) for every model contig the input covers."""
+def _tile_jobs(vocab, targets) -> list[tuple[int, slice]]:
+    """(tile index, output-row slice) for every tile the input covers."""
     jobs = []
-    for c in range(vocab.n_contigs):
-        s = vocab.contig_sites(c)
+    for c in range(vocab.n_tiles):
+        s = vocab.tile_sites(c)
         rows = targets.rows_for(s.start, s.stop)
         if rows.stop > rows.start:
             jobs.append((c, rows))
     return jobs
 
 
-def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np.ndarray):
-    """Genotype probabilities (n_samples, n_rows, 3) for one model contig and a sample batch."""
+def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
+    """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch."""
     import torch
 
     from snpbag.data.batch import Batch
@@ -79,14 +83,14 @@ def predict_probabilities(loaded, targets, contig: int, rows: slice, samples: np
         position=torch.as_tensor(vocab.position[site], dtype=torch.long, device=dev).expand(n, L),
         valid=torch.ones(n, L, dtype=torch.bool, device=dev),
         target=torch.full((n, L), IGNORE_INDEX, dtype=torch.long, device=dev),
-        contig=torch.full((n,), contig, dtype=torch.long, device=dev),
+        tile=torch.full((n,), tile, dtype=torch.long, device=dev),
         sample=torch.as_tensor(samples, dtype=torch.long, device=dev),
-        offset=torch.full((n,), int(site[0] - vocab.contig_start[contig]), dtype=torch.long, device=dev),
+        offset=torch.full((n,), int(site[0] - vocab.tile_start[tile]), dtype=torch.long, device=dev),
     )
-    panel = getattr(loaded, "neighbours", None)
+    panel = getattr(loaded, "retrieval_panel", None)
     if panel is not None:  # a target that is also a panel genome does not vote for itself
         votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
-        batch = batch.replace(neighbours=torch.as_tensor(votes, device=dev))
+        batch = batch.replace(retrieval=torch.as_tensor(votes, device=dev))
     with torch.inference_mode():
         out = loaded.model(batch)
         return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
@@ -132,9 +136,6 @@ def impute(
     SiteMismatchError : implausibly small overlap (wrong build or chromosome).
     InputError, SampleError : malformed input, unknown or duplicated samples, bad options.
     """
-    from snpbag import modeldir
-    from snpbag.inference.sitematch import read_targets
-    from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
 
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
@@ -151,17 +152,16 @@ def impute(
     log.info("%s", report)
     excluded = excluded_path_for(output)
     sites = OutputSites.from_targets(targets, loaded.vocab)
-    jobs = _contig_jobs(loaded.vocab, targets)
+    jobs = _tile_jobs(loaded.vocab, targets)
     n = targets.n_samples
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    from snpbag.progress import progress_bar
 
     with ImputedVcfWriter(output, sites, targets.samples, fmt=fmt, min_r2=min_r2,
                           replace_typed=replace_typed, header_lines=(f"snpbag_model={Path(model).resolve()}",)) as w:
         with progress_bar(total=n, description="imputing", unit="samples", enabled=progress) as advance:
             for b in batches:
-                for contig, rows in jobs:
-                    gp = predict_probabilities(loaded, targets, contig, rows, b)
+                for tile, rows in jobs:
+                    gp = predict_probabilities(loaded, targets, tile, rows, b)
                     w.add(gp, sites=rows, samples=slice(int(b[0]), int(b[-1]) + 1))
                 advance(len(b))
         written = w.close()

@@ -12,17 +12,16 @@ on); the user's orientation is remembered per site so the writer can turn result
 
 from __future__ import annotations
 
-import gzip
 import logging
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snpbag.io.chrom import chrom_key
 from snpbag.data.tokens import MISSING
+from snpbag.io.chrom import chrom_key
+from snpbag.io.header import read_header
 from snpbag.io.vcf import VcfReader, parse_region, read_sample_file
 from snpbag.errors import InputError, SampleError, SiteMismatchError
 from snpbag.fileio import atomic_output
@@ -184,6 +183,29 @@ class SiteReport:
     other_chroms: dict[str, int] = field(default_factory=dict)  # SNPs per chromosome absent from the model
     exclusions: list[tuple[str, int, str, str, str]] = field(default_factory=list, repr=False)
 
+    def record(self, name: str, pos: int, ref: str, alt: str, reason: str | None, *, swap: bool = False,
+               flip: bool = False) -> None:
+        """Count one input SNP's fate: ``reason`` from :func:`match_sites` (None: matched)."""
+        if reason == "chrom_not_in_model":
+            self.other_chroms[name] = self.other_chroms.get(name, 0) + 1
+            return
+        if reason != "outside_model_region":
+            self.considered += 1
+        if reason is not None:
+            setattr(self, reason, getattr(self, reason) + 1)
+            self.exclusions.append((name, pos, ref, alt, reason))
+            return
+        self.matched += 1
+        self.allele_swapped += swap
+        self.strand_flipped += flip
+
+    def add_read_counts(self, counts) -> None:
+        """The records the reader read and dropped (:class:`~snpbag.io.records.ReadCounts`)."""
+        self.records = counts.records
+        self.multiallelic = counts.dropped.get("multiallelic", 0)
+        self.no_alt = counts.dropped.get("no_alt", 0)
+        self.not_snp = sum(counts.dropped.get(k, 0) for k in ("indel", "mnp", "symbolic"))
+
     @property
     def overlap(self) -> float:
         return self.matched / self.considered if self.considered else 0.0
@@ -257,7 +279,7 @@ class TargetGenotypes:
         return t
 
     def rows_for(self, vocab_start: int, vocab_stop: int) -> slice:
-        """Rows covering vocabulary sites ``vocab_start:vocab_stop`` (e.g. one model contig).
+        """Rows covering vocabulary sites ``vocab_start:vocab_stop`` (e.g. one tile).
 
         Rows are increasing vocabulary indices, so the result is the rows of that
         vocabulary range that this input covers (empty for another chromosome).
@@ -287,45 +309,15 @@ class TargetGenotypes:
         return np.ascontiguousarray(tok.T)
 
 
-def _header_samples(path: Path) -> list[str] | None:
-    """Sample ids from the header text (VCF, bgzipped VCF or BCF), read without htslib.
+def _check_samples(path: Path, samples) -> list[str] | None:
+    """The requested samples (None: all), after checking the header's ids on its text.
 
     htslib refuses a header with duplicated sample ids with an unhelpful message, so the
-    check runs on the raw text first. Returns None when the header cannot be read this way.
+    check reads the header itself (:func:`~snpbag.io.header.read_header`).
     """
-    try:
-        with open(path, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as f:
-            head = f.read(5)
-            if head.startswith(b"BCF"):
-                (l_text,) = struct.unpack("<I", f.read(4))
-                text = f.read(l_text).rstrip(b"\0").decode(errors="replace")
-                lines = text.splitlines()
-            else:
-                first = head + f.readline()
-                lines = [first.decode(errors="replace")]
-                for raw in f:
-                    lines.append(raw.decode(errors="replace"))
-                    if raw.startswith(b"#CHROM") or not raw.startswith(b"#"):
-                        break
-    except (OSError, EOFError, struct.error):
-        return None
-    for line in lines:
-        if line.startswith("#CHROM"):
-            return line.rstrip("\r\n").split("\t")[9:]
-    return None
-
-
-def _check_samples(path: Path, samples) -> list[str] | None:
-    ids = _header_samples(path)
-    if ids is not None and len(set(ids)) != len(ids):
-        seen, dup = set(), []
-        for s in ids:
-            if s in seen and s not in dup:
-                dup.append(s)
-            seen.add(s)
+    header = read_header(path)
+    dup = header.duplicated_samples() if header is not None else []
+    if dup:
         raise SampleError(f"{path}: duplicated sample ids in the header ({', '.join(dup[:5])}); "
                           "rename them, e.g. `bcftools reheader -s new_names.txt`")
     if samples is None:
@@ -390,100 +382,159 @@ def read_targets(
     model = ModelSites.coerce(model)
     sample_list = _check_samples(path, samples)
     matcher = _Matcher(model)
-    row_mask, region_key = _region_mask(model, matcher.keys, region)
-    if region_key is not None and not row_mask.any():
-        raise SiteMismatchError(f"{path}: the model has no sites in --region {region}; check the region's "
-                                "chromosome and coordinates (wrong build or wrong chromosome?)")
+    row_mask = _region_rows(path, model, matcher.keys, region)
     reader = VcfReader(path, region=region, samples=sample_list, threads=threads)
     report = SiteReport(path=str(path))
-    n = reader.n_samples
-    typed_idx, calls, swaps, flips, irefs, ialts, iids = [], [], [], [], [], [], []
-    seen_keys: set[str] = set()
-    chrom_names: dict[str, str] = {}
-    first_phased: str | None = None
-    first_unphased: str | None = None
+    typed, phasing = _Typed(), _Phasing(path, reader.samples)
+    chrom_names: dict[str, str] = {}  # chrom_key -> the input's name, for chromosomes the model covers
     try:
         for blk in reader.blocks(block_size):
             names = [reader.contigs[c] for c in blk.contig.tolist()]
-            sel, idx, sw = [], [], []
-            on_model = np.ones(len(blk), bool)
-            for j, (name, p) in enumerate(zip(names, blk.position.tolist())):
-                key = chrom_key(name)
-                ref, alt = blk.allele[j, 0], blk.allele[j, 1]
-                i, reason, swap, flip = matcher.match(key, p, ref, alt)
-                if reason == "chrom_not_in_model":
-                    report.other_chroms[name] = report.other_chroms.get(name, 0) + 1
-                    on_model[j] = False
-                    continue
-                if key not in seen_keys:
-                    seen_keys.add(key)
-                    chrom_names[key] = name
-                if reason == "outside_model_region":
-                    report.outside_model_region += 1
-                    report.exclusions.append((name, p, ref, alt, reason))
-                    continue
-                report.considered += 1
-                if reason is not None:
-                    setattr(report, reason, getattr(report, reason) + 1)
-                    report.exclusions.append((name, p, ref, alt, reason))
-                    continue
-                if not row_mask[i]:  # pragma: no cover - the reader's region already excludes these
-                    continue
-                report.matched += 1
-                report.allele_swapped += swap
-                report.strand_flipped += flip
-                sel.append(j)
-                idx.append(i)
-                sw.append(swap)
-                flips.append(flip)
-                irefs.append(ref)
-                ialts.append(alt)
-                iids.append(blk.id[j])
-            g = blk.genotype
-            _check_ploidy(path, g, on_model, names, blk.position)
-            het = (g[..., 0] >= 0) & (g[..., 1] >= 0) & (g[..., 0] != g[..., 1]) & on_model[:, None]
-            if first_phased is None and (het & blk.phased).any():
-                first_phased = _first(het & blk.phased, names, blk.position, reader.samples)
-            if first_unphased is None and (het & ~blk.phased).any():
-                first_unphased = _first(het & ~blk.phased, names, blk.position, reader.samples)
-            if first_phased and first_unphased:
-                raise InputError(
-                    f"{path}: mixes phased and unphased heterozygous genotypes ({first_phased} is phased, "
-                    f"{first_unphased} is not); unphase all with `bcftools +setGT {path.name} -Oz -o unphased.vcf.gz "
-                    "-- -t a -n u` or phase every sample"
-                )
-            if sel:
-                c = g[np.asarray(sel)]
-                c[(c < 0).any(-1)] = -1  # a half call ('0/.') is no genotype
-                swap_rows = np.asarray(sw, bool)
-                if swap_rows.any():
-                    s = c[swap_rows]
-                    c[swap_rows] = np.where(s >= 0, 1 - s, s)
-                calls.append(c.astype(np.int8, copy=False))
-                typed_idx.extend(idx)
-                swaps.extend(sw)
+            m = _classify_block(blk, names, matcher, row_mask, report, chrom_names)
+            _check_ploidy(path, blk.genotype, m.on_model, names, blk.position)
+            phasing.check(blk, m.on_model, names)
+            typed.add(blk, m)
     finally:
         reader.close()
-
-    counts = reader.counts.dropped
-    report.records = reader.counts.records
-    report.multiallelic = counts.get("multiallelic", 0)
-    report.no_alt = counts.get("no_alt", 0)
-    report.not_snp = counts.get("indel", 0) + counts.get("mnp", 0) + counts.get("symbolic", 0)
+    report.add_read_counts(reader.counts)
     for name, k in report.other_chroms.items():
         log.info("%s: %d SNPs on %s, a chromosome the model does not cover", path, k, name)
+    site_index = _model_rows(path, matcher, row_mask, chrom_names, report, reader.contigs)
+    report.n_model_sites = int(site_index.size)
+    _check_overlap(path, report, min_overlap)
+    tg = typed.targets(path, site_index, samples=list(reader.samples), n=reader.n_samples,
+                       phased=phasing.first_phased is not None, chrom_names=chrom_names,
+                       contig_lengths=dict(reader.contig_lengths), report=report)
+    if sample_list is not None and tg.samples != sample_list:
+        log.info("%s: samples are kept in file order, not the order of --samples", path)
+    log.info(report.line())
+    return tg
 
-    model_keys = list(dict.fromkeys(matcher.keys.tolist()))
-    if not seen_keys:
-        other = sorted(report.other_chroms) or sorted(reader.contigs)
+
+def _region_rows(path: Path, model: ModelSites, keys: np.ndarray, region: str | None) -> np.ndarray:
+    """bool (S,): the model sites inside ``--region`` (all without one)."""
+    row_mask, region_key = _region_mask(model, keys, region)
+    if region_key is not None and not row_mask.any():
+        raise SiteMismatchError(f"{path}: the model has no sites in --region {region}; check the region's "
+                                "chromosome and coordinates (wrong build or wrong chromosome?)")
+    return row_mask
+
+
+@dataclass
+class _BlockMatch:
+    """What one block's SNPs matched: block rows kept, their model sites and orientation."""
+
+    on_model: np.ndarray  # bool (v,): on a chromosome the model covers
+    rows: list[int] = field(default_factory=list)
+    model_index: list[int] = field(default_factory=list)
+    swap: list[bool] = field(default_factory=list)
+    flip: list[bool] = field(default_factory=list)
+
+
+def _classify_block(blk, names: list[str], matcher: _Matcher, row_mask: np.ndarray, report: SiteReport,
+                    chrom_names: dict[str, str]) -> _BlockMatch:
+    """Match each SNP of one block to a model site, recording its fate in ``report``."""
+    out = _BlockMatch(on_model=np.ones(len(blk), bool))
+    for j, (name, p) in enumerate(zip(names, blk.position.tolist())):
+        key = chrom_key(name)
+        ref, alt = blk.allele[j, 0], blk.allele[j, 1]
+        i, reason, swap, flip = matcher.match(key, p, ref, alt)
+        if reason == "chrom_not_in_model":
+            out.on_model[j] = False
+        else:
+            chrom_names.setdefault(key, name)
+        if reason is None and not row_mask[i]:  # pragma: no cover - the reader's region already excludes these
+            reason = "outside_model_region"
+        report.record(name, p, ref, alt, reason, swap=swap, flip=flip)
+        if reason is None:
+            out.rows.append(j)
+            out.model_index.append(i)
+            out.swap.append(swap)
+            out.flip.append(flip)
+    return out
+
+
+class _Phasing:
+    """The first phased and the first unphased heterozygous call: an input must not mix them."""
+
+    def __init__(self, path: Path, samples: list[str]):
+        self.path, self.samples = path, samples
+        self.first_phased: str | None = None
+        self.first_unphased: str | None = None
+
+    def check(self, blk, on_model: np.ndarray, names: list[str]) -> None:
+        g = blk.genotype
+        het = (g[..., 0] >= 0) & (g[..., 1] >= 0) & (g[..., 0] != g[..., 1]) & on_model[:, None]
+        if self.first_phased is None and (het & blk.phased).any():
+            self.first_phased = _first(het & blk.phased, names, blk.position, self.samples)
+        if self.first_unphased is None and (het & ~blk.phased).any():
+            self.first_unphased = _first(het & ~blk.phased, names, blk.position, self.samples)
+        if self.first_phased and self.first_unphased:
+            raise InputError(
+                f"{self.path}: mixes phased and unphased heterozygous genotypes ({self.first_phased} is phased, "
+                f"{self.first_unphased} is not); unphase all with `bcftools +setGT {self.path.name} -Oz -o "
+                "unphased.vcf.gz -- -t a -n u` or phase every sample"
+            )
+
+
+class _Typed:
+    """The matched input SNPs, block by block, with their calls in model orientation."""
+
+    def __init__(self):
+        self.model_index: list[int] = []
+        self.swapped: list[bool] = []
+        self.flipped: list[bool] = []
+        self.ref: list[str] = []
+        self.alt: list[str] = []
+        self.id: list[str] = []
+        self.calls: list[np.ndarray] = []
+
+    def add(self, blk, m: _BlockMatch) -> None:
+        if not m.rows:
+            return
+        c = blk.genotype[np.asarray(m.rows)]
+        c[(c < 0).any(-1)] = -1  # a half call ('0/.') is no genotype
+        swap = np.asarray(m.swap, bool)
+        if swap.any():
+            s = c[swap]
+            c[swap] = np.where(s >= 0, 1 - s, s)
+        self.calls.append(c.astype(np.int8, copy=False))
+        self.model_index += m.model_index
+        self.swapped += m.swap
+        self.flipped += m.flip
+        self.ref += [blk.allele[j, 0] for j in m.rows]
+        self.alt += [blk.allele[j, 1] for j in m.rows]
+        self.id += [blk.id[j] for j in m.rows]
+
+    def targets(self, path: Path, site_index: np.ndarray, *, samples: list[str], n: int, **kw) -> TargetGenotypes:
+        """The typed SNPs as rows of ``site_index`` (sorted by row)."""
+        rows = np.searchsorted(site_index, np.asarray(self.model_index, np.int64))
+        order = np.argsort(rows, kind="stable")
+        calls = np.concatenate(self.calls) if self.calls else np.zeros((0, n, 2), np.int8)
+        return TargetGenotypes(
+            path=str(path), samples=samples, site_index=site_index, typed_rows=rows[order], calls=calls[order],
+            swapped=np.asarray(self.swapped, bool)[order], flipped=np.asarray(self.flipped, bool)[order],
+            input_ref=np.asarray(self.ref, object)[order], input_alt=np.asarray(self.alt, object)[order],
+            input_id=np.asarray(self.id, object)[order], **kw,
+        )
+
+
+def _model_rows(path: Path, matcher: _Matcher, row_mask: np.ndarray, chrom_names: dict[str, str],
+                report: SiteReport, contigs: list[str]) -> np.ndarray:
+    """Vocabulary indices of the output rows: model sites in --region on the chromosomes the input covers."""
+    if not chrom_names:
+        model_keys = list(dict.fromkeys(matcher.keys.tolist()))
+        other = sorted(report.other_chroms) or sorted(contigs)
         what = f"chromosome(s) {', '.join(other[:5])}" if other else "no biallelic SNP records"
         raise SiteMismatchError(
             f"{path}: {what} but the model covers {', '.join(model_keys[:5])}"
             f"{'...' if len(model_keys) > 5 else ''}; wrong build or wrong chromosome?"
         )
-    row_mask &= np.isin(matcher.keys, list(seen_keys))
-    site_index = np.flatnonzero(row_mask).astype(np.int64)
-    report.n_model_sites = int(site_index.size)
+    return np.flatnonzero(row_mask & np.isin(matcher.keys, list(chrom_names))).astype(np.int64)
+
+
+def _check_overlap(path: Path, report: SiteReport, min_overlap: float) -> None:
+    """Stop on an implausibly small overlap with the model; warn on many allele mismatches."""
     if report.considered == 0:
         raise SiteMismatchError(f"{path}: none of its SNPs lie inside the model's region "
                                 f"({report.outside_model_region:,} outside); wrong build or wrong chromosome?")
@@ -496,23 +547,6 @@ def read_targets(
     if report.allele_mismatch > 0.05 * report.considered:
         log.warning("%s: %d input SNPs sit at model positions with other alleles; check the build",
                     path, report.allele_mismatch)
-
-    order_idx = np.asarray(typed_idx, np.int64)
-    rows = np.searchsorted(site_index, order_idx)
-    order = np.argsort(rows, kind="stable")
-    all_calls = np.concatenate(calls) if calls else np.zeros((0, n, 2), np.int8)
-    tg = TargetGenotypes(
-        path=str(path), samples=list(reader.samples), phased=first_phased is not None,
-        site_index=site_index, typed_rows=rows[order], calls=all_calls[order],
-        swapped=np.asarray(swaps, bool)[order], flipped=np.asarray(flips, bool)[order],
-        input_ref=np.asarray(irefs, object)[order], input_alt=np.asarray(ialts, object)[order],
-        input_id=np.asarray(iids, object)[order], chrom_names=chrom_names,
-        contig_lengths=dict(reader.contig_lengths), report=report,
-    )
-    if sample_list is not None and tg.samples != sample_list:
-        log.info("%s: samples are kept in file order, not the order of --samples", path)
-    log.info(report.line())
-    return tg
 
 
 def _first(mask: np.ndarray, names: list[str], pos: np.ndarray, samples: list[str]) -> str:

@@ -27,10 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.io.bgzf import index_path, write_vcf_bgzf
+from snpbag.io.bgzf import index_path
 from snpbag.io.chrom import chrom_key
+from snpbag.io.vcfwrite import header_text, write_vcf
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
+from snpbag.inference.sitematch import ModelSites
+from snpbag import __version__
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,6 @@ class OutputSites:
         model stores it. Untyped sites always use the model's alleles; chromosome names
         follow the input (``chr22`` stays ``chr22``).
         """
-        from snpbag.inference.sitematch import ModelSites
 
         if orientation not in ("input", "model"):
             raise InputError(f"orientation {orientation!r}: choose 'input' or 'model'")
@@ -309,21 +311,13 @@ class ImputedVcfWriter:
 
     # -- writing --------------------------------------------------------------------
     def _header(self) -> str:
-        from snpbag import __version__
 
         today = _dt.date.today().strftime("%Y%m%d")
-        lines = ["##fileformat=VCFv4.2", f"##filedate={today}", f"##source=snpbag {__version__}",
-                 f"##snpbag_command={self.command}"]
         lengths = self.sites.contig_lengths or {}
-        for c in dict.fromkeys(self.sites.chrom.tolist()):
-            ln = lengths.get(c)
-            lines.append(f"##contig=<ID={c},length={ln}>" if ln else f"##contig=<ID={c}>")
-        lines += list(_INFO_HEADER)
-        lines += [_FORMAT_HEADER[f] for f in self.fields]
-        lines += [h if h.startswith("##") else "##" + h for h in self.header_lines]
-        lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
-                               + self.samples))
-        return "\n".join(lines) + "\n"
+        return header_text(
+            self.samples, contigs=[(c, lengths.get(c)) for c in dict.fromkeys(self.sites.chrom.tolist())],
+            head=[f"##filedate={today}", f"##source=snpbag {__version__}", f"##snpbag_command={self.command}"],
+            tail=[*_INFO_HEADER, *(_FORMAT_HEADER[f] for f in self.fields), *self.header_lines])
 
     def _chunk(self, a: int, b: int):
         """Format rows a:b. Returns (kept row mask, record bytes, af, r2) for the chunk."""
@@ -415,7 +409,6 @@ class ImputedVcfWriter:
         return keep, b"".join(parts), af, r2, typed
 
     def _records(self, info_f, counts: dict):
-        yield self._header()
         info_f.write("#chrom\tpos\tid\tref\talt\taf\tmaf\tr2\ttype\tin_vcf\n")
         R, N = len(self.sites), len(self.samples)
         step = self.chunk_sites or max(1, min(4096, (8 << 20) // max(1, N * 40)))
@@ -450,7 +443,7 @@ class ImputedVcfWriter:
             self._gp.flush()
             counts = {"written": 0, "filtered": 0, "typed": 0}
             with atomic_output(self.info_path, overwrite=self.overwrite) as tmp_info, open(tmp_info, "w") as f:
-                write_vcf_bgzf(self._records(f, counts), self.path, overwrite=self.overwrite)
+                write_vcf(self.path, self._header(), self._records(f, counts), overwrite=self.overwrite)
         finally:
             self._release()
         summary = WriteSummary(self.path, self.info_path, len(self.sites), counts["written"], counts["typed"],

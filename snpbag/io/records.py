@@ -24,6 +24,8 @@ class VariantBlock:
     id: np.ndarray  # object (v,)
     genotype: np.ndarray  # int8 (v, n, 2); -1 missing, -2 ploidy fill (haploid call)
     phased: np.ndarray  # bool (v, n)
+    dosage: np.ndarray | None = None  # float64 (v, n) where asked for: FORMAT/DS, else GT's ALT count; NaN missing
+    info: dict[str, np.ndarray] | None = None  # float64 (v,) per INFO key asked for; NaN where absent
 
     def __len__(self) -> int:
         return int(self.position.size)

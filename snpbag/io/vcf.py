@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -178,19 +178,23 @@ class VcfReader:
             self.contigs.append(name)
         return idx
 
-    def blocks(self, size: int, *, records=None, pos_min: int = 0) -> Iterator[VariantBlock]:
+    def blocks(self, size: int, *, records=None, pos_min: int = 0, dosage: bool = False,
+               info: Sequence[str] = ()) -> Iterator[VariantBlock]:
         """Yield blocks of up to ``size`` biallelic SNPs (the last may be shorter).
 
         ``records`` (default: the whole file or ``region``) may be another cyvcf2 iterator
-        of this file; records with POS < ``pos_min`` (overlapping a window from before
-        its start) are skipped, so tiling windows see every record exactly once.
+        of this file; records with POS < ``pos_min`` (overlapping a region from before
+        its start) are skipped, so consecutive regions see every record exactly once.
+        ``dosage`` and ``info`` also read each record's ALT dosages (FORMAT/DS where the
+        record has it, else the ALT count of its calls; NaN missing) and INFO values as
+        floats (NaN where absent), as imputed VCFs are scored.
 
         Raises
         ------
         InputError : unsorted records, a chromosome split into two runs, two biallelic
             SNPs at the same position, a record without GT, allele indices > 1.
         """
-        if records is None and self._text is not None:  # the same checks, compiled (snpbag.io.vcftext)
+        if records is None and self._text is not None and not dosage and not info:  # compiled (snpbag.io.vcftext)
             yield from self._text.variant_blocks(self, size)
             return
         n = self.n_samples
@@ -200,6 +204,8 @@ class VcfReader:
         ctg = np.empty(size, dtype=np.int16)
         alleles = np.empty((size, 2), dtype=object)
         ids = np.empty(size, dtype=object)
+        ds = np.empty((size, n), dtype=np.float64) if dosage else None
+        inf = {k: np.empty(size, dtype=np.float64) for k in info}
         counts = self.counts
         done_chroms: set[str] = set()
         cur_chrom, last_pos, last_kept = None, 0, -1
@@ -236,13 +242,18 @@ class VcfReader:
             alleles[i, 0] = rec.REF
             alleles[i, 1] = rec.ALT[0]
             ids[i] = rec.ID or "."
+            if ds is not None:
+                ds[i] = _dosage(rec, gt[i])
+            for k, a in inf.items():
+                x = rec.INFO.get(k)
+                a[i] = np.nan if x is None else float(x)
             i += 1
             counts.kept += 1
             if i == size:
-                yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=True)
+                yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=True, ds=ds, info=inf)
                 i = 0
         if i:
-            yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=False)
+            yield self._finish(ctg, pos, alleles, ids, gt, ph, i, copy=False, ds=ds, info=inf)
 
     def _calls(self, rec, gt: np.ndarray, ph: np.ndarray, i: int) -> None:
         """Row ``i`` of the block from one cyvcf2 record's genotypes."""
@@ -264,7 +275,7 @@ class VcfReader:
             raise InputError(f"{self.path}: record {rec.CHROM}:{rec.POS} has ploidy {a.shape[1] - 1}; "
                              "snpbag supports ploidy <= 2")
 
-    def _finish(self, ctg, pos, alleles, ids, gt, ph, i, *, copy) -> VariantBlock:
+    def _finish(self, ctg, pos, alleles, ids, gt, ph, i, *, copy, ds=None, info=None) -> VariantBlock:
         g = gt[:i].copy() if copy else gt[:i]
         p = ph[:i].copy()
         # A fully missing haploid-coded call '.' comes back as (-1, -2): make it (-1, -1).
@@ -278,9 +289,10 @@ class VcfReader:
             raise InputError(f"{self.path}: allele index > 1 at biallelic site {self.contigs[ctg[bad]]}:{pos[bad]}; "
                              "fix the GT values (`bcftools norm --check-ref`)")
         return VariantBlock(contig=ctg[:i].copy(), position=pos[:i].copy(), allele=alleles[:i].copy(),
-                            id=ids[:i].copy(), genotype=g, phased=p)
+                            id=ids[:i].copy(), genotype=g, phased=p, dosage=None if ds is None else ds[:i].copy(),
+                            info={k: a[:i].copy() for k, a in info.items()} if info else None)
 
-    def window(self, chrom: str, start: int, end: int, size: int) -> list[VariantBlock]:
+    def region_blocks(self, chrom: str, start: int, end: int, size: int) -> list[VariantBlock]:
         """Biallelic SNPs with ``start <= POS <= end`` on ``chrom`` (needs the index)."""
         return list(self.blocks(size, records=self._vcf(f"{chrom}:{start}-{end}"), pos_min=start))
 
@@ -298,14 +310,22 @@ class VcfReader:
             pass
 
 
+def _dosage(rec, gt: np.ndarray) -> np.ndarray:
+    """A record's ALT dosages: FORMAT/DS where it has one, else the ALT count of its calls ``gt`` (n, 2)."""
+    ds = rec.format("DS")
+    if ds is not None:
+        return ds[:, 0]
+    return np.where((gt < 0).any(1), np.nan, gt.sum(1, dtype=np.float64))
+
+
 # --- parallel reading ---------------------------------------------------------------------
-#: Indexed inputs at least this large are parsed by worker processes in genomic windows
+#: Indexed inputs at least this large are parsed by worker processes in genomic regions
 #: when more than one thread is allowed: htslib's VCF text parsing is the bottleneck
 #: (~100 µs per record at 3,000 samples) and it does not parallelise inside one process.
 PARALLEL_MIN_BYTES = 8 << 20
-#: Target genotype bytes (variants x samples x 2) per window: bounds each worker's memory.
-WINDOW_BYTES = 32 << 20
-_MIN_WINDOW_BP, _MAX_WINDOW_BP = 1_000, 20_000_000
+#: Target genotype bytes (variants x samples x 2) per region: bounds each worker's memory.
+REGION_BYTES = 32 << 20
+_MIN_REGION_BP, _MAX_REGION_BP = 1_000, 20_000_000
 
 
 def use_parallel(reader: VcfReader, threads: int) -> bool:
@@ -336,14 +356,14 @@ def _tbi_names(path: Path) -> list[str] | None:
 _WORKER: dict = {}
 
 
-def _window_task(path: str, samples: list[str] | None, chrom: str, start: int, end: int, size: int):
+def _region_task(path: str, samples: list[str] | None, chrom: str, start: int, end: int, size: int):
     key = (path, tuple(samples) if samples else None)
     reader = _WORKER.get(key)
     if reader is None:
         _WORKER.clear()
         reader = _WORKER[key] = VcfReader(path, samples=samples, threads=1)
     before = ReadCounts(reader.counts.records, reader.counts.kept, dict(reader.counts.dropped))
-    blocks = reader.window(chrom, start, end, size)
+    blocks = reader.region_blocks(chrom, start, end, size)
     c = reader.counts
     delta = ReadCounts(c.records - before.records, c.kept - before.kept,
                        {k: c.dropped[k] - before.dropped[k] for k in c.dropped})
@@ -363,11 +383,11 @@ def _take(block: VariantBlock, a: int, b: int) -> VariantBlock:
 
 
 def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[VariantBlock]:
-    """Like ``reader.blocks(size)``, parsing genomic windows in ``workers`` processes.
+    """Like ``reader.blocks(size)``, parsing genomic regions in ``workers`` processes.
 
     The parent walks each chromosome, asks the index where the next record is (so gaps
-    cost nothing), and hands out windows sized from the record density seen so far so
-    one window holds about WINDOW_BYTES of genotypes. Results are consumed in genome
+    cost nothing), and hands out regions sized from the record density seen so far so
+    one region holds about REGION_BYTES of genotypes. Results are consumed in genome
     order and re-cut into blocks of exactly ``size`` variants, so the output equals the
     sequential reader's. Chromosomes follow the .tbi's order (header order for .csi).
     """
@@ -381,11 +401,11 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
     else:
         names = _tbi_names(reader.path) or list(reader._vcf.seqnames)
         spans = [(c, 1, None) for c in names]
-    target = max(size, WINDOW_BYTES // max(2 * reader.n_samples, 1))
+    target = max(size, REGION_BYTES // max(2 * reader.n_samples, 1))
     seen_records, seen_bp = 0, 0
-    window_bp = 100_000
+    region_bp = 100_000
 
-    def windows():
+    def regions():
         for chrom, start, end in spans:
             s = start
             while True:
@@ -393,7 +413,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
                 if nxt is None or (end is not None and nxt > end):
                     break
                 s = max(s, nxt)
-                e = s + window_bp - 1 if end is None else min(s + window_bp - 1, end)
+                e = s + region_bp - 1 if end is None else min(s + region_bp - 1, end)
                 yield chrom, s, e
                 s = e + 1
 
@@ -403,7 +423,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
     buffer: list[VariantBlock] = []
     buffered = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        todo = windows()
+        todo = regions()
         exhausted = False
         while True:
             while not exhausted and len(pending) < 2 * workers:
@@ -411,7 +431,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
                 if w is None:
                     exhausted = True
                     break
-                pending.append((w, pool.submit(_window_task, str(reader.path), samples, *w, size)))
+                pending.append((w, pool.submit(_region_task, str(reader.path), samples, *w, size)))
             if not pending:
                 break
             (chrom, s, e), fut = pending.popleft()
@@ -424,7 +444,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
             seen_records += delta.records
             seen_bp += e - s + 1
             if seen_records:
-                window_bp = int(np.clip(target * seen_bp / seen_records, _MIN_WINDOW_BP, _MAX_WINDOW_BP))
+                region_bp = int(np.clip(target * seen_bp / seen_records, _MIN_REGION_BP, _MAX_REGION_BP))
             idx = reader._contig_index(chrom)
             for b in blocks:
                 b.contig[:] = idx

@@ -24,6 +24,7 @@ import numpy as np
 from snpbag.errors import InputError
 from snpbag.io.bgzf import read_text
 from snpbag.io.records import DROP_REASONS, VariantBlock, classify
+from snpbag.io.dosage import alt_dosage
 
 _LINES = 4096  # records per call of the compiled scan
 _EMPTY = np.zeros(0, dtype=np.uint8)
@@ -211,7 +212,6 @@ class TextReader:
         ------
         InputError : a record without GT or with malformed calls; an allele index above 1.
         """
-        from snpbag.io.dosage import alt_dosage
         from snpbag.io.vcfparse import decode_dosages
 
         v = len(block)

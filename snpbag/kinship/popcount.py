@@ -8,13 +8,14 @@ contributions at once:
     HETHET = pop(H_i & H_j)     IBS0 = pop(A_i & R_j | R_i & A_j)
     H·C'   = pop(H_i & C_j)     C·H' = pop(C_i & H_j)     NSNP = pop(C_i & C_j)   (C = H | A | R)
 
-and the counts go into :mod:`~snpbag.kinship.counts`' accumulators in its ``S·S'`` form
+and the counts go into :class:`PopcountAccumulator`'s accumulators in their ``S·S'`` form
 (``S·S' = homhom − 2·IBS0`` with ``homhom = NSNP − H·C' − C·H' + HETHET``; for complete
 variants the per-sample terms are added at the end). The loop over words is vectorised
 by LLVM (AVX-512 ``vpopcntq`` where the CPU has it) and unrolled over 2 × 2 pairs so each
 loaded word serves two pairs. Tiles of pairs run in threads (the kernels release the GIL).
 Compiled code is cached next to this module (``cache=True``): the first run on a machine
 spends ~0.6 s of CPU compiling, later runs ~0.2 s loading it (docs/benchmarks.md).
+:class:`PopcountAccumulator` is the counting strategy built on these kernels.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from snpbag.kinship.accumulator import Accumulator, Chunk
+
 #: Words per sample and plane are padded to a multiple of this (one 512-bit vector).
 WORD_ALIGN = 8
+#: Tile side (its planes: 2 x 8 bytes per 64 variants and sample).
+BAND = 256
 
 
 @intrinsic
@@ -316,3 +321,81 @@ def _run(kernel, args, tiles, pool) -> None:
         return
     for f in [pool.submit(kernel, *args, *t) for t in tiles]:
         f.result()
+
+
+class PopcountAccumulator(Accumulator):
+    """KING counts from bit-packed genotypes and popcounts, on the CPU (numba; no torch).
+
+    Chunks are packed into bit-planes where they lie, in the reader threads; tiles of pairs
+    run in ``pool`` (None: this thread). ``hh`` takes HETHET and ``ss`` the kernels'
+    ``HETHET − 2·IBS0`` and carrier pairs' ``X·X'`` (the per-sample rest of ``S·S'`` is
+    added at the end: complete variants count into ``x`` with their het calls); ``miss``
+    takes H·C', C·H' and C·C' of the variants with missing calls. :meth:`finish` writes
+    the counts over these arrays, so a pass needs no fresh 4-byte-per-pair arrays.
+    """
+
+    copies = True
+
+    def __init__(self, *, rows: tuple[int, int], chunk: int, block_size: int, pool=None):
+        super().__init__(rows=rows, chunk=chunk)
+        self.tiles = tiles(self.r0, self.ncol, min(block_size, BAND))
+        self.pool = pool
+        self.hh = np.zeros((self.nrow, self.ncol), dtype=np.int32)
+        self.ss = np.zeros((self.nrow, self.ncol), dtype=np.int32)
+        self.miss: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def cells(self) -> int:
+        r0, r1 = self.r0, self.ncol
+        return (r1 * (r1 - 1) - r0 * (r0 - 1)) // 2
+
+    def prepare(self, g: np.ndarray, c: Chunk, *, dense: np.ndarray, complete: np.ndarray) -> None:
+        idx = np.flatnonzero(dense)
+        if idx.size:
+            c.dense, c.n_dense = pack(g, missing=False, rows=idx, n=self.ncol), idx.size
+            c.het = ones(c.dense[0])
+        idx = np.flatnonzero(~complete)
+        if idx.size:
+            c.missing, c.n_missing = pack(g, missing=True, rows=idx, n=self.ncol), idx.size
+
+    def accumulate(self, c: Chunk) -> None:
+        if c.het is not None:  # packed: the per-sample terms are known now
+            self.het += c.het
+            self.x += c.het
+            self.n_complete += c.n_dense
+            self.n_x += c.n_dense
+        super().accumulate(c)
+
+    def _add_pairs(self, flat: np.ndarray) -> None:  # straight in: the tiles are not running
+        add_pairs(flat, self.hh, self.ss)
+
+    def _count_dense(self, parts: list) -> None:
+        count_complete(_joined(parts), self.hh, self.ss, r0=self.r0, tiles=self.tiles, pool=self.pool)
+
+    def _count_missing(self, parts: list) -> None:
+        if self.miss is None:  # H·C', C·H', C·C'
+            self.miss = tuple(np.zeros((self.nrow, self.ncol), dtype=np.int32) for _ in range(3))
+        count_missing(_joined(parts), self.hh, *self.miss, self.ss, r0=self.r0, tiles=self.tiles, pool=self.pool)
+
+    def collect(self) -> None:
+        self._add_hom(self.ss)
+        if self.miss is None:
+            self.out = tuple(np.empty(self.hh.shape, dtype=np.int32) for _ in range(3))
+        else:  # finish reads each cell before it writes it: the accumulators take the counts
+            self.out = self.miss
+
+    def finish(self, b0: int, b1: int) -> None:
+        none = np.zeros((0, 0), dtype=np.int32)
+        m = self.miss if self.miss is not None else (none, none, none)
+        finish(self.hh, self.ss, *self.out, self.ss, self.x, self.n_x, self.het, self.n_complete, *m,
+               self.r0, b0, b1)
+
+    def counts(self) -> tuple[np.ndarray, ...]:
+        out = (self.hh, self.ss, *self.out)
+        self.hh = self.ss = self.miss = self.out = None
+        return out
+
+
+def _joined(parts: list) -> tuple[np.ndarray, ...]:
+    """Chunks' planes side by side (their padding words count 0)."""
+    return parts[0] if len(parts) == 1 else tuple(np.concatenate(p, axis=1) for p in zip(*parts))

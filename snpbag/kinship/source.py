@@ -19,6 +19,8 @@ import numpy as np
 from snpbag.io.chrom import is_autosome
 from snpbag.io.dosage import alt_dosage
 from snpbag.errors import SampleError
+from snpbag.io.vcf import VcfReader
+from snpbag.io.vcf import cpu_count
 
 
 @dataclass
@@ -63,7 +65,6 @@ class GenotypeSource:
             self._store = open_store(self.path)
             self.sample_ids = [str(s) for s in self._store.sample_ids.tolist()]
         else:
-            from snpbag.io.vcf import VcfReader
 
             reader = VcfReader(self.path)
             self.sample_ids = list(reader.samples)
@@ -97,7 +98,6 @@ class GenotypeSource:
         stats = stats if stats is not None else ScanStats()
         jobs = self._store.dosage_block_jobs(n, block=chunk, reuse=reuse) if self.is_store else None
         if jobs is None and not self.is_store:
-            from snpbag.io.vcf import cpu_count
 
             yield from self._vcf_jobs(n, chunk, stats, threads=self.threads or cpu_count())
             return
@@ -145,7 +145,6 @@ class GenotypeSource:
         parallel. Other inputs (BCF, FORMAT not starting with GT) are decoded by htslib while
         iterating.
         """
-        from snpbag.io.vcf import VcfReader
 
         reader = VcfReader(self.path, samples=self.sample_ids[:n] if n < self.n_samples else None, threads=threads)
         try:

@@ -46,15 +46,15 @@ def flash_available() -> bool:
 
 
 def resolve_backend(name: str, device: torch.device | str) -> str:
-    """Map ``auto`` to a concrete backend for ``device``; check an explicit choice is usable."""
+    """Map ``auto`` to a concrete backend for ``device``; check an explicit choice is usable on
+    it (the name itself was validated by snpbag.config.ModelConfig)."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     if name == "auto":
         if cuda and flash_available():
             return "flash"
         return "flex" if cuda else "local"
-    if name not in BACKENDS:
-        raise ConfigError(f"model.backend={name!r}; choose one of {('auto',) + BACKENDS}")
+    assert name in BACKENDS, name
     if name == "flash" and not (cuda and flash_available()):
         raise ConfigError(
             "model.backend=flash needs a CUDA device and `pip install flash-attn` "
@@ -65,8 +65,7 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
 
 def half_window(window: int, length: int) -> int:
     """Keys reach ``window // 2`` positions each side; more than ``length - 1`` changes nothing."""
-    if window < 1:
-        raise ConfigError(f"model.window={window} must be >= 1")
+    assert window >= 1, window  # validated by snpbag.config.ModelConfig
     return min(window // 2, max(length - 1, 0))
 
 
@@ -313,8 +312,7 @@ def plan_attention(
     ``backend`` is one of ``auto``, ``flash``, ``flex``, ``local``, ``dense``; ``auto`` picks
     flash on CUDA when installed, else flex on CUDA, else local.
     """
-    if block_size < 1:
-        raise ConfigError(f"model.block_size={block_size} must be >= 1")
+    assert block_size >= 1, block_size  # validated by snpbag.config.ModelConfig
     name = resolve_backend(backend, valid.device)
     return _PLANS[name](valid, window=window, block_size=block_size)
 

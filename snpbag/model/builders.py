@@ -1,8 +1,5 @@
-"""Named presets and the functions that turn a ModelConfig into modules.
-
-PRESETS mirror configs/model/<name>.yaml key for key (a test checks it). ``n_sites`` is 0 in
-every preset: it is a property of the data, filled in from the store's site vocabulary before
-the model is built.
+"""The functions that turn a ModelConfig (already validated by its ``__post_init__``) into
+modules. The presets are configs/model/*.yaml, read by :func:`snpbag.config.preset`.
 """
 
 from __future__ import annotations
@@ -12,45 +9,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from snpbag.config import ModelConfig
+from snpbag.config import ModelConfig, preset
 from snpbag.errors import ConfigError
 from snpbag.model.encoder import Encoder
 from snpbag.model.heads import HEADS, Head
 from snpbag.model.model import SnpbagModel
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU smoke tests and the demo: trains on 2 cores in minutes
-    "tiny": dict(n_layers=2, n_heads=4, d_model=64, window=128, block_size=64, site_dim=16),
-    # CPU experiments: a real model, still minutes per epoch on small simulations
-    "small": dict(n_layers=4, n_heads=4, d_model=128, window=128, block_size=64, site_dim=16),
-    # the paper's encoder: 16 layers x 16 heads x 512 (whole-genome model, window 128)
-    "base": dict(n_layers=16, n_heads=16, d_model=512, window=128, block_size=128, site_dim=32),
-}
 
-
-def preset(name: str, **overrides: Any) -> ModelConfig:
-    """The ModelConfig of a named preset, with field overrides (e.g. n_sites=81920)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    return ModelConfig(**{"name": name, **PRESETS[name], **overrides})
-
-
-def _check(cfg: ModelConfig) -> None:
+def build_encoder(cfg: ModelConfig) -> Encoder:
+    # not a value check (ModelConfig does those): a preset leaves n_sites at 0 until the data is known
     if cfg.n_sites < 1:
         raise ConfigError(
             f"model.n_sites={cfg.n_sites}: set it to the number of sites in the store's vocabulary "
             "(the trainer fills it from the data)"
         )
-    if cfg.site_dim < 1 or cfg.n_layers < 1 or cfg.d_ff < 1:
-        raise ConfigError(
-            f"model.site_dim={cfg.site_dim}, model.n_layers={cfg.n_layers}, model.d_ff={cfg.d_ff} must all be >= 1"
-        )
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.dropout} must be in [0, 1)")
-
-
-def build_encoder(cfg: ModelConfig) -> Encoder:
-    _check(cfg)
     return Encoder(cfg)
 
 

@@ -24,9 +24,9 @@ composed by the feed-forward layers before attention can use it, and linkage
 disequilibrium is learnt slowly; with a per-site allele direction, a masked site reads
 its neighbours' alleles through attention from the first step, like a regression on
 nearby genotypes. Measured on a simulated 2,602-sample cohort (tiny preset, 512-site
-windows, lr 3e-3, 1 CPU thread, 2026-11-21): masked-accuracy gain over the AF baseline
+sequences, lr 3e-3, 1 CPU thread, 2026-11-21): masked-accuracy gain over the AF baseline
 +0.026 after 600 steps with it (+0.029 with a matching per-site readout in the head, not
-kept); without it, a run with 1024-site windows on the same cohort gained +0.001 after
+kept); without it, a run with 1024-site sequences on the same cohort gained +0.001 after
 500 and +0.011 after 750 steps.
 
 Both per-site tables are stored divided by SITE_SCALE (= 100) and multiplied back in
@@ -36,7 +36,7 @@ parameter's scale, so this gives the tables a SITE_SCALE-fold learning rate rela
 their size (muP's embedding multiplier): at lr 3e-3 a row can move by ~0.3 of its
 initial spread per step instead of ~0.003, and what a site has learnt overtakes its
 random initial code within tens of visits rather than thousands. Measured on a simulated
-cohort (2,000 samples, 2,698 MAF >= 1 % sites, tiny preset, 512-site windows, batch 8,
+cohort (2,000 samples, 2,698 MAF >= 1 % sites, tiny preset, 512-site sequences, batch 8,
 lr 3e-3, 1,800 steps, 1 CPU thread; validation at 90 % masking): validation loss 0.354
 with the scale at 100 vs 0.431 without (the AF baseline is 0.476); 0.442 at 10, 0.373
 at 300, 0.383 at 1000.

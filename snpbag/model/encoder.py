@@ -61,7 +61,8 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg)
         # retrieval input: the nearest panel genomes' genotype votes (L, 3) per token
-        self.neighbour_in = nn.Linear(3, cfg.d_model, bias=False) if cfg.neighbours_k else None
+        # the retrieval input's projection; its name is a key of saved weights, so it stays
+        self.neighbour_in = nn.Linear(3, cfg.d_model, bias=False) if cfg.retrieval_k else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.reset_parameters()
@@ -95,10 +96,10 @@ class Encoder(nn.Module):
     def forward(self, batch: Batch, *, return_attn: bool = False) -> EncoderOutput:
         x = self.embed(batch.genotype, batch.site_index, batch.position)  # (B, L, D)
         if self.neighbour_in is not None:
-            if batch.neighbours is None:
-                raise ConfigError("this model reads neighbour votes (model.neighbours_k > 0) but the batch has "
-                                  "none: build the data with the model's neighbour panel")
-            x = x + self.neighbour_in(batch.neighbours.to(x.dtype))
+            if batch.retrieval is None:
+                raise ConfigError("this model reads a retrieval input (model.retrieval_k > 0) but the batch has "
+                                  "none: build the data with the model's retrieval panel")
+            x = x + self.neighbour_in(batch.retrieval.to(x.dtype))
         plan = self.plan(batch.valid)  # mask work shared by all layers
         ckpt = self.cfg.activation_checkpointing and self.training and torch.is_grad_enabled() and not return_attn
         attentions: list[torch.Tensor] | None = [] if return_attn else None

@@ -28,7 +28,7 @@ posteriors of both, interpolated linearly in cM, as Beagle does.
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
 panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.retrieval.genomes`.
 Cost per sequence: O(V × H) to find candidates plus O(3·V × K²) for the HMM, V visible
-sites — a few ms for a 512-site training window, tenths of a second for a whole
+sites — a few ms for a 512-site training sequence, tenths of a second for a whole
 chromosome of array sites.
 """
 
@@ -53,7 +53,7 @@ class HaplotypePanel(PanelRows):
     ----------
     haplotypes : (n_genomes, n_sites, 2) int8 alleles 0/1 — phased, no missing calls
         (as Beagle and minimac require of a reference panel).
-    cm : (n_sites,) genetic position of every site in cM, non-decreasing within a contig.
+    cm : (n_sites,) genetic position of every site in cM, non-decreasing within a chromosome.
     states : K, the haplotypes kept per block of visible sites.
     block, margin : visible sites per block, and visible sites of context either side.
     ne : effective population size in the switch probability.
@@ -96,14 +96,14 @@ class HaplotypePanel(PanelRows):
         """
         rows = np.sort(np.asarray(rows, dtype=np.int64))
         voc = store.vocab
-        parts = [store.read_haplotypes(c, rows) for c in range(voc.n_contigs)]
+        parts = [store.read_haplotypes(c, rows) for c in range(voc.n_tiles)]
         h = np.concatenate(parts, axis=1) if parts else np.zeros((rows.size, 0, 2), dtype=np.int8)
         if (h < 0).any():
             raise InputError(f"{store.path}: the haplotype panel has missing calls; impute or fill the reference "
                              "panel first (Beagle), or use the genome-level retrieval (model.retrieval=genomes)")
         het = h[:, :, 0] != h[:, :, 1]
-        for c in range(voc.n_contigs) if het.any() else ():  # unphased hets would copy made-up haplotypes
-            sl = voc.contig_sites(c)
+        for c in range(voc.n_tiles) if het.any() else ():  # unphased hets would copy made-up haplotypes
+            sl = voc.tile_sites(c)
             phased = store.read_phased(np.arange(sl.start, sl.stop), rows)
             bad = 0 if phased is None else int((het[:, sl] & ~phased).sum())
             if bad:
@@ -112,9 +112,9 @@ class HaplotypePanel(PanelRows):
                                  "genome-level retrieval (model.retrieval=genomes)")
         gmap = None if genetic_map is None else read_genetic_map(genetic_map)
         cm = np.empty(voc.n_sites, dtype=np.float64)
-        for c in range(voc.n_contigs):  # contigs tile the vocabulary
-            sl = voc.contig_sites(c)
-            cm[sl] = genetic_positions(voc.position[sl], chrom=voc.contig_chrom_name(c), genetic_map=gmap)
+        for c in range(voc.n_tiles):  # tiles cover the vocabulary
+            sl = voc.tile_sites(c)
+            cm[sl] = genetic_positions(voc.position[sl], chrom=voc.tile_chrom_name(c), genetic_map=gmap)
         return cls(h, cm, sample_ids=np.asarray(store.sample_ids)[rows], store_rows=rows, **options)
 
     @property
@@ -133,7 +133,7 @@ class HaplotypePanel(PanelRows):
         ----------
         dosage : (L,) the sequence's visible dosages 0/1/2 (anything else is hidden), or
             (B, L) for B sequences over the same sites (``exclude`` then one entry each).
-        sites : (L,) vocabulary indices of its sites, increasing (one contig).
+        sites : (L,) vocabulary indices of its sites, increasing (one tile).
         exclude : panel genome row(s) whose haplotypes may not be copied (−1: none).
         threads : sequences computed at once for (B, L) input (default: the usable cores).
         """

@@ -1,14 +1,14 @@
 """Which retrieval panel a model reads: the one place that maps ``model.retrieval`` /
-``model.neighbours_k`` to a panel class and its options.
+``model.retrieval_k`` to a panel class and its options.
 
 Two kinds give the encoder the same (L, 3) per-site input:
 
 * ``genomes`` (:class:`~snpbag.retrieval.genomes.NeighbourPanel`): genotype votes of the
-  ``neighbours_k`` training genomes nearest within ``neighbours_window`` sites. Unphased
+  ``retrieval_k`` training genomes nearest within ``retrieval_span`` sites. Unphased
   panels work; cheap; a mixture of the two haplotypes' ancestries.
 * ``haplotypes`` (:class:`~snpbag.retrieval.haplotypes.HaplotypePanel`): genotype probabilities
-  of a Li-Stephens copying model over ``neighbours_k`` panel haplotypes per block of
-  ``neighbours_window`` visible sites. Needs a phased panel without missing calls (as
+  of a Li-Stephens copying model over ``retrieval_k`` panel haplotypes per block of
+  ``retrieval_span`` visible sites. Needs a phased panel without missing calls (as
   Beagle's reference does); Beagle-level accuracy on its own (docs/benchmarks.md).
 
 The panel holds the training genomes, so it is saved in the run directory and shipped in
@@ -24,10 +24,10 @@ KINDS = {"genomes": genomes.NeighbourPanel, "haplotypes": haplotypes.HaplotypePa
 
 
 def options(model_config) -> dict | None:
-    """The datamodule's ``neighbours`` option for a model (None: no retrieval input)."""
-    if not model_config.neighbours_k:
+    """The datamodule's ``retrieval`` option for a model (None: no retrieval input)."""
+    if not model_config.retrieval_k:
         return None
-    out = {"kind": model_config.retrieval, "k": model_config.neighbours_k, "window": model_config.neighbours_window}
+    out = {"kind": model_config.retrieval, "k": model_config.retrieval_k, "span": model_config.retrieval_span}
     if model_config.genetic_map:
         out["genetic_map"] = str(model_config.genetic_map)
     return out
@@ -37,16 +37,13 @@ def build(store, rows, opts: dict):
     """The panel of store rows ``rows`` (the training split) for ``opts`` (see :func:`options`)."""
     opts = dict(opts)
     kind = opts.pop("kind", "genomes")
-    unknown = set(opts) - {"k", "window", "genetic_map"}
+    unknown = set(opts) - {"k", "span", "genetic_map"}
     if unknown:
-        raise ConfigError(f"neighbours: unknown option(s) {sorted(unknown)}; give kind, k, window (and genetic_map)")
+        raise ConfigError(f"retrieval: unknown option(s) {sorted(unknown)}; give kind, k, span (and genetic_map)")
     if kind not in KINDS:
         raise ConfigError(f"model.retrieval={kind!r}; choose one of {sorted(KINDS)}")
     if kind == "haplotypes":
-        return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["window"],
-                                                    margin=opts["window"], genetic_map=opts.get("genetic_map"))
-    if opts.get("genetic_map"):
-        raise ConfigError("model.genetic_map is read by the haplotype retrieval only; set model.retrieval=haplotypes "
-                          "or drop the map")
-    return genomes.NeighbourPanel.from_store(store, rows, k=opts["k"], window=opts["window"])
+        return haplotypes.HaplotypePanel.from_store(store, rows, states=opts["k"], block=opts["span"],
+                                                    margin=opts["span"], genetic_map=opts.get("genetic_map"))
+    return genomes.NeighbourPanel.from_store(store, rows, k=opts["k"], span=opts["span"])
 

@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snpbag.io.bgzf import write_vcf_bgzf
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
+from snpbag.io import vcfwrite
 from snpbag.provenance import provenance
+from snpbag.simulate import pedigree as ped
+from snpbag.io.chrom import chrom_key, is_autosome
 
 if TYPE_CHECKING:
     import msprime
@@ -55,7 +57,7 @@ VOCAB_MIN_MAF = 0.01
 # HKY with kappa 4 and human base composition gives Ts/Tv ~2 (JC69 would give 0.5).
 HKY_KAPPA = 4.0
 BASE_FREQUENCIES = (0.295, 0.205, 0.205, 0.295)  # A, C, G, T
-_CHUNK_BYTES = 8 << 20
+_GT_HEADER = '##FORMAT=<ID=GT,Number=1,Type=String,Description="Phased genotype">'
 
 
 # --- demography and coalescent simulation ------------------------------------------------
@@ -189,55 +191,20 @@ def vcf_header(samples: Sequence[str], contigs: Sequence[tuple[str, int]], *, me
     """VCFv4.2 header: fileformat, source, contigs (with lengths), GT, extra ``meta`` lines."""
     from importlib.metadata import version
 
-    lines = ["##fileformat=VCFv4.2", f"##source=snpbag-{version('snpbag')}"]
-    lines += [f"##contig=<ID={c},length={n}>" for c, n in contigs]
-    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Phased genotype">')
-    lines += [f"##{m}" for m in meta]
-    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples]))
-    return "\n".join(lines) + "\n"
+    return vcfwrite.header_text(samples, contigs=contigs, head=[f"##source=snpbag-{version('snpbag')}"],
+                                tail=[_GT_HEADER, *(f"##{m}" for m in meta)])
 
 
 def vcf_records(haps: Haplotypes, columns: np.ndarray | None = None) -> Iterator[bytes]:
-    """VCF records of ``haps`` (phased ``a|b``) for the samples whose haplotype columns are ``columns``.
-
-    Built with numpy: each chunk of sites becomes a (sites, samples, 4) byte array
-    ``[a, '|', b, '\\t']`` so the text costs one pass over the genotypes.
-    """
-    g = haps.genotypes if columns is None else None
-    n_hap = haps.genotypes.shape[1] if columns is None else len(columns)
-    n = n_hap // 2
-    if n == 0:
-        raise InputError("VCF with no samples requested")
-    rows = max(1, _CHUNK_BYTES // (4 * n))
-    for s in range(0, len(haps.positions), rows):
-        e = min(s + rows, len(haps.positions))
-        block = (g[s:e] if g is not None else haps.genotypes[s:e][:, columns]).reshape(e - s, n, 2)
-        text = np.empty((e - s, n, 4), dtype=np.uint8)
-        text[:, :, 0] = block[:, :, 0] + 48
-        text[:, :, 1] = 124  # '|'
-        text[:, :, 2] = block[:, :, 1] + 48
-        text[:, :, 3] = 9  # '\t'
-        text[:, -1, 3] = 10  # '\n'
-        parts: list[bytes] = []
-        for i in range(e - s):
-            j = s + i
-            fixed = f"{haps.chrom}\t{haps.positions[j]}\t.\t{haps.ref[j]}\t{haps.alt[j]}\t.\tPASS\t.\tGT\t"
-            parts.append(fixed.encode())
-            parts.append(text[i].tobytes())
-        yield b"".join(parts)
+    """VCF records of ``haps`` (phased ``a|b``) for the samples whose haplotype columns are ``columns``."""
+    return vcfwrite.phased_records(haps.chrom, haps.positions, haps.ref, haps.alt, haps.genotypes, columns)
 
 
 def write_vcf(path: Path, chroms: Sequence[Haplotypes], samples: Sequence[str], *,
               columns: np.ndarray | None = None, meta: Sequence[str] = ()) -> Path:
     """Write ``chroms`` (in order) for ``samples`` as a bgzipped, indexed VCF."""
     header = vcf_header(samples, [(h.chrom, h.length) for h in chroms], meta=meta)
-
-    def chunks() -> Iterator[str | bytes]:
-        yield header
-        for h in chroms:
-            yield from vcf_records(h, columns)
-
-    return write_vcf_bgzf(chunks(), path)
+    return vcfwrite.write_vcf(path, header, (r for h in chroms for r in vcf_records(h, columns)))
 
 
 # --- array sites and target split ----------------------------------------------------------
@@ -246,8 +213,8 @@ def write_vcf(path: Path, chroms: Sequence[Haplotypes], samples: Sequence[str], 
 def select_array_sites(haps: Haplotypes, n_sites: int, *, min_maf: float = ARRAY_MIN_MAF) -> np.ndarray:
     """Indices of ``n_sites`` common sites (MAF >= ``min_maf``) spread evenly along the chromosome.
 
-    The chromosome is cut into ``n_sites`` equal windows and the common site nearest
-    each window's centre is taken (as array designs space their probes); windows
+    The chromosome is cut into ``n_sites`` equal intervals and the common site nearest
+    each interval's centre is taken (as array designs space their probes); intervals
     with no common site are made up from the remaining common sites, evenly by rank.
 
     Raises
@@ -403,7 +370,7 @@ def simulate(
         ``pedigree_pairs.tsv``.
     chromosomes
         Number of chromosomes (default 1; 22 with ``pedigree``). In pedigree mode,
-        chromosome ``k`` is a ``length``-bp window that carries the full genetic
+        chromosome ``k`` is a ``length``-bp stretch that carries the full genetic
         length of human autosome ``k`` (uniform map), so realised kinship varies
         as in a real genome while the VCF stays small.
 
@@ -513,7 +480,6 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
 
 
 def _simulate_pedigree(tmp: Path, params: dict) -> dict:
-    from snpbag.simulate import pedigree as ped
 
     k = params["chromosomes"] or 22
     n_fam = params["pedigree"]
@@ -566,6 +532,5 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
 
 def _autosome_index(chrom: str) -> int:
     """Index into the autosome table for a single named chromosome (``chr22`` → 21); 0 otherwise."""
-    from snpbag.io.chrom import chrom_key, is_autosome
 
     return int(chrom_key(chrom)) - 1 if is_autosome(chrom) else 0

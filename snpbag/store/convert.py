@@ -3,7 +3,7 @@
 One streaming pass: cyvcf2 decodes blocks of biallelic SNPs (htslib threads decompress)
 while a writer thread resizes and writes the previous block (Blosc releases the GIL, and
 zarr compresses the block's chunks concurrently). Allele counts accumulate on the way,
-so the vocabulary (MAF ≥ min_maf) and its contigs are computed at the end without a
+so the vocabulary (MAF ≥ min_maf) and its tiles are computed at the end without a
 second read. The store is written under a temporary name and renamed when complete.
 """
 
@@ -24,7 +24,7 @@ from snpbag.store import schema
 from snpbag.io.gvcf import refuse_gvcf
 from snpbag.io.records import DROP_REASONS, VariantBlock
 from snpbag.io.vcf import VcfReader, cpu_count, parallel_blocks, read_sample_file, use_parallel
-from snpbag.store.vocab import select_sites, tile_contigs
+from snpbag.store.vocab import make_tiles, select_sites
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.provenance import provenance
@@ -39,7 +39,7 @@ def report_path(output: str | Path) -> Path:
 
 
 def convert(input: str | Path, output: str | Path, *, region: str | None = None, samples: str | Path | None = None,
-            min_maf: float = 0.01, contig_len: int = 81920, threads: int | None = None) -> dict:
+            min_maf: float = 0.01, tile_len: int = 81920, threads: int | None = None) -> dict:
     """Convert a VCF/BCF into a snpbag genotype store (docs/store-format.md).
 
     Only biallelic SNPs become variants; multi-allelic sites, indels, MNPs, symbolic and
@@ -52,9 +52,9 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     region : ``CHR[:START-END]``, 1-based inclusive; needs an indexed bgzipped file.
     samples : file with one sample id per line; samples are stored in file order.
     min_maf : vocabulary threshold on the minor allele frequency among called alleles.
-    contig_len : vocabulary sites per model contig (the last one of a chromosome is shorter).
+    tile_len : vocabulary sites per tile (the last one of a chromosome is shorter).
     threads : processes/threads to use (default: all cores). With ≥ 2 and an indexed
-        bgzipped input ≥ 8 MiB, worker processes parse genomic windows in parallel
+        bgzipped input ≥ 8 MiB, worker processes parse genomic regions in parallel
         (started with ``spawn``: call ``convert`` under ``if __name__ == "__main__":``
         in scripts); otherwise htslib decompression threads and a writer thread.
 
@@ -62,7 +62,8 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     -------
     The conversion report (also written to ``OUTPUT.report.json`` and stored in the
     ``snpbag_conversion`` group attribute): records read, variants kept, records dropped by
-    reason, samples, vocabulary sites and contigs, bits per genotype, seconds.
+    reason, samples, vocabulary sites and tiles (``vocab_contigs``, ``contig_len``: the report
+    is stored in the store's attributes under the format's names), bits per genotype, seconds.
 
     Raises
     ------
@@ -73,8 +74,8 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     t0 = time.perf_counter()
     if not 0.0 <= min_maf <= 0.5:
         raise InputError(f"--min-maf {min_maf}: must be between 0 and 0.5")
-    if contig_len < 1:
-        raise InputError(f"--contig-len {contig_len}: must be a positive number of sites")
+    if tile_len < 1:
+        raise InputError(f"--tile-len {tile_len}: must be a positive number of sites")
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: must be at least 1")
     output = Path(output)
@@ -84,22 +85,22 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     sample_ids = read_sample_file(samples) if samples is not None else None
     reader = VcfReader(input, region=region, samples=sample_ids, threads=threads)
     params = dict(input=str(input), region=region, samples=str(samples) if samples else None,
-                  min_maf=min_maf, contig_len=contig_len, threads=threads)
+                  min_maf=min_maf, tile_len=tile_len, threads=threads)
     try:
         with atomic_output(output) as tmp, zarr.config.set({"threading.max_workers": threads}):
-            report = _write(reader, tmp, min_maf=min_maf, contig_len=contig_len, threads=threads,
+            report = _write(reader, tmp, min_maf=min_maf, tile_len=tile_len, threads=threads,
                             params=params, t0=t0)
     finally:
         reader.close()
     with atomic_output(report_path(output), overwrite=True) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    log.info("%s: %d variants x %d samples, %d vocabulary sites in %d contigs, %.2f bits/genotype, %.1f s",
+    log.info("%s: %d variants x %d samples, %d vocabulary sites in %d tiles, %.2f bits/genotype, %.1f s",
              output, report["variants"], report["samples"], report["vocab_sites"], report["vocab_contigs"],
              report["bits_per_genotype"], report["seconds"])
     return report
 
 
-def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, threads: int, params: dict,
+def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, threads: int, params: dict,
            t0: float) -> dict:
     n = reader.n_samples
     vchunk = schema.variant_chunk_for(n, requested=schema.VARIANT_CHUNK)
@@ -156,7 +157,7 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
     _coord(group, "sample_id", np.asarray(reader.samples, dtype=str))
 
     site_variant = select_sites(af, min_maf=min_maf)
-    c_chrom, c_start, c_stop = tile_contigs(contig[site_variant], contig_len=contig_len)
+    c_chrom, c_start, c_stop = make_tiles(contig[site_variant], tile_len=tile_len)
     _coord(group, "snpbag_site_variant", site_variant)
     _coord(group, "snpbag_site_af", af[site_variant].astype(np.float32))
     _coord(group, "snpbag_contig_chrom", c_chrom)
@@ -176,8 +177,9 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
         "vocab_sites": int(site_variant.size),
         "vocab_contigs": int(c_start.size),
         "min_maf": min_maf,
-        "contig_len": contig_len,
+        "contig_len": tile_len,
         "variant_chunk": vchunk,
+        # the report is stored in the store's attributes: its wording is part of the format
         "reader": (f"htslib, {threads} processes (genomic windows)" if parallel
                    else f"{reader.engine}, 1 process, {threads} thread(s)"),
         "call_genotype_bytes": int(gt_bytes),
@@ -189,7 +191,7 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, contig_len: int, th
         schema.ATTR_VCF_ZARR: schema.VCF_ZARR_VERSION,
         schema.ATTR_VERSION: STORE_FORMAT_VERSION,
         schema.ATTR_MIN_MAF: float(min_maf),
-        schema.ATTR_CONTIG_LEN: int(contig_len),
+        schema.ATTR_TILE_LEN: int(tile_len),
         schema.ATTR_PROVENANCE: provenance("snpbag convert", params),
         schema.ATTR_REPORT: report,
     })

@@ -1,7 +1,7 @@
 """Reading a snpbag genotype store (docs/store-format.md).
 
 ``open_store`` validates the layout once; ``GenotypeStore`` then serves the two access
-patterns snpbag needs: a few samples × one contig window (training, imputation) and
+patterns snpbag needs: a few samples × a range of one tile's sites (training, imputation) and
 all samples × consecutive variant blocks (KING-style cohort scans; :class:`ShardScan` reads
 those straight from the shard files). A store pickles by
 path, so DataLoader workers (fork or spawn) reopen it lazily in their own process.
@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ModelContig:
-    """One model contig: vocabulary sites ``site_start:site_stop`` of chromosome ``chrom``."""
+class Tile:
+    """One tile: vocabulary sites ``site_start:site_stop`` of chromosome ``chrom``."""
 
     index: int
     chrom: str
@@ -87,7 +87,7 @@ class GenotypeStore:
 
     def __repr__(self) -> str:
         return f"GenotypeStore({self.path!r}: {self.n_variants} variants x {self.n_samples} samples, " \
-               f"{self.vocab.n_sites} sites in {self.n_contigs} contigs)"
+               f"{self.vocab.n_sites} sites in {self.n_tiles} tiles)"
 
     @property
     def group(self) -> zarr.Group:
@@ -249,28 +249,28 @@ class GenotypeStore:
                 chrom_names=self.contig_ids, site_chrom=self.variant_contig[v].astype(np.int16),
                 position=self.variant_position[v].astype(np.int64), ref=allele[:, 0].astype(object),
                 alt=allele[:, 1].astype(object), af=self._cached("snpbag_site_af").astype(np.float32),
-                contig_chrom=self._cached("snpbag_contig_chrom").astype(np.int16),
-                contig_start=self._cached("snpbag_contig_start").astype(np.int64),
-                contig_stop=self._cached("snpbag_contig_stop").astype(np.int64),
-                contig_len=int(attrs[schema.ATTR_CONTIG_LEN]), min_maf=float(attrs[schema.ATTR_MIN_MAF]), variant=v,
+                tile_chrom=self._cached("snpbag_contig_chrom").astype(np.int16),
+                tile_start=self._cached("snpbag_contig_start").astype(np.int64),
+                tile_stop=self._cached("snpbag_contig_stop").astype(np.int64),
+                tile_len=int(attrs[schema.ATTR_TILE_LEN]), min_maf=float(attrs[schema.ATTR_MIN_MAF]), variant=v,
             )
         return self._cache["vocab"]
 
     sites = vocab
 
     @property
-    def n_contigs(self) -> int:
-        """Number of model contigs (vocabulary tiles), not VCF contigs."""
+    def n_tiles(self) -> int:
+        """Number of tiles of the vocabulary (snpbag.store.vocab)."""
         return self._shape("snpbag_contig_start")[0]
 
     @property
-    def contigs(self) -> list[ModelContig]:
-        """The model contigs in genome order."""
+    def tiles(self) -> list[Tile]:
+        """The tiles in genome order."""
         voc = self.vocab
         return [
-            ModelContig(i, voc.contig_chrom_name(i), int(voc.contig_start[i]), int(voc.contig_stop[i]),
-                        int(voc.position[voc.contig_start[i]]), int(voc.position[voc.contig_stop[i] - 1]))
-            for i in range(voc.n_contigs)
+            Tile(i, voc.tile_chrom_name(i), int(voc.tile_start[i]), int(voc.tile_stop[i]),
+                 int(voc.position[voc.tile_start[i]]), int(voc.position[voc.tile_stop[i] - 1]))
+            for i in range(voc.n_tiles)
         ]
 
     def sample_index(self, ids) -> np.ndarray:
@@ -346,14 +346,14 @@ class GenotypeStore:
             block = self._read(name, (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
             dest[a:b] = block[v - v[0]]
 
-    def read_haplotypes(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Alleles of vocabulary sites ``start:stop`` of model contig ``contig``.
+    def read_haplotypes(self, tile: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Alleles of vocabulary sites ``start:stop`` of tile ``tile``.
 
         Parameters
         ----------
-        contig : model contig index (0 .. n_contigs-1).
+        tile : tile index (0 .. n_tiles-1).
         samples : sample row indices (array), a slice, or None for all samples.
-        start, stop : site offsets within the contig (Python slice semantics, no negatives).
+        start, stop : site offsets within the tile (Python slice semantics, no negatives).
 
         Returns
         -------
@@ -362,18 +362,18 @@ class GenotypeStore:
         Raises
         ------
         StoreFormatError : a corrupt chunk (names the array and path).
-        IndexError : contig or start/stop out of range.
+        IndexError : tile or start/stop out of range.
         """
-        sl = self.vocab.contig_sites(contig)
+        sl = self.vocab.tile_sites(tile)
         length = sl.stop - sl.start
         stop = length if stop is None else stop
         if not 0 <= start <= stop <= length:
-            raise IndexError(f"sites {start}:{stop} out of range for contig {contig} of length {length}")
+            raise IndexError(f"sites {start}:{stop} out of range for tile {tile} of length {length}")
         return self.read_sites(np.arange(sl.start + start, sl.start + stop), samples)
 
-    def read_dosage(self, contig: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
+    def read_dosage(self, tile: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """ALT allele count (n_samples, L) int8 of the same sites; −1 where any allele is missing."""
-        h = self.read_haplotypes(contig, samples, start, stop)
+        h = self.read_haplotypes(tile, samples, start, stop)
         d = h.sum(axis=2, dtype=np.int8)
         d[(h < 0).any(axis=2)] = -1
         return d
@@ -580,7 +580,7 @@ def _crc_ok(crc, data: bytes) -> bool:
     return crc.value(data[:-4]).to_bytes(4, "little") == data[-4:]
 
 
-#: read_sites decodes a window in one zarr call below this many int8 bytes, else chunk by chunk.
+#: read_sites decodes a site range in one zarr call below this many int8 bytes, else chunk by chunk.
 _ONE_READ_BYTES = 64 << 20
 
 

@@ -14,8 +14,8 @@ import numpy as np
 #: VCF Zarr specification version whose names and dimensions the store follows.
 VCF_ZARR_VERSION = "0.4"
 
-#: Variants per genotype chunk (and per shard). A training window of 81,920 vocabulary
-#: sites for one sample touches ~10-15 such chunks; see docs/store-format.md.
+#: Variants per genotype chunk (and per shard). A tile of 81,920 vocabulary sites read
+#: for one sample touches ~10-15 such chunks; see docs/store-format.md.
 VARIANT_CHUNK = 8192
 #: Samples per genotype chunk: a one-sample read decompresses 16x more than it needs,
 #: which is cheap (tens of µs per chunk) and keeps whole-cohort scans fast.
@@ -33,7 +33,7 @@ MIN_VARIANT_CHUNK = 512
 ATTR_VERSION = "snpbag_format_version"
 ATTR_COMPLETE = "snpbag_complete"
 ATTR_MIN_MAF = "snpbag_min_maf"
-ATTR_CONTIG_LEN = "snpbag_contig_len"
+ATTR_TILE_LEN = "snpbag_contig_len"  # sites per tile (the store keeps its contig names for tiles)
 ATTR_PROVENANCE = "snpbag_provenance"
 ATTR_REPORT = "snpbag_conversion"
 ATTR_VCF_ZARR = "vcf_zarr_version"
@@ -63,6 +63,7 @@ VARIABLES: tuple[VarSpec, ...] = (
     VarSpec("sample_id", ("samples",), "str"),
     VarSpec("snpbag_site_variant", ("sites",), "int64"),
     VarSpec("snpbag_site_af", ("sites",), "float32"),
+    # the vocabulary's tiles (snpbag.store.vocab), under the format's contig names
     VarSpec("snpbag_contig_chrom", ("snpbag_contigs",), "int16"),
     VarSpec("snpbag_contig_start", ("snpbag_contigs",), "int64"),
     VarSpec("snpbag_contig_stop", ("snpbag_contigs",), "int64"),

@@ -1,9 +1,15 @@
-"""The site vocabulary: the biallelic SNPs a model is bound to, tiled into contigs.
+"""The site vocabulary: the biallelic SNPs a model is bound to, cut into tiles.
+
+A *tile* is a run of up to ``tile_len`` (default 81,920) consecutive vocabulary sites of
+one chromosome: the unit a model reads a sequence from. Tiles never span two chromosomes
+(VCF contigs).
 
 A model directory carries its vocabulary as two plain files, the site arrays (npz) and
 their metadata (JSON), so it can be used without the Zarr store it was trained on; their
 names are the model directory's (snpbag.modeldir). The store carries the same
-information as ``snpbag_site_*`` / ``snpbag_contig_*`` arrays (docs/store-format.md).
+information as ``snpbag_site_*`` / ``snpbag_contig_*`` arrays (docs/store-format.md). In
+both, the tiles are stored under ``contig`` names (:data:`ON_DISK`): the file formats keep
+their names.
 numpy only.
 """
 
@@ -19,6 +25,9 @@ from snpbag.io.chrom import chrom_key
 from snpbag.errors import CheckpointError, InputError
 
 VOCAB_FORMAT_VERSION = 1
+#: SiteVocab field -> its key in the model directory's site arrays / vocabulary metadata
+ON_DISK = {"tile_chrom": "contig_chrom", "tile_start": "contig_start", "tile_stop": "contig_stop",
+           "tile_len": "contig_len", "n_tiles": "n_contigs"}
 
 
 def select_sites(af: np.ndarray, *, min_maf: float) -> np.ndarray:
@@ -48,36 +57,36 @@ def select_sites(af: np.ndarray, *, min_maf: float) -> np.ndarray:
     return np.flatnonzero(keep).astype(np.int64)
 
 
-def tile_contigs(site_chrom: np.ndarray, *, contig_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tile the sites of each chromosome into runs of ``contig_len`` consecutive sites.
+def make_tiles(site_chrom: np.ndarray, *, tile_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tile the sites of each chromosome into runs of ``tile_len`` consecutive sites.
 
-    Sites must be grouped by chromosome (as in a sorted VCF). The last contig of a
-    chromosome is shorter; contigs never span two chromosomes.
+    Sites must be grouped by chromosome (as in a sorted VCF). The last tile of a
+    chromosome is shorter; tiles never span two chromosomes.
 
     Parameters
     ----------
     site_chrom : chromosome index of each site, grouped.
-    contig_len : sites per contig (> 0).
+    tile_len : sites per tile (> 0).
 
     Returns
     -------
-    (chrom, start, stop): per contig the chromosome index and the half-open site range.
+    (chrom, start, stop): per tile the chromosome index and the half-open site range.
 
     Raises
     ------
-    InputError : contig_len < 1.
+    InputError : tile_len < 1.
     """
-    if contig_len < 1:
-        raise InputError(f"--contig-len {contig_len}: must be a positive number of sites")
+    if tile_len < 1:
+        raise InputError(f"--tile-len {tile_len}: must be a positive number of sites")
     site_chrom = np.asarray(site_chrom)
     chroms, starts, stops = [], [], []
     if site_chrom.size:
         breaks = np.flatnonzero(np.diff(site_chrom)) + 1
         bounds = np.concatenate([[0], breaks, [site_chrom.size]])
         for a, b in zip(bounds[:-1], bounds[1:]):
-            s = np.arange(a, b, contig_len, dtype=np.int64)
+            s = np.arange(a, b, tile_len, dtype=np.int64)
             starts.append(s)
-            stops.append(np.minimum(s + contig_len, b))
+            stops.append(np.minimum(s + tile_len, b))
             chroms.append(np.full(s.size, site_chrom[a], dtype=np.int16))
     if not chroms:
         return np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -86,9 +95,9 @@ def tile_contigs(site_chrom: np.ndarray, *, contig_len: int) -> tuple[np.ndarray
 
 @dataclass
 class SiteVocab:
-    """Vocabulary sites (in genome order) and the contigs that tile them.
+    """Vocabulary sites (in genome order) and the tiles that cover them.
 
-    ``chrom_names`` are as written in the input VCF; ``site_chrom`` and ``contig_chrom``
+    ``chrom_names`` are as written in the input VCF; ``site_chrom`` and ``tile_chrom``
     index into them. ``variant`` is the row of each site in the store it came from
     (None for a vocabulary loaded from a model directory without a store).
     """
@@ -99,10 +108,10 @@ class SiteVocab:
     ref: np.ndarray  # str (S,)
     alt: np.ndarray  # str (S,)
     af: np.ndarray  # float32 (S,), ALT allele frequency in the training cohort
-    contig_chrom: np.ndarray  # int16 (C,)
-    contig_start: np.ndarray  # int64 (C,), first site
-    contig_stop: np.ndarray  # int64 (C,), one past the last site
-    contig_len: int
+    tile_chrom: np.ndarray  # int16 (T,)
+    tile_start: np.ndarray  # int64 (T,), first site
+    tile_stop: np.ndarray  # int64 (T,), one past the last site
+    tile_len: int
     min_maf: float
     variant: np.ndarray | None = None  # int64 (S,)
     _index: dict | None = field(default=None, repr=False, compare=False)
@@ -112,21 +121,21 @@ class SiteVocab:
         return int(self.position.size)
 
     @property
-    def n_contigs(self) -> int:
-        return int(self.contig_start.size)
+    def n_tiles(self) -> int:
+        return int(self.tile_start.size)
 
-    def contig_sites(self, contig_idx: int) -> slice:
-        """Vocabulary-site slice covered by contig ``contig_idx``."""
-        if not 0 <= contig_idx < self.n_contigs:
-            raise IndexError(f"contig {contig_idx} out of range (vocabulary has {self.n_contigs} contigs)")
-        return slice(int(self.contig_start[contig_idx]), int(self.contig_stop[contig_idx]))
+    def tile_sites(self, tile: int) -> slice:
+        """Vocabulary-site slice covered by tile ``tile``."""
+        if not 0 <= tile < self.n_tiles:
+            raise IndexError(f"tile {tile} out of range (vocabulary has {self.n_tiles} tiles)")
+        return slice(int(self.tile_start[tile]), int(self.tile_stop[tile]))
 
-    def contig_length(self, contig_idx: int) -> int:
-        s = self.contig_sites(contig_idx)
+    def tile_length(self, tile: int) -> int:
+        s = self.tile_sites(tile)
         return s.stop - s.start
 
-    def contig_chrom_name(self, contig_idx: int) -> str:
-        return self.chrom_names[int(self.contig_chrom[contig_idx])]
+    def tile_chrom_name(self, tile: int) -> str:
+        return self.chrom_names[int(self.tile_chrom[tile])]
 
     def chrom(self) -> np.ndarray:
         """Chromosome name of every site (as in the input)."""
@@ -158,19 +167,20 @@ class SiteVocab:
         The caller names the files and is responsible for atomicity (a model directory is
         written as a whole through :func:`snpbag.fileio.atomic_output`).
         """
-        arrays = dict(
-            site_chrom=self.site_chrom.astype(np.int16), position=self.position.astype(np.int64),
-            ref=self.ref.astype(str), alt=self.alt.astype(str), af=self.af.astype(np.float32),
-            contig_chrom=self.contig_chrom.astype(np.int16), contig_start=self.contig_start.astype(np.int64),
-            contig_stop=self.contig_stop.astype(np.int64),
-        )
+        arrays = {
+            "site_chrom": self.site_chrom.astype(np.int16), "position": self.position.astype(np.int64),
+            "ref": self.ref.astype(str), "alt": self.alt.astype(str), "af": self.af.astype(np.float32),
+            ON_DISK["tile_chrom"]: self.tile_chrom.astype(np.int16),
+            ON_DISK["tile_start"]: self.tile_start.astype(np.int64),
+            ON_DISK["tile_stop"]: self.tile_stop.astype(np.int64),
+        }
         if self.variant is not None:
             arrays["variant"] = self.variant.astype(np.int64)
         with open(sites_file, "wb") as f:
             np.savez_compressed(f, **arrays)
-        meta = dict(format_version=VOCAB_FORMAT_VERSION, chrom_names=list(self.chrom_names),
-                    contig_len=int(self.contig_len), min_maf=float(self.min_maf),
-                    n_sites=self.n_sites, n_contigs=self.n_contigs)
+        meta = {"format_version": VOCAB_FORMAT_VERSION, "chrom_names": list(self.chrom_names),
+                ON_DISK["tile_len"]: int(self.tile_len), "min_maf": float(self.min_maf),
+                "n_sites": self.n_sites, ON_DISK["n_tiles"]: self.n_tiles}
         Path(meta_file).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -197,17 +207,18 @@ class SiteVocab:
         return cls(
             chrom_names=tuple(meta["chrom_names"]), site_chrom=arrays["site_chrom"], position=arrays["position"],
             ref=arrays["ref"].astype(object), alt=arrays["alt"].astype(object), af=arrays["af"],
-            contig_chrom=arrays["contig_chrom"], contig_start=arrays["contig_start"],
-            contig_stop=arrays["contig_stop"], contig_len=int(meta["contig_len"]), min_maf=float(meta["min_maf"]),
+            tile_chrom=arrays[ON_DISK["tile_chrom"]], tile_start=arrays[ON_DISK["tile_start"]],
+            tile_stop=arrays[ON_DISK["tile_stop"]], tile_len=int(meta[ON_DISK["tile_len"]]),
+            min_maf=float(meta["min_maf"]),
             variant=arrays.get("variant"),
         )
 
     def __eq__(self, other) -> bool:  # arrays make the dataclass default unusable
         if not isinstance(other, SiteVocab):
             return NotImplemented
-        names = ("site_chrom", "position", "ref", "alt", "af", "contig_chrom", "contig_start", "contig_stop")
+        names = ("site_chrom", "position", "ref", "alt", "af", "tile_chrom", "tile_start", "tile_stop")
         return (
             tuple(self.chrom_names) == tuple(other.chrom_names)
-            and self.contig_len == other.contig_len and self.min_maf == other.min_maf
+            and self.tile_len == other.tile_len and self.min_maf == other.min_maf
             and all(np.array_equal(np.asarray(getattr(self, n)), np.asarray(getattr(other, n))) for n in names)
         )

@@ -108,7 +108,7 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class ItemLog(Callback):
-    """Appends ``step  sample  contig  offset`` of every training item to
+    """Appends ``step  sample  tile  offset`` of every training item to
     RUN_DIR/items/rank<r>.tsv (flushed per batch): an audit of the data stream, which the
     sharding and resume tests read (callbacks.item_log; off by default)."""
 
@@ -122,7 +122,7 @@ class ItemLog(Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a")
         step = trainer.global_step  # the optimiser step this batch belongs to (after it)
-        rows = zip(batch.sample.tolist(), batch.contig.tolist(), batch.offset.tolist())
+        rows = zip(batch.sample.tolist(), batch.tile.tolist(), batch.offset.tolist())
         self._file.write("".join(f"{step}\t{s}\t{c}\t{o}\n" for s, c, o in rows))
         self._file.flush()
 
@@ -133,7 +133,7 @@ class ItemLog(Callback):
 
 
 def read_item_log(path: str | Path) -> list[tuple[int, int, int, int]]:
-    """(step, sample, contig, offset) rows of an ItemLog file."""
+    """(step, sample, tile, offset) rows of an ItemLog file."""
     with open(path) as f:
         return [tuple(int(x) for x in ln.split("\t")) for ln in f if ln.strip()]
 

@@ -16,6 +16,8 @@ from typing import Any
 from snpbag import modeldir
 from snpbag.errors import CheckpointError, SnpbagError
 from snpbag.train import rundir
+from snpbag.config import ModelConfig
+from snpbag.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,6 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the trained SnpbagModel (CPU, eval mode) from a loaded checkpoint: the
     weight average when the run kept one (optim.ema_decay > 0; the weights its validation
     metrics describe), else the live weights."""
-    from snpbag.config import ModelConfig
     from snpbag.model.builders import build_model
     from snpbag.train.ema import apply_checkpoint_average
 
@@ -81,7 +82,7 @@ def _run_provenance(run_dirs: list[Path]) -> list[dict[str, Any]]:
     return []
 
 
-def _panel_for(run_dirs: list[Path], ckpt_path: Path, kind: str) -> Path:
+def _retrieval_panel_for(run_dirs: list[Path], ckpt_path: Path, kind: str) -> Path:
     """The retrieval panel (training genomes) a retrieval model retrieves from."""
     for d in run_dirs:
         if rundir.panel_path(d, kind).is_file():
@@ -108,7 +109,6 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
     CheckpointError : no checkpoint there, unreadable, or not written by snpbag train.
     InputError : ``outdir`` already exists.
     """
-    from snpbag.provenance import provenance
 
     ckpt_path = rundir.select_checkpoint(checkpoint)
     ckpt = load_checkpoint(ckpt_path)
@@ -130,7 +130,7 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "provenance": _run_provenance(run_dirs),
     }
     cfg = model.config
-    panel = _panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.neighbours_k else None
+    panel = _retrieval_panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.retrieval_k else None
     record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
     modeldir.write(outdir, model=model, vocab=vocab, training=training, provenance=record, panel=panel)
     log.info("exported %s (step %d) to %s", ckpt_path, training["global_step"], outdir)

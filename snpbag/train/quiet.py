@@ -59,3 +59,5 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*IterableDataset.*has `__len__` defined.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # on a machine with SLURM installed, outside a job: snpbag's sbatch scripts launch with srun
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system but is not used.*")

@@ -1,6 +1,6 @@
 """Exact resume in the middle of an epoch.
 
-The training stream of snpbag.data.dataset.ContigDataset is a pure function of
+The training stream of snpbag.data.dataset.TileDataset is a pure function of
 ``(seed, epoch)``, but it is an IterableDataset with a shuffle buffer, so a run resumed
 after ``k`` batches of an epoch cannot start "at item k": Lightning would restart the epoch
 from its first batch and train on batches 0, 1, ... again. ResumableLoader records how

@@ -12,45 +12,24 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from snpbag import modeldir
-from snpbag.config import ROOT_SCHEMA, TrainConfig, register
+from snpbag.config import (RENAMED, ROOT_CONFIG, ROOT_SCHEMA, MaskingConfig, TrainConfig, config_dir, register,
+                           renamed_message)
 from snpbag.retrieval import kinds as retrieval
 from snpbag.errors import ConfigError, SiteMismatchError, TrainingError
 from snpbag.train import rundir
 from snpbag.train.quiet import quiet_lightning
+from snpbag.io.chrom import chrom_key
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "SNPBAG_CONFIG_DIR"
-ROOT_CONFIG = "config"  # configs/config.yaml: the root of the Hydra config tree
 
 
 # --- composing the config ------------------------------------------------------------------
-
-
-def config_dir() -> Path:
-    """The directory holding config.yaml and the config groups.
-
-    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
-    checkout or an editable install).
-
-    Raises
-    ------
-    ConfigError : neither exists.
-    """
-    env = os.environ.get(CONFIG_ENV)
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "configs")
-    for c in candidates:
-        if (c / f"{ROOT_CONFIG}.yaml").is_file():
-            return c.resolve()
-    raise ConfigError(
-        f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
-        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
-    )
 
 
 def _one_line(e: BaseException) -> str:
@@ -85,7 +64,8 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: 
     Raises
     ------
     ConfigError : an unknown group option, an unknown key or a wrongly typed value, with
-        Hydra's own explanation on one line.
+        Hydra's own explanation on one line; a renamed key (snpbag.config.RENAMED), with
+        its new name.
     """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -97,7 +77,14 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), *, config_path: 
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3", job_name="snpbag"):
             return compose(config_name=ROOT_CONFIG, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"{cdir}: config does not compose: {_one_line(e)}") from None
+        why = _one_line(e)
+        old = re.search(r"full_key: ([\w.]+)", why)
+        if old and old.group(1) in RENAMED:
+            where = re.match(r"In '([^']+)'", why)
+            source = cdir / f"{where.group(1)}.yaml" if where else \
+                "override " + next((o for o in overrides if old.group(1) in o), old.group(1))
+            raise ConfigError(f"{source}: {renamed_message(old.group(1))}") from None
+        raise ConfigError(f"{cdir}: config does not compose: {why}") from None
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -132,6 +119,8 @@ def _check_keys(node, path: str = "") -> None:
     t = OmegaConf.get_type(node)
     known = {f.name for f in dataclasses.fields(t)} if dataclasses.is_dataclass(t) else None
     for key in node.keys():
+        if f"{path}{key}" in RENAMED:
+            raise ConfigError(renamed_message(f"{path}{key}"))
         if known is not None and key not in known:
             raise ConfigError(f"{path}{key}: no such key in {t.__name__}; known keys: {', '.join(sorted(known))}")
         child = node._get_node(key)
@@ -221,7 +210,6 @@ def _same_sites(a, b) -> str | None:
     """Why two vocabularies differ in their sites (ignoring allele frequencies), or None."""
     import numpy as np
 
-    from snpbag.io.chrom import chrom_key
 
     if a.n_sites != b.n_sites:
         return f"{a.n_sites} vs {b.n_sites} sites"
@@ -252,30 +240,26 @@ def _store_vocab(run_dir: Path, vocab, store: str) -> None:
 # --- building blocks -------------------------------------------------------------------------
 
 
-def neighbour_options(model_config) -> dict | None:
-    """The datamodule's ``neighbours`` for a model: its retrieval settings, None without retrieval."""
+def retrieval_options(model_config) -> dict | None:
+    """The datamodule's ``retrieval`` for a model: its retrieval settings, None without retrieval."""
     return retrieval.options(model_config)
 
 
 def build_datamodule(cfg: TrainConfig):
     """GenotypeDataModule from the data and masking groups (training wraps its train loader
     so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
-    from dataclasses import asdict
-
     from snpbag.train.resume import ResumableDataModule
 
     d = cfg.data
-    augment = asdict(d.augment) if d.augment.enabled else None
-    val_masking = None if d.val_mask_rate is None else {
-        "random": 1.0, "min_rate": d.val_mask_rate, "max_rate": d.val_mask_rate}
+    val_masking = None if d.val_mask_rate is None else MaskingConfig(min_rate=d.val_mask_rate, max_rate=d.val_mask_rate)
     return ResumableDataModule(
-        d.store, batch_size=d.batch_size, num_workers=d.num_workers, window=d.seq_len, val_window=d.val_seq_len,
+        d.store, batch_size=d.batch_size, num_workers=d.num_workers, seq_len=d.seq_len, val_seq_len=d.val_seq_len,
         samples=d.samples, val_samples=d.val_samples, val_fraction=d.val_fraction,
-        contigs=list(d.contigs) if d.contigs is not None else None, masking=asdict(cfg.masking),
-        val_masking=val_masking, augment=augment,
+        tiles=list(d.tiles) if d.tiles is not None else None, masking=cfg.masking,
+        val_masking=val_masking, augment=d.augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
-        neighbours=neighbour_options(cfg.model),
+        retrieval=retrieval_options(cfg.model),
     )
 
 
@@ -351,9 +335,14 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
         run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
-        loggers.append(StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+        wandb_logger = StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
                                    mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
-                                   log_model=False))
+                                   log_model=False)
+        # Lightning passes anonymous=None, which wandb >= 0.19 warns about on every run
+        # ("The anonymous setting has no effect"); not passing it means the same thing
+        if wandb_logger._wandb_init.get("anonymous") is None:
+            wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
@@ -455,10 +444,10 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
                               overrides=list(overrides), resumed_from=ckpt)
 
     model = model_for_run(cfg, vocab)
-    dm.use_neighbours(neighbour_options(model.config))  # with init_from the pretrained model decides
-    if dm.neighbour_options is not None and rank_zero_only.rank == 0:
+    dm.use_retrieval(retrieval_options(model.config))  # with init_from the pretrained model decides
+    if dm.retrieval_options is not None and rank_zero_only.rank == 0:
         # export ships the panel with the model: inference retrieves from the training genomes
-        rundir.write_panel(run_dir, dm.neighbour_options.get("kind", "genomes"), dm.neighbours)
+        rundir.write_panel(run_dir, dm.retrieval_options.get("kind", "genomes"), dm.retrieval_panel)
     meta = {
         "model_config": model.config.to_dict(),
         "head": {"name": model.head_name, "options": dict(model.head.options)},

@@ -261,6 +261,6 @@ def read_run_layout(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def items_log(run_dir: str | Path, rank: int) -> Path:
-    """RUN_DIR/items/rank<r>.tsv: ``step  sample  contig  offset`` of every training item rank
+    """RUN_DIR/items/rank<r>.tsv: ``step  sample  tile  offset`` of every training item rank
     ``rank`` trained on (callbacks.item_log; a data-stream audit for sharding and resume)."""
     return Path(run_dir) / ITEMS / f"rank{rank}.tsv"

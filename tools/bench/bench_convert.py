@@ -1,8 +1,8 @@
 """Benchmark ``snpbag convert`` against bio2zarr's vcf2zarr and plink2 --make-pgen.
 
 Measures, for one simulated cohort: wall time, peak RSS (``/usr/bin/time -v``), output
-size and bits per genotype; then the time to read one sample's training window (the
-vocabulary sites of one model contig, up to 81,920) from snpbag's layout, from the same
+size and bits per genotype; then the time to read one sample's genotypes at a whole tile (the
+vocabulary sites of one tile, up to 81,920) from snpbag's layout, from the same
 genotypes re-chunked without sharding, and from vcf2zarr's default chunking.
 
 Usage::
@@ -70,7 +70,7 @@ def dir_bytes(path: Path) -> tuple[int, int]:
     return total, n
 
 
-def window_read_ms(arr, variants: np.ndarray, samples: np.ndarray) -> float:
+def tile_read_ms(arr, variants: np.ndarray, samples: np.ndarray) -> float:
     """Median ms to read one sample's genotypes at ``variants`` (chunk-aligned range reads)."""
     times = []
     chunk = arr.chunks[0]
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_convert"))
-    ap.add_argument("--reads", type=int, default=20, help="samples timed for the window read")
+    ap.add_argument("--reads", type=int, default=20, help="samples timed for the tile read")
     _results.add_json_option(ap)
     args = ap.parse_args()
     wd = args.workdir
@@ -144,13 +144,13 @@ def main() -> None:
     rows.append((f"plink2 --make-pgen --threads {args.threads}", r,
                  round(8 * pgen / (info["variants"] * info["samples"]), 4), size, 3))
 
-    # --- one sample's training window --------------------------------------------------
+    # --- one sample's genotypes at a whole tile ------------------------------------------
     from snpbag.store.genotypes import open_store
 
     st = open_store(snp_store)
     voc = st.vocab
-    c = int(np.argmax(voc.contig_stop - voc.contig_start))
-    variants = voc.variant[voc.contig_sites(c)]
+    c = int(np.argmax(voc.tile_stop - voc.tile_start))
+    variants = voc.variant[voc.tile_sites(c)]
     rng = np.random.default_rng(0)
     samples = rng.choice(st.n_samples, size=min(args.reads, st.n_samples), replace=False)
     reads = []
@@ -162,16 +162,16 @@ def main() -> None:
     reads.append(("snpbag (8192 x 16 chunks in 8192 x 2048 shards), read_haplotypes",
                   round(1000 * float(np.median(t_api)), 1), dir_bytes(snp_store / "call_genotype")))
     src = st.group["call_genotype"]
-    reads.append(("snpbag layout, same chunk-by-chunk reader as the rows below", window_read_ms(src, variants, samples),
+    reads.append(("snpbag layout, same chunk-by-chunk reader as the rows below", tile_read_ms(src, variants, samples),
                   dir_bytes(snp_store / "call_genotype")))
     flat = wd / "unsharded.zarr"
     shutil.rmtree(flat, ignore_errors=True)
     rechunk(src, flat, (8192, 16, 2))
-    reads.append(("same chunks, no sharding", window_read_ms(zarr.open_array(str(flat / "call_genotype")),
-                                                             variants, samples),
+    reads.append(("same chunks, no sharding", tile_read_ms(zarr.open_array(str(flat / "call_genotype")),
+                                                           variants, samples),
                   dir_bytes(flat / "call_genotype")))
     reads.append((f"vcf2zarr default ({bg['call_genotype'].chunks[0]} x {bg['call_genotype'].chunks[1]})",
-                  window_read_ms(bg["call_genotype"], variants, samples), dir_bytes(b2z / "call_genotype")))
+                  tile_read_ms(bg["call_genotype"], variants, samples), dir_bytes(b2z / "call_genotype")))
 
     date = dt.date.today().isoformat()
     cmd = " ".join(["tools/bench/bench_convert.py", *sys.argv[1:]])
@@ -189,7 +189,7 @@ def main() -> None:
     for name, r, bits, size, files in rows:
         print(f"| {name} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_mib']} | {bits} | "
               f"{size / 2**20:.1f} | {files} |")
-    print(f"\nOne sample's genotypes at the {len(variants)} vocabulary sites of one model contig "
+    print(f"\nOne sample's genotypes at the {len(variants)} vocabulary sites of one tile "
           f"(spanning {variants[-1] - variants[0] + 1} variants), median of {len(samples)} random samples, "
           "page cache warm:\n")
     print("| layout | ms | call_genotype MiB | files |")

@@ -238,7 +238,7 @@ def accuracy(args, work: Path, tables: dict) -> list[str]:
     n_samples = len({t[0] for t in truth} | {t[1] for t in truth})
     nvar = count_records(vcf)
     out = [f"Pedigrees: {args.families} families ({n_samples} samples), 22 chromosomes × "
-           f"{args.ped_length / 1e6:g} Mb windows carrying each autosome's genetic length, {nvar} SNPs; "
+           f"{args.ped_length / 1e6:g} Mb stretches carrying each autosome's genetic length, {nvar} SNPs; "
            f"{len(truth)} truth pairs. Degree by KING cut points 2^-1.5 … 2^-4.5; degree ≥ 4 and "
            "unrelated pairs both count as 'unrelated'. Cells: exact / within ±1 degree (unrelated: exact).",
            "", "| true degree | pairs | " + " | ".join(est) + " |", "|---|---:|" + "---:|" * len(est)]

@@ -38,15 +38,16 @@ def main() -> None:
     n = src.n_samples
     pairs = n * (n - 1) // 2
     limit = args.limit if args.limit is not None else pairs // counts.POPCOUNT_PAIR_CELLS
+    acc = gemm.GemmAccumulator(rows=(0, n), chunk=8192, block_size=2048, device="cpu", threads=1)
     d = np.concatenate([c.dense for g in src.dosages(n, chunk=8192)
-                        if (c := counts._prepare(g, r0=0, ncol=n, pair_limit=limit)).dense is not None])
+                        if (c := counts._prepare(g, acc=acc, pair_limit=limit)).dense is not None])
     v = d.shape[0]
     print(f"{n} samples, {v} kernel variants (carrier-pair limit {limit}), {pairs} pairs, {args.threads} thread(s)")
 
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(args.threads) if args.threads > 1 else None
-    ptiles = popcount.tiles(0, n, counts.POPCOUNT_BAND)
+    ptiles = popcount.tiles(0, n, popcount.BAND)
 
     def run_popcount():
         hh, ss = np.zeros((n, n), np.int32), np.zeros((n, n), np.int32)
@@ -58,7 +59,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    gtiles = counts._tiles(0, n, counts.CPU_BAND, 2048)
+    gtiles = gemm.tiles(0, n, gemm.CPU_BAND, 2048)
 
     def run_gemm():
         hh, ss = torch.zeros((n, n), dtype=torch.int32), torch.zeros((n, n), dtype=torch.int32)

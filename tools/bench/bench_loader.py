@@ -2,7 +2,7 @@
 
 Simulates a cohort (snpbag.simulate.cohort), converts it (snpbag.store.convert), then runs the
 training DataLoader (random crops, 85-99 % random masking, shuffle buffer, collate to Batch)
-for each window length x num_workers and reports steady-state tokens/s (after the first
+for each sequence length x num_workers and reports steady-state tokens/s (after the first
 batch) and the start-up time (first batch, includes worker start and the first reads).
 
 The GPU side is arithmetic, not a measurement: training FLOPs per token of the encoder are
@@ -12,7 +12,7 @@ QK^T and AV over ``window`` keys, forward + backward), at an assumed model-FLOPs
 utilisation of 989 TFLOP/s dense bf16 (H100 SXM).
 
     .venv/bin/python tools/bench/bench_loader.py --workdir /tmp/bench_loader
-    .venv/bin/python tools/bench/bench_loader.py --windows 8192 --workers 0 2 --seconds 5
+    .venv/bin/python tools/bench/bench_loader.py --seq-lens 8192 --workers 0 2 --seconds 5
 
 Prints a Markdown section and writes the results as JSON (``--json``; tools/bench/_results.py).
 """
@@ -43,12 +43,12 @@ def gpu_tokens_per_s(*, n_layers: int, d_model: int, d_ff: int, window: int, mfu
     return params, flops, mfu * H100_BF16_DENSE / flops
 
 
-def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, contig_len: int) -> Path:
-    """The simulated cohort converted with ``contig_len`` sites per model contig (cached)."""
+def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, tile_len: int) -> Path:
+    """The simulated cohort converted with ``tile_len`` sites per tile (cached)."""
     from snpbag.store.convert import convert
     from snpbag.simulate.cohort import simulate
 
-    store = workdir / f"cohort_{contig_len}.zarr"
+    store = workdir / f"cohort_{tile_len}.zarr"
     if store.exists():
         return store
     sim = workdir / "sim"
@@ -57,27 +57,28 @@ def make_store(workdir: Path, *, samples_per_pop: int, length: int, seed: int, c
         simulate(sim, samples_per_pop=samples_per_pop, length=length, seed=seed)
         print(f"simulated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     t = time.perf_counter()
-    convert(sim / "cohort.vcf.gz", store, min_maf=0.01, contig_len=contig_len, threads=2)
+    convert(sim / "cohort.vcf.gz", store, min_maf=0.01, tile_len=tile_len, threads=2)
     print(f"converted in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return store
 
 
-def contig_len_for(window: int) -> int:
-    """Windows up to 8192 sites are cropped from 8192-site contigs (many items per epoch, as
-    in a biobank, so epoch turnover does not dominate); longer ones from 81,920-site contigs."""
-    return 8192 if window <= 8192 else 81920
+def tile_len_for(seq_len: int) -> int:
+    """Sequences up to 8192 sites are cropped from 8192-site tiles (many items per epoch, as
+    in a biobank, so epoch turnover does not dominate); longer ones from 81,920-site tiles."""
+    return 8192 if seq_len <= 8192 else 81920
 
 
-def measure(store: Path, *, window: int, workers: int, batch_size: int, seconds: float, augment: bool) -> dict:
+def measure(store: Path, *, seq_len: int, workers: int, batch_size: int, seconds: float, augment: bool) -> dict:
     """Iterate epochs until ``seconds`` of steady state have passed (at least one epoch)."""
     import torch
 
+    from snpbag.config import AugmentConfig, MaskingConfig
     from snpbag.data.datamodule import make_loader
-    from snpbag.data.dataset import ContigDataset
+    from snpbag.data.dataset import TileDataset
 
     torch.set_num_threads(1)
-    ds = ContigDataset(store, window=window, masking={}, seed=0, batch_size=batch_size,
-                       augment={"panel_size": 256} if augment else None)
+    ds = TileDataset(store, seq_len=seq_len, masking=MaskingConfig(), seed=0, batch_size=batch_size,
+                     augment=AugmentConfig(enabled=augment, panel_size=256))
     loader = make_loader(ds, num_workers=workers, persistent_workers=workers > 0)
     t0 = time.perf_counter()
     first = None
@@ -98,8 +99,8 @@ def measure(store: Path, *, window: int, workers: int, batch_size: int, seconds:
         epoch += 1
     dt_ = time.perf_counter() - first
     del loader
-    return dict(window=window, workers=workers, augment=augment, batch_size=batch_size,
-                block_samples=ds.block_samples, buffer_size=ds.buffer_size, contig_len=contig_len_for(window),
+    return dict(seq_len=seq_len, workers=workers, augment=augment, batch_size=batch_size,
+                block_samples=ds.block_samples, buffer_size=ds.buffer_size, tile_len=tile_len_for(seq_len),
                 tokens=tokens, batches=batches, epochs=epoch, startup_s=first - t0, seconds=dt_,
                 tokens_per_s=tokens / dt_)
 
@@ -110,12 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples-per-pop", type=int, default=200)
     p.add_argument("--length", type=int, default=50_000_000)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--windows", type=int, nargs="+", default=[1024, 8192, 81920])
+    p.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 8192, 81920])
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tokens-per-batch", type=int, default=65536,
-                   help="batch size = max(1, this // window), as a GPU run would size its batches")
+                   help="batch size = max(1, this // seq_len), as a GPU run would size its batches")
     p.add_argument("--seconds", type=float, default=10.0, help="steady-state time per configuration")
-    p.add_argument("--augment-window", type=int, default=8192, help="also time augmentation at this window (0: skip)")
+    p.add_argument("--augment-seq-len", type=int, default=8192,
+                   help="also time augmentation at this sequence length (0: skip)")
     p.add_argument("--mfu", type=float, default=0.4)
     _results.add_json_option(p)
     args = p.parse_args(argv)
@@ -124,27 +126,27 @@ def main(argv: list[str] | None = None) -> None:
     from snpbag.store.genotypes import open_store
 
     stores = {}
-    for w in args.windows + ([args.augment_window] if args.augment_window else []):
-        cl = contig_len_for(w)
+    for w in args.seq_lens + ([args.augment_seq_len] if args.augment_seq_len else []):
+        cl = tile_len_for(w)
         stores[cl] = make_store(args.workdir, samples_per_pop=args.samples_per_pop, length=args.length,
-                                seed=args.seed, contig_len=cl)
+                                seed=args.seed, tile_len=cl)
     st = open_store(stores[max(stores)])
     rows = []
-    for w in args.windows:
+    for w in args.seq_lens:
         for k in args.workers:
-            r = measure(stores[contig_len_for(w)], window=w, workers=k,
+            r = measure(stores[tile_len_for(w)], seq_len=w, workers=k,
                         batch_size=max(1, args.tokens_per_batch // w), seconds=args.seconds, augment=False)
             print(json.dumps(r), file=sys.stderr)
             rows.append(r)
-    if args.augment_window:
+    if args.augment_seq_len:
         for k in args.workers:
-            r = measure(stores[contig_len_for(args.augment_window)], window=args.augment_window, workers=k,
-                        batch_size=max(1, args.tokens_per_batch // args.augment_window), seconds=args.seconds,
+            r = measure(stores[tile_len_for(args.augment_seq_len)], seq_len=args.augment_seq_len, workers=k,
+                        batch_size=max(1, args.tokens_per_batch // args.augment_seq_len), seconds=args.seconds,
                         augment=True)
             print(json.dumps(r), file=sys.stderr)
             rows.append(r)
     try:
-        from snpbag.model.builders import preset
+        from snpbag.config import preset
 
         cfg = preset("base", n_sites=1)
         arch = dict(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, window=cfg.window)
@@ -158,17 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Machine: 2-core CPU VM, 24 GiB, no GPU ({platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}). Store: simulated cohort ({st.n_samples} samples, "
           f"{st.n_variants} variants, {st.vocab.n_sites} vocabulary sites with MAF >= 0.01), `snpbag convert` "
-          "default chunking, model contigs of 8192 sites for windows up to 8192 and of 81,920 sites above. "
-          "Loader: training mode (one random crop per sample x contig, 85-99 % random masking, default "
+          "default chunking, tiles of 8192 sites for sequences up to 8192 sites and of 81,920 sites above. "
+          "Loader: training mode (one random crop per sample x tile, 85-99 % random masking, default "
           "read blocks and shuffle buffer), collate to `Batch`, batch size = "
-          f"{args.tokens_per_batch} // window. "
+          f"{args.tokens_per_batch} // seq_len. "
           "Tokens/s is the steady state after the first batch; start-up is the time to the first batch "
           "(worker start + first reads).\n")
-    print("| window (sites) | batch | block / buffer | augment | workers | tokens/s | start-up (s) "
+    print("| seq_len (sites) | batch | block / buffer | augment | workers | tokens/s | start-up (s) "
           "| batches timed |")
     print("|---:|---:|---:|:---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['window']} | {r['batch_size']} | {r['block_samples']} / {r['buffer_size']} | "
+        print(f"| {r['seq_len']} | {r['batch_size']} | {r['block_samples']} / {r['buffer_size']} | "
               f"{'yes' if r['augment'] else 'no'} | {r['workers']} | {r['tokens_per_s'] / 1e6:.2f} M | "
               f"{r['startup_s']:.2f} | {r['batches']} |")
     print(f"\nOne H100 training the base preset ({arch['n_layers']} layers x {arch['d_model']}, d_ff "

@@ -31,7 +31,8 @@ def child(preset_name: str, L: int, *, backend: str, checkpointing: bool) -> dic
 
     from snpbag.data.batch import collate
     from snpbag.data.tokens import IGNORE_INDEX, MASK
-    from snpbag.model import build_model, preset
+    from snpbag.config import preset
+    from snpbag.model import build_model
 
     torch.manual_seed(0)
     cfg = preset(preset_name, n_sites=L, backend=backend, activation_checkpointing=checkpointing)
@@ -42,7 +43,7 @@ def child(preset_name: str, L: int, *, backend: str, checkpointing: bool) -> dic
     batch = collate([dict(
         genotype=np.where(masked, MASK, truth), site_index=np.arange(L),
         position=np.cumsum(rng.integers(1, 500, L)), target=np.where(masked, truth, IGNORE_INDEX),
-        contig=0, sample=0, offset=0,
+        tile=0, sample=0, offset=0,
     )])
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:

@@ -8,10 +8,10 @@ genome's visible genotypes within +-W sites if one of its two haplotypes copied 
 other is drawn from the site AF (P(g | h) = AF terms; an opposite homozygote costs
 log 1e-3). A softmax over haplotypes gives P(copied haplotype carries ALT) = q; the
 genotype distribution is (q, AF) combined for the two haplotypes, and its argmax is the
-call. No switches within the window, no error model beyond the 1e-3: a lower bound on what
+call. No switches within the span, no error model beyond the 1e-3: a lower bound on what
 the data allow, not a competitor to Beagle.
 
-    .venv/bin/python tools/bench/copy_ceiling.py --store demo_out/cohort.zarr --half-window 64
+    .venv/bin/python tools/bench/copy_ceiling.py --store demo_out/cohort.zarr --span 64
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import _results
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default="demo_out/cohort.zarr")
-    p.add_argument("--half-window", type=int, default=64, help="visible sites counted within +-W sites")
+    p.add_argument("--span", type=int, default=64, help="visible sites counted within +-W sites")
     p.add_argument("--seq-len", type=int, default=512, help="validation tile length (masks as pretrain_recipe)")
     p.add_argument("--val-rate", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
@@ -35,16 +35,17 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
 
+    from snpbag.config import MaskingConfig
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.data.tokens import IGNORE_INDEX
     from snpbag.eval import metrics as em
 
-    dm = GenotypeDataModule(a.store, batch_size=16, window=a.seq_len, val_fraction=0.1, seed=a.seed,
-                            masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate})
+    dm = GenotypeDataModule(a.store, batch_size=16, seq_len=a.seq_len, val_fraction=0.1, seed=a.seed,
+                            masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate))
     dm.setup("fit")
     store, vocab = dm.store, dm.store.vocab
-    if store.n_contigs != 1:
-        raise SystemExit("copy_ceiling handles one-contig stores (the demo's) only")
+    if store.n_tiles != 1:
+        raise SystemExit("copy_ceiling handles one-tile stores (the demo's) only")
     S = vocab.n_sites
     train, val = dm.split()
     af = np.nan_to_num(np.asarray(vocab.af, dtype=np.float64))
@@ -74,7 +75,7 @@ def main() -> None:
         c1 = np.where(vis, log_h1[np.minimum(g, 2), cols], 0.0).astype(np.float32)
         cs = np.concatenate([np.zeros((H.shape[0], 1), np.float32), np.cumsum(H * (c1 - c0) + c0, 1)], 1)
         sc = np.flatnonzero(tgt[r] != IGNORE_INDEX)
-        ll = cs[:, np.minimum(sc + a.half_window + 1, S)] - cs[:, np.maximum(sc - a.half_window, 0)]  # (2n, m)
+        ll = cs[:, np.minimum(sc + a.span + 1, S)] - cs[:, np.maximum(sc - a.span, 0)]  # (2n, m)
         w = np.exp(ll - ll.max(0, keepdims=True))
         q = (w * H[:, sc]).sum(0) / w.sum(0)
         ps = af[sc]
@@ -86,7 +87,7 @@ def main() -> None:
             hit_base[k] += (base[m] == y[m]).sum()
             n[k] += m.sum()
             calls[k] += (pred[m] != base[m]).sum()
-    print(f"copying predictor, +-{a.half_window} sites: acc {hit.sum() / n.sum():.4f}, "
+    print(f"copying predictor, +-{a.span} sites: acc {hit.sum() / n.sum():.4f}, "
           f"AF baseline {hit_base.sum() / n.sum():.4f}")
     rows = [{"maf_bin": "all", "n": int(n.sum()), "copying": hit.sum() / n.sum(), "af_baseline": hit_base.sum() / n.sum(),
              "gain": (hit.sum() - hit_base.sum()) / n.sum()}]

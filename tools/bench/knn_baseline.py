@@ -1,7 +1,7 @@
 """A k-nearest-genomes predictor: how much a masked genotype can be known without a model.
 
 For each held-out genome and each hidden site, the K training genomes closest to it on
-the visible sites within ``--window`` sites either side (sum of |dosage difference|,
+the visible sites within ``--span`` sites either side (sum of |dosage difference|,
 :class:`snpbag.retrieval.genomes.NeighbourPanel`) vote for the hidden genotype, smoothed
 towards the site's Hardy-Weinberg prior (``alpha`` pseudo-genomes); the guess is the most
 probable genotype. No training, no
@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--store", default="demo_out/cohort.zarr")
     p.add_argument("--visible", type=float, default=0.1, help="fraction of sites visible, a new pattern per genome")
     p.add_argument("--array", type=float, default=None, help="fraction of sites visible, one pattern for all")
-    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--span", type=int, default=128, help="sites either side (model.retrieval_span)")
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--alpha", type=float, default=5.0)
     p.add_argument("--val-fraction", type=float, default=0.1)
@@ -49,7 +49,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     st = open_store(a.store)
-    g_all = np.concatenate([st.read_dosage(c) for c in range(st.vocab.n_contigs)], axis=1)
+    g_all = np.concatenate([st.read_dosage(c) for c in range(st.vocab.n_tiles)], axis=1)
     train, val = split_samples(g_all.shape[0], val_fraction=a.val_fraction, seed=a.seed)
     panel, held = g_all[train], g_all[val]
     called = panel >= 0
@@ -60,7 +60,7 @@ def main() -> None:
     rng = np.random.default_rng(a.seed + 1)
     L = panel.shape[1]
     fixed = rng.random(L) < a.array if a.array is not None else None
-    nb = NeighbourPanel(panel, window=a.window, k=a.k)
+    nb = NeighbourPanel(panel, span=a.span, k=a.k)
     tally = {b: np.zeros(3, dtype=np.int64) for b in BINS}  # hidden calls, kNN right, AF right
     for g in held:
         vis = fixed if fixed is not None else rng.random(L) < a.visible
@@ -74,7 +74,7 @@ def main() -> None:
             tally[b] += (1, guess == g[s], base[s] == g[s])
     what = f"array {a.array:.0%} visible" if fixed is not None else f"{a.visible:.0%} visible per genome"
     print(f"{a.store}: {panel.shape[0]} panel / {held.shape[0]} held-out genomes, {L} sites, {what}, "
-          f"window ±{a.window}, k {a.k}, alpha {a.alpha} ({time.perf_counter() - t0:.0f} s)")
+          f"span ±{a.span}, k {a.k}, alpha {a.alpha} ({time.perf_counter() - t0:.0f} s)")
     print("| MAF bin | hidden calls | kNN | AF baseline | gain |\n|---|---:|---:|---:|---:|")
     tot = np.zeros(3, dtype=np.int64)
     rows = []

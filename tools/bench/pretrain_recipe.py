@@ -68,9 +68,10 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    from snpbag.config import AugmentConfig, MaskingConfig, preset
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.data.tokens import IGNORE_INDEX
-    from snpbag.model.builders import build_model, preset
+    from snpbag.model.builders import build_model
 
     if a.site_scale is not None:
         import snpbag.model.embedding as embedding
@@ -82,10 +83,10 @@ def main() -> None:
         k, v = kv.split("=", 1)
         over[k] = type(getattr(base_cfg, k))(v)
     dm = GenotypeDataModule(
-        a.store, batch_size=a.batch_size, window=a.seq_len, val_window=a.val_seq_len, val_fraction=0.1, seed=a.seed,
-        masking={"random": 1.0, "min_rate": a.min_rate, "max_rate": a.max_rate},
-        val_masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate},
-        augment={"generations": a.generations} if a.augment else None,
+        a.store, batch_size=a.batch_size, seq_len=a.seq_len, val_seq_len=a.val_seq_len, val_fraction=0.1, seed=a.seed,
+        masking=MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate),
+        val_masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate),
+        augment=AugmentConfig(enabled=a.augment, generations=a.generations),
     )
     dm.setup("fit")
     vocab = dm.store.vocab

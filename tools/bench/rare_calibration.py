@@ -104,13 +104,14 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
+    from snpbag.config import MaskingConfig, preset
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.eval import metrics as em
-    from snpbag.model.builders import build_model, preset
+    from snpbag.model.builders import build_model
 
-    dm = GenotypeDataModule(a.store, batch_size=16, window=a.seq_len, val_window=a.val_seq_len,
+    dm = GenotypeDataModule(a.store, batch_size=16, seq_len=a.seq_len, val_seq_len=a.val_seq_len,
                             val_fraction=0.1, seed=a.seed,
-                            masking={"random": 1.0, "min_rate": a.val_rate, "max_rate": a.val_rate})
+                            masking=MaskingConfig(min_rate=a.val_rate, max_rate=a.val_rate))
     dm.setup("fit")
     vocab = dm.store.vocab
     if Path(a.weights).is_dir():
@@ -134,7 +135,7 @@ def main() -> None:
     if a.train_rows:
         train, _ = dm.split()
         rows = np.sort(np.random.default_rng(a.seed).choice(train, a.train_rows, replace=False))
-        ds = dm._dataset(rows, training=False, window=dm.val_window, masking=dm.val_masking)
+        ds = dm._dataset(rows, training=False, seq_len=dm.val_seq_len, masking=dm.val_masking)
         site, y, prob = collect(model, dm._loader(ds), guess)
         report(f"{a.train_rows} training genomes", site, y, prob, af, guess, bins, labels, out, tables)
     print("\n".join(out))

@@ -9,7 +9,7 @@ buffer (saved with the weights), set from the training store's vocabulary by the
 (``SnpbagModel.set_site_prior``); where it is unknown the prior is flat.
 
 With ``retrieval_prior`` the log-prior is instead that of the retrieval input (the batch's
-``neighbours``, e.g. a haplotype-copying model's genotype probabilities): the untrained
+``retrieval``, e.g. a haplotype-copying model's genotype probabilities): the untrained
 model then predicts what the copying model does, and training learns where to correct it.
 """
 
@@ -47,8 +47,8 @@ class MaskedGenotypeHead(Head):
         for name, value in (("prior", prior), ("retrieval_prior", retrieval_prior)):
             if not isinstance(value, bool):
                 raise ConfigError(f"genotype head option {name}={value!r} must be true or false")
-        if retrieval_prior and not cfg.neighbours_k:
-            raise ConfigError("genotype head option retrieval_prior=true needs a retrieval input (model.neighbours_k > 0)")
+        if retrieval_prior and not cfg.retrieval_k:
+            raise ConfigError("genotype head option retrieval_prior=true needs a retrieval input (model.retrieval_k > 0)")
         options = {} if hidden is None else {"hidden": hidden}
         if not prior:  # saved only when off, so model.json of the default head stays {}
             options["prior"] = False
@@ -79,7 +79,7 @@ class MaskedGenotypeHead(Head):
         logits = self.mlp(enc_out.hidden)  # (B, L, 3)
         if self.retrieval_prior:
             dtype = torch.promote_types(logits.dtype, torch.float32)
-            logits = logits.to(dtype) + torch.log(batch.neighbours.to(dtype) + RETRIEVAL_FLOOR)
+            logits = logits.to(dtype) + torch.log(batch.retrieval.to(dtype) + RETRIEVAL_FLOOR)
         elif self.use_prior:
             # at least fp32: under bf16 autocast the prior would lose ~2 digits
             dtype = torch.promote_types(logits.dtype, torch.float32)
