@@ -41,7 +41,7 @@ def _rank_items(rank: int, world: int, port: int, store: str, out: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        ds = TileDataset(store, window=64, batch_size=BATCH, training=True, seed=3)
+        ds = TileDataset(store, seq_len=64, batch_size=BATCH, training=True, seed=3)
         items = [(int(it["sample"]), int(it["tile"])) for it in ds]
         Path(out, f"{rank}.json").write_text(json.dumps({"rank": ds.rank, "world": ds.world_size, "items": items}))
         dist.barrier()
@@ -52,7 +52,7 @@ def _rank_items(rank: int, world: int, port: int, store: str, out: str) -> None:
 def _epoch_items(store: Path, **kw) -> list[tuple[int, int]]:
     from snpbag.data.dataset import TileDataset
 
-    ds = TileDataset(str(store), window=64, batch_size=BATCH, training=True, seed=3, **kw)
+    ds = TileDataset(str(store), seq_len=64, batch_size=BATCH, training=True, seed=3, **kw)
     return [(s, c) for s, c, _ in ds.items_of_epoch(0)]
 
 

@@ -98,7 +98,7 @@ def _epoch_items(store: Path, epoch: int) -> Counter:
     from snpbag.data.dataset import TileDataset
 
     train_rows = GenotypeDataModule(str(store), batch_size=BATCH, seed=3).split()[0]
-    ds = TileDataset(str(store), samples=train_rows, window=64, batch_size=BATCH, training=True, seed=3)
+    ds = TileDataset(str(store), samples=train_rows, seq_len=64, batch_size=BATCH, training=True, seed=3)
     return Counter((s, c) for s, c, _ in ds.items_of_epoch(epoch))
 
 
