@@ -90,3 +90,35 @@ def test_lightning_ddp_two_ranks_disjoint_equal_shares(store, tmp_path):
     shares = [Counter((s, c) for _, s, c, _ in read_item_log(rundir.items_log(run_dir, rank))) for rank in (0, 1)]
     assert sum(shares[0].values()) == sum(shares[1].values()) == len(everything) // 2
     assert not set(shares[0]) & set(shares[1]) and shares[0] + shares[1] == Counter(everything)
+
+
+def _hung_peer(rank: int, world: int, port: int, out: str) -> None:
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    from snpbag.train.run import _is_collective_timeout
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=3))
+    if rank == 0:  # rank 1 never joins this all-reduce
+        try:
+            dist.all_reduce(torch.ones(1))
+            Path(out, "0").write_text("no timeout")
+        except Exception as e:  # noqa: BLE001
+            Path(out, "0").write_text(f"{_is_collective_timeout(e)} {type(e).__name__}: {e}"[:500])
+    else:  # alive but hung: waits (polling, with its own limit) until rank 0 has given up
+        import time
+
+        end = time.monotonic() + 120
+        while not Path(out, "0").exists() and time.monotonic() < end:
+            time.sleep(0.1)
+
+
+def test_a_hung_peer_is_recognised_as_a_collective_timeout(tmp_path):
+    """The text torch's gloo backend raises when a peer never joins is what snpbag.train.run
+    turns into 'rank N: a collective waited longer than trainer.collective_timeout_s'."""
+    mp.start_processes(_hung_peer, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    got = (tmp_path / "0").read_text()
+    assert got.startswith("True ") and "timed out" in got.lower(), got

@@ -498,7 +498,9 @@ def run_layout(cfg: TrainConfig, *, world_size: int, num_nodes: int) -> dict[str
 
 
 def _is_collective_timeout(e: BaseException) -> bool:
-    """torch.distributed's timeouts: DistBackendError/RuntimeError text from gloo and NCCL."""
+    """torch.distributed's errors for a peer that is hung (a timed-out collective) or dead (its
+    connection closed), as gloo and NCCL word them."""
     text = str(e).lower()
-    return ("timed out" in text or "timeout" in text) and any(
+    hung = ("timed out" in text or "timeout" in text) and any(
         k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier"))
+    return hung or "connection closed by peer" in text or "connection reset by peer" in text
