@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= passive
 export WANDB_MODE ?= offline
 APT_PACKAGES := bcftools tabix plink2 vcftools beagle slurm-wlm munge
 
-.PHONY: demo test venv peers clean-venv bench
+.PHONY: demo test venv peers clean-venv bench gpu
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,17 @@ peers:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing peers:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)) >/dev/null; \
 	  else echo "not root: skipping install of$$missing (their tests will skip)"; fi; fi
+
+# A CUDA machine: the CUDA torch build, then flash-attn (built against it: no build isolation,
+# its build requirements first; MAX_JOBS bounds the compile's memory when no wheel matches).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cu128
+gpu:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX)
+	$(BIN)/pip install -q -e '.[dev,gpu-build]'
+	MAX_JOBS=$${MAX_JOBS:-4} $(BIN)/pip install --no-build-isolation -e '.[gpu]'
+	touch $(BIN)/.installed
 
 demo: venv
 	$(BIN)/snpbag demo --out demo_out

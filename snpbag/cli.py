@@ -21,6 +21,8 @@ from snpbag.errors import SnpbagError  # noqa: E402
 # modules, not functions: each command calls MODULE.FUNCTION at run time (mock.patch-able)
 from snpbag import api  # noqa: E402
 from snpbag import demo as _demo  # noqa: E402
+from snpbag.inference import classify as _classify  # noqa: E402
+from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
@@ -80,12 +82,16 @@ def main(verbose: int) -> None:
 @click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
 @click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
-def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes):
+@click.option("--demography", type=click.Choice(["ooa", "finescale"]), default="ooa", show_default=True,
+              help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations.")
+def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
+             demography):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
-        array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes)
+        array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
+        demography=demography)
 
 
 @main.command()
@@ -188,6 +194,60 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
+
+
+@main.command()
+@click.option("--model", required=True, type=path_in, help="Model directory of an embedding model (task=embed).")
+@click.option("--input", "input", required=True, type=path_in, help="VCF/BCF or snpbag store.")
+@click.option("--output", required=True, type=path_in)
+@click.option("--format", "fmt", type=click.Choice(["zarr", "npy", "parquet"]), default="zarr", show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default="bf16", show_default=True)
+@click.option("--pool", type=click.Choice(["none", "mean"]), default="none", show_default=True,
+              help="mean: one vector per genome (the mean over unflagged patches).")
+@click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--min-typed", default=0.5, show_default=True, type=float,
+              help="Flag patches with fewer than this fraction of their sites typed.")
+def embed(model, input, output, fmt, dtype, pool, samples, batch_size, device, min_typed):
+    """Genome embeddings: one vector per patch of sites, for downstream classifiers."""
+    s = _embed.embed(model=model, input=input, output=output, fmt=fmt, dtype=dtype, pool=pool, samples=samples,
+            batch_size=batch_size, device=device, min_typed=min_typed)
+    click.echo(f"{s.site_report}\n{s.line()}")
+
+
+@main.group()
+def classify():
+    """Population labels from genome embeddings: train (with cross-validation) and predict."""
+
+
+@classify.command("train")
+@click.option("--embeddings", required=True, type=path_in, help="Output of `snpbag embed`.")
+@click.option("--labels", required=True, type=path_in, help="TSV with a header: sample, label column(s).")
+@click.option("--out", required=True, type=path_in, help="Classifier directory to write.")
+@click.option("--label-column", default=None, help="Label column of --labels (default: the second).")
+@click.option("--kinship", default=None, type=path_in, help=".kin0 file: relatives stay in one fold.")
+@click.option("--genotypes", default=None, type=path_in,
+              help="Store of the same samples: adds the PCA + logistic regression and kNN baselines.")
+@click.option("--folds", default=5, show_default=True, type=int)
+@click.option("--repeats", default=3, show_default=True, type=int)
+@click.option("--threshold", default=0.5, show_default=True, type=float,
+              help="Calls with a top probability below this are 'unassigned'.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed):
+    """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
+    s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
+            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed)
+    click.echo(s.table())
+
+
+@classify.command("predict")
+@click.option("--model", required=True, type=path_in, help="Directory written by `snpbag classify train`.")
+@click.option("--embeddings", required=True, type=path_in)
+@click.option("--output", required=True, type=path_in, help="TSV: sample, label, probabilities, call.")
+def classify_predict(model, embeddings, output):
+    """Calibrated class probabilities and an assigned/unassigned call per sample."""
+    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output)))
 
 
 @main.command()

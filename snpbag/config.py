@@ -81,7 +81,7 @@ class ModelConfig:
     d_ff: int | None = None  # default 4 * d_model
     window: int
     backend: str = "auto"
-    block_size: int  # sites per attention block of the block-local and flex backends
+    block_size: int  # sites per attention block of the local and flex backends (compiled flex: rounded up to 128s)
     n_sites: int = 0  # vocabulary size the site embedding covers (0: set from the data before building)
     site_dim: int  # narrow per-site table, projected to d_model (factorised embedding)
     dropout: float = 0.0
@@ -317,11 +317,14 @@ class MaskingConfig:
 class TaskConfig:
     """What is trained: a head (HEADS registry name) on the encoder, optionally starting
     from a pretrained model directory (``snpbag export`` output). With ``init_from`` the
-    encoder weights are loaded; the head's too when the saved head has the same name."""
+    encoder weights are loaded; the head's too when the saved head has the same name.
+    ``freeze_encoder`` trains the head alone (the embedding task's default: its embeddings
+    then describe what the pretrained encoder already knows)."""
 
     name: str = "pretrain"
     head: HeadConfig = field(default_factory=HeadConfig)
     init_from: str | None = None
+    freeze_encoder: bool = False
 
 
 @dataclass

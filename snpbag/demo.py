@@ -2,7 +2,8 @@
 
 simulate → convert → pretrain a tiny model on CPU → export → impute held-out array
 samples → score them next to the allele-frequency baseline (and Beagle 5.4 when it is
-installed). Each step reuses its output when a previous demo run completed it, so a
+installed) → train the patch-embedding head, embed the reference panel and cross-validate a
+continent classifier on the embeddings next to PCA + logistic regression. Each step reuses its output when a previous demo run completed it, so a
 second ``make demo`` only repeats what is missing.
 """
 
@@ -24,6 +25,8 @@ from snpbag.io.bgzf import copy_contigs
 from snpbag.api import load_model
 from snpbag.eval.compare import read_dosages, read_truth, render, score
 from snpbag.eval.metrics import af_baseline
+from snpbag.inference import classify
+from snpbag.inference.embed import embed
 from snpbag.inference.impute import impute
 from snpbag.train.export import export
 
@@ -43,6 +46,9 @@ class DemoSettings:
     tile_len: int = 2048
     train_overrides: tuple[str, ...] = ()
     beagle: bool = True
+    embed: bool = True  # step 6: embeddings and continent classification next to PCA
+    embed_overrides: tuple[str, ...] = ()
+    classify_epochs: int = 100
 
 
 def _du(path: Path) -> int:
@@ -165,5 +171,41 @@ def demo(out: str | Path = "demo_out", *, settings: DemoSettings | None = None,
     echo(f"{int(eval_sites.sum()):,} untyped model sites x {truth.shape[1]} targets:")
     for line in render(scored).splitlines():
         echo(line)
+    result = {"scores": scored, "eval_sites": int(eval_sites.sum())}
+    if s.embed:
+        result["classification"] = _embed_and_classify(out, sim, store, model_dir, s, echo)
     echo(f"demo finished in {time.perf_counter() - t0:.0f} s; outputs in {out}/")
-    return {"scores": scored, "eval_sites": int(eval_sites.sum())}
+    return result
+
+
+def _embed_and_classify(out: Path, sim: Path, store: Path, model_dir: Path, s: DemoSettings,
+                        echo: Callable[[str], None]) -> dict:
+    """Step 6: train the patch-embedding head on the pretrained encoder, embed the reference
+    panel, and cross-validate a continent classifier on the embeddings next to PCA + LR."""
+    from snpbag.train.run import train
+
+    echo("== 6. embed the reference panel (one vector per patch of sites) and classify continents ==")
+    run_dir, emb_model = out / "run_embed", out / "model_embed"
+    if not emb_model.exists():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        train(["experiment=embed_demo", f"data.store={store}", f"task.init_from={model_dir}",
+               f"paths.run_dir={run_dir}", *s.embed_overrides])
+        export(run_dir, emb_model)
+    embeddings = out / "embeddings.zarr"
+    if embeddings.exists():
+        shutil.rmtree(embeddings)
+    summary = embed(model=emb_model, input=store, output=embeddings, progress=False)
+    echo(summary.line())
+    labels = out / "continents.tsv"
+    labels.write_text("".join("\t".join(line.split("\t")[:3]) + "\n"
+                              for line in (sim / "samples.tsv").read_text().splitlines()
+                              if not line.endswith("\ttarget")))
+    clf = out / "classifier"
+    if clf.exists():
+        shutil.rmtree(clf)
+    res = classify.train(embeddings=embeddings, labels=labels, out=clf, label_column="continent", genotypes=store,
+                         folds=5, repeats=1, fit=classify.Fit(epochs=s.classify_epochs))
+    for line in res.table().splitlines():
+        echo(line)
+    return {m: r["mean_macro_f1"] for m, r in res.cv.items()}

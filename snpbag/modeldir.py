@@ -268,6 +268,28 @@ def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
                        provenance=_read_json(path / PROVENANCE_FILE), retrieval_panel=panel)
 
 
+def identity(directory: str | Path, vocab: SiteVocab | None = None) -> dict[str, Any]:
+    """What outputs of a model directory record to name their model: its directory name, the
+    SHA-256 of its weights file and of its site list's content (chromosome, position, REF, ALT).
+    Two outputs with equal hashes come from the same weights on the same sites."""
+    import hashlib
+
+    import numpy as np
+
+    path = Path(directory)
+    h = hashlib.sha256()
+    with open(path / WEIGHTS_FILE, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    vocab = vocab if vocab is not None else load_vocab(path)
+    v = hashlib.sha256()
+    v.update("\0".join(vocab.chrom_names).encode())
+    v.update(np.ascontiguousarray(vocab.site_chrom, np.int16).tobytes())
+    v.update(np.ascontiguousarray(vocab.position, np.int64).tobytes())
+    v.update("\0".join(map(str, vocab.ref)).encode() + b"\1" + "\0".join(map(str, vocab.alt)).encode())
+    return {"name": path.resolve().name, "weights_sha256": h.hexdigest(), "vocab_sha256": v.hexdigest()}
+
+
 # --- describe ----------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from conftest import requires_cuda
 from snpbag.errors import ConfigError
 from snpbag.model.attention import (
     BACKENDS,
+    FLEX_TILE,
+    FlexPlan,
     band_mask,
     band_to_dense,
     dense_to_band,
@@ -100,14 +103,82 @@ def test_flex_block_classification_against_dense_mask(L, bs, window):
     the classification itself: a full tile is all-allowed, every allowed pair is in some tile."""
     _, _, _, valid, _ = _inputs(L, dtype=torch.float32)
     plan = plan_attention(valid, window=window, backend="flex", block_size=bs)
-    nb = -(-L // bs)
-    Lp = nb * bs
+    assert (plan.sparse_block, plan.nb) == (bs, -(-L // bs))
+    nb, Lp = plan.nb, plan.Lp
     vpad = torch.nn.functional.pad(valid, (0, Lp - L), value=False)
-    tiles = band_mask(vpad, window=plan.half * 2).view(3, nb, bs, nb, bs).permute(0, 1, 3, 2, 4)
+    tiles = band_mask(vpad, window=window).view(3, nb, bs, nb, bs).permute(0, 1, 3, 2, 4)
     full, partial = plan.full_blocks, plan.partial_blocks
     assert not (full & partial).any()
     assert tiles.flatten(-2).all(-1)[full].all()
     assert not (tiles.flatten(-2).any(-1) & ~(full | partial)).any()
+
+
+# (B, L): lengths across one to eight 128-site blocks, none repeated, and batch sizes 2 to 4
+FLEX_SHAPES = [(2, 200), (3, 256), (2, 300), (2, 64), (2, 130), (4, 500), (2, 77), (3, 640), (2, 10), (2, 1000),
+               (2, 333)]
+
+
+def _compiled_flex_over_shapes(shapes, *, device, max_graphs, grad=False):
+    """Run compiled flex over ``shapes`` with dynamo's recompile limit set to raise; compare
+    each output (and gradient) with the dense reference; return the graphs compiled."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    before = counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(recompile_limit=max_graphs, fail_on_recompile_limit_hit=True):
+        for i, (B, L) in enumerate(shapes):
+            g = torch.Generator().manual_seed(i)
+            q, k, v = (torch.randn(B, L, 2, 16, generator=g).to(device).requires_grad_(grad) for _ in range(3))
+            valid = torch.ones(B, L, dtype=torch.bool, device=device)
+            valid[0, L - L // 4 :] = False  # right padding
+            with torch.set_grad_enabled(grad):
+                out, _ = FlexPlan(valid, window=64, block_size=64, compiled=True)(q, k, v)
+                ref, _ = plan_attention(valid, window=64, backend="dense")(q, k, v)
+            torch.testing.assert_close(out[valid], ref[valid], rtol=0, atol=2e-3 if grad else 1e-5)
+            if grad:
+                w = torch.randn_like(out) * valid[:, :, None, None]
+                for a, b in zip(torch.autograd.grad((out * w).sum(), (q, k, v)),
+                                torch.autograd.grad((ref * w).sum(), (q, k, v))):
+                    torch.testing.assert_close(a, b, rtol=0, atol=2e-3)
+    return counters["stats"]["unique_graphs"] - before
+
+
+@pytest.mark.slow
+def test_compiled_flex_runs_many_lengths_without_recompiling():
+    """A graph per batch size or length (the old `dynamic=False`) would raise here: after one
+    static graph, a new batch size and a new length each make that dimension dynamic. Compiled
+    flex runs on CPU (forward only). A batch of one (its own graph: dynamo specialises sizes 0
+    and 1) is left to the GPU test: torch 2.13's C++ flex template fails to compile it."""
+    assert _compiled_flex_over_shapes(FLEX_SHAPES, device="cpu", max_graphs=3) <= 3
+
+
+@requires_cuda
+def test_compiled_flex_on_cuda_many_lengths_forward_and_backward():
+    shapes = FLEX_SHAPES + [(1, 64), (1, 1000)]
+    assert _compiled_flex_over_shapes(shapes, device="cuda", max_graphs=4, grad=True) <= 4
+
+
+@pytest.mark.parametrize("block_size", [32, 64, 128, 256])
+def test_compiled_flex_blocks_are_tiles_every_gpu_kernel_accepts(block_size):
+    """Inductor's flex kernels need their tiles to divide the BlockMask's block: a 64-site block
+    fails in bf16 on H100 (BLOCK_M=128). Checked against torch's own tile tables."""
+    valid = torch.ones(2, 300, dtype=torch.bool)
+    plan = FlexPlan(valid, window=128, block_size=block_size, compiled=True)
+    assert plan.sparse_block % FLEX_TILE == 0 and plan.sparse_block >= block_size
+    assert plan.block_mask.BLOCK_SIZE == (plan.sparse_block, plan.sparse_block)
+    heuristics = pytest.importorskip("torch._inductor.template_heuristics.triton")
+    cuda = heuristics.CUDAConfigHeuristic()
+    tiles = [(c.block_m, c.block_n) for table in (cuda.h100_default_flex_config, cuda.a100_default_flex_config)
+             for c in table.values()]
+    for capability in [(8, 0), (8, 6), (9, 0), (10, 0)]:
+        with mock.patch("torch.cuda.get_device_capability", return_value=capability):
+            for head_dim in (16, 32, 64, 128):
+                for dtype in (torch.float32, torch.bfloat16):
+                    tiles += [(c.block_m, c.block_n) for c in cuda.get_flex_attn_fwd_configs(head_dim, dtype)]
+                    tiles += [(c.block_m1, c.block_n1) + (c.block_m2, c.block_n2)
+                              for c in cuda.get_flex_attn_bwd_configs(head_dim, dtype)]
+    assert tiles and all(plan.sparse_block % t == 0 for tile in tiles for t in tile)
 
 
 def test_flex_on_cpu_refuses_backward_with_a_clear_message():

@@ -48,13 +48,13 @@ def _invoke(runner, args):
 def test_simulate(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
         _invoke(runner, ["simulate", "out", "--samples-per-pop", "5", "--length", "2000", "--chrom", "chr20",
-                         "--seed", "3", "--array-fraction", "0.2", "--split-targets", "4"])
+                         "--seed", "3", "--array-fraction", "0.2", "--split-targets", "4", "--demography", "finescale"])
     f.assert_called_once_with("out", samples_per_pop=5, length=2000, chrom="chr20", seed=3, array_fraction=0.2,
-                              split_targets=4, pedigree=None, chromosomes=None)
+                              split_targets=4, pedigree=None, chromosomes=None, demography="finescale")
     with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
         _invoke(runner, ["simulate", "ped", "--pedigree", "3", "--chromosomes", "2"])
     f.assert_called_once_with("ped", samples_per_pop=100, length=1_000_000, chrom="22", seed=1, array_fraction=None,
-                              split_targets=None, pedigree=3, chromosomes=2)
+                              split_targets=None, pedigree=3, chromosomes=2, demography="ooa")
 
 
 def test_convert(runner, monkeypatch):

@@ -36,13 +36,9 @@ def test_there_are_experiments():
     assert {"pretrain_demo", "pretrain_chr22", "pretrain_genome"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_composes_and_instantiates(name, store, tmp_path):
-    """Model built (meta device: no memory even for the base model), datamodule set up on
-    the tiny store; CPU experiments also run one batch through a real model and build
-    their Trainer."""
-    from snpbag.train.run import build_callbacks, build_datamodule, build_trainer, model_for_run
-
+def _experiment(name: str, store: Path, tmp_path: Path) -> tuple[list[str], Path]:
+    """Overrides that make experiment ``name`` run on the tiny store (and that store): an
+    array site list for fine-tuning, a store without missing calls for a haplotype panel."""
     extra = []
     if name.startswith("impute_"):  # fine-tuning: an array site list of the store's sites, no pretrained model
         from snpbag.store.genotypes import open_store
@@ -52,12 +48,22 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
         sites.write_text("".join(f"{c}\t{p}\t{r}\t{a}\n" for c, p, r, a in
                                  list(zip(v.chrom(), v.position, v.ref, v.alt))[::5]))
         extra = [f"masking.array_sites={sites}", "task.init_from=null"]
-    cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
-               *extra)
+    cfg = _cfg(f"experiment={name}", f"data.store={store}", *extra)
     if cfg.model.retrieval_k and cfg.model.retrieval == "haplotypes":  # a phased panel without missing calls
         store = tiny_store(tmp_path / "complete", missing_rate=0.0)
-        cfg = _cfg(f"experiment={name}", f"data.store={store}", "data.num_workers=0",
-                   "data.persistent_workers=false", *extra)
+    return [f"experiment={name}", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
+            *extra], store
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_instantiates(name, store, tmp_path):
+    """Model built (meta device: no memory even for the base model), datamodule set up on
+    the tiny store; CPU experiments also run one batch through a real model and build
+    their Trainer."""
+    from snpbag.train.run import build_callbacks, build_datamodule, build_trainer, model_for_run
+
+    overrides, store = _experiment(name, store, tmp_path)
+    cfg = _cfg(*overrides)
     dm = build_datamodule(cfg)
     dm.setup("fit")
     vocab = dm.store.vocab
@@ -71,6 +77,48 @@ def test_experiment_composes_and_instantiates(name, store, tmp_path):
         assert out.logits.shape == (*batch.genotype.shape, 3) and torch.isfinite(out.loss)
         trainer = build_trainer(cfg, tmp_path, loggers=[], callbacks=build_callbacks(cfg, tmp_path))
         assert trainer.max_steps == cfg.trainer.max_steps
+
+
+# a model and sequences small enough for one CPU step; everything else is the experiment's
+ONE_STEP = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.window=32", "model.block_size=32",
+            "data.seq_len=64", "data.val_seq_len=64", "data.batch_size=2", "data.buffer_size=4",
+            "data.block_samples=8", "trainer.max_steps=1", "trainer.num_sanity_val_steps=0",
+            "trainer.enable_progress_bar=false", "logger=none", "callbacks.throughput=false"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_trainer_runs_a_step(name, store, tmp_path, monkeypatch):
+    """Every experiment with its own trainer config: one optimiser step with its precision,
+    gradient clipping and the AdamW its device would get. Where its accelerator is missing
+    (a GPU experiment here), the step runs on CPU with the optimiser the module would build
+    on CUDA (a fused AdamW unless clipping under mixed precision), which is what failed at
+    every GPU run's first step."""
+    from snpbag.train import lit_module
+    from snpbag.train.lit_module import use_fused_adamw
+    from snpbag.train.run import _precision, train
+
+    overrides, store = _experiment(name, store, tmp_path)
+    cfg = _cfg(*overrides)
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda")
+    assert cfg.trainer.accelerator in ("cpu", "gpu"), "experiments name their accelerator"
+    precision = _precision(cfg)
+    if on_gpu:
+        assert precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
+    device = "cuda" if on_gpu else "cpu"
+    fused = use_fused_adamw(device, precision=precision, grad_clip=cfg.optim.grad_clip or None)
+    emulate = on_gpu and not torch.cuda.is_available()
+    if emulate:  # the CPU has a fused AdamW and bf16 autocast: Lightning's clipping check is the same
+        overrides += ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto"]
+        monkeypatch.setattr(lit_module, "use_fused_adamw", lambda _device, **kw: use_fused_adamw("cuda", **kw))
+    elif on_gpu:  # one process: DDP on one device, not a launch per GPU from inside pytest
+        overrides += ["trainer.devices=1"]
+    built = []
+    real_adamw = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **kw: built.append(kw.get("fused")) or real_adamw(*a, **kw))
+    run = train([*overrides, *ONE_STEP, f"paths.run_dir={tmp_path / 'run'}"])
+    assert built == [fused]
+    ckpts = list(run.rglob("*.ckpt"))
+    assert ckpts and torch.load(ckpts[0], map_location="cpu", weights_only=False)["global_step"] == 1
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -61,7 +61,7 @@ def _installs(text: str) -> tuple[set[str], set[str]]:
     """(torch versions, extras) named by the pip install commands of a recipe."""
     torch = set(re.findall(r'torch==\$\{?TORCH_VERSION\}?', text))
     versions = set(re.findall(r"TORCH_VERSION[=\s]+(\d[\w.]*)", text))
-    extras = set(re.findall(r'"\.\[([\w,]+)\]"', text))
+    extras = set(re.findall(r'"\.\[([\w,-]+)\]"', text))
     assert torch, "torch is not installed from TORCH_VERSION"
     return versions, {e for group in extras for e in group.split(",")}
 

@@ -15,6 +15,7 @@ from snpbag.data.batch import collate
 from snpbag.data.tokens import IGNORE_INDEX, MASK
 from snpbag.errors import CheckpointError, ConfigError
 from snpbag.model import HEADS, Head, HeadOutput, build_model, parameter_counts
+from snpbag.model.heads import LEVELS
 from snpbag.model.embedding import position_features, _wavelengths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +241,7 @@ def test_build_errors():
 
 def test_registry_names_match_heads_and_configs():
     assert HEADS["genotype"].name == "genotype"
-    assert all(cls.name == name and cls.level in ("site", "sample", "pair") for name, cls in HEADS.items())
+    assert all(cls.name == name and cls.level in LEVELS for name, cls in HEADS.items())
     tasks = sorted((ROOT / "configs" / "task").glob("*.yaml"))
     for f in tasks:
         head = (yaml.safe_load(f.read_text()) or {}).get("head") or {}

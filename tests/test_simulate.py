@@ -298,7 +298,34 @@ def test_cli_calls_library_and_reports_errors(tmp_path):
                                    "--array-fraction", "0.02", "--split-targets", "3"])
     assert res.exit_code == 0, res.output
     run.assert_called_once_with(str(tmp_path / "o"), samples_per_pop=5, length=1_000_000, chrom="chr1", seed=1,
-                                array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None)
+                                array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None,
+                                demography="ooa")
     res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--array-fraction", "2"])
     assert res.exit_code == 2
     assert res.output.strip() == "snpbag: error: --array-fraction 2.0: must be in (0, 1], e.g. 0.05"
+
+
+def test_finescale_demography(tmp_path):
+    """Three continents of four sub-populations: samples.tsv names each sample's labels, the
+    VCF header names the model, and sub-populations of a continent are closer to each other
+    than to another continent's (F_ST from tskit on the same demography)."""
+    import msprime
+
+    from snpbag.simulate import finescale
+    from snpbag.simulate.cohort import simulate
+
+    res = simulate(tmp_path / "fs", samples_per_pop=3, length=50_000, seed=4, demography="finescale")
+    rows = [ln.split("\t") for ln in (tmp_path / "fs" / "samples.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 36 and {r[2] for r in rows} == set(finescale.CONTINENTS)
+    assert {r[1] for r in rows} == {p for p, _ in finescale.POPULATIONS}
+    assert all(r[0].startswith(r[1] + "_") and r[1].startswith(r[2]) for r in rows)
+    assert res.n_samples == 36
+    with gzip.open(tmp_path / "fs" / "cohort.vcf.gz", "rt") as f:
+        assert any(f"model={finescale.NAME}" in ln for ln in f.read(5000).splitlines())
+    d = finescale.demography()
+    ts = msprime.sim_ancestry(samples={p: 10 for p, _ in finescale.POPULATIONS}, demography=d,
+                              sequence_length=2e6, recombination_rate=1.2e-8, random_seed=1)
+    ts = msprime.sim_mutations(ts, rate=1.29e-8, random_seed=2)
+    s = [ts.samples(population=d[p].id) for p, _ in finescale.POPULATIONS]
+    within, between = ts.Fst([s[0], s[1]]), ts.Fst([s[0], s[4]])
+    assert within < 0.02 < between

@@ -53,7 +53,7 @@ def excluded_path_for(output: str | Path) -> Path:
     return Path(output).with_name(name + ".excluded.tsv")
 
 
-def _tile_jobs(vocab, targets) -> list[tuple[int, slice]]:
+def tile_jobs(vocab, targets) -> list[tuple[int, slice]]:
     """(tile index, output-row slice) for every tile the input covers."""
     jobs = []
     for c in range(vocab.n_tiles):
@@ -64,8 +64,10 @@ def _tile_jobs(vocab, targets) -> list[tuple[int, slice]]:
     return jobs
 
 
-def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
-    """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch."""
+def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
+    """The Batch a model reads for one tile and a sample batch of ``targets``: typed calls as
+    ALT dosages, untyped sites and missing calls as MASK, retrieval votes for retrieval
+    models (shared by impute and embed)."""
     import torch
 
     from snpbag.data.batch import Batch
@@ -91,6 +93,14 @@ def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.n
     if panel is not None:  # a target that is also a panel genome does not vote for itself
         votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
         batch = batch.replace(retrieval=torch.as_tensor(votes, device=dev))
+    return batch
+
+
+def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
+    """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch."""
+    import torch
+
+    batch = model_batch(loaded, targets, tile, rows, samples)
     with torch.inference_mode():
         out = loaded.model(batch)
         return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
@@ -152,7 +162,7 @@ def impute(
     log.info("%s", report)
     excluded = excluded_path_for(output)
     sites = OutputSites.from_targets(targets, loaded.vocab)
-    jobs = _tile_jobs(loaded.vocab, targets)
+    jobs = tile_jobs(loaded.vocab, targets)
     n = targets.n_samples
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 

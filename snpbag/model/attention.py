@@ -16,8 +16,9 @@ Backends (``resolve_backend``):
 * ``flash``: flash-attn's varlen kernel with ``window_size=(half, half)``; needs CUDA, the
   optional ``flash-attn`` package and right padding (the Batch contract).
 * ``flex``: ``torch.nn.attention.flex_attention`` with a BlockMask built directly from block
-  indices (O((L/block)^2) integers, never an L x L mask); compiled on CUDA. On CPU torch has no
-  flex backward and the eager forward materialises L x L scores, so it is test-only there.
+  indices (O((L/block)^2) integers, never an L x L mask); compiled on CUDA, with dynamic shapes
+  and sparse blocks of a multiple of 128 (``FlexPlan``). On CPU torch has no flex backward and
+  the eager forward materialises L x L scores, so it is test-only there.
 * ``local``: plain torch. The sequence is cut into blocks; each query block attends to the
   ``block + 2*half`` keys around it through ``scaled_dot_product_attention`` with a 4-D boolean
   band mask. Time and memory are linear in length; this is the CPU path.
@@ -30,6 +31,7 @@ entry ``[b, h, i, d]`` is the weight of key ``j = i - half + d``; ``band_to_dens
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 
@@ -211,19 +213,26 @@ class LocalPlan(AttentionPlan):
         return out, band
 
 
-_compiled_flex = None
+#: Sparse-block multiple for compiled flex: Inductor's Triton tiles (BLOCK_M, BLOCK_N, and the
+#: backward's BLOCK_M1/N1/M2/N2, all <= 128 in torch's tables for every GPU generation) must
+#: divide the BlockMask's block, so a 64-site block (tiny, small presets) fails on H100 in bf16.
+FLEX_TILE = 128
 
 
-def _flex_fn(device: torch.device):
-    """flex_attention is only memory-efficient compiled; eager is a dense reference (CPU tests)."""
-    global _compiled_flex
+@functools.cache
+def compiled_flex_attention():
+    """flex_attention compiled once per process with dynamic shapes.
+
+    A static compile (``dynamic=False``) recompiles for every new batch size and padded length
+    (chromosome-end tiles, validation, the last batch); past dynamo's recompile limit torch then
+    runs flex eagerly, which materialises the L x L scores. ``dynamic=None`` compiles the first
+    shape static (the fixed training tile length gets the fastest kernel) and a changed batch
+    size or length recompiles once with that dimension dynamic: at most three graphs per grad
+    mode, plus one for a batch of one (dynamo specialises sizes 0 and 1), within the default
+    limit of eight."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    if device.type != "cuda":
-        return flex_attention
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex
+    return torch.compile(flex_attention, dynamic=None)
 
 
 def _dense_to_ordered(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,14 +243,26 @@ def _dense_to_ordered(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class FlexPlan(AttentionPlan):
+    """flex_attention over a BlockMask built from block indices.
+
+    ``compiled`` (default: on CUDA) runs the fused kernel; uncompiled flex is an eager dense
+    reference (CPU tests). Compiled, the sparse block is rounded up to a multiple of FLEX_TILE
+    and the padded length to at least two blocks, so a one-block sequence does not specialise
+    the graph."""
+
     backend = "flex"
 
-    def __init__(self, valid: torch.Tensor, *, window: int, block_size: int) -> None:
+    def __init__(self, valid: torch.Tensor, *, window: int, block_size: int, compiled: bool | None = None) -> None:
         super().__init__(valid, window=window, block_size=block_size)
         from torch.nn.attention.flex_attention import BlockMask
 
-        bs, h, dev = block_size, self.half, valid.device
-        self.nb = nb = -(-self.L // bs)
+        dev = valid.device
+        self.compiled = dev.type == "cuda" if compiled is None else compiled
+        self.sparse_block = bs = -(-block_size // FLEX_TILE) * FLEX_TILE if self.compiled else block_size
+        # the band reach, not clamped to the length: a length-dependent constant in mask_mod
+        # would be a guard, and so a recompile, per short length
+        h = window // 2
+        self.nb = nb = max(-(-self.L // bs), 2 if self.compiled else 1)
         self.Lp = nb * bs
         vpad = F.pad(valid, (0, self.Lp - self.L), value=False)  # (B, Lp)
         blk = torch.arange(nb, device=dev)
@@ -267,7 +288,12 @@ class FlexPlan(AttentionPlan):
             raise ConfigError("model.backend=flex has no backward on CPU in torch; use model.backend=local")
         pad = (0, 0, 0, 0, 0, self.Lp - self.L)
         q, k, v = (F.pad(x, pad).transpose(1, 2) for x in (q, k, v))  # (B, H, Lp, Dh)
-        out = _flex_fn(q.device)(q, k, v, block_mask=self.block_mask)
+        if self.compiled:
+            out = compiled_flex_attention()(q, k, v, block_mask=self.block_mask)
+        else:
+            from torch.nn.attention.flex_attention import flex_attention
+
+            out = flex_attention(q, k, v, block_mask=self.block_mask)
         return out.transpose(1, 2)[:, : self.L]
 
 

@@ -38,6 +38,7 @@ from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
 from snpbag.io import vcfwrite
 from snpbag.provenance import provenance
+from snpbag.simulate import finescale
 from snpbag.simulate import pedigree as ped
 from snpbag.io.chrom import chrom_key, is_autosome
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 DEMOGRAPHIC_MODEL = "HomSap/OutOfAfrica_3G09"
 POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS"))
+#: ``--demography`` choices: the published out-of-Africa model, or the fine-scale model of
+#: snpbag.simulate.finescale (sub-populations for classification benchmarks)
+DEMOGRAPHIES = ("ooa", "finescale")
 RECOMBINATION_RATE = 1.2e-8
 MUTATION_RATE = 1.29e-8
 ARRAY_MIN_MAF = 0.05
@@ -104,6 +108,17 @@ def demography() -> tuple[msprime.Demography, str]:
         return _ooa_3g09(), "builtin"
 
 
+def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[str, str], ...], str]:
+    """(demography, its source, (population, continent) in sample order, model name) of a
+    ``--demography`` choice."""
+    if name == "finescale":
+        return finescale.demography(), "builtin", finescale.POPULATIONS, finescale.NAME
+    if name != "ooa":
+        raise InputError(f"--demography {name}: choose one of {', '.join(DEMOGRAPHIES)}")
+    dem, source = demography()
+    return dem, source, POPULATIONS, DEMOGRAPHIC_MODEL
+
+
 @dataclass
 class Haplotypes:
     """Phased biallelic SNPs of one chromosome: sites x haplotypes (sample i = columns 2i, 2i+1)."""
@@ -134,8 +149,10 @@ def simulate_haplotypes(
     length: int,
     chrom: str,
     seed: np.random.SeedSequence,
+    model: str = "ooa",
 ) -> Haplotypes:
-    """One chromosome of diploid samples, populations in :data:`POPULATIONS` order.
+    """One chromosome of diploid samples, populations in the order of the model's
+    populations (:data:`POPULATIONS` for ``ooa``).
 
     Parameters
     ----------
@@ -156,8 +173,8 @@ def simulate_haplotypes(
     import msprime
     import tskit
 
-    dem, _ = demography()
-    sets = [msprime.SampleSet(n, population=p, ploidy=2) for (p, _), n in zip(POPULATIONS, samples_per_pop) if n]
+    dem, _, pops, _ = model_of(model)
+    sets = [msprime.SampleSet(n, population=p, ploidy=2) for (p, _), n in zip(pops, samples_per_pop) if n]
     s_anc, s_mut = seed.spawn(2)
     ts = msprime.sim_ancestry(samples=sets, demography=dem, sequence_length=length,
                               recombination_rate=RECOMBINATION_RATE, random_seed=_msprime_seed(s_anc))
@@ -339,6 +356,7 @@ def simulate(
     split_targets: int | None = None,
     pedigree: int | None = None,
     chromosomes: int | None = None,
+    demography: str = "ooa",
 ) -> SimulationResult:
     """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
 
@@ -348,7 +366,8 @@ def simulate(
         New directory (an existing empty one is accepted); written under a temporary
         name and renamed when complete.
     samples_per_pop
-        Diploid samples in each of YRI/AFR, CEU/EUR, CHB/EAS (cohort mode).
+        Diploid samples in each population (cohort mode): YRI/AFR, CEU/EUR, CHB/EAS, or
+        the 12 sub-populations of ``demography="finescale"``.
     length
         Length of each simulated chromosome in bp.
     chrom
@@ -374,6 +393,11 @@ def simulate(
         length of human autosome ``k`` (uniform map), so realised kinship varies
         as in a real genome while the VCF stays small.
 
+    demography
+        ``ooa`` (the published out-of-Africa model) or ``finescale`` (three continents of
+        four recently split sub-populations, snpbag.simulate.finescale); samples.tsv gives
+        each sample's population and continent.
+
     Returns
     -------
     SimulationResult
@@ -385,11 +409,17 @@ def simulate(
         ``array_fraction``, or too many ``split_targets``.
     """
     _validate(samples_per_pop, length, chrom, array_fraction, split_targets, pedigree, chromosomes)
+    if demography not in DEMOGRAPHIES:
+        raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
+    if demography != "ooa" and pedigree is not None:
+        raise InputError("--pedigree simulates founders from the out-of-Africa model; drop --demography")
     outdir = Path(outdir)
     overwrite = outdir.is_dir() and not any(outdir.iterdir())
     params = dict(samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
                   array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree,
                   chromosomes=chromosomes)
+    if demography != "ooa":  # only named when not the default, so default outputs keep their bytes
+        params["demography"] = demography
     t0 = time.perf_counter()
     with atomic_output(outdir, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -407,11 +437,14 @@ def simulate(
     return SimulationResult(outdir, files, result["n_samples"], result["n_sites"])
 
 
-def _model_meta(source: str) -> dict:
+def _model_meta(source: str, model: str = "ooa") -> dict:
+    _, _, pops, name = model_of(model)
+    extra = {"demography_parameters": finescale.PARAMETERS} if model == "finescale" else {}
     return {
-        "demographic_model": DEMOGRAPHIC_MODEL,
+        "demographic_model": name,
+        **extra,
         "demography_source": source,
-        "populations": {p: c for p, c in POPULATIONS},
+        "populations": {p: c for p, c in pops},
         "recombination_rate": RECOMBINATION_RATE,
         "mutation_rate": MUTATION_RATE,
         "mutation_model": f"HKY kappa={HKY_KAPPA} freqs(ACGT)={list(BASE_FREQUENCIES)}, discrete genome; "
@@ -422,25 +455,27 @@ def _model_meta(source: str) -> dict:
 def _vcf_meta(params: dict, source: str) -> list[str]:
     """Deterministic header lines (no dates) describing the simulation."""
     p = ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
-    return [f"snpbag_simulation=<model={DEMOGRAPHIC_MODEL},demography={source.replace(' ', '-')},"
+    name = model_of(params.get("demography") or "ooa")[3]
+    return [f"snpbag_simulation=<model={name},demography={source.replace(' ', '-')},"
             f"mu={MUTATION_RATE},r={RECOMBINATION_RATE},{p}>"]
 
 
 def _simulate_cohort(tmp: Path, params: dict) -> dict:
     n = params["samples_per_pop"]
     k = params["chromosomes"] or 1
+    model = params.get("demography") or "ooa"
+    _, source, populations, _ = model_of(model)
     ss = np.random.SeedSequence(params["seed"])
     chrom_ss, split_ss = ss.spawn(2)
     targets = None  # drawn first: a bad --split-targets fails before the simulation
     if params["split_targets"] is not None:
-        targets = split_targets([n] * len(POPULATIONS), params["split_targets"], rng=np.random.default_rng(split_ss))
+        targets = split_targets([n] * len(populations), params["split_targets"], rng=np.random.default_rng(split_ss))
     names = _chrom_names(params["chrom"], k)
-    chroms = [simulate_haplotypes([n] * len(POPULATIONS), length=params["length"], chrom=c, seed=s)
+    chroms = [simulate_haplotypes([n] * len(populations), length=params["length"], chrom=c, seed=s, model=model)
               for c, s in zip(names, chrom_ss.spawn(k))]
     width = max(4, len(str(n)))
-    samples = [f"{p}_{i + 1:0{width}d}" for p, _ in POPULATIONS for i in range(n)]
-    pops = [(p, c) for p, c in POPULATIONS for _ in range(n)]
-    _, source = demography()
+    samples = [f"{p}_{i + 1:0{width}d}" for p, _ in populations for i in range(n)]
+    pops = [(p, c) for p, c in populations for _ in range(n)]
     vcf_meta = _vcf_meta(params, source)
     files: dict[str, Path] = {}
 
@@ -469,7 +504,7 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
             files["targets_array"] = write_vcf(tmp / "targets_array.vcf.gz", arr, tnames,
                                                columns=_columns(targets), meta=vcf_meta)
     n_sites = sum(len(h.positions) for h in chroms)
-    meta = _model_meta(source)
+    meta = _model_meta(source, model)
     meta.update(
         chromosomes={h.chrom: {"length": h.length, "sites": int(len(h.positions))} for h in chroms},
         n_samples=len(samples),

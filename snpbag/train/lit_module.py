@@ -133,6 +133,12 @@ class SnpbagModule(LightningModule):
         # touches every parameter, so DDP ranks stay in step.
         return out.logits.sum() * 0.0
 
+    @staticmethod
+    def _scored(out, batch) -> torch.Tensor:
+        """What the logits are scored against: the head's own target when it names one (the
+        embedding head reconstructs every called genotype), else the batch's masked sites."""
+        return out.extras.get("target", batch.target)
+
     def _is_genotype_logits(self, out, batch) -> bool:
         return out.logits.dim() == 3 and out.logits.shape[-1] == 3 and out.logits.shape[:2] == batch.target.shape
 
@@ -143,7 +149,8 @@ class SnpbagModule(LightningModule):
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         if self._is_genotype_logits(out, batch):
             with torch.no_grad():
-                acc, base = step_accuracy(out.logits.detach(), batch.target, self.val_acc.site_guess, batch.site_index)
+                acc, base = step_accuracy(out.logits.detach(), self._scored(out, batch), self.val_acc.site_guess,
+                                          batch.site_index)
             self.log("train/acc", acc, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
             self.log("train/base_acc", base, on_step=True, on_epoch=False, batch_size=bs)
         return loss
@@ -167,12 +174,13 @@ class SnpbagModule(LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         out = self.model(batch)
-        n_scored = int((batch.target >= 0).sum())
+        target = self._scored(out, batch)
+        n_scored = int((target >= 0).sum())
         if out.loss is not None and n_scored:
             # weighted by scored positions: the epoch value is the token-level mean
             self.val_loss.update(out.loss.detach().float(), weight=n_scored)
         if self._is_genotype_logits(out, batch):
-            self.val_acc.update(out.logits.float(), batch.target, batch.site_index)
+            self.val_acc.update(out.logits.float(), target, batch.site_index)
 
     def on_validation_epoch_end(self) -> None:
         # the live weights are back before any checkpoint of this validation is written
@@ -245,6 +253,9 @@ class SnpbagModule(LightningModule):
                 self.ema.load_state_dict({"updates": 0, "shadow": {k: state[k] for k in self.ema.shadow}})
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        encoder = getattr(self.model, "encoder", None)
+        if encoder is not None and encoder.training and not any(p.requires_grad for p in encoder.parameters()):
+            encoder.eval()  # a frozen encoder (task.freeze_encoder) runs as at inference: no dropout
         if self._rng_to_restore is not None:
             states, self._rng_to_restore = _rng_from_plain(self._rng_to_restore), None
             if not torch.cuda.is_available():

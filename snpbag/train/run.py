@@ -270,6 +270,7 @@ def model_for_run(cfg: TrainConfig, vocab):
     With ``init_from`` the architecture is the pretrained model's; ``cfg.model``'s runtime
     fields (backend, block size, window, dropout, activation checkpointing, compile) still
     apply. The encoder weights are loaded; the head's too when it has the same name.
+    ``task.freeze_encoder`` leaves the encoder's weights out of training.
 
     Raises
     ------
@@ -277,6 +278,14 @@ def model_for_run(cfg: TrainConfig, vocab):
         disagrees with the store.
     CheckpointError : init_from is not a model directory.
     """
+    model = _model_for_run(cfg, vocab)
+    if cfg.task.freeze_encoder:
+        model.encoder.requires_grad_(False)  # the optimiser skips parameters without gradients
+        log.info("encoder frozen (task.freeze_encoder=true): training the %s head only", model.head_name)
+    return model
+
+
+def _model_for_run(cfg: TrainConfig, vocab):
     from dataclasses import replace
 
     from snpbag.model.builders import build_model

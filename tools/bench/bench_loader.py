@@ -5,11 +5,9 @@ training DataLoader (random crops, 85-99 % random masking, shuffle buffer, colla
 for each sequence length x num_workers and reports steady-state tokens/s (after the first
 batch) and the start-up time (first batch, includes worker start and the first reads).
 
-The GPU side is arithmetic, not a measurement: training FLOPs per token of the encoder are
-``6 * N + 12 * n_layers * d_model * window`` (N = 12 * n_layers * d_model^2 weight
-parameters of attention + MLP with d_ff = 4 d; embeddings are lookups; the second term is
-QK^T and AV over ``window`` keys, forward + backward), at an assumed model-FLOPs
-utilisation of 989 TFLOP/s dense bf16 (H100 SXM).
+The GPU side is arithmetic, not a measurement: training FLOPs per token of the encoder
+(snpbag.model.flops) at an assumed model-FLOPs utilisation of 989 TFLOP/s dense bf16
+(H100 SXM).
 
     .venv/bin/python tools/bench/bench_loader.py --workdir /tmp/bench_loader
     .venv/bin/python tools/bench/bench_loader.py --seq-lens 8192 --workers 0 2 --seconds 5
@@ -38,8 +36,10 @@ H100_BF16_DENSE = 989e12
 
 def gpu_tokens_per_s(*, n_layers: int, d_model: int, d_ff: int, window: int, mfu: float) -> tuple[float, float, float]:
     """(weight parameters, training FLOPs per token, tokens/s) of one H100 at ``mfu``."""
-    params = n_layers * (4 * d_model * d_model + 2 * d_model * d_ff)
-    flops = 6 * params + 12 * n_layers * d_model * window
+    from snpbag.model import flops as flops_model  # imports torch: after OMP_NUM_THREADS is set
+
+    params = flops_model.encoder_matmul_params(n_layers=n_layers, d_model=d_model, d_ff=d_ff)
+    flops = flops_model.training_flops_per_token(n_layers=n_layers, d_model=d_model, d_ff=d_ff, window=window)
     return params, flops, mfu * H100_BF16_DENSE / flops
 
 

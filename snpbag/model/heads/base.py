@@ -15,7 +15,7 @@ from snpbag.config import ModelConfig
 from snpbag.data.batch import Batch
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
-LEVELS = ("site", "sample", "pair")
+LEVELS = ("site", "patch", "sample", "pair")  # patch: one output per fixed run of sites (embed)
 
 
 class Head(nn.Module):

@@ -1,0 +1,172 @@
+"""Patch-embedding head: one small vector per patch of ``patch`` consecutive sites, and a
+decoder that reconstructs every genotype of the patch from that vector alone.
+
+Patches are a fixed grid of each model tile (site ``offset + i`` of a sequence lies in patch
+``(offset + i) // patch``), so a training window, an evaluation window and ``snpbag embed``
+put a site in the same patch; a window that starts or ends inside a patch gives a shorter,
+padded and masked one (so does a tile's last patch).
+
+Compression follows the SNPBag paper: a per-site MLP narrows the encoder width to
+``vector_dim`` channels, then a learned weighting of the slots of a segment (one weight per slot
+and channel, so a channel can specialise on part of the patch) sums them into one vector. The bottleneck has shape ``(n_vectors, vector_dim)``: the patch is cut into
+``n_vectors`` consecutive segments of ``patch // n_vectors`` slots, each compressed to its own
+vector (default 1 x 128; 16 x 8 keeps locality with as many numbers).
+
+Decoding reads only the bottleneck and what the model knows without the sample: the site's
+identity (a per-site query table of the head) and its allele-frequency prior (the same
+Hardy-Weinberg log-prior as the genotype head), so the AF baseline is what an uninformative
+embedding decodes to. The reconstruction loss is the cross-entropy over every called site of
+the patch, masked input or not; with ``token_weight > 0`` a composed masked-genotype head adds
+the per-token loss on masked sites.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snpbag.config import ModelConfig
+from snpbag.data.batch import Batch
+from snpbag.data.tokens import IGNORE_INDEX, MISSING
+from snpbag.errors import ConfigError
+from snpbag.model.embedding import UNKNOWN_AF, check_site_af, hwe_log_prior
+from snpbag.model.heads.base import Head
+from snpbag.model.heads.genotype import N_GENOTYPES, MaskedGenotypeHead
+from snpbag.model.outputs import EncoderOutput, HeadOutput
+
+DEFAULT_PATCH = 2048
+DEFAULT_SHAPE = (1, 128)
+
+
+def patch_layout(offset: torch.Tensor, valid: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where each site of a batch goes in a (B, n_patches * patch) grid of patch slots.
+
+    Returns ``(slot, first_patch, n_patches)``: slot (B, L) index into the flattened patches of its
+    row, first_patch (B,) the tile's patch index of the row's first patch, n_patches the patches per
+    row (the batch maximum; rows with fewer have all-padding patches at the end).
+    """
+    B, L = valid.shape
+    local = offset[:, None] + torch.arange(L, device=valid.device)  # (B, L) index in the tile
+    first = offset // patch  # (B,)
+    slot = local - first[:, None] * patch  # (B, L)
+    length = valid.sum(1)  # right-padded rows
+    last = (offset + length.clamp_min(1) - 1) // patch - first  # (B,)
+    return slot, first, int(last.max()) + 1 if B else 0
+
+
+def to_patches(x: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, n_patches: int, patch: int, fill=0):
+    """(B, L, ...) per site -> (B, n_patches, patch, ...) per patch slot; empty slots take ``fill``."""
+    B = x.shape[0]
+    out = x.new_full((B, n_patches * patch) + tuple(x.shape[2:]), fill)
+    rows = torch.arange(B, device=x.device)[:, None].expand_as(slot)
+    out[rows[valid], slot[valid]] = x[valid]
+    return out.view((B, n_patches, patch) + tuple(x.shape[2:]))
+
+
+def from_patches(t: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """(B, n_patches, patch, ...) -> (B, L, ...) read back at each site's slot (padding sites read slot garbage)."""
+    B, n, T = t.shape[:3]
+    flat = t.reshape((B, n * T) + tuple(t.shape[3:]))
+    idx = slot.clamp(0, n * T - 1)
+    if flat.dim() == 2:
+        return flat.gather(1, idx)
+    return flat.gather(1, idx[..., None].expand(-1, -1, *flat.shape[2:]))
+
+
+class PatchEmbeddingHead(Head):
+    """Encoder hidden states -> (n_vectors, vector_dim) per patch -> 3 logits per site."""
+
+    name = "embed"
+    level = "patch"
+
+    def __init__(self, cfg: ModelConfig, *, patch: int = DEFAULT_PATCH, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
+                 hidden: int = 256, query_dim: int = 16, recon_weight: float = 1.0, token_weight: float = 0.0) -> None:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise ConfigError(f"embed head option shape={list(shape)}: give [n_vectors, vector_dim], both >= 1")
+        if patch < 1 or patch % shape[0]:
+            raise ConfigError(f"embed head option patch={patch}: must be >= 1 and a multiple of n_vectors={shape[0]} "
+                              "(shape[0])")
+        if hidden < 1 or query_dim < 1:
+            raise ConfigError(f"embed head options hidden={hidden}, query_dim={query_dim}: must be >= 1")
+        if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
+            raise ConfigError(f"embed head options recon_weight={recon_weight}, token_weight={token_weight}: "
+                              "must be >= 0 and not both 0")
+        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, query_dim=query_dim,
+                         recon_weight=recon_weight, token_weight=token_weight)
+        self.patch, self.shape = patch, shape
+        self.recon_weight, self.token_weight = recon_weight, token_weight
+        n_vec, dim = shape
+        self.segment = patch // n_vec
+        # compress: width -> dim per site, then segment slots -> 1 (the paper's two MLPs)
+        self.narrow = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.slot_weight = nn.Parameter(torch.full((self.segment, dim), 1.0 / self.segment))  # per slot and channel
+        self.slot_bias = nn.Parameter(torch.zeros(n_vec, dim))
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)  # embeddings on a common scale
+        # decode: bottleneck -> hidden, plus a per-site query, -> 3 logits (+ HWE prior)
+        self.expand = nn.Linear(n_vec * dim, hidden)
+        self.query = nn.Embedding(cfg.n_sites, query_dim)
+        self.query_proj = nn.Linear(query_dim, hidden, bias=False)
+        self.decode = nn.Sequential(nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(),
+                                    nn.Linear(hidden, N_GENOTYPES))
+        nn.init.normal_(self.query.weight, std=1.0)
+        nn.init.zeros_(self.decode[-1].weight)  # untrained: the AF prior's prediction
+        nn.init.zeros_(self.decode[-1].bias)
+        self.register_buffer("site_af", torch.full((cfg.n_sites,), UNKNOWN_AF))
+        self.token = MaskedGenotypeHead(cfg) if token_weight > 0 else None
+
+    @torch.no_grad()
+    def set_site_prior(self, af) -> None:
+        af = check_site_af(af, self.site_af.numel())
+        if not self.site_af.is_meta:
+            self.site_af.copy_(af)
+        if self.token is not None:
+            self.token.set_site_prior(af)
+
+    def embed(self, enc_out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        """The bottleneck of every patch a batch covers.
+
+        Returns ``embedding`` (B, n_patches, n_vectors, vector_dim), ``first_patch`` (B,) the tile's
+        patch index of column 0, ``n_sites`` (B, n_patches) sites of the patch in the batch (0: a
+        padding patch), ``slot`` (B, L) each site's slot in the flattened patches.
+        """
+        valid = batch.valid
+        slot, first, n_patches = patch_layout(batch.offset, valid, self.patch)
+        z = self.narrow(enc_out.hidden)  # (B, L, dim)
+        z = to_patches(z, slot, valid, n_patches, self.patch)  # (B, n, T, dim); empty slots 0
+        present = to_patches(valid, slot, valid, n_patches, self.patch, fill=False)  # (B, n, T)
+        B, n, T, dim = z.shape
+        z = z.view(B, n, self.shape[0], self.segment, dim)  # (B, n, V, S, dim)
+        w = self.slot_weight.to(z.dtype)  # (S, dim)
+        pooled = (z * w).sum(3) + self.slot_bias.to(z.dtype)  # (B, n, V, dim)
+        return {"embedding": self.norm(pooled), "first_patch": first, "n_sites": present.sum(-1), "slot": slot}
+
+    def reconstruct(self, embedding: torch.Tensor, site_index: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """(B, n_patches, V, dim) bottleneck, (B, L) sites and slots -> (B, L, 3) logits from the bottleneck alone."""
+        B, n = embedding.shape[:2]
+        u = self.expand(embedding.reshape(B, n, -1))  # (B, n, H)
+        u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, H)
+        h = u + self.query_proj(self.query(site_index))  # (B, L, H)
+        logits = self.decode(h)  # (B, L, 3)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        return logits.to(dtype) + hwe_log_prior(self.site_af[site_index]).to(dtype)
+
+    def forward(self, enc_out: EncoderOutput, batch: Batch) -> HeadOutput:
+        e = self.embed(enc_out, batch)
+        logits = self.reconstruct(e["embedding"], batch.site_index, e["slot"])  # (B, L, 3)
+        extras = {k: e[k] for k in ("embedding", "first_patch", "n_sites")}
+        if batch.truth is None:
+            return HeadOutput(loss=None, logits=logits, extras=extras)
+        target = batch.truth.masked_fill(~batch.valid | (batch.truth == MISSING), IGNORE_INDEX)  # (B, L)
+        extras["target"] = target  # what the logits are scored against: every called genotype
+        n = (target != IGNORE_INDEX).sum()
+        total = F.cross_entropy(logits.float().reshape(-1, N_GENOTYPES), target.reshape(-1),
+                                ignore_index=IGNORE_INDEX, reduction="sum")
+        loss = self.recon_weight * total / n.clamp_min(1)
+        if self.token is not None and batch.target is not None:
+            tok = self.token(enc_out, batch)
+            loss = loss + self.token_weight * tok.loss
+            extras["token_loss"] = tok.loss.detach()
+        extras["n_targets"] = n
+        return HeadOutput(loss=loss, logits=logits, extras=extras)

@@ -1,0 +1,276 @@
+"""``snpbag classify`` and its parts: F1 and confusion against naive counts, folds that never
+split relatives or duplicates, PCA equal to plink2 --pca and to an SVD, logistic regression
+equal to a gradient-descent reference, kNN equal to a loop, temperature scaling, and the
+train/predict commands end to end with their one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import requires_tool
+
+from snpbag.errors import InputError
+from snpbag.eval import classify as m
+from snpbag.eval.baselines import LogisticRegression, knn_predict, pca, standardised
+from snpbag.inference import classify
+from snpbag.inference.embedout import EmbeddingWriter, Patches
+
+torch.set_num_threads(1)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_f1_and_confusion_match_naive_counts():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    p = np.where(rng.random(200) < 0.7, y, rng.integers(-1, 4, 200))  # some unassigned (-1)
+    cm = m.confusion_matrix(y, p, 4)
+    for a in range(4):
+        for b in range(4):
+            assert cm[a, b] == sum(1 for t, q in zip(y, p) if t == a and q == b)
+    for c in range(4):
+        tp = sum(1 for t, q in zip(y, p) if t == c and q == c)
+        fp = sum(1 for t, q in zip(y, p) if t != c and q == c)
+        fn = sum(1 for t, q in zip(y, p) if t == c and q != c)
+        assert m.f1_per_class(y, p, 4)[c] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert m.macro_f1(y, y, 4) == 1.0
+
+
+def test_folds_keep_groups_whole_and_classes_balanced():
+    rng = np.random.default_rng(1)
+    n = 120
+    y = np.repeat(np.arange(3), 40)
+    pairs = [(i, i + 1) for i in range(0, n - 1, 7)] + [(3, 90)]  # families, one across classes
+    x = rng.normal(size=(n, 4))
+    x[50] = x[10]  # a duplicate genome
+    groups = m.groups_of(n, pairs + m.duplicate_pairs(x))
+    assert groups[50] == groups[10] and groups[3] == groups[90] and groups[7] == groups[8] != groups[9]
+    folds = m.stratified_group_folds(y, groups, folds=5, repeats=3, seed=0)
+    assert len(folds) == 3 and not np.array_equal(folds[0], folds[1])
+    for fold_of in folds:
+        assert set(fold_of.tolist()) == set(range(5))
+        for a, b in pairs + [(10, 50)]:
+            assert fold_of[a] == fold_of[b]  # relatives and duplicates never straddle a split
+        for c in range(3):
+            counts = np.bincount(fold_of[y == c], minlength=5)
+            assert counts.max() - counts.min() <= 3
+
+
+@pytest.mark.parametrize("counts, match", [
+    ([10], r"only one class \(a\)"),
+    ([10, 3], r"class b \(3\) has fewer samples than --folds 5"),
+])
+def test_bad_label_sets_fail_clearly(counts, match):
+    y = np.repeat(np.arange(len(counts)), counts)
+    with pytest.raises(InputError, match=match):
+        m.check_labels(y, ["a", "b"][: len(counts)], folds=5, what="labels.tsv")
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+
+def _dosage(n=24, sites=300, seed=3):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.05, 0.5, sites)
+    shift = np.repeat([0.0, 0.15], n // 2)[:, None]
+    return rng.binomial(2, np.clip(p + shift * (rng.random(sites) < 0.3), 0, 1)).astype(np.int8)
+
+
+def test_pca_equals_an_svd_of_the_standardised_genotypes():
+    g = _dosage()
+    vecs, vals = pca(g, 5)
+    x = standardised(g)
+    u, s, _ = np.linalg.svd(x / np.sqrt(x.shape[1]), full_matrices=False)
+    assert np.allclose(vals, s[:5] ** 2)
+    assert np.allclose(np.abs(vecs), np.abs(u[:, :5]), atol=1e-8)
+
+
+@requires_tool("plink2")
+def test_pca_equals_plink2(tmp_path):
+    g = _dosage(n=60)  # plink2 estimates the frequencies itself from 50 samples up
+    n, sites = g.shape
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=1,length=100000000>",
+             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(f"S{i}" for i in range(n))]
+    gt = {0: "0/0", 1: "0/1", 2: "1/1"}
+    for j in range(sites):
+        lines.append(f"1\t{1000 + 10 * j}\tv{j}\tA\tG\t.\tPASS\t.\tGT\t" + "\t".join(gt[int(v)] for v in g[:, j]))
+    (tmp_path / "x.vcf").write_text("\n".join(lines) + "\n")
+    subprocess.run(["plink2", "--vcf", str(tmp_path / "x.vcf"), "--pca", "5", "--out", str(tmp_path / "p"),
+                    "--threads", "1", "--allow-extra-chr"], check=True, capture_output=True)
+    vals = np.loadtxt(tmp_path / "p.eigenval")
+    vec = np.loadtxt(tmp_path / "p.eigenvec", comments="#", usecols=range(1, 6))
+    mine_vecs, mine_vals = pca(g, 5)
+    assert np.allclose(mine_vals, vals, rtol=1e-4)
+    # plink2 writes unit-length eigenvectors, with arbitrary signs
+    assert np.allclose(np.abs(mine_vecs), np.abs(vec), atol=1e-4)
+
+
+def test_logistic_regression_reaches_the_gradient_descent_optimum():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(90, 3))
+    y = (x @ rng.normal(size=(3, 3)) + rng.normal(size=(90, 3))).argmax(1)
+    lr = LogisticRegression(l2=0.5).fit(x, y, 3)
+    # reference: plain gradient descent on the same penalised objective
+    xs = np.hstack([(x - x.mean(0)) / x.std(0), np.ones((90, 1))])
+    w = np.zeros((4, 3))
+    pen = np.array([0.5, 0.5, 0.5, 0.0])[:, None]
+    for _ in range(20000):
+        z = xs @ w
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        w -= 0.005 * (xs.T @ (p - np.eye(3)[y]) + pen * w)
+    ref = np.exp(xs @ w)
+    ref /= ref.sum(1, keepdims=True)
+    assert np.allclose(lr.predict_proba(x), ref, atol=1e-4)
+
+
+def test_knn_matches_a_loop():
+    rng = np.random.default_rng(5)
+    tr, ty, te = rng.normal(size=(40, 2)), rng.integers(0, 3, 40), rng.normal(size=(15, 2))
+    got = knn_predict(tr, ty, te, k=5)
+    for i, q in enumerate(te):
+        d = [float(((q - t) ** 2).sum()) for t in tr]
+        near = sorted(range(40), key=lambda j: d[j])[:5]
+        votes = {c: sum(1 for j in near if ty[j] == c) for c in range(3)}
+        best = max(votes.values())
+        tied = [c for c in range(3) if votes[c] == best]
+        dist = {c: sum(d[j] for j in near if ty[j] == c) for c in tied}
+        assert got[i] == min(tied, key=lambda c: (dist[c], c))
+
+
+def test_temperature_recovers_the_true_one():
+    from snpbag.model.popclass import fit_temperature
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(4000, 4, generator=g) * 3
+    y = torch.multinomial(torch.softmax(true, -1), 1, generator=g).squeeze(1)
+    assert fit_temperature(true * 2.5, y) == pytest.approx(2.5, rel=0.08)
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+def _embeddings(path: Path, x: np.ndarray, samples: list[str], *, model="m1") -> Path:
+    patches = Patches(np.array(["1"] * x.shape[1]), np.arange(x.shape[1]) * 100 + 1, np.arange(x.shape[1]) * 100 + 50,
+                  np.full(x.shape[1], 10), np.full(x.shape[1], 10), np.zeros(x.shape[1], bool))
+    w = EmbeddingWriter(path, "npy", samples=samples, patches=patches, dims=x.shape[2], dtype="f32", pool="none",
+                        attrs={"model": {"name": model, "weights_sha256": model * 8, "vocab_sha256": "v"}})
+    w.write(0, len(samples), x)
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    d = tmp_path_factory.mktemp("classify")
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(3, 4, 8)) * 1.5
+    y = np.repeat(np.arange(3), 20)
+    x = (centres[y] + rng.normal(size=(60, 4, 8))).astype(np.float32)
+    samples = [f"{'ABC'[c]}{i:02d}" for i, c in enumerate(y)]
+    _embeddings(d / "e.npy", x, samples)
+    (d / "labels.tsv").write_text("sample\tpop\n" + "".join(f"{s}\t{'ABC'[c]}\n" for s, c in zip(samples, y)))
+    return d
+
+
+FAST = classify.Fit(epochs=60, batch_size=32)
+
+
+def test_train_and_predict(cohort, tmp_path):
+    s = classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
+                       repeats=2, fit=FAST)
+    assert s.cv["embedding"]["mean_macro_f1"] > 0.9 and len(s.cv["embedding"]["macro_f1"]) == 2
+    assert np.sum(s.cv["embedding"]["confusion"]) == 2 * 60  # every sample once per repeat
+    assert 0.0 <= s.cv["embedding"]["unassigned_fraction"] < 0.2
+    assert "C" in s.table()
+    out = classify.predict(model=tmp_path / "clf", embeddings=cohort / "e.npy", output=tmp_path / "p.tsv")
+    rows = [ln.split("\t") for ln in out.read_text().splitlines()]
+    assert rows[0] == ["sample", "label", "prob_A", "prob_B", "prob_C", "call"]
+    assert [r[0] for r in rows[1:]] == [ln.split("\t")[0] for ln in (cohort / "labels.tsv").read_text().splitlines()[1:]]
+    probs = np.array([[float(v) for v in r[2:5]] for r in rows[1:]])
+    assert np.allclose(probs.sum(1), 1, atol=1e-3)
+    assert np.mean([r[1] == r[0][0] for r in rows[1:]]) > 0.9
+    assert all(r[5] == ("assigned" if max(map(float, r[2:5])) >= 0.5 else "unassigned") for r in rows[1:])
+
+
+def test_a_high_threshold_leaves_samples_unassigned(cohort, tmp_path):
+    """Overlapping classes: calibrated probabilities are not all near 1, so a high threshold
+    leaves some genomes unassigned."""
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.normal(size=(3, 4, 8))[y] * 0.4 + rng.normal(size=(60, 4, 8))).astype(np.float32)
+    samples = [f"{'ABC'[c]}{i:02d}" for i, c in enumerate(y)]
+    _embeddings(tmp_path / "e.npy", x, samples)
+    classify.train(embeddings=tmp_path / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
+                   repeats=1, threshold=0.9, fit=FAST)
+    calls = [ln.split("\t")[-1] for ln in classify.predict(model=tmp_path / "clf", embeddings=tmp_path / "e.npy",
+                                                            output=tmp_path / "p.tsv").read_text().splitlines()[1:]]
+    assert "unassigned" in calls and "assigned" in calls
+
+
+def test_bad_inputs(cohort, tmp_path):
+    kw = dict(embeddings=cohort / "e.npy", folds=3, repeats=1, fit=FAST)
+    (tmp_path / "extra.tsv").write_text("sample\tpop\nA00\tA\nZZZ\tB\n")
+    with pytest.raises(InputError, match=r"extra.tsv: 1 labelled samples are not in .*\(ZZZ\)"):
+        classify.train(labels=tmp_path / "extra.tsv", out=tmp_path / "c1", **kw)
+    (tmp_path / "one.tsv").write_text("sample\tpop\nA00\tA\nB20\tA\nC40\tA\n")
+    with pytest.raises(InputError, match=r"only one class"):
+        classify.train(labels=tmp_path / "one.tsv", out=tmp_path / "c2", **kw)
+    with pytest.raises(InputError, match=r"no column 'continent'"):
+        classify.train(labels=cohort / "labels.tsv", label_column="continent", out=tmp_path / "c3", **kw)
+    classify.train(labels=cohort / "labels.tsv", out=tmp_path / "clf", **kw)
+    rng = np.random.default_rng(0)
+    other = _embeddings(tmp_path / "other.npy", rng.normal(size=(5, 4, 8)).astype(np.float32),
+                        [f"X{i}" for i in range(5)], model="m2")
+    with pytest.raises(InputError, match=r"embeddings from model 'm2' .* cannot be mixed with the classifier"):
+        classify.predict(model=tmp_path / "clf", embeddings=other, output=tmp_path / "p.tsv")
+
+
+def test_kinship_groups_relatives(cohort, tmp_path):
+    (tmp_path / "k.kin0").write_text("#IID1\tIID2\tNSNP\tHETHET\tIBS0\tKINSHIP\n"
+                                     "A00\tA01\t100\t0.1\t0\t0.25\nA02\tB20\t100\t0.1\t0.01\t0.03\n")
+    from snpbag.inference.embedout import read_embeddings
+
+    samples = read_embeddings(cohort / "e.npy").samples
+    pairs = classify.read_kinship_pairs(tmp_path / "k.kin0", samples, threshold=m.RELATIVE_KINSHIP)
+    assert pairs == [(0, 1)]  # 0.03 is below third degree
+
+
+def test_baselines_run_on_the_same_folds(tmp_path):
+    from tiny_data import tiny_store
+
+    store = tiny_store(tmp_path / "d", n_samples=30, n_sites=120, tile_len=64)
+    samples = [f"S{i:03d}" for i in range(30)]
+    rng = np.random.default_rng(2)
+    y = np.arange(30) % 2
+    _embeddings(tmp_path / "e.npy", (rng.normal(size=(30, 2, 4)) + y[:, None, None]).astype(np.float32), samples)
+    (tmp_path / "l.tsv").write_text("sample\tpop\n" + "".join(f"{s}\t{'AB'[c]}\n" for s, c in zip(samples, y)))
+    s = classify.train(embeddings=tmp_path / "e.npy", labels=tmp_path / "l.tsv", out=tmp_path / "clf", folds=3,
+                       repeats=1, genotypes=store, fit=FAST)
+    assert set(s.cv) == {"embedding", "pca_lr", "pca_knn"}
+    assert all(0.0 <= r["mean_macro_f1"] <= 1.0 for r in s.cv.values())
+    pcs = classify.genotype_pcs(store, samples, 5)
+    assert pcs.shape == (30, 5) and np.allclose((pcs ** 2).sum(0), 1)
+
+
+def test_cli_is_thin():
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    from snpbag.cli import main
+
+    with mock.patch("snpbag.inference.classify.train") as run:
+        CliRunner().invoke(main, ["classify", "train", "--embeddings", "E", "--labels", "L", "--out", "D",
+                                  "--kinship", "K", "--folds", "4"])
+    run.assert_called_once_with(embeddings="E", labels="L", out="D", label_column=None, kinship="K", genotypes=None,
+                                folds=4, repeats=3, threshold=0.5, seed=0)
+    with mock.patch("snpbag.inference.classify.predict") as run:
+        CliRunner().invoke(main, ["classify", "predict", "--model", "D", "--embeddings", "E", "--output", "p.tsv"])
+    run.assert_called_once_with(model="D", embeddings="E", output="p.tsv")
