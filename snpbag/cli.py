@@ -199,6 +199,8 @@ def train(overrides):
     """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ..."""
     from snpbag.train.run import train as run
 
+    # a job log shows where the run is, what it resumed from and its global batch
+    logging.getLogger("snpbag.train.run").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
     run(list(overrides))
 
 
