@@ -25,6 +25,8 @@ from snpbag.inference import classify as _classify  # noqa: E402
 from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
+from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
+from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -149,6 +151,46 @@ def king(input, out, estimator, min_kinship, counts, matrix, block_size, device,
     atexit.register(gc.freeze)
 
 
+# --- seq2king ---------------------------------------------------------------------------
+
+
+@main.group()
+def seq2king() -> None:
+    """Seq2KING: a transformer over the KING matrix and its attention analysis (docs/seq2king.md)."""
+
+
+@seq2king.command("train")
+@click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 of `snpbag king`, or its --matrix Zarr.")
+@click.option("--out", required=True, type=path_in, help="The Seq2KING model directory to write.")
+@click.option("--preset", default="seq2king_paper", show_default=True, help="seq2king_paper (the original) or small.")
+@click.option("--tokens", type=click.Choice(["id", "features"]), default=None,
+              help="Token input (default: the preset's; seq2king_paper: id).")
+@click.option("--overwrite", is_flag=True)
+@click.argument("overrides", nargs=-1)
+def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
+    """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
+    config = _s2k_config.make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
+    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite))
+
+
+@seq2king.command("report")
+@click.option("--model", required=True, type=path_in)
+@click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 or PREFIX.king.zarr (may add new individuals).")
+@click.option("--labels", required=True, type=path_in, help="TSV: sample, population, continent.")
+@click.option("--out", required=True, type=path_in, help="The report directory to write.")
+@click.option("--sentences", default=50, show_default=True, type=int, help="Sentences per split.")
+@click.option("--sentence-len", default=60, show_default=True, type=int)
+@click.option("--permutations", default=1000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True)
+def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, overwrite):
+    """Connectivity of attention to continents and populations; tables, images, index.html."""
+    from snpbag.kinship.seq2king import report  # torch and matplotlib: only when reporting
+
+    click.echo(report.report(model, kinship=kinship, labels=labels, out=out, sentences=sentences,
+                             sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite))
+
+
 # --- training and models ----------------------------------------------------------------
 
 
@@ -158,6 +200,8 @@ def train(overrides):
     """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ..."""
     from snpbag.train.run import train as run
 
+    # a job log shows where the run is, what it resumed from and its global batch
+    logging.getLogger("snpbag.train.run").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
     run(list(overrides))
 
 

@@ -389,8 +389,16 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     num_sanity_val_steps: int = 2  # validation batches run before training, to fail fast
     cpu_threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    # DDP: a collective waiting longer than this fails the job, naming the waiting rank
+    collective_timeout_s: int = 1800
 
     def __post_init__(self) -> None:
+        if str(self.strategy).lower().startswith(("fsdp", "deepspeed")):
+            # sharded checkpoints are directories resume does not read (a run would restart
+            # at step 0), and EMA, grad-norm logging and export assume whole parameters
+            raise ConfigError(f"trainer.strategy={self.strategy}: sharded training is not supported; use "
+                              "trainer.strategy=ddp (the base model fits one GPU with room to spare), see docs/training.md")
+        _check_positive("trainer.collective_timeout_s", self.collective_timeout_s)
         _check_positive("trainer.max_steps", self.max_steps)
         _check_positive("trainer.val_check_interval", self.val_check_interval)
         _check_positive("trainer.num_nodes", self.num_nodes)
@@ -406,10 +414,12 @@ class CheckpointConfig:
     every_n_steps: int = 100
     save_top_k: int = 2
     monitor: str = "val/loss"
+    keep_preempt: int = 1  # pre-emption checkpoints (hpc_ckpt_*.ckpt) kept: the newest N
 
     def __post_init__(self) -> None:
         _check_positive("callbacks.checkpoint.every_n_steps", self.every_n_steps)
         _check_positive("callbacks.checkpoint.save_top_k", self.save_top_k, zero_ok=True)
+        _check_positive("callbacks.checkpoint.keep_preempt", self.keep_preempt)
 
 
 @dataclass
@@ -417,6 +427,7 @@ class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     throughput: bool = True  # tokens/s, samples/s, peak memory every trainer.log_every_n_steps
     lr_monitor: bool = True
+    item_log: bool = False  # RUN_DIR/items/rank<r>.tsv: every training item per rank (an audit)
 
 
 @dataclass

@@ -37,5 +37,9 @@ class ConfigError(SnpbagError):
     """A configuration that does not compose or fails validation."""
 
 
+class TrainingError(SnpbagError):
+    """A training job that cannot go on (a DDP rank hung past the collective timeout)."""
+
+
 class ToolMissingError(SnpbagError):
     """An external program (bgzip, tabix, plink2, beagle, ...) is not installed."""

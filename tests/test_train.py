@@ -298,19 +298,21 @@ def test_wandb_run_id_is_persisted(tmp_path, monkeypatch, store):
     """Offline W&B logger keeps its run id in the run directory, so a resumed run continues
     the same W&B run (the logger is lazy: nothing is started here)."""
     pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
     from snpbag.train.run import build_loggers, compose_config, to_train_config
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     cfg = to_train_config(compose_config([f"data.store={store}", "logger=default"]))
-    first = [lg for lg in build_loggers(cfg, tmp_path, {}) if type(lg).__name__ == "WandbLogger"]
-    again = [lg for lg in build_loggers(cfg, tmp_path, {}) if type(lg).__name__ == "WandbLogger"]
+    first = [lg for lg in build_loggers(cfg, tmp_path, {}) if isinstance(lg, WandbLogger)]
+    again = [lg for lg in build_loggers(cfg, tmp_path, {}) if isinstance(lg, WandbLogger)]
     assert len(first) == len(again) == 1
     run_id = (tmp_path / "wandb_id").read_text().strip()
     assert first[0]._wandb_init["id"] == again[0]._wandb_init["id"] == run_id
     assert first[0]._wandb_init["mode"] == "offline"
     assert "anonymous" not in first[0]._wandb_init  # wandb warns on every run when it is passed, even as None
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert not [lg for lg in build_loggers(cfg, tmp_path, {}) if type(lg).__name__ == "WandbLogger"]
+    assert not [lg for lg in build_loggers(cfg, tmp_path, {}) if isinstance(lg, WandbLogger)]
 
 
 def test_init_from_with_another_head_keeps_the_encoder(exported, store, monkeypatch):

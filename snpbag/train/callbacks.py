@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from snpbag.train import rundir
 
@@ -89,7 +90,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     Lightning's ModelCheckpoint saves "last" at the end only if it never saved before; a
     run whose max_steps is not a multiple of the interval would then lose its final steps
-    on resume, so this one always saves the final step.
+    on resume, so this one always saves the final step. A run stopped before max_steps (a
+    pre-emption, snpbag.train.preempt) has just written its own checkpoint of that step.
     """
 
     CHECKPOINT_NAME_LAST = rundir.LAST  # the run directory's names, as resume and export read them
@@ -100,8 +102,40 @@ class LastCheckpoint(ModelCheckpoint):
                          enable_version_counter=False)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+        finished = trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps
+        if finished and self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ItemLog(Callback):
+    """Appends ``step  sample  tile  offset`` of every training item to
+    RUN_DIR/items/rank<r>.tsv (flushed per batch): an audit of the data stream, which the
+    sharding and resume tests read (callbacks.item_log; off by default)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._file = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self._file is None:
+            path = rundir.items_log(self.run_dir, trainer.global_rank)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a")
+        step = trainer.global_step  # the optimiser step this batch belongs to (after it)
+        rows = zip(batch.sample.tolist(), batch.tile.tolist(), batch.offset.tolist())
+        self._file.write("".join(f"{step}\t{s}\t{c}\t{o}\n" for s, c, o in rows))
+        self._file.flush()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_item_log(path: str | Path) -> list[tuple[int, int, int, int]]:
+    """(step, sample, tile, offset) rows of an ItemLog file."""
+    with open(path) as f:
+        return [tuple(int(x) for x in ln.split("\t")) for ln in f if ln.strip()]
 
 
 def best_checkpoints(dirpath: str | Path, *, monitor: str, save_top_k: int) -> ModelCheckpoint:
@@ -137,3 +171,28 @@ class AppendingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class StepWandbLogger(WandbLogger):
+    """W&B logger whose history is keyed by the optimiser step (``wandb.log(..., step=)``).
+
+    An offline run cannot be resumed: every session of a requeued job writes its own
+    ``RUN_DIR/wandb/offline-run-*`` directory under the same run id, and each would count
+    W&B's ``_step`` from 0 again, so syncing them into one run drops all but one segment's
+    rows. Keyed by the global step, the segments hold consecutive, disjoint step ranges
+    (a pre-empted session stops at its checkpoint's step) and ``wandb sync --id ID``, which
+    syncs the directories of one id in order of start time, appends them (slurm/README.md).
+    Each session finishes its W&B run when training ends.
+    """
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if step is None:
+            return super().log_metrics(metrics, step)
+        self.experiment.log({**metrics, "trainer/global_step": step}, step=int(step))
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is not None and hasattr(self._experiment, "finish"):
+            self._experiment.finish()
+            self._experiment = None

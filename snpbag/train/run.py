@@ -20,7 +20,7 @@ from snpbag import modeldir
 from snpbag.config import (RENAMED, ROOT_CONFIG, ROOT_SCHEMA, MaskingConfig, TrainConfig, config_dir, register,
                            renamed_message)
 from snpbag.retrieval import kinds as retrieval
-from snpbag.errors import ConfigError, SiteMismatchError
+from snpbag.errors import ConfigError, SiteMismatchError, TrainingError
 from snpbag.train import rundir
 from snpbag.train.quiet import quiet_lightning
 from snpbag.io.chrom import chrom_key
@@ -151,7 +151,59 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
         )
     if cfg.resume and ckpt is None:
         log.warning("resume=true but %s has no checkpoint yet: starting from step 0", run_dir)
+    if ckpt is not None:
+        _check_same_model(run_dir, cfg)
     return run_dir, ckpt
+
+
+def _check_same_model(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a run with another model shape or head (before any weights load:
+    Lightning would fail deep inside load_state_dict, or a head change would go unnoticed)."""
+    from dataclasses import asdict
+
+    from snpbag.model.model import RUNTIME_FIELDS
+
+    before = rundir.read_config(run_dir)
+    if not before or "model" not in before:
+        return
+    try:  # derived fields (d_ff, ...) filled in as this session's are
+        was = asdict(type(cfg.model)(**before["model"]))
+    except (TypeError, ConfigError):
+        return  # a config of another snpbag version: the checkpoint load decides
+    now = asdict(cfg.model)
+    skip = set(RUNTIME_FIELDS) | {"n_sites"}  # n_sites comes from the store, checked with the vocabulary
+    changed = sorted(k for k in now if k not in skip and k in was and was[k] != now[k])
+    head_before = (before.get("task") or {}).get("head", {}).get("name")
+    if head_before and head_before != cfg.task.head.name:
+        changed.append(f"task.head.name ({head_before} -> {cfg.task.head.name})")
+    if changed:
+        diffs = ", ".join(c if c.startswith("task.") else f"model.{c} ({was[c]} -> {now[c]})"
+                          for c in changed)
+        raise ConfigError(f"{run_dir}: resume with another model than the run's ({diffs}); use the run's "
+                          f"settings ({rundir.config_path(run_dir)}) or name=... for a new run")
+
+
+def check_allocation(cfg: TrainConfig) -> None:
+    """In a SLURM job, ``trainer.num_nodes`` x ``trainer.devices`` must be the job's tasks
+    (one task per device), else ranks would wait for peers that never start.
+
+    Raises
+    ------
+    ConfigError : they disagree with SLURM_NNODES / SLURM_NTASKS.
+    """
+    from snpbag.train.preempt import in_slurm_job
+
+    if not in_slurm_job():
+        return
+    t = cfg.trainer
+    nodes = int(os.environ.get("SLURM_NNODES") or os.environ.get("SLURM_JOB_NUM_NODES") or 1)
+    tasks = int(os.environ["SLURM_NTASKS"])
+    devices = t.devices if isinstance(t.devices, int) or str(t.devices).isdigit() else None
+    if t.num_nodes != nodes or (devices is not None and int(devices) * t.num_nodes != tasks):
+        raise ConfigError(
+            f"trainer.num_nodes={t.num_nodes} x trainer.devices={t.devices} does not match the SLURM allocation "
+            f"({nodes} node(s), {tasks} task(s)); set trainer.num_nodes=$SLURM_NNODES and "
+            "trainer.devices=$SLURM_NTASKS_PER_NODE (slurm/pretrain.sbatch does)")
 
 
 def _same_sites(a, b) -> str | None:
@@ -285,14 +337,14 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
                                          default_hp_metric=False))
     w = cfg.logger.wandb
     if w.enabled and w.mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
-        from lightning.pytorch.loggers import WandbLogger
-
         from lightning.pytorch.utilities import rank_zero_only
+
+        from snpbag.train.callbacks import StepWandbLogger
 
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
         run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
-        wandb_logger = WandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+        wandb_logger = StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
                                    mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
                                    log_model=False)
         # Lightning passes anonymous=None, which wandb >= 0.19 warns about on every run
@@ -306,11 +358,15 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
 def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from snpbag.train.callbacks import LastCheckpoint, ThroughputMonitor, best_checkpoints
+    from snpbag.train.callbacks import ItemLog, LastCheckpoint, ThroughputMonitor, best_checkpoints
+    from snpbag.train.preempt import Preemption
 
     ck = cfg.callbacks.checkpoint
     ckdir = rundir.checkpoints_dir(run_dir)
-    callbacks: list = [LastCheckpoint(ckdir, every_n_steps=ck.every_n_steps)]
+    callbacks: list = [LastCheckpoint(ckdir, every_n_steps=ck.every_n_steps),
+                       Preemption(run_dir, keep=ck.keep_preempt)]
+    if cfg.callbacks.item_log:
+        callbacks.append(ItemLog(run_dir))
     if ck.save_top_k > 0:
         callbacks.append(best_checkpoints(ckdir, monitor=ck.monitor, save_top_k=ck.save_top_k))
     if cfg.callbacks.throughput:
@@ -320,12 +376,27 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     return callbacks
 
 
+def _strategy(cfg: TrainConfig):
+    """The Lightning strategy: DDP with the configured collective timeout, else the name."""
+    from datetime import timedelta
+
+    t = cfg.trainer
+    if t.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(timeout=timedelta(seconds=t.collective_timeout_s))
+    return t.strategy
+
+
 def build_trainer(cfg: TrainConfig, run_dir: Path, *, loggers: list, callbacks: list):
     from lightning import Trainer
 
+    from snpbag.train.preempt import cluster_plugins
+
     t = cfg.trainer
     return Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=_strategy(cfg),
+        plugins=cluster_plugins() or None,
         precision=_precision(cfg), max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=cfg.optim.grad_clip or None,
@@ -364,7 +435,10 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
 
     from snpbag.train.lit_module import SnpbagModule
 
+    from snpbag.train import preempt
+
     quiet_lightning()
+    check_allocation(cfg)
     if cfg.trainer.cpu_threads:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     run_dir, ckpt = prepare_run_dir(cfg)
@@ -395,9 +469,47 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
     module = SnpbagModule(model, optim=cfg.optim, scheduler=cfg.scheduler, max_steps=total,
                           site_af=vocab.af, meta=meta)
     loggers = build_loggers(cfg, run_dir, raw_config)
-    trainer = build_trainer(cfg, run_dir, loggers=loggers, callbacks=build_callbacks(cfg, run_dir))
+    callbacks = build_callbacks(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, loggers=loggers, callbacks=callbacks)
+    layout = run_layout(cfg, world_size=trainer.world_size, num_nodes=trainer.num_nodes)
+    if trainer.is_global_zero:
+        rundir.write_run_layout(run_dir, layout)
+        log.info("%d rank(s) on %d node(s); global batch %d = %d per device x %d ranks x %d accumulated",
+                 layout["world_size"], layout["num_nodes"], layout["global_batch"], layout["batch_per_device"],
+                 layout["world_size"], layout["accumulate_grad_batches"])
     if ckpt is not None:
         log.info("resuming %s from %s", run_dir, ckpt)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    except Exception as e:  # noqa: BLE001 - only collective timeouts are translated
+        if _is_collective_timeout(e):
+            raise TrainingError(
+                f"rank {trainer.global_rank}: a collective waited longer than trainer.collective_timeout_s="
+                f"{cfg.trainer.collective_timeout_s}: another rank is hung or dead (see its log); resubmit with "
+                "resume=true") from e
+        raise
+    stopped = next((c for c in callbacks if isinstance(c, preempt.Preemption)), None)
+    if stopped is not None and stopped.saved is not None:
+        log.info("run %s pre-empted at step %d (%s)", run_dir, trainer.global_step, stopped.saved)
+        if trainer.is_global_zero:
+            preempt.requeue()
+        return run_dir
     log.info("run %s finished at step %d", run_dir, trainer.global_step)
     return run_dir
+
+
+def run_layout(cfg: TrainConfig, *, world_size: int, num_nodes: int) -> dict[str, int]:
+    """Ranks, nodes and the effective global batch (sequences per optimiser step)."""
+    t, per_device = cfg.trainer, cfg.data.batch_size
+    return {"world_size": world_size, "num_nodes": num_nodes, "batch_per_device": per_device,
+            "accumulate_grad_batches": t.accumulate_grad_batches,
+            "global_batch": per_device * world_size * t.accumulate_grad_batches}
+
+
+def _is_collective_timeout(e: BaseException) -> bool:
+    """torch.distributed's errors for a peer that is hung (a timed-out collective) or dead (its
+    connection closed), as gloo and NCCL word them."""
+    text = str(e).lower()
+    hung = ("timed out" in text or "timeout" in text) and any(
+        k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier"))
+    return hung or "connection closed by peer" in text or "connection reset by peer" in text

@@ -10,13 +10,17 @@ here only. Everything a run produces lives in it::
     RUN_DIR/haplotypes.npz          the model directory's name for it
     RUN_DIR/checkpoints/            last.ckpt (resume) and the top-k by validation loss,
                                     step=000200-val_loss=1.2345.ckpt
-    RUN_DIR/hpc_ckpt_<n>.ckpt       Lightning's SLURM pre-emption checkpoints
+    RUN_DIR/hpc_ckpt_<n>.ckpt       pre-emption checkpoints (snpbag.train.preempt; the newest
+                                    callbacks.checkpoint.keep_preempt are kept)
+    RUN_DIR/run.json                the run's layout: ranks, per-device and effective global batch
+    RUN_DIR/items/rank<r>.tsv       with callbacks.item_log: every training item each rank saw
     RUN_DIR/csv/metrics.csv         every logged metric; RUN_DIR/tensorboard/, RUN_DIR/wandb/
     RUN_DIR/wandb_id                the W&B run id, so a resumed run continues the same W&B run
 
-Lightning writes the checkpoints, the CSV log and the pre-emption checkpoints; the names it
-uses for them are set from here (snpbag.train.callbacks, snpbag.train.run) or, where
-Lightning fixes them (``hpc_ckpt_``, ``metrics.csv``), mirrored here.
+Lightning writes the checkpoints and the CSV log; the names it uses for them are set from
+here (snpbag.train.callbacks, snpbag.train.run) or, where Lightning fixes them
+(``metrics.csv``), mirrored here. ``hpc_ckpt_`` keeps the name Lightning's own SLURM
+handler used, so runs pre-empted before snpbag.train.preempt existed still resume.
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ CHECKPOINTS = "checkpoints"
 SUFFIX = ".ckpt"  # Lightning's ModelCheckpoint.FILE_EXTENSION
 LAST = "last"  # Lightning's ModelCheckpoint.CHECKPOINT_NAME_LAST
 LAST_CKPT = LAST + SUFFIX
-HPC_PREFIX = "hpc_ckpt_"  # fixed by Lightning's SLURM pre-emption handler
+HPC_PREFIX = "hpc_ckpt_"  # pre-emption checkpoints (the name Lightning's SLURM handler used)
+RUN_JSON = "run.json"
+ITEMS = "items"
 CSV = "csv"
 METRICS_CSV = "metrics.csv"  # fixed by Lightning's CSVLogger
 TENSORBOARD = "tensorboard"
 WANDB_ID = "wandb_id"
 NAMES = (CONFIG, PROVENANCE, VOCAB, CHECKPOINTS, LAST, SUFFIX, LAST_CKPT, HPC_PREFIX, CSV, METRICS_CSV, TENSORBOARD,
-         WANDB_ID)
+         WANDB_ID, RUN_JSON, ITEMS)
 
 # the top-k checkpoints: step=000200-val_loss=1.2345.ckpt (metric name with "/" as "_")
 _BEST = re.compile(r"^step=(\d+)-.+=(-?[0-9.]+(?:e[-+]?\d+)?|nan|inf)" + re.escape(SUFFIX) + "$")
@@ -77,11 +83,37 @@ def parse_best(name: str) -> tuple[int, float] | None:
     return (int(m.group(1)), float(m.group(2))) if m else None
 
 
+def _preemption_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(n, path) of every ``hpc_ckpt_<n>.ckpt``, oldest (lowest n) first."""
+    found = []
+    for p in run_dir.glob(f"{HPC_PREFIX}*{SUFFIX}"):
+        n = p.name[len(HPC_PREFIX):-len(SUFFIX)]
+        if n.isdigit():
+            found.append((int(n), p))
+    return sorted(found)
+
+
+def next_preemption_checkpoint(run_dir: str | Path) -> Path:
+    """Where the next pre-emption checkpoint goes: ``hpc_ckpt_<n+1>.ckpt``."""
+    found = _preemption_checkpoints(Path(run_dir))
+    return Path(run_dir) / f"{HPC_PREFIX}{found[-1][0] + 1 if found else 1}{SUFFIX}"
+
+
+def prune_preemption_checkpoints(run_dir: str | Path, *, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` pre-emption checkpoints (each one is a full
+    training state, ~5 GB at the base preset); the deleted paths."""
+    found = _preemption_checkpoints(Path(run_dir))
+    old = [p for _, p in found[:max(0, len(found) - max(keep, 1))]]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
 def resume_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint a resumed run continues from: the newest of ``checkpoints/last.ckpt``
     and Lightning's SLURM pre-emption checkpoints (``hpc_ckpt_*.ckpt``), or None."""
     run_dir = Path(run_dir)
-    hpc = run_dir.glob(f"{HPC_PREFIX}*{SUFFIX}")
+    hpc = [p for _, p in _preemption_checkpoints(run_dir)]
     found = [p for p in [checkpoints_dir(run_dir) / LAST_CKPT, *hpc] if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
@@ -131,6 +163,22 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def config_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CONFIG
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The resolved config of the run's latest session, None if it has none yet."""
+    import yaml
+
+    f = config_path(run_dir)
+    return yaml.safe_load(f.read_text()) if f.is_file() else None
+
+
+_SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_NNODES",
+               "SLURM_NTASKS", "SLURM_CPUS_PER_TASK")
+
+
 def read_sessions(run_dir: str | Path) -> list[dict[str, Any]] | None:
     """The provenance records of a run's sessions; None if the run directory has none."""
     f = Path(run_dir) / PROVENANCE
@@ -151,6 +199,9 @@ def record_session(run_dir: str | Path, *, config_yaml: str, overrides: list[str
     record = provenance("snpbag train", {"overrides": list(overrides),
                                          "resumed_from": str(resumed_from) if resumed_from else None})
     record["host"] = os.uname().nodename
+    slurm = {k: os.environ[k] for k in _SLURM_VARS if k in os.environ}
+    if slurm:  # which job (and which restart of it) this session was
+        record["slurm"] = slurm
     sessions.append(record)
     _write_text(run_dir / PROVENANCE, json.dumps({"sessions": sessions}, indent=2) + "\n")
 
@@ -197,3 +248,19 @@ def wandb_run_id(run_dir: str | Path, *, create: bool) -> str:
         id_file.parent.mkdir(parents=True, exist_ok=True)
         _write_text(id_file, run_id + "\n")
     return run_id
+
+
+def write_run_layout(run_dir: str | Path, layout: dict[str, Any]) -> None:
+    """RUN_DIR/run.json: world size, per-device and effective global batch of the latest session."""
+    _write_text(Path(run_dir) / RUN_JSON, json.dumps(layout, indent=2) + "\n")
+
+
+def read_run_layout(run_dir: str | Path) -> dict[str, Any] | None:
+    f = Path(run_dir) / RUN_JSON
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def items_log(run_dir: str | Path, rank: int) -> Path:
+    """RUN_DIR/items/rank<r>.tsv: ``step  sample  tile  offset`` of every training item rank
+    ``rank`` trained on (callbacks.item_log; a data-stream audit for sharding and resume)."""
+    return Path(run_dir) / ITEMS / f"rank{rank}.tsv"

@@ -1,0 +1,148 @@
+"""``snpbag seq2king report``: attention of a trained model on held-out sentences, its
+connectivity to continents and populations, the baselines, and the files of the report.
+
+Splits: the analysis individuals (the model's held-out individuals, plus individuals of the
+kinship input the model has never seen when ``tokens="features"``) are cut in two halves.
+Sentences of the *calibration* half choose each layer's orientation (inverted or not);
+sentences of the *evaluation* half are scored. No statistic of the evaluation half is
+computed before every orientation is fixed, and orientation never reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from snpbag.errors import SampleError
+from snpbag.fileio import atomic_output
+from snpbag.kinship.seq2king import checkpoint, render
+from snpbag.kinship.seq2king.attention import collect
+from snpbag.kinship.seq2king.baselines import king_attention, pca_attention, principal_components
+from snpbag.kinship.seq2king.inputs import Labels, read_kinship, read_labels
+from snpbag.kinship.seq2king.tables import Analysis, write_tables
+from snpbag.kinship.seq2king.model import layer_names
+from snpbag.kinship.seq2king.sentences import sample_sentences
+from snpbag.kinship.seq2king.stats import choose_orientation, encode_groups, invert, score, spearman
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("continent", "population")
+KING_BASELINE, PCA_BASELINE = "king_softmax", "pca_distance"
+HEAD_VIEW_MAX = 60  # BERTViz-style views hang on long inputs
+
+
+def _analysis_rows(meta: dict, kin) -> np.ndarray:
+    """Kinship rows the report may analyse: held-out individuals (and, for feature tokens,
+    individuals the model never saw)."""
+    held = kin.index(meta["held_out"])
+    if meta["config"]["tokens"] != "features":
+        return held
+    known = set(meta["ids"])
+    new = np.array([i for i, s in enumerate(kin.ids.tolist()) if s not in known], dtype=np.int64)
+    return np.sort(np.concatenate([held, new]))
+
+
+def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, sentences: int = 50,
+            sentence_len: int = 60, permutations: int = 1000, seed: int = 0) -> Analysis:
+    """Collect attention on calibration and evaluation sentences and score every layer, head,
+    orientation and baseline at continent and population level."""
+    model, meta, cfg, norm = checkpoint.load(model_dir)
+    kin = read_kinship(kinship)
+    rows = _analysis_rows(meta, kin)
+    if len(rows) < 8:
+        raise SampleError(f"--kinship {kinship}: {len(rows)} held-out individuals; the report needs at least 8 "
+                          "(train with a larger holdout= or pass more individuals)")
+    lab = read_labels(labels, kin.ids[rows])
+    by_row = {int(r): i for i, r in enumerate(rows)}
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows))
+    halves = {"calibration": rows[np.sort(order[: len(rows) // 2])], "evaluation": rows[np.sort(order[len(rows) // 2:])]}
+    L = min(sentence_len, min(len(h) for h in halves.values()))
+    sent = {k: sample_sentences(h, sentences, min_len=L, max_len=L, rng=rng) for k, h in halves.items()}
+    km = norm(kin.matrix)
+    anchors = kin.index(meta["anchors"])
+    model_rows = None
+    if cfg.tokens == "id":
+        pos = {s: i for i, s in enumerate(meta["ids"])}
+        model_rows = np.array([pos.get(s, 0) for s in kin.ids.tolist()], dtype=np.int64)
+    cal_attn, _ = collect(model, sent["calibration"], norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    cal_kin = kin.matrix[sent["calibration"][:, :, None], sent["calibration"][:, None, :]]
+    layers = layer_names(cfg)
+    orient = {(name, h): choose_orientation(cal_attn[name][:, h], cal_kin) for name in layers for h in range(cfg.n_heads)}
+    del cal_attn  # fixed before the evaluation split is read
+
+    ev = sent["evaluation"]
+    ev_attn, ev_states = collect(model, ev, norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    ev_kin = kin.matrix[ev[:, :, None], ev[:, None, :]]
+    local = np.vectorize(by_row.get)(ev)
+    ev_labels = Labels(lab.continent[local], lab.population[local])
+    off = kin.matrix[np.ix_(rows, rows)][~np.eye(len(rows), dtype=bool)]
+    baselines = {KING_BASELINE: (king_attention(ev_kin, temperature=float(off.std()) or 1.0),
+                                 king_attention(cal_kin, temperature=float(off.std()) or 1.0))}
+    pcs = principal_components(km)
+    baselines[PCA_BASELINE] = (pca_attention(pcs[ev]), pca_attention(pcs[sent["calibration"]]))
+
+    out = []
+    for level in LEVELS:
+        _, G = encode_groups(ev_labels.level(level))
+        for name in layers:
+            for h in range(cfg.n_heads):
+                o = orient[(name, h)]
+                for inverted in (False, True):
+                    A = ev_attn[name][:, h]
+                    stats = score(invert(A) if inverted else A, G, permutations=permutations, rng=rng)
+                    out.append({"layer": name, "head": h, "inverted": inverted, "level": level,
+                                "chosen": inverted == o.inverted, "spearman_calibration": o.rho,
+                                "source": "attention", **stats})
+        for name, (A, A_cal) in baselines.items():
+            stats = score(A, G, permutations=permutations, rng=rng)
+            out.append({"layer": name, "head": 0, "inverted": False, "level": level, "chosen": True,
+                        "spearman_calibration": spearman(A_cal, cal_kin), "source": "baseline", **stats})
+    info = {"model": str(model_dir), "kinship": kin.source, "kinship_kind": kin.kind, "labels": str(labels),
+            "tokens": cfg.tokens, "trained_on": meta["input"], "config": meta["config"],
+            "analysis_individuals": len(rows), "new_individuals": int(sum(s not in set(meta["ids"]) for s in kin.ids[rows])),
+            "sentences_per_split": sentences, "sentence_len": L, "permutations": permutations, "seed": seed,
+            "inverted_layers": sorted({f"{n} head {h}" for (n, h), o in orient.items() if o.inverted}),
+            "training_seconds": meta["record"]["seconds"], "held_out_loss": meta["record"]["held_out_loss"],
+            "held_out_constant_loss": meta["record"].get("held_out_constant_loss")}
+    analysis = Analysis(out, info, layers, cfg.n_heads, ev_attn, ev_states, ev_kin, ev_labels)
+    analysis.head_view = _head_view(model, analysis, ev, kin.ids, km, anchors, model_rows)
+    return analysis
+
+
+def _head_view(model, analysis: Analysis, ev: np.ndarray, ids: np.ndarray, km, anchors, model_rows) -> dict:
+    """One evaluation sentence of at most HEAD_VIEW_MAX individuals, sorted by continent and
+    population, with every layer's and head's attention (rounded for the page)."""
+    k = min(HEAD_VIEW_MAX, ev.shape[1])
+    order = np.lexsort((analysis.eval_labels.population[0][:k], analysis.eval_labels.continent[0][:k]))
+    s = ev[0][:k][order][None]
+    attn, _ = collect(model, s, norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    tokens = [f"{ids[r]}·{p}" for r, p in zip(s[0], analysis.eval_labels.population[0][:k][order])]
+    return {"tokens": tokens, "continents": analysis.eval_labels.continent[0][:k][order].tolist(),
+            "layers": analysis.layers,
+            "attention": [[np.round(attn[name][0, h], 4).tolist() for h in range(analysis.n_heads)]
+                          for name in analysis.layers]}
+
+
+def report(model: str | Path, *, kinship: str | Path, labels: str | Path, out: str | Path, sentences: int = 50,
+           sentence_len: int = 60, permutations: int = 1000, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write the Seq2KING report directory: connectivity.csv/.md, summary.json, PNG heat maps and
+    projections, index.html (self-contained, with a head view).
+
+    Raises
+    ------
+    CheckpointError : ``model`` is not a Seq2KING model directory.
+    InputError, SampleError : unreadable kinship or labels, individuals without labels, one group only.
+    """
+    analysis = analyse(model, kinship, labels, sentences=sentences, sentence_len=sentence_len,
+                       permutations=permutations, seed=seed)
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        tmp.mkdir(parents=True)
+        write_tables(analysis.rows, tmp)
+        (tmp / "summary.json").write_text(json.dumps(analysis.info, indent=1, default=str) + "\n")
+        images = render.figures(analysis, tmp)
+        render.page(analysis, images, tmp)
+    return Path(out)

@@ -1,0 +1,131 @@
+"""Train a Seq2KING model on a kinship matrix (``snpbag seq2king train``); labels are never read.
+
+Each step draws ``batch_size`` random sentences of ``min_len``..``max_len`` training
+individuals and fits the normalised kinship sub-matrix with a masked MSE. With
+``tokens="features"`` the held-out individuals never appear in a training sentence and the
+report analyses them; with ``tokens="id"`` (the original, transductive) every individual is
+trained and the report's sentences are new sets of the held-out individuals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from snpbag.fileio import atomic_output
+from snpbag.kinship.seq2king import checkpoint
+from snpbag.kinship.seq2king.config import Seq2KingConfig
+from snpbag.kinship.seq2king.inputs import Kinship, read_kinship
+from snpbag.kinship.seq2king.sentences import (Normaliser, choose_anchors, sample_sentences, split_individuals,
+                                               targets)
+from snpbag.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+
+def token_inputs(sentences: np.ndarray, *, tokens: str, norm_matrix: np.ndarray, anchors: np.ndarray,
+                 model_rows: np.ndarray | None = None):
+    """(tokens, padding mask) tensors of (S, L) sentences of kinship rows.
+
+    ``id``: the model's individual number (``model_rows`` maps kinship rows to it);
+    ``features``: the normalised kinship of each token to the anchor rows."""
+    import torch
+
+    pad = torch.from_numpy(sentences < 0)
+    idx = np.where(sentences < 0, 0, sentences)
+    if tokens == "id":
+        ids = idx if model_rows is None else model_rows[idx]
+        return torch.from_numpy(np.where(sentences < 0, -1, ids)), pad
+    return torch.from_numpy(norm_matrix[idx][:, :, anchors].astype(np.float32)), pad
+
+
+def fit(kin: Kinship, cfg: Seq2KingConfig) -> tuple[object, dict]:
+    """Train on ``kin``; (model, metadata for the model directory)."""
+    import torch
+
+    from snpbag.kinship.seq2king.model import Seq2King, masked_mse
+
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    n = len(kin.ids)
+    train_rows, held_rows = split_individuals(n, cfg.holdout, rng)
+    pool = train_rows if cfg.tokens == "features" else np.arange(n)
+    anchors = choose_anchors(train_rows, cfg.n_anchors, rng)
+    norm = Normaliser.fit(kin.matrix, cfg.normalise)
+    km = norm(kin.matrix)
+    model = Seq2King(cfg, n_individuals=n, n_anchors=len(anchors))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    losses, t0 = [], time.perf_counter()
+    model.train()
+    for step in range(cfg.steps):
+        sent = sample_sentences(pool, cfg.batch_size, min_len=cfg.min_len, max_len=cfg.max_len, rng=rng)
+        tok, pad = token_inputs(sent, tokens=cfg.tokens, norm_matrix=km, anchors=anchors)
+        loss = masked_mse(model(tok, pad), torch.from_numpy(targets(km, sent).astype(np.float32)), pad)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == cfg.steps - 1:
+            losses.append([step, round(loss.item(), 6)])
+            log.info("step %d loss %.5f", step, losses[-1][1])
+    seconds = time.perf_counter() - t0
+    model.eval()
+    held_loss, constant_loss = _held_out_loss(model, km, train_rows, held_rows, anchors, cfg, rng)
+    ids = kin.ids.tolist()
+    meta = {
+        "config": asdict(cfg), "ids": ids, "training": [ids[i] for i in train_rows],
+        "held_out": [ids[i] for i in held_rows], "anchors": [ids[i] for i in anchors], "normaliser": asdict(norm),
+        "input": {"path": kin.source, "kind": kin.kind, "individuals": n},
+        "record": {"seconds": round(seconds, 2), "losses": losses, "held_out_loss": held_loss,
+                   "held_out_constant_loss": constant_loss,
+                   "threads": torch.get_num_threads()},
+        "provenance": provenance("seq2king train", asdict(cfg)),
+    }
+    return model, meta
+
+
+def _held_out_loss(model, km, train_rows, held_rows, anchors, cfg, rng) -> tuple[float, float]:
+    """Masked MSE on 32 sentences of held-out individuals: the model's, and that of a constant
+    prediction (the training pairs' mean) - what a model that learned no structure reaches."""
+    import torch
+
+    from snpbag.kinship.seq2king.model import masked_mse
+
+    sent = sample_sentences(held_rows, 32, min_len=cfg.min_len, max_len=cfg.max_len, rng=rng)
+    tok, pad = token_inputs(sent, tokens=cfg.tokens, norm_matrix=km, anchors=anchors)
+    target = torch.from_numpy(targets(km, sent).astype(np.float32))
+    sub = km[np.ix_(train_rows, train_rows)]
+    mean = float(sub[~np.eye(len(train_rows), dtype=bool)].mean())
+    constant = torch.full_like(target, mean)
+    with torch.no_grad():
+        return (round(float(masked_mse(model(tok, pad), target, pad)), 6),
+                round(float(masked_mse(constant, target, pad)), 6))
+
+
+def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overwrite: bool = False) -> Path:
+    """Train Seq2KING on ``kinship`` (a .kin0 table or a --matrix Zarr) and write a model directory.
+
+    Parameters
+    ----------
+    kinship : PREFIX.kin0 of ``snpbag king`` (or any table with its #IID1, IID2, KINSHIP
+        columns) or PREFIX.king.zarr of ``snpbag king --matrix``.
+    out : the model directory to write (appears only when complete).
+    config : :class:`Seq2KingConfig` (``make_config(preset, overrides)``).
+
+    Returns
+    -------
+    The model directory.
+
+    Raises
+    ------
+    InputError : an unreadable kinship input (see :func:`read_kinship`); ``out`` exists.
+    """
+    kin = read_kinship(kinship)
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        model, meta = fit(kin, config)
+        checkpoint.save(model, meta, tmp)
+    log.info("seq2king model: %s (%d individuals, %.1f s)", out, len(kin.ids), meta["record"]["seconds"])
+    return Path(out)
