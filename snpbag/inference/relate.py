@@ -4,7 +4,8 @@
 parent–offspring and full siblings told apart), adds pairs from different families as
 unrelated, computes each pair's KING counts per patch of ``patch_sites`` consecutive sites
 (:mod:`snpbag.kinship.pairfeatures`), fits :class:`~snpbag.model.relate.RelateNet` on four
-fifths of the families (class-balanced loss: unrelated pairs outnumber every degree), fits
+fifths of the families (unweighted loss on two unrelated pairs per related one: a class-balanced loss called 30 % of
+unrelated pairs related, docs/benchmarks.md), fits
 the calibration temperature on the other fifth and writes the relate directory::
 
     relate.safetensors   weights, input standardisation, temperature
@@ -164,17 +165,13 @@ def fit_net(data: PairData, *, max_degree: int, patch_sites: int, fit: Fit, opti
     cfg = RelateConfig(n_features=x.shape[-1], n_summary=s.shape[-1], max_degree=max_degree, **(options or {}))
     net = RelateNet(cfg)
     net.standardise_from(x[tr], mask[tr], s[tr])
-    counts = torch.bincount(y[tr], minlength=cfg.n_classes).float()
-    # 1/sqrt(frequency): rare distant degrees still count, without trading away the unrelated calls
-    weight = torch.where(counts > 0, counts.clamp_min(1).rsqrt(), torch.zeros(()))
-    weight = weight / (weight * counts).sum() * counts.sum()
     opt = torch.optim.AdamW(net.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     idx = torch.nonzero(tr).squeeze(1)
     g = torch.Generator().manual_seed(fit.seed)
     net.train()
     for _ in range(fit.epochs):
         for b in idx[torch.randperm(len(idx), generator=g)].split(fit.batch_size):
-            loss = F.cross_entropy(net(x[b], mask[b], s[b]), y[b], weight=weight)
+            loss = F.cross_entropy(net(x[b], mask[b], s[b]), y[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
