@@ -144,3 +144,17 @@ def test_degree_accuracy_counts_unrelated_calls_as_wrong_for_relatives():
     assert acc["1"] == {"n": 1, "exact": 0.0, "within1": 1.0}
     assert acc["4"] == {"n": 2, "exact": 0.0, "within1": 0.5}
     assert acc["UN"] == {"n": 2, "exact": 0.5, "within1": 0.5}
+
+
+def test_store_input_gives_the_same_table(sims, tmp_path):
+    from snpbag.store.convert import convert
+
+    train, _, model = sims
+    store = tmp_path / "ped.zarr"
+    convert(str(train / "pedigree.vcf.gz"), str(store))
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("F0001_P F0001_A1\nF0001_A1 F0001_B1\nF0001_P F0002_P\nF0002_B3 F0002_A3\n")
+    a, b = tmp_path / "vcf.tsv", tmp_path / "store.tsv"
+    rel.relate(model=model, input=train / "pedigree.vcf.gz", output=a, pairs=pairs)
+    rel.relate(model=model, input=store, output=b, pairs=pairs)
+    assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 5
