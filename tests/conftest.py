@@ -7,6 +7,7 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
 import shutil  # noqa: E402
+import socket  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -35,3 +36,10 @@ def pytest_collection_modifyitems(config, items):
         # the marker, not item.keywords: those also hold directory names (a checkout named gpu/)
         if item.get_closest_marker("gpu") is not None and not HAS_CUDA:
             item.add_marker(skip)
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now (for a test's torch.distributed rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

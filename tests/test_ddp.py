@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +16,7 @@ import torch.multiprocessing as mp
 
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
+from conftest import free_port
 from tiny_data import TINY_TRAIN, tiny_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +26,6 @@ BATCH = 4
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     return tiny_store(tmp_path_factory.mktemp("tiny"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_items(rank: int, world: int, port: int, store: str, out: str) -> None:
@@ -57,7 +51,7 @@ def _epoch_items(store: Path, **kw) -> list[tuple[int, int]]:
 
 
 def test_resolve_rank_through_torch_distributed(store, tmp_path):
-    mp.start_processes(_rank_items, args=(2, _free_port(), str(store), str(tmp_path)), nprocs=2,
+    mp.start_processes(_rank_items, args=(2, free_port(), str(store), str(tmp_path)), nprocs=2,
                        start_method="spawn")
     got = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
     assert [(g["rank"], g["world"]) for g in got] == [(0, 2), (1, 2)]
@@ -78,7 +72,7 @@ def test_lightning_ddp_two_ranks_disjoint_equal_shares(store, tmp_path):
     steps = -(-len(everything) // 2 // BATCH)  # one epoch
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "MASTER_PORT": str(_free_port()), "WANDB_MODE": "disabled"}
+           "MASTER_PORT": str(free_port()), "WANDB_MODE": "disabled"}
     snpbag = Path(sys.executable).parent / "snpbag"
     cmd = [str(snpbag), "train", f"data.store={store}", f"paths.run_dir={run_dir}", *TINY_TRAIN,
            "trainer.devices=2", "trainer.strategy=ddp", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
@@ -119,6 +113,6 @@ def _hung_peer(rank: int, world: int, port: int, out: str) -> None:
 def test_a_hung_peer_is_recognised_as_a_collective_timeout(tmp_path):
     """The text torch's gloo backend raises when a peer never joins is what snpbag.train.run
     turns into 'rank N: a collective waited longer than trainer.collective_timeout_s'."""
-    mp.start_processes(_hung_peer, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_hung_peer, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     got = (tmp_path / "0").read_text()
     assert got.startswith("True ") and "timed out" in got.lower(), got

@@ -17,13 +17,14 @@ def test_demo_end_to_end(tmp_path, capfd):
                                              "data.seq_len=128", "data.batch_size=4", "logger=none"),
                             embed_overrides=("trainer.max_steps=4", "trainer.val_check_interval=2", "data.seq_len=128",
                                              "data.batch_size=4", "task.head.options.patch=64"),
-                            classify_epochs=5)
+                            classify_epochs=5, embed_per_continent=10)
     result = demo(tmp_path / "demo", settings=settings, echo=lines.append)
     text = "\n".join(lines)
     for stage in ("1. simulate", "2. convert", "3. pretrain", "4. impute", "5. score", "6. embed"):
         assert stage in text
     assert set(result["classification"]) == {"embedding", "pca_lr", "pca_knn"}
     assert "pca_lr" in text and "patches flagged" in text
+    assert "30 genomes x" in text and "30 labelled genomes, 3 classes" in text  # 10 per continent
     assert "bits per genotype" in text
     assert "MAF bin" in text and "AF baseline" in text
     tools = [s["tool"] for s in result["scores"]]

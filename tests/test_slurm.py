@@ -10,12 +10,9 @@ for a loaded 2-core machine; no fixed sleeps.
 from __future__ import annotations
 
 import csv
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import torch
 import slurm_cluster
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
+from conftest import free_port
 from tiny_data import TINY_TRAIN, tiny_store
 from wandb_files import wandb_history_steps
 
@@ -51,16 +49,10 @@ def store(tmp_path_factory) -> Path:
     return tiny_store(tmp_path_factory.mktemp("tiny"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _job_env(**extra: str) -> dict[str, str]:
     """What sbatch exports to the job: this tree's snpbag, offline W&B, a free DDP port."""
     return {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "SNPBAG": str(SNPBAG),
-            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MASTER_PORT": str(_free_port()), **extra}
+            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MASTER_PORT": str(free_port()), **extra}
 
 
 def _pretrain(cluster, store: Path, work: Path) -> str:
