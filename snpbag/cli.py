@@ -296,18 +296,21 @@ def classify_predict(model, embeddings, output):
 @main.group(invoke_without_command=True)
 @click.option("--model", default=None, type=path_in, help="Directory written by `snpbag relate train`.")
 @click.option("--input", default=None, type=path_in, help="VCF/BCF or snpbag store.")
-@click.option("--output", default=None, type=path_in, help="Table to write (.kin0-like TSV with EXP_KINSHIP).")
+@click.option("--out", default=None, type=path_in, help="Output prefix: PREFIX.rel (per pair) and PREFIX.rel.log.")
 @click.option("--pairs", default=None, type=path_in, help="Pairs to call (two ids per line, or a .kin0); default all.")
+@click.option("--min-kinship", default=None, type=float, help="Prefilter: only pairs with KING-robust kinship >= X.")
 @click.option("--max-degree", default=None, type=int, help="Write only pairs called at this degree or closer.")
 @click.option("--threads", default=None, type=int)
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.pass_context
-def relate(ctx, model, input, output, pairs, max_degree, threads):
+def relate(ctx, model, input, out, pairs, min_kinship, max_degree, threads, device):
     """Relationship degrees 1..N of pairs of genomes (`relate train` fits the classifier)."""
     if ctx.invoked_subcommand is not None:
         return
-    if not (model and input and output):
-        raise click.UsageError("snpbag relate needs --model, --input and --output (or the subcommand `train`)")
-    s = _relate.relate(model=model, input=input, output=output, pairs=pairs, max_degree=max_degree, threads=threads)
+    if not (model and input and out):
+        raise click.UsageError("snpbag relate needs --model, --input and --out (or the subcommand `train`)")
+    s = _relate.relate(model=model, input=input, out=out, pairs=pairs, min_kinship=min_kinship,
+                       max_degree=max_degree, threads=threads, device=device)
     click.echo(s.line())
 
 

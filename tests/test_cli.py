@@ -171,11 +171,13 @@ def test_real_errors_reach_the_user(runner, tmp_path):
 
 def test_relate(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
-        _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--output", "p.tsv", "--max-degree", "3"])
-    f.assert_called_once_with(model="m", input="c.vcf.gz", output="p.tsv", pairs=None, max_degree=3, threads=None)
+        _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--max-degree", "3",
+                         "--min-kinship", "0.02", "--device", "cpu"])
+    f.assert_called_once_with(model="m", input="c.vcf.gz", out="p", pairs=None, min_kinship=0.02, max_degree=3,
+                              threads=None, device="cpu")
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
         _invoke(runner, ["relate", "train", "--pedigree", "a", "--pedigree", "b", "--out", "m", "--max-degree", "9"])
     assert f.call_args.kwargs["pedigree"] == ["a", "b"] and f.call_args.kwargs["max_degree"] == 9
     assert f.call_args.kwargs["patch_sites"] == 256 and f.call_args.kwargs["fit"].epochs == 40
     r = runner.invoke(main, ["relate", "--model", "m"])
-    assert r.exit_code != 0 and "needs --model, --input and --output" in r.output
+    assert r.exit_code != 0 and "needs --model, --input and --out" in r.output

@@ -61,11 +61,12 @@ def test_pair_order_does_not_change_the_output(sims):
 
 def test_relate_table_columns_and_calls(sims, tmp_path):
     train, _, model = sims
-    out = tmp_path / "pairs.tsv"
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(train / "pedigree.vcf.gz"),
-                                  "--output", str(out)])
+                                  "--out", str(tmp_path / "all")])
     assert r.exit_code == 0, r.output
-    lines = out.read_text().splitlines()
+    lines = (tmp_path / "all.rel").read_text().splitlines()
+    log_lines = dict(x.split("\t") for x in (tmp_path / "all.rel.log").read_text().splitlines())
+    assert log_lines["prefilter"] == "none" and int(log_lines["pairs_scored"]) == len(lines) - 1
     head = lines[0].split("\t")
     assert head == rel.columns(6)
     assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
@@ -85,13 +86,21 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     un = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0002_P"})
     assert un["DEGREE"] == "UN" and un["PO_FS"] == "NA"
     # --max-degree keeps the close calls only; --pairs restricts the pairs
-    few = tmp_path / "close.tsv"
-    rel.relate(model=model, input=train / "pedigree.vcf.gz", output=few, max_degree=1)
-    assert {x.split("\t")[6] for x in few.read_text().splitlines()[1:]} == {"1"}
+    rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "close", max_degree=1)
+    assert {x.split("\t")[6] for x in (tmp_path / "close.rel").read_text().splitlines()[1:]} == {"1"}
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("#IID1\tIID2\nF0001_P\tF0001_A1\nF0002_M\tF0001_B1\n")
-    two = tmp_path / "two.tsv"
-    assert rel.relate(model=model, input=train / "pedigree.vcf.gz", output=two, pairs=pairs).written == 2
+    assert rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "two", pairs=pairs).written == 2
+    # --min-kinship scores exactly the pairs `snpbag king --min-kinship` lists, and nothing else
+    from snpbag.kinship.king import king
+
+    king(train / "pedigree.vcf.gz", out=tmp_path / "k", min_kinship=0.06)
+    want = {frozenset(x.split("\t")[:2]) for x in (tmp_path / "k.kin0").read_text().splitlines()[1:]}
+    got = rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "pre", min_kinship=0.06)
+    rows = (tmp_path / "pre.rel").read_text().splitlines()[1:]
+    assert got.pairs == len(want) > 0 and {frozenset(x.split("\t")[:2]) for x in rows} == want
+    assert "KING kinship >= 0.06" in (tmp_path / "pre.rel.log").read_text()
+    assert not list(tmp_path.glob(".relate-*"))  # the prefilter's table is not left behind
 
 
 def test_bad_inputs_fail_with_one_line(sims, tmp_path):
@@ -100,14 +109,14 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     bad = tmp_path / "p.txt"
     bad.write_text("F0001_P\tnobody\n")
     with pytest.raises(InputError, match="sample 'nobody' is not in the input"):
-        rel.relate(model=model, input=vcf, output=tmp_path / "o1", pairs=bad)
+        rel.relate(model=model, input=vcf, out=tmp_path / "o1", pairs=bad)
     bad.write_text("F0001_P F0001_M\nF0001_M F0001_P\n")
     with pytest.raises(InputError, match="listed twice"):
-        rel.relate(model=model, input=vcf, output=tmp_path / "o2", pairs=bad)
+        rel.relate(model=model, input=vcf, out=tmp_path / "o2", pairs=bad)
     with pytest.raises(CheckpointError, match="not a relate directory"):
-        rel.relate(model=tmp_path, input=vcf, output=tmp_path / "o3")
+        rel.relate(model=tmp_path, input=vcf, out=tmp_path / "o3")
     with pytest.raises(InputError, match="--max-degree 9: the model calls degrees 1..6"):
-        rel.relate(model=model, input=vcf, output=tmp_path / "o4", max_degree=9)
+        rel.relate(model=model, input=vcf, out=tmp_path / "o4", max_degree=9)
     with pytest.raises(InputError, match="not a pedigree simulation"):
         rel.train(pedigree=[tmp_path], out=tmp_path / "m")
     # one chromosome of a model trained on four: too little evidence
@@ -118,8 +127,17 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     one = tmp_path / "one.vcf"
     one.write_text("".join(x for x in lines if x.startswith("#") or x.split("\t")[0] == first))
     with pytest.raises(InputError, match="a single chromosome"):
-        rel.relate(model=model, input=one, output=tmp_path / "o5")
-    r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(vcf), "--output",
+        rel.relate(model=model, input=one, out=tmp_path / "o5")
+    with pytest.raises(InputError, match="--pairs and --min-kinship both choose the pairs"):
+        rel.relate(model=model, input=vcf, out=tmp_path / "o7", pairs=bad, min_kinship=0.1)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="--device cuda: no CUDA device"):
+            rel.relate(model=model, input=vcf, out=tmp_path / "o8", device="cuda")
+    (tmp_path / "o9.rel").write_text("precious")
+    with pytest.raises(InputError, match="o9.rel: output already exists"):
+        rel.relate(model=model, input=vcf, out=tmp_path / "o9")
+    assert (tmp_path / "o9.rel").read_text() == "precious" and not (tmp_path / "o9.rel.log").exists()
+    r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(vcf), "--out",
                                   str(tmp_path / "o6"), "--pairs", str(bad)])
     assert r.exit_code != 0 and "listed twice" in r.output and len(r.output.strip().splitlines()) == 1
 
@@ -154,7 +172,7 @@ def test_store_input_gives_the_same_table(sims, tmp_path):
     convert(str(train / "pedigree.vcf.gz"), str(store))
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("F0001_P F0001_A1\nF0001_A1 F0001_B1\nF0001_P F0002_P\nF0002_B3 F0002_A3\n")
-    a, b = tmp_path / "vcf.tsv", tmp_path / "store.tsv"
-    rel.relate(model=model, input=train / "pedigree.vcf.gz", output=a, pairs=pairs)
-    rel.relate(model=model, input=store, output=b, pairs=pairs)
+    rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "vcf", pairs=pairs)
+    rel.relate(model=model, input=store, out=tmp_path / "store", pairs=pairs)
+    a, b = tmp_path / "vcf.rel", tmp_path / "store.rel"
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 5

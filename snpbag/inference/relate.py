@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ import numpy as np
 
 from snpbag.errors import CheckpointError, InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
-from snpbag.fileio import atomic_output
+from snpbag.fileio import atomic_output, atomic_outputs
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship.estimators import kinship
+from snpbag.kinship.king import king as king_table
 from snpbag.kinship.source import GenotypeSource, ScanStats
 
 log = logging.getLogger(__name__)
@@ -194,13 +196,17 @@ def degree_probabilities(p: np.ndarray) -> np.ndarray:
     return np.concatenate([p[:, :2].sum(1, keepdims=True), p[:, 2:]], axis=1)
 
 
-def predict_proba(net, data: PairData, patch_sites: int, batch: int = 1024) -> np.ndarray:
+def predict_proba(net, data: PairData, patch_sites: int, batch: int = 1024, device: str = "cpu") -> np.ndarray:
     import torch
 
     x, mask, s = _tensors(data, patch_sites)
+    if not len(x):
+        return np.zeros((0, net.cfg.n_classes))
+    net = net.to(device)
     with torch.no_grad():
-        return torch.cat([net.probabilities(x[k:k + batch], mask[k:k + batch], s[k:k + batch])
-                          for k in range(0, len(x), batch)]).numpy() if len(x) else np.zeros((0, net.cfg.n_classes))
+        return torch.cat([net.probabilities(x[k:k + batch].to(device), mask[k:k + batch].to(device),
+                                            s[k:k + batch].to(device)).cpu()
+                          for k in range(0, len(x), batch)]).numpy()
 
 
 def called_degrees(net, data: PairData, patch_sites: int) -> np.ndarray:
@@ -332,38 +338,61 @@ class RelateSummary:
         return f"{self.output}: {self.written:,} of {self.pairs:,} pairs written; calls {cls}"
 
 
-def relate(*, model: str | Path, input: str | Path, output: str | Path, pairs: str | Path | None = None,
-           max_degree: int | None = None, threads: int | None = None) -> RelateSummary:
-    """Degree calls for the pairs of ``input`` (see the module docstring).
+def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str | Path | None = None,
+           min_kinship: float | None = None, max_degree: int | None = None, threads: int | None = None,
+           device: str = "cpu") -> RelateSummary:
+    """Degree calls for the pairs of ``input`` → ``PREFIX.rel`` and ``PREFIX.rel.log``.
 
     Parameters
     ----------
     model : a directory written by :func:`train`.
     input : VCF/BCF or snpbag store.
-    output : the table to write (tab-separated, columns :func:`columns`).
+    out : output prefix: ``PREFIX.rel`` (tab-separated, columns :func:`columns`) and
+        ``PREFIX.rel.log`` (pairs considered and called per degree); both appear atomically.
     pairs : a file of pairs (two sample ids per line, or a .kin0); default all pairs.
+    min_kinship : prefilter: only the pairs whose exact KING-robust kinship (``snpbag king``,
+        as plink2) is at least this. Pairs below it are never scored, so a relative whose
+        KING kinship falls under the cut is missed (distant degrees: KING's 4th-degree
+        expectation is 2^-5 ≈ 0.031).
     max_degree : write only pairs called at this degree or closer (default: every pair).
+    device : ``cpu`` or ``cuda`` for the classifier (the counts are computed on the CPU).
 
     Raises
     ------
-    InputError : unknown or repeated pairs, too few variants for the model, an existing output.
+    InputError : unknown or repeated pairs, --pairs with --min-kinship, too few variants for
+        the model, an existing output, cuda without a GPU.
     CheckpointError : ``model`` is not a relate directory.
     """
     net, meta = load(model)
-    if Path(output).exists():
-        raise InputError(f"{output}: output already exists; remove it or choose another --output")
+    table, log_file = Path(f"{out}.rel"), Path(f"{out}.rel.log")
+    for f in (table, log_file):
+        if f.exists():
+            raise InputError(f"{f}: output already exists; remove it or choose another --out")
+    if pairs is not None and min_kinship is not None:
+        raise InputError("--pairs and --min-kinship both choose the pairs; give one")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device {device!r}: choose cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is visible; use --device cpu")
     patch_sites, top = int(meta["patch_sites"]), net.cfg.max_degree
     if max_degree is not None and not 1 <= max_degree <= top:
         raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
-    choose = (lambda ids: read_pairs(pairs, ids)) if pairs is not None else (lambda ids: all_pairs(len(ids)))
-    ids, idx, counts, variants = input_counts(input, choose, patch_sites=patch_sites, threads=threads)
+    with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
+        if min_kinship is not None:  # the prefilter: exact KING-robust kinship of every pair
+            king_table(input, out=Path(tmpdir) / "candidates", min_kinship=min_kinship, threads=threads)
+            pairs = Path(tmpdir) / "candidates.kin0"
+        choose = (lambda ids: read_pairs(pairs, ids)) if pairs is not None else (lambda ids: all_pairs(len(ids)))
+        ids, idx, counts, variants = input_counts(input, choose, patch_sites=patch_sites, threads=threads)
     trained = int(meta["training"]["variants"])
     if variants < MIN_VARIANT_SHARE * trained:
         raise InputError(f"{input}: {variants:,} autosomal SNPs, under {MIN_VARIANT_SHARE:.0%} of the {trained:,} "
                          "the model was trained on (a single chromosome?); give the whole genome or train a model "
                          "on a matching simulation")
     data = PairData(ids, idx, counts, variants)
-    p = predict_proba(net, data, patch_sites)
+    p = predict_proba(net, data, patch_sites, device=device)
     pd = degree_probabilities(p)
     call = pd.argmax(1)
     exp_k = p @ net.kinship.numpy().astype(np.float64)
@@ -372,7 +401,8 @@ def relate(*, model: str | Path, input: str | Path, output: str | Path, pairs: s
     keep = np.ones(len(idx), bool) if max_degree is None else call < max_degree
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
     per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
-    with atomic_output(output) as tmp, open(tmp, "w") as fh:
+    with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
+        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, min_kinship))
         fh.write("\t".join(columns(top)) + "\n")
         for r in np.flatnonzero(keep):
             i, j = idx[r]
@@ -382,7 +412,14 @@ def relate(*, model: str | Path, input: str | Path, output: str | Path, pairs: s
                    ("PO" if po >= 0.5 else "FS") if deg1 else "NA", f"{po:.4f}"]
             row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
             fh.write("\t".join(row) + "\n")
-    return RelateSummary(Path(output), len(idx), int(keep.sum()), per_degree)
+    return RelateSummary(table, len(idx), int(keep.sum()), per_degree)
+
+
+def _log_text(input, considered: int, written: int, per_degree: dict[str, int], min_kinship) -> str:
+    lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}",
+             f"prefilter\t{'KING kinship >= ' + format(min_kinship, 'g') if min_kinship is not None else 'none'}"]
+    lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(net, data: PairData, patch_sites: int) -> dict[str, dict[str, float]]:

@@ -6,7 +6,7 @@ per true degree 1..9 and unrelated, exact and within-±1 accuracy of the classif
 and of KING's degree thresholds (snpbag.kinship.degrees) on the pairs' exact KING kinship,
 on the held-out families, with as many cross-family unrelated pairs as related ones.
 
-    .venv/bin/python tools/bench/bench_relate.py --workdir /tmp/bench_relate --train-families 8 \\
+    .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 8 \\
         --test-families 4 --length 1000000
 """
 
@@ -69,7 +69,7 @@ def main() -> None:
         print(f"{k:>6}  {h['n']:>5}  {h['exact']:10.2f}  {h['within1']:7.2f}  {g['exact']:10.2f}  {g['within1']:7.2f}")
     rows = [{"degree": k, "pairs": head[k]["n"], "head_exact": head[k]["exact"], "head_within1": head[k]["within1"],
              "king_exact": king_acc[k]["exact"], "king_within1": king_acc[k]["within1"]} for k in head]
-    _results.write(a.json, command="bench_relate", results={"degrees": rows}, info={
+    _results.write(a.json, command="relate_vs_king", results={"degrees": rows}, info={
         "variants_train": meta["training"]["variants"], "variants_test": test.variants,
         "training_pairs": meta["training"]["pairs"], "temperature": meta["training"]["temperature"],
         "seconds_simulate": t1 - t0, "seconds_train": t2 - t1, "seconds_evaluate": t3 - t2})
