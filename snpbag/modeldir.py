@@ -434,3 +434,30 @@ def describe(directory: str | Path) -> str:
         console.print(t)
         console.print()
     return "\n".join(line.rstrip() for line in buf.getvalue().rstrip().splitlines()) + "\n"
+
+
+def read_small_model(directory: str | Path, *, config_file: str, weights_file: str, fmt: str, version: int,
+                     kind: str, writer: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, weights) of a small model's directory: a JSON with ``format``/``version``/
+    ``config`` beside a safetensors file (the population classifier, the relatedness
+    classifier). Each format's file names stay with its command; the checks are shared here.
+
+    Raises
+    ------
+    CheckpointError : no such directory or JSON, unreadable JSON, another format or version.
+    """
+    from safetensors.torch import load_file
+
+    p = Path(directory)
+    cfg_file = p / config_file
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{p}: not a {kind} directory (no {config_file}); write one with `{writer}`")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_file}: not valid JSON ({e}); write it again with `{writer}`") from None
+    if meta.get("format") != fmt or meta.get("version") != version:
+        raise CheckpointError(f"{cfg_file}: format {meta.get('format')} version {meta.get('version')}, "
+                              f"this snpbag reads {fmt} version {version}; retrain with `{writer}`")
+    return meta, load_file(str(p / weights_file))
+

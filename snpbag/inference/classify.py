@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from snpbag.errors import CheckpointError, InputError
+from snpbag import modeldir
+from snpbag.errors import InputError
 from snpbag.eval import classify as metrics
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca
 from snpbag.fileio import atomic_output
@@ -298,19 +299,13 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
 
 def load_classifier(directory: str | Path):
     """(PopClassifier in eval mode, its classifier.json)."""
-    from safetensors.torch import load_file
-
     from snpbag.model.popclass import PopClassConfig, PopClassifier
 
-    p = Path(directory)
-    cfg_file = p / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{p}: not a classifier directory (no {CONFIG_FILE}); write one with `snpbag classify train`")
-    meta = json.loads(cfg_file.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{cfg_file}: not a {FORMAT} version {VERSION}; retrain with `snpbag classify train`")
+    meta, weights = modeldir.read_small_model(directory, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE,
+                                              fmt=FORMAT, version=VERSION, kind="classifier",
+                                              writer="snpbag classify train")
     model = PopClassifier(PopClassConfig(**meta["config"]))
-    model.load_state_dict(load_file(str(p / WEIGHTS_FILE)))
+    model.load_state_dict(weights)
     return model.eval(), meta
 
 

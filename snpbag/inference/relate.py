@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from snpbag.errors import CheckpointError, InputError
+from snpbag import modeldir
+from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_output, atomic_outputs
 from snpbag.kinship import pairfeatures as pf
@@ -271,20 +272,13 @@ def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, 
 
 def load(directory: str | Path):
     """(RelateNet in eval mode, its relate.json)."""
-    from safetensors.torch import load_file
-
     from snpbag.model.relate import RelateConfig, RelateNet
 
-    p = Path(directory)
-    cfg_file = p / CONFIG_FILE
-    if not cfg_file.exists():
-        raise CheckpointError(f"{p}: not a relate directory (no {CONFIG_FILE}); write one with `snpbag relate train`")
-    meta = json.loads(cfg_file.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{cfg_file}: format {meta.get('format')} version {meta.get('version')}, "
-                              f"this snpbag reads {FORMAT} version {VERSION}; retrain with `snpbag relate train`")
+    meta, weights = modeldir.read_small_model(directory, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE,
+                                              fmt=FORMAT, version=VERSION, kind="relate",
+                                              writer="snpbag relate train")
     net = RelateNet(RelateConfig(**meta["config"]))
-    net.load_state_dict(load_file(str(p / WEIGHTS_FILE)))
+    net.load_state_dict(weights)
     return net.eval(), meta
 
 
