@@ -78,14 +78,16 @@ def _losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
-def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_path, fake_slurm, monkeypatch):
+@pytest.mark.parametrize("signal_at", [3, 2])  # stop at step 4; at step 3, also a periodic last.ckpt step
+def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_path, fake_slurm, monkeypatch,
+                                                                    signal_at):
     full, split = tmp_path / "full", tmp_path / "split"
     _train(store, full)
-    sig = _train(store, split, signal_at=3, monkeypatch=monkeypatch)
+    sig = _train(store, split, signal_at=signal_at, monkeypatch=monkeypatch)
     assert sig.written_in_handler is False  # Lightning's handler would have saved right there
     hpc = sorted(split.glob(f"{rundir.HPC_PREFIX}*"))
     assert [p.name for p in hpc] == [f"{rundir.HPC_PREFIX}1{rundir.SUFFIX}"]
-    assert torch.load(hpc[0], map_location="cpu", weights_only=True)["global_step"] == 4  # the next boundary
+    assert torch.load(hpc[0], map_location="cpu", weights_only=True)["global_step"] == signal_at + 1  # next boundary
     assert fake_slurm.read_text().split() == ["requeue", "4242"]  # rank 0, after training stopped
     assert rundir.resume_checkpoint(split) == hpc[0]
 

@@ -101,6 +101,14 @@ class LastCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=str(dirpath), every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
                          enable_version_counter=False)
 
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        # Lightning runs ModelCheckpoint callbacks after the others: when a pre-emption has just
+        # saved this step and stopped the run, a periodic last.ckpt here would be the newer file
+        # of the same step and resume would pick it instead of the pre-emption checkpoint
+        if trainer.should_stop and 0 <= trainer.global_step < trainer.max_steps:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         finished = trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps
         if finished and self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
