@@ -436,6 +436,28 @@ def describe(directory: str | Path) -> str:
     return "\n".join(line.rstrip() for line in buf.getvalue().rstrip().splitlines()) + "\n"
 
 
+
+def write_small_model(directory: str | Path, *, config_file: str, weights_file: str, meta: dict[str, Any],
+                      state_dict: dict[str, Any], extra: dict[str, str] | None = None) -> Path:
+    """Write a small model's directory (see :func:`read_small_model`) as a whole, under a
+    temporary name renamed when complete: the weights, ``meta`` as JSON and ``extra``
+    (file name -> text) beside them.
+
+    Raises
+    ------
+    InputError : ``directory`` exists.
+    """
+    from safetensors.torch import save_file
+
+    with atomic_output(directory) as tmp:
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp / weights_file))
+        (tmp / config_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
+    return Path(directory)
+
+
 def read_small_model(directory: str | Path, *, config_file: str, weights_file: str, fmt: str, version: int,
                      kind: str, writer: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metadata, weights) of a small model's directory: a JSON with ``format``/``version``/

@@ -282,18 +282,13 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
     cv = cross_validate(x, y, classes, groups=groups, folds=folds, repeats=repeats, threshold=threshold, pcs=pcs,
                         options=options, fit=fit, seed=seed)
     model = fit_classifier(x, y, len(classes), options=options, fit=fit)
-    from safetensors.torch import save_file
-
     meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "classes": classes,
             "label_column": column, "threshold": threshold, "embeddings": {"model": emb.identity,
                                                                           "shape": list(emb.shape[1:])}}
     report = {"folds": folds, "repeats": repeats, "relatives_grouped": len(pairs), "classes": classes,
               "n_samples": len(samples), "methods": cv}
-    with atomic_output(out) as tmp:
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        (tmp / CV_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
+                               state_dict=model.state_dict(), extra={CV_FILE: json.dumps(report, indent=2) + "\n"})
     return TrainSummary(Path(out), classes, len(samples), cv)
 
 

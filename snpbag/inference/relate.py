@@ -20,7 +20,6 @@ and of unrelated, parent–offspring vs full siblings at degree 1, the expected 
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
-from snpbag.fileio import atomic_output, atomic_outputs
+from snpbag.fileio import atomic_outputs
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.king import king as king_table
@@ -261,12 +260,8 @@ def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, 
             "patch_sites": patch_sites, "features": list(pf.FEATURES), "summary": list(pf.SUMMARY),
             "training": {"pedigrees": [str(p) for p in pedigree], "variants": data.variants, "pairs": per_class,
                          "temperature": float(net.temperature), "fit": fit.__dict__}}
-    from safetensors.torch import save_file
-
-    with atomic_output(out) as tmp:
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS_FILE))
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
+                               state_dict=net.state_dict())
     return TrainSummary(Path(out), len(data.y), per_class, float(net.temperature))
 
 
