@@ -193,6 +193,13 @@ class StepWandbLogger(WandbLogger):
     Each session finishes its W&B run when training ends.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Lightning passes anonymous=None, which wandb >= 0.19 warns about on every run
+        # ("The anonymous setting has no effect"); not passing it means the same thing
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
     @rank_zero_only
     def log_metrics(self, metrics, step: int | None = None) -> None:
         if step is None:

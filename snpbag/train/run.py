@@ -344,14 +344,9 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
         # Only rank 0 starts a W&B run (Lightning's loggers are rank-zero); only it may
         # create the id file, or DDP ranks would race to write different ids.
         run_id = rundir.wandb_run_id(run_dir, create=rank_zero_only.rank == 0)
-        wandb_logger = StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
-                                   mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
-                                   log_model=False)
-        # Lightning passes anonymous=None, which wandb >= 0.19 warns about on every run
-        # ("The anonymous setting has no effect"); not passing it means the same thing
-        if wandb_logger._wandb_init.get("anonymous") is None:
-            wandb_logger._wandb_init.pop("anonymous", None)
-        loggers.append(wandb_logger)
+        loggers.append(StepWandbLogger(project=w.project, entity=w.entity, name=cfg.name, id=run_id, resume="allow",
+                                       mode=w.mode, save_dir=str(run_dir), tags=list(w.tags), config=config,
+                                       log_model=False))
     return loggers
 
 
