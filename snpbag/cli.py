@@ -277,10 +277,12 @@ def classify():
 @click.option("--threshold", default=0.5, show_default=True, type=float,
               help="Calls with a top probability below this are 'unassigned'.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed):
+@click.option("--plots", default=None, type=path_in,
+              help="Directory for PNGs: 2-D projection of the embeddings, confusion matrices side by side.")
+def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
     s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
-            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed)
+            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed, plots=plots)
     click.echo(s.table())
 
 
@@ -288,9 +290,11 @@ def classify_train(embeddings, labels, out, label_column, kinship, genotypes, fo
 @click.option("--model", required=True, type=path_in, help="Directory written by `snpbag classify train`.")
 @click.option("--embeddings", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in, help="TSV: sample, label, probabilities, call.")
-def classify_predict(model, embeddings, output):
+@click.option("--plots", default=None, type=path_in,
+              help="Directory for a PNG of the embeddings in 2-D, coloured by the predicted label.")
+def classify_predict(model, embeddings, output, plots):
     """Calibrated class probabilities and an assigned/unassigned call per sample."""
-    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output)))
+    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output, plots=plots)))
 
 
 @main.group(invoke_without_command=True)

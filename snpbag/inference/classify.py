@@ -30,6 +30,7 @@ import numpy as np
 from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.eval import classify as metrics
+from snpbag.eval import plots as figures
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca
 from snpbag.fileio import atomic_output
 from snpbag.inference.embedout import Embeddings, read_embeddings
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
 CV_FILE = "cv.json"
+PROJECTION_PNG = "projection.png"  # written into --plots DIR
+CONFUSION_PNG = "confusion.png"
 FORMAT = "snpbag-classifier"
 VERSION = 1
 
@@ -253,8 +256,13 @@ class TrainSummary:
 def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_column: str | None = None,
           kinship: str | Path | None = None, relative_kinship: float = metrics.RELATIVE_KINSHIP,
           genotypes: str | Path | None = None, folds: int = 5, repeats: int = 3, threshold: float = 0.5,
-          options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0) -> TrainSummary:
+          options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0,
+          plots: str | Path | None = None) -> TrainSummary:
     """Cross-validate, then fit and write a classifier directory (see the module docstring).
+
+    With ``plots``, also write into that directory ``projection.png`` (the labelled embeddings
+    in 2-D, one colour per label) and ``confusion.png`` (the cross-validation's confusion
+    matrices of every method, side by side).
 
     Raises
     ------
@@ -267,6 +275,7 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
         raise InputError(f"--threshold {threshold}: a probability in [0, 1]")
     if Path(out).exists():
         raise InputError(f"{out}: output already exists; remove it or choose another --out")
+    plot_dir = _plot_dir(plots)
     emb = read_embeddings(embeddings)
     table, column = read_labels(labels, column=label_column)
     rows, y, classes = labelled(emb, table, path=labels)
@@ -289,7 +298,23 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
               "n_samples": len(samples), "methods": cv}
     modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
                                state_dict=model.state_dict(), extra={CV_FILE: json.dumps(report, indent=2) + "\n"})
+    if plot_dir is not None:
+        figures.projection_png(x, [classes[c] for c in y], plot_dir / PROJECTION_PNG,
+                               what=f"genome embeddings ({column})", seed=seed)
+        figures.confusion_png({f"{m} (macro F1 {r['mean_macro_f1']:.3f})": np.asarray(r["confusion"])
+                               for m, r in cv.items()}, classes, plot_dir / CONFUSION_PNG)
     return TrainSummary(Path(out), classes, len(samples), cv)
+
+
+def _plot_dir(plots: str | Path | None) -> Path | None:
+    """The --plots directory, created when missing; InputError when it is a file."""
+    if plots is None:
+        return None
+    d = Path(plots)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"--plots {d}: a file, not a directory; give a directory for the PNGs")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def load_classifier(directory: str | Path):
@@ -304,8 +329,9 @@ def load_classifier(directory: str | Path):
     return model.eval(), meta
 
 
-def predict(*, model: str | Path, embeddings: str | Path, output: str | Path) -> Path:
-    """Write ``output`` (TSV): sample, label, prob_<class>..., call (assigned/unassigned).
+def predict(*, model: str | Path, embeddings: str | Path, output: str | Path, plots: str | Path | None = None) -> Path:
+    """Write ``output`` (TSV): sample, label, prob_<class>..., call (assigned/unassigned); with
+    ``plots``, also ``projection.png`` in that directory, coloured by the predicted label.
 
     Raises
     ------
@@ -319,11 +345,17 @@ def predict(*, model: str | Path, embeddings: str | Path, output: str | Path) ->
         raise InputError(f"{embeddings}: embeddings of shape {list(emb.shape[1:])}, the classifier reads "
                          f"{meta['embeddings']['shape']}; embed with the same --pool and input chromosomes")
     classes, threshold = meta["classes"], float(meta["threshold"])
+    plot_dir = _plot_dir(plots)
+    predicted = []
     with atomic_output(output) as tmp, open(tmp, "w") as f:
         f.write("sample\tlabel\t" + "\t".join(f"prob_{c}" for c in classes) + "\tcall\n")
         for lo in range(0, len(emb.samples), 256):
             p = predict_proba(clf, emb.matrix(slice(lo, lo + 256)))
             for s, row in zip(emb.samples[lo:lo + 256], p):
                 call = "assigned" if row.max() >= threshold else "unassigned"
+                predicted.append(classes[int(row.argmax())] if call == "assigned" else "unassigned")
                 f.write(f"{s}\t{classes[int(row.argmax())]}\t" + "\t".join(f"{v:.4f}" for v in row) + f"\t{call}\n")
+    if plot_dir is not None:
+        figures.projection_png(emb.matrix(), predicted, plot_dir / PROJECTION_PNG,
+                               what="genome embeddings (predicted label)")
     return Path(output)
