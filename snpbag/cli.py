@@ -279,10 +279,14 @@ def classify():
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--plots", default=None, type=path_in,
               help="Directory for PNGs: 2-D projection of the embeddings, confusion matrices side by side.")
-def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots):
+@click.option("--config", default=None, type=path_in,
+              help="Classifier hyper-parameters (YAML; default: configs/classify/default.yaml).")
+def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots,
+                   config):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
     s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
-            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed, plots=plots)
+            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed, plots=plots,
+            config=config)
     click.echo(s.table())
 
 

@@ -273,7 +273,7 @@ def test_cli_is_thin():
         CliRunner().invoke(main, ["classify", "train", "--embeddings", "E", "--labels", "L", "--out", "D",
                                   "--kinship", "K", "--folds", "4"])
     run.assert_called_once_with(embeddings="E", labels="L", out="D", label_column=None, kinship="K", genotypes=None,
-                                folds=4, repeats=3, threshold=0.5, seed=0, plots=None)
+                                folds=4, repeats=3, threshold=0.5, seed=0, plots=None, config=None)
     with mock.patch("snpbag.inference.classify.predict") as run:
         CliRunner().invoke(main, ["classify", "predict", "--model", "D", "--embeddings", "E", "--output", "p.tsv"])
     run.assert_called_once_with(model="D", embeddings="E", output="p.tsv", plots=None)
@@ -347,3 +347,54 @@ def test_plots_fail_clearly_on_bad_input(tmp_path):
     with pytest.raises(InputError, match="no confusion matrix"):
         plots.confusion_png({}, list("ABC"), out)
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+# --- the config file --------------------------------------------------------------------------
+
+
+def test_shipped_config_is_the_code_defaults():
+    """configs/classify/default.yaml declares what `snpbag classify train` uses; the dataclass
+    defaults (Python callers) must say the same, so neither drifts."""
+    from dataclasses import fields
+
+    from snpbag.model.popclass import PopClassConfig
+
+    options, fit = classify.read_config()
+    assert options == {f.name: f.default for f in fields(PopClassConfig) if f.name not in ("n_inputs", "n_classes")}
+    assert fit == classify.Fit()
+
+
+def test_config_file_sets_the_hyper_parameters(cohort, tmp_path):
+    import json
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("classifier:\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
+    classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
+                   repeats=1, config=cfg, seed=4)
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    assert meta["config"]["bottleneck"] == 5 and meta["config"]["dropout"] == 0.0 and meta["config"]["hidden"] == 256
+    assert meta["fit"] == {"epochs": 7, "lr": 0.01, "weight_decay": 0.01, "batch_size": 64, "seed": 4}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: bottleneck"),
+    ("fit:\n  epochs: many\n", r"c.yaml: fit.epochs='many': expected a number \(int\)"),
+    ("fit:\n  epochs: 2.5\n", r"fit.epochs=2.5: expected a number \(int\)"),
+    ("fit:\n  seed: 3\n", r"fit.seed is not a setting"),
+    ("model:\n  hidden: 3\n", r"sections classifier, fit only \(found model\)"),
+    ("classifier:\n  dropout: 1.5\n", r"c.yaml: classifier dropout=1.5: must be in \[0, 1\)"),
+    ("fit:\n  lr: 0\n", r"c.yaml: classifier fit .*lr=0.0.*lr > 0"),
+])
+def test_bad_config_files_fail_with_one_line(tmp_path, text, match):
+    from snpbag.errors import ConfigError
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        classify.read_config(tmp_path / "c.yaml")
+
+
+def test_missing_config_file_names_the_flag(tmp_path):
+    from snpbag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--config .*nope.yaml: no such file; start from configs/classify/default"):
+        classify.read_config(tmp_path / "nope.yaml")

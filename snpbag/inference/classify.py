@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from snpbag import modeldir
-from snpbag.errors import InputError
+from snpbag.config import config_dir
+from snpbag.errors import ConfigError, InputError
 from snpbag.eval import classify as metrics
 from snpbag.eval import plots as figures
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca
@@ -48,11 +49,64 @@ VERSION = 1
 
 @dataclass
 class Fit:
+    """The classifier's training loop (values: configs/classify/default.yaml)."""
+
     epochs: int = 300
     lr: float = 3e-3
     weight_decay: float = 1e-2
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"classifier fit epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}, "
+                              f"weight_decay={self.weight_decay}: need epochs, batch_size >= 1, lr > 0, "
+                              "weight_decay >= 0")
+
+
+CONFIG_GROUP, DEFAULT_CONFIG = "classify", "default.yaml"  # configs/classify/default.yaml
+
+
+def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Fit]:
+    """(classifier options, Fit) from a classify config file (default: the shipped
+    configs/classify/default.yaml): sections ``classifier`` (PopClassConfig fields) and
+    ``fit`` (Fit fields but the seed), each key checked.
+
+    Raises
+    ------
+    ConfigError : no such file, an unknown section or key, a value of the wrong type or range.
+    """
+    import yaml
+
+    from snpbag.model.popclass import PopClassConfig
+
+    p = Path(path) if path is not None else config_dir() / CONFIG_GROUP / DEFAULT_CONFIG
+    if not p.is_file():
+        raise ConfigError(f"--config {p}: no such file; start from configs/{CONFIG_GROUP}/{DEFAULT_CONFIG}")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config {p}: not YAML ({str(e).splitlines()[0]})") from None
+    known = {"classifier": {f.name: f.type for f in fields(PopClassConfig) if f.name not in ("n_inputs", "n_classes")},
+             "fit": {f.name: f.type for f in fields(Fit) if f.name != "seed"}}
+    if not isinstance(values, dict) or set(values) - set(known):
+        raise ConfigError(f"--config {p}: sections {', '.join(known)} only (found {', '.join(map(str, values))})")
+    sections = {}
+    for name, types in known.items():
+        section = values.get(name) or {}
+        for key, value in section.items():
+            if key not in types:
+                raise ConfigError(f"--config {p}: {name}.{key} is not a setting; known: {', '.join(types)}")
+            want = float if types[key] == "float" else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (want is int and value != int(value)):
+                raise ConfigError(f"--config {p}: {name}.{key}={value!r}: expected a number ({types[key]})")
+        sections[name] = {k: (float(v) if types[k] == "float" else int(v)) for k, v in section.items()}
+    try:
+        PopClassConfig(n_inputs=1, n_classes=2, **sections["classifier"])
+        fit = Fit(**sections["fit"])
+    except ConfigError as e:
+        raise ConfigError(f"--config {p}: {e}") from None
+    return sections["classifier"], fit
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -257,8 +311,11 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
           kinship: str | Path | None = None, relative_kinship: float = metrics.RELATIVE_KINSHIP,
           genotypes: str | Path | None = None, folds: int = 5, repeats: int = 3, threshold: float = 0.5,
           options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0,
-          plots: str | Path | None = None) -> TrainSummary:
+          plots: str | Path | None = None, config: str | Path | None = None) -> TrainSummary:
     """Cross-validate, then fit and write a classifier directory (see the module docstring).
+
+    The hyper-parameters come from ``config`` (a classify config file; default the shipped
+    configs/classify/default.yaml); ``options`` (classifier) and ``fit`` replace its sections.
 
     With ``plots``, also write into that directory ``projection.png`` (the labelled embeddings
     in 2-D, one colour per label) and ``confusion.png`` (the cross-validation's confusion
@@ -268,7 +325,11 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
     ------
     InputError : unknown samples in the labels, one class only, a class with fewer members
         than folds, bad options, an existing ``out``.
+    ConfigError : a bad config file.
     """
+    file_options, file_fit = read_config(config)
+    options = file_options if options is None else options
+    fit = fit if fit is not None else replace(file_fit, seed=seed)
     if folds < 2 or repeats < 1:
         raise InputError(f"--folds {folds} --repeats {repeats}: need at least 2 folds and 1 repeat")
     if not 0.0 <= threshold <= 1.0:
@@ -287,11 +348,11 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
         pairs += read_kinship_pairs(kinship, samples, threshold=relative_kinship)
     groups = metrics.groups_of(len(samples), pairs)
     pcs = genotype_pcs(genotypes, samples) if genotypes is not None else None
-    fit = fit or Fit(seed=seed)
     cv = cross_validate(x, y, classes, groups=groups, folds=folds, repeats=repeats, threshold=threshold, pcs=pcs,
                         options=options, fit=fit, seed=seed)
     model = fit_classifier(x, y, len(classes), options=options, fit=fit)
-    meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "classes": classes,
+    meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "fit": dict(fit.__dict__),
+            "classes": classes,
             "label_column": column, "threshold": threshold, "embeddings": {"model": emb.identity,
                                                                           "shape": list(emb.shape[1:])}}
     report = {"folds": folds, "repeats": repeats, "relatives_grouped": len(pairs), "classes": classes,
