@@ -89,7 +89,7 @@ def main() -> None:
                 f"trainer.val_check_interval={a.pretrain_steps}", "callbacks.checkpoint.save_top_k=1"])
         export(w / "pre", w / "model_pre")
         t["pretrain_s"] = time.perf_counter() - t0
-    for d in ("emb", "model_emb", "emb.zarr"):
+    for d in ("emb", "model_emb", "emb.zarr", "clf_continent", "clf_population"):
         shutil.rmtree(w / d, ignore_errors=True)
     n_vec, dim = (int(x) for x in a.shape.split(","))
     lo, hi = (float(x) for x in a.mask.split(","))
