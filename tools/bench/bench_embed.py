@@ -53,6 +53,8 @@ def main() -> None:
                         "task.freeze_encoder=false")
     p.add_argument("--levels", default="continent,population",
                    help="label levels to classify, comma-separated ('' for reconstruction only)")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="write classify's PNGs (projection, confusion matrices) under PLOTS/LEVEL/")
     p.add_argument("--reuse", action="store_true",
                    help="keep WORKDIR's simulation, store and pretrained model when present (compare "
                         "embedding settings on one pretrained encoder)")
@@ -112,7 +114,8 @@ def main() -> None:
     for level in [x for x in a.levels.split(",") if x]:
         t0 = time.perf_counter()
         res = classify.train(embeddings=w / "emb.zarr", labels=w / "labels.tsv", out=w / f"clf_{level}",
-                             label_column=level, genotypes=store, folds=a.folds, repeats=a.repeats)
+                             label_column=level, genotypes=store, folds=a.folds, repeats=a.repeats,
+                             plots=a.plots / level if a.plots else None)
         t[f"classify_{level}_s"] = time.perf_counter() - t0
         for method, r in res.cv.items():
             cls.append({"level": level, "method": method, "macro_f1": r["mean_macro_f1"], "sd": r["sd_macro_f1"],
