@@ -393,6 +393,14 @@ def test_bad_config_files_fail_with_one_line(tmp_path, text, match):
         classify.read_config(tmp_path / "c.yaml")
 
 
+def test_without_configs_the_defaults_apply(tmp_path, monkeypatch):
+    from snpbag import config
+
+    monkeypatch.setattr(config, "__file__", str(tmp_path / "pkg" / "snpbag" / "config.py"))  # no configs/ beside it
+    monkeypatch.delenv("SNPBAG_CONFIG_DIR", raising=False)
+    assert classify.read_config() == ({}, classify.Fit())
+
+
 def test_missing_config_file_names_the_flag(tmp_path):
     from snpbag.errors import ConfigError
 

@@ -80,7 +80,14 @@ def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Fit]:
 
     from snpbag.model.popclass import PopClassConfig
 
-    p = Path(path) if path is not None else config_dir() / CONFIG_GROUP / DEFAULT_CONFIG
+    if path is None:
+        try:
+            p = config_dir() / CONFIG_GROUP / DEFAULT_CONFIG
+        except ConfigError:  # an install without configs/: the code defaults, equal to the shipped file (tested)
+            log.info("no snpbag configs found; classifier hyper-parameters: the built-in defaults")
+            return {}, Fit()
+    else:
+        p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config {p}: no such file; start from configs/{CONFIG_GROUP}/{DEFAULT_CONFIG}")
     try:
