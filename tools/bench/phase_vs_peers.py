@@ -61,7 +61,7 @@ SETTINGS = {s.name: s for s in (
     Setting("d", "admixed targets, full density, panel", "admixed", array=False, panel=True),
 )}
 PEERS = {"shapeit4": "SHAPEIT4", "beagle": "Beagle 5.4", "eagle": "Eagle2"}
-EAGLE = ("eagle", "/usr/lib/debian-med/bin/eagle")  # bio-eagle puts it off PATH on Debian
+EAGLE = ("eagle", "bio-eagle")  # Debian's bio-eagle installs it under the second name
 QUICK = {"samples_per_pop": 60, "length": 1_000_000, "targets": 30}
 MAP_STEP = 100_000  # bp between map points (the map is uniform; points only bound the region)
 
