@@ -22,7 +22,7 @@ def row(record: dict) -> dict:
     setting = " ".join(x for x in overrides.split() if not x.startswith("data.val_mask_rate")) or "defaults"
     return {"setting": setting.replace("task.head.options.", ""), "shape": info.get("shape"),
             "train_mask": info.get("mask", "0.0,0.5"), "validation": "masked as in training" if val_masked else "nothing masked",
-            "steps": info.get("embed_steps"), "all": recon["all"]["embedding"],
+            "steps": info.get("embed_steps"), "lr": info.get("lr", 3e-3), "all": recon["all"]["embedding"],
             "maf_20_50": recon["MAF 0.2-0.5"]["embedding"], "af_baseline": recon["all"]["af_baseline"],
             "commit": record.get("commit"), "load": (record.get("machine") or {}).get("load_1min")}
 
