@@ -20,7 +20,7 @@ import numpy as np
 from snpbag.eval import MAF_BINS
 from snpbag.eval.metrics import maf_bin_index, maf_bin_labels
 
-__all__ = ["Page", "af_figure", "bar_figure", "by_maf_figure", "calibration_figure"]
+__all__ = ["Page", "af_figure", "bar_figure", "by_maf_figure", "calibration_figure", "series_figure"]
 
 #: Marker colour and label of each site class on the allele-frequency plot, in drawing order.
 SITE_CLASSES = {"matched": ("#1f77b4", "matched"), "swapped": ("#2ca02c", "allele-swapped"),
@@ -127,6 +127,20 @@ def calibration_figure(path: Path, tables: Mapping[str, Sequence[dict]], *, titl
     ax.set(xlabel="mean estimated R2 (per decile)", ylabel="mean true dosage r²", xlim=(0, 1), ylim=(0, 1.02),
            title=title)
     ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
+def series_figure(path: Path, labels: Sequence[str], series: Mapping[str, Sequence[float]], *, xlabel: str,
+                  ylabel: str, title: str = "") -> Path:
+    """One line per series over categories ``labels`` (e.g. r² per MAF bin, one line per tool)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for j, (name, values) in enumerate(series.items()):
+        ax.plot(range(len(labels)), [np.nan if v is None else v for v in values], "o-", color=f"C{j}", label=name,
+                ms=4)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
