@@ -232,10 +232,11 @@ def info(model):
 @click.option("--min-r2", default=None, type=float, help="Drop imputed sites with estimated R2 below X.")
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
-def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed):
+@click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
+def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed, report_dir):
     """Impute untyped and missing genotypes of array data."""
     s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
-            device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
+            device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed, report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
