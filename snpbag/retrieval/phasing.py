@@ -1,0 +1,414 @@
+"""Phasing diploid genotypes with the haplotype-copying model, against a panel or the cohort.
+
+The copying model is the one :mod:`snpbag.retrieval.haplotypes` runs for genotype
+probabilities (Li & Stephens 2003): the hidden state is an ordered pair of panel haplotypes,
+one per copy, chosen among K candidates per block of sites (fewest opposite-homozygote
+conflicts), each copy switching with ρ = 1 − exp(−0.04·Ne·Δcm / H) between sites, a
+genotype emitted as the pair's allele sum with error ``eps``. Its forward, backward and
+state selection are shared from there; what phasing adds is how the pair posterior is read.
+
+**What is decided, and its confidence.** The two copies of the model are exchangeable, so
+the marginal posterior at one site is symmetric and says nothing about phase. Phase is
+relative: for each heterozygous site s the quantity is
+``P(same) = P(ALT at s is on the copy that carries the ALT of the previous heterozygous
+site r | all genotypes)``. It is computed exactly within the block's window by a
+*conditioned forward*: the forward probabilities at r restricted to the pairs whose first
+copy carries r's ALT and second copy its REF, carried forward through the sites between r
+and s with the same transitions, times the backward probabilities at s. The mass on pairs
+(ALT, REF) over the mass on (ALT, REF) + (REF, ALT) at s is P(same). This is the
+parameterisation a switch error counts (one decision per consecutive pair of
+heterozygous sites), and the one Beagle and SHAPEIT report as a phase confidence.
+
+**Decoding** chains these decisions: s goes on the same haplotype as r when
+P(same) ≥ 0.5. The alternative, a Viterbi path over the pair states, maximises the joint
+probability of the whole path rather than each consecutive relative phase, which is not
+what switch error scores; the chained posterior is also what gives PP for free.
+PP = max(P(same), 1 − P(same)) is the probability that the printed phase relative to the
+previous heterozygous site is right (NaN at the first heterozygous site of a sequence).
+
+**Missing calls** are filled from the same conditioned posterior: the genotype is the most
+probable allele sum, and a filled heterozygote is oriented relative to the previous typed
+heterozygote like a typed one. Typed genotypes are never changed, only ordered.
+
+**Cohort only** (:func:`phase_cohort`): the cohort is its own panel. Heterozygotes start in
+a random orientation (and missing calls as draws from the allele frequency), then every
+sample is phased against the other samples' current haplotypes (its own two left out),
+all samples from the same previous iteration (Jacobi order, so the result does not depend
+on the number of threads), for a few iterations — the scheme of Beagle and SHAPEIT's burn-in.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from snpbag.errors import InputError
+from snpbag.retrieval.haplotypes import (alleles_at, normalise, advance, backward,
+                                         forward, switch_rho, emission_rows)
+
+
+@dataclass(frozen=True)
+class PhaseOptions:
+    """Copying-model settings for phasing (see the module doc).
+
+    states : K candidate haplotypes per block (K² pair states).
+    block, margin : sites per block and sites of context either side.
+    ne : effective population size in the switch probability.
+    eps : genotype error probability.
+    iterations : cohort-only rounds (each re-phases every sample once).
+    rounds : with a panel, passes per sample (the states of a pass chosen by similarity to
+        the last pass's haplotypes; the first by conflicts).
+    """
+
+    states: int = 40
+    block: int = 128
+    margin: int = 64
+    ne: float = 1e5
+    eps: float = 1e-3
+    iterations: int = 6
+    rounds: int = 2
+
+    def __post_init__(self):
+        if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \
+                or self.iterations < 1 or self.rounds < 1:
+            raise InputError(f"phasing options {self}: need states >= 2, block, margin, iterations, rounds >= 1, "
+                             "ne > 0 and 0 < eps < 0.5")
+
+
+@dataclass
+class Phased:
+    """Phased calls of a set of samples over the same sites.
+
+    haplotypes : (n, L, 2) int8 alleles (filled where the input was missing).
+    pp : (n, L) float32 probability that the phase relative to the previous heterozygous
+        site is right; NaN where it does not apply (homozygous, the first heterozygote).
+    filled : (n, L) bool, the calls that were missing in the input.
+    """
+
+    haplotypes: np.ndarray
+    pp: np.ndarray
+    filled: np.ndarray
+
+
+def _threads(threads: int | None, n: int) -> int:
+    return max(1, min(n, threads or len(os.sched_getaffinity(0))))
+
+
+def _pool_map(fn, n: int, threads: int | None) -> list:
+    k = _threads(threads, n)
+    if k <= 1:
+        return [fn(i) for i in range(n)]
+    with ThreadPoolExecutor(k) as pool:  # the kernel releases the GIL
+        return list(pool.map(fn, range(n)))
+
+
+def dosages(genotypes: np.ndarray) -> np.ndarray:
+    """ALT dosage 0/1/2 of (..., 2) calls, −1 where either allele is missing."""
+    g = np.asarray(genotypes)
+    return np.where((g >= 0).all(-1), g.sum(-1), -1).astype(np.int8)
+
+
+def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, allowed: np.ndarray,
+                 options: PhaseOptions, estimate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase one sample: (haplotypes (L, 2) int8, pp (L,) float32, filled (L,) bool).
+
+    panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
+    genotypes : (L, 2) int8 calls (−1 missing; the order of a heterozygote is kept when
+    nothing orients it); bounds : (start, stop) site ranges phased separately (chromosomes);
+    allowed : (H,) bool, the haplotypes that may be copied; estimate : (L, 2) current
+    haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes).
+    """
+    g = np.asarray(genotypes)
+    L = g.shape[0]
+    d = dosages(g)
+    first_alt = (g[:, 0] == 1).astype(np.int8)
+    hap = np.empty((L, 2), dtype=np.int8)
+    pp = np.full(L, np.nan, dtype=np.float32)
+    est = np.zeros((L, 2), dtype=np.int8) if estimate is None else np.ascontiguousarray(estimate, dtype=np.int8)
+    o = options
+    for a, b in bounds:
+        if b > a:
+            _phase_kernel(panel[a:b], d[a:b], first_alt[a:b], cm[a:b], allowed, o.states, o.block, o.margin,
+                          o.ne, o.eps, est[a:b], estimate is not None, hap[a:b], pp[a:b])
+    return hap, pp, d < 0
+
+
+def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):
+    """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
+    to the previous round's haplotypes (the first: by conflicts)."""
+    out = None
+    for _ in range(rounds):
+        out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
+                           estimate=None if out is None else out[0])
+    return out
+
+
+def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, options: PhaseOptions,
+                     exclude: np.ndarray | None = None, threads: int | None = None, on_sample=None) -> Phased:
+    """Phase (n, L, 2) calls against a site-major (L, H) panel; ``exclude[i]``: the panel
+    genome row of sample i (−1: none), whose haplotypes it may not copy."""
+    n = genotypes.shape[0]
+    nh = panel.shape[1]
+
+    def one(i):
+        allowed = np.ones(nh, dtype=np.bool_)
+        if exclude is not None and exclude[i] >= 0:
+            allowed[2 * exclude[i]:2 * exclude[i] + 2] = False
+        out = phase_rounds(panel, cm, genotypes[i], bounds=bounds, allowed=allowed, options=options,
+                           rounds=options.rounds)
+        if on_sample is not None:
+            on_sample(1)
+        return out
+
+    return _collect(_pool_map(one, n, threads))
+
+
+def _collect(results) -> Phased:
+    return Phased(np.stack([r[0] for r in results]), np.stack([r[1] for r in results]),
+                  np.stack([r[2] for r in results]))
+
+
+def initial_haplotypes(genotypes: np.ndarray, *, seed: int) -> np.ndarray:
+    """(n, L, 2) a random start for cohort phasing: heterozygotes in random orientation,
+    missing alleles drawn from the site's allele frequency among the called alleles."""
+    g = np.asarray(genotypes)
+    rng = np.random.default_rng(seed)
+    called = g >= 0
+    n_alt = np.where(called, g, 0).sum((0, 2))
+    n_called = called.sum((0, 2))
+    af = np.where(n_called > 0, n_alt / np.maximum(n_called, 1), 0.0)
+    draw = (rng.random(g.shape) < af[None, :, None]).astype(np.int8)
+    h = np.where(called, g, draw).astype(np.int8)
+    flip = (h[..., 0] != h[..., 1]) & (rng.random(g.shape[:2]) < 0.5)
+    h[flip] = h[flip][:, ::-1]
+    return h
+
+
+def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: PhaseOptions, seed: int = 0,
+                 keep: np.ndarray | None = None, threads: int | None = None, on_sample=None) -> Phased:
+    """Phase (n, L, 2) calls with the cohort as its own reference (module doc).
+
+    keep : (n,) bool, samples whose calls are already phased and complete: they are copied
+        from as they are and not phased again.
+    on_sample : called with 1 per sample phased (over all iterations).
+    """
+    g = np.asarray(genotypes)
+    n = g.shape[0]
+    if n < 2:
+        raise InputError(f"cohort-only phasing needs at least 2 samples, got {n}; give a reference panel (--ref)")
+    keep = np.zeros(n, bool) if keep is None else np.asarray(keep, bool)
+    hap = initial_haplotypes(g, seed=seed)
+    hap[keep] = g[keep]
+    todo = np.flatnonzero(~keep)
+    result = None
+    for it in range(options.iterations):
+        panel = np.ascontiguousarray(hap.transpose(1, 0, 2).reshape(g.shape[1], 2 * n))  # (L, 2n) site-major
+
+        def one(k, panel=panel):
+            i = todo[k]
+            allowed = np.ones(2 * n, dtype=np.bool_)
+            allowed[2 * i:2 * i + 2] = False  # never copy itself
+            out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
+                               estimate=hap[i] if it else None)  # the random start says nothing
+            if on_sample is not None:
+                on_sample(1)
+            return out
+
+        result = _pool_map(one, todo.size, threads)
+        for k, i in enumerate(todo):
+            hap[i] = result[k][0]
+    pp = np.full(g.shape[:2], np.nan, dtype=np.float32)
+    filled = np.zeros(g.shape[:2], bool)
+    for k, i in enumerate(todo):
+        pp[i], filled[i] = result[k][1], result[k][2]
+    return Phased(hap, pp, filled)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _masses(A, B, x, K):  # pragma: no cover - compiled
+    """(m00, m10, m01, m11): mass of A·B on the pairs by (first copy's, second copy's) allele."""
+    m00 = m10 = m01 = m11 = 0.0
+    for i in range(K):
+        for j in range(K):
+            v = np.float64(A[i, j]) * np.float64(B[i, j])  # float32 products underflow
+            if x[i] == 1:
+                if x[j] == 1:
+                    m11 += v
+                else:
+                    m10 += v
+            elif x[j] == 1:
+                m01 += v
+            else:
+                m00 += v
+    return m00, m10, m01, m11
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _restrict(src, dst, x, K):  # pragma: no cover - compiled
+    """dst = src on the pairs (ALT, REF) at the site whose candidate alleles are x, else 0;
+    returns the kept mass."""
+    z = 0.0
+    for i in range(K):
+        for j in range(K):
+            v = src[i, j] if (x[i] == 1 and x[j] == 0) else 0.0
+            dst[i, j] = v
+            z += v
+    return z
+
+
+@njit(cache=True, nogil=True)
+def _hash(h):  # pragma: no cover - compiled
+    """A fixed pseudo-random tie-break, so no population is favoured by its row order."""
+    return (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def _select_by_conflicts(panel, g, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest opposite-homozygote conflicts on
+    sites [w0, w1), ties by conflicts on [v0, v1), then a fixed hash: the imputation
+    model's rule (:func:`snpbag.retrieval.haplotypes.select_states`), counted per window
+    rather than from running counts, whose (sites × haplotypes) table does not fit at
+    sequencing density."""
+    nh = panel.shape[1]
+    near = np.zeros(nh, dtype=np.int64)
+    wide = np.zeros(nh, dtype=np.int64)
+    for s in range(v0, v1):
+        gt = g[s]
+        if gt != 0 and gt != 2:
+            continue
+        bad = 1 - gt // 2  # the allele that conflicts
+        inside = w0 <= s < w1
+        for h in range(nh):
+            if panel[s, h] == bad:
+                wide[h] += 1
+                if inside:
+                    near[h] += 1
+    key = np.empty(nh, dtype=np.int64)
+    span = np.int64(v1 - v0 + 1)
+    for h in range(nh):
+        key[h] = ((near[h] * span + wide[h]) << 20) | _hash(h) if allowed[h] else np.iinfo(np.int64).max
+    order = np.argsort(key)
+    for i in range(K):
+        out[i] = order[i]
+
+
+@njit(cache=True, nogil=True)
+def _select_by_estimate(panel, est, w0, w1, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = for each of the two estimated haplotypes ``est`` (L, 2), the allowed panel
+    haplotypes with the fewest mismatches to it on [w0, w1) (half of K each, no repeats),
+    ties by a fixed hash — the states SHAPEIT and Beagle condition on. Unlike conflicts,
+    mismatches see heterozygous sites, so the carriers of a rare heterozygote are kept."""
+    nh = panel.shape[1]
+    taken = np.zeros(nh, dtype=np.bool_)
+    n = 0
+    for c in range(2):
+        mm = np.zeros(nh, dtype=np.int64)
+        for s in range(w0, w1):
+            a = est[s, c]
+            for h in range(nh):
+                if panel[s, h] != a:
+                    mm[h] += 1
+        key = np.empty(nh, dtype=np.int64)
+        for h in range(nh):
+            key[h] = (mm[h] << 20) | _hash(h) if allowed[h] and not taken[h] else np.iinfo(np.int64).max
+        order = np.argsort(key)
+        want = K // 2 if c == 0 else K - n
+        for i in range(want):
+            out[n] = order[i]
+            taken[order[i]] = True
+            n += 1
+
+
+@njit(cache=True, nogil=True)
+def _place(hap, s, alt_hap):  # pragma: no cover - compiled
+    hap[s, alt_hap] = 1
+    hap[s, 1 - alt_hap] = 0
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, est, use_est, hap, pp):  # pragma: no cover
+    """hap, pp of one sequence (every site in the HMM; missing calls emit uniformly); states
+    chosen by conflicts, or by similarity to the estimated haplotypes ``est`` if ``use_est``."""
+    L, nh = panel.shape
+    n_allowed = 0
+    for h in range(nh):
+        if allowed[h]:
+            n_allowed += 1
+    K = min(K, n_allowed)
+    vis = np.arange(L)
+    cand = np.empty(K, dtype=np.int64)
+    W = min(L, block + 2 * margin)
+    alpha = np.empty((W, K, K), dtype=np.float32)
+    beta = np.empty((W, K, K), dtype=np.float32)
+    emit = np.empty((K, K), dtype=np.float32)
+    gamma = np.empty((K, K), dtype=np.float32)
+    tmp = np.empty((K, K), dtype=np.float32)
+    rsum = np.empty(K, dtype=np.float32)
+    x = np.empty(K, dtype=np.int64)
+    ev = np.empty((2, K), dtype=np.float32)
+    hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
+    seen_het = False  # a typed heterozygote earlier in the sequence (PP applies after it)
+    n_blocks = (L + block - 1) // block
+    for b in range(n_blocks):
+        c0 = b * block
+        c1 = min(L, c0 + block)
+        w0 = max(0, c0 - margin)
+        w1 = min(L, c1 + margin)
+        if use_est:
+            _select_by_estimate(panel, est, w0, w1, allowed, K, cand)
+        else:
+            _select_by_conflicts(panel, g, w0, w1, max(0, w0 - 2 * margin), min(L, w1 + 2 * margin), allowed, K, cand)
+        n = w1 - w0
+        forward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, alpha)
+        backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, emit, beta)
+        ref = False  # gamma holds the forward conditioned on the last typed het's ALT on copy 1
+        ref_hap = 0  # the output haplotype that holds that ALT
+        for t in range(c1 - w0):
+            s = w0 + t
+            if ref and t > 0:
+                emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
+                advance(gamma, tmp, ev, x, K, switch_rho(cm, s - 1, s, ne, n_allowed), rsum)
+                gamma[:, :] = tmp
+                normalise(gamma, K)
+            alleles_at(panel, s, cand, K, x)
+            gt = g[s]
+            if s >= c0:
+                if gt == 0 or gt == 2:
+                    hap[s, 0] = hap[s, 1] = gt // 2
+                elif gt == 1:
+                    if ref:
+                        m00, m10, m01, m11 = _masses(gamma, beta[t], x, K)
+                        p = m10 / (m10 + m01) if m10 + m01 > 0 else 0.5
+                        _place(hap, s, ref_hap if p >= 0.5 else 1 - ref_hap)
+                        pp[s] = max(p, 1.0 - p)
+                    else:  # nothing to orient it by: keep the input's order
+                        hap[s, 0] = first_alt[s]
+                        hap[s, 1] = 1 - first_alt[s]
+                        if seen_het:
+                            pp[s] = 0.5
+                else:  # missing: the most probable allele sum, oriented like a typed het
+                    if ref:
+                        m00, m10, m01, m11 = _masses(gamma, beta[t], x, K)
+                    else:
+                        m00, m10, m01, m11 = _masses(alpha[t], beta[t], x, K)
+                    if m10 + m01 >= m00 and m10 + m01 >= m11:
+                        if ref:
+                            p = m10 / (m10 + m01) if m10 + m01 > 0 else 0.5
+                            _place(hap, s, ref_hap if p >= 0.5 else 1 - ref_hap)
+                            pp[s] = max(p, 1.0 - p)
+                        else:
+                            _place(hap, s, 0)
+                    else:
+                        a = 1 if m11 > m00 else 0
+                        hap[s, 0] = hap[s, 1] = a
+            if gt == 1:  # the new reference (its orientation is decided: this block's or the last)
+                seen_het = True
+                if _restrict(alpha[t], tmp, x, K) > 0:  # else no candidate explains it: keep the last reference
+                    ref = True
+                    ref_hap = 0 if hap[s, 0] == 1 else 1
+                    gamma[:, :] = tmp
+                    normalise(gamma, K)
