@@ -297,7 +297,8 @@ def phase(
                                            exclude=exclude, threads=threads,
                                            on_sample=lambda k: advance(k * options.rounds))
             res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
-            res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
+            if todo.size:
+                res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
     half = ((target.calls[rows] >= 0).any(-1) & (target.calls[rows] < 0).any(-1)).T  # (N, P): left as given
     res.filled &= ~half
     what = "the cohort" if panel is None else f"panel {panel.source}"

@@ -241,11 +241,22 @@ def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, fastmath=True)
 def emission_rows(panel, s, gt, cand, K, hit, miss, x, ev):  # pragma: no cover - compiled
-    """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j])."""
+    """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j]).
+
+    Allele 2 means "0 or 1, equally likely" (a panel of unphased genotypes, the start of
+    cohort phasing, codes its heterozygotes so); ev then has a third row, a = 2."""
     alleles_at(panel, s, cand, K, x)
     for j in range(K):
-        for a in range(2):
-            ev[a, j] = hit if a + x[j] == gt else miss
+        for a in range(ev.shape[0]):
+            if a < 2 and x[j] < 2:
+                ev[a, j] = hit if a + x[j] == gt else miss
+            else:
+                acc = 0.0
+                for a1 in range(2):
+                    for x1 in range(2):
+                        if (a == 2 or a1 == a) and (x[j] == 2 or x1 == x[j]):
+                            acc += hit if a1 + x1 == gt else miss
+                ev[a, j] = acc / ((2 if a == 2 else 1) * (2 if x[j] == 2 else 1))
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -33,8 +33,9 @@ heterozygote like a typed one. Typed genotypes are never changed, only ordered.
 **Cohort only** (:func:`phase_cohort`): the cohort is its own panel. Heterozygotes start in
 a random orientation (and missing calls as draws from the allele frequency), then every
 sample is phased against the other samples' current haplotypes (its own two left out),
-all samples from the same previous iteration (Jacobi order, so the result does not depend
-on the number of threads), for a few iterations — the scheme of Beagle and SHAPEIT's burn-in.
+in batches of a fixed size, each batch copying the latest haplotypes of the others (so the
+result does not depend on the number of threads), for a few iterations — the scheme of
+Beagle and SHAPEIT's burn-in.
 """
 
 from __future__ import annotations
@@ -168,24 +169,25 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
 
 
 def _collect(results) -> Phased:
+    if not results:
+        return Phased(np.zeros((0, 0, 2), np.int8), np.zeros((0, 0), np.float32), np.zeros((0, 0), bool))
     return Phased(np.stack([r[0] for r in results]), np.stack([r[1] for r in results]),
                   np.stack([r[2] for r in results]))
 
 
-def initial_haplotypes(genotypes: np.ndarray, *, seed: int) -> np.ndarray:
-    """(n, L, 2) a random start for cohort phasing: heterozygotes in random orientation,
-    missing alleles drawn from the site's allele frequency among the called alleles."""
+def unphased_panel(genotypes: np.ndarray) -> np.ndarray:
+    """(L, 2n) site-major panel of unphased calls: homozygous alleles as they are,
+    heterozygous and missing alleles as 2 ("0 or 1"), the start of cohort phasing."""
     g = np.asarray(genotypes)
-    rng = np.random.default_rng(seed)
-    called = g >= 0
-    n_alt = np.where(called, g, 0).sum((0, 2))
-    n_called = called.sum((0, 2))
-    af = np.where(n_called > 0, n_alt / np.maximum(n_called, 1), 0.0)
-    draw = (rng.random(g.shape) < af[None, :, None]).astype(np.int8)
-    h = np.where(called, g, draw).astype(np.int8)
-    flip = (h[..., 0] != h[..., 1]) & (rng.random(g.shape[:2]) < 0.5)
-    h[flip] = h[flip][:, ::-1]
-    return h
+    d = dosages(g)
+    code = np.where(d == 0, 0, np.where(d == 2, 1, 2)).astype(np.int8)  # (n, L)
+    return np.ascontiguousarray(np.repeat(code.T, 2, axis=1))
+
+
+#: Samples re-phased together in cohort mode; the next batch copies their new haplotypes
+#: (faster convergence than updating all at once). Fixed, so the thread count does not
+#: change the result.
+COHORT_BATCH = 16
 
 
 def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: PhaseOptions, seed: int = 0,
@@ -201,26 +203,33 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
     if n < 2:
         raise InputError(f"cohort-only phasing needs at least 2 samples, got {n}; give a reference panel (--ref)")
     keep = np.zeros(n, bool) if keep is None else np.asarray(keep, bool)
-    hap = initial_haplotypes(g, seed=seed)
-    hap[keep] = g[keep]
-    todo = np.flatnonzero(~keep)
-    result = None
+    hap = g.copy()
+    panel = unphased_panel(g)
+    for i in np.flatnonzero(keep):
+        panel[:, 2 * i:2 * i + 2] = g[i]
+    # the order samples are first phased in: the earlier ones give the later ones phased
+    # haplotypes to copy in the first iteration
+    todo = np.random.default_rng(seed).permutation(np.flatnonzero(~keep))
+    result: list = [None] * todo.size
     for it in range(options.iterations):
-        panel = np.ascontiguousarray(hap.transpose(1, 0, 2).reshape(g.shape[1], 2 * n))  # (L, 2n) site-major
+        for b0 in range(0, todo.size, COHORT_BATCH):
+            batch = todo[b0:b0 + COHORT_BATCH]
 
-        def one(k, panel=panel):
-            i = todo[k]
-            allowed = np.ones(2 * n, dtype=np.bool_)
-            allowed[2 * i:2 * i + 2] = False  # never copy itself
-            out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
-                               estimate=hap[i] if it else None)  # the random start says nothing
-            if on_sample is not None:
-                on_sample(1)
-            return out
+            def one(k, batch=batch, it=it):
+                i = batch[k]
+                allowed = np.ones(2 * n, dtype=np.bool_)
+                allowed[2 * i:2 * i + 2] = False  # never copy itself
+                out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
+                                   estimate=hap[i] if it else None)
+                if on_sample is not None:
+                    on_sample(1)
+                return out
 
-        result = _pool_map(one, todo.size, threads)
-        for k, i in enumerate(todo):
-            hap[i] = result[k][0]
+            for k, out in enumerate(_pool_map(one, batch.size, threads)):
+                i = batch[k]
+                hap[i] = out[0]
+                panel[:, 2 * i:2 * i + 2] = out[0]
+                result[b0 + k] = out
     pp = np.full(g.shape[:2], np.nan, dtype=np.float32)
     filled = np.zeros(g.shape[:2], bool)
     for k, i in enumerate(todo):
@@ -230,10 +239,15 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _masses(A, B, x, K):  # pragma: no cover - compiled
-    """(m00, m10, m01, m11): mass of A·B on the pairs by (first copy's, second copy's) allele."""
+    """(m00, m10, m01, m11): mass of A·B on the pairs by (first copy's, second copy's) allele;
+    pairs with an unknown allele (2) count in none."""
     m00 = m10 = m01 = m11 = 0.0
     for i in range(K):
+        if x[i] == 2:
+            continue
         for j in range(K):
+            if x[j] == 2:
+                continue
             v = np.float64(A[i, j]) * np.float64(B[i, j])  # float32 products underflow
             if x[i] == 1:
                 if x[j] == 1:
@@ -349,7 +363,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
     tmp = np.empty((K, K), dtype=np.float32)
     rsum = np.empty(K, dtype=np.float32)
     x = np.empty(K, dtype=np.int64)
-    ev = np.empty((2, K), dtype=np.float32)
+    ev = np.empty((3, K), dtype=np.float32)  # row 2: an unphased panel heterozygote (emission_rows)
     hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
     seen_het = False  # a typed heterozygote earlier in the sequence (PP applies after it)
     n_blocks = (L + block - 1) // block
@@ -357,7 +371,15 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
         c0 = b * block
         c1 = min(L, c0 + block)
         w0 = max(0, c0 - margin)
+        r = c0 - 1  # the window reaches back to the last typed het, so the block's first het has a reference
+        while r >= 0 and g[r] != 1:
+            r -= 1
+        if 0 <= r < w0:
+            w0 = r
         w1 = min(L, c1 + margin)
+        if w1 - w0 > alpha.shape[0]:
+            alpha = np.empty((w1 - w0, K, K), dtype=np.float32)
+            beta = np.empty((w1 - w0, K, K), dtype=np.float32)
         if use_est:
             _select_by_estimate(panel, est, w0, w1, allowed, K, cand)
         else:
