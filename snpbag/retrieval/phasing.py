@@ -10,21 +10,29 @@ state selection are shared from there; what phasing adds is how the pair posteri
 **What is decided, and its confidence.** The two copies of the model are exchangeable, so
 the marginal posterior at one site is symmetric and says nothing about phase. Phase is
 relative: for each heterozygous site s the quantity is
-``P(same) = P(ALT at s is on the copy that carries the ALT of the previous heterozygous
-site r | all genotypes)``. It is computed exactly within the block's window by a
+``P(same) = P(ALT at s is on the copy that carries the ALT of the anchor r | all genotypes)``,
+r being the last heterozygous site before s that the model explains as a heterozygous pair
+(usually the previous heterozygote). It is computed exactly within the block's window by a
 *conditioned forward*: the forward probabilities at r restricted to the pairs whose first
 copy carries r's ALT and second copy its REF, carried forward through the sites between r
 and s with the same transitions, times the backward probabilities at s. The mass on pairs
 (ALT, REF) over the mass on (ALT, REF) + (REF, ALT) at s is P(same). This is the
 parameterisation a switch error counts (one decision per consecutive pair of
-heterozygous sites), and the one Beagle and SHAPEIT report as a phase confidence.
+heterozygous sites), and the one Beagle and SHAPEIT report as a phase confidence. A
+heterozygote whose posterior mass lies mostly on homozygous pairs (the copied haplotypes
+do not carry one of its alleles: a genotype error or a mutation under the model) carries
+no phase information for the next ones, so it is not made an anchor: where its own guess
+is wrong, the error is a flip (one site) rather than a switch.
 
 **Decoding** chains these decisions: s goes on the same haplotype as r when
 P(same) ≥ 0.5. The alternative, a Viterbi path over the pair states, maximises the joint
 probability of the whole path rather than each consecutive relative phase, which is not
-what switch error scores; the chained posterior is also what gives PP for free.
-PP = max(P(same), 1 − P(same)) is the probability that the printed phase relative to the
-previous heterozygous site is right (NaN at the first heterozygous site of a sequence).
+what switch error scores; the chained posterior is also what gives PP for free (a Viterbi
+decoding was not implemented to compare). PP is the probability that the printed phase
+relative to the previous heterozygous site is right: max(P(same), 1 − P(same)) when the
+previous one is the anchor, else a·b + (1 − a)(1 − b) for the two sites' confidences a, b
+relative to the anchor (treated as independent); NaN at the first heterozygous site of a
+sequence and where nothing orients a site (its input order is kept, PP 0.5).
 
 **Missing calls** are filled from the same conditioned posterior: the genotype is the most
 probable allele sum, and a filled heterozygote is oriented relative to the previous typed
@@ -366,13 +374,16 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
     ev = np.empty((3, K), dtype=np.float32)  # row 2: an unphased panel heterozygote (emission_rows)
     hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
     seen_het = False  # a typed heterozygote earlier in the sequence (PP applies after it)
+    conf = np.ones(L, dtype=np.float32)  # a het's P(orientation relative to its anchor is right)
+    is_anchor = np.zeros(L, dtype=np.bool_)
+    explained = np.ones(L, dtype=np.bool_)
     n_blocks = (L + block - 1) // block
     for b in range(n_blocks):
         c0 = b * block
         c1 = min(L, c0 + block)
         w0 = max(0, c0 - margin)
-        r = c0 - 1  # the window reaches back to the last typed het, so the block's first het has a reference
-        while r >= 0 and g[r] != 1:
+        r = c0 - 1  # the window reaches back to the last anchor, so the block's first het has a reference
+        while r >= 0 and not is_anchor[r]:
             r -= 1
         if 0 <= r < w0:
             w0 = r
@@ -387,8 +398,9 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
         n = w1 - w0
         forward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, alpha)
         backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, emit, beta)
-        ref = False  # gamma holds the forward conditioned on the last typed het's ALT on copy 1
+        ref = False  # gamma holds the forward conditioned on the anchor's ALT on copy 1
         ref_hap = 0  # the output haplotype that holds that ALT
+        prev = 1.0  # P(the previous het's printed orientation relative to the anchor is right)
         for t in range(c1 - w0):
             s = w0 + t
             if ref and t > 0:
@@ -406,7 +418,10 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
                         m00, m10, m01, m11 = _masses(gamma, beta[t], x, K)
                         p = m10 / (m10 + m01) if m10 + m01 > 0 else 0.5
                         _place(hap, s, ref_hap if p >= 0.5 else 1 - ref_hap)
-                        pp[s] = max(p, 1.0 - p)
+                        conf[s] = max(p, 1.0 - p)
+                        pp[s] = conf[s] * prev + (1.0 - conf[s]) * (1.0 - prev)
+                        # copying explains it by a genotype error rather than a het pair
+                        explained[s] = m10 + m01 >= m00 + m11
                     else:  # nothing to orient it by: keep the input's order
                         hap[s, 0] = first_alt[s]
                         hap[s, 1] = 1 - first_alt[s]
@@ -421,16 +436,25 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
                         if ref:
                             p = m10 / (m10 + m01) if m10 + m01 > 0 else 0.5
                             _place(hap, s, ref_hap if p >= 0.5 else 1 - ref_hap)
-                            pp[s] = max(p, 1.0 - p)
+                            c = max(p, 1.0 - p)
+                            pp[s] = c * prev + (1.0 - c) * (1.0 - prev)
                         else:
                             _place(hap, s, 0)
                     else:
                         a = 1 if m11 > m00 else 0
                         hap[s, 0] = hap[s, 1] = a
-            if gt == 1:  # the new reference (its orientation is decided: this block's or the last)
+            if gt == 1:  # the next anchor? (decided in this block's core, replayed in the next block's margin)
                 seen_het = True
-                if _restrict(alpha[t], tmp, x, K) > 0:  # else no candidate explains it: keep the last reference
+                prev = conf[s]
+                if s >= c0:
+                    # a het the copying model explains as a genotype error says nothing about the
+                    # phase of the next ones: they are phased against the last anchor (a flip, not
+                    # a switch, where its own guess is wrong)
+                    is_anchor[s] = not ref or explained[s]
+                # (no candidate explains it in this window: keep the last anchor)
+                if is_anchor[s] and _restrict(alpha[t], tmp, x, K) > 0:
                     ref = True
                     ref_hap = 0 if hap[s, 0] == 1 else 1
+                    prev = 1.0
                     gamma[:, :] = tmp
                     normalise(gamma, K)
