@@ -38,12 +38,14 @@ sequence and where nothing orients a site (its input order is kept, PP 0.5).
 probable allele sum, and a filled heterozygote is oriented relative to the previous typed
 heterozygote like a typed one. Typed genotypes are never changed, only ordered.
 
-**Cohort only** (:func:`phase_cohort`): the cohort is its own panel. Heterozygotes start in
-a random orientation (and missing calls as draws from the allele frequency), then every
-sample is phased against the other samples' current haplotypes (its own two left out),
-in batches of a fixed size, each batch copying the latest haplotypes of the others (so the
-result does not depend on the number of threads), for a few iterations — the scheme of
-Beagle and SHAPEIT's burn-in.
+**Cohort only** (:func:`phase_cohort`): the cohort is its own panel. The panel starts as the
+unphased genotypes — homozygous alleles as they are, heterozygous and missing ones as
+"either allele" (emission averaged over both, :func:`~snpbag.retrieval.haplotypes.emission_rows`),
+which is better than a random phase to copy from — then every sample is phased against the
+other samples' current haplotypes (its own two left out), in batches of a fixed size, each
+batch copying the latest haplotypes of the others, for a few iterations (the scheme of
+Beagle's and SHAPEIT's burn-in). The seed sets the order samples are visited in; the batch
+size is fixed, so the thread count does not change the result.
 """
 
 from __future__ import annotations
@@ -319,29 +321,69 @@ def _select_by_conflicts(panel, g, w0, w1, v0, v1, allowed, K, out):  # pragma: 
 
 
 @njit(cache=True, nogil=True)
-def _select_by_estimate(panel, est, w0, w1, allowed, K, out):  # pragma: no cover - compiled
+def _by_mismatch(panel, est, c, w0, w1, allowed, taken):  # pragma: no cover - compiled
+    """Haplotypes ordered by mismatches to estimated haplotype c on [w0, w1), ties by hash
+    (the allowed and not yet taken first)."""
+    nh = panel.shape[1]
+    mm = np.zeros(nh, dtype=np.int64)
+    for s in range(w0, w1):
+        a = est[s, c]
+        for h in range(nh):
+            if panel[s, h] != a:
+                mm[h] += 1
+    key = np.empty(nh, dtype=np.int64)
+    for h in range(nh):
+        key[h] = (mm[h] << 20) | _hash(h) if allowed[h] and not taken[h] else np.iinfo(np.int64).max
+    return np.argsort(key)
+
+
+@njit(cache=True, nogil=True)
+def _select_by_estimate(panel, g, est, c0, c1, w0, w1, allowed, K, out):  # pragma: no cover - compiled
     """out[:K] = for each of the two estimated haplotypes ``est`` (L, 2), the allowed panel
-    haplotypes with the fewest mismatches to it on [w0, w1) (half of K each, no repeats),
-    ties by a fixed hash — the states SHAPEIT and Beagle condition on. Unlike conflicts,
-    mismatches see heterozygous sites, so the carriers of a rare heterozygote are kept."""
+    haplotypes with the fewest mismatches to it on [w0, w1) (no repeats), ties by a fixed
+    hash — the states SHAPEIT and Beagle condition on. A quarter of K is kept back for the
+    block's heterozygous sites [c0, c1) where no state carries one of the two alleles: the
+    carrier of that allele closest to the estimated haplotype that carries it (over 16
+    sites either side) is added, so the site has a copying explanation (a window's best
+    matches often all miss a rare allele a closer relative carries locally)."""
     nh = panel.shape[1]
     taken = np.zeros(nh, dtype=np.bool_)
     n = 0
+    spare = K // 4
     for c in range(2):
-        mm = np.zeros(nh, dtype=np.int64)
-        for s in range(w0, w1):
-            a = est[s, c]
-            for h in range(nh):
-                if panel[s, h] != a:
-                    mm[h] += 1
-        key = np.empty(nh, dtype=np.int64)
-        for h in range(nh):
-            key[h] = (mm[h] << 20) | _hash(h) if allowed[h] and not taken[h] else np.iinfo(np.int64).max
-        order = np.argsort(key)
-        want = K // 2 if c == 0 else K - n
+        order = _by_mismatch(panel, est, c, w0, w1, allowed, taken)
+        want = (K - spare) // 2 if c == 0 else K - spare - n
         for i in range(want):
             out[n] = order[i]
             taken[order[i]] = True
+            n += 1
+    L = panel.shape[0]
+    for s in range(c0, c1):
+        if n == K:
+            break
+        if g[s] != 1:
+            continue
+        n1 = 0
+        for i in range(n):
+            n1 += panel[s, out[i]] == 1
+        if 0 < n1 < n:
+            continue
+        a = 0 if n1 == n else 1  # the allele no state carries
+        c = 0 if est[s, 0] == a else 1
+        order = _by_mismatch(panel, est, c, max(0, s - 16), min(L, s + 17), allowed, taken)
+        for i in range(nh):
+            h = order[i]
+            if not allowed[h] or taken[h]:
+                break
+            if panel[s, h] == a:
+                out[n] = h
+                taken[h] = True
+                n += 1
+                break
+    if n < K:  # the spare slots not needed: more of the best matches
+        order = _by_mismatch(panel, est, 0, w0, w1, allowed, taken)
+        for i in range(K - n):
+            out[n] = order[i]
             n += 1
 
 
@@ -392,7 +434,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
             alpha = np.empty((w1 - w0, K, K), dtype=np.float32)
             beta = np.empty((w1 - w0, K, K), dtype=np.float32)
         if use_est:
-            _select_by_estimate(panel, est, w0, w1, allowed, K, cand)
+            _select_by_estimate(panel, g, est, c0, c1, w0, w1, allowed, K, cand)
         else:
             _select_by_conflicts(panel, g, w0, w1, max(0, w0 - 2 * margin), min(L, w1 + 2 * margin), allowed, K, cand)
         n = w1 - w0
