@@ -21,34 +21,16 @@ from hypothesis import strategies as st
 
 from conftest import requires_tool
 from snpbag.errors import InputError, SampleError, SiteMismatchError
+from snpbag.eval.metrics import phase_errors
 from snpbag.inference.phase import phase
 from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_with_panel
 
 
 def switch_errors(truth: np.ndarray, est: np.ndarray) -> tuple[int, int]:
-    """(switches, consecutive truth-heterozygous pairs) of (n, L, 2) haplotypes; a private
-    reference until snpbag.eval.phase lands (naive: one sample and one pair at a time)."""
-    sw = pairs = 0
-    for t, e in zip(truth, est):
-        last = None
-        for s in range(t.shape[0]):
-            if t[s, 0] == t[s, 1]:
-                continue
-            same = bool(t[s, 0] == e[s, 0])
-            if last is not None:
-                pairs += 1
-                sw += same != last
-            last = same
-    return sw, pairs
-
-
-def test_switch_errors_counts_known_switches():
-    t = np.array([[[0, 1], [1, 0], [1, 1], [0, 1], [1, 0]]])
-    assert switch_errors(t, t) == (0, 3)
-    assert switch_errors(t, t[..., ::-1]) == (0, 3)  # the whole pair swapped: no switch
-    e = t.copy()
-    e[0, 3] = e[0, 3, ::-1]  # a flip: two switches
-    assert switch_errors(t, e) == (2, 3)
+    """(switches, opportunities) of (n, L, 2) haplotypes, summed over samples
+    (:func:`snpbag.eval.metrics.phase_errors`, which takes sites first)."""
+    sw, _, opp = phase_errors(np.swapaxes(truth, 0, 1), np.swapaxes(est, 0, 1))
+    return int(sw.sum()), int(opp.sum())
 
 
 def mosaics(n_haps: int, n_sites: int, *, seed: int, n_founders: int = 8, switch_rate: float = 0.01) -> np.ndarray:
