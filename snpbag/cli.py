@@ -24,6 +24,7 @@ from snpbag import demo as _demo  # noqa: E402
 from snpbag.inference import classify as _classify  # noqa: E402
 from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
+from snpbag.inference import phase as _phase  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
@@ -239,6 +240,25 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
             device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed, report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
+
+
+@main.command()
+@click.option("--input", "input", required=True, type=path_in, help="Unphased VCF (.vcf.gz; indexed for --region).")
+@click.option("--output", required=True, type=path_in, help="Phased .vcf.gz to write (with its .tbi).")
+@click.option("--ref", default=None, type=path_in, help="Phased reference panel VCF (default: the cohort alone).")
+@click.option("--model", default=None, type=path_in, help="Model directory whose haplotype panel is the reference.")
+@click.option("--map", "genetic_map", default=None, type=path_in, help="Genetic map (PLINK .map; default 1 cM/Mb).")
+@click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
+@click.option("--region", default=None, help="CHR[:START-END] (needs an index).")
+@click.option("--threads", default=None, type=int, help="Samples phased at once (default: all cores; same output).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
+@click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
+def phase(input, output, ref, model, genetic_map, samples, region, threads, device, seed, rephase):
+    """Phase a VCF with the haplotype-copying model, against a panel or the cohort itself."""
+    s = _phase.phase(input=input, output=output, ref=ref, model=model, genetic_map=genetic_map, samples=samples,
+                     region=region, threads=threads, device=device, seed=seed, rephase=rephase)
+    click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 
 @main.command()

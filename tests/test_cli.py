@@ -136,6 +136,22 @@ def test_impute(runner, monkeypatch):
                               report_dir=None)
 
 
+def test_phase(runner, monkeypatch):
+    summary = types.SimpleNamespace(report="phased 10 of 12 biallelic SNPs", n_samples=4, seconds=2.0,
+                                    samples_per_second=2.0)
+    with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
+        result = _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--ref", "r.vcf.gz",
+                                  "--map", "g.map", "--samples", "s.txt", "--region", "22", "--threads", "3",
+                                  "--seed", "7", "--rephase"])
+    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref="r.vcf.gz", model=None, genetic_map="g.map",
+                              samples="s.txt", region="22", threads=3, device="cpu", seed=7, rephase=True)
+    assert result.output == "phased 10 of 12 biallelic SNPs\n4 samples in 2.0 s (2.00 samples/s)\n"
+    with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
+        _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--model", "m"])
+    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref=None, model="m", genetic_map=None,
+                              samples=None, region=None, threads=None, device="cpu", seed=0, rephase=False)
+
+
 def test_demo(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.demo", "demo")) as f:
         _invoke(runner, ["demo", "--out", "d"])

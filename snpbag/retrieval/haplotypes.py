@@ -207,7 +207,7 @@ class HaplotypePanel(PanelRows):
 
 
 @njit(cache=True, nogil=True)
-def _select(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
+def select_states(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
     """out[:K] = the K allowed haplotypes with the fewest conflicts on visible [w0, w1),
     ties by conflicts on [v0, v1), then by a fixed hash of the row."""
     nh = cc.shape[1]
@@ -253,12 +253,23 @@ def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _emission_rows(panel, s, gt, cand, K, hit, miss, x, ev):  # pragma: no cover - compiled
-    """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j])."""
-    _alleles_at(panel, s, cand, K, x)
+def emission_rows(panel, s, gt, cand, K, hit, miss, x, ev):  # pragma: no cover - compiled
+    """x = the candidates' alleles at site s; ev[a][j] = P(genotype gt | alleles a and x[j]).
+
+    Allele 2 means "0 or 1, equally likely" (a panel of unphased genotypes, the start of
+    cohort phasing, codes its heterozygotes so); ev then has a third row, a = 2."""
+    alleles_at(panel, s, cand, K, x)
     for j in range(K):
-        for a in range(2):
-            ev[a, j] = hit if a + x[j] == gt else miss
+        for a in range(ev.shape[0]):
+            if a < 2 and x[j] < 2:
+                ev[a, j] = hit if a + x[j] == gt else miss
+            else:
+                acc = 0.0
+                for a1 in range(2):
+                    for x1 in range(2):
+                        if (a == 2 or a1 == a) and (x[j] == 2 or x1 == x[j]):
+                            acc += hit if a1 + x1 == gt else miss
+                ev[a, j] = acc / ((2 if a == 2 else 1) * (2 if x[j] == 2 else 1))
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -276,7 +287,7 @@ def _row_sums(A, K, r):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _normalise(A, K):  # pragma: no cover - compiled
+def normalise(A, K):  # pragma: no cover - compiled
     z = np.float32(0.0)
     for i in range(K):
         row = A[i]
@@ -287,6 +298,94 @@ def _normalise(A, K):  # pragma: no cover - compiled
         row = A[i]
         for j in range(K):
             row[j] *= inv
+
+
+@njit(cache=True, nogil=True)
+def conflicts(panel, g, vis):  # pragma: no cover - compiled
+    """cc[t, h] = opposite-homozygote conflicts of haplotype h with genotypes g over the
+    first t sites of ``vis`` (running counts: a span's count is a difference of two rows)."""
+    m = vis.size
+    nh = panel.shape[1]
+    cc = np.zeros((m + 1, nh), dtype=np.int32)
+    for t in range(m):
+        s = vis[t]
+        gt = g[s]
+        for h in range(nh):
+            x = panel[s, h]
+            bad = (gt == 0 and x == 1) or (gt == 2 and x == 0)
+            cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
+    return cc
+
+
+@njit(cache=True, nogil=True)
+def switch_rho(cm, s0, s1, ne, n_allowed):  # pragma: no cover - compiled
+    """Probability that one copy switches haplotype between sites s0 < s1 (module doc)."""
+    return 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s1] - cm[s0]) / n_allowed)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def advance(prev, cur, ev, x, K, rho, rsum):  # pragma: no cover - compiled
+    """cur = emission × transition(prev) over the K × K pair states, unnormalised.
+
+    Each copy keeps its haplotype with 1 − ρ or jumps to any of the K with ρ/K, so the
+    step is O(K²): a pair's emission depends only on its two alleles, so row i reads the
+    emission vector of its own allele over all j (branch-free inner loops over contiguous
+    rows, which vectorise)."""
+    a = np.float32((1.0 - rho) * (1.0 - rho))
+    bb = np.float32((1.0 - rho) * rho / K)
+    tot = _row_sums(prev, K, rsum)
+    c = np.float32((rho / K) * (rho / K) * tot)
+    for i in range(K):
+        e = ev[x[i]]
+        p = prev[i]
+        row = cur[i]
+        base = bb * rsum[i] + c
+        for j in range(K):
+            row[j] = e[j] * (a * p[j] + bb * rsum[j] + base)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def forward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, alpha):  # pragma: no cover
+    """alpha[t] (normalised) over the sites vis[w0:w0+n] for the candidates ``cand``."""
+    for t in range(n):
+        s = vis[w0 + t]
+        emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
+        if t == 0:
+            for i in range(K):
+                e = ev[x[i]]
+                row = alpha[0, i]
+                for j in range(K):
+                    row[j] = e[j]
+        else:
+            advance(alpha[t - 1], alpha[t], ev, x, K, switch_rho(cm, vis[w0 + t - 1], s, ne, n_allowed), rsum)
+        normalise(alpha[t], K)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, emit, beta):  # pragma: no cover
+    """beta[t] (normalised, without site t's emission) over the sites vis[w0:w0+n]."""
+    beta[n - 1, :, :] = 1.0
+    for t in range(n - 2, -1, -1):
+        s1 = vis[w0 + t + 1]
+        rho = switch_rho(cm, vis[w0 + t], s1, ne, n_allowed)
+        a = np.float32((1.0 - rho) * (1.0 - rho))
+        bb = np.float32((1.0 - rho) * rho / K)
+        emission_rows(panel, s1, g[s1], cand, K, hit, miss, x, ev)
+        for i in range(K):
+            e = ev[x[i]]
+            nxt = beta[t + 1, i]
+            row = emit[i]
+            for j in range(K):
+                row[j] = nxt[j] * e[j]
+        tot = _row_sums(emit, K, rsum)
+        c = np.float32((rho / K) * (rho / K) * tot)
+        for i in range(K):
+            src = emit[i]
+            row = beta[t, i]
+            base = bb * rsum[i] + c
+            for j in range(K):
+                row[j] = a * src[j] + bb * rsum[j] + base
+        normalise(beta[t], K)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -321,15 +420,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
         if g[s] >= 0:
             vis[t] = s
             t += 1
-    # running conflicts (opposite homozygote) of every haplotype over the visible sites
-    cc = np.zeros((m + 1, nh), dtype=np.int32)
-    for t in range(m):
-        s = vis[t]
-        gt = g[s]
-        for h in range(nh):
-            x = panel[s, h]
-            bad = (gt == 0 and x == 1) or (gt == 2 and x == 0)
-            cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
+    cc = conflicts(panel, g, vis)
     cand = np.empty(K, dtype=np.int64)
     W = min(m, block + 2 * margin)
     alpha = np.empty((W, K, K), dtype=np.float32)
@@ -352,56 +443,10 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
         c1 = min(m, c0 + block)
         w0 = max(0, c0 - margin)
         w1 = min(m, c1 + margin)
-        _select(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
+        select_states(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
         n = w1 - w0
-        # forward, then backward (beta[t] without site t's emission). A pair's emission
-        # depends only on the two alleles, so row i reads the emission vector of its own
-        # allele over all j: branch-free inner loops over contiguous rows, which vectorise
-        for t in range(n):
-            s = vis[w0 + t]
-            _emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
-            if t == 0:
-                for i in range(K):
-                    e = ev[x[i]]
-                    row = alpha[0, i]
-                    for j in range(K):
-                        row[j] = e[j]
-            else:
-                rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s] - cm[vis[w0 + t - 1]]) / n_allowed)
-                a = np.float32((1.0 - rho) * (1.0 - rho))
-                bb = np.float32((1.0 - rho) * rho / K)
-                tot = _row_sums(alpha[t - 1], K, rsum)
-                c = np.float32((rho / K) * (rho / K) * tot)
-                for i in range(K):
-                    e = ev[x[i]]
-                    prev = alpha[t - 1, i]
-                    row = alpha[t, i]
-                    base = bb * rsum[i] + c
-                    for j in range(K):
-                        row[j] = e[j] * (a * prev[j] + bb * rsum[j] + base)
-            _normalise(alpha[t], K)
-        beta[n - 1, :, :] = 1.0
-        for t in range(n - 2, -1, -1):
-            s1 = vis[w0 + t + 1]
-            rho = 1.0 - np.exp(-0.04 * ne * max(0.0, cm[s1] - cm[vis[w0 + t]]) / n_allowed)
-            a = np.float32((1.0 - rho) * (1.0 - rho))
-            bb = np.float32((1.0 - rho) * rho / K)
-            _emission_rows(panel, s1, g[s1], cand, K, hit, miss, x, ev)
-            for i in range(K):
-                e = ev[x[i]]
-                nxt = beta[t + 1, i]
-                row = emit[i]
-                for j in range(K):
-                    row[j] = nxt[j] * e[j]
-            tot = _row_sums(emit, K, rsum)
-            c = np.float32((rho / K) * (rho / K) * tot)
-            for i in range(K):
-                src = emit[i]
-                row = beta[t, i]
-                base = bb * rsum[i] + c
-                for j in range(K):
-                    row[j] = a * src[j] + bb * rsum[j] + base
-            _normalise(beta[t], K)
+        forward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, alpha)
+        backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, emit, beta)
         # the block's sites: from just after the previous block's last visible site (the
         # chromosome start for the first block) to this block's last visible site (the end
         # for the last block); a hidden site uses the posteriors of its flanking visible sites
@@ -418,7 +463,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
                 if have != tl:
                     _posterior(alpha, beta, tl, K, P, rl)
                     have = tl
-                _alleles_at(panel, s, cand, K, x)
+                alleles_at(panel, s, cand, K, x)
                 p0, p1, p2 = _pair_gp(P, rl, x, K)
                 out[s, 0], out[s, 1], out[s, 2] = p0, p1, p2
                 if want_loo:
@@ -427,7 +472,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
                     loo[s, 0], loo[s, 1], loo[s, 2] = p0, p1, p2
                 continue
             t_right = t_left + 1
-            _alleles_at(panel, s, cand, K, x)
+            alleles_at(panel, s, cand, K, x)
             q0 = q1 = q2 = 0.0
             w = 0.5
             if t_left < 0:
@@ -460,7 +505,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
 
 
 @njit(cache=True, nogil=True)
-def _alleles_at(panel, s, cand, K, x):  # pragma: no cover - compiled
+def alleles_at(panel, s, cand, K, x):  # pragma: no cover - compiled
     """x[i] = the allele of candidate i at site s."""
     for i in range(K):
         x[i] = panel[s, cand[i]]

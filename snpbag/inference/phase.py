@@ -1,0 +1,333 @@
+"""``snpbag phase``: unphased VCF in, phased VCF out, with a reference panel or the cohort alone.
+
+Order of work: read the input's biallelic SNPs (refusing haploid calls, unsorted records
+and duplicated samples before any work), find the panel — a phased reference VCF
+(``--ref``), the haplotype panel of a model directory (``--model``) or, with neither, the
+cohort itself — and match the input's SNPs onto it, then phase every sample with the
+copying model (:mod:`snpbag.retrieval.phasing`) and write the input again with phased GT
+(:mod:`snpbag.inference.phaseout`).
+
+What is phased: biallelic SNPs on the panel (all of them without one). Multi-allelic
+records, indels and SNPs the panel lacks pass through unchanged and unphased, counted in
+the report line. Samples whose calls are all phased and complete are kept as they are
+unless ``rephase``; in cohort mode they are copied from as fixed haplotypes.
+
+Memory: the input's calls and the phased result, 2 + 7 bytes per genotype (the copying
+model's working memory is one window per thread); output is streamed.
+
+``--model``: a model directory with a haplotype retrieval panel is used through the copying
+model alone; a phasing head on the encoder (issue #13) is a later step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snpbag import modeldir
+from snpbag.config import ModelConfig
+from snpbag.errors import InputError, SampleError, SiteMismatchError
+from snpbag.inference.phaseout import write_phased_vcf
+from snpbag.inference.sitematch import ModelSites, match_sites
+from snpbag.io.bgzf import index_path
+from snpbag.io.chrom import chrom_key
+from snpbag.io.genmap import genetic_positions, read_genetic_map
+from snpbag.io.header import read_header
+from snpbag.io.vcf import VcfReader, read_sample_file
+from snpbag.progress import progress_bar
+from snpbag.retrieval import phasing
+from snpbag.retrieval.haplotypes import HaplotypePanel
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 4096  # records read per block
+
+
+@dataclass
+class SnpCalls:
+    """The biallelic SNPs of a VCF, in file order."""
+
+    path: Path
+    samples: list[str]
+    contigs: list[str]
+    chrom: np.ndarray  # object (L,)
+    pos: np.ndarray  # int64 (L,)
+    ref: np.ndarray  # object (L,)
+    alt: np.ndarray  # object (L,)
+    calls: np.ndarray  # int8 (L, N, 2), -1 missing
+    phased: np.ndarray  # bool (L, N)
+    dropped: dict  # reason -> records not read (multiallelic, indel, ...)
+    region: str | None = None  # as resolved against the file's chromosome names
+
+    def __len__(self) -> int:
+        return int(self.pos.size)
+
+
+@dataclass
+class PhaseSummary:
+    output: Path
+    n_samples: int
+    n_records: int
+    n_phased_sites: int
+    n_kept_samples: int
+    n_filled: int
+    seconds: float
+    report: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.n_samples / self.seconds if self.seconds > 0 else float("inf")
+
+
+def read_snps(path: str | Path, *, samples: list[str] | None = None, region: str | None = None,
+              what: str = "--input", threads: int | None = None) -> SnpCalls:
+    """All biallelic SNPs of a VCF with their calls.
+
+    Raises
+    ------
+    InputError : no such file, unsorted records, haploid or mixed-ploidy calls (from here
+        or :class:`~snpbag.io.vcf.VcfReader`).
+    SampleError : duplicated sample ids in the header, requested samples absent.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path}: no such file; check the path")
+    header = read_header(path)
+    dup = header.duplicated_samples() if header is not None else []
+    if dup:
+        raise SampleError(f"{path}: duplicated sample ids in the header ({', '.join(dup[:5])}); "
+                          "rename them, e.g. `bcftools reheader -s new_names.txt`")
+    reader = VcfReader(path, region=region, samples=samples, threads=threads)
+    parts = []
+    try:
+        for blk in reader.blocks(_BLOCK):
+            hap = (blk.genotype[..., 1] == -2) & (blk.genotype[..., 0] >= 0)
+            if hap.any():
+                v, s = np.argwhere(hap)[0]
+                mixed = "mixed ploidy: " if (blk.genotype[..., 1] != -2).any() else ""
+                raise InputError(f"{path}: {mixed}haploid call at {reader.contigs[blk.contig[v]]}:{blk.position[v]} "
+                                 f"(sample {reader.samples[s]}); phasing needs diploid calls: drop chrX/Y/MT "
+                                 "records (`bcftools view -t ^X,Y,MT`) or code calls as diploid")
+            parts.append(blk)
+    finally:
+        reader.close()
+    n = reader.n_samples
+    if not parts:
+        raise InputError(f"{path}: no biallelic SNP records{' in --region ' + region if region else ''}; "
+                         "nothing to phase")
+    names = np.array(reader.contigs, dtype=object)
+    return SnpCalls(
+        path=path, samples=list(reader.samples), contigs=list(reader.contigs),
+        chrom=np.concatenate([names[b.contig] for b in parts]),
+        pos=np.concatenate([b.position for b in parts]).astype(np.int64),
+        ref=np.concatenate([b.allele[:, 0] for b in parts]), alt=np.concatenate([b.allele[:, 1] for b in parts]),
+        calls=np.concatenate([b.genotype for b in parts]).reshape(-1, n, 2),
+        phased=np.concatenate([b.phased for b in parts]).reshape(-1, n),
+        dropped=dict(reader.counts.dropped), region=reader.region)
+
+
+@dataclass
+class Reference:
+    """Phased panel haplotypes at the input's phased sites, in the input's allele orientation."""
+
+    sites: np.ndarray  # int64 (P,): input SNP rows on the panel, increasing
+    by_site: np.ndarray  # int8 (P, 2H)
+    cm: np.ndarray | None  # (P,) from the panel (model directories), else None
+    sample_ids: np.ndarray  # (H,) panel sample ids (a target with the same id does not copy itself)
+    source: str
+
+
+def _contigs_bounds(chrom: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of one chromosome."""
+    if chrom.size == 0:
+        return []
+    cut = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
+    edges = [0, *cut.tolist(), int(chrom.size)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _match(target: SnpCalls, sites: ModelSites, haps: np.ndarray, source: str, cm=None,
+           sample_ids=None) -> Reference:
+    """Lay the panel's (S, 2H) alleles onto the input's SNPs (swapped alleles recoded)."""
+    m = match_sites(sites, target.chrom, target.pos, target.ref, target.alt)
+    on = np.flatnonzero(m.model_index >= 0)
+    if on.size == 0:
+        raise SiteMismatchError(f"{target.path}: none of its {len(target):,} SNPs is in the panel {source}; "
+                                "check the chromosome names and genome build of both, or phase without a panel")
+    idx = m.model_index[on]
+    by_site = haps[idx].astype(np.int8)
+    sw = m.swap[on]
+    by_site[sw] = 1 - by_site[sw]
+    return Reference(on, np.ascontiguousarray(by_site), None if cm is None else np.asarray(cm)[idx],
+                     np.asarray([] if sample_ids is None else sample_ids, dtype=str), source)
+
+
+def reference_from_vcf(path: str | Path, target: SnpCalls, *, region: str | None = None,
+                       threads: int | None = None) -> Reference:
+    """The phased reference VCF ``path`` matched onto ``target``'s SNPs.
+
+    Raises
+    ------
+    InputError : the panel has unphased heterozygous or missing calls at shared sites.
+    SiteMismatchError : no SNP in common.
+    """
+    ref = read_snps(path, region=region, what="--ref", threads=threads)
+    sites = ModelSites(ref.chrom, ref.pos, ref.ref, ref.alt)
+    haps = ref.calls.reshape(len(ref), -1)
+    out = _match(target, sites, haps, str(path), sample_ids=ref.samples)
+    used = np.zeros(len(ref), bool)
+    used[match_sites(sites, target.chrom[out.sites], target.pos[out.sites], target.ref[out.sites],
+                     target.alt[out.sites]).model_index] = True
+    if (ref.calls[used] < 0).any():
+        raise InputError(f"--ref {path}: the panel has missing calls at sites shared with the input; fill and phase "
+                         "the reference panel first (e.g. with Beagle)")
+    het = (ref.calls[used, :, 0] != ref.calls[used, :, 1]) & ~ref.phased[used]
+    if het.any():
+        raise InputError(f"--ref {path}: the panel is not phased ({int(het.sum()):,} unphased heterozygous calls); "
+                         "phase the reference panel first (Beagle, SHAPEIT)")
+    return out
+
+
+def reference_from_model(directory: str | Path, target: SnpCalls) -> Reference:
+    """The haplotype panel of a model directory matched onto ``target``'s SNPs.
+
+    Raises
+    ------
+    CheckpointError : not a model directory, or its panel is missing.
+    InputError : the model has no haplotype panel (a genome panel or none).
+    """
+    meta = modeldir.read_meta(directory)
+    cfg = ModelConfig.from_dict(meta["model"])
+    if not cfg.retrieval_k or cfg.retrieval != "haplotypes":
+        raise InputError(f"--model {directory}: the model has no haplotype panel (model.retrieval="
+                         f"{cfg.retrieval if cfg.retrieval_k else 'none'}); give a phased panel with --ref instead")
+    vocab = modeldir.load_vocab(directory)
+    panel: HaplotypePanel = modeldir.load_panel(directory, cfg, vocab.n_sites)
+    sites = ModelSites.coerce(vocab)
+    return _match(target, sites, panel.by_site, str(directory), cm=panel.cm, sample_ids=panel.sample_ids)
+
+
+def kept_samples(target: SnpCalls, rows: np.ndarray) -> np.ndarray:
+    """(N,) bool: samples whose calls at ``rows`` are all called and every heterozygote phased."""
+    c = target.calls[rows]
+    het = c[..., 0] != c[..., 1]
+    ok = (c >= 0).all(-1) & (~het | target.phased[rows])
+    return ok.all(0)
+
+
+def phase(
+    *,
+    input: str | Path,
+    output: str | Path,
+    ref: str | Path | None = None,
+    model: str | Path | None = None,
+    genetic_map: str | Path | None = None,
+    samples: str | Path | None = None,
+    region: str | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    rephase: bool = False,
+    options: phasing.PhaseOptions | None = None,
+    progress: bool = True,
+) -> PhaseSummary:
+    """Phase the diploid biallelic SNPs of ``input`` and write them as ``output``.
+
+    Parameters
+    ----------
+    input : VCF (plain or bgzipped; bgzipped + indexed for ``region``).
+    output : ``.vcf.gz`` to write, with its ``.tbi``.
+    ref : phased reference panel VCF; model : model directory with a haplotype panel;
+        neither: the cohort is its own reference (needs at least 2 samples).
+    genetic_map : PLINK .map or HapMap-style map (default: the panel's, else 1 cM/Mb).
+    samples : file with one sample id per line (default: all); region : ``CHR[:START-END]``.
+    threads : samples phased at once (the output does not depend on it).
+    device : only ``cpu`` runs the copying model (``cuda`` is refused until the phasing head lands).
+    seed : the random start of cohort-only phasing.
+    rephase : phase samples that are already phased too.
+
+    Raises
+    ------
+    InputError, SampleError, SiteMismatchError, CheckpointError : bad input (one line naming
+        the file and the fix); nothing is written.
+    """
+    t0 = time.perf_counter()
+    if ref is not None and model is not None:
+        raise InputError("--ref and --model both given; phase against one panel")
+    if device != "cpu":
+        raise InputError(f"--device {device}: phasing runs the copying model on the CPU; use --device cpu "
+                         "(a GPU phasing head is not there yet)")
+    out = Path(output)
+    if not out.name.endswith((".vcf.gz", ".vcf.bgz")):
+        raise InputError(f"--output {output}: must end in .vcf.gz (the output is bgzipped and indexed)")
+    for p in (out, index_path(out)):
+        if p.exists():
+            raise InputError(f"--output {p}: already exists; remove it or choose another --output")
+    if Path(input).suffix == ".bcf":
+        raise InputError(f"--input {input}: BCF input is not supported for phasing (records are rewritten as text); "
+                         "convert it with `bcftools view -Oz -o input.vcf.gz`")
+    options = options or phasing.PhaseOptions()
+    sample_list = read_sample_file(samples) if samples is not None else None
+    target = read_snps(input, samples=sample_list, region=region, threads=threads)
+    if ref is not None:
+        panel = reference_from_vcf(ref, target, region=region if _indexed(ref) else None, threads=threads)
+    elif model is not None:
+        panel = reference_from_model(model, target)
+    else:
+        panel = None
+    rows = np.arange(len(target)) if panel is None else panel.sites
+    g = np.ascontiguousarray(target.calls[rows].transpose(1, 0, 2))  # (N, P, 2)
+    g = np.where((g >= 0).all(-1, keepdims=True), g, -1).astype(np.int8)  # half calls: missing to the model
+    keep = np.zeros(g.shape[0], bool) if rephase else kept_samples(target, rows)
+    cm = _genetic_positions(target, rows, genetic_map, None if panel is None else panel.cm)
+    bounds = _contigs_bounds(target.chrom[rows])
+    todo = np.flatnonzero(~keep)
+    n_work = todo.size * (options.iterations if panel is None else options.rounds)
+    with progress_bar(total=n_work, description="phasing", unit="samples", enabled=progress) as advance:
+        if panel is None:
+            res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep, threads=threads,
+                                       on_sample=advance)
+        else:
+            exclude = _exclude(panel.sample_ids, [target.samples[i] for i in todo])
+            sub = phasing.phase_with_panel(panel.by_site, cm, g[todo], bounds=bounds, options=options,
+                                           exclude=exclude, threads=threads,
+                                           on_sample=lambda k: advance(k * options.rounds))
+            res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
+            if todo.size:
+                res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
+    half = ((target.calls[rows] >= 0).any(-1) & (target.calls[rows] < 0).any(-1)).T  # (N, P): left as given
+    res.filled &= ~half
+    what = "the cohort" if panel is None else f"panel {panel.source}"
+    written = write_phased_vcf(input, out, target, rows=rows, result=res, phase_samples=~keep, skip=half,
+                               region=region, header_lines=(f"snpbag_phase=reference {what}",))
+    n_filled = int(res.filled[~keep].sum())
+    report = (f"phased {rows.size:,} of {len(target):,} biallelic SNPs against {what}; "
+              f"{written.line()}; {int(keep.sum()):,} already phased samples kept; {n_filled:,} missing calls filled")
+    log.info(report)
+    return PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()), n_filled,
+                        time.perf_counter() - t0, report)
+
+
+def _indexed(path) -> bool:
+    return any(Path(str(path) + e).exists() for e in (".tbi", ".csi"))
+
+
+def _exclude(panel_ids: np.ndarray, target_ids: list[str]) -> np.ndarray:
+    """Panel genome row of each target (−1: not in the panel): a target does not copy itself."""
+    where = {s: i for i, s in enumerate(panel_ids.tolist())}
+    return np.array([where.get(s, -1) for s in target_ids], dtype=np.int64)
+
+
+def _genetic_positions(target: SnpCalls, rows: np.ndarray, genetic_map, panel_cm) -> np.ndarray:
+    if genetic_map is None and panel_cm is not None:
+        return np.asarray(panel_cm, dtype=np.float64)
+    gmap = None if genetic_map is None else read_genetic_map(genetic_map)
+    cm = np.empty(rows.size)
+    chrom = target.chrom[rows]
+    for a, b in _contigs_bounds(chrom):
+        cm[a:b] = genetic_positions(target.pos[rows[a:b]], chrom=chrom_key(str(chrom[a])), genetic_map=gmap)
+    return cm
