@@ -20,7 +20,7 @@ def test_demo_end_to_end(tmp_path, capfd):
                             classify_epochs=5, embed_per_continent=10)
     result = demo(tmp_path / "demo", settings=settings, echo=lines.append)
     text = "\n".join(lines)
-    for stage in ("1. simulate", "2. convert", "3. pretrain", "4. impute", "5. score", "6. embed"):
+    for stage in ("1. simulate", "2. convert", "3. pretrain", "4. impute", "5. score", "6. phase", "7. embed"):
         assert stage in text
     assert set(result["classification"]) == {"embedding", "pca_lr", "pca_knn"}
     assert "pca_lr" in text and "patches flagged" in text
@@ -30,7 +30,17 @@ def test_demo_end_to_end(tmp_path, capfd):
     tools = [s["tool"] for s in result["scores"]]
     assert tools[0] == "AF baseline" and tools[1].startswith("snpbag")
     assert result["eval_sites"] > 0
-    for name in ("cohort.zarr", "model", "imputed.vcf.gz", "imputed.vcf.gz.tbi", "imputed.info.tsv"):
+    # step 6: the targets phased against the panel, scored beside Beagle when it is installed
+    phasing = result["phasing"]
+    assert phasing[0]["tool"] == "snpbag (copying model)" and phasing[0]["genotypes_changed"] == 0
+    assert phasing[0]["het_pairs"] > 0 and 0 <= phasing[0]["ser_pct"] <= 100
+    assert f"{'snpbag (copying model)':<30} {phasing[0]['ser_pct']:7.3f}" in text and "phased " in text
+    if shutil.which("beagle"):
+        assert phasing[1]["tool"].startswith("Beagle") and phasing[1]["het_pairs"] == phasing[0]["het_pairs"]
+    else:
+        assert "Beagle not installed" in text
+    for name in ("cohort.zarr", "model", "imputed.vcf.gz", "imputed.vcf.gz.tbi", "imputed.info.tsv", "phased.vcf.gz",
+                 "phased.vcf.gz.tbi"):
         assert (tmp_path / "demo" / name).exists()
     if shutil.which("beagle"):  # its output gets the targets' contig lines, so htslib reads it silently
         assert tools[2].startswith("Beagle")
@@ -47,3 +57,4 @@ def test_demo_end_to_end(tmp_path, capfd):
     # a second run reuses every completed stage and scores again
     again = demo(tmp_path / "demo", settings=settings, echo=lambda s: None)
     assert [s["tool"] for s in again["scores"]] == tools
+    assert again["phasing"] == [r | {"wall_s": a["wall_s"]} for r, a in zip(phasing, again["phasing"])]

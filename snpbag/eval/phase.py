@@ -25,6 +25,7 @@ What is counted, per sample:
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 
 from snpbag.eval.compare import BLOCK, SiteKey, site_keys
 from snpbag.eval.metrics import phase_errors
+from snpbag.io.bgzf import write_vcf_bgzf
 from snpbag.io.vcf import VcfReader
 
 #: Reasons a truth heterozygote is not scored, in report order.
@@ -182,3 +184,32 @@ def _row(group: str, switches, flips, opp, scored) -> dict:
     return {"group": group, "samples": int(len(opp)), "scored_hets": int(scored.sum()), "opportunities": n,
             "switches": s, "flips": f, "switches_outside_flips": s - 2 * f,
             "ser": s / n if n else float("nan"), "flip_rate": f / n if n else float("nan")}
+
+
+def write_unphased(truth: str | Path, out: str | Path) -> Path:
+    """``truth`` as a phaser receives it: every GT written unphased (``a/b``, alleles sorted).
+
+    The truth's own order must not reach the phaser (it keeps a heterozygote's given order
+    where nothing orients it), so a scored run starts from this copy. Writes ``out`` (BGZF)
+    with its ``.tbi``, atomically.
+    """
+    def records():
+        with gzip.open(truth, "rt") as f:
+            for line in f:
+                if line.startswith("#"):
+                    yield line
+                    continue
+                cols = line.rstrip("\n").split("\t")
+                if cols[8].split(":", 1)[0] == "GT":
+                    cols[9:] = [_unphased_gt(c) for c in cols[9:]]
+                yield "\t".join(cols) + "\n"
+
+    return write_vcf_bgzf(records(), out)
+
+
+def _unphased_gt(sample: str) -> str:
+    gt, sep, rest = sample.partition(":")
+    alleles = gt.replace("|", "/").split("/")
+    if len(alleles) == 2 and "." not in alleles:
+        alleles.sort(key=int)
+    return "/".join(alleles) + sep + rest
