@@ -254,10 +254,12 @@ def impute(model, input, output, samples, region, batch_size, device, min_r2, fm
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
 @click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
-def phase(input, output, ref, model, genetic_map, samples, region, threads, device, seed, rephase):
+@click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
+def phase(input, output, ref, model, genetic_map, samples, region, threads, device, seed, rephase, report_dir):
     """Phase a VCF with the haplotype-copying model, against a panel or the cohort itself."""
     s = _phase.phase(input=input, output=output, ref=ref, model=model, genetic_map=genetic_map, samples=samples,
-                     region=region, threads=threads, device=device, seed=seed, rephase=rephase)
+                     region=region, threads=threads, device=device, seed=seed, rephase=rephase,
+                     report_dir=report_dir)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from snpbag.eval import MAF_BINS
 from snpbag.eval.metrics import maf_bin_index, maf_bin_labels
 
-__all__ = ["Page", "af_figure", "bar_figure", "by_maf_figure", "calibration_figure", "series_figure"]
+__all__ = ["Page", "af_figure", "bar_figure", "by_maf_figure", "calibration_figure", "histogram_figure",
+           "series_figure"]
 
 #: Marker colour and label of each site class on the allele-frequency plot, in drawing order.
 SITE_CLASSES = {"matched": ("#1f77b4", "matched"), "swapped": ("#2ca02c", "allele-swapped"),
@@ -85,6 +86,19 @@ def bar_figure(path: Path, counts: Mapping[str, float], *, xlabel: str, title: s
         ax.text(v, i, f" {v:,}", va="center", fontsize=8)
     ax.set(xlabel=xlabel, title=title)
     ax.set_xlim(0, max(vals + [1]) * 1.25)
+    return _save(fig, path)
+
+
+def histogram_figure(path: Path, values, *, bins, xlabel: str, title: str = "") -> Path:
+    """Counts of ``values`` (finite ones) in ``bins`` (edges or a count), e.g. phase
+    confidence per heterozygote or heterozygotes per sample; n and the median in the title."""
+    plt = _plt()
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    ax.hist(v, bins=bins, color="#1f77b4")
+    median = f", median {np.median(v):.4g}" if v.size else ""
+    ax.set(xlabel=xlabel, ylabel="count", title=title or f"n={v.size:,}{median}")
     return _save(fig, path)
 
 

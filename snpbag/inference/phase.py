@@ -32,6 +32,7 @@ from snpbag import modeldir
 from snpbag.config import ModelConfig
 from snpbag.errors import InputError, SampleError, SiteMismatchError
 from snpbag.inference.phaseout import write_phased_vcf
+from snpbag.inference.phasereport import PhaseFacts, write_phase_report
 from snpbag.inference.sitematch import ModelSites, match_sites
 from snpbag.io.bgzf import index_path
 from snpbag.io.chrom import chrom_key
@@ -234,6 +235,7 @@ def phase(
     rephase: bool = False,
     options: phasing.PhaseOptions | None = None,
     progress: bool = True,
+    report_dir: str | Path | None = None,
 ) -> PhaseSummary:
     """Phase the diploid biallelic SNPs of ``input`` and write them as ``output``.
 
@@ -249,6 +251,7 @@ def phase(
     device : only ``cpu`` runs the copying model (``cuda`` is refused until the phasing head lands).
     seed : the random start of cohort-only phasing.
     rephase : phase samples that are already phased too.
+    report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
 
     Raises
     ------
@@ -308,8 +311,15 @@ def phase(
     report = (f"phased {rows.size:,} of {len(target):,} biallelic SNPs against {what}; "
               f"{written.line()}; {int(keep.sum()):,} already phased samples kept; {n_filled:,} missing calls filled")
     log.info(report)
-    return PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()), n_filled,
-                        time.perf_counter() - t0, report)
+    summary = PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()), n_filled,
+                           time.perf_counter() - t0, report)
+    if report_dir is not None:
+        het = (phasing.dosages(res.haplotypes) == 1) & ~half  # (N, P)
+        facts = PhaseFacts(command="snpbag phase", input=str(input), reference=what, n_samples=summary.n_samples,
+                           n_kept=summary.n_kept_samples, n_filled=n_filled, seconds=summary.seconds, report=report)
+        write_phase_report(report_dir, facts=facts, passed=written.passed, n_phased=written.n_phased,
+                           pp=res.pp[~keep][het[~keep]], hets=het[~keep].sum(1))
+    return summary
 
 
 def _indexed(path) -> bool:
