@@ -80,3 +80,20 @@ def test_default_path(tmp_path, monkeypatch):
     path = results.write(None, command="bench_example", argv=[], results={"t": []})
     assert path.parent == Path("bench-results") and path.name.startswith("bench_example-")
     assert path.is_file()
+
+
+def test_combined_runs_share_one_table_grouped(tmp_path, capsys):
+    peers = results.write(tmp_path / "p.json", command="phase_vs_peers", argv=["--tools", "beagle"],
+                          results={"phasing": [{"setting": "c", "tool": "Beagle", "SER %": 0.07},
+                                               {"setting": "a", "tool": "Beagle", "SER %": 0.36}]})
+    ours = results.write(tmp_path / "s.json", command="phase_vs_peers", argv=["--tools", "copying"],
+                         results={"phasing": [{"setting": "a", "tool": "snpbag", "SER %": 0.9, "status": "ok"},
+                                              {"setting": "c", "tool": "snpbag", "SER %": 0.6, "status": "ok"}]})
+    assert make_tables.main([str(peers), str(ours), "--combine", "--group-by", "setting"]) == 0
+    out = capsys.readouterr().out
+    assert "- run 1: `tools/bench/phase_vs_peers.py --tools beagle`" in out
+    assert "- run 2: `tools/bench/phase_vs_peers.py --tools copying`" in out
+    assert ("| run | setting | tool | SER % | status |\n|---|---|---|---|---|\n| 1 | c | Beagle | 0.07 | – |\n"
+            "| 2 | c | snpbag | 0.6 | ok |\n| 1 | a | Beagle | 0.36 | – |\n| 2 | a | snpbag | 0.9 | ok |\n") in out
+    assert make_tables.main([str(peers), "--combine", "--table", "speed"]) == 2
+    assert "no table speed in these results; fix --table" in capsys.readouterr().err

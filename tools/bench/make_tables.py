@@ -5,6 +5,11 @@ date — then its rows, columns in the order the benchmark wrote them:
 
     python tools/bench/make_tables.py bench-results/bench_king-*.json
     python tools/bench/make_tables.py results.json --table speed --columns tool,threads,wall_s,cpu_s
+    python tools/bench/make_tables.py peers.json snpbag.json --combine --group-by setting
+
+``--combine`` puts the rows of several runs of one benchmark (e.g. the peers measured in one
+run, snpbag in a later one) in one table per table name, a ``run`` column naming each row's
+run and one caption line per run; ``--group-by`` keeps rows with the same value together.
 """
 
 from __future__ import annotations
@@ -81,15 +86,43 @@ def render(record: dict, *, tables: list[str] | None = None, columns: list[str] 
     return "\n\n".join(parts) + "\n"
 
 
+def render_combined(records: list[dict], *, tables: list[str] | None = None, columns: list[str] | None = None,
+                    group_by: str | None = None, digits: int = 4) -> str:
+    """One table per table name holding the rows of every record, each row's ``run`` the
+    number of its record's caption line (rows keep their order, grouped by ``group_by``)."""
+    names = tables or list(dict.fromkeys(n for r in records for n in r["results"]))
+    unknown = [n for n in names if not any(n in r["results"] for r in records)]
+    if unknown:
+        raise InputError(f"no table {', '.join(unknown)} in these results; fix --table")
+    parts = []
+    for name in names:
+        rows = [{"run": i} | row for i, r in enumerate(records, 1) for row in r["results"].get(name, [])]
+        if group_by:
+            first = {v: k for k, v in reversed(list(enumerate(row.get(group_by) for row in rows)))}
+            rows.sort(key=lambda row: first[row.get(group_by)])
+        cols = columns or list(dict.fromkeys(k for r in rows for k in r))
+        runs = [f"run {i}: {caption(r)}" for i, r in enumerate(records, 1) if name in r["results"]]
+        lines = [f"{name}:", *(f"- {x}" for x in runs), "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(cell(r.get(c), digits=digits) for c in cols) + " |" for r in rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--table", action="append", help="only this table (repeatable)")
     ap.add_argument("--columns", type=lambda v: v.split(","), help="comma-separated columns, in order")
     ap.add_argument("--digits", type=int, default=4, help="significant digits of floats")
+    ap.add_argument("--combine", action="store_true", help="the rows of all files in one table per name")
+    ap.add_argument("--group-by", help="with --combine: keep rows with the same value of this column together")
     a = ap.parse_args(argv)
     try:
-        out = [render(load(f), tables=a.table, columns=a.columns, digits=a.digits) for f in a.files]
+        if a.combine:
+            out = [render_combined([load(f) for f in a.files], tables=a.table, columns=a.columns,
+                                   group_by=a.group_by, digits=a.digits)]
+        else:
+            out = [render(load(f), tables=a.table, columns=a.columns, digits=a.digits) for f in a.files]
     except SnpbagError as e:
         print(f"make_tables: error: {e}", file=sys.stderr)
         return e.exit_code
