@@ -95,5 +95,13 @@ def test_combined_runs_share_one_table_grouped(tmp_path, capsys):
     assert "- run 2: `tools/bench/phase_vs_peers.py --tools copying`" in out
     assert ("| run | setting | tool | SER % | status |\n|---|---|---|---|---|\n| 1 | c | Beagle | 0.07 | – |\n"
             "| 2 | c | snpbag | 0.6 | ok |\n| 1 | a | Beagle | 0.36 | – |\n| 2 | a | snpbag | 0.9 | ok |\n") in out
+    rerun = results.write(tmp_path / "r.json", command="phase_vs_peers", argv=["--tools", "beagle", "--settings", "a"],
+                          results={"phasing": [{"setting": "a", "tool": "Beagle", "SER %": 0.37}]})
+    assert make_tables.main([str(peers), str(ours), str(rerun), "--combine", "--group-by", "setting",
+                             "--latest", "tool", "--columns", "run,setting,tool,SER %"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | c | Beagle | 0.07 |\n| 2 | c | snpbag | 0.6 |\n| 2 | a | snpbag | 0.9 |\n| 3 | a | Beagle | 0.37 |\n" in out
+    assert make_tables.main([str(rerun), "--combine", "--latest", "tool"]) == 0  # no --group-by: per tool
+    assert "- run 1:" in capsys.readouterr().out
     assert make_tables.main([str(peers), "--combine", "--table", "speed"]) == 2
     assert "no table speed in these results; fix --table" in capsys.readouterr().err

@@ -9,7 +9,9 @@ date — then its rows, columns in the order the benchmark wrote them:
 
 ``--combine`` puts the rows of several runs of one benchmark (e.g. the peers measured in one
 run, snpbag in a later one) in one table per table name, a ``run`` column naming each row's
-run and one caption line per run; ``--group-by`` keeps rows with the same value together.
+run and one caption line per run; ``--group-by`` keeps rows with the same value together, and
+``--latest tool`` keeps, per group and tool, only the row of the last file that has one (a
+rerun supersedes the earlier row).
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def render(record: dict, *, tables: list[str] | None = None, columns: list[str] 
 
 
 def render_combined(records: list[dict], *, tables: list[str] | None = None, columns: list[str] | None = None,
-                    group_by: str | None = None, digits: int = 4) -> str:
+                    group_by: str | None = None, latest: str | None = None, digits: int = 4) -> str:
     """One table per table name holding the rows of every record, each row's ``run`` the
-    number of its record's caption line (rows keep their order, grouped by ``group_by``)."""
+    number of its record's caption line (rows keep their order, grouped by ``group_by``;
+    with ``latest``, one row per (``group_by``, ``latest``) value pair: the last record's)."""
     names = tables or list(dict.fromkeys(n for r in records for n in r["results"]))
     unknown = [n for n in names if not any(n in r["results"] for r in records)]
     if unknown:
@@ -97,11 +100,15 @@ def render_combined(records: list[dict], *, tables: list[str] | None = None, col
     parts = []
     for name in names:
         rows = [{"run": i} | row for i, r in enumerate(records, 1) for row in r["results"].get(name, [])]
+        if latest:
+            last = {(row.get(group_by), row.get(latest)): row["run"] for row in rows}
+            rows = [row for row in rows if last[row.get(group_by), row.get(latest)] == row["run"]]
         if group_by:
             first = {v: k for k, v in reversed(list(enumerate(row.get(group_by) for row in rows)))}
             rows.sort(key=lambda row: first[row.get(group_by)])
         cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-        runs = [f"run {i}: {caption(r)}" for i, r in enumerate(records, 1) if name in r["results"]]
+        used = {row["run"] for row in rows}
+        runs = [f"run {i}: {caption(r)}" for i, r in enumerate(records, 1) if i in used]
         lines = [f"{name}:", *(f"- {x}" for x in runs), "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(cell(r.get(c), digits=digits) for c in cols) + " |" for r in rows]
         parts.append("\n".join(lines))
@@ -116,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--digits", type=int, default=4, help="significant digits of floats")
     ap.add_argument("--combine", action="store_true", help="the rows of all files in one table per name")
     ap.add_argument("--group-by", help="with --combine: keep rows with the same value of this column together")
+    ap.add_argument("--latest", help="with --combine: per --group-by value and value of this column, only the "
+                                     "last file's row")
     a = ap.parse_args(argv)
     try:
         if a.combine:
             out = [render_combined([load(f) for f in a.files], tables=a.table, columns=a.columns,
-                                   group_by=a.group_by, digits=a.digits)]
+                                   group_by=a.group_by, latest=a.latest, digits=a.digits)]
         else:
             out = [render(load(f), tables=a.table, columns=a.columns, digits=a.digits) for f in a.files]
     except SnpbagError as e:
