@@ -253,6 +253,27 @@ def load_panel(directory: str | Path, model_config: ModelConfig, n_sites: int):
     return panel
 
 
+def read_panel(directory: str | Path, *, kind: str = "haplotypes"):
+    """(vocabulary, retrieval panel) of a model directory without its network (no torch):
+    what imputation with the copying model alone reads.
+
+    Raises
+    ------
+    CheckpointError : not a model directory, or its model reads no ``kind`` panel.
+    """
+    path = Path(directory)
+    meta = read_meta(path)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({e}); re-export the model") from None
+    if not cfg.retrieval_k or cfg.retrieval != kind:
+        raise CheckpointError(f"{path}: the model reads no {kind} retrieval panel (model.retrieval={cfg.retrieval}, "
+                              f"retrieval_k={cfg.retrieval_k}); use the whole model (drop --copying-only) or --ref")
+    vocab = load_vocab(path)
+    return vocab, load_panel(path, cfg, vocab.n_sites)
+
+
 def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
          overrides: dict[str, Any] | None = None) -> LoadedModel:
     """A model directory in memory: model (eval mode) on ``device``, vocabulary, retrieval
