@@ -45,24 +45,35 @@ def cohort(tmp_path_factory) -> Path:
     return d
 
 
-def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path):
-    """The same panel through --ref (a store, and the VCF it came from) and through a model
-    directory with --copying-only gives the same imputed genotypes, byte for byte."""
+def copying_model_dir(store: Path, tmp_path: Path) -> Path:
+    """A haplotype-retrieval model directory trained briefly on ``store`` whose panel is then
+    the whole store at --ref's settings (training keeps its training split only)."""
     from snpbag import modeldir
     from snpbag.inference.refpanel import REF_OPTIONS
     from snpbag.retrieval.haplotypes import HaplotypePanel
     from snpbag.store.genotypes import open_store
 
-    sim = cohort / "sim"
-    store = tmp_path / "ref.zarr"
-    cli("convert", sim / "reference.vcf.gz", store, "--tile-len", 96, "--min-maf", 0, "--threads", 1)
     run, model = tmp_path / "run", tmp_path / "model"
     cli("train", f"data.store={store}", f"paths.run_dir={run}", *TINY_TRAIN, "model.retrieval_k=3",
         "model.retrieval_span=16", "model.retrieval=haplotypes")
     cli("export", run, model)
-    # the model's panel holds its training split; give it the whole panel at --ref's settings
     s = open_store(store)
     HaplotypePanel.from_store(s, np.arange(s.n_samples), **REF_OPTIONS).save(model / modeldir.panel_file("haplotypes"))
+    return model
+
+
+def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path):
+    """The same panel through --ref (a store, and the VCF it came from) and through a model
+    directory with --copying-only gives the same imputed genotypes, byte for byte; `snpbag
+    info` says the model directory holds the panel's haplotypes."""
+    from snpbag.store.genotypes import open_store
+
+    sim = cohort / "sim"
+    store = tmp_path / "ref.zarr"
+    cli("convert", sim / "reference.vcf.gz", store, "--tile-len", 96, "--min-maf", 0, "--threads", 1)
+    model = copying_model_dir(store, tmp_path)
+    s = open_store(store)
+    assert f"contains genotypes  yes ({2 * s.n_samples:,} panel haplotypes in haplotypes.npz" in cli("info", model).output
 
     targets = sim / "targets_array.vcf.gz"
     by_model, by_store, by_vcf = (tmp_path / f"{x}.vcf.gz" for x in ("model", "store", "vcf"))
@@ -85,7 +96,6 @@ def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path
     calls = {ln.split("\t")[1]: [f.split(":")[0] for f in ln.rstrip("\n").split("\t")[9:]] for ln in records(by_vcf)}
     dose = lambda g: sum(int(a) for a in re.split(r"[/|]", g))  # noqa: E731
     pairs = [(dose(t), dose(c)) for p, ts in truth.items() if p in calls for t, c in zip(ts, calls[p])]
-    print(len(pairs), np.mean([a == b for a, b in pairs]))
     assert len(pairs) > 400 and np.mean([a == b for a, b in pairs]) > 0.9
 
 
@@ -128,3 +138,34 @@ def test_bad_ref_input_fails_with_one_line_and_no_output(case, cohort, tmp_path)
     assert result.stderr.startswith("snpbag: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert list(out.iterdir()) == []
+
+
+def test_whole_genome_input_one_command_one_or_split_outputs(tmp_path):
+    """Two chromosomes in the panel and the input: one command imputes both, chromosome by
+    chromosome (--ref reads one chromosome's haplotypes at a time), into one VCF or one per
+    chromosome (--split-chrom) with the same records; the model path on the same panel agrees."""
+    from test_whole_genome import two_chromosome_vcf
+
+    vcf = two_chromosome_vcf(tmp_path, n_samples=24, n_sites=300, missing_rate=0.0)
+    lines = vcf.read_text().splitlines()
+    targets = tmp_path / "targets.vcf"  # every 5th site of the last three samples
+    body = [ln for ln in lines if not ln.startswith("#")]
+    targets.write_text("\n".join([ln if ln.startswith("##") else "\t".join(ln.split("\t")[:9] + ln.split("\t")[-3:])
+                                  for ln in lines if ln.startswith("#")] +
+                                 ["\t".join(ln.split("\t")[:9] + ln.split("\t")[-3:]) for ln in body[::5]]) + "\n")
+    store = tmp_path / "genome.zarr"
+    cli("convert", vcf, store, "--min-maf", 0, "--tile-len", 128, "--threads", 1)
+    one, split = tmp_path / "one" / "imp.vcf.gz", tmp_path / "split" / "imp.vcf.gz"
+    cli("impute", "--ref", store, "--input", targets, "--output", one, "--batch-size", 2)
+    cli("impute", "--ref", store, "--input", targets, "--output", split, "--split-chrom")
+    recs = records(one)
+    assert [r.split("\t", 1)[0] for r in recs] == ["21"] * 300 + ["22"] * 300
+    parts = [split.with_name(f"imp.{c}.vcf.gz") for c in ("21", "22")]
+    assert sorted(p.name for p in split.parent.iterdir() if p.name.endswith(".vcf.gz")) == [p.name for p in parts]
+    assert records(parts[0]) + records(parts[1]) == recs
+    info = [p.with_name(p.name.replace(".vcf.gz", ".info.tsv")).read_text().splitlines() for p in parts]
+    assert info[0] + info[1][1:] == (one.parent / "imp.info.tsv").read_text().splitlines()
+    model = copying_model_dir(store, tmp_path)  # the whole genome's panel in one piece
+    by_model = tmp_path / "model.vcf.gz"
+    cli("impute", "--model", model, "--copying-only", "--input", targets, "--output", by_model)
+    assert records(by_model) == recs

@@ -100,14 +100,24 @@ def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
     return batch
 
 
+#: Tokens per forward pass on CPU. A whole sample batch × tile in one pass allocates
+#: activations of hundreds of MB that glibc maps and unmaps on every call, and the page
+#: faults of touching them again became a quarter of the CPU time as system time
+#: (docs/imputation.md, "Speed"); passes of this size reuse the heap.
+CPU_FORWARD_TOKENS = 1 << 15
+
+
 def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
     """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch."""
     import torch
 
     batch = model_batch(loaded, targets, tile, rows, samples)
+    n, L = batch.shape
+    step = n if loaded.device.type != "cpu" else max(1, CPU_FORWARD_TOKENS // max(L, 1))
     with torch.inference_mode():
-        out = loaded.model(batch)
-        return torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        parts = [torch.softmax(loaded.model(batch.rows(slice(i, i + step))).logits.float(), dim=-1).cpu().numpy()
+                 for i in range(0, n, step)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @dataclass

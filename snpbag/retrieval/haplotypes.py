@@ -34,6 +34,7 @@ chromosome of array sites.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,7 +166,8 @@ class HaplotypePanel(PanelRows):
         if not allowed.any():
             return out
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
-        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps, out)
+        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps,
+                    conflict_stride(self.block, self.margin), out)
         return out
 
     def save(self, path: str | Path) -> None:
@@ -193,13 +195,20 @@ class HaplotypePanel(PanelRows):
                              "re-export the model") from e
 
 
+def conflict_stride(block: int, margin: int) -> int:
+    """Visible sites between the rows of the conflict table that block selection reads: every
+    block start and margin edge is a multiple of gcd(block, margin), or the end."""
+    return math.gcd(block, margin)
+
+
 @njit(cache=True, nogil=True)
-def _select(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
-    """out[:K] = the K allowed haplotypes with the fewest conflicts on visible [w0, w1),
-    ties by conflicts on [v0, v1), then by a fixed hash of the row."""
+def _select(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts between rows w0 and w1 of
+    the running conflict table (the block and its margins), ties by conflicts between rows v0
+    and v1 (``n_wide`` visible sites), then by a fixed hash of the row."""
     nh = cc.shape[1]
     key = np.empty(nh, dtype=np.int64)
-    span = np.int64(v1 - v0 + 1)
+    span = np.int64(n_wide + 1)
     for h in range(nh):
         if allowed[h]:
             near = np.int64(cc[w1, h] - cc[w0, h])
@@ -277,7 +286,7 @@ def _normalise(A, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragma: no cover - compiled
+def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc)."""
     L, nh = panel.shape
     n_allowed = 0
@@ -306,15 +315,22 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
         if g[s] >= 0:
             vis[t] = s
             t += 1
-    # running conflicts (opposite homozygote) of every haplotype over the visible sites
-    cc = np.zeros((m + 1, nh), dtype=np.int32)
+    # running conflicts (opposite homozygote) of every haplotype over the visible sites, kept
+    # every `stride` visible sites and at the end: all the block selection reads (a table of
+    # every site was sites x haplotypes x 4 bytes per sequence, tens of MB freshly faulted in)
+    last = m // stride + 1
+    cc = np.zeros((last + 1, nh), dtype=np.int32)
+    run = np.zeros(nh, dtype=np.int32)
     for t in range(m):
         s = vis[t]
         gt = g[s]
         for h in range(nh):
             x = panel[s, h]
-            bad = (gt == 0 and x == 1) or (gt == 2 and x == 0)
-            cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
+            if (gt == 0 and x == 1) or (gt == 2 and x == 0):
+                run[h] += 1
+        if (t + 1) % stride == 0:
+            cc[(t + 1) // stride, :] = run
+    cc[last, :] = run
     cand = np.empty(K, dtype=np.int64)
     W = min(m, block + 2 * margin)
     alpha = np.empty((W, K, K), dtype=np.float32)
@@ -334,7 +350,9 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
         c1 = min(m, c0 + block)
         w0 = max(0, c0 - margin)
         w1 = min(m, c1 + margin)
-        _select(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
+        v0, v1 = max(0, w0 - 2 * margin), min(m, w1 + 2 * margin)
+        _select(cc, _cc_row(w0, stride, m, last), _cc_row(w1, stride, m, last), _cc_row(v0, stride, m, last),
+                _cc_row(v1, stride, m, last), v1 - v0, allowed, K, cand)
         n = w1 - w0
         # forward, then backward (beta[t] without site t's emission). A pair's emission
         # depends only on the two alleles, so row i reads the emission vector of its own
@@ -435,6 +453,13 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out):  # pragm
                 q1 += w * p1
                 q2 += w * p2
             out[s, 0], out[s, 1], out[s, 2] = q0, q1, q2
+
+
+@njit(cache=True, nogil=True)
+def _cc_row(t, stride, m, last):  # pragma: no cover - compiled
+    """Row of the conflict table holding the counts over the first t visible sites (t is a
+    multiple of the stride, or m)."""
+    return last if t == m else t // stride
 
 
 @njit(cache=True, nogil=True)
