@@ -14,6 +14,8 @@ Beagle, ``impute=false``) and ``bcftools``. snpbag is evaluated from a model dir
 trained only on ``reference.vcf.gz`` (``--snpbag-model``); without it the snpbag rows are
 left out and the table says so. For a ``model.retrieval=haplotypes`` model a further row
 scores its retrieval input alone (the copying model, no encoder): what the encoder adds.
+The ``ref`` row is ``snpbag impute --ref reference.vcf.gz``: the copying model straight from
+the panel, no training.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import _results
 
 
 def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
-    """Run a command under /usr/bin/time -v; return wall seconds and peak RSS (MiB)."""
+    """Run a command under /usr/bin/time -v; return wall seconds, user and system CPU seconds
+    and peak RSS (MiB)."""
     full = ["/usr/bin/time", "-v"] + cmd if Path("/usr/bin/time").exists() else cmd
     t0 = time.perf_counter()
     with open(log, "w") as err, (open(stdout, "wb") if stdout else open(log.with_suffix(".out"), "wb")) as out:
@@ -51,7 +54,9 @@ def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
     if rc:
         raise SystemExit(f"failed ({rc}): {shlex.join(cmd)}; see {log}")
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return {"wall_s": wall, "peak_mib": int(m.group(1)) / 1024 if m else float("nan"), "cmd": shlex.join(cmd)}
+    cpu = {k: float(x.group(1)) if (x := re.search(rf"{label} time \(seconds\): ([\d.]+)", text)) else float("nan")
+           for k, label in (("user_s", "User"), ("sys_s", "System"))}
+    return {"wall_s": wall, "peak_mib": int(m.group(1)) / 1024 if m else float("nan"), **cpu, "cmd": shlex.join(cmd)}
 
 
 def make_array_input(truth_vcf: Path, sites: set, out: Path, *, error_rate: float, seed: int) -> None:
@@ -110,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
-    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,copying",
-                    help="copying: the haplotype-copying retrieval input of a haplotypes model alone")
+    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
+                    help="copying: the haplotype-copying retrieval input of a haplotypes model alone; "
+                         "ref: `snpbag impute --ref reference.vcf.gz` (no model)")
     _results.add_json_option(ap)
     args = ap.parse_args(argv)
     tools = args.tools.split(",")
@@ -183,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--model", str(model), "--input", str(target_in),
                     "--output", str(out), "--batch-size", "32"], log=dd / "snpbag.time")
             res["tools"].append(scored(f"snpbag ({model.name})", out, t))
+        if "ref" in tools:  # one command from the phased panel, no training
+            out = dd / "snpbag_ref.vcf.gz"
+            for p in (out, Path(f"{out}.tbi"), dd / "snpbag_ref.info.tsv", dd / "snpbag_ref.excluded.tsv"):
+                p.unlink(missing_ok=True)
+            t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--ref", str(ref_vcf), "--input", str(target_in),
+                    "--output", str(out), "--batch-size", "32"], log=dd / "snpbag_ref.time")
+            res["tools"].append(scored("snpbag --ref (copying model, no training)", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
         if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():
             t0 = time.perf_counter()
@@ -205,7 +218,8 @@ def tables(results: dict) -> dict[str, list[dict]]:
             a = rows[("all", "all")]
             imputation.append({"density": dens, "tool": t["tool"], "concordance": a["concordance"], "nrd": a["nrd"],
                                "r2": a["r2"], **{f"r2 {b}": rows[("all", b)]["r2"] for b in maf_bin_labels()},
-                               "wall_s": t.get("wall_s"), "peak_mib": t.get("peak_mib")})
+                               "wall_s": t.get("wall_s"), "user_s": t.get("user_s"), "sys_s": t.get("sys_s"),
+                               "peak_mib": t.get("peak_mib")})
             groups = sorted({g for g, _ in rows} - {"all"})
             populations.append({"density": dens, "tool": t["tool"], **{f"r2 {g}": rows[(g, "all")]["r2"] for g in groups},
                                 **{f"concordance {g}": rows[(g, "all")]["concordance"] for g in groups}})
