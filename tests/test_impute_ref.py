@@ -122,6 +122,7 @@ BAD = {
     "missing": (lambda c, d: ("--ref", _rewrite_panel(c / "sim/reference.vcf.gz", d / "missing.vcf",
                                                      lambda ln, k: ln.replace("\t0|0", "\t.|.", 1) if k == 5 else ln)),
                 r"--ref .*missing\.vcf: 1 missing calls on chromosome 22; .*fill and phase it first"),
+    "map_with_model": (lambda c, d: ("--model", d, "--map", d / "g.map"), r"--map applies to --ref"),
     "copying_with_ref": (lambda c, d: ("--ref", c / "sim/reference.vcf.gz", "--copying-only"),
                          r"--copying-only applies to --model"),
 }
