@@ -5,7 +5,9 @@ in one command; the new refusals."""
 from __future__ import annotations
 
 import gzip
+import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -66,6 +68,7 @@ def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path
     """The same panel through --ref (a store, and the VCF it came from) and through a model
     directory with --copying-only gives the same imputed genotypes, byte for byte; `snpbag
     info` says the model directory holds the panel's haplotypes."""
+    from snpbag import modeldir
     from snpbag.store.genotypes import open_store
 
     sim = cohort / "sim"
@@ -74,6 +77,13 @@ def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path
     model = copying_model_dir(store, tmp_path)
     s = open_store(store)
     assert f"contains genotypes  yes ({2 * s.n_samples:,} panel haplotypes in haplotypes.npz" in cli("info", model).output
+    plain = tmp_path / "plain"  # the same directory without a retrieval input
+    shutil.copytree(model, plain)
+    (plain / modeldir.panel_file("haplotypes")).unlink()
+    meta = json.loads((plain / modeldir.CONFIG_FILE).read_text())
+    meta["model"]["retrieval_k"] = 0
+    (plain / modeldir.CONFIG_FILE).write_text(json.dumps(meta))
+    assert "contains genotypes  no\n" in cli("info", plain).output
 
     targets = sim / "targets_array.vcf.gz"
     by_model, by_store, by_vcf = (tmp_path / f"{x}.vcf.gz" for x in ("model", "store", "vcf"))
