@@ -236,12 +236,14 @@ def info(model):
 @click.option("--min-r2", default=None, type=float, help="Drop imputed sites with estimated R2 below X.")
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
+@click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
 def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, samples, region, batch_size, device,
-           min_r2, fmt, replace_typed):
+           min_r2, fmt, replace_typed, report_dir):
     """Impute untyped and missing genotypes of array data (with --model DIR or --ref PANEL)."""
     s = _impute.impute(model=model, ref=ref, input=input, output=output, genetic_map=genetic_map,
             copying_only=copying_only, split_chrom=split_chrom, samples=samples, region=region,
-            batch_size=batch_size, device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed)
+            batch_size=batch_size, device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed,
+            report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
@@ -284,10 +286,16 @@ def classify():
 @click.option("--threshold", default=0.5, show_default=True, type=float,
               help="Calls with a top probability below this are 'unassigned'.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed):
+@click.option("--plots", default=None, type=path_in,
+              help="Directory for PNGs: 2-D projection of the embeddings, confusion matrices side by side.")
+@click.option("--config", default=None, type=path_in,
+              help="Classifier hyper-parameters (YAML; default: configs/classify/default.yaml).")
+def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots,
+                   config):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
     s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
-            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed)
+            genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed, plots=plots,
+            config=config)
     click.echo(s.table())
 
 
@@ -295,9 +303,11 @@ def classify_train(embeddings, labels, out, label_column, kinship, genotypes, fo
 @click.option("--model", required=True, type=path_in, help="Directory written by `snpbag classify train`.")
 @click.option("--embeddings", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in, help="TSV: sample, label, probabilities, call.")
-def classify_predict(model, embeddings, output):
+@click.option("--plots", default=None, type=path_in,
+              help="Directory for a PNG of the embeddings in 2-D, coloured by the predicted label.")
+def classify_predict(model, embeddings, output, plots):
     """Calibrated class probabilities and an assigned/unassigned call per sample."""
-    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output)))
+    click.echo(str(_classify.predict(model=model, embeddings=embeddings, output=output, plots=plots)))
 
 
 @main.group(invoke_without_command=True)

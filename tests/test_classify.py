@@ -252,9 +252,12 @@ def test_baselines_run_on_the_same_folds(tmp_path):
     _embeddings(tmp_path / "e.npy", (rng.normal(size=(30, 2, 4)) + y[:, None, None]).astype(np.float32), samples)
     (tmp_path / "l.tsv").write_text("sample\tpop\n" + "".join(f"{s}\t{'AB'[c]}\n" for s, c in zip(samples, y)))
     s = classify.train(embeddings=tmp_path / "e.npy", labels=tmp_path / "l.tsv", out=tmp_path / "clf", folds=3,
-                       repeats=1, genotypes=store, fit=FAST)
+                       repeats=1, genotypes=store, fit=FAST, plots=tmp_path / "plots")
     assert set(s.cv) == {"embedding", "pca_lr", "pca_knn"}
     assert all(0.0 <= r["mean_macro_f1"] <= 1.0 for r in s.cv.values())
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["confusion.png", "projection.png"]
+    w, h = _png_size(tmp_path / "plots" / "confusion.png")
+    assert w > 2.5 * h  # three matrices side by side: embedding, PCA + LR, kNN on PCs
     pcs = classify.genotype_pcs(store, samples, 5)
     assert pcs.shape == (30, 5) and np.allclose((pcs ** 2).sum(0), 1)
 
@@ -270,7 +273,136 @@ def test_cli_is_thin():
         CliRunner().invoke(main, ["classify", "train", "--embeddings", "E", "--labels", "L", "--out", "D",
                                   "--kinship", "K", "--folds", "4"])
     run.assert_called_once_with(embeddings="E", labels="L", out="D", label_column=None, kinship="K", genotypes=None,
-                                folds=4, repeats=3, threshold=0.5, seed=0)
+                                folds=4, repeats=3, threshold=0.5, seed=0, plots=None, config=None)
     with mock.patch("snpbag.inference.classify.predict") as run:
         CliRunner().invoke(main, ["classify", "predict", "--model", "D", "--embeddings", "E", "--output", "p.tsv"])
-    run.assert_called_once_with(model="D", embeddings="E", output="p.tsv")
+    run.assert_called_once_with(model="D", embeddings="E", output="p.tsv", plots=None)
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a valid PNG; fails on anything else (signature, IHDR, decodable)."""
+    import struct
+
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[-8:-4] == b"IEND"
+    img = matplotlib.image.imread(path)
+    w, h = struct.unpack(">II", data[16:24])
+    assert img.shape[:2] == (h, w) and img.std() > 0  # decodes, and is not a blank canvas
+    return w, h
+
+
+def test_plots_of_train_and_predict(cohort, tmp_path):
+    classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
+                   repeats=1, fit=FAST, plots=tmp_path / "plots")
+    w, h = _png_size(tmp_path / "plots" / "confusion.png")
+    assert w < 2 * h  # no baselines without --genotypes: one matrix
+    _png_size(tmp_path / "plots" / "projection.png")
+    classify.predict(model=tmp_path / "clf", embeddings=cohort / "e.npy", output=tmp_path / "p.tsv",
+                     plots=tmp_path / "pred")
+    _png_size(tmp_path / "pred" / "projection.png")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match=r"--plots .*afile: a file, not a directory"):
+        classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "c2", folds=3,
+                       repeats=1, fit=FAST, plots=tmp_path / "afile")
+    assert not (tmp_path / "c2").exists()  # refused before any work
+
+
+def test_projection_names_its_method(monkeypatch):
+    import sys
+    import types
+
+    from snpbag.eval import plots
+
+    x = np.random.default_rng(0).normal(size=(20, 5))
+    monkeypatch.setitem(sys.modules, "umap", None)  # not installed
+    xy, method = plots.project2(x)
+    assert method == "PCA" and np.allclose(np.abs(xy), np.abs(plots.pca2(x)))
+    assert np.allclose(xy.T @ xy, np.diag(np.diag(xy.T @ xy)))  # uncorrelated components
+    fake = types.SimpleNamespace(UMAP=lambda **kw: types.SimpleNamespace(fit_transform=lambda a: a[:, :2]))
+    monkeypatch.setitem(sys.modules, "umap", fake)
+    xy, method = plots.project2(x)
+    assert method == "UMAP" and np.array_equal(xy, x[:, :2])
+
+
+def test_plots_fail_clearly_on_bad_input(tmp_path):
+    from snpbag.eval import plots
+
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    out = tmp_path / "p.png"
+    with pytest.raises(InputError, match="p.png: 5 labels for 6 samples; give one label per sample"):
+        plots.projection_png(x, list("AABBC"), out)
+    with pytest.raises(InputError, match=r"at least 3 x 2, got shape \(2, 4\)"):
+        plots.projection_png(x[:2], ["A", "B"], out)
+    bad = x.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite"):
+        plots.projection_png(bad, list("AABBCC"), out)
+    with pytest.raises(InputError, match=r"confusion matrix of 'e' has shape \(2, 3\), want 3 x 3"):
+        plots.confusion_png({"e": np.ones((2, 3))}, list("ABC"), out)
+    with pytest.raises(InputError, match="no confusion matrix"):
+        plots.confusion_png({}, list("ABC"), out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+# --- the config file --------------------------------------------------------------------------
+
+
+def test_shipped_config_is_the_code_defaults():
+    """configs/classify/default.yaml declares what `snpbag classify train` uses; the dataclass
+    defaults (Python callers) must say the same, so neither drifts."""
+    from dataclasses import fields
+
+    from snpbag.model.popclass import PopClassConfig
+
+    options, fit = classify.read_config()
+    assert options == {f.name: f.default for f in fields(PopClassConfig) if f.name not in ("n_inputs", "n_classes")}
+    assert fit == classify.Fit()
+
+
+def test_config_file_sets_the_hyper_parameters(cohort, tmp_path):
+    import json
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("classifier:\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
+    classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
+                   repeats=1, config=cfg, seed=4)
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    assert meta["config"]["bottleneck"] == 5 and meta["config"]["dropout"] == 0.0 and meta["config"]["hidden"] == 256
+    assert meta["fit"] == {"epochs": 7, "lr": 0.01, "weight_decay": 0.01, "batch_size": 64, "seed": 4}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: bottleneck"),
+    ("fit:\n  epochs: many\n", r"c.yaml: fit.epochs='many': expected a number \(int\)"),
+    ("fit:\n  epochs: 2.5\n", r"fit.epochs=2.5: expected a number \(int\)"),
+    ("fit:\n  seed: 3\n", r"fit.seed is not a setting"),
+    ("model:\n  hidden: 3\n", r"sections classifier, fit only \(found model\)"),
+    ("classifier:\n  dropout: 1.5\n", r"c.yaml: classifier dropout=1.5: must be in \[0, 1\)"),
+    ("fit:\n  lr: 0\n", r"c.yaml: classifier fit .*lr=0.0.*lr > 0"),
+])
+def test_bad_config_files_fail_with_one_line(tmp_path, text, match):
+    from snpbag.errors import ConfigError
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        classify.read_config(tmp_path / "c.yaml")
+
+
+def test_without_configs_the_defaults_apply(tmp_path, monkeypatch):
+    from snpbag import config
+
+    monkeypatch.setattr(config, "__file__", str(tmp_path / "pkg" / "snpbag" / "config.py"))  # no configs/ beside it
+    monkeypatch.delenv("SNPBAG_CONFIG_DIR", raising=False)
+    assert classify.read_config() == ({}, classify.Fit())
+
+
+def test_missing_config_file_names_the_flag(tmp_path):
+    from snpbag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--config .*nope.yaml: no such file; start from configs/classify/default"):
+        classify.read_config(tmp_path / "nope.yaml")

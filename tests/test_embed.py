@@ -5,6 +5,7 @@ and its store agree), flagged patches, and bad inputs that fail with one line.""
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,32 @@ def test_zarr_output_describes_itself(setup, tmp_path):
     assert g["embedding"].dtype == np.uint16  # bf16 bits
 
 
+def test_parquet_is_one_row_per_sample_and_patch(setup, tmp_path):
+    import pyarrow.parquet as pq
+
+    z = read_embeddings(_embedded(setup, tmp_path / "e.zarr"))
+    out = _embedded(setup, tmp_path / "e.parquet", fmt="parquet", batch_size=7)
+    t = pq.read_table(out)
+    assert t.column_names == ["sample", "patch_chrom", "patch_first_pos", "patch_last_pos", "patch_n_sites",
+                              "patch_n_typed", "patch_flagged", "embedding"]
+    assert t.num_rows == 30 * 6 and pq.ParquetFile(out).metadata.num_row_groups == 5  # batches of 7 samples
+    assert t.column("sample").to_pylist() == [f"S{i:03d}" for i in range(30) for _ in range(6)]
+    for k, v in z.patches.arrays().items():
+        assert t.column(k).to_pylist() == np.tile(v, 30).tolist()
+    vec = t.schema.field("embedding").type
+    assert str(vec.value_type) == "uint16" and vec.list_size == 16  # bf16 bits
+    e = read_embeddings(out)
+    assert e.fmt == "parquet" and e.samples == z.samples and e.attrs == z.attrs
+    assert np.array_equal(e.matrix(flat=False), z.matrix(flat=False))
+    pooled = read_embeddings(_embedded(setup, tmp_path / "p.parquet", fmt="parquet", pool="mean"))
+    assert pooled.shape == (30, 16) and pq.read_table(tmp_path / "p.parquet").column_names == ["sample", "embedding"]
+    assert np.array_equal(pooled.matrix(), read_embeddings(_embedded(setup, tmp_path / "p.zarr", pool="mean")).matrix())
+
+
 def test_formats_and_dtypes_agree(setup, tmp_path):
     ref = None
-    for fmt, dtype in (("zarr", "f32"), ("npy", "f32"), ("npy", "f16"), ("zarr", "bf16")):
+    for fmt, dtype in (("zarr", "f32"), ("npy", "f32"), ("parquet", "f32"), ("npy", "f16"), ("parquet", "f16"),
+                       ("zarr", "bf16"), ("parquet", "bf16")):
         out = tmp_path / f"e.{fmt}.{dtype}"
         embed(model=setup / "model", input=setup / "tiny.vcf", output=out, fmt=fmt, dtype=dtype, progress=False)
         e = read_embeddings(out)
@@ -95,7 +119,7 @@ def _embedded(setup, out, **kw):
 
 
 def test_same_input_same_bytes(setup, tmp_path):
-    for fmt in ("zarr", "npy"):
+    for fmt in ("zarr", "npy", "parquet"):
         a = _embedded(setup, tmp_path / f"a.{fmt}", fmt=fmt, batch_size=7)
         b = _embedded(setup, tmp_path / f"b.{fmt}", fmt=fmt, batch_size=7)
         assert _digest(a) == _digest(b)
@@ -142,8 +166,11 @@ def test_patches_with_few_typed_sites_are_flagged(setup, tmp_path):
 def test_bad_inputs_fail_with_one_line(setup, tmp_path):
     with pytest.raises(InputError, match="output already exists"):
         embed(model=setup / "model", input=setup / "tiny.vcf", output=setup / "tiny.vcf", progress=False)
-    with pytest.raises(InputError, match="--format parquet needs pyarrow") if _no_pyarrow() else _nothing():
-        _embedded(setup, tmp_path / "e.parquet", fmt="parquet")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "pyarrow", None)  # not installed
+        with pytest.raises(InputError, match="--format parquet needs pyarrow, which is not installed"):
+            _embedded(setup, tmp_path / "e.parquet", fmt="parquet")
+    assert not (tmp_path / "e.parquet").exists()
     other = tmp_path / "chr21.vcf"
     other.write_text((setup / "tiny.vcf").read_text().replace("\n22\t", "\n21\t").replace("ID=22,", "ID=21,"))
     with pytest.raises(SiteMismatchError, match=r"chr21.vcf: chromosome\(s\) 21 but the model covers 22"):
@@ -173,17 +200,3 @@ def test_cli_calls_the_library(setup, tmp_path):
                                 samples=None, batch_size=16, device="cpu", min_typed=0.5)
 
 
-def _no_pyarrow() -> bool:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

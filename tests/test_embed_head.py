@@ -63,11 +63,12 @@ def test_shapes_and_patch_counts():
     assert m.head.level == "patch"
 
 
-def test_decoder_reads_only_the_bottleneck():
+@pytest.mark.parametrize("mix", ["add", "multiply"])
+def test_decoder_reads_only_the_bottleneck(mix):
     """Changing genotypes of one patch changes its embedding and its reconstruction, never the
     reconstruction of another patch once the embeddings are given."""
     torch.manual_seed(0)
-    m = _model().eval()
+    m = _model(query_mix=mix).eval()
     torch.nn.init.normal_(m.head.decode[-1].weight)  # zero at init: make the decoder say something
     b = _batch([0], [32], L=32)
     enc = m.encoder(b)
@@ -82,10 +83,11 @@ def test_decoder_reads_only_the_bottleneck():
     assert not torch.allclose(moved[:, :16], logits[:, :16])
 
 
-def test_untrained_decoder_predicts_the_af_prior():
+@pytest.mark.parametrize("mix", ["add", "multiply"])
+def test_untrained_decoder_predicts_the_af_prior(mix):
     from snpbag.model.embedding import hwe_log_prior
 
-    m = _model()
+    m = _model(query_mix=mix)
     af = torch.rand(500)
     m.set_site_prior(af)
     b = _batch([0], [32], L=32)
@@ -97,6 +99,7 @@ def test_untrained_decoder_predicts_the_af_prior():
     ({"shape": [4]}, r"shape=\[4\]: give \[n_vectors, vector_dim\]"),
     ({"recon_weight": 0.0}, r"recon_weight=0.0, token_weight=0.0"),
     ({"hidden": 0}, r"hidden=0"),
+    ({"query_mix": "concat"}, r"query_mix='concat': choose one of add, multiply"),
 ])
 def test_bad_options_fail_clearly(options, match):
     with pytest.raises(ConfigError, match=match):

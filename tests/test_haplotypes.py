@@ -9,9 +9,10 @@ from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.errors import InputError
 
 
-def _brute(haps, cm, g, ne, eps, allowed):
+def _brute(haps, cm, g, ne, eps, allowed, *, silent=None):
     """Forward-backward over all ordered pairs of allowed haplotypes with the dense K²×K²
-    transition matrix; hidden sites interpolate the flanking visible posteriors in cM."""
+    transition matrix; hidden sites interpolate the flanking visible posteriors in cM.
+    ``silent``: a visible site whose genotype emits nothing (its leave-one-out posterior)."""
     H = haps[:, allowed]  # (L, K) alleles of the allowed haplotypes
     L, K = H.shape
     vis = np.flatnonzero((g >= 0) & (g <= 2))
@@ -21,6 +22,8 @@ def _brute(haps, cm, g, ne, eps, allowed):
         return np.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], 1)
     dose = (H[:, :, None] + H[:, None, :]).reshape(L, K * K)  # pair (i, j) -> i*K + j
     emit = np.where(dose[vis] == g[vis, None], 1 - eps, eps / 2)
+    if silent is not None:
+        emit[np.searchsorted(vis, silent)] = 1.0
     m = vis.size
     trans = []
     for t in range(1, m):
@@ -84,6 +87,30 @@ def test_one_block_equals_the_dense_definition(seed):
         got = panel.votes(g, np.arange(g.size), exclude=exclude)
         np.testing.assert_allclose(got, _brute(by_site, cm, g, ne, eps, allowed), atol=1e-5, err_msg=str(exclude))
         np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_leave_one_out_equals_the_dense_definition_without_that_emission(seed):
+    rng = np.random.default_rng(seed)
+    h, cm = _panel(rng, L=24)
+    g = h[0].sum(1).astype(np.int8)
+    g[rng.random(g.size) < 0.5] = 4
+    g[5] = 2 - g[5] if g[5] <= 2 else 1  # a visible site that disagrees with its copies
+    ne, eps = 3e3, 0.01
+    panel = HaplotypePanel(h, cm, states=8, block=100, margin=1, ne=ne, eps=eps)
+    by_site = h.transpose(1, 0, 2).reshape(h.shape[1], -1)
+    probs, held = panel.votes(g, np.arange(g.size), loo=True)
+    np.testing.assert_array_equal(probs, panel.votes(g, np.arange(g.size)))  # the same pass
+    allowed = np.ones(8, dtype=bool)
+    visible = np.flatnonzero(g <= 2)
+    assert np.isnan(held[g > 2]).all() and not np.isnan(held[visible]).any()
+    for s in visible:
+        want = _brute(by_site, cm, g, ne, eps, allowed, silent=s)[s]
+        np.testing.assert_allclose(held[s], want, atol=1e-5, err_msg=str(s))
+    # a typed site's own call moves its posterior, not its leave-one-out
+    assert abs(held[5] - probs[5]).max() > 0.1
+    batch, batch_held = panel.votes(np.stack([g, g]), np.arange(g.size), loo=True)
+    np.testing.assert_array_equal(batch_held[1], held)
 
 
 def test_blocks_with_whole_sequence_margins_equal_one_block():

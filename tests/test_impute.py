@@ -268,7 +268,7 @@ def test_output_files_and_header(default, cohort):
     assert vcf.samples == read_vcf_samples(cohort.base)
     assert "matched" in stdout and f"{len(vcf.samples)} samples in" in stdout
     info = path.with_name("imputed.info.tsv").read_text().splitlines()
-    assert info[0].split("\t") == ["#chrom", "pos", "id", "ref", "alt", "af", "maf", "r2", "type", "in_vcf"]
+    assert info[0].split("\t") == ["#chrom", "pos", "id", "ref", "alt", "af", "maf", "r2", "type", "in_vcf", "er2"]
     assert [int(ln.split("\t")[1]) for ln in info[1:]] == vcf.pos.tolist()
 
 

@@ -7,6 +7,7 @@ from snpbag.eval import MAF_BINS
 from snpbag.eval.metrics import (
     accuracy_by_class, af_baseline, concordance_table, dosage_r2, genotype_concordance, hwe_genotype_probs,
     imputation_table, maf_bin_index, maf_bin_labels, non_reference_discordance, per_site_r2, r2_calibration,
+    r2_calibration_gap, r2_calibration_table,
     switch_error_rate, switch_errors,
 )
 
@@ -94,6 +95,34 @@ def test_r2_calibration():
     assert rows[9]["n_sites"] == 2 and rows[9]["mean_estimated"] == pytest.approx(0.975)
     assert rows[9]["mean_true"] == pytest.approx(0.85)
     assert rows[2]["n_sites"] == 0 and np.isnan(rows[2]["mean_true"])
+
+
+def test_r2_calibration_table_on_dosages_of_known_r2():
+    """dose = truth + c·z with z orthogonal to the centred truth and of the same variance:
+    r² = 1 / (1 + c²) exactly (c = 0, 1/3, 1/2, 1, 2 → r² = 1, 0.9, 0.8, 0.5, 0.2)."""
+    t = np.array([0, 0, 2, 2, 1, 1])  # centred: -1 -1 1 1 0 0
+    z = np.array([1, -1, 1, -1, 0, 0])  # zero mean, orthogonal to t, same sum of squares
+    cs = np.array([0.0, 1 / 3, 0.5, 1.0, 2.0, 0.5])
+    truth = np.tile(t, (cs.size, 1))
+    dosage = truth + cs[:, None] * z
+    truth[5, 0] = -1  # a missing true genotype: that entry is left out, the site's r² changes
+    estimated = np.array([0.95, 0.85, 0.75, 0.55, 0.1, 0.35])
+    rows = r2_calibration_table(truth, dosage, estimated)
+    got = {(round(r["lo"], 1), round(r["hi"], 1)): (r["n_sites"], r["mean_estimated"], r["mean_true"]) for r in rows if r["n_sites"]}
+    assert len(rows) == 10 and set(got) == {(0.1, 0.2), (0.3, 0.4), (0.5, 0.6), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0)}
+    assert got[(0.9, 1.0)] == (1, 0.95, pytest.approx(1.0))
+    assert got[(0.8, 0.9)] == (1, 0.85, pytest.approx(0.9))
+    assert got[(0.7, 0.8)] == (1, 0.75, pytest.approx(0.8))
+    assert got[(0.5, 0.6)] == (1, 0.55, pytest.approx(0.5))
+    assert got[(0.1, 0.2)] == (1, 0.1, pytest.approx(0.2))
+    # site 5 without its first sample: t' = [0 2 2 1 1], d' = t' + 0.5·[-1 1 -1 0 0]
+    td, dd = np.array([0, 2, 2, 1, 1.0]), np.array([0, 2, 2, 1, 1.0]) + 0.5 * np.array([-1, 1, -1, 0, 0])
+    assert got[(0.3, 0.4)][2] == pytest.approx(np.corrcoef(td, dd)[0, 1] ** 2)
+    assert r2_calibration_gap(rows) == pytest.approx(got[(0.3, 0.4)][2] - 0.35)  # the largest gap
+    assert r2_calibration_gap(r2_calibration_table(truth[:5], dosage[:5], estimated[:5])) == pytest.approx(0.1)
+    assert r2_calibration_gap(rows, min_sites=2) != r2_calibration_gap(rows, min_sites=2)  # NaN: no bin has 2
+    same = r2_calibration_table(truth[:5], dosage[:5], 1 / (1 + cs[:5] ** 2))
+    assert r2_calibration_gap(same) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_af_baseline():

@@ -225,13 +225,48 @@ def test_batches_equal_one_shot_and_min_r2(tmp_path, targets):
     expect = [p for p in (100, 200, 300, 400, 500, 600) if p in (100, 200, 500) or r2[p] >= cut]
     assert kept == expect and summary.n_filtered == 6 - len(expect)
     info = (tmp_path / "f.info.tsv").read_text().splitlines()
-    assert info[0] == "#chrom\tpos\tid\tref\talt\taf\tmaf\tr2\ttype\tin_vcf"
+    assert info[0] == "#chrom\tpos\tid\tref\talt\taf\tmaf\tr2\ttype\tin_vcf\ter2"
     rows = [line.split("\t") for line in info[1:]]
     assert [int(r[1]) for r in rows] == [100, 200, 300, 400, 500, 600]
     assert [int(r[1]) for r in rows if r[9] == "1"] == expect
     assert [r[8] for r in rows] == ["TYPED", "TYPED", "IMP", "IMP", "TYPED", "IMP"]
     for r in rows:
         assert float(r[6]) == pytest.approx(min(float(r[5]), 1 - float(r[5])), abs=1e-5)
+
+
+def _dose_probs(dose):
+    """Probabilities (..., 3) whose dose P1 + 2·P2 is ``dose`` (P1 = 0)."""
+    d = np.asarray(dose, dtype=np.float64) / 2
+    return np.stack([1 - d, np.zeros_like(d), d], -1)
+
+
+def test_er2_is_r2_of_typed_calls_and_leave_one_out_doses(tmp_path, targets):
+    """Typed calls (printed orientation): pos 100 → 1, 2, 0, missing; pos 200 (swapped) →
+    0, 1, 2, 1; pos 500 (strand-flipped) → 1, 0, 0, 0."""
+    sites = OutputSites.from_targets(targets, MODEL)
+    held = np.full((4, 6), np.nan)  # (samples, rows) leave-one-out doses, model orientation
+    held[:, 0] = [0.5, 2.0, 0.0, 1.7]  # the missing call's dose is not counted
+    held[:, 1] = [2.0, 1.0, 0.5, 1.0]  # printed: 0, 1, 1.5, 1
+    held[:, 4] = [1.0, 0.0, 0.0, 0.0]
+    with ImputedVcfWriter(tmp_path / "e.vcf.gz", sites, targets.samples) as w:
+        for cols in (slice(0, 3), slice(3, 4)):  # sums accumulate over sample batches
+            w.add(model_gp()[cols], samples=cols, held_out=_dose_probs(held[cols]))
+        summary = w.close()
+    # best guesses (argmax, ties to the lower genotype): 0 2 0 | 0 2 2 2 (swapped back) | 0 0 0 0
+    assert summary.loo_concordance == pytest.approx(7 / 11)
+    rows = [line.split("\t") for line in (tmp_path / "e.info.tsv").read_text().splitlines()[1:]]
+    er2 = {int(r[1]): r[10] for r in rows}
+    r100 = np.corrcoef([0.5, 2.0, 0.0], [1, 2, 0])[0, 1] ** 2
+    r200 = np.corrcoef([0.0, 1.0, 1.5, 1.0], [0, 1, 2, 1])[0, 1] ** 2
+    assert er2 == {100: f"{r100:.3f}", 200: f"{r200:.3f}", 300: ".", 400: ".", 500: "1.000", 600: "."}
+    assert (r100, r200) == (pytest.approx(12 / 13), pytest.approx(18 / 19))  # by hand
+    # without leave-one-out doses (a model without the copying input) the column is empty
+    assert write_imputed_vcf(tmp_path / "n.vcf.gz", sites, targets.samples, model_gp()).loo_concordance is None
+    assert {r.split("\t")[10] for r in (tmp_path / "n.info.tsv").read_text().splitlines()[1:]} == {"."}
+    with pytest.raises(ValueError, match="leave-one-out probabilities were given for some batches only"):
+        with ImputedVcfWriter(tmp_path / "p.vcf.gz", sites, targets.samples) as w:
+            w.add(model_gp()[:2], samples=slice(0, 2), held_out=_dose_probs(held[:2]))
+            w.add(model_gp()[2:], samples=slice(2, 4))
 
 
 def test_hds_gives_phased_gt(tmp_path, targets):

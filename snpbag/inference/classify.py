@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from snpbag import modeldir
-from snpbag.errors import InputError
+from snpbag.config import config_dir
+from snpbag.errors import ConfigError, InputError
 from snpbag.eval import classify as metrics
+from snpbag.eval import plots as figures
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca
 from snpbag.fileio import atomic_output
 from snpbag.inference.embedout import Embeddings, read_embeddings
@@ -39,17 +41,79 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
 CV_FILE = "cv.json"
+PROJECTION_PNG = "projection.png"  # written into --plots DIR
+CONFUSION_PNG = "confusion.png"
 FORMAT = "snpbag-classifier"
 VERSION = 1
 
 
 @dataclass
 class Fit:
+    """The classifier's training loop (values: configs/classify/default.yaml)."""
+
     epochs: int = 300
     lr: float = 3e-3
     weight_decay: float = 1e-2
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"classifier fit epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}, "
+                              f"weight_decay={self.weight_decay}: need epochs, batch_size >= 1, lr > 0, "
+                              "weight_decay >= 0")
+
+
+CONFIG_GROUP, DEFAULT_CONFIG = "classify", "default.yaml"  # configs/classify/default.yaml
+
+
+def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Fit]:
+    """(classifier options, Fit) from a classify config file (default: the shipped
+    configs/classify/default.yaml): sections ``classifier`` (PopClassConfig fields) and
+    ``fit`` (Fit fields but the seed), each key checked.
+
+    Raises
+    ------
+    ConfigError : no such file, an unknown section or key, a value of the wrong type or range.
+    """
+    import yaml
+
+    from snpbag.model.popclass import PopClassConfig
+
+    if path is None:
+        try:
+            p = config_dir() / CONFIG_GROUP / DEFAULT_CONFIG
+        except ConfigError:  # an install without configs/: the code defaults, equal to the shipped file (tested)
+            log.info("no snpbag configs found; classifier hyper-parameters: the built-in defaults")
+            return {}, Fit()
+    else:
+        p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {p}: no such file; start from configs/{CONFIG_GROUP}/{DEFAULT_CONFIG}")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config {p}: not YAML ({str(e).splitlines()[0]})") from None
+    known = {"classifier": {f.name: f.type for f in fields(PopClassConfig) if f.name not in ("n_inputs", "n_classes")},
+             "fit": {f.name: f.type for f in fields(Fit) if f.name != "seed"}}
+    if not isinstance(values, dict) or set(values) - set(known):
+        raise ConfigError(f"--config {p}: sections {', '.join(known)} only (found {', '.join(map(str, values))})")
+    sections = {}
+    for name, types in known.items():
+        section = values.get(name) or {}
+        for key, value in section.items():
+            if key not in types:
+                raise ConfigError(f"--config {p}: {name}.{key} is not a setting; known: {', '.join(types)}")
+            want = float if types[key] == "float" else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (want is int and value != int(value)):
+                raise ConfigError(f"--config {p}: {name}.{key}={value!r}: expected a number ({types[key]})")
+        sections[name] = {k: (float(v) if types[k] == "float" else int(v)) for k, v in section.items()}
+    try:
+        PopClassConfig(n_inputs=1, n_classes=2, **sections["classifier"])
+        fit = Fit(**sections["fit"])
+    except ConfigError as e:
+        raise ConfigError(f"--config {p}: {e}") from None
+    return sections["classifier"], fit
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -253,20 +317,33 @@ class TrainSummary:
 def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_column: str | None = None,
           kinship: str | Path | None = None, relative_kinship: float = metrics.RELATIVE_KINSHIP,
           genotypes: str | Path | None = None, folds: int = 5, repeats: int = 3, threshold: float = 0.5,
-          options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0) -> TrainSummary:
+          options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0,
+          plots: str | Path | None = None, config: str | Path | None = None) -> TrainSummary:
     """Cross-validate, then fit and write a classifier directory (see the module docstring).
+
+    The hyper-parameters come from ``config`` (a classify config file; default the shipped
+    configs/classify/default.yaml); ``options`` (classifier) and ``fit`` replace its sections.
+
+    With ``plots``, also write into that directory ``projection.png`` (the labelled embeddings
+    in 2-D, one colour per label) and ``confusion.png`` (the cross-validation's confusion
+    matrices of every method, side by side).
 
     Raises
     ------
     InputError : unknown samples in the labels, one class only, a class with fewer members
         than folds, bad options, an existing ``out``.
+    ConfigError : a bad config file.
     """
+    file_options, file_fit = read_config(config)
+    options = file_options if options is None else options
+    fit = fit if fit is not None else replace(file_fit, seed=seed)
     if folds < 2 or repeats < 1:
         raise InputError(f"--folds {folds} --repeats {repeats}: need at least 2 folds and 1 repeat")
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--threshold {threshold}: a probability in [0, 1]")
     if Path(out).exists():
         raise InputError(f"{out}: output already exists; remove it or choose another --out")
+    plot_dir = _plot_dir(plots)
     emb = read_embeddings(embeddings)
     table, column = read_labels(labels, column=label_column)
     rows, y, classes = labelled(emb, table, path=labels)
@@ -278,18 +355,34 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
         pairs += read_kinship_pairs(kinship, samples, threshold=relative_kinship)
     groups = metrics.groups_of(len(samples), pairs)
     pcs = genotype_pcs(genotypes, samples) if genotypes is not None else None
-    fit = fit or Fit(seed=seed)
     cv = cross_validate(x, y, classes, groups=groups, folds=folds, repeats=repeats, threshold=threshold, pcs=pcs,
                         options=options, fit=fit, seed=seed)
     model = fit_classifier(x, y, len(classes), options=options, fit=fit)
-    meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "classes": classes,
+    meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "fit": dict(fit.__dict__),
+            "classes": classes,
             "label_column": column, "threshold": threshold, "embeddings": {"model": emb.identity,
                                                                           "shape": list(emb.shape[1:])}}
     report = {"folds": folds, "repeats": repeats, "relatives_grouped": len(pairs), "classes": classes,
               "n_samples": len(samples), "methods": cv}
     modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
                                state_dict=model.state_dict(), extra={CV_FILE: json.dumps(report, indent=2) + "\n"})
+    if plot_dir is not None:
+        figures.projection_png(x, [classes[c] for c in y], plot_dir / PROJECTION_PNG,
+                               what=f"genome embeddings ({column})", seed=seed)
+        figures.confusion_png({f"{m} (macro F1 {r['mean_macro_f1']:.3f})": np.asarray(r["confusion"])
+                               for m, r in cv.items()}, classes, plot_dir / CONFUSION_PNG)
     return TrainSummary(Path(out), classes, len(samples), cv)
+
+
+def _plot_dir(plots: str | Path | None) -> Path | None:
+    """The --plots directory, created when missing; InputError when it is a file."""
+    if plots is None:
+        return None
+    d = Path(plots)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"--plots {d}: a file, not a directory; give a directory for the PNGs")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def load_classifier(directory: str | Path):
@@ -304,8 +397,9 @@ def load_classifier(directory: str | Path):
     return model.eval(), meta
 
 
-def predict(*, model: str | Path, embeddings: str | Path, output: str | Path) -> Path:
-    """Write ``output`` (TSV): sample, label, prob_<class>..., call (assigned/unassigned).
+def predict(*, model: str | Path, embeddings: str | Path, output: str | Path, plots: str | Path | None = None) -> Path:
+    """Write ``output`` (TSV): sample, label, prob_<class>..., call (assigned/unassigned); with
+    ``plots``, also ``projection.png`` in that directory, coloured by the predicted label.
 
     Raises
     ------
@@ -319,11 +413,17 @@ def predict(*, model: str | Path, embeddings: str | Path, output: str | Path) ->
         raise InputError(f"{embeddings}: embeddings of shape {list(emb.shape[1:])}, the classifier reads "
                          f"{meta['embeddings']['shape']}; embed with the same --pool and input chromosomes")
     classes, threshold = meta["classes"], float(meta["threshold"])
+    plot_dir = _plot_dir(plots)
+    predicted = []
     with atomic_output(output) as tmp, open(tmp, "w") as f:
         f.write("sample\tlabel\t" + "\t".join(f"prob_{c}" for c in classes) + "\tcall\n")
         for lo in range(0, len(emb.samples), 256):
             p = predict_proba(clf, emb.matrix(slice(lo, lo + 256)))
             for s, row in zip(emb.samples[lo:lo + 256], p):
                 call = "assigned" if row.max() >= threshold else "unassigned"
+                predicted.append(classes[int(row.argmax())] if call == "assigned" else "unassigned")
                 f.write(f"{s}\t{classes[int(row.argmax())]}\t" + "\t".join(f"{v:.4f}" for v in row) + f"\t{call}\n")
+    if plot_dir is not None:
+        figures.projection_png(emb.matrix(), predicted, plot_dir / PROJECTION_PNG,
+                               what="genome embeddings (predicted label)")
     return Path(output)

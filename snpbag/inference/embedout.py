@@ -11,9 +11,17 @@ Three formats hold the same content:
     attributes     FORMAT, VERSION, model identity, dtype, pool, patch, shape, min_typed
 
 ``npy``, a directory: ``embedding.npy``, ``samples.txt``, ``patches.tsv``, ``embeddings.json``
-(the attributes). ``parquet`` (only with pyarrow installed): one row per sample, columns
-``sample`` and ``embedding`` (the flattened vector), the attributes and the patch table in the
-schema metadata.
+(the attributes). ``parquet`` (pyarrow), a tidy table that pandas, polars or DuckDB read as is,
+one row group per batch of samples::
+
+    sample          string                      (one row per sample and patch, sample-major)
+    patch_chrom     string
+    patch_first_pos, patch_last_pos, patch_n_sites, patch_n_typed   int64
+    patch_flagged   bool
+    embedding       fixed_size_list<dim>        the patch's vector (uint16 bf16 bits, float16 or float)
+    schema metadata ``snpbag`` (the attributes, JSON) and ``patches`` (the patch table, TSV)
+
+With ``--pool mean`` a row is a sample (columns ``sample`` and ``embedding``).
 
 bf16 has no numpy dtype: it is stored as its raw 16 bits (uint16) and turned back into
 float32 by :func:`Embeddings.matrix`. Files carry no time stamp or path, so the same input and
@@ -40,6 +48,7 @@ SAMPLE_CHUNK = 64  # samples per Zarr chunk: a classifier reads 64 genomes at a 
 
 EMBEDDING = "embedding"
 SAMPLE_ID = "sample_id"
+SAMPLE = "sample"  # the parquet column of sample ids
 PATCH_FIELDS = ("patch_chrom", "patch_first_pos", "patch_last_pos", "patch_n_sites", "patch_n_typed", "patch_flagged")
 NPY_ARRAY, NPY_SAMPLES, NPY_PATCHES, NPY_ATTRS = "embedding.npy", "samples.txt", "patches.tsv", "embeddings.json"
 
@@ -167,8 +176,11 @@ class EmbeddingWriter:
             self.tmp.mkdir(parents=True)
             self._out = np.lib.format.open_memmap(self.tmp / NPY_ARRAY, mode="w+", dtype=storage_dtype(dtype),
                                                   shape=self.shape)
-        else:  # parquet: small cohorts, held in memory until close
-            self._out = np.zeros(self.shape, dtype=storage_dtype(dtype))
+        else:
+            import pyarrow.parquet as pq
+
+            self._schema = _parquet_schema(dtype, dims, pooled=pool == "mean", attrs=self.attrs, patches=patches)
+            self._out = pq.ParquetWriter(str(self.tmp), self._schema)
 
     @staticmethod
     def _str(group, name: str, data: np.ndarray, dims: tuple[str, ...]) -> None:
@@ -178,8 +190,12 @@ class EmbeddingWriter:
             a[...] = data
 
     def write(self, lo: int, hi: int, values: np.ndarray) -> None:
-        """float32 values of samples lo:hi."""
-        self._out[lo:hi] = encode(values, self.dtype)
+        """float32 values of samples lo:hi (parquet: batches in sample order)."""
+        if self.fmt == "parquet":
+            self._out.write_table(_parquet_rows(self._schema, self.samples[lo:hi], self.patches,
+                                                encode(values, self.dtype)))
+        else:
+            self._out[lo:hi] = encode(values, self.dtype)
 
     def close(self) -> None:
         if self.fmt == "zarr":
@@ -197,18 +213,39 @@ class EmbeddingWriter:
             (self.tmp / NPY_PATCHES).write_text(_tsv_patches(self.patches))
             (self.tmp / NPY_ATTRS).write_text(json.dumps(self.attrs, indent=2, sort_keys=True) + "\n")
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            self._out.close()
 
-            flat = self._out.reshape(self.shape[0], -1)
-            meta = {"snpbag": json.dumps(self.attrs, sort_keys=True), "patches": _tsv_patches(self.patches)}
-            table = pa.table({"sample": pa.array(self.samples, pa.string()),
-                              EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])})
-            pq.write_table(table.replace_schema_metadata(meta), str(self.tmp))
+
+def _parquet_schema(dtype: str, dims: int, *, pooled: bool, attrs: dict[str, Any], patches: Patches):
+    import pyarrow as pa
+
+    item = {"bf16": pa.uint16(), "f16": pa.float16(), "f32": pa.float32()}[dtype]
+    fields = [pa.field(SAMPLE, pa.string())]
+    if not pooled:
+        fields += [pa.field(PATCH_FIELDS[0], pa.string()), *(pa.field(k, pa.int64()) for k in PATCH_FIELDS[1:5]),
+                   pa.field(PATCH_FIELDS[5], pa.bool_())]
+    fields.append(pa.field(EMBEDDING, pa.list_(item, dims)))
+    return pa.schema(fields, metadata={"snpbag": json.dumps(attrs, sort_keys=True), "patches": _tsv_patches(patches)})
+
+
+def _parquet_rows(schema, samples: list[str], patches: Patches, stored: np.ndarray):
+    """A table of ``schema`` for the stored vectors of ``samples``: (n, patch, dim) -> one row per sample x patch."""
+    import pyarrow as pa
+
+    n, dims = len(samples), stored.shape[-1]
+    per = 1 if stored.ndim == 2 else stored.shape[1]
+    cols = {SAMPLE: pa.array(np.repeat(np.asarray(samples, dtype=object), per), pa.string())}
+    if stored.ndim == 3:
+        cols.update({k: pa.array(np.tile(v, n), schema.field(k).type) for k, v in patches.arrays().items()})
+    flat = np.ascontiguousarray(stored).reshape(-1)
+    cols[EMBEDDING] = pa.FixedSizeListArray.from_arrays(pa.array(flat, schema.field(EMBEDDING).type.value_type), dims)
+    return pa.table(cols, schema=schema)
 
 
 def _patches_from(columns: dict[str, np.ndarray]) -> Patches:
-    return Patches(*(np.asarray(columns[k]) for k in PATCH_FIELDS[:5]), np.asarray(columns["patch_flagged"]).astype(bool))
+    chrom = np.asarray(np.asarray(columns["patch_chrom"]).tolist(), dtype=str)  # zarr's variable-width strings
+    return Patches(chrom, *(np.asarray(columns[k]) for k in PATCH_FIELDS[1:5]),
+                   np.asarray(columns["patch_flagged"]).astype(bool))
 
 
 def _patches_from_tsv(text: str) -> Patches:
@@ -248,11 +285,12 @@ def read_embeddings(path: str | Path) -> Embeddings:
         t = pq.read_table(str(p))
         meta = t.schema.metadata or {}
         attrs = json.loads(meta.get(b"snpbag", b"{}"))
-        flat = np.asarray(t.column(EMBEDDING).combine_chunks().flatten()).reshape(t.num_rows, -1)
         patches = _patches_from_tsv(meta.get(b"patches", b"").decode())
-        shape = (t.num_rows, -1) if attrs.get("pool") == "mean" else (t.num_rows, len(patches), -1)
-        out = Embeddings(p, "parquet", [str(s) for s in t.column("sample").to_pylist()], patches, attrs,
-                         flat.reshape(shape))
+        per = 1 if attrs.get("pool") == "mean" else max(len(patches), 1)
+        vectors = t.column(EMBEDDING).combine_chunks()
+        flat = np.asarray(vectors.flatten()).reshape(t.num_rows // per, per, -1)
+        samples = [str(s) for s in t.column(SAMPLE).to_pylist()[::per]]
+        out = Embeddings(p, "parquet", samples, patches, attrs, flat[:, 0] if attrs.get("pool") == "mean" else flat)
     else:
         raise InputError(f"{p}: not an embeddings file (zarr, npy directory or parquet); write one with `snpbag embed`")
     if out.attrs.get("format") != FORMAT or out.attrs.get("version") != VERSION:

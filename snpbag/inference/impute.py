@@ -13,6 +13,8 @@ token it was trained to fill in; typed calls enter as their ALT dosage.
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,8 +28,11 @@ from snpbag.data.tokens import IGNORE_INDEX, MASK, MISSING
 from snpbag.errors import InputError
 from snpbag import modeldir
 from snpbag.inference import refpanel
+from snpbag.inference.calibrate import apply_temperature, fit_temperature, held_out_rows
+from snpbag.inference.report import RunFacts, write_impute_report
 from snpbag.inference.sitematch import read_targets
 from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
+from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -68,10 +73,14 @@ def tile_jobs(vocab, targets) -> list[tuple[int, slice]]:
     return jobs
 
 
-def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
+def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray, *, loo: bool = False,
+                hide: np.ndarray | None = None):
     """The Batch a model reads for one tile and a sample batch of ``targets``: typed calls as
     ALT dosages, untyped sites and missing calls as MASK, retrieval votes for retrieval
-    models (shared by impute and embed)."""
+    models (shared by impute and embed). With ``loo``: ``(batch, held)``, ``held`` the
+    haplotype-copying model's leave-one-out probabilities (n, L, 3) of the typed calls
+    (:meth:`~snpbag.retrieval.haplotypes.HaplotypePanel.votes`), None without that model.
+    ``hide``: rows (of ``targets``) entered as MASK although typed."""
     import torch
 
     from snpbag.data.batch import Batch
@@ -79,6 +88,8 @@ def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
     vocab = loaded.vocab
     tokens = targets.tokens(rows.start, rows.stop, samples=samples)  # (n, L): 0/1/2 or MISSING
     tokens = np.where(tokens == MISSING, MASK, tokens)
+    if hide is not None:
+        tokens[:, hide[(hide >= rows.start) & (hide < rows.stop)] - rows.start] = MASK
     site = targets.site_index[rows]
     n, L = tokens.shape
     dev = loaded.device
@@ -94,10 +105,15 @@ def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
         offset=torch.full((n,), int(site[0] - vocab.tile_start[tile]), dtype=torch.long, device=dev),
     )
     panel = getattr(loaded, "retrieval_panel", None)
+    held = None
     if panel is not None:  # a target that is also a panel genome does not vote for itself
-        votes = panel.votes(tokens, site, exclude=[panel.row_of(targets.samples[int(j)]) for j in samples])
+        exclude = [panel.row_of(targets.samples[int(j)]) for j in samples]
+        if loo and isinstance(panel, HaplotypePanel):
+            votes, held = panel.votes(tokens, site, exclude=exclude, loo=True)
+        else:
+            votes = panel.votes(tokens, site, exclude=exclude)
         batch = batch.replace(retrieval=torch.as_tensor(votes, device=dev))
-    return batch
+    return (batch, held) if loo else batch
 
 
 #: Tokens per forward pass on CPU. A whole sample batch × tile in one pass allocates
@@ -107,17 +123,21 @@ def model_batch(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
 CPU_FORWARD_TOKENS = 1 << 15
 
 
-def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray):
-    """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch."""
+def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray, *, loo: bool = False,
+                          hide: np.ndarray | None = None):
+    """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch; with
+    ``loo``, ``(probs, held)`` as :func:`model_batch` gives ``held``."""
     import torch
 
-    batch = model_batch(loaded, targets, tile, rows, samples)
+    batch, held = model_batch(loaded, targets, tile, rows, samples, loo=True, hide=hide) if loo else (
+        model_batch(loaded, targets, tile, rows, samples, hide=hide), None)
     n, L = batch.shape
     step = n if loaded.device.type != "cpu" else max(1, CPU_FORWARD_TOKENS // max(L, 1))
     with torch.inference_mode():
         parts = [torch.softmax(loaded.model(batch.rows(slice(i, i + step))).logits.float(), dim=-1).cpu().numpy()
                  for i in range(0, n, step)]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    probs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return (probs, held) if loo else probs
 
 
 @dataclass
@@ -126,18 +146,23 @@ class Engine:
     genotype probabilities (n_samples, n_rows, 3) in the vocabulary's orientation."""
 
     vocab: object  # snpbag.store.vocab.SiteVocab
-    probabilities: Callable[[object, int, slice, np.ndarray], np.ndarray]  # (targets, tile, rows, samples)
+    # (targets, tile, rows, samples, *, loo=False, hide=None), as predict_probabilities
+    probabilities: Callable[..., np.ndarray | tuple[np.ndarray, np.ndarray | None]]
     header_line: str  # names the model or panel in the output's header
 
 
-def copying_probabilities(panels, targets, tile: int, rows: slice, samples: np.ndarray) -> np.ndarray:
+def copying_probabilities(panels, targets, tile: int, rows: slice, samples: np.ndarray, *, loo: bool = False,
+                          hide: np.ndarray | None = None):
     """The copying model alone for one tile and a sample batch: what a haplotype-retrieval
-    model reads as its retrieval input, used as the answer. ``panels(tile)`` gives the
-    panel and the vocabulary index of its first site."""
+    model reads as its retrieval input, used as the answer (``loo``, ``hide`` as for
+    :func:`predict_probabilities`). ``panels(tile)`` gives the panel and the vocabulary
+    index of its first site."""
     panel, first = panels(tile)
     tokens = targets.tokens(rows.start, rows.stop, samples=samples)  # MISSING (hidden) where untyped
+    if hide is not None:
+        tokens[:, hide[(hide >= rows.start) & (hide < rows.stop)] - rows.start] = MISSING
     exclude = [panel.row_of(targets.samples[int(j)]) for j in samples]  # as model_batch
-    return panel.votes(tokens, targets.site_index[rows] - first, exclude=exclude)
+    return panel.votes(tokens, targets.site_index[rows] - first, exclude=exclude, loo=loo)
 
 
 def model_engine(model: str | Path, *, device: str = "cpu", copying_only: bool = False) -> Engine:
@@ -172,6 +197,23 @@ def chromosome_jobs(vocab, targets) -> list[tuple[str, list[tuple[int, slice]]]]
     return list(out.items())
 
 
+def fit_input_temperature(predict, targets, jobs, *, n_samples: int = 32) -> float:
+    """The temperature of :mod:`snpbag.inference.calibrate`, fitted on the first
+    ``n_samples`` samples' held-out typed calls (one extra pass of ``predict``, an
+    :class:`Engine`'s probabilities, over those samples)."""
+    hide = held_out_rows(targets.typed_rows)
+    cal = np.arange(min(n_samples, targets.n_samples))
+    gps, calls = [], []
+    for tile, rows in jobs:
+        local = hide[(hide >= rows.start) & (hide < rows.stop)] - rows.start
+        if local.size:
+            gps.append(predict(targets, tile, rows, cal, hide=hide)[:, local])
+            calls.append(targets.tokens(rows.start, rows.stop, samples=cal)[:, local])
+    if not gps:
+        return 1.0
+    return fit_temperature(np.concatenate(gps, axis=1), np.concatenate(calls, axis=1))
+
+
 def impute(
     *,
     model: str | Path | None = None,
@@ -189,6 +231,7 @@ def impute(
     fmt: str = "GT,DS,GP",
     replace_typed: bool = False,
     progress: bool = True,
+    report_dir: str | Path | None = None,
 ) -> ImputeSummary:
     """Impute untyped sites and missing calls of ``input`` with a model directory, or from a
     phased reference panel with the copying model (``ref``, no training).
@@ -211,6 +254,7 @@ def impute(
     min_r2 : drop imputed sites whose estimated R2 is below this.
     fmt : FORMAT fields, a subset of GT,DS,GP (GT always first).
     replace_typed : write model genotypes at typed sites too (default: keep the input calls).
+    report_dir : also write an HTML report there (:mod:`snpbag.inference.report`).
 
     Returns
     -------
@@ -229,6 +273,8 @@ def impute(
         raise InputError("--copying-only applies to --model; --ref always uses the copying model")
     if model is not None and genetic_map is not None:
         raise InputError("--map applies to --ref; a model directory carries the genetic map it was trained with")
+    if report_dir is not None and split_chrom:
+        raise InputError("--report with --split-chrom: the report covers one output; drop one of them")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     parse_format(fmt)  # fail on a bad --format before any work
@@ -253,24 +299,33 @@ def impute(
         sites = OutputSites.from_targets(targets, engine.vocab)
         n = targets.n_samples
         batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+        temperature = fit_input_temperature(engine.probabilities, targets, tile_jobs(engine.vocab, targets))
+        log.info("probability temperature %.3f (fitted on held-out typed calls)", temperature)
+        header = (engine.header_line, f"snpbag_temperature={temperature:.4f}")
         writers = [(rows, stack.enter_context(ImputedVcfWriter(
             path, sites.part(rows), targets.samples, fmt=fmt, min_r2=min_r2, replace_typed=replace_typed,
-            header_lines=(engine.header_line,)))) for path, rows in output_parts(output, sites, split_chrom=split_chrom)]
+            header_lines=header))) for path, rows in output_parts(output, sites, split_chrom=split_chrom)]
 
-        def add(gp, rows: slice, b: np.ndarray) -> None:
+        def add(gp, held, rows: slice, b: np.ndarray) -> None:
             part, w = next((p, w) for p, w in writers if p.start <= rows.start < p.stop)
-            w.add(gp, sites=slice(rows.start - part.start, rows.stop - part.start),
-                  samples=slice(int(b[0]), int(b[-1]) + 1))
+            w.add(apply_temperature(gp, temperature), sites=slice(rows.start - part.start, rows.stop - part.start),
+                  samples=slice(int(b[0]), int(b[-1]) + 1), held_out=held)
 
         with progress_bar(total=n * len(sites), description="imputing", unit="genotypes", enabled=progress) as advance:
             for chrom, jobs in chromosome_jobs(engine.vocab, targets):  # one chromosome's panel in memory
                 log.info("imputing chromosome %s", chrom)
                 for b in batches:
                     for tile, rows in jobs:
-                        add(engine.probabilities(targets, tile, rows, b), rows, b)
+                        add(*engine.probabilities(targets, tile, rows, b, loo=True), rows, b)
                         advance(len(b) * (rows.stop - rows.start))
         written = [w.close() for _, w in writers]
     targets.report.write_tsv(excluded, overwrite=True)
     seconds = time.perf_counter() - t0
-    return ImputeSummary(Path(output), excluded, n, len(sites), seconds, report,
-                         "\n".join(s.line() for s in written))
+    write_report = "\n".join(s.line() for s in written)
+    if report_dir is not None:
+        facts = RunFacts(command=shlex.join(sys.argv), model=str(model if model is not None else ref), n_samples=n,
+                         seconds=seconds, site_report=report, write_report=write_report,
+                         loo_concordance=written[0].loo_concordance)
+        write_impute_report(report_dir, targets=targets, vocab=engine.vocab, info_path=written[0].info_path,
+                            facts=facts)
+    return ImputeSummary(Path(output), excluded, n, len(sites), seconds, report, write_report)

@@ -182,10 +182,12 @@ class SiteReport:
     no_alt: int = 0  # ALT '.', e.g. monomorphic sites exported by plink
     other_chroms: dict[str, int] = field(default_factory=dict)  # SNPs per chromosome absent from the model
     exclusions: list[tuple[str, int, str, str, str]] = field(default_factory=list, repr=False)
+    excluded_af: list[float] = field(default_factory=list, repr=False)  # input ALT frequency, per exclusion
 
     def record(self, name: str, pos: int, ref: str, alt: str, reason: str | None, *, swap: bool = False,
-               flip: bool = False) -> None:
-        """Count one input SNP's fate: ``reason`` from :func:`match_sites` (None: matched)."""
+               flip: bool = False, af: float = float("nan")) -> None:
+        """Count one input SNP's fate: ``reason`` from :func:`match_sites` (None: matched);
+        ``af``, its input ALT frequency, is kept for an excluded SNP (for reports)."""
         if reason == "chrom_not_in_model":
             self.other_chroms[name] = self.other_chroms.get(name, 0) + 1
             return
@@ -194,6 +196,7 @@ class SiteReport:
         if reason is not None:
             setattr(self, reason, getattr(self, reason) + 1)
             self.exclusions.append((name, pos, ref, alt, reason))
+            self.excluded_af.append(af)
             return
         self.matched += 1
         self.allele_swapped += swap
@@ -435,6 +438,9 @@ def _classify_block(blk, names: list[str], matcher: _Matcher, row_mask: np.ndarr
                     chrom_names: dict[str, str]) -> _BlockMatch:
     """Match each SNP of one block to a model site, recording its fate in ``report``."""
     out = _BlockMatch(on_model=np.ones(len(blk), bool))
+    called = blk.genotype >= 0  # (v, n, 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        af = np.where(called, blk.genotype, 0).sum((1, 2)) / called.sum((1, 2))
     for j, (name, p) in enumerate(zip(names, blk.position.tolist())):
         key = chrom_key(name)
         ref, alt = blk.allele[j, 0], blk.allele[j, 1]
@@ -445,7 +451,7 @@ def _classify_block(blk, names: list[str], matcher: _Matcher, row_mask: np.ndarr
             chrom_names.setdefault(key, name)
         if reason is None and not row_mask[i]:  # pragma: no cover - the reader's region already excludes these
             reason = "outside_model_region"
-        report.record(name, p, ref, alt, reason, swap=swap, flip=flip)
+        report.record(name, p, ref, alt, reason, swap=swap, flip=flip, af=float(af[j]))
         if reason is None:
             out.rows.append(j)
             out.model_index.append(i)

@@ -11,6 +11,8 @@ One rule ties the FORMAT fields together (docs/imputation.md): GP is the model's
 DS = GP1 + 2*GP2 computed from the printed GP; GT = argmax of the printed GP (unphased)
 unless haplotype dosages are supplied, in which case GT is phased from HDS. INFO/AF and
 INFO/R2 are recomputed from the printed values, so anyone can check them from the VCF.
+The info file adds ER2 at typed sites: the r² between each typed call and its
+leave-one-out dose (the dose predicted with that call hidden), minimac's empirical R2.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from snpbag import __version__
 log = logging.getLogger(__name__)
 
 __all__ = ["OutputSites", "ImputedVcfWriter", "WriteSummary", "dose_r2", "info_path_for", "parse_format",
-           "round_gp", "write_imputed_vcf"]
+           "round_gp", "write_imputed_vcf", "INFO_COLUMNS"]
 
 FORMAT_FIELDS = ("GT", "DS", "HDS", "GP")
 _WIDTH = {"GT": 3, "DS": 5, "HDS": 11, "GP": 17}
@@ -56,6 +58,8 @@ _INFO_HEADER = (
     '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed: the site was not in the input">',
     '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed: the site was in the input">',
 )
+#: Columns of the info file (docs/imputation.md, "The info file").
+INFO_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "af", "maf", "r2", "type", "in_vcf", "er2")
 _Q = 1000  # probabilities are stored and printed in thousandths
 _LUT = np.array([list(f"{v // _Q}.{v % _Q:03d}".encode()) for v in range(2 * _Q + 1)], dtype=np.uint8)  # (2001, 5)
 _MIN_R2_DEN = 1e-8  # as Beagle's R2Estimator
@@ -207,6 +211,7 @@ class WriteSummary:
     n_typed: int
     n_filtered: int
     min_r2: float | None
+    loo_concordance: float | None = None  # typed calls equal to their leave-one-out best guess
 
     def line(self) -> str:
         filt = f"; {self.n_filtered:,} imputed sites with R2 < {self.min_r2} dropped" if self.min_r2 is not None else ""
@@ -274,11 +279,14 @@ class ImputedVcfWriter:
         self._hds: np.memmap | None = None
         self._filled = np.zeros(R, dtype=np.int64)
         self._hds_batches = 0
+        # per typed row: n, Σx, Σy, Σx², Σy², Σxy (x: leave-one-out dose, y: call), best guess == call
+        self._er2_sums = np.zeros((sites.typed_rows.size, 7))
+        self._held_batches = 0
         self._batches = 0
         self._closed = False
 
     # -- collecting -----------------------------------------------------------------
-    def add(self, gp, *, sites=slice(None), samples=slice(None), hds=None) -> None:
+    def add(self, gp, *, sites=slice(None), samples=slice(None), hds=None, held_out=None) -> None:
         """Store probabilities of a batch, in the model's orientation.
 
         Parameters
@@ -287,6 +295,8 @@ class ImputedVcfWriter:
         sites : row slice or index array (rows of ``OutputSites``).
         samples : sample slice or index array.
         hds : optional (n_batch_samples, n_batch_sites, 2) per-haplotype ALT probabilities.
+        held_out : optional (n_batch_samples, n_batch_sites, 3) leave-one-out probabilities
+            (model orientation), read at typed sites only (NaN: none): the info file's ER2.
         """
         rows = np.arange(len(self.sites))[sites]
         cols = np.arange(len(self.samples))[samples]
@@ -309,8 +319,48 @@ class ImputedVcfWriter:
             hq = np.rint(np.clip(h, 0.0, 1.0) * _Q).astype(np.uint16)
             self._put(self._hds, rows, cols, sites, samples, hq.transpose(1, 0, 2))
             self._hds_batches += 1
+        if held_out is not None:
+            self._add_held_out(np.asarray(held_out, dtype=np.float64), rows, cols)
+            self._held_batches += 1
         self._batches += 1
         np.add.at(self._filled, rows, cols.size)
+
+    def _add_held_out(self, held, rows, cols) -> None:
+        """Accumulate, per typed row, the sums for r²(typed call, leave-one-out dose)."""
+        if held.shape != (cols.size, rows.size, 3):
+            raise ValueError(f"held_out has shape {held.shape}; expected ({cols.size}, {rows.size}, 3)")
+        typed = self.sites.typed_rows
+        k = np.minimum(np.searchsorted(typed, rows), max(typed.size - 1, 0))
+        hit = typed.size > 0 and (typed[k] == rows)
+        if not np.any(hit):
+            return
+        k, local = k[hit], np.flatnonzero(hit)
+        x = (held[:, local, 1] + 2 * held[:, local, 2]).T  # (t, n) dose in the model's orientation
+        best = np.argmax(np.nan_to_num(held[:, local]), -1).T  # (t, n) most probable genotype
+        sw = self.sites.swapped[rows[local]]
+        x[sw] = 2.0 - x[sw]
+        best[sw] = 2 - best[sw]
+        calls = self.sites.typed_calls[k][:, cols]  # (t, n, 2), printed orientation
+        ok = (calls >= 0).all(-1) & np.isfinite(x)
+        y = np.where(ok, calls.sum(-1), 0).astype(np.float64)
+        x = np.where(ok, x, 0.0)
+        np.add.at(self._er2_sums, k, np.stack([ok.sum(1), x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1),
+                                               (x * y).sum(1), (ok & (best == y)).sum(1)], 1))
+
+    def _er2(self, a: int, b: int) -> np.ndarray:
+        """ER2 of rows a:b: NaN at untyped rows, without leave-one-out doses, or where
+        the calls or the doses do not vary."""
+        out = np.full(b - a, np.nan)
+        if not self._held_batches:
+            return out
+        lo, hi = np.searchsorted(self.sites.typed_rows, [a, b])
+        n, sx, sy, sxx, syy, sxy, _ = self._er2_sums[lo:hi].T
+        vx, vy = n * sxx - sx * sx, n * syy - sy * sy
+        ok = (n >= 2) & (vx > 1e-9 * np.maximum(n * n, 1)) & (vy > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r2 = np.where(ok, (n * sxy - sx * sy) ** 2 / (vx * vy), np.nan)
+        out[self.sites.typed_rows[lo:hi] - a] = r2
+        return out
 
     @staticmethod
     def _put(buf, rows, cols, sites, samples, values) -> None:
@@ -419,7 +469,7 @@ class ImputedVcfWriter:
         return keep, b"".join(parts), af, r2, typed
 
     def _records(self, info_f, counts: dict):
-        info_f.write("#chrom\tpos\tid\tref\talt\taf\tmaf\tr2\ttype\tin_vcf\n")
+        info_f.write("#" + "\t".join(INFO_COLUMNS) + "\n")
         R, N = len(self.sites), len(self.samples)
         step = self.chunk_sites or max(1, min(4096, (8 << 20) // max(1, N * 40)))
         s = self.sites
@@ -429,9 +479,10 @@ class ImputedVcfWriter:
             counts["written"] += int(keep.sum())
             counts["filtered"] += int((~keep).sum())
             counts["typed"] += int(typed.sum())
+            er2 = [f"{v:.3f}" if np.isfinite(v) else "." for v in self._er2(a, b)]
             info_f.write("".join(
                 f"{s.chrom[a + i]}\t{s.pos[a + i]}\t{s.id[a + i]}\t{s.ref[a + i]}\t{s.alt[a + i]}\t{af[i]:.5f}\t"
-                f"{min(af[i], 1 - af[i]):.5f}\t{r2[i]:.3f}\t{'TYPED' if typed[i] else 'IMP'}\t{int(keep[i])}\n"
+                f"{min(af[i], 1 - af[i]):.5f}\t{r2[i]:.3f}\t{'TYPED' if typed[i] else 'IMP'}\t{int(keep[i])}\t{er2[i]}\n"
                 for i in range(b - a)
             ))
             yield text
@@ -448,6 +499,8 @@ class ImputedVcfWriter:
                                  f"{self._filled[bad[0]]} samples); each (site, sample) must be added once")
             if self._hds is not None and self._hds_batches != self._batches:
                 raise ValueError("haplotype dosages were given for some batches only")
+            if self._held_batches not in (0, self._batches):
+                raise ValueError("leave-one-out probabilities were given for some batches only")
             if "HDS" in self.fields and self._hds is None:
                 raise InputError("--format HDS: this model gives no haplotype dosages; drop HDS from --format")
             self._gp.flush()
@@ -456,8 +509,10 @@ class ImputedVcfWriter:
                 write_vcf(self.path, self._header(), self._records(f, counts), overwrite=self.overwrite)
         finally:
             self._release()
+        n_loo = self._er2_sums[:, 0].sum()
+        loo = float(self._er2_sums[:, 6].sum() / n_loo) if self._held_batches and n_loo else None
         summary = WriteSummary(self.path, self.info_path, len(self.sites), counts["written"], counts["typed"],
-                               counts["filtered"], self.min_r2)
+                               counts["filtered"], self.min_r2, loo)
         log.info(summary.line())
         return summary
 

@@ -127,7 +127,8 @@ class HaplotypePanel(PanelRows):
         """(n_genomes, n_sites, 2) alleles (a copy)."""
         return self.by_site.reshape(self.by_site.shape[0], -1, 2).transpose(1, 0, 2).copy()
 
-    def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None, threads: int | None = None) -> np.ndarray:
+    def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None, threads: int | None = None,
+              loo: bool = False):
         """Probabilities (L, 3) float32 of ALT dosage 0/1/2 at each site of a sequence.
 
         Parameters
@@ -137,6 +138,12 @@ class HaplotypePanel(PanelRows):
         sites : (L,) vocabulary indices of its sites, increasing (one tile).
         exclude : panel genome row(s) whose haplotypes may not be copied (−1: none).
         threads : sequences computed at once for (B, L) input (default: the usable cores).
+        loo : also return, from the same pass, the leave-one-out probabilities of every
+            visible site: the posterior given all *other* visible sites (its own emission
+            divided out of the forward–backward product, as minimac's LooDosage), NaN at
+            hidden sites. The K states were still chosen with the site's genotype counted
+            among the block's conflicts, so this is the copying model's leave-one-out for
+            fixed candidates. Returns ``(probs, loo_probs)`` then, both of one shape.
         """
         g = np.asarray(dosage)
         sites = np.asarray(sites, dtype=np.int64)
@@ -144,19 +151,25 @@ class HaplotypePanel(PanelRows):
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
             if not g.shape[0]:
-                return np.zeros((0, sites.size, 3), dtype=np.float32)
+                empty = np.zeros((0, sites.size, 3), dtype=np.float32)
+                return (empty, empty.copy()) if loo else empty
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
             if n_threads <= 1:
-                return np.stack([self._probs(panel, cm, row, e) for row, e in zip(g, ex)])
-            with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
-                return np.stack(list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i]), range(g.shape[0]))))
-        return self._probs(panel, cm, g, exclude)
+                parts = [self._probs(panel, cm, row, e, loo) for row, e in zip(g, ex)]
+            else:
+                with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
+                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo), range(g.shape[0])))
+            probs = np.stack([p for p, _ in parts])
+            return (probs, np.stack([q for _, q in parts])) if loo else probs
+        probs, held = self._probs(panel, cm, g, exclude, loo)
+        return (probs, held) if loo else probs
 
-    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude) -> np.ndarray:
+    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False):
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
+        held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)
         if L == 0:
-            return out
+            return out, held
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None:
             ex = np.atleast_1d(np.asarray(exclude, dtype=np.int64))
@@ -164,11 +177,11 @@ class HaplotypePanel(PanelRows):
             allowed[2 * ex] = False
             allowed[2 * ex + 1] = False
         if not allowed.any():
-            return out
+            return out, held
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
         _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps,
-                    conflict_stride(self.block, self.margin), out)
-        return out
+                    conflict_stride(self.block, self.margin), out, held)
+        return out, held
 
     def save(self, path: str | Path) -> None:
         """Write the panel as one ``.npz`` at exactly ``path`` (alleles bit-packed)."""
@@ -286,8 +299,11 @@ def _normalise(A, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out):  # pragma: no cover - compiled
-    """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc)."""
+def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
+    """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc);
+    with loo of shape (L, 3), loo[s] = the same at each visible site s with its own emission
+    left out (leave-one-out), NaN elsewhere; a (0, 3) loo skips that. Conflict counts are
+    kept every ``stride`` visible sites (:func:`conflict_stride`)."""
     L, nh = panel.shape
     n_allowed = 0
     for h in range(nh):
@@ -344,6 +360,9 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out): 
     x = np.empty(K, dtype=np.int64)
     ev = np.empty((2, K), dtype=np.float32)
     hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
+    want_loo = loo.shape[0] == L
+    Q = np.empty((K, K))
+    rq = np.empty(K)
     n_blocks = (m + block - 1) // block
     for b in range(n_blocks):
         c0 = b * block
@@ -421,6 +440,10 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out): 
                 _alleles_at(panel, s, cand, K, x)
                 p0, p1, p2 = _pair_gp(P, rl, x, K)
                 out[s, 0], out[s, 1], out[s, 2] = p0, p1, p2
+                if want_loo:
+                    _posterior_loo(alpha, beta, tl, K, x, g[s], hit, miss, Q, rq)
+                    p0, p1, p2 = _pair_gp(Q, rq, x, K)
+                    loo[s, 0], loo[s, 1], loo[s, 2] = p0, p1, p2
                 continue
             t_right = t_left + 1
             _alleles_at(panel, s, cand, K, x)
@@ -470,14 +493,24 @@ def _alleles_at(panel, s, cand, K, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _posterior(alpha, beta, t, K, P, r):  # pragma: no cover - compiled
-    """P = normalised alpha[t]·beta[t] (symmetrised), r its row sums."""
+def _posterior_loo(alpha, beta, t, K, x, gt, hit, miss, P, r):  # pragma: no cover - compiled
+    """As :func:`_posterior` with site t's own emission divided out: alpha[t] includes it,
+    beta[t] does not, so the pair posterior given every other visible site (minimac's
+    leave-one-out dosage, in the same pass)."""
+    for i in range(K):
+        for j in range(K):
+            e = hit if x[i] + x[j] == gt else miss
+            P[i, j] = alpha[t, i, j] * beta[t, i, j] / e
+    _symmetrise(P, K, r)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _symmetrise(P, K, r):  # pragma: no cover - compiled
+    """P = (P + Pᵀ) / (2·sum P), r its row sums."""
     z = 0.0
     for i in range(K):
         for j in range(K):
-            v = alpha[t, i, j] * beta[t, i, j]
-            P[i, j] = v
-            z += v
+            z += P[i, j]
     for i in range(K):
         for j in range(i, K):
             v = 0.5 * (P[i, j] + P[j, i]) / z
@@ -488,3 +521,12 @@ def _posterior(alpha, beta, t, K, P, r):  # pragma: no cover - compiled
         for j in range(K):
             acc += P[i, j]
         r[i] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _posterior(alpha, beta, t, K, P, r):  # pragma: no cover - compiled
+    """P = normalised alpha[t]·beta[t] (symmetrised), r its row sums."""
+    for i in range(K):
+        for j in range(K):
+            P[i, j] = alpha[t, i, j] * beta[t, i, j]
+    _symmetrise(P, K, r)

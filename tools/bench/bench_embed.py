@@ -46,6 +46,18 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--mask", default="0.0,0.5", help="min,max share of input genotypes hidden per sequence")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate of the embedding training")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra override for the embedding training (repeatable), e.g. "
+                        "task.freeze_encoder=false")
+    p.add_argument("--levels", default="continent,population",
+                   help="label levels to classify, comma-separated ('' for reconstruction only)")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="write classify's PNGs (projection, confusion matrices) under PLOTS/LEVEL/")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep WORKDIR's simulation, store and pretrained model when present (compare "
+                        "embedding settings on one pretrained encoder)")
     _results.add_json_option(p)
     a = p.parse_args()
 
@@ -59,29 +71,35 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     w = a.workdir
-    shutil.rmtree(w, ignore_errors=True)
-    w.mkdir(parents=True)
-    t = {}
-    t0 = time.perf_counter()
-    simulate(w / "sim", samples_per_pop=a.samples_per_pop, length=a.length, seed=a.seed, demography="finescale")
-    t["simulate_s"] = time.perf_counter() - t0
     store = w / "cohort.zarr"
-    convert(str(w / "sim" / "cohort.vcf.gz"), str(store), min_maf=0.01, tile_len=4 * a.seq_len, threads=a.threads)
+    reuse = a.reuse and (w / "model_pre").is_dir()
+    t = {}
+    if not reuse:
+        shutil.rmtree(w, ignore_errors=True)
+        w.mkdir(parents=True)
+        t0 = time.perf_counter()
+        simulate(w / "sim", samples_per_pop=a.samples_per_pop, length=a.length, seed=a.seed, demography="finescale")
+        t["simulate_s"] = time.perf_counter() - t0
+        convert(str(w / "sim" / "cohort.vcf.gz"), str(store), min_maf=0.01, tile_len=4 * a.seq_len, threads=a.threads)
     common = ["trainer=cpu", "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0",
               "logger=none", "callbacks.throughput=false", "callbacks.lr_monitor=false", f"model={a.preset}",
               f"data.store={store}", f"data.seq_len={a.seq_len}", "data.batch_size=8", f"trainer.cpu_threads={a.threads}",
               f"seed={a.seed}"]
-    t0 = time.perf_counter()
-    _train([*common, f"paths.run_dir={w / 'pre'}", f"trainer.max_steps={a.pretrain_steps}",
-            f"trainer.val_check_interval={a.pretrain_steps}", "callbacks.checkpoint.save_top_k=1"])
-    export(w / "pre", w / "model_pre")
-    t["pretrain_s"] = time.perf_counter() - t0
+    if not reuse:
+        t0 = time.perf_counter()
+        _train([*common, f"paths.run_dir={w / 'pre'}", f"trainer.max_steps={a.pretrain_steps}",
+                f"trainer.val_check_interval={a.pretrain_steps}", "callbacks.checkpoint.save_top_k=1"])
+        export(w / "pre", w / "model_pre")
+        t["pretrain_s"] = time.perf_counter() - t0
+    for d in ("emb", "model_emb", "emb.zarr", "clf_continent", "clf_population"):
+        shutil.rmtree(w / d, ignore_errors=True)
     n_vec, dim = (int(x) for x in a.shape.split(","))
+    lo, hi = (float(x) for x in a.mask.split(","))
     t0 = time.perf_counter()
     _train([*common, f"paths.run_dir={w / 'emb'}", "task=embed", f"task.init_from={w / 'model_pre'}",
             f"task.head.options.patch={a.patch}", f"task.head.options.shape=[{n_vec},{dim}]",
             f"trainer.max_steps={a.embed_steps}", f"trainer.val_check_interval={a.embed_steps}",
-            "callbacks.checkpoint.save_top_k=1", "masking.min_rate=0.0", "masking.max_rate=0.5", "optim.lr=3e-3"])
+            "callbacks.checkpoint.save_top_k=1", f"masking.min_rate={lo}", f"masking.max_rate={hi}", f"optim.lr={a.lr}", *a.overrides])
     export(w / "emb", w / "model_emb")
     t["embed_train_s"] = time.perf_counter() - t0
     val = json.loads((w / "model_emb" / "training.json").read_text())["val_metrics"]
@@ -93,10 +111,11 @@ def main() -> None:
     rows = [ln.split("\t") for ln in (w / "sim" / "samples.tsv").read_text().splitlines()]
     (w / "labels.tsv").write_text("".join(f"{r[0]}\t{r[1]}\t{r[2]}\n" for r in rows))
     cls = []
-    for level in ("continent", "population"):
+    for level in [x for x in a.levels.split(",") if x]:
         t0 = time.perf_counter()
         res = classify.train(embeddings=w / "emb.zarr", labels=w / "labels.tsv", out=w / f"clf_{level}",
-                             label_column=level, genotypes=store, folds=a.folds, repeats=a.repeats)
+                             label_column=level, genotypes=store, folds=a.folds, repeats=a.repeats,
+                             plots=a.plots / level if a.plots else None)
         t[f"classify_{level}_s"] = time.perf_counter() - t0
         for method, r in res.cv.items():
             cls.append({"level": level, "method": method, "macro_f1": r["mean_macro_f1"], "sd": r["sd_macro_f1"],
@@ -118,7 +137,8 @@ def main() -> None:
                                                            "cost": cost},
                    info={"samples_per_pop": a.samples_per_pop, "length": a.length, "preset": a.preset,
                          "patch": a.patch, "shape": a.shape, "pretrain_steps": a.pretrain_steps,
-                         "embed_steps": a.embed_steps, "folds": a.folds, "repeats": a.repeats,
+                         "embed_steps": a.embed_steps, "mask": a.mask, "lr": a.lr, "overrides": " ".join(a.overrides) or None,
+                         "folds": a.folds, "repeats": a.repeats, "reused_pretrained": reuse,
                          "scored_genotypes": val.get("val/n_scored"), **{k: round(v, 1) for k, v in t.items()}})
 
 

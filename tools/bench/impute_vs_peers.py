@@ -3,7 +3,9 @@
 One run simulates (or reuses) a cohort, hides the non-array sites of held-out targets,
 runs every tool on the same files and prints one markdown table with all of them side
 by side: genotype concordance, non-reference discordance (NRD), dosage r² overall and per
-MAF bin, per population, R2 calibration, wall time and peak memory.
+MAF bin, per population, R2 calibration (mean estimated R2 against mean true per-site r² per
+decile of estimated R2, for every tool that writes one), wall time and peak memory; and,
+with ``--plots DIR``, PNGs of r² by MAF bin per tool and of the R2 calibration per density.
 
     python tools/bench/impute_vs_peers.py --workdir /tmp/impbench \
         --samples-per-pop 934 --length 10000000 --targets 200 --densities 0.2,0.05 \
@@ -34,7 +36,7 @@ from snpbag.io.bgzf import copy_contigs, index_vcf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
 from snpbag.eval.compare import render as render_table
-from snpbag.eval.metrics import af_baseline, maf_bin_labels
+from snpbag.eval.metrics import af_baseline, maf_bin_labels, r2_calibration_gap
 
 import _results
 from _peers import array_sites, populations, sh, simulate, unphased_input
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
                     help="copying: the haplotype-copying retrieval input of a haplotypes model alone; "
                          "ref: `snpbag impute --ref reference.vcf.gz` (no model)")
+    ap.add_argument("--plots", type=Path, default=None, help="write r2_by_maf_D.png and r2_calibration_D.png here")
     _results.add_json_option(ap)
     args = ap.parse_args(argv)
     tools = args.tools.split(",")
@@ -153,14 +156,39 @@ def main(argv: list[str] | None = None) -> int:
                                       eval_sites=eval_sites, maf=maf, groups=groups)
                                 | {"wall_s": time.perf_counter() - t0, "peak_mib": float("nan"), "cmd": "in-process"})
         results["densities"][f"{density:g}"] = res
+        if args.plots is not None:
+            plots(res, args.plots, f"{density:g}")
     print(render(results))
     _results.write(args.json, command="impute_vs_peers", argv=argv, results=tables(results), detail=results)
     return 0
 
 
+#: Calibration bins with fewer sites are shown but not counted in the gap (their mean true
+#: r² is mostly sampling noise of a few sites).
+MIN_CALIBRATION_SITES = 30
+
+
+def plots(res: dict, directory: Path, density: str) -> None:
+    """r² by MAF bin per tool, and the R2 calibration of the tools that estimate R2."""
+    from snpbag.eval.report import calibration_figure, series_figure
+
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = maf_bin_labels()
+    series = {}
+    for t in res["tools"]:
+        rows = {(r["group"], r["maf_bin"]): r for r in t["rows"]}
+        series[t["tool"]] = [rows[("all", b)]["r2"] for b in labels]
+    series_figure(directory / f"r2_by_maf_{density}.png", labels, series, xlabel="MAF bin (reference panel)",
+                  ylabel="dosage r² (pooled per bin)", title=f"array density {density}")
+    cal = {t["tool"]: t["calibration"] for t in res["tools"] if "calibration" in t}
+    if cal:
+        calibration_figure(directory / f"r2_calibration_{density}.png", cal, title=f"array density {density}")
+
+
 def tables(results: dict) -> dict[str, list[dict]]:
-    """Flat rows for tools/bench/make_tables.py: one per density and tool, overall and per population."""
-    imputation, populations = [], []
+    """Flat rows for tools/bench/make_tables.py: one per density and tool, overall and per
+    population; the R2 calibration per decile, and its largest gap per tool."""
+    imputation, populations, calibration, gaps = [], [], [], []
     for dens, res in results["densities"].items():
         for t in res["tools"]:
             rows = {(r["group"], r["maf_bin"]): r for r in t["rows"]}
@@ -172,7 +200,17 @@ def tables(results: dict) -> dict[str, list[dict]]:
             groups = sorted({g for g, _ in rows} - {"all"})
             populations.append({"density": dens, "tool": t["tool"], **{f"r2 {g}": rows[(g, "all")]["r2"] for g in groups},
                                 **{f"concordance {g}": rows[(g, "all")]["concordance"] for g in groups}})
-    return {"imputation": imputation, "per_population": populations}
+            if "calibration" not in t:
+                continue
+            calibration += [{"density": dens, "tool": t["tool"], "estimated R2": f"{c['lo']:.1f}-{c['hi']:.1f}",
+                             "sites": c["n_sites"], "mean estimated": c["mean_estimated"], "mean true r²": c["mean_true"]}
+                            for c in t["calibration"] if c["n_sites"]]
+            gaps.append({"density": dens, "tool": t["tool"],
+                         f"max gap (bins >= {MIN_CALIBRATION_SITES} sites)":
+                             r2_calibration_gap(t["calibration"], min_sites=MIN_CALIBRATION_SITES),
+                         "max gap (all bins)": r2_calibration_gap(t["calibration"])})
+    return {"imputation": imputation, "per_population": populations, "r2_calibration": calibration,
+            "r2_calibration_gap": gaps}
 
 
 def render(results: dict) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snpbag.eval.plots import pca2
 from snpbag.kinship.seq2king.tables import COLUMNS, Analysis, fmt
 
 HEAD_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -27,12 +28,6 @@ def _file(layer: str, kind: str) -> str:
 def _sorted_order(analysis: Analysis) -> np.ndarray:
     lab = analysis.eval_labels
     return np.lexsort((lab.population[0], lab.continent[0]))
-
-
-def _pca2(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    return u[:, :2] * s[:2]
 
 
 def figures(analysis: Analysis, directory: Path) -> list[tuple[str, str]]:
@@ -74,7 +69,7 @@ def figures(analysis: Analysis, directory: Path) -> list[tuple[str, str]]:
     names = sorted(set(pop_all.tolist()))
     cmap = plt.get_cmap("tab20", max(len(names), 1))
     for name in dict.fromkeys(n.replace(".cross", ".self") for n in analysis.layers):
-        xy = _pca2(analysis.eval_states[name].reshape(-1, analysis.eval_states[name].shape[-1]))
+        xy = pca2(analysis.eval_states[name].reshape(-1, analysis.eval_states[name].shape[-1]))
         fig, ax = plt.subplots(figsize=(4.5, 4))
         for i, p in enumerate(names):
             sel = pop_all == p

@@ -15,7 +15,9 @@ vector (default 1 x 128; 16 x 8 keeps locality with as many numbers).
 Decoding reads only the bottleneck and what the model knows without the sample: the site's
 identity (a per-site query table of the head) and its allele-frequency prior (the same
 Hardy-Weinberg log-prior as the genotype head), so the AF baseline is what an uninformative
-embedding decodes to. The reconstruction loss is the cross-entropy over every called site of
+embedding decodes to. ``query_mix`` joins the expanded patch vector and the site's query by a
+sum (``add``) or an elementwise product (``multiply``: each site reads its own combination of
+the vector, as the paper's decoder does with one output row per position). The reconstruction loss is the cross-entropy over every called site of
 the patch, masked input or not; with ``token_weight > 0`` a composed masked-genotype head adds
 the per-token loss on masked sites.
 """
@@ -37,6 +39,7 @@ from snpbag.model.outputs import EncoderOutput, HeadOutput
 
 DEFAULT_PATCH = 2048
 DEFAULT_SHAPE = (1, 128)
+QUERY_MIXES = ("add", "multiply")  # how the decoder joins the patch vector and the site's query
 
 
 def patch_layout(offset: torch.Tensor, valid: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -81,7 +84,8 @@ class PatchEmbeddingHead(Head):
     level = "patch"
 
     def __init__(self, cfg: ModelConfig, *, patch: int = DEFAULT_PATCH, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
-                 hidden: int = 256, query_dim: int = 16, recon_weight: float = 1.0, token_weight: float = 0.0) -> None:
+                 hidden: int = 256, query_dim: int = 16, query_mix: str = "add", recon_weight: float = 1.0,
+                 token_weight: float = 0.0) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ConfigError(f"embed head option shape={list(shape)}: give [n_vectors, vector_dim], both >= 1")
@@ -90,13 +94,16 @@ class PatchEmbeddingHead(Head):
                               "(shape[0])")
         if hidden < 1 or query_dim < 1:
             raise ConfigError(f"embed head options hidden={hidden}, query_dim={query_dim}: must be >= 1")
+        if query_mix not in QUERY_MIXES:
+            raise ConfigError(f"embed head option query_mix={query_mix!r}: choose one of {', '.join(QUERY_MIXES)}")
         if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
             raise ConfigError(f"embed head options recon_weight={recon_weight}, token_weight={token_weight}: "
                               "must be >= 0 and not both 0")
-        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, query_dim=query_dim,
+        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, query_dim=query_dim, query_mix=query_mix,
                          recon_weight=recon_weight, token_weight=token_weight)
         self.patch, self.shape = patch, shape
         self.recon_weight, self.token_weight = recon_weight, token_weight
+        self.query_mix = query_mix
         n_vec, dim = shape
         self.segment = patch // n_vec
         # compress: width -> dim per site, then segment slots -> 1 (the paper's two MLPs)
@@ -147,7 +154,8 @@ class PatchEmbeddingHead(Head):
         B, n = embedding.shape[:2]
         u = self.expand(embedding.reshape(B, n, -1))  # (B, n, H)
         u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, H)
-        h = u + self.query_proj(self.query(site_index))  # (B, L, H)
+        q = self.query_proj(self.query(site_index))  # (B, L, H)
+        h = u * q if self.query_mix == "multiply" else u + q  # (B, L, H)
         logits = self.decode(h)  # (B, L, 3)
         dtype = torch.promote_types(logits.dtype, torch.float32)
         return logits.to(dtype) + hwe_log_prior(self.site_af[site_index]).to(dtype)

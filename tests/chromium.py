@@ -1,0 +1,42 @@
+"""Headless Chromium for the report tests: does a self-contained page render without
+JavaScript errors? Debian's ``chromium`` (``make peers`` installs it); tests that need it
+skip without it (``requires_chromium``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def binary() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+requires_chromium = pytest.mark.skipif(binary() is None,
+                                       reason="Debian's chromium is not installed (make peers installs it)")
+
+
+def _base(profile: Path) -> list[str]:
+    return [binary(), "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
+            "--virtual-time-budget=5000", f"--user-data-dir={profile}"]
+
+
+def dump_dom(page: Path, tmp_path: Path) -> tuple[str, str]:
+    """(the DOM after the page's scripts ran, Chromium's stderr); fails the test if Chromium
+    fails or the console shows an uncaught error."""
+    run = subprocess.run(_base(tmp_path / "profile") + ["--dump-dom", Path(page).resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Uncaught" not in run.stderr and "SyntaxError" not in run.stderr, run.stderr[-2000:]
+    return run.stdout, run.stderr
+
+
+def screenshot(page: Path, tmp_path: Path, *, size: str = "1200,1600") -> Path:
+    """A PNG of the rendered page (its size says whether anything was drawn)."""
+    shot = tmp_path / "page.png"
+    subprocess.run(_base(tmp_path / "profile") + [f"--window-size={size}", f"--screenshot={shot}",
+                                                  Path(page).resolve().as_uri()], capture_output=True, timeout=120)
+    return shot
