@@ -223,9 +223,13 @@ def info(model):
 
 
 @main.command()
-@click.option("--model", required=True, type=path_in)
+@click.option("--model", default=None, type=path_in, help="Model directory (`snpbag export`).")
+@click.option("--ref", default=None, type=path_in, help="Or: a phased panel (VCF/BCF or store); no training needed.")
 @click.option("--input", "input", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in)
+@click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
+@click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
+@click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)
 @click.option("--region", default=None)
 @click.option("--batch-size", default=16, show_default=True, type=int)
@@ -234,10 +238,13 @@ def info(model):
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
-def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed, report_dir):
-    """Impute untyped and missing genotypes of array data."""
-    s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
-            device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed, report_dir=report_dir)
+def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, samples, region, batch_size, device,
+           min_r2, fmt, replace_typed, report_dir):
+    """Impute untyped and missing genotypes of array data (with --model DIR or --ref PANEL)."""
+    s = _impute.impute(model=model, ref=ref, input=input, output=output, genetic_map=genetic_map,
+            copying_only=copying_only, split_chrom=split_chrom, samples=samples, region=region,
+            batch_size=batch_size, device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed,
+            report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 

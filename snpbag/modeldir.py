@@ -253,6 +253,27 @@ def load_panel(directory: str | Path, model_config: ModelConfig, n_sites: int):
     return panel
 
 
+def read_panel(directory: str | Path, *, kind: str = "haplotypes"):
+    """(vocabulary, retrieval panel) of a model directory without its network (no torch):
+    what imputation with the copying model alone reads.
+
+    Raises
+    ------
+    CheckpointError : not a model directory, or its model reads no ``kind`` panel.
+    """
+    path = Path(directory)
+    meta = read_meta(path)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({e}); re-export the model") from None
+    if not cfg.retrieval_k or cfg.retrieval != kind:
+        raise CheckpointError(f"{path}: the model reads no {kind} retrieval panel (model.retrieval={cfg.retrieval}, "
+                              f"retrieval_k={cfg.retrieval_k}); use the whole model (drop --copying-only) or --ref")
+    vocab = load_vocab(path)
+    return vocab, load_panel(path, cfg, vocab.n_sites)
+
+
 def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
          overrides: dict[str, Any] | None = None) -> LoadedModel:
     """A model directory in memory: model (eval mode) on ``device``, vocabulary, retrieval
@@ -324,6 +345,32 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return "-" if x is None else str(x)
 
 
+def _panel_line(path: Path, mcfg: dict[str, Any]) -> str:
+    """"yes (N panel haplotypes|genomes)" when the directory ships a retrieval panel (it is
+    then as sensitive as the panel's genotypes), else "no". Reads array headers only."""
+    import zipfile
+
+    import numpy as np
+
+    kind = mcfg.get("retrieval")
+    panel = path / PANEL_FILES.get(kind, "") if mcfg.get("retrieval_k") and kind in PANEL_FILES else None
+    if panel is None or not panel.is_file():
+        return "no"
+    try:
+        with zipfile.ZipFile(panel) as z:
+            if kind == "haplotypes":
+                with z.open("n_haplotypes.npy") as f:
+                    n, what = int(np.lib.format.read_array(f)), "panel haplotypes"
+            else:
+                with z.open("dosage.npy") as f:
+                    fmt = np.lib.format
+                    header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                    n, what = header(f)[0][0], "panel genomes"
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{panel}: unreadable retrieval panel ({e}); re-export the model directory") from None
+    return f"yes ({n:,} {what} in {panel.name}: share the directory as you would the panel)"
+
+
 def describe(directory: str | Path) -> str:
     """A human-readable description of a model directory (what ``snpbag info`` prints).
 
@@ -364,6 +411,7 @@ def describe(directory: str | Path) -> str:
     t_model.add_row("attention", f"sliding window {mcfg.get('window')} sites, backend {mcfg.get('backend')}")
     t_model.add_row("head", f"{head.get('name', '-')}" + (f" {head.get('options')}" if head.get("options") else ""))
     t_model.add_row("parameters", f"{total:,}  (" + ", ".join(f"{k} {v:,}" for k, v in parts.items()) + ")")
+    t_model.add_row("contains genotypes", _panel_line(p, mcfg))
 
     used = np.unique(np.asarray(vocab.site_chrom))
     chroms = [vocab.chrom_names[i] for i in used.tolist()]
