@@ -202,3 +202,32 @@ def test_store_input_gives_the_same_table(sims, tmp_path):
     rel.relate(model=model, input=store, out=tmp_path / "store", pairs=pairs)
     a, b = tmp_path / "vcf.rel", tmp_path / "store.rel"
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 5
+
+
+def test_prefilter_recall_on_the_test_pedigree(sims, tmp_path):
+    """What --min-kinship misses: related pairs of the held-out families whose exact KING kinship
+    (`snpbag king`, all pairs) is under the cut."""
+    from snpbag.eval.relate import prefilter_recall
+    from snpbag.kinship.king import king
+
+    _, test, _ = sims
+    king(test / "pedigree.vcf.gz", out=tmp_path / "all")
+    lines = (tmp_path / "all.kin0").read_text().splitlines()
+    col = lines[0].split("\t").index("KINSHIP")
+    kin = {frozenset(x.split("\t")[:2]): float(x.split("\t")[col]) for x in lines[1:]}
+    truth = {frozenset((r["id1"], r["id2"])): UNRELATED if r["degree"] == "NA" else int(r["degree"])
+             for r in rel._read_tsv(test / "pedigree_pairs.tsv")}
+    pairs = sorted(kin, key=sorted)
+    t = np.array([truth.get(p, UNRELATED) for p in pairs])  # pairs across families are unrelated
+    k = np.array([kin[p] for p in pairs])
+    cuts = (0.0442, 0.0221, -np.inf)
+    rows = {r["degree"]: r for r in prefilter_recall(t, k, cuts)}
+    for d, r in rows.items():  # the share kept, counted pair by pair
+        mine = [kin[p] for p in pairs if truth.get(p, UNRELATED) == (UNRELATED if d == "UN" else int(d))]
+        assert r["pairs"] == len(mine) and r["kept_0.0442"] == sum(x >= 0.0442 for x in mine) / len(mine)
+        assert r["kept_-inf"] == 1.0
+    # on this tiny genome (4 x 300 kb) KING's 3rd-degree cut keeps every first-degree pair, loses
+    # distant relatives and skips most unrelated pairs; a lower cut keeps at least as many
+    assert rows["1"]["kept_0.0442"] == 1.0 and rows["9"]["kept_0.0442"] < 0.5
+    assert all(r["kept_0.0221"] >= r["kept_0.0442"] for r in rows.values())
+    assert rows["UN"]["kept_0.0221"] < 0.1
