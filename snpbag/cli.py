@@ -87,14 +87,18 @@ def main(verbose: int) -> None:
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
 @click.option("--demography", type=click.Choice(["ooa", "finescale"]), default="ooa", show_default=True,
               help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations.")
+@click.option("--max-degree", default=None, type=int,
+              help="With --pedigree: families whose most distant relatives are of this degree (default 9).")
+@click.option("--genotype-error", default=None, type=float,
+              help="With --pedigree: replace this share of the written genotype calls by another genotype.")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
-             demography):
+             demography, max_degree, genotype_error):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
         array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
-        demography=demography)
+        demography=demography, max_degree=max_degree, genotype_error=genotype_error)
 
 
 @main.command()
