@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from snpbag.eval.classify import confusion_matrix
+
 #: Code of "unrelated" in degree arrays.
 UNRELATED = -1
 
@@ -64,3 +66,15 @@ def prefilter_recall(truth: np.ndarray, kinship: np.ndarray, thresholds) -> list
             row[f"kept_{x:g}"] = float(np.mean(k >= x))
         rows.append(row)
     return rows
+
+
+def degree_confusion(truth: np.ndarray, called: np.ndarray, max_degree: int) -> tuple[list[str], np.ndarray]:
+    """(labels ``1`` .. ``max_degree``, ``UN``; counts (L, L), row = true, column = called).
+    Degrees beyond ``max_degree`` count as ``UN``."""
+    labels = [*map(str, range(1, max_degree + 1)), "UN"]
+
+    def index(d: np.ndarray) -> np.ndarray:
+        d = np.asarray(d)
+        return np.where((d == UNRELATED) | (d > max_degree), max_degree, d - 1)
+
+    return labels, confusion_matrix(index(truth), index(called), len(labels))
