@@ -231,3 +231,17 @@ def test_prefilter_recall_on_the_test_pedigree(sims, tmp_path):
     assert rows["1"]["kept_0.0442"] == 1.0 and rows["9"]["kept_0.0442"] < 0.5
     assert all(r["kept_0.0221"] >= r["kept_0.0442"] for r in rows.values())
     assert rows["UN"]["kept_0.0221"] < 0.1
+
+
+def test_king_thresholds_and_confusion_used_by_the_benchmark():
+    from snpbag.eval.relate import degree_confusion
+
+    k = np.array([0.45, 0.25, 0.17, 0.1, 0.044, 0.05, 0.01, -0.2, np.nan])  # cuts 0.354, 0.177, 0.0884, 0.0442
+    np.testing.assert_array_equal(rel.king_threshold_degrees(k),
+                                  [1, 1, 2, 2, UNRELATED, 3, UNRELATED, UNRELATED, UNRELATED])
+    truth = np.array([1, 1, 2, 5, 13, UNRELATED, UNRELATED])
+    called = np.array([1, 2, 2, UNRELATED, UNRELATED, 3, UNRELATED])
+    labels, m = degree_confusion(truth, called, 12)
+    assert labels[0] == "1" and labels[-1] == "UN" and m.shape == (13, 13) and m.sum() == len(truth)
+    assert m[0, 0] == m[0, 1] == m[1, 1] == m[4, 12] == m[12, 2] == 1
+    assert m[12, 12] == 2  # degree 13 beyond the last class counts as unrelated, as in training
