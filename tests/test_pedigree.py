@@ -29,33 +29,39 @@ def hap(starts, labels) -> ped.Haplotype:
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "degree", "name"),
+    ("a", "b", "degree", "name", "max_degree"),
     [
-        ("P", "A1", 1, "parent-offspring"),
-        ("A1s", "A2b", 1, "parent-offspring"),
-        ("A1", "B1", 1, "full siblings"),
-        ("A5", "A5b", 1, "full siblings"),
-        ("A1", "H1", 2, "half siblings"),
-        ("B1", "A2", 2, "avuncular"),
-        ("P", "A2", 2, "grandparent-grandchild"),
-        ("A2", "B2", 3, "first cousins"),
-        ("H1", "A2", 3, "half avuncular"),
-        ("B1", "A3", 3, "grand-avuncular"),
-        ("A2", "B3", 4, "first cousins once removed"),
-        ("A2", "H2", 4, "half first cousins"),
-        ("P", "A5", 5, "great-great-great-grandparent-grandchild"),
-        ("A3", "B3", 5, "second cousins"),
-        ("A4", "B4", 7, "third cousins"),
-        ("A4", "H4", 8, "half third cousins"),
-        ("A5", "B5b", 9, "fourth cousins"),
-        ("H4", "B5", 9, "half third cousins once removed"),
-        ("M", "W", None, "unrelated"),
-        ("A1s", "B1", None, "unrelated"),
-        ("A2s", "A1s", None, "unrelated"),
+        ("P", "A1", 1, "parent-offspring", 9),
+        ("A1s", "A2b", 1, "parent-offspring", 9),
+        ("A1", "B1", 1, "full siblings", 9),
+        ("A5", "A5b", 1, "full siblings", 9),
+        ("A1", "H1", 2, "half siblings", 9),
+        ("B1", "A2", 2, "avuncular", 9),
+        ("P", "A2", 2, "grandparent-grandchild", 9),
+        ("A2", "B2", 3, "first cousins", 9),
+        ("H1", "A2", 3, "half avuncular", 9),
+        ("B1", "A3", 3, "grand-avuncular", 9),
+        ("A2", "B3", 4, "first cousins once removed", 9),
+        ("A2", "H2", 4, "half first cousins", 9),
+        ("P", "A5", 5, "great-great-great-grandparent-grandchild", 9),
+        ("A3", "B3", 5, "second cousins", 9),
+        ("A4", "B4", 7, "third cousins", 9),
+        ("A4", "H4", 8, "half third cousins", 9),
+        ("A5", "B5b", 9, "fourth cousins", 9),
+        ("H4", "B5", 9, "half third cousins once removed", 9),
+        ("M", "W", None, "unrelated", 9),
+        ("A1s", "B1", None, "unrelated", 9),
+        ("A2s", "A1s", None, "unrelated", 9),
+        ("A6", "B6", 11, "fifth cousins", 12),
+        ("A7", "B6b", 12, "fifth cousins once removed", 12),
+        ("H5", "A6", 11, "half fourth cousins once removed", 12),
+        ("H5", "A7b", 12, "half fourth cousins twice removed", 12),
+        ("P", "A7", 7, "great-great-great-great-great-grandparent-grandchild", 12),
+        ("A7", "B1", 7, "great-great-great-great-grand-avuncular", 12),
     ],
 )
-def test_template_relationships(a, b, degree, name):
-    fam = one_family()
+def test_template_relationships(a, b, degree, name, max_degree):
+    fam = ped.build_families(1, populations=POPS, rng=np.random.default_rng(0), max_degree=max_degree)
     genomes = ped.drop_genomes(fam, lengths_bp=[10_000], lengths_cm=[100.0], rng=np.random.default_rng(1))
     truth = {(p.id1, p.id2): p for p in ped.pair_truth(fam, genomes, [10_000])}
     p = truth.get((f"F0001_{a}", f"F0001_{b}")) or truth[(f"F0001_{b}", f"F0001_{a}")]
@@ -283,23 +289,7 @@ def test_degree_truth_matches_tabular_kinship_per_relationship_type(max_degree):
         assert len(fam) == ped.MEMBERS_PER_FAMILY == 36 and ped.founders_per_family() == 14
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "degree", "name"),
-    [
-        ("A6", "B6", 11, "fifth cousins"),
-        ("A7", "B6b", 12, "fifth cousins once removed"),
-        ("H5", "A6", 11, "half fourth cousins once removed"),
-        ("H5", "A7b", 12, "half fourth cousins twice removed"),
-        ("P", "A7", 7, "great-great-great-great-great-grandparent-grandchild"),
-        ("A7", "B1", 7, "great-great-great-great-grand-avuncular"),
-    ],
-)
-def test_twelve_degree_template_relationships(a, b, degree, name):
-    fam = ped.build_families(1, populations=POPS, rng=np.random.default_rng(0), max_degree=12)
-    genomes = ped.drop_genomes(fam, lengths_bp=[10_000], lengths_cm=[100.0], rng=np.random.default_rng(1))
-    truth = {frozenset((p.id1, p.id2)): p for p in ped.pair_truth(fam, genomes, [10_000])}
-    p = truth[frozenset((f"F0001_{a}", f"F0001_{b}"))]
-    assert (p.degree, p.relationship) == (degree, name)
+def test_line_depths_of_the_templates():
     assert ped.line_depths(12) == (7, 6, 5) and ped.line_depths(9) == (5, 5, 4)
     with pytest.raises(InputError, match="--max-degree 2: family templates reach degrees 3 to 20"):
         ped.family_template(2)
