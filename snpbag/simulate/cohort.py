@@ -341,19 +341,6 @@ def _write_array_tsv(path: Path, chroms: list[Haplotypes], picks: list[np.ndarra
     path.write_text("".join(lines))
 
 
-def with_genotype_errors(haps: Haplotypes, rate: float, rng: np.random.Generator) -> Haplotypes:
-    """``haps`` with each diploid call replaced, with probability ``rate``, by one of the two other
-    genotypes (0/0, 0/1, 1/1), chosen uniformly; a new heterozygote's phase is random."""
-    g = haps.genotypes.copy()  # (S, 2N)
-    site, sample = np.nonzero(rng.random((g.shape[0], g.shape[1] // 2)) < rate)
-    dosage = g[site, 2 * sample].astype(np.int64) + g[site, 2 * sample + 1]
-    new = (dosage + rng.integers(1, 3, size=dosage.size)) % 3
-    first = np.where(new == 1, rng.integers(0, 2, size=new.size), new // 2)
-    g[site, 2 * sample] = first
-    g[site, 2 * sample + 1] = new - first
-    return Haplotypes(haps.chrom, haps.length, haps.positions, haps.ref, haps.alt, g)
-
-
 def _columns(samples: np.ndarray) -> np.ndarray:
     return np.stack([2 * samples, 2 * samples + 1], axis=1).reshape(-1)
 
@@ -580,7 +567,8 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     picks = None if params["array_fraction"] is None else _array_subsets(chroms, params["array_fraction"])
     if params.get("genotype_error"):
         err_rng = np.random.default_rng(ss.spawn(1)[0])  # the third child: founders and meioses stay as without
-        called = [with_genotype_errors(h, params["genotype_error"], err_rng) for h in chroms]
+        called = [Haplotypes(h.chrom, h.length, h.positions, h.ref, h.alt,
+                             ped.genotype_errors(h.genotypes, params["genotype_error"], err_rng)) for h in chroms]
     else:
         called = chroms
     files["pedigree_vcf"] = write_vcf(tmp / "pedigree.vcf.gz", called, samples, meta=vcf_meta)

@@ -509,6 +509,20 @@ def member_genotypes(
     return out
 
 
+def genotype_errors(genotypes: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of phased alleles (sites, 2 * samples) with each diploid call replaced, with probability
+    ``rate``, by one of the two other genotypes (0/0, 0/1, 1/1), chosen uniformly; a new
+    heterozygote's phase is random (array and sequencing errors, ``snpbag simulate --genotype-error``)."""
+    g = genotypes.copy()
+    site, sample = np.nonzero(rng.random((g.shape[0], g.shape[1] // 2)) < rate)
+    dosage = g[site, 2 * sample].astype(np.int64) + g[site, 2 * sample + 1]
+    new = (dosage + rng.integers(1, 3, size=dosage.size)) % 3
+    first = np.where(new == 1, rng.integers(0, 2, size=new.size), new // 2)
+    g[site, 2 * sample] = first
+    g[site, 2 * sample + 1] = new - first
+    return g
+
+
 def write_pedigree_tsv(members: Sequence[Member], path: str | Path) -> None:
     """``family id father mother sex`` (plink .fam conventions: 0 = unknown parent, 1/2 sex)."""
     lines = ["family\tid\tfather\tmother\tsex\n"]
