@@ -263,7 +263,7 @@ def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
     if vocab.n_sites != model.config.n_sites:
         raise CheckpointError(f"{path}: vocabulary has {vocab.n_sites} sites but the model {model.config.n_sites}; "
                               "re-export the model directory")
-    panel = load_panel(path, model.config, vocab.n_sites) if model.config.retrieval_k else None
+    panel = load_panel(path, model.config, vocab.n_sites) if model.config.uses_panel else None
     return LoadedModel(path=path, model=model, vocab=vocab, training=_read_json(path / TRAINING_FILE),
                        provenance=_read_json(path / PROVENANCE_FILE), retrieval_panel=panel)
 
