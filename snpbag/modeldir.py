@@ -79,6 +79,14 @@ def panel_file(kind: str) -> str:
     return PANEL_FILES[kind]
 
 
+def panel_files_in(directory: str | Path) -> list[str]:
+    """The retrieval panel files a model directory holds: the only files of a model
+    directory with individual-level genotypes (the training genomes). Empty for a
+    panel-free model (model.retrieval=none), whose directory holds weights, the site list
+    and the training cohort's allele frequencies only."""
+    return [name for name in PANEL_FILES.values() if (Path(directory) / name).is_file()]
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """``model.json`` of a model directory, after checking its format and version.
 
@@ -364,6 +372,13 @@ def describe(directory: str | Path) -> str:
     t_model.add_row("attention", f"sliding window {mcfg.get('window')} sites, backend {mcfg.get('backend')}")
     t_model.add_row("head", f"{head.get('name', '-')}" + (f" {head.get('options')}" if head.get("options") else ""))
     t_model.add_row("parameters", f"{total:,}  (" + ", ".join(f"{k} {v:,}" for k, v in parts.items()) + ")")
+    if mcfg.get("site_code", "table") != "table" or mcfg.get("ffn", "gelu") != "gelu" \
+            or mcfg.get("norm", "layernorm") != "layernorm":
+        t_model.add_row("design", f"site code {mcfg.get('site_code', 'table')}, feed-forward {mcfg.get('ffn', 'gelu')}, "
+                        f"norm {mcfg.get('norm', 'layernorm')}")
+    panels = panel_files_in(p)
+    t_model.add_row("contains genotypes", f"yes: the retrieval panel {', '.join(panels)} holds the training genomes"
+                    if panels else "no: weights, site list and allele frequencies only (panel-free)")
 
     used = np.unique(np.asarray(vocab.site_chrom))
     chroms = [vocab.chrom_names[i] for i in used.tolist()]
