@@ -78,8 +78,8 @@ def parse() -> argparse.Namespace:
     _results.add_json_option(p)
     a = p.parse_args()
     if a.quick:
-        a.samples_per_pop, a.length, a.steps = min(a.samples_per_pop, 150), min(a.length, 1_000_000), [10, 20, 40]
-        a.seq_len, a.batch_size, a.eval_genomes, a.eval_sites, a.warmup = 128, 4, 8, 512, 5
+        a.samples_per_pop, a.length, a.steps = min(a.samples_per_pop, 150), min(a.length, 1_000_000), [5, 10, 20]
+        a.seq_len, a.batch_size, a.eval_genomes, a.eval_sites, a.warmup = 128, 4, 8, 256, 5
     if len(a.lr) < len(a.sizes):
         a.lr = a.lr + [a.lr[-1]] * (len(a.sizes) - len(a.lr))
     a.steps = sorted(set(a.steps))
@@ -222,13 +222,13 @@ def fits(curves: list[dict], targets: dict[str, float], mfu: float) -> list[dict
                     row = {"arch": arch, "size": name, "scenario": scen, "metric": what, "points": len(pts),
                            "a": fit[0] if fit else None, "exponent": fit[1] if fit else None}
                     for tname, terr in (targets.items() if what == "error" else ()):
-                        tgt = terr.get(scen) if isinstance(terr, dict) else None
-                        need = None
+                        tgt = terr.get(scen)
+                        log10_need = None  # in log10: a shallow fit extrapolates past any float
                         if fit and fit[1] < 0 and tgt and tgt > 0:
-                            need = (tgt / fit[0]) ** (1 / fit[1])
-                        row[f"flops to {tname}"] = need
-                        row[f"H100-h to {tname} (MFU {mfu:g}, assumed)"] = (
-                            None if need is None else need / (H100_BF16_PEAK * mfu) / 3600)
+                            log10_need = (math.log10(tgt) - math.log10(fit[0])) / fit[1]
+                        row[f"log10 FLOPs to {tname}"] = log10_need
+                        row[f"log10 H100-h to {tname} (MFU {mfu:g}, assumed)"] = (
+                            None if log10_need is None else log10_need - math.log10(H100_BF16_PEAK * mfu * 3600))
                     rows.append(row)
     return rows
 
@@ -335,7 +335,7 @@ def markdown(curves: list[dict], baselines: list[dict], fit_rows: list[dict]) ->
     bin_cols = [c for c in curves[0] if c.startswith("array20 r2 ")] if curves else []
     out += [table(baselines + [r | {"method": f"{r['arch']} {r['size']} @{r['steps']}"} for r in curves],
                   ["method"] + bin_cols), ""]
-    tcols = [c for c in fit_rows[0] if c.startswith(("flops to", "H100-h"))] if fit_rows else []
+    tcols = [c for c in fit_rows[0] if c.startswith("log10")] if fit_rows else []
     out.append(table([r for r in fit_rows if r["metric"] == "error" or r["size"] == "frontier"],
                      ["arch", "size", "scenario", "metric", "points", "exponent"] + tcols))
     return "\n".join(out) + "\n"
