@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 # 2-core machines: busy-waiting OpenMP threads make torch ~8x slower; see docs/cpu.md
 export OMP_WAIT_POLICY ?= passive
 export WANDB_MODE ?= offline
-APT_PACKAGES := bcftools tabix plink2 vcftools beagle chromium slurm-wlm munge
+APT_PACKAGES := bcftools tabix plink2 vcftools beagle shapeit4 bio-eagle chromium slurm-wlm munge
 
 .PHONY: demo test venv peers clean-venv bench gpu
 
@@ -22,11 +22,11 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Peer tools the tests compare against (Debian packages), chromium for the seq2king report
+# Peer tools the tests and benchmarks compare against (Debian packages), chromium for the seq2king report
 # page, and SLURM + munge for the one-node cluster of tests/test_slurm.py. Installed when
 # missing and when we are allowed to (root); otherwise the tests that need them skip with a reason.
 peers:
-	@missing=""; for t in bcftools tabix plink2 vcftools beagle chromium sbatch slurmctld slurmd munged; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in bcftools tabix plink2 vcftools beagle shapeit4 bio-eagle chromium sbatch slurmctld slurmd munged; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "installing peers:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)) >/dev/null; \

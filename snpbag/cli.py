@@ -85,8 +85,9 @@ def main(verbose: int) -> None:
 @click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
 @click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
-@click.option("--demography", type=click.Choice(["ooa", "finescale"]), default="ooa", show_default=True,
-              help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations.")
+@click.option("--demography", type=click.Choice(["ooa", "finescale", "admixed"]), default="ooa", show_default=True,
+              help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations; "
+                   "admixed: AFR, EUR, ASIA and an admixed American population (needs stdpopsim).")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
              demography):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""

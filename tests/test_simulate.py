@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -329,3 +330,19 @@ def test_finescale_demography(tmp_path):
     s = [ts.samples(population=d[p].id) for p, _ in finescale.POPULATIONS]
     within, between = ts.Fst([s[0], s[1]]), ts.Fst([s[0], s[4]])
     assert within < 0.02 < between
+
+
+def test_admixed_demography(tmp_path, monkeypatch):
+    """The American admixture model: four populations in samples.tsv, the model named in the
+    header; without stdpopsim a one-line error names the fix and nothing is written."""
+    from snpbag.simulate.cohort import ADMIXED_MODEL, simulate
+
+    simulate(tmp_path / "ad", samples_per_pop=2, length=50_000, seed=4, demography="admixed")
+    rows = [ln.split("\t") for ln in (tmp_path / "ad" / "samples.tsv").read_text().splitlines()[1:]]
+    assert [(r[1], r[2]) for r in rows[::2]] == [("AFR", "AFR"), ("EUR", "EUR"), ("ASIA", "EAS"), ("ADMIX", "AMR")]
+    with gzip.open(tmp_path / "ad" / "cohort.vcf.gz", "rt") as f:
+        assert any(f"model={ADMIXED_MODEL}" in ln for ln in f.read(5000).splitlines())
+    monkeypatch.setitem(sys.modules, "stdpopsim", None)
+    with pytest.raises(InputError, match=r"--demography admixed: needs stdpopsim's HomSap/AmericanAdmixture_4B18"):
+        simulate(tmp_path / "no", samples_per_pop=2, length=50_000, seed=4, demography="admixed")
+    assert not (tmp_path / "no").exists()

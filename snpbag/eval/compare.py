@@ -29,7 +29,7 @@ def read_truth(path: str | Path) -> tuple[list[SiteKey], np.ndarray, list[str]]:
     keys, rows = [], []
     try:
         for b in reader.blocks(BLOCK):
-            keys += _keys(reader, b)
+            keys += site_keys(reader, b)
             g = b.genotype
             rows.append(np.where((g < 0).any(-1), -1, g.sum(-1)).astype(np.int8))  # a haploid call is missing
     finally:
@@ -48,7 +48,7 @@ def read_dosages(path: str | Path, samples: Sequence[str], keys: Sequence[SiteKe
     order = [reader.samples.index(s) for s in samples]  # the reader keeps file order
     try:
         for b in reader.blocks(BLOCK, dosage=True, info=("R2", "DR2")):
-            idx = np.array([want.get(k, -1) for k in _keys(reader, b)], dtype=np.int64)
+            idx = np.array([want.get(k, -1) for k in site_keys(reader, b)], dtype=np.int64)
             hit = idx >= 0
             dos[idx[hit]] = b.dosage[hit][:, order]
             r2, dr2 = b.info["R2"], b.info["DR2"]
@@ -58,7 +58,8 @@ def read_dosages(path: str | Path, samples: Sequence[str], keys: Sequence[SiteKe
     return dos, est
 
 
-def _keys(reader: VcfReader, b) -> list[SiteKey]:
+def site_keys(reader: VcfReader, b) -> list[SiteKey]:
+    """(chrom, pos, REF, ALT) of each record of block ``b``: how every scorer matches sites."""
     names = [reader.contigs[c] for c in b.contig.tolist()]
     return list(zip(names, b.position.tolist(), b.allele[:, 0].tolist(), b.allele[:, 1].tolist()))
 

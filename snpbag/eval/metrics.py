@@ -16,7 +16,7 @@ from snpbag.eval import MAF_BINS
 __all__ = [
     "accuracy_by_class", "af_baseline", "concordance_table", "dosage_r2", "genotype_concordance",
     "hwe_genotype_probs", "imputation_table", "maf_bin_index", "maf_bin_labels", "non_reference_discordance",
-    "per_site_r2", "r2_calibration", "switch_error_rate", "switch_errors",
+    "per_site_r2", "phase_errors", "r2_calibration", "switch_error_rate", "switch_errors",
 ]
 
 
@@ -227,30 +227,50 @@ def af_baseline(af, n_samples: int | None = None) -> tuple[np.ndarray, np.ndarra
     return called, dosage
 
 
-def switch_errors(truth_haps, est_haps) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample switch errors and opportunities between true and estimated haplotypes.
+def phase_errors(truth_haps, est_haps, *, scored=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample switches, flips and opportunities between true and estimated haplotypes.
 
     ``truth_haps`` and ``est_haps`` are (sites, samples, 2) alleles 0/1 (negative:
-    missing), sites in genome order. Only sites heterozygous in both (and not missing)
-    count; at each the estimate is "same" or "flipped" relative to the truth, and a
-    switch is a change of that state between consecutive such sites. Opportunities are
-    (number of such sites - 1), floored at 0 (SHAPEIT/Beagle switch error rate).
+    missing), sites in genome order. Scored are the sites heterozygous in both (and not
+    missing), further restricted by ``scored`` (sites, samples) bool when given; at each
+    the estimate is "same" or "flipped" relative to the truth, and a switch is a change of
+    that state between consecutive scored sites. Opportunities are (scored sites - 1),
+    floored at 0 (the SHAPEIT/Beagle switch error rate is switches / opportunities).
+
+    A flip is one scored site out of phase with both neighbours: two consecutive switches.
+    Switches are paired into flips greedily from the left (a run of three switches is one
+    flip and one switch), so ``switches - 2 * flips`` are the switches outside flips.
     """
     t = np.asarray(truth_haps)
     e = np.asarray(est_haps)
     if t.shape != e.shape or t.ndim != 3 or t.shape[2] != 2:
         raise ValueError(f"haplotypes must both be (sites, samples, 2); got {t.shape} and {e.shape}")
     het = ((t >= 0).all(-1) & (e >= 0).all(-1) & (t[..., 0] != t[..., 1]) & (e[..., 0] != e[..., 1]))
-    errors = np.zeros(t.shape[1], np.int64)
-    opp = np.zeros(t.shape[1], np.int64)
+    if scored is not None:
+        het &= np.asarray(scored, dtype=bool)
+    switches, flips, opp = (np.zeros(t.shape[1], np.int64) for _ in range(3))
     for s in range(t.shape[1]):
         k = np.flatnonzero(het[:, s])
         if k.size < 2:
             continue
         same = t[k, s, 0] == e[k, s, 0]
-        errors[s] = int((same[1:] != same[:-1]).sum())
-        opp[s] = k.size - 1
-    return errors, opp
+        at = np.flatnonzero(same[1:] != same[:-1])  # switch j lies between scored sites j and j + 1
+        switches[s], opp[s] = at.size, k.size - 1
+        i = 0
+        while i < at.size - 1:
+            if at[i + 1] == at[i] + 1:
+                flips[s] += 1
+                i += 2
+            else:
+                i += 1
+    return switches, flips, opp
+
+
+def switch_errors(truth_haps, est_haps) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample switch errors and opportunities (flips count as two switches); see
+    :func:`phase_errors`."""
+    switches, _, opp = phase_errors(truth_haps, est_haps)
+    return switches, opp
 
 
 def switch_error_rate(truth_haps, est_haps) -> float:

@@ -17,6 +17,7 @@ REF = ancestral and ALT = derived base.
 References
 ----------
 Gutenkunst RN et al. (2009) PLoS Genet 5:e1000695.
+Browning SR et al. (2018) PLoS Genet 14:e1007385 (``--demography admixed``).
 Adrion JR et al. (2020) eLife 9:e54967 (stdpopsim).
 Baumdicker F et al. (2022) Genetics 220:iyab229 (msprime 1.0).
 """
@@ -50,8 +51,11 @@ log = logging.getLogger(__name__)
 DEMOGRAPHIC_MODEL = "HomSap/OutOfAfrica_3G09"
 POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS"))
 #: ``--demography`` choices: the published out-of-Africa model, or the fine-scale model of
-#: snpbag.simulate.finescale (sub-populations for classification benchmarks)
-DEMOGRAPHIES = ("ooa", "finescale")
+#: snpbag.simulate.finescale (sub-populations for classification benchmarks), or the American
+#: admixture model (an admixed population beside its three sources, for phasing benchmarks)
+DEMOGRAPHIES = ("ooa", "finescale", "admixed")
+ADMIXED_MODEL = "HomSap/AmericanAdmixture_4B18"
+ADMIXED_POPULATIONS: tuple[tuple[str, str], ...] = (("AFR", "AFR"), ("EUR", "EUR"), ("ASIA", "EAS"), ("ADMIX", "AMR"))
 RECOMBINATION_RATE = 1.2e-8
 MUTATION_RATE = 1.29e-8
 ARRAY_MIN_MAF = 0.05
@@ -108,11 +112,26 @@ def demography() -> tuple[msprime.Demography, str]:
         return _ooa_3g09(), "builtin"
 
 
+def _admixed() -> tuple[msprime.Demography, str]:
+    """Browning et al. (2018) American admixture (African, European, Asian sources mixed 12
+    generations ago), from the stdpopsim catalogue; no built-in copy, so stdpopsim is required."""
+    try:
+        import stdpopsim
+
+        model = stdpopsim.get_species("HomSap").get_demographic_model(ADMIXED_MODEL.split("/")[1])
+    except Exception as e:  # noqa: BLE001 - any failure means the catalogue model is unavailable
+        raise InputError(f"--demography admixed: needs stdpopsim's {ADMIXED_MODEL} ({e}); "
+                         "pip install stdpopsim or choose --demography ooa") from e
+    return model.model, f"stdpopsim {stdpopsim.__version__}"
+
+
 def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[str, str], ...], str]:
     """(demography, its source, (population, continent) in sample order, model name) of a
     ``--demography`` choice."""
     if name == "finescale":
         return finescale.demography(), "builtin", finescale.POPULATIONS, finescale.NAME
+    if name == "admixed":
+        return (*_admixed(), ADMIXED_POPULATIONS, ADMIXED_MODEL)
     if name != "ooa":
         raise InputError(f"--demography {name}: choose one of {', '.join(DEMOGRAPHIES)}")
     dem, source = demography()
@@ -394,8 +413,9 @@ def simulate(
         as in a real genome while the VCF stays small.
 
     demography
-        ``ooa`` (the published out-of-Africa model) or ``finescale`` (three continents of
-        four recently split sub-populations, snpbag.simulate.finescale); samples.tsv gives
+        ``ooa`` (the published out-of-Africa model), ``finescale`` (three continents of
+        four recently split sub-populations, snpbag.simulate.finescale) or ``admixed`` (the
+        American admixture model: AFR, EUR, ASIA and the admixed ADMIX); samples.tsv gives
         each sample's population and continent.
 
     Returns

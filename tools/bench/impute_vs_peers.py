@@ -19,10 +19,7 @@ scores its retrieval input alone (the copying model, no encoder): what the encod
 from __future__ import annotations
 
 import argparse
-import re
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,52 +28,14 @@ import numpy as np
 from cyvcf2 import VCF  # noqa: F401  (fail early without cyvcf2)
 
 from snpbag import modeldir
-from snpbag.io.bgzf import copy_contigs, index_vcf, write_vcf_bgzf
+from snpbag.io.bgzf import copy_contigs, index_vcf
 from snpbag.eval import MAF_BINS
 from snpbag.eval.compare import read_dosages, read_truth, render_calibration, render_groups, score
 from snpbag.eval.compare import render as render_table
 from snpbag.eval.metrics import af_baseline, maf_bin_labels
 
 import _results
-
-
-def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
-    """Run a command under /usr/bin/time -v; return wall seconds and peak RSS (MiB)."""
-    full = ["/usr/bin/time", "-v"] + cmd if Path("/usr/bin/time").exists() else cmd
-    t0 = time.perf_counter()
-    with open(log, "w") as err, (open(stdout, "wb") if stdout else open(log.with_suffix(".out"), "wb")) as out:
-        rc = subprocess.run(full, stdout=out, stderr=err).returncode
-    wall = time.perf_counter() - t0
-    text = log.read_text(errors="replace")
-    if rc:
-        raise SystemExit(f"failed ({rc}): {shlex.join(cmd)}; see {log}")
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return {"wall_s": wall, "peak_mib": int(m.group(1)) / 1024 if m else float("nan"), "cmd": shlex.join(cmd)}
-
-
-def make_array_input(truth_vcf: Path, sites: set, out: Path, *, error_rate: float, seed: int) -> None:
-    """Targets restricted to the array sites, with genotype errors at ``error_rate``."""
-    rng = np.random.default_rng(seed)
-    vcf = VCF(str(truth_vcf), threads=1)
-    header = vcf.raw_header
-
-    def lines():
-        yield header
-        for v in vcf:
-            if (v.CHROM, v.POS, v.REF, v.ALT[0]) not in sites:
-                continue
-            g = v.genotype.array()[:, :2].copy()
-            err = rng.random(len(g)) < error_rate
-            # an error replaces the genotype by one of the two others
-            dose = g.sum(1)
-            new = (dose + rng.integers(1, 3, len(g))) % 3
-            g[err] = np.stack([new[err] >= 1, new[err] == 2], 1).astype(g.dtype)
-            gts = [f"{min(a, b)}/{max(a, b)}" for a, b in g]  # unphased, as array calls are
-            fields = str(v).rstrip("\n").split("\t")[:9]
-            fields[8] = "GT"
-            yield "\t".join(fields + gts) + "\n"
-
-    write_vcf_bgzf(lines(), out)
+from _peers import array_sites, populations, sh, simulate, unphased_input
 
 
 def copying_dosages(model: Path, target_in: Path, keys, samples) -> np.ndarray:
@@ -117,17 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     tools = args.tools.split(",")
     densities = [float(d) for d in args.densities.split(",")]
     wd = args.workdir
-    sim = wd / "sim"
-    if not (sim / "reference.vcf.gz").exists():
-        cmd = [sys.executable, "-m", "snpbag.cli", "simulate", str(sim), "--samples-per-pop",
-               str(args.samples_per_pop), "--length", str(args.length), "--split-targets", str(args.targets),
-               "--array-fraction", str(max(densities)), "--seed", str(args.seed)]
-        wd.mkdir(parents=True, exist_ok=True)
-        print("simulating:", shlex.join(cmd), file=sys.stderr)
-        subprocess.run(cmd, check=True)
+    sim = simulate(wd / "sim", samples_per_pop=args.samples_per_pop, length=args.length, targets=args.targets,
+                   seed=args.seed, array_fraction=max(densities))
     ref_vcf, truth_vcf = sim / "reference.vcf.gz", sim / "targets.vcf.gz"
     keys, truth, samples = read_truth(truth_vcf)
-    pops = dict(line.split("\t")[:2] for line in (sim / "samples.tsv").read_text().splitlines()[1:])
+    pops = populations(sim)
     groups = np.array([pops[s] for s in samples])
     # reference-panel allele frequencies define the MAF bins and the baseline
     rkeys, rdos, _ = read_truth(ref_vcf)
@@ -135,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_af = np.where(rdos >= 0, rdos, 0).sum(1) / (2.0 * (rdos >= 0).sum(1).clip(1))
     af = np.array([ref_af[rix[k]] if k in rix else np.nan for k in keys])
     maf = np.minimum(af, 1 - af)
-    array_all = [line.split("\t")[:4] for line in (sim / "array_sites.tsv").read_text().splitlines()[1:]]
-    array_all = [(c, int(p), r, a) for c, p, r, a in array_all]
+    array_all = array_sites(sim)
     results = {"densities": {}}
 
     def scored(name: str, vcf: Path, timing: dict) -> dict:
@@ -150,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         dd.mkdir(parents=True, exist_ok=True)
         target_in = dd / "targets_array.vcf.gz"
         if not target_in.exists():
-            make_array_input(truth_vcf, array, target_in, error_rate=args.error_rate, seed=args.seed)
+            unphased_input(truth_vcf, target_in, sites=array, error_rate=args.error_rate, seed=args.seed)
         # evaluated: sites not on the array that the reference panel has at MAF >= 1%
         on_array = np.array([k in array for k in keys])
         eval_sites = ~on_array & (maf >= MAF_BINS[0])
