@@ -12,7 +12,7 @@ with the training genomes as its panel). It fits error = a * C^b against trainin
 extrapolates the FLOPs -- and H100-hours at an ASSUMED model FLOPs utilisation, no GPU having
 been measured -- at which the fit would reach the copying model and Beagle.
 
-    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (hours on 2 cores)
+    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (hours; docs/scaling.md)
     python tools/bench/scaling.py --workdir /tmp/scaling-q --quick       # smoke run, < 10 min
     python tools/bench/scaling.py --store S.zarr --sizes 0.1M --steps 2 4 --seq-len 32 ...  # tests
     python tools/bench/scaling.py --merge A.json B.json --json all.json  # one study run in parts
@@ -52,20 +52,20 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=Path("scaling_work"), help="simulated cohort and store (reused)")
     p.add_argument("--store", default=None, help="an existing phased store instead of simulating one")
-    p.add_argument("--samples-per-pop", type=int, default=600)
-    p.add_argument("--length", type=int, default=4_000_000, help="simulated chromosome length, bp")
+    p.add_argument("--samples-per-pop", type=int, default=400)
+    p.add_argument("--length", type=int, default=3_000_000, help="simulated chromosome length, bp")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    p.add_argument("--steps", type=int, nargs="+", default=[150, 500, 1500], help="step budgets (evaluation points)")
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--steps", type=int, nargs="+", default=[100, 300, 1000], help="step budgets (evaluation points)")
+    p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, nargs="+", default=[3e-3, 2e-3, 1e-3], help="per size, in --sizes order")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--min-rate", type=float, default=0.85, help="training masking: rate drawn in [min, max]")
     p.add_argument("--max-rate", type=float, default=0.99)
-    p.add_argument("--eval-genomes", type=int, default=32, help="held-out genomes scored")
-    p.add_argument("--eval-sites", type=int, default=2048, help="sites scored (from the first tile's start)")
+    p.add_argument("--eval-genomes", type=int, default=16, help="held-out genomes scored")
+    p.add_argument("--eval-sites", type=int, default=1024, help="sites scored (from the first tile's start)")
     p.add_argument("--states", type=int, default=96, help="copying model: haplotypes per block (K)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--mfu", type=float, default=0.3, help="ASSUMED H100 model FLOPs utilisation for the hours")
