@@ -28,6 +28,7 @@ from snpbag.inference import phase as _phase  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
+from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -89,14 +90,18 @@ def main(verbose: int) -> None:
 @click.option("--demography", type=click.Choice(["ooa", "finescale", "admixed"]), default="ooa", show_default=True,
               help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations; "
                    "admixed: AFR, EUR, ASIA and an admixed American population (needs stdpopsim).")
+@click.option("--max-degree", default=None, type=int,
+              help="With --pedigree: families whose most distant relatives are of this degree (default 9).")
+@click.option("--genotype-error", default=None, type=float,
+              help="With --pedigree: replace this share of the written genotype calls by another genotype.")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
-             demography):
+             demography, max_degree, genotype_error):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
         array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
-        demography=demography)
+        demography=demography, max_degree=max_degree, genotype_error=genotype_error)
 
 
 @main.command()
@@ -167,12 +172,14 @@ def seq2king() -> None:
 @click.option("--preset", default="seq2king_paper", show_default=True, help="seq2king_paper (the original) or small.")
 @click.option("--tokens", type=click.Choice(["id", "features"]), default=None,
               help="Token input (default: the preset's; seq2king_paper: id).")
+@click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default="KINSHIP", show_default=True,
+              help="KINSHIP (KING's) or EXP_KINSHIP (`snpbag relate`'s expected kinship, from its PREFIX.rel).")
 @click.option("--overwrite", is_flag=True)
 @click.argument("overrides", nargs=-1)
-def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
+def seq2king_train(kinship, out, preset, tokens, kinship_column, overwrite, overrides):
     """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
     config = _s2k_config.make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
-    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite))
+    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite, kinship_column=kinship_column))
 
 
 @seq2king.command("report")
@@ -184,13 +191,17 @@ def seq2king_train(kinship, out, preset, tokens, overwrite, overrides):
 @click.option("--sentence-len", default=60, show_default=True, type=int)
 @click.option("--permutations", default=1000, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default=None,
+              help="Default: the column the model was trained on.")
 @click.option("--overwrite", is_flag=True)
-def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, overwrite):
+def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, kinship_column,
+                    overwrite):
     """Connectivity of attention to continents and populations; tables, images, index.html."""
     from snpbag.kinship.seq2king import report  # torch and matplotlib: only when reporting
 
     click.echo(report.report(model, kinship=kinship, labels=labels, out=out, sentences=sentences,
-                             sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite))
+                             sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite,
+                             kinship_column=kinship_column))
 
 
 # --- training and models ----------------------------------------------------------------
@@ -223,9 +234,13 @@ def info(model):
 
 
 @main.command()
-@click.option("--model", required=True, type=path_in)
+@click.option("--model", default=None, type=path_in, help="Model directory (`snpbag export`).")
+@click.option("--ref", default=None, type=path_in, help="Or: a phased panel (VCF/BCF or store); no training needed.")
 @click.option("--input", "input", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in)
+@click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
+@click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
+@click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)
 @click.option("--region", default=None)
 @click.option("--batch-size", default=16, show_default=True, type=int)
@@ -234,10 +249,13 @@ def info(model):
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
-def impute(model, input, output, samples, region, batch_size, device, min_r2, fmt, replace_typed, report_dir):
-    """Impute untyped and missing genotypes of array data."""
-    s = _impute.impute(model=model, input=input, output=output, samples=samples, region=region, batch_size=batch_size,
-            device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed, report_dir=report_dir)
+def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, samples, region, batch_size, device,
+           min_r2, fmt, replace_typed, report_dir):
+    """Impute untyped and missing genotypes of array data (with --model DIR or --ref PANEL)."""
+    s = _impute.impute(model=model, ref=ref, input=input, output=output, genetic_map=genetic_map,
+            copying_only=copying_only, split_chrom=split_chrom, samples=samples, region=region,
+            batch_size=batch_size, device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed,
+            report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
                f"{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 

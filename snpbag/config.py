@@ -23,7 +23,10 @@ CONFIG_ENV = "SNPBAG_CONFIG_DIR"
 ROOT_CONFIG = "config"  # configs/config.yaml: the root of the Hydra config tree
 
 ATTENTION_BACKENDS = ("auto", "flash", "flex", "local", "dense")
-RETRIEVAL_KINDS = ("genomes", "haplotypes")
+RETRIEVAL_KINDS = ("none", "genomes", "haplotypes")
+SITE_CODES = ("table", "binary")
+FFN_KINDS = ("gelu", "swiglu")
+NORM_KINDS = ("layernorm", "rmsnorm")
 
 #: config keys that were renamed: old full key -> new full key. A config (YAML, override,
 #: preset) that uses an old key is refused with the new name; a saved model's config
@@ -67,12 +70,17 @@ class ModelConfig:
     """Encoder architecture and how it runs, validated here and nowhere else.
 
     The architecture fields without a default (name, n_layers, n_heads, d_model, window,
-    block_size, site_dim) come from a preset, configs/model/<name>.yaml (see
+    block_size) come from a preset, configs/model/<name>.yaml (see
     :func:`preset`), or from a saved model's config; every other field has one default,
     below.
 
     ``window`` is the TOTAL attention span in tokens: a token attends to keys within
-    ``window // 2`` positions on either side (itself included)."""
+    ``window // 2`` positions on either side (itself included).
+
+    ``site_code``, ``ffn`` and ``norm`` choose between snpbag's own design (a learned
+    factorised site table, GELU, LayerNorm: the defaults) and the published SNPBag design
+    (a fixed binary code of the site index, SwiGLU, RMSNorm: configs/model/snpbag_paper.yaml);
+    docs/scaling.md compares them at equal compute."""
 
     name: str
     n_layers: int
@@ -83,13 +91,22 @@ class ModelConfig:
     backend: str = "auto"
     block_size: int  # sites per attention block of the local and flex backends (compiled flex: rounded up to 128s)
     n_sites: int = 0  # vocabulary size the site embedding covers (0: set from the data before building)
-    site_dim: int  # narrow per-site table, projected to d_model (factorised embedding)
+    # site identity: "table" = a narrow learned per-site table of width site_dim (and a
+    # per-site allele direction), projected to d_model; "binary" = the site index's fixed
+    # SITE_CODE_BITS-bit binary code concatenated with a genotype embedding of width
+    # genotype_dim, projected to d_model: no per-site parameters at any vocabulary size
+    site_code: str = "table"
+    site_dim: int | None = None  # site_code=table: width of the per-site tables (required)
+    genotype_dim: int = 32  # site_code=binary: width of the genotype embedding beside the code
+    ffn: str = "gelu"  # feed-forward: "gelu" (fc2(gelu(fc1 x))) or "swiglu" (fc2(silu(a) * b), [a|b] = fc1 x)
+    norm: str = "layernorm"  # pre-norm of every block and the final norm: "layernorm" or "rmsnorm"
     dropout: float = 0.0
     activation_checkpointing: bool = False
     compile: bool = False
     # retrieval input (snpbag.retrieval.kinds): retrieval_k > 0 adds, per token, what the
     # training panel says about the site given the visible ones; the panel ships with the
-    # exported model. 0: off. retrieval "genomes": the genotype votes of the retrieval_k
+    # exported model. retrieval "none" (or retrieval_k 0): no panel, in training or in the
+    # exported model directory, which then holds no individual-level genotypes. retrieval "genomes": the genotype votes of the retrieval_k
     # genomes nearest within retrieval_span sites either side; "haplotypes": genotype
     # probabilities of a haplotype-copying (Li-Stephens) model over retrieval_k panel
     # haplotypes per block of retrieval_span visible sites (phased panels only).
@@ -103,8 +120,18 @@ class ModelConfig:
     genetic_map: str | None = None
 
     def __post_init__(self) -> None:
-        for key in ("n_layers", "n_heads", "d_model", "window", "block_size", "site_dim"):
+        for key in ("n_layers", "n_heads", "d_model", "window", "block_size", "genotype_dim"):
             _check_positive(f"model.{key}", getattr(self, key))
+        for key, allowed in (("site_code", SITE_CODES), ("ffn", FFN_KINDS), ("norm", NORM_KINDS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"model.{key}={getattr(self, key)!r}; choose one of {allowed}")
+        if self.site_code == "table":
+            if self.site_dim is None:
+                raise ConfigError("model.site_dim is not set: site_code=table needs the width of its per-site table")
+            _check_positive("model.site_dim", self.site_dim)
+        elif self.site_dim is not None:
+            raise ConfigError(f"model.site_dim={self.site_dim}: site_code=binary has no per-site table; "
+                              "drop model.site_dim (model.genotype_dim sets the genotype embedding's width)")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
         if self.d_ff is None:
@@ -119,13 +146,21 @@ class ModelConfig:
         _check_positive("model.retrieval_span", self.retrieval_span)
         if self.retrieval not in RETRIEVAL_KINDS:
             raise ConfigError(f"model.retrieval={self.retrieval!r}; choose one of {RETRIEVAL_KINDS}")
-        if self.genetic_map and (self.retrieval != "haplotypes" or not self.retrieval_k):
+        if self.retrieval == "none" and self.retrieval_k:
+            raise ConfigError(f"model.retrieval=none with model.retrieval_k={self.retrieval_k}: set model.retrieval_k=0 "
+                              "for a panel-free model, or choose model.retrieval=genomes|haplotypes")
+        if self.genetic_map and (self.retrieval != "haplotypes" or not self.uses_panel):
             raise ConfigError(f"model.genetic_map={self.genetic_map!r} is read by the haplotype retrieval only; "
                               "set model.retrieval=haplotypes and model.retrieval_k > 0, or drop the map")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def uses_panel(self) -> bool:
+        """Whether the model reads a retrieval panel (and its directory ships one)."""
+        return self.retrieval != "none" and self.retrieval_k > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,6 +79,14 @@ def panel_file(kind: str) -> str:
     return PANEL_FILES[kind]
 
 
+def panel_files_in(directory: str | Path) -> list[str]:
+    """The retrieval panel files a model directory holds: the only files of a model
+    directory with individual-level genotypes (the training genomes). Empty for a
+    panel-free model (model.retrieval=none), whose directory holds weights, the site list
+    and the training cohort's allele frequencies only."""
+    return [name for name in PANEL_FILES.values() if (Path(directory) / name).is_file()]
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """``model.json`` of a model directory, after checking its format and version.
 
@@ -253,6 +261,27 @@ def load_panel(directory: str | Path, model_config: ModelConfig, n_sites: int):
     return panel
 
 
+def read_panel(directory: str | Path, *, kind: str = "haplotypes"):
+    """(vocabulary, retrieval panel) of a model directory without its network (no torch):
+    what imputation with the copying model alone reads.
+
+    Raises
+    ------
+    CheckpointError : not a model directory, or its model reads no ``kind`` panel.
+    """
+    path = Path(directory)
+    meta = read_meta(path)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({e}); re-export the model") from None
+    if not cfg.retrieval_k or cfg.retrieval != kind:
+        raise CheckpointError(f"{path}: the model reads no {kind} retrieval panel (model.retrieval={cfg.retrieval}, "
+                              f"retrieval_k={cfg.retrieval_k}); use the whole model (drop --copying-only) or --ref")
+    vocab = load_vocab(path)
+    return vocab, load_panel(path, cfg, vocab.n_sites)
+
+
 def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
          overrides: dict[str, Any] | None = None) -> LoadedModel:
     """A model directory in memory: model (eval mode) on ``device``, vocabulary, retrieval
@@ -263,7 +292,7 @@ def read(directory: str | Path, *, device: str = "cpu", head: str | None = None,
     if vocab.n_sites != model.config.n_sites:
         raise CheckpointError(f"{path}: vocabulary has {vocab.n_sites} sites but the model {model.config.n_sites}; "
                               "re-export the model directory")
-    panel = load_panel(path, model.config, vocab.n_sites) if model.config.retrieval_k else None
+    panel = load_panel(path, model.config, vocab.n_sites) if model.config.uses_panel else None
     return LoadedModel(path=path, model=model, vocab=vocab, training=_read_json(path / TRAINING_FILE),
                        provenance=_read_json(path / PROVENANCE_FILE), retrieval_panel=panel)
 
@@ -324,6 +353,37 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return "-" if x is None else str(x)
 
 
+def _panel_line(path: Path) -> str:
+    """"yes (N panel haplotypes|genomes in FILE ...)" for every retrieval panel file the
+    directory holds (:func:`panel_files_in`: it is then as sensitive as the panel's
+    genotypes), else "no" (panel-free). Found by file, whatever model.json says, so a panel
+    copied into a panel-free directory is reported too. Reads array headers only."""
+    import zipfile
+
+    import numpy as np
+
+    names = panel_files_in(path)
+    if not names:
+        return "no: weights, site list and allele frequencies only (panel-free)"
+    found = []
+    for name in names:
+        panel = path / name
+        try:
+            with zipfile.ZipFile(panel) as z:
+                if name == PANEL_FILES["haplotypes"]:
+                    with z.open("n_haplotypes.npy") as f:
+                        n, what = int(np.lib.format.read_array(f)), "panel haplotypes"
+                else:
+                    with z.open("dosage.npy") as f:
+                        fmt = np.lib.format
+                        header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                        n, what = header(f)[0][0], "panel genomes"
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise CheckpointError(f"{panel}: unreadable retrieval panel ({e}); re-export the model directory") from None
+        found.append(f"{n:,} {what} in {name}")
+    return f"yes ({'; '.join(found)}: share the directory as you would the panel)"
+
+
 def describe(directory: str | Path) -> str:
     """A human-readable description of a model directory (what ``snpbag info`` prints).
 
@@ -364,6 +424,11 @@ def describe(directory: str | Path) -> str:
     t_model.add_row("attention", f"sliding window {mcfg.get('window')} sites, backend {mcfg.get('backend')}")
     t_model.add_row("head", f"{head.get('name', '-')}" + (f" {head.get('options')}" if head.get("options") else ""))
     t_model.add_row("parameters", f"{total:,}  (" + ", ".join(f"{k} {v:,}" for k, v in parts.items()) + ")")
+    if mcfg.get("site_code", "table") != "table" or mcfg.get("ffn", "gelu") != "gelu" \
+            or mcfg.get("norm", "layernorm") != "layernorm":
+        t_model.add_row("design", f"site code {mcfg.get('site_code', 'table')}, feed-forward {mcfg.get('ffn', 'gelu')}, "
+                        f"norm {mcfg.get('norm', 'layernorm')}")
+    t_model.add_row("contains genotypes", _panel_line(p))
 
     used = np.unique(np.asarray(vocab.site_chrom))
     chroms = [vocab.chrom_names[i] for i in used.tolist()]

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 def progress_bar(*, total: int, description: str, unit: str = "items", enabled: bool = True
                  ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; a no-op when ``enabled`` is False. Off a terminal (logs, SLURM)
-    the bar is transient so job logs do not fill with redraws."""
+    the bar is not drawn, so job logs do not fill with redraws and an error raised while it
+    runs stays the only line on stderr."""
     if not enabled:
         yield lambda n: None
         return
@@ -23,7 +24,7 @@ def progress_bar(*, total: int, description: str, unit: str = "items", enabled: 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                  transient=not console.is_terminal) as prog:
+                  disable=not console.is_terminal) as prog:
         task = prog.add_task(description, total=total, rate="")
 
         def advance(n: int) -> None:

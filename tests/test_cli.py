@@ -50,11 +50,14 @@ def test_simulate(runner, monkeypatch):
         _invoke(runner, ["simulate", "out", "--samples-per-pop", "5", "--length", "2000", "--chrom", "chr20",
                          "--seed", "3", "--array-fraction", "0.2", "--split-targets", "4", "--demography", "finescale"])
     f.assert_called_once_with("out", samples_per_pop=5, length=2000, chrom="chr20", seed=3, array_fraction=0.2,
-                              split_targets=4, pedigree=None, chromosomes=None, demography="finescale")
+                              split_targets=4, pedigree=None, chromosomes=None, demography="finescale",
+                              max_degree=None, genotype_error=None)
     with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
-        _invoke(runner, ["simulate", "ped", "--pedigree", "3", "--chromosomes", "2"])
+        _invoke(runner, ["simulate", "ped", "--pedigree", "3", "--chromosomes", "2", "--max-degree", "12",
+                         "--genotype-error", "0.005"])
     f.assert_called_once_with("ped", samples_per_pop=100, length=1_000_000, chrom="22", seed=1, array_fraction=None,
-                              split_targets=None, pedigree=3, chromosomes=2, demography="ooa")
+                              split_targets=None, pedigree=3, chromosomes=2, demography="ooa", max_degree=12,
+                              genotype_error=0.005)
 
 
 def test_convert(runner, monkeypatch):
@@ -125,13 +128,22 @@ def test_impute(runner, monkeypatch):
         result = _invoke(runner, ["impute", "--model", "m", "--input", "a.vcf.gz", "--output", "o.vcf.gz",
                                   "--samples", "s.txt", "--region", "22", "--batch-size", "4", "--device", "cuda",
                                   "--min-r2", "0.3", "--format", "GT,DS", "--replace-typed", "--report", "rep"])
-    f.assert_called_once_with(model="m", input="a.vcf.gz", output="o.vcf.gz", samples="s.txt", region="22",
+    f.assert_called_once_with(model="m", ref=None, input="a.vcf.gz", output="o.vcf.gz", genetic_map=None,
+                              copying_only=False, split_chrom=False, samples="s.txt", region="22",
                               batch_size=4, device="cuda", min_r2=0.3, fmt="GT,DS", replace_typed=True,
                               report_dir="rep")
     assert result.output == "sites: 10 typed\nwrote o.vcf.gz\n4 samples in 2.0 s (2.00 samples/s)\n"
     with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
         _invoke(runner, ["impute", "--model", "m", "--input", "a.vcf.gz", "--output", "o.vcf.gz"])
-    f.assert_called_once_with(model="m", input="a.vcf.gz", output="o.vcf.gz", samples=None, region=None,
+    f.assert_called_once_with(model="m", ref=None, input="a.vcf.gz", output="o.vcf.gz", genetic_map=None,
+                              copying_only=False, split_chrom=False, samples=None, region=None,
+                              batch_size=16, device="cpu", min_r2=None, fmt="GT,DS,GP", replace_typed=False,
+                              report_dir=None)
+    with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
+        _invoke(runner, ["impute", "--ref", "p.vcf.gz", "--map", "g.map", "--input", "a.vcf.gz",
+                         "--output", "o.vcf.gz", "--split-chrom"])
+    f.assert_called_once_with(model=None, ref="p.vcf.gz", input="a.vcf.gz", output="o.vcf.gz", genetic_map="g.map",
+                              copying_only=False, split_chrom=True, samples=None, region=None,
                               batch_size=16, device="cpu", min_r2=None, fmt="GT,DS,GP", replace_typed=False,
                               report_dir=None)
 

@@ -29,7 +29,7 @@ def gc():
 
 def test_arguments(gc, capsys):
     a = gc.parse_args([])
-    assert (a.out, a.only, a.preset, a.tokens, a.steps) == (Path("gpu_check"), list(gc.CHECKS), "base", 81_920, 200)
+    assert (a.out, a.only, a.preset, a.tokens, a.steps) == (Path("gpu_check"), list(gc.CHECKS), ["base", "snpbag_paper"], 81_920, 200)
     assert gc.parse_args(["--only", "tests", "backends", "--steps", "40"]).only == ["tests", "backends"]
     for bad, message in ((["--steps", "15"], "--steps 15: must be an even number"),
                          (["--tokens", "0"], "--tokens 0: must be a positive"),

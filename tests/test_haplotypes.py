@@ -154,6 +154,22 @@ def test_batch_and_threads_equal_one_at_a_time():
         np.testing.assert_array_equal(panel.votes(g, sites, exclude=exclude, threads=threads), want)
 
 
+@pytest.mark.parametrize("block,margin", [(8, 4), (12, 8), (6, 9), (16, 16)])
+def test_strided_conflict_table_equals_the_full_one(block, margin, monkeypatch):
+    """Block selection reads the running conflict counts every gcd(block, margin) visible
+    sites; the full table (stride 1, one row per visible site) gives the same answer."""
+    from snpbag.retrieval import haplotypes
+
+    rng = np.random.default_rng(block * 31 + margin)
+    h, cm = _panel(rng, n=40, L=300)
+    panel = HaplotypePanel(h, cm, states=6, block=block, margin=margin)
+    g = rng.integers(0, 5, (3, 300)).astype(np.int8)  # 3, 4: hidden
+    assert haplotypes.conflict_stride(block, margin) > 1
+    fast = panel.votes(g, np.arange(300), threads=1)
+    monkeypatch.setattr(haplotypes, "conflict_stride", lambda block, margin: 1)
+    np.testing.assert_array_equal(panel.votes(g, np.arange(300), threads=1), fast)
+
+
 def test_no_visible_site_gives_the_panel_genotype_frequencies():
     rng = np.random.default_rng(1)
     h, cm = _panel(rng, n=6, L=10)

@@ -29,33 +29,39 @@ def hap(starts, labels) -> ped.Haplotype:
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "degree", "name"),
+    ("a", "b", "degree", "name", "max_degree"),
     [
-        ("P", "A1", 1, "parent-offspring"),
-        ("A1s", "A2b", 1, "parent-offspring"),
-        ("A1", "B1", 1, "full siblings"),
-        ("A5", "A5b", 1, "full siblings"),
-        ("A1", "H1", 2, "half siblings"),
-        ("B1", "A2", 2, "avuncular"),
-        ("P", "A2", 2, "grandparent-grandchild"),
-        ("A2", "B2", 3, "first cousins"),
-        ("H1", "A2", 3, "half avuncular"),
-        ("B1", "A3", 3, "grand-avuncular"),
-        ("A2", "B3", 4, "first cousins once removed"),
-        ("A2", "H2", 4, "half first cousins"),
-        ("P", "A5", 5, "great-great-great-grandparent-grandchild"),
-        ("A3", "B3", 5, "second cousins"),
-        ("A4", "B4", 7, "third cousins"),
-        ("A4", "H4", 8, "half third cousins"),
-        ("A5", "B5b", 9, "fourth cousins"),
-        ("H4", "B5", 9, "half third cousins once removed"),
-        ("M", "W", None, "unrelated"),
-        ("A1s", "B1", None, "unrelated"),
-        ("A2s", "A1s", None, "unrelated"),
+        ("P", "A1", 1, "parent-offspring", 9),
+        ("A1s", "A2b", 1, "parent-offspring", 9),
+        ("A1", "B1", 1, "full siblings", 9),
+        ("A5", "A5b", 1, "full siblings", 9),
+        ("A1", "H1", 2, "half siblings", 9),
+        ("B1", "A2", 2, "avuncular", 9),
+        ("P", "A2", 2, "grandparent-grandchild", 9),
+        ("A2", "B2", 3, "first cousins", 9),
+        ("H1", "A2", 3, "half avuncular", 9),
+        ("B1", "A3", 3, "grand-avuncular", 9),
+        ("A2", "B3", 4, "first cousins once removed", 9),
+        ("A2", "H2", 4, "half first cousins", 9),
+        ("P", "A5", 5, "great-great-great-grandparent-grandchild", 9),
+        ("A3", "B3", 5, "second cousins", 9),
+        ("A4", "B4", 7, "third cousins", 9),
+        ("A4", "H4", 8, "half third cousins", 9),
+        ("A5", "B5b", 9, "fourth cousins", 9),
+        ("H4", "B5", 9, "half third cousins once removed", 9),
+        ("M", "W", None, "unrelated", 9),
+        ("A1s", "B1", None, "unrelated", 9),
+        ("A2s", "A1s", None, "unrelated", 9),
+        ("A6", "B6", 11, "fifth cousins", 12),
+        ("A7", "B6b", 12, "fifth cousins once removed", 12),
+        ("H5", "A6", 11, "half fourth cousins once removed", 12),
+        ("H5", "A7b", 12, "half fourth cousins twice removed", 12),
+        ("P", "A7", 7, "great-great-great-great-great-grandparent-grandchild", 12),
+        ("A7", "B1", 7, "great-great-great-great-grand-avuncular", 12),
     ],
 )
-def test_template_relationships(a, b, degree, name):
-    fam = one_family()
+def test_template_relationships(a, b, degree, name, max_degree):
+    fam = ped.build_families(1, populations=POPS, rng=np.random.default_rng(0), max_degree=max_degree)
     genomes = ped.drop_genomes(fam, lengths_bp=[10_000], lengths_cm=[100.0], rng=np.random.default_rng(1))
     truth = {(p.id1, p.id2): p for p in ped.pair_truth(fam, genomes, [10_000])}
     p = truth.get((f"F0001_{a}", f"F0001_{b}")) or truth[(f"F0001_{b}", f"F0001_{a}")]
@@ -248,3 +254,89 @@ def test_pedigree_simulation_is_deterministic(tmp_path, pedigree_dir):
 def test_pedigree_chromosome_limit(tmp_path):
     with pytest.raises(InputError, match="--chromosomes 23: must be between 1 and 22"):
         sm.simulate(tmp_path / "x", pedigree=1, chromosomes=23)
+
+
+# --- deeper templates (degrees up to 12) and genotype error ------------------------------
+
+
+def _degree_of(g1: int, g2: int, half: bool) -> int:
+    """Degree from the generations below the closest common ancestor(s), independently of the
+    kinship matrix: lineal d = max(g1, g2); collateral via a couple g1 + g2 − 1, via one ancestor g1 + g2."""
+    if min(g1, g2) == 0:
+        return max(g1, g2)
+    return g1 + g2 - (0 if half else 1)
+
+
+@pytest.mark.parametrize("max_degree", [9, 12])
+def test_degree_truth_matches_tabular_kinship_per_relationship_type(max_degree):
+    fam = ped.build_families(1, populations=POPS, rng=np.random.default_rng(0), max_degree=max_degree)
+    genomes = ped.drop_genomes(fam, lengths_bp=[10_000], lengths_cm=[100.0], rng=np.random.default_rng(1))
+    phi = ped.expected_kinship_matrix(fam)
+    index = {m.id: k for k, m in enumerate(fam)}
+    anc = ped._ancestors(fam)
+    per_type: dict[str, set[int]] = defaultdict(set)
+    for p in ped.pair_truth(fam, genomes, [10_000]):
+        if p.degree is None:
+            assert phi[index[p.id1], index[p.id2]] == 0
+            continue
+        name, g1, g2, half = ped.classify_pair(p.id1, p.id2, anc)
+        assert name == p.relationship and p.degree == _degree_of(g1, g2, half), (p, g1, g2, half)
+        assert p.expected_kinship == phi[index[p.id1], index[p.id2]] == 2.0 ** -(p.degree + 1)
+        per_type[p.relationship].add(p.degree)
+    assert all(len(d) == 1 for d in per_type.values())  # one degree per relationship type
+    assert set().union(*per_type.values()) == set(range(1, max_degree + 1))
+    if max_degree == 9:  # the default template is unchanged
+        assert len(fam) == ped.MEMBERS_PER_FAMILY == 36 and ped.founders_per_family() == 14
+
+
+def test_line_depths_of_the_templates():
+    assert ped.line_depths(12) == (7, 6, 5) and ped.line_depths(9) == (5, 5, 4)
+    with pytest.raises(InputError, match="--max-degree 2: family templates reach degrees 3 to 20"):
+        ped.family_template(2)
+
+
+def test_realised_kinship_of_degrees_10_to_12_matches_expectation():
+    sim = ped.simulate_pedigree(40, populations=POPS, lengths_bp=[1_000] * 22, lengths_cm=ped.HUMAN_AUTOSOME_CM,
+                                rng=np.random.default_rng(7), max_degree=12)
+    per_family: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p in sim.pairs:
+        if p.degree is not None:
+            per_family[p.degree][p.id1.split("_")[0]].append(p.ibd_kinship)
+    assert set(per_family) == set(range(1, 13))
+    for d in (10, 11, 12):
+        fam_means = np.array([np.mean(v) for v in per_family[d].values()])
+        se = fam_means.std(ddof=1) / np.sqrt(len(fam_means))
+        assert abs(fam_means.mean() - 2.0 ** -(d + 1)) < 4 * se + 1e-12, (d, fam_means.mean(), se)
+
+
+def test_genotype_error_changes_only_calls_at_the_given_rate(tmp_path, pedigree_dir):
+    g = np.random.default_rng(0).integers(0, 2, size=(2000, 200), dtype=np.uint8)
+    e = ped.genotype_errors(g, 0.05, np.random.default_rng(1))
+    d0, d1 = g.reshape(2000, 100, 2).sum(2), e.reshape(2000, 100, 2).sum(2)
+    changed = d0 != d1
+    assert abs(changed.mean() - 0.05) < 0.005 and set(np.unique(e)) <= {0, 1} and e.dtype == g.dtype
+    same = g.reshape(2000, 100, 2)[~changed] == e.reshape(2000, 100, 2)[~changed]
+    assert same.all()  # untouched calls keep their phase too
+    for a in (0, 1, 2):  # the new genotype is one of the two others, about evenly
+        new = d1[changed & (d0 == a)]
+        assert a not in new and min(np.mean(new == b) for b in {0, 1, 2} - {a}) > 0.35
+    # the simulation with errors: same families and truth, same sites, calls differ at about the rate
+    out = tmp_path / "noisy"
+    sm.simulate(out, length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22", genotype_error=0.02)
+    for name in ("pedigree_pairs.tsv", "pedigree.tsv", "samples.tsv"):
+        assert (out / name).read_bytes() == (pedigree_dir / name).read_bytes(), name
+    _, clean, _ = _vcf_genotypes(pedigree_dir / "pedigree.vcf.gz")
+    _, noisy, _ = _vcf_genotypes(out / "pedigree.vcf.gz")
+    assert clean.shape == noisy.shape
+    assert 0.01 < np.mean(clean.sum(-1) != noisy.sum(-1)) < 0.03
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"max_degree": 12}, "--max-degree applies to pedigree simulations"),
+    ({"genotype_error": 0.01}, "--genotype-error applies to pedigree simulations"),
+    ({"genotype_error": 1.5, "pedigree": 1}, r"--genotype-error 1.5: must be in \[0, 1\)"),
+    ({"max_degree": 30, "pedigree": 1}, "--max-degree 30: family templates reach degrees 3 to 20"),
+])
+def test_bad_pedigree_options(tmp_path, kw, match):
+    with pytest.raises(InputError, match=match):
+        sm.simulate(tmp_path / "x", length=10_000, **kw)

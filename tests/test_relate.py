@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from snpbag.cli import main
-from snpbag.errors import CheckpointError, InputError
+from snpbag.errors import CheckpointError, InputError, SampleError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
-from snpbag.inference import relate as rel
+from snpbag.inference import embedout, relate as rel
 from snpbag.model.relate import RelateConfig, RelateNet, class_names, embedding_pair_features, fit_temperature
 from snpbag.simulate import cohort as sm
 
@@ -77,6 +78,14 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
     conf = np.array([float(x["CONFIDENCE"]) for x in rows])
     np.testing.assert_allclose(conf, probs.max(1), atol=1e-4)
+    # top-3: distinct degrees, most probable first, each with its P_ column's probability
+    names = [*map(str, range(1, 7)), "UN"]
+    for x, pr in zip(rows, probs):
+        top = [x[f"TOP{k}"] for k in (1, 2, 3)]
+        ptop = [float(x[f"P_TOP{k}"]) for k in (1, 2, 3)]
+        assert top[0] == x["DEGREE"] and len(set(top)) == 3 and ptop == sorted(ptop, reverse=True)
+        assert ptop == [float(x[f"P_{t}"]) for t in top] and ptop[0] == float(x["CONFIDENCE"])
+        assert ptop[2] >= np.sort(pr)[-3] - 1e-4 and set(top) <= set(names)
     kin = np.array([float(x["EXP_KINSHIP"]) for x in rows])
     assert ((kin >= 0) & (kin <= 0.25)).all()
     po = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0001_A1"})
@@ -137,6 +146,23 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     with pytest.raises(InputError, match="o9.rel: output already exists"):
         rel.relate(model=model, input=vcf, out=tmp_path / "o9")
     assert (tmp_path / "o9.rel").read_text() == "precious" and not (tmp_path / "o9.rel.log").exists()
+    # a sample listed twice in the input: its pairs could not be told apart
+    dup = tmp_path / "dup.vcf"
+    text = [x.split("\t") if x.startswith("#CHROM") else x for x in lines[:200]]
+    head = next(x for x in text if isinstance(x, list))
+    head[10] = head[9]
+    dup.write_text("".join("\t".join(x) if isinstance(x, list) else x for x in text))
+    with pytest.raises(SampleError, match=f"duplicated sample ids \\({head[9]}\\)"):
+        rel.relate(model=model, input=dup, out=tmp_path / "o10")
+    # embeddings (of whichever model) in place of genotypes: this model reads genotypes
+    emb = tmp_path / "emb.zarr"
+    emb.mkdir()
+    (emb / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
+        "format": embedout.FORMAT, "version": embedout.VERSION, "model": {"name": "other_model"}}}))
+    with pytest.raises(InputError, match="--input .*emb.zarr: embeddings of model 'other_model'; this relate model "
+                                         "reads genotypes"):
+        rel.relate(model=model, input=emb, out=tmp_path / "o11")
+    assert not list(tmp_path.glob("o1*.rel*"))
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(vcf), "--out",
                                   str(tmp_path / "o6"), "--pairs", str(bad)])
     assert r.exit_code != 0 and "listed twice" in r.output and len(r.output.strip().splitlines()) == 1
@@ -176,3 +202,46 @@ def test_store_input_gives_the_same_table(sims, tmp_path):
     rel.relate(model=model, input=store, out=tmp_path / "store", pairs=pairs)
     a, b = tmp_path / "vcf.rel", tmp_path / "store.rel"
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 5
+
+
+def test_prefilter_recall_on_the_test_pedigree(sims, tmp_path):
+    """What --min-kinship misses: related pairs of the held-out families whose exact KING kinship
+    (`snpbag king`, all pairs) is under the cut."""
+    from snpbag.eval.relate import prefilter_recall
+    from snpbag.kinship.king import king
+
+    _, test, _ = sims
+    king(test / "pedigree.vcf.gz", out=tmp_path / "all")
+    lines = (tmp_path / "all.kin0").read_text().splitlines()
+    col = lines[0].split("\t").index("KINSHIP")
+    kin = {frozenset(x.split("\t")[:2]): float(x.split("\t")[col]) for x in lines[1:]}
+    truth = {frozenset((r["id1"], r["id2"])): UNRELATED if r["degree"] == "NA" else int(r["degree"])
+             for r in rel._read_tsv(test / "pedigree_pairs.tsv")}
+    pairs = sorted(kin, key=sorted)
+    t = np.array([truth.get(p, UNRELATED) for p in pairs])  # pairs across families are unrelated
+    k = np.array([kin[p] for p in pairs])
+    cuts = (0.0442, 0.0221, -np.inf)
+    rows = {r["degree"]: r for r in prefilter_recall(t, k, cuts)}
+    for d, r in rows.items():  # the share kept, counted pair by pair
+        mine = [kin[p] for p in pairs if truth.get(p, UNRELATED) == (UNRELATED if d == "UN" else int(d))]
+        assert r["pairs"] == len(mine) and r["kept_0.0442"] == sum(x >= 0.0442 for x in mine) / len(mine)
+        assert r["kept_-inf"] == 1.0
+    # on this tiny genome (4 x 300 kb) KING's 3rd-degree cut keeps every first-degree pair, loses
+    # distant relatives and skips most unrelated pairs; a lower cut keeps at least as many
+    assert rows["1"]["kept_0.0442"] == 1.0 and rows["9"]["kept_0.0442"] < 0.5
+    assert all(r["kept_0.0221"] >= r["kept_0.0442"] for r in rows.values())
+    assert rows["UN"]["kept_0.0221"] < 0.1
+
+
+def test_king_thresholds_and_confusion_used_by_the_benchmark():
+    from snpbag.eval.relate import degree_confusion
+
+    k = np.array([0.45, 0.25, 0.17, 0.1, 0.044, 0.05, 0.01, -0.2, np.nan])  # cuts 0.354, 0.177, 0.0884, 0.0442
+    np.testing.assert_array_equal(rel.king_threshold_degrees(k),
+                                  [1, 1, 2, 2, UNRELATED, 3, UNRELATED, UNRELATED, UNRELATED])
+    truth = np.array([1, 1, 2, 5, 13, UNRELATED, UNRELATED])
+    called = np.array([1, 2, 2, UNRELATED, UNRELATED, 3, UNRELATED])
+    labels, m = degree_confusion(truth, called, 12)
+    assert labels[0] == "1" and labels[-1] == "UN" and m.shape == (13, 13) and m.sum() == len(truth)
+    assert m[0, 0] == m[0, 1] == m[1, 1] == m[4, 12] == m[12, 2] == 1
+    assert m[12, 12] == 2  # degree 13 beyond the last class counts as unrelated, as in training

@@ -20,7 +20,7 @@ from snpbag.cli import main
 from snpbag.errors import ConfigError, InputError, SampleError
 from snpbag.kinship.seq2king import baselines, stats
 from snpbag.kinship.seq2king.config import PRESETS, make_config
-from snpbag.kinship.seq2king.inputs import read_kinship, read_labels
+from snpbag.kinship.seq2king.inputs import read_kinship, read_labels, table_columns
 
 pytest.importorskip("scipy")
 
@@ -342,7 +342,74 @@ def test_cli_commands_call_one_function(tmp_path):
     with mock.patch("snpbag.kinship.seq2king.report.report") as rep:
         _cli("seq2king", "report", "--model", "M", "--kinship", "K.kin0", "--labels", "L.tsv", "--out", "R")
     rep.assert_called_once_with("M", kinship="K.kin0", labels="L.tsv", out="R", sentences=50, sentence_len=60,
-                                permutations=1000, seed=0, overwrite=False)
+                                permutations=1000, seed=0, overwrite=False, kinship_column=None)
     with mock.patch("snpbag.kinship.seq2king.train.train") as tr:
         _cli("seq2king", "train", "--kinship", "K.kin0", "--out", "M", "steps=3")
-    tr.assert_called_once_with("K.kin0", out="M", config=make_config("seq2king_paper", ["steps=3"]), overwrite=False)
+    tr.assert_called_once_with("K.kin0", out="M", config=make_config("seq2king_paper", ["steps=3"]), overwrite=False,
+                               kinship_column="KINSHIP")
+
+
+# --- the relatedness head's expected kinship as input (snpbag relate's PREFIX.rel) -------------
+
+
+def write_rel(path: Path, ids, king, expected) -> Path:
+    """A tiny PREFIX.rel of every pair: `snpbag relate`'s columns, KINSHIP and EXP_KINSHIP filled."""
+    from snpbag.inference.relate import columns
+
+    head = columns(2)
+    lines = ["\t".join(head)]
+    for i in range(len(ids)):
+        for j in range(i):
+            row = dict.fromkeys(head, "0.1")
+            row.update({"#IID1": ids[i], "IID2": ids[j], "KINSHIP": f"{king[i, j]:.6g}",
+                        "EXP_KINSHIP": f"{expected[i, j]:.6f}"})
+            lines.append("\t".join(row[c] for c in head))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_relate_table_feeds_seq2king_with_either_column(tmp_path):
+    import csv
+    import json
+
+    from snpbag.kinship.matrix import create_matrix
+
+    ids, k, cont, pop = synthetic(8)
+    exp = np.clip(k, 0, None) * 0.5 + np.random.default_rng(1).uniform(0, 0.01, k.shape)
+    exp = (exp + exp.T) / 2
+    rel = write_rel(tmp_path / "c.rel", ids, k, exp)
+    off = ~np.eye(len(ids), dtype=bool)
+    assert np.allclose(read_kinship(rel).matrix[off], k[off], atol=1e-5)
+    e = read_kinship(rel, column="EXP_KINSHIP")
+    assert e.column == "EXP_KINSHIP" and np.allclose(e.matrix[off], exp[off], atol=1e-6)
+    with pytest.raises(InputError, match=r"a\.kin0: no EXP_KINSHIP column.*PREFIX\.rel of `snpbag relate`"):
+        read_kinship(write_kin0(tmp_path / "a.kin0", ids, k), column="EXP_KINSHIP")
+    create_matrix(tmp_path / "m.king.zarr", ids.tolist(), attrs={})[:] = k.astype(np.float32)
+    with pytest.raises(InputError, match="--kinship-column EXP_KINSHIP: .*m.king.zarr is a kinship matrix"):
+        read_kinship(tmp_path / "m.king.zarr", column="EXP_KINSHIP")
+    with pytest.raises(InputError, match="--kinship-column PHI: choose one of KINSHIP, EXP_KINSHIP"):
+        read_kinship(rel, column="PHI")
+    # trained on EXP_KINSHIP; the report says so and compares the table's KINSHIP column
+    labels = write_labels(tmp_path / "labels.tsv", ids, cont, pop)
+    model, out = tmp_path / "model", tmp_path / "report"
+    assert _cli("seq2king", "train", "--kinship", rel, "--kinship-column", "EXP_KINSHIP", "--out", model,
+                "--preset", "small", "--tokens", "id", "steps=5").exit_code == 0
+    r = _cli("seq2king", "report", "--model", model, "--kinship", rel, "--labels", labels, "--out", out,
+             "--sentences", 3, "--sentence-len", 8, "--permutations", 10)
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "summary.json").read_text())
+    assert info["kinship_column"] == "EXP_KINSHIP" and info["trained_on"]["column"] == "EXP_KINSHIP"
+    held = [list(ids).index(s) for s in json.loads((model / "seq2king.json").read_text())["held_out"]]
+    sub = ~np.eye(len(held), dtype=bool)
+    want = np.abs(k[np.ix_(held, held)][sub] - exp[np.ix_(held, held)][sub]).mean()
+    assert info["kinship_compared"]["KINSHIP"]["mean_abs_difference"] == pytest.approx(want, abs=1e-5)
+    assert -1 <= info["kinship_compared"]["KINSHIP"]["spearman"] <= 1
+    layers = {row["layer"] for row in csv.DictReader(open(out / "connectivity.csv"))}
+    assert {"king_softmax", "king_softmax[KINSHIP]", "pca_distance"} <= layers
+    assert "column EXP_KINSHIP" in (out / "index.html").read_text()
+    _one_line_error(["seq2king", "report", "--model", model, "--kinship", rel, "--labels", labels, "--out",
+                     tmp_path / "r2", "--kinship-column", "KINSHIP"],
+                    r"--kinship-column KINSHIP: the model was trained on EXP_KINSHIP")
+    # a .kin0 or a matrix has KING's column only: nothing to compare
+    assert table_columns(tmp_path / "a.kin0") == ["KINSHIP"] and table_columns(tmp_path / "m.king.zarr") == []
+    assert table_columns(rel) == ["KINSHIP", "EXP_KINSHIP"]

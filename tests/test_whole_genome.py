@@ -18,10 +18,10 @@ torch.set_num_threads(1)
 TILE = 81_920
 
 
-def two_chromosome_vcf(directory: Path, *, n_samples: int, n_sites: int) -> Path:
-    """tiny_data's founder-mosaic genotypes on chromosomes 21 and 22, one VCF."""
+def two_chromosome_vcf(directory: Path, *, n_samples: int, n_sites: int, **kw) -> Path:
+    """tiny_data's founder-mosaic genotypes on chromosomes 21 and 22, one VCF (``kw``: tiny_vcf's options)."""
     parts = [tiny_vcf(directory / f"chr{c}.vcf", n_samples=n_samples, n_sites=n_sites, seed=i, chrom=c,
-                      switch_rate=0.002).read_text().splitlines() for i, c in enumerate(("21", "22"))]
+                      **{"switch_rate": 0.002, **kw}).read_text().splitlines() for i, c in enumerate(("21", "22"))]
     header = [ln for ln in parts[0] if ln.startswith("##")]
     header.insert(1, "##contig=<ID=21,length=46709983>")
     body = [ln for p in parts for ln in p if not ln.startswith("#")]

@@ -10,8 +10,8 @@ Checks (each independent; a failure is reported and the others still run):
   on CUDA, forward and backward, fp32 and bf16, lengths that are and are not multiples of the
   block, with right padding: max abs difference to an fp32 dense reference (relative to its
   largest value) per backend, dtype and length.
-* ``throughput``: a training step (forward, backward, AdamW) of the ``--preset`` model at
-  ``--tokens`` tokens, bf16 autocast, with and without activation checkpointing, compiled and
+* ``throughput``: a training step (forward, backward, AdamW) of each ``--preset`` model (base
+  and the published architecture, snpbag_paper) at ``--tokens`` tokens, bf16 autocast, with and without activation checkpointing, compiled and
   not: tokens/s, model FLOPs utilisation against the GPU's dense bf16 peak, peak memory.
 * ``train``: ``--steps`` steps of the small preset on a simulated demo cohort on CUDA; the
   loss must fall, and a run stopped half-way and resumed must end where the straight run does.
@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("gpu_check"), help="report directory (default gpu_check/)")
     p.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS), metavar="CHECK",
                    help=f"checks to run, of {', '.join(CHECKS)} (default: all)")
-    p.add_argument("--preset", default="base", help="model preset of the throughput check (default base)")
+    p.add_argument("--preset", nargs="+", default=["base", "snpbag_paper"],
+                   help="model presets of the throughput check (default base snpbag_paper)")
     p.add_argument("--tokens", type=int, default=81_920, help="sequence length of the throughput check")
     p.add_argument("--steps", type=int, default=200, help="training steps of the train check (even, >= 20)")
     a = p.parse_args(argv)
@@ -204,37 +205,37 @@ def check_throughput(args: argparse.Namespace) -> dict:
                           position=np.cumsum(rng.integers(1, 500, L)), target=np.where(masked, truth, IGNORE_INDEX),
                           tile=0, sample=0, offset=0)]).to("cuda")
     rows = []
-    for checkpointing in (False, True):
-        for compiled in (False, True):
-            cfg = preset(args.preset, n_sites=L, activation_checkpointing=checkpointing, compile=compiled)
-            row = {"checkpointing": checkpointing, "compiled": compiled}
-            try:
-                model = build_model(cfg).cuda().train()
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-                torch.cuda.reset_peak_memory_stats()
-                times = []
-                for _ in range(5):  # two warm-up steps (compilation), three timed
-                    torch.cuda.synchronize()
-                    t = time.perf_counter()
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        loss = model(batch).loss
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    torch.cuda.synchronize()
-                    times.append(time.perf_counter() - t)
-                tps = L / (sum(times[2:]) / 3)
-                row |= {"tokens_per_s": tps, "mfu": mfu(tps, model_flops_per_token(cfg), peak),
-                        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
-            except torch.OutOfMemoryError:
-                row |= {"tokens_per_s": None, "mfu": None, "peak_mem_gib": "out of memory"}
-            finally:
-                model = opt = None
-                torch.cuda.empty_cache()
-            rows.append(row)
-    # without checkpointing the base model may not fit; with it, it must
+    # one row per preset x checkpointing x compilation
+    for name, checkpointing, compiled in ((n, c, k) for n in args.preset for c in (False, True) for k in (False, True)):
+        cfg = preset(name, n_sites=L, activation_checkpointing=checkpointing, compile=compiled)
+        row = {"preset": name, "checkpointing": checkpointing, "compiled": compiled}
+        try:
+            model = build_model(cfg).cuda().train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+            torch.cuda.reset_peak_memory_stats()
+            times = []
+            for _ in range(5):  # two warm-up steps (compilation), three timed
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = model(batch).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - t)
+            tps = L / (sum(times[2:]) / 3)
+            row |= {"tokens_per_s": tps, "mfu": mfu(tps, model_flops_per_token(cfg), peak),
+                    "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+        except torch.OutOfMemoryError:
+            row |= {"tokens_per_s": None, "mfu": None, "peak_mem_gib": "out of memory"}
+        finally:
+            model = opt = None
+            torch.cuda.empty_cache()
+        rows.append(row)
+    # without checkpointing a model may not fit; with it, it must
     ok = all(r["tokens_per_s"] for r in rows if r["checkpointing"])
-    return {"ok": ok, "rows": rows, "preset": args.preset, "tokens": L, "peak_flops": peak}
+    return {"ok": ok, "rows": rows, "presets": args.preset, "tokens": L, "peak_flops": peak}
 
 
 def _demo_data(work: Path) -> tuple[Path, Path]:

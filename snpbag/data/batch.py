@@ -44,6 +44,11 @@ class Batch:
     def replace(self, **changes: Any) -> "Batch":
         return replace(self, **changes)
 
+    def rows(self, sequences: slice) -> "Batch":
+        """The sequences ``sequences`` of the batch (views, no copy)."""
+        return Batch(**{f.name: (v[sequences] if isinstance(v, torch.Tensor) else v)
+                        for f in fields(self) for v in [getattr(self, f.name)]})
+
 
 # Lightning moves batches with `transfer_batch_to_device`, which knows dataclasses; `to`
 # above keeps plain use (outside Lightning) just as easy.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from snpbag.eval.classify import confusion_matrix
+
 #: Code of "unrelated" in degree arrays.
 UNRELATED = -1
 
@@ -38,3 +40,41 @@ def degree_accuracy(truth: np.ndarray, called: np.ndarray) -> dict[str, dict[str
         out["UN" if d == UNRELATED else str(d)] = {"n": int(m.sum()), "exact": float(exact.mean()),
                                                    "within1": float(within.mean())}
     return out
+
+
+def prefilter_recall(truth: np.ndarray, kinship: np.ndarray, thresholds) -> list[dict[str, float]]:
+    """What a kinship prefilter (``snpbag relate --min-kinship X``) keeps, per true degree.
+
+    Parameters
+    ----------
+    truth : int array of true degrees (>= 1) or :data:`UNRELATED`, one per pair.
+    kinship : the pairs' KING-robust kinship (what ``snpbag king`` writes); NaN is never kept.
+    thresholds : the cuts X; a pair is kept when its kinship is at least X.
+
+    Returns
+    -------
+    One row per true degree (then ``UN``): ``{"degree", "pairs", "kept_X": share kept, ...}``.
+    For a related degree the share kept is the prefilter's recall (1 − share missed); for
+    unrelated pairs it is the share of the quadratic work the prefilter does not save.
+    """
+    truth, kinship = np.asarray(truth), np.asarray(kinship, dtype=np.float64)
+    rows = []
+    for d in sorted(set(truth.tolist()), key=lambda x: (x == UNRELATED, x)):
+        k = kinship[truth == d]
+        row: dict[str, float] = {"degree": "UN" if d == UNRELATED else str(d), "pairs": int(k.size)}
+        for x in thresholds:
+            row[f"kept_{x:g}"] = float(np.mean(k >= x))
+        rows.append(row)
+    return rows
+
+
+def degree_confusion(truth: np.ndarray, called: np.ndarray, max_degree: int) -> tuple[list[str], np.ndarray]:
+    """(labels ``1`` .. ``max_degree``, ``UN``; counts (L, L), row = true, column = called).
+    Degrees beyond ``max_degree`` count as ``UN``."""
+    labels = [*map(str, range(1, max_degree + 1)), "UN"]
+
+    def index(d: np.ndarray) -> np.ndarray:
+        d = np.asarray(d)
+        return np.where((d == UNRELATED) | (d > max_degree), max_degree, d - 1)
+
+    return labels, confusion_matrix(index(truth), index(called), len(labels))

@@ -255,6 +255,27 @@ def _patches_from_tsv(text: str) -> Patches:
                  np.asarray(cols[5], dtype=np.int64).astype(bool))
 
 
+def embeddings_model(path: str | Path) -> dict[str, Any] | None:
+    """The model identity recorded in an embeddings file (``{}`` when it names none or its format
+    hides it, parquet without pyarrow), or None when ``path`` is not an embeddings file. Reads the
+    metadata only, so a command taking genotypes can cheaply refuse embeddings given in their place."""
+    p = Path(path)
+    if p.is_dir():
+        for meta, key in ((p / NPY_ATTRS, None), (p / "zarr.json", "attributes")):
+            if meta.is_file():
+                try:
+                    attrs = json.loads(meta.read_text())
+                except ValueError:
+                    return None
+                attrs = (attrs.get(key) or {}) if key else attrs
+                return dict(attrs.get("model") or {}) if attrs.get("format") == FORMAT else None
+        return None
+    if p.is_file():
+        with open(p, "rb") as fh:
+            return {} if fh.read(4) == b"PAR1" else None
+    return None
+
+
 def read_embeddings(path: str | Path) -> Embeddings:
     """Open an embeddings file of any format.
 

@@ -14,7 +14,8 @@ the calibration temperature on the other fifth and writes the relate directory::
 ``relate`` runs it on the pairs of a VCF or store (all pairs, or those of ``--pairs``, e.g. a
 ``snpbag king --min-kinship`` .kin0 as a prefilter) and writes one row per pair: KING's
 counts and kinship, the most probable degree, the calibrated probability of each degree
-and of unrelated, parent–offspring vs full siblings at degree 1, the expected kinship
+and of unrelated, the three most probable degrees, parent–offspring vs full siblings at
+degree 1, the expected kinship
 (EXP_KINSHIP = Σ P(class) · 2^-(d+1)) and the confidence (the top degree probability).
 """
 
@@ -32,7 +33,8 @@ from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
-from snpbag.kinship import pairfeatures as pf
+from snpbag.inference import embedout
+from snpbag.kinship import degrees, pairfeatures as pf
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.king import king as king_table
 from snpbag.kinship.source import GenotypeSource, ScanStats
@@ -48,6 +50,8 @@ CHUNK = 4096
 #: Inputs with fewer variants than this share of the training input's are refused: the
 #: evidence per pair (and so every degree's calibration) scales with the sites seen.
 MIN_VARIANT_SHARE = 0.5
+#: Degrees named per pair, most probable first (TOP1..TOP3 and their probabilities).
+TOP = 3
 #: Pedigree relationship names of the two degree-1 classes.
 DEGREE1 = {"parent-offspring": 0, "full siblings": 1}
 
@@ -191,6 +195,15 @@ def degrees_of_classes(cls: np.ndarray, max_degree: int) -> np.ndarray:
     return np.where(cls == max_degree + 1, UNRELATED, d)
 
 
+def king_threshold_degrees(kinship: np.ndarray) -> np.ndarray:
+    """Degrees that KING's cut points (:func:`snpbag.kinship.degrees.degree`) give kinship values:
+    1..3 or UNRELATED; duplicate/MZ calls count as degree 1 and NaN as unrelated. Applied to
+    ``snpbag king``'s kinship it is KING; applied to the true realised kinship, the oracle of any
+    estimator that uses those cuts."""
+    d = degrees.degree(np.asarray(kinship, dtype=np.float64)).astype(np.int64)
+    return np.where(d == 0, 1, np.where(d < 0, UNRELATED, d))
+
+
 def degree_probabilities(p: np.ndarray) -> np.ndarray:
     """(n, classes) -> (n, max_degree + 1): P(degree 1) = P(PO) + P(FS), degrees 2.., unrelated."""
     return np.concatenate([p[:, :2].sum(1, keepdims=True), p[:, 2:]], axis=1)
@@ -312,7 +325,15 @@ def all_pairs(n: int) -> np.ndarray:
 def columns(max_degree: int) -> list[str]:
     """The header of ``snpbag relate``'s table."""
     return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO"]
+            + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
             + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"])
+
+
+def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) column indices of ``degree_probabilities`` output, most probable first (ties: the
+    closer degree first), and their probabilities."""
+    order = np.argsort(-pd, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(pd, order, axis=1)
 
 
 @dataclass
@@ -366,6 +387,11 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is visible; use --device cpu")
+    embedded = embedout.embeddings_model(input)
+    if embedded is not None:
+        raise InputError(f"--input {input}: embeddings of model {embedded.get('name', 'unknown')!r}; this relate "
+                         f"model reads genotypes (inputs={net.cfg.inputs}), and calling from embeddings is not built: "
+                         "give the VCF or store the embeddings were made from")
     patch_sites, top = int(meta["patch_sites"]), net.cfg.max_degree
     if max_degree is not None and not 1 <= max_degree <= top:
         raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
@@ -383,7 +409,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     data = PairData(ids, idx, counts, variants)
     p = predict_proba(net, data, patch_sites, device=device)
     pd = degree_probabilities(p)
-    call = pd.argmax(1)
+    ranked, ranked_p = top_degrees(pd, TOP)
+    call = ranked[:, 0]
     exp_k = p @ net.kinship.numpy().astype(np.float64)
     t = counts.sum(axis=1, dtype=np.int64)
     king = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
@@ -399,6 +426,7 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
             po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
             row = [ids[i], ids[j], str(t[r, 4]), str(t[r, 0]), str(t[r, 1]), f"{king[r]:.6g}", names[call[r]],
                    ("PO" if po >= 0.5 else "FS") if deg1 else "NA", f"{po:.4f}"]
+            row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
             row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
             fh.write("\t".join(row) + "\n")
     return RelateSummary(table, len(idx), int(keep.sum()), per_degree)

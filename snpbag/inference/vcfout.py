@@ -158,6 +158,16 @@ class OutputSites:
     def __len__(self) -> int:
         return int(self.pos.size)
 
+    def part(self, rows: slice) -> OutputSites:
+        """The rows ``rows`` (a step-1 slice) as output sites of their own, e.g. one chromosome."""
+        if rows == slice(0, len(self)):
+            return self
+        lo, hi = np.searchsorted(self.typed_rows, [rows.start, rows.stop])
+        return OutputSites(chrom=self.chrom[rows], pos=self.pos[rows], id=self.id[rows], ref=self.ref[rows],
+                           alt=self.alt[rows], swapped=self.swapped[rows], typed_rows=self.typed_rows[lo:hi] - rows.start,
+                           typed_calls=self.typed_calls[lo:hi], calls_phased=self.calls_phased,
+                           contig_lengths=self.contig_lengths)
+
     @classmethod
     def from_targets(cls, targets, model, *, orientation: str = "input") -> OutputSites:
         """Rows of a :class:`~snpbag.inference.sitematch.TargetGenotypes` for printing.

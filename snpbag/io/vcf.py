@@ -83,6 +83,23 @@ def _sniff(path: Path) -> None:
         raise InputError(f"{path}: not a VCF/BCF file (no ##fileformat=VCF header); give a .vcf, .vcf.gz or .bcf file")
 
 
+def _header_duplicates(path: Path) -> list[str]:
+    """Sample ids that a text VCF's #CHROM line lists more than once (htslib refuses such a
+    header with only "cannot parse VCF header"); [] for BCF or an unreadable header."""
+    import gzip
+
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rt") if gz else open(path)) as fh:
+            line = next((x for x in fh if not x.startswith("##")), "")
+    except (OSError, EOFError, UnicodeDecodeError):
+        return []
+    ids = line.rstrip("\n").split("\t")[9:] if line.startswith("#CHROM") else []
+    seen: set[str] = set()
+    return [s for s in ids if s in seen or seen.add(s)]
+
+
 class VcfReader:
     """Open and validate a VCF/BCF; iterate its biallelic SNPs in blocks.
 
@@ -98,7 +115,7 @@ class VcfReader:
     Raises
     ------
     InputError : missing file, not a VCF/BCF, no GT field, no samples, region problems.
-    SampleError : requested samples absent from the file.
+    SampleError : requested samples absent from the file; a sample id listed twice in the header.
     """
 
     def __init__(self, path: str | Path, *, region: str | None = None, samples: list[str] | None = None,
@@ -122,6 +139,10 @@ class VcfReader:
         try:
             vcf = cyvcf2.VCF(str(self.path), threads=threads or None, lazy=True)
         except (OSError, Exception) as e:  # cyvcf2 raises bare Exceptions for bad headers
+            dup = _header_duplicates(self.path)
+            if dup:
+                raise SampleError(f"{self.path}: duplicated sample ids ({', '.join(dup[:5])}); rename them "
+                                  "(`bcftools reheader -s`) so every sample is identifiable") from e
             raise InputError(f"{self.path}: cannot open as VCF/BCF ({e}); check the file with `bcftools view -h`") from e
         if not vcf.samples:
             raise InputError(f"{self.path}: the VCF has no sample columns; genotypes are required")

@@ -63,9 +63,10 @@ def parameter_counts(cfg: ModelConfig, head: str = "genotype") -> dict[str, int]
     with torch.device("meta"):
         model = build_model(cfg, head)
     emb = model.encoder.embed
+    site_table = 0 if emb.binary else count_parameters(emb.site)  # the binary site code has none
     return {
-        "site_table": count_parameters(emb.site),
-        "embedding_other": count_parameters(emb) - count_parameters(emb.site),
+        "site_table": site_table,
+        "embedding_other": count_parameters(emb) - site_table,
         "blocks": count_parameters(model.encoder.blocks),
         "final_norm": count_parameters(model.encoder.ln_f),
         "head": count_parameters(model.head),

@@ -1,5 +1,15 @@
 """Token embedding: genotype + site identity + base-pair position.
 
+Site identity comes in two kinds (``model.site_code``). ``table`` (the default, below): a
+learned factorised table. ``binary`` (the published SNPBag's): the site's vocabulary index
+written as a fixed SITE_CODE_BITS-bit binary code (bits as +-1), concatenated with a small
+learned genotype embedding (``model.genotype_dim``) and projected to d_model by one linear
+map. It has no per-site parameters, so the model's size does not grow with the vocabulary
+(6 million sites cost nothing), and the code of a site depends only on its index: the same
+vocabulary gives the same codes wherever it is loaded. The position and allele-frequency
+features below are added in both kinds; the allele embedding (a per-site table) is
+``table`` only.
+
 Site identity must scale to ~6 million sites, so it is factorised: a narrow learned table
 (n_sites x site_dim) projected to d_model by one shared linear map. At 6,030,514 sites and
 site_dim=16 the table is 96.5 M parameters instead of 3.1 G for a full-width d_model=512 table.
@@ -61,6 +71,8 @@ N_AF_FEATURES = 4
 AF_EPS = 1e-3
 #: stored for sites without a known AF (a NaN would break equality checks of state dicts)
 UNKNOWN_AF = -1.0
+#: bits of the binary site code: indices up to 2**32 - 1, far above any SNP vocabulary
+SITE_CODE_BITS = 32
 MIN_WAVELENGTH_BP = 16
 MAX_WAVELENGTH_BP = 2**28
 
@@ -77,6 +89,13 @@ def position_features(position: torch.Tensor, wavelengths: torch.Tensor) -> torc
     phase = torch.remainder(position[..., None], wavelengths).float() / wavelengths.float()  # (B, L, F)
     angle = phase * (2 * math.pi)
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+def site_code(site_index: torch.Tensor) -> torch.Tensor:
+    """(...,) int64 site indices -> (..., SITE_CODE_BITS) float32 bits as -1/+1, least
+    significant bit first: the fixed site identity of ``model.site_code=binary``."""
+    bits = torch.arange(SITE_CODE_BITS, device=site_index.device)
+    return ((site_index[..., None] >> bits) & 1).float() * 2 - 1
 
 
 def clamp_af(af: torch.Tensor) -> torch.Tensor:
@@ -128,12 +147,17 @@ class TokenEmbedding(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         D = cfg.d_model
-        self.genotype = nn.Embedding(N_TOKENS, D)
-        self.site = nn.Embedding(cfg.n_sites, cfg.site_dim)
-        self.site_proj = nn.Linear(cfg.site_dim, D, bias=False)
-        # a second narrow per-site table, scaled by the centred ALT dosage (see module doc)
-        self.allele = nn.Embedding(cfg.n_sites, cfg.site_dim)
-        self.allele_proj = nn.Linear(cfg.site_dim, D, bias=False)
+        self.binary = cfg.site_code == "binary"
+        if self.binary:
+            self.genotype = nn.Embedding(N_TOKENS, cfg.genotype_dim)
+            self.code_proj = nn.Linear(SITE_CODE_BITS + cfg.genotype_dim, D, bias=False)
+        else:
+            self.genotype = nn.Embedding(N_TOKENS, D)
+            self.site = nn.Embedding(cfg.n_sites, cfg.site_dim)
+            self.site_proj = nn.Linear(cfg.site_dim, D, bias=False)
+            # a second narrow per-site table, scaled by the centred ALT dosage (see module doc)
+            self.allele = nn.Embedding(cfg.n_sites, cfg.site_dim)
+            self.allele_proj = nn.Linear(cfg.site_dim, D, bias=False)
         self.position = nn.Linear(2 * N_FREQUENCIES, D)
         self.frequency = nn.Linear(N_AF_FEATURES, D)
         # part of the checkpoint: a saved model carries the AF of the cohort it was trained on
@@ -143,22 +167,32 @@ class TokenEmbedding(nn.Module):
         self.register_buffer("wavelengths", _wavelengths(), persistent=False)
 
     @torch.no_grad()
-    def reset_site_tables(self) -> None:
-        """Stored rows at std 1 / SITE_SCALE: unit-variance codes after the forward scale
-        (called by Encoder.reset_parameters)."""
+    def reset_tables(self) -> None:
+        """Unit-variance codes for the narrow tables that feed projections (called by
+        Encoder.reset_parameters): per-site rows stored at std 1 / SITE_SCALE (the forward
+        scale brings them to 1); the binary code's genotype embedding at std 1, like its
+        +-1 bits."""
+        if self.binary:
+            nn.init.normal_(self.genotype.weight, std=1.0)
+            return
         for table in (self.site, self.allele):
             nn.init.normal_(table.weight, std=1.0 / SITE_SCALE)
 
     def forward(self, genotype: torch.Tensor, site_index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        x = self.genotype(genotype)  # (B, L, D)
-        x = x + self.site_proj(self.site(site_index) * SITE_SCALE)  # (B, L, site_dim) -> (B, L, D)
+        if self.binary:
+            code = site_code(site_index).to(self.code_proj.weight.dtype)  # (B, L, BITS)
+            x = self.code_proj(torch.cat([code, self.genotype(genotype)], dim=-1))  # (B, L, BITS + G) -> (B, L, D)
+        else:
+            x = self.genotype(genotype)  # (B, L, D)
+            x = x + self.site_proj(self.site(site_index) * SITE_SCALE)  # (B, L, site_dim) -> (B, L, D)
         pf = position_features(position, self.wavelengths).to(self.position.weight.dtype)  # (B, L, 2F)
         x = x + self.position(pf)  # (B, L, D)
         site_af = self.site_af[site_index]  # (B, L)
         af = af_features(site_af).to(self.frequency.weight.dtype)  # (B, L, 4)
         x = x + self.frequency(af)  # (B, L, D)
-        allele = self.allele_proj(self.allele(site_index) * SITE_SCALE)  # (B, L, D)
-        x = x + allele_dose(genotype, site_af)[..., None].to(x.dtype) * allele
+        if not self.binary:
+            allele = self.allele_proj(self.allele(site_index) * SITE_SCALE)  # (B, L, D)
+            x = x + allele_dose(genotype, site_af)[..., None].to(x.dtype) * allele
         return self.dropout(x)
 
     @torch.no_grad()

@@ -1,11 +1,17 @@
 """The SNPBag encoder: token embedding, pre-norm bidirectional transformer blocks with
-sliding-window attention, final LayerNorm. Heads are separate modules (snpbag.model.heads)."""
+sliding-window attention, final norm. Heads are separate modules (snpbag.model.heads).
+
+``model.norm`` picks LayerNorm or RMSNorm, ``model.ffn`` GELU or SwiGLU (the published
+SNPBag's choices: RMSNorm, SwiGLU). The parameter names are the same for both, so a block
+is ``ln1, attn, ln2, fc1, fc2`` whatever it holds; SwiGLU's gate and value projections are
+one ``fc1`` of width 2 d_ff, without biases (as in LLaMA)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -33,17 +39,34 @@ class SelfAttention(nn.Module):
         return self.proj(out.reshape(B, L, D)), weights
 
 
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return nn.RMSNorm(cfg.d_model) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model)
+
+
+class SwiGLU(nn.Module):
+    """silu(a) * b of the two halves [a | b] of the fc1 output: (B, L, 2 F) -> (B, L, F)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a, b = h.chunk(2, dim=-1)
+        return F.silu(a) * b
+
+
 class Block(nn.Module):
-    """Pre-norm: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    """Pre-norm: x + Attn(norm(x)), then x + FFN(norm(x))."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln1 = make_norm(cfg)
         self.attn = SelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.ln2 = make_norm(cfg)
+        if cfg.ffn == "swiglu":
+            self.fc1 = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+            self.act = SwiGLU()
+            self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        else:
+            self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
+            self.act = nn.GELU()
+            self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(
@@ -62,9 +85,9 @@ class Encoder(nn.Module):
         self.embed = TokenEmbedding(cfg)
         # retrieval input: the nearest panel genomes' genotype votes (L, 3) per token
         # the retrieval input's projection; its name is a key of saved weights, so it stays
-        self.neighbour_in = nn.Linear(3, cfg.d_model, bias=False) if cfg.retrieval_k else None
+        self.neighbour_in = nn.Linear(3, cfg.d_model, bias=False) if cfg.uses_panel else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.ln_f = make_norm(cfg)
         self.reset_parameters()
         if cfg.compile:
             # in place: parameter names (and so checkpoints) stay free of `_orig_mod.`
@@ -84,9 +107,9 @@ class Encoder(nn.Module):
         for block in self.blocks:
             for lin in (block.attn.proj, block.fc2):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
-        # the narrow per-site tables feed projections: unit-variance codes (after their
-        # SITE_SCALE multiplier) keep the projected site terms comparable to the others
-        self.embed.reset_site_tables()
+        # the narrow tables feed projections: unit-variance codes (after the per-site tables'
+        # SITE_SCALE multiplier) keep the projected terms comparable to the others
+        self.embed.reset_tables()
 
     def plan(self, valid: torch.Tensor) -> AttentionPlan:
         return plan_attention(

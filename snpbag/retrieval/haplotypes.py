@@ -34,6 +34,7 @@ chromosome of array sites.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -178,7 +179,8 @@ class HaplotypePanel(PanelRows):
         if not allowed.any():
             return out, held
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
-        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps, out, held)
+        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps,
+                    conflict_stride(self.block, self.margin), out, held)
         return out, held
 
     def save(self, path: str | Path) -> None:
@@ -206,13 +208,20 @@ class HaplotypePanel(PanelRows):
                              "re-export the model") from e
 
 
+def conflict_stride(block: int, margin: int) -> int:
+    """Visible sites between the rows of the conflict table that block selection reads: every
+    block start and margin edge is a multiple of gcd(block, margin), or the end."""
+    return math.gcd(block, margin)
+
+
 @njit(cache=True, nogil=True)
-def select_states(cc, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
-    """out[:K] = the K allowed haplotypes with the fewest conflicts on visible [w0, w1),
-    ties by conflicts on [v0, v1), then by a fixed hash of the row."""
+def select_states(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts between rows w0 and w1 of
+    the running conflict table (:func:`conflicts`: the block and its margins), ties by
+    conflicts between rows v0 and v1 (``n_wide`` visible sites), then by a fixed hash of the row."""
     nh = cc.shape[1]
     key = np.empty(nh, dtype=np.int64)
-    span = np.int64(v1 - v0 + 1)
+    span = np.int64(n_wide + 1)
     for h in range(nh):
         if allowed[h]:
             near = np.int64(cc[w1, h] - cc[w0, h])
@@ -301,20 +310,28 @@ def normalise(A, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def conflicts(panel, g, vis):  # pragma: no cover - compiled
-    """cc[t, h] = opposite-homozygote conflicts of haplotype h with genotypes g over the
-    first t sites of ``vis`` (running counts: a span's count is a difference of two rows)."""
+def conflicts(panel, g, vis, stride):  # pragma: no cover - compiled
+    """Running opposite-homozygote conflicts of every haplotype with genotypes g over the
+    visible sites ``vis``, kept every ``stride`` visible sites and at the end (a span's count
+    is a difference of two rows, :func:`_cc_row`): all the block selection reads. A table of
+    every site was sites x haplotypes x 4 bytes per sequence, tens of MB freshly faulted in.
+    Returns the table and the index of its last row (the counts over all of ``vis``)."""
     m = vis.size
     nh = panel.shape[1]
-    cc = np.zeros((m + 1, nh), dtype=np.int32)
+    last = m // stride + 1
+    cc = np.zeros((last + 1, nh), dtype=np.int32)
+    run = np.zeros(nh, dtype=np.int32)
     for t in range(m):
         s = vis[t]
         gt = g[s]
         for h in range(nh):
             x = panel[s, h]
-            bad = (gt == 0 and x == 1) or (gt == 2 and x == 0)
-            cc[t + 1, h] = cc[t, h] + (1 if bad else 0)
-    return cc
+            if (gt == 0 and x == 1) or (gt == 2 and x == 0):
+                run[h] += 1
+        if (t + 1) % stride == 0:
+            cc[(t + 1) // stride, :] = run
+    cc[last, :] = run
+    return cc, last
 
 
 @njit(cache=True, nogil=True)
@@ -389,10 +406,11 @@ def backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev,
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # pragma: no cover - compiled
+def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc);
     with loo of shape (L, 3), loo[s] = the same at each visible site s with its own emission
-    left out (leave-one-out), NaN elsewhere; a (0, 3) loo skips that."""
+    left out (leave-one-out), NaN elsewhere; a (0, 3) loo skips that. Conflict counts are
+    kept every ``stride`` visible sites (:func:`conflict_stride`)."""
     L, nh = panel.shape
     n_allowed = 0
     for h in range(nh):
@@ -420,7 +438,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
         if g[s] >= 0:
             vis[t] = s
             t += 1
-    cc = conflicts(panel, g, vis)
+    cc, last = conflicts(panel, g, vis, stride)
     cand = np.empty(K, dtype=np.int64)
     W = min(m, block + 2 * margin)
     alpha = np.empty((W, K, K), dtype=np.float32)
@@ -443,7 +461,9 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
         c1 = min(m, c0 + block)
         w0 = max(0, c0 - margin)
         w1 = min(m, c1 + margin)
-        select_states(cc, w0, w1, max(0, w0 - 2 * margin), min(m, w1 + 2 * margin), allowed, K, cand)
+        v0, v1 = max(0, w0 - 2 * margin), min(m, w1 + 2 * margin)
+        select_states(cc, _cc_row(w0, stride, m, last), _cc_row(w1, stride, m, last), _cc_row(v0, stride, m, last),
+                      _cc_row(v1, stride, m, last), v1 - v0, allowed, K, cand)
         n = w1 - w0
         forward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, alpha)
         backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev, rsum, emit, beta)
@@ -502,6 +522,13 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, out, loo):  # 
                 q1 += w * p1
                 q2 += w * p2
             out[s, 0], out[s, 1], out[s, 2] = q0, q1, q2
+
+
+@njit(cache=True, nogil=True)
+def _cc_row(t, stride, m, last):  # pragma: no cover - compiled
+    """Row of the conflict table holding the counts over the first t visible sites (t is a
+    multiple of the stride, or m)."""
+    return last if t == m else t // stride
 
 
 @njit(cache=True, nogil=True)

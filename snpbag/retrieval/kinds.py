@@ -11,6 +11,9 @@ Two kinds give the encoder the same (L, 3) per-site input:
   ``retrieval_span`` visible sites. Needs a phased panel without missing calls (as
   Beagle's reference does); Beagle-level accuracy on its own (docs/benchmarks.md).
 
+``none`` (or ``retrieval_k`` 0) is the panel-free model: no retrieval input, and nothing of
+the training genomes but the weights and the site allele frequencies in its directory.
+
 The panel holds the training genomes, so it is saved in the run directory and shipped in
 the exported model directory (under the kind's file name, snpbag.modeldir.PANEL_FILES).
 """
@@ -25,7 +28,7 @@ KINDS = {"genomes": genomes.NeighbourPanel, "haplotypes": haplotypes.HaplotypePa
 
 def options(model_config) -> dict | None:
     """The datamodule's ``retrieval`` option for a model (None: no retrieval input)."""
-    if not model_config.retrieval_k:
+    if not model_config.uses_panel:  # model.retrieval=none or retrieval_k=0
         return None
     out = {"kind": model_config.retrieval, "k": model_config.retrieval_k, "span": model_config.retrieval_span}
     if model_config.genetic_map:

@@ -376,6 +376,8 @@ def simulate(
     pedigree: int | None = None,
     chromosomes: int | None = None,
     demography: str = "ooa",
+    max_degree: int | None = None,
+    genotype_error: float | None = None,
 ) -> SimulationResult:
     """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
 
@@ -417,6 +419,15 @@ def simulate(
         four recently split sub-populations, snpbag.simulate.finescale) or ``admixed`` (the
         American admixture model: AFR, EUR, ASIA and the admixed ADMIX); samples.tsv gives
         each sample's population and continent.
+    max_degree
+        With ``pedigree``: the family template's most distant degree (default 9;
+        :func:`snpbag.simulate.pedigree.family_template`, 12 reaches fifth cousins once removed).
+    genotype_error
+        With ``pedigree``: each written genotype call is, with this probability, replaced by
+        one of the two other genotypes (uniformly; a new heterozygote gets a random phase),
+        as array and sequencing errors do. The truth tables and ``array_sites.tsv`` are of the
+        error-free genotypes, so a run with and without errors (same seed) differs only in
+        the calls.
 
     Returns
     -------
@@ -429,6 +440,11 @@ def simulate(
         ``array_fraction``, or too many ``split_targets``.
     """
     _validate(samples_per_pop, length, chrom, array_fraction, split_targets, pedigree, chromosomes)
+    for flag, value in (("--max-degree", max_degree), ("--genotype-error", genotype_error)):
+        if value is not None and pedigree is None:
+            raise InputError(f"{flag} applies to pedigree simulations; add --pedigree N or drop {flag}")
+    if genotype_error is not None and not 0 <= genotype_error < 1:
+        raise InputError(f"--genotype-error {genotype_error}: must be in [0, 1), e.g. 0.005")
     if demography not in DEMOGRAPHIES:
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
     if demography != "ooa" and pedigree is not None:
@@ -440,6 +456,9 @@ def simulate(
                   chromosomes=chromosomes)
     if demography != "ooa":  # only named when not the default, so default outputs keep their bytes
         params["demography"] = demography
+    for key, value in (("max_degree", max_degree), ("genotype_error", genotype_error)):
+        if value is not None:
+            params[key] = value
     t0 = time.perf_counter()
     with atomic_output(outdir, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -543,11 +562,12 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     chrom_ss, ped_ss = ss.spawn(2)
     names = _chrom_names(params["chrom"], k)
     pop_names = [p for p, _ in POPULATIONS]
-    counts = ped.founders_per_population(n_fam, len(POPULATIONS))
+    max_degree = params.get("max_degree") or ped.DEFAULT_MAX_DEGREE
+    counts = ped.founders_per_population(n_fam, len(POPULATIONS), max_degree=max_degree)
     founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
     lengths_cm = ped.HUMAN_AUTOSOME_CM[:k] if k > 1 else (ped.HUMAN_AUTOSOME_CM[_autosome_index(params["chrom"])],)
     sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
-                                rng=np.random.default_rng(ped_ss))
+                                rng=np.random.default_rng(ped_ss), max_degree=max_degree)
     chroms = []
     for c, h in enumerate(founders):
         g = ped.member_genotypes(sim.members, sim.genomes, h.genotypes, h.positions - 1, c)
@@ -564,13 +584,18 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
         f"{m.id}\t{m.population}\t{continent[m.population]}\t{m.family}\n" for m in sim.members))
     ped.write_pedigree_tsv(sim.members, files["pedigree"])
     ped.write_pairs_tsv(sim.pairs, files["pairs"])
-    files["pedigree_vcf"] = write_vcf(tmp / "pedigree.vcf.gz", chroms, samples, meta=vcf_meta)
-    picks = None
-    if params["array_fraction"] is not None:
-        picks = _array_subsets(chroms, params["array_fraction"])
+    picks = None if params["array_fraction"] is None else _array_subsets(chroms, params["array_fraction"])
+    if params.get("genotype_error"):
+        err_rng = np.random.default_rng(ss.spawn(1)[0])  # the third child: founders and meioses stay as without
+        called = [Haplotypes(h.chrom, h.length, h.positions, h.ref, h.alt,
+                             ped.genotype_errors(h.genotypes, params["genotype_error"], err_rng)) for h in chroms]
+    else:
+        called = chroms
+    files["pedigree_vcf"] = write_vcf(tmp / "pedigree.vcf.gz", called, samples, meta=vcf_meta)
+    if picks is not None:
         files["array_sites"] = tmp / "array_sites.tsv"
         _write_array_tsv(files["array_sites"], chroms, picks)
-        arr = [h.subset_sites(idx) for h, idx in zip(chroms, picks)]
+        arr = [h.subset_sites(idx) for h, idx in zip(called, picks)]
         files["pedigree_array"] = write_vcf(tmp / "pedigree_array.vcf.gz", arr, samples, meta=vcf_meta)
     meta = _model_meta(source)
     meta.update(

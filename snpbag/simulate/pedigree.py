@@ -41,31 +41,56 @@ HUMAN_AUTOSOME_CM: tuple[float, ...] = (
 )  # fmt: skip
 
 
-def _family_template() -> list[tuple[str, tuple[str, str] | None]]:
+#: Most distant degree of the default family template.
+DEFAULT_MAX_DEGREE = 9
+#: Degrees the template can be built to reach (a pair of lines at least one generation deep).
+MAX_DEGREE_RANGE = (3, 20)
+
+
+def line_depths(max_degree: int) -> tuple[int, int, int]:
+    """Generations (a, b, h) of the full-sib lines A, B and the half-sib line H of a template whose most
+    distant pairs are of degree ``max_degree``: A_a and B_b are cousins of degree a + b − 1 (two common
+    ancestors), H_h and A_a half cousins of degree h + a (one), so b = ⌊(D + 1) / 2⌋, a = D + 1 − b,
+    h = D − a; D = 9 gives the (5, 5, 4) of the original template."""
+    lo, hi = MAX_DEGREE_RANGE
+    if not lo <= max_degree <= hi:
+        raise InputError(f"--max-degree {max_degree}: family templates reach degrees {lo} to {hi}")
+    b = (max_degree + 1) // 2
+    a = max_degree + 1 - b
+    return a, b, max_degree - a
+
+
+def family_template(max_degree: int = DEFAULT_MAX_DEGREE) -> tuple[tuple[str, tuple[str, str] | None], ...]:
     """One family: (label, parents or None for a founder), parents before children.
 
-    An ancestral couple P x M has two full-sib lines A and B, each continued for five
-    generations (a continuing child plus a leaf sibling per generation, each
-    continuing child married to a new founder), and P has a half-sib line H with a
-    second partner W, continued for four generations. This yields degrees 1-9:
-    parent-offspring, full/half siblings, (great-)grandparents, (grand-)avuncular,
-    first to fourth cousins with removals, and half-cousins; spouses and in-laws
-    are unrelated pairs.
+    An ancestral couple P x M has two full-sib lines A and B, continued for a and b
+    generations (a continuing child plus a leaf sibling per generation, each continuing
+    child married to a new founder), and P has a half-sib line H with a second partner W,
+    continued for h generations (:func:`line_depths`). The default (a, b, h) = (5, 5, 4)
+    yields degrees 1-9: parent-offspring, full/half siblings, (great-)grandparents,
+    (grand-)avuncular, first to fourth cousins with removals, and half-cousins; spouses and
+    in-laws are unrelated pairs. ``max_degree=12`` gives (7, 6, 5): degrees 1-12, up to
+    fifth cousins once removed and half fifth cousins.
     """
     t: list[tuple[str, tuple[str, str] | None]] = [("P", None), ("M", None), ("W", None)]
     t += [("A1", ("P", "M")), ("B1", ("P", "M")), ("H1", ("P", "W"))]
-    for line, depth, leaf in (("A", 5, True), ("B", 5, True), ("H", 4, False)):
+    a, b, h = line_depths(max_degree)
+    for line, depth, leaf in (("A", a, True), ("B", b, True), ("H", h, False)):
         for g in range(1, depth):
             spouse = f"{line}{g}s"
             t.append((spouse, None))
             t.append((f"{line}{g + 1}", (f"{line}{g}", spouse)))
             if leaf:
                 t.append((f"{line}{g + 1}b", (f"{line}{g}", spouse)))
-    return t
+    return tuple(t)
 
 
-FAMILY_TEMPLATE = tuple(_family_template())
-FOUNDERS_PER_FAMILY = sum(p is None for _, p in FAMILY_TEMPLATE)
+def founders_per_family(max_degree: int = DEFAULT_MAX_DEGREE) -> int:
+    return sum(p is None for _, p in family_template(max_degree))
+
+
+FAMILY_TEMPLATE = family_template()
+FOUNDERS_PER_FAMILY = founders_per_family()
 MEMBERS_PER_FAMILY = len(FAMILY_TEMPLATE)
 
 
@@ -114,15 +139,17 @@ class PedigreeSimulation:
     pairs: list[PairTruth]
 
 
-def founders_per_population(n_families: int, n_populations: int) -> list[int]:
+def founders_per_population(n_families: int, n_populations: int, *, max_degree: int = DEFAULT_MAX_DEGREE
+                            ) -> list[int]:
     """Founders each population must supply: family ``f`` draws all founders from population ``f % P``."""
     counts = [0] * n_populations
     for f in range(n_families):
-        counts[f % n_populations] += FOUNDERS_PER_FAMILY
+        counts[f % n_populations] += founders_per_family(max_degree)
     return counts
 
 
-def build_families(n_families: int, *, populations: Sequence[str], rng: np.random.Generator) -> list[Member]:
+def build_families(n_families: int, *, populations: Sequence[str], rng: np.random.Generator,
+                   max_degree: int = DEFAULT_MAX_DEGREE) -> list[Member]:
     """Instantiate the family template ``n_families`` times.
 
     Parameters
@@ -136,6 +163,8 @@ def build_families(n_families: int, *, populations: Sequence[str], rng: np.rando
         (the layout of :func:`founders_per_population` samples).
     rng
         Draws the sex of each non-founder.
+    max_degree
+        The template's most distant degree (:func:`family_template`).
 
     Returns
     -------
@@ -145,11 +174,12 @@ def build_families(n_families: int, *, populations: Sequence[str], rng: np.rando
     Raises
     ------
     InputError
-        ``n_families < 1``.
+        ``n_families < 1``; ``max_degree`` outside :data:`MAX_DEGREE_RANGE`.
     """
     if n_families < 1:
         raise InputError(f"--pedigree {n_families}: need at least one family")
-    counts = founders_per_population(n_families, len(populations))
+    template = family_template(max_degree)
+    counts = founders_per_population(n_families, len(populations), max_degree=max_degree)
     next_founder = list(itertools.accumulate([0, *counts[:-1]]))
     width = max(4, len(str(n_families)))
     members: list[Member] = []
@@ -158,7 +188,7 @@ def build_families(n_families: int, *, populations: Sequence[str], rng: np.rando
         fam = f"F{f + 1:0{width}d}"
         sex: dict[str, int] = {"P": 1, "M": 2, "W": 2}
         by_label: dict[str, Member] = {}
-        for label, parents in FAMILY_TEMPLATE:
+        for label, parents in template:
             mid = f"{fam}_{label}"
             if parents is None:
                 if label not in sex:  # a spouse: the sex opposite to the partner
@@ -421,20 +451,23 @@ def simulate_pedigree(
     lengths_bp: Sequence[int],
     lengths_cm: Sequence[float],
     rng: np.random.Generator,
+    max_degree: int = DEFAULT_MAX_DEGREE,
 ) -> PedigreeSimulation:
     """Families, their genomes as founder segments, and the pair truth table.
 
     Parameters
     ----------
     n_families
-        Number of families of :data:`MEMBERS_PER_FAMILY` members
-        (:data:`FOUNDERS_PER_FAMILY` founders each).
+        Number of families (:func:`family_template`; the default one has
+        :data:`MEMBERS_PER_FAMILY` members, :data:`FOUNDERS_PER_FAMILY` of them founders).
     populations
         Population names; see :func:`build_families`.
     lengths_bp, lengths_cm
         Physical and genetic length of each chromosome.
     rng
         Random generator (sexes, crossovers).
+    max_degree
+        The family template's most distant degree (:func:`family_template`).
 
     Returns
     -------
@@ -443,9 +476,9 @@ def simulate_pedigree(
     Raises
     ------
     InputError
-        ``n_families < 1`` or mismatched chromosome lengths.
+        ``n_families < 1``, ``max_degree`` out of range, or mismatched chromosome lengths.
     """
-    members = build_families(n_families, populations=populations, rng=rng)
+    members = build_families(n_families, populations=populations, rng=rng, max_degree=max_degree)
     genomes = drop_genomes(members, lengths_bp=lengths_bp, lengths_cm=lengths_cm, rng=rng)
     pairs = pair_truth(members, genomes, lengths_bp)
     log.info("pedigree: %d families, %d members, %d truth pairs", n_families, len(members), len(pairs))
@@ -474,6 +507,20 @@ def member_genotypes(
         e = min(s + chunk, labels.shape[0])
         out[s:e] = np.take_along_axis(founder_genotypes[s:e], labels[s:e], axis=1)
     return out
+
+
+def genotype_errors(genotypes: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of phased alleles (sites, 2 * samples) with each diploid call replaced, with probability
+    ``rate``, by one of the two other genotypes (0/0, 0/1, 1/1), chosen uniformly; a new
+    heterozygote's phase is random (array and sequencing errors, ``snpbag simulate --genotype-error``)."""
+    g = genotypes.copy()
+    site, sample = np.nonzero(rng.random((g.shape[0], g.shape[1] // 2)) < rate)
+    dosage = g[site, 2 * sample].astype(np.int64) + g[site, 2 * sample + 1]
+    new = (dosage + rng.integers(1, 3, size=dosage.size)) % 3
+    first = np.where(new == 1, rng.integers(0, 2, size=new.size), new // 2)
+    g[site, 2 * sample] = first
+    g[site, 2 * sample + 1] = new - first
+    return g
 
 
 def write_pedigree_tsv(members: Sequence[Member], path: str | Path) -> None:

@@ -130,7 +130,7 @@ def export(checkpoint: str | Path, outdir: str | Path) -> Path:
         "provenance": _run_provenance(run_dirs),
     }
     cfg = model.config
-    panel = _retrieval_panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.retrieval_k else None
+    panel = _retrieval_panel_for(run_dirs, ckpt_path, cfg.retrieval) if cfg.uses_panel else None
     record = provenance("snpbag export", {"checkpoint": str(ckpt_path.resolve()), "outdir": str(outdir)})
     modeldir.write(outdir, model=model, vocab=vocab, training=training, provenance=record, panel=panel)
     log.info("exported %s (step %d) to %s", ckpt_path, training["global_step"], outdir)

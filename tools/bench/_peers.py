@@ -20,7 +20,8 @@ from snpbag.io.bgzf import write_vcf_bgzf
 
 
 def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
-    """Run a command under /usr/bin/time -v; return wall and CPU seconds and peak RSS (MiB)."""
+    """Run a command under /usr/bin/time -v; return wall and CPU seconds (user + system, and
+    each) and peak RSS (MiB)."""
     full = ["/usr/bin/time", "-v"] + cmd if Path("/usr/bin/time").exists() else cmd
     t0 = time.perf_counter()
     with open(log, "w") as err, (open(stdout, "wb") if stdout else open(log.with_suffix(".out"), "wb")) as out:
@@ -34,7 +35,8 @@ def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
         m = re.search(rf"{re.escape(name)}: ([\d.]+)", text)
         return float(m.group(1)) if m else float("nan")
 
-    return {"wall_s": wall, "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
+    user, system = field("User time (seconds)"), field("System time (seconds)")
+    return {"wall_s": wall, "cpu_s": user + system, "user_s": user, "sys_s": system,
             "peak_mib": field("Maximum resident set size (kbytes)") / 1024, "cmd": shlex.join(cmd)}
 
 

@@ -16,6 +16,8 @@ Beagle, ``impute=false``) and ``bcftools``. snpbag is evaluated from a model dir
 trained only on ``reference.vcf.gz`` (``--snpbag-model``); without it the snpbag rows are
 left out and the table says so. For a ``model.retrieval=haplotypes`` model a further row
 scores its retrieval input alone (the copying model, no encoder): what the encoder adds.
+The ``ref`` row is ``snpbag impute --ref reference.vcf.gz``: the copying model straight from
+the panel, no training.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
-    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,copying",
-                    help="copying: the haplotype-copying retrieval input of a haplotypes model alone")
+    ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
+                    help="copying: the haplotype-copying retrieval input of a haplotypes model alone; "
+                         "ref: `snpbag impute --ref reference.vcf.gz` (no model)")
     ap.add_argument("--plots", type=Path, default=None, help="write r2_by_maf_D.png and r2_calibration_D.png here")
     _results.add_json_option(ap)
     args = ap.parse_args(argv)
@@ -138,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--model", str(model), "--input", str(target_in),
                     "--output", str(out), "--batch-size", "32"], log=dd / "snpbag.time")
             res["tools"].append(scored(f"snpbag ({model.name})", out, t))
+        if "ref" in tools:  # one command from the phased panel, no training
+            out = dd / "snpbag_ref.vcf.gz"
+            for p in (out, Path(f"{out}.tbi"), dd / "snpbag_ref.info.tsv", dd / "snpbag_ref.excluded.tsv"):
+                p.unlink(missing_ok=True)
+            t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--ref", str(ref_vcf), "--input", str(target_in),
+                    "--output", str(out), "--batch-size", "32"], log=dd / "snpbag_ref.time")
+            res["tools"].append(scored("snpbag --ref (copying model, no training)", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
         if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():
             t0 = time.perf_counter()
@@ -185,7 +195,8 @@ def tables(results: dict) -> dict[str, list[dict]]:
             a = rows[("all", "all")]
             imputation.append({"density": dens, "tool": t["tool"], "concordance": a["concordance"], "nrd": a["nrd"],
                                "r2": a["r2"], **{f"r2 {b}": rows[("all", b)]["r2"] for b in maf_bin_labels()},
-                               "wall_s": t.get("wall_s"), "peak_mib": t.get("peak_mib")})
+                               "wall_s": t.get("wall_s"), "user_s": t.get("user_s"), "sys_s": t.get("sys_s"),
+                               "peak_mib": t.get("peak_mib")})
             groups = sorted({g for g, _ in rows} - {"all"})
             populations.append({"density": dens, "tool": t["tool"], **{f"r2 {g}": rows[(g, "all")]["r2"] for g in groups},
                                 **{f"concordance {g}": rows[(g, "all")]["concordance"] for g in groups}})

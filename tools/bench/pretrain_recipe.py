@@ -76,7 +76,7 @@ def main() -> None:
     if a.site_scale is not None:
         import snpbag.model.embedding as embedding
 
-        embedding.SITE_SCALE = a.site_scale  # read at call time by reset_site_tables and forward
+        embedding.SITE_SCALE = a.site_scale  # read at call time by reset_tables and forward
     base_cfg = preset(a.preset)
     over = {}
     for kv in a.set:

@@ -1,13 +1,19 @@
-"""Relationship degrees on held-out simulated pedigrees: ``snpbag relate`` against KING's thresholds.
+"""Relationship degrees on held-out simulated pedigrees: ``snpbag relate`` against KING's thresholds and the oracle.
 
-Steps: ``snpbag simulate --pedigree`` twice (training families with ``--seed``, held-out
-families with ``--seed + 1``: different founders) → ``relate train`` on the first →
-per true degree 1..9 and unrelated, exact and within-±1 accuracy of the classifier's calls
-and of KING's degree thresholds (snpbag.kinship.degrees) on the pairs' exact KING kinship,
-on the held-out families, with as many cross-family unrelated pairs as related ones.
+Steps: ``snpbag simulate --pedigree --max-degree D --array-fraction F`` twice (training
+families with ``--seed``, held-out families with ``--seed + 1``: different founders), and the
+same two again with ``--genotype-error E`` (same families and sites, noisy calls). Each
+setting — ``sequence`` (every site), ``array`` (the array sites, ~F of the common ones),
+``error`` (every site, noisy), ``array_error`` — trains its own classifier on the training
+families of that setting (as a user would train on a simulation matching their data) and is
+scored on the held-out ones: per true degree 1..D and unrelated, exact and within-±1 accuracy
+of the classifier, of KING's thresholds (snpbag.kinship.degrees) on the pairs' exact KING
+kinship (what ``snpbag king`` writes), and of the oracle (the same thresholds on the true
+realised kinship from the simulator's IBD truth); confusion matrices (tables for the
+sequence setting, a PNG for all); and what the ``--min-kinship`` prefilter keeps per degree.
 
-    .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 8 \\
-        --test-families 4 --length 1000000
+    .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 6 \\
+        --test-families 6 --length 2000000 --png docs/relate_confusion.png
 """
 
 from __future__ import annotations
@@ -24,55 +30,142 @@ import _results
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch: 2-core machines (docs/cpu.md)
 
+SETTINGS = ("sequence", "array", "error", "array_error")
+CALLERS = ("relate", "KING", "oracle")
+
+
+def _link_setting(sim: Path, vcf: str, out: Path) -> Path:
+    """A pedigree directory whose pedigree.vcf.gz is ``sim/vcf`` (truth tables shared)."""
+    out.mkdir(parents=True)
+    (out / "pedigree.vcf.gz").symlink_to((sim / vcf).resolve())
+    for name in ("samples.tsv", "pedigree_pairs.tsv"):
+        (out / name).symlink_to((sim / name).resolve())
+    return out
+
+
+def _realised(test_dir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
+    """True realised kinship of each pair (pairs across families share no founder haplotype: 0)."""
+    lines = (test_dir / "pedigree_pairs.tsv").read_text().splitlines()
+    col = lines[0].split("\t").index("ibd_kinship")
+    ibd = {frozenset(x.split("\t")[:2]): float(x.split("\t")[col]) for x in lines[1:]}
+    return np.array([ibd.get(frozenset((ids[i], ids[j])), 0.0) for i, j in pairs])
+
+
+def _plot(confusions: dict[str, dict[str, tuple[list[str], np.ndarray]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(confusions)
+    fig, axes = plt.subplots(len(rows), len(CALLERS), figsize=(4.2 * len(CALLERS), 3.9 * len(rows)), squeeze=False)
+    for r, setting in enumerate(rows):
+        for c, caller in enumerate(CALLERS):
+            labels, m = confusions[setting][caller]
+            share = m / np.maximum(m.sum(1, keepdims=True), 1)
+            ax = axes[r, c]
+            im = ax.imshow(share, vmin=0, vmax=1, cmap="viridis")
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            ax.set_xlabel("called degree", fontsize=8)
+            ax.set_ylabel("true degree", fontsize=8)
+            ax.set_title(f"{caller} — {setting}", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="share of the true degree's pairs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
 
 def main() -> None:
-    from snpbag.eval.relate import degree_accuracy
+    from snpbag.eval.relate import degree_accuracy, degree_confusion, prefilter_recall
     from snpbag.inference import relate as rel
-    from snpbag.kinship import degrees, pairfeatures as pf
+    from snpbag.kinship.estimators import kinship
     from snpbag.simulate.cohort import simulate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_relate"))
-    p.add_argument("--train-families", type=int, default=8)
-    p.add_argument("--test-families", type=int, default=4)
+    p.add_argument("--train-families", type=int, default=6)
+    p.add_argument("--test-families", type=int, default=6)
     p.add_argument("--chromosomes", type=int, default=22)
-    p.add_argument("--length", type=int, default=1_000_000)
-    p.add_argument("--patch-sites", type=int, default=512)
+    p.add_argument("--length", type=int, default=2_000_000)
+    p.add_argument("--max-degree", type=int, default=12, help="family template and classifier classes")
+    p.add_argument("--array-fraction", type=float, default=0.2)
+    p.add_argument("--genotype-error", type=float, default=0.005)
+    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--patch-sites", type=int, default=512, help="sites per patch at sequence density")
+    p.add_argument("--array-patch-sites", type=int, default=128, help="sites per patch at array density")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--unrelated-per-related", type=float, default=2.0, help="extra unrelated training pairs")
+    p.add_argument("--cuts", default="0.0884,0.0442,0.0221,0.011", help="--min-kinship values to measure")
+    p.add_argument("--png", type=Path, default=None, help="confusion matrices (default WORKDIR/confusion.png)")
     p.add_argument("--seed", type=int, default=1)
     _results.add_json_option(p)
     a = p.parse_args()
+    settings = a.settings.split(",")
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        p.error(f"--settings: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
+    cuts = [float(x) for x in a.cuts.split(",")]
     shutil.rmtree(a.workdir, ignore_errors=True)
     t0 = time.perf_counter()
-    train_dir, test_dir, model = a.workdir / "train", a.workdir / "test", a.workdir / "model"
-    for d, n, s in ((train_dir, a.train_families, a.seed), (test_dir, a.test_families, a.seed + 1)):
-        simulate(d, length=a.length, pedigree=n, chromosomes=a.chromosomes, seed=s)
-    t1 = time.perf_counter()
-    summary = rel.train(pedigree=[train_dir], out=model, patch_sites=a.patch_sites,
-                        fit=rel.Fit(epochs=a.epochs, seed=a.seed,
-                                                unrelated_per_related=a.unrelated_per_related))
-    t2 = time.perf_counter()
-    net, meta = rel.load(model)
-    test = rel.pedigree_pairs(test_dir, max_degree=net.cfg.max_degree, patch_sites=a.patch_sites,
-                              unrelated_per_related=1.0, seed=a.seed + 100)
-    truth = rel.degrees_of_classes(test.y, net.cfg.max_degree)
-    head = degree_accuracy(truth, rel.called_degrees(net, test, a.patch_sites))
-    king = degrees.degree(pf.pair_summary(test.counts)[:, 0]).astype(np.int64)
-    king = np.where(king == 0, 1, king)  # duplicate/MZ calls count as degree 1 (none are simulated)
-    king_acc = degree_accuracy(truth, king)
-    t3 = time.perf_counter()
-    print(summary.line())
-    print("degree  pairs  head exact  head ±1  KING exact  KING ±1")
-    for k in head:
-        h, g = head[k], king_acc[k]
-        print(f"{k:>6}  {h['n']:>5}  {h['exact']:10.2f}  {h['within1']:7.2f}  {g['exact']:10.2f}  {g['within1']:7.2f}")
-    rows = [{"degree": k, "pairs": head[k]["n"], "head_exact": head[k]["exact"], "head_within1": head[k]["within1"],
-             "king_exact": king_acc[k]["exact"], "king_within1": king_acc[k]["within1"]} for k in head]
-    _results.write(a.json, command="relate_vs_king", results={"degrees": rows}, info={
-        "variants_train": meta["training"]["variants"], "variants_test": test.variants,
-        "training_pairs": meta["training"]["pairs"], "temperature": meta["training"]["temperature"],
-        "seconds_simulate": t1 - t0, "seconds_train": t2 - t1, "seconds_evaluate": t3 - t2})
+    noisy = any("error" in s for s in settings)
+    sims = {}
+    for split, n, seed in (("train", a.train_families, a.seed), ("test", a.test_families, a.seed + 1)):
+        for err in ((None, a.genotype_error) if noisy else (None,)):
+            d = a.workdir / "sim" / f"{split}{'_error' if err else ''}"
+            simulate(d, length=a.length, pedigree=n, chromosomes=a.chromosomes, seed=seed,
+                     max_degree=a.max_degree, array_fraction=a.array_fraction, genotype_error=err)
+            sims[split, bool(err)] = d
+    seconds = {"simulate": time.perf_counter() - t0}
+    tables, confusions, info = {}, {}, {}
+    for setting in settings:
+        t1 = time.perf_counter()
+        vcf = "pedigree_array.vcf.gz" if setting.startswith("array") else "pedigree.vcf.gz"
+        patch = a.array_patch_sites if setting.startswith("array") else a.patch_sites
+        err = setting.endswith("error")
+        train_dir = _link_setting(sims["train", err], vcf, a.workdir / setting / "train")
+        test_dir = _link_setting(sims["test", err], vcf, a.workdir / setting / "test")
+        model = a.workdir / setting / "model"
+        summary = rel.train(pedigree=[train_dir], out=model, patch_sites=patch, max_degree=a.max_degree,
+                            fit=rel.Fit(epochs=a.epochs, seed=a.seed, unrelated_per_related=a.unrelated_per_related))
+        t2 = time.perf_counter()
+        net, meta = rel.load(model)
+        test = rel.pedigree_pairs(test_dir, max_degree=a.max_degree, patch_sites=patch,
+                                  unrelated_per_related=1.0, seed=a.seed + 100)
+        truth = rel.degrees_of_classes(test.y, a.max_degree)
+        t = test.counts.sum(axis=1, dtype=np.int64)
+        king_k = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
+        called = {"relate": rel.called_degrees(net, test, patch), "KING": rel.king_threshold_degrees(king_k),
+                  "oracle": rel.king_threshold_degrees(_realised(test_dir, test.ids, test.pairs))}
+        acc = {c: degree_accuracy(truth, called[c]) for c in CALLERS}
+        tables[f"degrees_{setting}"] = [
+            {"degree": k, "pairs": acc["relate"][k]["n"],
+             **{f"{c}_{m}": acc[c][k][m] for c in CALLERS for m in ("exact", "within1")}} for k in acc["relate"]]
+        confusions[setting] = {c: degree_confusion(truth, called[c], a.max_degree) for c in CALLERS}
+        if setting == "sequence":
+            for c in CALLERS:
+                labels, m = confusions[setting][c]
+                tables[f"confusion_{c}_{setting}"] = [
+                    {"true \\ called": labels[i], **{lab: int(m[i, j]) for j, lab in enumerate(labels)}}
+                    for i in range(len(labels))]
+        if setting in ("sequence", "array"):
+            tables[f"prefilter_{setting}"] = prefilter_recall(truth, king_k, cuts)
+        info[setting] = {"variants_train": meta["training"]["variants"], "variants_test": test.variants,
+                         "patch_sites": patch, "training_pairs": summary.pairs,
+                         "temperature": round(summary.temperature, 3)}
+        seconds[f"train_{setting}"] = t2 - t1
+        seconds[f"evaluate_{setting}"] = time.perf_counter() - t2
+        print(summary.line())
+        print(f"{setting}: degree  pairs  " + "  ".join(f"{c} exact  {c} ±1" for c in CALLERS))
+        for r in tables[f"degrees_{setting}"]:
+            print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
+                f"{r[f'{c}_exact']:.2f} {r[f'{c}_within1']:.2f}" for c in CALLERS))
+    png = a.png or a.workdir / "confusion.png"
+    _plot(confusions, png)
+    _results.write(a.json, command="relate_vs_king", results=tables, info={
+        **{f"{s}_{k}": v for s, d in info.items() for k, v in d.items()},
+        **{f"seconds_{k}": round(v, 1) for k, v in seconds.items()}, "png": str(png)})
+
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,12 @@
 """What Seq2KING reads: a square kinship matrix with sample ids, and population labels.
 
 Kinship comes from any table with plink2's ``.kin0`` columns (``#IID1`` or ``IID1``,
-``IID2``, ``KINSHIP``; other columns ignored) - ``snpbag king``'s ``PREFIX.kin0`` today, and
-the expected-kinship table of ``snpbag relate`` when it lands, as long as it keeps those
-columns - or from the Zarr group of ``snpbag king --matrix`` (``sample_id``, ``kinship``).
-Labels are a tab-separated table read only by the analysis, never by training.
+``IID2`` and a kinship column; other columns ignored) or from the Zarr group of ``snpbag king
+--matrix`` (``sample_id``, ``kinship``). The kinship column is ``KINSHIP`` (KING-robust:
+``snpbag king``'s ``PREFIX.kin0``, and the same column of ``snpbag relate``'s ``PREFIX.rel``) or
+``EXP_KINSHIP`` (the relatedness classifier's expected kinship, ``PREFIX.rel`` only), so the
+relatedness head can feed the analysis. Labels are a tab-separated table read only by the
+analysis, never by training.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from snpbag.errors import InputError, SampleError
 
+#: Kinship columns a table can be read from: KING's, then the relatedness classifier's expected kinship.
+KINSHIP_COLUMNS = ("KINSHIP", "EXP_KINSHIP")
 #: Column names accepted for the individual in a labels file, in order of preference.
 ID_COLUMNS = ("sample", "sample_id", "IID", "#IID", "iid")
 
@@ -28,6 +32,7 @@ class Kinship:
     matrix: np.ndarray  # (N, N) float64
     source: str  # the path read
     kind: str  # "kin0 table" or "kinship matrix (Zarr)"
+    column: str = "KINSHIP"  # the table column read (a matrix holds KING's kinship)
 
     def index(self, ids) -> np.ndarray:
         """Row numbers of ``ids``; SampleError naming the first id that is absent."""
@@ -39,40 +44,63 @@ class Kinship:
         return np.array([pos[s] for s in ids], dtype=np.int64)
 
 
-def read_kinship(path: str | Path) -> Kinship:
+def read_kinship(path: str | Path, *, column: str = "KINSHIP") -> Kinship:
     """Read a ``.kin0``-style table or a ``--matrix`` Zarr group into a full matrix.
+
+    Parameters
+    ----------
+    path : the table or the Zarr group.
+    column : the table's kinship column, one of :data:`KINSHIP_COLUMNS` (``--kinship-column``).
 
     Raises
     ------
-    InputError : no such file; no KINSHIP column; pairs missing (a ``--min-kinship`` table);
-        non-numeric or NaN values; a matrix row that is all NaN.
+    InputError : no such file; an unknown column, or one the input lacks (EXP_KINSHIP outside a
+        ``snpbag relate`` table); pairs missing (a ``--min-kinship`` table); non-numeric or NaN
+        values; a matrix row that is all NaN.
     """
     path = Path(path)
+    if column not in KINSHIP_COLUMNS:
+        raise InputError(f"--kinship-column {column}: choose one of {', '.join(KINSHIP_COLUMNS)}")
     if not path.exists():
         raise InputError(f"--kinship {path}: no such file or directory; run `snpbag king INPUT --out PREFIX` first")
     if path.is_dir():
+        if column != "KINSHIP":
+            raise InputError(f"--kinship-column {column}: {path} is a kinship matrix, which holds KING's kinship "
+                             "only; pass the PREFIX.rel table of `snpbag relate` (all pairs)")
         return _read_matrix(path)
-    return _read_table(path)
+    return _read_table(path, column)
 
 
-def _read_table(path: Path) -> Kinship:
+def table_columns(path: str | Path) -> list[str]:
+    """The :data:`KINSHIP_COLUMNS` a table's header has ([] for a matrix directory)."""
+    path = Path(path)
+    if path.is_dir():
+        return []
+    with open(path) as fh:
+        header = {c.lstrip("#") for c in fh.readline().rstrip("\n").split("\t")}
+    return [c for c in KINSHIP_COLUMNS if c in header]
+
+
+def _read_table(path: Path, column: str) -> Kinship:
     with open(path) as fh:
         header = fh.readline().rstrip("\n").split("\t")
         rows = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
     cols = {c.lstrip("#"): i for i, c in enumerate(header)}
-    if "KINSHIP" not in cols:
-        raise InputError(f"{path}: no KINSHIP column in the header ({' '.join(header)[:80]}); "
-                         "pass the .kin0 of `snpbag king` or a table with #IID1, IID2 and KINSHIP columns")
+    if column not in cols:
+        fix = ("pass the PREFIX.rel of `snpbag relate` (all pairs) or --kinship-column KINSHIP"
+               if column == "EXP_KINSHIP" else
+               "pass the .kin0 of `snpbag king` or a table with #IID1, IID2 and KINSHIP columns")
+        raise InputError(f"{path}: no {column} column in the header ({' '.join(header)[:80]}); {fix}")
     if "IID1" not in cols or "IID2" not in cols:
         raise InputError(f"{path}: needs IID1 and IID2 columns (plink2's .kin0 header); found {' '.join(header)[:80]}")
-    i1, i2, ik = cols["IID1"], cols["IID2"], cols["KINSHIP"]
+    i1, i2, ik = cols["IID1"], cols["IID2"], cols[column]
     try:
         a = [r[i1] for r in rows]
         b = [r[i2] for r in rows]
         k = np.array([r[ik] for r in rows], dtype=np.float64)
     except (IndexError, ValueError) as e:
-        raise InputError(f"{path}: a line has too few columns or a non-numeric KINSHIP ({e}); "
-                         "regenerate it with `snpbag king`") from None
+        raise InputError(f"{path}: a line has too few columns or a non-numeric {column} ({e}); "
+                         "regenerate it with `snpbag king` or `snpbag relate`") from None
     ids: dict[str, int] = {}
     for s2, s1 in zip(b, a):  # plink2's order (row i against rows j < i) recovers the sample order
         ids.setdefault(s2, len(ids))
@@ -90,7 +118,7 @@ def _read_table(path: Path) -> Kinship:
         n_missing = int(np.isnan(m).sum() // 2)
         raise InputError(f"{path}: {n_missing} pair(s) missing or NaN; Seq2KING needs every pair - "
                          "run `snpbag king` without --min-kinship")
-    return Kinship(np.array(list(ids), dtype=str), m, str(path), "kin0 table")
+    return Kinship(np.array(list(ids), dtype=str), m, str(path), "kin0 table", column)
 
 
 def _read_matrix(path: Path) -> Kinship:

@@ -144,7 +144,10 @@ def page(analysis: Analysis, images: list[tuple[str, str]], directory: Path) -> 
         for name, cap in images)
     data = dict(analysis.head_view, colours=list(HEAD_COLOURS))
     blob = json.dumps(data).replace("</", "<\\/")
-    facts = {"input": f"{info['kinship']} ({info['kinship_kind']})", "token input": info["tokens"],
+    compared = "; ".join(f"{c}: Pearson {v['pearson']}, Spearman {v['spearman']}, mean |difference| "
+                         f"{v['mean_abs_difference']}" for c, v in info.get("kinship_compared", {}).items())
+    facts = {"input": f"{info['kinship']} ({info['kinship_kind']}, column {info.get('kinship_column', 'KINSHIP')})",
+             "other kinship column of the table": compared or "none", "token input": info["tokens"],
              "analysis individuals": f"{info['analysis_individuals']} ({info['new_individuals']} never seen by the model)",
              "sentences per split": f"{info['sentences_per_split']} of {info['sentence_len']} individuals",
              "permutations": info["permutations"],

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from snpbag.errors import SampleError
+from snpbag.errors import InputError, SampleError
 from snpbag.fileio import atomic_output
 from snpbag.kinship.seq2king import checkpoint, render
 from snpbag.kinship.seq2king.attention import collect
 from snpbag.kinship.seq2king.baselines import king_attention, pca_attention, principal_components
-from snpbag.kinship.seq2king.inputs import Labels, read_kinship, read_labels
+from snpbag.kinship.seq2king.inputs import Labels, read_kinship, read_labels, table_columns
 from snpbag.kinship.seq2king.tables import Analysis, write_tables
 from snpbag.kinship.seq2king.model import layer_names
 from snpbag.kinship.seq2king.sentences import sample_sentences
@@ -45,12 +45,39 @@ def _analysis_rows(meta: dict, kin) -> np.ndarray:
     return np.sort(np.concatenate([held, new]))
 
 
+def _input_column(meta: dict, kinship_column: str | None) -> str:
+    """The kinship column to analyse: the one the model was trained on; another is refused
+    (feature tokens are rows of that kinship, and the attention learned its scale)."""
+    trained = meta["input"].get("column", "KINSHIP")
+    if kinship_column is not None and kinship_column != trained:
+        raise InputError(f"--kinship-column {kinship_column}: the model was trained on {trained}; pass "
+                         f"--kinship-column {trained} (the report compares the other column when the table has it)")
+    return trained
+
+
+def _compare_columns(kin, other, rows: np.ndarray) -> dict:
+    """How the other kinship column of the same table differs over the analysis individuals' pairs."""
+    from scipy.stats import pearsonr, spearmanr
+
+    off = ~np.eye(len(rows), dtype=bool)
+    a, b = kin.matrix[np.ix_(rows, rows)][off], other.matrix[np.ix_(rows, rows)][off]
+    constant = np.ptp(a) == 0 or np.ptp(b) == 0
+    return {"pearson": None if constant else round(float(pearsonr(a, b).statistic), 4),
+            "spearman": None if constant else round(float(spearmanr(a, b).statistic), 4),
+            "mean_abs_difference": round(float(np.abs(a - b).mean()), 6)}
+
+
 def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, sentences: int = 50,
-            sentence_len: int = 60, permutations: int = 1000, seed: int = 0) -> Analysis:
+            sentence_len: int = 60, permutations: int = 1000, seed: int = 0,
+            kinship_column: str | None = None) -> Analysis:
     """Collect attention on calibration and evaluation sentences and score every layer, head,
-    orientation and baseline at continent and population level."""
+    orientation and baseline at continent and population level. When the kinship table has
+    both KINSHIP_COLUMNS (``snpbag relate``'s PREFIX.rel), the KING-softmax baseline is also
+    scored on the other column and the two columns are compared (``info["kinship_compared"]``)."""
     model, meta, cfg, norm = checkpoint.load(model_dir)
-    kin = read_kinship(kinship)
+    column = _input_column(meta, kinship_column)
+    kin = read_kinship(kinship, column=column)
+    others = {c: read_kinship(kinship, column=c) for c in table_columns(kinship) if c != column}
     rows = _analysis_rows(meta, kin)
     if len(rows) < 8:
         raise SampleError(f"--kinship {kinship}: {len(rows)} held-out individuals; the report needs at least 8 "
@@ -82,6 +109,11 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
     off = kin.matrix[np.ix_(rows, rows)][~np.eye(len(rows), dtype=bool)]
     baselines = {KING_BASELINE: (king_attention(ev_kin, temperature=float(off.std()) or 1.0),
                                  king_attention(cal_kin, temperature=float(off.std()) or 1.0))}
+    for c, o in others.items():  # the same table's other kinship, as input of the same baseline
+        o_off = o.matrix[np.ix_(rows, rows)][~np.eye(len(rows), dtype=bool)]
+        o_ev, o_cal = (o.matrix[x[:, :, None], x[:, None, :]] for x in (ev, sent["calibration"]))
+        baselines[f"{KING_BASELINE}[{c}]"] = (king_attention(o_ev, temperature=float(o_off.std()) or 1.0),
+                                              king_attention(o_cal, temperature=float(o_off.std()) or 1.0))
     pcs = principal_components(km)
     baselines[PCA_BASELINE] = (pca_attention(pcs[ev]), pca_attention(pcs[sent["calibration"]]))
 
@@ -101,7 +133,8 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
             stats = score(A, G, permutations=permutations, rng=rng)
             out.append({"layer": name, "head": 0, "inverted": False, "level": level, "chosen": True,
                         "spearman_calibration": spearman(A_cal, cal_kin), "source": "baseline", **stats})
-    info = {"model": str(model_dir), "kinship": kin.source, "kinship_kind": kin.kind, "labels": str(labels),
+    info = {"model": str(model_dir), "kinship": kin.source, "kinship_kind": kin.kind, "kinship_column": kin.column,
+            "kinship_compared": {c: _compare_columns(kin, o, rows) for c, o in others.items()}, "labels": str(labels),
             "tokens": cfg.tokens, "trained_on": meta["input"], "config": meta["config"],
             "analysis_individuals": len(rows), "new_individuals": int(sum(s not in set(meta["ids"]) for s in kin.ids[rows])),
             "sentences_per_split": sentences, "sentence_len": L, "permutations": permutations, "seed": seed,
@@ -128,17 +161,20 @@ def _head_view(model, analysis: Analysis, ev: np.ndarray, ids: np.ndarray, km, a
 
 
 def report(model: str | Path, *, kinship: str | Path, labels: str | Path, out: str | Path, sentences: int = 50,
-           sentence_len: int = 60, permutations: int = 1000, seed: int = 0, overwrite: bool = False) -> Path:
+           sentence_len: int = 60, permutations: int = 1000, seed: int = 0, overwrite: bool = False,
+           kinship_column: str | None = None) -> Path:
     """Write the Seq2KING report directory: connectivity.csv/.md, summary.json, PNG heat maps and
-    projections, index.html (self-contained, with a head view).
+    projections, index.html (self-contained, with a head view). ``kinship_column``: default the
+    column the model was trained on; summary.json and the page name it.
 
     Raises
     ------
     CheckpointError : ``model`` is not a Seq2KING model directory.
-    InputError, SampleError : unreadable kinship or labels, individuals without labels, one group only.
+    InputError, SampleError : unreadable kinship or labels, a kinship column other than the
+        model's, individuals without labels, one group only.
     """
     analysis = analyse(model, kinship, labels, sentences=sentences, sentence_len=sentence_len,
-                       permutations=permutations, seed=seed)
+                       permutations=permutations, seed=seed, kinship_column=kinship_column)
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         write_tables(analysis.rows, tmp)

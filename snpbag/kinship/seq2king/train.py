@@ -78,7 +78,7 @@ def fit(kin: Kinship, cfg: Seq2KingConfig) -> tuple[object, dict]:
     meta = {
         "config": asdict(cfg), "ids": ids, "training": [ids[i] for i in train_rows],
         "held_out": [ids[i] for i in held_rows], "anchors": [ids[i] for i in anchors], "normaliser": asdict(norm),
-        "input": {"path": kin.source, "kind": kin.kind, "individuals": n},
+        "input": {"path": kin.source, "kind": kin.kind, "column": kin.column, "individuals": n},
         "record": {"seconds": round(seconds, 2), "losses": losses, "held_out_loss": held_loss,
                    "held_out_constant_loss": constant_loss,
                    "threads": torch.get_num_threads()},
@@ -105,7 +105,8 @@ def _held_out_loss(model, km, train_rows, held_rows, anchors, cfg, rng) -> tuple
                 round(float(masked_mse(constant, target, pad)), 6))
 
 
-def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overwrite: bool = False) -> Path:
+def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overwrite: bool = False,
+          kinship_column: str = "KINSHIP") -> Path:
     """Train Seq2KING on ``kinship`` (a .kin0 table or a --matrix Zarr) and write a model directory.
 
     Parameters
@@ -114,6 +115,8 @@ def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overw
         columns) or PREFIX.king.zarr of ``snpbag king --matrix``.
     out : the model directory to write (appears only when complete).
     config : :class:`Seq2KingConfig` (``make_config(preset, overrides)``).
+    kinship_column : ``KINSHIP`` (KING's) or ``EXP_KINSHIP`` (``snpbag relate``'s expected
+        kinship, from its PREFIX.rel); recorded in the model directory.
 
     Returns
     -------
@@ -123,7 +126,7 @@ def train(kinship: str | Path, *, out: str | Path, config: Seq2KingConfig, overw
     ------
     InputError : an unreadable kinship input (see :func:`read_kinship`); ``out`` exists.
     """
-    kin = read_kinship(kinship)
+    kin = read_kinship(kinship, column=kinship_column)
     with atomic_output(out, overwrite=overwrite) as tmp:
         model, meta = fit(kin, config)
         checkpoint.save(model, meta, tmp)

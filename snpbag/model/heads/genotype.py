@@ -47,7 +47,7 @@ class MaskedGenotypeHead(Head):
         for name, value in (("prior", prior), ("retrieval_prior", retrieval_prior)):
             if not isinstance(value, bool):
                 raise ConfigError(f"genotype head option {name}={value!r} must be true or false")
-        if retrieval_prior and not cfg.retrieval_k:
+        if retrieval_prior and not cfg.uses_panel:
             raise ConfigError("genotype head option retrieval_prior=true needs a retrieval input (model.retrieval_k > 0)")
         options = {} if hidden is None else {"hidden": hidden}
         if not prior:  # saved only when off, so model.json of the default head stays {}
