@@ -215,6 +215,17 @@ def conflict_stride(block: int, margin: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def count_allowed(allowed):  # pragma: no cover - compiled
+    """Haplotypes a sequence may copy from (the ones not excluded as its own or its sources):
+    the H in the switch probability and the cap on K."""
+    n = 0
+    for h in range(allowed.size):
+        if allowed[h]:
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
 def select_states(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no cover - compiled
     """out[:K] = the K allowed haplotypes with the fewest conflicts between rows w0 and w1 of
     the running conflict table (:func:`conflicts`: the block and its margins), ties by
@@ -412,10 +423,7 @@ def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out, l
     left out (leave-one-out), NaN elsewhere; a (0, 3) loo skips that. Conflict counts are
     kept every ``stride`` visible sites (:func:`conflict_stride`)."""
     L, nh = panel.shape
-    n_allowed = 0
-    for h in range(nh):
-        if allowed[h]:
-            n_allowed += 1
+    n_allowed = count_allowed(allowed)
     K = min(K, n_allowed)
     m = 0
     for s in range(L):

@@ -58,7 +58,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.haplotypes import (alleles_at, normalise, advance, backward,
+from snpbag.retrieval.haplotypes import (alleles_at, count_allowed, normalise, advance, backward,
                                          forward, switch_rho, emission_rows)
 
 
@@ -398,10 +398,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, e
     """hap, pp of one sequence (every site in the HMM; missing calls emit uniformly); states
     chosen by conflicts, or by similarity to the estimated haplotypes ``est`` if ``use_est``."""
     L, nh = panel.shape
-    n_allowed = 0
-    for h in range(nh):
-        if allowed[h]:
-            n_allowed += 1
+    n_allowed = count_allowed(allowed)
     K = min(K, n_allowed)
     vis = np.arange(L)
     cand = np.empty(K, dtype=np.int64)
