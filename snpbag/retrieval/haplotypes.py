@@ -226,24 +226,35 @@ def count_allowed(allowed):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def select_states(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no cover - compiled
-    """out[:K] = the K allowed haplotypes with the fewest conflicts between rows w0 and w1 of
-    the running conflict table (:func:`conflicts`: the block and its margins), ties by
-    conflicts between rows v0 and v1 (``n_wide`` visible sites), then by a fixed hash of the row."""
-    nh = cc.shape[1]
+def tie_hash(h):  # pragma: no cover - compiled
+    """A fixed pseudo-random tie-break of haplotype row h, so no population is favoured by
+    its row order in the panel."""
+    return (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def rank_states(near, wide, span, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts ``near`` (block and
+    margins), ties by ``wide`` (< ``span``), then by :func:`tie_hash`: the state-selection
+    rule shared by imputation (:func:`select_states`) and phasing."""
+    nh = near.size
     key = np.empty(nh, dtype=np.int64)
-    span = np.int64(n_wide + 1)
     for h in range(nh):
         if allowed[h]:
-            near = np.int64(cc[w1, h] - cc[w0, h])
-            wide = np.int64(cc[v1, h] - cc[v0, h])
-            mix = (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
-            key[h] = ((near * span + wide) << 20) | mix
+            key[h] = ((np.int64(near[h]) * span + np.int64(wide[h])) << 20) | tie_hash(h)
         else:
             key[h] = np.iinfo(np.int64).max
     order = np.argsort(key)
     for i in range(K):
         out[i] = order[i]
+
+
+@njit(cache=True, nogil=True)
+def select_states(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts between rows w0 and w1 of
+    the running conflict table (:func:`conflicts`: the block and its margins), ties by
+    conflicts between rows v0 and v1 (``n_wide`` visible sites), then by a fixed hash of the row."""
+    rank_states(cc[w1] - cc[w0], cc[v1] - cc[v0], np.int64(n_wide + 1), allowed, K, out)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -58,8 +58,8 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.haplotypes import (alleles_at, count_allowed, normalise, advance, backward,
-                                         forward, switch_rho, emission_rows)
+from snpbag.retrieval.haplotypes import (alleles_at, count_allowed, normalise, advance, backward, forward,
+                                         rank_states, switch_rho, emission_rows, tie_hash)
 
 
 @dataclass(frozen=True)
@@ -285,12 +285,6 @@ def _restrict(src, dst, x, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _hash(h):  # pragma: no cover - compiled
-    """A fixed pseudo-random tie-break, so no population is favoured by its row order."""
-    return (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
-
-
-@njit(cache=True, nogil=True)
 def _select_by_conflicts(panel, g, w0, w1, v0, v1, allowed, K, out):  # pragma: no cover - compiled
     """out[:K] = the K allowed haplotypes with the fewest opposite-homozygote conflicts on
     sites [w0, w1), ties by conflicts on [v0, v1), then a fixed hash: the imputation
@@ -311,13 +305,7 @@ def _select_by_conflicts(panel, g, w0, w1, v0, v1, allowed, K, out):  # pragma: 
                 wide[h] += 1
                 if inside:
                     near[h] += 1
-    key = np.empty(nh, dtype=np.int64)
-    span = np.int64(v1 - v0 + 1)
-    for h in range(nh):
-        key[h] = ((near[h] * span + wide[h]) << 20) | _hash(h) if allowed[h] else np.iinfo(np.int64).max
-    order = np.argsort(key)
-    for i in range(K):
-        out[i] = order[i]
+    rank_states(near, wide, np.int64(v1 - v0 + 1), allowed, K, out)
 
 
 @njit(cache=True, nogil=True)
@@ -333,7 +321,7 @@ def _by_mismatch(panel, est, c, w0, w1, allowed, taken):  # pragma: no cover - c
                 mm[h] += 1
     key = np.empty(nh, dtype=np.int64)
     for h in range(nh):
-        key[h] = (mm[h] << 20) | _hash(h) if allowed[h] and not taken[h] else np.iinfo(np.int64).max
+        key[h] = (mm[h] << 20) | tie_hash(h) if allowed[h] and not taken[h] else np.iinfo(np.int64).max
     return np.argsort(key)
 
 
