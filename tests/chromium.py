@@ -4,6 +4,7 @@ skip without it (``requires_chromium``)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,3 +41,14 @@ def screenshot(page: Path, tmp_path: Path, *, size: str = "1200,1600") -> Path:
     subprocess.run(_base(tmp_path / "profile") + [f"--window-size={size}", f"--screenshot={shot}",
                                                   Path(page).resolve().as_uri()], capture_output=True, timeout=120)
     return shot
+
+
+def check_report_page(page: Path, tmp_path: Path, *, images: int) -> str:
+    """The DOM of a snpbag report page (snpbag.inference.report) after its script ran, having
+    checked that the script ran, all ``images`` PNGs loaded and no JavaScript error was shown."""
+    dom, _ = dump_dom(page, tmp_path)
+    status = re.search(r'id="status"[^>]*data-images="(\d+)"[^>]*data-loaded="(\d+)"', dom)
+    assert status, "the page's script did not run: " + dom[-500:]
+    assert status[1] == status[2] == str(images)
+    assert re.search(r'<pre id="js-errors"></pre>', dom), "page reported JavaScript errors"
+    return dom
