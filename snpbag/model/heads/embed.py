@@ -113,6 +113,8 @@ class PatchEmbeddingHead(Head):
         if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
             raise ConfigError(f"embed head options recon_weight={recon_weight}, token_weight={token_weight}: "
                               "must be >= 0 and not both 0")
+        # decoder's default stays mlp: model directories saved before the option rebuild with it;
+        # configs/task/embed.yaml declares the default of new runs
         super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, decoder=decoder, rank=rank,
                          query_dim=query_dim, query_mix=query_mix, recon_weight=recon_weight, token_weight=token_weight)
         self.patch, self.shape = patch, shape
