@@ -63,7 +63,8 @@ def test_shapes_and_patch_counts():
     assert m.head.level == "patch"
 
 
-DECODERS = [{"query_mix": "add"}, {"query_mix": "multiply"}, {"decoder": "site"}, {"decoder": "slot", "rank": 3}]
+DECODERS = [{"query_mix": "add"}, {"query_mix": "multiply"}, {"decoder": "site"}, {"decoder": "slot", "rank": 3},
+            {"decoder": "site", "readout_scale": 30.0}]
 
 
 def _say_something(head):
@@ -117,6 +118,19 @@ def test_readouts_are_per_site_or_per_patch_slot():
         assert torch.allclose(logits[:, :16], logits[:, 16:]) == (decoder == "slot")
 
 
+def test_readout_scale_multiplies_the_stored_readout():
+    """readout_scale changes the learning speed of the readout table, not the function: the same
+    effective weights give the same logits."""
+    torch.manual_seed(0)
+    a, b = _model(decoder="site"), _model(decoder="site", readout_scale=30.0)
+    b.load_state_dict(a.state_dict())
+    _say_something(a.head)
+    with torch.no_grad():
+        b.head.readout.weight.copy_(a.head.readout.weight / 30.0)
+    x = _batch([0], [32], L=32)
+    assert torch.allclose(a.eval()(x).logits, b.eval()(x).logits, atol=1e-5)
+
+
 def test_the_last_short_patch_reads_only_its_sites():
     """A window ending inside a patch: the padding slots of the short patch (and padding sites
     of the row) change nothing, whatever genotypes they hold."""
@@ -157,6 +171,7 @@ def test_export_round_trip(options, tmp_path):
     ({"query_mix": "concat"}, r"query_mix='concat': choose one of add, multiply"),
     ({"decoder": "conv"}, r"decoder='conv': choose one of mlp, site, slot"),
     ({"decoder": "site", "rank": 0}, r"rank=0: must be >= 1"),
+    ({"decoder": "site", "readout_scale": 0.0}, r"readout_scale=0.0: must be > 0"),
 ])
 def test_bad_options_fail_clearly(options, match):
     with pytest.raises(ConfigError, match=match):

@@ -94,8 +94,9 @@ class PatchEmbeddingHead(Head):
     level = "patch"
 
     def __init__(self, cfg: ModelConfig, *, patch: int = DEFAULT_PATCH, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
-                 hidden: int = 256, decoder: str = "mlp", rank: int | None = None, query_dim: int = 16,
-                 query_mix: str = "add", recon_weight: float = 1.0, token_weight: float = 0.0) -> None:
+                 hidden: int = 256, decoder: str = "mlp", rank: int | None = None, readout_scale: float = 1.0,
+                 query_dim: int = 16, query_mix: str = "add", recon_weight: float = 1.0,
+                 token_weight: float = 0.0) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ConfigError(f"embed head option shape={list(shape)}: give [n_vectors, vector_dim], both >= 1")
@@ -108,6 +109,8 @@ class PatchEmbeddingHead(Head):
             raise ConfigError(f"embed head option decoder={decoder!r}: choose one of {', '.join(DECODERS)}")
         if rank is not None and rank < 1:
             raise ConfigError(f"embed head option rank={rank}: must be >= 1 (or null: the bottleneck's size)")
+        if readout_scale <= 0:
+            raise ConfigError(f"embed head option readout_scale={readout_scale}: must be > 0")
         if query_mix not in QUERY_MIXES:
             raise ConfigError(f"embed head option query_mix={query_mix!r}: choose one of {', '.join(QUERY_MIXES)}")
         if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
@@ -116,7 +119,8 @@ class PatchEmbeddingHead(Head):
         # decoder's default stays mlp: model directories saved before the option rebuild with it;
         # configs/task/embed.yaml declares the default of new runs
         super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, decoder=decoder, rank=rank,
-                         query_dim=query_dim, query_mix=query_mix, recon_weight=recon_weight, token_weight=token_weight)
+                         readout_scale=readout_scale, query_dim=query_dim, query_mix=query_mix,
+                         recon_weight=recon_weight, token_weight=token_weight)
         self.patch, self.shape = patch, shape
         self.recon_weight, self.token_weight = recon_weight, token_weight
         self.query_mix, self.decoder = query_mix, decoder
@@ -138,6 +142,9 @@ class PatchEmbeddingHead(Head):
             nn.init.zeros_(self.decode[-1].bias)
         else:  # bottleneck -> rank numbers, read by each site's (or patch slot's) own 3 x rank matrix + 3 biases
             self.rank = rank or n_vec * dim
+            # stored at 1/readout_scale and multiplied back in forward: Adam's step is scale-free, so
+            # a row visited once per pass over its site moves readout_scale times faster (as SITE_SCALE)
+            self.readout_scale = float(readout_scale)
             self.readout_in = nn.Linear(n_vec * dim, self.rank)
             self.readout = nn.Embedding(cfg.n_sites if decoder == "site" else patch, N_GENOTYPES * (self.rank + 1))
             nn.init.zeros_(self.readout.weight)  # untrained: the AF prior's prediction
@@ -183,7 +190,7 @@ class PatchEmbeddingHead(Head):
             u = self.readout_in(embedding.reshape(B, n, -1))  # (B, n, r)
             u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, r)
             row = site_index if self.decoder == "site" else slot % self.patch
-            w = self.readout(row).view(*row.shape, N_GENOTYPES, self.rank + 1)  # (B, L, 3, r + 1)
+            w = self.readout(row).view(*row.shape, N_GENOTYPES, self.rank + 1) * self.readout_scale  # (B, L, 3, r+1)
             logits = torch.einsum("blgr,blr->blg", w[..., :-1], u) + w[..., -1]  # (B, L, 3)
         dtype = torch.promote_types(logits.dtype, torch.float32)
         return logits.to(dtype) + hwe_log_prior(self.site_af[site_index]).to(dtype)
