@@ -87,7 +87,7 @@ def _check_embeddings(meta: dict, embeddings: TokenVectors | None, model_dir) ->
                              f"the model was trained on {trained['dim']}; use the same `snpbag embed` settings")
 
 
-def token_label(cfg) -> str:
+def _token_label(cfg) -> str:
     """The token input as the report names it: id, features (anchors) or features (embedding)."""
     return cfg.tokens if cfg.tokens == "id" else f"{cfg.tokens} ({cfg.features})"
 
@@ -166,7 +166,7 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
                         "spearman_calibration": spearman(A_cal, cal_kin), "source": "baseline", **stats})
     info = {"model": str(model_dir), "kinship": kin.source, "kinship_kind": kin.kind, "kinship_column": kin.column,
             "kinship_compared": {c: _compare_columns(kin, o, rows) for c, o in others.items()}, "labels": str(labels),
-            "tokens": token_label(cfg), "embeddings": None if embeddings is None else embeddings.source,
+            "tokens": _token_label(cfg), "embeddings": None if embeddings is None else embeddings.source,
             "readout": cfg.readout, "positional": cfg.positional, "trained_on": meta["input"], "config": meta["config"],
             "analysis_individuals": len(rows), "new_individuals": int(sum(s not in set(meta["ids"]) for s in kin.ids[rows])),
             "sentences_per_split": sentences, "sentence_len": L, "permutations": permutations, "seed": seed,
