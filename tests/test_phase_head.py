@@ -13,15 +13,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 from snpbag import modeldir
 from snpbag.cli import main
-from snpbag.config import MaskingConfig, ModelConfig, preset
+from snpbag.config import ModelConfig, preset
 from snpbag.data.batch import collate
-from snpbag.data.datamodule import GenotypeDataModule
 from snpbag.errors import ConfigError
+from snpbag.inference.phasehead import held_out_losses
 from snpbag.model.builders import build_model
 from snpbag.retrieval import relphase
 from snpbag.retrieval.haplotypes import HaplotypePanel
@@ -115,26 +114,6 @@ def phase_model(tmp_path_factory):
     return store, model, d
 
 
-def _held_out_losses(store, loaded) -> dict[str, float]:
-    """Mean BCE over the validation genomes' scored hets: the model, the copying model's
-    prior alone, and P = 0.5."""
-    dm = GenotypeDataModule(store, batch_size=8, seq_len=64, masking=MaskingConfig(min_rate=0, max_rate=0), seed=3,
-                            return_haplotypes=True, phase_prior=True,
-                            retrieval={"kind": "haplotypes", "k": 8, "span": 32})
-    dm.setup("validate")
-    tot, n = {"model": 0.0, "prior": 0.0}, 0
-    for b in dm.val_dataloader():
-        with torch.no_grad():
-            out = loaded.model(b)
-        ok = out.extras["target"] >= 0
-        y = out.extras["target"][ok].float()
-        tot["model"] += F.binary_cross_entropy_with_logits(out.logits[ok], y, reduction="sum").item()
-        tot["prior"] += F.binary_cross_entropy(b.phase_prior[ok].clamp(1e-4, 1 - 1e-4), y, reduction="sum").item()
-        n += y.numel()
-    assert n > 100
-    return {k: v / n for k, v in tot.items()} | {"half": float(np.log(2))}
-
-
 def test_training_learns_and_the_model_directory_round_trips(phase_model):
     """Without the prior added to its logits the head starts at P = 0.5 (loss ln 2); a short run
     must bring the held-out loss well below that (it learns to read its inputs, the copying
@@ -143,7 +122,8 @@ def test_training_learns_and_the_model_directory_round_trips(phase_model):
     loaded = modeldir.read(model)
     assert loaded.model.head_name == "phase" and loaded.model.head.options == {"prior": False}
     assert isinstance(loaded.retrieval_panel, HaplotypePanel)
-    losses = _held_out_losses(store, loaded)
+    losses = held_out_losses(loaded, store, seed=3)
+    assert losses["n"] > 100
     assert losses["model"] < 0.5 * losses["half"], losses
     again = modeldir.read(model)
     for (k, a), (_, b) in zip(loaded.model.state_dict().items(), again.model.state_dict().items()):

@@ -125,3 +125,38 @@ def check_phase_model(directory, meta: dict, *, copying_only: bool) -> bool:
                          "`snpbag train task=phase model.retrieval=haplotypes ...` and `snpbag export`, or add "
                          "--copying-only to phase with its haplotype panel alone")
     return False
+
+
+def held_out_losses(loaded, store, *, seq_len: int | None = None, batch_size: int = 8, seed: int | None = None
+                    ) -> dict[str, float]:
+    """Mean binary cross-entropy of P(same) over the scored hets of the validation genomes of
+    ``store`` (the training run's split: same store, seed and validation fraction), for the
+    model, for the copying model's prior alone (what an untrained head with the prior
+    predicts) and for P = 0.5; ``n`` the scored hets. Validation genomes are not in the panel,
+    so they are held out from both the copying model and the head."""
+    import torch
+    import torch.nn.functional as F
+
+    from snpbag.config import MaskingConfig
+    from snpbag.data.datamodule import GenotypeDataModule
+    from snpbag.retrieval.kinds import options
+
+    cfg = (loaded.training or {}).get("config") or {}
+    data = cfg.get("data") or {}
+    dm = GenotypeDataModule(store, batch_size=batch_size, seq_len=seq_len or int(data.get("seq_len") or 512),
+                            masking=MaskingConfig(min_rate=0, max_rate=0),
+                            seed=int(cfg.get("seed", 0) if seed is None else seed),
+                            val_fraction=float(data.get("val_fraction", 0.1)), return_haplotypes=True,
+                            phase_prior=True, retrieval=options(loaded.model.config))
+    dm.setup("validate")
+    tot, n = {"model": 0.0, "prior": 0.0}, 0
+    for b in dm.val_dataloader():
+        with torch.inference_mode():
+            out = loaded.model(b.to(loaded.device))
+        ok = out.extras["target"] >= 0
+        y = out.extras["target"][ok].float()
+        tot["model"] += F.binary_cross_entropy_with_logits(out.logits[ok].float(), y, reduction="sum").item()
+        prior = b.phase_prior.to(loaded.device)[ok].clamp(1e-4, 1 - 1e-4)
+        tot["prior"] += F.binary_cross_entropy(prior, y, reduction="sum").item()
+        n += y.numel()
+    return {k: v / max(n, 1) for k, v in tot.items()} | {"half": float(np.log(2)), "n": n}
