@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snpbag.config import MaskingConfig
 from snpbag.data.tokens import IGNORE_INDEX, MASK
 from snpbag.errors import InputError
 from snpbag.retrieval import relphase
@@ -137,7 +138,6 @@ def held_out_losses(loaded, store, *, seq_len: int | None = None, batch_size: in
     import torch
     import torch.nn.functional as F
 
-    from snpbag.config import MaskingConfig
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.retrieval.kinds import options
 

@@ -23,6 +23,7 @@ class Head(nn.Module):
     level: ClassVar[str] = "site"  # one of LEVELS
     # Batch fields the head reads beyond the encoder's (the data module is asked for them)
     inputs: ClassVar[tuple[str, ...]] = ()
+    needs_panel: ClassVar[bool] = False  # refuses a panel-free model (model.retrieval=none)
 
     def __init__(self, cfg: ModelConfig, **options: Any) -> None:
         super().__init__()

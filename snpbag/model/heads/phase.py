@@ -48,6 +48,7 @@ class PhaseHead(Head):
     name = "phase"
     level = "site"
     inputs = ("haplotypes", "phase_prior")  # batch fields beyond the encoder's that the head reads
+    needs_panel = True  # its prior is the copying model over the haplotype panel
 
     def __init__(self, cfg: ModelConfig, *, hidden: int | None = None, prior: bool = True) -> None:
         if not isinstance(prior, bool):
