@@ -279,7 +279,8 @@ def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, sa
 @click.option("--input", "input", required=True, type=path_in, help="Unphased VCF (.vcf.gz; indexed for --region).")
 @click.option("--output", required=True, type=path_in, help="Phased .vcf.gz to write (with its .tbi).")
 @click.option("--ref", default=None, type=path_in, help="Phased reference panel VCF (default: the cohort alone).")
-@click.option("--model", default=None, type=path_in, help="Model directory whose haplotype panel is the reference.")
+@click.option("--model", default=None, type=path_in, help="Phasing model directory (task=phase): copying + head.")
+@click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--map", "genetic_map", default=None, type=path_in, help="Genetic map (PLINK .map; default 1 cM/Mb).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--region", default=None, help="CHR[:START-END] (needs an index).")
@@ -288,9 +289,11 @@ def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, sa
 @click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
 @click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
-def phase(input, output, ref, model, genetic_map, samples, region, threads, device, seed, rephase, report_dir):
-    """Phase a VCF with the haplotype-copying model, against a panel or the cohort itself."""
-    s = _phase.phase(input=input, output=output, ref=ref, model=model, genetic_map=genetic_map, samples=samples,
+def phase(input, output, ref, model, copying_only, genetic_map, samples, region, threads, device, seed, rephase,
+          report_dir):
+    """Phase a VCF with the haplotype-copying model (and a phasing model's head), against a panel or the cohort."""
+    s = _phase.phase(input=input, output=output, ref=ref, model=model, copying_only=copying_only,
+                     genetic_map=genetic_map, samples=samples,
                      region=region, threads=threads, device=device, seed=seed, rephase=rephase,
                      report_dir=report_dir)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
