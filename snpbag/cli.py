@@ -26,6 +26,7 @@ from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
 from snpbag.inference import phase as _phase  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
+from snpbag.inference import seq2king as _s2k_inference  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
@@ -168,6 +169,11 @@ def seq2king() -> None:
     """Seq2KING: a transformer over the KING matrix and its attention analysis (docs/seq2king.md)."""
 
 
+_s2k_embeddings_option = click.option(
+    "--embeddings", type=path_in, default=None,
+    help="`snpbag embed --pool mean` output for every individual (token input features=embedding).")
+
+
 @seq2king.command("train")
 @click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 of `snpbag king`, or its --matrix Zarr.")
 @click.option("--out", required=True, type=path_in, help="The Seq2KING model directory to write.")
@@ -176,12 +182,14 @@ def seq2king() -> None:
               help="Token input (default: the preset's; seq2king_paper: id).")
 @click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default="KINSHIP", show_default=True,
               help="KINSHIP (KING's) or EXP_KINSHIP (`snpbag relate`'s expected kinship, from its PREFIX.rel).")
+@_s2k_embeddings_option
 @click.option("--overwrite", is_flag=True)
 @click.argument("overrides", nargs=-1)
-def seq2king_train(kinship, out, preset, tokens, kinship_column, overwrite, overrides):
+def seq2king_train(kinship, out, preset, tokens, kinship_column, embeddings, overwrite, overrides):
     """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
     config = _s2k_config.make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
-    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite, kinship_column=kinship_column))
+    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite, kinship_column=kinship_column,
+                                embeddings=_s2k_inference.read_embeddings(embeddings) if embeddings else None))
 
 
 @seq2king.command("report")
@@ -195,15 +203,17 @@ def seq2king_train(kinship, out, preset, tokens, kinship_column, overwrite, over
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default=None,
               help="Default: the column the model was trained on.")
+@_s2k_embeddings_option
 @click.option("--overwrite", is_flag=True)
 def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, kinship_column,
-                    overwrite):
+                    embeddings, overwrite):
     """Connectivity of attention to continents and populations; tables, images, index.html."""
     from snpbag.kinship.seq2king import report  # torch and matplotlib: only when reporting
 
     click.echo(report.report(model, kinship=kinship, labels=labels, out=out, sentences=sentences,
                              sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite,
-                             kinship_column=kinship_column))
+                             kinship_column=kinship_column,
+                             embeddings=_s2k_inference.read_embeddings(embeddings) if embeddings else None))
 
 
 # --- training and models ----------------------------------------------------------------
@@ -212,8 +222,13 @@ def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permut
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 def train(overrides):
-    """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ..."""
+    """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ...
+    (task=seq2king: Seq2KING on a kinship matrix, as `snpbag seq2king train`)."""
     from snpbag.train.run import train as run
+
+    if _s2k_inference.HYDRA_TASK in overrides:
+        click.echo(_s2k_inference.train_task(list(overrides)))
+        return
 
     # a job log shows where the run is, what it resumed from and its global batch
     logging.getLogger("snpbag.train.run").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
