@@ -95,14 +95,16 @@ def main(verbose: int) -> None:
               help="With --pedigree: families whose most distant relatives are of this degree (default 9).")
 @click.option("--genotype-error", default=None, type=float,
               help="With --pedigree: replace this share of the written genotype calls by another genotype.")
+@click.option("--recombination", type=click.Choice(["uniform", "hotspots"]), default="uniform", show_default=True,
+              help="hotspots: a map with recombination hotspots (same mean rate), written as genetic_map.map.")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
-             demography, max_degree, genotype_error):
+             demography, max_degree, genotype_error, recombination):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
         array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
-        demography=demography, max_degree=max_degree, genotype_error=genotype_error)
+        demography=demography, max_degree=max_degree, genotype_error=genotype_error, recombination=recombination)
 
 
 @main.command()

@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -87,9 +88,19 @@ def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path
 
     targets = sim / "targets_array.vcf.gz"
     by_model, by_store, by_vcf = (tmp_path / f"{x}.vcf.gz" for x in ("model", "store", "vcf"))
-    cli("impute", "--model", model, "--copying-only", "--input", targets, "--output", by_model, "--batch-size", 3)
-    cli("impute", "--ref", store, "--input", targets, "--output", by_store, "--batch-size", 2)
+    # the copying model's probabilities are used as they are: no temperature pass (it would raise here)
+    with mock.patch("snpbag.inference.impute.fit_input_temperature", side_effect=AssertionError("temperature pass")):
+        cli("impute", "--model", model, "--copying-only", "--input", targets, "--output", by_model, "--batch-size", 3)
+        cli("impute", "--ref", store, "--input", targets, "--output", by_store, "--batch-size", 2)
     assert outputs(by_store) == outputs(by_model)
+    for out in (by_model, by_store):
+        with gzip.open(out, "rt") as f:
+            assert not any(ln.startswith("##snpbag_temperature=") for ln in f if ln.startswith("##"))
+    with mock.patch("snpbag.inference.impute.fit_input_temperature", return_value=0.9) as fit:  # the encoder's are fitted
+        cli("impute", "--model", model, "--input", targets, "--output", tmp_path / "encoder.vcf.gz")
+    fit.assert_called_once()
+    with gzip.open(tmp_path / "encoder.vcf.gz", "rt") as f:
+        assert "##snpbag_temperature=0.9000\n" in [ln for ln in f if ln.startswith("##")]
     assert len(records(by_model)) == s.vocab.n_sites and s.vocab.n_tiles > 2
     # a VCF panel is converted with the same rules into a temporary store that does not outlive the job
     default = tmp_path / "default.zarr"

@@ -272,6 +272,8 @@ def test_builtin_demography_matches_stdpopsim():
         ({"samples_per_pop": 0}, r"--samples-per-pop 0: must be at least 1"),
         ({"chrom": "2 2"}, r"--chrom '2 2': not a valid contig name"),
         ({"pedigree": 2, "split_targets": 3}, r"--split-targets cannot be combined with --pedigree"),
+        ({"recombination": "hot"}, r"--recombination hot: choose one of uniform, hotspots"),
+        ({"pedigree": 2, "recombination": "hotspots"}, r"--recombination applies to cohorts; .*drop --recombination"),
     ],
 )
 def test_bad_options_raise_one_line_input_error(tmp_path, kwargs, message):
@@ -300,7 +302,7 @@ def test_cli_calls_library_and_reports_errors(tmp_path):
     assert res.exit_code == 0, res.output
     run.assert_called_once_with(str(tmp_path / "o"), samples_per_pop=5, length=1_000_000, chrom="chr1", seed=1,
                                 array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None,
-                                demography="ooa", max_degree=None, genotype_error=None)
+                                demography="ooa", max_degree=None, genotype_error=None, recombination="uniform")
     res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--array-fraction", "2"])
     assert res.exit_code == 2
     assert res.output.strip() == "snpbag: error: --array-fraction 2.0: must be in (0, 1], e.g. 0.05"
@@ -346,3 +348,39 @@ def test_admixed_demography(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"--demography admixed: needs stdpopsim's HomSap/AmericanAdmixture_4B18"):
         simulate(tmp_path / "no", samples_per_pop=2, length=50_000, seed=4, demography="admixed")
     assert not (tmp_path / "no").exists()
+
+
+def test_hotspot_map_keeps_the_mean_rate_and_puts_its_share_in_hotspots():
+    from snpbag.simulate import recmap
+
+    length, rate = 1_000_000, 1.2e-8
+    pos, r = recmap.hotspot_map(length, rate, rng=np.random.default_rng(0))
+    assert pos[0] == 0 and pos[-1] == length and len(pos) == len(r) + 1 and (np.diff(pos) > 0).all()
+    morgans = np.diff(pos) * r
+    assert morgans.sum() == pytest.approx(rate * length)
+    hot = r > r.min()
+    assert (np.diff(pos)[hot] == recmap.HOTSPOT_WIDTH).all() and 5 <= hot.sum() <= 40
+    assert morgans[hot].sum() / morgans.sum() == pytest.approx(recmap.HOTSPOT_SHARE)
+    assert (r[hot] > 5 * r.min()).all()
+
+
+def test_hotspots_are_simulated_and_their_map_written_for_the_tools(tmp_path):
+    """--recombination hotspots hands msprime the map it writes as genetic_map.map (PLINK,
+    read back by snpbag's reader: the same cM at every breakpoint); uniform runs write none."""
+    import msprime
+
+    from snpbag.io.genmap import read_genetic_map
+
+    with mock.patch.object(msprime, "sim_ancestry", wraps=msprime.sim_ancestry) as anc:
+        sm.simulate(tmp_path / "hot", samples_per_pop=2, length=200_000, seed=4, recombination="hotspots",
+                    chromosomes=2)
+    rate_maps = [c.kwargs["recombination_rate"] for c in anc.call_args_list]
+    assert len(rate_maps) == 2 and all(isinstance(m, msprime.RateMap) for m in rate_maps)
+    gmap = read_genetic_map(tmp_path / "hot" / "genetic_map.map")
+    assert gmap.chromosomes == ["1", "2"]
+    for chrom, m in zip(("1", "2"), rate_maps):
+        bp = np.asarray(m.position)
+        np.testing.assert_allclose(gmap.cm(chrom, bp + 1), np.asarray(m.get_cumulative_mass(bp)) * 100, atol=1e-6)
+    assert "recombination" in json.loads((tmp_path / "hot" / "simulation.json").read_text())["parameters"]
+    sm.simulate(tmp_path / "flat", samples_per_pop=2, length=20_000, seed=4)
+    assert not (tmp_path / "flat" / "genetic_map.map").exists()

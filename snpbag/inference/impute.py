@@ -149,6 +149,9 @@ class Engine:
     # (targets, tile, rows, samples, *, loo=False, hide=None), as predict_probabilities
     probabilities: Callable[..., np.ndarray | tuple[np.ndarray, np.ndarray | None]]
     header_line: str  # names the model or panel in the output's header
+    # fit inference/calibrate.py's temperature first: the encoder's probabilities need it,
+    # the copying model's are as well calibrated without (docs/benchmarks.md, "R2 calibration")
+    fit_temperature: bool = True
 
 
 def copying_probabilities(panels, targets, tile: int, rows: slice, samples: np.ndarray, *, loo: bool = False,
@@ -171,7 +174,8 @@ def model_engine(model: str | Path, *, device: str = "cpu", copying_only: bool =
     line = f"snpbag_model={Path(model).resolve()}"
     if copying_only:
         vocab, panel = modeldir.read_panel(model, kind="haplotypes")
-        return Engine(vocab, partial(copying_probabilities, lambda tile: (panel, 0)), line + " (copying model alone)")
+        return Engine(vocab, partial(copying_probabilities, lambda tile: (panel, 0)), line + " (copying model alone)",
+                      fit_temperature=False)
     loaded = modeldir.read(model, device=device)
     return Engine(loaded.vocab, partial(predict_probabilities, loaded), line)
 
@@ -289,7 +293,7 @@ def impute(
             store = stack.enter_context(refpanel.panel_store(ref))
             panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map)
             engine = Engine(store.vocab, partial(copying_probabilities, panels.for_tile),
-                            f"snpbag_ref={Path(ref).resolve()}")
+                            f"snpbag_ref={Path(ref).resolve()}", fit_temperature=False)
         else:
             engine = model_engine(model, device=device, copying_only=copying_only)
         targets = read_targets(input, engine.vocab, samples=samples, region=region)
@@ -299,9 +303,11 @@ def impute(
         sites = OutputSites.from_targets(targets, engine.vocab)
         n = targets.n_samples
         batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-        temperature = fit_input_temperature(engine.probabilities, targets, tile_jobs(engine.vocab, targets))
-        log.info("probability temperature %.3f (fitted on held-out typed calls)", temperature)
-        header = (engine.header_line, f"snpbag_temperature={temperature:.4f}")
+        temperature, header = 1.0, (engine.header_line,)
+        if engine.fit_temperature:
+            temperature = fit_input_temperature(engine.probabilities, targets, tile_jobs(engine.vocab, targets))
+            log.info("probability temperature %.3f (fitted on held-out typed calls)", temperature)
+            header += (f"snpbag_temperature={temperature:.4f}",)
         writers = [(rows, stack.enter_context(ImputedVcfWriter(
             path, sites.part(rows), targets.samples, fmt=fmt, min_r2=min_r2, replace_typed=replace_typed,
             header_lines=header))) for path, rows in output_parts(output, sites, split_chrom=split_chrom)]

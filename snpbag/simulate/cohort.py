@@ -41,6 +41,7 @@ from snpbag.io import vcfwrite
 from snpbag.provenance import provenance
 from snpbag.simulate import finescale
 from snpbag.simulate import pedigree as ped
+from snpbag.simulate import recmap
 from snpbag.io.chrom import chrom_key, is_autosome
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def simulate_haplotypes(
     chrom: str,
     seed: np.random.SeedSequence,
     model: str = "ooa",
+    rate_map: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Haplotypes:
     """One chromosome of diploid samples, populations in the order of the model's
     populations (:data:`POPULATIONS` for ``ooa``).
@@ -183,6 +185,9 @@ def simulate_haplotypes(
         Contig name written to the VCF.
     seed
         Seeds the ancestry and the mutation simulations.
+    rate_map
+        (breakpoints, rates) of a non-uniform recombination map (:mod:`snpbag.simulate.recmap`);
+        default the uniform :data:`RECOMBINATION_RATE`.
 
     Returns
     -------
@@ -195,8 +200,9 @@ def simulate_haplotypes(
     dem, _, pops, _ = model_of(model)
     sets = [msprime.SampleSet(n, population=p, ploidy=2) for (p, _), n in zip(pops, samples_per_pop) if n]
     s_anc, s_mut = seed.spawn(2)
+    rate = RECOMBINATION_RATE if rate_map is None else msprime.RateMap(position=rate_map[0], rate=rate_map[1])
     ts = msprime.sim_ancestry(samples=sets, demography=dem, sequence_length=length,
-                              recombination_rate=RECOMBINATION_RATE, random_seed=_msprime_seed(s_anc))
+                              recombination_rate=rate, random_seed=_msprime_seed(s_anc))
     hky = msprime.HKY(kappa=HKY_KAPPA, equilibrium_frequencies=BASE_FREQUENCIES)
     ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, model=hky, random_seed=_msprime_seed(s_mut))
     # keep sites with exactly one mutation that changes the base (HKY allows silent ones)
@@ -378,6 +384,7 @@ def simulate(
     demography: str = "ooa",
     max_degree: int | None = None,
     genotype_error: float | None = None,
+    recombination: str = "uniform",
 ) -> SimulationResult:
     """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
 
@@ -449,6 +456,11 @@ def simulate(
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
     if demography != "ooa" and pedigree is not None:
         raise InputError("--pedigree simulates founders from the out-of-Africa model; drop --demography")
+    if recombination not in recmap.RECOMBINATION_MAPS:
+        raise InputError(f"--recombination {recombination}: choose one of {', '.join(recmap.RECOMBINATION_MAPS)}")
+    if recombination != "uniform" and pedigree is not None:
+        raise InputError("--recombination applies to cohorts; --pedigree maps each chromosome's genetic length "
+                         "uniformly, drop --recombination")
     outdir = Path(outdir)
     overwrite = outdir.is_dir() and not any(outdir.iterdir())
     params = dict(samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
@@ -456,6 +468,8 @@ def simulate(
                   chromosomes=chromosomes)
     if demography != "ooa":  # only named when not the default, so default outputs keep their bytes
         params["demography"] = demography
+    if recombination != "uniform":
+        params["recombination"] = recombination
     for key, value in (("max_degree", max_degree), ("genotype_error", genotype_error)):
         if value is not None:
             params[key] = value
@@ -510,8 +524,13 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
     if params["split_targets"] is not None:
         targets = split_targets([n] * len(populations), params["split_targets"], rng=np.random.default_rng(split_ss))
     names = _chrom_names(params["chrom"], k)
-    chroms = [simulate_haplotypes([n] * len(populations), length=params["length"], chrom=c, seed=s, model=model)
-              for c, s in zip(names, chrom_ss.spawn(k))]
+    maps = [None] * k
+    if params.get("recombination") == "hotspots":  # own stream: uniform runs keep their bytes
+        map_rng = np.random.default_rng([params["seed"], 1])
+        maps = [recmap.hotspot_map(params["length"], RECOMBINATION_RATE, rng=map_rng) for _ in names]
+    chroms = [simulate_haplotypes([n] * len(populations), length=params["length"], chrom=c, seed=s, model=model,
+                                  rate_map=m)
+              for c, s, m in zip(names, chrom_ss.spawn(k), maps)]
     width = max(4, len(str(n)))
     samples = [f"{p}_{i + 1:0{width}d}" for p, _ in populations for i in range(n)]
     pops = [(p, c) for p, c in populations for _ in range(n)]
@@ -527,6 +546,9 @@ def _simulate_cohort(tmp: Path, params: dict) -> dict:
     for s, (p, c), t in zip(samples, pops, is_target):
         lines.append(f"{s}\t{p}\t{c}" + (("\ttarget" if t else "\treference") if targets is not None else "") + "\n")
     (files.setdefault("samples", tmp / "samples.tsv")).write_text("".join(lines))
+    if maps[0] is not None:
+        files["genetic_map"] = tmp / "genetic_map.map"
+        files["genetic_map"].write_text("".join(recmap.plink_map_lines(c, *m) for c, m in zip(names, maps)))
 
     files["cohort"] = write_vcf(tmp / "cohort.vcf.gz", chroms, samples, meta=vcf_meta)
     if picks is not None:

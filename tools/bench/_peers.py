@@ -7,6 +7,7 @@ threads) and peak resident memory are measured the same way for every tool.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -21,8 +22,10 @@ from snpbag.io.bgzf import write_vcf_bgzf
 
 def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
     """Run a command under /usr/bin/time -v; return wall and CPU seconds (user + system, and
-    each) and peak RSS (MiB)."""
+    each), peak RSS (MiB) and the machine's 1-minute load average (mean of start and end:
+    under load, wall time is an upper bound)."""
     full = ["/usr/bin/time", "-v"] + cmd if Path("/usr/bin/time").exists() else cmd
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     with open(log, "w") as err, (open(stdout, "wb") if stdout else open(log.with_suffix(".out"), "wb")) as out:
         rc = subprocess.run(full, stdout=out, stderr=err).returncode
@@ -37,11 +40,12 @@ def sh(cmd: list[str], *, log: Path, stdout: Path | None = None) -> dict:
 
     user, system = field("User time (seconds)"), field("System time (seconds)")
     return {"wall_s": wall, "cpu_s": user + system, "user_s": user, "sys_s": system,
-            "peak_mib": field("Maximum resident set size (kbytes)") / 1024, "cmd": shlex.join(cmd)}
+            "peak_mib": field("Maximum resident set size (kbytes)") / 1024,
+            "load_1min": round((load0 + os.getloadavg()[0]) / 2, 1), "cmd": shlex.join(cmd)}
 
 
 def simulate(sim: Path, *, samples_per_pop: int, length: int, targets: int, seed: int,
-             array_fraction: float | None = None, demography: str = "ooa") -> Path:
+             array_fraction: float | None = None, demography: str = "ooa", recombination: str = "uniform") -> Path:
     """``snpbag simulate`` into ``sim`` unless it holds a simulation already (inputs are cached)."""
     if (sim / "reference.vcf.gz").exists():
         return sim
@@ -51,6 +55,8 @@ def simulate(sim: Path, *, samples_per_pop: int, length: int, targets: int, seed
         cmd += ["--array-fraction", str(array_fraction)]
     if demography != "ooa":
         cmd += ["--demography", demography]
+    if recombination != "uniform":
+        cmd += ["--recombination", recombination]
     sim.parent.mkdir(parents=True, exist_ok=True)
     print("simulating:", shlex.join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)

@@ -18,6 +18,13 @@ left out and the table says so. For a ``model.retrieval=haplotypes`` model a fur
 scores its retrieval input alone (the copying model, no encoder): what the encoder adds.
 The ``ref`` row is ``snpbag impute --ref reference.vcf.gz``: the copying model straight from
 the panel, no training.
+
+Other cohorts: ``--demography admixed`` (an admixed population beside its three sources;
+per-population rows show the admixed targets) and ``--recombination hotspots`` (a map with
+hotspots, :mod:`snpbag.simulate.recmap`); the true map the simulation writes
+(``genetic_map.map``) is given to every tool: Beagle ``map=``, minimac4 ``-m``,
+``snpbag impute --ref --map`` (a ``--model`` directory carries its own). A biobank-scale panel
+is the same script with ``--samples-per-pop 7000 --targets 1000 --length 1000000``.
 """
 
 from __future__ import annotations
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--densities", default="0.2,0.05")
     ap.add_argument("--error-rate", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--demography", default="ooa", help="snpbag simulate --demography (ooa, finescale, admixed)")
+    ap.add_argument("--recombination", default="uniform",
+                    help="snpbag simulate --recombination; hotspots: the true map goes to every tool")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
     ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
@@ -83,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     densities = [float(d) for d in args.densities.split(",")]
     wd = args.workdir
     sim = simulate(wd / "sim", samples_per_pop=args.samples_per_pop, length=args.length, targets=args.targets,
-                   seed=args.seed, array_fraction=max(densities))
+                   seed=args.seed, array_fraction=max(densities), demography=args.demography,
+                   recombination=args.recombination)
+    gmap = sim / "genetic_map.map" if (sim / "genetic_map.map").is_file() else None
+    map_args = {"beagle": [f"map={gmap}"], "minimac4": ["-m", str(gmap)], "ref": ["--map", str(gmap)]} if gmap else {}
     ref_vcf, truth_vcf = sim / "reference.vcf.gz", sim / "targets.vcf.gz"
     keys, truth, samples = read_truth(truth_vcf)
     pops = populations(sim)
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             res["tools"].append(score("AF baseline", truth, d, eval_sites=eval_sites, maf=maf, groups=groups))
         if "beagle" in tools and shutil.which("beagle"):
             t = sh(["beagle", f"ref={ref_vcf}", f"gt={target_in}", f"out={dd / 'beagle'}", f"nthreads={args.threads}",
-                    "gp=true", f"seed={args.seed}"], log=dd / "beagle.time")
+                    "gp=true", f"seed={args.seed}", *map_args.get("beagle", [])], log=dd / "beagle.time")
             copy_contigs(target_in, dd / "beagle.vcf.gz")  # Beagle writes none; htslib warns per record
             res["tools"].append(scored("Beagle 5.4", dd / "beagle.vcf.gz", t))
         if "minimac4" in tools and shutil.which("minimac4") and shutil.which("beagle"):
@@ -126,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             if not msav.exists():
                 sh(["minimac4", "--compress-reference", str(ref_vcf)], log=wd / "msav.time", stdout=msav)
             tp = sh(["beagle", f"ref={ref_vcf}", f"gt={target_in}", f"out={dd / 'phased'}", "impute=false",
-                     f"nthreads={args.threads}", f"seed={args.seed}"], log=dd / "phase.time")
+                     f"nthreads={args.threads}", f"seed={args.seed}", *map_args.get("beagle", [])],
+                    log=dd / "phase.time")
             index_vcf(dd / "phased.vcf.gz", overwrite=True)  # minimac4 queries regions of its target
             ti = sh(["minimac4", str(msav), str(dd / "phased.vcf.gz"), "-f", "GT,DS,GP", "-O", "vcf.gz",
-                     "-o", str(dd / "minimac.vcf.gz"), "-t", str(args.threads)], log=dd / "minimac.time")
+                     "-o", str(dd / "minimac.vcf.gz"), "-t", str(args.threads), *map_args.get("minimac4", [])],
+                    log=dd / "minimac.time")
             t = {"wall_s": tp["wall_s"] + ti["wall_s"], "peak_mib": max(tp["peak_mib"], ti["peak_mib"]),
-                 "cmd": f"{tp['cmd']} && {ti['cmd']}"}
+                 **{k: tp[k] + ti[k] for k in ("cpu_s", "user_s", "sys_s")},
+                 "load_1min": max(tp["load_1min"], ti["load_1min"]), "cmd": f"{tp['cmd']} && {ti['cmd']}"}
             res["tools"].append(scored("Beagle phasing + minimac4", dd / "minimac.vcf.gz", t))
         if "snpbag" in tools and args.snpbag_model is not None:
             model = Path(str(args.snpbag_model).format(density=f"{density:g}"))
@@ -146,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in (out, Path(f"{out}.tbi"), dd / "snpbag_ref.info.tsv", dd / "snpbag_ref.excluded.tsv"):
                 p.unlink(missing_ok=True)
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--ref", str(ref_vcf), "--input", str(target_in),
-                    "--output", str(out), "--batch-size", "32"], log=dd / "snpbag_ref.time")
+                    "--output", str(out), "--batch-size", "32", *map_args.get("ref", [])], log=dd / "snpbag_ref.time")
             res["tools"].append(scored("snpbag --ref (copying model, no training)", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
         if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():
@@ -195,8 +211,8 @@ def tables(results: dict) -> dict[str, list[dict]]:
             a = rows[("all", "all")]
             imputation.append({"density": dens, "tool": t["tool"], "concordance": a["concordance"], "nrd": a["nrd"],
                                "r2": a["r2"], **{f"r2 {b}": rows[("all", b)]["r2"] for b in maf_bin_labels()},
-                               "wall_s": t.get("wall_s"), "user_s": t.get("user_s"), "sys_s": t.get("sys_s"),
-                               "peak_mib": t.get("peak_mib")})
+                               "wall_s": t.get("wall_s"), "cpu_s": t.get("cpu_s"), "user_s": t.get("user_s"),
+                               "sys_s": t.get("sys_s"), "peak_mib": t.get("peak_mib"), "load": t.get("load_1min")})
             groups = sorted({g for g, _ in rows} - {"all"})
             populations.append({"density": dens, "tool": t["tool"], **{f"r2 {g}": rows[(g, "all")]["r2"] for g in groups},
                                 **{f"concordance {g}": rows[(g, "all")]["concordance"] for g in groups}})
