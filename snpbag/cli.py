@@ -26,6 +26,7 @@ from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
 from snpbag.inference import phase as _phase  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
+from snpbag.inference import seq2king as _s2k_inference  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
@@ -166,6 +167,11 @@ def seq2king() -> None:
     """Seq2KING: a transformer over the KING matrix and its attention analysis (docs/seq2king.md)."""
 
 
+_s2k_embeddings_option = click.option(
+    "--embeddings", type=path_in, default=None,
+    help="`snpbag embed --pool mean` output for every individual (token input features=embedding).")
+
+
 @seq2king.command("train")
 @click.option("--kinship", required=True, type=path_in, help="PREFIX.kin0 of `snpbag king`, or its --matrix Zarr.")
 @click.option("--out", required=True, type=path_in, help="The Seq2KING model directory to write.")
@@ -174,12 +180,14 @@ def seq2king() -> None:
               help="Token input (default: the preset's; seq2king_paper: id).")
 @click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default="KINSHIP", show_default=True,
               help="KINSHIP (KING's) or EXP_KINSHIP (`snpbag relate`'s expected kinship, from its PREFIX.rel).")
+@_s2k_embeddings_option
 @click.option("--overwrite", is_flag=True)
 @click.argument("overrides", nargs=-1)
-def seq2king_train(kinship, out, preset, tokens, kinship_column, overwrite, overrides):
+def seq2king_train(kinship, out, preset, tokens, kinship_column, embeddings, overwrite, overrides):
     """Train on a kinship matrix (labels are never read). OVERRIDES: KEY=VALUE, e.g. steps=500."""
     config = _s2k_config.make_config(preset, list(overrides) + ([f"tokens={tokens}"] if tokens else []))
-    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite, kinship_column=kinship_column))
+    click.echo(_s2k_train.train(kinship, out=out, config=config, overwrite=overwrite, kinship_column=kinship_column,
+                                embeddings=_s2k_inference.read_embeddings(embeddings) if embeddings else None))
 
 
 @seq2king.command("report")
@@ -193,15 +201,17 @@ def seq2king_train(kinship, out, preset, tokens, kinship_column, overwrite, over
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--kinship-column", type=click.Choice(KINSHIP_COLUMNS), default=None,
               help="Default: the column the model was trained on.")
+@_s2k_embeddings_option
 @click.option("--overwrite", is_flag=True)
 def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permutations, seed, kinship_column,
-                    overwrite):
+                    embeddings, overwrite):
     """Connectivity of attention to continents and populations; tables, images, index.html."""
     from snpbag.kinship.seq2king import report  # torch and matplotlib: only when reporting
 
     click.echo(report.report(model, kinship=kinship, labels=labels, out=out, sentences=sentences,
                              sentence_len=sentence_len, permutations=permutations, seed=seed, overwrite=overwrite,
-                             kinship_column=kinship_column))
+                             kinship_column=kinship_column,
+                             embeddings=_s2k_inference.read_embeddings(embeddings) if embeddings else None))
 
 
 # --- training and models ----------------------------------------------------------------
@@ -210,8 +220,13 @@ def seq2king_report(model, kinship, labels, out, sentences, sentence_len, permut
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 def train(overrides):
-    """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ..."""
+    """Train from Hydra configs: snpbag train experiment=pretrain_demo model=tiny ...
+    (task=seq2king: Seq2KING on a kinship matrix, as `snpbag seq2king train`)."""
     from snpbag.train.run import train as run
+
+    if _s2k_inference.HYDRA_TASK in overrides:
+        click.echo(_s2k_inference.train_task(list(overrides)))
+        return
 
     # a job log shows where the run is, what it resumed from and its global batch
     logging.getLogger("snpbag.train.run").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
@@ -264,7 +279,8 @@ def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, sa
 @click.option("--input", "input", required=True, type=path_in, help="Unphased VCF (.vcf.gz; indexed for --region).")
 @click.option("--output", required=True, type=path_in, help="Phased .vcf.gz to write (with its .tbi).")
 @click.option("--ref", default=None, type=path_in, help="Phased reference panel VCF (default: the cohort alone).")
-@click.option("--model", default=None, type=path_in, help="Model directory whose haplotype panel is the reference.")
+@click.option("--model", default=None, type=path_in, help="Phasing model directory (task=phase): copying + head.")
+@click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--map", "genetic_map", default=None, type=path_in, help="Genetic map (PLINK .map; default 1 cM/Mb).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--region", default=None, help="CHR[:START-END] (needs an index).")
@@ -273,9 +289,11 @@ def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, sa
 @click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
 @click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
-def phase(input, output, ref, model, genetic_map, samples, region, threads, device, seed, rephase, report_dir):
-    """Phase a VCF with the haplotype-copying model, against a panel or the cohort itself."""
-    s = _phase.phase(input=input, output=output, ref=ref, model=model, genetic_map=genetic_map, samples=samples,
+def phase(input, output, ref, model, copying_only, genetic_map, samples, region, threads, device, seed, rephase,
+          report_dir):
+    """Phase a VCF with the haplotype-copying model (and a phasing model's head), against a panel or the cohort."""
+    s = _phase.phase(input=input, output=output, ref=ref, model=model, copying_only=copying_only,
+                     genetic_map=genetic_map, samples=samples,
                      region=region, threads=threads, device=device, seed=seed, rephase=rephase,
                      report_dir=report_dir)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")

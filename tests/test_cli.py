@@ -155,13 +155,15 @@ def test_phase(runner, monkeypatch):
         result = _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--ref", "r.vcf.gz",
                                   "--map", "g.map", "--samples", "s.txt", "--region", "22", "--threads", "3",
                                   "--seed", "7", "--rephase", "--report", "rep"])
-    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref="r.vcf.gz", model=None, genetic_map="g.map",
+    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref="r.vcf.gz", model=None, copying_only=False,
+                              genetic_map="g.map",
                               samples="s.txt", region="22", threads=3, device="cpu", seed=7, rephase=True,
                               report_dir="rep")
     assert result.output == "phased 10 of 12 biallelic SNPs\n4 samples in 2.0 s (2.00 samples/s)\n"
     with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
-        _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--model", "m"])
-    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref=None, model="m", genetic_map=None,
+        _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--model", "m", "--copying-only"])
+    f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref=None, model="m", copying_only=True,
+                              genetic_map=None,
                               samples=None, region=None, threads=None, device="cpu", seed=0, rephase=False,
                               report_dir=None)
 

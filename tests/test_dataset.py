@@ -182,13 +182,16 @@ def test_compact_collate_widens_to_the_batch_contract(cohort):
     items[3] = {**items[3], **{k: items[3][k][:4] for k in ("genotype", "truth", "target", "site_index", "position",
                                                              "haplotypes")}}  # a shorter, padded row
     votes = np.random.default_rng(0).dirichlet(np.ones(3), (9, 7)).astype(np.float32)
-    items = [{**it, "retrieval": votes[i, :len(it["genotype"])]} for i, it in enumerate(items)]
+    prior = np.where(votes[..., 0] < 0.3, np.nan, votes[..., 1])  # NaN off hets, as the phasing head's
+    items = [{**it, "retrieval": votes[i, :len(it["genotype"])], "phase_prior": prior[i, :len(it["genotype"])]}
+             for i, it in enumerate(items)]
     ref, got = collate(items), widen(collate_compact(items))
     for f in dataclasses.fields(Batch):
         a, b = getattr(ref, f.name), getattr(got, f.name)
-        want = {"valid": torch.bool, "retrieval": torch.float32}.get(f.name, torch.long)
+        want = {"valid": torch.bool, "retrieval": torch.float32, "phase_prior": torch.float32}.get(f.name, torch.long)
         assert a.dtype == b.dtype == want, f.name
-        assert torch.equal(a, b), f.name
+        assert torch.equal(a.nan_to_num(-7.0), b.nan_to_num(-7.0)), f.name
+    assert got.phase_prior[3, 4:].isnan().all()  # padding
 
 
 # --- sharding: 2 ranks x 2 workers ----------------------------------------------------------------

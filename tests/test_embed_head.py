@@ -63,13 +63,22 @@ def test_shapes_and_patch_counts():
     assert m.head.level == "patch"
 
 
-@pytest.mark.parametrize("mix", ["add", "multiply"])
-def test_decoder_reads_only_the_bottleneck(mix):
+DECODERS = [{"query_mix": "add"}, {"query_mix": "multiply"}, {"decoder": "site"}, {"decoder": "slot", "rank": 3},
+            {"decoder": "site", "readout_scale": 30.0}]
+
+
+def _say_something(head):
+    """Decoders start at the AF prior (zero output layer): give them random weights."""
+    torch.nn.init.normal_(head.decode[-1].weight if head.decoder == "mlp" else head.readout.weight)
+
+
+@pytest.mark.parametrize("options", DECODERS)
+def test_decoder_reads_only_the_bottleneck(options):
     """Changing genotypes of one patch changes its embedding and its reconstruction, never the
     reconstruction of another patch once the embeddings are given."""
     torch.manual_seed(0)
-    m = _model(query_mix=mix).eval()
-    torch.nn.init.normal_(m.head.decode[-1].weight)  # zero at init: make the decoder say something
+    m = _model(**options).eval()
+    _say_something(m.head)
     b = _batch([0], [32], L=32)
     enc = m.encoder(b)
     e = m.head.embed(enc, b)
@@ -83,15 +92,75 @@ def test_decoder_reads_only_the_bottleneck(mix):
     assert not torch.allclose(moved[:, :16], logits[:, :16])
 
 
-@pytest.mark.parametrize("mix", ["add", "multiply"])
-def test_untrained_decoder_predicts_the_af_prior(mix):
+@pytest.mark.parametrize("options", DECODERS)
+def test_untrained_decoder_predicts_the_af_prior(options):
     from snpbag.model.embedding import hwe_log_prior
 
-    m = _model(query_mix=mix)
+    m = _model(**options)
     af = torch.rand(500)
     m.set_site_prior(af)
     b = _batch([0], [32], L=32)
     assert torch.allclose(m(b).logits, hwe_log_prior(af[b.site_index]), atol=1e-6)
+
+
+def test_readouts_are_per_site_or_per_patch_slot():
+    """decoder=site gives every model site its own readout; decoder=slot shares one per patch
+    slot, so two patches with the same embedding decode alike (up to their sites' AF prior)."""
+    torch.manual_seed(0)
+    b = _batch([0], [32], L=32)
+    for decoder, rows in (("site", 500), ("slot", 16)):
+        m = _model(decoder=decoder).eval()
+        _say_something(m.head)
+        assert m.head.readout.num_embeddings == rows and m.head.rank == 8  # rank: the bottleneck's 2 x 4
+        e = m.head.embed(m.encoder(b), b)
+        same = e["embedding"][:, :1].expand(-1, 2, -1, -1)  # patch 0's embedding for both patches
+        logits = m.head.reconstruct(same, b.site_index, e["slot"])
+        assert torch.allclose(logits[:, :16], logits[:, 16:]) == (decoder == "slot")
+
+
+def test_readout_scale_multiplies_the_stored_readout():
+    """readout_scale changes the learning speed of the readout table, not the function: the same
+    effective weights give the same logits."""
+    torch.manual_seed(0)
+    a, b = _model(decoder="site"), _model(decoder="site", readout_scale=30.0)
+    b.load_state_dict(a.state_dict())
+    _say_something(a.head)
+    with torch.no_grad():
+        b.head.readout.weight.copy_(a.head.readout.weight / 30.0)
+    x = _batch([0], [32], L=32)
+    assert torch.allclose(a.eval()(x).logits, b.eval()(x).logits, atol=1e-5)
+
+
+def test_the_last_short_patch_reads_only_its_sites():
+    """A window ending inside a patch: the padding slots of the short patch (and padding sites
+    of the row) change nothing, whatever genotypes they hold."""
+    torch.manual_seed(0)
+    m = _model(decoder="site").eval()
+    b = _batch([0], [24], L=32)  # patch 1 holds 8 of its 16 sites
+    out = m(b)
+    assert out.extras["n_sites"].tolist() == [[16, 8]]
+    noisy = b.replace(genotype=torch.where(b.valid, b.genotype, (b.genotype + 1) % 3))
+    again = m(noisy)
+    assert torch.equal(again.extras["embedding"], out.extras["embedding"])
+    assert torch.equal(again.logits[b.valid], out.logits[b.valid])
+    assert torch.equal(again.loss, out.loss)
+
+
+@pytest.mark.parametrize("options", DECODERS)
+def test_export_round_trip(options, tmp_path):
+    """A saved embedding model reloads with the same head options and gives the same embeddings
+    and reconstruction."""
+    from snpbag import modeldir
+
+    torch.manual_seed(0)
+    m = _model(**options).eval()
+    _say_something(m.head)
+    modeldir.save_model(m, tmp_path / "m")
+    back = modeldir.load_model(tmp_path / "m").eval()
+    assert back.head.options == m.head.options
+    b = _batch([0, 5], [32, 30], L=32)
+    a, z = m(b), back(b)
+    assert torch.equal(a.extras["embedding"], z.extras["embedding"]) and torch.equal(a.logits, z.logits)
 
 
 @pytest.mark.parametrize("options, match", [
@@ -100,6 +169,9 @@ def test_untrained_decoder_predicts_the_af_prior(mix):
     ({"recon_weight": 0.0}, r"recon_weight=0.0, token_weight=0.0"),
     ({"hidden": 0}, r"hidden=0"),
     ({"query_mix": "concat"}, r"query_mix='concat': choose one of add, multiply"),
+    ({"decoder": "conv"}, r"decoder='conv': choose one of mlp, site, slot"),
+    ({"decoder": "site", "rank": 0}, r"rank=0: must be >= 1"),
+    ({"decoder": "site", "readout_scale": 0.0}, r"readout_scale=0.0: must be > 0"),
 ])
 def test_bad_options_fail_clearly(options, match):
     with pytest.raises(ConfigError, match=match):

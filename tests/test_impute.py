@@ -552,13 +552,15 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     assert gp and np.allclose(np.sum(gp, axis=1), 1.0, atol=2e-3)
     if kind == "haplotypes":  # snpbag phase reads the same panel through the copying model
         phased = tmp_path / "phased.vcf.gz"
-        result = cli("phase", "--model", model, "--input", cohort.base, "--output", phased, "--threads", 1)
+        result = cli("phase", "--model", model, "--copying-only", "--input", cohort.base, "--output", phased,
+                     "--threads", 1)
         assert f"against panel {model}" in result.output
         recs = [ln.split("\t") for ln in _vcf_lines(phased) if not ln.startswith("#")]
         done = [r for r in recs if r[8].startswith("GT:PP:IMP")]  # the rest: not in the panel, as given
         assert len(done) > len(recs) / 2 and all("|" in f.split(":")[0] for r in done for f in r[9:])
     else:
-        result = cli("phase", "--model", model, "--input", cohort.base, "--output", tmp_path / "p.vcf.gz", ok=False)
+        result = cli("phase", "--model", model, "--copying-only", "--input", cohort.base, "--output",
+                     tmp_path / "p.vcf.gz", ok=False)
         assert result.exit_code == 2 and "has no haplotype panel" in result.output
     broken = tmp_path / "model_broken"
     shutil.copytree(model, broken)

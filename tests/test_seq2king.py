@@ -148,7 +148,7 @@ def test_attention_maps_are_row_stochastic(tokens):
     from snpbag.kinship.seq2king.model import Seq2King, layer_names
 
     cfg = make_config("small", {"tokens": tokens, "n_heads": 4})
-    model = Seq2King(cfg, n_individuals=30, n_anchors=16).eval()
+    model = Seq2King(cfg, n_individuals=30, n_inputs=16).eval()
     pad = torch.zeros(3, 9, dtype=torch.bool)
     pad[1, 6:] = True
     tok = torch.randint(0, 30, (3, 9)) if tokens == "id" else torch.rand(3, 9, 16)
@@ -225,7 +225,7 @@ def test_report_writes_every_file(features_report):
     for r in rows:
         assert 0 <= float(r["connectivity"]) <= 100 and 0 < float(r["p_permutation"]) <= 1
     info = json.loads((features_report / "summary.json").read_text())
-    assert info["tokens"] == "features" and info["new_individuals"] == 10  # placed without retraining
+    assert info["tokens"] == "features (anchors)" and info["new_individuals"] == 10  # placed without retraining
     html = (features_report / "index.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     assert html.count("data:image/png;base64,") == 1 + 4 + 3
@@ -342,11 +342,32 @@ def test_cli_commands_call_one_function(tmp_path):
     with mock.patch("snpbag.kinship.seq2king.report.report") as rep:
         _cli("seq2king", "report", "--model", "M", "--kinship", "K.kin0", "--labels", "L.tsv", "--out", "R")
     rep.assert_called_once_with("M", kinship="K.kin0", labels="L.tsv", out="R", sentences=50, sentence_len=60,
-                                permutations=1000, seed=0, overwrite=False, kinship_column=None)
+                                permutations=1000, seed=0, overwrite=False, kinship_column=None, embeddings=None)
     with mock.patch("snpbag.kinship.seq2king.train.train") as tr:
         _cli("seq2king", "train", "--kinship", "K.kin0", "--out", "M", "steps=3")
     tr.assert_called_once_with("K.kin0", out="M", config=make_config("seq2king_paper", ["steps=3"]), overwrite=False,
-                               kinship_column="KINSHIP")
+                               kinship_column="KINSHIP", embeddings=None)
+
+
+def test_hydra_task_seq2king_runs_the_same_training(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from snpbag.config import config_dir
+    from snpbag.inference.seq2king import INPUT_KEYS
+
+    task = yaml.safe_load((config_dir() / "task" / "seq2king.yaml").read_text())
+    paper = make_config("seq2king_paper")
+    assert {k: v for k, v in task.items() if k not in INPUT_KEYS} == dataclasses.asdict(paper)
+    with mock.patch("snpbag.kinship.seq2king.train.train") as tr:
+        _cli("train", "task=seq2king", "task.kinship=K.kin0", "task.out=M", "task.steps=3", "task.tokens=features")
+    tr.assert_called_once_with("K.kin0", out="M", config=make_config("seq2king_paper", ["steps=3", "tokens=features"]),
+                               overwrite=False, kinship_column="KINSHIP", embeddings=None)
+    base = ["train", "task=seq2king", "task.kinship=K.kin0", "task.out=M"]
+    _one_line_error(base + ["task.stepz=3"], r"task=seq2king: Could not override 'task.stepz'")
+    _one_line_error(["train", "task=seq2king", "task.steps=3"], r"task=seq2king: give task.kinship=\.\.\. task.out=\.\.\.")
+    _one_line_error(base + ["task.tokens=word"], r"seq2king tokens='word': choose one of id, features")
 
 
 # --- the relatedness head's expected kinship as input (snpbag relate's PREFIX.rel) -------------

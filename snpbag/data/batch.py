@@ -28,6 +28,9 @@ class Batch:
     truth: torch.Tensor | None = None  # (B, L) long: true genotype (MISSING where uncalled)
     haplotypes: torch.Tensor | None = None  # (B, L, 2) long: alleles 0/1, -1 where missing
     retrieval: torch.Tensor | None = None  # (B, L, 3) float: the retrieval panel's genotype probabilities
+    # (B, L) float: the copying model's P(ALT on the previous het's ALT haplotype) at hets, NaN
+    # elsewhere (snpbag.retrieval.relphase; the phasing head's prior)
+    phase_prior: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,14 +56,14 @@ class Batch:
 # Lightning moves batches with `transfer_batch_to_device`, which knows dataclasses; `to`
 # above keeps plain use (outside Lightning) just as easy.
 
-_PAD = {"genotype": MISSING, "target": IGNORE_INDEX, "truth": MISSING, "haplotypes": -1}
+_PAD = {"genotype": MISSING, "target": IGNORE_INDEX, "truth": MISSING, "haplotypes": -1, "phase_prior": np.nan}
 
 
 def collate(items: list[dict[str, Any]]) -> Batch:
     """Stack per-sequence dicts of numpy arrays into a right-padded Batch.
 
     Each item holds 1-D arrays ``genotype, site_index, position, target`` (and optional
-    ``truth``, ``haplotypes`` of shape (L, 2), ``retrieval`` of shape (L, 3)) plus scalars
+    ``truth``, ``haplotypes`` of shape (L, 2), ``retrieval`` of shape (L, 3), ``phase_prior`` (L,)) plus scalars
     ``tile, sample, offset``.
     """
     L = max(len(it["genotype"]) for it in items)
@@ -91,4 +94,5 @@ def collate(items: list[dict[str, Any]]) -> Batch:
         truth=stack("truth"),
         haplotypes=stack("haplotypes"),
         retrieval=stack("retrieval", dtype=np.float32),
+        phase_prior=stack("phase_prior", dtype=np.float32),
     )

@@ -94,9 +94,9 @@ class _Widening:
 # Field → dtype in a packed batch: int8 tokens and targets (IGNORE_INDEX = -100 fits), int32
 # sites and positions, int64 per-sequence scalars.
 _PACKED = {"genotype": np.int8, "truth": np.int8, "target": np.int8, "site_index": np.int32, "position": np.int32,
-           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "tile": np.int64, "sample": np.int64,
+           "valid": np.bool_, "haplotypes": np.int8, "retrieval": np.float32, "phase_prior": np.float32, "tile": np.int64, "sample": np.int64,
            "offset": np.int64}
-_PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1}
+_PAD = {"genotype": MISSING, "truth": MISSING, "target": IGNORE_INDEX, "haplotypes": -1, "phase_prior": np.nan}
 _TORCH = {np.dtype(np.int8): torch.int8, np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
           np.dtype(np.bool_): torch.bool, np.dtype(np.float32): torch.float32}
 
@@ -121,7 +121,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
     L = max(len(it["genotype"]) for it in items)
     B = len(items)
     shapes: dict[str, tuple[int, ...]] = {}
-    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "retrieval"):
+    for key in ("genotype", "site_index", "position", "target", "truth", "haplotypes", "retrieval", "phase_prior"):
         if items[0].get(key) is not None:
             shapes[key] = (B, L) + np.shape(items[0][key])[1:]
     shapes["valid"] = (B, L)
@@ -148,7 +148,7 @@ def collate_compact(items: list[dict[str, Any]]) -> PackedBatch:
 def widen(packed: PackedBatch, *, pin: bool = False) -> Batch:
     """The Batch contract (long tensors, bool ``valid``) from a packed batch; optionally
     page-locked."""
-    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "retrieval": None}
+    out: dict[str, torch.Tensor | None] = {"truth": None, "haplotypes": None, "retrieval": None, "phase_prior": None}
     for key, dt, shape, off in packed.layout:
         d = np.dtype(dt)
         raw = packed.buf[off:off + int(np.prod(shape)) * d.itemsize].view(_TORCH[d]).reshape(shape)
@@ -273,6 +273,8 @@ class GenotypeDataModule(L.LightningDataModule):
     buffer_size : training shuffle buffer, in sequences; None → 4 x block_samples.
     uneven : "pad" or "drop": how ranks are given equal item counts (see TileDataset).
     return_haplotypes : add phased alleles to batches (phasing heads).
+    phase_prior : add the copying model's relative phase to batches (the phasing head's
+        prior; needs a haplotype ``retrieval`` panel, see TileDataset).
     retrieval : the retrieval options of a model (snpbag.retrieval.kinds.options: kind, k,
         span, genetic_map), or None: batches then carry the panel's (L, 3) input, the panel
         being built from the training samples.
@@ -311,6 +313,7 @@ class GenotypeDataModule(L.LightningDataModule):
         buffer_size: int | None = None,
         uneven: str = "pad",
         return_haplotypes: bool = False,
+        phase_prior: bool = False,
         retrieval: dict | None = None,
         storage_options: dict | None = None,
         multiprocessing_context: str | None = None,
@@ -340,6 +343,7 @@ class GenotypeDataModule(L.LightningDataModule):
         self.block_samples, self.buffer_size = block_samples, buffer_size
         self.uneven = uneven
         self.return_haplotypes = bool(return_haplotypes)
+        self.phase_prior = bool(phase_prior)
         self.retrieval_options = _plain(retrieval)  # {"kind": .., "k": .., "span": ..} or None
         self._retrieval_panel = None
         self.storage_options = _plain(storage_options)
@@ -424,7 +428,7 @@ class GenotypeDataModule(L.LightningDataModule):
             self.store, samples=samples, tiles=self.tiles, seq_len=seq_len, training=training, masking=masking,
             augment=augment, seed=self.seed, batch_size=self.batch_size, uneven=self.uneven,
             block_samples=self.block_samples, buffer_size=self.buffer_size,
-            return_haplotypes=self.return_haplotypes, retrieval=self.retrieval_panel,
+            return_haplotypes=self.return_haplotypes, phase_prior=self.phase_prior, retrieval=self.retrieval_panel,
         )
 
     def setup(self, stage: str | None = None) -> None:

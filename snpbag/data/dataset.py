@@ -50,6 +50,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from snpbag.config import AugmentConfig, MaskingConfig
 from snpbag.data.augment import flatten_panel, synthetic_genome
+from snpbag.retrieval.haplotypes import HaplotypePanel
+from snpbag.retrieval.relphase import copying_prior
 from snpbag.io.genmap import GeneticMap, genetic_positions, read_genetic_map
 from snpbag.data.masking import Masker, array_site_mask, genotype_tokens, unmasked
 from snpbag.store.genotypes import GenotypeStore, open_store
@@ -107,6 +109,9 @@ class TileDataset(IterableDataset):
         (block_samples x seq_len x 3 bytes). With ``augment``: synthetic genomes made from one
         panel read (default at least ``augment.panel_size``).
     return_haplotypes : include phased alleles (L, 2) in items (phasing heads).
+    phase_prior : include ``phase_prior`` (L,), the haplotype-copying model's relative phase of
+        the item's visible genotypes against ``retrieval`` (a HaplotypePanel), its own genomes
+        left out (:func:`snpbag.retrieval.relphase.copying_prior`; the phasing head's prior).
     retrieval : a retrieval panel (:mod:`snpbag.retrieval.kinds`, built from store rows):
         items carry ``retrieval`` (L, 3), the panel's genotype probabilities given the
         on the sequence's visible sites — never the sequence's own genome, nor, for a
@@ -138,6 +143,7 @@ class TileDataset(IterableDataset):
         block_samples: int | None = None,
         buffer_size: int | None = None,
         return_haplotypes: bool = False,
+        phase_prior: bool = False,
         retrieval=None,
         storage_options: dict | None = None,
     ) -> None:
@@ -158,6 +164,10 @@ class TileDataset(IterableDataset):
         self.seq_len, self.training, self.seed = seq_len, bool(training), int(seed)
         self.batch_size, self.uneven = int(batch_size), uneven
         self.return_haplotypes = bool(return_haplotypes)
+        self.phase_prior = bool(phase_prior)
+        if self.phase_prior and not isinstance(retrieval, HaplotypePanel):
+            raise ConfigError("phase_prior needs a haplotype retrieval panel: set model.retrieval=haplotypes "
+                              "and model.retrieval_k > 0")
         self.retrieval = retrieval
         self._explicit_rank = rank is not None
         self.rank, self.world_size = (rank, world_size) if rank is not None else (0, 1)
@@ -362,7 +372,10 @@ class TileDataset(IterableDataset):
             item["haplotypes"] = haps
         if self.retrieval is not None:  # leave-one-out: a genome (or its sources) never votes for itself
             own = sources if sources is not None else np.array([sample])
-            item["retrieval"] = self.retrieval.votes(genotype, sites, exclude=self.retrieval.rows_of_store(own))
+            exclude = self.retrieval.rows_of_store(own)
+            item["retrieval"] = self.retrieval.votes(genotype, sites, exclude=exclude)
+            if self.phase_prior:
+                item["phase_prior"] = copying_prior(self.retrieval, genotype, sites, exclude=exclude)
         return item
 
     def _real_items(self, plan: _Plan, lo: int, hi: int, epoch: int) -> Iterator[dict[str, Any]]:

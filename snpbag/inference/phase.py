@@ -15,8 +15,10 @@ unless ``rephase``; in cohort mode they are copied from as fixed haplotypes.
 Memory: the input's calls and the phased result, 2 + 7 bytes per genotype (the copying
 model's working memory is one window per thread); output is streamed.
 
-``--model``: a model directory with a haplotype retrieval panel is used through the copying
-model alone; a phasing head on the encoder (issue #13) is a later step.
+``--model``: a phasing model (``snpbag train task=phase``): the copying model against its
+haplotype panel, then the encoder's phasing head re-decides the relative phase of every
+heterozygous site (:mod:`snpbag.inference.phasehead`). ``copying_only`` uses the panel of
+any haplotype-retrieval model through the copying model alone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from snpbag import modeldir
 from snpbag.config import ModelConfig
 from snpbag.errors import InputError, SampleError, SiteMismatchError
+from snpbag.inference import phasehead
 from snpbag.inference.phaseout import write_phased_vcf
 from snpbag.inference.phasereport import PhaseFacts, write_phase_report
 from snpbag.inference.sitematch import ModelSites, match_sites
@@ -140,6 +143,7 @@ class Reference:
     cm: np.ndarray | None  # (P,) from the panel (model directories), else None
     sample_ids: np.ndarray  # (H,) panel sample ids (a target with the same id does not copy itself)
     source: str
+    panel_index: np.ndarray | None = None  # (P,) the panel's site of each of ``sites`` (a model's vocabulary index)
 
 
 def _contigs_bounds(chrom: np.ndarray) -> list[tuple[int, int]]:
@@ -164,7 +168,7 @@ def _match(target: SnpCalls, sites: ModelSites, haps: np.ndarray, source: str, c
     sw = m.swap[on]
     by_site[sw] = 1 - by_site[sw]
     return Reference(on, np.ascontiguousarray(by_site), None if cm is None else np.asarray(cm)[idx],
-                     np.asarray([] if sample_ids is None else sample_ids, dtype=str), source)
+                     np.asarray([] if sample_ids is None else sample_ids, dtype=str), source, idx)
 
 
 def reference_from_vcf(path: str | Path, target: SnpCalls, *, region: str | None = None,
@@ -193,7 +197,7 @@ def reference_from_vcf(path: str | Path, target: SnpCalls, *, region: str | None
     return out
 
 
-def reference_from_model(directory: str | Path, target: SnpCalls) -> Reference:
+def reference_from_model(directory: str | Path, target: SnpCalls, meta: dict | None = None) -> Reference:
     """The haplotype panel of a model directory matched onto ``target``'s SNPs.
 
     Raises
@@ -201,7 +205,7 @@ def reference_from_model(directory: str | Path, target: SnpCalls) -> Reference:
     CheckpointError : not a model directory, or its panel is missing.
     InputError : the model has no haplotype panel (a genome panel or none).
     """
-    meta = modeldir.read_meta(directory)
+    meta = meta or modeldir.read_meta(directory)
     cfg = ModelConfig.from_dict(meta["model"])
     if not cfg.retrieval_k or cfg.retrieval != "haplotypes":
         raise InputError(f"--model {directory}: the model has no haplotype panel (model.retrieval="
@@ -226,6 +230,7 @@ def phase(
     output: str | Path,
     ref: str | Path | None = None,
     model: str | Path | None = None,
+    copying_only: bool = False,
     genetic_map: str | Path | None = None,
     samples: str | Path | None = None,
     region: str | None = None,
@@ -243,12 +248,14 @@ def phase(
     ----------
     input : VCF (plain or bgzipped; bgzipped + indexed for ``region``).
     output : ``.vcf.gz`` to write, with its ``.tbi``.
-    ref : phased reference panel VCF; model : model directory with a haplotype panel;
+    ref : phased reference panel VCF; model : a phasing model directory (task=phase);
         neither: the cohort is its own reference (needs at least 2 samples).
+    copying_only : with ``model``: its haplotype panel through the copying model alone (any
+        haplotype-retrieval model; a phasing model's head is then not used).
     genetic_map : PLINK .map or HapMap-style map (default: the panel's, else 1 cM/Mb).
     samples : file with one sample id per line (default: all); region : ``CHR[:START-END]``.
     threads : samples phased at once (the output does not depend on it).
-    device : only ``cpu`` runs the copying model (``cuda`` is refused until the phasing head lands).
+    device : where the phasing head runs (``cuda`` only with a phasing model; the copying model runs on the CPU).
     seed : the random start of cohort-only phasing.
     rephase : phase samples that are already phased too.
     report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
@@ -261,9 +268,13 @@ def phase(
     t0 = time.perf_counter()
     if ref is not None and model is not None:
         raise InputError("--ref and --model both given; phase against one panel")
-    if device != "cpu":
-        raise InputError(f"--device {device}: phasing runs the copying model on the CPU; use --device cpu "
-                         "(a GPU phasing head is not there yet)")
+    if copying_only and model is None:
+        raise InputError("--copying-only needs --model (a model directory whose haplotype panel to copy from)")
+    meta = modeldir.read_meta(model) if model is not None else None
+    use_head = model is not None and phasehead.check_phase_model(model, meta, copying_only=copying_only)
+    if device != "cpu" and not use_head:
+        raise InputError(f"--device {device}: only a phasing model's head runs on a GPU, the copying model runs on "
+                         "the CPU; use --device cpu")
     out = Path(output)
     if not out.name.endswith((".vcf.gz", ".vcf.bgz")):
         raise InputError(f"--output {output}: must end in .vcf.gz (the output is bgzipped and indexed)")
@@ -279,7 +290,7 @@ def phase(
     if ref is not None:
         panel = reference_from_vcf(ref, target, region=region if _indexed(ref) else None, threads=threads)
     elif model is not None:
-        panel = reference_from_model(model, target)
+        panel = reference_from_model(model, target, meta)
     else:
         panel = None
     rows = np.arange(len(target)) if panel is None else panel.sites
@@ -289,7 +300,7 @@ def phase(
     cm = _genetic_positions(target, rows, genetic_map, None if panel is None else panel.cm)
     bounds = _contigs_bounds(target.chrom[rows])
     todo = np.flatnonzero(~keep)
-    n_work = todo.size * (options.iterations if panel is None else options.rounds)
+    n_work = todo.size * (options.iterations if panel is None else options.rounds + use_head)
     with progress_bar(total=n_work, description="phasing", unit="samples", enabled=progress) as advance:
         if panel is None:
             res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep, threads=threads,
@@ -302,9 +313,13 @@ def phase(
             res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
             if todo.size:
                 res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
+            if use_head and todo.size:
+                loaded = modeldir.read(model, device=device)
+                res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, exclude=exclude,
+                                       on_batch=advance)
     half = ((target.calls[rows] >= 0).any(-1) & (target.calls[rows] < 0).any(-1)).T  # (N, P): left as given
     res.filled &= ~half
-    what = "the cohort" if panel is None else f"panel {panel.source}"
+    what = "the cohort" if panel is None else f"panel {panel.source}" + (" and its phasing head" if use_head else "")
     written = write_phased_vcf(input, out, target, rows=rows, result=res, phase_samples=~keep, skip=half,
                                region=region, header_lines=(f"snpbag_phase=reference {what}",))
     n_filled = int(res.filled[~keep].sum())

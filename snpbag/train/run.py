@@ -248,9 +248,11 @@ def retrieval_options(model_config) -> dict | None:
 def build_datamodule(cfg: TrainConfig):
     """GenotypeDataModule from the data and masking groups (training wraps its train loader
     so a mid-epoch resume continues the exact batch stream, see snpbag.train.resume)."""
+    from snpbag.model.heads import HEADS
     from snpbag.train.resume import ResumableDataModule
 
     d = cfg.data
+    inputs = HEADS[cfg.task.head.name].inputs if cfg.task.head.name in HEADS else ()  # unknown: refused by build_head
     val_masking = None if d.val_mask_rate is None else MaskingConfig(min_rate=d.val_mask_rate, max_rate=d.val_mask_rate)
     return ResumableDataModule(
         d.store, batch_size=d.batch_size, num_workers=d.num_workers, seq_len=d.seq_len, val_seq_len=d.val_seq_len,
@@ -259,7 +261,8 @@ def build_datamodule(cfg: TrainConfig):
         val_masking=val_masking, augment=d.augment,
         seed=cfg.seed, persistent_workers=d.persistent_workers and d.num_workers > 0, pin_memory=d.pin_memory,
         prefetch_factor=d.prefetch_factor, block_samples=d.block_samples, buffer_size=d.buffer_size,
-        retrieval=retrieval_options(cfg.model),
+        retrieval=retrieval_options(cfg.model), return_haplotypes="haplotypes" in inputs,
+        phase_prior="phase_prior" in inputs,
     )
 
 

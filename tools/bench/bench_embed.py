@@ -124,7 +124,8 @@ def main() -> None:
 
     recon = []
     for key, label in [("", "all")] + [(f"_maf_{b}", f"MAF {b}") for b in
-                                       ("0.01-0.02", "0.02-0.05", "0.05-0.1", "0.1-0.2", "0.2-0.5")]:
+                                       ("0.01-0.02", "0.02-0.05", "0.05-0.1", "0.1-0.2", "0.2-0.5")] + \
+            [(f"_{g}", f"true {g.replace('_', ' ')}") for g in ("hom_ref", "het", "hom_alt")]:
         if f"val/acc{key}" in val:
             recon.append({"sites": label, "embedding": val[f"val/acc{key}"], "af_baseline": val[f"val/base_acc{key}"],
                           "gain": val[f"val/acc{key}"] - val[f"val/base_acc{key}"]})

@@ -1,6 +1,7 @@
 """Benchmark Seq2KING on a simulated multi-continent cohort: every layer and head, with and
 without inversion (chosen on calibration sentences), against the KING-only and PCA
-baselines, for the ``id`` and ``features`` token inputs side by side; training time.
+baselines, for the ``id``, ``features`` (kinship to anchors) and ``embedding`` (genome
+embeddings of ``snpbag embed``, ``--embeddings``) token inputs side by side; training time.
 
 Cohort: msprime under stdpopsim's ``HomSap/AmericanAdmixture_4B18`` (Browning et al. 2018:
 AFR, EUR, ASIA and an admixed American group), ``--per-pop`` diploids each, one chromosome
@@ -13,6 +14,11 @@ Usage::
     OMP_WAIT_POLICY=passive python tools/bench/bench_seq2king.py --workdir /tmp/bench_s2k \
         --per-pop 250 --length 20000000 --steps 600 --batch-size 16
 
+``--reuse`` keeps the workdir's cohort and kinship (the simulation is seeded: same cohort);
+``--tokens id,features,embedding --embeddings EMB.zarr`` adds genome-embedding tokens
+(``snpbag embed --pool mean`` of the cohort's VCF); ``--set KEY=VALUE`` passes a setting
+to every model (e.g. ``--set readout=positions``).
+
 Floor of issue #16: the best layer's connectivity (a) >= 85.34 % with permutation p < 0.05
 on evaluation sentences, orientation chosen on calibration sentences.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import subprocess
 import sys
@@ -75,26 +82,37 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=20_000_000)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--tokens", default="id,features")
+    ap.add_argument("--tokens", default="id,features", help="id, features and/or embedding, comma-separated")
+    ap.add_argument("--embeddings", type=Path, default=None, help="snpbag embed --pool mean output (tokens embedding)")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="Seq2KING setting for every model (repeatable)")
+    ap.add_argument("--reuse", action="store_true", help="keep WORKDIR's cohort.vcf.gz, labels and cohort.kin0")
     ap.add_argument("--sentences", type=int, default=50)
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     _results.add_json_option(ap)
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    vcf, labels, n_snps = simulate(args.workdir, args.per_pop, args.length, args.seed)
-    t_sim = time.perf_counter() - t0
-    kin0 = args.workdir / "cohort.kin0"
-    t_king = snpbag("king", vcf, "--out", args.workdir / "cohort", "--threads", 2)
+    kin0, labels = args.workdir / "cohort.kin0", args.workdir / "labels.tsv"
+    if args.reuse and kin0.is_file():
+        t_sim = t_king = None
+        n_snps = sum(1 for line in gzip.open(args.workdir / "cohort.vcf.gz", "rt") if not line.startswith("#"))
+    else:
+        t0 = time.perf_counter()
+        vcf, labels, n_snps = simulate(args.workdir, args.per_pop, args.length, args.seed)
+        t_sim = time.perf_counter() - t0
+        t_king = snpbag("king", vcf, "--out", args.workdir / "cohort", "--threads", 2)
     rows, training, best = [], [], {}
     for tokens in args.tokens.split(","):
         model, rep = args.workdir / f"model_{tokens}", args.workdir / f"report_{tokens}"
+        inputs = ["--tokens", tokens] if tokens != "embedding" else \
+            ["--tokens", "features", "features=embedding", "--embeddings", args.embeddings]
+        emb = inputs[-2:] if tokens == "embedding" else []
         t_train = snpbag("seq2king", "train", "--kinship", kin0, "--out", model, "--preset", "seq2king_paper",
-                         "--tokens", tokens, "--overwrite", f"steps={args.steps}", f"seed={args.seed}",
-                         f"batch_size={args.batch_size}")
+                         *inputs, "--overwrite", f"steps={args.steps}", f"seed={args.seed}",
+                         f"batch_size={args.batch_size}", *args.settings)
         t_report = snpbag("seq2king", "report", "--model", model, "--kinship", kin0, "--labels", labels, "--out", rep,
-                          "--sentences", args.sentences, "--permutations", args.permutations, "--overwrite")
+                          "--sentences", args.sentences, "--permutations", args.permutations, "--overwrite", *emb)
         meta = json.loads((model / "seq2king.json").read_text())
         training.append({"tokens": tokens, "steps": args.steps, "batch": args.batch_size, "train_s": meta["record"]["seconds"],
                          "train_command_s": round(t_train, 1), "report_s": round(t_report, 1),
@@ -115,7 +133,8 @@ def main() -> None:
                         "floor_met": float(top["connectivity"]) >= FLOOR and float(top["p_permutation"]) < 0.05}
     king_base = next(r for r in rows if r["layer"] == "king_softmax")
     info = {"individuals": 4 * args.per_pop, "groups": "AFR, EUR, EAS, AMR (admixed)", "snps": n_snps,
-            "length_bp": args.length, "simulate_s": round(t_sim, 1), "king_s": round(t_king, 1),
+            "length_bp": args.length, "simulate_s": t_sim and round(t_sim, 1), "king_s": t_king and round(t_king, 1),
+            "settings": " ".join(args.settings) or None, "embeddings": args.embeddings and str(args.embeddings),
             "king_baseline_connectivity_%": king_base["connectivity_%"],
             **{f"best_{t}": f"{b['layer']} (inverted {b['inverted']}): {b['connectivity']:.2f} %, p={b['p_permutation']:.3g}, "
                             f"floor met: {'yes' if b['floor_met'] else 'no'}" for t, b in best.items()}}

@@ -23,7 +23,9 @@ def row(record: dict) -> dict:
     return {"setting": setting.replace("task.head.options.", ""), "shape": info.get("shape"),
             "train_mask": info.get("mask", "0.0,0.5"), "validation": "masked as in training" if val_masked else "nothing masked",
             "steps": info.get("embed_steps"), "lr": info.get("lr", 3e-3), "all": recon["all"]["embedding"],
-            "maf_20_50": recon["MAF 0.2-0.5"]["embedding"], "af_baseline": recon["all"]["af_baseline"],
+            "maf_20_50": recon["MAF 0.2-0.5"]["embedding"],
+            "het": recon["true het"]["embedding"] if "true het" in recon else None,
+            "af_baseline": recon["all"]["af_baseline"],
             "commit": record.get("commit"), "load": (record.get("machine") or {}).get("load_1min")}
 
 

@@ -61,6 +61,8 @@ SETTINGS = {s.name: s for s in (
     Setting("d", "admixed targets, full density, panel", "admixed", array=False, panel=True),
 )}
 PEERS = {"shapeit4": "SHAPEIT4", "beagle": "Beagle 5.4", "eagle": "Eagle2"}
+SNPBAG = {"copying": "snpbag (copying model)", "model-copying": "snpbag (copying model, model panel)",
+          "encoder": "snpbag (encoder head)"}
 EAGLE = ("eagle", "bio-eagle")  # Debian's bio-eagle installs it under the second name
 QUICK = {"samples_per_pop": 60, "length": 1_000_000, "targets": 30}
 MAP_STEP = 100_000  # bp between map points (the map is uniform; points only bound the region)
@@ -115,10 +117,11 @@ def snpbag_phase_available() -> bool:
 
 
 def snpbag_command(*, given: Path, ref: Path | None, model: Path | None, maps: dict[str, Path], out: Path,
-                   threads: int, seed: int) -> tuple[list[str], Path]:
+                   threads: int, seed: int, copying_only: bool = False) -> tuple[list[str], Path]:
     cmd = [sys.executable, "-m", "snpbag.cli", "phase", "--input", str(given), "--output", f"{out}.vcf.gz",
            "--map", str(maps["plink"]), "--threads", str(threads), "--seed", str(seed)]
     cmd += ["--model", str(model)] if model else (["--ref", str(ref)] if ref else [])
+    cmd += ["--copying-only"] if model and copying_only else []
     return cmd, out.with_name(out.name + ".vcf.gz")
 
 
@@ -156,22 +159,23 @@ def run_setting(setting: Setting, *, sim: Path, wd: Path, tools: list[str], thre
             print(f"[{setting.name}] {PEERS[tool]}", file=sys.stderr)
             t = sh(cmd, log=sd / f"{tool}.time")
             res["tools"].append(scored(PEERS[tool], truth=truth, estimate=out, given=given, groups=groups, timing=t))
-        elif tool in ("copying", "encoder"):
-            name = "snpbag (copying model)" if tool == "copying" else "snpbag (encoder head)"
-            if tool == "encoder" and model is None:
+        elif tool in SNPBAG:
+            name = SNPBAG[tool]
+            if tool != "copying" and (model is None or not setting.panel):
                 continue
             if not snpbag_phase_available():
                 res["tools"].append({"tool": name, "status": "not available (no `snpbag phase` on this commit)"})
                 continue
-            cmd, out = snpbag_command(given=given, ref=ref, model=model if tool == "encoder" else None, maps=maps,
-                                      out=sd / f"snpbag_{tool}", threads=threads, seed=seed)
+            cmd, out = snpbag_command(given=given, ref=ref, model=None if tool == "copying" else model, maps=maps,
+                                      out=sd / f"snpbag_{tool}", threads=threads, seed=seed,
+                                      copying_only=tool == "model-copying")
             for p in (out, Path(f"{out}.tbi"), Path(f"{out}.csi")):
                 p.unlink(missing_ok=True)
             print(f"[{setting.name}] {name}", file=sys.stderr)
             t = sh(cmd, log=sd / f"snpbag_{tool}.time")
             res["tools"].append(scored(name, truth=truth, estimate=out, given=given, groups=groups, timing=t))
         else:
-            raise SystemExit(f"--tools: unknown tool {tool!r} (choose from {', '.join([*PEERS, 'copying', 'encoder'])})")
+            raise SystemExit(f"--tools: unknown tool {tool!r} (choose from {', '.join([*PEERS, *SNPBAG])})")
     return res
 
 
@@ -211,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--array-fraction", type=float, default=0.2)
     ap.add_argument("--settings", default="a,b,c,d")
     ap.add_argument("--tools", default="shapeit4,beagle,eagle,copying,encoder",
-                    help="copying: `snpbag phase` with the panel alone; encoder: with --snpbag-model")
+                    help="copying: `snpbag phase --ref` (the copying model); encoder: `--model` with "
+                         "--snpbag-model (copying model + phasing head); model-copying: the same model's "
+                         "panel with --copying-only (the head's own baseline)")
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model directory with a phasing head")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)

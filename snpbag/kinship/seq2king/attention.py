@@ -7,7 +7,7 @@ import numpy as np
 from snpbag.kinship.seq2king.train import token_inputs
 
 
-def collect(model, sentences: np.ndarray, *, norm_matrix: np.ndarray, anchors: np.ndarray,
+def collect(model, sentences: np.ndarray, *, features: np.ndarray | None,
             model_rows: np.ndarray | None, batch: int = 64) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """({layer: (S, H, L, L) attention}, {layer: (S, L, C) token states}) of (S, L) unpadded sentences.
 
@@ -18,8 +18,8 @@ def collect(model, sentences: np.ndarray, *, norm_matrix: np.ndarray, anchors: n
     states: dict[str, list] = {}
     with torch.no_grad():
         for i in range(0, len(sentences), batch):
-            tok, pad = token_inputs(sentences[i:i + batch], tokens=model.cfg.tokens, norm_matrix=norm_matrix,
-                                    anchors=anchors, model_rows=model_rows)
+            tok, pad = token_inputs(sentences[i:i + batch], tokens=model.cfg.tokens, features=features,
+                                    model_rows=model_rows)
             _, a, s = model(tok, pad, return_attn=True)
             for name, w in a.items():
                 attn.setdefault(name, []).append(w.double().numpy())

@@ -1,5 +1,5 @@
 """The Seq2KING model directory: ``seq2king.json`` (config, individuals, split, anchors,
-normalisation, input, training record, provenance) and ``seq2king.safetensors`` (weights).
+normalisation, input, embedding standardisation, training record, provenance) and ``seq2king.safetensors`` (weights).
 
 It is not a genotype model directory (snpbag/modeldir.py): no sites, no vocabulary; the two
 formats share nothing but the idea, so each has one owner.
@@ -54,7 +54,8 @@ def load(directory: str | Path):
 
     meta = read_meta(directory)
     cfg = Seq2KingConfig(**meta["config"])
-    model = Seq2King(cfg, n_individuals=len(meta["ids"]), n_anchors=len(meta["anchors"]))
+    n_inputs = meta["embedding"]["dim"] if meta.get("embedding") else len(meta["anchors"])
+    model = Seq2King(cfg, n_individuals=len(meta["ids"]), n_inputs=n_inputs)
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE)))
     model.eval()
     return model, meta, cfg, Normaliser(**meta["normaliser"])

@@ -16,6 +16,8 @@ from typing import Any
 from snpbag.errors import ConfigError
 
 TOKENS = ("id", "features")
+FEATURES = ("anchors", "embedding")
+READOUTS = ("bilinear", "positions")
 NORMALISATIONS = ("minmax", "zscore")
 ACTIVATIONS = ("tanh", "gelu", "relu")
 
@@ -25,8 +27,11 @@ class Seq2KingConfig:
     """Model shape, sentences and training of one Seq2KING model (labels are never an input)."""
 
     # token input: "id" = one learned vector per individual (the original; transductive),
-    # "features" = the individual's normalised kinship to n_anchors fixed training individuals
+    # "features" = a vector per individual computed from data, so new people can be placed:
+    # features="anchors", its normalised kinship to n_anchors fixed training individuals, or
+    # features="embedding", its genome embedding from `snpbag embed` (--embeddings)
     tokens: str = "features"
+    features: str = "anchors"
     n_anchors: int = 128
     d_model: int = 120
     n_heads: int = 1
@@ -35,6 +40,12 @@ class Seq2KingConfig:
     d_ff: int = 512
     activation: str = "tanh"
     dropout: float = 0.1
+    # read-out: "bilinear" = <W h_i, W h_j> (symmetric, any length; attention is optional for it),
+    # "positions" = the original's linear map of token i onto max_len positions (entry j = kinship
+    # to the token at position j: only attention tells token i who sits at j)
+    readout: str = "bilinear"
+    # the original adds sinusoidal position encodings to the encoder input (a sentence is then a sequence)
+    positional: bool = False
     # target: the kinship sub-matrix of the sentence, normalised over the whole matrix
     normalise: str = "minmax"
     min_len: int = 2
@@ -48,10 +59,13 @@ class Seq2KingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("tokens", self.tokens, TOKENS), ("normalise", self.normalise, NORMALISATIONS),
+        for name, value, allowed in (("tokens", self.tokens, TOKENS), ("features", self.features, FEATURES),
+                                     ("readout", self.readout, READOUTS), ("normalise", self.normalise, NORMALISATIONS),
                                      ("activation", self.activation, ACTIVATIONS)):
             if value not in allowed:
                 raise ConfigError(f"seq2king {name}={value!r}: choose one of {', '.join(allowed)}")
+        if not isinstance(self.positional, bool):
+            raise ConfigError(f"seq2king positional={self.positional!r}: true or false")
         if self.d_model % self.n_heads:
             raise ConfigError(f"seq2king d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if not 2 <= self.min_len <= self.max_len:
@@ -86,6 +100,10 @@ def _parse(field_type: str, key: str, text: str) -> Any:
             return float(text)
     except ValueError:
         raise ConfigError(f"seq2king override {key}={text!r}: expected a number ({field_type})") from None
+    if field_type == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"seq2king override {key}={text!r}: expected true or false")
+        return text.lower() == "true"
     return text
 
 

@@ -141,6 +141,29 @@ def _read_matrix(path: Path) -> Kinship:
 
 
 @dataclass(frozen=True)
+class TokenVectors:
+    """One vector per individual, keyed by sample id: the genome embeddings of ``snpbag embed``
+    as token input (``features=embedding``). Read by ``snpbag.inference.seq2king``, which owns
+    the embeddings file; this layer only matches them to the kinship individuals."""
+
+    ids: list[str]
+    matrix: np.ndarray  # (n, D) float32
+    source: str  # the embeddings path
+    identity: dict  # the embedding model's identity (name, weights and vocabulary hashes)
+
+    def rows(self, ids) -> np.ndarray:
+        """Row of each of ``ids``; SampleError naming the embeddings file and the first id it lacks."""
+        pos = {s: i for i, s in enumerate(self.ids)}
+        ids = list(ids)
+        missing = [s for s in ids if s not in pos]
+        if missing:
+            raise SampleError(f"--embeddings {self.source}: {len(missing)} of {len(ids)} individuals of the kinship input "
+                              f"have no embedding (first: {missing[0]!r}); run `snpbag embed --pool mean` on a VCF "
+                              "holding every individual of --kinship")
+        return np.array([pos[s] for s in ids], dtype=np.int64)
+
+
+@dataclass(frozen=True)
 class Labels:
     """Continent and population of each individual, in the order asked for."""
 

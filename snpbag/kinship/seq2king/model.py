@@ -2,10 +2,11 @@
 
 Encoder-decoder transformer as the original (post-LayerNorm blocks, configurable
 activation): the encoder attends over the sentence's individuals, the decoder takes the
-same tokens as queries with self- and cross-attention, and a symmetric bilinear read-out
-predicts the normalised kinship of every pair (any sentence length; the original's read-out
-is a linear layer onto 100 positions). No positional encoding: a sentence is a set.
-Attention weights come back only when asked for (``return_attn=True``).
+same tokens as queries with self- and cross-attention, and a read-out predicts the
+normalised kinship of every pair: ``bilinear`` (symmetric, any sentence length; a sentence is
+a set) or ``positions``, the original's linear map of each token onto ``max_len`` positions,
+usually with the original's sinusoidal position encoding of the encoder input
+(``positional``). Attention weights come back only when asked for (``return_attn=True``).
 """
 
 from __future__ import annotations
@@ -73,11 +74,22 @@ def layer_names(cfg: Seq2KingConfig) -> list[str]:
     return names
 
 
+def sinusoid(length: int, d: int) -> torch.Tensor:
+    """(length, d) sinusoidal position encoding (Vaswani et al.), as the original adds to its encoder input."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(length, d)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    return pe
+
+
 class Seq2King(nn.Module):
     """Tokens: ``ids`` (B, L) individual numbers (-1 = padding) for ``tokens="id"``, or
-    ``features`` (B, L, n_anchors) normalised kinship to the anchors for ``tokens="features"``."""
+    ``features`` (B, L, n_inputs) per-individual vectors (kinship to the anchors, or a genome
+    embedding) for ``tokens="features"``."""
 
-    def __init__(self, cfg: Seq2KingConfig, *, n_individuals: int, n_anchors: int):
+    def __init__(self, cfg: Seq2KingConfig, *, n_individuals: int, n_inputs: int):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
@@ -87,27 +99,34 @@ class Seq2King(nn.Module):
             self.embed = nn.Embedding(n_individuals, d)
             nn.init.normal_(self.embed.weight, std=0.02)
         else:
-            self.embed = nn.Sequential(nn.Linear(n_anchors, d), nn.LayerNorm(d))
+            self.embed = nn.Sequential(nn.Linear(n_inputs, d), nn.LayerNorm(d))
         self.encoder = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.n_encoder))
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.n_decoder))
-        self.readout = nn.Linear(d, d)
+        self.readout = nn.Linear(d, d if cfg.readout == "bilinear" else cfg.max_len)
         self.bias = nn.Parameter(torch.zeros(()))
 
     def forward(self, tokens: torch.Tensor, pad: torch.Tensor, *, return_attn: bool = False):
         """(B, L, L) predicted normalised kinship; with ``return_attn`` also
         ({layer name: (B, H, L, L)}, {layer name: (B, L, C) token states after it})."""
-        x = self.embed(tokens.clamp(min=0) if self.cfg.tokens == "id" else tokens)  # (B, L, C)
+        L = pad.shape[1]
+        if self.cfg.readout == "positions" and L > self.cfg.max_len:
+            raise ValueError(f"sentence of {L} tokens: the positions read-out has max_len={self.cfg.max_len}")
+        src = self.embed(tokens.clamp(min=0) if self.cfg.tokens == "id" else tokens)  # (B, L, C)
+        x = src + sinusoid(L, src.shape[-1]) if self.cfg.positional else src
         attn, states = {}, {}
         for i, blk in enumerate(self.encoder):
             x, w, _ = blk(x, pad)
             attn[f"enc{i + 1}"], states[f"enc{i + 1}"] = w, x
-        mem, y = x, self.embed(tokens.clamp(min=0) if self.cfg.tokens == "id" else tokens)
+        mem, y = x, src  # the decoder's queries carry no position (as the original)
         for i, blk in enumerate(self.decoder):
             y, w_self, w_cross = blk(y, pad, mem)
             attn[f"dec{i + 1}.self"], attn[f"dec{i + 1}.cross"] = w_self, w_cross
             states[f"dec{i + 1}.self"] = states[f"dec{i + 1}.cross"] = y
-        h = self.readout(y if self.decoder else x)  # (B, L, C)
-        pred = h @ h.transpose(-1, -2) / math.sqrt(h.shape[-1]) + self.bias  # (B, L, L), symmetric
+        h = self.readout(y if self.decoder else x)  # (B, L, C) bilinear, (B, L, max_len) positions
+        if self.cfg.readout == "positions":
+            pred = h[:, :, :L] + self.bias  # entry (i, j): token i's kinship to position j
+        else:
+            pred = h @ h.transpose(-1, -2) / math.sqrt(h.shape[-1]) + self.bias  # (B, L, L), symmetric
         return (pred, attn, states) if return_attn else pred
 
 

@@ -21,11 +21,12 @@ from snpbag.fileio import atomic_output
 from snpbag.kinship.seq2king import checkpoint, render
 from snpbag.kinship.seq2king.attention import collect
 from snpbag.kinship.seq2king.baselines import king_attention, pca_attention, principal_components
-from snpbag.kinship.seq2king.inputs import Labels, read_kinship, read_labels, table_columns
+from snpbag.kinship.seq2king.inputs import Labels, TokenVectors, read_kinship, read_labels, table_columns
 from snpbag.kinship.seq2king.tables import Analysis, write_tables
 from snpbag.kinship.seq2king.model import layer_names
 from snpbag.kinship.seq2king.sentences import sample_sentences
 from snpbag.kinship.seq2king.stats import choose_orientation, encode_groups, invert, score, spearman
+from snpbag.kinship.seq2king.train import token_features
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,43 @@ def _compare_columns(kin, other, rows: np.ndarray) -> dict:
             "mean_abs_difference": round(float(np.abs(a - b).mean()), 6)}
 
 
+def _check_embeddings(meta: dict, embeddings: TokenVectors | None, model_dir) -> None:
+    """The embeddings must come with a model trained on them, and from the same embedding model."""
+    trained = meta.get("embedding")
+    if trained is None and embeddings is not None:
+        raise InputError(f"--embeddings {embeddings.source}: the model {model_dir} does not use genome embeddings "
+                         "(tokens are id or anchor kinship); leave --embeddings out")
+    if trained is not None and embeddings is None:
+        raise InputError(f"--model {model_dir}: its tokens are genome embeddings ({trained['path']}); pass "
+                         "--embeddings with `snpbag embed --pool mean` output of the same embedding model")
+    if trained is not None:
+        for key in ("weights_sha256", "vocab_sha256"):
+            if (trained.get("model") or {}).get(key) != embeddings.identity.get(key):
+                raise InputError(f"--embeddings {embeddings.source}: written by another embedding model than the one "
+                                 f"the Seq2KING model was trained on ({trained['path']}); embed with that model")
+        if embeddings.matrix.shape[1] != trained["dim"]:
+            raise InputError(f"--embeddings {embeddings.source}: {embeddings.matrix.shape[1]} numbers per individual, "
+                             f"the model was trained on {trained['dim']}; use the same `snpbag embed` settings")
+
+
+def _token_label(cfg) -> str:
+    """The token input as the report names it: id, features (anchors) or features (embedding)."""
+    return cfg.tokens if cfg.tokens == "id" else f"{cfg.tokens} ({cfg.features})"
+
+
 def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, sentences: int = 50,
             sentence_len: int = 60, permutations: int = 1000, seed: int = 0,
-            kinship_column: str | None = None) -> Analysis:
+            kinship_column: str | None = None, embeddings: TokenVectors | None = None) -> Analysis:
     """Collect attention on calibration and evaluation sentences and score every layer, head,
     orientation and baseline at continent and population level. When the kinship table has
     both KINSHIP_COLUMNS (``snpbag relate``'s PREFIX.rel), the KING-softmax baseline is also
-    scored on the other column and the two columns are compared (``info["kinship_compared"]``)."""
+    scored on the other column and the two columns are compared (``info["kinship_compared"]``).
+    ``embeddings``: the genome embeddings of every individual, for a ``features=embedding`` model."""
     model, meta, cfg, norm = checkpoint.load(model_dir)
+    _check_embeddings(meta, embeddings, model_dir)
+    if cfg.readout == "positions" and sentence_len > cfg.max_len:
+        raise InputError(f"--sentence-len {sentence_len}: the model's positions read-out covers max_len={cfg.max_len} "
+                         f"tokens; pass --sentence-len {cfg.max_len} or less")
     column = _input_column(meta, kinship_column)
     kin = read_kinship(kinship, column=column)
     others = {c: read_kinship(kinship, column=c) for c in table_columns(kinship) if c != column}
@@ -91,18 +121,19 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
     sent = {k: sample_sentences(h, sentences, min_len=L, max_len=L, rng=rng) for k, h in halves.items()}
     km = norm(kin.matrix)
     anchors = kin.index(meta["anchors"])
+    features = token_features(kin, cfg, norm_matrix=km, anchors=anchors, embeddings=embeddings, scale=meta.get("embedding"))
     model_rows = None
     if cfg.tokens == "id":
         pos = {s: i for i, s in enumerate(meta["ids"])}
         model_rows = np.array([pos.get(s, 0) for s in kin.ids.tolist()], dtype=np.int64)
-    cal_attn, _ = collect(model, sent["calibration"], norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    cal_attn, _ = collect(model, sent["calibration"], features=features, model_rows=model_rows)
     cal_kin = kin.matrix[sent["calibration"][:, :, None], sent["calibration"][:, None, :]]
     layers = layer_names(cfg)
     orient = {(name, h): choose_orientation(cal_attn[name][:, h], cal_kin) for name in layers for h in range(cfg.n_heads)}
     del cal_attn  # fixed before the evaluation split is read
 
     ev = sent["evaluation"]
-    ev_attn, ev_states = collect(model, ev, norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    ev_attn, ev_states = collect(model, ev, features=features, model_rows=model_rows)
     ev_kin = kin.matrix[ev[:, :, None], ev[:, None, :]]
     local = np.vectorize(by_row.get)(ev)
     ev_labels = Labels(lab.continent[local], lab.population[local])
@@ -135,24 +166,25 @@ def analyse(model_dir: str | Path, kinship: str | Path, labels: str | Path, *, s
                         "spearman_calibration": spearman(A_cal, cal_kin), "source": "baseline", **stats})
     info = {"model": str(model_dir), "kinship": kin.source, "kinship_kind": kin.kind, "kinship_column": kin.column,
             "kinship_compared": {c: _compare_columns(kin, o, rows) for c, o in others.items()}, "labels": str(labels),
-            "tokens": cfg.tokens, "trained_on": meta["input"], "config": meta["config"],
+            "tokens": _token_label(cfg), "embeddings": None if embeddings is None else embeddings.source,
+            "readout": cfg.readout, "positional": cfg.positional, "trained_on": meta["input"], "config": meta["config"],
             "analysis_individuals": len(rows), "new_individuals": int(sum(s not in set(meta["ids"]) for s in kin.ids[rows])),
             "sentences_per_split": sentences, "sentence_len": L, "permutations": permutations, "seed": seed,
             "inverted_layers": sorted({f"{n} head {h}" for (n, h), o in orient.items() if o.inverted}),
             "training_seconds": meta["record"]["seconds"], "held_out_loss": meta["record"]["held_out_loss"],
             "held_out_constant_loss": meta["record"].get("held_out_constant_loss")}
     analysis = Analysis(out, info, layers, cfg.n_heads, ev_attn, ev_states, ev_kin, ev_labels)
-    analysis.head_view = _head_view(model, analysis, ev, kin.ids, km, anchors, model_rows)
+    analysis.head_view = _head_view(model, analysis, ev, kin.ids, features, model_rows)
     return analysis
 
 
-def _head_view(model, analysis: Analysis, ev: np.ndarray, ids: np.ndarray, km, anchors, model_rows) -> dict:
+def _head_view(model, analysis: Analysis, ev: np.ndarray, ids: np.ndarray, features, model_rows) -> dict:
     """One evaluation sentence of at most HEAD_VIEW_MAX individuals, sorted by continent and
     population, with every layer's and head's attention (rounded for the page)."""
     k = min(HEAD_VIEW_MAX, ev.shape[1])
     order = np.lexsort((analysis.eval_labels.population[0][:k], analysis.eval_labels.continent[0][:k]))
     s = ev[0][:k][order][None]
-    attn, _ = collect(model, s, norm_matrix=km, anchors=anchors, model_rows=model_rows)
+    attn, _ = collect(model, s, features=features, model_rows=model_rows)
     tokens = [f"{ids[r]}·{p}" for r, p in zip(s[0], analysis.eval_labels.population[0][:k][order])]
     return {"tokens": tokens, "continents": analysis.eval_labels.continent[0][:k][order].tolist(),
             "layers": analysis.layers,
@@ -162,19 +194,23 @@ def _head_view(model, analysis: Analysis, ev: np.ndarray, ids: np.ndarray, km, a
 
 def report(model: str | Path, *, kinship: str | Path, labels: str | Path, out: str | Path, sentences: int = 50,
            sentence_len: int = 60, permutations: int = 1000, seed: int = 0, overwrite: bool = False,
-           kinship_column: str | None = None) -> Path:
+           kinship_column: str | None = None, embeddings: TokenVectors | None = None) -> Path:
     """Write the Seq2KING report directory: connectivity.csv/.md, summary.json, PNG heat maps and
     projections, index.html (self-contained, with a head view). ``kinship_column``: default the
-    column the model was trained on; summary.json and the page name it.
+    column the model was trained on; summary.json and the page name it. ``embeddings``: for a
+    ``features=embedding`` model, embeddings of every individual of ``kinship`` by the same
+    embedding model (``snpbag.inference.seq2king.read_embeddings``); new individuals need no retraining.
 
     Raises
     ------
     CheckpointError : ``model`` is not a Seq2KING model directory.
     InputError, SampleError : unreadable kinship or labels, a kinship column other than the
-        model's, individuals without labels, one group only.
+        model's, individuals without labels or embeddings, one group only, embeddings missing for
+        an embedding model (or given to another) or from another embedding model.
     """
     analysis = analyse(model, kinship, labels, sentences=sentences, sentence_len=sentence_len,
-                       permutations=permutations, seed=seed, kinship_column=kinship_column)
+                       permutations=permutations, seed=seed, kinship_column=kinship_column,
+                       embeddings=embeddings)
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         write_tables(analysis.rows, tmp)

@@ -21,6 +21,9 @@ LEVELS = ("site", "patch", "sample", "pair")  # patch: one output per fixed run 
 class Head(nn.Module):
     name: ClassVar[str] = ""  # key in snpbag.model.heads.HEADS and in saved model directories
     level: ClassVar[str] = "site"  # one of LEVELS
+    # Batch fields the head reads beyond the encoder's (the data module is asked for them)
+    inputs: ClassVar[tuple[str, ...]] = ()
+    needs_panel: ClassVar[bool] = False  # refuses a panel-free model (model.retrieval=none)
 
     def __init__(self, cfg: ModelConfig, **options: Any) -> None:
         super().__init__()

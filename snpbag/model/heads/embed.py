@@ -13,13 +13,22 @@ and channel, so a channel can specialise on part of the patch) sums them into on
 vector (default 1 x 128; 16 x 8 keeps locality with as many numbers).
 
 Decoding reads only the bottleneck and what the model knows without the sample: the site's
-identity (a per-site query table of the head) and its allele-frequency prior (the same
-Hardy-Weinberg log-prior as the genotype head), so the AF baseline is what an uninformative
-embedding decodes to. ``query_mix`` joins the expanded patch vector and the site's query by a
-sum (``add``) or an elementwise product (``multiply``: each site reads its own combination of
-the vector, as the paper's decoder does with one output row per position). The reconstruction loss is the cross-entropy over every called site of
-the patch, masked input or not; with ``token_weight > 0`` a composed masked-genotype head adds
-the per-token loss on masked sites.
+identity and its allele-frequency prior (the same Hardy-Weinberg log-prior as the genotype head),
+so the AF baseline is what an uninformative embedding decodes to. ``decoder`` picks how the site's
+identity enters:
+
+- ``site``: a linear readout per model site. The bottleneck is projected to ``rank`` numbers
+  (default: its own size) and each site reads them with its own 3 x rank matrix and 3 biases, as a
+  linear code (PCA of the patch) is read back; it costs 3 x (rank + 1) numbers per model site.
+- ``slot``: the same readout shared by every patch's slot i (the paper's decoder, one output row per
+  position), 3 x (rank + 1) numbers per slot whatever the number of sites; the encoder and the
+  compressor must then lay out every patch's code for one readout.
+- ``mlp``: a shared MLP on the expanded vector joined with a per-site query of ``query_dim``
+  numbers by a sum (``query_mix=add``) or an elementwise product (``multiply``).
+
+The reconstruction loss is the cross-entropy over every called site of the patch, masked input or
+not; with ``token_weight > 0`` a composed masked-genotype head adds the per-token loss on masked
+sites.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from snpbag.model.outputs import EncoderOutput, HeadOutput
 
 DEFAULT_PATCH = 2048
 DEFAULT_SHAPE = (1, 128)
-QUERY_MIXES = ("add", "multiply")  # how the decoder joins the patch vector and the site's query
+QUERY_MIXES = ("add", "multiply")  # how the mlp decoder joins the patch vector and the site's query
+DECODERS = ("mlp", "site", "slot")  # shared MLP with a site query; a linear readout per site; per patch slot
 
 
 def patch_layout(offset: torch.Tensor, valid: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -84,7 +94,8 @@ class PatchEmbeddingHead(Head):
     level = "patch"
 
     def __init__(self, cfg: ModelConfig, *, patch: int = DEFAULT_PATCH, shape: list[int] | tuple[int, int] = DEFAULT_SHAPE,
-                 hidden: int = 256, query_dim: int = 16, query_mix: str = "add", recon_weight: float = 1.0,
+                 hidden: int = 256, decoder: str = "mlp", rank: int | None = None, readout_scale: float = 1.0,
+                 query_dim: int = 16, query_mix: str = "add", recon_weight: float = 1.0,
                  token_weight: float = 0.0) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
@@ -94,16 +105,25 @@ class PatchEmbeddingHead(Head):
                               "(shape[0])")
         if hidden < 1 or query_dim < 1:
             raise ConfigError(f"embed head options hidden={hidden}, query_dim={query_dim}: must be >= 1")
+        if decoder not in DECODERS:
+            raise ConfigError(f"embed head option decoder={decoder!r}: choose one of {', '.join(DECODERS)}")
+        if rank is not None and rank < 1:
+            raise ConfigError(f"embed head option rank={rank}: must be >= 1 (or null: the bottleneck's size)")
+        if readout_scale <= 0:
+            raise ConfigError(f"embed head option readout_scale={readout_scale}: must be > 0")
         if query_mix not in QUERY_MIXES:
             raise ConfigError(f"embed head option query_mix={query_mix!r}: choose one of {', '.join(QUERY_MIXES)}")
         if recon_weight < 0 or token_weight < 0 or recon_weight + token_weight == 0:
             raise ConfigError(f"embed head options recon_weight={recon_weight}, token_weight={token_weight}: "
                               "must be >= 0 and not both 0")
-        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, query_dim=query_dim, query_mix=query_mix,
+        # decoder's default stays mlp: model directories saved before the option rebuild with it;
+        # configs/task/embed.yaml declares the default of new runs
+        super().__init__(cfg, patch=patch, shape=list(shape), hidden=hidden, decoder=decoder, rank=rank,
+                         readout_scale=readout_scale, query_dim=query_dim, query_mix=query_mix,
                          recon_weight=recon_weight, token_weight=token_weight)
         self.patch, self.shape = patch, shape
         self.recon_weight, self.token_weight = recon_weight, token_weight
-        self.query_mix = query_mix
+        self.query_mix, self.decoder = query_mix, decoder
         n_vec, dim = shape
         self.segment = patch // n_vec
         # compress: width -> dim per site, then segment slots -> 1 (the paper's two MLPs)
@@ -111,15 +131,23 @@ class PatchEmbeddingHead(Head):
         self.slot_weight = nn.Parameter(torch.full((self.segment, dim), 1.0 / self.segment))  # per slot and channel
         self.slot_bias = nn.Parameter(torch.zeros(n_vec, dim))
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)  # embeddings on a common scale
-        # decode: bottleneck -> hidden, plus a per-site query, -> 3 logits (+ HWE prior)
-        self.expand = nn.Linear(n_vec * dim, hidden)
-        self.query = nn.Embedding(cfg.n_sites, query_dim)
-        self.query_proj = nn.Linear(query_dim, hidden, bias=False)
-        self.decode = nn.Sequential(nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(),
-                                    nn.Linear(hidden, N_GENOTYPES))
-        nn.init.normal_(self.query.weight, std=1.0)
-        nn.init.zeros_(self.decode[-1].weight)  # untrained: the AF prior's prediction
-        nn.init.zeros_(self.decode[-1].bias)
+        if decoder == "mlp":  # decode: bottleneck -> hidden, plus a per-site query, -> 3 logits (+ HWE prior)
+            self.expand = nn.Linear(n_vec * dim, hidden)
+            self.query = nn.Embedding(cfg.n_sites, query_dim)
+            self.query_proj = nn.Linear(query_dim, hidden, bias=False)
+            self.decode = nn.Sequential(nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(),
+                                        nn.Linear(hidden, N_GENOTYPES))
+            nn.init.normal_(self.query.weight, std=1.0)
+            nn.init.zeros_(self.decode[-1].weight)  # untrained: the AF prior's prediction
+            nn.init.zeros_(self.decode[-1].bias)
+        else:  # bottleneck -> rank numbers, read by each site's (or patch slot's) own 3 x rank matrix + 3 biases
+            self.rank = rank or n_vec * dim
+            # stored at 1/readout_scale and multiplied back in forward: Adam's step is scale-free, so
+            # a row visited once per pass over its site moves readout_scale times faster (as SITE_SCALE)
+            self.readout_scale = float(readout_scale)
+            self.readout_in = nn.Linear(n_vec * dim, self.rank)
+            self.readout = nn.Embedding(cfg.n_sites if decoder == "site" else patch, N_GENOTYPES * (self.rank + 1))
+            nn.init.zeros_(self.readout.weight)  # untrained: the AF prior's prediction
         self.register_buffer("site_af", torch.full((cfg.n_sites,), UNKNOWN_AF))
         self.token = MaskedGenotypeHead(cfg) if token_weight > 0 else None
 
@@ -152,11 +180,18 @@ class PatchEmbeddingHead(Head):
     def reconstruct(self, embedding: torch.Tensor, site_index: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """(B, n_patches, V, dim) bottleneck, (B, L) sites and slots -> (B, L, 3) logits from the bottleneck alone."""
         B, n = embedding.shape[:2]
-        u = self.expand(embedding.reshape(B, n, -1))  # (B, n, H)
-        u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, H)
-        q = self.query_proj(self.query(site_index))  # (B, L, H)
-        h = u * q if self.query_mix == "multiply" else u + q  # (B, L, H)
-        logits = self.decode(h)  # (B, L, 3)
+        if self.decoder == "mlp":
+            u = self.expand(embedding.reshape(B, n, -1))  # (B, n, H)
+            u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, H)
+            q = self.query_proj(self.query(site_index))  # (B, L, H)
+            h = u * q if self.query_mix == "multiply" else u + q  # (B, L, H)
+            logits = self.decode(h)  # (B, L, 3)
+        else:
+            u = self.readout_in(embedding.reshape(B, n, -1))  # (B, n, r)
+            u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, r)
+            row = site_index if self.decoder == "site" else slot % self.patch
+            w = self.readout(row).view(*row.shape, N_GENOTYPES, self.rank + 1) * self.readout_scale  # (B, L, 3, r+1)
+            logits = torch.einsum("blgr,blr->blg", w[..., :-1], u) + w[..., -1]  # (B, L, 3)
         dtype = torch.promote_types(logits.dtype, torch.float32)
         return logits.to(dtype) + hwe_log_prior(self.site_af[site_index]).to(dtype)
 
