@@ -365,7 +365,10 @@ def classify_predict(model, embeddings, output, plots):
 
 @main.group(invoke_without_command=True)
 @click.option("--model", default=None, type=path_in, help="Directory written by `snpbag relate train`.")
-@click.option("--input", default=None, type=path_in, help="VCF/BCF or snpbag store.")
+@click.option("--input", default=None, type=path_in,
+              help="VCF/BCF or snpbag store; or `snpbag embed` output for a model trained with --inputs embeddings.")
+@click.option("--embeddings", default=None, type=path_in,
+              help="`snpbag embed` output of the input's genomes (models trained with --inputs embeddings or both).")
 @click.option("--out", default=None, type=path_in, help="Output prefix: PREFIX.rel (per pair) and PREFIX.rel.log.")
 @click.option("--pairs", default=None, type=path_in, help="Pairs to call (two ids per line, or a .kin0); default all.")
 @click.option("--min-kinship", default=None, type=float, help="Prefilter: only pairs with KING-robust kinship >= X.")
@@ -373,14 +376,14 @@ def classify_predict(model, embeddings, output, plots):
 @click.option("--threads", default=None, type=int)
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.pass_context
-def relate(ctx, model, input, out, pairs, min_kinship, max_degree, threads, device):
+def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, threads, device):
     """Relationship degrees 1..N of pairs of genomes (`relate train` fits the classifier)."""
     if ctx.invoked_subcommand is not None:
         return
     if not (model and input and out):
         raise click.UsageError("snpbag relate needs --model, --input and --out (or the subcommand `train`)")
     s = _relate.relate(model=model, input=input, out=out, pairs=pairs, min_kinship=min_kinship,
-                       max_degree=max_degree, threads=threads, device=device)
+                       max_degree=max_degree, threads=threads, device=device, embeddings=embeddings)
     click.echo(s.line())
 
 
@@ -390,12 +393,16 @@ def relate(ctx, model, input, out, pairs, min_kinship, max_degree, threads, devi
 @click.option("--out", required=True, type=path_in, help="Relate directory to write.")
 @click.option("--max-degree", default=12, show_default=True, type=int, help="Degree classes 1..N (+ unrelated).")
 @click.option("--patch-sites", default=256, show_default=True, type=int, help="Consecutive sites per patch.")
+@click.option("--inputs", default="counts", show_default=True, type=click.Choice(["counts", "embeddings", "both"]),
+              help="Per-patch evidence: KING counts of the genotypes, the genomes' patch embeddings, or both.")
+@click.option("--embeddings", default=None, type=path_in,
+              help="`snpbag embed` output of the --pedigree genomes (--inputs embeddings or both).")
 @click.option("--epochs", default=40, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-def relate_train(pedigree, out, max_degree, patch_sites, epochs, seed):
+def relate_train(pedigree, out, max_degree, patch_sites, inputs, embeddings, epochs, seed):
     """Fit the relatedness classifier on simulated pedigrees."""
     s = _relate.train(pedigree=list(pedigree), out=out, max_degree=max_degree, patch_sites=patch_sites,
-                      fit=_relate.Fit(epochs=epochs, seed=seed))
+                      fit=_relate.Fit(epochs=epochs, seed=seed), options={"inputs": inputs}, embeddings=embeddings)
     click.echo(s.line())
 
 

@@ -208,10 +208,17 @@ def test_relate(runner, monkeypatch):
         _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--max-degree", "3",
                          "--min-kinship", "0.02", "--device", "cpu"])
     f.assert_called_once_with(model="m", input="c.vcf.gz", out="p", pairs=None, min_kinship=0.02, max_degree=3,
-                              threads=None, device="cpu")
+                              threads=None, device="cpu", embeddings=None)
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
+        _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--embeddings", "e.zarr", "--out", "p"])
+    assert f.call_args.kwargs["embeddings"] == "e.zarr" and f.call_args.kwargs["input"] == "c.vcf.gz"
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
         _invoke(runner, ["relate", "train", "--pedigree", "a", "--pedigree", "b", "--out", "m", "--max-degree", "9"])
     assert f.call_args.kwargs["pedigree"] == ["a", "b"] and f.call_args.kwargs["max_degree"] == 9
     assert f.call_args.kwargs["patch_sites"] == 256 and f.call_args.kwargs["fit"].epochs == 40
+    assert f.call_args.kwargs["options"] == {"inputs": "counts"} and f.call_args.kwargs["embeddings"] is None
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
+        _invoke(runner, ["relate", "train", "--pedigree", "a", "--out", "m", "--inputs", "both", "--embeddings", "e"])
+    assert f.call_args.kwargs["options"] == {"inputs": "both"} and f.call_args.kwargs["embeddings"] == "e"
     r = runner.invoke(main, ["relate", "--model", "m"])
     assert r.exit_code != 0 and "needs --model, --input and --out" in r.output

@@ -1,9 +1,11 @@
-"""``snpbag relate train`` and ``snpbag relate``: relationship degrees of pairs from per-patch KING counts.
+"""``snpbag relate train`` and ``snpbag relate``: relationship degrees of pairs from per-patch evidence.
 
 ``train`` reads simulated pedigrees (``snpbag simulate --pedigree``: exact degree labels,
-parent–offspring and full siblings told apart), adds pairs from different families as
-unrelated, computes each pair's KING counts per patch of ``patch_sites`` consecutive sites
-(:mod:`snpbag.kinship.pairfeatures`), fits :class:`~snpbag.model.relate.RelateNet` on four
+parent–offspring and full siblings told apart at degree 1, half siblings, grandparent–grandchild
+and avuncular at degree 2), adds pairs from different families as unrelated, computes each
+pair's KING counts per patch of ``patch_sites`` consecutive sites
+(:mod:`snpbag.kinship.pairfeatures`) and/or reads the genomes' patch embeddings
+(:mod:`snpbag.inference.relateinput`), fits :class:`~snpbag.model.relate.RelateNet` on four
 fifths of the families (unweighted loss on two unrelated pairs per related one: a class-balanced loss called 30 % of
 unrelated pairs related, docs/benchmarks.md), fits
 the calibration temperature on the other fifth and writes the relate directory::
@@ -15,7 +17,7 @@ the calibration temperature on the other fifth and writes the relate directory::
 ``snpbag king --min-kinship`` .kin0 as a prefilter) and writes one row per pair: KING's
 counts and kinship, the most probable degree, the calibrated probability of each degree
 and of unrelated, the three most probable degrees, parent–offspring vs full siblings at
-degree 1, the expected kinship
+degree 1, the degree-2 type (half siblings, grandparent–grandchild, avuncular), the expected kinship
 (EXP_KINSHIP = Σ P(class) · 2^-(d+1)) and the confidence (the top degree probability).
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
 from snpbag.inference import embedout
+from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import degrees, pairfeatures as pf
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.king import king as king_table
@@ -44,16 +47,20 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "relate.safetensors"
 CONFIG_FILE = "relate.json"
 FORMAT = "snpbag-relate"
-VERSION = 1
+VERSION = 2  # 2: degree-2 types, the convolution along patches, embedding inputs
 #: Variants per read.
 CHUNK = 4096
 #: Inputs with fewer variants than this share of the training input's are refused: the
 #: evidence per pair (and so every degree's calibration) scales with the sites seen.
 MIN_VARIANT_SHARE = 0.5
+#: Training pairs the input standardisation is estimated from.
+STANDARDISE_PAIRS = 4096
 #: Degrees named per pair, most probable first (TOP1..TOP3 and their probabilities).
 TOP = 3
 #: Pedigree relationship names of the two degree-1 classes.
 DEGREE1 = {"parent-offspring": 0, "full siblings": 1}
+#: Pedigree relationship names of the degree-2 types, in the order of snpbag.model.relate.SUBTYPES.
+DEGREE2 = {"half siblings": 0, "grandparent-grandchild": 1, "avuncular": 2}
 
 
 @dataclass
@@ -65,18 +72,6 @@ class Fit:
     unrelated_per_related: float = 2.0  # extra cross-family unrelated pairs per related pair
     calibration: float = 0.2  # share of families held out to fit the temperature
     seed: int = 0
-
-
-@dataclass
-class PairData:
-    """Pairs of one input with their features; ``y`` class indices (−1 unknown)."""
-
-    ids: list[str]
-    pairs: np.ndarray  # (n, 2) sample indices
-    counts: np.ndarray  # (n, patches, 5)
-    variants: int
-    y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    family: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per pair, −1 if across
 
 
 def input_counts(path: str | Path, pairs_of, *, patch_sites: int, threads: int | None = None
@@ -99,8 +94,9 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
 
 
 def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unrelated_per_related: float,
-                   seed: int) -> PairData:
-    """Labelled pairs of a ``snpbag simulate --pedigree`` directory, with cross-family unrelated pairs added."""
+                   seed: int, embeddings: EmbeddingInput | None = None) -> PairData:
+    """Labelled pairs of a ``snpbag simulate --pedigree`` directory, with cross-family unrelated pairs added
+    (and the genomes' patch embeddings when ``embeddings`` is given)."""
     d = Path(simdir)
     truth, samples = d / "pedigree_pairs.tsv", d / "samples.tsv"
     if not truth.exists() or not samples.exists():
@@ -110,7 +106,10 @@ def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unr
     rows = _read_tsv(truth)
     un = max_degree + 1
     labelled: dict[tuple[str, str], int] = {}
+    subtype: dict[tuple[str, str], int] = {}
     for r in rows:
+        if r["degree"] == "2" and r["relationship"] in DEGREE2:
+            subtype[(r["id1"], r["id2"])] = DEGREE2[r["relationship"]]
         deg = r["degree"]
         if deg == "NA" or int(deg) > max_degree:
             c = un
@@ -142,50 +141,73 @@ def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unr
     ids, pairs, counts, variants = input_counts(d / "pedigree.vcf.gz", choose, patch_sites=patch_sites)
     y = np.array([labelled.get((ids[i], ids[j]), un) for i, j in pairs], dtype=np.int64)
     fam = np.array([fam_index[fam_of[ids[i]]] if fam_of[ids[i]] == fam_of[ids[j]] else -1 for i, j in pairs])
-    return PairData(ids, pairs, counts, variants, y, fam)
+    sub = np.array([subtype.get((ids[i], ids[j]), -1) for i, j in pairs], dtype=np.int64)
+    data = PairData(ids, pairs, counts, variants, y, fam, sub)
+    if embeddings is not None:
+        data.emb = embeddings.vectors[embeddings.rows_for(ids, what=str(d / "pedigree.vcf.gz"))]
+        data.emb_valid = embeddings.valid
+    return data
 
 
-def _tensors(data: PairData, patch_sites: int):
+def _logits(net, feats: Features, rows, batch: int = 1024):
+    """(degree logits, degree-2 type logits) of ``rows``, in batches."""
     import torch
 
-    x, mask = pf.patch_features(data.counts, patch_sites=patch_sites)
-    return torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(pf.pair_summary(data.counts))
+    with torch.no_grad():
+        out = [net(*feats.batch(rows[k:k + batch])) for k in range(0, len(rows), batch)]
+    return torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
 
 
 def fit_net(data: PairData, *, max_degree: int, patch_sites: int, fit: Fit, options: dict[str, Any] | None = None):
-    """Train a RelateNet on ``data`` (families split off for calibration) and set its temperature."""
+    """Train a RelateNet on ``data`` (families split off for calibration) and set its temperatures.
+
+    The degree-2 type is learned from the degree-2 pairs only, each type weighted by the inverse of its
+    count (half siblings are rare in the family template), so P_HS / P_GP / P_AV assume the three
+    equally likely a priori."""
     import torch
     import torch.nn.functional as F
 
-    from snpbag.model.relate import RelateConfig, RelateNet, fit_temperature
+    from snpbag.model.relate import SUBTYPES, RelateConfig, RelateNet, fit_temperature
 
     torch.manual_seed(fit.seed)
-    x, mask, s = _tensors(data, patch_sites)
-    y = torch.from_numpy(data.y)
+    options = dict(options or {})
+    feats = Features(data, options.get("inputs", "counts"), patch_sites)
+    y, sub = torch.from_numpy(data.y), torch.from_numpy(data.sub)
     rng = np.random.default_rng(fit.seed)
     fams = np.unique(data.family[data.family >= 0])
     held = rng.choice(fams, max(1, int(round(fit.calibration * len(fams)))), replace=False) if len(fams) > 1 else []
     cal = np.isin(data.family, held)
     cal[data.family < 0] = rng.random(int((data.family < 0).sum())) < fit.calibration
-    tr = torch.from_numpy(~cal)
-    cfg = RelateConfig(n_features=x.shape[-1], n_summary=s.shape[-1], max_degree=max_degree, **(options or {}))
-    net = RelateNet(cfg)
-    net.standardise_from(x[tr], mask[tr], s[tr])
-    opt = torch.optim.AdamW(net.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
-    idx = torch.nonzero(tr).squeeze(1)
+    idx = torch.nonzero(torch.from_numpy(~cal)).squeeze(1)
     g = torch.Generator().manual_seed(fit.seed)
+    sample = torch.randperm(len(idx), generator=torch.Generator().manual_seed(fit.seed + 1))[:STANDARDISE_PAIRS]
+    x, mask, s = feats.batch(idx[sample.sort().values])  # the input standardisation's sample
+    cfg = RelateConfig(n_features=x.shape[-1], n_summary=s.shape[-1], max_degree=max_degree, **options)
+    net = RelateNet(cfg)
+    net.standardise_from(x, mask, s)
+    del x, mask, s
+    counts = torch.bincount(sub[idx][sub[idx] >= 0], minlength=len(SUBTYPES)).float()
+    weight = torch.where(counts > 0, counts.sum() / (len(SUBTYPES) * counts.clamp_min(1)), torch.zeros_like(counts))
+    opt = torch.optim.AdamW(net.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     net.train()
     for _ in range(fit.epochs):
         for b in idx[torch.randperm(len(idx), generator=g)].split(fit.batch_size):
-            loss = F.cross_entropy(net(x[b], mask[b], s[b]), y[b])
+            deg, typ = net(*feats.batch(b))
+            loss = F.cross_entropy(deg, y[b])
+            has = sub[b] >= 0
+            if has.any():
+                loss = loss + F.cross_entropy(typ[has], sub[b][has], weight=weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
     net.eval()
-    c = torch.from_numpy(cal)
-    if c.any():
-        with torch.no_grad():
-            net.temperature.fill_(fit_temperature(net(x[c], mask[c], s[c]), y[c]))
+    c = torch.nonzero(torch.from_numpy(cal)).squeeze(1)
+    if len(c):
+        deg, typ = _logits(net, feats, c)
+        net.temperature.fill_(fit_temperature(deg, y[c]))
+        has = sub[c] >= 0
+        if has.any():
+            net.subtype_temperature.fill_(fit_temperature(typ[has], sub[c][has]))
     return net
 
 
@@ -209,24 +231,36 @@ def degree_probabilities(p: np.ndarray) -> np.ndarray:
     return np.concatenate([p[:, :2].sum(1, keepdims=True), p[:, 2:]], axis=1)
 
 
-def predict_proba(net, data: PairData, patch_sites: int, batch: int = 1024, device: str = "cpu") -> np.ndarray:
+def predict_proba(net, data: PairData, patch_sites: int, batch: int = 1024, device: str = "cpu"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated (degree-class probabilities (n, classes), degree-2 type probabilities (n, 3)) of every pair."""
     import torch
 
-    x, mask, s = _tensors(data, patch_sites)
-    if not len(x):
-        return np.zeros((0, net.cfg.n_classes))
+    from snpbag.model.relate import SUBTYPES
+
+    feats = Features(data, net.cfg.inputs, patch_sites)
+    if not len(feats):
+        return np.zeros((0, net.cfg.n_classes)), np.zeros((0, len(SUBTYPES)))
     net = net.to(device)
+    deg, typ = [], []
     with torch.no_grad():
-        return torch.cat([net.probabilities(x[k:k + batch].to(device), mask[k:k + batch].to(device),
-                                            s[k:k + batch].to(device)).cpu()
-                          for k in range(0, len(x), batch)]).numpy()
+        for k in range(0, len(feats), batch):
+            p, q = net.probabilities(*(t.to(device) for t in feats.batch(torch.arange(k, min(k + batch, len(feats))))))
+            deg.append(p.cpu())
+            typ.append(q.cpu())
+    return torch.cat(deg).numpy(), torch.cat(typ).numpy()
 
 
 def called_degrees(net, data: PairData, patch_sites: int) -> np.ndarray:
     """Most probable degree of each pair (UNRELATED for unrelated)."""
-    pd = degree_probabilities(predict_proba(net, data, patch_sites))
+    pd = degree_probabilities(predict_proba(net, data, patch_sites)[0])
     top = pd.argmax(1)
     return np.where(top == pd.shape[1] - 1, UNRELATED, top + 1)
+
+
+def called_subtypes(net, data: PairData, patch_sites: int) -> np.ndarray:
+    """Most probable degree-2 type of each pair (an index into snpbag.model.relate.SUBTYPES), whatever its degree."""
+    return predict_proba(net, data, patch_sites)[1].argmax(1)
 
 
 @dataclass
@@ -241,38 +275,64 @@ class TrainSummary:
         return f"{self.out}: trained on {self.pairs:,} pairs ({cls}); temperature {self.temperature:.3f}"
 
 
+def _concat(parts: list[PairData]) -> PairData:
+    """One PairData of several pedigree directories' pairs (families renumbered apart; no embeddings)."""
+    if len({p.counts.shape[1] for p in parts}) > 1:
+        raise InputError("--pedigree directories differ in their number of patches; simulate them with the same "
+                         "--chromosomes and --length")
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.emb is not None for p in parts):
+        raise InputError("--embeddings: train on one --pedigree directory (and its embeddings) at a time")
+    offset = np.cumsum([0] + [int(p.family.max()) + 1 for p in parts])
+    return PairData(parts[0].ids, np.concatenate([p.pairs for p in parts]), np.concatenate([p.counts for p in parts]),
+                    int(np.mean([p.variants for p in parts])), np.concatenate([p.y for p in parts]),
+                    np.concatenate([np.where(p.family >= 0, p.family + o, -1) for p, o in zip(parts, offset)]),
+                    np.concatenate([p.sub for p in parts]))
+
+
 def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, patch_sites: int = 256,
-          fit: Fit | None = None, options: dict[str, Any] | None = None) -> TrainSummary:
+          fit: Fit | None = None, options: dict[str, Any] | None = None, embeddings: str | Path | None = None
+          ) -> TrainSummary:
     """Fit the relatedness classifier on simulated pedigrees and write a relate directory.
+
+    Parameters
+    ----------
+    options : RelateConfig fields, e.g. ``{"inputs": "embeddings"}`` (default counts).
+    embeddings : ``snpbag embed`` output of the (one) pedigree directory's genomes, for inputs
+        ``embeddings`` or ``both``.
 
     Raises
     ------
-    InputError : an existing ``out``, a directory that is not a pedigree simulation, bad sizes.
+    InputError : an existing ``out``, a directory that is not a pedigree simulation, bad sizes,
+        embeddings missing for an embedding model (or given to a counts model), samples not embedded.
     """
-    from snpbag.model.relate import class_names
+    from snpbag.model.relate import SUBTYPES, RelateConfig, class_names
 
     if Path(out).exists():
         raise InputError(f"{out}: output already exists; remove it or choose another --out")
     if max_degree < 2:
         raise InputError(f"--max-degree {max_degree}: must be >= 2")
     fit = fit or Fit()
-    parts = [pedigree_pairs(p, max_degree=max_degree, patch_sites=patch_sites,
-                            unrelated_per_related=fit.unrelated_per_related, seed=fit.seed + k)
-             for k, p in enumerate(pedigree)]
-    if len({p.counts.shape[1] for p in parts}) > 1:
-        raise InputError("--pedigree directories differ in their number of patches; simulate them with the same "
-                         "--chromosomes and --length")
-    offset = np.cumsum([0] + [int(p.family.max()) + 1 for p in parts])
-    data = PairData(parts[0].ids, np.concatenate([p.pairs for p in parts]), np.concatenate([p.counts for p in parts]),
-                    int(np.mean([p.variants for p in parts])), np.concatenate([p.y for p in parts]),
-                    np.concatenate([np.where(p.family >= 0, p.family + o, -1) for p, o in zip(parts, offset)]))
+    inputs = RelateConfig(**(options or {})).inputs
+    if (embeddings is None) != (inputs == "counts"):
+        raise InputError(f"--inputs {inputs}: " + ("give --embeddings (`snpbag embed` output of the pedigree's "
+                                                   "genomes)" if embeddings is None else "drop --embeddings, or "
+                                                   "choose --inputs embeddings or both"))
+    emb = read_embedding_input(embeddings) if embeddings is not None else None
+    data = _concat([pedigree_pairs(p, max_degree=max_degree, patch_sites=patch_sites,
+                                   unrelated_per_related=fit.unrelated_per_related, seed=fit.seed + k, embeddings=emb)
+                    for k, p in enumerate(pedigree)])
     net = fit_net(data, max_degree=max_degree, patch_sites=patch_sites, fit=fit, options=options)
     names = class_names(max_degree)
     per_class = {names[c]: int((data.y == c).sum()) for c in range(len(names))}
+    per_class.update({f"2:{t}": int((data.sub == k).sum()) for k, t in enumerate(SUBTYPES)})
     meta = {"format": FORMAT, "version": VERSION, "config": net.cfg.to_dict(), "classes": names,
-            "patch_sites": patch_sites, "features": list(pf.FEATURES), "summary": list(pf.SUMMARY),
+            "subtypes": list(SUBTYPES), "patch_sites": patch_sites, "features": list(pf.FEATURES),
+            "summary": list(pf.SUMMARY), "embeddings": emb.record() if emb is not None else None,
             "training": {"pedigrees": [str(p) for p in pedigree], "variants": data.variants, "pairs": per_class,
-                         "temperature": float(net.temperature), "fit": fit.__dict__}}
+                         "temperature": float(net.temperature),
+                         "subtype_temperature": float(net.subtype_temperature), "fit": fit.__dict__}}
     modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
                                state_dict=net.state_dict())
     return TrainSummary(Path(out), len(data.y), per_class, float(net.temperature))
@@ -324,8 +384,10 @@ def all_pairs(n: int) -> np.ndarray:
 
 def columns(max_degree: int) -> list[str]:
     """The header of ``snpbag relate``'s table."""
-    return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO"]
-            + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
+    from snpbag.model.relate import SUBTYPES
+
+    return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO", "D2_TYPE"]
+            + [f"P_{t}" for t in SUBTYPES] + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
             + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"])
 
 
@@ -350,13 +412,14 @@ class RelateSummary:
 
 def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str | Path | None = None,
            min_kinship: float | None = None, max_degree: int | None = None, threads: int | None = None,
-           device: str = "cpu") -> RelateSummary:
+           device: str = "cpu", embeddings: str | Path | None = None) -> RelateSummary:
     """Degree calls for the pairs of ``input`` → ``PREFIX.rel`` and ``PREFIX.rel.log``.
 
     Parameters
     ----------
     model : a directory written by :func:`train`.
-    input : VCF/BCF or snpbag store.
+    input : VCF/BCF or snpbag store; for a model trained on embeddings only, ``snpbag embed``
+        output may stand here instead (then the KING columns are NA).
     out : output prefix: ``PREFIX.rel`` (tab-separated, columns :func:`columns`) and
         ``PREFIX.rel.log`` (pairs considered and called per degree); both appear atomically.
     pairs : a file of pairs (two sample ids per line, or a .kin0); default all pairs.
@@ -366,14 +429,20 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         expectation is 2^-5 ≈ 0.031).
     max_degree : write only pairs called at this degree or closer (default: every pair).
     device : ``cpu`` or ``cuda`` for the classifier (the counts are computed on the CPU).
+    embeddings : ``snpbag embed`` output of the input's genomes, for a model trained with
+        ``--inputs embeddings`` or ``both``; it must come from the same embedding model and sites.
 
     Raises
     ------
     InputError : unknown or repeated pairs, --pairs with --min-kinship, too few variants for
-        the model, an existing output, cuda without a GPU.
+        the model, an existing output, cuda without a GPU, embeddings missing, of another model
+        or site set, or given to a model that reads genotypes.
     CheckpointError : ``model`` is not a relate directory.
     """
+    from snpbag.model.relate import SUBTYPES
+
     net, meta = load(model)
+    inputs = net.cfg.inputs
     table, log_file = Path(f"{out}.rel"), Path(f"{out}.rel.log")
     for f in (table, log_file):
         if f.exists():
@@ -387,33 +456,39 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is visible; use --device cpu")
-    embedded = embedout.embeddings_model(input)
-    if embedded is not None:
-        raise InputError(f"--input {input}: embeddings of model {embedded.get('name', 'unknown')!r}; this relate "
-                         f"model reads genotypes (inputs={net.cfg.inputs}), and calling from embeddings is not built: "
-                         "give the VCF or store the embeddings were made from")
     patch_sites, top = int(meta["patch_sites"]), net.cfg.max_degree
     if max_degree is not None and not 1 <= max_degree <= top:
         raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
+    genotypes, emb = _open_inputs(input, embeddings, inputs, meta, min_kinship)
     with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
         if min_kinship is not None:  # the prefilter: exact KING-robust kinship of every pair
-            king_table(input, out=Path(tmpdir) / "candidates", min_kinship=min_kinship, threads=threads)
+            king_table(genotypes, out=Path(tmpdir) / "candidates", min_kinship=min_kinship, threads=threads)
             pairs = Path(tmpdir) / "candidates.kin0"
         choose = (lambda ids: read_pairs(pairs, ids)) if pairs is not None else (lambda ids: all_pairs(len(ids)))
-        ids, idx, counts, variants = input_counts(input, choose, patch_sites=patch_sites, threads=threads)
+        if genotypes is not None:
+            ids, idx, counts, variants = input_counts(genotypes, choose, patch_sites=patch_sites, threads=threads)
+        else:
+            ids, counts, variants = emb.samples, None, 0
+            idx = np.asarray(choose(ids), dtype=np.int64).reshape(-1, 2)
     trained = int(meta["training"]["variants"])
-    if variants < MIN_VARIANT_SHARE * trained:
+    if genotypes is not None and variants < MIN_VARIANT_SHARE * trained:
         raise InputError(f"{input}: {variants:,} autosomal SNPs, under {MIN_VARIANT_SHARE:.0%} of the {trained:,} "
                          "the model was trained on (a single chromosome?); give the whole genome or train a model "
                          "on a matching simulation")
     data = PairData(ids, idx, counts, variants)
-    p = predict_proba(net, data, patch_sites, device=device)
+    if emb is not None:
+        data.emb, data.emb_valid = emb.vectors[emb.rows_for(ids, what=str(input))], emb.valid
+    p, p_sub = predict_proba(net, data, patch_sites, device=device)
     pd = degree_probabilities(p)
     ranked, ranked_p = top_degrees(pd, TOP)
     call = ranked[:, 0]
     exp_k = p @ net.kinship.numpy().astype(np.float64)
-    t = counts.sum(axis=1, dtype=np.int64)
-    king = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
+    if counts is not None:
+        t = counts.sum(axis=1, dtype=np.int64)
+        king = [f"{k:.6g}" for k in kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])]
+        king_counts = [[str(r[4]), str(r[0]), str(r[1])] for r in t]
+    else:  # embeddings only: no genotypes to count
+        king, king_counts = ["NA"] * len(idx), [["NA"] * 3] * len(idx)
     keep = np.ones(len(idx), bool) if max_degree is None else call < max_degree
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
     per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
@@ -422,14 +497,41 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         fh.write("\t".join(columns(top)) + "\n")
         for r in np.flatnonzero(keep):
             i, j = idx[r]
-            deg1 = call[r] == 0
             po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
-            row = [ids[i], ids[j], str(t[r, 4]), str(t[r, 0]), str(t[r, 1]), f"{king[r]:.6g}", names[call[r]],
-                   ("PO" if po >= 0.5 else "FS") if deg1 else "NA", f"{po:.4f}"]
+            row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
+                   ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", f"{po:.4f}",
+                   SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(f"{q:.4f}" for q in p_sub[r])]
             row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
             row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
             fh.write("\t".join(row) + "\n")
     return RelateSummary(table, len(idx), int(keep.sum()), per_degree)
+
+
+def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tuple[Path | None, EmbeddingInput | None]:
+    """(genotype input or None, checked embeddings or None) for a model reading ``inputs``."""
+    embedded = embedout.embeddings_model(input)
+    if embedded is not None and inputs != "embeddings":
+        raise InputError(f"--input {input}: embeddings of model {embedded.get('name', 'unknown')!r}; this relate "
+                         f"model reads genotypes (inputs={inputs}): give the VCF or store"
+                         + (" as --input and the embeddings as --embeddings" if inputs == "both" else
+                            " the embeddings were made from"))
+    if embedded is not None and embeddings is not None:
+        raise InputError(f"--input {input} and --embeddings {embeddings}: both are embeddings; give one")
+    if inputs == "counts":
+        if embeddings is not None:
+            raise InputError(f"--embeddings {embeddings}: this relate model reads genotypes only (inputs=counts); "
+                             "drop --embeddings")
+        return Path(input), None
+    path = input if embedded is not None else embeddings
+    if path is None:
+        raise InputError(f"--model: this relate model reads patch embeddings (inputs={inputs}); give --embeddings "
+                         "(`snpbag embed` output of the same genomes, with the model it was trained on)")
+    if embedded is not None and min_kinship is not None:
+        raise InputError("--min-kinship runs KING on genotypes, and --input is embeddings: give --pairs (e.g. the "
+                         "pairs of `snpbag king --min-kinship X`), or the genotypes as --input and --embeddings")
+    emb = read_embedding_input(path)
+    check_embeddings(emb, meta.get("embeddings") or {})
+    return (None if embedded is not None else Path(input)), emb
 
 
 def _log_text(input, considered: int, written: int, per_degree: dict[str, int], min_kinship) -> str:

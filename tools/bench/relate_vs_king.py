@@ -10,7 +10,9 @@ scored on the held-out ones: per true degree 1..D and unrelated, exact and withi
 of the classifier, of KING's thresholds (snpbag.kinship.degrees) on the pairs' exact KING
 kinship (what ``snpbag king`` writes), and of the oracle (the same thresholds on the true
 realised kinship from the simulator's IBD truth); confusion matrices (tables for the
-sequence setting, a PNG for all); and what the ``--min-kinship`` prefilter keeps per degree.
+sequence setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per degree; and,
+for the held-out degree-2 pairs, the classifier's degree-2 type (half siblings,
+grandparent–grandchild, avuncular) against the truth, per true type.
 
     .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 6 \\
         --test-families 6 --length 2000000 --png docs/relate_confusion.png
@@ -80,6 +82,7 @@ def main() -> None:
     from snpbag.eval.relate import degree_accuracy, degree_confusion, prefilter_recall
     from snpbag.inference import relate as rel
     from snpbag.kinship.estimators import kinship
+    from snpbag.model.relate import SUBTYPES
     from snpbag.simulate.cohort import simulate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -135,6 +138,12 @@ def main() -> None:
         truth = rel.degrees_of_classes(test.y, a.max_degree)
         t = test.counts.sum(axis=1, dtype=np.int64)
         king_k = kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
+        two = test.sub >= 0
+        typ = rel.called_subtypes(net, test.subset(two), patch)
+        tables[f"subtypes_{setting}"] = [
+            {"true type": name, "pairs": int((test.sub[two] == k).sum()),
+             **{f"called_{n}": float(np.mean(typ[test.sub[two] == k] == c)) if (test.sub[two] == k).any() else None
+                for c, n in enumerate(SUBTYPES)}} for k, name in enumerate(SUBTYPES)]
         called = {"relate": rel.called_degrees(net, test, patch), "KING": rel.king_threshold_degrees(king_k),
                   "oracle": rel.king_threshold_degrees(_realised(test_dir, test.ids, test.pairs))}
         acc = {c: degree_accuracy(truth, called[c]) for c in CALLERS}
@@ -160,6 +169,9 @@ def main() -> None:
         for r in tables[f"degrees_{setting}"]:
             print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
                 f"{r[f'{c}_exact']:.2f} {r[f'{c}_within1']:.2f}" for c in CALLERS))
+        for r in tables[f"subtypes_{setting}"]:
+            print(f"{setting} degree 2, true {r['true type']} ({r['pairs']} pairs): called " + "  ".join(
+                f"{n} {r[f'called_{n}']:.2f}" for n in SUBTYPES if r[f"called_{n}"] is not None))
     png = a.png or a.workdir / "confusion.png"
     _plot(confusions, png)
     _results.write(a.json, command="relate_vs_king", results=tables, info={
