@@ -46,8 +46,10 @@ def renamed_message(old: str) -> str:
 def config_dir() -> Path:
     """The directory holding config.yaml and the config groups.
 
-    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
-    checkout or an editable install).
+    ``$SNPBAG_CONFIG_DIR`` when set (a user's own config tree), else the configs installed
+    with the package (snpbag/configs/: setup.py maps the source tree's configs/ there in a
+    wheel), else ``configs/`` beside the snpbag package (a source checkout or an editable
+    install, where configs/ is the one copy the developers edit).
 
     Raises
     ------
@@ -55,13 +57,14 @@ def config_dir() -> Path:
     """
     env = os.environ.get(CONFIG_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[1] / "configs")
+    here = Path(__file__).resolve()
+    candidates += [here.parent / "configs", here.parents[1] / "configs"]
     for c in candidates:
         if (c / f"{ROOT_CONFIG}.yaml").is_file():
             return c.resolve()
     raise ConfigError(
         f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
-        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
+        f"set {CONFIG_ENV}=/path/to/snpbag/configs or reinstall snpbag (pip install snpbag ships its configs)"
     )
 
 
