@@ -431,11 +431,12 @@ class TrainerConfig:
     collective_timeout_s: int = 1800
 
     def __post_init__(self) -> None:
-        if str(self.strategy).lower().startswith(("fsdp", "deepspeed")):
-            # sharded checkpoints are directories resume does not read (a run would restart
-            # at step 0), and EMA, grad-norm logging and export assume whole parameters
-            raise ConfigError(f"trainer.strategy={self.strategy}: sharded training is not supported; use "
-                              "trainer.strategy=ddp (the base model fits one GPU with room to spare), see docs/training.md")
+        name = str(self.strategy).lower()
+        if name.startswith("deepspeed") or (name.startswith("fsdp") and name != "fsdp"):
+            # fsdp is snpbag's own FSDP2 preset (snpbag.train.run); Lightning's FSDPStrategy
+            # and DeepSpeed write checkpoint directories that resume and export do not read
+            raise ConfigError(f"trainer.strategy={self.strategy}: not supported; use trainer=fsdp (trainer.strategy=fsdp, "
+                              "fully sharded) or trainer.strategy=ddp, see docs/training.md")
         _check_positive("trainer.collective_timeout_s", self.collective_timeout_s)
         _check_positive("trainer.max_steps", self.max_steps)
         _check_positive("trainer.val_check_interval", self.val_check_interval)
@@ -516,6 +517,12 @@ class TrainConfig:
     name: str = "pretrain"
     seed: int = 0
     resume: bool = False  # continue RUN_DIR/checkpoints/last.ckpt (fresh start when there is none)
+
+    def __post_init__(self) -> None:
+        if self.trainer.strategy == "fsdp" and self.optim.ema_decay > 0:
+            # the weight average copies whole parameters; under FSDP each rank holds a shard
+            raise ConfigError("optim.ema_decay > 0 with trainer.strategy=fsdp: the weight average is not sharded; "
+                              "set optim.ema_decay=0 or use trainer.strategy=ddp")
 
 
 #: Hydra group name -> schema; each is registered as GROUP/schema, the root as snpbag_schema.
