@@ -21,7 +21,7 @@ import torch
 from snpbag.errors import ConfigError
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
-from conftest import free_port
+from conftest import free_port, requires_cuda
 from tiny_data import TINY_TRAIN, tiny_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +100,20 @@ def test_fsdp_resumes_exactly_from_a_checkpoint(runs, tmp_path):
             row for row in read_item_log(rundir.items_log(fsdp, r)) if row[0] > EVERY]
     wa, wb = _weights(fsdp), _weights(split)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@requires_cuda
+def test_fsdp_preset_on_gpus(tmp_path):
+    """The preset as a cluster runs it (every visible GPU, bf16-mixed, fused AdamW, NCCL):
+    trains, and resumes from its whole-weight checkpoint."""
+    n = torch.cuda.device_count()
+    store = tiny_store(tmp_path)
+    gpu = ["trainer=fsdp", f"trainer.devices={n}", "trainer.precision=bf16-mixed"]
+    _train(store, tmp_path / "run", *gpu)
+    _train(store, tmp_path / "run", *gpu, f"trainer.max_steps={STEPS + EVERY}", "resume=true")
+    ckpt = torch.load(rundir.checkpoints_dir(tmp_path / "run") / rundir.LAST_CKPT, map_location="cpu",
+                      weights_only=True)
+    assert ckpt["global_step"] == STEPS + EVERY
 
 
 @pytest.mark.parametrize("override, why", [
