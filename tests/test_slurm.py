@@ -235,7 +235,7 @@ def test_king_job_array_equals_single_run(cluster, store, tmp_path):
     assert all((tmp_path / f"rel.kin0.{k}").stat().st_size for k in (1, 2, 3))
 
 
-FT_STEPS, FT_EVERY = 4 * EPOCH_STEPS, 5  # fine-tuning: 4 epochs, last.ckpt every 5 steps
+FT_STEPS, FT_EVERY = 4 * EPOCH_STEPS, 10  # fine-tuning: 4 epochs, last.ckpt every 10 steps
 
 
 def _step_runs(rows: list[tuple[int, int, int, int]]) -> dict[int, list[list[tuple[int, int, int, int]]]]:
@@ -274,7 +274,7 @@ def test_finetune_requeue_then_node_failure_and_resubmit(cluster, reference, sto
     cluster.wait(f"job {job} requeued", lambda: int(cluster.job_info(job).get("Restarts", 0)) >= 1, timeout=TIMEOUT)
     if cluster.job_info(job).get("Reason") == "BeginTime":
         cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
-    periodic = 2 * FT_EVERY  # the first periodic last.ckpt after the requeue
+    periodic = FT_EVERY  # the first periodic last.ckpt after the requeue (at step 3-4)
     cluster.wait(f"job {job} past step {periodic}", trained_to(periodic + 2), timeout=TIMEOUT)
     cluster.run("scancel", "--signal=KILL", job)
     ended = ("FAILED", "CANCELLED", "NODE_FAIL", "COMPLETED")
@@ -283,7 +283,9 @@ def test_finetune_requeue_then_node_failure_and_resubmit(cluster, reference, sto
     last = rundir.checkpoints_dir(run_dir) / rundir.LAST_CKPT
     at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     killed_at = [max(row[0] for row in read_item_log(rundir.items_log(run_dir, r))) for r in (0, 1)]
-    assert periodic <= at < min(killed_at) and max(killed_at) < FT_STEPS, (at, killed_at)
+    # the kill lands some steps after it is sent (a loaded machine): usually between two
+    # periodic checkpoints; exactly on one, nothing is lost and nothing is trained twice
+    assert periodic <= at <= min(killed_at) and max(killed_at) < FT_STEPS, (at, killed_at)
 
     again = _submit(cluster, "finetune.sbatch", tmp_path, *args, RUN_NAME=run_dir.name)
     _finished(cluster, again, tmp_path, run="finetune")
