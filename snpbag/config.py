@@ -46,8 +46,10 @@ def renamed_message(old: str) -> str:
 def config_dir() -> Path:
     """The directory holding config.yaml and the config groups.
 
-    ``$SNPBAG_CONFIG_DIR`` when set, else ``configs/`` beside the snpbag package (a source
-    checkout or an editable install).
+    ``$SNPBAG_CONFIG_DIR`` when set (a user's own config tree), else the configs installed
+    with the package (snpbag/configs/: setup.py maps the source tree's configs/ there in a
+    wheel), else ``configs/`` beside the snpbag package (a source checkout or an editable
+    install, where configs/ is the one copy the developers edit).
 
     Raises
     ------
@@ -55,13 +57,14 @@ def config_dir() -> Path:
     """
     env = os.environ.get(CONFIG_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[1] / "configs")
+    here = Path(__file__).resolve()
+    candidates += [here.parent / "configs", here.parents[1] / "configs"]
     for c in candidates:
         if (c / f"{ROOT_CONFIG}.yaml").is_file():
             return c.resolve()
     raise ConfigError(
         f"no snpbag configs found (looked in {', '.join(str(c) for c in candidates)}); "
-        f"set {CONFIG_ENV}=/path/to/snpbag/configs or install snpbag from a source checkout (pip install -e .)"
+        f"set {CONFIG_ENV}=/path/to/snpbag/configs or reinstall snpbag (pip install snpbag ships its configs)"
     )
 
 
@@ -428,11 +431,12 @@ class TrainerConfig:
     collective_timeout_s: int = 1800
 
     def __post_init__(self) -> None:
-        if str(self.strategy).lower().startswith(("fsdp", "deepspeed")):
-            # sharded checkpoints are directories resume does not read (a run would restart
-            # at step 0), and EMA, grad-norm logging and export assume whole parameters
-            raise ConfigError(f"trainer.strategy={self.strategy}: sharded training is not supported; use "
-                              "trainer.strategy=ddp (the base model fits one GPU with room to spare), see docs/training.md")
+        name = str(self.strategy).lower()
+        if name.startswith("deepspeed") or (name.startswith("fsdp") and name != "fsdp"):
+            # fsdp is snpbag's own FSDP2 preset (snpbag.train.run); Lightning's FSDPStrategy
+            # and DeepSpeed write checkpoint directories that resume and export do not read
+            raise ConfigError(f"trainer.strategy={self.strategy}: not supported; use trainer=fsdp (trainer.strategy=fsdp, "
+                              "fully sharded) or trainer.strategy=ddp, see docs/training.md")
         _check_positive("trainer.collective_timeout_s", self.collective_timeout_s)
         _check_positive("trainer.max_steps", self.max_steps)
         _check_positive("trainer.val_check_interval", self.val_check_interval)
@@ -513,6 +517,12 @@ class TrainConfig:
     name: str = "pretrain"
     seed: int = 0
     resume: bool = False  # continue RUN_DIR/checkpoints/last.ckpt (fresh start when there is none)
+
+    def __post_init__(self) -> None:
+        if self.trainer.strategy == "fsdp" and self.optim.ema_decay > 0:
+            # the weight average copies whole parameters; under FSDP each rank holds a shard
+            raise ConfigError("optim.ema_decay > 0 with trainer.strategy=fsdp: the weight average is not sharded; "
+                              "set optim.ema_decay=0 or use trainer.strategy=ddp")
 
 
 #: Hydra group name -> schema; each is registered as GROUP/schema, the root as snpbag_schema.

@@ -1,6 +1,7 @@
 """The container recipes (docker/): they parse, copy files that exist, install the torch
 version the Makefile pins and extras pyproject defines, pair the CUDA base image with the
-matching PyTorch wheel index, and end in the ``snpbag`` entry point. Images cannot be
+matching PyTorch wheel index, copy what ``pip install .`` builds from (the configs are
+package data, so no SNPBAG_CONFIG_DIR) and end in the ``snpbag`` entry point. Images cannot be
 built or pulled here (no engine, no network); see slurm/README.md."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from test_packaging import BUILD_INPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = ["Dockerfile", "Dockerfile.cpu"]
@@ -81,8 +84,9 @@ def test_dockerfile_parses_and_matches_the_project(name):
     assert extras <= set(_pyproject()["project"]["optional-dependencies"])
     cmd = dict(steps)["CMD"]
     assert cmd.startswith('["snpbag"') and "snpbag" in _pyproject()["project"]["scripts"]
-    assert "SNPBAG_CONFIG_DIR=/opt/snpbag/configs" in dict(steps)["ENV"] or any(
-        a.startswith("SNPBAG_CONFIG_DIR=/opt/snpbag/configs") for w, a in steps if w == "ENV")
+    copied = {src for w, args in steps if w == "COPY" for src in args.split()[:-1]}
+    assert copied >= set(BUILD_INPUTS), f"{name}: pip install . needs {sorted(set(BUILD_INPUTS) - copied)}"
+    assert "SNPBAG_CONFIG_DIR" not in path.read_text()  # the configs are package data
 
 
 def test_gpu_recipes_pair_cuda_with_its_torch_wheels():
@@ -103,4 +107,5 @@ def test_apptainer_definition_parses_and_matches_the_project():
     versions, extras = _installs("\n".join(sections["post"]))
     assert versions == {_makefile_torch()} and extras <= set(_pyproject()["project"]["optional-dependencies"])
     assert sections["runscript"] == ['exec snpbag "$@"']
-    assert "export SNPBAG_CONFIG_DIR=/opt/snpbag/configs" in sections["environment"]
+    assert {line.split()[0] for line in sections["files"]} >= set(BUILD_INPUTS)
+    assert "SNPBAG_CONFIG_DIR" not in path.read_text()  # the configs are package data

@@ -119,13 +119,6 @@ def test_requeue_outside_slurm_does_nothing(monkeypatch):
     assert requeue() is False
 
 
-def test_fsdp_is_refused():
-    from snpbag.train.run import compose_config, to_train_config
-
-    with pytest.raises(ConfigError, match=r"trainer.strategy=fsdp: sharded training is not supported; use trainer.strategy=ddp"):
-        to_train_config(compose_config(["data.store=x", "trainer.strategy=fsdp"]))
-
-
 def test_allocation_mismatch_is_refused(store, tmp_path, fake_slurm, monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "4")
     with pytest.raises(ConfigError, match=r"trainer.num_nodes=1 x trainer.devices=1 does not match the SLURM "

@@ -55,17 +55,21 @@ def _job_env(**extra: str) -> dict[str, str]:
             "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MASTER_PORT": str(free_port()), **extra}
 
 
-def _pretrain(cluster, store: Path, work: Path) -> str:
+def _submit(cluster, script: str, work: Path, *args: str, **env: str) -> str:
+    """sbatch slurm/SCRIPT as 2 CPU tasks on one node, runs under WORK/runs."""
     work.mkdir(parents=True, exist_ok=True)
-    args = [f"data.store={store}", f"paths.runs_dir={work / 'runs'}", *TINY_TRAIN, f"trainer.max_steps={STEPS}",
-            "trainer.val_check_interval=20", "callbacks.checkpoint.every_n_steps=20", "callbacks.item_log=true",
-            "logger.wandb.enabled=true", "logger.wandb.mode=offline"]
     return cluster.sbatch("-N1", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-node=0", "--mem=0",
-                          "--time=30", f"--chdir={work}", str(ROOT / "slurm" / "pretrain.sbatch"), *args,
-                          **_job_env(TRAINER="cpu", LOG_DIR=str(work)))
+                          "--time=30", f"--chdir={work}", str(ROOT / "slurm" / script), f"paths.runs_dir={work / 'runs'}",
+                          *args, **_job_env(TRAINER="cpu", LOG_DIR=str(work), **env))
 
 
-def _finished(cluster, job: str, work: Path, *, restarts: int = 0) -> Path:
+def _pretrain(cluster, store: Path, work: Path) -> str:
+    return _submit(cluster, "pretrain.sbatch", work, f"data.store={store}", *TINY_TRAIN, f"trainer.max_steps={STEPS}",
+                   "trainer.val_check_interval=20", "callbacks.checkpoint.every_n_steps=20", "callbacks.item_log=true",
+                   "logger.wandb.enabled=true", "logger.wandb.mode=offline")
+
+
+def _finished(cluster, job: str, work: Path, *, restarts: int = 0, run: str = "pretrain") -> Path:
     def done() -> bool:
         info = cluster.job_info(job)
         return info.get("JobState") == "COMPLETED" and int(info.get("Restarts", 0)) >= restarts
@@ -76,7 +80,7 @@ def _finished(cluster, job: str, work: Path, *, restarts: int = 0) -> Path:
 
     cluster.wait(f"job {job}", done, timeout=TIMEOUT, failed=failed,
                  logs=lambda: "\n".join(f"--- {f.name}\n{f.read_text()[-3000:]}" for f in sorted(work.glob("*.out"))))
-    return work / "runs" / f"pretrain-{job}"
+    return work / "runs" / f"{run}-{job}"
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -100,7 +104,8 @@ def reference(cluster, store, tmp_path_factory) -> Path:
     return _finished(cluster, _pretrain(cluster, store, work), work)
 
 
-def _fake_job(cluster, tmp_path: Path, script: str, *args: str, cpus: int = 1) -> tuple[str, str, list[str]]:
+def _fake_job(cluster, tmp_path: Path, script: str, *args: str, cpus: int = 1,
+              trainer: str = "cpu") -> tuple[str, str, list[str]]:
     """Run slurm/SCRIPT with a stand-in SNPBAG that records what its rank got: (job id,
     final state, the recorded words: rank, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, arguments)."""
     fake = tmp_path / "fake-snpbag"
@@ -108,7 +113,7 @@ def _fake_job(cluster, tmp_path: Path, script: str, *args: str, cpus: int = 1) -
     fake.chmod(0o755)
     job = cluster.sbatch("-N1", "--ntasks-per-node=1", f"--cpus-per-task={cpus}", "--gpus-per-node=0", "--mem=0",
                          f"--chdir={tmp_path}", str(ROOT / "slurm" / script), *args,
-                         **_job_env(SNPBAG=str(fake), TRAINER="cpu", LOG_DIR=str(tmp_path)))
+                         **_job_env(SNPBAG=str(fake), TRAINER=trainer, LOG_DIR=str(tmp_path)))
     ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
     cluster.wait(f"job {job}", lambda: cluster.job_info(job).get("JobState") in ended, timeout=120)
     seen = tmp_path / "seen"
@@ -127,6 +132,12 @@ def test_workers_and_cpus_reach_the_ranks(cluster, tmp_path):
     assert omp == str(max(cpus - workers, 1))
     assert "trainer.num_nodes=1" in args and "trainer.devices=1" in args and f"name=pretrain-{job}" in args
     assert args[-1] == "data.store=x"  # the user's overrides come last, so they win
+
+
+def test_fsdp_preset_runs_fsdp_ranks(cluster, tmp_path):
+    """TRAINER=fsdp: the ranks run trainer.strategy=fsdp, every other preset DDP."""
+    _, state, words = _fake_job(cluster, tmp_path, "pretrain.sbatch", "data.store=x", trainer="fsdp")
+    assert state == "COMPLETED" and "trainer=fsdp" in words and "trainer.strategy=fsdp" in words
 
 
 def test_finetune_script(cluster, tmp_path):
@@ -222,3 +233,77 @@ def test_king_job_array_equals_single_run(cluster, store, tmp_path):
     parts = b"".join((tmp_path / f"rel.kin0.{k}").read_bytes() for k in (1, 2, 3))
     assert parts == (tmp_path / "single.kin0").read_bytes()
     assert all((tmp_path / f"rel.kin0.{k}").stat().st_size for k in (1, 2, 3))
+
+
+FT_STEPS, FT_EVERY = 4 * EPOCH_STEPS, 10  # fine-tuning: 4 epochs, last.ckpt every 10 steps
+
+
+def _step_runs(rows: list[tuple[int, int, int, int]]) -> dict[int, list[list[tuple[int, int, int, int]]]]:
+    """The item log's rows of each step, one list per time the step was trained (a run
+    restarted from a checkpoint appends the steps after it again)."""
+    runs: dict[int, list[list]] = {}
+    for i, row in enumerate(rows):
+        if i == 0 or rows[i - 1][0] != row[0]:
+            runs.setdefault(row[0], []).append([])
+        runs[row[0]][-1].append(row)
+    return runs
+
+
+def test_finetune_requeue_then_node_failure_and_resubmit(cluster, reference, store, tmp_path):
+    """slurm/finetune.sbatch (task=embed from the pretrained model, 2 gloo ranks): USR1 ->
+    save, requeue, resume; then a hard kill (SIGKILL, as a node failure: nothing saved)
+    after a periodic checkpoint and a manual resubmit with RUN_NAME: the new job continues
+    from that last.ckpt, the steps the killed job trained after it are trained again with
+    exactly the same items, and every epoch's items are each seen once in the end."""
+    model = tmp_path / "base"
+    export = subprocess.run([str(SNPBAG), "export", str(reference), str(model)], env={**os.environ, **_job_env()},
+                            capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    args = [f"data.store={store}", *TINY_TRAIN, "task=embed", f"task.init_from={model}", "task.head.options.patch=32",
+            "task.head.options.shape=[1,16]", "task.head.options.hidden=64", f"trainer.max_steps={FT_STEPS}",
+            "trainer.val_check_interval=20", f"callbacks.checkpoint.every_n_steps={FT_EVERY}", "callbacks.item_log=true"]
+    job = _submit(cluster, "finetune.sbatch", tmp_path, *args)
+    run_dir = tmp_path / "runs" / f"finetune-{job}"
+    items = rundir.items_log(run_dir, 0)
+
+    def trained_to(step: int):
+        return lambda: items.is_file() and any(r[0] >= step for r in read_item_log(items))
+
+    cluster.wait(f"job {job} at step 3", trained_to(3), timeout=TIMEOUT)
+    cluster.run("scancel", "--signal=USR1", job)
+    cluster.wait(f"job {job} requeued", lambda: int(cluster.job_info(job).get("Restarts", 0)) >= 1, timeout=TIMEOUT)
+    if cluster.job_info(job).get("Reason") == "BeginTime":
+        cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
+    periodic = FT_EVERY  # the first periodic last.ckpt after the requeue (at step 3-4)
+    cluster.wait(f"job {job} past step {periodic}", trained_to(periodic + 2), timeout=TIMEOUT)
+    cluster.run("scancel", "--signal=KILL", job)
+    ended = ("FAILED", "CANCELLED", "NODE_FAIL", "COMPLETED")
+    cluster.wait(f"job {job} killed", lambda: cluster.job_info(job).get("JobState") in ended, timeout=TIMEOUT)
+    assert cluster.job_info(job)["JobState"] != "COMPLETED"
+    last = rundir.checkpoints_dir(run_dir) / rundir.LAST_CKPT
+    at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    killed_at = [max(row[0] for row in read_item_log(rundir.items_log(run_dir, r))) for r in (0, 1)]
+    # the kill lands some steps after it is sent (a loaded machine): usually between two
+    # periodic checkpoints; exactly on one, nothing is lost and nothing is trained twice
+    assert periodic <= at <= min(killed_at) and max(killed_at) < FT_STEPS, (at, killed_at)
+
+    again = _submit(cluster, "finetune.sbatch", tmp_path, *args, RUN_NAME=run_dir.name)
+    _finished(cluster, again, tmp_path, run="finetune")
+    sessions = rundir.read_sessions(run_dir)
+    assert len(sessions) == 3 and sessions[2]["parameters"]["resumed_from"] == str(last)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == FT_STEPS
+
+    final = []
+    for r in (0, 1):
+        runs = _step_runs(read_item_log(rundir.items_log(run_dir, r)))
+        assert sorted(runs) == list(range(1, FT_STEPS + 1)), r
+        # trained twice exactly the steps the kill lost (after the checkpoint, up to the
+        # kill), and the second time on the same items; every other step once
+        twice = [step for step, times in runs.items() if len(times) == 2]
+        assert twice == list(range(at + 1, killed_at[r] + 1)), (r, at, killed_at, twice)
+        assert all(len(t) <= 2 and all(x == t[0] for x in t) for t in runs.values()), r
+        final.append({step: times[-1] for step, times in runs.items()})
+    for epoch in range(FT_STEPS // EPOCH_STEPS):
+        steps = range(epoch * EPOCH_STEPS + 1, (epoch + 1) * EPOCH_STEPS + 1)
+        seen = Counter((s, c) for rank in final for st in steps for _, s, c, _ in rank[st])
+        assert seen == _epoch_items(store, epoch), epoch

@@ -123,6 +123,23 @@ class SnpbagModule(LightningModule):
 
     # --- steps ---------------------------------------------------------------------------
 
+    def configure_model(self) -> None:
+        """trainer.strategy=fsdp: shard every encoder block, then the rest, over all ranks
+        (FSDP2: each block's parameters are gathered only while it runs). A no-op otherwise."""
+        mesh = self.device_mesh
+        if mesh is None:
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = mesh["data_parallel"]
+        for block in self.model.encoder.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
+        if self.global_rank == 0:
+            local = sum(p.to_local().numel() for p in self.model.parameters())
+            log.info("fsdp: rank 0 holds %d of the model's %d parameters (%d ranks)", local,
+                     sum(p.numel() for p in self.model.parameters()), mesh.size())
+
     def forward(self, batch):  # noqa: D401 - Lightning convention
         return self.model(batch)
 
@@ -227,7 +244,12 @@ class SnpbagModule(LightningModule):
         if every and self.global_step % every == 0:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             if grads:
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+                # a sharded (FSDP) gradient's norm is a partial DTensor: full_tensor() reduces it
+                from torch.distributed.tensor import DTensor
+
+                norms = [torch.linalg.vector_norm(g.float()) for g in grads]
+                norm = torch.linalg.vector_norm(torch.stack([n.full_tensor() if isinstance(n, DTensor) else n
+                                                             for n in norms]))
                 self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     # --- checkpoints: metadata and exact resume -------------------------------------------

@@ -375,15 +375,39 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
 
 
 def _strategy(cfg: TrainConfig):
-    """The Lightning strategy: DDP with the configured collective timeout, else the name."""
+    """The Lightning strategy: DDP with the configured collective timeout; fsdp: FSDP2
+    (fully_shard, SnpbagModule.configure_model) over every rank, through Lightning's
+    ModelParallelStrategy, which unlike its FSDPStrategy also runs on CPU with gloo (the
+    tests' 2-process runs); else the name."""
     from datetime import timedelta
 
     t = cfg.trainer
+    timeout = timedelta(seconds=t.collective_timeout_s)
     if t.strategy == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(timeout=timedelta(seconds=t.collective_timeout_s))
+        return DDPStrategy(timeout=timeout)
+    if t.strategy == "fsdp":
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        # one checkpoint file with whole weights and optimiser state, assembled on rank 0 in
+        # CPU memory: resume, pruning and export read files (a sharded checkpoint is a directory)
+        return ModelParallelStrategy(data_parallel_size=_world_size(cfg), tensor_parallel_size=1,
+                                     save_distributed_checkpoint=False, timeout=timeout)
     return t.strategy
+
+
+def _world_size(cfg: TrainConfig) -> int:
+    """Processes in the run: trainer.devices (or every visible GPU / 1 CPU process for
+    auto) x trainer.num_nodes."""
+    import torch
+
+    t = cfg.trainer
+    if str(t.devices).isdigit():
+        devices = int(t.devices)
+    else:
+        devices = torch.cuda.device_count() if t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else 1
+    return devices * t.num_nodes
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, *, loggers: list, callbacks: list):
