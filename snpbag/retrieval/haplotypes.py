@@ -44,6 +44,7 @@ from numba import njit
 
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
+from snpbag.retrieval.states import SELECTIONS, composite_panel, count_allowed, rank_states
 from snpbag.errors import InputError
 
 
@@ -59,13 +60,15 @@ class HaplotypePanel(PanelRows):
     block, margin : visible sites per block, and visible sites of context either side.
     ne : effective population size in the switch probability.
     eps : probability that a visible genotype disagrees with the copied pair.
+    selection : ``conflicts`` (K haplotypes per block) or ``composite`` (K composite
+        haplotypes per sequence, persistent across blocks): :mod:`snpbag.retrieval.states`.
     sample_ids : the panel's sample ids.
     store_rows : the store rows of the panel genomes (sorted), for leave-one-out.
     """
 
     def __init__(self, haplotypes: np.ndarray, cm: np.ndarray, *, states: int = 48, block: int = 64,
-                 margin: int = 64, ne: float = 1e5, eps: float = 1e-3, sample_ids=None,
-                 store_rows: np.ndarray | None = None):
+                 margin: int = 64, ne: float = 1e5, eps: float = 1e-3, selection: str = "conflicts",
+                 sample_ids=None, store_rows: np.ndarray | None = None):
         h = np.asarray(haplotypes)
         if h.ndim != 3 or h.shape[2] != 2 or h.shape[0] < 2:
             raise InputError(f"haplotype panel: need (genomes >= 2, sites, 2) alleles, got {h.shape}")
@@ -78,12 +81,15 @@ class HaplotypePanel(PanelRows):
         if states < 1 or block < 1 or margin < 1 or ne <= 0 or not 0 < eps < 0.5:
             raise InputError(f"haplotype panel: states={states}, block={block}, margin={margin}, ne={ne}, eps={eps}: "
                              "need states, block, margin >= 1, ne > 0 and 0 < eps < 0.5")
+        if selection not in SELECTIONS:
+            raise InputError(f"haplotype panel: state selection {selection!r}; use one of {', '.join(SELECTIONS)}")
         # site-major, one row of 2·n alleles per site (genome g's copies at 2g, 2g+1): the
         # kernels' per-site loops read contiguous rows
         self.by_site = np.ascontiguousarray(h.astype(np.int8, copy=False).transpose(1, 0, 2).reshape(h.shape[1], -1))
         self.cm = cm
         self.states, self.block, self.margin = int(states), int(block), int(margin)
         self.ne, self.eps = float(ne), float(eps)
+        self.selection = selection
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
         self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)
 
@@ -179,7 +185,12 @@ class HaplotypePanel(PanelRows):
         if not allowed.any():
             return out, held
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
-        _copy_probs(panel, gi, cm, allowed, self.states, self.block, self.margin, self.ne, self.eps,
+        n_ref = 0
+        if self.selection == "composite" and (gi >= 0).any():  # copy from the sequence's composite haplotypes
+            n_ref = int(allowed.sum())
+            panel = composite_panel(panel, gi, allowed=allowed, states=self.states, genotype=True)
+            allowed = np.ones(panel.shape[1], dtype=np.bool_)
+        _copy_probs(panel, gi, cm, allowed, n_ref, self.states, self.block, self.margin, self.ne, self.eps,
                     conflict_stride(self.block, self.margin), out, held)
         return out, held
 
@@ -189,6 +200,7 @@ class HaplotypePanel(PanelRows):
             np.savez_compressed(fh, bits=np.packbits(self.by_site, axis=1), n_haplotypes=self.by_site.shape[1],
                                 cm=self.cm,
                                 states=self.states, block=self.block, margin=self.margin, ne=self.ne, eps=self.eps,
+                                selection=self.selection,
                                 sample_ids=self.sample_ids if self.sample_ids is not None else np.zeros(0, dtype=str))
 
     @classmethod
@@ -202,7 +214,8 @@ class HaplotypePanel(PanelRows):
                 # back to site-major is then a plain contiguous copy-free reshape
                 h = by_site.reshape(by_site.shape[0], nh // 2, 2).transpose(1, 0, 2)
                 return cls(h, z["cm"], states=int(z["states"]), block=int(z["block"]), margin=int(z["margin"]),
-                           ne=float(z["ne"]), eps=float(z["eps"]), sample_ids=ids if ids.size else None)
+                           ne=float(z["ne"]), eps=float(z["eps"]), sample_ids=ids if ids.size else None,
+                           selection=str(z["selection"]) if "selection" in z else "conflicts")
         except (OSError, KeyError, ValueError) as e:
             raise InputError(f"{path}: not a snpbag haplotype panel ({type(e).__name__}: {e}); "
                              "re-export the model") from e
@@ -212,41 +225,6 @@ def conflict_stride(block: int, margin: int) -> int:
     """Visible sites between the rows of the conflict table that block selection reads: every
     block start and margin edge is a multiple of gcd(block, margin), or the end."""
     return math.gcd(block, margin)
-
-
-@njit(cache=True, nogil=True)
-def count_allowed(allowed):  # pragma: no cover - compiled
-    """Haplotypes a sequence may copy from (the ones not excluded as its own or its sources):
-    the H in the switch probability and the cap on K."""
-    n = 0
-    for h in range(allowed.size):
-        if allowed[h]:
-            n += 1
-    return n
-
-
-@njit(cache=True, nogil=True)
-def tie_hash(h):  # pragma: no cover - compiled
-    """A fixed pseudo-random tie-break of haplotype row h, so no population is favoured by
-    its row order in the panel."""
-    return (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
-
-
-@njit(cache=True, nogil=True)
-def rank_states(near, wide, span, allowed, K, out):  # pragma: no cover - compiled
-    """out[:K] = the K allowed haplotypes with the fewest conflicts ``near`` (block and
-    margins), ties by ``wide`` (< ``span``), then by :func:`tie_hash`: the state-selection
-    rule shared by imputation (:func:`select_states`) and phasing."""
-    nh = near.size
-    key = np.empty(nh, dtype=np.int64)
-    for h in range(nh):
-        if allowed[h]:
-            key[h] = ((np.int64(near[h]) * span + np.int64(wide[h])) << 20) | tie_hash(h)
-        else:
-            key[h] = np.iinfo(np.int64).max
-    order = np.argsort(key)
-    for i in range(K):
-        out[i] = order[i]
 
 
 @njit(cache=True, nogil=True)
@@ -428,14 +406,17 @@ def backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev,
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _copy_probs(panel, g, cm, allowed, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
+def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc);
     with loo of shape (L, 3), loo[s] = the same at each visible site s with its own emission
     left out (leave-one-out), NaN elsewhere; a (0, 3) loo skips that. Conflict counts are
-    kept every ``stride`` visible sites (:func:`conflict_stride`)."""
+    kept every ``stride`` visible sites (:func:`conflict_stride`); ``n_ref`` haplotypes in the
+    switch probability (0: the allowed ones of ``panel``; a composite panel's are fewer)."""
     L, nh = panel.shape
     n_allowed = count_allowed(allowed)
     K = min(K, n_allowed)
+    if n_ref > 0:
+        n_allowed = n_ref
     m = 0
     for s in range(L):
         if g[s] >= 0:
