@@ -21,6 +21,7 @@ model alone; a phasing head on the encoder (issue #13) is a later step.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -233,6 +234,7 @@ def phase(
     device: str = "cpu",
     seed: int = 0,
     rephase: bool = False,
+    state_selection: str | None = None,
     options: phasing.PhaseOptions | None = None,
     progress: bool = True,
     report_dir: str | Path | None = None,
@@ -251,6 +253,8 @@ def phase(
     device : only ``cpu`` runs the copying model (``cuda`` is refused until the phasing head lands).
     seed : the random start of cohort-only phasing.
     rephase : phase samples that are already phased too.
+    state_selection : the copying model's state selection, ``conflicts`` or ``composite``
+        (:mod:`snpbag.retrieval.states`), replacing that of ``options``.
     report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
 
     Raises
@@ -274,6 +278,8 @@ def phase(
         raise InputError(f"--input {input}: BCF input is not supported for phasing (records are rewritten as text); "
                          "convert it with `bcftools view -Oz -o input.vcf.gz`")
     options = options or phasing.PhaseOptions()
+    if state_selection is not None:
+        options = dataclasses.replace(options, selection=state_selection)
     sample_list = read_sample_file(samples) if samples is not None else None
     target = read_snps(input, samples=sample_list, region=region, threads=threads)
     if ref is not None:
