@@ -58,8 +58,8 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.haplotypes import (alleles_at, normalise, advance, backward, forward, switch_rho,
-                                         emission_rows)
+from snpbag.retrieval.copying import (alleles_at, normalise, advance, backward, forward, switch_rho,
+                                     emission_rows)
 from snpbag.retrieval.states import SELECTIONS, composite_panel, count_allowed, rank_states, tie_hash
 
 
@@ -87,8 +87,8 @@ class PhaseOptions:
     eps: float = 1e-3
     iterations: int = 6
     rounds: int = 2
-    selection: str = "conflicts"
-    step: int = 16
+    selection: str = "composite"
+    step: int = 8
     width: int = 2
     matches: int = 2
 
@@ -169,6 +169,23 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
             _phase_kernel(panel[a:b], d[a:b], first_alt[a:b], cm[a:b], allowed, 0, o.states, o.block, o.margin,
                           o.ne, o.eps, est[a:b], estimate is not None, hap[a:b], pp[a:b])
     return hap, pp, d < 0
+
+
+def phased_composite(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
+                     step: int = 4, options: PhaseOptions | None = None) -> np.ndarray:
+    """(L, K) composite haplotypes of one unphased sequence for imputation, built as Beagle
+    does: phase its visible sites first (:func:`phase_rounds` with ``options``), then match
+    the two phased haplotypes to the panel (:func:`~snpbag.retrieval.states.composite_panel`,
+    ``step`` visible sites per step). dosage : (L,) 0/1/2 visible, −1 hidden."""
+    o = options or PhaseOptions()
+    vis = np.flatnonzero(dosage >= 0)
+    calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
+    hap, _, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
+                             rounds=o.rounds)
+    query = np.full((panel.shape[0], 2), -1, dtype=np.int8)
+    query[vis] = hap
+    return composite_panel(panel, query, allowed=allowed, states=states, genotype=False, step=step,
+                           width=o.width, matches=o.matches)
 
 
 def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):

@@ -104,6 +104,11 @@ def peer_command(tool: str, *, given: Path, ref: Path | None, maps: dict[str, Pa
     raise ValueError(tool)
 
 
+#: snpbag rows: the copying model with its default states or the named state selection
+#: (``snpbag phase --state-selection``), and the encoder head.
+SNPBAG_TOOLS = ("copying", "copying_conflicts", "copying_composite", "encoder")
+
+
 def has_peer(tool: str) -> bool:
     return any(shutil.which(e) for e in EAGLE) if tool == "eagle" else bool(shutil.which(tool))
 
@@ -115,9 +120,10 @@ def snpbag_phase_available() -> bool:
 
 
 def snpbag_command(*, given: Path, ref: Path | None, model: Path | None, maps: dict[str, Path], out: Path,
-                   threads: int, seed: int) -> tuple[list[str], Path]:
+                   threads: int, seed: int, selection: str | None = None) -> tuple[list[str], Path]:
     cmd = [sys.executable, "-m", "snpbag.cli", "phase", "--input", str(given), "--output", f"{out}.vcf.gz",
            "--map", str(maps["plink"]), "--threads", str(threads), "--seed", str(seed)]
+    cmd += ["--state-selection", selection] if selection else []
     cmd += ["--model", str(model)] if model else (["--ref", str(ref)] if ref else [])
     return cmd, out.with_name(out.name + ".vcf.gz")
 
@@ -156,22 +162,24 @@ def run_setting(setting: Setting, *, sim: Path, wd: Path, tools: list[str], thre
             print(f"[{setting.name}] {PEERS[tool]}", file=sys.stderr)
             t = sh(cmd, log=sd / f"{tool}.time")
             res["tools"].append(scored(PEERS[tool], truth=truth, estimate=out, given=given, groups=groups, timing=t))
-        elif tool in ("copying", "encoder"):
-            name = "snpbag (copying model)" if tool == "copying" else "snpbag (encoder head)"
+        elif tool in SNPBAG_TOOLS:
+            selection = tool.split("_", 1)[1] if "_" in tool else None
+            name = ("snpbag (encoder head)" if tool == "encoder" else
+                    "snpbag (copying model)" if selection is None else f"snpbag (copying model, {selection} states)")
             if tool == "encoder" and model is None:
                 continue
             if not snpbag_phase_available():
                 res["tools"].append({"tool": name, "status": "not available (no `snpbag phase` on this commit)"})
                 continue
             cmd, out = snpbag_command(given=given, ref=ref, model=model if tool == "encoder" else None, maps=maps,
-                                      out=sd / f"snpbag_{tool}", threads=threads, seed=seed)
+                                      out=sd / f"snpbag_{tool}", threads=threads, seed=seed, selection=selection)
             for p in (out, Path(f"{out}.tbi"), Path(f"{out}.csi")):
                 p.unlink(missing_ok=True)
             print(f"[{setting.name}] {name}", file=sys.stderr)
             t = sh(cmd, log=sd / f"snpbag_{tool}.time")
             res["tools"].append(scored(name, truth=truth, estimate=out, given=given, groups=groups, timing=t))
         else:
-            raise SystemExit(f"--tools: unknown tool {tool!r} (choose from {', '.join([*PEERS, 'copying', 'encoder'])})")
+            raise SystemExit(f"--tools: unknown tool {tool!r} (choose from {', '.join([*PEERS, *SNPBAG_TOOLS])})")
     return res
 
 
@@ -211,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--array-fraction", type=float, default=0.2)
     ap.add_argument("--settings", default="a,b,c,d")
     ap.add_argument("--tools", default="shapeit4,beagle,eagle,copying,encoder",
-                    help="copying: `snpbag phase` with the panel alone; encoder: with --snpbag-model")
+                    help="copying: `snpbag phase` with the panel alone (copying_conflicts / copying_composite: with "
+                         "that --state-selection); encoder: with --snpbag-model")
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model directory with a phasing head")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
