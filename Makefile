@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 # 2-core machines: busy-waiting OpenMP threads make torch ~8x slower; see docs/cpu.md
 export OMP_WAIT_POLICY ?= passive
 export WANDB_MODE ?= offline
-APT_PACKAGES := bcftools tabix plink2 vcftools beagle shapeit4 bio-eagle chromium slurm-wlm munge
+APT_PACKAGES := bcftools tabix plink2 vcftools beagle minimac4 shapeit4 bio-eagle chromium slurm-wlm munge
 
 .PHONY: demo test venv peers clean-venv bench gpu
 

@@ -257,3 +257,35 @@ def test_an_unphased_panel_is_refused(tmp_path):
     unphased.write_text(ref.read_text().replace("|", "/"))
     with pytest.raises(InputError, match=r"--ref .*unphased_panel.vcf: the panel is not phased .*Beagle, SHAPEIT"):
         phase(input=tgt, output=tmp_path / "o.vcf.gz", ref=unphased, options=FAST, progress=False)
+
+
+@requires_tool("minimac4", "bgzip", "tabix")
+def test_minimac4_takes_the_output_as_phased_input(tmp_path):
+    """The step after phasing on an imputation server: minimac4 reads our haplotypes as its
+    phased target. The unphased input with missing calls is what it cannot take (it aborts
+    on the NaN dosages of the missing calls), so the check discriminates."""
+    ref, tgt, truth, miss, ids = _cohort(tmp_path, n_sites=120)
+    assert miss.any()
+    out = tmp_path / "p.vcf.gz"
+    phase(input=tgt, output=out, ref=ref, options=FAST, progress=False)
+    subprocess.run(["bgzip", "-f", str(ref)], check=True)
+    msav = tmp_path / "ref.msav"
+    with open(msav, "wb") as f:
+        subprocess.run(["minimac4", "--compress-reference", f"{ref}.gz"], stdout=f, stderr=subprocess.DEVNULL, check=True)
+
+    def minimac(target: Path, name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["minimac4", str(msav), str(target), "-O", "vcf.gz", "-o", str(tmp_path / f"{name}.vcf.gz"),
+                               "-e", str(tmp_path / f"{name}.emp.vcf.gz")], capture_output=True, text=True)
+
+    unphased = tmp_path / "t.vcf.gz"
+    with open(unphased, "wb") as f:
+        subprocess.run(["bgzip", "-c", str(tgt)], stdout=f, check=True)
+    subprocess.run(["tabix", "-p", "vcf", str(unphased)], check=True)
+    assert minimac(unphased, "u").returncode != 0
+    run = minimac(out, "imp")
+    assert run.returncode == 0, run.stderr[-500:]
+    ours = {r[1]: [f.split(":")[0] for f in r[9:]] for r in _records(out)[1:] if r[8].startswith("GT:PP")}
+    theirs = {r[1]: [f.split(":")[0] for f in r[9:]] for r in _records(tmp_path / "imp.emp.vcf.gz")[1:]}
+    assert len(theirs) == len(ours) == 120 and theirs == ours  # our phase, read as given
+    imputed = _records(tmp_path / "imp.vcf.gz")
+    assert imputed[0][9:] == ids and len(imputed) == 121
