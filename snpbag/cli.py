@@ -241,7 +241,7 @@ def info(model):
 @click.option("--output", required=True, type=path_in)
 @click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
 @click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
-              help="With --ref: the copying model's states (default: composite).")
+              help="With --ref: the copying model's states (default: conflicts).")
 @click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)
