@@ -30,6 +30,7 @@ from snpbag.inference import seq2king as _s2k_inference  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
+from snpbag.retrieval.states import SELECTIONS  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -256,6 +257,8 @@ def info(model):
 @click.option("--input", "input", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in)
 @click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
+@click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
+              help="With --ref: the copying model's states (default: conflicts).")
 @click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)
@@ -266,11 +269,11 @@ def info(model):
 @click.option("--format", "fmt", default="GT,DS,GP", show_default=True, help="FORMAT fields (GT,DS,GP,HDS).")
 @click.option("--replace-typed", is_flag=True, help="Write model genotypes at typed sites too (default: keep input calls).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
-def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, samples, region, batch_size, device,
-           min_r2, fmt, replace_typed, report_dir):
+def impute(model, ref, input, output, genetic_map, state_selection, copying_only, split_chrom, samples, region,
+           batch_size, device, min_r2, fmt, replace_typed, report_dir):
     """Impute untyped and missing genotypes of array data (with --model DIR or --ref PANEL)."""
     s = _impute.impute(model=model, ref=ref, input=input, output=output, genetic_map=genetic_map,
-            copying_only=copying_only, split_chrom=split_chrom, samples=samples, region=region,
+            state_selection=state_selection, copying_only=copying_only, split_chrom=split_chrom, samples=samples, region=region,
             batch_size=batch_size, device=device, min_r2=min_r2, fmt=fmt, replace_typed=replace_typed,
             report_dir=report_dir)
     click.echo(f"{s.site_report}\n{s.write_report}\n"
@@ -290,14 +293,16 @@ def impute(model, ref, input, output, genetic_map, copying_only, split_chrom, sa
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
 @click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
+@click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
+              help="The copying model's states (default: composite).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
 def phase(input, output, ref, model, copying_only, genetic_map, samples, region, threads, device, seed, rephase,
-          report_dir):
+          state_selection, report_dir):
     """Phase a VCF with the haplotype-copying model (and a phasing model's head), against a panel or the cohort."""
     s = _phase.phase(input=input, output=output, ref=ref, model=model, copying_only=copying_only,
                      genetic_map=genetic_map, samples=samples,
                      region=region, threads=threads, device=device, seed=seed, rephase=rephase,
-                     report_dir=report_dir)
+                     state_selection=state_selection, report_dir=report_dir)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 

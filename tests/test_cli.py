@@ -129,21 +129,21 @@ def test_impute(runner, monkeypatch):
                                   "--samples", "s.txt", "--region", "22", "--batch-size", "4", "--device", "cuda",
                                   "--min-r2", "0.3", "--format", "GT,DS", "--replace-typed", "--report", "rep"])
     f.assert_called_once_with(model="m", ref=None, input="a.vcf.gz", output="o.vcf.gz", genetic_map=None,
-                              copying_only=False, split_chrom=False, samples="s.txt", region="22",
+                              state_selection=None, copying_only=False, split_chrom=False, samples="s.txt", region="22",
                               batch_size=4, device="cuda", min_r2=0.3, fmt="GT,DS", replace_typed=True,
                               report_dir="rep")
     assert result.output == "sites: 10 typed\nwrote o.vcf.gz\n4 samples in 2.0 s (2.00 samples/s)\n"
     with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
         _invoke(runner, ["impute", "--model", "m", "--input", "a.vcf.gz", "--output", "o.vcf.gz"])
     f.assert_called_once_with(model="m", ref=None, input="a.vcf.gz", output="o.vcf.gz", genetic_map=None,
-                              copying_only=False, split_chrom=False, samples=None, region=None,
+                              state_selection=None, copying_only=False, split_chrom=False, samples=None, region=None,
                               batch_size=16, device="cpu", min_r2=None, fmt="GT,DS,GP", replace_typed=False,
                               report_dir=None)
     with mock.patch(_target(monkeypatch, "snpbag.inference.impute", "impute"), return_value=summary) as f:
         _invoke(runner, ["impute", "--ref", "p.vcf.gz", "--map", "g.map", "--input", "a.vcf.gz",
-                         "--output", "o.vcf.gz", "--split-chrom"])
+                         "--output", "o.vcf.gz", "--split-chrom", "--state-selection", "composite"])
     f.assert_called_once_with(model=None, ref="p.vcf.gz", input="a.vcf.gz", output="o.vcf.gz", genetic_map="g.map",
-                              copying_only=False, split_chrom=True, samples=None, region=None,
+                              state_selection="composite", copying_only=False, split_chrom=True, samples=None, region=None,
                               batch_size=16, device="cpu", min_r2=None, fmt="GT,DS,GP", replace_typed=False,
                               report_dir=None)
 
@@ -154,18 +154,18 @@ def test_phase(runner, monkeypatch):
     with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
         result = _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--ref", "r.vcf.gz",
                                   "--map", "g.map", "--samples", "s.txt", "--region", "22", "--threads", "3",
-                                  "--seed", "7", "--rephase", "--report", "rep"])
+                                  "--seed", "7", "--rephase", "--state-selection", "conflicts", "--report", "rep"])
     f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref="r.vcf.gz", model=None, copying_only=False,
                               genetic_map="g.map",
                               samples="s.txt", region="22", threads=3, device="cpu", seed=7, rephase=True,
-                              report_dir="rep")
+                              state_selection="conflicts", report_dir="rep")
     assert result.output == "phased 10 of 12 biallelic SNPs\n4 samples in 2.0 s (2.00 samples/s)\n"
     with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
         _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--model", "m", "--copying-only"])
     f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref=None, model="m", copying_only=True,
                               genetic_map=None,
                               samples=None, region=None, threads=None, device="cpu", seed=0, rephase=False,
-                              report_dir=None)
+                              state_selection=None, report_dir=None)
 
 
 def test_demo(runner, monkeypatch):

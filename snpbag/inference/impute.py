@@ -225,6 +225,7 @@ def impute(
     output: str | Path,
     ref: str | Path | None = None,
     genetic_map: str | Path | None = None,
+    state_selection: str | None = None,
     copying_only: bool = False,
     split_chrom: bool = False,
     samples: str | Path | None = None,
@@ -249,6 +250,8 @@ def impute(
         ``<prefix>.excluded.tsv`` (input sites not used, with the reason) are written beside it.
     ref : phased reference panel, VCF/BCF or ``snpbag convert`` store (snpbag.inference.refpanel).
     genetic_map : PLINK .map or HapMap-style map for ``ref`` (default 1 cM/Mb).
+    state_selection : with ``ref``: the copying model's state selection, ``conflicts`` or
+        ``composite`` (:mod:`snpbag.retrieval.states`; default: refpanel.REF_OPTIONS).
     copying_only : with ``model``: its haplotype panel's copying model alone, no encoder.
     split_chrom : one output per chromosome (:func:`output_parts` names them).
     samples : file with one sample id per line (default: all).
@@ -291,7 +294,10 @@ def impute(
     with ExitStack() as stack:
         if ref is not None:
             store = stack.enter_context(refpanel.panel_store(ref))
-            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map)
+            options = dict(refpanel.REF_OPTIONS)
+            if state_selection is not None:
+                options["selection"] = state_selection
+            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map, options=options)
             engine = Engine(store.vocab, partial(copying_probabilities, panels.for_tile),
                             f"snpbag_ref={Path(ref).resolve()}", fit_temperature=False)
         else:

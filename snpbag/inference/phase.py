@@ -23,6 +23,7 @@ any haplotype-retrieval model through the copying model alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -238,6 +239,7 @@ def phase(
     device: str = "cpu",
     seed: int = 0,
     rephase: bool = False,
+    state_selection: str | None = None,
     options: phasing.PhaseOptions | None = None,
     progress: bool = True,
     report_dir: str | Path | None = None,
@@ -258,6 +260,8 @@ def phase(
     device : where the phasing head runs (``cuda`` only with a phasing model; the copying model runs on the CPU).
     seed : the random start of cohort-only phasing.
     rephase : phase samples that are already phased too.
+    state_selection : the copying model's state selection, ``conflicts`` or ``composite``
+        (:mod:`snpbag.retrieval.states`), replacing that of ``options``.
     report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
 
     Raises
@@ -285,6 +289,8 @@ def phase(
         raise InputError(f"--input {input}: BCF input is not supported for phasing (records are rewritten as text); "
                          "convert it with `bcftools view -Oz -o input.vcf.gz`")
     options = options or phasing.PhaseOptions()
+    if state_selection is not None:
+        options = dataclasses.replace(options, selection=state_selection)
     sample_list = read_sample_file(samples) if samples is not None else None
     target = read_snps(input, samples=sample_list, region=region, threads=threads)
     if ref is not None:

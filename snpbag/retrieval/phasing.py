@@ -58,8 +58,9 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.haplotypes import (alleles_at, count_allowed, normalise, advance, backward, forward,
-                                         rank_states, switch_rho, emission_rows, tie_hash)
+from snpbag.retrieval.copying import (alleles_at, normalise, advance, backward, forward, switch_rho,
+                                     emission_rows)
+from snpbag.retrieval.states import SELECTIONS, composite_panel, count_allowed, rank_states, tie_hash
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class PhaseOptions:
     iterations : cohort-only rounds (each re-phases every sample once).
     rounds : with a panel, passes per sample (the states of a pass chosen by similarity to
         the last pass's haplotypes; the first by conflicts).
+    selection : ``conflicts`` (K haplotypes per block) or ``composite`` (K composite
+        haplotypes per target that persist across blocks), :mod:`snpbag.retrieval.states`;
+    step, width, matches : the composite rule's informative sites per step, steps either
+        side in a match's window, and haplotypes matched per query haplotype per step.
     """
 
     states: int = 40
@@ -82,8 +87,16 @@ class PhaseOptions:
     eps: float = 1e-3
     iterations: int = 6
     rounds: int = 2
+    selection: str = "composite"
+    step: int = 8
+    width: int = 2
+    matches: int = 2
 
     def __post_init__(self):
+        if self.selection not in SELECTIONS:
+            raise InputError(f"phasing options: selection {self.selection!r}; use one of {', '.join(SELECTIONS)}")
+        if self.step < 1 or self.width < 0 or self.matches < 1:
+            raise InputError(f"phasing options {self}: need step >= 1, width >= 0, matches >= 1")
         if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \
                 or self.iterations < 1 or self.rounds < 1:
             raise InputError(f"phasing options {self}: need states >= 2, block, margin, iterations, rounds >= 1, "
@@ -142,10 +155,37 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     est = np.zeros((L, 2), dtype=np.int8) if estimate is None else np.ascontiguousarray(estimate, dtype=np.int8)
     o = options
     for a, b in bounds:
-        if b > a:
-            _phase_kernel(panel[a:b], d[a:b], first_alt[a:b], cm[a:b], allowed, o.states, o.block, o.margin,
+        if b <= a:
+            continue
+        if o.selection == "composite" and estimate is not None:
+            # the HMM runs on the K composite haplotypes matched to the current estimate (a
+            # first round's states come by conflicts: an unphased genotype matches too loosely)
+            comp = composite_panel(panel[a:b], est[a:b], allowed=allowed, states=o.states, genotype=False,
+                                   step=o.step, width=o.width, matches=o.matches)
+            _phase_kernel(comp, d[a:b], first_alt[a:b], cm[a:b], np.ones(comp.shape[1], np.bool_),
+                          int(np.count_nonzero(allowed)), comp.shape[1], o.block, o.margin, o.ne, o.eps, est[a:b],
+                          False, hap[a:b], pp[a:b])
+        else:
+            _phase_kernel(panel[a:b], d[a:b], first_alt[a:b], cm[a:b], allowed, 0, o.states, o.block, o.margin,
                           o.ne, o.eps, est[a:b], estimate is not None, hap[a:b], pp[a:b])
     return hap, pp, d < 0
+
+
+def phased_composite(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
+                     step: int = 4, options: PhaseOptions | None = None) -> np.ndarray:
+    """(L, K) composite haplotypes of one unphased sequence for imputation, built as Beagle
+    does: phase its visible sites first (:func:`phase_rounds` with ``options``), then match
+    the two phased haplotypes to the panel (:func:`~snpbag.retrieval.states.composite_panel`,
+    ``step`` visible sites per step). dosage : (L,) 0/1/2 visible, −1 hidden."""
+    o = options or PhaseOptions()
+    vis = np.flatnonzero(dosage >= 0)
+    calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
+    hap, _, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
+                             rounds=o.rounds)
+    query = np.full((panel.shape[0], 2), -1, dtype=np.int8)
+    query[vis] = hap
+    return composite_panel(panel, query, allowed=allowed, states=states, genotype=False, step=step,
+                           width=o.width, matches=o.matches)
 
 
 def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):
@@ -382,12 +422,15 @@ def _place(hap, s, alt_hap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _phase_kernel(panel, g, first_alt, cm, allowed, K, block, margin, ne, eps, est, use_est, hap, pp):  # pragma: no cover
+def _phase_kernel(panel, g, first_alt, cm, allowed, n_ref, K, block, margin, ne, eps, est, use_est, hap, pp):  # pragma: no cover
     """hap, pp of one sequence (every site in the HMM; missing calls emit uniformly); states
-    chosen by conflicts, or by similarity to the estimated haplotypes ``est`` if ``use_est``."""
+    chosen by conflicts, or by similarity to the estimated haplotypes ``est`` if ``use_est``;
+    ``n_ref`` haplotypes in the switch probability (0: the allowed ones of ``panel``)."""
     L, nh = panel.shape
     n_allowed = count_allowed(allowed)
     K = min(K, n_allowed)
+    if n_ref > 0:
+        n_allowed = n_ref
     vis = np.arange(L)
     cand = np.empty(K, dtype=np.int64)
     W = min(L, block + 2 * margin)

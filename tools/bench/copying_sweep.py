@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--margin", type=int, default=128)
     ap.add_argument("--ne", type=float, default=1e5)
+    ap.add_argument("--selection", default="conflicts", help="state selection: conflicts | composite")
     _results.add_json_option(ap)
     a = ap.parse_args()
 
@@ -41,7 +42,7 @@ def main() -> None:
     st = open_store(a.workdir / "ref.zarr")
     pos = np.asarray(st.variant_position)[st.vocab.variant]
     panel = HaplotypePanel.from_store(st, np.arange(st.n_samples), states=a.states, block=a.block,
-                                      margin=a.margin, ne=a.ne)
+                                      margin=a.margin, ne=a.ne, selection=a.selection)
     keys, truth, _ = read_truth(a.workdir / "sim" / "targets.vcf.gz")
     row = {k[1]: i for i, k in enumerate(keys)}
     T = truth[[row[int(p)] for p in pos]].T[:a.targets]  # targets x vocabulary sites
@@ -55,10 +56,11 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     call, ds = gp.argmax(-1), gp[..., 1] + 2 * gp[..., 2]
     ev = ~on
-    setting = {"states": a.states, "block": a.block, "margin": a.margin, "ne": a.ne, "density": a.density}
+    setting = {"states": a.states, "block": a.block, "margin": a.margin, "ne": a.ne, "density": a.density,
+               "selection": a.selection}
     rows = [{"maf_bin": "all", **setting, "targets": a.targets, "seconds": seconds,
              "concordance": np.mean(call[:, ev] == T[:, ev])}]
-    print(f"K={a.states} block={a.block} margin={a.margin} ne={a.ne:g} density={a.density:g}: {a.targets} targets "
+    print(f"{a.selection} K={a.states} block={a.block} margin={a.margin} ne={a.ne:g} density={a.density:g}: {a.targets} targets "
           f"in {seconds:.1f} s; concordance {np.mean(call[:, ev] == T[:, ev]):.4f}")
     for lo, hi in BINS:
         s = ev & (maf >= lo) & (maf < hi)

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
     ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
                     help="copying: the haplotype-copying retrieval input of a haplotypes model alone; "
-                         "ref: `snpbag impute --ref reference.vcf.gz` (no model)")
+                         "ref: `snpbag impute --ref reference.vcf.gz` (no model; ref_conflicts / ref_composite: with "
+                         "that --state-selection)")
     ap.add_argument("--plots", type=Path, default=None, help="write r2_by_maf_D.png and r2_calibration_D.png here")
     _results.add_json_option(ap)
     args = ap.parse_args(argv)
@@ -157,13 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--model", str(model), "--input", str(target_in),
                     "--output", str(out), "--batch-size", "32"], log=dd / "snpbag.time")
             res["tools"].append(scored(f"snpbag ({model.name})", out, t))
-        if "ref" in tools:  # one command from the phased panel, no training
-            out = dd / "snpbag_ref.vcf.gz"
-            for p in (out, Path(f"{out}.tbi"), dd / "snpbag_ref.info.tsv", dd / "snpbag_ref.excluded.tsv"):
+        for tool in [t for t in tools if t == "ref" or t.startswith("ref_")]:  # one command from the panel
+            selection = tool[4:]  # ref_conflicts / ref_composite: with that --state-selection
+            out = dd / f"snpbag_{tool}.vcf.gz"
+            for p in (out, Path(f"{out}.tbi"), dd / f"snpbag_{tool}.info.tsv", dd / f"snpbag_{tool}.excluded.tsv"):
                 p.unlink(missing_ok=True)
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--ref", str(ref_vcf), "--input", str(target_in),
-                    "--output", str(out), "--batch-size", "32", *map_args.get("ref", [])], log=dd / "snpbag_ref.time")
-            res["tools"].append(scored("snpbag --ref (copying model, no training)", out, t))
+                    "--output", str(out), "--batch-size", "32", *map_args.get("ref", []),
+                    *(["--state-selection", selection] if selection else [])], log=dd / f"snpbag_{tool}.time")
+            label = f", {selection} states" if selection else ""
+            res["tools"].append(scored(f"snpbag --ref (copying model{label}, no training)", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
         if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():
             t0 = time.perf_counter()

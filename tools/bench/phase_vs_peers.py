@@ -61,8 +61,11 @@ SETTINGS = {s.name: s for s in (
     Setting("d", "admixed targets, full density, panel", "admixed", array=False, panel=True),
 )}
 PEERS = {"shapeit4": "SHAPEIT4", "beagle": "Beagle 5.4", "eagle": "Eagle2"}
-SNPBAG = {"copying": "snpbag (copying model)", "model-copying": "snpbag (copying model, model panel)",
-          "encoder": "snpbag (encoder head)"}
+#: snpbag rows: the copying model with its default states or the named state selection
+#: (``snpbag phase --state-selection``), the same with a model's panel, and the encoder head.
+SNPBAG = {"copying": "snpbag (copying model)", "copying_conflicts": "snpbag (copying model, conflicts states)",
+          "copying_composite": "snpbag (copying model, composite states)",
+          "model-copying": "snpbag (copying model, model panel)", "encoder": "snpbag (encoder head)"}
 EAGLE = ("eagle", "bio-eagle")  # Debian's bio-eagle installs it under the second name
 QUICK = {"samples_per_pop": 60, "length": 1_000_000, "targets": 30}
 MAP_STEP = 100_000  # bp between map points (the map is uniform; points only bound the region)
@@ -106,6 +109,8 @@ def peer_command(tool: str, *, given: Path, ref: Path | None, maps: dict[str, Pa
     raise ValueError(tool)
 
 
+
+
 def has_peer(tool: str) -> bool:
     return any(shutil.which(e) for e in EAGLE) if tool == "eagle" else bool(shutil.which(tool))
 
@@ -117,9 +122,11 @@ def snpbag_phase_available() -> bool:
 
 
 def snpbag_command(*, given: Path, ref: Path | None, model: Path | None, maps: dict[str, Path], out: Path,
-                   threads: int, seed: int, copying_only: bool = False) -> tuple[list[str], Path]:
+                   threads: int, seed: int, copying_only: bool = False,
+                   selection: str | None = None) -> tuple[list[str], Path]:
     cmd = [sys.executable, "-m", "snpbag.cli", "phase", "--input", str(given), "--output", f"{out}.vcf.gz",
            "--map", str(maps["plink"]), "--threads", str(threads), "--seed", str(seed)]
+    cmd += ["--state-selection", selection] if selection else []
     cmd += ["--model", str(model)] if model else (["--ref", str(ref)] if ref else [])
     cmd += ["--copying-only"] if model and copying_only else []
     return cmd, out.with_name(out.name + ".vcf.gz")
@@ -161,14 +168,15 @@ def run_setting(setting: Setting, *, sim: Path, wd: Path, tools: list[str], thre
             res["tools"].append(scored(PEERS[tool], truth=truth, estimate=out, given=given, groups=groups, timing=t))
         elif tool in SNPBAG:
             name = SNPBAG[tool]
-            if tool != "copying" and (model is None or not setting.panel):
+            selection = tool.split("_", 1)[1] if tool.startswith("copying_") else None
+            if not tool.startswith("copying") and (model is None or not setting.panel):
                 continue
             if not snpbag_phase_available():
                 res["tools"].append({"tool": name, "status": "not available (no `snpbag phase` on this commit)"})
                 continue
-            cmd, out = snpbag_command(given=given, ref=ref, model=None if tool == "copying" else model, maps=maps,
-                                      out=sd / f"snpbag_{tool}", threads=threads, seed=seed,
-                                      copying_only=tool == "model-copying")
+            cmd, out = snpbag_command(given=given, ref=ref, model=None if tool.startswith("copying") else model,
+                                      maps=maps, out=sd / f"snpbag_{tool}", threads=threads, seed=seed,
+                                      copying_only=tool == "model-copying", selection=selection)
             for p in (out, Path(f"{out}.tbi"), Path(f"{out}.csi")):
                 p.unlink(missing_ok=True)
             print(f"[{setting.name}] {name}", file=sys.stderr)
@@ -215,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--array-fraction", type=float, default=0.2)
     ap.add_argument("--settings", default="a,b,c,d")
     ap.add_argument("--tools", default="shapeit4,beagle,eagle,copying,encoder",
-                    help="copying: `snpbag phase --ref` (the copying model); encoder: `--model` with "
+                    help="copying: `snpbag phase --ref` (the copying model; copying_conflicts / "
+                         "copying_composite: with that --state-selection); encoder: `--model` with "
                          "--snpbag-model (copying model + phasing head); model-copying: the same model's "
                          "panel with --copying-only (the head's own baseline)")
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model directory with a phasing head")

@@ -1,0 +1,268 @@
+"""Which panel haplotypes the copying model may copy: the one home of state selection.
+
+The pair-copying HMM (:mod:`snpbag.retrieval.haplotypes`, :mod:`snpbag.retrieval.phasing`)
+runs over K states. Two rules choose them:
+
+``conflicts``
+    K haplotypes per block of sites, the ones with the fewest opposite-homozygote conflicts
+    over the block and its margins (:func:`rank_states`). Every block starts afresh: a
+    haplotype the target copied in one block is gone in the next if it ranks K+1st there,
+    and the HMM has to re-find the copy, which is where long-range switch errors come from.
+
+``composite``
+    K *composite haplotypes* per target, as Beagle 5 builds them (Browning, Zhou & Browning
+    2018, "A one-penny imputed genome from next-generation reference panels", AJHG 103:338;
+    Beagle's ``CompositeHapStates``): the sites are cut into steps of ``step`` informative
+    sites; at each step the ``matches`` panel haplotypes closest to each query sequence over
+    the steps within ``width`` either side are found, and each is put in a slot — its own
+    slot if it already holds one, else the slot whose haplotype was matched longest ago.
+    A slot therefore keeps its haplotype as long as that haplotype keeps matching somewhere
+    near, and where it is replaced the switch lies halfway between the old haplotype's last
+    match and the new one's first, so the slot carries one haplotype, then another, along
+    the chromosome. The HMM runs over the K slots, a K-column panel of alleles per target
+    (:func:`composite_panel`), so a copied haplotype persists across block boundaries. Beagle
+    finds the matches with the PBWT (exact IBS segments); here "closest" is the fewest
+    mismatches over the window (opposite-homozygote conflicts for an unphased genotype),
+    which tolerates genotype errors and costs one pass over the panel per target, O(sites ×
+    haplotypes) — the same as the conflict counts — and O(sites × K) bytes of output.
+
+A query is a haplotype estimate (phasing's later rounds: mismatches count) or a genotype
+(conflicts count); the panel may hold allele 2 (an unphased heterozygote, cohort phasing),
+which never counts against a haplotype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: The state-selection rules (module doc); ``conflicts`` is the per-block rule.
+SELECTIONS = ("conflicts", "composite")
+
+
+@njit(cache=True, nogil=True)
+def count_allowed(allowed):  # pragma: no cover - compiled
+    """Haplotypes a sequence may copy from (the ones not excluded as its own or its sources):
+    the H in the switch probability and the cap on K."""
+    n = 0
+    for h in range(allowed.size):
+        if allowed[h]:
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def tie_hash(h):  # pragma: no cover - compiled
+    """A fixed pseudo-random tie-break of haplotype row h, so no population is favoured by
+    its row order in the panel."""
+    return (np.int64(h) * np.int64(2654435761)) & np.int64(0xFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def rank_states(near, wide, span, allowed, K, out):  # pragma: no cover - compiled
+    """out[:K] = the K allowed haplotypes with the fewest conflicts ``near`` (block and
+    margins), ties by ``wide`` (< ``span``), then by :func:`tie_hash`: the ``conflicts`` rule
+    shared by imputation and phasing."""
+    nh = near.size
+    key = np.empty(nh, dtype=np.int64)
+    for h in range(nh):
+        if allowed[h]:
+            key[h] = ((np.int64(near[h]) * span + np.int64(wide[h])) << 20) | tie_hash(h)
+        else:
+            key[h] = np.iinfo(np.int64).max
+    order = np.argsort(key)
+    for i in range(K):
+        out[i] = order[i]
+
+
+@njit(cache=True, nogil=True)
+def _step_counts(panel, q, vis, v0, v1, genotype, counts):  # pragma: no cover - compiled
+    """counts[c, h] = disagreements of haplotype h with query c over visible sites vis[v0:v1]."""
+    counts[:, :] = 0
+    nh = panel.shape[1]
+    for t in range(v0, v1):
+        s = vis[t]
+        for c in range(q.shape[1]):
+            a = q[s, c]
+            if a < 0 or (genotype and a == 1):
+                continue
+            bad = (1 - a // 2) if genotype else 1 - a  # the panel allele that disagrees
+            row = counts[c]
+            for h in range(nh):
+                if panel[s, h] == bad:
+                    row[h] += 1
+
+
+@njit(cache=True, nogil=True)
+def _best(score, allowed, slot_of, want, offset, out):  # pragma: no cover - compiled
+    """out[:want] = the allowed haplotypes with the lowest score; at equal score one already
+    in a slot first, then in a fixed rotation of rows starting at ``offset`` (O(H), no sort).
+    Returns how many were found (fewer than ``want`` only if fewer are allowed)."""
+    nh = score.size
+    top = 0
+    for h in range(nh):
+        if allowed[h] and score[h] > top:
+            top = score[h]
+    hist = np.zeros(2 * top + 2, dtype=np.int64)
+    for h in range(nh):
+        if allowed[h]:
+            hist[2 * score[h] + (0 if slot_of[h] >= 0 else 1)] += 1
+    cut = 0
+    acc = 0
+    while cut < hist.size and acc + hist[cut] < want:
+        acc += hist[cut]
+        cut += 1
+    n = 0
+    for i in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
+        h = (offset + i) % nh
+        if not allowed[h]:
+            continue
+        k = 2 * score[h] + (0 if slot_of[h] >= 0 else 1)
+        if k < cut:
+            out[n] = h
+            n += 1
+    for i in range(nh):
+        if n >= want:
+            break
+        h = (offset + i) % nh
+        if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) == cut:
+            out[n] = h
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_start, seg_hap):  # pragma: no cover
+    """The composite haplotypes of one target (module doc) as segments: slot k copies
+    haplotype seg_hap[k, j] from site seg_start[k, j] to the next segment's start. Returns the
+    number of segments per slot (n_seg, (K,)). seg_start and seg_hap are (K, n_max) with
+    n_max >= 1 + (informative steps) × matches × queries, so every replacement fits."""
+    L, nh = panel.shape
+    Q = q.shape[1]
+    m = 0
+    for s in range(L):
+        for c in range(Q):
+            if q[s, c] >= 0:
+                m += 1
+                break
+    vis = np.empty(max(m, 1), dtype=np.int64)
+    t = 0
+    for s in range(L):
+        for c in range(Q):
+            if q[s, c] >= 0:
+                vis[t] = s
+                t += 1
+                break
+    n_steps = max(1, (m + step - 1) // step)
+    R = 2 * width + 1
+    ring = np.zeros((R, Q, nh), dtype=np.int32)
+    window = np.zeros((Q, nh), dtype=np.int32)
+    slot_of = np.full(nh, -1, dtype=np.int64)
+    slot_last = np.zeros(K, dtype=np.int64)  # the last step the slot's haplotype matched at
+    n_seg = np.zeros(K, dtype=np.int64)
+    found = np.empty(max(K, matches), dtype=np.int64)
+    for t_in in range(n_steps + width):
+        r = t_in % R
+        if t_in >= R:  # step t_in - R leaves the window
+            for c in range(Q):
+                for h in range(nh):
+                    window[c, h] -= ring[r, c, h]
+        if t_in < n_steps:
+            _step_counts(panel, q, vis, t_in * step, min(m, (t_in + 1) * step), genotype, ring[r])
+            for c in range(Q):
+                for h in range(nh):
+                    window[c, h] += ring[r, c, h]
+        else:
+            ring[r] = 0
+        t = t_in - width  # the step whose window [t - width, t + width] is now summed
+        if t < 0:
+            continue
+        if t == 0:  # fill every slot, taking the queries' best matches in turn
+            filled = 0
+            for rank in range(K):
+                for c in range(Q):
+                    if filled == K:
+                        break
+                    got = _best(window[c], allowed, slot_of, K, tie_hash(c), found)
+                    for i in range(got):  # the best of query c's not yet in a slot
+                        h = found[i]
+                        if slot_of[h] < 0:
+                            slot_of[h] = filled
+                            seg_start[filled, 0] = 0
+                            seg_hap[filled, 0] = h
+                            n_seg[filled] = 1
+                            filled += 1
+                            break
+                if filled == K:
+                    break
+            continue
+        for c in range(Q):
+            got = _best(window[c], allowed, slot_of, matches, tie_hash(t * Q + c), found)
+            for i in range(got):
+                h = found[i]
+                k = slot_of[h]
+                if k >= 0:
+                    slot_last[k] = t
+                    continue
+                k = 0  # the slot matched longest ago (not at this step)
+                for j in range(1, K):
+                    if slot_last[j] < slot_last[k]:
+                        k = j
+                if slot_last[k] == t:
+                    break
+                # switch halfway between the old haplotype's last window end and this window's start
+                old_end = min(m, (slot_last[k] + width + 1) * step) - 1
+                new_start = min(m - 1, max(0, (t - width) * step))
+                site = vis[(old_end + new_start + 1) // 2]
+                j = n_seg[k]
+                slot_of[seg_hap[k, j - 1]] = -1
+                if site <= seg_start[k, j - 1]:  # the old segment would be empty: h takes it over
+                    seg_hap[k, j - 1] = h
+                else:
+                    seg_start[k, j] = site
+                    seg_hap[k, j] = h
+                    n_seg[k] = j + 1
+                slot_of[h] = k
+                slot_last[k] = t
+    return n_seg
+
+
+@njit(cache=True, nogil=True)
+def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
+    """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel)."""
+    L = panel.shape[0]
+    K = out.shape[1]
+    for k in range(K):
+        for j in range(n_seg[k]):
+            a = seg_start[k, j]
+            b = L if j + 1 == n_seg[k] else seg_start[k, j + 1]
+            h = seg_hap[k, j]
+            for s in range(a, b):
+                out[s, k] = panel[s, h]
+
+
+def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,
+                    step: int = 16, width: int = 2, matches: int = 2) -> np.ndarray:
+    """(L, K) int8 alleles of the K composite haplotypes of one target (module doc).
+
+    panel : (L, H) int8 site-major alleles (0/1, or 2 for "either");
+    query : (L, Q) int8, Q haplotype estimates (alleles, −1 unknown) or, with ``genotype``,
+        genotypes (ALT dosage 0/1/2, −1 missing);
+    allowed : (H,) bool, the haplotypes that may be copied; states : K (at most the allowed);
+    step : informative sites per step; width : steps either side in a match's window;
+    matches : haplotypes matched per query per step.
+    """
+    q = np.ascontiguousarray(query, dtype=np.int8)
+    if q.ndim == 1:
+        q = q[:, None]
+    K = int(min(states, int(np.count_nonzero(allowed))))
+    L = panel.shape[0]
+    m = int(((q >= 0).any(1)).sum())
+    n_max = 2 + ((m + step - 1) // step) * matches * q.shape[1]
+    seg_start = np.zeros((K, n_max), dtype=np.int64)
+    seg_hap = np.zeros((K, n_max), dtype=np.int64)
+    n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
+                            int(matches), seg_start, seg_hap)
+    out = np.empty((L, K), dtype=np.int8)
+    fill_composite(panel, seg_start, seg_hap, n_seg, out)
+    return out

@@ -1,0 +1,113 @@
+"""snpbag.retrieval.states: composite haplotypes, against the dense copying model and exact answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_haplotypes import _brute, _panel as _random_panel
+from test_phase import FAST, _panel, _unphase, mosaics, switch_errors
+from snpbag.errors import InputError
+from snpbag.retrieval.haplotypes import HaplotypePanel
+from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
+from snpbag.retrieval.states import composite_panel
+
+COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2)
+
+
+def test_with_room_for_every_haplotype_the_slots_are_the_panel():
+    """K >= the allowed haplotypes: every one gets a slot at the first step and keeps it (a
+    match already in a slot never moves), so the composite panel is the allowed columns."""
+    rng = np.random.default_rng(0)
+    panel = rng.integers(0, 2, (50, 10)).astype(np.int8)
+    allowed = np.ones(10, bool)
+    allowed[[3, 4]] = False
+    g = rng.integers(-1, 3, 50).astype(np.int8)
+    comp = composite_panel(panel, g, allowed=allowed, states=8, genotype=True, step=3, width=1, matches=3)
+    cols = sorted(tuple(c) for c in comp.T)
+    assert cols == sorted(tuple(c) for c in panel[:, allowed].T)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_imputation_on_composites_with_every_haplotype_equals_the_dense_definition(seed):
+    rng = np.random.default_rng(seed)
+    h, cm = _random_panel(rng)
+    g = h[0].sum(1).astype(np.int8)
+    g[rng.random(g.size) < 0.6] = 4
+    g[2] = -1
+    ne, eps = 3e3, 0.01
+    panel = HaplotypePanel(h, cm, states=8, block=7, margin=100, ne=ne, eps=eps, selection="composite")
+    by_site = h.transpose(1, 0, 2).reshape(h.shape[1], -1)
+    for exclude in (None, [1, 3]):
+        allowed = np.ones(8, dtype=bool)
+        for e in np.atleast_1d(exclude if exclude is not None else []):
+            allowed[2 * e: 2 * e + 2] = False
+        got = panel.votes(g, np.arange(g.size), exclude=exclude)
+        np.testing.assert_allclose(got, _brute(by_site, cm, g, ne, eps, allowed), atol=1e-5, err_msg=str(exclude))
+
+
+def test_phasing_on_composites_with_every_haplotype_equals_the_conflicts_rule():
+    """With room for all haplotypes both rules give the HMM the same states (in another order)."""
+    h = mosaics(16, 300, seed=4, n_founders=6)
+    rng = np.random.default_rng(4)
+    truth = np.stack([h[rng.integers(16)], h[rng.integers(16)]], -1)[None]
+    g = _unphase(truth)
+    g[0, rng.random(300) < 0.05] = -1
+    cm = np.arange(300) * 1e-3
+    want = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)], options=PhaseOptions(states=16, block=32, margin=16))
+    got = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)],
+                           options=PhaseOptions(states=16, block=32, margin=16, selection="composite"))
+    np.testing.assert_array_equal(got.haplotypes, want.haplotypes)
+    np.testing.assert_allclose(got.pp, want.pp, atol=1e-4)
+
+
+def test_a_slot_follows_a_mosaic_across_the_switch():
+    """A query copying haplotype 3 then haplotype 11: some slot carries 3 up to near the
+    switch and some slot carries 11 from near it on, though K is a fraction of the panel."""
+    rng = np.random.default_rng(1)
+    panel = rng.integers(0, 2, (400, 40)).astype(np.int8)
+    q = np.concatenate([panel[:200, 3], panel[200:, 11]])
+    comp = composite_panel(panel, q[:, None], allowed=np.ones(40, bool), states=4, genotype=False, step=8,
+                           width=1, matches=1)
+    assert comp.shape == (400, 4)
+    assert (comp[:180] == panel[:180, [3]]).all(0).any()
+    assert (comp[220:] == panel[220:, [11]]).all(0).any()
+
+
+def test_an_exact_pair_of_panel_haplotypes_is_phased_without_switches():
+    h = mosaics(60, 400, seed=1, n_founders=60, switch_rate=0.0)
+    truth = np.stack([h[10], h[37]], -1)[None]
+    res = phase_with_panel(_panel(h), np.arange(400) * 1e-4, _unphase(truth), bounds=[(0, 400)], options=COMPOSITE)
+    sw, pairs = switch_errors(truth, res.haplotypes)
+    assert pairs > 50 and sw == 0
+
+
+def test_composites_phase_mosaics_better_than_per_block_conflicts():
+    """Targets that are mosaics of a 200-haplotype panel with K = 12: the conflicts rule
+    loses the copied haplotype at block boundaries, the composite slots keep it."""
+    h = mosaics(240, 600, seed=7, n_founders=120, switch_rate=0.004)
+    panel, targets = h[:200], h[200:]
+    truth = np.stack([targets[0::2], targets[1::2]], -1)  # (20, L, 2)
+    cm = np.arange(600) * 1e-3
+    errors = {}
+    for name, opts in (("conflicts", PhaseOptions(states=12, block=32, margin=16)), ("composite", COMPOSITE)):
+        res = phase_with_panel(_panel(panel), cm, _unphase(truth), bounds=[(0, 600)], options=opts, threads=2)
+        errors[name] = switch_errors(truth, res.haplotypes)[0]
+    assert errors["composite"] < errors["conflicts"], errors
+
+
+def test_deterministic_by_seed_and_threads():
+    h = mosaics(80, 250, seed=2)
+    g = _unphase(np.stack([h[:8], h[8:16]], -1))
+    runs = [phase_with_panel(_panel(h[16:]), np.arange(250) * 1e-3, g, bounds=[(0, 120), (120, 250)],
+                             options=COMPOSITE, threads=t) for t in (1, 2, 2)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.haplotypes, runs[0].haplotypes)
+        np.testing.assert_array_equal(r.pp, runs[0].pp)
+
+
+def test_unknown_selection_is_refused():
+    with pytest.raises(InputError, match="selection 'pbwt'; use one of conflicts, composite"):
+        PhaseOptions(selection="pbwt")
+    with pytest.raises(InputError, match="state selection 'pbwt'"):
+        HaplotypePanel(np.zeros((2, 3, 2), np.int8), np.zeros(3), selection="pbwt")
