@@ -16,12 +16,11 @@ from click.testing import CliRunner
 
 from snpbag.cli import main
 from snpbag.errors import InputError
-from snpbag.eval.relate import degree_accuracy
 from snpbag.inference import relate as rel
 from snpbag.inference.embed import embed
-from snpbag.model.relate import RelateNet
 from snpbag.simulate import cohort as sm
 from test_embed_head import EMBED_TRAIN
+from test_relate import trained_and_blind_accuracy
 
 torch.set_num_threads(1)
 PATCH = 64
@@ -59,13 +58,7 @@ def test_training_on_embeddings_learns(setup):
     assert meta["config"]["inputs"] == "embeddings" and meta["embeddings"]["model"]["name"] == "embed_model"
     data = rel.pedigree_pairs(setup / "ped", max_degree=6, patch_sites=PATCH, unrelated_per_related=1.0, seed=5,
                               embeddings=rel.read_embedding_input(setup / "emb.zarr"))
-    truth = rel.degrees_of_classes(data.y, 6)
-    acc = degree_accuracy(truth, rel.called_degrees(net, data, PATCH))
-    torch.manual_seed(0)
-    blind = RelateNet(net.cfg)
-    blind.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(("degree.", "subtype."))},
-                          strict=False)
-    chance = degree_accuracy(truth, rel.called_degrees(blind.eval(), data, PATCH))
+    acc, chance = trained_and_blind_accuracy(net, data, PATCH)
     mean = lambda a: np.mean([v["exact"] for v in a.values()])  # noqa: E731
     assert mean(acc) > mean(chance) + 0.1  # 0.39 against 0.14 measured
 
