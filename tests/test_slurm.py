@@ -235,7 +235,9 @@ def test_king_job_array_equals_single_run(cluster, store, tmp_path):
     assert all((tmp_path / f"rel.kin0.{k}").stat().st_size for k in (1, 2, 3))
 
 
-FT_STEPS, FT_EVERY = 4 * EPOCH_STEPS, 10  # fine-tuning: 4 epochs, last.ckpt every 10 steps
+# fine-tuning: 8 epochs (on an idle machine a step takes ~0.5 s: the kill needs a window of
+# seconds before the run ends), last.ckpt every 10 steps
+FT_STEPS, FT_EVERY = 8 * EPOCH_STEPS, 10
 
 
 def _step_runs(rows: list[tuple[int, int, int, int]]) -> dict[int, list[list[tuple[int, int, int, int]]]]:
@@ -274,7 +276,13 @@ def test_finetune_requeue_then_node_failure_and_resubmit(cluster, reference, sto
     cluster.wait(f"job {job} requeued", lambda: int(cluster.job_info(job).get("Restarts", 0)) >= 1, timeout=TIMEOUT)
     if cluster.job_info(job).get("Reason") == "BeginTime":
         cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
-    periodic = FT_EVERY  # the first periodic last.ckpt after the requeue (at step 3-4)
+    # the first periodic last.ckpt after the requeue: the signal sent at step 3 lands some
+    # steps later (at step 9-11 seen), and a pre-emption past step 10 leaves session 1's
+    # step-10 last.ckpt older than hpc_ckpt_1, so the kill must come after the next one
+    (pre,) = rundir.preemption_checkpoints(run_dir)
+    pre_step = torch.load(pre, map_location="cpu", weights_only=True)["global_step"]
+    periodic = (pre_step // FT_EVERY + 1) * FT_EVERY
+    assert periodic + 2 < FT_STEPS, pre_step
     cluster.wait(f"job {job} past step {periodic}", trained_to(periodic + 2), timeout=TIMEOUT)
     cluster.run("scancel", "--signal=KILL", job)
     ended = ("FAILED", "CANCELLED", "NODE_FAIL", "COMPLETED")

@@ -93,6 +93,11 @@ def _preemption_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def preemption_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Every ``hpc_ckpt_<n>.ckpt`` of ``run_dir``, oldest (lowest n) first."""
+    return [p for _, p in _preemption_checkpoints(Path(run_dir))]
+
+
 def next_preemption_checkpoint(run_dir: str | Path) -> Path:
     """Where the next pre-emption checkpoint goes: ``hpc_ckpt_<n+1>.ckpt``."""
     found = _preemption_checkpoints(Path(run_dir))
@@ -112,9 +117,7 @@ def prune_preemption_checkpoints(run_dir: str | Path, *, keep: int) -> list[Path
 def resume_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint a resumed run continues from: the newest of ``checkpoints/last.ckpt``
     and Lightning's SLURM pre-emption checkpoints (``hpc_ckpt_*.ckpt``), or None."""
-    run_dir = Path(run_dir)
-    hpc = [p for _, p in _preemption_checkpoints(run_dir)]
-    found = [p for p in [checkpoints_dir(run_dir) / LAST_CKPT, *hpc] if p.is_file()]
+    found = [p for p in [checkpoints_dir(run_dir) / LAST_CKPT, *preemption_checkpoints(run_dir)] if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
