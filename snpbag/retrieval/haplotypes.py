@@ -47,7 +47,7 @@ from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
 from snpbag.retrieval.phasing import phased_composite
-from snpbag.retrieval.states import SELECTIONS
+from snpbag.retrieval.states import check_selection
 from snpbag.errors import InputError
 
 
@@ -84,8 +84,7 @@ class HaplotypePanel(PanelRows):
         if states < 1 or block < 1 or margin < 1 or ne <= 0 or not 0 < eps < 0.5:
             raise InputError(f"haplotype panel: states={states}, block={block}, margin={margin}, ne={ne}, eps={eps}: "
                              "need states, block, margin >= 1, ne > 0 and 0 < eps < 0.5")
-        if selection not in SELECTIONS:
-            raise InputError(f"haplotype panel: state selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+        check_selection(selection, "haplotype panel: state selection")
         # site-major, one row of 2·n alleles per site (genome g's copies at 2g, 2g+1): the
         # kernels' per-site loops read contiguous rows
         self.by_site = np.ascontiguousarray(h.astype(np.int8, copy=False).transpose(1, 0, 2).reshape(h.shape[1], -1))

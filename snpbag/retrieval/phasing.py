@@ -60,7 +60,7 @@ from numba import njit
 from snpbag.errors import InputError
 from snpbag.retrieval.copying import (alleles_at, normalise, advance, backward, forward, switch_rho,
                                      emission_rows)
-from snpbag.retrieval.states import SELECTIONS, composite_panel, count_allowed, rank_states, tie_hash
+from snpbag.retrieval.states import check_selection, composite_panel, count_allowed, rank_states, tie_hash
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ class PhaseOptions:
     matches: int = 2
 
     def __post_init__(self):
-        if self.selection not in SELECTIONS:
-            raise InputError(f"phasing options: selection {self.selection!r}; use one of {', '.join(SELECTIONS)}")
+        check_selection(self.selection, "phasing options: selection")
         if self.step < 1 or self.width < 0 or self.matches < 1:
             raise InputError(f"phasing options {self}: need step >= 1, width >= 0, matches >= 1")
         if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \

@@ -36,8 +36,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from snpbag.errors import InputError
+
 #: The state-selection rules (module doc); ``conflicts`` is the per-block rule.
 SELECTIONS = ("conflicts", "composite")
+
+
+def check_selection(selection: str, what: str) -> None:
+    """Refuse an unknown rule in one line; ``what`` names the option that carried it."""
+    if selection not in SELECTIONS:
+        raise InputError(f"{what} {selection!r}; use one of {', '.join(SELECTIONS)}")
 
 
 @njit(cache=True, nogil=True)
