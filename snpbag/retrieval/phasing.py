@@ -58,7 +58,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.copying import (alleles_at, normalise, advance, backward, forward, switch_rho,
+from snpbag.retrieval.copying import (alleles_at, normalise, backward, forward, switch_rho,
                                      emission_rows)
 from snpbag.retrieval.states import check_selection, composite_panel, count_allowed, rank_states, tie_hash
 
@@ -414,6 +414,34 @@ def _select_by_estimate(panel, g, est, c0, c1, w0, w1, allowed, K, out):  # prag
             n += 1
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _advance_conditioned(prev, cur, ev, x, K, rho, rsum, csum):  # pragma: no cover - compiled
+    """cur = emission × transition(prev), as :func:`~snpbag.retrieval.copying.advance`, for a
+    forward conditioned on an orientation, which is not symmetric: copy 1 jumping into pair
+    (i, j) reads column j's mass, copy 2 jumping reads row i's. (The shared step reads row
+    sums for both, right only for the symmetric forward; on the conditioned one it let the
+    anchor's ALT leak onto copy 2 with probability ρ per site instead of ρ², which pulled
+    P(same) towards 1/2 across every gap between heterozygotes.)"""
+    a = (1.0 - rho) * (1.0 - rho)
+    bb = (1.0 - rho) * rho / K
+    tot = 0.0
+    for j in range(K):
+        csum[j] = 0.0
+    for i in range(K):
+        acc = 0.0
+        for j in range(K):
+            acc += prev[i, j]
+            csum[j] += prev[i, j]
+        rsum[i] = acc
+        tot += acc
+    c = (rho / K) * (rho / K) * tot
+    for i in range(K):
+        e = ev[x[i]]
+        base = bb * rsum[i] + c
+        for j in range(K):
+            cur[i, j] = e[j] * (a * prev[i, j] + bb * csum[j] + base)
+
+
 @njit(cache=True, nogil=True)
 def _place(hap, s, alt_hap):  # pragma: no cover - compiled
     hap[s, alt_hap] = 1
@@ -439,6 +467,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, n_ref, K, block, margin, ne,
     gamma = np.empty((K, K), dtype=np.float32)
     tmp = np.empty((K, K), dtype=np.float32)
     rsum = np.empty(K, dtype=np.float32)
+    csum = np.empty(K, dtype=np.float32)
     x = np.empty(K, dtype=np.int64)
     ev = np.empty((3, K), dtype=np.float32)  # row 2: an unphased panel heterozygote (emission_rows)
     hit, miss = np.float32(1.0 - eps), np.float32(eps / 2.0)
@@ -474,7 +503,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, n_ref, K, block, margin, ne,
             s = w0 + t
             if ref and t > 0:
                 emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
-                advance(gamma, tmp, ev, x, K, switch_rho(cm, s - 1, s, ne, n_allowed), rsum)
+                _advance_conditioned(gamma, tmp, ev, x, K, switch_rho(cm, s - 1, s, ne, n_allowed), rsum, csum)
                 gamma[:, :] = tmp
                 normalise(gamma, K)
             alleles_at(panel, s, cand, K, x)
