@@ -86,7 +86,7 @@ class PhaseOptions:
     ne: float = 1e5
     eps: float = 1e-3
     iterations: int = 6
-    rounds: int = 2
+    rounds: int = 3
     selection: str = "composite"
     step: int = 8
     width: int = 2
