@@ -16,7 +16,12 @@ r being the last heterozygous site before s that the model explains as a heteroz
 *conditioned forward*: the forward probabilities at r restricted to the pairs whose first
 copy carries r's ALT and second copy its REF, carried forward through the sites between r
 and s with the same transitions, times the backward probabilities at s. The mass on pairs
-(ALT, REF) over the mass on (ALT, REF) + (REF, ALT) at s is P(same). This is the
+(ALT, REF) over the mass on (ALT, REF) + (REF, ALT) at s is P(same). The conditioned
+forward is not symmetric in the two copies, so its step (:func:`_advance_conditioned`) sums
+columns for copy 1's switches and rows for copy 2's; the symmetric forward's step reads row
+sums for both, which on the conditioned forward moves the anchor's ALT to the other copy with
+probability ρ per site rather than ρ² (tests/test_phase.py checks P(same) against a dense
+reference). This is the
 parameterisation a switch error counts (one decision per consecutive pair of
 heterozygous sites), and the one Beagle and SHAPEIT report as a phase confidence. A
 heterozygote whose posterior mass lies mostly on homozygous pairs (the copied haplotypes
