@@ -1,8 +1,9 @@
 """The container recipes (docker/): they parse, copy files that exist, install the torch
 version the Makefile pins and extras pyproject defines, pair the CUDA base image with the
 matching PyTorch wheel index, copy what ``pip install .`` builds from (the configs are
-package data, so no SNPBAG_CONFIG_DIR) and end in the ``snpbag`` entry point. Images cannot be
-built or pulled here (no engine, no network); see slurm/README.md."""
+package data, so no SNPBAG_CONFIG_DIR) and end in the ``snpbag`` entry point; the CPU image's
+steps run as a shell script in a fresh venv and leave a working ``snpbag --version``. Images
+cannot be built or pulled here (no engine, no network); see slurm/README.md."""
 
 from __future__ import annotations
 
