@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning import Callback
 
-from snpbag.errors import ConfigError
+from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
 from tiny_data import TINY_TRAIN, tiny_store
@@ -78,12 +78,15 @@ def _losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
-@pytest.mark.parametrize("signal_at", [3, 2])  # stop at step 4; at step 3, also a periodic last.ckpt step
+# stop at step 4; at step 3, also a periodic last.ckpt step; with 2 batches per optimiser step
+# (the signal comes before the first of step 4's two batches, the save after the second)
+@pytest.mark.parametrize("signal_at, accumulate", [(3, 1), (2, 1), (3, 2)])
 def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_path, fake_slurm, monkeypatch,
-                                                                    signal_at):
+                                                                    signal_at, accumulate):
     full, split = tmp_path / "full", tmp_path / "split"
-    _train(store, full)
-    sig = _train(store, split, signal_at=signal_at, monkeypatch=monkeypatch)
+    acc = f"trainer.accumulate_grad_batches={accumulate}"
+    _train(store, full, acc)
+    sig = _train(store, split, acc, signal_at=signal_at, monkeypatch=monkeypatch)
     assert sig.written_in_handler is False  # Lightning's handler would have saved right there
     hpc = sorted(split.glob(f"{rundir.HPC_PREFIX}*"))
     assert [p.name for p in hpc] == [f"{rundir.HPC_PREFIX}1{rundir.SUFFIX}"]
@@ -91,7 +94,7 @@ def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_p
     assert fake_slurm.read_text().split() == ["requeue", "4242"]  # rank 0, after training stopped
     assert rundir.resume_checkpoint(split) == hpc[0]
 
-    _train(store, split, "resume=true")
+    _train(store, split, acc, "resume=true")
     a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(split / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == STEPS
@@ -127,10 +130,16 @@ def test_allocation_mismatch_is_refused(store, tmp_path, fake_slurm, monkeypatch
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
-def test_resume_with_another_model_is_refused(store, tmp_path):
+def test_resume_with_another_model_or_vocabulary_is_refused(store, tmp_path):
     _train(store, tmp_path / "r", "trainer.max_steps=3")
     with pytest.raises(ConfigError, match=r"resume with another model than the run.s \(.*model.d_model \(32 -> 64\)\)"):
         _train(store, tmp_path / "r", "resume=true", "model.d_model=64")
+    other = tiny_store(tmp_path / "other", seed=1)  # other positions: another site vocabulary
+    with pytest.raises(SiteMismatchError, match=rf"{other}: sites differ from those this run was trained on "
+                                                r"\(.*\); resume with the original data.store"):
+        _train(other, tmp_path / "r", "resume=true")
+    assert rundir.resume_checkpoint(tmp_path / "r").name == rundir.LAST_CKPT  # nothing trained or written
+    assert len(rundir.read_sessions(tmp_path / "r")) == 1
 
 
 def test_unreadable_store_is_refused(tmp_path):
