@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
 from tiny_data import TINY_TRAIN, tiny_store
-from wandb_files import wandb_history_steps
+from wandb_files import FakeWandbServer, wandb_history_steps
 
 STEPS = 8
 
@@ -151,8 +153,8 @@ def test_unreadable_store_is_refused(tmp_path):
 
 def test_wandb_offline_segments_hold_consecutive_steps(store, tmp_path, fake_slurm, monkeypatch):
     """A pre-empted and resumed run writes two offline directories with the same run id whose
-    histories are keyed by the optimiser step: disjoint and together every step once, so
-    `wandb sync --id ID` (in start-time order) appends them (slurm/README.md)."""
+    histories are keyed by the optimiser step: disjoint and together every step once; and
+    slurm/README.md's `wandb sync --id ID ...` uploads them into one run, the second appended."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     wb = ["logger.wandb.enabled=true", "logger.wandb.mode=offline"]
@@ -165,6 +167,22 @@ def test_wandb_offline_segments_hold_consecutive_steps(store, tmp_path, fake_slu
     first, second = (sorted(set(s)) for _, s in segments.values())
     # Lightning logs a step's loss under the step count before its update: 0..3, then 4..7
     assert first == list(range(4)) and second == list(range(4, STEPS))
+
+    # slurm/README.md's upload, to a stand-in W&B server: the second segment resumes the run
+    # (appended at the first one's row count), so the run's history holds every step once, in order
+    server = FakeWandbServer()
+    try:
+        env = {**os.environ, "WANDB_MODE": "online", "WANDB_BASE_URL": server.url, "WANDB_API_KEY": "x" * 40,
+               "HOME": str(tmp_path)}
+        dirs = [str(d) for d in (run_dir / "wandb").glob("offline-run-*")]
+        sync = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--id", run_id, "-p", "snpbag",
+                               "-e", "lab", *dirs], capture_output=True, text=True, timeout=600, env=env)
+        assert sync.returncode == 0, sync.stderr[-3000:]
+        assert [row["_step"] for row in server.rows(run_id)] == list(range(STEPS))
+        assert [row["trainer/global_step"] for row in server.rows(run_id)] == list(range(STEPS))
+        assert server.offsets[run_id] == [(0, 4), (4, STEPS - 4)]
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("preset, strategy, devices, accumulate", [
