@@ -261,7 +261,7 @@ def impute(
     state_selection : with ``ref``: the copying model's state selection, ``conflicts``,
         ``composite`` (:mod:`snpbag.retrieval.states`) or ``phased`` (phase, then a haploid
         HMM per haplotype, :mod:`snpbag.retrieval.haploid`; phased GT and HDS in the output);
-        default: refpanel.REF_OPTIONS.
+        default and states: refpanel.ref_options.
     copying_only : with ``model``: its haplotype panel's copying model alone, no encoder.
     split_chrom : one output per chromosome (:func:`output_parts` names them).
     samples : file with one sample id per line (default: all).
@@ -304,10 +304,8 @@ def impute(
     with ExitStack() as stack:
         if ref is not None:
             store = stack.enter_context(refpanel.panel_store(ref))
-            options = dict(refpanel.REF_OPTIONS)
-            if state_selection is not None:
-                options["selection"] = state_selection
-            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map, options=options)
+            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map,
+                                               options=refpanel.ref_options(state_selection))
             engine = Engine(store.vocab, partial(copying_probabilities, panels.for_tile),
                             f"snpbag_ref={Path(ref).resolve()}", fit_temperature=False)
         else:
