@@ -219,5 +219,5 @@ def test_phased_selection_writes_phased_calls_and_haplotype_dosages(cohort, tmp_
     info = (tmp_path / "phased.info.tsv").read_text().splitlines()
     assert any(ln.split("\t")[8] == "TYPED" and ln.split("\t")[10] != "." for ln in info[1:])
     result = cli("impute", "--ref", sim / "reference.vcf.gz", "--input", targets, "--output", tmp_path / "c.vcf.gz",
-                 "--format", "GT,HDS", ok=False)
+                 "--state-selection", "conflicts", "--format", "GT,HDS", ok=False)
     assert result.exit_code == 2 and "--format HDS: this model gives no haplotype dosages" in result.stderr
