@@ -30,6 +30,7 @@ from snpbag.inference import seq2king as _s2k_inference  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
+from snpbag.retrieval.haplotypes import PANEL_SELECTIONS  # noqa: E402
 from snpbag.retrieval.states import SELECTIONS  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
@@ -257,8 +258,8 @@ def info(model):
 @click.option("--input", "input", required=True, type=path_in)
 @click.option("--output", required=True, type=path_in)
 @click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
-@click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
-              help="With --ref: the copying model's states (default: conflicts).")
+@click.option("--state-selection", type=click.Choice(PANEL_SELECTIONS), default=None,
+              help="With --ref: the copying model's states; phased: phase, then a haploid HMM (default: conflicts).")
 @click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)

@@ -52,7 +52,7 @@ class DemoSettings:
     phase: bool = True  # step 6: phase the held-out array targets against the panel
     embed: bool = True  # step 7: embeddings and continent classification next to PCA
     embed_overrides: tuple[str, ...] = ()
-    classify_epochs: int = 100
+    classify_epochs: int = 100  # epochs of the classifier when its kind is mlp (configs/classify/default.yaml)
     # genomes per continent embedded and classified in step 6 (the copying input makes each
     # genome's pass cost ~0.1 s on a core; all 1,800 doubled the demo's run time)
     embed_per_continent: int = 200

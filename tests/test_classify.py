@@ -1,6 +1,6 @@
 """``snpbag classify`` and its parts: F1 and confusion against naive counts, folds that never
 split relatives or duplicates, PCA equal to plink2 --pca and to an SVD, logistic regression
-equal to a gradient-descent reference, kNN equal to a loop, temperature scaling, and the
+equal to a gradient-descent reference, the linear classifier equal to it, kNN equal to a loop, temperature scaling, and the
 train/predict commands end to end with their one-line errors."""
 
 from __future__ import annotations
@@ -130,6 +130,38 @@ def test_logistic_regression_reaches_the_gradient_descent_optimum():
     assert np.allclose(lr.predict_proba(x), ref, atol=1e-4)
 
 
+def test_linear_classifier_reaches_the_newton_optimum():
+    """fit_linear (L-BFGS, the linear classifier) and the baselines' Newton logistic regression
+    minimise the same penalised objective: their probabilities agree."""
+    from snpbag.model.popclass import PopClassConfig, PopClassifier, fit_linear
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 5)) * rng.uniform(0.5, 3, 5)
+    y = (x @ rng.normal(size=(5, 4)) + rng.normal(size=(120, 4))).argmax(1)
+    model = PopClassifier(PopClassConfig(kind="linear", n_inputs=5, n_classes=4))
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    model.mean.copy_(xt.mean(0))
+    model.scale.copy_(xt.std(0, unbiased=False))
+    fit_linear(model, xt, torch.as_tensor(y), l2=2.0)
+    mine = model.probabilities(xt).numpy()
+    assert np.allclose(mine, LogisticRegression(l2=2.0).fit(x, y, 4).predict_proba(x), atol=1e-4)
+
+
+def test_inner_cross_validation_chooses_the_penalty():
+    """A huge penalty flattens the weights, so every call goes to the largest class: the inner
+    cross-validation must prefer the weak one. Where both score alike (balanced, separable
+    classes), the stronger wins the tie. Out-of-fold logits come back for every sample."""
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(3), [40, 10, 10])
+    x = torch.as_tensor(np.eye(3)[y] + rng.normal(size=(60, 3)) * 0.1, dtype=torch.float32)
+    l2, logits = classify.choose_l2(x, torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e6))
+    assert l2 == 0.1 and logits.shape == (60, 3)
+    assert (logits.argmax(1).numpy() == y).mean() > 0.95
+    y = np.repeat(np.arange(3), 20)
+    x = torch.as_tensor(np.eye(3)[y] + rng.normal(size=(60, 3)) * 0.1, dtype=torch.float32)
+    assert classify.choose_l2(x, torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e3))[0] == 1e3
+
+
 def test_knn_matches_a_loop():
     rng = np.random.default_rng(5)
     tr, ty, te = rng.normal(size=(40, 2)), rng.integers(0, 3, 40), rng.normal(size=(15, 2))
@@ -197,6 +229,21 @@ def test_train_and_predict(cohort, tmp_path):
     assert np.allclose(probs.sum(1), 1, atol=1e-3)
     assert np.mean([r[1] == r[0][0] for r in rows[1:]]) > 0.9
     assert all(r[5] == ("assigned" if max(map(float, r[2:5])) >= 0.5 else "unassigned") for r in rows[1:])
+
+
+def test_both_kinds_train_and_predict(cohort, tmp_path):
+    import json
+
+    for kind in ("linear", "mlp"):
+        s = classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / kind, folds=3,
+                           repeats=1, fit=FAST, options={"kind": kind})
+        assert s.cv["embedding"]["mean_macro_f1"] > 0.9
+        meta = json.loads((tmp_path / kind / "classifier.json").read_text())
+        assert meta["config"]["kind"] == kind and (("l2" in meta["fit"]) == (kind == "linear"))
+        assert kind != "linear" or meta["fit"]["l2"] in classify.L2_GRID
+        out = classify.predict(model=tmp_path / kind, embeddings=cohort / "e.npy", output=tmp_path / f"{kind}.tsv")
+        rows = [ln.split("\t") for ln in out.read_text().splitlines()[1:]]
+        assert np.mean([r[1] == r[0][0] for r in rows]) > 0.9
 
 
 def test_a_high_threshold_leaves_samples_unassigned(cohort, tmp_path):
@@ -368,21 +415,24 @@ def test_config_file_sets_the_hyper_parameters(cohort, tmp_path):
     import json
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("classifier:\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
+    cfg.write_text("classifier:\n  kind: mlp\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
     classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
                    repeats=1, config=cfg, seed=4)
     meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
-    assert meta["config"]["bottleneck"] == 5 and meta["config"]["dropout"] == 0.0 and meta["config"]["hidden"] == 256
+    assert meta["config"]["kind"] == "mlp" and meta["config"]["bottleneck"] == 5 and meta["config"]["dropout"] == 0.0
+    assert meta["config"]["hidden"] == 256
     assert meta["fit"] == {"epochs": 7, "lr": 0.01, "weight_decay": 0.01, "batch_size": 64, "seed": 4}
 
 
 @pytest.mark.parametrize("text, match", [
-    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: bottleneck"),
+    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: kind, bottleneck"),
     ("fit:\n  epochs: many\n", r"c.yaml: fit.epochs='many': expected a number \(int\)"),
     ("fit:\n  epochs: 2.5\n", r"fit.epochs=2.5: expected a number \(int\)"),
     ("fit:\n  seed: 3\n", r"fit.seed is not a setting"),
     ("model:\n  hidden: 3\n", r"sections classifier, fit only \(found model\)"),
     ("classifier:\n  dropout: 1.5\n", r"c.yaml: classifier dropout=1.5: must be in \[0, 1\)"),
+    ("classifier:\n  kind: svm\n", r"c.yaml: classifier kind='svm': choose one of linear, mlp"),
+    ("classifier:\n  kind: 3\n", r"c.yaml: classifier.kind=3: expected a word"),
     ("fit:\n  lr: 0\n", r"c.yaml: classifier fit .*lr=0.0.*lr > 0"),
 ])
 def test_bad_config_files_fail_with_one_line(tmp_path, text, match):

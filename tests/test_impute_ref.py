@@ -191,3 +191,33 @@ def test_whole_genome_input_one_command_one_or_split_outputs(tmp_path):
     by_model = tmp_path / "model.vcf.gz"
     cli("impute", "--model", model, "--copying-only", "--input", targets, "--output", by_model)
     assert records(by_model) == recs
+
+
+def test_phased_selection_writes_phased_calls_and_haplotype_dosages(cohort, tmp_path):
+    """--state-selection phased (phase, then the haploid HMM): every GT phased, HDS on
+    request and DS = HDS1 + HDS2 to rounding, the typed calls kept (their alleles ordered by
+    the phase), ER2 in the info file; the other selections refuse HDS."""
+    sim = cohort / "sim"
+    targets = sim / "targets_array.vcf.gz"
+    out = tmp_path / "phased.vcf.gz"
+    cli("impute", "--ref", sim / "reference.vcf.gz", "--input", targets, "--output", out,
+        "--state-selection", "phased", "--format", "GT,DS,HDS")
+    typed = {ln.split("\t")[1]: [f.split(":")[0] for f in ln.rstrip("\n").split("\t")[9:]] for ln in records(targets)}
+    n_typed = 0
+    for ln in records(out):
+        cols = ln.rstrip("\n").split("\t")
+        assert cols[8] == "GT:DS:HDS"
+        for field, i in zip(cols[9:], range(10**6)):
+            gt, ds, hds = field.split(":")
+            assert gt[1] == "|"
+            h1, h2 = (float(x) for x in hds.split(","))
+            assert abs(float(ds) - h1 - h2) < 0.0025 and (gt[0] == "1") == (h1 > 0.5) and (gt[2] == "1") == (h2 > 0.5)
+            if cols[1] in typed:  # the input's (unphased) call, in some order
+                assert sorted(gt[::2]) == sorted(typed[cols[1]][i][::2])
+                n_typed += 1
+    assert n_typed > 100
+    info = (tmp_path / "phased.info.tsv").read_text().splitlines()
+    assert any(ln.split("\t")[8] == "TYPED" and ln.split("\t")[10] != "." for ln in info[1:])
+    result = cli("impute", "--ref", sim / "reference.vcf.gz", "--input", targets, "--output", tmp_path / "c.vcf.gz",
+                 "--state-selection", "conflicts", "--format", "GT,HDS", ok=False)
+    assert result.exit_code == 2 and "--format HDS: this model gives no haplotype dosages" in result.stderr

@@ -314,3 +314,17 @@ def test_degree2_types_are_told_apart_by_segment_ends_along_the_genome(context):
         assert acc <= 0.5, acc  # 0.30 measured
     # the degree itself is unaffected: every pair is degree 2 or unrelated, and called so
     assert (rel.called_degrees(net, test, 200)[two] == 2).mean() >= 0.95
+
+
+def test_prefilter_misses_splits_shares_less_from_king_below():
+    from snpbag.eval.relate import prefilter_misses
+
+    truth = np.array([3, 3, 3, 3, 5, UNRELATED])
+    kinship = np.array([0.06, 0.03, 0.01, np.nan, 0.05, 0.3])
+    realised = np.array([0.06, 0.05, 0.02, 0.07, 0.01, 0.0])
+    rows = prefilter_misses(truth, kinship, realised, 0.0442)
+    assert [r["degree"] for r in rows] == ["3", "5"]  # unrelated pairs are not misses
+    # degree 3: 0.03 and NaN share enough (KING below), 0.01 shares less; degree 5: kept
+    assert rows[0] == {"degree": "3", "pairs": 4, "missed": 3, "missed_share": 0.75, "shares_less": 1,
+                       "king_below": 2}
+    assert rows[1]["missed"] == 0 and rows[1]["shares_less"] == 0

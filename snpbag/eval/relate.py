@@ -68,6 +68,40 @@ def prefilter_recall(truth: np.ndarray, kinship: np.ndarray, thresholds) -> list
     return rows
 
 
+def prefilter_misses(truth: np.ndarray, kinship: np.ndarray, realised: np.ndarray, threshold: float
+                      ) -> list[dict[str, float]]:
+    """Why a kinship prefilter at ``threshold`` misses related pairs, per true degree.
+
+    A related pair is missed when its KING kinship is below the cut. Either the pair really shares
+    less than the cut (its realised kinship is below it too: meiosis left it little IBD, and no
+    estimator's cut at ``threshold`` would keep it) or it shares enough and the estimate fell below
+    (KING's error: allele-frequency noise at few sites, population structure).
+
+    Parameters
+    ----------
+    truth : int array of true degrees (>= 1) or :data:`UNRELATED`, one per pair (unrelated pairs are skipped).
+    kinship : the pairs' KING-robust kinship; NaN counts as missed.
+    realised : the pairs' true realised kinship (from IBD).
+    threshold : the cut X of ``--min-kinship``.
+
+    Returns
+    -------
+    One row per related degree: ``{"degree", "pairs", "missed", "missed_share", "shares_less",
+    "king_below"}``; ``shares_less`` + ``king_below`` = ``missed`` (counts).
+    """
+    truth = np.asarray(truth)
+    kinship, realised = np.asarray(kinship, dtype=np.float64), np.asarray(realised, dtype=np.float64)
+    rows = []
+    for d in sorted(set(truth.tolist()) - {UNRELATED}):
+        m = truth == d
+        missed = ~(kinship[m] >= threshold)
+        less = missed & (realised[m] < threshold)
+        rows.append({"degree": str(d), "pairs": int(m.sum()), "missed": int(missed.sum()),
+                     "missed_share": float(missed.mean()), "shares_less": int(less.sum()),
+                     "king_below": int((missed & ~less).sum())})
+    return rows
+
+
 def degree_confusion(truth: np.ndarray, called: np.ndarray, max_degree: int) -> tuple[list[str], np.ndarray]:
     """(labels ``1`` .. ``max_degree``, ``UN``; counts (L, L), row = true, column = called).
     Degrees beyond ``max_degree`` count as ``UN``."""

@@ -126,7 +126,8 @@ CPU_FORWARD_TOKENS = 1 << 15
 def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.ndarray, *, loo: bool = False,
                           hide: np.ndarray | None = None):
     """Genotype probabilities (n_samples, n_rows, 3) for one tile and a sample batch; with
-    ``loo``, ``(probs, held)`` as :func:`model_batch` gives ``held``."""
+    ``loo``, ``(probs, held, None)``: ``held`` as :func:`model_batch` gives it, no haplotype
+    dosages."""
     import torch
 
     batch, held = model_batch(loaded, targets, tile, rows, samples, loo=True, hide=hide) if loo else (
@@ -137,7 +138,7 @@ def predict_probabilities(loaded, targets, tile: int, rows: slice, samples: np.n
         parts = [torch.softmax(loaded.model(batch.rows(slice(i, i + step))).logits.float(), dim=-1).cpu().numpy()
                  for i in range(0, n, step)]
     probs = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return (probs, held) if loo else probs
+    return (probs, held, None) if loo else probs
 
 
 @dataclass
@@ -146,8 +147,9 @@ class Engine:
     genotype probabilities (n_samples, n_rows, 3) in the vocabulary's orientation."""
 
     vocab: object  # snpbag.store.vocab.SiteVocab
-    # (targets, tile, rows, samples, *, loo=False, hide=None), as predict_probabilities
-    probabilities: Callable[..., np.ndarray | tuple[np.ndarray, np.ndarray | None]]
+    # (targets, tile, rows, samples, *, loo=False, hide=None), as predict_probabilities; with
+    # loo: (probs, held, hds), leave-one-out probabilities and haplotype dosages or None
+    probabilities: Callable[..., np.ndarray | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
     header_line: str  # names the model or panel in the output's header
     # fit inference/calibrate.py's temperature first: the encoder's probabilities need it,
     # the copying model's are as well calibrated without (docs/benchmarks.md, "R2 calibration")
@@ -158,14 +160,20 @@ def copying_probabilities(panels, targets, tile: int, rows: slice, samples: np.n
                           hide: np.ndarray | None = None):
     """The copying model alone for one tile and a sample batch: what a haplotype-retrieval
     model reads as its retrieval input, used as the answer (``loo``, ``hide`` as for
-    :func:`predict_probabilities`). ``panels(tile)`` gives the panel and the vocabulary
-    index of its first site."""
+    :func:`predict_probabilities`; with ``loo`` also the haplotype dosages of a panel that
+    gives them, else None). ``panels(tile)`` gives the panel and the vocabulary index of its
+    first site."""
     panel, first = panels(tile)
     tokens = targets.tokens(rows.start, rows.stop, samples=samples)  # MISSING (hidden) where untyped
     if hide is not None:
         tokens[:, hide[(hide >= rows.start) & (hide < rows.stop)] - rows.start] = MISSING
     exclude = [panel.row_of(targets.samples[int(j)]) for j in samples]  # as model_batch
-    return panel.votes(tokens, targets.site_index[rows] - first, exclude=exclude, loo=loo)
+    sites = targets.site_index[rows] - first
+    if not loo:
+        return panel.votes(tokens, sites, exclude=exclude)
+    if panel.gives_hds:
+        return panel.votes(tokens, sites, exclude=exclude, loo=True, hds=True)
+    return (*panel.votes(tokens, sites, exclude=exclude, loo=True), None)
 
 
 def model_engine(model: str | Path, *, device: str = "cpu", copying_only: bool = False) -> Engine:
@@ -250,8 +258,10 @@ def impute(
         ``<prefix>.excluded.tsv`` (input sites not used, with the reason) are written beside it.
     ref : phased reference panel, VCF/BCF or ``snpbag convert`` store (snpbag.inference.refpanel).
     genetic_map : PLINK .map or HapMap-style map for ``ref`` (default 1 cM/Mb).
-    state_selection : with ``ref``: the copying model's state selection, ``conflicts`` or
-        ``composite`` (:mod:`snpbag.retrieval.states`; default: refpanel.REF_OPTIONS).
+    state_selection : with ``ref``: the copying model's state selection, ``conflicts``,
+        ``composite`` (:mod:`snpbag.retrieval.states`) or ``phased`` (phase, then a haploid
+        HMM per haplotype, :mod:`snpbag.retrieval.haploid`; phased GT and HDS in the output);
+        default and states: refpanel.ref_options.
     copying_only : with ``model``: its haplotype panel's copying model alone, no encoder.
     split_chrom : one output per chromosome (:func:`output_parts` names them).
     samples : file with one sample id per line (default: all).
@@ -294,10 +304,8 @@ def impute(
     with ExitStack() as stack:
         if ref is not None:
             store = stack.enter_context(refpanel.panel_store(ref))
-            options = dict(refpanel.REF_OPTIONS)
-            if state_selection is not None:
-                options["selection"] = state_selection
-            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map, options=options)
+            panels = refpanel.ChromosomePanels(store, ref, genetic_map=genetic_map,
+                                               options=refpanel.ref_options(state_selection))
             engine = Engine(store.vocab, partial(copying_probabilities, panels.for_tile),
                             f"snpbag_ref={Path(ref).resolve()}", fit_temperature=False)
         else:
@@ -318,10 +326,10 @@ def impute(
             path, sites.part(rows), targets.samples, fmt=fmt, min_r2=min_r2, replace_typed=replace_typed,
             header_lines=header))) for path, rows in output_parts(output, sites, split_chrom=split_chrom)]
 
-        def add(gp, held, rows: slice, b: np.ndarray) -> None:
+        def add(gp, held, hds, rows: slice, b: np.ndarray) -> None:
             part, w = next((p, w) for p, w in writers if p.start <= rows.start < p.stop)
             w.add(apply_temperature(gp, temperature), sites=slice(rows.start - part.start, rows.stop - part.start),
-                  samples=slice(int(b[0]), int(b[-1]) + 1), held_out=held)
+                  samples=slice(int(b[0]), int(b[-1]) + 1), held_out=held, hds=hds)
 
         with progress_bar(total=n * len(sites), description="imputing", unit="genotypes", enabled=progress) as advance:
             for chrom, jobs in chromosome_jobs(engine.vocab, targets):  # one chromosome's panel in memory

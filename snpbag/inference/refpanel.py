@@ -23,14 +23,27 @@ import numpy as np
 
 from snpbag.errors import InputError
 from snpbag.io.genmap import genetic_positions, read_genetic_map
-from snpbag.retrieval.haplotypes import HaplotypePanel
+from snpbag.retrieval.haplotypes import PANEL_SELECTIONS, HaplotypePanel
+from snpbag.retrieval.states import check_selection
 from snpbag.store.convert import convert
 
 log = logging.getLogger(__name__)
 
-#: The copying model's settings for ``--ref``: the best of the K / block / margin sweep
-#: (tools/bench/copying_sweep.py, docs/benchmarks.md).
-REF_OPTIONS = {"states": 128, "block": 128, "margin": 64}
+#: The states of each selection for ``--ref`` (``--state-selection``): the pair HMM's K
+#: from the K / block / margin sweep (tools/bench/copying_sweep.py); the haploid HMM of
+#: ``phased`` takes every panel haplotype up to Beagle's 1,600 states (docs/benchmarks.md).
+SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
+
+#: The copying model's settings for ``--ref``: block and margin from the same sweep.
+REF_OPTIONS = {"selection": "conflicts", "states": SELECTION_STATES["conflicts"], "block": 128, "margin": 64}
+
+
+def ref_options(selection: str | None = None) -> dict:
+    """:data:`REF_OPTIONS` with another state selection and its states (None: as they are)."""
+    if selection is None:
+        return dict(REF_OPTIONS)
+    check_selection(selection, "--state-selection", PANEL_SELECTIONS)
+    return REF_OPTIONS | {"selection": selection, "states": SELECTION_STATES[selection]}
 
 
 @contextmanager

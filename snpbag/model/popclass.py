@@ -1,8 +1,15 @@
-"""The population classifier on genome embeddings (``snpbag classify``), after the SNPBag
-paper: a bottleneck compresses the embedding further (36 numbers by default), a class head
-reads the bottleneck, and a decoder reconstructs the (standardised) embedding from it so the
-bottleneck keeps the genome's structure rather than only what separates the training
-labels. Calibration is a single temperature on the logits (Guo et al. 2017), fitted on
+"""The population classifier on genome embeddings (``snpbag classify``). Two kinds:
+
+- ``mlp``, after the SNPBag paper: a bottleneck compresses the embedding further (36 numbers
+  by default), a class head reads the bottleneck, and a decoder reconstructs the
+  (standardised) embedding from it so the bottleneck keeps the genome's structure rather than
+  only what separates the training labels;
+- ``linear``: multinomial logistic regression on the standardised embedding (its L2 penalty
+  is chosen by the trainer), which separated fine-scale sub-populations better than the mlp
+  on the benchmark (docs/benchmarks.md): with a few hundred labelled genomes, every extra
+  layer is more to overfit.
+
+Calibration is a single temperature on the logits (Guo et al. 2017), fitted on
 held-out samples. No file I/O: snpbag.inference.classify saves and loads it.
 """
 
@@ -17,8 +24,12 @@ from torch import nn
 from snpbag.errors import ConfigError
 
 
+KINDS = ("linear", "mlp")
+
+
 @dataclass
 class PopClassConfig:
+    kind: str = "linear"  # linear: logistic regression on the standardised embedding; mlp: the paper's
     n_inputs: int = 0  # embedding numbers per genome (tiles x dims, flattened); set from the data
     n_classes: int = 0
     bottleneck: int = 36
@@ -27,6 +38,8 @@ class PopClassConfig:
     recon_weight: float = 0.1  # weight of the embedding reconstruction beside the class loss
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"classifier kind={self.kind!r}: choose one of {', '.join(KINDS)}")
         if self.bottleneck < 1 or self.hidden < 1:
             raise ConfigError(f"classifier bottleneck={self.bottleneck}, hidden={self.hidden}: must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -39,25 +52,32 @@ class PopClassConfig:
 
 
 class PopClassifier(nn.Module):
-    """(B, n_inputs) standardised embeddings -> (B, n_classes) logits, (B, n_inputs) reconstruction."""
+    """(B, n_inputs) embeddings -> (B, n_classes) logits, (B, n_inputs) reconstruction of the
+    standardised embeddings (``mlp``; ``linear`` returns None)."""
 
     def __init__(self, cfg: PopClassConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.register_buffer("mean", torch.zeros(cfg.n_inputs))
+        self.register_buffer("scale", torch.ones(cfg.n_inputs))
+        self.register_buffer("temperature", torch.ones(()))
+        if cfg.kind == "linear":
+            self.linear = nn.Linear(cfg.n_inputs, cfg.n_classes)
+            return
         self.encode = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.n_inputs, cfg.hidden), nn.GELU(),
                                     nn.Linear(cfg.hidden, cfg.bottleneck))
         self.classify = nn.Sequential(nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.bottleneck, cfg.n_classes))
         self.decode = nn.Sequential(nn.Linear(cfg.bottleneck, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.n_inputs))
-        self.register_buffer("mean", torch.zeros(cfg.n_inputs))
-        self.register_buffer("scale", torch.ones(cfg.n_inputs))
-        self.register_buffer("temperature", torch.ones(()))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = (x - self.mean) / self.scale  # (B, n_inputs)
+        if self.cfg.kind == "linear":
+            return self.linear(z), None  # (B, n_classes)
         b = self.encode(z)  # (B, bottleneck)
         return self.classify(b), self.decode(b)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mlp's training loss (the linear kind is fitted by :func:`fit_linear`)."""
         logits, recon = self(x)
         target = (x - self.mean) / self.scale
         return F.cross_entropy(logits, y) + self.cfg.recon_weight * F.mse_loss(recon, target)
@@ -67,6 +87,31 @@ class PopClassifier(nn.Module):
         """Calibrated class probabilities (B, n_classes)."""
         logits, _ = self(x)
         return torch.softmax(logits / self.temperature, dim=-1)
+
+
+def fit_linear(model: PopClassifier, x: torch.Tensor, y: torch.Tensor, *, l2: float, max_iter: int = 500) -> None:
+    """Fit a ``linear`` classifier in place: the minimum of the summed cross-entropy plus
+    ``l2 / 2 * |W|²`` (not on the intercepts), a strictly convex problem, by L-BFGS on the whole
+    batch; ``x`` is standardised by the model's own mean and scale."""
+    w, b = model.linear.weight, model.linear.bias
+    with torch.no_grad():
+        w.zero_()
+        b.zero_()
+    z = ((x - model.mean) / model.scale).double()  # (N, n_inputs)
+    w64 = w.detach().double().requires_grad_(True)
+    b64 = b.detach().double().requires_grad_(True)
+    opt = torch.optim.LBFGS([w64, b64], max_iter=max_iter, tolerance_grad=1e-7, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ w64.T + b64, y, reduction="sum") + 0.5 * l2 * (w64 ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        w.copy_(w64)
+        b.copy_(b64)
 
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -27,7 +27,10 @@ posteriors of both, interpolated linearly in cM, as Beagle does. With ``selectio
 the K states are instead the sequence's composite haplotypes (:mod:`snpbag.retrieval.states`),
 matched to its two haplotypes after phasing its visible sites (Beagle's order: phase, then
 impute), and the same K persist over every block. The kernels are in
-:mod:`snpbag.retrieval.copying`.
+:mod:`snpbag.retrieval.copying`. With ``selection="phased"`` the pair HMM is not run: the
+sequence is phased and each of its haplotypes imputed by a haploid HMM over its own K
+composite haplotypes (:mod:`snpbag.retrieval.haploid`, Beagle's and minimac's model), which
+also gives per-haplotype ALT probabilities (:meth:`HaplotypePanel.votes` ``hds``).
 
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
 panel genomes it was recombined from, can be excluded, as in :mod:`snpbag.retrieval.genomes`.
@@ -46,9 +49,14 @@ import numpy as np
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
+from snpbag.retrieval.haploid import phased_probs
 from snpbag.retrieval.phasing import phased_composite
-from snpbag.retrieval.states import check_selection
+from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
+
+#: The copying model's state selections (:mod:`snpbag.retrieval.states`) and ``phased``:
+#: phase, then the haploid HMM per haplotype on its own composite states (module doc).
+PANEL_SELECTIONS = (*SELECTIONS, "phased")
 
 
 class HaplotypePanel(PanelRows):
@@ -64,7 +72,9 @@ class HaplotypePanel(PanelRows):
     ne : effective population size in the switch probability.
     eps : probability that a visible genotype disagrees with the copied pair.
     selection : ``conflicts`` (K haplotypes per block) or ``composite`` (K composite
-        haplotypes per sequence, persistent across blocks): :mod:`snpbag.retrieval.states`.
+        haplotypes per sequence, persistent across blocks): :mod:`snpbag.retrieval.states`;
+        ``phased``: phase, then K composite haplotypes per phased haplotype in a haploid
+        HMM (:mod:`snpbag.retrieval.haploid`; block and margin unused).
     sample_ids : the panel's sample ids.
     store_rows : the store rows of the panel genomes (sorted), for leave-one-out.
     """
@@ -84,7 +94,7 @@ class HaplotypePanel(PanelRows):
         if states < 1 or block < 1 or margin < 1 or ne <= 0 or not 0 < eps < 0.5:
             raise InputError(f"haplotype panel: states={states}, block={block}, margin={margin}, ne={ne}, eps={eps}: "
                              "need states, block, margin >= 1, ne > 0 and 0 < eps < 0.5")
-        check_selection(selection, "haplotype panel: state selection")
+        check_selection(selection, "haplotype panel: state selection", PANEL_SELECTIONS)
         # site-major, one row of 2·n alleles per site (genome g's copies at 2g, 2g+1): the
         # kernels' per-site loops read contiguous rows
         self.by_site = np.ascontiguousarray(h.astype(np.int8, copy=False).transpose(1, 0, 2).reshape(h.shape[1], -1))
@@ -135,8 +145,13 @@ class HaplotypePanel(PanelRows):
         """(n_genomes, n_sites, 2) alleles (a copy)."""
         return self.by_site.reshape(self.by_site.shape[0], -1, 2).transpose(1, 0, 2).copy()
 
+    @property
+    def gives_hds(self) -> bool:
+        """Whether :meth:`votes` can give per-haplotype ALT probabilities (``phased``)."""
+        return self.selection == "phased"
+
     def votes(self, dosage: np.ndarray, sites: np.ndarray, *, exclude=None, threads: int | None = None,
-              loo: bool = False):
+              loo: bool = False, hds: bool = False):
         """Probabilities (L, 3) float32 of ALT dosage 0/1/2 at each site of a sequence.
 
         Parameters
@@ -151,33 +166,48 @@ class HaplotypePanel(PanelRows):
             divided out of the forward–backward product, as minimac's LooDosage), NaN at
             hidden sites. The K states were still chosen with the site's genotype counted
             among the block's conflicts, so this is the copying model's leave-one-out for
-            fixed candidates. Returns ``(probs, loo_probs)`` then, both of one shape.
+            fixed candidates.
+        hds : also return (L, 2) float32 per-haplotype ALT probabilities (``phased``
+            selection only, :attr:`gives_hds`; the phaser's haplotype order).
+
+        Returns
+        -------
+        probs, then ``held`` (with ``loo``), then ``hds`` (with ``hds``), each with the
+        leading (B,) of a (B, L) input; probs alone without either.
+
+        Raises
+        ------
+        InputError : ``hds`` from a panel without them.
         """
+        if hds and not self.gives_hds:
+            raise InputError(f"haplotype dosages need state selection 'phased'; this panel uses {self.selection!r}")
         g = np.asarray(dosage)
         sites = np.asarray(sites, dtype=np.int64)
         panel, cm = self.by_site[sites], self.cm[sites]
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
-            if not g.shape[0]:
-                empty = np.zeros((0, sites.size, 3), dtype=np.float32)
-                return (empty, empty.copy()) if loo else empty
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
             if n_threads <= 1:
                 parts = [self._probs(panel, cm, row, e, loo) for row, e in zip(g, ex)]
             else:
                 with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
                     parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo), range(g.shape[0])))
-            probs = np.stack([p for p, _ in parts])
-            return (probs, np.stack([q for _, q in parts])) if loo else probs
-        probs, held = self._probs(panel, cm, g, exclude, loo)
-        return (probs, held) if loo else probs
+            shapes = ((sites.size, 3), (sites.size, 3), (sites.size, 2))
+            out = [np.stack([p[k] for p in parts]) if parts else np.zeros((0, *shapes[k]), np.float32)
+                   for k in range(3)]
+        else:
+            out = list(self._probs(panel, cm, g, exclude, loo))
+        picked = [out[0], *([out[1]] if loo else []), *([out[2]] if hds else [])]
+        return picked[0] if len(picked) == 1 else tuple(picked)
 
     def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False):
+        """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence."""
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
         held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)
+        hds = np.zeros((L if self.gives_hds else 0, 2), dtype=np.float32)
         if L == 0:
-            return out, held
+            return out, held, hds
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None:
             ex = np.atleast_1d(np.asarray(exclude, dtype=np.int64))
@@ -185,16 +215,22 @@ class HaplotypePanel(PanelRows):
             allowed[2 * ex] = False
             allowed[2 * ex + 1] = False
         if not allowed.any():
-            return out, held
+            return out, held, hds
         gi = np.where((g >= 0) & (g <= 2), g, -1).astype(np.int8)
+        visible = bool((gi >= 0).any())
+        if self.selection == "phased" and visible:  # phase, then the haploid HMM per haplotype
+            return phased_probs(panel, cm, gi, allowed=allowed, states=self.states, ne=self.ne, eps=self.eps,
+                                loo=loo)
         n_ref = 0
-        if self.selection == "composite" and (gi >= 0).any():  # copy from the sequence's composite haplotypes
+        if self.selection == "composite" and visible:  # copy from the sequence's composite haplotypes
             n_ref = int(allowed.sum())
             panel = phased_composite(panel, cm, gi, allowed=allowed, states=self.states)
             allowed = np.ones(panel.shape[1], dtype=np.bool_)
         _copy_probs(panel, gi, cm, allowed, n_ref, self.states, self.block, self.margin, self.ne, self.eps,
                     conflict_stride(self.block, self.margin), out, held)
-        return out, held
+        if self.gives_hds:  # nothing visible: each haplotype at the panel's ALT frequency
+            hds[:] = (out[:, 1] / 2 + out[:, 2])[:, None]
+        return out, held, hds
 
     def save(self, path: str | Path) -> None:
         """Write the panel as one ``.npz`` at exactly ``path`` (alleles bit-packed)."""

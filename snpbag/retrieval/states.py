@@ -42,10 +42,11 @@ from snpbag.errors import InputError
 SELECTIONS = ("conflicts", "composite")
 
 
-def check_selection(selection: str, what: str) -> None:
-    """Refuse an unknown rule in one line; ``what`` names the option that carried it."""
-    if selection not in SELECTIONS:
-        raise InputError(f"{what} {selection!r}; use one of {', '.join(SELECTIONS)}")
+def check_selection(selection: str, what: str, choices: tuple[str, ...] = SELECTIONS) -> None:
+    """Refuse an unknown rule in one line; ``what`` names the option that carried it,
+    ``choices`` the rules it takes."""
+    if selection not in choices:
+        raise InputError(f"{what} {selection!r}; use one of {', '.join(choices)}")
 
 
 @njit(cache=True, nogil=True)
@@ -237,16 +238,34 @@ def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_st
 
 @njit(cache=True, nogil=True)
 def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
-    """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel)."""
+    """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel),
+    written row by row: a gather from each contiguous panel row (column by column, the
+    writes strided by K cost 8x the whole composite step)."""
     L = panel.shape[0]
     K = out.shape[1]
+    cur = np.full(K, -1, dtype=np.int64)  # each slot's segment at the current site
+    hap = np.zeros(K, dtype=np.int64)
+    nxt = np.full(K, L, dtype=np.int64)  # the site where its next segment starts
     for k in range(K):
-        for j in range(n_seg[k]):
-            a = seg_start[k, j]
-            b = L if j + 1 == n_seg[k] else seg_start[k, j + 1]
-            h = seg_hap[k, j]
-            for s in range(a, b):
-                out[s, k] = panel[s, h]
+        if n_seg[k] > 0:
+            nxt[k] = seg_start[k, 0]
+    event = L  # the first site where some slot changes haplotype
+    for k in range(K):
+        event = min(event, nxt[k])
+    for s in range(L):
+        if s >= event:
+            event = L
+            for k in range(K):
+                while nxt[k] <= s:
+                    cur[k] += 1
+                    hap[k] = seg_hap[k, cur[k]]
+                    nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
+                event = min(event, nxt[k])
+        row = panel[s]
+        o = out[s]
+        for k in range(K):
+            if cur[k] >= 0:
+                o[k] = row[hap[k]]
 
 
 def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,

@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snpbag-model", type=Path, default=None, help="model dir, or a template with {density}")
     ap.add_argument("--tools", default="af,beagle,minimac4,snpbag,ref,copying",
                     help="copying: the haplotype-copying retrieval input of a haplotypes model alone; "
-                         "ref: `snpbag impute --ref reference.vcf.gz` (no model; ref_conflicts / ref_composite: with "
-                         "that --state-selection)")
+                         "ref: `snpbag impute --ref reference.vcf.gz` (no model; ref_conflicts / ref_composite / "
+                         "ref_phased: with that --state-selection)")
     ap.add_argument("--plots", type=Path, default=None, help="write r2_by_maf_D.png and r2_calibration_D.png here")
     _results.add_json_option(ap)
     args = ap.parse_args(argv)
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             t = sh([sys.executable, "-m", "snpbag.cli", "impute", "--ref", str(ref_vcf), "--input", str(target_in),
                     "--output", str(out), "--batch-size", "32", *map_args.get("ref", []),
                     *(["--state-selection", selection] if selection else [])], log=dd / f"snpbag_{tool}.time")
-            label = f", {selection} states" if selection else ""
+            label = ("" if not selection else ", phased + haploid HMM" if selection == "phased"
+                     else f", {selection} states")
             res["tools"].append(scored(f"snpbag --ref (copying model{label}, no training)", out, t))
         model = Path(str(args.snpbag_model).format(density=f"{density:g}")) if args.snpbag_model else None
         if "copying" in tools and model is not None and (model / modeldir.panel_file("haplotypes")).is_file():

@@ -1,0 +1,166 @@
+"""snpbag.retrieval.haploid: imputation after phasing, against a dense haploid forward–backward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_haplotypes import _panel
+from snpbag.errors import InputError
+from snpbag.retrieval.haploid import COMPOSITE_STEP, PHASE_OPTIONS, genotype_probs, haploid_probs
+from snpbag.retrieval.haplotypes import HaplotypePanel
+from snpbag.retrieval.phasing import PhaseOptions, phase_visible
+from snpbag.retrieval.states import composite_panel
+
+
+def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
+    """P(ALT) at every site: forward–backward over the K states with the dense K × K
+    transition matrix, hidden sites interpolating the flanking visible posteriors in cM.
+    ``silent``: a visible site that emits nothing (its leave-one-out posterior)."""
+    L, K = comp.shape
+    vis = np.flatnonzero(hap >= 0)
+    m = vis.size
+    emit = np.where(comp[vis] == hap[vis, None], 1 - eps, eps)
+    if silent is not None:
+        emit[np.searchsorted(vis, silent)] = 1.0
+    trans = [(1 - r) * np.eye(K) + r / K
+             for r in 1 - np.exp(-0.04 * ne * np.diff(cm[vis]) / n_ref)]
+    alpha = np.zeros((m, K))
+    alpha[0] = emit[0] / emit[0].sum()
+    for t in range(1, m):
+        a = (alpha[t - 1] @ trans[t - 1]) * emit[t]
+        alpha[t] = a / a.sum()
+    beta = np.ones((m, K))
+    for t in range(m - 2, -1, -1):
+        b = trans[t] @ (emit[t + 1] * beta[t + 1])
+        beta[t] = b / b.sum()
+    post = alpha * beta
+    post /= post.sum(1, keepdims=True)
+    out = np.empty(L)
+    for s in range(L):
+        right = np.searchsorted(vis, s)
+        if right < m and vis[right] == s:
+            out[s] = post[right] @ comp[s]
+            continue
+        left = right - 1
+        if left < 0 or right >= m:
+            out[s] = post[max(left, 0) if right >= m else right] @ comp[s]
+            continue
+        span = cm[vis[right]] - cm[vis[left]]
+        w = (cm[s] - cm[vis[left]]) / span if span > 0 else 0.5
+        out[s] = (1 - w) * post[left] @ comp[s] + w * post[right] @ comp[s]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_equals_the_dense_haploid_forward_backward(seed):
+    rng = np.random.default_rng(seed)
+    L, K = 40, 7
+    comp = rng.integers(0, 2, (L, K)).astype(np.int8)
+    cm = np.cumsum(rng.random(L) * 0.05)
+    cm[10] = cm[9]  # two sites at one genetic position
+    hap = comp[np.arange(L), rng.integers(0, K, L)].copy()  # a mosaic of the states
+    hap[rng.random(L) < 0.6] = -1
+    hap[[0, L - 1]] = -1  # hidden sites before the first and after the last visible one
+    hap[[3, 20]] = 1 - comp[[3, 20], 0]  # visible and visible
+    hap[20] = 1 - hap[20] if (comp[20] == hap[20]).all() else hap[20]
+    n_ref, ne, eps = 30, 2e3, 0.01
+    cols = np.arange(K)
+    out, loo = np.empty(L), np.full(L, np.nan)
+    haploid_probs(comp, cols, hap, cm, n_ref, ne, eps, 0.0, out, loo)
+    want = _dense(comp, hap, cm, n_ref, ne, eps)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    visible = np.flatnonzero(hap >= 0)
+    assert np.isnan(loo[hap < 0]).all()
+    for s in visible:
+        np.testing.assert_allclose(loo[s], _dense(comp, hap, cm, n_ref, ne, eps, silent=s)[s], atol=1e-6)
+    assert np.abs(loo[visible] - out[visible]).max() > 0.1  # a call moves its posterior, not its leave-one-out
+    without = np.empty(L)
+    haploid_probs(comp, cols, hap, cm, n_ref, ne, eps, 0.0, without, np.zeros(0))
+    np.testing.assert_array_equal(without, out)
+    # the states may be any columns of a wider panel; a floor leaves out at most that much mass
+    wide = np.concatenate([1 - comp, comp], 1)
+    haploid_probs(wide, cols + K, hap, cm, n_ref, ne, eps, 0.0, without, np.zeros(0))
+    np.testing.assert_array_equal(without, out)
+    haploid_probs(comp, cols, hap, cm, n_ref, ne, eps, 0.05, without, np.zeros(0))
+    assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
+
+
+def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states():
+    """votes(selection="phased") = phase the visible sites, K composites per phased
+    haplotype, the dense haploid model on each, independent haplotypes' genotype probabilities."""
+    rng = np.random.default_rng(4)
+    h, cm = _panel(rng, n=10, L=60)
+    g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
+    g[rng.random(g.size) < 0.5] = 4
+    g[5] = -1
+    ne, eps, K = 3e3, 0.01, 6
+    panel = HaplotypePanel(h, cm, states=K, ne=ne, eps=eps, selection="phased")
+    by_site = h.transpose(1, 0, 2).reshape(h.shape[1], -1)
+    gi = np.where(g <= 2, g, -1).astype(np.int8)
+    every = HaplotypePanel(h, cm, states=20, ne=ne, eps=eps, selection="phased")  # states: the panel itself
+    for exclude, panel in ((None, panel), ([1, 3], panel), ([1, 3], every)):
+        allowed = np.ones(20, dtype=bool)
+        for e in np.atleast_1d(exclude if exclude is not None else []):
+            allowed[2 * e: 2 * e + 2] = False
+        o = PHASE_OPTIONS
+        query = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
+        p = np.empty((60, 2))
+        for c in range(2):
+            comp = by_site[:, allowed] if panel is every else composite_panel(
+                by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False, step=COMPOSITE_STEP,
+                width=o.width, matches=o.matches)
+            p[:, c] = _dense(comp, query[:, c], cm, int(allowed.sum()), ne, eps)
+        gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)
+        np.testing.assert_allclose(hds, p, atol=1.5e-4, err_msg=str(exclude))
+        np.testing.assert_allclose(gp, genotype_probs(p), atol=3e-4, err_msg=str(exclude))
+        np.testing.assert_allclose(gp.sum(1), 1, atol=1e-6)
+        assert np.isnan(held[gi < 0]).all() and np.isfinite(held[gi >= 0]).all()
+        np.testing.assert_array_equal(panel.votes(g, np.arange(60), exclude=exclude), gp)
+
+
+def test_a_pair_of_panel_haplotypes_imputes_exactly_and_in_phase():
+    """A target made of haplotype 0 of genome 2 and haplotype 1 of genome 5, a fifth of its
+    sites typed (and the first and last few, where a random panel leaves the copy ambiguous):
+    every hidden genotype is recovered, and its haplotype dosages are the two haplotypes (in
+    one order or the other along the whole sequence)."""
+    rng = np.random.default_rng(9)
+    n, L = 40, 400
+    h = rng.integers(0, 2, (n, L, 2)).astype(np.int8)
+    a, b = h[2, :, 0], h[5, :, 1]
+    target = (a + b).astype(np.int8)
+    hidden = rng.random(L) > 0.2
+    hidden[:4] = hidden[-4:] = False
+    target[hidden] = 4
+    panel = HaplotypePanel(h, np.arange(L) * 0.001, states=16, selection="phased")
+    gp, hds = panel.votes(target, np.arange(L), exclude=7, hds=True)
+    np.testing.assert_array_equal(gp.argmax(1), a + b)
+    called = (hds > 0.5).astype(np.int8)
+    assert (called == np.stack([a, b], 1)).all() or (called == np.stack([b, a], 1)).all()
+
+
+def test_batch_and_threads_equal_one_at_a_time():
+    rng = np.random.default_rng(3)
+    h, cm = _panel(rng, n=12, L=80)
+    panel = HaplotypePanel(h, cm, states=5, selection="phased")
+    sites = np.arange(5, 70)
+    g = rng.integers(0, 5, (5, sites.size)).astype(np.int8)
+    g[3] = 4  # nothing visible: the panel's frequencies
+    exclude = [0, -1, [3, 4], None, 11]
+    one = [panel.votes(row, sites, exclude=e, loo=True, hds=True) for row, e in zip(g, exclude)]
+    for threads in (1, 3):
+        got = panel.votes(g, sites, exclude=exclude, threads=threads, loo=True, hds=True)
+        for k in range(3):
+            np.testing.assert_array_equal(got[k], np.stack([o[k] for o in one]))
+    p = h.transpose(1, 0, 2).reshape(80, -1).mean(1)[sites]  # sequence 3 excludes nothing
+    np.testing.assert_allclose(one[3][2], np.stack([p, p], 1), atol=1e-6)
+
+
+def test_bad_options_are_refused():
+    h, cm = _panel(np.random.default_rng(0))
+    with pytest.raises(InputError, match="state selection 'haploid'; use one of conflicts, composite, phased"):
+        HaplotypePanel(h, cm, selection="haploid")
+    with pytest.raises(InputError, match="haplotype dosages need state selection 'phased'; this panel uses 'conflicts'"):
+        HaplotypePanel(h, cm).votes(np.zeros(30, np.int8), np.arange(30), hds=True)
+    with pytest.raises(InputError, match="selection 'phased'; use one of conflicts, composite$"):
+        PhaseOptions(selection="phased")  # a phasing rule it is not

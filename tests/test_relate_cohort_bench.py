@@ -1,0 +1,69 @@
+"""tools/bench/relate_cohort.py without running anything: all-pairs truth and calls from the files
+a simulation, `snpbag king` and `snpbag relate --min-kinship` write."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snpbag.eval.relate import UNRELATED
+
+ROOT = Path(__file__).resolve().parents[1]
+IDS = ["F1_P", "F1_M", "F1_A1", "F2_P"]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools" / "bench"))
+    spec = importlib.util.spec_from_file_location("relate_cohort", ROOT / "tools" / "bench" / "relate_cohort.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _kin0(path: Path, rows) -> Path:
+    path.write_text("#IID1\tIID2\tNSNP\tHETHET\tIBS0\tKINSHIP\n"
+                    + "".join(f"{a}\t{b}\t100\t0.1\t0.01\t{k}\n" for a, b, k in rows))
+    return path
+
+
+def test_all_pairs_truth_and_calls(bench, tmp_path):
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "pedigree_pairs.tsv").write_text(
+        "id1\tid2\tdegree\trelationship\texpected_kinship\tibd_kinship\n"
+        "F1_P\tF1_M\tNA\tunrelated\t0\t0.000000\n"
+        "F1_P\tF1_A1\t1\tparent-offspring\t0.25\t0.250000\n"
+        "F1_A1\tF1_M\t1\tparent-offspring\t0.25\t0.250000\n")
+    # plink2's order: (i, j) with j < i
+    kin0 = _kin0(tmp_path / "king.kin0", [("F1_M", "F1_P", -0.01), ("F1_A1", "F1_P", 0.26),
+                                           ("F1_A1", "F1_M", 0.24), ("F2_P", "F1_P", 0.0),
+                                           ("F2_P", "F1_M", 0.05), ("F2_P", "F1_A1", -0.02)])
+    keys, kin = bench.read_kin0(kin0, IDS)
+    assert list(keys) == sorted(keys) and len(keys) == 6
+    assert kin[list(keys).index(bench.pair_keys(2, 0, 4))] == 0.26
+    truth, realised = bench.cohort_truth(sim, IDS, keys)
+    by_pair = {(int(k) // 4, int(k) % 4): (int(t), float(r)) for k, t, r in zip(keys, truth, realised)}
+    assert by_pair[(2, 0)] == (1, 0.25) and by_pair[(2, 1)] == (1, 0.25)
+    assert by_pair[(1, 0)] == (UNRELATED, 0.0) and by_pair[(3, 1)] == (UNRELATED, 0.0)  # across families
+    rel = tmp_path / "x.rel"  # scored pairs only, ids in either order
+    rel.write_text("#IID1\tIID2\tDEGREE\tKINSHIP\nF1_P\tF1_A1\t1\t0.26\nF2_P\tF1_M\t4\t0.05\n")
+    called = bench.called_in_cohort(rel, IDS, keys)
+    got = {(int(k) // 4, int(k) % 4): int(c) for k, c in zip(keys, called)}
+    assert got == {(1, 0): UNRELATED, (2, 0): 1, (2, 1): UNRELATED, (3, 0): UNRELATED, (3, 1): 4,
+                   (3, 2): UNRELATED}
+
+
+def test_truth_pair_missing_from_the_table_is_refused(bench, tmp_path):
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "pedigree_pairs.tsv").write_text("id1\tid2\tdegree\trelationship\texpected_kinship\tibd_kinship\n"
+                                             "F1_P\tF2_P\tNA\tunrelated\t0\t0.0\n")
+    keys, _ = bench.read_kin0(_kin0(tmp_path / "k.kin0", [("F1_M", "F1_P", 0.0)]), IDS)
+    with pytest.raises(SystemExit, match="truth pairs missing from the kinship table"):
+        bench.cohort_truth(sim, IDS, keys)
