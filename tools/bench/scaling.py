@@ -64,12 +64,21 @@ def parse() -> argparse.Namespace:
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--min-rate", type=float, default=0.85, help="training masking: rate drawn in [min, max]")
     p.add_argument("--max-rate", type=float, default=0.99)
+    p.add_argument("--curriculum-steps", type=int, default=0,
+                   help="masking curriculum: over this many steps the rate bounds rise linearly from "
+                        "[--start-min-rate, --start-max-rate] to [--min-rate, --max-rate] (0: fixed bounds)")
+    p.add_argument("--start-min-rate", type=float, default=0.15)
+    p.add_argument("--start-max-rate", type=float, default=0.5)
+    p.add_argument("--site-rank", type=int, default=0,
+                   help="genotype head's per-site readout: rank r, 3 x (r + 1) numbers per site (0: none)")
+    p.add_argument("--site-scale", type=float, default=10.0, help="the per-site readout's learning-rate multiplier")
     p.add_argument("--eval-genomes", type=int, default=16, help="held-out genomes scored")
     p.add_argument("--eval-sites", type=int, default=1024, help="sites scored (from the first tile's start)")
     p.add_argument("--states", type=int, default=96, help="copying model: haplotypes per block (K)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--mfu", type=float, default=0.3, help="ASSUMED H100 model FLOPs utilisation for the hours")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", default="", help="names this run's variant in merged tables and the plot")
     p.add_argument("--quick", action="store_true", help="smoke run (< 10 min): small cohort, short budgets")
     p.add_argument("--png", type=Path, default=None, help="curves (default: the JSON path with .png)")
     p.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -109,6 +118,14 @@ def model_config(arch: str, size: str, n_sites: int, seq_len: int):
     return preset("tiny", n_sites=n_sites, n_layers=n_layers, n_heads=n_heads, d_model=d_model,
                   d_ff=FF_RATIO[arch] * d_model, window=min(WINDOW[arch], seq_len), block_size=64,
                   backend="local", retrieval="none", **ARCHS[arch])
+
+
+def masking_config(a):
+    """Training masking: the rate bounds, rising over --curriculum-steps steps of --batch-size sequences."""
+    from snpbag.config import MaskingConfig
+
+    return MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate, curriculum_sequences=a.curriculum_steps * a.batch_size,
+                         start_min_rate=a.start_min_rate, start_max_rate=a.start_max_rate)
 
 
 def visible_masks(maf: np.ndarray, n_genomes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -243,7 +260,8 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
     vocab = store.vocab
     cfg = model_config(arch, size, vocab.n_sites, a.seq_len)
     torch.manual_seed(a.seed)
-    model = build_model(cfg, site_af=vocab.af)
+    head_options = {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else None
+    model = build_model(cfg, head_options=head_options, site_af=vocab.af)
     per_token = model_flops_per_token(cfg)
     non_emb = encoder_matmul_params(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, ffn=cfg.ffn)
     total = sum(p.numel() for p in model.parameters())
@@ -275,7 +293,7 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
         tokens += int(b.valid.sum())
         seconds += time.perf_counter() - t0
         if step in a.steps:
-            row = {"arch": arch, "size": size, "steps": step, "params": total, "non_embedding_params": non_emb,
+            row = {"arch": arch, "size": size, "label": a.label, "steps": step, "params": total, "non_embedding_params": non_emb,
                    "flops_per_token": per_token, "tokens": tokens, "train_flops": float(per_token) * tokens,
                    "train_loss": float(loss.item()), "seconds": round(seconds, 1)}
             for scen, vis in ev["visible"].items():
@@ -297,10 +315,10 @@ def plot(path: Path, curves: list[dict], baselines: list[dict]) -> None:
 
     fig, axes = plt.subplots(1, len(SCENARIOS), figsize=(5 * len(SCENARIOS), 4), squeeze=False)
     for ax, scen in zip(axes[0], SCENARIOS):
-        for (arch, size) in dict.fromkeys((r["arch"], r["size"]) for r in curves):
-            pts = [r for r in curves if r["arch"] == arch and r["size"] == size]
+        for (arch, size, label) in dict.fromkeys((r["arch"], r["size"], r.get("label", "")) for r in curves):
+            pts = [r for r in curves if (r["arch"], r["size"], r.get("label", "")) == (arch, size, label)]
             ax.plot([r["train_flops"] for r in pts], [1 - r[f"{scen} concordance"] for r in pts],
-                    "o-" if arch == "snpbag" else "s--", label=f"{arch} {size}")
+                    "o-" if arch == "snpbag" else "s--", label=f"{arch} {size} {label}".strip())
         for b, style in zip(baselines, (":", "-.")):
             ax.axhline(1 - b[f"{scen} concordance"], color="grey", ls=style, label=b["method"])
         if scen in BEAGLE:
@@ -330,10 +348,11 @@ def markdown(curves: list[dict], baselines: list[dict], fit_rows: list[dict]) ->
 
     scen_cols = [f"{s} {m}" for s in SCENARIOS for m in ("concordance", "r2")]
     out = [table(baselines, ["method"] + scen_cols + ["random90 loss"]), "",
-           table(curves, ["arch", "size", "non_embedding_params", "steps", "train_flops"] + scen_cols
+           table(curves, ["arch", "size"] + (["label"] if any(r.get("label") for r in curves) else [])
+                 + ["non_embedding_params", "steps", "train_flops"] + scen_cols
                  + ["random90 loss", "seconds"]), ""]
     bin_cols = [c for c in curves[0] if c.startswith("array20 r2 ")] if curves else []
-    out += [table(baselines + [r | {"method": f"{r['arch']} {r['size']} @{r['steps']}"} for r in curves],
+    out += [table(baselines + [r | {"method": f"{r['arch']} {r['size']} {r.get('label', '')} @{r['steps']}"} for r in curves],
                   ["method"] + bin_cols), ""]
     tcols = [c for c in fit_rows[0] if c.startswith("log10")] if fit_rows else []
     out.append(table([r for r in fit_rows if r["metric"] == "error" or r["size"] == "frontier"],
@@ -378,7 +397,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from snpbag.config import AugmentConfig, MaskingConfig
+    from snpbag.config import AugmentConfig
     from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.retrieval.haplotypes import HaplotypePanel
     from snpbag.store.genotypes import open_store
@@ -388,7 +407,7 @@ def main() -> None:
     store = open_store(str(store_path))
     vocab = store.vocab
     dm = GenotypeDataModule(str(store_path), batch_size=a.batch_size, seq_len=a.seq_len, val_fraction=0.1,
-                            seed=a.seed, masking=MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate),
+                            seed=a.seed, masking=masking_config(a),
                             augment=AugmentConfig(enabled=True))
     dm.setup("fit")
     train_rows, val_rows = dm.split()
@@ -422,6 +441,9 @@ def main() -> None:
     info = {"store": str(store_path), "samples": store.n_samples, "train_samples": int(train_rows.size),
             "sites": vocab.n_sites, "eval_genomes": int(rows.size), "eval_sites": int(n_eval),
             "seq_len": a.seq_len, "batch_size": a.batch_size, "masking": f"{a.min_rate}-{a.max_rate}",
+            "curriculum": (f"{a.start_min_rate}-{a.start_max_rate} over {a.curriculum_steps} steps"
+                           if a.curriculum_steps else None),
+            "head": {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else {},
             "schedule": a.schedule, "threads": a.threads, "mfu_assumed": a.mfu, "quick": a.quick,
             "seconds": round(time.time() - t_start, 1)}
     report(a, curves=curves, baselines=baselines, info=info)
