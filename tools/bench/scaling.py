@@ -120,6 +120,18 @@ def model_config(arch: str, size: str, n_sites: int, seq_len: int):
                   backend="local", retrieval="none", **ARCHS[arch])
 
 
+def make_model(a, arch: str, size: str, vocab):
+    """(config, model) of one run: the design and size, panel-free, with --site-rank's readout."""
+    import torch
+
+    from snpbag.model.builders import build_model
+
+    cfg = model_config(arch, size, vocab.n_sites, a.seq_len)
+    torch.manual_seed(a.seed)
+    head_options = {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else None
+    return cfg, build_model(cfg, head_options=head_options, site_af=vocab.af)
+
+
 def masking_config(a):
     """Training masking: the rate bounds, rising over --curriculum-steps steps of --batch-size sequences."""
     from snpbag.config import MaskingConfig
@@ -254,14 +266,9 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
     import torch
     from torch import nn
 
-    from snpbag.model.builders import build_model
     from snpbag.model.flops import encoder_matmul_params, model_flops_per_token
 
-    vocab = store.vocab
-    cfg = model_config(arch, size, vocab.n_sites, a.seq_len)
-    torch.manual_seed(a.seed)
-    head_options = {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else None
-    model = build_model(cfg, head_options=head_options, site_af=vocab.af)
+    cfg, model = make_model(a, arch, size, store.vocab)
     per_token = model_flops_per_token(cfg)
     non_emb = encoder_matmul_params(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, ffn=cfg.ffn)
     total = sum(p.numel() for p in model.parameters())
