@@ -36,6 +36,9 @@ import _results
 
 #: name -> (n_layers, n_heads, d_model); ~0.1 M, ~1 M and ~10 M non-embedding parameters
 SIZES = {"0.1M": (2, 4, 64), "1M": (4, 4, 128), "10M": (8, 8, 320)}
+#: name -> default step budgets (evaluation points of one run): the whole study fits ~3 h of one
+#: idle core at the step times of docs/scaling.md, and every size reaches 1,000 steps
+STEPS = {"0.1M": [300, 1000, 3000], "1M": [300, 1000, 2000], "10M": [100, 300, 1000]}
 #: architecture -> ModelConfig fields over the tiny preset (d_ff and window given per size)
 ARCHS = {
     "snpbag": {"site_code": "table", "ffn": "gelu", "norm": "layernorm"},  # site table, GELU, LayerNorm
@@ -56,17 +59,18 @@ def parse() -> argparse.Namespace:
     p.add_argument("--length", type=int, default=3_000_000, help="simulated chromosome length, bp")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    p.add_argument("--steps", type=int, nargs="+", default=[100, 300, 1000], help="step budgets (evaluation points)")
-    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="step budgets (evaluation points) of every size (default: STEPS, per size)")
+    p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, nargs="+", default=[3e-3, 2e-3, 1e-3], help="per size, in --sizes order")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--min-rate", type=float, default=0.85, help="training masking: rate drawn in [min, max]")
     p.add_argument("--max-rate", type=float, default=0.99)
-    p.add_argument("--curriculum-steps", type=int, default=0,
-                   help="masking curriculum: over this many steps the rate bounds rise linearly from "
-                        "[--start-min-rate, --start-max-rate] to [--min-rate, --max-rate] (0: fixed bounds)")
+    p.add_argument("--curriculum", type=float, default=0.6,
+                   help="masking curriculum: over this fraction of each run's largest budget the rate bounds rise "
+                        "linearly from [--start-min-rate, --start-max-rate] to [--min-rate, --max-rate] (0: fixed)")
     p.add_argument("--start-min-rate", type=float, default=0.15)
     p.add_argument("--start-max-rate", type=float, default=0.5)
     p.add_argument("--site-rank", type=int, default=0,
@@ -91,7 +95,7 @@ def parse() -> argparse.Namespace:
         a.seq_len, a.batch_size, a.eval_genomes, a.eval_sites, a.warmup = 128, 4, 8, 256, 5
     if len(a.lr) < len(a.sizes):
         a.lr = a.lr + [a.lr[-1]] * (len(a.sizes) - len(a.lr))
-    a.steps = sorted(set(a.steps))
+    a.budgets = {size: sorted(set(a.steps or STEPS[size])) for size in a.sizes}
     return a
 
 
@@ -132,12 +136,25 @@ def make_model(a, arch: str, size: str, vocab):
     return cfg, build_model(cfg, head_options=head_options, site_af=vocab.af)
 
 
-def masking_config(a):
-    """Training masking: the rate bounds, rising over --curriculum-steps steps of --batch-size sequences."""
+def masking_config(a, steps: int):
+    """Training masking of a run of ``steps`` steps: the rate bounds, rising over --curriculum of them."""
     from snpbag.config import MaskingConfig
 
-    return MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate, curriculum_sequences=a.curriculum_steps * a.batch_size,
+    return MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate,
+                         curriculum_sequences=round(a.curriculum * steps) * a.batch_size,
                          start_min_rate=a.start_min_rate, start_max_rate=a.start_max_rate)
+
+
+def datamodule(a, store_path: Path, steps: int):
+    """Training data of a run of ``steps`` steps from its first epoch: augmented mosaics of the
+    training samples (the same for every run), masked by :func:`masking_config`."""
+    from snpbag.config import AugmentConfig
+    from snpbag.data.datamodule import GenotypeDataModule
+
+    dm = GenotypeDataModule(str(store_path), batch_size=a.batch_size, seq_len=a.seq_len, val_fraction=0.1,
+                            seed=a.seed, masking=masking_config(a, steps), augment=AugmentConfig(enabled=True))
+    dm.setup("fit")
+    return dm
 
 
 def visible_masks(maf: np.ndarray, n_genomes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -262,7 +279,7 @@ def fits(curves: list[dict], targets: dict[str, float], mfu: float) -> list[dict
     return rows
 
 
-def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
+def train_and_score(a, store, store_path, arch, size, lr, ev) -> list[dict]:
     import torch
     from torch import nn
 
@@ -273,7 +290,9 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
     non_emb = encoder_matmul_params(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, ffn=cfg.ffn)
     total = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
-    last = a.steps[-1]
+    budgets = a.budgets[size]
+    last = budgets[-1]
+    dm = datamodule(a, store_path, last)
 
     def factor(s):
         warm = min(1.0, (s + 1) / a.warmup)
@@ -299,7 +318,7 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
         sched.step()
         tokens += int(b.valid.sum())
         seconds += time.perf_counter() - t0
-        if step in a.steps:
+        if step in budgets:
             row = {"arch": arch, "size": size, "label": a.label, "steps": step, "params": total, "non_embedding_params": non_emb,
                    "flops_per_token": per_token, "tokens": tokens, "train_flops": float(per_token) * tokens,
                    "train_loss": float(loss.item()), "seconds": round(seconds, 1)}
@@ -404,8 +423,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from snpbag.config import AugmentConfig
-    from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.retrieval.haplotypes import HaplotypePanel
     from snpbag.store.genotypes import open_store
 
@@ -413,11 +430,7 @@ def main() -> None:
     store_path = cohort_store(a)
     store = open_store(str(store_path))
     vocab = store.vocab
-    dm = GenotypeDataModule(str(store_path), batch_size=a.batch_size, seq_len=a.seq_len, val_fraction=0.1,
-                            seed=a.seed, masking=masking_config(a),
-                            augment=AugmentConfig(enabled=True))
-    dm.setup("fit")
-    train_rows, val_rows = dm.split()
+    train_rows, val_rows = datamodule(a, store_path, 1).split()
     rows = val_rows[:a.eval_genomes]
     n_eval = min(a.eval_sites, vocab.tile_sites(0).stop - vocab.tile_sites(0).start)
     truth = store.read_dosage(0, rows, 0, n_eval)
@@ -444,12 +457,12 @@ def main() -> None:
     curves = []
     for size, lr in zip(a.sizes, a.lr):
         for arch in a.archs:
-            curves += train_and_score(a, store, dm, arch, size, lr, ev)
+            curves += train_and_score(a, store, store_path, arch, size, lr, ev)
     info = {"store": str(store_path), "samples": store.n_samples, "train_samples": int(train_rows.size),
             "sites": vocab.n_sites, "eval_genomes": int(rows.size), "eval_sites": int(n_eval),
             "seq_len": a.seq_len, "batch_size": a.batch_size, "masking": f"{a.min_rate}-{a.max_rate}",
-            "curriculum": (f"{a.start_min_rate}-{a.start_max_rate} over {a.curriculum_steps} steps"
-                           if a.curriculum_steps else None),
+            "curriculum": (f"{a.start_min_rate}-{a.start_max_rate} over {a.curriculum:g} of each run"
+                           if a.curriculum else None), "budgets": a.budgets,
             "head": {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else {},
             "schedule": a.schedule, "threads": a.threads, "mfu_assumed": a.mfu, "quick": a.quick,
             "seconds": round(time.time() - t_start, 1)}
