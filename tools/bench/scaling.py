@@ -12,14 +12,17 @@ with the training genomes as its panel). It fits error = a * C^b against trainin
 extrapolates the FLOPs -- and H100-hours at an ASSUMED model FLOPs utilisation, no GPU having
 been measured -- at which the fit would reach the copying model and Beagle.
 
-    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (hours; docs/scaling.md)
+    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (~3 h estimated; docs/scaling.md)
     python tools/bench/scaling.py --workdir /tmp/scaling-q --quick       # smoke run, < 10 min
     python tools/bench/scaling.py --store S.zarr --sizes 0.1M --steps 2 4 --seq-len 32 ...  # tests
     python tools/bench/scaling.py --merge A.json B.json --json all.json  # one study run in parts
 
 Budgets are evaluation points of one run per (architecture, size): learning rate warm-up then
 constant (``--schedule cosine`` decays to the largest budget instead), so a smaller budget
-is not a separately tuned run. Writes the results JSON (tools/bench/_results.py), a PNG of
+is not a separately tuned run. Training masks 85-99 % of each sequence at random, reached
+through a curriculum from 15-50 % over the first 60 % of each run (``--curriculum``; the one
+fix that moved the curves, docs/scaling.md); ``--site-rank`` adds the genotype head's per-site
+readout. Writes the results JSON (tools/bench/_results.py), a PNG of
 the curves beside it, and prints the Markdown tables of docs/scaling.md.
 """
 
