@@ -529,12 +529,6 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False  # continue RUN_DIR/checkpoints/last.ckpt (fresh start when there is none)
 
-    def __post_init__(self) -> None:
-        if self.trainer.strategy == "fsdp" and self.optim.ema_decay > 0:
-            # the weight average copies whole parameters; under FSDP each rank holds a shard
-            raise ConfigError("optim.ema_decay > 0 with trainer.strategy=fsdp: the weight average is not sharded; "
-                              "set optim.ema_decay=0 or use trainer.strategy=ddp")
-
 
 #: Hydra group name -> schema; each is registered as GROUP/schema, the root as snpbag_schema.
 GROUP_SCHEMAS: dict[str, type] = {

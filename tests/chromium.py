@@ -4,6 +4,7 @@ skip without it (``requires_chromium``)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -41,6 +42,17 @@ def screenshot(page: Path, tmp_path: Path, *, size: str = "1200,1600") -> Path:
     subprocess.run(_base(tmp_path / "profile") + [f"--window-size={size}", f"--screenshot={shot}",
                                                   Path(page).resolve().as_uri()], capture_output=True, timeout=120)
     return shot
+
+
+#: Where tests keep what a person may want to look at after a run (screenshots): $SNPBAG_TEST_ARTEFACTS,
+#: default test-artefacts/ at the repository root (git-ignored; CI can upload the folder).
+ARTEFACTS = Path(os.environ.get("SNPBAG_TEST_ARTEFACTS", Path(__file__).resolve().parents[1] / "test-artefacts"))
+
+
+def keep(path: Path, name: str) -> Path:
+    """Copy ``path`` to ARTEFACTS/``name`` (overwriting the last run's) and return the copy."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(path, ARTEFACTS / name))
 
 
 def check_report_page(page: Path, tmp_path: Path, *, images: int) -> str:

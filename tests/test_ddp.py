@@ -92,7 +92,7 @@ def _hung_peer(rank: int, world: int, port: int, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from snpbag.train.run import _is_collective_timeout
+    from snpbag.train.callbacks import is_collective_timeout
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=3))
@@ -101,7 +101,7 @@ def _hung_peer(rank: int, world: int, port: int, out: str) -> None:
             dist.all_reduce(torch.ones(1))
             Path(out, "0").write_text("no timeout")
         except Exception as e:  # noqa: BLE001
-            Path(out, "0").write_text(f"{_is_collective_timeout(e)} {type(e).__name__}: {e}"[:500])
+            Path(out, "0").write_text(f"{is_collective_timeout(e)} {type(e).__name__}: {e}"[:500])
     else:  # alive but hung: waits (polling, with its own limit) until rank 0 has given up
         import time
 
@@ -120,3 +120,59 @@ def test_a_hung_peer_is_recognised_as_a_collective_timeout(tmp_path):
     mp.start_processes(_hung_peer, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     got = (tmp_path / "0").read_text()
     assert got.startswith("True ") and "timed out" in got.lower(), got
+
+
+def _rank_process(parent: int, rank: int) -> int | None:
+    """The pid of the child of ``parent`` that Lightning started as LOCAL_RANK ``rank``."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and f"LOCAL_RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_hung_rank_fails_the_run_within_the_collective_timeout(store, tmp_path):
+    """2 DDP ranks (Lightning starts rank 1 as a child process); rank 1 is stopped (SIGSTOP:
+    alive, hung) after a few steps. Rank 0 fails within trainer.collective_timeout_s (and the
+    monitored barrier that finds the hung rank, as long again) with the one-line error naming
+    the hung rank, instead of waiting forever."""
+    import signal
+    import time
+
+    run_dir, timeout = tmp_path / "run", 30  # also bounds the start-up rendezvous: not too short on a loaded machine
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "MASTER_PORT": str(free_port()), "WANDB_MODE": "disabled"}
+    cmd = [str(Path(sys.executable).parent / "snpbag"), "train", f"data.store={store}", f"paths.run_dir={run_dir}",
+           *TINY_TRAIN, "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_steps=1000",
+           "trainer.val_check_interval=1000", f"trainer.collective_timeout_s={timeout}", "callbacks.item_log=true"]
+    with open(tmp_path / "stderr", "w") as err:
+        main = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    hung = None
+    try:
+        items = rundir.items_log(run_dir, 1)
+        end = time.monotonic() + 600
+        while not (items.is_file() and len(read_item_log(items)) >= 2 * BATCH) and main.poll() is None:
+            assert time.monotonic() < end, "rank 1 never trained"
+            time.sleep(0.2)
+        hung = _rank_process(main.pid, 1)
+        assert hung is not None and main.poll() is None
+        os.kill(hung, signal.SIGSTOP)
+        stopped = time.monotonic()
+        code = main.wait(timeout=timeout + 300)
+        waited = time.monotonic() - stopped
+    finally:
+        if hung is not None:
+            os.kill(hung, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+    text = (tmp_path / "stderr").read_text()
+    assert code != 0 and (f"rank 0: a collective waited longer than trainer.collective_timeout_s={timeout}: rank(s) 1 "
+                          "did not answer (hung or dead: see their logs); resubmit with resume=true") in text, text[-3000:]
+    assert waited >= 2 * timeout * 0.9, waited

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from lightning import Callback
 
-from snpbag.errors import ConfigError
+from snpbag.errors import ConfigError, SiteMismatchError
 from snpbag.train import rundir
 from snpbag.train.callbacks import read_item_log
 from tiny_data import TINY_TRAIN, tiny_store
-from wandb_files import wandb_history_steps
+from wandb_files import FakeWandbServer, wandb_history_steps
 
 STEPS = 8
 
@@ -78,12 +80,15 @@ def _losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
-@pytest.mark.parametrize("signal_at", [3, 2])  # stop at step 4; at step 3, also a periodic last.ckpt step
+# stop at step 4; at step 3, also a periodic last.ckpt step; with 2 batches per optimiser step
+# (the signal comes before the first of step 4's two batches, the save after the second)
+@pytest.mark.parametrize("signal_at, accumulate", [(3, 1), (2, 1), (3, 2)])
 def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_path, fake_slurm, monkeypatch,
-                                                                    signal_at):
+                                                                    signal_at, accumulate):
     full, split = tmp_path / "full", tmp_path / "split"
-    _train(store, full)
-    sig = _train(store, split, signal_at=signal_at, monkeypatch=monkeypatch)
+    acc = f"trainer.accumulate_grad_batches={accumulate}"
+    _train(store, full, acc)
+    sig = _train(store, split, acc, signal_at=signal_at, monkeypatch=monkeypatch)
     assert sig.written_in_handler is False  # Lightning's handler would have saved right there
     hpc = sorted(split.glob(f"{rundir.HPC_PREFIX}*"))
     assert [p.name for p in hpc] == [f"{rundir.HPC_PREFIX}1{rundir.SUFFIX}"]
@@ -91,7 +96,7 @@ def test_signal_saves_at_step_boundary_requeues_and_resumes_exactly(store, tmp_p
     assert fake_slurm.read_text().split() == ["requeue", "4242"]  # rank 0, after training stopped
     assert rundir.resume_checkpoint(split) == hpc[0]
 
-    _train(store, split, "resume=true")
+    _train(store, split, acc, "resume=true")
     a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(split / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == STEPS
@@ -127,10 +132,16 @@ def test_allocation_mismatch_is_refused(store, tmp_path, fake_slurm, monkeypatch
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
-def test_resume_with_another_model_is_refused(store, tmp_path):
+def test_resume_with_another_model_or_vocabulary_is_refused(store, tmp_path):
     _train(store, tmp_path / "r", "trainer.max_steps=3")
     with pytest.raises(ConfigError, match=r"resume with another model than the run.s \(.*model.d_model \(32 -> 64\)\)"):
         _train(store, tmp_path / "r", "resume=true", "model.d_model=64")
+    other = tiny_store(tmp_path / "other", seed=1)  # other positions: another site vocabulary
+    with pytest.raises(SiteMismatchError, match=rf"{other}: sites differ from those this run was trained on "
+                                                r"\(.*\); resume with the original data.store"):
+        _train(other, tmp_path / "r", "resume=true")
+    assert rundir.resume_checkpoint(tmp_path / "r").name == rundir.LAST_CKPT  # nothing trained or written
+    assert len(rundir.read_sessions(tmp_path / "r")) == 1
 
 
 def test_unreadable_store_is_refused(tmp_path):
@@ -142,8 +153,8 @@ def test_unreadable_store_is_refused(tmp_path):
 
 def test_wandb_offline_segments_hold_consecutive_steps(store, tmp_path, fake_slurm, monkeypatch):
     """A pre-empted and resumed run writes two offline directories with the same run id whose
-    histories are keyed by the optimiser step: disjoint and together every step once, so
-    `wandb sync --id ID` (in start-time order) appends them (slurm/README.md)."""
+    histories are keyed by the optimiser step: disjoint and together every step once; and
+    slurm/README.md's `wandb sync --id ID ...` uploads them into one run, the second appended."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     wb = ["logger.wandb.enabled=true", "logger.wandb.mode=offline"]
@@ -156,6 +167,22 @@ def test_wandb_offline_segments_hold_consecutive_steps(store, tmp_path, fake_slu
     first, second = (sorted(set(s)) for _, s in segments.values())
     # Lightning logs a step's loss under the step count before its update: 0..3, then 4..7
     assert first == list(range(4)) and second == list(range(4, STEPS))
+
+    # slurm/README.md's upload, to a stand-in W&B server: the second segment resumes the run
+    # (appended at the first one's row count), so the run's history holds every step once, in order
+    server = FakeWandbServer()
+    try:
+        env = {**os.environ, "WANDB_MODE": "online", "WANDB_BASE_URL": server.url, "WANDB_API_KEY": "x" * 40,
+               "HOME": str(tmp_path)}
+        dirs = [str(d) for d in (run_dir / "wandb").glob("offline-run-*")]
+        sync = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--id", run_id, "-p", "snpbag",
+                               "-e", "lab", *dirs], capture_output=True, text=True, timeout=600, env=env)
+        assert sync.returncode == 0, sync.stderr[-3000:]
+        assert [row["_step"] for row in server.rows(run_id)] == list(range(STEPS))
+        assert [row["trainer/global_step"] for row in server.rows(run_id)] == list(range(STEPS))
+        assert server.offsets[run_id] == [(0, 4), (4, STEPS - 4)]
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("preset, strategy, devices, accumulate", [

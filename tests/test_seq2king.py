@@ -162,6 +162,31 @@ def test_attention_maps_are_row_stochastic(tokens):
     assert torch.equal(model(tok, pad), pred)
 
 
+def test_targets_normalisation_and_padding_mask():
+    import torch
+
+    from snpbag.kinship.seq2king.model import masked_mse
+    from snpbag.kinship.seq2king.sentences import Normaliser, targets
+
+    _, k, _, _ = synthetic(4)
+    mm = Normaliser.fit(k, "minmax")(k)
+    assert mm.min() == 0.0 and mm.max() == 1.0  # global min-max, diagonal included (the original)
+    z = Normaliser.fit(k, "zscore")(k)[~np.eye(len(k), dtype=bool)]
+    assert z.mean() == pytest.approx(0, abs=1e-12) and z.std() == pytest.approx(1)
+    sent = np.array([[0, 3, 5], [2, 7, -1]])
+    t = targets(mm, sent)
+    assert t[0, 1, 2] == mm[3, 5] and (t[1, 2] == 0).all() and (t[1, :, 2] == 0).all()
+    # padding and the diagonal never enter the loss: changing them changes nothing
+    pad = torch.from_numpy(sent < 0)
+    pred, target = torch.rand(2, 3, 3), torch.from_numpy(t).float()
+    moved = pred.clone()
+    moved[1, 2, :] += 5
+    moved[1, :, 2] -= 5
+    moved[:, [0, 1, 2], [0, 1, 2]] += 7
+    assert masked_mse(moved, target, pad) == masked_mse(pred, target, pad)
+    assert masked_mse(pred + 1, target, pad) != masked_mse(pred, target, pad)
+
+
 def test_training_never_reads_labels():
     from snpbag.kinship.seq2king import train
 
@@ -281,6 +306,8 @@ def test_page_renders_in_headless_chromium(features_report, tmp_path):
     assert dom.count("<line ") > 10
     shot = chromium.screenshot(features_report / "index.html", tmp_path)
     assert shot.stat().st_size > 10_000
+    kept = chromium.keep(shot, "seq2king_report.png")  # the test artefact a person can look at
+    assert kept.read_bytes() == shot.read_bytes()
 
 
 # --- bad inputs: one line, exit 2 ---------------------------------------------------------
@@ -319,7 +346,7 @@ def test_matrix_with_nan_rows(tmp_path):
                     r"x\.king\.zarr: \d+ row\(s\) contain NaN.*rerun `snpbag king --matrix`")
 
 
-def test_labels_missing_and_one_group(tmp_path, cohort):
+def test_labels_missing_and_one_group(tmp_path, cohort, features_report):
     d, full, _, _ = cohort
     ids, k, cont, pop = synthetic(10)
     missing = write_labels(tmp_path / "l.tsv", ids[:-3], cont[:-3], pop[:-3])
@@ -328,6 +355,10 @@ def test_labels_missing_and_one_group(tmp_path, cohort):
     one = write_labels(tmp_path / "one.tsv", ids, np.full(len(ids), "EUR"), pop)
     with pytest.raises(SampleError, match="one continent only"):
         read_labels(one, ids)
+    report = ["seq2king", "report", "--model", d / "model_features", "--kinship", full, "--out", tmp_path / "r"]
+    _one_line_error(report + ["--labels", missing], r"l\.tsv: \d+ of \d+ individuals have no label.*add a line")
+    _one_line_error(report + ["--labels", one], r"one\.tsv: one continent only \('EUR'\).*label at least two")
+    assert not (tmp_path / "r").exists()  # no half-written report
     _one_line_error(["seq2king", "report", "--model", tmp_path / "nomodel", "--kinship", full, "--labels", one,
                      "--out", tmp_path / "r"], r"not a Seq2KING model directory")
 

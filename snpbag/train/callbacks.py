@@ -1,5 +1,5 @@
-"""Training callbacks: throughput/memory logging, the checkpoint pair resume relies on, and a
-CSV logger that survives resume.
+"""Training callbacks: throughput/memory logging, the checkpoint pair resume relies on, a
+CSV logger that survives resume, and the search for a hung rank after a collective timed out.
 
 Checkpoint files are written by Lightning's TorchCheckpointIO, which serialises to memory
 and writes through an fsspec transaction (a temporary file renamed on commit), so a run
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import resource
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -113,6 +115,52 @@ class LastCheckpoint(ModelCheckpoint):
         finished = trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps
         if finished and self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def is_collective_timeout(e: BaseException) -> bool:
+    """torch.distributed's errors for a peer that is hung (a timed-out collective) or dead (its
+    connection closed), as gloo and NCCL word them."""
+    text = str(e).lower()
+    hung = ("timed out" in text or "timeout" in text) and any(
+        k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier"))
+    return hung or "connection closed by peer" in text or "connection reset by peer" in text
+
+
+class HungRanks(Callback):
+    """Which ranks hung, once a collective has timed out (``hung``: their ranks on rank 0,
+    None where unknown).
+
+    The waiting ranks cannot tell from their own timeout which peer stopped. After one, the
+    live ranks meet at a monitored barrier of a separate gloo group (made at setup, on every
+    rank: the default group's state after a timeout is undefined, and NCCL has no monitored
+    barrier); rank 0 learns which ranks never came within ``timeout_s``. Multi-process runs only.
+    """
+
+    def __init__(self, *, timeout_s: int) -> None:
+        self.timeout = timedelta(seconds=timeout_s)
+        self.group = None
+        self.hung: list[int] | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        import torch.distributed as dist
+
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized() and self.group is None:
+            self.group = dist.new_group(backend="gloo", timeout=self.timeout)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if self.group is None or not is_collective_timeout(exception):
+            return
+        import torch.distributed as dist
+
+        try:
+            dist.monitored_barrier(group=self.group, timeout=self.timeout, wait_all_ranks=True)
+            self.hung = []
+        except RuntimeError as e:  # rank 0: "[Rank 0]: Ranks 1, 3 failed to pass monitoredBarrier in ... ms"
+            found = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(e))
+            self.hung = [int(r) for r in found.group(1).split(",")] if found else None
+        if self.hung:
+            log.error("rank %d: rank(s) %s did not reach the barrier after the timeout", trainer.global_rank,
+                      ", ".join(map(str, self.hung)))
 
 
 class ItemLog(Callback):

@@ -19,6 +19,12 @@ the LightningModule (``optim.ema_decay``; 0 turns it off):
 
 Only trainable floating-point parameters are averaged; buffers (the site AF prior) are the
 model's own. The average is kept in float32 whatever the parameters' dtype.
+
+Under FSDP (``trainer.strategy=fsdp``) each rank keeps the average of its own shards only:
+:meth:`WeightAverage.shard_like` lays the average out as the sharded parameters (DTensors,
+whose element-wise updates and copies stay local), checkpoints gather it into whole tensors
+(a collective: every rank saves) and a resumed run re-shards them, so the average costs
+each rank 1/N of the model, and the checkpoint, resume and export are those of DDP.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from snpbag.errors import CheckpointError, ConfigError
 
@@ -55,6 +63,11 @@ class WeightAverage:
 
     @staticmethod
     def _params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        for m in module.modules():
+            if isinstance(m, FSDPModule):
+                # FSDP2 leaves the root's parameters gathered after a forward pass; the
+                # average pairs with the shards (a no-op where they are sharded already)
+                m.reshard()
         for name, p in module.named_parameters():
             if p.requires_grad and p.is_floating_point():
                 yield name, p
@@ -69,6 +82,15 @@ class WeightAverage:
             self.to(params[0].device)
             shadow = [self.shadow[n] for n in names]
         torch._foreach_lerp_(shadow, [p.detach().float() for p in params], 1.0 - d)
+
+    def shard_like(self, module: nn.Module) -> None:
+        """Lay the average out as ``module``'s parameters after FSDP sharded them: each rank
+        keeps the slice of its own shards (module doc); unsharded parameters stay whole."""
+        for name, p in self._params(module):
+            if isinstance(p, DTensor) and not isinstance(self.shadow[name], DTensor):
+                whole = self.shadow[name].to(p.device)
+                # every rank holds the whole tensor: cut out its own slice, no communication
+                self.shadow[name] = distribute_tensor(whole, p.device_mesh, p.placements, src_data_rank=None)
 
     def to(self, device: torch.device | str) -> WeightAverage:
         self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
@@ -94,16 +116,27 @@ class WeightAverage:
                     p.copy_(saved[name])
 
     def state_dict(self) -> dict[str, Any]:
+        """Whole tensors on the CPU; sharded averages are gathered (call it on every rank)."""
         return {"decay": self.decay, "updates": self.updates,
-                "shadow": {k: v.detach().cpu().clone() for k, v in self.shadow.items()}}
+                "shadow": {k: whole_tensor(v).detach().cpu().clone() for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = set(self.shadow) ^ set(state["shadow"])
         if missing:
             raise CheckpointError(f"averaged weights in the checkpoint do not match the model ({sorted(missing)[:3]})")
-        device = next(iter(self.shadow.values())).device if self.shadow else "cpu"
-        self.shadow = {k: v.float().to(device).clone() for k, v in state["shadow"].items()}
+        shadow = {}
+        for k, v in state["shadow"].items():
+            now = self.shadow[k]
+            v = v.float().to(now.device)
+            shadow[k] = (distribute_tensor(v, now.device_mesh, now.placements, src_data_rank=None)
+                         if isinstance(now, DTensor) else v.clone())
+        self.shadow = shadow
         self.updates = int(state["updates"])
+
+
+def whole_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or the whole tensor of a sharded (DTensor) one: a collective, on every rank."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
 
 
 def apply_checkpoint_average(model: nn.Module, checkpoint: dict[str, Any], *, prefix: str = "model.") -> bool:

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 
 from snpbag.config import OptimConfig, SchedulerConfig
 from snpbag.train.ema import CHECKPOINT_KEY as EMA_KEY
-from snpbag.train.ema import WeightAverage
+from snpbag.train.ema import WeightAverage, whole_tensor
 from snpbag.train.metrics import GenotypeAccuracy, step_accuracy
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class SnpbagModule(LightningModule):
 
     def configure_model(self) -> None:
         """trainer.strategy=fsdp: shard every encoder block, then the rest, over all ranks
-        (FSDP2: each block's parameters are gathered only while it runs). A no-op otherwise."""
+        (FSDP2: each block's parameters are gathered only while it runs), and the weight
+        average with them. A no-op otherwise."""
         mesh = self.device_mesh
         if mesh is None:
             return
@@ -135,6 +136,8 @@ class SnpbagModule(LightningModule):
         for block in self.model.encoder.blocks:
             fully_shard(block, mesh=mesh)
         fully_shard(self.model, mesh=mesh)
+        if self.ema is not None:
+            self.ema.shard_like(self)
         if self.global_rank == 0:
             local = sum(p.to_local().numel() for p in self.model.parameters())
             log.info("fsdp: rank 0 holds %d of the model's %d parameters (%d ranks)", local,
@@ -271,8 +274,9 @@ class SnpbagModule(LightningModule):
                 self.ema.load_state_dict(checkpoint[EMA_KEY])
             else:  # a checkpoint from a run without the average: start it from these weights
                 log.warning("checkpoint has no weight average; optim.ema_decay starts one from its weights")
-                state = {k: v for k, v in checkpoint["state_dict"].items()}
-                self.ema.load_state_dict({"updates": 0, "shadow": {k: state[k] for k in self.ema.shadow}})
+                # FSDP has loaded the weights into the model already and left no state_dict here
+                state = checkpoint.get("state_dict") or dict(self.state_dict())
+                self.ema.load_state_dict({"updates": 0, "shadow": {k: whole_tensor(state[k]) for k in self.ema.shadow}})
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         encoder = getattr(self.model, "encoder", None)

@@ -356,13 +356,14 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> li
 def build_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from snpbag.train.callbacks import ItemLog, LastCheckpoint, ThroughputMonitor, best_checkpoints
+    from snpbag.train.callbacks import HungRanks, ItemLog, LastCheckpoint, ThroughputMonitor, best_checkpoints
     from snpbag.train.preempt import Preemption
 
     ck = cfg.callbacks.checkpoint
     ckdir = rundir.checkpoints_dir(run_dir)
     callbacks: list = [LastCheckpoint(ckdir, every_n_steps=ck.every_n_steps),
-                       Preemption(run_dir, keep=ck.keep_preempt)]
+                       Preemption(run_dir, keep=ck.keep_preempt),
+                       HungRanks(timeout_s=min(cfg.trainer.collective_timeout_s, 60))]
     if cfg.callbacks.item_log:
         callbacks.append(ItemLog(run_dir))
     if ck.save_top_k > 0:
@@ -455,6 +456,7 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
     import yaml
     from lightning.pytorch.utilities import rank_zero_only
 
+    from snpbag.train.callbacks import HungRanks, is_collective_timeout
     from snpbag.train.lit_module import SnpbagModule
 
     from snpbag.train import preempt
@@ -504,11 +506,13 @@ def fit(cfg: TrainConfig, *, raw_config: dict[str, Any], overrides: list[str] = 
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     except Exception as e:  # noqa: BLE001 - only collective timeouts are translated
-        if _is_collective_timeout(e):
+        if is_collective_timeout(e):
+            hung = next((c.hung for c in callbacks if isinstance(c, HungRanks)), None)
+            who = (f"rank(s) {', '.join(map(str, hung))} did not answer (hung or dead: see their logs)" if hung
+                   else "another rank is hung or dead (see its log)")
             raise TrainingError(
                 f"rank {trainer.global_rank}: a collective waited longer than trainer.collective_timeout_s="
-                f"{cfg.trainer.collective_timeout_s}: another rank is hung or dead (see its log); resubmit with "
-                "resume=true") from e
+                f"{cfg.trainer.collective_timeout_s}: {who}; resubmit with resume=true") from e
         raise
     stopped = next((c for c in callbacks if isinstance(c, preempt.Preemption)), None)
     if stopped is not None and stopped.saved is not None:
@@ -527,11 +531,3 @@ def run_layout(cfg: TrainConfig, *, world_size: int, num_nodes: int) -> dict[str
             "accumulate_grad_batches": t.accumulate_grad_batches,
             "global_batch": per_device * world_size * t.accumulate_grad_batches}
 
-
-def _is_collective_timeout(e: BaseException) -> bool:
-    """torch.distributed's errors for a peer that is hung (a timed-out collective) or dead (its
-    connection closed), as gloo and NCCL word them."""
-    text = str(e).lower()
-    hung = ("timed out" in text or "timeout" in text) and any(
-        k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier"))
-    return hung or "connection closed by peer" in text or "connection reset by peer" in text

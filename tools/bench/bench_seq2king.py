@@ -3,11 +3,13 @@ without inversion (chosen on calibration sentences), against the KING-only and P
 baselines, for the ``id``, ``features`` (kinship to anchors) and ``embedding`` (genome
 embeddings of ``snpbag embed``, ``--embeddings``) token inputs side by side; training time.
 
-Cohort: msprime under stdpopsim's ``HomSap/AmericanAdmixture_4B18`` (Browning et al. 2018:
-AFR, EUR, ASIA and an admixed American group), ``--per-pop`` diploids each, one chromosome
-of ``--length`` bp, written with snpbag's VCF writer; kinship from ``snpbag king``.
-In this demography each continent is one population, so the population level of the
-report repeats the continent level (not shown here).
+Cohort: msprime under a stdpopsim ``HomSap`` model (``--demography``), ``--per-pop`` diploids
+of each population, one chromosome of ``--length`` bp, written with snpbag's VCF writer;
+kinship from ``snpbag king``. ``AmericanAdmixture_4B18`` (Browning et al. 2018): AFR, EUR,
+ASIA and an admixed American group, one population per continent, so the population level
+repeats the continent level and is left out of the results. ``AshkSub_7G19`` (Gladstein &
+Hammer 2019): YRI (AFR), CHB (EAS), CEU (EUR), ME and J (Middle East), and the admixed
+Ashkenazi WAJ and EAJ (Middle Eastern with 17 % European admixture): both levels are kept.
 
 Usage::
 
@@ -39,18 +41,22 @@ import numpy as np
 import _results
 
 FLOOR = 85.34
-POPS = ("AFR", "EUR", "ASIA", "ADMIX")
-CONTINENT = {"AFR": "AFR", "EUR": "EUR", "ASIA": "EAS", "ADMIX": "AMR"}
+#: stdpopsim HomSap model -> {population: continent (or admixed group)}, in sampling order
+DEMOGRAPHIES = {
+    "AmericanAdmixture_4B18": {"AFR": "AFR", "EUR": "EUR", "ASIA": "EAS", "ADMIX": "AMR"},
+    "AshkSub_7G19": {"YRI": "AFR", "CHB": "EAS", "CEU": "EUR", "ME": "MEA", "J": "MEA", "WAJ": "ASJ", "EAJ": "ASJ"},
+}
 
 
-def simulate(workdir: Path, per_pop: int, length: int, seed: int) -> tuple[Path, Path, int]:
+def simulate(workdir: Path, demography: str, per_pop: int, length: int, seed: int) -> tuple[Path, Path, int]:
     import msprime
     import stdpopsim
 
     from snpbag.simulate.cohort import Haplotypes, write_vcf
 
-    dem = stdpopsim.get_species("HomSap").get_demographic_model("AmericanAdmixture_4B18").model
-    ts = msprime.sim_ancestry(samples=[msprime.SampleSet(per_pop, population=p, ploidy=2) for p in POPS],
+    continent = DEMOGRAPHIES[demography]
+    dem = stdpopsim.get_species("HomSap").get_demographic_model(demography).model
+    ts = msprime.sim_ancestry(samples=[msprime.SampleSet(per_pop, population=p, ploidy=2) for p in continent],
                               demography=dem, sequence_length=length, recombination_rate=1.2e-8, random_seed=seed)
     ts = msprime.sim_mutations(ts, rate=1.29e-8, random_seed=seed)
     keep = [v.site.id for v in ts.variants() if len(v.site.mutations) == 1]
@@ -61,11 +67,11 @@ def simulate(workdir: Path, per_pop: int, length: int, seed: int) -> tuple[Path,
     ref = np.array([s.ancestral_state for s in ts.sites()])
     alt = np.array([s.mutations[0].derived_state for s in ts.sites()])
     haps = Haplotypes("1", length, pos[first], ref[first], alt[first], geno[first])
-    samples = [f"{p}_{i}" for p in POPS for i in range(per_pop)]
+    samples = [f"{p}_{i}" for p in continent for i in range(per_pop)]
     vcf = write_vcf(workdir / "cohort.vcf.gz", [haps], samples)
     labels = workdir / "labels.tsv"
     labels.write_text("sample\tpopulation\tcontinent\n" +
-                      "".join(f"{s}\t{s.split('_')[0]}\t{CONTINENT[s.split('_')[0]]}\n" for s in samples))
+                      "".join(f"{s}\t{s.split('_')[0]}\t{continent[s.split('_')[0]]}\n" for s in samples))
     return Path(vcf), labels, len(first)
 
 
@@ -78,6 +84,7 @@ def snpbag(*args) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--demography", choices=list(DEMOGRAPHIES), default="AmericanAdmixture_4B18")
     ap.add_argument("--per-pop", type=int, default=250)
     ap.add_argument("--length", type=int, default=20_000_000)
     ap.add_argument("--steps", type=int, default=600)
@@ -99,9 +106,12 @@ def main() -> None:
         n_snps = sum(1 for line in gzip.open(args.workdir / "cohort.vcf.gz", "rt") if not line.startswith("#"))
     else:
         t0 = time.perf_counter()
-        vcf, labels, n_snps = simulate(args.workdir, args.per_pop, args.length, args.seed)
+        vcf, labels, n_snps = simulate(args.workdir, args.demography, args.per_pop, args.length, args.seed)
         t_sim = time.perf_counter() - t0
         t_king = snpbag("king", vcf, "--out", args.workdir / "cohort", "--threads", 2)
+    groups = DEMOGRAPHIES[args.demography]
+    # one population per continent: the population level repeats the continent level
+    levels = ("continent", "population") if len(set(groups.values())) < len(groups) else ("continent",)
     rows, training, best = [], [], {}
     for tokens in args.tokens.split(","):
         model, rep = args.workdir / f"model_{tokens}", args.workdir / f"report_{tokens}"
@@ -119,9 +129,10 @@ def main() -> None:
                          "final_loss": meta["record"]["losses"][-1][1], "held_out_loss": meta["record"]["held_out_loss"],
                          "constant_loss": meta["record"]["held_out_constant_loss"]})
         for r in csv.DictReader(open(rep / "connectivity.csv")):
-            if r["level"] != "continent" or (r["source"] == "baseline" and tokens != args.tokens.split(",")[0]):
+            if r["level"] not in levels or (r["source"] == "baseline" and tokens != args.tokens.split(",")[0]):
                 continue
-            rows.append({"tokens": tokens if r["source"] == "attention" else "-", "layer": r["layer"], "head": r["head"],
+            rows.append({"level": r["level"], "tokens": tokens if r["source"] == "attention" else "-",
+                         "layer": r["layer"], "head": r["head"],
                          "inverted": r["inverted"], "chosen": r["chosen"], "connectivity_%": r["connectivity"],
                          "p_permutation": r["p_permutation"], "connectivity_b": r["connectivity_b"],
                          "p_wilcoxon": r["p_wilcoxon"], "spearman_cal": r["spearman_calibration"]})
@@ -131,11 +142,12 @@ def main() -> None:
         best[tokens] = {"layer": top["layer"], "inverted": top["inverted"], "connectivity": float(top["connectivity"]),
                         "p_permutation": float(top["p_permutation"]),
                         "floor_met": float(top["connectivity"]) >= FLOOR and float(top["p_permutation"]) < 0.05}
-    king_base = next(r for r in rows if r["layer"] == "king_softmax")
-    info = {"individuals": 4 * args.per_pop, "groups": "AFR, EUR, EAS, AMR (admixed)", "snps": n_snps,
+    king_base = {r["level"]: r["connectivity_%"] for r in rows if r["layer"] == "king_softmax"}
+    info = {"demography": args.demography, "individuals": len(groups) * args.per_pop,
+            "groups": ", ".join(f"{p} ({c})" for p, c in groups.items()), "snps": n_snps,
             "length_bp": args.length, "simulate_s": t_sim and round(t_sim, 1), "king_s": t_king and round(t_king, 1),
             "settings": " ".join(args.settings) or None, "embeddings": args.embeddings and str(args.embeddings),
-            "king_baseline_connectivity_%": king_base["connectivity_%"],
+            "king_baseline_connectivity_%": king_base,
             **{f"best_{t}": f"{b['layer']} (inverted {b['inverted']}): {b['connectivity']:.2f} %, p={b['p_permutation']:.3g}, "
                             f"floor met: {'yes' if b['floor_met'] else 'no'}" for t, b in best.items()}}
     path = _results.write(args.json, command="bench_seq2king", results={"connectivity": rows, "training": training},

@@ -1,11 +1,11 @@
 """The Seq2KING configuration: one typed dataclass, validated where it is defined, and its presets.
 
-Why not a Hydra ``task=seq2king``: ``snpbag train`` composes a genotype store, a site
-vocabulary, masking and a Lightning module around the genotype encoder; Seq2KING has none
-of them (its input is a kinship matrix, its tokens are individuals). Fitting it into that
-composition would mean a second root schema behind the same ``train`` entry point. A
-dataclass with presets (``seq2king_paper``, ``small``) and ``key=value`` overrides gives the
-same guarantees (typed, a typo fails at once) without that.
+Its own schema rather than a part of the genotype one: Seq2KING has no genotype store, site
+vocabulary or masking (its input is a kinship matrix, its tokens are individuals). Two ways in,
+one validation: ``snpbag seq2king train --preset NAME KEY=VALUE ...`` (:func:`make_config`), and
+``snpbag train task=seq2king task.KEY=VALUE ...``, which composes configs/task/seq2king.yaml
+with Hydra (an unknown key fails at compose time) and builds this dataclass from it
+(``snpbag.inference.seq2king``).
 """
 
 from __future__ import annotations

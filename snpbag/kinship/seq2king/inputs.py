@@ -209,6 +209,6 @@ def read_labels(path: str | Path, ids) -> Labels:
     pop = np.array([table[s][1] for s in ids], dtype=str)
     for name, values in (("continent", cont), ("population", pop)):
         if len(np.unique(values)) < 2:
-            raise SampleError(f"{path}: one {name} only ({values[0]!r}); connectivity compares groups - "
+            raise SampleError(f"{path}: one {name} only ({str(values[0])!r}); connectivity compares groups - "
                               "label at least two")
     return Labels(cont, pop)
