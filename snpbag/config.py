@@ -332,19 +332,30 @@ class MaskingConfig:
     ``random`` hides a rate drawn uniformly in [min_rate, max_rate] (SNPBag pretraining:
     0.85-0.99); ``array`` hides every site absent from ``array_sites`` (a genotyping
     array's tab-separated chrom/pos/ref/alt list), as in imputation fine-tuning. The
-    weights need not sum to one."""
+    weights need not sum to one.
+
+    ``curriculum_sequences`` > 0 makes the random rate a curriculum: over the first that many
+    training sequences (all ranks, counted across epochs) the bounds move linearly from
+    [start_min_rate, start_max_rate] to [min_rate, max_rate], so training starts on the
+    easier, BERT-like problem (most neighbours visible) and ends on the pre-training one.
+    0 (the default): the bounds are fixed."""
 
     random: float = 1.0
     min_rate: float = 0.85
     max_rate: float = 0.99
     array: float = 0.0
     array_sites: str | None = None
+    curriculum_sequences: int = 0
+    start_min_rate: float = 0.15
+    start_max_rate: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_fraction("masking.min_rate", self.min_rate)
-        _check_fraction("masking.max_rate", self.max_rate)
-        if self.min_rate > self.max_rate:
-            raise ConfigError(f"masking.min_rate={self.min_rate} exceeds masking.max_rate={self.max_rate}")
+        for name in ("min_rate", "max_rate", "start_min_rate", "start_max_rate"):
+            _check_fraction(f"masking.{name}", getattr(self, name))
+        for lo, hi in (("min_rate", "max_rate"), ("start_min_rate", "start_max_rate")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ConfigError(f"masking.{lo}={getattr(self, lo)} exceeds masking.{hi}={getattr(self, hi)}")
+        _check_positive("masking.curriculum_sequences", self.curriculum_sequences, zero_ok=True)
         if self.random < 0 or self.array < 0 or self.random + self.array <= 0:
             raise ConfigError(f"masking.random={self.random}, masking.array={self.array}: weights must be >= 0, not both 0")
         if self.array > 0 and not self.array_sites:

@@ -481,3 +481,26 @@ def test_lightning_sets_the_epoch(cohort):
     assert seen[1] == _keys(ref)
     predicted = trainer.predict(Probe(), datamodule=dm)
     assert sorted(s for b in predicted for s in b) == sorted(list(range(40)) * 4)  # 2 tiles x 2 sequences
+
+
+def test_masking_curriculum_follows_the_items_training_order(cohort):
+    """The rate rises over the first epoch's items and holds from the second epoch; the same
+    epoch gives the same masks."""
+    path, _ = cohort
+    n = len(TileDataset(path, seq_len=16, masking=None))  # items per epoch: the curriculum spans one
+    ds = TileDataset(path, seq_len=16, seed=3, batch_size=4, masking=MaskingConfig(
+        min_rate=0.9, max_rate=0.9, start_min_rate=0.1, start_max_rate=0.1, curriculum_sequences=n))
+
+    def hidden(items):  # fraction of called genotypes hidden, per item
+        return np.array([(it["genotype"] == MASK).sum() / max(1, (it["truth"] != MISSING).sum()) for it in items])
+
+    ds.set_epoch(0)
+    first = list(ds)
+    ds.set_epoch(1)
+    second = list(ds)
+    assert len(first) == len(second) == n
+    assert np.all(np.abs(hidden(second) - 0.9) < 0.1)
+    ds.set_epoch(0)
+    assert [it["genotype"].tolist() for it in ds] == [it["genotype"].tolist() for it in first]
+    rates = hidden(first)
+    assert rates.min() < 0.3 and 0.3 < rates.mean() < 0.7 and rates.max() > 0.75

@@ -216,3 +216,26 @@ def test_masking_yaml_maps_onto_config(name):
     if d.get("array", 0) > 0 and d.get("array_sites") is None:
         d["array_sites"] = "array.tsv"  # set on the command line in real use
     assert asdict(MaskingConfig(**d)) == {**asdict(MaskingConfig()), **d}
+
+
+def test_curriculum_moves_the_rate_bounds_linearly_then_holds():
+    cfg = MaskingConfig(min_rate=0.8, max_rate=0.9, curriculum_sequences=100, start_min_rate=0.1, start_max_rate=0.3)
+    m = Masker(cfg)
+    assert m.rates(0) == (0.1, 0.3)
+    assert m.rates(50) == pytest.approx((0.45, 0.6))
+    assert m.rates(100) == pytest.approx((0.8, 0.9)) and m.rates(10**6) == pytest.approx((0.8, 0.9))
+    assert m.rates(None) == (0.8, 0.9)  # evaluation: the final bounds
+    for seq, (lo, hi) in ((0, (0.1, 0.3)), (50, (0.45, 0.6)), (500, (0.8, 0.9))):
+        rates = [m.mask(np.arange(1000), np.random.default_rng(s), sequence=seq).mean() for s in range(20)]
+        assert lo <= min(rates) and max(rates) <= hi
+    assert Masker(MaskingConfig()).rates(0) == (0.85, 0.99)  # off by default
+    # off, the mask is the plain random mask of the same generator
+    assert np.array_equal(Masker(MaskingConfig()).mask(np.arange(300), np.random.default_rng(4), sequence=7),
+                          random_mask(300, np.random.default_rng(4)))
+
+
+def test_curriculum_config_validation():
+    with pytest.raises(ConfigError, match="masking.start_min_rate=0.6 exceeds masking.start_max_rate=0.5"):
+        MaskingConfig(start_min_rate=0.6)
+    with pytest.raises(ConfigError, match="masking.curriculum_sequences"):
+        MaskingConfig(curriculum_sequences=-1)

@@ -79,3 +79,20 @@ def test_power_fit_and_frontier(scaling):
     assert far["log10 FLOPs to copying model"] > 1e4  # beyond any float, still reported
     flat = next(r for r in rows if r["metric"] == "loss" and r["size"] == "s")
     assert flat["exponent"] == pytest.approx(0.0, abs=1e-9) and "log10 FLOPs to copying model" not in flat
+
+
+def test_fix_flags_reach_the_masking_and_the_head(scaling, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(sys, "argv", ["scaling.py", "--batch-size", "4", "--curriculum", "0.6",
+                                      "--start-min-rate", "0.2", "--start-max-rate", "0.4", "--site-rank", "3"])
+    a = scaling.parse()
+    m = scaling.masking_config(a, 50)  # 30 of a run's 50 steps, 4 sequences each
+    assert (m.curriculum_sequences, m.start_min_rate, m.start_max_rate) == (120, 0.2, 0.4)
+    assert set(a.budgets) == set(scaling.SIZES) and all(b == sorted(b) for b in a.budgets.values())
+    vocab = SimpleNamespace(n_sites=50, af=np.full(50, 0.3))
+    _, model = scaling.make_model(a, "paper", "0.1M", vocab)
+    assert model.head.options == {"site_rank": 3, "site_scale": a.site_scale}
+    assert model.head.site_out.weight.shape == (50, 3 * 4)
+    a.site_rank = 0
+    assert not hasattr(scaling.make_model(a, "paper", "0.1M", vocab)[1].head, "site_out")

@@ -227,3 +227,51 @@ def test_retrieval_prior_replaces_the_hwe_prior_with_the_retrieval_input(tmp_pat
     assert modeldir.load_model(tmp_path / "m").head.retrieval_prior is True
     with pytest.raises(ConfigError, match="retrieval_prior=true needs a retrieval input"):
         build_model(tiny(), head_options={"retrieval_prior": True})
+
+
+# --- the genotype head's per-site readout (site_rank) -----------------------------------------
+
+
+def test_site_readout_matches_a_loop_over_sites():
+    from snpbag.model.heads.genotype import site_readout
+
+    g = torch.Generator().manual_seed(0)
+    r, scale = 3, 2.5
+    table = torch.nn.Embedding(7, 3 * (r + 1))
+    torch.nn.init.normal_(table.weight, generator=g)
+    row = torch.randint(0, 7, (2, 5), generator=g)
+    u = torch.randn(2, 5, r, generator=g)
+    got = site_readout(table, row, u, scale)
+    want = torch.empty(2, 5, 3)
+    for b in range(2):
+        for i in range(5):
+            w = table.weight[row[b, i]].view(3, r + 1) * scale
+            want[b, i] = w[:, :r] @ u[b, i] + w[:, r]
+    torch.testing.assert_close(got, want)
+
+
+def test_per_site_readout_counts_starts_at_the_shared_head_and_learns_per_site():
+    base, ranked = model_with_prior(), model_with_prior(site_rank=4, site_scale=10.0)
+    d = base.config.d_model
+    n_base = sum(p.numel() for p in base.head.parameters())
+    assert sum(p.numel() for p in ranked.head.parameters()) == n_base + (d * 4 + 4) + N_SITES * 3 * (4 + 1)
+    assert base.head.options == {} and ranked.head.options == {"site_rank": 4, "site_scale": 10.0}
+    batch = make_batch([30, 20])
+    out = ranked(batch)
+    assert out.logits.shape == (2, 30, 3)
+    torch.testing.assert_close(out.logits, base(batch).logits)  # zero rows: the shared head's prediction
+    out.loss.backward()
+    grad = ranked.head.site_out.weight.grad.abs().sum(1)  # (N_SITES,)
+    seen = torch.zeros(N_SITES, dtype=torch.bool)
+    seen[batch.site_index[batch.target != IGNORE_INDEX]] = True
+    assert (grad[seen] > 0).all() and (grad[~seen] == 0).all()  # a site's row learns from that site only
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"site_rank": -1}, "site_rank=-1 must be an integer >= 0"),
+    ({"site_rank": True}, "site_rank=True must be an integer >= 0"),
+    ({"site_rank": 2, "site_scale": 0.0}, "site_scale=0.0 must be > 0"),
+])
+def test_per_site_readout_options_are_checked(options, message):
+    with pytest.raises(ConfigError, match=message):
+        model_with_prior(**options)

@@ -272,6 +272,10 @@ class TileDataset(IterableDataset):
             return int(self.augment.items_per_epoch or self.samples.size * self.tiles.size)
         return int(self.samples.size * len(self._regions))
 
+    def _sequence(self, epoch: int, g: int) -> int | None:
+        """Training item ``g`` of ``epoch`` counted from the first epoch's first item."""
+        return epoch * self._n_items_total() + g if self.training else None
+
     def _per_rank(self) -> int:
         n, w = self._n_items_total(), self.world_size
         return -(-n // w) if self.uneven == "pad" else n // w
@@ -358,12 +362,14 @@ class TileDataset(IterableDataset):
 
     def _item(self, haps: np.ndarray | None, truth: np.ndarray, tile: int, sample: int, start: int,
               block_sites: tuple[np.ndarray, np.ndarray], mask_key: tuple[int, ...],
-              sources: np.ndarray | None = None) -> dict[str, Any]:
+              sources: np.ndarray | None = None, sequence: int | None = None) -> dict[str, Any]:
+        """``sequence``: the item's number in training order over all epochs (the masking
+        curriculum's clock); None outside training."""
         sites, position = block_sites
         if self.masker is None:
             genotype, target = unmasked(truth)
         else:
-            genotype, target = self.masker(truth, sites, self._rng(_MASK, *mask_key))
+            genotype, target = self.masker(truth, sites, self._rng(_MASK, *mask_key), sequence=sequence)
         item = {
             "genotype": genotype, "site_index": sites, "position": position, "target": target, "truth": truth,
             "tile": int(tile), "sample": int(sample), "offset": int(start),
@@ -403,7 +409,8 @@ class TileDataset(IterableDataset):
             for i, s in enumerate(samples.tolist()):
                 # copies: a buffered item must not pin its whole block in memory
                 h = haps[i].copy() if self.return_haplotypes else None
-                yield self._item(h, truth[i].copy(), tile, s, start, block_sites, (mask_epoch, tile, start, s + 1))
+                yield self._item(h, truth[i].copy(), tile, s, start, block_sites, (mask_epoch, tile, start, s + 1),
+                                 sequence=self._sequence(epoch, g + i))
             g += take
 
     def _map(self) -> GeneticMap | None:
@@ -435,7 +442,7 @@ class TileDataset(IterableDataset):
             for j in range(g, g + take):
                 genome = synthetic_genome(flat, gcm, self._rng(_SYNTH, epoch, b, j), generations=cfg.generations)
                 yield self._item(genome, genotype_tokens(genome), tile, -1, start, block_sites,
-                                 (epoch, tile, start, 0, j), sources=panel)
+                                 (epoch, tile, start, 0, j), sources=panel, sequence=self._sequence(epoch, j))
             g += take
 
     def _panel(self, rng: np.random.Generator) -> np.ndarray:

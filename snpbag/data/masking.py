@@ -258,19 +258,30 @@ class Masker:
             return "array"
         return "array" if rng.random() < self._p_array else "random"
 
-    def mask(self, site_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Bool mask (L,) for a sequence covering vocabulary sites ``site_index``."""
+    def rates(self, sequence: float | None = None) -> tuple[float, float]:
+        """Bounds of the random masking rate for the training sequence number ``sequence``
+        (counted over all ranks and epochs; None: after any curriculum, as in evaluation)."""
+        c = self.config
+        if not c.curriculum_sequences or sequence is None:
+            return c.min_rate, c.max_rate
+        t = min(1.0, max(0.0, sequence / c.curriculum_sequences))
+        return c.start_min_rate + t * (c.min_rate - c.start_min_rate), c.start_max_rate + t * (c.max_rate - c.start_max_rate)
+
+    def mask(self, site_index: np.ndarray, rng: np.random.Generator, *, sequence: float | None = None) -> np.ndarray:
+        """Bool mask (L,) for a sequence covering vocabulary sites ``site_index``; ``sequence``
+        places it in the masking curriculum (:meth:`rates`)."""
         n = len(site_index)
         if self.choose(rng) == "array":
             assert self.array_mask is not None
             return ~self.array_mask[np.asarray(site_index)]
-        return random_mask(n, rng, min_rate=self.config.min_rate, max_rate=self.config.max_rate)
+        lo, hi = self.rates(sequence)
+        return random_mask(n, rng, min_rate=lo, max_rate=hi)
 
     def __call__(
-        self, truth: np.ndarray, site_index: np.ndarray, rng: np.random.Generator
+        self, truth: np.ndarray, site_index: np.ndarray, rng: np.random.Generator, *, sequence: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(genotype, target) for one sequence; see :func:`apply_mask`."""
-        return apply_mask(truth, self.mask(site_index, rng))
+        return apply_mask(truth, self.mask(site_index, rng, sequence=sequence))
 
 
 def unmasked(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,14 +12,17 @@ with the training genomes as its panel). It fits error = a * C^b against trainin
 extrapolates the FLOPs -- and H100-hours at an ASSUMED model FLOPs utilisation, no GPU having
 been measured -- at which the fit would reach the copying model and Beagle.
 
-    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (hours; docs/scaling.md)
+    python tools/bench/scaling.py --workdir /tmp/scaling                 # the study (~3 h estimated; docs/scaling.md)
     python tools/bench/scaling.py --workdir /tmp/scaling-q --quick       # smoke run, < 10 min
     python tools/bench/scaling.py --store S.zarr --sizes 0.1M --steps 2 4 --seq-len 32 ...  # tests
     python tools/bench/scaling.py --merge A.json B.json --json all.json  # one study run in parts
 
 Budgets are evaluation points of one run per (architecture, size): learning rate warm-up then
-constant (``--schedule cosine`` decays to the largest budget instead), so a smaller budget
-is not a separately tuned run. Writes the results JSON (tools/bench/_results.py), a PNG of
+cosine decay to the largest budget (``--schedule constant`` holds it instead), so a smaller
+budget is not a separately tuned run. Training masks 50-99 % of each sequence at random,
+reached through a curriculum from 15-50 % over the first 60 % of each run (``--curriculum``):
+the combination of fixes that moved the curves most (docs/scaling.md); ``--site-rank`` adds the
+genotype head's per-site readout. Writes the results JSON (tools/bench/_results.py), a PNG of
 the curves beside it, and prints the Markdown tables of docs/scaling.md.
 """
 
@@ -36,6 +39,9 @@ import _results
 
 #: name -> (n_layers, n_heads, d_model); ~0.1 M, ~1 M and ~10 M non-embedding parameters
 SIZES = {"0.1M": (2, 4, 64), "1M": (4, 4, 128), "10M": (8, 8, 320)}
+#: name -> default step budgets (evaluation points of one run): the whole study fits ~3 h of one
+#: idle core at the step times of docs/scaling.md, and every size reaches 1,000 steps
+STEPS = {"0.1M": [300, 1000, 3000], "1M": [300, 1000, 2000], "10M": [100, 300, 1000]}
 #: architecture -> ModelConfig fields over the tiny preset (d_ff and window given per size)
 ARCHS = {
     "snpbag": {"site_code": "table", "ffn": "gelu", "norm": "layernorm"},  # site table, GELU, LayerNorm
@@ -56,20 +62,30 @@ def parse() -> argparse.Namespace:
     p.add_argument("--length", type=int, default=3_000_000, help="simulated chromosome length, bp")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    p.add_argument("--steps", type=int, nargs="+", default=[100, 300, 1000], help="step budgets (evaluation points)")
-    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="step budgets (evaluation points) of every size (default: STEPS, per size)")
+    p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, nargs="+", default=[3e-3, 2e-3, 1e-3], help="per size, in --sizes order")
     p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
-    p.add_argument("--min-rate", type=float, default=0.85, help="training masking: rate drawn in [min, max]")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument("--min-rate", type=float, default=0.5, help="training masking: rate drawn in [min, max]")
     p.add_argument("--max-rate", type=float, default=0.99)
+    p.add_argument("--curriculum", type=float, default=0.6,
+                   help="masking curriculum: over this fraction of each run's largest budget the rate bounds rise "
+                        "linearly from [--start-min-rate, --start-max-rate] to [--min-rate, --max-rate] (0: fixed)")
+    p.add_argument("--start-min-rate", type=float, default=0.15)
+    p.add_argument("--start-max-rate", type=float, default=0.5)
+    p.add_argument("--site-rank", type=int, default=0,
+                   help="genotype head's per-site readout: rank r, 3 x (r + 1) numbers per site (0: none)")
+    p.add_argument("--site-scale", type=float, default=10.0, help="the per-site readout's learning-rate multiplier")
     p.add_argument("--eval-genomes", type=int, default=16, help="held-out genomes scored")
     p.add_argument("--eval-sites", type=int, default=1024, help="sites scored (from the first tile's start)")
     p.add_argument("--states", type=int, default=96, help="copying model: haplotypes per block (K)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--mfu", type=float, default=0.3, help="ASSUMED H100 model FLOPs utilisation for the hours")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", default="", help="names this run's variant in merged tables and the plot")
     p.add_argument("--quick", action="store_true", help="smoke run (< 10 min): small cohort, short budgets")
     p.add_argument("--png", type=Path, default=None, help="curves (default: the JSON path with .png)")
     p.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -82,7 +98,7 @@ def parse() -> argparse.Namespace:
         a.seq_len, a.batch_size, a.eval_genomes, a.eval_sites, a.warmup = 128, 4, 8, 256, 5
     if len(a.lr) < len(a.sizes):
         a.lr = a.lr + [a.lr[-1]] * (len(a.sizes) - len(a.lr))
-    a.steps = sorted(set(a.steps))
+    a.budgets = {size: sorted(set(a.steps or STEPS[size])) for size in a.sizes}
     return a
 
 
@@ -109,6 +125,39 @@ def model_config(arch: str, size: str, n_sites: int, seq_len: int):
     return preset("tiny", n_sites=n_sites, n_layers=n_layers, n_heads=n_heads, d_model=d_model,
                   d_ff=FF_RATIO[arch] * d_model, window=min(WINDOW[arch], seq_len), block_size=64,
                   backend="local", retrieval="none", **ARCHS[arch])
+
+
+def make_model(a, arch: str, size: str, vocab):
+    """(config, model) of one run: the design and size, panel-free, with --site-rank's readout."""
+    import torch
+
+    from snpbag.model.builders import build_model
+
+    cfg = model_config(arch, size, vocab.n_sites, a.seq_len)
+    torch.manual_seed(a.seed)
+    head_options = {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else None
+    return cfg, build_model(cfg, head_options=head_options, site_af=vocab.af)
+
+
+def masking_config(a, steps: int):
+    """Training masking of a run of ``steps`` steps: the rate bounds, rising over --curriculum of them."""
+    from snpbag.config import MaskingConfig
+
+    return MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate,
+                         curriculum_sequences=round(a.curriculum * steps) * a.batch_size,
+                         start_min_rate=a.start_min_rate, start_max_rate=a.start_max_rate)
+
+
+def datamodule(a, store_path: Path, steps: int):
+    """Training data of a run of ``steps`` steps from its first epoch: augmented mosaics of the
+    training samples (the same for every run), masked by :func:`masking_config`."""
+    from snpbag.config import AugmentConfig
+    from snpbag.data.datamodule import GenotypeDataModule
+
+    dm = GenotypeDataModule(str(store_path), batch_size=a.batch_size, seq_len=a.seq_len, val_fraction=0.1,
+                            seed=a.seed, masking=masking_config(a, steps), augment=AugmentConfig(enabled=True))
+    dm.setup("fit")
+    return dm
 
 
 def visible_masks(maf: np.ndarray, n_genomes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -233,22 +282,20 @@ def fits(curves: list[dict], targets: dict[str, float], mfu: float) -> list[dict
     return rows
 
 
-def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
+def train_and_score(a, store, store_path, arch, size, lr, ev) -> list[dict]:
     import torch
     from torch import nn
 
-    from snpbag.model.builders import build_model
     from snpbag.model.flops import encoder_matmul_params, model_flops_per_token
 
-    vocab = store.vocab
-    cfg = model_config(arch, size, vocab.n_sites, a.seq_len)
-    torch.manual_seed(a.seed)
-    model = build_model(cfg, site_af=vocab.af)
+    cfg, model = make_model(a, arch, size, store.vocab)
     per_token = model_flops_per_token(cfg)
     non_emb = encoder_matmul_params(n_layers=cfg.n_layers, d_model=cfg.d_model, d_ff=cfg.d_ff, ffn=cfg.ffn)
     total = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
-    last = a.steps[-1]
+    budgets = a.budgets[size]
+    last = budgets[-1]
+    dm = datamodule(a, store_path, last)
 
     def factor(s):
         warm = min(1.0, (s + 1) / a.warmup)
@@ -274,8 +321,8 @@ def train_and_score(a, store, dm, arch, size, lr, ev) -> list[dict]:
         sched.step()
         tokens += int(b.valid.sum())
         seconds += time.perf_counter() - t0
-        if step in a.steps:
-            row = {"arch": arch, "size": size, "steps": step, "params": total, "non_embedding_params": non_emb,
+        if step in budgets:
+            row = {"arch": arch, "size": size, "label": a.label, "steps": step, "params": total, "non_embedding_params": non_emb,
                    "flops_per_token": per_token, "tokens": tokens, "train_flops": float(per_token) * tokens,
                    "train_loss": float(loss.item()), "seconds": round(seconds, 1)}
             for scen, vis in ev["visible"].items():
@@ -297,10 +344,10 @@ def plot(path: Path, curves: list[dict], baselines: list[dict]) -> None:
 
     fig, axes = plt.subplots(1, len(SCENARIOS), figsize=(5 * len(SCENARIOS), 4), squeeze=False)
     for ax, scen in zip(axes[0], SCENARIOS):
-        for (arch, size) in dict.fromkeys((r["arch"], r["size"]) for r in curves):
-            pts = [r for r in curves if r["arch"] == arch and r["size"] == size]
+        for (arch, size, label) in dict.fromkeys((r["arch"], r["size"], r.get("label", "")) for r in curves):
+            pts = [r for r in curves if (r["arch"], r["size"], r.get("label", "")) == (arch, size, label)]
             ax.plot([r["train_flops"] for r in pts], [1 - r[f"{scen} concordance"] for r in pts],
-                    "o-" if arch == "snpbag" else "s--", label=f"{arch} {size}")
+                    "o-" if arch == "snpbag" else "s--", label=f"{arch} {size} {label}".strip())
         for b, style in zip(baselines, (":", "-.")):
             ax.axhline(1 - b[f"{scen} concordance"], color="grey", ls=style, label=b["method"])
         if scen in BEAGLE:
@@ -330,10 +377,11 @@ def markdown(curves: list[dict], baselines: list[dict], fit_rows: list[dict]) ->
 
     scen_cols = [f"{s} {m}" for s in SCENARIOS for m in ("concordance", "r2")]
     out = [table(baselines, ["method"] + scen_cols + ["random90 loss"]), "",
-           table(curves, ["arch", "size", "non_embedding_params", "steps", "train_flops"] + scen_cols
+           table(curves, ["arch", "size"] + (["label"] if any(r.get("label") for r in curves) else [])
+                 + ["non_embedding_params", "steps", "train_flops"] + scen_cols
                  + ["random90 loss", "seconds"]), ""]
     bin_cols = [c for c in curves[0] if c.startswith("array20 r2 ")] if curves else []
-    out += [table(baselines + [r | {"method": f"{r['arch']} {r['size']} @{r['steps']}"} for r in curves],
+    out += [table(baselines + [r | {"method": f"{r['arch']} {r['size']} {r.get('label', '')} @{r['steps']}"} for r in curves],
                   ["method"] + bin_cols), ""]
     tcols = [c for c in fit_rows[0] if c.startswith("log10")] if fit_rows else []
     out.append(table([r for r in fit_rows if r["metric"] == "error" or r["size"] == "frontier"],
@@ -378,8 +426,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from snpbag.config import AugmentConfig, MaskingConfig
-    from snpbag.data.datamodule import GenotypeDataModule
     from snpbag.retrieval.haplotypes import HaplotypePanel
     from snpbag.store.genotypes import open_store
 
@@ -387,11 +433,7 @@ def main() -> None:
     store_path = cohort_store(a)
     store = open_store(str(store_path))
     vocab = store.vocab
-    dm = GenotypeDataModule(str(store_path), batch_size=a.batch_size, seq_len=a.seq_len, val_fraction=0.1,
-                            seed=a.seed, masking=MaskingConfig(min_rate=a.min_rate, max_rate=a.max_rate),
-                            augment=AugmentConfig(enabled=True))
-    dm.setup("fit")
-    train_rows, val_rows = dm.split()
+    train_rows, val_rows = datamodule(a, store_path, 1).split()
     rows = val_rows[:a.eval_genomes]
     n_eval = min(a.eval_sites, vocab.tile_sites(0).stop - vocab.tile_sites(0).start)
     truth = store.read_dosage(0, rows, 0, n_eval)
@@ -418,10 +460,13 @@ def main() -> None:
     curves = []
     for size, lr in zip(a.sizes, a.lr):
         for arch in a.archs:
-            curves += train_and_score(a, store, dm, arch, size, lr, ev)
+            curves += train_and_score(a, store, store_path, arch, size, lr, ev)
     info = {"store": str(store_path), "samples": store.n_samples, "train_samples": int(train_rows.size),
             "sites": vocab.n_sites, "eval_genomes": int(rows.size), "eval_sites": int(n_eval),
             "seq_len": a.seq_len, "batch_size": a.batch_size, "masking": f"{a.min_rate}-{a.max_rate}",
+            "curriculum": (f"{a.start_min_rate}-{a.start_max_rate} over {a.curriculum:g} of each run"
+                           if a.curriculum else None), "budgets": a.budgets,
+            "head": {"site_rank": a.site_rank, "site_scale": a.site_scale} if a.site_rank else {},
             "schedule": a.schedule, "threads": a.threads, "mfu_assumed": a.mfu, "quick": a.quick,
             "seconds": round(time.time() - t_start, 1)}
     report(a, curves=curves, baselines=baselines, info=info)

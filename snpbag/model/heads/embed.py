@@ -43,7 +43,7 @@ from snpbag.data.tokens import IGNORE_INDEX, MISSING
 from snpbag.errors import ConfigError
 from snpbag.model.embedding import UNKNOWN_AF, check_site_af, hwe_log_prior
 from snpbag.model.heads.base import Head
-from snpbag.model.heads.genotype import N_GENOTYPES, MaskedGenotypeHead
+from snpbag.model.heads.genotype import N_GENOTYPES, MaskedGenotypeHead, site_readout
 from snpbag.model.outputs import EncoderOutput, HeadOutput
 
 DEFAULT_PATCH = 2048
@@ -190,8 +190,7 @@ class PatchEmbeddingHead(Head):
             u = self.readout_in(embedding.reshape(B, n, -1))  # (B, n, r)
             u = from_patches(u[:, :, None].expand(B, n, self.patch, -1), slot)  # (B, L, r)
             row = site_index if self.decoder == "site" else slot % self.patch
-            w = self.readout(row).view(*row.shape, N_GENOTYPES, self.rank + 1) * self.readout_scale  # (B, L, 3, r+1)
-            logits = torch.einsum("blgr,blr->blg", w[..., :-1], u) + w[..., -1]  # (B, L, 3)
+            logits = site_readout(self.readout, row, u, self.readout_scale)  # (B, L, 3)
         dtype = torch.promote_types(logits.dtype, torch.float32)
         return logits.to(dtype) + hwe_log_prior(self.site_af[site_index]).to(dtype)
 
