@@ -122,6 +122,22 @@ def test_a_hung_peer_is_recognised_as_a_collective_timeout(tmp_path):
     assert got.startswith("True ") and "timed out" in got.lower(), got
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 3000ms for recv operation", True),
+    ("Application timeout caused pair closure", True),  # gloo, when the wait times out in its TCP pair
+    ("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234", True),
+    ("Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7, OpType=ALLREDUCE)", True),
+    ("CUDA out of memory. Tried to allocate 2.00 GiB", False),
+    ("timeout must be a positive number", False),
+])
+def test_collective_timeout_wordings(text, expected):
+    """Every wording of a hung or dead peer seen from gloo and NCCL is recognised (a hung-rank
+    run failed once with the pair-closure one, which was not), and other errors are not."""
+    from snpbag.train.callbacks import is_collective_timeout
+
+    assert is_collective_timeout(RuntimeError(text)) is expected
+
+
 def _rank_process(parent: int, rank: int) -> int | None:
     """The pid of the child of ``parent`` that Lightning started as LOCAL_RANK ``rank``."""
     for proc in Path("/proc").iterdir():

@@ -119,10 +119,11 @@ class LastCheckpoint(ModelCheckpoint):
 
 def is_collective_timeout(e: BaseException) -> bool:
     """torch.distributed's errors for a peer that is hung (a timed-out collective) or dead (its
-    connection closed), as gloo and NCCL word them."""
+    connection closed), as gloo and NCCL word them ("Application timeout caused pair closure" is
+    gloo's when the wait times out inside its TCP pair rather than in the collective)."""
     text = str(e).lower()
     hung = ("timed out" in text or "timeout" in text) and any(
-        k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier"))
+        k in text for k in ("gloo", "nccl", "collective", "recv", "send", "watchdog", "barrier", "pair closure"))
     return hung or "connection closed by peer" in text or "connection reset by peer" in text
 
 
