@@ -259,7 +259,7 @@ def info(model):
 @click.option("--output", required=True, type=path_in)
 @click.option("--map", "genetic_map", default=None, type=path_in, help="With --ref: genetic map (PLINK .map).")
 @click.option("--state-selection", type=click.Choice(PANEL_SELECTIONS), default=None,
-              help="With --ref: the copying model's states; phased: phase, then a haploid HMM (default: conflicts).")
+              help="With --ref: the copying model's states; phased (default): phase, then a haploid HMM; conflicts, composite: the pair HMM.")
 @click.option("--copying-only", is_flag=True, help="With --model: its haplotype panel's copying model alone.")
 @click.option("--split-chrom", is_flag=True, help="One output per chromosome: OUT.<chrom>.vcf.gz.")
 @click.option("--samples", default=None, type=path_in)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
 #: The copying model's settings for ``--ref``: block and margin from the same sweep.
-REF_OPTIONS = {"selection": "conflicts", "states": SELECTION_STATES["conflicts"], "block": 128, "margin": 64}
+REF_OPTIONS = {"selection": "phased", "states": SELECTION_STATES["phased"], "block": 128, "margin": 64}
 
 
 def ref_options(selection: str | None = None) -> dict:
