@@ -30,6 +30,22 @@ def select_states(cc, w0, w1, v0, v1, n_wide, allowed, K, out):  # pragma: no co
     rank_states(cc[w1] - cc[w0], cc[v1] - cc[v0], np.int64(n_wide + 1), allowed, K, out)
 
 
+@njit(cache=True, nogil=True)
+def visible_sites(g):  # pragma: no cover - compiled
+    """Indices of the sites with a visible call (g >= 0), in order: where the HMM steps."""
+    m = 0
+    for s in range(g.size):
+        if g[s] >= 0:
+            m += 1
+    vis = np.empty(m, dtype=np.int64)
+    t = 0
+    for s in range(g.size):
+        if g[s] >= 0:
+            vis[t] = s
+            t += 1
+    return vis
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def _pair_gp(P, r, x, K):  # pragma: no cover - compiled
     """(P0, P1, P2): probabilities of allele sum 0/1/2 under the symmetric pair posterior P
@@ -212,10 +228,8 @@ def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride,
     K = min(K, n_allowed)
     if n_ref > 0:
         n_allowed = n_ref
-    m = 0
-    for s in range(L):
-        if g[s] >= 0:
-            m += 1
+    vis = visible_sites(g)
+    m = vis.size
     if m == 0:  # nothing to copy from: the panel's Hardy-Weinberg genotype frequencies
         for s in range(L):
             c = 0
@@ -227,12 +241,6 @@ def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride,
             out[s, 1] = 2 * p * (1 - p)
             out[s, 2] = p * p
         return
-    vis = np.empty(m, dtype=np.int64)
-    t = 0
-    for s in range(L):
-        if g[s] >= 0:
-            vis[t] = s
-            t += 1
     cc, last = conflicts(panel, g, vis, stride)
     cand = np.empty(K, dtype=np.int64)
     W = min(m, block + 2 * margin)

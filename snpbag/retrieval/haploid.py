@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import switch_rho
+from snpbag.retrieval.copying import switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_panel
 
@@ -96,16 +96,8 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
     state, exact), as Beagle keeps only the likely states between typed sites."""
     L = panel.shape[0]
     K = cols.size
-    m = 0
-    for s in range(L):
-        if hap[s] >= 0:
-            m += 1
-    vis = np.empty(m, dtype=np.int64)
-    t = 0
-    for s in range(L):
-        if hap[s] >= 0:
-            vis[t] = s
-            t += 1
+    vis = visible_sites(hap)
+    m = vis.size
     miss = eps
     gain = 1.0 - 2.0 * eps  # emission = miss + gain · (the state's allele is the haplotype's)
     x = np.empty(K, dtype=np.int8)  # the states' alleles at the current site (gathered)
