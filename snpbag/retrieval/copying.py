@@ -1,9 +1,9 @@
 """The kernels of the pair-copying HMM (Li & Stephens 2003) that imputation
 (:mod:`snpbag.retrieval.haplotypes`) and phasing (:mod:`snpbag.retrieval.phasing`) share:
-emissions, the O(K²) transition step, forward, backward, posteriors, the running conflict
-table of the ``conflicts`` state selection, and imputation's block loop. The model is
-described in :mod:`snpbag.retrieval.haplotypes`; which K states it runs over, in
-:mod:`snpbag.retrieval.states`.
+emissions, the O(K²) transition step (and its form for phasing's conditioned forward),
+forward, backward, posteriors, the running conflict table of the ``conflicts`` state
+selection, and imputation's block loop. The model is described in
+:mod:`snpbag.retrieval.haplotypes`; which K states it runs over, in :mod:`snpbag.retrieval.states`.
 """
 
 from __future__ import annotations
@@ -170,6 +170,35 @@ def advance(prev, cur, ev, x, K, rho, rsum):  # pragma: no cover - compiled
         base = bb * rsum[i] + c
         for j in range(K):
             row[j] = e[j] * (a * p[j] + bb * rsum[j] + base)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def advance_conditioned(prev, cur, ev, x, K, rho, rsum, csum):  # pragma: no cover - compiled
+    """cur = emission × transition(prev), as :func:`advance`, for a
+    forward conditioned on an orientation, which is not symmetric: copy 1 jumping into pair
+    (i, j) reads column j's mass, copy 2 jumping reads row i's. (The shared step reads row
+    sums for both, right only for the symmetric forward; on the conditioned one it let the
+    anchor's ALT leak onto copy 2 with probability ρ per site instead of ρ², which pulled
+    P(same) towards 1/2 across every gap between heterozygotes; phasing's conditioned forward,
+    :mod:`snpbag.retrieval.phasing`.)"""
+    a = (1.0 - rho) * (1.0 - rho)
+    bb = (1.0 - rho) * rho / K
+    tot = 0.0
+    for j in range(K):
+        csum[j] = 0.0
+    for i in range(K):
+        acc = 0.0
+        for j in range(K):
+            acc += prev[i, j]
+            csum[j] += prev[i, j]
+        rsum[i] = acc
+        tot += acc
+    c = (rho / K) * (rho / K) * tot
+    for i in range(K):
+        e = ev[x[i]]
+        base = bb * rsum[i] + c
+        for j in range(K):
+            cur[i, j] = e[j] * (a * prev[i, j] + bb * csum[j] + base)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

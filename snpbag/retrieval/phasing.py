@@ -17,11 +17,11 @@ r being the last heterozygous site before s that the model explains as a heteroz
 copy carries r's ALT and second copy its REF, carried forward through the sites between r
 and s with the same transitions, times the backward probabilities at s. The mass on pairs
 (ALT, REF) over the mass on (ALT, REF) + (REF, ALT) at s is P(same). The conditioned
-forward is not symmetric in the two copies, so its step (:func:`_advance_conditioned`) sums
-columns for copy 1's switches and rows for copy 2's; the symmetric forward's step reads row
-sums for both, which on the conditioned forward moves the anchor's ALT to the other copy with
-probability ρ per site rather than ρ² (tests/test_phase.py checks P(same) against a dense
-reference). This is the
+forward is not symmetric in the two copies, so its step
+(:func:`~snpbag.retrieval.copying.advance_conditioned`) sums columns for copy 1's switches
+and rows for copy 2's; the symmetric forward's step reads row sums for both, which on the
+conditioned forward moves the anchor's ALT to the other copy with probability ρ per site
+rather than ρ² (tests/test_phase.py checks P(same) against a dense reference). This is the
 parameterisation a switch error counts (one decision per consecutive pair of
 heterozygous sites), and the one Beagle and SHAPEIT report as a phase confidence. A
 heterozygote whose posterior mass lies mostly on homozygous pairs (the copied haplotypes
@@ -63,7 +63,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.retrieval.copying import (alleles_at, normalise, backward, forward, switch_rho,
+from snpbag.retrieval.copying import (advance_conditioned, alleles_at, normalise, backward, forward, switch_rho,
                                      emission_rows)
 from snpbag.retrieval.states import check_selection, composite_panel, count_allowed, rank_states, tie_hash
 
@@ -429,34 +429,6 @@ def _select_by_estimate(panel, g, est, c0, c1, w0, w1, allowed, K, out):  # prag
             n += 1
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _advance_conditioned(prev, cur, ev, x, K, rho, rsum, csum):  # pragma: no cover - compiled
-    """cur = emission × transition(prev), as :func:`~snpbag.retrieval.copying.advance`, for a
-    forward conditioned on an orientation, which is not symmetric: copy 1 jumping into pair
-    (i, j) reads column j's mass, copy 2 jumping reads row i's. (The shared step reads row
-    sums for both, right only for the symmetric forward; on the conditioned one it let the
-    anchor's ALT leak onto copy 2 with probability ρ per site instead of ρ², which pulled
-    P(same) towards 1/2 across every gap between heterozygotes.)"""
-    a = (1.0 - rho) * (1.0 - rho)
-    bb = (1.0 - rho) * rho / K
-    tot = 0.0
-    for j in range(K):
-        csum[j] = 0.0
-    for i in range(K):
-        acc = 0.0
-        for j in range(K):
-            acc += prev[i, j]
-            csum[j] += prev[i, j]
-        rsum[i] = acc
-        tot += acc
-    c = (rho / K) * (rho / K) * tot
-    for i in range(K):
-        e = ev[x[i]]
-        base = bb * rsum[i] + c
-        for j in range(K):
-            cur[i, j] = e[j] * (a * prev[i, j] + bb * csum[j] + base)
-
-
 @njit(cache=True, nogil=True)
 def _place(hap, s, alt_hap):  # pragma: no cover - compiled
     hap[s, alt_hap] = 1
@@ -518,7 +490,7 @@ def _phase_kernel(panel, g, first_alt, cm, allowed, n_ref, K, block, margin, ne,
             s = w0 + t
             if ref and t > 0:
                 emission_rows(panel, s, g[s], cand, K, hit, miss, x, ev)
-                _advance_conditioned(gamma, tmp, ev, x, K, switch_rho(cm, s - 1, s, ne, n_allowed), rsum, csum)
+                advance_conditioned(gamma, tmp, ev, x, K, switch_rho(cm, s - 1, s, ne, n_allowed), rsum, csum)
                 gamma[:, :] = tmp
                 normalise(gamma, K)
             alleles_at(panel, s, cand, K, x)
