@@ -246,6 +246,22 @@ def backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev,
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def right_weight(cm, vis, t_left, s):  # pragma: no cover - compiled
+    """Weight of the right flanking visible site's posterior at hidden site s (the left one
+    gets 1 − it): linear in cM between visible indices t_left and t_left + 1, as Beagle
+    interpolates; 1 before the first visible site (t_left < 0), 0 after the last, ½ where
+    the two flanks share a position."""
+    if t_left < 0:
+        return 1.0
+    if t_left + 1 >= vis.size:
+        return 0.0
+    span = cm[vis[t_left + 1]] - cm[vis[t_left]]
+    if span > 0:
+        return (cm[s] - cm[vis[t_left]]) / span
+    return 0.5
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc);
     with loo of shape (L, 3), loo[s] = the same at each visible site s with its own emission
@@ -326,15 +342,7 @@ def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride,
             t_right = t_left + 1
             alleles_at(panel, s, cand, K, x)
             q0 = q1 = q2 = 0.0
-            w = 0.5
-            if t_left < 0:
-                w = 1.0
-            elif t_right >= m:
-                w = 0.0
-            else:
-                span = cm[vis[t_right]] - cm[vis[t_left]]
-                if span > 0:
-                    w = (cm[s] - cm[vis[t_left]]) / span
+            w = right_weight(cm, vis, t_left, s)
             if w < 1.0:
                 tl = t_left - w0
                 if have != tl:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import switch_rho, visible_sites
+from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_panel
 
@@ -176,15 +176,7 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
         if built != t_left:
             n = _interval_states(post, t_left, t_right, K, thr, idx)
             built = t_left
-        wr = 0.5
-        if t_left < 0:
-            wr = 1.0
-        elif t_right < 0:
-            wr = 0.0
-        else:
-            span = cm[vis[t_right]] - cm[vis[t_left]]
-            if span > 0:
-                wr = (cm[s] - cm[vis[t_left]]) / span
+        wr = right_weight(cm, vis, t_left, s)
         p = 0.0
         if wr < 1.0:
             p += (1.0 - wr) * _alt_mass(post[t_left], panel[s], cols, idx, n)
