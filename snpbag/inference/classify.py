@@ -5,11 +5,12 @@ embeddings (``snpbag embed`` output).
 kinship file, and its duplicates stay on its side of every split), reporting macro and
 per-class F1 and the confusion matrix of the embedding classifier and, when the genotypes
 are given, of the baselines on the same folds (20 principal components + logistic
-regression, kNN on the components); then it fits the classifier on all labelled samples,
-calibrates it with a temperature fitted on a held-out fifth, and writes the classifier
-directory::
+regression, kNN on the components, the linear classifier on the genotypes); then it fits the
+classifier on all labelled samples (fitting: snpbag.inference.classfit), calibrated by a
+temperature, and writes the classifier directory::
 
-    classifier.safetensors   weights, standardisation and temperature
+    classifier.safetensors   weights, standardisation and temperature; with features: decoded
+                             also the embedding model's decoder (snpbag.inference.decoded)
     classifier.json          config, classes, threshold, the embeddings' model identity
     cv.json                  the cross-validation report
 
@@ -368,7 +369,7 @@ def load_classifier(directory: str | Path):
     meta, weights = modeldir.read_small_model(directory, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE,
                                               fmt=FORMAT, version=VERSION, kind="classifier",
                                               writer="snpbag classify train")
-    model = PopClassifier(PopClassConfig(**meta["config"]))
+    model = PopClassifier(PopClassConfig(**{"features": "embedding", **meta["config"]}))  # older: no features key
     model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(decoded.PREFIX)})  # the decoder's
     return model.eval(), meta
 

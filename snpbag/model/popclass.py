@@ -9,6 +9,11 @@
   on the benchmark (docs/benchmarks.md): with a few hundred labelled genomes, every extra
   layer is more to overfit.
 
+The linear kind reads, by default, the dosages that the embedding model's own decoder reads out
+of the embedding (``features: decoded``; snpbag.inference.decoded), else the embedding itself;
+on decoded features it is fitted through the Gram matrix of the samples
+(:func:`kernel_features`), as they number one per site.
+
 Calibration is a single temperature on the logits (Guo et al. 2017), fitted on
 held-out samples. No file I/O: snpbag.inference.classify saves and loads it.
 """
@@ -33,7 +38,7 @@ FEATURES = ("embedding", "decoded")
 @dataclass
 class PopClassConfig:
     kind: str = "linear"  # linear: logistic regression on the standardised embedding; mlp: the paper's
-    features: str = "embedding"  # or decoded: the decoder's expected dosage per site (snpbag.inference.decoded)
+    features: str = "decoded"  # the decoder's expected dosage per site (snpbag.inference.decoded); or embedding
     n_inputs: int = 0  # embedding numbers per genome (tiles x dims, flattened); set from the data
     n_classes: int = 0
     bottleneck: int = 36
@@ -48,7 +53,7 @@ class PopClassConfig:
             raise ConfigError(f"classifier features={self.features!r}: choose one of {', '.join(FEATURES)}")
         if self.features == "decoded" and self.kind != "linear":
             raise ConfigError(f"classifier features=decoded kind={self.kind}: decoded features (one per site) "
-                              "train the linear kind only; set kind: linear")
+                              "train the linear kind only; set kind: linear or features: embedding")
         if self.bottleneck < 1 or self.hidden < 1:
             raise ConfigError(f"classifier bottleneck={self.bottleneck}, hidden={self.hidden}: must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
