@@ -349,12 +349,14 @@ def classify():
               help="Directory for PNGs: 2-D projection of the embeddings, confusion matrices side by side.")
 @click.option("--config", default=None, type=path_in,
               help="Classifier hyper-parameters (YAML; default: configs/classify/default.yaml).")
+@click.option("--embedding-model", default=None, type=path_in,
+              help="Model directory that wrote --embeddings; needed by features: decoded (its decoder is copied).")
 def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots,
-                   config):
+                   config, embedding_model):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""
     s = _classify.train(embeddings=embeddings, labels=labels, out=out, label_column=label_column, kinship=kinship,
             genotypes=genotypes, folds=folds, repeats=repeats, threshold=threshold, seed=seed, plots=plots,
-            config=config)
+            config=config, embedding_model=embedding_model)
     click.echo(s.table())
 
 

@@ -257,7 +257,7 @@ def _embed_and_classify(out: Path, sim: Path, store: Path, model_dir: Path, s: D
     if clf.exists():
         shutil.rmtree(clf)
     res = classify.train(embeddings=embeddings, labels=labels, out=clf, label_column="continent", genotypes=store,
-                         folds=5, repeats=1, fit=classify.Fit(epochs=s.classify_epochs))
+                         folds=5, repeats=1, fit=classify.Fit(epochs=s.classify_epochs), embedding_model=emb_model)
     for line in res.table().splitlines():
         echo(line)
     return {m: r["mean_macro_f1"] for m, r in res.cv.items()}

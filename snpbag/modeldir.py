@@ -535,6 +535,15 @@ def read_small_model(directory: str | Path, *, config_file: str, weights_file: s
     """
     from safetensors.torch import load_file
 
+    meta = read_small_model_meta(directory, config_file=config_file, fmt=fmt, version=version, kind=kind,
+                                 writer=writer)
+    return meta, load_file(str(Path(directory) / weights_file))
+
+
+def read_small_model_meta(directory: str | Path, *, config_file: str, fmt: str, version: int, kind: str,
+                          writer: str) -> dict[str, Any]:
+    """The checked metadata of a small model's directory (:func:`read_small_model`), for a
+    reader that streams its weights file."""
     p = Path(directory)
     cfg_file = p / config_file
     if not cfg_file.is_file():
@@ -546,5 +555,5 @@ def read_small_model(directory: str | Path, *, config_file: str, weights_file: s
     if meta.get("format") != fmt or meta.get("version") != version:
         raise CheckpointError(f"{cfg_file}: format {meta.get('format')} version {meta.get('version')}, "
                               f"this snpbag reads {fmt} version {version}; retrain with `{writer}`")
-    return meta, load_file(str(p / weights_file))
+    return meta
 

@@ -17,6 +17,7 @@ from snpbag.errors import InputError
 from snpbag.eval import classify as m
 from snpbag.eval.baselines import LogisticRegression, knn_predict, pca, standardised
 from snpbag.inference import classify
+from snpbag.inference.classfit import L2_GRID, choose_l2, standardised_views
 from snpbag.inference.embedout import EmbeddingWriter, Patches
 
 torch.set_num_threads(1)
@@ -154,12 +155,12 @@ def test_inner_cross_validation_chooses_the_penalty():
     rng = np.random.default_rng(8)
     y = np.repeat(np.arange(3), [40, 10, 10])
     x = torch.as_tensor(np.eye(3)[y] + rng.normal(size=(60, 3)) * 0.1, dtype=torch.float32)
-    l2, logits = classify.choose_l2(x, torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e6))
+    l2, logits = choose_l2(standardised_views(x), torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e6))
     assert l2 == 0.1 and logits.shape == (60, 3)
     assert (logits.argmax(1).numpy() == y).mean() > 0.95
     y = np.repeat(np.arange(3), 20)
     x = torch.as_tensor(np.eye(3)[y] + rng.normal(size=(60, 3)) * 0.1, dtype=torch.float32)
-    assert classify.choose_l2(x, torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e3))[0] == 1e3
+    assert choose_l2(standardised_views(x), torch.as_tensor(y), 3, seed=0, grid=(0.1, 1e3))[0] == 1e3
 
 
 def test_knn_matches_a_loop():
@@ -212,11 +213,12 @@ def cohort(tmp_path_factory):
 
 
 FAST = classify.Fit(epochs=60, batch_size=32)
+EMB = {"features": "embedding"}  # these synthetic embeddings have no model to decode them with
 
 
 def test_train_and_predict(cohort, tmp_path):
     s = classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
-                       repeats=2, fit=FAST)
+                       repeats=2, fit=FAST, options=EMB)
     assert s.cv["embedding"]["mean_macro_f1"] > 0.9 and len(s.cv["embedding"]["macro_f1"]) == 2
     assert np.sum(s.cv["embedding"]["confusion"]) == 2 * 60  # every sample once per repeat
     assert 0.0 <= s.cv["embedding"]["unassigned_fraction"] < 0.2
@@ -236,11 +238,13 @@ def test_both_kinds_train_and_predict(cohort, tmp_path):
 
     for kind in ("linear", "mlp"):
         s = classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / kind, folds=3,
-                           repeats=1, fit=FAST, options={"kind": kind})
+                           repeats=1, fit=FAST, options={"kind": kind, **EMB})
         assert s.cv["embedding"]["mean_macro_f1"] > 0.9
         meta = json.loads((tmp_path / kind / "classifier.json").read_text())
         assert meta["config"]["kind"] == kind and (("l2" in meta["fit"]) == (kind == "linear"))
-        assert kind != "linear" or meta["fit"]["l2"] in classify.L2_GRID
+        assert kind != "linear" or meta["fit"]["l2"] in L2_GRID
+        del meta["config"]["features"]  # a directory written before the option reads the embedding
+        (tmp_path / kind / "classifier.json").write_text(json.dumps(meta))
         out = classify.predict(model=tmp_path / kind, embeddings=cohort / "e.npy", output=tmp_path / f"{kind}.tsv")
         rows = [ln.split("\t") for ln in out.read_text().splitlines()[1:]]
         assert np.mean([r[1] == r[0][0] for r in rows]) > 0.9
@@ -255,14 +259,14 @@ def test_a_high_threshold_leaves_samples_unassigned(cohort, tmp_path):
     samples = [f"{'ABC'[c]}{i:02d}" for i, c in enumerate(y)]
     _embeddings(tmp_path / "e.npy", x, samples)
     classify.train(embeddings=tmp_path / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
-                   repeats=1, threshold=0.9, fit=FAST)
+                   repeats=1, threshold=0.9, fit=FAST, options=EMB)
     calls = [ln.split("\t")[-1] for ln in classify.predict(model=tmp_path / "clf", embeddings=tmp_path / "e.npy",
                                                             output=tmp_path / "p.tsv").read_text().splitlines()[1:]]
     assert "unassigned" in calls and "assigned" in calls
 
 
 def test_bad_inputs(cohort, tmp_path):
-    kw = dict(embeddings=cohort / "e.npy", folds=3, repeats=1, fit=FAST)
+    kw = dict(embeddings=cohort / "e.npy", folds=3, repeats=1, fit=FAST, options=EMB)
     (tmp_path / "extra.tsv").write_text("sample\tpop\nA00\tA\nZZZ\tB\n")
     with pytest.raises(InputError, match=r"extra.tsv: 1 labelled samples are not in .*\(ZZZ\)"):
         classify.train(labels=tmp_path / "extra.tsv", out=tmp_path / "c1", **kw)
@@ -299,14 +303,15 @@ def test_baselines_run_on_the_same_folds(tmp_path):
     _embeddings(tmp_path / "e.npy", (rng.normal(size=(30, 2, 4)) + y[:, None, None]).astype(np.float32), samples)
     (tmp_path / "l.tsv").write_text("sample\tpop\n" + "".join(f"{s}\t{'AB'[c]}\n" for s, c in zip(samples, y)))
     s = classify.train(embeddings=tmp_path / "e.npy", labels=tmp_path / "l.tsv", out=tmp_path / "clf", folds=3,
-                       repeats=1, genotypes=store, fit=FAST, plots=tmp_path / "plots")
-    assert set(s.cv) == {"embedding", "pca_lr", "pca_knn"}
+                       repeats=1, genotypes=store, fit=FAST, plots=tmp_path / "plots", options=EMB)
+    assert set(s.cv) == {"embedding", "pca_lr", "pca_knn", "genotype_lr"}
     assert all(0.0 <= r["mean_macro_f1"] <= 1.0 for r in s.cv.values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["confusion.png", "projection.png"]
     w, h = _png_size(tmp_path / "plots" / "confusion.png")
-    assert w > 2.5 * h  # three matrices side by side: embedding, PCA + LR, kNN on PCs
-    pcs = classify.genotype_pcs(store, samples, 5)
+    assert w > 3.5 * h  # four matrices side by side: embedding, PCA + LR, kNN on PCs, LR on genotypes
+    pcs, gram = classify.genotype_baselines(store, samples, 5)
     assert pcs.shape == (30, 5) and np.allclose((pcs ** 2).sum(0), 1)
+    assert gram.shape == (30, 30) and np.allclose(gram, gram.T)
 
 
 def test_cli_is_thin():
@@ -320,7 +325,8 @@ def test_cli_is_thin():
         CliRunner().invoke(main, ["classify", "train", "--embeddings", "E", "--labels", "L", "--out", "D",
                                   "--kinship", "K", "--folds", "4"])
     run.assert_called_once_with(embeddings="E", labels="L", out="D", label_column=None, kinship="K", genotypes=None,
-                                folds=4, repeats=3, threshold=0.5, seed=0, plots=None, config=None)
+                                folds=4, repeats=3, threshold=0.5, seed=0, plots=None, config=None,
+                                embedding_model=None)
     with mock.patch("snpbag.inference.classify.predict") as run:
         CliRunner().invoke(main, ["classify", "predict", "--model", "D", "--embeddings", "E", "--output", "p.tsv"])
     run.assert_called_once_with(model="D", embeddings="E", output="p.tsv", plots=None)
@@ -345,7 +351,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_plots_of_train_and_predict(cohort, tmp_path):
     classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
-                   repeats=1, fit=FAST, plots=tmp_path / "plots")
+                   repeats=1, fit=FAST, plots=tmp_path / "plots", options=EMB)
     w, h = _png_size(tmp_path / "plots" / "confusion.png")
     assert w < 2 * h  # no baselines without --genotypes: one matrix
     _png_size(tmp_path / "plots" / "projection.png")
@@ -355,7 +361,7 @@ def test_plots_of_train_and_predict(cohort, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match=r"--plots .*afile: a file, not a directory"):
         classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "c2", folds=3,
-                       repeats=1, fit=FAST, plots=tmp_path / "afile")
+                       repeats=1, fit=FAST, plots=tmp_path / "afile", options=EMB)
     assert not (tmp_path / "c2").exists()  # refused before any work
 
 
@@ -415,7 +421,7 @@ def test_config_file_sets_the_hyper_parameters(cohort, tmp_path):
     import json
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("classifier:\n  kind: mlp\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
+    cfg.write_text("classifier:\n  kind: mlp\n  features: embedding\n  bottleneck: 5\n  dropout: 0.0\nfit:\n  epochs: 7\n  lr: 0.01\n")
     classify.train(embeddings=cohort / "e.npy", labels=cohort / "labels.tsv", out=tmp_path / "clf", folds=3,
                    repeats=1, config=cfg, seed=4)
     meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
@@ -425,7 +431,9 @@ def test_config_file_sets_the_hyper_parameters(cohort, tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: kind, bottleneck"),
+    ("classifier:\n  botleneck: 5\n", r"c.yaml: classifier.botleneck is not a setting; known: kind, features, bottl"),
+    ("classifier:\n  features: pixels\n", r"c.yaml: classifier features='pixels': choose one of embedding, decoded"),
+    ("classifier:\n  kind: mlp\n  features: decoded\n", r"c.yaml: classifier features=decoded kind=mlp: .*set kind: linear"),
     ("fit:\n  epochs: many\n", r"c.yaml: fit.epochs='many': expected a number \(int\)"),
     ("fit:\n  epochs: 2.5\n", r"fit.epochs=2.5: expected a number \(int\)"),
     ("fit:\n  seed: 3\n", r"fit.seed is not a setting"),

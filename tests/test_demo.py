@@ -22,7 +22,7 @@ def test_demo_end_to_end(tmp_path, capfd):
     text = "\n".join(lines)
     for stage in ("1. simulate", "2. convert", "3. pretrain", "4. impute", "5. score", "6. phase", "7. embed"):
         assert stage in text
-    assert set(result["classification"]) == {"embedding", "pca_lr", "pca_knn"}
+    assert set(result["classification"]) == {"embedding", "pca_lr", "pca_knn", "genotype_lr"}
     assert "pca_lr" in text and "patches flagged" in text
     assert "30 genomes x" in text and "30 labelled genomes, 3 classes" in text  # 10 per continent
     assert "bits per genotype" in text

@@ -5,11 +5,12 @@ embeddings (``snpbag embed`` output).
 kinship file, and its duplicates stay on its side of every split), reporting macro and
 per-class F1 and the confusion matrix of the embedding classifier and, when the genotypes
 are given, of the baselines on the same folds (20 principal components + logistic
-regression, kNN on the components); then it fits the classifier on all labelled samples,
-calibrates it with a temperature fitted on a held-out fifth, and writes the classifier
-directory::
+regression, kNN on the components, the linear classifier on the genotypes); then it fits the
+classifier on all labelled samples (fitting: snpbag.inference.classfit), calibrated by a
+temperature, and writes the classifier directory::
 
-    classifier.safetensors   weights, standardisation and temperature
+    classifier.safetensors   weights, standardisation and temperature; with features: decoded
+                             also the embedding model's decoder (snpbag.inference.decoded)
     classifier.json          config, classes, threshold, the embeddings' model identity
     cv.json                  the cross-validation report
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,10 @@ from snpbag.config import config_dir
 from snpbag.errors import ConfigError, InputError
 from snpbag.eval import classify as metrics
 from snpbag.eval import plots as figures
-from snpbag.eval.baselines import LogisticRegression, knn_predict, pca
+from snpbag.eval.baselines import LogisticRegression, knn_predict, pca, standardised
 from snpbag.fileio import atomic_output
+from snpbag.inference import decoded
+from snpbag.inference.classfit import Fit, fit_classifier, fit_decoded, fit_views, gram_views, predict_proba
 from snpbag.inference.embedout import Embeddings, read_embeddings
 
 log = logging.getLogger(__name__)
@@ -45,23 +49,6 @@ PROJECTION_PNG = "projection.png"  # written into --plots DIR
 CONFUSION_PNG = "confusion.png"
 FORMAT = "snpbag-classifier"
 VERSION = 1
-
-
-@dataclass
-class Fit:
-    """The classifier's training loop (values: configs/classify/default.yaml)."""
-
-    epochs: int = 300
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"classifier fit epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}, "
-                              f"weight_decay={self.weight_decay}: need epochs, batch_size >= 1, lr > 0, "
-                              "weight_decay >= 0")
 
 
 CONFIG_GROUP, DEFAULT_CONFIG = "classify", "default.yaml"  # configs/classify/default.yaml
@@ -182,115 +169,6 @@ def labelled(emb: Embeddings, labels: dict[str, str], *, path: str | Path) -> tu
     return rows, y, classes
 
 
-# --- the classifier -----------------------------------------------------------------------------
-
-
-def _split_calibration(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, calibration rows): a stratified fifth of each class (at least one sample of
-    classes with two or more) held out to fit the temperature."""
-    rng = np.random.default_rng([seed, 1])
-    calib = []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        calib.extend(idx[: (idx.size // 5 or (1 if idx.size > 1 else 0))])
-    calib = np.sort(np.asarray(calib, np.int64))
-    return np.setdiff1d(np.arange(y.size), calib), calib
-
-
-#: L2 penalties the linear classifier chooses from, by an inner cross-validation on its own
-#: training samples (the outer test fold never takes part); a decade apart from weak to strong.
-L2_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
-INNER_FOLDS = 5
-
-
-def choose_l2(x, y, n_classes: int, *, seed: int, grid=L2_GRID):
-    """(penalty, out-of-fold logits (N, n_classes) at that penalty): the L2 penalty of ``grid``
-    whose linear classifier scores the best macro F1 in a stratified inner cross-validation of
-    the tensors (x, y) (ties: the stronger penalty)."""
-    import torch
-
-    from snpbag.model.popclass import PopClassConfig, PopClassifier, fit_linear
-
-    present = np.bincount(y.numpy(), minlength=n_classes)
-    folds = max(2, min(INNER_FOLDS, int(present[present > 0].min())))
-    fold_of = torch.as_tensor(metrics.stratified_group_folds(y.numpy(), np.arange(y.numel()), folds=folds, repeats=1,
-                                                             seed=seed)[0])
-    best = (-1.0, grid[0], None)
-    for l2 in grid:
-        logits = torch.zeros(y.numel(), n_classes)
-        for f in range(folds):
-            test = fold_of == f
-            model = PopClassifier(PopClassConfig(kind="linear", n_inputs=x.shape[1], n_classes=n_classes))
-            model.mean.copy_(x[~test].mean(0))
-            model.scale.copy_(x[~test].std(0, unbiased=False) + 1e-6)
-            fit_linear(model, x[~test], y[~test], l2=l2)
-            with torch.no_grad():
-                logits[test] = model(x[test])[0]
-        score = metrics.macro_f1(y.numpy(), logits.argmax(1).numpy(), n_classes)
-        if score >= best[0]:
-            best = (score, l2, logits)
-    return best[1], best[2]
-
-
-def fit_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, options: dict[str, Any] | None = None,
-                   fit: Fit | None = None):
-    """A calibrated PopClassifier trained on (x, y).
-
-    ``mlp``: trained on four fifths, its temperature fitted on the held-out fifth. ``linear``:
-    its L2 penalty chosen by an inner cross-validation (recorded as ``model.l2``), then fitted on
-    every sample, its temperature fitted on the inner cross-validation's out-of-fold logits.
-    """
-    import torch
-
-    from snpbag.model.popclass import PopClassConfig, PopClassifier, fit_linear, fit_temperature
-
-    fit = fit or Fit()
-    torch.manual_seed(fit.seed)
-    cfg = PopClassConfig(n_inputs=x.shape[1], n_classes=n_classes, **(options or {}))
-    model = PopClassifier(cfg)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y)
-    if cfg.kind == "linear":
-        model.mean.copy_(xt.mean(0))
-        model.scale.copy_(xt.std(0, unbiased=False) + 1e-6)
-        model.l2, calib_logits = choose_l2(xt, yt, n_classes, seed=fit.seed)
-        fit_linear(model, xt, yt, l2=model.l2)
-        model.eval()
-        model.temperature.fill_(fit_temperature(calib_logits, yt))
-        return model
-    tr, cal = _split_calibration(y, fit.seed)
-    model.mean.copy_(xt[tr].mean(0))
-    model.scale.copy_(xt[tr].std(0, unbiased=False) + 1e-6)
-    _fit_mlp(model, xt, yt, tr, fit)
-    model.eval()
-    if cal.size:
-        with torch.no_grad():
-            logits, _ = model(xt[cal])
-        model.temperature.fill_(fit_temperature(logits, yt[cal]))
-    return model
-
-
-def _fit_mlp(model, xt, yt, tr: np.ndarray, fit: Fit) -> None:
-    import torch
-
-    opt = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
-    gen = torch.Generator().manual_seed(fit.seed)
-    model.train()
-    for _ in range(fit.epochs):
-        perm = torch.as_tensor(tr)[torch.randperm(tr.size, generator=gen)]
-        for k in range(0, perm.numel(), fit.batch_size):
-            b = perm[k:k + fit.batch_size]
-            opt.zero_grad()
-            model.loss(xt[b], yt[b]).backward()
-            opt.step()
-
-
-def predict_proba(model, x: np.ndarray) -> np.ndarray:
-    import torch
-
-    return model.probabilities(torch.as_tensor(x, dtype=torch.float32)).numpy()
-
-
 # --- cross-validation ---------------------------------------------------------------------------
 
 
@@ -303,17 +181,26 @@ def _report(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, An
 
 def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: np.ndarray, folds: int, repeats: int,
                    threshold: float, pcs: np.ndarray | None = None, options=None, fit: Fit | None = None,
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, gram: np.ndarray | None = None,
+                   genotype_gram: np.ndarray | None = None) -> dict[str, Any]:
     """Out-of-fold predictions of each method on the same folds, scored per repeat.
 
     Returns ``{method: {"macro_f1": [per repeat], "mean_macro_f1", "f1" (mean per class),
-    "confusion" (summed over repeats)}}`` for ``embedding`` and, with ``pcs``, ``pca_lr`` and
-    ``pca_knn``. Every method is scored on its most probable class, so the methods compare
-    like for like; the embedding classifier also reports ``unassigned_fraction``, the share of
-    calls whose calibrated top probability is below ``threshold``.
+    "confusion" (summed over repeats)}}`` for ``embedding`` (the classifier of ``options``; with
+    ``gram``, the Gram matrix of its decoded features, it reads those instead of ``x``) and,
+    with ``pcs``, ``pca_lr`` and ``pca_knn``; with ``genotype_gram`` (of the standardised
+    genotypes), ``genotype_lr``, the same linear classifier on the genotypes themselves. Every
+    method is scored on its most probable class, so the methods compare like for like; the
+    embedding classifier also reports ``unassigned_fraction``, the share of calls whose
+    calibrated top probability is below ``threshold``.
     """
+    import torch
+
     fit = fit or Fit(seed=seed)
-    methods = ["embedding"] + (["pca_lr", "pca_knn"] if pcs is not None else [])
+    methods = (["embedding"] + (["pca_lr", "pca_knn"] if pcs is not None else [])
+               + (["genotype_lr"] if genotype_gram is not None else []))
+    views = {m: gram_views(torch.as_tensor(g, dtype=torch.float64))
+             for m, g in (("embedding", gram), ("genotype_lr", genotype_gram)) if g is not None}
     per: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     unassigned = 0
     assignments = metrics.stratified_group_folds(y, groups, folds=folds, repeats=repeats, seed=seed)
@@ -323,11 +210,18 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: 
             test, train = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
             if test.size == 0:
                 continue
-            model = fit_classifier(x[train], y[train], len(classes), options=options,
-                                   fit=Fit(**{**fit.__dict__, "seed": fit.seed + 1000 * r + f}))
-            p = predict_proba(model, x[test])
-            preds["embedding"][test] = p.argmax(1)
-            unassigned += int((p.max(1) < threshold).sum())
+            fold_fit = Fit(**{**fit.__dict__, "seed": fit.seed + 1000 * r + f})
+            for m, v in views.items():
+                model, xte = fit_views(v, y, train, test, len(classes), seed=fold_fit.seed)
+                p = model.probabilities(xte).numpy()
+                preds[m][test] = p.argmax(1)
+                if m == "embedding":
+                    unassigned += int((p.max(1) < threshold).sum())
+            if "embedding" not in views:
+                model = fit_classifier(x[train], y[train], len(classes), options=options, fit=fold_fit)
+                p = predict_proba(model, x[test])
+                preds["embedding"][test] = p.argmax(1)
+                unassigned += int((p.max(1) < threshold).sum())
             if pcs is not None:
                 preds["pca_lr"][test] = LogisticRegression().fit(pcs[train], y[train], len(classes)).predict(pcs[test])
                 preds["pca_knn"][test] = knn_predict(pcs[train], y[train], pcs[test], k=5)
@@ -343,15 +237,17 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: list[str], *, groups: 
     return out
 
 
-def genotype_pcs(store: str | Path, samples: list[str], n_components: int = 20) -> np.ndarray:
-    """Top principal components (plink2 --pca) of the store's genotypes of ``samples``."""
+def genotype_baselines(store: str | Path, samples: list[str], n_components: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(top principal components (plink2 --pca), Gram matrix of the standardised genotypes) of
+    the store's genotypes of ``samples``: the inputs of the PCA and raw-genotype baselines."""
     from snpbag.store.genotypes import open_store
 
     st = open_store(str(store))
     rows = st.sample_index(samples)
     dosage = np.concatenate([st.read_dosage(c, rows) for c in range(st.n_tiles)], axis=1)
     vecs, _ = pca(dosage, n_components)
-    return vecs
+    z = standardised(dosage)
+    return vecs, z @ z.T
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -377,11 +273,14 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
           kinship: str | Path | None = None, relative_kinship: float = metrics.RELATIVE_KINSHIP,
           genotypes: str | Path | None = None, folds: int = 5, repeats: int = 3, threshold: float = 0.5,
           options: dict[str, Any] | None = None, fit: Fit | None = None, seed: int = 0,
-          plots: str | Path | None = None, config: str | Path | None = None) -> TrainSummary:
+          plots: str | Path | None = None, config: str | Path | None = None,
+          embedding_model: str | Path | None = None) -> TrainSummary:
     """Cross-validate, then fit and write a classifier directory (see the module docstring).
 
     The hyper-parameters come from ``config`` (a classify config file; default the shipped
     configs/classify/default.yaml); ``options`` (classifier) and ``fit`` replace its sections.
+    ``classifier.features: decoded`` reads the decoder of ``embedding_model``, the model
+    directory that wrote ``embeddings`` (checked), and copies it into the classifier directory.
 
     With ``plots``, also write into that directory ``projection.png`` (the labelled embeddings
     in 2-D, one colour per label) and ``confusion.png`` (the cross-validation's confusion
@@ -390,11 +289,15 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
     Raises
     ------
     InputError : unknown samples in the labels, one class only, a class with fewer members
-        than folds, bad options, an existing ``out``.
-    ConfigError : a bad config file.
+        than folds, bad options, an existing ``out``, decoded features without
+        ``embedding_model`` or from another model than the embeddings'.
+    ConfigError : a bad config file or options.
     """
+    from snpbag.model.popclass import PopClassConfig
+
     file_options, file_fit = read_config(config)
     options = file_options if options is None else options
+    features = PopClassConfig(n_inputs=1, n_classes=2, **options).features
     fit = fit if fit is not None else replace(file_fit, seed=seed)
     if folds < 2 or repeats < 1:
         raise InputError(f"--folds {folds} --repeats {repeats}: need at least 2 folds and 1 repeat")
@@ -402,8 +305,14 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
         raise InputError(f"--threshold {threshold}: a probability in [0, 1]")
     if Path(out).exists():
         raise InputError(f"{out}: output already exists; remove it or choose another --out")
+    if features == "decoded" and embedding_model is None:
+        raise InputError(f"classifier features: decoded reads the decoder of the model that wrote {embeddings}: "
+                         "give --embedding-model DIR, or set features: embedding")
     plot_dir = _plot_dir(plots)
     emb = read_embeddings(embeddings)
+    decoder = decoded.Decoder.from_model(embedding_model, emb) if features == "decoded" else None
+    if embedding_model is not None and decoder is None:
+        emb.check_same_model(modeldir.identity(embedding_model), what=f"--embedding-model {embedding_model}")
     table, column = read_labels(labels, column=label_column)
     rows, y, classes = labelled(emb, table, path=labels)
     metrics.check_labels(y, classes, folds=folds, what=f"{labels} ({column})")
@@ -413,19 +322,26 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
     if kinship is not None:
         pairs += read_kinship_pairs(kinship, samples, threshold=relative_kinship)
     groups = metrics.groups_of(len(samples), pairs)
-    pcs = genotype_pcs(genotypes, samples) if genotypes is not None else None
+    pcs, genotype_gram = genotype_baselines(genotypes, samples) if genotypes is not None else (None, None)
+    gram = decoded.gram(emb, rows, decoder) if decoder is not None else None
     cv = cross_validate(x, y, classes, groups=groups, folds=folds, repeats=repeats, threshold=threshold, pcs=pcs,
-                        options=options, fit=fit, seed=seed)
-    model = fit_classifier(x, y, len(classes), options=options, fit=fit)
+                        options=options, fit=fit, seed=seed, gram=gram, genotype_gram=genotype_gram)
+    if decoder is None:
+        model, state = fit_classifier(x, y, len(classes), options=options, fit=fit), {}
+    else:
+        model = fit_decoded(emb, rows, y, decoder, gram, len(classes), options=options, seed=fit.seed)
+        state = decoder.tensors()
     fitted = dict(fit.__dict__, **({"l2": model.l2} if model.cfg.kind == "linear" else {}))
     meta = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "fit": fitted,
             "classes": classes,
             "label_column": column, "threshold": threshold, "embeddings": {"model": emb.identity,
-                                                                          "shape": list(emb.shape[1:])}}
+                                                                          "shape": list(emb.shape[1:])},
+            **({"decoder": decoder.meta()} if decoder is not None else {})}
     report = {"folds": folds, "repeats": repeats, "relatives_grouped": len(pairs), "classes": classes,
-              "n_samples": len(samples), "methods": cv}
+              "n_samples": len(samples), "features": features, "methods": cv}
     modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
-                               state_dict=model.state_dict(), extra={CV_FILE: json.dumps(report, indent=2) + "\n"})
+                               state_dict={**model.state_dict(), **state},
+                               extra={CV_FILE: json.dumps(report, indent=2) + "\n"})
     if plot_dir is not None:
         figures.projection_png(x, [classes[c] for c in y], plot_dir / PROJECTION_PNG,
                                what=f"genome embeddings ({column})", seed=seed)
@@ -446,14 +362,15 @@ def _plot_dir(plots: str | Path | None) -> Path | None:
 
 
 def load_classifier(directory: str | Path):
-    """(PopClassifier in eval mode, its classifier.json)."""
+    """(PopClassifier in eval mode, its classifier.json); with decoded features it reads decoded
+    dosages (the weights file's decoder tensors are left out: ``predict`` streams them)."""
     from snpbag.model.popclass import PopClassConfig, PopClassifier
 
     meta, weights = modeldir.read_small_model(directory, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE,
                                               fmt=FORMAT, version=VERSION, kind="classifier",
                                               writer="snpbag classify train")
-    model = PopClassifier(PopClassConfig(**meta["config"]))
-    model.load_state_dict(weights)
+    model = PopClassifier(PopClassConfig(**{"features": "embedding", **meta["config"]}))  # older: no features key
+    model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(decoded.PREFIX)})  # the decoder's
     return model.eval(), meta
 
 
@@ -466,7 +383,8 @@ def predict(*, model: str | Path, embeddings: str | Path, output: str | Path, pl
     InputError : embeddings from another embedding model or of another shape, existing output.
     CheckpointError : not a classifier directory.
     """
-    clf, meta = load_classifier(model)
+    meta = modeldir.read_small_model_meta(model, config_file=CONFIG_FILE, fmt=FORMAT, version=VERSION,
+                                          kind="classifier", writer="snpbag classify train")
     emb = read_embeddings(embeddings)
     emb.check_same_model(meta["embeddings"]["model"], what=f"the classifier {model}")
     if list(emb.shape[1:]) != meta["embeddings"]["shape"]:
@@ -475,10 +393,10 @@ def predict(*, model: str | Path, embeddings: str | Path, output: str | Path, pl
     classes, threshold = meta["classes"], float(meta["threshold"])
     plot_dir = _plot_dir(plots)
     predicted = []
-    with atomic_output(output) as tmp, open(tmp, "w") as f:
+    with _probabilities(model, meta, emb) as probabilities, atomic_output(output) as tmp, open(tmp, "w") as f:
         f.write("sample\tlabel\t" + "\t".join(f"prob_{c}" for c in classes) + "\tcall\n")
         for lo in range(0, len(emb.samples), 256):
-            p = predict_proba(clf, emb.matrix(slice(lo, lo + 256)))
+            p = probabilities(np.arange(lo, min(lo + 256, len(emb.samples))))
             for s, row in zip(emb.samples[lo:lo + 256], p):
                 call = "assigned" if row.max() >= threshold else "unassigned"
                 predicted.append(classes[int(row.argmax())] if call == "assigned" else "unassigned")
@@ -487,3 +405,27 @@ def predict(*, model: str | Path, embeddings: str | Path, output: str | Path, pl
         figures.projection_png(emb.matrix(), predicted, plot_dir / PROJECTION_PNG,
                                what="genome embeddings (predicted label)")
     return Path(output)
+
+
+@contextmanager
+def _probabilities(directory: str | Path, meta: dict[str, Any], emb: Embeddings):
+    """rows -> calibrated class probabilities (n, C) of those samples of ``emb``. Decoded
+    features stream: the decoder's readout and the per-site weights are read from the weights
+    file a block of sites at a time."""
+    if meta["config"].get("features", "embedding") != "decoded":
+        clf, _ = load_classifier(directory)
+        yield lambda rows: predict_proba(clf, emb.matrix(rows))
+        return
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(Path(directory) / WEIGHTS_FILE), "pt") as h:
+        decoder = decoded.Decoder.from_file(h, meta["decoder"])
+        decoder.check_patches(emb, what=f"the classifier {directory}")
+        weights, bias, temperature = h.get_slice("linear.weight"), h.get_tensor("linear.bias"), h.get_tensor("temperature")
+
+        def probabilities(rows: np.ndarray) -> np.ndarray:
+            logits = torch.as_tensor(decoded.logits(emb, rows, decoder, weights, bias.numpy()))
+            return torch.softmax(logits / float(temperature), -1).numpy()
+
+        yield probabilities

@@ -127,6 +127,13 @@ class Embeddings:
         x = decode(np.asarray(self._array[rows]), self.attrs["dtype"])
         return x.reshape(x.shape[0], -1) if flat else x
 
+    def patch_block(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """float32 (len(rows), stop - start, dims) vectors of patches start:stop of ``rows`` samples
+        (per-patch embeddings only), without reading the other patches' values into memory."""
+        rows = np.asarray(rows, np.int64)
+        x = self._array.oindex[rows, start:stop] if self.fmt == "zarr" else self._array[rows, start:stop]
+        return decode(np.asarray(x), self.attrs["dtype"])
+
     def check_same_model(self, identity: dict[str, Any], *, what: str) -> None:
         """InputError unless these embeddings come from the model of ``identity``."""
         mine = self.identity

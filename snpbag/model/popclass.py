@@ -9,6 +9,11 @@
   on the benchmark (docs/benchmarks.md): with a few hundred labelled genomes, every extra
   layer is more to overfit.
 
+The linear kind reads, by default, the dosages that the embedding model's own decoder reads out
+of the embedding (``features: decoded``; snpbag.inference.decoded), else the embedding itself;
+on decoded features it is fitted through the Gram matrix of the samples
+(:func:`kernel_features`), as they number one per site.
+
 Calibration is a single temperature on the logits (Guo et al. 2017), fitted on
 held-out samples. No file I/O: snpbag.inference.classify saves and loads it.
 """
@@ -25,11 +30,15 @@ from snpbag.errors import ConfigError
 
 
 KINDS = ("linear", "mlp")
+#: what the classifier reads: the embedding as stored, or the expected ALT dosage of every site that
+#: the embedding model's own decoder reads out of it (a fixed nonlinear map; linear kind only)
+FEATURES = ("embedding", "decoded")
 
 
 @dataclass
 class PopClassConfig:
     kind: str = "linear"  # linear: logistic regression on the standardised embedding; mlp: the paper's
+    features: str = "decoded"  # the decoder's expected dosage per site (snpbag.inference.decoded); or embedding
     n_inputs: int = 0  # embedding numbers per genome (tiles x dims, flattened); set from the data
     n_classes: int = 0
     bottleneck: int = 36
@@ -40,6 +49,11 @@ class PopClassConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"classifier kind={self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.features not in FEATURES:
+            raise ConfigError(f"classifier features={self.features!r}: choose one of {', '.join(FEATURES)}")
+        if self.features == "decoded" and self.kind != "linear":
+            raise ConfigError(f"classifier features=decoded kind={self.kind}: decoded features (one per site) "
+                              "train the linear kind only; set kind: linear or features: embedding")
         if self.bottleneck < 1 or self.hidden < 1:
             raise ConfigError(f"classifier bottleneck={self.bottleneck}, hidden={self.hidden}: must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -136,3 +150,29 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
             b = lo + g * (hi - lo)
             fb = nll(b)
     return float(torch.exp(torch.tensor((lo + hi) / 2)))
+
+
+def kernel_features(gram: torch.Tensor, train: torch.Tensor, rows: torch.Tensor, *,
+                    rtol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features (len(rows), k), basis (len(train), k))`` of samples whose feature vectors z
+    are known only through their Gram matrix ``gram`` = Z Zᵀ (N, N), centred on the mean of the
+    ``train`` rows: features = Kc[rows, train] @ basis with Kc[train, train] = U S Uᵀ and
+    basis = U S^-1/2 (eigenvalues above ``rtol`` x the largest kept), so the train rows get
+    U S^1/2.
+
+    Why: an L2-penalised linear model on these k ≤ len(train) features has the same logits and
+    the same penalty as one on the centred z themselves (the optimal weights lie in the span
+    of the training vectors), so a linear classifier on millions of features trains from an
+    N x N matrix; its weights on z are ``a @ basisᵀ @ (Z[train] - mean)`` for weights ``a`` on
+    the features. Float64 in, float64 out.
+    """
+    k_rt = gram[rows][:, train]  # (R, T)
+    k_tt = gram[train][:, train]  # (T, T)
+    col = k_tt.mean(0)  # (T,) z_j · mean
+    grand = col.mean()  # mean · mean
+    kc_tt = k_tt - col[:, None] - col[None, :] + grand
+    kc_rt = k_rt - k_rt.mean(1, keepdim=True) - col[None, :] + grand
+    s, u = torch.linalg.eigh(kc_tt)
+    keep = s > rtol * s.max().clamp_min(torch.finfo(s.dtype).tiny)
+    basis = u[:, keep] / s[keep].sqrt()  # (T, k)
+    return kc_rt @ basis, basis

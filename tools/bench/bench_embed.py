@@ -7,7 +7,8 @@ sub-population level.
 Steps: ``snpbag simulate --demography finescale`` → ``convert`` → pretrain a model
 (``--preset``, ``--pretrain-steps``) → ``train task=embed`` on it (frozen encoder,
 ``--embed-steps``, ``--patch``, ``--shape``) → ``embed`` (bf16, ``--pool``) → ``classify
-train`` with ``--genotypes`` (5 folds x 3 repeats) for each label level.
+train`` with ``--genotypes`` (5 folds x 3 repeats) for each label level, the classifier reading
+the embedding or (``--features decoded``) the embedding model's decoded dosages.
 
     .venv/bin/python tools/bench/bench_embed.py --workdir /tmp/bench_embed --samples-per-pop 20 \\
         --length 1000000 --pretrain-steps 300 --embed-steps 300
@@ -53,6 +54,8 @@ def main() -> None:
                         "task.freeze_encoder=false")
     p.add_argument("--levels", default="continent,population",
                    help="label levels to classify, comma-separated ('' for reconstruction only)")
+    p.add_argument("--features", default="decoded", choices=["embedding", "decoded"],
+                   help="what the (linear) classifier reads: the embedding, or the embedding model's decoded dosages")
     p.add_argument("--plots", type=Path, default=None,
                    help="write classify's PNGs (projection, confusion matrices) under PLOTS/LEVEL/")
     p.add_argument("--reuse", action="store_true",
@@ -115,7 +118,8 @@ def main() -> None:
         t0 = time.perf_counter()
         res = classify.train(embeddings=w / "emb.zarr", labels=w / "labels.tsv", out=w / f"clf_{level}",
                              label_column=level, genotypes=store, folds=a.folds, repeats=a.repeats,
-                             plots=a.plots / level if a.plots else None)
+                             plots=a.plots / level if a.plots else None, options={"features": a.features},
+                             embedding_model=w / "model_emb")
         t[f"classify_{level}_s"] = time.perf_counter() - t0
         for method, r in res.cv.items():
             cls.append({"level": level, "method": method, "macro_f1": r["mean_macro_f1"], "sd": r["sd_macro_f1"],
@@ -139,7 +143,7 @@ def main() -> None:
                    info={"samples_per_pop": a.samples_per_pop, "length": a.length, "preset": a.preset,
                          "patch": a.patch, "shape": a.shape, "pretrain_steps": a.pretrain_steps,
                          "embed_steps": a.embed_steps, "mask": a.mask, "lr": a.lr, "overrides": " ".join(a.overrides) or None,
-                         "folds": a.folds, "repeats": a.repeats, "reused_pretrained": reuse,
+                         "folds": a.folds, "repeats": a.repeats, "features": a.features, "reused_pretrained": reuse,
                          "scored_genotypes": val.get("val/n_scored"), **{k: round(v, 1) for k, v in t.items()}})
 
 

@@ -212,3 +212,30 @@ class PatchEmbeddingHead(Head):
             extras["token_loss"] = tok.loss.detach()
         extras["n_targets"] = n
         return HeadOutput(loss=loss, logits=logits, extras=extras)
+
+
+def decoded_dosage(embedding: torch.Tensor, readout_in: tuple[torch.Tensor, torch.Tensor], readout: torch.Tensor,
+                   site_af: torch.Tensor, patch_sites: list[int], scale: float) -> torch.Tensor:
+    """Expected ALT dosage of every site of consecutive patches, decoded from their bottlenecks
+    alone by a ``site``/``slot`` readout: what :meth:`PatchEmbeddingHead.reconstruct` gives
+    (softmax, then P(het) + 2 P(hom alt)), a patch at a time so the readout rows are not
+    repeated per sample.
+
+    embedding (N, P, V * dim); readout_in the (weight (r, V * dim), bias (r,)) of the head's
+    ``readout_in``; readout (L, 3 * (r + 1)) the table rows of the L sites, in patch order
+    (stored at 1 / ``scale``, as the head's); site_af (L,) their AF prior; patch_sites the
+    sites of each of the P patches (summing to L). Returns (N, L) float32.
+    """
+    u = F.linear(embedding.float(), readout_in[0].float(), readout_in[1].float())  # (N, P, r)
+    r = u.shape[-1]
+    w = readout.float().view(-1, N_GENOTYPES, r + 1) * scale  # (L, 3, r+1)
+    prior = hwe_log_prior(site_af)  # (L, 3)
+    dose = torch.arange(N_GENOTYPES, dtype=torch.float32)
+    out, lo = [], 0
+    for p, n in enumerate(patch_sites):
+        wp = w[lo:lo + n]  # (n, 3, r+1)
+        logits = torch.einsum("lgr,br->blg", wp[..., :-1], u[:, p]) + wp[..., -1] + prior[lo:lo + n]  # (N, n, 3)
+        out.append(torch.softmax(logits, -1) @ dose)  # (N, n)
+        lo += n
+    return torch.cat(out, 1) if out else u.new_zeros(u.shape[0], 0)
+
