@@ -7,17 +7,18 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import COMPOSITE_STEP, PHASE_OPTIONS, genotype_probs, haploid_probs
+from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_DRAWS, PHASE_OPTIONS, genotype_probs, haploid_probs,
+                                      phase_draws)
 from snpbag.retrieval.haplotypes import HaplotypePanel
-from snpbag.retrieval.phasing import PhaseOptions, phase_visible
+from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
 
 
-def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
-    """P(ALT) at every site: forward–backward over the K states with the dense K × K
-    transition matrix, hidden sites interpolating the flanking visible posteriors in cM.
-    ``silent``: a visible site that emits nothing (its leave-one-out posterior)."""
-    L, K = comp.shape
+def _dense_posteriors(comp, hap, cm, n_ref, ne, eps, *, silent=None):
+    """(visible sites, state posteriors (m, K)): forward–backward over the K states with the
+    dense K × K transition matrix. ``silent``: a visible site that emits nothing (its
+    leave-one-out posterior)."""
+    K = comp.shape[1]
     vis = np.flatnonzero(hap >= 0)
     m = vis.size
     emit = np.where(comp[vis] == hap[vis, None], 1 - eps, eps)
@@ -35,7 +36,13 @@ def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
         b = trans[t] @ (emit[t + 1] * beta[t + 1])
         beta[t] = b / b.sum()
     post = alpha * beta
-    post /= post.sum(1, keepdims=True)
+    return vis, post / post.sum(1, keepdims=True)
+
+
+def _interpolated(comp, vis, cm, post):
+    """P(ALT) at every site: a visible site's posterior, a hidden site's flanking visible
+    posteriors interpolated in cM."""
+    L, m = comp.shape[0], vis.size
     out = np.empty(L)
     for s in range(L):
         right = np.searchsorted(vis, s)
@@ -50,6 +57,29 @@ def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
         w = (cm[s] - cm[vis[left]]) / span if span > 0 else 0.5
         out[s] = (1 - w) * post[left] @ comp[s] + w * post[right] @ comp[s]
     return out
+
+
+def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
+    """P(ALT) at every site from the dense haploid forward–backward (:func:`_dense_posteriors`)."""
+    vis, post = _dense_posteriors(comp, hap, cm, n_ref, ne, eps, silent=silent)
+    return _interpolated(comp, vis, cm, post)
+
+
+def _dense_over_phasings(comp, query, flips, cm, n_ref, ne, eps):
+    """(L, 2) P(ALT) of the two decoded haplotypes averaged over phasings (flips (S, m): the
+    visible sites each swaps): every phasing's copy c counts for decoded haplotype c, or
+    1 − c where it is swapped; hidden sites interpolate the averaged posteriors."""
+    vis = np.flatnonzero(query[:, 0] >= 0)
+    acc = np.zeros((2, vis.size, comp.shape[1]))
+    for f in flips:
+        for c in range(2):
+            hap = np.full(comp.shape[0], -1, np.int8)
+            hap[vis] = np.where(f, query[vis, 1 - c], query[vis, c])
+            _, post = _dense_posteriors(comp, hap, cm, n_ref, ne, eps)
+            to = np.where(f, 1 - c, c)
+            for d in range(2):
+                acc[d, to == d] += post[to == d] / len(flips)
+    return np.stack([_interpolated(comp, vis, cm, acc[c]) for c in range(2)], 1)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -88,7 +118,9 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
 
 def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states():
     """votes(selection="phased") = phase the visible sites, K composites per phased
-    haplotype, the dense haploid model on each, independent haplotypes' genotype probabilities."""
+    haplotype, the dense haploid model on each, independent haplotypes' genotype
+    probabilities; with the panel's own haplotypes as states, the dense model averaged
+    over the decoded phase and the phasings drawn from its PP."""
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
@@ -106,10 +138,18 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
         o = PHASE_OPTIONS
         query = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
         p = np.empty((60, 2))
-        for c in range(2):
-            comp = by_site[:, allowed] if panel is every else composite_panel(
-                by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False, step=COMPOSITE_STEP,
-                width=o.width, matches=o.matches)
+        if panel is every:  # the panel's own haplotypes: averaged over the phasings drawn from PP
+            vis = np.flatnonzero(gi >= 0)
+            calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
+            hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
+                                     options=o, rounds=o.rounds)
+            np.testing.assert_array_equal(hv, query[vis])
+            flips = phase_draws(hv, pp, PHASE_DRAWS)
+            assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
+            p = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
+        for c in range(2) if panel is not every else ():  # composite states: the decoded phase alone
+            comp = composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False,
+                                   step=COMPOSITE_STEP, width=o.width, matches=o.matches)
             p[:, c] = _dense(comp, query[:, c], cm, int(allowed.sum()), ne, eps)
         gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)
         np.testing.assert_allclose(hds, p, atol=1.5e-4, err_msg=str(exclude))
@@ -164,3 +204,19 @@ def test_bad_options_are_refused():
         HaplotypePanel(h, cm).votes(np.zeros(30, np.int8), np.arange(30), hds=True)
     with pytest.raises(InputError, match="selection 'phased'; use one of conflicts, composite$"):
         PhaseOptions(selection="phased")  # a phasing rule it is not
+
+
+def test_phase_draws_switch_at_uncertain_heterozygotes_and_keep_the_rest():
+    """Row 0 is the decoded phase; a draw switches at a heterozygote with probability 1 − PP
+    (PP 1 or NaN: never) and the swap lasts to the next switch, homozygotes included."""
+    hap = np.array([[0, 0], [1, 0], [0, 0], [0, 1], [1, 1], [1, 0], [0, 1], [0, 0]], np.int8)
+    pp = np.array([np.nan, np.nan, np.nan, 0.5, np.nan, 1.0, 0.9, np.nan], np.float32)
+    flips = phase_draws(hap, pp, 4001)
+    assert not flips[0].any() and not flips[:, :3].any()  # nothing before the first uncertain het
+    np.testing.assert_array_equal(flips[:, 3], flips[:, 4])  # a homozygote follows the last het
+    np.testing.assert_array_equal(flips[:, 4], flips[:, 5])  # PP 1: never switched there
+    assert abs(flips[1:, 3].mean() - 0.5) < 0.03
+    assert abs((flips[1:, 6] != flips[1:, 5]).mean() - 0.1) < 0.02
+    np.testing.assert_array_equal(flips[:, 6], flips[:, 7])
+    np.testing.assert_array_equal(phase_draws(hap, pp, 5), phase_draws(hap, pp, 5))  # a fixed seed
+    assert phase_draws(hap, pp, 1).shape == (1, 8) and not phase_draws(hap, pp, 1).any()

@@ -34,8 +34,15 @@ log = logging.getLogger(__name__)
 #: ``phased`` takes every panel haplotype up to Beagle's 1,600 states (docs/benchmarks.md).
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
+#: The haploid HMM's switch and error settings for ``phased`` (the pair HMM's stay at the
+#: panel's defaults): Ne 2·10⁵ and ε 10⁻⁴ raise concordance and r² at a 5 % array on
+#: docs/benchmarks.md's 3 Mb cohort (Beagle's error is of the same order, from its
+#: number of haplotypes).
+HAPLOID_HMM = {"ne": 2e5, "eps": 1e-4}
+
 #: The copying model's settings for ``--ref``: block and margin from the same sweep.
-REF_OPTIONS = {"selection": "phased", "states": SELECTION_STATES["phased"], "block": 128, "margin": 64}
+REF_OPTIONS = {"selection": "phased", "states": SELECTION_STATES["phased"], "block": 128, "margin": 64,
+               **HAPLOID_HMM}
 
 
 def ref_options(selection: str | None = None) -> dict:
@@ -43,7 +50,9 @@ def ref_options(selection: str | None = None) -> dict:
     if selection is None:
         return dict(REF_OPTIONS)
     check_selection(selection, "--state-selection", PANEL_SELECTIONS)
-    return REF_OPTIONS | {"selection": selection, "states": SELECTION_STATES[selection]}
+    pair = {k: v for k, v in REF_OPTIONS.items() if k not in HAPLOID_HMM}
+    return pair | {"selection": selection, "states": SELECTION_STATES[selection]} | (
+        HAPLOID_HMM if selection == "phased" else {})
 
 
 @contextmanager
