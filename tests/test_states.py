@@ -10,7 +10,7 @@ from test_phase import FAST, _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import _best, _first_fill, composite_panel, tie_hash
 
 COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2)
 
@@ -111,3 +111,39 @@ def test_unknown_selection_is_refused():
         PhaseOptions(selection="pbwt")
     with pytest.raises(InputError, match="state selection 'pbwt'"):
         HaplotypePanel(np.zeros((2, 3, 2), np.int8), np.zeros(3), selection="pbwt")
+
+
+def _first_fill_by_best(window, allowed, K):
+    """The first step's slots by their definition: in turn per query, the first haplotype
+    not yet in a slot in :func:`~snpbag.retrieval.states._best`'s order for all K."""
+    Q, nh = window.shape
+    slot_of = np.full(nh, -1, dtype=np.int64)
+    found = np.empty(K, dtype=np.int64)
+    order = []
+    for _ in range(K):
+        for c in range(Q):
+            if len(order) == K:
+                break
+            got = _best(window[c], allowed, slot_of, K, tie_hash(c), found)
+            h = next((h for h in found[:got] if slot_of[h] < 0), None)
+            if h is not None:
+                slot_of[h] = len(order)
+                order.append(int(h))
+    return order
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_first_fill_equals_the_per_slot_rule(seed):
+    rng = np.random.default_rng(seed)
+    nh = int(rng.integers(5, 300))
+    Q = int(rng.integers(1, 3))
+    window = rng.integers(0, int(rng.integers(1, 12)), (Q, nh)).astype(np.int32)
+    allowed = rng.random(nh) < 0.9
+    K = int(rng.integers(1, nh + 5))
+    want = _first_fill_by_best(window, allowed, K)
+    slot_of = np.full(nh, -1, dtype=np.int64)
+    seg_start = np.zeros((K, 2), dtype=np.int64)
+    seg_hap = np.zeros((K, 2), dtype=np.int64)
+    n_seg = np.zeros(K, dtype=np.int64)
+    _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg)
+    assert seg_hap[:n_seg.sum(), 0].tolist() == want and (n_seg[:len(want)] == 1).all()

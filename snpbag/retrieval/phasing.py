@@ -63,9 +63,14 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
+from snpbag.retrieval import happhase
 from snpbag.retrieval.copying import (advance_conditioned, alleles_at, normalise, backward, forward, switch_rho,
                                      emission_rows)
 from snpbag.retrieval.states import check_selection, composite_panel, count_allowed, rank_states, tie_hash
+
+
+#: The phasing models (:class:`PhaseOptions`).
+MODELS = ("pair", "haploid")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class PhaseOptions:
         haplotypes per target that persist across blocks), :mod:`snpbag.retrieval.states`;
     step, width, matches : the composite rule's informative sites per step, steps either
         side in a match's window, and haplotypes matched per query haplotype per step.
+    model : ``pair`` (this module's pair HMM over ``states``² pair states) or ``haploid``
+        (:mod:`snpbag.retrieval.happhase`: a haploid HMM per haplotype over
+        ``haploid_states`` composite haplotypes, ``burnin`` + ``fixing`` updates; ``states``,
+        ``block``, ``margin``, ``rounds`` and ``selection`` are the pair model's).
     """
 
     states: int = 40
@@ -96,9 +105,16 @@ class PhaseOptions:
     step: int = 8
     width: int = 2
     matches: int = 2
+    model: str = "pair"
+    haploid_states: int = 280
+    burnin: int = 2
+    fixing: int = 3
 
     def __post_init__(self):
         check_selection(self.selection, "phasing options: selection")
+        check_selection(self.model, "phasing options: model", MODELS)
+        if self.haploid_states < 2 or self.burnin < 0 or self.fixing < 1:
+            raise InputError(f"phasing options {self}: need haploid_states >= 2, burnin >= 0, fixing >= 1")
         if self.step < 1 or self.width < 0 or self.matches < 1:
             raise InputError(f"phasing options {self}: need step >= 1, width >= 0, matches >= 1")
         if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \
@@ -161,7 +177,12 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     for a, b in bounds:
         if b <= a:
             continue
-        if o.selection == "composite" and estimate is not None:
+        if o.model == "haploid":
+            hap[a:b], pp[a:b] = happhase.phase_sequence(
+                panel[a:b], cm[a:b], d[a:b], first_alt[a:b], allowed=allowed, n_ref=int(np.count_nonzero(allowed)),
+                states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, ne=o.ne, eps=o.eps, step=o.step,
+                width=o.width, matches=o.matches)
+        elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
             # first round's states come by conflicts: an unphased genotype matches too loosely)
             comp = composite_panel(panel[a:b], est[a:b], allowed=allowed, states=o.states, genotype=False,
@@ -204,9 +225,10 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
 
 def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):
     """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
-    to the previous round's haplotypes (the first: by conflicts)."""
+    to the previous round's haplotypes (the first: by conflicts); once for the haploid
+    model, whose updates iterate inside."""
     out = None
-    for _ in range(rounds):
+    for _ in range(1 if options.model == "haploid" else rounds):
         out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
                            estimate=None if out is None else out[0])
     return out
