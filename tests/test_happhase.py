@@ -39,13 +39,15 @@ def _likelihood(comp, alleles, rho, eps, at=None):
     return (w * np.where(comp[at] == 2, 0.5, comp[at])).sum() / w.sum()
 
 
-def naive_update(comp, d, hap, unph, rho, eps):
+def naive_update(comp, d, hap, unph, soft, rho, eps):
     """The update by its definition (module doc), each decision from whole-sequence
     likelihoods: haplotype c reads its alleles on the two segments either side of the
     het (the one before already swapped by the earlier decisions) and only the homozygous
-    genotypes elsewhere. Returns (haplotypes, conf, P(ALT) at missing calls)."""
+    genotypes elsewhere; soft hets read as missing, then oriented by the haplotypes' P(ALT).
+    Returns (haplotypes, conf, P(ALT) at missing calls and soft hets)."""
     hap = hap.copy()
     L = d.size
+    typed = (d >= 0) & ~soft
     hom = np.where((d == 0) | (d == 2), d // 2, -1)
     cuts = [0, *np.flatnonzero(unph), L]
     conf = np.full(L, np.nan)
@@ -54,8 +56,8 @@ def naive_update(comp, d, hap, unph, rho, eps):
 
         def seq(c_left, c_right):
             a = hom.copy()
-            a[lo:u] = np.where(d[lo:u] >= 0, hap[lo:u, c_left], -1)
-            a[u:hi] = np.where(d[u:hi] >= 0, hap[u:hi, c_right], -1)
+            a[lo:u] = np.where(typed[lo:u], hap[lo:u, c_left], -1)
+            a[u:hi] = np.where(typed[u:hi], hap[u:hi, c_right], -1)
             return a
 
         keep = _likelihood(comp, seq(0, 0), rho, eps) * _likelihood(comp, seq(1, 1), rho, eps)
@@ -64,13 +66,17 @@ def naive_update(comp, d, hap, unph, rho, eps):
         if cross > keep:
             hap[u:hi] = hap[u:hi, ::-1]
     alt = np.full((L, 2), np.nan)
-    for m in np.flatnonzero(d < 0):
+    for m in np.flatnonzero(~typed):
         j = np.searchsorted(cuts, m, side="right")
         lo, hi = cuts[j - 1], cuts[j]
         for c in range(2):
             a = hom.copy()
-            a[lo:hi] = np.where(d[lo:hi] >= 0, hap[lo:hi, c], -1)
+            a[lo:hi] = np.where(typed[lo:hi], hap[lo:hi, c], -1)
             alt[m, c] = _likelihood(comp, a, rho, eps, at=m)
+        if soft[m]:
+            p1, p2 = alt[m]
+            hap[m] = (1, 0) if p1 * (1 - p2) >= p2 * (1 - p1) else (0, 1)
+            conf[m] = max(p1 * (1 - p2), p2 * (1 - p1)) / (p1 * (1 - p2) + p2 * (1 - p1))
     return hap, conf, alt
 
 
@@ -93,19 +99,22 @@ def test_update_equals_the_dense_definition(seed):
     unph[np.flatnonzero(het)[0]] = False
     if seed == 1:
         unph[np.flatnonzero(het)[2:5]] = False  # hets fixed by an earlier update: inside longer segments
+    soft = np.zeros(L, bool)
+    if seed == 2:
+        soft[np.flatnonzero(unph)[1::3]] = True  # rare hets of the second stage
+        unph &= ~soft
     rho = switch_probs(np.cumsum(rng.uniform(0, 3e-4, L)), ne=1e4, n_ref=K)
     eps = 0.01
-    want_hap, want_conf, want_alt = naive_update(comp, d, hap, unph, rho, eps)
+    want_hap, want_conf, want_alt = naive_update(comp, d, hap, unph, soft, rho, eps)
     got_hap = hap.copy()
     conf = np.full(L, np.nan)
     alt = np.full((L, 2), np.nan)
-    update(comp, d, got_hap, unph, rho, eps, conf, alt)
+    update(comp, d, got_hap, unph, soft, rho, eps, conf, alt)
     assert unph.sum() > 5 and np.abs(want_conf[unph] - 0.5).max() > 0.3
-    np.testing.assert_allclose(conf[unph], want_conf[unph], atol=1e-4)
+    np.testing.assert_allclose(conf[unph | soft], want_conf[unph | soft], atol=1e-4)
     miss = d < 0
-    np.testing.assert_allclose(alt[miss], want_alt[miss], atol=1e-4)
-    typed = d >= 0
-    np.testing.assert_array_equal(got_hap[typed], want_hap[typed])
+    np.testing.assert_allclose(alt[miss | soft], want_alt[miss | soft], atol=1e-4)
+    np.testing.assert_array_equal(got_hap[~miss], want_hap[~miss])
     np.testing.assert_array_equal(got_hap[miss], (want_alt[miss] >= 0.5).astype(np.int8))
 
 

@@ -115,22 +115,27 @@ def _hom(gt):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def update(comp, d, hap, unph, rho, eps, conf, alt):  # pragma: no cover - compiled
+def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover - compiled
     """One update of one sequence (module doc), in place.
 
     comp : (L, K) int8 the states' alleles; d : (L,) int8 dosage, −1 missing;
     hap : (L, 2) int8 the current haplotypes (typed alleles; missing calls are overwritten
     with their imputed alleles); unph : (L,) bool the hets to decide (never the first het);
     rho : (L,) switch probability from site s − 1 to s (rho[0] = 1); eps : mismatch
-    probability; conf : (L,) float64, set at unphased hets to the decision's confidence;
-    alt : (L, 2) float64, set at missing calls to each haplotype's P(ALT).
+    probability; conf : (L,) float64, set at unphased hets to the decision's confidence
+    and at soft hets to their orientation's; alt : (L, 2) float64, set at missing calls and
+    soft hets to each haplotype's P(ALT); soft : (L,) bool hets read like missing calls and
+    oriented by those (the ALT on haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁)): the rare hets
+    of the second stage.
     """
     L, K = comp.shape
     hit, miss = 1.0 - eps, eps
     slot = np.full(L, -1, dtype=np.int64)
     n = 0
+    restarts = False  # any unphased het: else the homozygous-only HMM is never read
     for s in range(L):
-        if unph[s] or d[s] < 0:
+        restarts |= unph[s]
+        if unph[s] or d[s] < 0 or soft[s]:
             slot[s] = n
             n += 1
     saved = np.empty((max(n, 1), 2, K), dtype=np.float32)  # the two backwards at those sites
@@ -138,14 +143,15 @@ def update(comp, d, hap, unph, rho, eps, conf, alt):  # pragma: no cover - compi
     b1 = b0.copy()
     b2 = b0.copy()
     for s in range(L - 1, -1, -1):
-        if d[s] < 0:  # the backward at s, within its segment
+        if d[s] < 0 or soft[s]:  # the backward at s, within its segment
             saved[slot[s], 0] = b1
             saved[slot[s], 1] = b2
         if s == 0:
             break
         row = comp[s]
-        typed = d[s] >= 0
-        _backward_step(b0, row, _hom(d[s]), rho[s], hit, miss, K)
+        typed = d[s] >= 0 and not soft[s]
+        if restarts:
+            _backward_step(b0, row, _hom(d[s]), rho[s], hit, miss, K)
         _backward_step(b1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
         _backward_step(b2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
         if unph[s]:  # the segment from s on, then the homozygous-only backward before it
@@ -172,8 +178,9 @@ def update(comp, d, hap, unph, rho, eps, conf, alt):  # pragma: no cover - compi
             t = hap[s, 0]
             hap[s, 0] = hap[s, 1]
             hap[s, 1] = t
-        typed = d[s] >= 0
-        _forward_step(f0, row, _hom(d[s]), rho[s], hit, miss, K)
+        typed = d[s] >= 0 and not soft[s]
+        if restarts:
+            _forward_step(f0, row, _hom(d[s]), rho[s], hit, miss, K)
         _forward_step(f1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
         _forward_step(f2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
         if not typed:
@@ -182,8 +189,15 @@ def update(comp, d, hap, unph, rho, eps, conf, alt):  # pragma: no cover - compi
             p2 = _alt_prob(f2, saved[slot[s], 1 - c1], row, K)
             alt[s, 0] = p1
             alt[s, 1] = p2
-            hap[s, 0] = 1 if p1 >= 0.5 else 0
-            hap[s, 1] = 1 if p2 >= 0.5 else 0
+            if d[s] < 0:
+                hap[s, 0] = 1 if p1 >= 0.5 else 0
+                hap[s, 1] = 1 if p2 >= 0.5 else 0
+            else:
+                first = p1 * (1.0 - p2)
+                second = p2 * (1.0 - p1)
+                hap[s, 0] = 1 if first >= second else 0
+                hap[s, 1] = 1 - hap[s, 0]
+                conf[s] = max(first, second) / (first + second) if first + second > 0 else 0.5
 
 
 def switch_probs(cm: np.ndarray, *, ne: float, n_ref: int) -> np.ndarray:
@@ -195,15 +209,23 @@ def switch_probs(cm: np.ndarray, *, ne: float, n_ref: int) -> np.ndarray:
     return rho
 
 
+def common_sites(panel: np.ndarray, *, rare: float) -> np.ndarray:
+    """(L,) bool, the sites of the first stage: minor allele frequency in the panel at least
+    ``rare`` (allele 2, either, counts ½)."""
+    p = (panel == 1).mean(1) + 0.5 * (panel == 2).mean(1)
+    return np.minimum(p, 1 - p) >= rare
+
+
 def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
-                   n_ref: int, states: int, burnin: int, fixing: int, ne: float, eps: float, step: int, width: int,
-                   matches: int) -> tuple[np.ndarray, np.ndarray]:
+                   n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
+                   width: int, matches: int, common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
 
     panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
     d : (L,) int8 dosage, −1 missing; first_alt : (L,) the input's first allele (the order
     kept where nothing decides); allowed : (H,) bool the haplotypes that may be copied;
-    n_ref : H in the switch probability; states : K composite haplotypes; the rest as
+    n_ref : H in the switch probability; states : K composite haplotypes; common : (L,)
+    bool the first stage's sites (None: all, one stage); the rest as
     :class:`~snpbag.retrieval.phasing.PhaseOptions`.
     """
     L = d.size
@@ -214,26 +236,26 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     hap[het, 1] = 1 - first_alt[het]
     hom = (d == 0) | (d == 2)
     hap[hom] = (d[hom] // 2)[:, None]
-    hets = np.flatnonzero(het)
     if L == 0:
         return hap, pp
-    unph = het.copy()
-    if hets.size:
-        unph[hets[0]] = False
-    rho = switch_probs(cm, ne=ne, n_ref=n_ref)
     conf = np.full(L, 0.5)
     alt = np.full((L, 2), 0.5)
-    dq = np.ascontiguousarray(d[:, None])
-    for it in range(burnin + fixing):
-        comp = composite_panel(panel, dq if it == 0 else hap, allowed=allowed, states=states, genotype=it == 0,
-                               step=step, width=width, matches=matches)
-        update(comp, d, hap, unph, rho, eps, conf, alt)
-        pp[unph] = conf[unph]
-        if it >= burnin and unph.any():
-            left = (burnin + fixing - 1 - it) / fixing  # the share of the unphased hets kept undecided
-            idx = np.flatnonzero(unph)
-            order = idx[np.argsort(-conf[idx], kind="stable")]
-            unph[order[:idx.size - int(round(left * idx.size))]] = False
+    kw = dict(allowed=allowed, states=states, step=step, width=width, matches=matches)
+    sites = np.arange(L) if common is None else np.flatnonzero(common)
+    sub = (hap[sites], pp[sites], conf[sites], alt[sites])
+    comp = _first_stage(panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin, fixing,
+                        restate, kw)
+    hap[sites], pp[sites], conf[sites], alt[sites] = sub
+    if sites.size < L:
+        # the second stage: one pass over every site on the first stage's last states (matched
+        # on its sites), its haplotypes as known; the rare hets are oriented and the missing
+        # calls imputed from the two haplotypes' posteriors
+        soft = het & ~common
+        update(comp, d, hap, np.zeros(L, np.bool_), soft, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf, alt)
+        pp[soft] = conf[soft]
+    hets = np.flatnonzero(het)
+    if hets.size:
+        pp[hets[0]] = np.nan
     filled = np.flatnonzero((d < 0) & (hap[:, 0] != hap[:, 1]))
     if hets.size:
         filled = filled[filled > hets[0]]
@@ -241,3 +263,38 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     p = np.where(hap[filled, 0] == 1, p1 * (1 - p2), p2 * (1 - p1))
     pp[filled] = p / np.maximum(p1 * (1 - p2) + p2 * (1 - p1), 1e-300)
     return hap, pp
+
+
+def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
+    """``burnin`` + ``fixing`` updates of one sequence at ``sites`` (module doc), in place on
+    the arrays of those sites; the states are matched (on those sites) again for the first
+    ``restate`` updates, then kept. Returns the last states' alleles at every site of
+    ``panel`` (L, K), which the second stage reads."""
+    n = sites.size
+    d = d[sites]
+    het = d == 1
+    unph = het.copy()
+    hets = np.flatnonzero(het)
+    if hets.size:
+        unph[hets[0]] = False
+    soft = np.zeros(n, np.bool_)
+    L = panel.shape[0]
+    query = np.full((L, 2), -1, dtype=np.int8)
+    full = None
+    for it in range(burnin + fixing):
+        if full is None or it < restate:
+            if it == 0:
+                query[sites, 0] = d
+                query[sites, 1] = -1
+            else:
+                query[sites] = hap
+            full = composite_panel(panel, query[:, :1] if it == 0 else query, genotype=it == 0, **kw)
+            comp = full if n == L else np.ascontiguousarray(full[sites])
+        update(comp, d, hap, unph, soft, rho, eps, conf, alt)
+        pp[unph] = conf[unph]
+        if it >= burnin and unph.any():
+            left = (burnin + fixing - 1 - it) / fixing  # the share of the unphased hets kept undecided
+            idx = np.flatnonzero(unph)
+            order = idx[np.argsort(-conf[idx], kind="stable")]
+            unph[order[:idx.size - int(round(left * idx.size))]] = False
+    return full

@@ -90,7 +90,9 @@ class PhaseOptions:
         side in a match's window, and haplotypes matched per query haplotype per step.
     model : ``pair`` (this module's pair HMM over ``states``² pair states) or ``haploid``
         (:mod:`snpbag.retrieval.happhase`: a haploid HMM per haplotype over
-        ``haploid_states`` composite haplotypes, ``burnin`` + ``fixing`` updates; ``states``,
+        ``haploid_states`` composite haplotypes, ``burnin`` + ``fixing`` updates, the states
+        matched again for the first ``restate``; sites whose panel minor allele frequency is
+        below ``rare`` phased in a second stage; ``states``,
         ``block``, ``margin``, ``rounds`` and ``selection`` are the pair model's).
     """
 
@@ -106,15 +108,19 @@ class PhaseOptions:
     width: int = 2
     matches: int = 2
     model: str = "pair"
-    haploid_states: int = 280
+    haploid_states: int = 600
     burnin: int = 2
-    fixing: int = 3
+    fixing: int = 6
+    restate: int = 8
+    rare: float = 0.0
 
     def __post_init__(self):
         check_selection(self.selection, "phasing options: selection")
         check_selection(self.model, "phasing options: model", MODELS)
-        if self.haploid_states < 2 or self.burnin < 0 or self.fixing < 1:
-            raise InputError(f"phasing options {self}: need haploid_states >= 2, burnin >= 0, fixing >= 1")
+        if self.haploid_states < 2 or self.burnin < 0 or self.fixing < 1 or self.restate < 1 \
+                or not 0 <= self.rare < 0.5:
+            raise InputError(f"phasing options {self}: need haploid_states >= 2, burnin >= 0, fixing >= 1, "
+                             "restate >= 1 and 0 <= rare < 0.5")
         if self.step < 1 or self.width < 0 or self.matches < 1:
             raise InputError(f"phasing options {self}: need step >= 1, width >= 0, matches >= 1")
         if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \
@@ -157,14 +163,16 @@ def dosages(genotypes: np.ndarray) -> np.ndarray:
 
 
 def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, allowed: np.ndarray,
-                 options: PhaseOptions, estimate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 options: PhaseOptions, estimate: np.ndarray | None = None,
+                 common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase one sample: (haplotypes (L, 2) int8, pp (L,) float32, filled (L,) bool).
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
     genotypes : (L, 2) int8 calls (−1 missing; the order of a heterozygote is kept when
     nothing orients it); bounds : (start, stop) site ranges phased separately (chromosomes);
     allowed : (H,) bool, the haplotypes that may be copied; estimate : (L, 2) current
-    haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes).
+    haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes);
+    common : (L,) bool the haploid model's first-stage sites (None: from ``panel``, per call).
     """
     g = np.asarray(genotypes)
     L = g.shape[0]
@@ -180,8 +188,10 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
         if o.model == "haploid":
             hap[a:b], pp[a:b] = happhase.phase_sequence(
                 panel[a:b], cm[a:b], d[a:b], first_alt[a:b], allowed=allowed, n_ref=int(np.count_nonzero(allowed)),
-                states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, ne=o.ne, eps=o.eps, step=o.step,
-                width=o.width, matches=o.matches)
+                states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, restate=o.restate, ne=o.ne, eps=o.eps,
+                step=o.step, width=o.width, matches=o.matches,
+                common=None if o.rare <= 0 else happhase.common_sites(panel[a:b], rare=o.rare) if common is None
+                else common[a:b])
         elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
             # first round's states come by conflicts: an unphased genotype matches too loosely)
@@ -223,14 +233,14 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     return query
 
 
-def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):
+def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None):
     """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
     to the previous round's haplotypes (the first: by conflicts); once for the haploid
-    model, whose updates iterate inside."""
+    model, whose updates iterate inside (``common`` as :func:`phase_sample`)."""
     out = None
     for _ in range(1 if options.model == "haploid" else rounds):
         out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
-                           estimate=None if out is None else out[0])
+                           estimate=None if out is None else out[0], common=common)
     return out
 
 
@@ -240,18 +250,26 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
     genome row of sample i (−1: none), whose haplotypes it may not copy."""
     n = genotypes.shape[0]
     nh = panel.shape[1]
+    common = _common(panel, options)
 
     def one(i):
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None and exclude[i] >= 0:
             allowed[2 * exclude[i]:2 * exclude[i] + 2] = False
         out = phase_rounds(panel, cm, genotypes[i], bounds=bounds, allowed=allowed, options=options,
-                           rounds=options.rounds)
+                           rounds=options.rounds, common=common)
         if on_sample is not None:
             on_sample(1)
         return out
 
     return _collect(_pool_map(one, n, threads))
+
+
+def _common(panel: np.ndarray, options: PhaseOptions) -> np.ndarray | None:
+    """The haploid model's first-stage sites of a panel shared by many samples (found once)."""
+    if options.model != "haploid" or options.rare <= 0:
+        return None
+    return happhase.common_sites(panel, rare=options.rare)
 
 
 def _collect(results) -> Phased:
@@ -291,6 +309,7 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
     keep = np.zeros(n, bool) if keep is None else np.asarray(keep, bool)
     hap = g.copy()
     panel = unphased_panel(g)
+    common = _common(panel, options)
     for i in np.flatnonzero(keep):
         panel[:, 2 * i:2 * i + 2] = g[i]
     # the order samples are first phased in: the earlier ones give the later ones phased
@@ -306,7 +325,7 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
                 allowed = np.ones(2 * n, dtype=np.bool_)
                 allowed[2 * i:2 * i + 2] = False  # never copy itself
                 out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
-                                   estimate=hap[i] if it else None)
+                                   estimate=hap[i] if it else None, common=common)
                 if on_sample is not None:
                     on_sample(1)
                 return out

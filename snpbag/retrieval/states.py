@@ -122,21 +122,21 @@ def _best(score, allowed, slot_of, want, offset, out):  # pragma: no cover - com
         acc += hist[cut]
         cut += 1
     n = 0
-    for i in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
-        h = (offset + i) % nh
-        if not allowed[h]:
-            continue
-        k = 2 * score[h] + (0 if slot_of[h] >= 0 else 1)
-        if k < cut:
+    start = offset % nh
+    h = start
+    for _ in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
+        if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) < cut:
             out[n] = h
             n += 1
-    for i in range(nh):
+        h = h + 1 if h + 1 < nh else 0  # the rotation without a division per step
+    h = start
+    for _ in range(nh):
         if n >= want:
             break
-        h = (offset + i) % nh
         if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) == cut:
             out[n] = h
             n += 1
+        h = h + 1 if h + 1 < nh else 0
     return n
 
 
