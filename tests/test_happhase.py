@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -118,12 +120,18 @@ def test_update_equals_the_dense_definition(seed):
     np.testing.assert_array_equal(got_hap[miss], (want_alt[miss] >= 0.5).astype(np.int8))
 
 
-def test_exact_pair_of_panel_haplotypes_is_phased_without_switches():
+@pytest.mark.parametrize("rare", [0.0, 0.3])
+def test_exact_pair_of_panel_haplotypes_is_phased_without_switches(rare):
+    """With ``rare`` 0.3 about half the hets are phased in the second stage."""
     h = mosaics(60, 400, seed=1, n_founders=60, switch_rate=0.0)
     truth = np.stack([h[10], h[37]], -1)[None]
-    res = phase_with_panel(_panel(h), np.arange(400) * 1e-4, _unphase(truth), bounds=[(0, 400)], options=HAPLOID)
+    o = dataclasses.replace(HAPLOID, rare=rare)
+    res = phase_with_panel(_panel(h), np.arange(400) * 1e-4, _unphase(truth), bounds=[(0, 400)], options=o)
     sw, pairs = switch_errors(truth, res.haplotypes)
     assert pairs > 50 and sw == 0
+    f = h.mean(0)
+    late = (np.minimum(f, 1 - f) < rare) & (truth[0, :, 0] != truth[0, :, 1])
+    assert late.sum() > (40 if rare else -1)
     het = truth[0, :, 0] != truth[0, :, 1]
     assert np.isnan(res.pp[0, het][0]) and (res.pp[0, het][1:] > 0.98).all()
     assert np.isnan(res.pp[0, ~het]).all()

@@ -12,7 +12,7 @@ from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
 from snpbag.retrieval.states import _best, _first_fill, composite_panel, tie_hash
 
-COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2)
+COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2, model="pair")
 
 
 def test_with_room_for_every_haplotype_the_slots_are_the_panel():
@@ -54,9 +54,9 @@ def test_phasing_on_composites_with_every_haplotype_equals_the_conflicts_rule():
     g = _unphase(truth)
     g[0, rng.random(300) < 0.05] = -1
     cm = np.arange(300) * 1e-3
-    want = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)], options=PhaseOptions(states=16, block=32, margin=16))
+    want = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)], options=PhaseOptions(states=16, block=32, margin=16, model="pair"))
     got = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)],
-                           options=PhaseOptions(states=16, block=32, margin=16, selection="composite"))
+                           options=PhaseOptions(states=16, block=32, margin=16, selection="composite", model="pair"))
     np.testing.assert_array_equal(got.haplotypes, want.haplotypes)
     np.testing.assert_allclose(got.pp, want.pp, atol=1e-4)
 
@@ -90,7 +90,7 @@ def test_composites_phase_mosaics_better_than_per_block_conflicts():
     truth = np.stack([targets[0::2], targets[1::2]], -1)  # (20, L, 2)
     cm = np.arange(600) * 1e-3
     errors = {}
-    for name, opts in (("conflicts", PhaseOptions(states=12, block=32, margin=16)), ("composite", COMPOSITE)):
+    for name, opts in (("conflicts", PhaseOptions(states=12, block=32, margin=16, model="pair")), ("composite", COMPOSITE)):
         res = phase_with_panel(_panel(panel), cm, _unphase(truth), bounds=[(0, 600)], options=opts, threads=2)
         errors[name] = switch_errors(truth, res.haplotypes)[0]
     assert errors["composite"] < errors["conflicts"], errors

@@ -56,11 +56,12 @@ def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
         for k in range(K):
             f[k] = stay * f[k] + jump
         return
+    gain = hit - miss
+    either = 0.5 - miss
     z = 0.0
-    for k in range(K):
+    for k in range(K):  # branch-free, so it vectorises: x == 2 (either) emits ½
         x = row[k]
-        e = hit if x == a else (0.5 if x == 2 else miss)
-        v = e * (stay * f[k] + jump)
+        v = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
         f[k] = v
         z += v
     inv = 1.0 / z
@@ -74,9 +75,11 @@ def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ)."""
     tot = 0.0
     if a >= 0:
+        gain = hit - miss
+        either = 0.5 - miss
         for k in range(K):
             x = row[k]
-            b[k] *= hit if x == a else (0.5 if x == 2 else miss)
+            b[k] *= miss + gain * (x == a) + either * (x == 2)
             tot += b[k]
     else:
         for k in range(K):

@@ -107,12 +107,12 @@ class PhaseOptions:
     step: int = 8
     width: int = 2
     matches: int = 2
-    model: str = "pair"
+    model: str = "haploid"
     haploid_states: int = 600
     burnin: int = 2
     fixing: int = 6
-    restate: int = 8
-    rare: float = 0.0
+    restate: int = 3
+    rare: float = 0.005
 
     def __post_init__(self):
         check_selection(self.selection, "phasing options: selection")
@@ -127,6 +127,12 @@ class PhaseOptions:
                 or self.iterations < 1 or self.rounds < 1:
             raise InputError(f"phasing options {self}: need states >= 2, block, margin, iterations, rounds >= 1, "
                              "ne > 0 and 0 < eps < 0.5")
+
+
+#: The phaser's default inside imputation (:func:`phased_composite`, :func:`phase_visible`):
+#: the pair model, whose imputed r² docs/benchmarks.md reports; the haploid model is not
+#: yet measured there.
+IMPUTE_OPTIONS = PhaseOptions(model="pair")
 
 
 @dataclass
@@ -212,7 +218,7 @@ def phased_composite(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, a
     does: phase its visible sites first (:func:`phase_rounds` with ``options``), then match
     the two phased haplotypes to the panel (:func:`~snpbag.retrieval.states.composite_panel`,
     ``step`` visible sites per step). dosage : (L,) 0/1/2 visible, −1 hidden."""
-    o = options or PhaseOptions()
+    o = options or IMPUTE_OPTIONS
     query = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     return composite_panel(panel, query, allowed=allowed, states=states, genotype=False, step=step,
                            width=o.width, matches=o.matches)
@@ -223,7 +229,7 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     """(L, 2) int8 haplotypes of one unphased sequence at its visible sites, −1 at hidden
     ones: its visible sites phased against the panel (:func:`phase_rounds` with ``options``).
     dosage : (L,) 0/1/2 visible, −1 hidden."""
-    o = options or PhaseOptions()
+    o = options or IMPUTE_OPTIONS
     vis = np.flatnonzero(dosage >= 0)
     calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
     hap, _, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
