@@ -24,12 +24,21 @@ haplotypes between its two neighbouring unphased hets (and the homozygous genoty
 everywhere), so a wrong phase further away cannot bias it.
 
 **Iterations.** The first update's states are the composite haplotypes matched to the
-genotype (:func:`~snpbag.retrieval.states.composite_panel`, conflicts); later ones to the
-current two haplotypes. ``burnin`` updates decide every het afresh; then each of ``fixing``
-updates fixes the most confident share of the hets still unphased (Beagle's
-"leave-unphased proportion": 1 − j/fixing of them stay undecided after the j-th), so
-later decisions read ever longer haplotype segments: the fixed hets inside them count as
-known phase. The last update decides the rest.
+genotype (:func:`~snpbag.retrieval.states.composite_panel`, conflicts); the next
+``restate − 1`` ones' to the current two haplotypes; later updates keep the last states
+(matching costs O(sites × panel haplotypes), an update O(sites × K)). ``burnin`` updates
+decide every het afresh; then each of ``fixing`` updates fixes the most confident share of
+the hets still unphased (Beagle's "leave-unphased proportion": 1 − j/fixing of them stay
+undecided after the j-th), so later decisions read ever longer haplotype segments: the
+fixed hets inside them count as known phase. The last update decides the rest.
+
+**Two stages** (Beagle's two-stage phasing, in a simple form): with ``common`` sites given
+(the panel's minor allele frequency at least ``PhaseOptions.rare``), the iterations run on
+those sites only (at full density most sites are rare and few hets are); then one pass of
+the two haplotypes' HMMs over every site, on the last states (matched on the common sites,
+read at every site), with the first stage's haplotypes as known, orients each rare het: its
+ALT goes to haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁), p_c being haplotype c's posterior
+P(ALT) with the het itself unread (a "soft" het of :func:`update`).
 
 **Missing calls** are imputed per haplotype, from its HMM's posterior (the forward times
 the backward stored at the site, swapped with its segment): the allele with the larger
