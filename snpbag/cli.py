@@ -31,6 +31,7 @@ from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
 from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
 from snpbag.retrieval.haplotypes import PANEL_SELECTIONS  # noqa: E402
+from snpbag.retrieval.phasing import MODELS  # noqa: E402
 from snpbag.retrieval.states import SELECTIONS  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
@@ -294,16 +295,18 @@ def impute(model, ref, input, output, genetic_map, state_selection, copying_only
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random start of cohort-only phasing.")
 @click.option("--rephase", is_flag=True, help="Phase already phased samples again (default: keep them).")
+@click.option("--phasing-model", type=click.Choice(MODELS), default=None,
+              help="The copying model: one haploid HMM per haplotype or the pair HMM (default: haploid).")
 @click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
-              help="The copying model's states (default: composite).")
+              help="The pair model's states (default: composite; needs --phasing-model pair).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
 def phase(input, output, ref, model, copying_only, genetic_map, samples, region, threads, device, seed, rephase,
-          state_selection, report_dir):
+          phasing_model, state_selection, report_dir):
     """Phase a VCF with the haplotype-copying model (and a phasing model's head), against a panel or the cohort."""
     s = _phase.phase(input=input, output=output, ref=ref, model=model, copying_only=copying_only,
                      genetic_map=genetic_map, samples=samples,
                      region=region, threads=threads, device=device, seed=seed, rephase=rephase,
-                     state_selection=state_selection, report_dir=report_dir)
+                     phasing_model=phasing_model, state_selection=state_selection, report_dir=report_dir)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 

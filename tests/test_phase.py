@@ -46,7 +46,7 @@ def mosaics(n_haps: int, n_sites: int, *, seed: int, n_founders: int = 8, switch
     return np.where(rng.random(out.shape) < 0.002, 1 - out, out).astype(np.int8)
 
 
-FAST = PhaseOptions(states=24, block=32, margin=16, iterations=6)
+FAST = PhaseOptions(states=24, block=32, margin=16, iterations=6, model="pair")
 
 
 def _panel(haps: np.ndarray) -> np.ndarray:
@@ -110,7 +110,7 @@ def test_relative_phase_equals_the_dense_copying_model():
     truth = np.stack([np.where(np.arange(L) < 30, panel[:, 0], panel[:, 3]), panel[:, 6]], -1)  # a mosaic and a copy
     d = truth.sum(1)
     cm = np.cumsum(rng.uniform(0, 2e-4, L))
-    o = PhaseOptions(states=H, block=64, margin=64, rounds=1, selection="conflicts")
+    o = PhaseOptions(states=H, block=64, margin=64, rounds=1, selection="conflicts", model="pair")
     res = phase_with_panel(panel, cm, _unphase(truth)[None], bounds=[(0, L)], options=o)
     rho = np.r_[0.0, 1 - np.exp(-0.04 * o.ne * np.diff(cm) / H)]
     ref = naive_relative_phase(panel, d, rho, o.eps)
@@ -145,7 +145,7 @@ def test_cohort_only_phasing_reaches_a_low_switch_error():
     cm = np.arange(300) * 1e-4
     errors = {}
     for it in (1, 10):
-        opts = PhaseOptions(states=32, block=32, margin=16, iterations=it)
+        opts = PhaseOptions(states=32, block=32, margin=16, iterations=it, model="pair")
         res = phase_cohort(_unphase(truth), cm, bounds=[(0, 300)], options=opts, seed=1, threads=2)
         assert (np.sort(res.haplotypes, -1) == _unphase(truth)).all()
         errors[it] = switch_errors(truth, res.haplotypes)

@@ -10,9 +10,9 @@ from test_phase import FAST, _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import _best, _first_fill, composite_panel, tie_hash
 
-COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2)
+COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2, model="pair")
 
 
 def test_with_room_for_every_haplotype_the_slots_are_the_panel():
@@ -54,9 +54,9 @@ def test_phasing_on_composites_with_every_haplotype_equals_the_conflicts_rule():
     g = _unphase(truth)
     g[0, rng.random(300) < 0.05] = -1
     cm = np.arange(300) * 1e-3
-    want = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)], options=PhaseOptions(states=16, block=32, margin=16))
+    want = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)], options=PhaseOptions(states=16, block=32, margin=16, model="pair"))
     got = phase_with_panel(_panel(h), cm, g, bounds=[(0, 300)],
-                           options=PhaseOptions(states=16, block=32, margin=16, selection="composite"))
+                           options=PhaseOptions(states=16, block=32, margin=16, selection="composite", model="pair"))
     np.testing.assert_array_equal(got.haplotypes, want.haplotypes)
     np.testing.assert_allclose(got.pp, want.pp, atol=1e-4)
 
@@ -90,7 +90,7 @@ def test_composites_phase_mosaics_better_than_per_block_conflicts():
     truth = np.stack([targets[0::2], targets[1::2]], -1)  # (20, L, 2)
     cm = np.arange(600) * 1e-3
     errors = {}
-    for name, opts in (("conflicts", PhaseOptions(states=12, block=32, margin=16)), ("composite", COMPOSITE)):
+    for name, opts in (("conflicts", PhaseOptions(states=12, block=32, margin=16, model="pair")), ("composite", COMPOSITE)):
         res = phase_with_panel(_panel(panel), cm, _unphase(truth), bounds=[(0, 600)], options=opts, threads=2)
         errors[name] = switch_errors(truth, res.haplotypes)[0]
     assert errors["composite"] < errors["conflicts"], errors
@@ -111,3 +111,39 @@ def test_unknown_selection_is_refused():
         PhaseOptions(selection="pbwt")
     with pytest.raises(InputError, match="state selection 'pbwt'"):
         HaplotypePanel(np.zeros((2, 3, 2), np.int8), np.zeros(3), selection="pbwt")
+
+
+def _first_fill_by_best(window, allowed, K):
+    """The first step's slots by their definition: in turn per query, the first haplotype
+    not yet in a slot in :func:`~snpbag.retrieval.states._best`'s order for all K."""
+    Q, nh = window.shape
+    slot_of = np.full(nh, -1, dtype=np.int64)
+    found = np.empty(K, dtype=np.int64)
+    order = []
+    for _ in range(K):
+        for c in range(Q):
+            if len(order) == K:
+                break
+            got = _best(window[c], allowed, slot_of, K, tie_hash(c), found)
+            h = next((h for h in found[:got] if slot_of[h] < 0), None)
+            if h is not None:
+                slot_of[h] = len(order)
+                order.append(int(h))
+    return order
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_first_fill_equals_the_per_slot_rule(seed):
+    rng = np.random.default_rng(seed)
+    nh = int(rng.integers(5, 300))
+    Q = int(rng.integers(1, 3))
+    window = rng.integers(0, int(rng.integers(1, 12)), (Q, nh)).astype(np.int32)
+    allowed = rng.random(nh) < 0.9
+    K = int(rng.integers(1, nh + 5))
+    want = _first_fill_by_best(window, allowed, K)
+    slot_of = np.full(nh, -1, dtype=np.int64)
+    seg_start = np.zeros((K, 2), dtype=np.int64)
+    seg_hap = np.zeros((K, 2), dtype=np.int64)
+    n_seg = np.zeros(K, dtype=np.int64)
+    _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg)
+    assert seg_hap[:n_seg.sum(), 0].tolist() == want and (n_seg[:len(want)] == 1).all()

@@ -239,6 +239,7 @@ def phase(
     device: str = "cpu",
     seed: int = 0,
     rephase: bool = False,
+    phasing_model: str | None = None,
     state_selection: str | None = None,
     options: phasing.PhaseOptions | None = None,
     progress: bool = True,
@@ -260,7 +261,9 @@ def phase(
     device : where the phasing head runs (``cuda`` only with a phasing model; the copying model runs on the CPU).
     seed : the random start of cohort-only phasing.
     rephase : phase samples that are already phased too.
-    state_selection : the copying model's state selection, ``conflicts`` or ``composite``
+    phasing_model : ``haploid`` or ``pair`` (:class:`~snpbag.retrieval.phasing.PhaseOptions`),
+        replacing that of ``options``.
+    state_selection : the pair model's state selection, ``conflicts`` or ``composite``
         (:mod:`snpbag.retrieval.states`), replacing that of ``options``.
     report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
 
@@ -289,7 +292,12 @@ def phase(
         raise InputError(f"--input {input}: BCF input is not supported for phasing (records are rewritten as text); "
                          "convert it with `bcftools view -Oz -o input.vcf.gz`")
     options = options or phasing.PhaseOptions()
+    if phasing_model is not None:
+        options = dataclasses.replace(options, model=phasing_model)
     if state_selection is not None:
+        if options.model != "pair":
+            raise InputError(f"--state-selection {state_selection}: it chooses the pair model's states; "
+                             "add --phasing-model pair")
         options = dataclasses.replace(options, selection=state_selection)
     sample_list = read_sample_file(samples) if samples is not None else None
     target = read_snps(input, samples=sample_list, region=region, threads=threads)

@@ -42,11 +42,12 @@ from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds
 from snpbag.retrieval.states import composite_panel
 
-#: The phaser's settings for imputation: 80 states (K² = 6,400 pair states per visible
+#: The phaser's settings for imputation: the pair model (the haploid phasing model is not
+#: yet measured inside imputation), 80 states (K² = 6,400 pair states per visible
 #: site) instead of phasing's default 40 — imputed r² 0.9926 against 0.9919 at a 20 % array
 #: and 0.9672 against 0.9642 at 5 % on 30 targets of docs/benchmarks.md's 3 Mb cohort
 #: (the phase is what the haploid model cannot integrate over), at about 3× the phasing time.
-PHASE_OPTIONS = PhaseOptions(states=80)
+PHASE_OPTIONS = PhaseOptions(states=80, model="pair")
 
 #: The mass of each flanking posterior a hidden site may leave out (:func:`haploid_probs`).
 FLOOR = 1e-4

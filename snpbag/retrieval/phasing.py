@@ -63,9 +63,14 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
+from snpbag.retrieval import happhase
 from snpbag.retrieval.copying import (advance_conditioned, alleles_at, normalise, backward, forward, switch_rho,
                                      emission_rows)
 from snpbag.retrieval.states import check_selection, composite_panel, count_allowed, rank_states, tie_hash
+
+
+#: The phasing models (:class:`PhaseOptions`).
+MODELS = ("pair", "haploid")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,12 @@ class PhaseOptions:
         haplotypes per target that persist across blocks), :mod:`snpbag.retrieval.states`;
     step, width, matches : the composite rule's informative sites per step, steps either
         side in a match's window, and haplotypes matched per query haplotype per step.
+    model : ``pair`` (this module's pair HMM over ``states``² pair states) or ``haploid``
+        (:mod:`snpbag.retrieval.happhase`: a haploid HMM per haplotype over
+        ``haploid_states`` composite haplotypes, ``burnin`` + ``fixing`` updates, the states
+        matched again for the first ``restate``; sites whose panel minor allele frequency is
+        below ``rare`` phased in a second stage; ``states``,
+        ``block``, ``margin``, ``rounds`` and ``selection`` are the pair model's).
     """
 
     states: int = 40
@@ -96,15 +107,32 @@ class PhaseOptions:
     step: int = 8
     width: int = 2
     matches: int = 2
+    model: str = "haploid"
+    haploid_states: int = 600
+    burnin: int = 2
+    fixing: int = 6
+    restate: int = 3
+    rare: float = 0.005
 
     def __post_init__(self):
         check_selection(self.selection, "phasing options: selection")
+        check_selection(self.model, "phasing options: model", MODELS)
+        if self.haploid_states < 2 or self.burnin < 0 or self.fixing < 1 or self.restate < 1 \
+                or not 0 <= self.rare < 0.5:
+            raise InputError(f"phasing options {self}: need haploid_states >= 2, burnin >= 0, fixing >= 1, "
+                             "restate >= 1 and 0 <= rare < 0.5")
         if self.step < 1 or self.width < 0 or self.matches < 1:
             raise InputError(f"phasing options {self}: need step >= 1, width >= 0, matches >= 1")
         if self.states < 2 or self.block < 1 or self.margin < 1 or self.ne <= 0 or not 0 < self.eps < 0.5 \
                 or self.iterations < 1 or self.rounds < 1:
             raise InputError(f"phasing options {self}: need states >= 2, block, margin, iterations, rounds >= 1, "
                              "ne > 0 and 0 < eps < 0.5")
+
+
+#: The phaser's default inside imputation (:func:`phased_composite`, :func:`phase_visible`):
+#: the pair model, whose imputed r² docs/benchmarks.md reports; the haploid model is not
+#: yet measured there.
+IMPUTE_OPTIONS = PhaseOptions(model="pair")
 
 
 @dataclass
@@ -141,14 +169,16 @@ def dosages(genotypes: np.ndarray) -> np.ndarray:
 
 
 def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, allowed: np.ndarray,
-                 options: PhaseOptions, estimate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 options: PhaseOptions, estimate: np.ndarray | None = None,
+                 common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase one sample: (haplotypes (L, 2) int8, pp (L,) float32, filled (L,) bool).
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
     genotypes : (L, 2) int8 calls (−1 missing; the order of a heterozygote is kept when
     nothing orients it); bounds : (start, stop) site ranges phased separately (chromosomes);
     allowed : (H,) bool, the haplotypes that may be copied; estimate : (L, 2) current
-    haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes).
+    haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes);
+    common : (L,) bool the haploid model's first-stage sites (None: from ``panel``, per call).
     """
     g = np.asarray(genotypes)
     L = g.shape[0]
@@ -161,7 +191,14 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     for a, b in bounds:
         if b <= a:
             continue
-        if o.selection == "composite" and estimate is not None:
+        if o.model == "haploid":
+            hap[a:b], pp[a:b] = happhase.phase_sequence(
+                panel[a:b], cm[a:b], d[a:b], first_alt[a:b], allowed=allowed, n_ref=int(np.count_nonzero(allowed)),
+                states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, restate=o.restate, ne=o.ne, eps=o.eps,
+                step=o.step, width=o.width, matches=o.matches,
+                common=None if o.rare <= 0 else happhase.common_sites(panel[a:b], rare=o.rare) if common is None
+                else common[a:b])
+        elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
             # first round's states come by conflicts: an unphased genotype matches too loosely)
             comp = composite_panel(panel[a:b], est[a:b], allowed=allowed, states=o.states, genotype=False,
@@ -181,7 +218,7 @@ def phased_composite(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, a
     does: phase its visible sites first (:func:`phase_rounds` with ``options``), then match
     the two phased haplotypes to the panel (:func:`~snpbag.retrieval.states.composite_panel`,
     ``step`` visible sites per step). dosage : (L,) 0/1/2 visible, −1 hidden."""
-    o = options or PhaseOptions()
+    o = options or IMPUTE_OPTIONS
     query = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     return composite_panel(panel, query, allowed=allowed, states=states, genotype=False, step=step,
                            width=o.width, matches=o.matches)
@@ -192,7 +229,7 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     """(L, 2) int8 haplotypes of one unphased sequence at its visible sites, −1 at hidden
     ones: its visible sites phased against the panel (:func:`phase_rounds` with ``options``).
     dosage : (L,) 0/1/2 visible, −1 hidden."""
-    o = options or PhaseOptions()
+    o = options or IMPUTE_OPTIONS
     vis = np.flatnonzero(dosage >= 0)
     calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
     hap, _, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
@@ -202,13 +239,14 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     return query
 
 
-def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2):
+def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None):
     """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
-    to the previous round's haplotypes (the first: by conflicts)."""
+    to the previous round's haplotypes (the first: by conflicts); once for the haploid
+    model, whose updates iterate inside (``common`` as :func:`phase_sample`)."""
     out = None
-    for _ in range(rounds):
+    for _ in range(1 if options.model == "haploid" else rounds):
         out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
-                           estimate=None if out is None else out[0])
+                           estimate=None if out is None else out[0], common=common)
     return out
 
 
@@ -218,18 +256,26 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
     genome row of sample i (−1: none), whose haplotypes it may not copy."""
     n = genotypes.shape[0]
     nh = panel.shape[1]
+    common = _common(panel, options)
 
     def one(i):
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None and exclude[i] >= 0:
             allowed[2 * exclude[i]:2 * exclude[i] + 2] = False
         out = phase_rounds(panel, cm, genotypes[i], bounds=bounds, allowed=allowed, options=options,
-                           rounds=options.rounds)
+                           rounds=options.rounds, common=common)
         if on_sample is not None:
             on_sample(1)
         return out
 
     return _collect(_pool_map(one, n, threads))
+
+
+def _common(panel: np.ndarray, options: PhaseOptions) -> np.ndarray | None:
+    """The haploid model's first-stage sites of a panel shared by many samples (found once)."""
+    if options.model != "haploid" or options.rare <= 0:
+        return None
+    return happhase.common_sites(panel, rare=options.rare)
 
 
 def _collect(results) -> Phased:
@@ -269,6 +315,7 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
     keep = np.zeros(n, bool) if keep is None else np.asarray(keep, bool)
     hap = g.copy()
     panel = unphased_panel(g)
+    common = _common(panel, options)
     for i in np.flatnonzero(keep):
         panel[:, 2 * i:2 * i + 2] = g[i]
     # the order samples are first phased in: the earlier ones give the later ones phased
@@ -284,7 +331,7 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
                 allowed = np.ones(2 * n, dtype=np.bool_)
                 allowed[2 * i:2 * i + 2] = False  # never copy itself
                 out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
-                                   estimate=hap[i] if it else None)
+                                   estimate=hap[i] if it else None, common=common)
                 if on_sample is not None:
                     on_sample(1)
                 return out

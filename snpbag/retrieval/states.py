@@ -122,22 +122,85 @@ def _best(score, allowed, slot_of, want, offset, out):  # pragma: no cover - com
         acc += hist[cut]
         cut += 1
     n = 0
-    for i in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
-        h = (offset + i) % nh
-        if not allowed[h]:
-            continue
-        k = 2 * score[h] + (0 if slot_of[h] >= 0 else 1)
-        if k < cut:
+    start = offset % nh
+    h = start
+    for _ in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
+        if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) < cut:
             out[n] = h
             n += 1
-    for i in range(nh):
+        h = h + 1 if h + 1 < nh else 0  # the rotation without a division per step
+    h = start
+    for _ in range(nh):
         if n >= want:
             break
-        h = (offset + i) % nh
         if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) == cut:
             out[n] = h
             n += 1
+        h = h + 1 if h + 1 < nh else 0
     return n
+
+
+@njit(cache=True, nogil=True)
+def _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg):  # pragma: no cover - compiled
+    """Fill every slot at the first step, taking the queries' best matches in turn: query c's
+    pick is the first haplotype not yet in a slot in :func:`_best`'s order for all K
+    (score, then one in a slot, then the rotation from ``tie_hash(c)``) — below its cut
+    the first in rotation, else the first at the cut. That rule is read here incrementally:
+    filling a slot lowers that haplotype's key for every query, so a query's cut only falls
+    and the haplotypes that qualify only shrink; one pointer per query (and per rule) then
+    walks its rotation once, O(H + K) per query instead of a call of :func:`_best` per slot
+    (O(K·H), most of the time of a few hundred states)."""
+    Q, nh = window.shape
+    top = 0
+    for c in range(Q):
+        for h in range(nh):
+            if allowed[h] and window[c, h] > top:
+                top = window[c, h]
+    hist = np.zeros((Q, 2 * top + 2), dtype=np.int64)  # keys 2·score + (0 in a slot, 1 not)
+    for c in range(Q):
+        for h in range(nh):
+            if allowed[h]:
+                hist[c, 2 * window[c, h] + 1] += 1
+    ptr = np.zeros((Q, 2), dtype=np.int64)  # rotation steps walked: below the cut, at the cut
+    filled = 0
+    while filled < K:
+        before = filled
+        for c in range(Q):
+            if filled == K:
+                break
+            cut = 0
+            acc = 0
+            while cut < hist.shape[1] and acc + hist[c, cut] < K:
+                acc += hist[c, cut]
+                cut += 1
+            off = tie_hash(c)
+            pick = -1
+            for rule in range(2):  # 0: key < cut; 1: key == cut (none below)
+                i = ptr[c, rule]
+                while i < nh:
+                    h = (off + i) % nh
+                    if allowed[h] and slot_of[h] < 0:
+                        key = 2 * window[c, h] + 1
+                        if key < cut or (rule == 1 and key == cut):
+                            pick = h
+                            break
+                    i += 1
+                ptr[c, rule] = i
+                if pick >= 0:
+                    break
+            if pick < 0:
+                continue
+            slot_of[pick] = filled
+            seg_start[filled, 0] = 0
+            seg_hap[filled, 0] = pick
+            n_seg[filled] = 1
+            filled += 1
+            for c2 in range(Q):
+                k2 = 2 * window[c2, pick] + 1
+                hist[c2, k2] -= 1
+                hist[c2, k2 - 1] += 1
+        if filled == before:
+            break
 
 
 @njit(cache=True, nogil=True)
@@ -186,24 +249,8 @@ def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_st
         t = t_in - width  # the step whose window [t - width, t + width] is now summed
         if t < 0:
             continue
-        if t == 0:  # fill every slot, taking the queries' best matches in turn
-            filled = 0
-            for rank in range(K):
-                for c in range(Q):
-                    if filled == K:
-                        break
-                    got = _best(window[c], allowed, slot_of, K, tie_hash(c), found)
-                    for i in range(got):  # the best of query c's not yet in a slot
-                        h = found[i]
-                        if slot_of[h] < 0:
-                            slot_of[h] = filled
-                            seg_start[filled, 0] = 0
-                            seg_hap[filled, 0] = h
-                            n_seg[filled] = 1
-                            filled += 1
-                            break
-                if filled == K:
-                    break
+        if t == 0:
+            _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg)
             continue
         for c in range(Q):
             got = _best(window[c], allowed, slot_of, matches, tie_hash(t * Q + c), found)

@@ -61,10 +61,11 @@ SETTINGS = {s.name: s for s in (
     Setting("d", "admixed targets, full density, panel", "admixed", array=False, panel=True),
 )}
 PEERS = {"shapeit4": "SHAPEIT4", "beagle": "Beagle 5.4", "eagle": "Eagle2"}
-#: snpbag rows: the copying model with its default states or the named state selection
-#: (``snpbag phase --state-selection``), the same with a model's panel, and the encoder head.
-SNPBAG = {"copying": "snpbag (copying model)", "copying_conflicts": "snpbag (copying model, conflicts states)",
-          "copying_composite": "snpbag (copying model, composite states)",
+#: snpbag rows: the copying model as ``snpbag phase`` runs it by default, the pair model with
+#: the named state selection (``--phasing-model pair --state-selection``), the default with a
+#: model's panel, and the encoder head.
+SNPBAG = {"copying": "snpbag (copying model)", "copying_conflicts": "snpbag (pair copying model, conflicts states)",
+          "copying_composite": "snpbag (pair copying model, composite states)",
           "model-copying": "snpbag (copying model, model panel)", "encoder": "snpbag (encoder head)"}
 EAGLE = ("eagle", "bio-eagle")  # Debian's bio-eagle installs it under the second name
 QUICK = {"samples_per_pop": 60, "length": 1_000_000, "targets": 30}
@@ -126,7 +127,7 @@ def snpbag_command(*, given: Path, ref: Path | None, model: Path | None, maps: d
                    selection: str | None = None) -> tuple[list[str], Path]:
     cmd = [sys.executable, "-m", "snpbag.cli", "phase", "--input", str(given), "--output", f"{out}.vcf.gz",
            "--map", str(maps["plink"]), "--threads", str(threads), "--seed", str(seed)]
-    cmd += ["--state-selection", selection] if selection else []
+    cmd += ["--phasing-model", "pair", "--state-selection", selection] if selection else []
     cmd += ["--model", str(model)] if model else (["--ref", str(ref)] if ref else [])
     cmd += ["--copying-only"] if model and copying_only else []
     return cmd, out.with_name(out.name + ".vcf.gz")

@@ -1,0 +1,312 @@
+"""Phasing with a haploid copying model, as Beagle 5 phases.
+
+The pair model (:mod:`snpbag.retrieval.phasing`) tracks an ordered pair of copied
+haplotypes, K² states per site; here each of the sample's two current haplotypes has its
+own haploid Li–Stephens HMM over the same K composite haplotypes, O(K) per site, so K can
+be in the hundreds for the CPU of a few dozen pair states (Browning, Tian, Zhou & Browning
+2021, "Fast two-stage phasing of large-scale sequence data", AJHG 108:1880; Beagle's
+``PhaseBaum1``; SHAPEIT and Eagle update one haplotype pair estimate the same way).
+
+**The update.** The hets still to decide ("unphased": every het but the sequence's first,
+at the start) cut the sequence into segments, each from one unphased het to the site
+before the next. Three haploid HMMs run over the same K states: one on each current
+haplotype (an emission of 1 − ε where the state carries the haplotype's allele, ε
+otherwise), one on the genotype's homozygous sites only (hets and missing calls emit 1).
+At each unphased het u, both haplotype forwards restart from the homozygous-only one at the
+previous unphased het, and both backwards restart from the homozygous-only one at the next;
+so haplotype c's forward f_c covers the segment before u with c's alleles, and its
+backward b_c the segment from u on. With p_cd = Σ_k f_c(k)·b_d(k), keeping the segments as
+they are has likelihood p₁₁·p₂₂, crossing them p₁₂·p₂₁; the segment from u on is swapped
+when crossing wins, and the het's confidence is max(p₁₁p₂₂, p₁₂p₂₁) / (p₁₁p₂₂ + p₁₂p₂₁):
+the probability that its phase relative to the segment before — relative to the previous
+het, when the hets in between are right — is right, its PP. A decision reads only the
+haplotypes between its two neighbouring unphased hets (and the homozygous genotypes
+everywhere), so a wrong phase further away cannot bias it.
+
+**Iterations.** The first update's states are the composite haplotypes matched to the
+genotype (:func:`~snpbag.retrieval.states.composite_panel`, conflicts); the next
+``restate − 1`` ones' to the current two haplotypes; later updates keep the last states
+(matching costs O(sites × panel haplotypes), an update O(sites × K)). ``burnin`` updates
+decide every het afresh; then each of ``fixing`` updates fixes the most confident share of
+the hets still unphased (Beagle's "leave-unphased proportion": 1 − j/fixing of them stay
+undecided after the j-th), so later decisions read ever longer haplotype segments: the
+fixed hets inside them count as known phase. The last update decides the rest.
+
+**Two stages** (Beagle's two-stage phasing, in a simple form): with ``common`` sites given
+(the panel's minor allele frequency at least ``PhaseOptions.rare``), the iterations run on
+those sites only (at full density most sites are rare and few hets are); then one pass of
+the two haplotypes' HMMs over every site, on the last states (matched on the common sites,
+read at every site), with the first stage's haplotypes as known, orients each rare het: its
+ALT goes to haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁), p_c being haplotype c's posterior
+P(ALT) with the het itself unread (a "soft" het of :func:`update`).
+
+**Missing calls** are imputed per haplotype, from its HMM's posterior (the forward times
+the backward stored at the site, swapped with its segment): the allele with the larger
+probability. Typed genotypes are never changed, only ordered. A composite panel may hold
+allele 2 (an unphased het of cohort phasing's start): it emits ½ for either allele.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from snpbag.retrieval.copying import switch_rho
+from snpbag.retrieval.states import composite_panel
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
+    """f = emission × transition(f), normalised; f sums to 1 on entry. row : (K,) the
+    states' alleles at the site; a : the haplotype's allele (−1: emits 1)."""
+    stay = 1.0 - rho
+    jump = rho / K
+    if a < 0:
+        for k in range(K):
+            f[k] = stay * f[k] + jump
+        return
+    gain = hit - miss
+    either = 0.5 - miss
+    z = 0.0
+    for k in range(K):  # branch-free, so it vectorises: x == 2 (either) emits ½
+        x = row[k]
+        v = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
+        f[k] = v
+        z += v
+    inv = 1.0 / z
+    for k in range(K):
+        f[k] *= inv
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
+    """b (the backward at site s) becomes the backward at s − 1, normalised: the emission
+    at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ)."""
+    tot = 0.0
+    if a >= 0:
+        gain = hit - miss
+        either = 0.5 - miss
+        for k in range(K):
+            x = row[k]
+            b[k] *= miss + gain * (x == a) + either * (x == 2)
+            tot += b[k]
+    else:
+        for k in range(K):
+            tot += b[k]
+    stay = (1.0 - rho) / tot
+    jump = rho / K
+    for k in range(K):
+        b[k] = stay * b[k] + jump
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot(u, v, K):  # pragma: no cover - compiled
+    acc = 0.0
+    for k in range(K):
+        acc += np.float64(u[k]) * np.float64(v[k])
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _alt_prob(f, b, row, K):  # pragma: no cover - compiled
+    """P(ALT) of a haplotype under posterior ∝ f·b over states with alleles row (2: ½)."""
+    z = 0.0
+    p = 0.0
+    for k in range(K):
+        v = np.float64(f[k]) * np.float64(b[k])
+        z += v
+        x = row[k]
+        p += v if x == 1 else (0.5 * v if x == 2 else 0.0)
+    return p / z if z > 0 else 0.5
+
+
+@njit(cache=True, nogil=True)
+def _hom(gt):  # pragma: no cover - compiled
+    """The allele of a homozygous genotype, −1 for a het or a missing call."""
+    return gt // 2 if gt == 0 or gt == 2 else -1
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover - compiled
+    """One update of one sequence (module doc), in place.
+
+    comp : (L, K) int8 the states' alleles; d : (L,) int8 dosage, −1 missing;
+    hap : (L, 2) int8 the current haplotypes (typed alleles; missing calls are overwritten
+    with their imputed alleles); unph : (L,) bool the hets to decide (never the first het);
+    rho : (L,) switch probability from site s − 1 to s (rho[0] = 1); eps : mismatch
+    probability; conf : (L,) float64, set at unphased hets to the decision's confidence
+    and at soft hets to their orientation's; alt : (L, 2) float64, set at missing calls and
+    soft hets to each haplotype's P(ALT); soft : (L,) bool hets read like missing calls and
+    oriented by those (the ALT on haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁)): the rare hets
+    of the second stage.
+    """
+    L, K = comp.shape
+    hit, miss = 1.0 - eps, eps
+    slot = np.full(L, -1, dtype=np.int64)
+    n = 0
+    restarts = False  # any unphased het: else the homozygous-only HMM is never read
+    for s in range(L):
+        restarts |= unph[s]
+        if unph[s] or d[s] < 0 or soft[s]:
+            slot[s] = n
+            n += 1
+    saved = np.empty((max(n, 1), 2, K), dtype=np.float32)  # the two backwards at those sites
+    b0 = np.full(K, 1.0 / K, dtype=np.float32)
+    b1 = b0.copy()
+    b2 = b0.copy()
+    for s in range(L - 1, -1, -1):
+        if d[s] < 0 or soft[s]:  # the backward at s, within its segment
+            saved[slot[s], 0] = b1
+            saved[slot[s], 1] = b2
+        if s == 0:
+            break
+        row = comp[s]
+        typed = d[s] >= 0 and not soft[s]
+        if restarts:
+            _backward_step(b0, row, _hom(d[s]), rho[s], hit, miss, K)
+        _backward_step(b1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
+        _backward_step(b2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
+        if unph[s]:  # the segment from s on, then the homozygous-only backward before it
+            saved[slot[s], 0] = b1
+            saved[slot[s], 1] = b2
+            b1[:] = b0
+            b2[:] = b0
+    f0 = np.full(K, 1.0 / K, dtype=np.float32)
+    f1 = f0.copy()
+    f2 = f0.copy()
+    swap = False  # the current segment is swapped against the input estimate
+    for s in range(L):
+        row = comp[s]
+        if unph[s]:
+            h1 = saved[slot[s], 0]
+            h2 = saved[slot[s], 1]
+            keep = _dot(f1, h1, K) * _dot(f2, h2, K)
+            cross = _dot(f1, h2, K) * _dot(f2, h1, K)
+            swap = cross > keep
+            conf[s] = max(keep, cross) / (keep + cross) if keep + cross > 0 else 0.5
+            f1[:] = f0
+            f2[:] = f0
+        if swap:
+            t = hap[s, 0]
+            hap[s, 0] = hap[s, 1]
+            hap[s, 1] = t
+        typed = d[s] >= 0 and not soft[s]
+        if restarts:
+            _forward_step(f0, row, _hom(d[s]), rho[s], hit, miss, K)
+        _forward_step(f1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
+        _forward_step(f2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
+        if not typed:
+            c1 = 1 if swap else 0  # the stored backward of the haplotype now first
+            p1 = _alt_prob(f1, saved[slot[s], c1], row, K)
+            p2 = _alt_prob(f2, saved[slot[s], 1 - c1], row, K)
+            alt[s, 0] = p1
+            alt[s, 1] = p2
+            if d[s] < 0:
+                hap[s, 0] = 1 if p1 >= 0.5 else 0
+                hap[s, 1] = 1 if p2 >= 0.5 else 0
+            else:
+                first = p1 * (1.0 - p2)
+                second = p2 * (1.0 - p1)
+                hap[s, 0] = 1 if first >= second else 0
+                hap[s, 1] = 1 - hap[s, 0]
+                conf[s] = max(first, second) / (first + second) if first + second > 0 else 0.5
+
+
+def switch_probs(cm: np.ndarray, *, ne: float, n_ref: int) -> np.ndarray:
+    """(L,) ρ from each site's predecessor (ρ[0] = 1: the first site's states are uniform)."""
+    L = cm.size
+    rho = np.ones(L)
+    for s in range(1, L):
+        rho[s] = switch_rho(cm, s - 1, s, ne, n_ref)
+    return rho
+
+
+def common_sites(panel: np.ndarray, *, rare: float) -> np.ndarray:
+    """(L,) bool, the sites of the first stage: minor allele frequency in the panel at least
+    ``rare`` (allele 2, either, counts ½)."""
+    p = (panel == 1).mean(1) + 0.5 * (panel == 2).mean(1)
+    return np.minimum(p, 1 - p) >= rare
+
+
+def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
+                   n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
+                   width: int, matches: int, common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
+
+    panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
+    d : (L,) int8 dosage, −1 missing; first_alt : (L,) the input's first allele (the order
+    kept where nothing decides); allowed : (H,) bool the haplotypes that may be copied;
+    n_ref : H in the switch probability; states : K composite haplotypes; common : (L,)
+    bool the first stage's sites (None: all, one stage); the rest as
+    :class:`~snpbag.retrieval.phasing.PhaseOptions`.
+    """
+    L = d.size
+    hap = np.zeros((L, 2), dtype=np.int8)
+    pp = np.full(L, np.nan, dtype=np.float32)
+    het = d == 1
+    hap[het, 0] = first_alt[het]
+    hap[het, 1] = 1 - first_alt[het]
+    hom = (d == 0) | (d == 2)
+    hap[hom] = (d[hom] // 2)[:, None]
+    if L == 0:
+        return hap, pp
+    conf = np.full(L, 0.5)
+    alt = np.full((L, 2), 0.5)
+    kw = dict(allowed=allowed, states=states, step=step, width=width, matches=matches)
+    sites = np.arange(L) if common is None else np.flatnonzero(common)
+    sub = (hap[sites], pp[sites], conf[sites], alt[sites])
+    comp = _first_stage(panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin, fixing,
+                        restate, kw)
+    hap[sites], pp[sites], conf[sites], alt[sites] = sub
+    if sites.size < L:
+        # the second stage: one pass over every site on the first stage's last states (matched
+        # on its sites), its haplotypes as known; the rare hets are oriented and the missing
+        # calls imputed from the two haplotypes' posteriors
+        soft = het & ~common
+        update(comp, d, hap, np.zeros(L, np.bool_), soft, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf, alt)
+        pp[soft] = conf[soft]
+    hets = np.flatnonzero(het)
+    if hets.size:
+        pp[hets[0]] = np.nan
+    filled = np.flatnonzero((d < 0) & (hap[:, 0] != hap[:, 1]))
+    if hets.size:
+        filled = filled[filled > hets[0]]
+    p1, p2 = alt[filled, 0], alt[filled, 1]
+    p = np.where(hap[filled, 0] == 1, p1 * (1 - p2), p2 * (1 - p1))
+    pp[filled] = p / np.maximum(p1 * (1 - p2) + p2 * (1 - p1), 1e-300)
+    return hap, pp
+
+
+def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
+    """``burnin`` + ``fixing`` updates of one sequence at ``sites`` (module doc), in place on
+    the arrays of those sites; the states are matched (on those sites) again for the first
+    ``restate`` updates, then kept. Returns the last states' alleles at every site of
+    ``panel`` (L, K), which the second stage reads."""
+    n = sites.size
+    d = d[sites]
+    het = d == 1
+    unph = het.copy()
+    hets = np.flatnonzero(het)
+    if hets.size:
+        unph[hets[0]] = False
+    soft = np.zeros(n, np.bool_)
+    L = panel.shape[0]
+    query = np.full((L, 2), -1, dtype=np.int8)
+    full = None
+    for it in range(burnin + fixing):
+        if full is None or it < restate:
+            if it == 0:
+                query[sites, 0] = d
+                query[sites, 1] = -1
+            else:
+                query[sites] = hap
+            full = composite_panel(panel, query[:, :1] if it == 0 else query, genotype=it == 0, **kw)
+            comp = full if n == L else np.ascontiguousarray(full[sites])
+        update(comp, d, hap, unph, soft, rho, eps, conf, alt)
+        pp[unph] = conf[unph]
+        if it >= burnin and unph.any():
+            left = (burnin + fixing - 1 - it) / fixing  # the share of the unphased hets kept undecided
+            idx = np.flatnonzero(unph)
+            order = idx[np.argsort(-conf[idx], kind="stable")]
+            unph[order[:idx.size - int(round(left * idx.size))]] = False
+    return full

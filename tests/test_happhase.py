@@ -1,0 +1,173 @@
+"""snpbag.retrieval.happhase: the haploid phasing model, against a dense reference."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from test_phase import _panel, _unphase, mosaics, switch_errors
+from snpbag.errors import InputError
+from snpbag.retrieval.happhase import switch_probs, update
+from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_with_panel
+
+HAPLOID = PhaseOptions(model="haploid", haploid_states=48, step=4, width=1, matches=2)
+
+
+def _emission(x: np.ndarray, a: int, eps: float) -> np.ndarray:
+    """(K,) emission of allele a (−1: none) by states with alleles x (2: either)."""
+    if a < 0:
+        return np.ones(x.size)
+    return np.where(x == 2, 0.5, np.where(x == a, 1 - eps, eps))
+
+
+def _likelihood(comp, alleles, rho, eps, at=None):
+    """P(alleles) of a haploid sequence under the dense HMM (states move by M = (1 − ρ)I + ρ/K
+    from a uniform start); with ``at``, the posterior P(ALT) there instead."""
+    L, K = comp.shape
+    E = [_emission(comp[s], alleles[s], eps) for s in range(L)]
+    M = [(1 - r) * np.eye(K) + r / K for r in rho]
+    f = np.empty((L, K))
+    b = np.ones((L, K))
+    f[0] = E[0] / K
+    for s in range(1, L):
+        f[s] = E[s] * (f[s - 1] @ M[s])
+    if at is None:
+        return f[-1].sum()
+    for s in range(L - 2, -1, -1):
+        b[s] = M[s + 1] @ (E[s + 1] * b[s + 1])
+    w = f[at] * b[at]
+    return (w * np.where(comp[at] == 2, 0.5, comp[at])).sum() / w.sum()
+
+
+def naive_update(comp, d, hap, unph, soft, rho, eps):
+    """The update by its definition (module doc), each decision from whole-sequence
+    likelihoods: haplotype c reads its alleles on the two segments either side of the
+    het (the one before already swapped by the earlier decisions) and only the homozygous
+    genotypes elsewhere; soft hets read as missing, then oriented by the haplotypes' P(ALT).
+    Returns (haplotypes, conf, P(ALT) at missing calls and soft hets)."""
+    hap = hap.copy()
+    L = d.size
+    typed = (d >= 0) & ~soft
+    hom = np.where((d == 0) | (d == 2), d // 2, -1)
+    cuts = [0, *np.flatnonzero(unph), L]
+    conf = np.full(L, np.nan)
+    for j in range(1, len(cuts) - 1):
+        lo, u, hi = cuts[j - 1], cuts[j], cuts[j + 1]
+
+        def seq(c_left, c_right):
+            a = hom.copy()
+            a[lo:u] = np.where(typed[lo:u], hap[lo:u, c_left], -1)
+            a[u:hi] = np.where(typed[u:hi], hap[u:hi, c_right], -1)
+            return a
+
+        keep = _likelihood(comp, seq(0, 0), rho, eps) * _likelihood(comp, seq(1, 1), rho, eps)
+        cross = _likelihood(comp, seq(0, 1), rho, eps) * _likelihood(comp, seq(1, 0), rho, eps)
+        conf[u] = max(keep, cross) / (keep + cross)
+        if cross > keep:
+            hap[u:hi] = hap[u:hi, ::-1]
+    alt = np.full((L, 2), np.nan)
+    for m in np.flatnonzero(~typed):
+        j = np.searchsorted(cuts, m, side="right")
+        lo, hi = cuts[j - 1], cuts[j]
+        for c in range(2):
+            a = hom.copy()
+            a[lo:hi] = np.where(typed[lo:hi], hap[lo:hi, c], -1)
+            alt[m, c] = _likelihood(comp, a, rho, eps, at=m)
+        if soft[m]:
+            p1, p2 = alt[m]
+            hap[m] = (1, 0) if p1 * (1 - p2) >= p2 * (1 - p1) else (0, 1)
+            conf[m] = max(p1 * (1 - p2), p2 * (1 - p1)) / (p1 * (1 - p2) + p2 * (1 - p1))
+    return hap, conf, alt
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_update_equals_the_dense_definition(seed):
+    rng = np.random.default_rng(seed)
+    L, K = 40, 6
+    comp = (rng.random((L, K)) < 0.4).astype(np.int8)
+    if seed == 3:
+        comp[rng.random((L, K)) < 0.1] = 2  # a cohort's unphased hets: either allele
+    truth = np.stack([comp[:, 0], np.where(np.arange(L) < 20, comp[:, 1], comp[:, 4])], -1)
+    d = truth.sum(1).astype(np.int8)
+    d[rng.random(L) < 0.1] = -1
+    hap = np.zeros((L, 2), np.int8)
+    het = d == 1
+    hap[het, 0] = rng.integers(0, 2, het.sum())  # a random starting phase
+    hap[het, 1] = 1 - hap[het, 0]
+    hap[d == 2] = 1
+    unph = het.copy()
+    unph[np.flatnonzero(het)[0]] = False
+    if seed == 1:
+        unph[np.flatnonzero(het)[2:5]] = False  # hets fixed by an earlier update: inside longer segments
+    soft = np.zeros(L, bool)
+    if seed == 2:
+        soft[np.flatnonzero(unph)[1::3]] = True  # rare hets of the second stage
+        unph &= ~soft
+    rho = switch_probs(np.cumsum(rng.uniform(0, 3e-4, L)), ne=1e4, n_ref=K)
+    eps = 0.01
+    want_hap, want_conf, want_alt = naive_update(comp, d, hap, unph, soft, rho, eps)
+    got_hap = hap.copy()
+    conf = np.full(L, np.nan)
+    alt = np.full((L, 2), np.nan)
+    update(comp, d, got_hap, unph, soft, rho, eps, conf, alt)
+    assert unph.sum() > 5 and np.abs(want_conf[unph] - 0.5).max() > 0.3
+    np.testing.assert_allclose(conf[unph | soft], want_conf[unph | soft], atol=1e-4)
+    miss = d < 0
+    np.testing.assert_allclose(alt[miss | soft], want_alt[miss | soft], atol=1e-4)
+    np.testing.assert_array_equal(got_hap[~miss], want_hap[~miss])
+    np.testing.assert_array_equal(got_hap[miss], (want_alt[miss] >= 0.5).astype(np.int8))
+
+
+@pytest.mark.parametrize("rare", [0.0, 0.3])
+def test_exact_pair_of_panel_haplotypes_is_phased_without_switches(rare):
+    """With ``rare`` 0.3 about half the hets are phased in the second stage."""
+    h = mosaics(60, 400, seed=1, n_founders=60, switch_rate=0.0)
+    truth = np.stack([h[10], h[37]], -1)[None]
+    o = dataclasses.replace(HAPLOID, rare=rare)
+    res = phase_with_panel(_panel(h), np.arange(400) * 1e-4, _unphase(truth), bounds=[(0, 400)], options=o)
+    sw, pairs = switch_errors(truth, res.haplotypes)
+    assert pairs > 50 and sw == 0
+    f = h.mean(0)
+    late = (np.minimum(f, 1 - f) < rare) & (truth[0, :, 0] != truth[0, :, 1])
+    assert late.sum() > (40 if rare else -1)
+    het = truth[0, :, 0] != truth[0, :, 1]
+    assert np.isnan(res.pp[0, het][0]) and (res.pp[0, het][1:] > 0.98).all()
+    assert np.isnan(res.pp[0, ~het]).all()
+
+
+def test_mosaics_phase_as_well_as_with_the_pair_model_and_deterministically():
+    h = mosaics(300, 600, seed=5, n_founders=30)
+    truth = np.stack([h[0:40:2], h[1:40:2]], -1)
+    g = _unphase(truth)
+    g[:, ::37] = -1
+    cm = np.arange(600) * 1e-3
+    runs = [phase_with_panel(_panel(h[40:]), cm, g, bounds=[(0, 250), (250, 600)], options=HAPLOID, threads=t)
+            for t in (1, 2)]
+    np.testing.assert_array_equal(runs[0].haplotypes, runs[1].haplotypes)
+    np.testing.assert_array_equal(runs[0].pp, runs[1].pp)
+    called = (g >= 0).all(-1)
+    assert (np.sort(runs[0].haplotypes, -1)[called] == g[called]).all()  # typed calls: only reordered
+    assert np.isin(runs[0].haplotypes, [0, 1]).all() and (runs[0].filled == ~called).all()
+    pair = phase_with_panel(_panel(h[40:]), cm, g, bounds=[(0, 250), (250, 600)],
+                            options=PhaseOptions(states=24, block=32, margin=16))
+    sw, pairs = switch_errors(truth, runs[0].haplotypes)
+    assert sw / pairs < 0.03 and sw <= 1.5 * switch_errors(truth, pair.haplotypes)[0]
+
+
+def test_cohort_only_with_the_haploid_model():
+    h = mosaics(2 * 60, 300, seed=3, switch_rate=0.005)
+    truth = np.stack([h[0::2], h[1::2]], -1)
+    o = PhaseOptions(model="haploid", haploid_states=40, step=4, width=1, iterations=4)
+    res = phase_cohort(_unphase(truth), np.arange(300) * 1e-4, bounds=[(0, 300)], options=o, seed=1, threads=2)
+    assert (np.sort(res.haplotypes, -1) == _unphase(truth)).all()
+    sw, pairs = switch_errors(truth, res.haplotypes)
+    assert sw / pairs < 0.05
+
+
+def test_bad_model_options_are_refused():
+    with pytest.raises(InputError, match="model 'triple'"):
+        PhaseOptions(model="triple")
+    with pytest.raises(InputError, match="fixing >= 1"):
+        PhaseOptions(model="haploid", fixing=0)
