@@ -220,3 +220,5 @@ def test_phase_draws_switch_at_uncertain_heterozygotes_and_keep_the_rest():
     np.testing.assert_array_equal(flips[:, 6], flips[:, 7])
     np.testing.assert_array_equal(phase_draws(hap, pp, 5), phase_draws(hap, pp, 5))  # a fixed seed
     assert phase_draws(hap, pp, 1).shape == (1, 8) and not phase_draws(hap, pp, 1).any()
+    homs = hap[[0, 2, 4, 7]]  # no heterozygote at all: every draw is the decoded phase
+    assert phase_draws(homs, pp[[0, 2, 4, 7]], 3).shape == (3, 4) and not phase_draws(homs, pp[:4], 3).any()

@@ -289,6 +289,8 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
     probability that the phase relative to the previous heterozygote is right; NaN: kept),
     independently; a swap lasts to the next switch."""
     het = np.flatnonzero(hap[:, 0] != hap[:, 1])
+    if het.size == 0:  # nothing to swap: every draw is the decoded phase
+        return np.zeros((draws, hap.shape[0]), dtype=np.bool_)
     keep = np.nan_to_num(pp[het].astype(np.float64), nan=1.0)
     u = np.random.default_rng(seed).random((draws - 1, het.size))
     switched = np.zeros((draws, het.size), dtype=np.int64)

@@ -265,6 +265,11 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
         soft = het & ~common
         update(comp, d, hap, np.zeros(L, np.bool_), soft, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf, alt)
         pp[soft] = conf[soft]
+        anchor = np.flatnonzero(het & common)[:1]  # the first stage's first het, its chain's origin
+        before = np.flatnonzero(soft[:anchor[0]]) if anchor.size else anchor
+        if before.size:
+            # its phase relative to the rare het before it is right when that het's orientation is
+            pp[anchor[0]] = conf[before[-1]]
     hets = np.flatnonzero(het)
     if hets.size:
         pp[hets[0]] = np.nan
