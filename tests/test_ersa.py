@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from snpbag.errors import InputError
+from snpbag.inference.relateinput import Features, PairData
 from snpbag.io.genmap import GeneticMap
-from snpbag.kinship import ersa
+from snpbag.kinship import ersa, pairfeatures as pf
 from snpbag.kinship.segments import Genome, Segments, ibs0_free_segments, read_genome
+from snpbag.simulate.pedigree import simulation_genetic_map
 from tiny_data import tiny_vcf
 
 
@@ -162,3 +166,25 @@ def test_mixture_of_relationship_types_and_background_per_group():
         ersa.fit_background(_segments(), threshold=5)
     bg = ersa.fit_background(_segments([6.0, 9.0, 1.0], [7.0]), threshold=5)
     assert bg.rate == pytest.approx(1.5) and bg.mean_excess == pytest.approx(7 / 3)  # excesses 1, 4, 2
+
+
+def test_extra_pair_numbers_reach_the_classifier_summary():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 50, size=(3, 4, len(pf.COUNTS))).astype(np.int32)
+    extra = np.arange(6, dtype=np.float32).reshape(3, 2)
+    data = PairData(["a", "b", "c"], np.array([[1, 0], [2, 0], [2, 1]]), counts, 100, extra=extra)
+    x, m, s = Features(data, "counts", 8).batch(torch.tensor([2, 0]))
+    assert s.shape == (2, len(pf.SUMMARY) + 2)
+    np.testing.assert_array_equal(s[:, -2:].numpy(), extra[[2, 0]])
+    assert data.subset(np.array([False, True, True])).extra.tolist() == extra[1:].tolist()
+
+
+def test_pedigree_simulation_map_is_uniform_per_chromosome(tmp_path):
+
+    (tmp_path / "simulation.json").write_text(json.dumps(
+        {"chromosomes": {"1": {"length": 1000, "genetic_length_cm": 250.0}, "2": {"length": 500, "genetic_length_cm": 5}}}))
+    gm = simulation_genetic_map(tmp_path)
+    np.testing.assert_allclose(gm.cm("1", np.array([0, 400, 1000])), [0, 100, 250])
+    np.testing.assert_allclose(gm.cm("chr2", np.array([250])), [2.5])
+    with pytest.raises(InputError, match="no pedigree simulation.json"):
+        simulation_genetic_map(tmp_path / "missing")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from snpbag.errors import InputError
 from snpbag.io.chrom import is_autosome
@@ -121,52 +122,44 @@ class Segments:
                         self.start_cm[take], self.end_cm[take])
 
 
-def _kernels():
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def runs(g, chrom, cm, pairs, min_cm, offsets, out_chrom, out_start, out_end, fill):
-        """Count (``fill`` False: into offsets[k + 1]) or write the IBS0-free runs of each pair."""
-        nv = g.shape[0]
-        for k in range(pairs.shape[0]):
-            i, j = pairs[k, 0], pairs[k, 1]
-            w = offsets[k] if fill else 0
-            first, last, cur = -1, -1, -1
-            a, b = 0, 0
-            for v in range(nv + 1):
-                close = v == nv
-                if not close:
-                    a, b = g[v, i], g[v, j]
-                    if chrom[v] != cur:
-                        close = True
-                if close and first >= 0:  # a chromosome ended
-                    if cm[last] - cm[first] >= min_cm:
-                        if fill:
-                            out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
-                        w += 1
-                    first = -1
-                if v == nv:
-                    break
-                cur = chrom[v]
-                if a < 0 or b < 0:
-                    continue
-                if (a == 0 and b == 2) or (a == 2 and b == 0):  # IBS0 ends the run
-                    if first >= 0 and cm[last] - cm[first] >= min_cm:
-                        if fill:
-                            out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
-                        w += 1
-                    first = -1
-                    continue
-                if first < 0:
-                    first = v
-                last = v
-            if not fill:
-                offsets[k + 1] = w
-
-    return runs
-
-
-_RUNS = None
+@njit(cache=True, nogil=True)
+def _runs(g, chrom, cm, pairs, min_cm, offsets, out_chrom, out_start, out_end, fill):
+    """Count (``fill`` False: into offsets[k + 1]) or write the IBS0-free runs of each pair."""
+    nv = g.shape[0]
+    for k in range(pairs.shape[0]):
+        i, j = pairs[k, 0], pairs[k, 1]
+        w = offsets[k] if fill else 0
+        first, last, cur = -1, -1, -1
+        a, b = 0, 0
+        for v in range(nv + 1):
+            close = v == nv
+            if not close:
+                a, b = g[v, i], g[v, j]
+                if chrom[v] != cur:
+                    close = True
+            if close and first >= 0:  # a chromosome ended
+                if cm[last] - cm[first] >= min_cm:
+                    if fill:
+                        out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
+                    w += 1
+                first = -1
+            if v == nv:
+                break
+            cur = chrom[v]
+            if a < 0 or b < 0:
+                continue
+            if (a == 0 and b == 2) or (a == 2 and b == 0):  # IBS0 ends the run
+                if first >= 0 and cm[last] - cm[first] >= min_cm:
+                    if fill:
+                        out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
+                    w += 1
+                first = -1
+                continue
+            if first < 0:
+                first = v
+            last = v
+        if not fill:
+            offsets[k + 1] = w
 
 
 def ibs0_free_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float) -> Segments:
@@ -186,22 +179,19 @@ def ibs0_free_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float) -> S
     ------
     InputError : a negative ``min_cm`` or a pair index out of range.
     """
-    global _RUNS
     if min_cm < 0:
         raise InputError(f"--min-cm {min_cm}: must be >= 0")
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     if pairs.size and (pairs.min() < 0 or pairs.max() >= genome.dosages.shape[1]):
         raise InputError(f"pair index out of range for {genome.dosages.shape[1]} samples")
-    if _RUNS is None:
-        _RUNS = _kernels()
     g = np.ascontiguousarray(genome.dosages, dtype=np.int8)
     chrom = np.ascontiguousarray(genome.chrom, dtype=np.int32)
     cm = np.ascontiguousarray(genome.cm, dtype=np.float64)
     offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
     none_i, none_f = np.zeros(0, np.int32), np.zeros(0, np.float64)
-    _RUNS(g, chrom, cm, pairs, float(min_cm), offsets, none_i, none_f, none_f, False)
+    _runs(g, chrom, cm, pairs, float(min_cm), offsets, none_i, none_f, none_f, False)
     offsets = np.cumsum(offsets)
     n = int(offsets[-1])
     out_chrom, start, end = np.zeros(n, np.int32), np.zeros(n), np.zeros(n)
-    _RUNS(g, chrom, cm, pairs, float(min_cm), offsets, out_chrom, start, end, True)
+    _runs(g, chrom, cm, pairs, float(min_cm), offsets, out_chrom, start, end, True)
     return Segments(offsets, out_chrom, start, end)
