@@ -72,7 +72,7 @@ def main() -> None:
     seconds, t0 = {}, time.perf_counter()
     c0 = time.process_time()
     data = {"train": rel.pedigree_pairs(dirs["train"], max_degree=a.max_degree, patch_sites=a.patch_sites,
-                                        unrelated_per_related=2.0, seed=a.seed),
+                                        unrelated_per_related=2.0, seed=a.seed, counts=a.head_epochs > 0),
             "test": rel.pedigree_pairs(dirs["test"], max_degree=a.max_degree, patch_sites=a.patch_sites,
                                        unrelated_per_related=1.0, seed=a.seed + 100)}
     seconds["pairs"], t0 = time.perf_counter() - t0, time.perf_counter()
