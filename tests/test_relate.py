@@ -328,3 +328,20 @@ def test_prefilter_misses_splits_shares_less_from_king_below():
     assert rows[0] == {"degree": "3", "pairs": 4, "missed": 3, "missed_share": 0.75, "shares_less": 1,
                        "king_below": 2}
     assert rows[1]["missed"] == 0 and rows[1]["shares_less"] == 0
+
+
+def test_pedigree_pairs_without_counts_and_parent_offspring_segments(sims):
+    from snpbag.kinship.segments import ibs0_free_segments, read_genome
+    from snpbag.simulate.pedigree import simulation_genetic_map
+
+    _, test, _ = sims
+    full = rel.pedigree_pairs(test, max_degree=6, patch_sites=PATCH, unrelated_per_related=1.0, seed=3)
+    labels = rel.pedigree_pairs(test, max_degree=6, patch_sites=PATCH, unrelated_per_related=1.0, seed=3, counts=False)
+    assert labels.counts is None and labels.ids == full.ids
+    np.testing.assert_array_equal(labels.pairs, full.pairs)
+    np.testing.assert_array_equal(labels.y, full.y)
+    genome = read_genome(test / "pedigree.vcf.gz", simulation_genetic_map(test))
+    po = full.pairs[full.y == 0]
+    segs = ibs0_free_segments(genome, po, min_cm=0.0)
+    assert len(po) and segs.count().tolist() == [len(genome.chromosomes)] * len(po)  # IBD1 everywhere: one run each
+    np.testing.assert_allclose(segs.total_cm(), genome.chromosome_cm.sum())

@@ -94,9 +94,10 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
 
 
 def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unrelated_per_related: float,
-                   seed: int, embeddings: EmbeddingInput | None = None) -> PairData:
+                   seed: int, embeddings: EmbeddingInput | None = None, counts: bool = True) -> PairData:
     """Labelled pairs of a ``snpbag simulate --pedigree`` directory, with cross-family unrelated pairs added
-    (and the genomes' patch embeddings when ``embeddings`` is given)."""
+    (and the genomes' patch embeddings when ``embeddings`` is given; without their KING counts per patch,
+    a pass over the genotypes, when ``counts`` is false)."""
     d = Path(simdir)
     truth, samples = d / "pedigree_pairs.tsv", d / "samples.tsv"
     if not truth.exists() or not samples.exists():
@@ -138,11 +139,15 @@ def pedigree_pairs(simdir: str | Path, *, max_degree: int, patch_sites: int, unr
                 extra.append((i, j))
         return np.array(known + extra, dtype=np.int64).reshape(-1, 2)
 
-    ids, pairs, counts, variants = input_counts(d / "pedigree.vcf.gz", choose, patch_sites=patch_sites)
+    if counts:
+        ids, pairs, patches, variants = input_counts(d / "pedigree.vcf.gz", choose, patch_sites=patch_sites)
+    else:
+        ids, patches, variants = GenotypeSource(d / "pedigree.vcf.gz").sample_ids, None, 0
+        pairs = choose(ids)
     y = np.array([labelled.get((ids[i], ids[j]), un) for i, j in pairs], dtype=np.int64)
     fam = np.array([fam_index[fam_of[ids[i]]] if fam_of[ids[i]] == fam_of[ids[j]] else -1 for i, j in pairs])
     sub = np.array([subtype.get((ids[i], ids[j]), -1) for i, j in pairs], dtype=np.int64)
-    data = PairData(ids, pairs, counts, variants, y, fam, sub)
+    data = PairData(ids, pairs, patches, variants, y, fam, sub)
     if embeddings is not None:
         data.emb = embeddings.vectors[embeddings.rows_for(ids, what=str(d / "pedigree.vcf.gz"))]
         data.emb_valid = embeddings.valid

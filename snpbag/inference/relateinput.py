@@ -50,12 +50,13 @@ class PairData:
     sub: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per pair, −1 unless degree 2
     emb: np.ndarray | None = None  # (len(ids), patches, dims) float32 patch embeddings, rows in ids order
     emb_valid: np.ndarray | None = None  # (patches,) bool: patches not flagged by `snpbag embed`
+    extra: np.ndarray | None = None  # (n, E) float32 genome-wide numbers appended to the summary (ERSA's, say)
 
     def subset(self, keep: np.ndarray) -> PairData:
         """The pairs where ``keep`` is true (same genomes)."""
         pick = (lambda a: a[keep] if a is not None and len(a) else a)  # noqa: E731
         return PairData(self.ids, self.pairs[keep], pick(self.counts), self.variants, pick(self.y),
-                        pick(self.family), pick(self.sub), self.emb, self.emb_valid)
+                        pick(self.family), pick(self.sub), self.emb, self.emb_valid, pick(self.extra))
 
 
 @dataclass
@@ -142,6 +143,7 @@ class Features:
             self.e = torch.from_numpy(np.ascontiguousarray(data.emb, np.float32))  # (samples, P, D)
             self.e_valid = torch.from_numpy(np.asarray(data.emb_valid, bool))  # (P,)
             self.pairs = torch.from_numpy(np.asarray(data.pairs, np.int64))
+        self.extra = None if data.extra is None else torch.from_numpy(np.ascontiguousarray(data.extra, np.float32))
 
     def __len__(self) -> int:
         return self.n
@@ -159,6 +161,9 @@ class Features:
             e1, e2 = self.e[self.pairs[rows, 0]], self.e[self.pairs[rows, 1]]  # (B, P, D)
             m = self.e_valid.expand(len(rows), -1)  # (B, P)
             parts.append((embedding_pair_features(e1, e2), m, embedding_pair_summary(e1, e2, m)))
+        if self.extra is not None:
+            x, m, s = parts[-1]
+            parts[-1] = (x, m, torch.cat([s, self.extra[rows]], -1))
         if len(parts) == 1:
             return parts[0]
         (xc, mc, sc), (xe, me, se) = parts

@@ -21,6 +21,7 @@ populations. Genetics 194:301-326.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.errors import InputError
+from snpbag.io.genmap import GeneticMap
 
 log = logging.getLogger(__name__)
 
@@ -539,3 +541,21 @@ def write_pairs_tsv(pairs: Sequence[PairTruth], path: str | Path) -> None:
         for p in pairs
     ]
     Path(path).write_text("".join(lines))
+
+
+def simulation_genetic_map(simdir: str | Path) -> GeneticMap:
+    """The map a pedigree simulation dropped its crossovers on: each chromosome's genetic length spread
+    uniformly over its bases (:func:`drop_genomes`), read from the directory's simulation.json.
+
+    Raises
+    ------
+    InputError : not a pedigree simulation directory.
+    """
+    path = Path(simdir) / "simulation.json"
+    try:
+        chroms = json.loads(path.read_text())["chromosomes"]
+        return GeneticMap({c: (np.array([0.0, float(v["length"])]), np.array([0.0, float(v["genetic_length_cm"])]))
+                           for c, v in chroms.items()}, source=str(path))
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(f"{simdir}: no pedigree simulation.json with each chromosome's genetic length ({e}); "
+                         "simulate with `snpbag simulate OUTDIR --pedigree N`") from e

@@ -1,0 +1,147 @@
+"""ERSA on held-out pedigrees: shared segments (IBS0-free runs in cM) and ERSA's likelihood per degree, beside
+``snpbag relate`` and KING, standalone and as extra inputs to the trained classifier.
+
+Reads a ``relate_vs_king.py`` work directory (its simulations and its trained model; nothing is
+re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``: pedigree.vcf.gz):
+
+1. the labelled pairs of the training and held-out families exactly as ``relate_vs_king.py``
+   draws them (same seeds), their KING counts per patch, and each pair's runs free of opposite
+   homozygotes on the simulation's own genetic map (:mod:`snpbag.kinship.segments`);
+2. ERSA's background — count and length of segments of at least each ``--thresholds`` t cM between
+   unrelated pairs — fitted on the *training* simulation's unrelated pairs, one per group of
+   populations (the pair's two populations; ERSA assumes one population, and a bottlenecked one
+   shares many more segments); ERSA's degree by maximum likelihood on the held-out pairs
+   (:mod:`snpbag.kinship.ersa`), called related when its log-likelihood ratio against the
+   background passes ERSA's χ²₁ test (α = 0.05, 1.92) or, second row, the LOD that keeps
+   ``--specificity`` of the training unrelated pairs unrelated;
+3. ``snpbag relate`` (the work directory's model) and KING's thresholds on the same pairs;
+4. with ``--head-epochs N``: the classifier trained on the training pairs for N epochs with and
+   without ERSA's per-pair numbers (log-likelihood ratio per degree, segments, shared cM)
+   appended to its genome-wide inputs.
+
+    .venv/bin/python tools/bench/relate_ersa.py --workdir /tmp/relreal --setting array --thresholds 10,15,20 \\
+        --head-epochs 10 --json /tmp/relate_ersa.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import _results
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch: 2-core machines (docs/cpu.md)
+
+
+def _groups(simdir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
+    """Each pair's populations, sorted and joined (``CEU``, ``CEU|YRI``)."""
+    rows = [x.split("\t") for x in (simdir / "samples.tsv").read_text().splitlines()[1:]]
+    pop = {r[0]: r[1] for r in rows}
+    return np.array(["|".join(sorted({pop[ids[i]], pop[ids[j]]})) for i, j in pairs])
+
+
+def main() -> None:
+    from snpbag.eval.relate import degree_accuracy
+    from snpbag.inference import relate as rel
+    from snpbag.kinship import ersa
+    from snpbag.kinship.estimators import kinship
+    from snpbag.kinship.segments import ibs0_free_segments, read_genome
+    from snpbag.simulate.pedigree import simulation_genetic_map
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/relreal"), help="a relate_vs_king.py work directory")
+    p.add_argument("--setting", default="array", choices=("array", "sequence"))
+    p.add_argument("--thresholds", default="10,15,20", help="ERSA's t, each a row: shortest segment counted (cM)")
+    p.add_argument("--head-threshold", type=float, default=15.0, help="the t of the classifier's ERSA inputs")
+    p.add_argument("--types", default="ersa", choices=("ersa", "all"), help="relationship types per degree")
+    p.add_argument("--specificity", type=float, default=0.99, help="training unrelated pairs kept unrelated")
+    p.add_argument("--max-degree", type=int, default=12)
+    p.add_argument("--patch-sites", type=int, default=128, help="the work directory model's patch size")
+    p.add_argument("--head-epochs", type=int, default=0, help="train the classifier with/without ERSA inputs")
+    p.add_argument("--seed", type=int, default=1, help="relate_vs_king.py's --seed")
+    _results.add_json_option(p)
+    a = p.parse_args()
+    thresholds = [float(x) for x in a.thresholds.split(",")]
+    vcf = "pedigree_array.vcf.gz" if a.setting == "array" else "pedigree.vcf.gz"
+    sims = {s: a.workdir / "sim" / s for s in ("train", "test")}
+    dirs = {s: a.workdir / a.setting / s for s in ("train", "test")}
+    seconds, t0 = {}, time.perf_counter()
+    c0 = time.process_time()
+    data = {"train": rel.pedigree_pairs(dirs["train"], max_degree=a.max_degree, patch_sites=a.patch_sites,
+                                        unrelated_per_related=2.0, seed=a.seed, counts=a.head_epochs > 0),
+            "test": rel.pedigree_pairs(dirs["test"], max_degree=a.max_degree, patch_sites=a.patch_sites,
+                                       unrelated_per_related=1.0, seed=a.seed + 100)}
+    seconds["pairs"], t0 = time.perf_counter() - t0, time.perf_counter()
+    segs, genome_cm, n_chrom, groups = {}, {}, {}, {}
+    for s in ("train", "test"):
+        genome = read_genome(sims[s] / vcf, simulation_genetic_map(sims[s]))
+        assert genome.ids == data[s].ids
+        segs[s] = ibs0_free_segments(genome, data[s].pairs, min_cm=min(thresholds + [a.head_threshold]))
+        genome_cm[s], n_chrom[s] = float(genome.chromosome_cm.sum()), len(genome.chromosomes)
+        groups[s] = _groups(sims[s], data[s].ids, data[s].pairs)
+        del genome
+    seconds["segments"], t0 = time.perf_counter() - t0, time.perf_counter()
+    un_train = data["train"].y == a.max_degree + 1
+
+    def background(t: float) -> dict[str, ersa.Background]:
+        return {g: ersa.fit_background(segs["train"].subset(un_train & (groups["train"] == g)), threshold=t)
+                for g in np.unique(groups["train"])}
+
+    def model(s: str, t: float) -> ersa.Model:
+        return ersa.Model(threshold=t, genome_cm=genome_cm[s], chromosomes=n_chrom[s],
+                          background=ersa.per_pair(background(t), groups[s]), max_degree=a.max_degree, types=a.types)
+
+    test = data["test"]
+    truth = rel.degrees_of_classes(test.y, a.max_degree)
+    train_truth = rel.degrees_of_classes(data["train"].y, a.max_degree)
+    c = test.counts.sum(axis=1, dtype=np.int64)
+    net, _ = rel.load(a.workdir / a.setting / "model")
+    called = {"relate": rel.called_degrees(net, test, a.patch_sites),
+              "KING": rel.king_threshold_degrees(kinship(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))}
+    calibrated, train_acc = {}, {}
+    for t in thresholds:
+        ll = {s: ersa.log_likelihoods(segs[s], model(s, t)) for s in ("train", "test")}
+        lod_train = ll["train"][:, :-1].max(1) - ll["train"][:, -1]
+        calibrated[t] = float(np.quantile(lod_train[un_train], a.specificity))
+        called[f"ERSA{t:g}"] = ersa.call_degrees(ll["test"], min_lod=1.92)
+        called[f"ERSA{t:g}cal"] = ersa.call_degrees(ll["test"], min_lod=calibrated[t])
+        train_acc[t] = degree_accuracy(train_truth, ersa.call_degrees(ll["train"], min_lod=calibrated[t]))
+    seconds["evaluate"], t0 = time.perf_counter() - t0, time.perf_counter()
+    seconds["evaluate"], t0 = time.perf_counter() - t0, time.perf_counter()
+    if a.head_epochs:
+        fit = rel.Fit(epochs=a.head_epochs, seed=a.seed, unrelated_per_related=2.0)
+        for name, extra in (("head", False), ("head+ERSA", True)):
+            for s in ("train", "test"):
+                data[s].extra = ersa.pair_features(segs[s], model(s, a.head_threshold)) if extra else None
+            net = rel.fit_net(data["train"], max_degree=a.max_degree, patch_sites=a.patch_sites, fit=fit)
+            called[name] = rel.called_degrees(net.eval(), data["test"], a.patch_sites)
+            seconds[f"fit_{name}"], t0 = time.perf_counter() - t0, time.perf_counter()
+    acc = {c: degree_accuracy(truth, v) for c, v in called.items()}
+    rows = [{"degree": k, "pairs": acc["relate"][k]["n"],
+             **{f"{c}_{m}": acc[c][k][m] for c in called for m in ("exact", "within1")}} for k in acc["relate"]]
+    print("degree pairs " + " ".join(f"{c}(exact/±1)" for c in called))
+    for r in rows:
+        print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
+                                                            for c in called))
+    bg_rows = [{"threshold_cm": t, "populations": g, "unrelated_pairs": int((un_train & (groups["train"] == g)).sum()),
+                "segments_per_pair": round(float(b.rate), 3), "mean_excess_cm": round(float(b.mean_excess), 3)}
+               for t in thresholds for g, b in background(t).items()]
+    train_rows = [{"threshold_cm": t, "calibrated_lod": round(calibrated[t], 3),
+                   **{f"within1_{k}": v["within1"] for k, v in train_acc[t].items()}} for t in thresholds]
+    for r in train_rows:
+        print("training families, calibrated:", r)
+    _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "background": bg_rows,
+                                                           "training_within1": train_rows},
+                   info={"types": a.types, "specificity": a.specificity, "head_threshold_cm": a.head_threshold,
+                         "genome_cm_test": round(genome_cm["test"], 1), "variants_test": test.variants,
+                         "segments_test": int(segs["test"].count().sum()), "head_epochs": a.head_epochs,
+                         "cpu_seconds": round(time.process_time() - c0, 1),
+                         **{f"seconds_{k}": round(v, 1) for k, v in seconds.items()}})
+
+
+if __name__ == "__main__":
+    main()
