@@ -353,7 +353,8 @@ def classify():
 @click.option("--config", default=None, type=path_in,
               help="Classifier hyper-parameters (YAML; default: configs/classify/default.yaml).")
 @click.option("--embedding-model", default=None, type=path_in,
-              help="Model directory that wrote --embeddings; needed by features: decoded (its decoder is copied).")
+              help="Model directory that wrote --embeddings, for features: decoded (its decoder is copied); default: "
+                   "the directory the embeddings record.")
 def classify_train(embeddings, labels, out, label_column, kinship, genotypes, folds, repeats, threshold, seed, plots,
                    config, embedding_model):
     """Cross-validate a classifier on embeddings, then fit it on all labelled samples."""

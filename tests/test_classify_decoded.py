@@ -45,6 +45,9 @@ def setup(tmp_path_factory):
     embed(model=d / "model", input=store, output=d / "e.npy", fmt="npy", progress=False)
     embed(model=d / "model", input=store, output=d / "pooled.npy", fmt="npy", pool="mean", progress=False)
     embed(model=d / "model_mlp", input=store, output=d / "other.npy", fmt="npy", progress=False)
+    shutil.copytree(d / "model", d / "moved")  # embeddings whose model is no longer where it was
+    embed(model=d / "moved", input=store, output=d / "gone.npy", fmt="npy", progress=False)
+    shutil.rmtree(d / "moved")
     samples = read_embeddings(d / "e.zarr").samples
     (d / "labels.tsv").write_text("sample\tpop\n" + "".join(f"{s}\t{'AB'[i % 2]}\n" for i, s in enumerate(samples)))
     return d
@@ -113,8 +116,9 @@ def test_a_linear_model_on_gram_features_equals_one_on_the_features():
 
 
 def test_train_and_predict_need_only_the_classifier_and_the_embeddings(setup, tmp_path, monkeypatch):
+    # train finds the decoder at the model directory the embeddings record (no --embedding-model)
     s = classify.train(embeddings=setup / "e.zarr", labels=setup / "labels.tsv", out=tmp_path / "clf", folds=3,
-                       repeats=1, options=DECODED, embedding_model=setup / "model")
+                       repeats=1, options=DECODED)
     assert set(s.cv) == {"embedding"} and 0.0 <= s.cv["embedding"]["mean_macro_f1"] <= 1.0
     meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
     assert meta["config"]["features"] == "decoded" and meta["decoder"]["readout_scale"] == 30.0
@@ -154,7 +158,8 @@ def test_embeddings_of_another_model_are_refused(setup, tmp_path):
 
 
 @pytest.mark.parametrize("embeddings, model, match", [
-    ("e.npy", None, r"features: decoded reads the decoder of the model that wrote .*e.npy: give --embedding-model"),
+    ("gone.npy", None, r"gone.npy: classifier features: decoded reads the decoder of the model that wrote these "
+                       r"embeddings \(recorded at .*moved, not found here\): give --embedding-model DIR"),
     ("pooled.npy", "model", r"pooled.npy: pooled embeddings \(--pool mean\) have no patches to decode"),
     ("other.npy", "model_mlp", r"--embedding-model .*model_mlp: decoder 'mlp' has no per-site readout"),
 ])

@@ -305,11 +305,14 @@ def train(*, embeddings: str | Path, labels: str | Path, out: str | Path, label_
         raise InputError(f"--threshold {threshold}: a probability in [0, 1]")
     if Path(out).exists():
         raise InputError(f"{out}: output already exists; remove it or choose another --out")
-    if features == "decoded" and embedding_model is None:
-        raise InputError(f"classifier features: decoded reads the decoder of the model that wrote {embeddings}: "
-                         "give --embedding-model DIR, or set features: embedding")
     plot_dir = _plot_dir(plots)
     emb = read_embeddings(embeddings)
+    if features == "decoded" and embedding_model is None:
+        embedding_model = emb.attrs.get("model_dir")
+        if not embedding_model or not Path(embedding_model).is_dir():
+            raise InputError(f"{embeddings}: classifier features: decoded reads the decoder of the model that wrote "
+                             f"these embeddings (recorded at {embedding_model or 'no path'}, not found here): give "
+                             "--embedding-model DIR, or set features: embedding")
     decoder = decoded.Decoder.from_model(embedding_model, emb) if features == "decoded" else None
     if embedding_model is not None and decoder is None:
         emb.check_same_model(modeldir.identity(embedding_model), what=f"--embedding-model {embedding_model}")

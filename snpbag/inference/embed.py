@@ -174,8 +174,9 @@ def embed(
         log.warning("%s: %d of %d patches have fewer than %g of their sites typed; they are flagged in the output",
                     input, int(patches.flagged.sum()), len(patches), min_typed)
     dims = head.shape[0] * head.shape[1]
-    attrs = {"model": modeldir.identity(model, loaded.vocab), "patch": head.patch, "shape": list(head.shape),
-             "min_typed": min_typed}
+    # model_dir: where the model was, so `snpbag classify train` finds its decoder unasked
+    attrs = {"model": modeldir.identity(model, loaded.vocab), "model_dir": str(Path(model).resolve()),
+             "patch": head.patch, "shape": list(head.shape), "min_typed": min_typed}
     n = targets.n_samples
     keep = ~patches.flagged
     with atomic_output(output) as tmp:
