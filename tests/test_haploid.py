@@ -7,7 +7,7 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_DRAWS, PHASE_OPTIONS, genotype_probs, haploid_probs,
+from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, genotype_probs, haploid_probs,
                                       phase_draws)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
@@ -116,11 +116,14 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
     assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
 
 
-def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states():
+def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
     """votes(selection="phased") = phase the visible sites, K composites per phased
     haplotype, the dense haploid model on each, independent haplotypes' genotype
     probabilities; with the panel's own haplotypes as states, the dense model averaged
     over the decoded phase and the phasings drawn from its PP."""
+    import snpbag.retrieval.haploid as haploid
+
+    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # the default (1) imputes the decoded phase alone
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
@@ -144,7 +147,7 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
             hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
                                      options=o, rounds=o.rounds)
             np.testing.assert_array_equal(hv, query[vis])
-            flips = phase_draws(hv, pp, PHASE_DRAWS)
+            flips = phase_draws(hv, pp, 8)
             assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
             p = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
         for c in range(2) if panel is not every else ():  # composite states: the decoded phase alone

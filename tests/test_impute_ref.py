@@ -223,16 +223,18 @@ def test_phased_selection_writes_phased_calls_and_haplotype_dosages(cohort, tmp_
     assert result.exit_code == 2 and "--format HDS: this model gives no haplotype dosages" in result.stderr
 
 
-def test_ref_options_give_the_haploid_settings_to_phased_alone():
+def test_ref_options_give_the_haploid_settings_to_phased_alone(monkeypatch):
     """--ref's haploid HMM settings (Ne, ε) go with the phased selection; the pair HMM's
     selections keep the panel's defaults."""
-    from snpbag.inference.refpanel import HAPLOID_HMM, ref_options
+    from snpbag.inference import refpanel
     from snpbag.retrieval.haplotypes import HaplotypePanel
 
-    assert ref_options() == ref_options("phased") and ref_options()["ne"] == HAPLOID_HMM["ne"]
+    monkeypatch.setattr(refpanel, "HAPLOID_HMM", {"ne": 2e5, "eps": 1e-4})  # the default sets none
+    ref_options = refpanel.ref_options
+    assert ref_options("phased")["ne"] == 2e5 and "ne" not in refpanel.REF_OPTIONS
     for selection in ("conflicts", "composite"):
         opts = ref_options(selection)
         assert "ne" not in opts and "eps" not in opts and opts["selection"] == selection
     h = np.zeros((2, 3, 2), np.int8)
-    panel = HaplotypePanel(h, np.arange(3) * 0.01, **ref_options())
-    assert (panel.ne, panel.eps) == (HAPLOID_HMM["ne"], HAPLOID_HMM["eps"])
+    panel = HaplotypePanel(h, np.arange(3) * 0.01, **ref_options("phased"))
+    assert (panel.ne, panel.eps) == (2e5, 1e-4)

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 #: ``phased`` takes every panel haplotype up to Beagle's 1,600 states (docs/benchmarks.md).
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
-#: The haploid HMM's switch and error settings for ``phased`` (the pair HMM's stay at the
-#: panel's defaults): Ne 2·10⁵ and ε 10⁻⁴ raise concordance and r² at a 5 % array on
-#: docs/benchmarks.md's 3 Mb cohort (Beagle's error is of the same order, from its
-#: number of haplotypes).
-HAPLOID_HMM = {"ne": 2e5, "eps": 1e-4}
+#: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults
+#: (the pair HMM's selections keep those): none. Ne 2·10⁵ and ε 10⁻⁴ raised r² a little at
+#: a 5 % array on docs/benchmarks.md's 3 Mb cohort but left INFO/R2 pessimistic by up to
+#: 0.158 per decile (0.030 at the defaults).
+HAPLOID_HMM: dict[str, float] = {}
 
 #: The copying model's settings for ``--ref``: block and margin from the same sweep.
 REF_OPTIONS = {"selection": "phased", "states": SELECTION_STATES["phased"], "block": 128, "margin": 64,
