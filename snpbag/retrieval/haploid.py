@@ -23,9 +23,10 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype. Where the states
-are the panel's haplotypes, the phase is averaged over instead of fixed: the decoded phase
-and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each heterozygote with
+A phase error moves a stretch of ALT probability to the other haplotype. With
+:data:`PHASE_DRAWS` above 1 (default 1: the decoded phase alone, whose INFO/R2 is
+calibrated) and the panel's haplotypes as states, the phase is averaged over instead of
+fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each heterozygote with
 probability 1 − PP) each run steps 3–4, and the state posteriors at each visible site are
 averaged, each phasing's copy counted for the decoded haplotype whose alleles it carries
 there (:func:`sampled_phase_probs`), so HDS stays in the decoded phase and the hidden sites
@@ -314,9 +315,10 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     their number (Beagle's default of 1,600 does for panels up to 800 genomes), else K
     composite haplotypes matched to that haplotype; ne, eps : as the pair model;
     options : the phaser's (default :data:`PHASE_OPTIONS`); floor : :func:`interpolate_hidden`;
-    draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the panel's haplotypes (the decoded
-    one and draws − 1 from its PP, :func:`phase_draws`, :func:`sampled_phase_probs`); composite
-    states are matched to the decoded haplotypes, so they impute the decoded phase alone.
+    draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
+    panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
+    :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
+    they impute the decoded phase alone.
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
