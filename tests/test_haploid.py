@@ -139,7 +139,7 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
         for e in np.atleast_1d(exclude if exclude is not None else []):
             allowed[2 * e: 2 * e + 2] = False
         o = PHASE_OPTIONS
-        query = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
+        query, _ = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
         p = np.empty((60, 2))
         if panel is every:  # the panel's own haplotypes: averaged over the phasings drawn from PP
             vis = np.flatnonzero(gi >= 0)

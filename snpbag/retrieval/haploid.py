@@ -8,7 +8,7 @@ then impute each of its two haplotypes on its own (Browning, Zhou & Browning 201
 O(K) per visible site. Here (``selection="phased"`` of
 :class:`~snpbag.retrieval.haplotypes.HaplotypePanel`):
 
-1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_rounds`),
+1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`),
    with PP, the probability that each heterozygote's phase relative to the previous one is right;
 2. each phased haplotype gets its own K composite haplotypes, matched to it alone
    (:func:`~snpbag.retrieval.states.composite_panel`);
@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
-from snpbag.retrieval.phasing import PhaseOptions, phase_rounds
+from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_panel
 
 #: The phaser's settings for imputation: the pair model (the haploid phasing model is not
@@ -329,16 +329,12 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     L = panel.shape[0]
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
-    calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
-    hv, pp, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
-                             rounds=o.rounds)
-    query = np.full((L, 2), -1, dtype=np.int8)
-    query[vis] = hv
+    query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
     if states >= n_ref:
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor,
-                            phase_draws(hv, pp, draws), p, q)
+                            phase_draws(query[vis], pp[vis], draws), p, q)
     else:
         for c in range(2):
             copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,

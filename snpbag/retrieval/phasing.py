@@ -219,24 +219,27 @@ def phased_composite(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, a
     the two phased haplotypes to the panel (:func:`~snpbag.retrieval.states.composite_panel`,
     ``step`` visible sites per step). dosage : (L,) 0/1/2 visible, −1 hidden."""
     o = options or IMPUTE_OPTIONS
-    query = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
+    query, _ = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     return composite_panel(panel, query, allowed=allowed, states=states, genotype=False, step=step,
                            width=o.width, matches=o.matches)
 
 
 def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray,
-                  options: PhaseOptions | None = None) -> np.ndarray:
-    """(L, 2) int8 haplotypes of one unphased sequence at its visible sites, −1 at hidden
-    ones: its visible sites phased against the panel (:func:`phase_rounds` with ``options``).
-    dosage : (L,) 0/1/2 visible, −1 hidden."""
+                  options: PhaseOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One unphased sequence's visible sites phased against the panel (:func:`phase_rounds`
+    with ``options``): (L, 2) int8 haplotypes, −1 at hidden sites, and (L,) float32 PP, NaN
+    at hidden sites, homozygotes and the first heterozygote. dosage : (L,) 0/1/2 visible,
+    −1 hidden."""
     o = options or IMPUTE_OPTIONS
     vis = np.flatnonzero(dosage >= 0)
     calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
-    hap, _, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
-                             rounds=o.rounds)
+    hap, pp, _ = phase_rounds(panel[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
+                              rounds=o.rounds)
     query = np.full((panel.shape[0], 2), -1, dtype=np.int8)
     query[vis] = hap
-    return query
+    full = np.full(panel.shape[0], np.nan, dtype=np.float32)
+    full[vis] = pp
+    return query, full
 
 
 def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None):
