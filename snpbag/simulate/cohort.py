@@ -159,6 +159,39 @@ class Haplotypes:
         return g.mean(axis=1, dtype=np.float64) if g.shape[1] else np.zeros(len(self.positions))
 
 
+#: Longest stretch (cM) one coalescent run simulates of a pedigree chromosome. msprime's time grows about
+#: with the square of a run's genetic length (one 2-pop-founder run: 1.2 / 3.2 / 12 CPU s at 12 / 25 / 50 cM;
+#: a whole 287 cM chromosome 1 > 9 min), so each chromosome is simulated as independent blocks of at most
+#: this length: founder LD and background sharing are realistic up to it and cut at block ends.
+FOUNDER_BLOCK_CM = 25.0
+#: How pedigree founders are simulated (``founder_map``), as simulation.json records it.
+FOUNDER_MAPS = {
+    "pedigree": f"coalescent on the pedigree's map (each chromosome's genetic length over its bp), "
+                f"independent blocks of <= {FOUNDER_BLOCK_CM:g} cM",
+    "physical": f"coalescent at the cohort rate {RECOMBINATION_RATE} per bp: founder LD and background sharing "
+                "stretched over the pedigree map (fast; for tests and smoke runs)",
+}
+
+
+def simulate_founders(samples_per_pop: Sequence[int], *, length: int, length_cm: float, chrom: str,
+                      seed: np.random.SeedSequence) -> Haplotypes:
+    """One pedigree chromosome of founders whose coalescent ran on the map the pedigree's crossovers use
+    (``length_cm`` spread uniformly over ``length`` bp, :func:`snpbag.simulate.pedigree.recombination_rate`),
+    so unrelated founders share haplotypes over as many cM as real unrelated people do, not the 10-25x
+    longer stretches a 1.2e-8 per bp coalescent gives once its bp carry a whole chromosome's cM.
+    Simulated as :data:`FOUNDER_BLOCK_CM` blocks of equal bp, each its own run, concatenated."""
+    rate = ped.recombination_rate(length, length_cm)
+    ends = np.linspace(0, length, max(1, math.ceil(length_cm / FOUNDER_BLOCK_CM)) + 1).round().astype(np.int64)
+    blocks = []
+    for lo, hi, s in zip(ends[:-1], ends[1:], seed.spawn(len(ends) - 1)):
+        h = simulate_haplotypes(samples_per_pop, length=int(hi - lo), chrom=chrom, seed=s,
+                                rate_map=(np.array([0.0, hi - lo]), np.array([rate])))
+        blocks.append(h)
+        h.positions += lo
+    cat = [np.concatenate([getattr(h, f) for h in blocks]) for f in ("positions", "ref", "alt", "genotypes")]
+    return Haplotypes(chrom, int(length), *cat)
+
+
 def _msprime_seed(ss: np.random.SeedSequence) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0]) % (2**32 - 2) + 1
 
@@ -385,6 +418,7 @@ def simulate(
     max_degree: int | None = None,
     genotype_error: float | None = None,
     recombination: str = "uniform",
+    founder_map: str | None = None,
 ) -> SimulationResult:
     """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
 
@@ -435,6 +469,11 @@ def simulate(
         as array and sequencing errors do. The truth tables and ``array_sites.tsv`` are of the
         error-free genotypes, so a run with and without errors (same seed) differs only in
         the calls.
+    founder_map
+        With ``pedigree``: ``pedigree`` (default) simulates the founders' coalescent on the map the
+        pedigree's crossovers use (:func:`simulate_founders`); ``physical`` at the cohort's rate per bp,
+        which stretches founder LD and background sharing over each chromosome's cM (fast, unrealistic:
+        unrelated founders share many runs of 10 cM and more; for tests and smoke runs).
 
     Returns
     -------
@@ -447,11 +486,14 @@ def simulate(
         ``array_fraction``, or too many ``split_targets``.
     """
     _validate(samples_per_pop, length, chrom, array_fraction, split_targets, pedigree, chromosomes)
-    for flag, value in (("--max-degree", max_degree), ("--genotype-error", genotype_error)):
+    for flag, value in (("--max-degree", max_degree), ("--genotype-error", genotype_error),
+                        ("--founder-map", founder_map)):
         if value is not None and pedigree is None:
             raise InputError(f"{flag} applies to pedigree simulations; add --pedigree N or drop {flag}")
     if genotype_error is not None and not 0 <= genotype_error < 1:
         raise InputError(f"--genotype-error {genotype_error}: must be in [0, 1), e.g. 0.005")
+    if founder_map is not None and founder_map not in FOUNDER_MAPS:
+        raise InputError(f"--founder-map {founder_map}: choose one of {', '.join(FOUNDER_MAPS)}")
     if demography not in DEMOGRAPHIES:
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
     if demography != "ooa" and pedigree is not None:
@@ -473,6 +515,8 @@ def simulate(
     for key, value in (("max_degree", max_degree), ("genotype_error", genotype_error)):
         if value is not None:
             params[key] = value
+    if pedigree is not None:
+        params["founder_map"] = founder_map or "pedigree"
     t0 = time.perf_counter()
     with atomic_output(outdir, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -586,8 +630,12 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     pop_names = [p for p, _ in POPULATIONS]
     max_degree = params.get("max_degree") or ped.DEFAULT_MAX_DEGREE
     counts = ped.founders_per_population(n_fam, len(POPULATIONS), max_degree=max_degree)
-    founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
     lengths_cm = ped.HUMAN_AUTOSOME_CM[:k] if k > 1 else (ped.HUMAN_AUTOSOME_CM[_autosome_index(params["chrom"])],)
+    if params["founder_map"] == "pedigree":
+        founders = [simulate_founders(counts, length=length, length_cm=cm, chrom=c, seed=s)
+                    for c, cm, s in zip(names, lengths_cm, chrom_ss.spawn(k))]
+    else:
+        founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
     sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
                                 rng=np.random.default_rng(ped_ss), max_degree=max_degree)
     chroms = []
@@ -626,6 +674,7 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
         n_samples=len(samples),
         families=n_fam,
         meiosis="Poisson crossovers (Haldane, no interference), uniform over each chromosome, sex-averaged",
+        founder_map=FOUNDER_MAPS[params["founder_map"]],
         array_sites=None if picks is None else int(sum(len(x) for x in picks)),
     )
     n_sites = sum(len(h.positions) for h in chroms)
