@@ -283,6 +283,13 @@ def test_founders_coalesce_on_the_pedigree_map(tmp_path):
     assert runs["pedigree"] < 0.1 < 0.3 < runs["physical"], runs
 
 
+def test_founder_map_errors(tmp_path):
+    with pytest.raises(InputError, match="--founder-map applies to pedigree simulations; add --pedigree N"):
+        sm.simulate(tmp_path / "x", founder_map="physical")
+    with pytest.raises(InputError, match="--founder-map genetic: choose one of pedigree, physical"):
+        sm.simulate(tmp_path / "x", pedigree=1, founder_map="genetic")
+
+
 def test_pedigree_chromosome_limit(tmp_path):
     with pytest.raises(InputError, match="--chromosomes 23: must be between 1 and 22"):
         sm.simulate(tmp_path / "x", pedigree=1, chromosomes=23)

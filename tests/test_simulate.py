@@ -302,7 +302,8 @@ def test_cli_calls_library_and_reports_errors(tmp_path):
     assert res.exit_code == 0, res.output
     run.assert_called_once_with(str(tmp_path / "o"), samples_per_pop=5, length=1_000_000, chrom="chr1", seed=1,
                                 array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None,
-                                demography="ooa", max_degree=None, genotype_error=None, recombination="uniform")
+                                demography="ooa", max_degree=None, genotype_error=None, recombination="uniform",
+                                founder_map=None)
     res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--array-fraction", "2"])
     assert res.exit_code == 2
     assert res.output.strip() == "snpbag: error: --array-fraction 2.0: must be in (0, 1], e.g. 0.05"
