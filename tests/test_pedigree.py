@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from cyvcf2 import VCF
 
+from snpbag.simulate import coalescent as co
 from snpbag.simulate import cohort as sm
 from snpbag.errors import InputError
 from snpbag.simulate import pedigree as ped
@@ -264,8 +265,9 @@ def test_founders_coalesce_on_the_pedigree_map(tmp_path):
     runs = {}
     for how in ("pedigree", "physical"):
         out = tmp_path / how
-        with mock.patch.object(sm, "simulate_haplotypes", wraps=sm.simulate_haplotypes) as f, \
-                mock.patch.object(sm, "FOUNDER_BLOCK_CM", 8.0):  # shorter blocks run faster (time ~ cM²)
+        f = mock.Mock(wraps=co.simulate_haplotypes)  # pedigree founders call it in coalescent, physical in cohort
+        with mock.patch.object(co, "simulate_haplotypes", f), mock.patch.object(sm, "simulate_haplotypes", f), \
+                mock.patch.object(co, "FOUNDER_BLOCK_CM", 8.0):  # shorter blocks run faster (time ~ cM²)
             sm.simulate(out, length=2_000_000, pedigree=1, chromosomes=1, chrom="chr21", seed=3, founder_map=how)
         maps = [c.kwargs.get("rate_map") for c in f.call_args_list]
         if how == "pedigree":
