@@ -12,7 +12,9 @@ either side. The copying model's shared-haplotype evidence (:mod:`snpbag.retriev
 place ends more exactly but costs a pair HMM per pair; runs cost one pass over the sites.
 
 A run is a maximal stretch of one chromosome's sites called in both genomes with no IBS0; its
-length is the genetic distance from its first to its last site (:class:`Segments`).
+length is the genetic distance from its first to its last site (:class:`Segments`). On phased
+input, :mod:`snpbag.kinship.hapibd` finds the same kind of segments on the haplotypes instead
+(fewer false runs, exact ends); both detectors fill :class:`Segments` through :func:`gather`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Genome:
     chrom: np.ndarray  # int32 (v,), index into chromosomes; each chromosome one run
     cm: np.ndarray  # float64 (v,), non-decreasing within a chromosome
     chromosomes: list[str]
+    haplotypes: np.ndarray | None = None  # int8 (v, n, 2) phased alleles, −1 missing; read only when asked
 
     @property
     def chromosome_cm(self) -> np.ndarray:
@@ -53,17 +56,18 @@ class Genome:
         return out
 
 
-def read_genome(path: str | Path, genetic_map: GeneticMap) -> Genome:
-    """Dosages, chromosomes and genetic positions (``genetic_map``) of a VCF/BCF's autosomal biallelic SNPs.
+def read_genome(path: str | Path, genetic_map: GeneticMap, *, haplotypes: bool = False) -> Genome:
+    """Dosages, chromosomes and genetic positions (``genetic_map``) of a VCF/BCF's autosomal biallelic SNPs;
+    with ``haplotypes``, also the phased alleles (the haplotype detector's input).
 
     Raises
     ------
-    InputError : no autosomal SNPs, or a chromosome absent from the map.
+    InputError : no autosomal SNPs, a chromosome absent from the map, or (``haplotypes``) an unphased call.
     """
     reader = VcfReader(path)
     try:
         ids = list(reader.samples)
-        parts, chroms, cms, names = [], [], [], []
+        parts, chroms, cms, names, haps = [], [], [], [], []
         for block in reader.blocks(CHUNK):
             for c in np.unique(block.contig):
                 name = reader.contigs[int(c)]
@@ -73,13 +77,28 @@ def read_genome(path: str | Path, genetic_map: GeneticMap) -> Genome:
                 if name not in names:
                     names.append(name)
                 parts.append(alt_dosage(block.genotype[m]))
+                if haplotypes:
+                    _require_phased(path, reader.contigs, block, m)
+                    haps.append(np.maximum(block.genotype[m], -1).astype(np.int8))
                 chroms.append(np.full(int(m.sum()), names.index(name), dtype=np.int32))
                 cms.append(genetic_map.cm(name, block.position[m].astype(np.float64)))
     finally:
         reader.close()
     if not parts:
         raise InputError(f"{path}: no autosomal biallelic SNPs to find shared segments on")
-    return Genome(ids, np.concatenate(parts), np.concatenate(chroms), np.concatenate(cms), names)
+    return Genome(ids, np.concatenate(parts), np.concatenate(chroms), np.concatenate(cms), names,
+                  np.concatenate(haps) if haplotypes else None)
+
+
+def _require_phased(path, contigs: list[str], block, rows: np.ndarray) -> None:
+    """Refuse a block whose calls on ``rows`` are not all phased (a missing call has no phase to lose)."""
+    called = (block.genotype[rows] >= 0).all(axis=2)
+    bad = np.flatnonzero((called & ~block.phased[rows]).any(axis=1))
+    if bad.size:
+        v = np.flatnonzero(rows)[bad[0]]
+        raise InputError(f"{path}: unphased genotype at {contigs[int(block.contig[v])]}:{int(block.position[v])}; "
+                         "the haplotype IBD detector needs phased input: run `snpbag phase` on it first, "
+                         "or use the IBS0 detector")
 
 
 @dataclass
@@ -122,13 +141,50 @@ class Segments:
                         self.start_cm[take], self.end_cm[take])
 
 
+def check_pairs(genome: Genome, pairs: np.ndarray, min_cm: float) -> np.ndarray:
+    """``pairs`` as contiguous int64 (n_pairs, 2), checked against the genome's samples and ``min_cm``.
+
+    Raises
+    ------
+    InputError : a negative ``min_cm`` or a pair index out of range.
+    """
+    if min_cm < 0:
+        raise InputError(f"--min-cm {min_cm}: must be >= 0")
+    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= genome.dosages.shape[1]):
+        raise InputError(f"pair index out of range for {genome.dosages.shape[1]} samples")
+    return pairs
+
+
+def gather(kernel, args: tuple, n_pairs: int, cm: np.ndarray, chrom: np.ndarray) -> Segments:
+    """Run a segment kernel over all pairs into :class:`Segments`, growing its output as needed.
+
+    The kernel's contract: ``kernel(*args, k0, offsets, first, last) -> k`` writes pair k's segments
+    (first and last site index, genome order) from row ``offsets[k]`` on, sets ``offsets[k + 1]``, starts at
+    pair ``k0`` and returns the first pair it could not finish for lack of rows (``n_pairs`` when done), so
+    one pass over the sites suffices whatever the number of segments.
+    """
+    offsets = np.zeros(n_pairs + 1, dtype=np.int64)
+    first = np.zeros(max(64, 8 * n_pairs), np.int64)
+    last = np.zeros_like(first)
+    k = 0
+    while k < n_pairs:
+        k = kernel(*args, k, offsets, first, last)
+        if k < n_pairs:
+            first, last = np.resize(first, 2 * first.size), np.resize(last, 2 * last.size)
+    n = int(offsets[-1])
+    first, last = first[:n], last[:n]
+    return Segments(offsets, chrom[first].astype(np.int32), cm[first].astype(np.float64), cm[last].astype(np.float64))
+
+
 @njit(cache=True, nogil=True)
-def _runs(g, chrom, cm, pairs, min_cm, offsets, out_chrom, out_start, out_end, fill):
-    """Count (``fill`` False: into offsets[k + 1]) or write the IBS0-free runs of each pair."""
+def _runs(g, chrom, cm, pairs, min_cm, k0, offsets, out_first, out_last):
+    """The IBS0-free runs of pairs k0.. (:func:`gather`'s contract)."""
     nv = g.shape[0]
-    for k in range(pairs.shape[0]):
+    cap = out_first.shape[0]
+    for k in range(k0, pairs.shape[0]):
         i, j = pairs[k, 0], pairs[k, 1]
-        w = offsets[k] if fill else 0
+        w = offsets[k]
         first, last, cur = -1, -1, -1
         a, b = 0, 0
         for v in range(nv + 1):
@@ -137,29 +193,24 @@ def _runs(g, chrom, cm, pairs, min_cm, offsets, out_chrom, out_start, out_end, f
                 a, b = g[v, i], g[v, j]
                 if chrom[v] != cur:
                     close = True
-            if close and first >= 0:  # a chromosome ended
+            ibs0 = v < nv and a >= 0 and b >= 0 and ((a == 0 and b == 2) or (a == 2 and b == 0))
+            if (close or ibs0) and first >= 0:  # a chromosome ended or IBS0 ends the run
                 if cm[last] - cm[first] >= min_cm:
-                    if fill:
-                        out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
+                    if w == cap:
+                        return k
+                    out_first[w], out_last[w] = first, last
                     w += 1
                 first = -1
             if v == nv:
                 break
             cur = chrom[v]
-            if a < 0 or b < 0:
-                continue
-            if (a == 0 and b == 2) or (a == 2 and b == 0):  # IBS0 ends the run
-                if first >= 0 and cm[last] - cm[first] >= min_cm:
-                    if fill:
-                        out_chrom[w], out_start[w], out_end[w] = chrom[first], cm[first], cm[last]
-                    w += 1
-                first = -1
+            if a < 0 or b < 0 or ibs0:
                 continue
             if first < 0:
                 first = v
             last = v
-        if not fill:
-            offsets[k + 1] = w
+        offsets[k + 1] = w
+    return pairs.shape[0]
 
 
 def ibs0_free_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float) -> Segments:
@@ -179,19 +230,8 @@ def ibs0_free_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float) -> S
     ------
     InputError : a negative ``min_cm`` or a pair index out of range.
     """
-    if min_cm < 0:
-        raise InputError(f"--min-cm {min_cm}: must be >= 0")
-    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
-    if pairs.size and (pairs.min() < 0 or pairs.max() >= genome.dosages.shape[1]):
-        raise InputError(f"pair index out of range for {genome.dosages.shape[1]} samples")
+    pairs = check_pairs(genome, pairs, min_cm)
     g = np.ascontiguousarray(genome.dosages, dtype=np.int8)
     chrom = np.ascontiguousarray(genome.chrom, dtype=np.int32)
     cm = np.ascontiguousarray(genome.cm, dtype=np.float64)
-    offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
-    none_i, none_f = np.zeros(0, np.int32), np.zeros(0, np.float64)
-    _runs(g, chrom, cm, pairs, float(min_cm), offsets, none_i, none_f, none_f, False)
-    offsets = np.cumsum(offsets)
-    n = int(offsets[-1])
-    out_chrom, start, end = np.zeros(n, np.int32), np.zeros(n), np.zeros(n)
-    _runs(g, chrom, cm, pairs, float(min_cm), offsets, out_chrom, start, end, True)
-    return Segments(offsets, out_chrom, start, end)
+    return gather(_runs, (g, chrom, cm, pairs, float(min_cm)), len(pairs), cm, chrom)
