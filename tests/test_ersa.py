@@ -188,3 +188,20 @@ def test_pedigree_simulation_map_is_uniform_per_chromosome(tmp_path):
     np.testing.assert_allclose(gm.cm("chr2", np.array([250])), [2.5])
     with pytest.raises(InputError, match="no pedigree simulation.json"):
         simulation_genetic_map(tmp_path / "missing")
+
+
+def test_two_exponential_background_recovers_a_heavy_tail_and_raises_the_bar_for_long_segments():
+    rng = np.random.default_rng(5)
+    n = 4000
+    excess = np.where(rng.random(n) < 0.2, rng.exponential(6.0, n), rng.exponential(0.5, n))
+    s = _segments(*[[2.0 + x] for x in excess])
+    one = ersa.fit_background(s, threshold=2.0)
+    two = ersa.fit_background(s, threshold=2.0, components=2)
+    assert one.tail_weight == 0.0 and one.mean_excess == pytest.approx(excess.mean())
+    assert two.tail_weight == pytest.approx(0.2, abs=0.03) and two.tail_excess == pytest.approx(6.0, rel=0.1)
+    assert two.mean_excess == pytest.approx(0.5, rel=0.1)
+    x = np.array([[0.2, 25.0]])
+    np.testing.assert_allclose(one.log_density(x), -x / one.mean_excess - np.log(one.mean_excess))
+    assert two.log_density(x)[0, 1] > one.log_density(x)[0, 1] + 5  # a 27 cM background segment: far likelier
+    with pytest.raises(InputError, match="components=3"):
+        ersa.fit_background(s, threshold=2.0, components=3)

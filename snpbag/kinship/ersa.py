@@ -55,13 +55,29 @@ class Background:
 
     Either a number each (one population, as ERSA assumes) or one per pair scored (:func:`per_pair`: a
     background per population, since a bottlenecked population shares many more segments than another).
+    With ``tail_weight`` w > 0 the excess lengths are a mixture: (1 − w) exponential of mean θ and w
+    exponential of mean ``tail_excess`` — background IBD from ancestors of many ages has a heavier tail
+    than one exponential, and that tail is what a distant relative's few long segments are tested against.
     """
 
     rate: float | np.ndarray
     mean_excess: float | np.ndarray
+    tail_weight: float | np.ndarray = 0.0
+    tail_excess: float | np.ndarray = 1.0
 
     def to_dict(self) -> dict:
-        return {"rate": np.asarray(self.rate).tolist(), "mean_excess": np.asarray(self.mean_excess).tolist()}
+        return {k: np.asarray(getattr(self, k)).tolist() for k in ("rate", "mean_excess", "tail_weight", "tail_excess")}
+
+    def log_density(self, excess: np.ndarray) -> np.ndarray:
+        """Log density of excess lengths (cM above t), broadcasting the parameters over rows (pairs, ...)."""
+        def col(x):
+            x = np.asarray(x, dtype=np.float64)
+            return x.reshape(x.shape + (1,) * (excess.ndim - x.ndim)) if x.ndim else x
+        theta, w, tail = col(self.mean_excess), col(self.tail_weight), col(self.tail_excess)
+        with np.errstate(divide="ignore"):
+            body = np.log1p(-w) - excess / theta - np.log(theta)
+            heavy = np.log(w) - excess / tail - np.log(tail)
+        return np.logaddexp(body, heavy)
 
 
 def per_pair(backgrounds: dict[str, Background], group: np.ndarray) -> Background:
@@ -75,25 +91,38 @@ def per_pair(backgrounds: dict[str, Background], group: np.ndarray) -> Backgroun
     if missing:
         raise InputError(f"ERSA background: no unrelated pairs of group(s) {', '.join(map(str, missing[:5]))} "
                          "to fit one on")
-    rate = np.array([float(backgrounds[g].rate) for g in group])
-    theta = np.array([float(backgrounds[g].mean_excess) for g in group])
-    return Background(rate, theta)
+    return Background(*(np.array([float(getattr(backgrounds[g], k)) for g in group])
+                        for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
 
 
-def fit_background(segments: Segments, *, threshold: float) -> Background:
-    """λ_P and θ of unrelated pairs' segments of at least ``threshold`` cM (maximum likelihood: the mean count
-    per pair and the mean excess length; floored so that pairs that share nothing still give a finite model).
+def fit_background(segments: Segments, *, threshold: float, components: int = 1) -> Background:
+    """λ_P and the length law of unrelated pairs' segments of at least ``threshold`` cM (maximum likelihood: the
+    mean count per pair; the mean excess length, or with ``components=2`` a two-exponential mixture by EM;
+    floored so that pairs that share nothing still give a finite model).
 
     Raises
     ------
-    InputError : no pairs.
+    InputError : no pairs, or ``components`` not 1 or 2.
     """
     if segments.n_pairs == 0:
         raise InputError("ERSA background: no unrelated pairs to fit it on")
+    if components not in (1, 2):
+        raise InputError(f"ERSA background components={components}: choose 1 or 2")
     lengths = segments.length_cm[segments.length_cm >= threshold]
     rate = max(lengths.size / segments.n_pairs, 1e-3)
-    theta = max(float(np.mean(lengths - threshold)) if lengths.size else 1.0, 0.1)
-    return Background(rate, theta)
+    x = lengths - threshold
+    theta = max(float(np.mean(x)) if lengths.size else 1.0, 0.1)
+    if components == 1 or lengths.size < 20:
+        return Background(rate, theta)
+    w, t1, t2 = 0.1, theta / 2, 2 * theta  # EM from a short body and a long tail
+    for _ in range(200):
+        lb = np.log1p(-w) - x / t1 - np.log(t1)
+        lt = np.log(w) - x / t2 - np.log(t2)
+        r = np.exp(lt - np.logaddexp(lb, lt))  # responsibility of the tail
+        w = float(np.clip(r.mean(), 1e-4, 0.5))
+        t1 = max(float((1 - r) @ x / max((1 - r).sum(), 1e-9)), 0.05)
+        t2 = max(float(r @ x / max(r.sum(), 1e-9)), t1)
+    return Background(rate, t1, w, t2)
 
 
 @dataclass(frozen=True)
@@ -171,8 +200,9 @@ def log_likelihoods(segments: Segments, model: Model) -> np.ndarray:
     valid = ~np.isnan(s)
     excess = np.where(valid, s - t, 0.0)
     lam_p = np.broadcast_to(np.asarray(bg.rate, dtype=np.float64), (P,))[:, None]  # (P, 1)
-    theta = np.broadcast_to(np.asarray(bg.mean_excess, dtype=np.float64), (P,))[:, None]  # (P, 1)
-    fp = np.where(valid, -excess / theta - np.log(theta), 0.0)  # (P, W)
+    per = Background(*(np.broadcast_to(np.asarray(getattr(bg, k), dtype=np.float64), (P,))
+                       for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
+    fp = np.where(valid, per.log_density(excess), 0.0)  # (P, W)
     cum_fp = np.concatenate([np.zeros((P, 1)), np.cumsum(fp, axis=1)], axis=1)  # (P, W+1): shortest j background
     split = np.arange(W + 1)  # j = segments assigned to the background
     ok = split[None, :] <= n[:, None]  # (P, W+1)

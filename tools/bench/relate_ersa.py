@@ -1,12 +1,14 @@
-"""ERSA on held-out pedigrees: shared segments (IBS0-free runs in cM) and ERSA's likelihood per degree, beside
+"""ERSA on held-out pedigrees: shared segments (IBS0-free runs or haplotype IBD, in cM) and ERSA's likelihood per degree, beside
 ``snpbag relate`` and KING, standalone and as extra inputs to the trained classifier.
 
 Reads a ``relate_vs_king.py`` work directory (its simulations and its trained model; nothing is
 re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``: pedigree.vcf.gz):
 
 1. the labelled pairs of the training and held-out families exactly as ``relate_vs_king.py``
-   draws them (same seeds), their KING counts per patch, and each pair's runs free of opposite
-   homozygotes on the simulation's own genetic map (:mod:`snpbag.kinship.segments`);
+   draws them (same seeds), their KING counts per patch, and each pair's shared segments on the
+   simulation's own genetic map: ``--detector ibs0`` runs free of opposite homozygotes
+   (:mod:`snpbag.kinship.segments`), ``--detector hap`` IBD on the phased haplotypes
+   (:mod:`snpbag.kinship.hapibd`; the simulation's VCFs carry the true phase);
 2. ERSA's background — count and length of segments of at least each ``--thresholds`` t cM between
    unrelated pairs — fitted on the *training* simulation's unrelated pairs, one per group of
    populations (the pair's two populations; ERSA assumes one population, and a bottlenecked one
@@ -49,6 +51,7 @@ def main() -> None:
     from snpbag.inference import relate as rel
     from snpbag.kinship import ersa
     from snpbag.kinship.estimators import kinship
+    from snpbag.kinship.hapibd import MIN_EXTEND, MIN_SEED, hap_ibd_segments
     from snpbag.kinship.segments import ibs0_free_segments, read_genome
     from snpbag.simulate.pedigree import simulation_genetic_map
 
@@ -56,6 +59,14 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/relreal"), help="a relate_vs_king.py work directory")
     p.add_argument("--setting", default="array", choices=("array", "sequence"))
     p.add_argument("--thresholds", default="10,15,20", help="ERSA's t, each a row: shortest segment counted (cM)")
+    p.add_argument("--detector", default="ibs0", choices=("ibs0", "hap"), help="shared segments: IBS0-free runs "
+                   "(unphased) or haplotype IBD (phased)")
+    p.add_argument("--min-seed", type=float, default=MIN_SEED, help="hap: shortest seed (cM)")
+    p.add_argument("--min-extend", type=float, default=MIN_EXTEND, help="hap: shortest run joined across a mismatch (cM)")
+    p.add_argument("--min-markers", type=int, default=1, help="hap: fewest sites in a seed")
+    p.add_argument("--min-maf", type=float, default=0.0, help="hap: sites with a rarer minor allele are not used")
+    p.add_argument("--background-components", type=int, default=1, choices=(1, 2),
+                   help="background lengths: one exponential (ERSA) or a two-exponential mixture")
     p.add_argument("--head-threshold", type=float, default=15.0, help="the t of the classifier's ERSA inputs")
     p.add_argument("--types", default="ersa", choices=("ersa", "all"), help="relationship types per degree")
     p.add_argument("--specificity", type=float, default=0.99, help="training unrelated pairs kept unrelated")
@@ -77,10 +88,16 @@ def main() -> None:
                                        unrelated_per_related=1.0, seed=a.seed + 100)}
     seconds["pairs"], t0 = time.perf_counter() - t0, time.perf_counter()
     segs, genome_cm, n_chrom, groups = {}, {}, {}, {}
+    seconds["read"] = 0.0
     for s in ("train", "test"):
-        genome = read_genome(sims[s] / vcf, simulation_genetic_map(sims[s]))
+        t_read = time.perf_counter()
+        genome = read_genome(sims[s] / vcf, simulation_genetic_map(sims[s]), haplotypes=a.detector == "hap")
         assert genome.ids == data[s].ids
-        segs[s] = ibs0_free_segments(genome, data[s].pairs, min_cm=min(thresholds + [a.head_threshold]))
+        seconds["read"] += time.perf_counter() - t_read
+        t_min = min(thresholds + [a.head_threshold])
+        segs[s] = ibs0_free_segments(genome, data[s].pairs, min_cm=t_min) if a.detector == "ibs0" else \
+            hap_ibd_segments(genome, data[s].pairs, min_cm=t_min, min_seed=a.min_seed, min_extend=a.min_extend,
+                             min_markers=a.min_markers, min_maf=a.min_maf)
         genome_cm[s], n_chrom[s] = float(genome.chromosome_cm.sum()), len(genome.chromosomes)
         groups[s] = _groups(sims[s], data[s].ids, data[s].pairs)
         del genome
@@ -88,7 +105,8 @@ def main() -> None:
     un_train = data["train"].y == a.max_degree + 1
 
     def background(t: float) -> dict[str, ersa.Background]:
-        return {g: ersa.fit_background(segs["train"].subset(un_train & (groups["train"] == g)), threshold=t)
+        return {g: ersa.fit_background(segs["train"].subset(un_train & (groups["train"] == g)), threshold=t,
+                                      components=a.background_components)
                 for g in np.unique(groups["train"])}
 
     def model(s: str, t: float) -> ersa.Model:
@@ -128,7 +146,8 @@ def main() -> None:
         print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
                                                             for c in called))
     bg_rows = [{"threshold_cm": t, "populations": g, "unrelated_pairs": int((un_train & (groups["train"] == g)).sum()),
-                "segments_per_pair": round(float(b.rate), 3), "mean_excess_cm": round(float(b.mean_excess), 3)}
+                "segments_per_pair": round(float(b.rate), 3), "mean_excess_cm": round(float(b.mean_excess), 3),
+                "tail_weight": round(float(b.tail_weight), 4), "tail_excess_cm": round(float(b.tail_excess), 3)}
                for t in thresholds for g, b in background(t).items()]
     train_rows = [{"threshold_cm": t, "calibrated_lod": round(calibrated[t], 3),
                    **{f"within1_{k}": v["within1"] for k, v in train_acc[t].items()}} for t in thresholds]
@@ -136,7 +155,10 @@ def main() -> None:
         print("training families, calibrated:", r)
     _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "background": bg_rows,
                                                            "training_within1": train_rows},
-                   info={"types": a.types, "specificity": a.specificity, "head_threshold_cm": a.head_threshold,
+                   info={"detector": a.detector, **({"min_seed_cm": a.min_seed, "min_extend_cm": a.min_extend,
+                                                     "min_markers": a.min_markers, "min_maf": a.min_maf}
+                                                    if a.detector == "hap" else {}),
+                         "background_components": a.background_components, "types": a.types, "specificity": a.specificity, "head_threshold_cm": a.head_threshold,
                          "genome_cm_test": round(genome_cm["test"], 1), "variants_test": test.variants,
                          "segments_test": int(segs["test"].count().sum()), "head_epochs": a.head_epochs,
                          "cpu_seconds": round(time.process_time() - c0, 1),
