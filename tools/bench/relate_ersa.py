@@ -12,7 +12,8 @@ re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``
 2. ERSA's background — count and length of segments of at least each ``--thresholds`` t cM between
    unrelated pairs — fitted on the *training* simulation's unrelated pairs, one per group of
    populations (the pair's two populations; ERSA assumes one population, and a bottlenecked one
-   shares many more segments); ERSA's degree by maximum likelihood on the held-out pairs
+   shares many more segments; lengths one exponential or, ``--background-components 2``, a mixture of
+   two); ERSA's degree by maximum likelihood on the held-out pairs
    (:mod:`snpbag.kinship.ersa`), called related when its log-likelihood ratio against the
    background passes ERSA's χ²₁ test (α = 0.05, 1.92) or, second row, the LOD that keeps
    ``--specificity`` of the training unrelated pairs unrelated;
@@ -23,6 +24,8 @@ re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``
 
     .venv/bin/python tools/bench/relate_ersa.py --workdir /tmp/relreal --setting array --thresholds 10,15,20 \\
         --head-epochs 10 --json /tmp/relate_ersa.json
+    .venv/bin/python tools/bench/relate_ersa.py --workdir /tmp/relfix --setting array --thresholds 2,3,5,10 \\
+        --detector hap --background-components 2 --json /tmp/relate_ersa_hap.json
 """
 
 from __future__ import annotations
