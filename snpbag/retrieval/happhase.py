@@ -52,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import switch_rho
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import composite_segments, fill_composite
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -230,14 +230,16 @@ def common_sites(panel: np.ndarray, *, rare: float) -> np.ndarray:
 
 def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
                    n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
-                   width: int, matches: int, common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   width: int, matches: int, common: np.ndarray | None = None,
+                   common_panel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
 
     panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
     d : (L,) int8 dosage, −1 missing; first_alt : (L,) the input's first allele (the order
     kept where nothing decides); allowed : (H,) bool the haplotypes that may be copied;
     n_ref : H in the switch probability; states : K composite haplotypes; common : (L,)
-    bool the first stage's sites (None: all, one stage); the rest as
+    bool the first stage's sites (None: all, one stage); common_panel : ``panel[common]``
+    C-contiguous, when the caller has it (a panel shared by many samples; None: taken here); the rest as
     :class:`~snpbag.retrieval.phasing.PhaseOptions`.
     """
     L = d.size
@@ -254,9 +256,13 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     alt = np.full((L, 2), 0.5)
     kw = dict(allowed=allowed, states=states, step=step, width=width, matches=matches)
     sites = np.arange(L) if common is None else np.flatnonzero(common)
+    if common is None:
+        common_panel = panel
+    elif common_panel is None:
+        common_panel = np.ascontiguousarray(panel[sites])
     sub = (hap[sites], pp[sites], conf[sites], alt[sites])
-    comp = _first_stage(panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin, fixing,
-                        restate, kw)
+    comp = _first_stage(panel, common_panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin,
+                        fixing, restate, kw)
     hap[sites], pp[sites], conf[sites], alt[sites] = sub
     if sites.size < L:
         # the second stage: one pass over every site on the first stage's last states (matched
@@ -282,12 +288,14 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     return hap, pp
 
 
-def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
+def _first_stage(panel, common_panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
     """``burnin`` + ``fixing`` updates of one sequence at ``sites`` (module doc), in place on
-    the arrays of those sites; the states are matched (on those sites) again for the first
-    ``restate`` updates, then kept. Returns the last states' alleles at every site of
-    ``panel`` (L, K), which the second stage reads."""
+    the arrays of those sites; the states are matched (on those sites, ``common_panel`` =
+    ``panel[sites]``) again for the first ``restate`` updates, then kept. Returns the last
+    states' alleles at every site of ``panel`` (L, K), which the second stage reads: laid out
+    once, from the last states' segments, their starts taken to ``panel``'s rows."""
     n = sites.size
+    L = panel.shape[0]
     d = d[sites]
     het = d == 1
     unph = het.copy()
@@ -295,18 +303,25 @@ def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, 
     if hets.size:
         unph[hets[0]] = False
     soft = np.zeros(n, np.bool_)
-    L = panel.shape[0]
-    query = np.full((L, 2), -1, dtype=np.int8)
-    full = None
-    for it in range(burnin + fixing):
-        if full is None or it < restate:
+    query = np.full((n, 2), -1, dtype=np.int8)
+    iterations = burnin + fixing
+    comp = full = None
+    for it in range(iterations):
+        if comp is None or it < restate:
             if it == 0:
-                query[sites, 0] = d
-                query[sites, 1] = -1
+                query[:, 0] = d
             else:
-                query[sites] = hap
-            full = composite_panel(panel, query[:, :1] if it == 0 else query, genotype=it == 0, **kw)
-            comp = full if n == L else np.ascontiguousarray(full[sites])
+                query[:] = hap
+            seg_start, seg_hap, n_seg = composite_segments(common_panel, query[:, :1] if it == 0 else query,
+                                                           genotype=it == 0, **kw)
+            comp = np.empty((n, seg_start.shape[0]), dtype=np.int8)
+            fill_composite(common_panel, seg_start, seg_hap, n_seg, comp)
+            if it == min(restate, iterations) - 1:
+                full = comp
+                if n < L:  # the first segments start at row 0 of either
+                    at = np.concatenate([[0], sites[1:]]) if n else np.zeros(1, np.int64)
+                    full = np.empty((L, comp.shape[1]), dtype=np.int8)
+                    fill_composite(panel, at[seg_start], seg_hap, n_seg, full)
         update(comp, d, hap, unph, soft, rho, eps, conf, alt)
         pp[unph] = conf[unph]
         if it >= burnin and unph.any():

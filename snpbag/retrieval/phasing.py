@@ -170,7 +170,8 @@ def dosages(genotypes: np.ndarray) -> np.ndarray:
 
 def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, allowed: np.ndarray,
                  options: PhaseOptions, estimate: np.ndarray | None = None,
-                 common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 common: np.ndarray | None = None,
+                 common_panel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase one sample: (haplotypes (L, 2) int8, pp (L,) float32, filled (L,) bool).
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -178,7 +179,8 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     nothing orients it); bounds : (start, stop) site ranges phased separately (chromosomes);
     allowed : (H,) bool, the haplotypes that may be copied; estimate : (L, 2) current
     haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes);
-    common : (L,) bool the haploid model's first-stage sites (None: from ``panel``, per call).
+    common : (L,) bool the haploid model's first-stage sites (None: from ``panel``, per call);
+    common_panel : ``panel[common]`` C-contiguous (with ``common``; None: taken per call).
     """
     g = np.asarray(genotypes)
     L = g.shape[0]
@@ -188,6 +190,7 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     pp = np.full(L, np.nan, dtype=np.float32)
     est = np.zeros((L, 2), dtype=np.int8) if estimate is None else np.ascontiguousarray(estimate, dtype=np.int8)
     o = options
+    at = None if common is None or common_panel is None else np.concatenate([[0], np.cumsum(common)])
     for a, b in bounds:
         if b <= a:
             continue
@@ -197,7 +200,7 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
                 states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, restate=o.restate, ne=o.ne, eps=o.eps,
                 step=o.step, width=o.width, matches=o.matches,
                 common=None if o.rare <= 0 else happhase.common_sites(panel[a:b], rare=o.rare) if common is None
-                else common[a:b])
+                else common[a:b], common_panel=None if at is None else common_panel[at[a]:at[b]])
         elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
             # first round's states come by conflicts: an unphased genotype matches too loosely)
@@ -242,14 +245,15 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     return query, full
 
 
-def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None):
+def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None,
+                 common_panel=None):
     """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
     to the previous round's haplotypes (the first: by conflicts); once for the haploid
-    model, whose updates iterate inside (``common`` as :func:`phase_sample`)."""
+    model, whose updates iterate inside (``common``, ``common_panel`` as :func:`phase_sample`)."""
     out = None
     for _ in range(1 if options.model == "haploid" else rounds):
         out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
-                           estimate=None if out is None else out[0], common=common)
+                           estimate=None if out is None else out[0], common=common, common_panel=common_panel)
     return out
 
 
@@ -260,13 +264,14 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
     n = genotypes.shape[0]
     nh = panel.shape[1]
     common = _common(panel, options)
+    common_panel = None if common is None else np.ascontiguousarray(panel[common])
 
     def one(i):
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None and exclude[i] >= 0:
             allowed[2 * exclude[i]:2 * exclude[i] + 2] = False
         out = phase_rounds(panel, cm, genotypes[i], bounds=bounds, allowed=allowed, options=options,
-                           rounds=options.rounds, common=common)
+                           rounds=options.rounds, common=common, common_panel=common_panel)
         if on_sample is not None:
             on_sample(1)
         return out

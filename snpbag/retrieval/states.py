@@ -315,6 +315,26 @@ def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover -
                 o[k] = row[hap[k]]
 
 
+def composite_segments(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,
+                       step: int = 16, width: int = 2,
+                       matches: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The K composite haplotypes of one target (module doc) as segments, (seg_start,
+    seg_hap, n_seg): slot k copies panel haplotype seg_hap[k, j] from row seg_start[k, j]
+    of ``panel`` on, for j < n_seg[k]; :func:`fill_composite` lays them out as alleles.
+    The arguments as :func:`composite_panel`'s."""
+    q = np.ascontiguousarray(query, dtype=np.int8)
+    if q.ndim == 1:
+        q = q[:, None]
+    K = int(min(states, int(np.count_nonzero(allowed))))
+    m = int(((q >= 0).any(1)).sum())
+    n_max = 2 + ((m + step - 1) // step) * matches * q.shape[1]
+    seg_start = np.zeros((K, n_max), dtype=np.int64)
+    seg_hap = np.zeros((K, n_max), dtype=np.int64)
+    n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
+                            int(matches), seg_start, seg_hap)
+    return seg_start, seg_hap, n_seg
+
+
 def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,
                     step: int = 16, width: int = 2, matches: int = 2) -> np.ndarray:
     """(L, K) int8 alleles of the K composite haplotypes of one target (module doc).
@@ -326,17 +346,8 @@ def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray
     step : informative sites per step; width : steps either side in a match's window;
     matches : haplotypes matched per query per step.
     """
-    q = np.ascontiguousarray(query, dtype=np.int8)
-    if q.ndim == 1:
-        q = q[:, None]
-    K = int(min(states, int(np.count_nonzero(allowed))))
-    L = panel.shape[0]
-    m = int(((q >= 0).any(1)).sum())
-    n_max = 2 + ((m + step - 1) // step) * matches * q.shape[1]
-    seg_start = np.zeros((K, n_max), dtype=np.int64)
-    seg_hap = np.zeros((K, n_max), dtype=np.int64)
-    n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
-                            int(matches), seg_start, seg_hap)
-    out = np.empty((L, K), dtype=np.int8)
+    seg_start, seg_hap, n_seg = composite_segments(panel, query, allowed=allowed, states=states, genotype=genotype,
+                                                   step=step, width=width, matches=matches)
+    out = np.empty((panel.shape[0], seg_start.shape[0]), dtype=np.int8)
     fill_composite(panel, seg_start, seg_hap, n_seg, out)
     return out
