@@ -58,22 +58,25 @@ from snpbag.retrieval.states import composite_segments, fill_composite
 @njit(cache=True, nogil=True, fastmath=True)
 def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """f = emission × transition(f), normalised; f sums to 1 on entry. row : (K,) the
-    states' alleles at the site; a : the haplotype's allele (−1: emits 1)."""
-    stay = 1.0 - rho
-    jump = rho / K
+    states' alleles at the site; a : the haplotype's allele (−1: emits 1). In float32
+    arithmetic, like the stored f: twice the vector lanes of float64, and renormalised at
+    every site, so nothing underflows (the bench's switch errors are unchanged)."""
+    stay = np.float32(1.0 - rho)
+    jump = np.float32(rho / K)
     if a < 0:
         for k in range(K):
             f[k] = stay * f[k] + jump
         return
-    gain = hit - miss
-    either = 0.5 - miss
-    z = 0.0
+    gain = np.float32(hit - miss)
+    either = np.float32(0.5 - miss)
+    miss = np.float32(miss)
+    z = np.float32(0.0)
     for k in range(K):  # branch-free, so it vectorises: x == 2 (either) emits ½
         x = row[k]
         v = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
         f[k] = v
         z += v
-    inv = 1.0 / z
+    inv = np.float32(1.0 / z)
     for k in range(K):
         f[k] *= inv
 
@@ -81,11 +84,13 @@ def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, fastmath=True)
 def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """b (the backward at site s) becomes the backward at s − 1, normalised: the emission
-    at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ)."""
-    tot = 0.0
+    at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ); float32 as
+    :func:`_forward_step`."""
+    tot = np.float32(0.0)
     if a >= 0:
-        gain = hit - miss
-        either = 0.5 - miss
+        gain = np.float32(hit - miss)
+        either = np.float32(0.5 - miss)
+        miss = np.float32(miss)
         for k in range(K):
             x = row[k]
             b[k] *= miss + gain * (x == a) + either * (x == 2)
@@ -93,8 +98,8 @@ def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     else:
         for k in range(K):
             tot += b[k]
-    stay = (1.0 - rho) / tot
-    jump = rho / K
+    stay = np.float32((1.0 - rho) / tot)
+    jump = np.float32(rho / K)
     for k in range(K):
         b[k] = stay * b[k] + jump
 
