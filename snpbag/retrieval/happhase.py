@@ -48,6 +48,8 @@ allele 2 (an unphased het of cohort phasing's start): it emits ½ for either all
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
@@ -233,19 +235,122 @@ def common_sites(panel: np.ndarray, *, rare: float) -> np.ndarray:
     return np.minimum(p, 1 - p) >= rare
 
 
+@dataclass(frozen=True)
+class Stages:
+    """A panel as the two stages read it, taken once for all the samples that copy from it
+    (:func:`split_stages`).
+
+    common : (L,) bool the first stage's sites; panel : (C, H) int8 ``panel[common]``,
+    C-contiguous (the first stage matches and lays out its states there);
+    major : (L,) int8 each other site's most frequent allele, and at those sites the
+    haplotypes whose allele differs, in CSR form: hap[ptr[s]:ptr[s + 1]] with their
+    allele[...] (few, the sites being rare). The second stage lays its states out from
+    these at the rare sites instead of gathering from the whole panel row, which at full
+    density reads the whole panel from memory for every sample.
+    """
+
+    common: np.ndarray
+    panel: np.ndarray
+    major: np.ndarray
+    ptr: np.ndarray
+    hap: np.ndarray
+    allele: np.ndarray
+
+    def rows(self, a: int, b: int) -> Stages:
+        """The same for the sites a..b−1 (one chromosome)."""
+        c0, c1 = int(np.count_nonzero(self.common[:a])), int(np.count_nonzero(self.common[:b]))
+        e0, e1 = int(self.ptr[a]), int(self.ptr[b])
+        return Stages(self.common[a:b], self.panel[c0:c1], self.major[a:b], self.ptr[a:b + 1] - e0,
+                      self.hap[e0:e1], self.allele[e0:e1])
+
+
+@njit(cache=True, nogil=True)
+def _minor_calls(panel, common):  # pragma: no cover - compiled
+    """(major, ptr, hap, allele) of :class:`Stages` at the sites not ``common``."""
+    L, H = panel.shape
+    major = np.zeros(L, dtype=np.int8)
+    ptr = np.zeros(L + 1, dtype=np.int64)
+    for s in range(L):
+        n = 0
+        if not common[s]:
+            ones = 0
+            for h in range(H):
+                ones += panel[s, h] == 1
+            major[s] = 1 if 2 * ones > H else 0
+            for h in range(H):
+                n += panel[s, h] != major[s]
+        ptr[s + 1] = ptr[s] + n
+    hap = np.empty(ptr[L], dtype=np.int64)
+    allele = np.empty(ptr[L], dtype=np.int8)
+    for s in range(L):
+        e = ptr[s]
+        if not common[s]:
+            for h in range(H):
+                if panel[s, h] != major[s]:
+                    hap[e] = h
+                    allele[e] = panel[s, h]
+                    e += 1
+    return major, ptr, hap, allele
+
+
+def split_stages(panel: np.ndarray, common: np.ndarray) -> Stages:
+    """The :class:`Stages` of site-major (L, H) ``panel`` with first-stage sites ``common``."""
+    common = np.asarray(common, dtype=np.bool_)
+    return Stages(common, np.ascontiguousarray(panel[common]), *_minor_calls(panel, common))
+
+
+@njit(cache=True, nogil=True)
+def _lay_out(comp, common, major, ptr, ex_hap, ex_allele, seg_start, seg_hap, n_seg, H, out):  # pragma: no cover
+    """out (L, K) = the states' alleles at every site: the first stage's rows ``comp`` at
+    the common sites, and at the others the major allele but where the slot's haplotype
+    (slot k copies seg_hap[k, j] from site seg_start[k, j] on) is listed in the CSR
+    exceptions; the same rows as :func:`~snpbag.retrieval.states.fill_composite` from the
+    whole panel, read from an (H,) scratch row that stays in cache."""
+    L, K = out.shape
+    mark = np.full(H, -1, dtype=np.int8)  # the allele of a listed haplotype at the site, else −1
+    cur = np.full(K, -1, dtype=np.int64)
+    hap = np.zeros(K, dtype=np.int64)
+    nxt = np.full(K, L, dtype=np.int64)
+    for k in range(K):
+        if n_seg[k] > 0:
+            nxt[k] = seg_start[k, 0]
+    event = 0
+    c = 0
+    for s in range(L):
+        if s >= event:
+            event = L
+            for k in range(K):
+                while nxt[k] <= s:
+                    cur[k] += 1
+                    hap[k] = seg_hap[k, cur[k]]
+                    nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
+                event = min(event, nxt[k])
+        o = out[s]
+        if common[s]:
+            o[:] = comp[c]
+            c += 1
+            continue
+        for e in range(ptr[s], ptr[s + 1]):
+            mark[ex_hap[e]] = ex_allele[e]
+        m = major[s]
+        for k in range(K):
+            v = mark[hap[k]]
+            o[k] = v if v >= 0 else m
+        for e in range(ptr[s], ptr[s + 1]):
+            mark[ex_hap[e]] = -1
+
+
 def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
                    n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
-                   width: int, matches: int, common: np.ndarray | None = None,
-                   common_panel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   width: int, matches: int, stages: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
 
     panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
     d : (L,) int8 dosage, −1 missing; first_alt : (L,) the input's first allele (the order
     kept where nothing decides); allowed : (H,) bool the haplotypes that may be copied;
-    n_ref : H in the switch probability; states : K composite haplotypes; common : (L,)
-    bool the first stage's sites (None: all, one stage); common_panel : ``panel[common]``
-    C-contiguous, when the caller has it (a panel shared by many samples; None: taken here); the rest as
-    :class:`~snpbag.retrieval.phasing.PhaseOptions`.
+    n_ref : H in the switch probability; states : K composite haplotypes; stages : the
+    first stage's sites and the panel as the stages read it (:func:`split_stages`; None:
+    all sites, one stage); the rest as :class:`~snpbag.retrieval.phasing.PhaseOptions`.
     """
     L = d.size
     hap = np.zeros((L, 2), dtype=np.int8)
@@ -260,13 +365,10 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     conf = np.full(L, 0.5)
     alt = np.full((L, 2), 0.5)
     kw = dict(allowed=allowed, states=states, step=step, width=width, matches=matches)
+    common = None if stages is None else stages.common
     sites = np.arange(L) if common is None else np.flatnonzero(common)
-    if common is None:
-        common_panel = panel
-    elif common_panel is None:
-        common_panel = np.ascontiguousarray(panel[sites])
     sub = (hap[sites], pp[sites], conf[sites], alt[sites])
-    comp = _first_stage(panel, common_panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin,
+    comp = _first_stage(panel, stages, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin,
                         fixing, restate, kw)
     hap[sites], pp[sites], conf[sites], alt[sites] = sub
     if sites.size < L:
@@ -293,14 +395,15 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     return hap, pp
 
 
-def _first_stage(panel, common_panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
+def _first_stage(panel, stages, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
     """``burnin`` + ``fixing`` updates of one sequence at ``sites`` (module doc), in place on
-    the arrays of those sites; the states are matched (on those sites, ``common_panel`` =
-    ``panel[sites]``) again for the first ``restate`` updates, then kept. Returns the last
-    states' alleles at every site of ``panel`` (L, K), which the second stage reads: laid out
-    once, from the last states' segments, their starts taken to ``panel``'s rows."""
+    the arrays of those sites; the states are matched (on those sites: ``stages.panel``, or
+    ``panel`` without stages) again for the first ``restate`` updates, then kept. Returns
+    the last states' alleles at every site of ``panel`` (L, K), which the second stage
+    reads (:func:`_lay_out`)."""
     n = sites.size
     L = panel.shape[0]
+    own = panel if stages is None else stages.panel
     d = d[sites]
     het = d == 1
     unph = het.copy()
@@ -317,16 +420,17 @@ def _first_stage(panel, common_panel, sites, d, hap, pp, conf, alt, rho, eps, bu
                 query[:, 0] = d
             else:
                 query[:] = hap
-            seg_start, seg_hap, n_seg = composite_segments(common_panel, query[:, :1] if it == 0 else query,
+            seg_start, seg_hap, n_seg = composite_segments(own, query[:, :1] if it == 0 else query,
                                                            genotype=it == 0, **kw)
             comp = np.empty((n, seg_start.shape[0]), dtype=np.int8)
-            fill_composite(common_panel, seg_start, seg_hap, n_seg, comp)
+            fill_composite(own, seg_start, seg_hap, n_seg, comp)
             if it == min(restate, iterations) - 1:
                 full = comp
-                if n < L:  # the first segments start at row 0 of either
+                if n < L:  # the segments' starts as sites of panel (the first ones start at 0)
                     at = np.concatenate([[0], sites[1:]]) if n else np.zeros(1, np.int64)
                     full = np.empty((L, comp.shape[1]), dtype=np.int8)
-                    fill_composite(panel, at[seg_start], seg_hap, n_seg, full)
+                    _lay_out(comp, stages.common, stages.major, stages.ptr, stages.hap, stages.allele,
+                             at[seg_start], seg_hap, n_seg, panel.shape[1], full)
         update(comp, d, hap, unph, soft, rho, eps, conf, alt)
         pp[unph] = conf[unph]
         if it >= burnin and unph.any():
