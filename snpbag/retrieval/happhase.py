@@ -219,12 +219,16 @@ def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover -
                 conf[s] = max(first, second) / (first + second) if first + second > 0 else 0.5
 
 
+@njit(cache=True, nogil=True)
+def _switch_probs(cm, ne, n_ref, rho):  # pragma: no cover - compiled
+    for s in range(1, cm.size):
+        rho[s] = switch_rho(cm, s - 1, s, ne, n_ref)
+
+
 def switch_probs(cm: np.ndarray, *, ne: float, n_ref: int) -> np.ndarray:
     """(L,) ρ from each site's predecessor (ρ[0] = 1: the first site's states are uniform)."""
-    L = cm.size
-    rho = np.ones(L)
-    for s in range(1, L):
-        rho[s] = switch_rho(cm, s - 1, s, ne, n_ref)
+    rho = np.ones(cm.size)
+    _switch_probs(np.asarray(cm, dtype=np.float64), float(ne), int(n_ref), rho)
     return rho
 
 
