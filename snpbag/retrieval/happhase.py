@@ -57,12 +57,39 @@ from snpbag.retrieval.copying import switch_rho
 from snpbag.retrieval.states import composite_segments, fill_composite
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+#: The HMM kernels' fast-math flags: no reassociation, so a sum's order is the code's, not
+#: the vectoriser's (which differed between a kernel compiled in the process and one loaded
+#: from numba's cache); :func:`_lane_sum` keeps the sums vectorised.
+FAST = {"nsz", "arcp", "afn", "ninf", "nnan", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _lane_sum(x, K):  # pragma: no cover - compiled
+    """Σ x[:K] in float32 over 8 fixed lanes (independent chains, which vectorise without
+    reassociation), then the lanes in a fixed order."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+    end = K - K % 8
+    for k in range(0, end, 8):
+        a0 += x[k]
+        a1 += x[k + 1]
+        a2 += x[k + 2]
+        a3 += x[k + 3]
+        a4 += x[k + 4]
+        a5 += x[k + 5]
+        a6 += x[k + 6]
+        a7 += x[k + 7]
+    t = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))
+    for k in range(end, K):
+        t += x[k]
+    return t
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """f = emission × transition(f), normalised; f sums to 1 on entry. row : (K,) the
     states' alleles at the site; a : the haplotype's allele (−1: emits 1). In float32
     arithmetic, like the stored f: twice the vector lanes of float64, and renormalised at
-    every site, so nothing underflows (the bench's switch errors are unchanged)."""
+    every site, so nothing underflows."""
     stay = np.float32(1.0 - rho)
     jump = np.float32(rho / K)
     if a < 0:
@@ -72,23 +99,19 @@ def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     gain = np.float32(hit - miss)
     either = np.float32(0.5 - miss)
     miss = np.float32(miss)
-    z = np.float32(0.0)
     for k in range(K):  # branch-free, so it vectorises: x == 2 (either) emits ½
         x = row[k]
-        v = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
-        f[k] = v
-        z += v
-    inv = np.float32(1.0 / z)
+        f[k] = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
+    inv = np.float32(1.0 / _lane_sum(f, K))
     for k in range(K):
         f[k] *= inv
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """b (the backward at site s) becomes the backward at s − 1, normalised: the emission
     at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ); float32 as
     :func:`_forward_step`."""
-    tot = np.float32(0.0)
     if a >= 0:
         gain = np.float32(hit - miss)
         either = np.float32(0.5 - miss)
@@ -96,25 +119,34 @@ def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
         for k in range(K):
             x = row[k]
             b[k] *= miss + gain * (x == a) + either * (x == 2)
-            tot += b[k]
-    else:
-        for k in range(K):
-            tot += b[k]
+    tot = _lane_sum(b, K)
     stay = np.float32((1.0 - rho) / tot)
     jump = np.float32(rho / K)
     for k in range(K):
         b[k] = stay * b[k] + jump
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _dot(u, v, K):  # pragma: no cover - compiled
-    acc = 0.0
-    for k in range(K):
-        acc += np.float64(u[k]) * np.float64(v[k])
-    return acc
+    """Σ u·v over K in float64, over 8 fixed lanes as :func:`_lane_sum`."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    end = K - K % 8
+    for k in range(0, end, 8):
+        a0 += np.float64(u[k]) * np.float64(v[k])
+        a1 += np.float64(u[k + 1]) * np.float64(v[k + 1])
+        a2 += np.float64(u[k + 2]) * np.float64(v[k + 2])
+        a3 += np.float64(u[k + 3]) * np.float64(v[k + 3])
+        a4 += np.float64(u[k + 4]) * np.float64(v[k + 4])
+        a5 += np.float64(u[k + 5]) * np.float64(v[k + 5])
+        a6 += np.float64(u[k + 6]) * np.float64(v[k + 6])
+        a7 += np.float64(u[k + 7]) * np.float64(v[k + 7])
+    t = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))
+    for k in range(end, K):
+        t += np.float64(u[k]) * np.float64(v[k])
+    return t
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _alt_prob(f, b, row, K):  # pragma: no cover - compiled
     """P(ALT) of a haplotype under posterior ∝ f·b over states with alleles row (2: ½)."""
     z = 0.0
@@ -133,7 +165,7 @@ def _hom(gt):  # pragma: no cover - compiled
     return gt // 2 if gt == 0 or gt == 2 else -1
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover - compiled
     """One update of one sequence (module doc), in place.
 
