@@ -38,7 +38,10 @@ those sites only (at full density most sites are rare and few hets are); then on
 the two haplotypes' HMMs over every site, on the last states (matched on the common sites,
 read at every site), with the first stage's haplotypes as known, orients each rare het: its
 ALT goes to haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁), p_c being haplotype c's posterior
-P(ALT) with the het itself unread (a "soft" het of :func:`update`).
+P(ALT) with the het itself unread (a "soft" het of :func:`update`). A caller phasing many
+samples against one panel takes the panel as the stages read it once (:class:`Stages`): the
+common sites' rows, where the states are matched, and the rare sites' few minor-allele
+carriers, from which the second stage's states are laid out.
 
 **Missing calls** are imputed per haplotype, from its HMM's posterior (the forward times
 the backward stored at the site, swapped with its segment): the allele with the larger
