@@ -24,14 +24,16 @@ O(K) per visible site. Here (``selection="phased"`` of
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
 A phase error moves a stretch of ALT probability to the other haplotype. With
-:data:`PHASE_DRAWS` above 1 (default 1: the decoded phase alone, whose INFO/R2 is
-calibrated) and the panel's haplotypes as states, the phase is averaged over instead of
-fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each heterozygote with
-probability 1 − PP) each run steps 3–4, and the state posteriors at each visible site are
-averaged, each phasing's copy counted for the decoded haplotype whose alleles it carries
-there (:func:`sampled_phase_probs`), so HDS stays in the decoded phase and the hidden sites
-interpolate the averaged posteriors. Composite states are matched to the decoded
-haplotypes and impute that phase alone.
+:data:`PHASE_DRAWS` above 1 and the panel's haplotypes as states, the phase is averaged
+over instead of fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from
+PP (a switch at each heterozygote with probability 1 − PP) each run steps 3–5, and their
+genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
+two haplotypes are independent; across phasings they are not (a hidden ALT that one
+phasing puts on the first haplotype and another on the second is p₁ = p₂ = ½ on average
+and still a heterozygote), so the average is formed from p₁, p₂ and P2 = the mean of
+p₁p₂, not from p₁, p₂ alone. HDS stays in the decoded phase: each phasing's copy counts
+for the decoded haplotype whose alleles it carries at the nearer flanking visible site.
+Composite states are matched to the decoded haplotypes and impute that phase alone.
 """
 
 from __future__ import annotations
@@ -232,57 +234,73 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
-def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, out, loo):  # pragma: no cover - compiled
-    """out[c, s] = P(ALT) of output haplotype c at every site s, averaged over phasings of
-    the visible sites: ``hap`` (L, 2) the decoded phase (−1 hidden) and ``flips`` (S, m)
-    bool, phasing z swapping the two alleles at visible site vis[t] where flips[z, t] (the
-    decoded phase: a row of False). Each phasing runs the haploid HMM on both of its
-    haplotypes (states ``cols`` of ``panel`` for both); the posteriors of its copy c at
-    visible site t count for output haplotype c, or 1 − c where that site is swapped, so the
-    outputs stay aligned with the decoded phase; hidden sites interpolate the averaged
-    posteriors (:func:`interpolate_hidden`). loo : (2, L) as :func:`haploid_probs`'s, or
-    (2, 0)."""
+def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, out, loo, both, held_both):  # pragma: no cover - compiled
+    """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
+    haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
+    phase (−1 hidden) and ``flips`` (S, m) bool, phasing z swapping the two alleles at
+    visible site vis[t] where flips[z, t] (the decoded phase: a row of False). Each phasing
+    runs :func:`haploid_probs` on both of its haplotypes (states ``cols`` of ``panel``); its
+    copy c counts for output haplotype c, or 1 − c where it is swapped (at a hidden site:
+    where its nearer flanking visible site, in cM, is swapped), so the outputs stay aligned
+    with the decoded phase. ``both`` averages the product of the two copies' probabilities:
+    the two haplotypes are independent within a phasing, not across phasings (a
+    heterozygote whose phase the draws split is p₁ = p₂ = ½ and both = 0, a heterozygote).
+    loo : (2, L) and held_both : (L,) the same at the visible sites with their own emission
+    left out (hidden sites keep what they hold), or (2, 0) and (0,)."""
     S, m = flips.shape
-    K = cols.size
     L = panel.shape[0]
-    acc = np.zeros((2, m, K), dtype=np.float32)
-    post = np.empty((m, K), dtype=np.float32)
+    post = np.empty((m, cols.size), dtype=np.float32)
+    pc = np.empty((2, L))  # one phasing's two copies
     q = np.empty(L, dtype=np.int8)
-    pv = np.empty(m)
+    pv = np.empty((2, m))
     want_loo = loo.shape[1] == L
-    lv = np.empty(m if want_loo else 0)
+    lv = np.empty((2, m if want_loo else 0))
     w = 1.0 / S
     for s in range(L):
         out[0, s] = 0.0
         out[1, s] = 0.0
-    for t in range(m if want_loo else 0):  # hidden sites keep what they hold
+        both[s] = 0.0
+    for t in range(m if want_loo else 0):
         loo[0, vis[t]] = 0.0
         loo[1, vis[t]] = 0.0
+        held_both[vis[t]] = 0.0
     for z in range(S):
         for c in range(2):
             for s in range(L):
                 q[s] = -1
             for t in range(m):
                 q[vis[t]] = hap[vis[t], 1 - c if flips[z, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv, lv)
+            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv[c], lv[c])
             for t in range(m):
-                d = 1 - c if flips[z, t] else c  # the output haplotype these alleles belong to
-                row = acc[d, t]
-                src = post[t]
-                for k in range(K):
-                    row[k] += w * src[k]
-                out[d, vis[t]] += w * pv[t]
+                pc[c, vis[t]] = pv[c, t]
+            interpolate_hidden(panel, cols, vis, cm, post, floor, pc[c])
+        t_left = -1  # the last visible site at or before s
+        for s in range(L):
+            while t_left + 1 < m and vis[t_left + 1] <= s:
+                t_left += 1
+            if t_left >= 0 and vis[t_left] == s:  # visible
+                t = t_left
                 if want_loo:
-                    loo[d, vis[t]] += w * lv[t]
-    for c in range(2):
-        interpolate_hidden(panel, cols, vis, cm, acc[c], floor, out[c])
+                    d = 1 if flips[z, t] else 0
+                    loo[d, s] += w * lv[0, t]
+                    loo[1 - d, s] += w * lv[1, t]
+                    held_both[s] += w * (lv[0, t] * lv[1, t])
+            else:
+                t = t_left if right_weight(cm, vis, t_left, s) < 0.5 else t_left + 1
+            d = 1 if flips[z, t] else 0  # the output haplotype of copy 0
+            out[d, s] += w * pc[0, s]
+            out[1 - d, s] += w * pc[1, s]
+            both[s] += w * (pc[0, s] * pc[1, s])
 
 
-def genotype_probs(p: np.ndarray) -> np.ndarray:
-    """(..., 3) P(ALT dosage 0/1/2) of two independent haplotypes with ALT probabilities
-    p (..., 2)."""
+def genotype_probs(p: np.ndarray, cov: np.ndarray | float = 0.0) -> np.ndarray:
+    """(..., 3) P(ALT dosage 0/1/2) of two haplotypes with ALT probabilities p (..., 2):
+    independent ones, plus ``cov`` (...), the covariance of their ALT alleles over the
+    phasings averaged (P(both ALT) − p₁p₂; 0 for one phasing), which moves probability
+    between the heterozygote and the homozygotes and keeps the dose p₁ + p₂."""
     p1, p2 = p[..., 0], p[..., 1]
-    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], -1)
+    gp = np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], -1)
+    return gp if np.ndim(cov) == 0 and cov == 0 else gp + np.multiply.outer(cov, [1.0, -2.0, 1.0])
 
 
 def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_SEED) -> np.ndarray:
@@ -332,9 +350,12 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
+    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
     if states >= n_ref:
+        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor,
-                            phase_draws(query[vis], pp[vis], draws), p, q)
+                            phase_draws(query[vis], pp[vis], draws), p, q, both, held_both)
+        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
         for c in range(2):
             copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
@@ -342,5 +363,5 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
             haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
                           floor, p[c], q[c])
     hds = np.clip(p.T, 0.0, 1.0)
-    held = genotype_probs(q.T)
-    return genotype_probs(hds).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
+    held = genotype_probs(q.T, held_cov)
+    return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
