@@ -7,7 +7,8 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, genotype_probs, haploid_probs,
+from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, genotype_probs,
+                                      haploid_posteriors, haploid_probs, interpolate_carriers, interpolate_hidden,
                                       phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
@@ -132,6 +133,38 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
     assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.05])
+def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
+    """The sparse interpolation (each hidden site's minor-allele carriers) gives what the
+    dense one (every state's allele) gives: ALT the minor or the major allele, ties, a
+    monomorphic site, states a subset of the panel's columns in any order, hidden sites
+    before the first and after the last visible one, a floor that drops states."""
+    rng = np.random.default_rng(5)
+    L, H = 60, 24
+    freq = rng.choice([0.02, 0.1, 0.5, 0.9, 0.98], L)
+    panel = (rng.random((L, H)) < freq[:, None]).astype(np.int8)
+    panel[7], panel[8, :12], panel[8, 12:] = 1, 0, 1  # monomorphic ALT; a tie
+    c = allele_carriers(panel)
+    assert c.alt_minor[8] and not c.alt_minor[7] and c.indptr[8] == c.indptr[7]  # ties: ALT; no REF carriers
+    for s in range(L):
+        np.testing.assert_array_equal(c.indices[c.indptr[s]:c.indptr[s + 1]],
+                                      np.flatnonzero(panel[s] == (1 if c.alt_minor[s] else 0)))
+    cols = rng.permutation(H)[:17]
+    state_of = np.full(H, -1)
+    state_of[cols] = np.arange(cols.size)
+    hap = np.full(L, -1, np.int8)
+    vis = np.sort(rng.choice(np.arange(3, L - 3), 12, replace=False))
+    hap[vis] = panel[vis, cols[0]]
+    cm = np.cumsum(rng.random(L) * 0.02)
+    post = np.empty((vis.size, cols.size), np.float32)
+    haploid_posteriors(panel, cols, hap, vis, cm, H, 1e4, 0.01, post, np.empty(vis.size), np.empty(0))
+    want, got = np.full(L, np.nan), np.full(L, np.nan)
+    interpolate_hidden(panel, cols, vis, cm, post, floor, want)
+    interpolate_carriers(state_of, vis, cm, post, floor, *c, got)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
+
+
 def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
     """votes(selection="phased") = phase the visible sites, K composites per phased
     haplotype, the dense haploid model on each, independent haplotypes' genotype
@@ -194,8 +227,8 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     vis, cm = np.array([0, 2]), np.array([0.0, 0.1, 1.0])
     flips = np.array([[False, False], [False, True]])  # the draw swaps at the second heterozygote
     out, both = np.empty((2, 3)), np.empty(3)
-    sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, out, np.empty((2, 0)), both,
-                        np.empty(0))
+    sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, *allele_carriers(panel), out,
+                        np.empty((2, 0)), both, np.empty(0))
     np.testing.assert_allclose(out[:, 1], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(both[1], 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, [0, 2]], [[1, 1], [0, 0]], atol=1e-6)  # in the decoded phase

@@ -38,6 +38,8 @@ Composite states are matched to the decoded haplotypes and impute that phase alo
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -211,6 +213,99 @@ def interpolate_hidden(panel, cols, vis, cm, post, floor, out):  # pragma: no co
         out[s] = p
 
 
+class Carriers(NamedTuple):
+    """Each site's carriers of its minor allele among a panel's columns, compressed by site
+    (CSR): site s's are indices[indptr[s]:indptr[s + 1]], ascending; ``alt_minor[s]``: they
+    carry ALT (else REF; ties: ALT). A panel row has a few percent of its columns carrying
+    the minor allele, so a hidden site's ALT mass sums over those alone
+    (:func:`interpolate_carriers`)."""
+
+    indptr: np.ndarray  # (L + 1,) int64
+    indices: np.ndarray  # (nnz,) int32 panel columns
+    alt_minor: np.ndarray  # (L,) bool
+
+
+@njit(cache=True, nogil=True)
+def _carriers(panel):  # pragma: no cover - compiled
+    L, H = panel.shape
+    alt_minor = np.empty(L, dtype=np.bool_)
+    indptr = np.zeros(L + 1, dtype=np.int64)
+    for s in range(L):
+        a = 0
+        for j in range(H):
+            a += panel[s, j]
+        alt_minor[s] = 2 * a <= H
+        indptr[s + 1] = indptr[s] + (a if alt_minor[s] else H - a)
+    indices = np.empty(indptr[L], dtype=np.int32)
+    for s in range(L):
+        want = 1 if alt_minor[s] else 0
+        i = indptr[s]
+        for j in range(H):
+            if panel[s, j] == want:
+                indices[i] = j
+                i += 1
+    return indptr, indices, alt_minor
+
+
+def allele_carriers(panel: np.ndarray) -> Carriers:
+    """:class:`Carriers` of ``panel`` (L, H) int8 0/1 site-major alleles."""
+    return Carriers(*_carriers(panel))
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
+    """:func:`interpolate_hidden` from each hidden site's minor-allele carriers
+    (:class:`Carriers` fields indptr, indices, alt_minor of the panel) instead of its whole
+    row: the same sum (up to rounding), over the carriers that are kept states, or the kept
+    states' total mass less it where the minor allele is REF. state_of : (H,) the state of
+    each panel column, −1 for none."""
+    L = alt_minor.size
+    K = post.shape[1]
+    m = vis.size
+    keep = np.zeros(K, dtype=np.bool_)
+    thr = floor / K
+    t_left = -1  # the last visible site at or before s
+    built = -2  # the interval whose states are in keep
+    tot_l = 0.0
+    tot_r = 0.0
+    for s in range(L):
+        while t_left + 1 < m and vis[t_left + 1] <= s:
+            t_left += 1
+        if t_left >= 0 and vis[t_left] == s:
+            continue  # visible
+        t_right = t_left + 1 if t_left + 1 < m else -1
+        if built != t_left:  # the states kept between these two visible sites, and their mass
+            tot_l = 0.0
+            tot_r = 0.0
+            for k in range(K):
+                left = post[t_left, k] if t_left >= 0 else 0.0
+                right = post[t_right, k] if t_right >= 0 else 0.0
+                keep[k] = left >= thr or right >= thr
+                if keep[k]:
+                    tot_l += left
+                    tot_r += right
+            built = t_left
+        ml = 0.0
+        mr = 0.0
+        for i in range(indptr[s], indptr[s + 1]):
+            k = state_of[indices[i]]
+            if k >= 0 and keep[k]:
+                if t_left >= 0:
+                    ml += post[t_left, k]
+                if t_right >= 0:
+                    mr += post[t_right, k]
+        if not alt_minor[s]:
+            ml = tot_l - ml
+            mr = tot_r - mr
+        wr = right_weight(cm, vis, t_left, s)
+        p = 0.0
+        if wr < 1.0:
+            p += (1.0 - wr) * ml
+        if wr > 0.0:
+            p += wr * mr
+        out[s] = p
+
+
 @njit(cache=True, nogil=True)
 def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT) of the haplotype at every site s from the haploid copying HMM whose K
@@ -234,19 +329,21 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
-def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, out, loo, both, held_both):  # pragma: no cover - compiled
+def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, indptr, indices, alt_minor,  # pragma: no cover - compiled
+                        out, loo, both, held_both):
     """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
     haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
     phase (−1 hidden) and ``flips`` (S, m) bool, phasing z swapping the two alleles at
     visible site vis[t] where flips[z, t] (the decoded phase: a row of False). Each phasing
-    runs :func:`haploid_probs` on both of its haplotypes (states ``cols`` of ``panel``); its
+    runs :func:`haploid_probs`' model on both of its haplotypes (states ``cols`` of ``panel``); its
     copy c counts for output haplotype c, or 1 − c where it is swapped (at a hidden site:
     where its nearer flanking visible site, in cM, is swapped), so the outputs stay aligned
     with the decoded phase. ``both`` averages the product of the two copies' probabilities:
     the two haplotypes are independent within a phasing, not across phasings (a
     heterozygote whose phase the draws split is p₁ = p₂ = ½ and both = 0, a heterozygote).
     loo : (2, L) and held_both : (L,) the same at the visible sites with their own emission
-    left out (hidden sites keep what they hold), or (2, 0) and (0,)."""
+    left out (hidden sites keep what they hold), or (2, 0) and (0,). indptr, indices,
+    alt_minor : the panel's :class:`Carriers`, which the hidden sites are summed over."""
     S, m = flips.shape
     L = panel.shape[0]
     post = np.empty((m, cols.size), dtype=np.float32)
@@ -256,6 +353,9 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     want_loo = loo.shape[1] == L
     lv = np.empty((2, m if want_loo else 0))
     w = 1.0 / S
+    state_of = np.full(panel.shape[1], -1, dtype=np.int64)
+    for k in range(cols.size):
+        state_of[cols[k]] = k
     for s in range(L):
         out[0, s] = 0.0
         out[1, s] = 0.0
@@ -273,7 +373,7 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv[c], lv[c])
             for t in range(m):
                 pc[c, vis[t]] = pv[c, t]
-            interpolate_hidden(panel, cols, vis, cm, post, floor, pc[c])
+            interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, pc[c])
         t_left = -1  # the last visible site at or before s
         for s in range(L):
             while t_left + 1 < m and vis[t_left + 1] <= s:
@@ -324,7 +424,7 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None):
+                 draws: int | None = None, carriers: Carriers | None = None):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -336,7 +436,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
     panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
     :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
-    they impute the decoded phase alone.
+    they impute the decoded phase alone; carriers : ``panel``'s :func:`allele_carriers`
+    (made here when the states are the panel's and none are given: give them for a batch).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -353,8 +454,9 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
     if states >= n_ref:
         both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+        c = carriers or allele_carriers(panel)
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor,
-                            phase_draws(query[vis], pp[vis], draws), p, q, both, held_both)
+                            phase_draws(query[vis], pp[vis], draws), *c, p, q, both, held_both)
         cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
         for c in range(2):
