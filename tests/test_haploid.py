@@ -172,7 +172,7 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
     over the decoded phase and the phasings drawn from its PP."""
     import snpbag.retrieval.haploid as haploid
 
-    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # the default (1) imputes the decoded phase alone
+    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
@@ -227,14 +227,36 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     vis, cm = np.array([0, 2]), np.array([0.0, 0.1, 1.0])
     flips = np.array([[False, False], [False, True]])  # the draw swaps at the second heterozygote
     out, both = np.empty((2, 3)), np.empty(3)
-    sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, *allele_carriers(panel), out,
-                        np.empty((2, 0)), both, np.empty(0))
+    sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, np.arange(2),
+                        *allele_carriers(panel), out, np.empty((2, 0)), both, np.empty(0))
     np.testing.assert_allclose(out[:, 1], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(both[1], 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, [0, 2]], [[1, 1], [0, 0]], atol=1e-6)  # in the decoded phase
     gp = genotype_probs(out.T, both - out[0] * out[1])
     np.testing.assert_allclose(gp, [[0, 1, 0]] * 3, atol=1e-6)
     np.testing.assert_allclose(genotype_probs(out.T)[1], [0.25, 0.5, 0.25], atol=1e-6)  # as if independent
+
+
+def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
+    """Draws that repeat a phasing give, bit for bit, what computing every draw gives."""
+    rng = np.random.default_rng(6)
+    L, H = 50, 16
+    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
+    vis = np.sort(rng.choice(L, 15, replace=False))
+    hap = np.full((L, 2), -1, np.int8)
+    hap[vis] = panel[vis][:, [2, 9]]
+    cm = np.cumsum(rng.random(L) * 0.02)
+    distinct = rng.random((3, vis.size)) < 0.3
+    distinct[0] = False
+    which = np.array([0, 2, 0, 1, 2, 2])
+    got, want = [], []
+    for flips, idx, res in ((distinct, which, got), (distinct[which], np.arange(which.size), want)):
+        out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
+        sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, 1e4, 0.01, 1e-4, flips, idx, *allele_carriers(panel),
+                            out, loo, both, held)
+        res += [out, loo, both, held]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_pair_of_panel_haplotypes_imputes_exactly_and_in_phase():

@@ -23,10 +23,11 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype. With
-:data:`PHASE_DRAWS` above 1 and the panel's haplotypes as states, the phase is averaged
-over instead of fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from
-PP (a switch at each heterozygote with probability 1 − PP) each run steps 3–5, and their
+A phase error moves a stretch of ALT probability to the other haplotype. Where the
+states are the panel's haplotypes, the phase is averaged over instead of fixed: the
+decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
+heterozygote with probability 1 − PP; one drawn twice is computed once) each run steps
+3–5, and their
 genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
 two haplotypes are independent; across phasings they are not (a hidden ALT that one
 phasing puts on the first haplotype and another on the second is p₁ = p₂ = ½ on average
@@ -58,13 +59,11 @@ PHASE_OPTIONS = PhaseOptions(states=80, model="pair")
 FLOOR = 1e-4
 
 #: Phasings each sequence is imputed over (:func:`phased_probs`): the decoded phase and
-#: PHASE_DRAWS − 1 drawn from the phaser's PP. At a 5 % array the phaser switches at 2.6 %
-#: of heterozygote pairs (Beagle: 2.5 %) and its PP is close to calibrated; imputing with
-#: the true phase instead would lift r² from 0.9666 to 0.9735 (docs/benchmarks.md), and
-#: averaging over 8 phasings recovers part of that (r² 0.9682 on 150 targets) but leaves
-#: INFO/R2 pessimistic by up to 0.146 per decile (0.030 with the decoded phase alone), so
-#: the default stays 1 until R2 accounts for the averaging.
-PHASE_DRAWS = 1
+#: PHASE_DRAWS − 1 drawn from the phaser's PP. The phase is what a sparse array leaves
+#: uncertain (imputing with the true phase would lift r² at a 5 % array by 0.007), and
+#: averaging over drawn phasings recovers part of it with INFO/R2 still calibrated once the
+#: genotype probabilities are averaged per phasing (docs/benchmarks.md, "Phase draws").
+PHASE_DRAWS = 12
 
 #: The seed of the phase draws: the same for every sequence, so a result does not depend on
 #: the order or the threads sequences are computed in.
@@ -329,33 +328,46 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
-def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, indptr, indices, alt_minor,  # pragma: no cover - compiled
-                        out, loo, both, held_both):
+def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
+                        alt_minor, out, loo, both, held_both):
     """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
     haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
-    phase (−1 hidden) and ``flips`` (S, m) bool, phasing z swapping the two alleles at
-    visible site vis[t] where flips[z, t] (the decoded phase: a row of False). Each phasing
-    runs :func:`haploid_probs`' model on both of its haplotypes (states ``cols`` of ``panel``); its
-    copy c counts for output haplotype c, or 1 − c where it is swapped (at a hidden site:
-    where its nearer flanking visible site, in cM, is swapped), so the outputs stay aligned
-    with the decoded phase. ``both`` averages the product of the two copies' probabilities:
-    the two haplotypes are independent within a phasing, not across phasings (a
-    heterozygote whose phase the draws split is p₁ = p₂ = ½ and both = 0, a heterozygote).
-    loo : (2, L) and held_both : (L,) the same at the visible sites with their own emission
-    left out (hidden sites keep what they hold), or (2, 0) and (0,). indptr, indices,
-    alt_minor : the panel's :class:`Carriers`, which the hidden sites are summed over."""
-    S, m = flips.shape
+    phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
+    two alleles at visible site vis[t] where flips[u, t] (the decoded phase: a row of
+    False), and ``which`` (S,) the phasing of each draw (a phasing drawn twice is computed
+    once and counted twice, in draw order). Each phasing runs :func:`haploid_probs`' model on
+    both of its haplotypes (states ``cols`` of ``panel``); its copy c counts for output
+    haplotype c, or 1 − c where it is swapped (at a hidden site: where its nearer flanking
+    visible site, in cM, is swapped), so the outputs stay aligned with the decoded phase.
+    ``both`` averages the product of the two copies' probabilities: the two haplotypes are
+    independent within a phasing, not across phasings (a heterozygote whose phase the draws
+    split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
+    the same at the visible sites with their own emission left out (hidden sites keep what
+    they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
+    :class:`Carriers`, which the hidden sites are summed over."""
+    U, m = flips.shape
+    S = which.size
     L = panel.shape[0]
     post = np.empty((m, cols.size), dtype=np.float32)
-    pc = np.empty((2, L))  # one phasing's two copies
+    pc = np.empty((U, 2, L))  # each phasing's two copies
     q = np.empty(L, dtype=np.int8)
-    pv = np.empty((2, m))
+    pv = np.empty(m)
     want_loo = loo.shape[1] == L
-    lv = np.empty((2, m if want_loo else 0))
-    w = 1.0 / S
+    lv = np.empty((U, 2, m if want_loo else 0))
     state_of = np.full(panel.shape[1], -1, dtype=np.int64)
     for k in range(cols.size):
         state_of[cols[k]] = k
+    for u in range(U):
+        for c in range(2):
+            for s in range(L):
+                q[s] = -1
+            for t in range(m):
+                q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
+            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv, lv[u, c])
+            for t in range(m):
+                pc[u, c, vis[t]] = pv[t]
+            interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, pc[u, c])
+    w = 1.0 / S
     for s in range(L):
         out[0, s] = 0.0
         out[1, s] = 0.0
@@ -365,15 +377,7 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
         loo[1, vis[t]] = 0.0
         held_both[vis[t]] = 0.0
     for z in range(S):
-        for c in range(2):
-            for s in range(L):
-                q[s] = -1
-            for t in range(m):
-                q[vis[t]] = hap[vis[t], 1 - c if flips[z, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv[c], lv[c])
-            for t in range(m):
-                pc[c, vis[t]] = pv[c, t]
-            interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, pc[c])
+        u = which[z]
         t_left = -1  # the last visible site at or before s
         for s in range(L):
             while t_left + 1 < m and vis[t_left + 1] <= s:
@@ -381,16 +385,16 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             if t_left >= 0 and vis[t_left] == s:  # visible
                 t = t_left
                 if want_loo:
-                    d = 1 if flips[z, t] else 0
-                    loo[d, s] += w * lv[0, t]
-                    loo[1 - d, s] += w * lv[1, t]
-                    held_both[s] += w * (lv[0, t] * lv[1, t])
+                    d = 1 if flips[u, t] else 0
+                    loo[d, s] += w * lv[u, 0, t]
+                    loo[1 - d, s] += w * lv[u, 1, t]
+                    held_both[s] += w * (lv[u, 0, t] * lv[u, 1, t])
             else:
                 t = t_left if right_weight(cm, vis, t_left, s) < 0.5 else t_left + 1
-            d = 1 if flips[z, t] else 0  # the output haplotype of copy 0
-            out[d, s] += w * pc[0, s]
-            out[1 - d, s] += w * pc[1, s]
-            both[s] += w * (pc[0, s] * pc[1, s])
+            d = 1 if flips[u, t] else 0  # the output haplotype of copy 0
+            out[d, s] += w * pc[u, 0, s]
+            out[1 - d, s] += w * pc[u, 1, s]
+            both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
 
 
 def genotype_probs(p: np.ndarray, cov: np.ndarray | float = 0.0) -> np.ndarray:
@@ -455,8 +459,9 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     if states >= n_ref:
         both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
         c = carriers or allele_carriers(panel)
-        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor,
-                            phase_draws(query[vis], pp[vis], draws), *c, p, q, both, held_both)
+        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
+                            which.reshape(-1), *c, p, q, both, held_both)
         cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
         for c in range(2):
