@@ -100,14 +100,18 @@ def main(verbose: int) -> None:
               help="With --pedigree: replace this share of the written genotype calls by another genotype.")
 @click.option("--recombination", type=click.Choice(["uniform", "hotspots"]), default="uniform", show_default=True,
               help="hotspots: a map with recombination hotspots (same mean rate), written as genetic_map.map.")
+@click.option("--founder-map", type=click.Choice(["pedigree", "physical"]), default=None,
+              help="With --pedigree: founders' coalescent on the pedigree's map (default) or at the cohort's "
+                   "rate per bp (fast, background sharing too long; tests only).")
 def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split_targets, pedigree, chromosomes,
-             demography, max_degree, genotype_error, recombination):
+             demography, max_degree, genotype_error, recombination, founder_map):
     """Simulate a human cohort (msprime, published demography) as a phased VCF."""
     from snpbag.simulate.cohort import simulate as run
 
     run(outdir, samples_per_pop=samples_per_pop, length=length, chrom=chrom, seed=seed,
         array_fraction=array_fraction, split_targets=split_targets, pedigree=pedigree, chromosomes=chromosomes,
-        demography=demography, max_degree=max_degree, genotype_error=genotype_error, recombination=recombination)
+        demography=demography, max_degree=max_degree, genotype_error=genotype_error, recombination=recombination,
+        founder_map=founder_map)
 
 
 @main.command()

@@ -51,13 +51,13 @@ def test_simulate(runner, monkeypatch):
                          "--seed", "3", "--array-fraction", "0.2", "--split-targets", "4", "--demography", "finescale"])
     f.assert_called_once_with("out", samples_per_pop=5, length=2000, chrom="chr20", seed=3, array_fraction=0.2,
                               split_targets=4, pedigree=None, chromosomes=None, demography="finescale",
-                              max_degree=None, genotype_error=None, recombination="uniform")
+                              max_degree=None, genotype_error=None, recombination="uniform", founder_map=None)
     with mock.patch(_target(monkeypatch, "snpbag.simulate.cohort", "simulate")) as f:
         _invoke(runner, ["simulate", "ped", "--pedigree", "3", "--chromosomes", "2", "--max-degree", "12",
-                         "--genotype-error", "0.005"])
+                         "--genotype-error", "0.005", "--founder-map", "physical"])
     f.assert_called_once_with("ped", samples_per_pop=100, length=1_000_000, chrom="22", seed=1, array_fraction=None,
                               split_targets=None, pedigree=3, chromosomes=2, demography="ooa", max_degree=12,
-                              genotype_error=0.005, recombination="uniform")
+                              genotype_error=0.005, recombination="uniform", founder_map="physical")
 
 
 def test_convert(runner, monkeypatch):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from cyvcf2 import VCF
 
+from snpbag.simulate import coalescent as co
 from snpbag.simulate import cohort as sm
 from snpbag.errors import InputError
 from snpbag.simulate import pedigree as ped
@@ -171,7 +172,7 @@ def test_mean_realised_kinship_per_degree_matches_expectation():
 @pytest.fixture(scope="module")
 def pedigree_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ped") / "p"
-    sm.simulate(out, length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22")
+    sm.simulate(out, length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22", founder_map="physical")
     return out
 
 
@@ -246,9 +247,49 @@ def test_member_genotypes_copy_founder_alleles():
 
 
 def test_pedigree_simulation_is_deterministic(tmp_path, pedigree_dir):
-    sm.simulate(tmp_path / "again", length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22")
+    sm.simulate(tmp_path / "again", length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22",
+                founder_map="physical")
     for name in ("pedigree.vcf.gz", "pedigree.vcf.gz.tbi", "pedigree_pairs.tsv", "pedigree.tsv"):
         assert (tmp_path / "again" / name).read_bytes() == (pedigree_dir / name).read_bytes(), name
+
+
+def test_founders_coalesce_on_the_pedigree_map(tmp_path):
+    """The founders' coalescent runs at the rate the pedigree's crossovers use (the chromosome's cM over its
+    bp), in blocks of at most FOUNDER_BLOCK_CM, so unrelated founders share no runs free of opposite
+    homozygotes of 10 cM; at the cohort rate per bp (``physical``: 2 Mb of coalescent, 2.4 cM, carry
+    chromosome 21's 80.5 cM) they share one every other pair."""
+    from unittest import mock
+
+    from snpbag.kinship.segments import ibs0_free_segments, read_genome
+
+    runs = {}
+    for how in ("pedigree", "physical"):
+        out = tmp_path / how
+        f = mock.Mock(wraps=co.simulate_haplotypes)  # pedigree founders call it in coalescent, physical in cohort
+        with mock.patch.object(co, "simulate_haplotypes", f), mock.patch.object(sm, "simulate_haplotypes", f), \
+                mock.patch.object(co, "FOUNDER_BLOCK_CM", 8.0):  # shorter blocks run faster (time ~ cM²)
+            sm.simulate(out, length=2_000_000, pedigree=1, chromosomes=1, chrom="chr21", seed=3, founder_map=how)
+        maps = [c.kwargs.get("rate_map") for c in f.call_args_list]
+        if how == "pedigree":
+            cm = [100 * float(np.sum(np.diff(pos) * rate)) for pos, rate in maps]
+            assert sum(c.kwargs["length"] for c in f.call_args_list) == 2_000_000
+            assert sum(cm) == pytest.approx(ped.HUMAN_AUTOSOME_CM[20]) and max(cm) <= 8.0
+            assert ped.simulation_genetic_map(out).cm("chr21", np.array([2e6]))[0] == pytest.approx(sum(cm))
+        else:
+            assert maps == [None]
+        genome = read_genome(out / "pedigree.vcf.gz", ped.simulation_genetic_map(out))
+        rows = [r.split("\t") for r in (out / "pedigree.tsv").read_text().splitlines()[1:]]
+        founders = [genome.ids.index(r[1]) for r in rows if r[2] == "0"]
+        pairs = np.array(list(itertools.combinations(founders, 2)))
+        runs[how] = ibs0_free_segments(genome, pairs, min_cm=10.0).count().mean()
+    assert runs["pedigree"] < 0.1 < 0.3 < runs["physical"], runs
+
+
+def test_founder_map_errors(tmp_path):
+    with pytest.raises(InputError, match="--founder-map applies to pedigree simulations; add --pedigree N"):
+        sm.simulate(tmp_path / "x", founder_map="physical")
+    with pytest.raises(InputError, match="--founder-map genetic: choose one of pedigree, physical"):
+        sm.simulate(tmp_path / "x", pedigree=1, founder_map="genetic")
 
 
 def test_pedigree_chromosome_limit(tmp_path):
@@ -322,7 +363,8 @@ def test_genotype_error_changes_only_calls_at_the_given_rate(tmp_path, pedigree_
         assert a not in new and min(np.mean(new == b) for b in {0, 1, 2} - {a}) > 0.35
     # the simulation with errors: same families and truth, same sites, calls differ at about the rate
     out = tmp_path / "noisy"
-    sm.simulate(out, length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22", genotype_error=0.02)
+    sm.simulate(out, length=40_000, pedigree=3, chromosomes=3, seed=9, chrom="chr22", genotype_error=0.02,
+                founder_map="physical")
     for name in ("pedigree_pairs.tsv", "pedigree.tsv", "samples.tsv"):
         assert (out / name).read_bytes() == (pedigree_dir / name).read_bytes(), name
     _, clean, _ = _vcf_genotypes(pedigree_dir / "pedigree.vcf.gz")

@@ -25,8 +25,8 @@ def sims(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(training pedigrees, held-out pedigrees with other founders, trained model)."""
     root = tmp_path_factory.mktemp("relate")
     train, test = root / "train", root / "test"
-    sm.simulate(train, length=300_000, pedigree=3, chromosomes=4, seed=11)
-    sm.simulate(test, length=300_000, pedigree=2, chromosomes=4, seed=12)
+    sm.simulate(train, length=300_000, pedigree=3, chromosomes=4, seed=11, founder_map="physical")
+    sm.simulate(test, length=300_000, pedigree=2, chromosomes=4, seed=12, founder_map="physical")
     model = root / "model"
     rel.train(pedigree=[train], out=model, max_degree=6, patch_sites=PATCH, fit=rel.Fit(epochs=60, seed=0))
     return train, test, model

@@ -35,7 +35,7 @@ def setup(tmp_path_factory) -> Path:
     from snpbag.train.run import train
 
     d = tmp_path_factory.mktemp("relate_emb")
-    sm.simulate(d / "ped", length=300_000, pedigree=2, chromosomes=4, seed=11)
+    sm.simulate(d / "ped", length=300_000, pedigree=2, chromosomes=4, seed=11, founder_map="physical")
     convert(str(d / "ped" / "pedigree.vcf.gz"), str(d / "ped.zarr"))
     run = train([*EMBED_TRAIN, "trainer.max_steps=10", "trainer.val_check_interval=10", "task.freeze_encoder=false",
                  f"data.store={d / 'ped.zarr'}", f"paths.run_dir={d / 'run'}"])

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from cyvcf2 import VCF
 
 from snpbag.cli import main
+from snpbag.simulate import coalescent as co
 from snpbag.simulate import cohort as sm
 from snpbag.io.bgzf import index_vcf, write_vcf_bgzf
 from snpbag.errors import InputError
@@ -96,9 +97,9 @@ def test_bgzf_readable_by_htslib_tools(tmp_path):
 def test_vcf_records_match_naive_formatting():
     rng = np.random.default_rng(0)
     g = rng.integers(0, 2, size=(7, 10), dtype=np.uint8)
-    haps = sm.Haplotypes("chr1", 100, np.arange(1, 8) * 10, np.array(list("ACGTACG")), np.array(list("CATGCAT")), g)
+    haps = co.Haplotypes("chr1", 100, np.arange(1, 8) * 10, np.array(list("ACGTACG")), np.array(list("CATGCAT")), g)
     cols = np.array([2, 3, 8, 9])
-    fast = b"".join(sm.vcf_records(haps, cols)).decode()
+    fast = b"".join(co.vcf_records(haps, cols)).decode()
     naive = "".join(
         f"chr1\t{10 * (i + 1)}\t.\t{'ACGTACG'[i]}\t{'CATGCAT'[i]}\t.\tPASS\t.\tGT\t"
         + "\t".join(f"{g[i, c]}|{g[i, c + 1]}" for c in (2, 8)) + "\n"
@@ -195,7 +196,7 @@ def test_select_array_sites_spreads_and_fills():
     g = np.zeros((40, 10), dtype=np.uint8)
     g[:30, :5] = 1  # MAF 0.5
     pos = np.concatenate([np.arange(1, 31), np.arange(500, 510) * 10])
-    haps = sm.Haplotypes("1", 10_000, pos, np.array(["A"] * 40), np.array(["C"] * 40), g)
+    haps = co.Haplotypes("1", 10_000, pos, np.array(["A"] * 40), np.array(["C"] * 40), g)
     idx = sm.select_array_sites(haps, 12)
     assert len(idx) == 12 == len(set(idx)) and (idx < 30).all()
     with pytest.raises(InputError, match="asks for 31 array sites on 1 but only 30 have MAF >= 0.05"):
@@ -244,9 +245,9 @@ def test_multiple_chromosomes_named_like_chrom(tmp_path):
 
 
 def test_builtin_demography_matches_stdpopsim():
-    stdp, source = sm.demography()
+    stdp, source = co.demography()
     assert source.startswith("stdpopsim")
-    a, b = stdp.debug(), sm._ooa_3g09().debug()
+    a, b = stdp.debug(), co._ooa_3g09().debug()
     t = np.linspace(0, 12_000, 61)
     np.testing.assert_allclose(a.population_size_trajectory(t), b.population_size_trajectory(t))
     assert [e.start_time for e in a.epochs] == [e.start_time for e in b.epochs]
@@ -302,7 +303,8 @@ def test_cli_calls_library_and_reports_errors(tmp_path):
     assert res.exit_code == 0, res.output
     run.assert_called_once_with(str(tmp_path / "o"), samples_per_pop=5, length=1_000_000, chrom="chr1", seed=1,
                                 array_fraction=0.02, split_targets=3, pedigree=None, chromosomes=None,
-                                demography="ooa", max_degree=None, genotype_error=None, recombination="uniform")
+                                demography="ooa", max_degree=None, genotype_error=None, recombination="uniform",
+                                founder_map=None)
     res = runner.invoke(main, ["simulate", str(tmp_path / "o"), "--array-fraction", "2"])
     assert res.exit_code == 2
     assert res.output.strip() == "snpbag: error: --array-fraction 2.0: must be in (0, 1], e.g. 0.05"
@@ -337,7 +339,8 @@ def test_finescale_demography(tmp_path):
 def test_admixed_demography(tmp_path, monkeypatch):
     """The American admixture model: four populations in samples.tsv, the model named in the
     header; without stdpopsim a one-line error names the fix and nothing is written."""
-    from snpbag.simulate.cohort import ADMIXED_MODEL, simulate
+    from snpbag.simulate.coalescent import ADMIXED_MODEL
+    from snpbag.simulate.cohort import simulate
 
     simulate(tmp_path / "ad", samples_per_pop=2, length=50_000, seed=4, demography="admixed")
     rows = [ln.split("\t") for ln in (tmp_path / "ad" / "samples.tsv").read_text().splitlines()[1:]]

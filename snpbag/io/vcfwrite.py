@@ -1,6 +1,6 @@
 """Writing VCF text: the header every snpbag VCF starts with, phased records, a whole file.
 
-Simulated cohorts (:mod:`snpbag.simulate.cohort`) are written by :func:`write_vcf` from
+Simulated cohorts (:mod:`snpbag.simulate.coalescent`) are written by :func:`write_vcf` from
 :func:`phased_records`; imputed genotypes (:mod:`snpbag.inference.vcfout`) format their
 own records and share :func:`header_text`. Both go through
 :func:`snpbag.io.bgzf.write_vcf_bgzf`: BGZF with a tabix index, atomic, deterministic.

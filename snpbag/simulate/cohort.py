@@ -5,14 +5,10 @@ full-sequence genotypes behind an array (imputation), held-out targets, relative
 of known degree (kinship). :func:`simulate` writes them with the same layout a user
 gets from real data: bgzipped, tabix-indexed, phased, biallelic SNPs.
 
-Model: the three-population out-of-Africa model of Gutenkunst et al. (2009),
-``HomSap/OutOfAfrica_3G09`` in the stdpopsim catalogue (YRI, CEU, CHB standing for
-the AFR, EUR and EAS continental groups), a uniform recombination rate of 1.2e-8
-per bp per generation and mutation rate 1.29e-8 (stdpopsim's HomSap default; the
-model's own 2.35e-8 was fitted to a different data set). Mutations follow HKY
-(kappa 4, human base composition, so Ts/Tv is about 2) on a discrete genome; sites
-hit by more than one mutation are dropped, so every site is a biallelic SNP with
-REF = ancestral and ALT = derived base.
+The genotypes come from :mod:`snpbag.simulate.coalescent` (the demographic models,
+msprime, the VCF text); this module lays out the cohort: reference and target
+samples, array site lists, pedigrees of known degree, the stores and
+``simulation.json``.
 
 References
 ----------
@@ -26,227 +22,42 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from snpbag.errors import InputError
 from snpbag.fileio import atomic_output
-from snpbag.io import vcfwrite
+from snpbag.io.chrom import chrom_key, is_autosome
 from snpbag.provenance import provenance
 from snpbag.simulate import finescale
 from snpbag.simulate import pedigree as ped
 from snpbag.simulate import recmap
-from snpbag.io.chrom import chrom_key, is_autosome
-
-if TYPE_CHECKING:
-    import msprime
+from snpbag.simulate.coalescent import (
+    BASE_FREQUENCIES,
+    DEMOGRAPHIES,
+    FOUNDER_MAPS,
+    HKY_KAPPA,
+    MUTATION_RATE,
+    POPULATIONS,
+    RECOMBINATION_RATE,
+    Haplotypes,
+    demography,
+    model_of,
+    simulate_founders,
+    simulate_haplotypes,
+    write_vcf,
+)
 
 log = logging.getLogger(__name__)
 
-DEMOGRAPHIC_MODEL = "HomSap/OutOfAfrica_3G09"
-POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS"))
-#: ``--demography`` choices: the published out-of-Africa model, or the fine-scale model of
-#: snpbag.simulate.finescale (sub-populations for classification benchmarks), or the American
-#: admixture model (an admixed population beside its three sources, for phasing benchmarks)
-DEMOGRAPHIES = ("ooa", "finescale", "admixed")
-ADMIXED_MODEL = "HomSap/AmericanAdmixture_4B18"
-ADMIXED_POPULATIONS: tuple[tuple[str, str], ...] = (("AFR", "AFR"), ("EUR", "EUR"), ("ASIA", "EAS"), ("ADMIX", "AMR"))
-RECOMBINATION_RATE = 1.2e-8
-MUTATION_RATE = 1.29e-8
 ARRAY_MIN_MAF = 0.05
 #: ``--array-fraction`` is a fraction of the sites with MAF >= this (the default model vocabulary),
 #: as an array's coverage is quoted against the common SNPs it is imputed to.
 VOCAB_MIN_MAF = 0.01
-# HKY with kappa 4 and human base composition gives Ts/Tv ~2 (JC69 would give 0.5).
-HKY_KAPPA = 4.0
-BASE_FREQUENCIES = (0.295, 0.205, 0.205, 0.295)  # A, C, G, T
-_GT_HEADER = '##FORMAT=<ID=GT,Number=1,Type=String,Description="Phased genotype">'
-
-
-# --- demography and coalescent simulation ------------------------------------------------
-
-
-def _ooa_3g09() -> msprime.Demography:
-    """Gutenkunst et al. (2009) Table 1 ML values, as in the stdpopsim catalogue."""
-    import msprime
-
-    gen = 25
-    t_af, t_b, t_eu_as = 220e3 / gen, 140e3 / gen, 21.2e3 / gen
-    r_eu, r_as = 0.004, 0.0055
-    d = msprime.Demography()
-    d.add_population(name="YRI", initial_size=12300)
-    d.add_population(name="CEU", initial_size=1000 / math.exp(-r_eu * t_eu_as), growth_rate=r_eu)
-    d.add_population(name="CHB", initial_size=510 / math.exp(-r_as * t_eu_as), growth_rate=r_as)
-    d.set_symmetric_migration_rate(["YRI", "CEU"], 3e-5)
-    d.set_symmetric_migration_rate(["YRI", "CHB"], 1.9e-5)
-    d.set_symmetric_migration_rate(["CEU", "CHB"], 9.6e-5)
-    d.add_mass_migration(time=t_eu_as, source="CHB", dest="CEU", proportion=1.0)
-    d.add_migration_rate_change(time=t_eu_as, rate=0)
-    d.add_migration_rate_change(time=t_eu_as, rate=25e-5, source="YRI", dest="CEU")
-    d.add_migration_rate_change(time=t_eu_as, rate=25e-5, source="CEU", dest="YRI")
-    d.add_population_parameters_change(time=t_eu_as, initial_size=2100, growth_rate=0, population="CEU")
-    d.add_mass_migration(time=t_b, source="CEU", dest="YRI", proportion=1.0)
-    d.add_migration_rate_change(time=t_b, rate=0)
-    d.add_population_parameters_change(time=t_af, initial_size=7300, population="YRI")
-    return d
-
-
-def demography() -> tuple[msprime.Demography, str]:
-    """The out-of-Africa demography and where it came from ("stdpopsim x.y" or "builtin").
-
-    stdpopsim's catalogue is preferred; the built-in copy of the same model is used
-    when stdpopsim cannot be imported (tests check the two agree).
-    """
-    try:
-        import stdpopsim
-
-        model = stdpopsim.get_species("HomSap").get_demographic_model("OutOfAfrica_3G09")
-        return model.model, f"stdpopsim {stdpopsim.__version__}"
-    except Exception as e:  # noqa: BLE001 - any failure falls back to the same model
-        log.warning("stdpopsim unavailable (%s); using the built-in OutOfAfrica_3G09", e)
-        return _ooa_3g09(), "builtin"
-
-
-def _admixed() -> tuple[msprime.Demography, str]:
-    """Browning et al. (2018) American admixture (African, European, Asian sources mixed 12
-    generations ago), from the stdpopsim catalogue; no built-in copy, so stdpopsim is required."""
-    try:
-        import stdpopsim
-
-        model = stdpopsim.get_species("HomSap").get_demographic_model(ADMIXED_MODEL.split("/")[1])
-    except Exception as e:  # noqa: BLE001 - any failure means the catalogue model is unavailable
-        raise InputError(f"--demography admixed: needs stdpopsim's {ADMIXED_MODEL} ({e}); "
-                         "pip install stdpopsim or choose --demography ooa") from e
-    return model.model, f"stdpopsim {stdpopsim.__version__}"
-
-
-def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[str, str], ...], str]:
-    """(demography, its source, (population, continent) in sample order, model name) of a
-    ``--demography`` choice."""
-    if name == "finescale":
-        return finescale.demography(), "builtin", finescale.POPULATIONS, finescale.NAME
-    if name == "admixed":
-        return (*_admixed(), ADMIXED_POPULATIONS, ADMIXED_MODEL)
-    if name != "ooa":
-        raise InputError(f"--demography {name}: choose one of {', '.join(DEMOGRAPHIES)}")
-    dem, source = demography()
-    return dem, source, POPULATIONS, DEMOGRAPHIC_MODEL
-
-
-@dataclass
-class Haplotypes:
-    """Phased biallelic SNPs of one chromosome: sites x haplotypes (sample i = columns 2i, 2i+1)."""
-
-    chrom: str
-    length: int
-    positions: np.ndarray  # (S,) int64, 1-based
-    ref: np.ndarray  # (S,) str
-    alt: np.ndarray  # (S,) str
-    genotypes: np.ndarray  # (S, 2N) uint8 allele indices
-
-    def subset_sites(self, keep: np.ndarray) -> Haplotypes:
-        return Haplotypes(self.chrom, self.length, self.positions[keep], self.ref[keep], self.alt[keep],
-                          self.genotypes[keep])
-
-    def alt_frequency(self, columns: np.ndarray | None = None) -> np.ndarray:
-        g = self.genotypes if columns is None else self.genotypes[:, columns]
-        return g.mean(axis=1, dtype=np.float64) if g.shape[1] else np.zeros(len(self.positions))
-
-
-def _msprime_seed(ss: np.random.SeedSequence) -> int:
-    return int(ss.generate_state(1, dtype=np.uint32)[0]) % (2**32 - 2) + 1
-
-
-def simulate_haplotypes(
-    samples_per_pop: Sequence[int],
-    *,
-    length: int,
-    chrom: str,
-    seed: np.random.SeedSequence,
-    model: str = "ooa",
-    rate_map: tuple[np.ndarray, np.ndarray] | None = None,
-) -> Haplotypes:
-    """One chromosome of diploid samples, populations in the order of the model's
-    populations (:data:`POPULATIONS` for ``ooa``).
-
-    Parameters
-    ----------
-    samples_per_pop
-        Diploid samples from YRI, CEU, CHB (zeros allowed).
-    length
-        Sequence length in bp.
-    chrom
-        Contig name written to the VCF.
-    seed
-        Seeds the ancestry and the mutation simulations.
-    rate_map
-        (breakpoints, rates) of a non-uniform recombination map (:mod:`snpbag.simulate.recmap`);
-        default the uniform :data:`RECOMBINATION_RATE`.
-
-    Returns
-    -------
-    Haplotypes
-        Sites hit by exactly one mutation (biallelic SNPs), REF ancestral.
-    """
-    import msprime
-    import tskit
-
-    dem, _, pops, _ = model_of(model)
-    sets = [msprime.SampleSet(n, population=p, ploidy=2) for (p, _), n in zip(pops, samples_per_pop) if n]
-    s_anc, s_mut = seed.spawn(2)
-    rate = RECOMBINATION_RATE if rate_map is None else msprime.RateMap(position=rate_map[0], rate=rate_map[1])
-    ts = msprime.sim_ancestry(samples=sets, demography=dem, sequence_length=length,
-                              recombination_rate=rate, random_seed=_msprime_seed(s_anc))
-    hky = msprime.HKY(kappa=HKY_KAPPA, equilibrium_frequencies=BASE_FREQUENCIES)
-    ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, model=hky, random_seed=_msprime_seed(s_mut))
-    # keep sites with exactly one mutation that changes the base (HKY allows silent ones)
-    tables = ts.tables
-    n_mut = np.bincount(tables.mutations.site, minlength=ts.num_sites)
-    derived = np.array(tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset))
-    ancestral = np.array(tskit.unpack_strings(tables.sites.ancestral_state, tables.sites.ancestral_state_offset))
-    silent = np.zeros(ts.num_sites, dtype=bool)
-    silent[tables.mutations.site[derived == ancestral[tables.mutations.site]]] = True
-    ts = ts.delete_sites(np.flatnonzero((n_mut != 1) | silent))
-    tables = ts.tables  # one mutation per site now, sorted by site
-    ref = np.array(tskit.unpack_strings(tables.sites.ancestral_state, tables.sites.ancestral_state_offset), dtype="<U1")
-    alt = np.array(tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset),
-                   dtype="<U1")
-    assert len(alt) == len(ref) and (tables.mutations.site == np.arange(len(ref))).all()
-    geno = np.empty((ts.num_sites, ts.num_samples), dtype=np.uint8)
-    for i, v in enumerate(ts.variants(copy=False)):
-        geno[i] = v.genotypes  # allele 0 = ancestral (REF), 1 = derived (ALT)
-    pos = tables.sites.position.astype(np.int64) + 1
-    log.info("%s: %d biallelic SNPs, %d haplotypes, %d trees", chrom, len(pos), ts.num_samples, ts.num_trees)
-    return Haplotypes(chrom, int(length), pos, ref, alt, geno)
-
-
-# --- VCF text ------------------------------------------------------------------------------
-
-
-def vcf_header(samples: Sequence[str], contigs: Sequence[tuple[str, int]], *, meta: Sequence[str] = ()) -> str:
-    """VCFv4.2 header: fileformat, source, contigs (with lengths), GT, extra ``meta`` lines."""
-    from importlib.metadata import version
-
-    return vcfwrite.header_text(samples, contigs=contigs, head=[f"##source=snpbag-{version('snpbag')}"],
-                                tail=[_GT_HEADER, *(f"##{m}" for m in meta)])
-
-
-def vcf_records(haps: Haplotypes, columns: np.ndarray | None = None) -> Iterator[bytes]:
-    """VCF records of ``haps`` (phased ``a|b``) for the samples whose haplotype columns are ``columns``."""
-    return vcfwrite.phased_records(haps.chrom, haps.positions, haps.ref, haps.alt, haps.genotypes, columns)
-
-
-def write_vcf(path: Path, chroms: Sequence[Haplotypes], samples: Sequence[str], *,
-              columns: np.ndarray | None = None, meta: Sequence[str] = ()) -> Path:
-    """Write ``chroms`` (in order) for ``samples`` as a bgzipped, indexed VCF."""
-    header = vcf_header(samples, [(h.chrom, h.length) for h in chroms], meta=meta)
-    return vcfwrite.write_vcf(path, header, (r for h in chroms for r in vcf_records(h, columns)))
 
 
 # --- array sites and target split ----------------------------------------------------------
@@ -385,6 +196,7 @@ def simulate(
     max_degree: int | None = None,
     genotype_error: float | None = None,
     recombination: str = "uniform",
+    founder_map: str | None = None,
 ) -> SimulationResult:
     """Simulate a cohort (or families) and write VCFs plus truth tables into ``outdir``.
 
@@ -435,6 +247,11 @@ def simulate(
         as array and sequencing errors do. The truth tables and ``array_sites.tsv`` are of the
         error-free genotypes, so a run with and without errors (same seed) differs only in
         the calls.
+    founder_map
+        With ``pedigree``: ``pedigree`` (default) simulates the founders' coalescent on the map the
+        pedigree's crossovers use (:func:`simulate_founders`); ``physical`` at the cohort's rate per bp,
+        which stretches founder LD and background sharing over each chromosome's cM (fast, unrealistic:
+        unrelated founders share many runs of 10 cM and more; for tests and smoke runs).
 
     Returns
     -------
@@ -447,11 +264,14 @@ def simulate(
         ``array_fraction``, or too many ``split_targets``.
     """
     _validate(samples_per_pop, length, chrom, array_fraction, split_targets, pedigree, chromosomes)
-    for flag, value in (("--max-degree", max_degree), ("--genotype-error", genotype_error)):
+    for flag, value in (("--max-degree", max_degree), ("--genotype-error", genotype_error),
+                        ("--founder-map", founder_map)):
         if value is not None and pedigree is None:
             raise InputError(f"{flag} applies to pedigree simulations; add --pedigree N or drop {flag}")
     if genotype_error is not None and not 0 <= genotype_error < 1:
         raise InputError(f"--genotype-error {genotype_error}: must be in [0, 1), e.g. 0.005")
+    if founder_map is not None and founder_map not in FOUNDER_MAPS:
+        raise InputError(f"--founder-map {founder_map}: choose one of {', '.join(FOUNDER_MAPS)}")
     if demography not in DEMOGRAPHIES:
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
     if demography != "ooa" and pedigree is not None:
@@ -473,6 +293,8 @@ def simulate(
     for key, value in (("max_degree", max_degree), ("genotype_error", genotype_error)):
         if value is not None:
             params[key] = value
+    if pedigree is not None:
+        params["founder_map"] = founder_map or "pedigree"
     t0 = time.perf_counter()
     with atomic_output(outdir, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -586,8 +408,12 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     pop_names = [p for p, _ in POPULATIONS]
     max_degree = params.get("max_degree") or ped.DEFAULT_MAX_DEGREE
     counts = ped.founders_per_population(n_fam, len(POPULATIONS), max_degree=max_degree)
-    founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
     lengths_cm = ped.HUMAN_AUTOSOME_CM[:k] if k > 1 else (ped.HUMAN_AUTOSOME_CM[_autosome_index(params["chrom"])],)
+    if params["founder_map"] == "pedigree":
+        founders = [simulate_founders(counts, length=length, length_cm=cm, chrom=c, seed=s)
+                    for c, cm, s in zip(names, lengths_cm, chrom_ss.spawn(k))]
+    else:
+        founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
     sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
                                 rng=np.random.default_rng(ped_ss), max_degree=max_degree)
     chroms = []
@@ -626,6 +452,7 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
         n_samples=len(samples),
         families=n_fam,
         meiosis="Poisson crossovers (Haldane, no interference), uniform over each chromosome, sex-averaged",
+        founder_map=FOUNDER_MAPS[params["founder_map"]],
         array_sites=None if picks is None else int(sum(len(x) for x in picks)),
     )
     n_sites = sum(len(h.positions) for h in chroms)

@@ -543,6 +543,12 @@ def write_pairs_tsv(pairs: Sequence[PairTruth], path: str | Path) -> None:
     Path(path).write_text("".join(lines))
 
 
+def recombination_rate(length_bp: int, length_cm: float) -> float:
+    """Crossovers per bp per meiosis of the uniform map :func:`drop_genomes` puts on a chromosome of
+    ``length_bp`` bases and ``length_cm`` cM; the founders' coalescent uses the same rate."""
+    return length_cm / 100.0 / length_bp
+
+
 def simulation_genetic_map(simdir: str | Path) -> GeneticMap:
     """The map a pedigree simulation dropped its crossovers on: each chromosome's genetic length spread
     uniformly over its bases (:func:`drop_genomes`), read from the directory's simulation.json.

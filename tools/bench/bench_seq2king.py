@@ -52,7 +52,7 @@ def simulate(workdir: Path, demography: str, per_pop: int, length: int, seed: in
     import msprime
     import stdpopsim
 
-    from snpbag.simulate.cohort import Haplotypes, write_vcf
+    from snpbag.simulate.coalescent import Haplotypes, write_vcf
 
     continent = DEMOGRAPHIES[demography]
     dem = stdpopsim.get_species("HomSap").get_demographic_model(demography).model

@@ -38,7 +38,7 @@ import numpy as np
 
 from snpbag.eval.phase import score_phasing
 from snpbag.io.bgzf import index_vcf
-from snpbag.simulate.cohort import RECOMBINATION_RATE
+from snpbag.simulate.coalescent import RECOMBINATION_RATE
 
 import _results
 import make_tables

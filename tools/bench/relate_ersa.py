@@ -14,7 +14,7 @@ re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``
    (:mod:`snpbag.kinship.ersa`), called related when its log-likelihood ratio against the
    background passes ERSA's χ²₁ test (α = 0.05, 1.92) or, second row, the LOD that keeps
    ``--specificity`` of the training unrelated pairs unrelated;
-3. ``snpbag relate`` (the work directory's model) and KING's thresholds on the same pairs;
+3. ``snpbag relate`` (the work directory's model, when it has one) and KING's thresholds on the same pairs;
 4. with ``--head-epochs N``: the classifier trained on the training pairs for N epochs with and
    without ERSA's per-pair numbers (log-likelihood ratio per degree, segments, shared cM)
    appended to its genome-wide inputs.
@@ -99,9 +99,10 @@ def main() -> None:
     truth = rel.degrees_of_classes(test.y, a.max_degree)
     train_truth = rel.degrees_of_classes(data["train"].y, a.max_degree)
     c = test.counts.sum(axis=1, dtype=np.int64)
-    net, _ = rel.load(a.workdir / a.setting / "model")
-    called = {"relate": rel.called_degrees(net, test, a.patch_sites),
-              "KING": rel.king_threshold_degrees(kinship(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))}
+    called = {"KING": rel.king_threshold_degrees(kinship(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))}
+    if (a.workdir / a.setting / "model").is_dir():
+        net, _ = rel.load(a.workdir / a.setting / "model")
+        called = {"relate": rel.called_degrees(net, test, a.patch_sites), **called}
     calibrated, train_acc = {}, {}
     for t in thresholds:
         ll = {s: ersa.log_likelihoods(segs[s], model(s, t)) for s in ("train", "test")}
@@ -110,7 +111,6 @@ def main() -> None:
         called[f"ERSA{t:g}"] = ersa.call_degrees(ll["test"], min_lod=1.92)
         called[f"ERSA{t:g}cal"] = ersa.call_degrees(ll["test"], min_lod=calibrated[t])
         train_acc[t] = degree_accuracy(train_truth, ersa.call_degrees(ll["train"], min_lod=calibrated[t]))
-    seconds["evaluate"], t0 = time.perf_counter() - t0, time.perf_counter()
     seconds["evaluate"], t0 = time.perf_counter() - t0, time.perf_counter()
     if a.head_epochs:
         fit = rel.Fit(epochs=a.head_epochs, seed=a.seed, unrelated_per_related=2.0)
@@ -121,8 +121,8 @@ def main() -> None:
             called[name] = rel.called_degrees(net.eval(), data["test"], a.patch_sites)
             seconds[f"fit_{name}"], t0 = time.perf_counter() - t0, time.perf_counter()
     acc = {c: degree_accuracy(truth, v) for c, v in called.items()}
-    rows = [{"degree": k, "pairs": acc["relate"][k]["n"],
-             **{f"{c}_{m}": acc[c][k][m] for c in called for m in ("exact", "within1")}} for k in acc["relate"]]
+    rows = [{"degree": k, "pairs": acc["KING"][k]["n"],
+             **{f"{c}_{m}": acc[c][k][m] for c in called for m in ("exact", "within1")}} for k in acc["KING"]]
     print("degree pairs " + " ".join(f"{c}(exact/±1)" for c in called))
     for r in rows:
         print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
