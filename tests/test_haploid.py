@@ -7,8 +7,9 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, genotype_probs, haploid_probs,
-                                      phase_draws)
+from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, genotype_probs,
+                                      haploid_posteriors, haploid_probs, interpolate_carriers, interpolate_hidden,
+                                      phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -66,20 +67,36 @@ def _dense(comp, hap, cm, n_ref, ne, eps, *, silent=None):
 
 
 def _dense_over_phasings(comp, query, flips, cm, n_ref, ne, eps):
-    """(L, 2) P(ALT) of the two decoded haplotypes averaged over phasings (flips (S, m): the
-    visible sites each swaps): every phasing's copy c counts for decoded haplotype c, or
-    1 − c where it is swapped; hidden sites interpolate the averaged posteriors."""
+    """((L, 2) P(ALT) of the two decoded haplotypes, (L,) P(ALT on both)) averaged over
+    phasings (flips (S, m): the visible sites each swaps): every phasing's copy c counts for
+    decoded haplotype c, or 1 − c where it is swapped (at a hidden site: where the nearer
+    flanking visible site is); P(both) averages the product of the two copies'."""
+    L = comp.shape[0]
     vis = np.flatnonzero(query[:, 0] >= 0)
-    acc = np.zeros((2, vis.size, comp.shape[1]))
+    nearest = np.empty(L, dtype=np.int64)  # the visible index whose orientation a site takes
+    for s in range(L):
+        right = np.searchsorted(vis, s)
+        if right < vis.size and vis[right] == s:
+            nearest[s] = right
+        elif right == 0 or right == vis.size:
+            nearest[s] = min(right, vis.size - 1)
+        else:
+            left = right - 1
+            span = cm[vis[right]] - cm[vis[left]]
+            w = (cm[s] - cm[vis[left]]) / span if span > 0 else 0.5
+            nearest[s] = left if w < 0.5 else right
+    p, both = np.zeros((L, 2)), np.zeros(L)
     for f in flips:
+        copies = []
         for c in range(2):
-            hap = np.full(comp.shape[0], -1, np.int8)
+            hap = np.full(L, -1, np.int8)
             hap[vis] = np.where(f, query[vis, 1 - c], query[vis, c])
-            _, post = _dense_posteriors(comp, hap, cm, n_ref, ne, eps)
-            to = np.where(f, 1 - c, c)
-            for d in range(2):
-                acc[d, to == d] += post[to == d] / len(flips)
-    return np.stack([_interpolated(comp, vis, cm, acc[c]) for c in range(2)], 1)
+            copies.append(_dense(comp, hap, cm, n_ref, ne, eps))
+        swapped = f[nearest]
+        p[:, 0] += np.where(swapped, copies[1], copies[0]) / len(flips)
+        p[:, 1] += np.where(swapped, copies[0], copies[1]) / len(flips)
+        both += copies[0] * copies[1] / len(flips)
+    return p, both
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -116,6 +133,38 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
     assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.05])
+def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
+    """The sparse interpolation (each hidden site's minor-allele carriers) gives what the
+    dense one (every state's allele) gives: ALT the minor or the major allele, ties, a
+    monomorphic site, states a subset of the panel's columns in any order, hidden sites
+    before the first and after the last visible one, a floor that drops states."""
+    rng = np.random.default_rng(5)
+    L, H = 60, 24
+    freq = rng.choice([0.02, 0.1, 0.5, 0.9, 0.98], L)
+    panel = (rng.random((L, H)) < freq[:, None]).astype(np.int8)
+    panel[7], panel[8, :12], panel[8, 12:] = 1, 0, 1  # monomorphic ALT; a tie
+    c = allele_carriers(panel)
+    assert c.alt_minor[8] and not c.alt_minor[7] and c.indptr[8] == c.indptr[7]  # ties: ALT; no REF carriers
+    for s in range(L):
+        np.testing.assert_array_equal(c.indices[c.indptr[s]:c.indptr[s + 1]],
+                                      np.flatnonzero(panel[s] == (1 if c.alt_minor[s] else 0)))
+    cols = rng.permutation(H)[:17]
+    state_of = np.full(H, -1)
+    state_of[cols] = np.arange(cols.size)
+    hap = np.full(L, -1, np.int8)
+    vis = np.sort(rng.choice(np.arange(3, L - 3), 12, replace=False))
+    hap[vis] = panel[vis, cols[0]]
+    cm = np.cumsum(rng.random(L) * 0.02)
+    post = np.empty((vis.size, cols.size), np.float32)
+    haploid_posteriors(panel, cols, hap, vis, cm, H, 1e4, 0.01, post, np.empty(vis.size), np.empty(0))
+    want, got = np.full(L, np.nan), np.full(L, np.nan)
+    interpolate_hidden(panel, cols, vis, cm, post, floor, want)
+    interpolate_carriers(state_of, vis, cm, post, floor, *c, got)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
+
+
 def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
     """votes(selection="phased") = phase the visible sites, K composites per phased
     haplotype, the dense haploid model on each, independent haplotypes' genotype
@@ -123,7 +172,7 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
     over the decoded phase and the phasings drawn from its PP."""
     import snpbag.retrieval.haploid as haploid
 
-    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # the default (1) imputes the decoded phase alone
+    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
@@ -149,17 +198,65 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
             np.testing.assert_array_equal(hv, query[vis])
             flips = phase_draws(hv, pp, 8)
             assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
-            p = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
+            p, both = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
+            assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
         for c in range(2) if panel is not every else ():  # composite states: the decoded phase alone
             comp = composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False,
                                    step=COMPOSITE_STEP, width=o.width, matches=o.matches)
             p[:, c] = _dense(comp, query[:, c], cm, int(allowed.sum()), ne, eps)
         gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)
         np.testing.assert_allclose(hds, p, atol=1.5e-4, err_msg=str(exclude))
-        np.testing.assert_allclose(gp, genotype_probs(p), atol=3e-4, err_msg=str(exclude))
+        both = both if panel is every else p[:, 0] * p[:, 1]  # composite states: independent haplotypes
+        want = np.stack([1 - p.sum(1) + both, p.sum(1) - 2 * both, both], 1)
+        np.testing.assert_allclose(gp, want, atol=3e-4, err_msg=str(exclude))
         np.testing.assert_allclose(gp.sum(1), 1, atol=1e-6)
         assert np.isnan(held[gi < 0]).all() and np.isfinite(held[gi >= 0]).all()
         np.testing.assert_array_equal(panel.votes(g, np.arange(60), exclude=exclude), gp)
+
+
+def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
+    """Two visible heterozygotes with a hidden site between them, nearer the first; four
+    panel haplotypes and no switching, so each phasing copies exactly one haplotype per
+    copy. The decoded phase copies 111 and 000, the draw that switches at the second
+    heterozygote copies 100 and 011: the hidden site is ALT on one haplotype in both
+    phasings, on the first in one and the second in the other. Averaged, each haplotype is
+    ALT with ½ (HDS), and the genotype is 0/1 for certain, not (¼, ½, ¼) as two independent
+    haplotypes with ½ would be; the dose is 1 either way."""
+    panel = np.array([[1, 0, 1, 0], [1, 0, 0, 1], [1, 0, 0, 1]], np.int8)  # sites × haplotypes 111 000 100 011
+    hap = np.array([[1, 0], [-1, -1], [1, 0]], np.int8)  # the decoded phase: 1·1 and 0·0
+    vis, cm = np.array([0, 2]), np.array([0.0, 0.1, 1.0])
+    flips = np.array([[False, False], [False, True]])  # the draw swaps at the second heterozygote
+    out, both = np.empty((2, 3)), np.empty(3)
+    sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, np.arange(2),
+                        *allele_carriers(panel), out, np.empty((2, 0)), both, np.empty(0))
+    np.testing.assert_allclose(out[:, 1], [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(both[1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[:, [0, 2]], [[1, 1], [0, 0]], atol=1e-6)  # in the decoded phase
+    gp = genotype_probs(out.T, both - out[0] * out[1])
+    np.testing.assert_allclose(gp, [[0, 1, 0]] * 3, atol=1e-6)
+    np.testing.assert_allclose(genotype_probs(out.T)[1], [0.25, 0.5, 0.25], atol=1e-6)  # as if independent
+
+
+def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
+    """Draws that repeat a phasing give, bit for bit, what computing every draw gives."""
+    rng = np.random.default_rng(6)
+    L, H = 50, 16
+    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
+    vis = np.sort(rng.choice(L, 15, replace=False))
+    hap = np.full((L, 2), -1, np.int8)
+    hap[vis] = panel[vis][:, [2, 9]]
+    cm = np.cumsum(rng.random(L) * 0.02)
+    distinct = rng.random((3, vis.size)) < 0.3
+    distinct[0] = False
+    which = np.array([0, 2, 0, 1, 2, 2])
+    got, want = [], []
+    for flips, idx, res in ((distinct, which, got), (distinct[which], np.arange(which.size), want)):
+        out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
+        sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, 1e4, 0.01, 1e-4, flips, idx, *allele_carriers(panel),
+                            out, loo, both, held)
+        res += [out, loo, both, held]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_pair_of_panel_haplotypes_imputes_exactly_and_in_phase():

@@ -9,8 +9,9 @@ import pytest
 
 from test_phase import _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
-from snpbag.retrieval.happhase import switch_probs, update
+from snpbag.retrieval.happhase import _dot, _lane_sum, _lay_out, common_sites, split_stages, switch_probs, update
 from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_with_panel
+from snpbag.retrieval.states import composite_segments, fill_composite
 
 HAPLOID = PhaseOptions(model="haploid", haploid_states=48, step=4, width=1, matches=2)
 
@@ -171,3 +172,41 @@ def test_bad_model_options_are_refused():
         PhaseOptions(model="triple")
     with pytest.raises(InputError, match="fixing >= 1"):
         PhaseOptions(model="haploid", fixing=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stages_lay_out_the_states_as_the_whole_panel_does(seed):
+    """The second stage's states from the rare sites' exceptions (split_stages, _lay_out) are
+    the rows fill_composite gathers from the whole panel, also on one chromosome's rows."""
+    rng = np.random.default_rng(seed)
+    L, H, K = 300, 64, 12
+    freq = np.where(rng.random(L) < 0.6, rng.uniform(0.1, 0.9, L), rng.uniform(0.0, 0.04, L))
+    panel = (rng.random((L, H)) < freq[:, None]).astype(np.int8)
+    panel[rng.random((L, H)) < 0.01] = 2  # "either" (cohort phasing's start) among the exceptions
+    panel[::7] = np.where(panel[::7] == 2, 2, 1 - panel[::7])  # rare sites whose major allele is ALT
+    common = common_sites(panel, rare=0.05)
+    assert 0 < common.sum() < L
+    for a, b in ((0, L), (40, 220)):
+        stages = split_stages(panel, common).rows(a, b)
+        sites = np.flatnonzero(stages.common)
+        query = rng.integers(0, 2, (sites.size, 2)).astype(np.int8)
+        seg_start, seg_hap, n_seg = composite_segments(stages.panel, query, allowed=np.ones(H, bool), states=K,
+                                                       genotype=False, step=4, width=1, matches=2)
+        at = np.concatenate([[0], sites[1:]])
+        comp = np.empty((sites.size, K), np.int8)
+        fill_composite(stages.panel, seg_start, seg_hap, n_seg, comp)
+        want = np.empty((b - a, K), np.int8)
+        fill_composite(np.ascontiguousarray(panel[a:b]), at[seg_start], seg_hap, n_seg, want)
+        got = np.empty_like(want)
+        _lay_out(comp, stages.common, stages.major, stages.ptr, stages.hap, stages.allele, at[seg_start], seg_hap,
+                 n_seg, H, got)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(comp, want[sites])
+
+
+@pytest.mark.parametrize("K", [1, 7, 8, 600, 603])
+def test_lane_sums_are_the_sums(K):
+    rng = np.random.default_rng(K)
+    u, v = rng.random(K).astype(np.float32), rng.random(K).astype(np.float32)
+    assert _lane_sum(u, K) == pytest.approx(float(u.astype(np.float64).sum()), rel=1e-5)
+    assert _dot(u, v, K) == pytest.approx(float(u.astype(np.float64) @ v.astype(np.float64)), rel=1e-12)

@@ -229,9 +229,9 @@ def test_ref_options_give_the_haploid_settings_to_phased_alone(monkeypatch):
     from snpbag.inference import refpanel
     from snpbag.retrieval.haplotypes import HaplotypePanel
 
-    monkeypatch.setattr(refpanel, "HAPLOID_HMM", {"ne": 2e5, "eps": 1e-4})  # the default sets none
+    monkeypatch.setattr(refpanel, "HAPLOID_HMM", {"ne": 2e5, "eps": 1e-4})
     ref_options = refpanel.ref_options
-    assert ref_options("phased")["ne"] == 2e5 and "ne" not in refpanel.REF_OPTIONS
+    assert ref_options("phased")["ne"] == 2e5 and refpanel.REF_OPTIONS["ne"] == 8e4  # the default: phased
     for selection in ("conflicts", "composite"):
         opts = ref_options(selection)
         assert "ne" not in opts and "eps" not in opts and opts["selection"] == selection

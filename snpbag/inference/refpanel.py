@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
 #: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults
-#: (the pair HMM's selections keep those): none. Ne 2·10⁵ and ε 10⁻⁴ raised r² a little at
-#: a 5 % array on docs/benchmarks.md's 3 Mb cohort but left INFO/R2 pessimistic by up to
-#: 0.158 per decile (0.030 at the defaults).
-HAPLOID_HMM: dict[str, float] = {}
+#: (the pair HMM's selections keep those): with the phase draws, a larger Ne and a smaller ε
+#: than the pair model's raise r², and a larger Ne than this leaves INFO/R2 under-confident
+#: (docs/benchmarks.md, "Phase draws").
+HAPLOID_HMM: dict[str, float] = {"ne": 8e4, "eps": 1e-4}
 
 #: The copying model's settings for ``--ref``: block and margin from the same sweep.
 REF_OPTIONS = {"selection": "phased", "states": SELECTION_STATES["phased"], "block": 128, "margin": 64,

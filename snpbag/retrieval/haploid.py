@@ -23,18 +23,23 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype. With
-:data:`PHASE_DRAWS` above 1 (default 1: the decoded phase alone, whose INFO/R2 is
-calibrated) and the panel's haplotypes as states, the phase is averaged over instead of
-fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each heterozygote with
-probability 1 − PP) each run steps 3–4, and the state posteriors at each visible site are
-averaged, each phasing's copy counted for the decoded haplotype whose alleles it carries
-there (:func:`sampled_phase_probs`), so HDS stays in the decoded phase and the hidden sites
-interpolate the averaged posteriors. Composite states are matched to the decoded
-haplotypes and impute that phase alone.
+A phase error moves a stretch of ALT probability to the other haplotype. Where the
+states are the panel's haplotypes, the phase is averaged over instead of fixed: the
+decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
+heterozygote with probability 1 − PP; one drawn twice is computed once) each run steps
+3–5, and their
+genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
+two haplotypes are independent; across phasings they are not (a hidden ALT that one
+phasing puts on the first haplotype and another on the second is p₁ = p₂ = ½ on average
+and still a heterozygote), so the average is formed from p₁, p₂ and P2 = the mean of
+p₁p₂, not from p₁, p₂ alone. HDS stays in the decoded phase: each phasing's copy counts
+for the decoded haplotype whose alleles it carries at the nearer flanking visible site.
+Composite states are matched to the decoded haplotypes and impute that phase alone.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -54,13 +59,11 @@ PHASE_OPTIONS = PhaseOptions(states=80, model="pair")
 FLOOR = 1e-4
 
 #: Phasings each sequence is imputed over (:func:`phased_probs`): the decoded phase and
-#: PHASE_DRAWS − 1 drawn from the phaser's PP. At a 5 % array the phaser switches at 2.6 %
-#: of heterozygote pairs (Beagle: 2.5 %) and its PP is close to calibrated; imputing with
-#: the true phase instead would lift r² from 0.9666 to 0.9735 (docs/benchmarks.md), and
-#: averaging over 8 phasings recovers part of that (r² 0.9682 on 150 targets) but leaves
-#: INFO/R2 pessimistic by up to 0.146 per decile (0.030 with the decoded phase alone), so
-#: the default stays 1 until R2 accounts for the averaging.
-PHASE_DRAWS = 1
+#: PHASE_DRAWS − 1 drawn from the phaser's PP. The phase is what a sparse array leaves
+#: uncertain (imputing with the true phase would lift r² at a 5 % array by 0.007), and
+#: averaging over drawn phasings recovers part of it with INFO/R2 still calibrated once the
+#: genotype probabilities are averaged per phasing (docs/benchmarks.md, "Phase draws").
+PHASE_DRAWS = 12
 
 #: The seed of the phase draws: the same for every sequence, so a result does not depend on
 #: the order or the threads sequences are computed in.
@@ -209,6 +212,99 @@ def interpolate_hidden(panel, cols, vis, cm, post, floor, out):  # pragma: no co
         out[s] = p
 
 
+class Carriers(NamedTuple):
+    """Each site's carriers of its minor allele among a panel's columns, compressed by site
+    (CSR): site s's are indices[indptr[s]:indptr[s + 1]], ascending; ``alt_minor[s]``: they
+    carry ALT (else REF; ties: ALT). A panel row has a few percent of its columns carrying
+    the minor allele, so a hidden site's ALT mass sums over those alone
+    (:func:`interpolate_carriers`)."""
+
+    indptr: np.ndarray  # (L + 1,) int64
+    indices: np.ndarray  # (nnz,) int32 panel columns
+    alt_minor: np.ndarray  # (L,) bool
+
+
+@njit(cache=True, nogil=True)
+def _carriers(panel):  # pragma: no cover - compiled
+    L, H = panel.shape
+    alt_minor = np.empty(L, dtype=np.bool_)
+    indptr = np.zeros(L + 1, dtype=np.int64)
+    for s in range(L):
+        a = 0
+        for j in range(H):
+            a += panel[s, j]
+        alt_minor[s] = 2 * a <= H
+        indptr[s + 1] = indptr[s] + (a if alt_minor[s] else H - a)
+    indices = np.empty(indptr[L], dtype=np.int32)
+    for s in range(L):
+        want = 1 if alt_minor[s] else 0
+        i = indptr[s]
+        for j in range(H):
+            if panel[s, j] == want:
+                indices[i] = j
+                i += 1
+    return indptr, indices, alt_minor
+
+
+def allele_carriers(panel: np.ndarray) -> Carriers:
+    """:class:`Carriers` of ``panel`` (L, H) int8 0/1 site-major alleles."""
+    return Carriers(*_carriers(panel))
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
+    """:func:`interpolate_hidden` from each hidden site's minor-allele carriers
+    (:class:`Carriers` fields indptr, indices, alt_minor of the panel) instead of its whole
+    row: the same sum (up to rounding), over the carriers that are kept states, or the kept
+    states' total mass less it where the minor allele is REF. state_of : (H,) the state of
+    each panel column, −1 for none."""
+    L = alt_minor.size
+    K = post.shape[1]
+    m = vis.size
+    keep = np.zeros(K, dtype=np.bool_)
+    thr = floor / K
+    t_left = -1  # the last visible site at or before s
+    built = -2  # the interval whose states are in keep
+    tot_l = 0.0
+    tot_r = 0.0
+    for s in range(L):
+        while t_left + 1 < m and vis[t_left + 1] <= s:
+            t_left += 1
+        if t_left >= 0 and vis[t_left] == s:
+            continue  # visible
+        t_right = t_left + 1 if t_left + 1 < m else -1
+        if built != t_left:  # the states kept between these two visible sites, and their mass
+            tot_l = 0.0
+            tot_r = 0.0
+            for k in range(K):
+                left = post[t_left, k] if t_left >= 0 else 0.0
+                right = post[t_right, k] if t_right >= 0 else 0.0
+                keep[k] = left >= thr or right >= thr
+                if keep[k]:
+                    tot_l += left
+                    tot_r += right
+            built = t_left
+        ml = 0.0
+        mr = 0.0
+        for i in range(indptr[s], indptr[s + 1]):
+            k = state_of[indices[i]]
+            if k >= 0 and keep[k]:
+                if t_left >= 0:
+                    ml += post[t_left, k]
+                if t_right >= 0:
+                    mr += post[t_right, k]
+        if not alt_minor[s]:
+            ml = tot_l - ml
+            mr = tot_r - mr
+        wr = right_weight(cm, vis, t_left, s)
+        p = 0.0
+        if wr < 1.0:
+            p += (1.0 - wr) * ml
+        if wr > 0.0:
+            p += wr * mr
+        out[s] = p
+
+
 @njit(cache=True, nogil=True)
 def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT) of the haplotype at every site s from the haploid copying HMM whose K
@@ -232,57 +328,83 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
-def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, out, loo):  # pragma: no cover - compiled
-    """out[c, s] = P(ALT) of output haplotype c at every site s, averaged over phasings of
-    the visible sites: ``hap`` (L, 2) the decoded phase (−1 hidden) and ``flips`` (S, m)
-    bool, phasing z swapping the two alleles at visible site vis[t] where flips[z, t] (the
-    decoded phase: a row of False). Each phasing runs the haploid HMM on both of its
-    haplotypes (states ``cols`` of ``panel`` for both); the posteriors of its copy c at
-    visible site t count for output haplotype c, or 1 − c where that site is swapped, so the
-    outputs stay aligned with the decoded phase; hidden sites interpolate the averaged
-    posteriors (:func:`interpolate_hidden`). loo : (2, L) as :func:`haploid_probs`'s, or
-    (2, 0)."""
-    S, m = flips.shape
-    K = cols.size
+def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
+                        alt_minor, out, loo, both, held_both):
+    """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
+    haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
+    phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
+    two alleles at visible site vis[t] where flips[u, t] (the decoded phase: a row of
+    False), and ``which`` (S,) the phasing of each draw (a phasing drawn twice is computed
+    once and counted twice, in draw order). Each phasing runs :func:`haploid_probs`' model on
+    both of its haplotypes (states ``cols`` of ``panel``); its copy c counts for output
+    haplotype c, or 1 − c where it is swapped (at a hidden site: where its nearer flanking
+    visible site, in cM, is swapped), so the outputs stay aligned with the decoded phase.
+    ``both`` averages the product of the two copies' probabilities: the two haplotypes are
+    independent within a phasing, not across phasings (a heterozygote whose phase the draws
+    split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
+    the same at the visible sites with their own emission left out (hidden sites keep what
+    they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
+    :class:`Carriers`, which the hidden sites are summed over."""
+    U, m = flips.shape
+    S = which.size
     L = panel.shape[0]
-    acc = np.zeros((2, m, K), dtype=np.float32)
-    post = np.empty((m, K), dtype=np.float32)
+    post = np.empty((m, cols.size), dtype=np.float32)
+    pc = np.empty((U, 2, L))  # each phasing's two copies
     q = np.empty(L, dtype=np.int8)
     pv = np.empty(m)
     want_loo = loo.shape[1] == L
-    lv = np.empty(m if want_loo else 0)
-    w = 1.0 / S
-    for s in range(L):
-        out[0, s] = 0.0
-        out[1, s] = 0.0
-    for t in range(m if want_loo else 0):  # hidden sites keep what they hold
-        loo[0, vis[t]] = 0.0
-        loo[1, vis[t]] = 0.0
-    for z in range(S):
+    lv = np.empty((U, 2, m if want_loo else 0))
+    state_of = np.full(panel.shape[1], -1, dtype=np.int64)
+    for k in range(cols.size):
+        state_of[cols[k]] = k
+    for u in range(U):
         for c in range(2):
             for s in range(L):
                 q[s] = -1
             for t in range(m):
-                q[vis[t]] = hap[vis[t], 1 - c if flips[z, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv, lv)
+                q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
+            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv, lv[u, c])
             for t in range(m):
-                d = 1 - c if flips[z, t] else c  # the output haplotype these alleles belong to
-                row = acc[d, t]
-                src = post[t]
-                for k in range(K):
-                    row[k] += w * src[k]
-                out[d, vis[t]] += w * pv[t]
+                pc[u, c, vis[t]] = pv[t]
+            interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, pc[u, c])
+    w = 1.0 / S
+    for s in range(L):
+        out[0, s] = 0.0
+        out[1, s] = 0.0
+        both[s] = 0.0
+    for t in range(m if want_loo else 0):
+        loo[0, vis[t]] = 0.0
+        loo[1, vis[t]] = 0.0
+        held_both[vis[t]] = 0.0
+    for z in range(S):
+        u = which[z]
+        t_left = -1  # the last visible site at or before s
+        for s in range(L):
+            while t_left + 1 < m and vis[t_left + 1] <= s:
+                t_left += 1
+            if t_left >= 0 and vis[t_left] == s:  # visible
+                t = t_left
                 if want_loo:
-                    loo[d, vis[t]] += w * lv[t]
-    for c in range(2):
-        interpolate_hidden(panel, cols, vis, cm, acc[c], floor, out[c])
+                    d = 1 if flips[u, t] else 0
+                    loo[d, s] += w * lv[u, 0, t]
+                    loo[1 - d, s] += w * lv[u, 1, t]
+                    held_both[s] += w * (lv[u, 0, t] * lv[u, 1, t])
+            else:
+                t = t_left if right_weight(cm, vis, t_left, s) < 0.5 else t_left + 1
+            d = 1 if flips[u, t] else 0  # the output haplotype of copy 0
+            out[d, s] += w * pc[u, 0, s]
+            out[1 - d, s] += w * pc[u, 1, s]
+            both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
 
 
-def genotype_probs(p: np.ndarray) -> np.ndarray:
-    """(..., 3) P(ALT dosage 0/1/2) of two independent haplotypes with ALT probabilities
-    p (..., 2)."""
+def genotype_probs(p: np.ndarray, cov: np.ndarray | float = 0.0) -> np.ndarray:
+    """(..., 3) P(ALT dosage 0/1/2) of two haplotypes with ALT probabilities p (..., 2):
+    independent ones, plus ``cov`` (...), the covariance of their ALT alleles over the
+    phasings averaged (P(both ALT) − p₁p₂; 0 for one phasing), which moves probability
+    between the heterozygote and the homozygotes and keeps the dose p₁ + p₂."""
     p1, p2 = p[..., 0], p[..., 1]
-    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], -1)
+    gp = np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + p2 * (1 - p1), p1 * p2], -1)
+    return gp if np.ndim(cov) == 0 and cov == 0 else gp + np.multiply.outer(cov, [1.0, -2.0, 1.0])
 
 
 def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_SEED) -> np.ndarray:
@@ -306,7 +428,7 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None):
+                 draws: int | None = None, carriers: Carriers | None = None):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -318,7 +440,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
     panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
     :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
-    they impute the decoded phase alone.
+    they impute the decoded phase alone; carriers : ``panel``'s :func:`allele_carriers`
+    (made here when the states are the panel's and none are given: give them for a batch).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -332,9 +455,14 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
+    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
     if states >= n_ref:
-        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor,
-                            phase_draws(query[vis], pp[vis], draws), p, q)
+        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+        c = carriers or allele_carriers(panel)
+        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
+                            which.reshape(-1), *c, p, q, both, held_both)
+        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
         for c in range(2):
             copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
@@ -342,5 +470,5 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
             haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
                           floor, p[c], q[c])
     hds = np.clip(p.T, 0.0, 1.0)
-    held = genotype_probs(q.T)
-    return genotype_probs(hds).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
+    held = genotype_probs(q.T, held_cov)
+    return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)

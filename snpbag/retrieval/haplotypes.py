@@ -49,7 +49,7 @@ import numpy as np
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
-from snpbag.retrieval.haploid import phased_probs
+from snpbag.retrieval.haploid import allele_carriers, phased_probs
 from snpbag.retrieval.phasing import phased_composite
 from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
@@ -187,11 +187,13 @@ class HaplotypePanel(PanelRows):
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
+            carriers = allele_carriers(panel) if self.selection == "phased" else None  # once for the batch
             if n_threads <= 1:
-                parts = [self._probs(panel, cm, row, e, loo) for row, e in zip(g, ex)]
+                parts = [self._probs(panel, cm, row, e, loo, carriers) for row, e in zip(g, ex)]
             else:
                 with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
-                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo), range(g.shape[0])))
+                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo, carriers),
+                                          range(g.shape[0])))
             shapes = ((sites.size, 3), (sites.size, 3), (sites.size, 2))
             out = [np.stack([p[k] for p in parts]) if parts else np.zeros((0, *shapes[k]), np.float32)
                    for k in range(3)]
@@ -200,8 +202,9 @@ class HaplotypePanel(PanelRows):
         picked = [out[0], *([out[1]] if loo else []), *([out[2]] if hds else [])]
         return picked[0] if len(picked) == 1 else tuple(picked)
 
-    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False):
-        """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence."""
+    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False, carriers=None):
+        """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence
+        (``carriers``: the panel's, :func:`~snpbag.retrieval.haploid.phased_probs`)."""
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
         held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)
@@ -220,7 +223,7 @@ class HaplotypePanel(PanelRows):
         visible = bool((gi >= 0).any())
         if self.selection == "phased" and visible:  # phase, then the haploid HMM per haplotype
             return phased_probs(panel, cm, gi, allowed=allowed, states=self.states, ne=self.ne, eps=self.eps,
-                                loo=loo)
+                                loo=loo, carriers=carriers)
         n_ref = 0
         if self.selection == "composite" and visible:  # copy from the sequence's composite haplotypes
             n_ref = int(allowed.sum())

@@ -38,7 +38,10 @@ those sites only (at full density most sites are rare and few hets are); then on
 the two haplotypes' HMMs over every site, on the last states (matched on the common sites,
 read at every site), with the first stage's haplotypes as known, orients each rare het: its
 ALT goes to haplotype 1 when p₁(1 − p₂) ≥ p₂(1 − p₁), p_c being haplotype c's posterior
-P(ALT) with the het itself unread (a "soft" het of :func:`update`).
+P(ALT) with the het itself unread (a "soft" het of :func:`update`). A caller phasing many
+samples against one panel takes the panel as the stages read it once (:class:`Stages`): the
+common sites' rows, where the states are matched, and the rare sites' few minor-allele
+carriers, from which the second stage's states are laid out.
 
 **Missing calls** are imputed per haplotype, from its HMM's posterior (the forward times
 the backward stored at the site, swapped with its segment): the allele with the larger
@@ -48,66 +51,105 @@ allele 2 (an unphased het of cohort phasing's start): it emits ½ for either all
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import switch_rho
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import composite_segments, fill_composite
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+#: The HMM kernels' fast-math flags: no reassociation, so a sum's order is the code's, not
+#: the vectoriser's (which differed between a kernel compiled in the process and one loaded
+#: from numba's cache); :func:`_lane_sum` keeps the sums vectorised.
+FAST = {"nsz", "arcp", "afn", "ninf", "nnan", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _lane_sum(x, K):  # pragma: no cover - compiled
+    """Σ x[:K] in float32 over 8 fixed lanes (independent chains, which vectorise without
+    reassociation), then the lanes in a fixed order."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+    end = K - K % 8
+    for k in range(0, end, 8):
+        a0 += x[k]
+        a1 += x[k + 1]
+        a2 += x[k + 2]
+        a3 += x[k + 3]
+        a4 += x[k + 4]
+        a5 += x[k + 5]
+        a6 += x[k + 6]
+        a7 += x[k + 7]
+    t = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))
+    for k in range(end, K):
+        t += x[k]
+    return t
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _forward_step(f, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """f = emission × transition(f), normalised; f sums to 1 on entry. row : (K,) the
-    states' alleles at the site; a : the haplotype's allele (−1: emits 1)."""
-    stay = 1.0 - rho
-    jump = rho / K
+    states' alleles at the site; a : the haplotype's allele (−1: emits 1). In float32
+    arithmetic, like the stored f: twice the vector lanes of float64, and renormalised at
+    every site, so nothing underflows."""
+    stay = np.float32(1.0 - rho)
+    jump = np.float32(rho / K)
     if a < 0:
         for k in range(K):
             f[k] = stay * f[k] + jump
         return
-    gain = hit - miss
-    either = 0.5 - miss
-    z = 0.0
+    gain = np.float32(hit - miss)
+    either = np.float32(0.5 - miss)
+    miss = np.float32(miss)
     for k in range(K):  # branch-free, so it vectorises: x == 2 (either) emits ½
         x = row[k]
-        v = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
-        f[k] = v
-        z += v
-    inv = 1.0 / z
+        f[k] = (miss + gain * (x == a) + either * (x == 2)) * (stay * f[k] + jump)
+    inv = np.float32(1.0 / _lane_sum(f, K))
     for k in range(K):
         f[k] *= inv
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _backward_step(b, row, a, rho, hit, miss, K):  # pragma: no cover - compiled
     """b (the backward at site s) becomes the backward at s − 1, normalised: the emission
-    at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ)."""
-    tot = 0.0
+    at s (allele a, −1: emits 1) and the transition from s − 1 to s (ρ); float32 as
+    :func:`_forward_step`."""
     if a >= 0:
-        gain = hit - miss
-        either = 0.5 - miss
+        gain = np.float32(hit - miss)
+        either = np.float32(0.5 - miss)
+        miss = np.float32(miss)
         for k in range(K):
             x = row[k]
             b[k] *= miss + gain * (x == a) + either * (x == 2)
-            tot += b[k]
-    else:
-        for k in range(K):
-            tot += b[k]
-    stay = (1.0 - rho) / tot
-    jump = rho / K
+    tot = _lane_sum(b, K)
+    stay = np.float32((1.0 - rho) / tot)
+    jump = np.float32(rho / K)
     for k in range(K):
         b[k] = stay * b[k] + jump
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _dot(u, v, K):  # pragma: no cover - compiled
-    acc = 0.0
-    for k in range(K):
-        acc += np.float64(u[k]) * np.float64(v[k])
-    return acc
+    """Σ u·v over K in float64, over 8 fixed lanes as :func:`_lane_sum`."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    end = K - K % 8
+    for k in range(0, end, 8):
+        a0 += np.float64(u[k]) * np.float64(v[k])
+        a1 += np.float64(u[k + 1]) * np.float64(v[k + 1])
+        a2 += np.float64(u[k + 2]) * np.float64(v[k + 2])
+        a3 += np.float64(u[k + 3]) * np.float64(v[k + 3])
+        a4 += np.float64(u[k + 4]) * np.float64(v[k + 4])
+        a5 += np.float64(u[k + 5]) * np.float64(v[k + 5])
+        a6 += np.float64(u[k + 6]) * np.float64(v[k + 6])
+        a7 += np.float64(u[k + 7]) * np.float64(v[k + 7])
+    t = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))
+    for k in range(end, K):
+        t += np.float64(u[k]) * np.float64(v[k])
+    return t
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _alt_prob(f, b, row, K):  # pragma: no cover - compiled
     """P(ALT) of a haplotype under posterior ∝ f·b over states with alleles row (2: ½)."""
     z = 0.0
@@ -126,7 +168,7 @@ def _hom(gt):  # pragma: no cover - compiled
     return gt // 2 if gt == 0 or gt == 2 else -1
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover - compiled
     """One update of one sequence (module doc), in place.
 
@@ -212,12 +254,16 @@ def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover -
                 conf[s] = max(first, second) / (first + second) if first + second > 0 else 0.5
 
 
+@njit(cache=True, nogil=True)
+def _switch_probs(cm, ne, n_ref, rho):  # pragma: no cover - compiled
+    for s in range(1, cm.size):
+        rho[s] = switch_rho(cm, s - 1, s, ne, n_ref)
+
+
 def switch_probs(cm: np.ndarray, *, ne: float, n_ref: int) -> np.ndarray:
     """(L,) ρ from each site's predecessor (ρ[0] = 1: the first site's states are uniform)."""
-    L = cm.size
-    rho = np.ones(L)
-    for s in range(1, L):
-        rho[s] = switch_rho(cm, s - 1, s, ne, n_ref)
+    rho = np.ones(cm.size)
+    _switch_probs(np.asarray(cm, dtype=np.float64), float(ne), int(n_ref), rho)
     return rho
 
 
@@ -228,17 +274,122 @@ def common_sites(panel: np.ndarray, *, rare: float) -> np.ndarray:
     return np.minimum(p, 1 - p) >= rare
 
 
+@dataclass(frozen=True)
+class Stages:
+    """A panel as the two stages read it, taken once for all the samples that copy from it
+    (:func:`split_stages`).
+
+    common : (L,) bool the first stage's sites; panel : (C, H) int8 ``panel[common]``,
+    C-contiguous (the first stage matches and lays out its states there);
+    major : (L,) int8 each other site's most frequent allele, and at those sites the
+    haplotypes whose allele differs, in CSR form: hap[ptr[s]:ptr[s + 1]] with their
+    allele[...] (few, the sites being rare). The second stage lays its states out from
+    these at the rare sites instead of gathering from the whole panel row, which at full
+    density reads the whole panel from memory for every sample.
+    """
+
+    common: np.ndarray
+    panel: np.ndarray
+    major: np.ndarray
+    ptr: np.ndarray
+    hap: np.ndarray
+    allele: np.ndarray
+
+    def rows(self, a: int, b: int) -> Stages:
+        """The same for the sites a..b−1 (one chromosome)."""
+        c0, c1 = int(np.count_nonzero(self.common[:a])), int(np.count_nonzero(self.common[:b]))
+        e0, e1 = int(self.ptr[a]), int(self.ptr[b])
+        return Stages(self.common[a:b], self.panel[c0:c1], self.major[a:b], self.ptr[a:b + 1] - e0,
+                      self.hap[e0:e1], self.allele[e0:e1])
+
+
+@njit(cache=True, nogil=True)
+def _minor_calls(panel, common):  # pragma: no cover - compiled
+    """(major, ptr, hap, allele) of :class:`Stages` at the sites not ``common``."""
+    L, H = panel.shape
+    major = np.zeros(L, dtype=np.int8)
+    ptr = np.zeros(L + 1, dtype=np.int64)
+    for s in range(L):
+        n = 0
+        if not common[s]:
+            ones = 0
+            for h in range(H):
+                ones += panel[s, h] == 1
+            major[s] = 1 if 2 * ones > H else 0
+            for h in range(H):
+                n += panel[s, h] != major[s]
+        ptr[s + 1] = ptr[s] + n
+    hap = np.empty(ptr[L], dtype=np.int64)
+    allele = np.empty(ptr[L], dtype=np.int8)
+    for s in range(L):
+        e = ptr[s]
+        if not common[s]:
+            for h in range(H):
+                if panel[s, h] != major[s]:
+                    hap[e] = h
+                    allele[e] = panel[s, h]
+                    e += 1
+    return major, ptr, hap, allele
+
+
+def split_stages(panel: np.ndarray, common: np.ndarray) -> Stages:
+    """The :class:`Stages` of site-major (L, H) ``panel`` with first-stage sites ``common``."""
+    common = np.asarray(common, dtype=np.bool_)
+    return Stages(common, np.ascontiguousarray(panel[common]), *_minor_calls(panel, common))
+
+
+@njit(cache=True, nogil=True)
+def _lay_out(comp, common, major, ptr, ex_hap, ex_allele, seg_start, seg_hap, n_seg, H, out):  # pragma: no cover
+    """out (L, K) = the states' alleles at every site: the first stage's rows ``comp`` at
+    the common sites, and at the others the major allele but where the slot's haplotype
+    (slot k copies seg_hap[k, j] from site seg_start[k, j] on) is listed in the CSR
+    exceptions; the same rows as :func:`~snpbag.retrieval.states.fill_composite` from the
+    whole panel, read from an (H,) scratch row that stays in cache."""
+    L, K = out.shape
+    mark = np.full(H, -1, dtype=np.int8)  # the allele of a listed haplotype at the site, else −1
+    cur = np.full(K, -1, dtype=np.int64)
+    hap = np.zeros(K, dtype=np.int64)
+    nxt = np.full(K, L, dtype=np.int64)
+    for k in range(K):
+        if n_seg[k] > 0:
+            nxt[k] = seg_start[k, 0]
+    event = 0
+    c = 0
+    for s in range(L):
+        if s >= event:
+            event = L
+            for k in range(K):
+                while nxt[k] <= s:
+                    cur[k] += 1
+                    hap[k] = seg_hap[k, cur[k]]
+                    nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
+                event = min(event, nxt[k])
+        o = out[s]
+        if common[s]:
+            o[:] = comp[c]
+            c += 1
+            continue
+        for e in range(ptr[s], ptr[s + 1]):
+            mark[ex_hap[e]] = ex_allele[e]
+        m = major[s]
+        for k in range(K):
+            v = mark[hap[k]]
+            o[k] = v if v >= 0 else m
+        for e in range(ptr[s], ptr[s + 1]):
+            mark[ex_hap[e]] = -1
+
+
 def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
                    n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
-                   width: int, matches: int, common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   width: int, matches: int, stages: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
 
     panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
     d : (L,) int8 dosage, −1 missing; first_alt : (L,) the input's first allele (the order
     kept where nothing decides); allowed : (H,) bool the haplotypes that may be copied;
-    n_ref : H in the switch probability; states : K composite haplotypes; common : (L,)
-    bool the first stage's sites (None: all, one stage); the rest as
-    :class:`~snpbag.retrieval.phasing.PhaseOptions`.
+    n_ref : H in the switch probability; states : K composite haplotypes; stages : the
+    first stage's sites and the panel as the stages read it (:func:`split_stages`; None:
+    all sites, one stage); the rest as :class:`~snpbag.retrieval.phasing.PhaseOptions`.
     """
     L = d.size
     hap = np.zeros((L, 2), dtype=np.int8)
@@ -253,10 +404,11 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     conf = np.full(L, 0.5)
     alt = np.full((L, 2), 0.5)
     kw = dict(allowed=allowed, states=states, step=step, width=width, matches=matches)
+    common = None if stages is None else stages.common
     sites = np.arange(L) if common is None else np.flatnonzero(common)
     sub = (hap[sites], pp[sites], conf[sites], alt[sites])
-    comp = _first_stage(panel, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin, fixing,
-                        restate, kw)
+    comp = _first_stage(panel, stages, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin,
+                        fixing, restate, kw)
     hap[sites], pp[sites], conf[sites], alt[sites] = sub
     if sites.size < L:
         # the second stage: one pass over every site on the first stage's last states (matched
@@ -282,12 +434,15 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     return hap, pp
 
 
-def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
+def _first_stage(panel, stages, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, restate, kw) -> np.ndarray:
     """``burnin`` + ``fixing`` updates of one sequence at ``sites`` (module doc), in place on
-    the arrays of those sites; the states are matched (on those sites) again for the first
-    ``restate`` updates, then kept. Returns the last states' alleles at every site of
-    ``panel`` (L, K), which the second stage reads."""
+    the arrays of those sites; the states are matched (on those sites: ``stages.panel``, or
+    ``panel`` without stages) again for the first ``restate`` updates, then kept. Returns
+    the last states' alleles at every site of ``panel`` (L, K), which the second stage
+    reads (:func:`_lay_out`)."""
     n = sites.size
+    L = panel.shape[0]
+    own = panel if stages is None else stages.panel
     d = d[sites]
     het = d == 1
     unph = het.copy()
@@ -295,18 +450,26 @@ def _first_stage(panel, sites, d, hap, pp, conf, alt, rho, eps, burnin, fixing, 
     if hets.size:
         unph[hets[0]] = False
     soft = np.zeros(n, np.bool_)
-    L = panel.shape[0]
-    query = np.full((L, 2), -1, dtype=np.int8)
-    full = None
-    for it in range(burnin + fixing):
-        if full is None or it < restate:
+    query = np.full((n, 2), -1, dtype=np.int8)
+    iterations = burnin + fixing
+    comp = full = None
+    for it in range(iterations):
+        if comp is None or it < restate:
             if it == 0:
-                query[sites, 0] = d
-                query[sites, 1] = -1
+                query[:, 0] = d
             else:
-                query[sites] = hap
-            full = composite_panel(panel, query[:, :1] if it == 0 else query, genotype=it == 0, **kw)
-            comp = full if n == L else np.ascontiguousarray(full[sites])
+                query[:] = hap
+            seg_start, seg_hap, n_seg = composite_segments(own, query[:, :1] if it == 0 else query,
+                                                           genotype=it == 0, **kw)
+            comp = np.empty((n, seg_start.shape[0]), dtype=np.int8)
+            fill_composite(own, seg_start, seg_hap, n_seg, comp)
+            if it == min(restate, iterations) - 1:
+                full = comp
+                if n < L:  # the segments' starts as sites of panel (the first ones start at 0)
+                    at = np.concatenate([[0], sites[1:]]) if n else np.zeros(1, np.int64)
+                    full = np.empty((L, comp.shape[1]), dtype=np.int8)
+                    _lay_out(comp, stages.common, stages.major, stages.ptr, stages.hap, stages.allele,
+                             at[seg_start], seg_hap, n_seg, panel.shape[1], full)
         update(comp, d, hap, unph, soft, rho, eps, conf, alt)
         pp[unph] = conf[unph]
         if it >= burnin and unph.any():

@@ -170,7 +170,7 @@ def dosages(genotypes: np.ndarray) -> np.ndarray:
 
 def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, allowed: np.ndarray,
                  options: PhaseOptions, estimate: np.ndarray | None = None,
-                 common: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 stages: happhase.Stages | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase one sample: (haplotypes (L, 2) int8, pp (L,) float32, filled (L,) bool).
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -178,7 +178,8 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
     nothing orients it); bounds : (start, stop) site ranges phased separately (chromosomes);
     allowed : (H,) bool, the haplotypes that may be copied; estimate : (L, 2) current
     haplotypes of the sample, to choose the states by (None: by conflicts with the genotypes);
-    common : (L,) bool the haploid model's first-stage sites (None: from ``panel``, per call).
+    stages : the haploid model's two stages of ``panel`` (:func:`happhase.split_stages`,
+    taken once by a caller that phases many samples against it; None: taken here, per call).
     """
     g = np.asarray(genotypes)
     L = g.shape[0]
@@ -196,8 +197,7 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
                 panel[a:b], cm[a:b], d[a:b], first_alt[a:b], allowed=allowed, n_ref=int(np.count_nonzero(allowed)),
                 states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, restate=o.restate, ne=o.ne, eps=o.eps,
                 step=o.step, width=o.width, matches=o.matches,
-                common=None if o.rare <= 0 else happhase.common_sites(panel[a:b], rare=o.rare) if common is None
-                else common[a:b])
+                stages=_stages(panel[a:b], o) if stages is None else stages.rows(a, b))
         elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
             # first round's states come by conflicts: an unphased genotype matches too loosely)
@@ -242,14 +242,14 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     return query, full
 
 
-def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, common=None):
+def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions, rounds: int = 2, stages=None):
     """:func:`phase_sample` ``rounds`` times, the states of each round chosen by similarity
     to the previous round's haplotypes (the first: by conflicts); once for the haploid
-    model, whose updates iterate inside (``common`` as :func:`phase_sample`)."""
+    model, whose updates iterate inside (``stages`` as :func:`phase_sample`)."""
     out = None
     for _ in range(1 if options.model == "haploid" else rounds):
         out = phase_sample(panel, cm, genotypes, bounds=bounds, allowed=allowed, options=options,
-                           estimate=None if out is None else out[0], common=common)
+                           estimate=None if out is None else out[0], stages=stages)
     return out
 
 
@@ -259,14 +259,14 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
     genome row of sample i (−1: none), whose haplotypes it may not copy."""
     n = genotypes.shape[0]
     nh = panel.shape[1]
-    common = _common(panel, options)
+    stages = _stages(panel, options) if options.model == "haploid" else None
 
     def one(i):
         allowed = np.ones(nh, dtype=np.bool_)
         if exclude is not None and exclude[i] >= 0:
             allowed[2 * exclude[i]:2 * exclude[i] + 2] = False
         out = phase_rounds(panel, cm, genotypes[i], bounds=bounds, allowed=allowed, options=options,
-                           rounds=options.rounds, common=common)
+                           rounds=options.rounds, stages=stages)
         if on_sample is not None:
             on_sample(1)
         return out
@@ -274,11 +274,12 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
     return _collect(_pool_map(one, n, threads))
 
 
-def _common(panel: np.ndarray, options: PhaseOptions) -> np.ndarray | None:
-    """The haploid model's first-stage sites of a panel shared by many samples (found once)."""
-    if options.model != "haploid" or options.rare <= 0:
+def _stages(panel: np.ndarray, options: PhaseOptions, common: np.ndarray | None = None) -> happhase.Stages | None:
+    """The haploid model's two stages of a panel (None: one stage, ``rare`` 0); ``common``:
+    the first stage's sites when already chosen (else by ``options.rare``)."""
+    if options.rare <= 0:
         return None
-    return happhase.common_sites(panel, rare=options.rare)
+    return happhase.split_stages(panel, happhase.common_sites(panel, rare=options.rare) if common is None else common)
 
 
 def _collect(results) -> Phased:
@@ -318,7 +319,9 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
     keep = np.zeros(n, bool) if keep is None else np.asarray(keep, bool)
     hap = g.copy()
     panel = unphased_panel(g)
-    common = _common(panel, options)
+    # the first stage's sites by the unphased cohort's frequencies, kept as the panel changes
+    common = happhase.common_sites(panel, rare=options.rare) if options.model == "haploid" and options.rare > 0 \
+        else None
     for i in np.flatnonzero(keep):
         panel[:, 2 * i:2 * i + 2] = g[i]
     # the order samples are first phased in: the earlier ones give the later ones phased
@@ -328,13 +331,14 @@ def phase_cohort(genotypes: np.ndarray, cm: np.ndarray, *, bounds, options: Phas
     for it in range(options.iterations):
         for b0 in range(0, todo.size, COHORT_BATCH):
             batch = todo[b0:b0 + COHORT_BATCH]
+            stages = None if common is None else _stages(panel, options, common)
 
-            def one(k, batch=batch, it=it):
+            def one(k, batch=batch, it=it, stages=stages):
                 i = batch[k]
                 allowed = np.ones(2 * n, dtype=np.bool_)
                 allowed[2 * i:2 * i + 2] = False  # never copy itself
                 out = phase_sample(panel, cm, g[i], bounds=bounds, allowed=allowed, options=options,
-                                   estimate=hap[i] if it else None, common=common)
+                                   estimate=hap[i] if it else None, stages=stages)
                 if on_sample is not None:
                     on_sample(1)
                 return out

@@ -97,46 +97,55 @@ def _step_counts(panel, q, vis, v0, v1, genotype, counts):  # pragma: no cover -
                 continue
             bad = (1 - a // 2) if genotype else 1 - a  # the panel allele that disagrees
             row = counts[c]
-            for h in range(nh):
-                if panel[s, h] == bad:
-                    row[h] += 1
+            prow = panel[s]
+            for h in range(nh):  # branch-free on narrow counters, so it vectorises
+                row[h] += prow[h] == bad
 
 
 @njit(cache=True, nogil=True)
 def _best(score, allowed, slot_of, want, offset, out):  # pragma: no cover - compiled
     """out[:want] = the allowed haplotypes with the lowest score; at equal score one already
     in a slot first, then in a fixed rotation of rows starting at ``offset`` (O(H), no sort).
-    Returns how many were found (fewer than ``want`` only if fewer are allowed)."""
+    Returns how many were found (fewer than ``want`` only if fewer are allowed).
+
+    The rank is a key, 2·score + (0 in a slot, 1 not), −1 not allowed, taken in one
+    branch-free pass; a histogram of the keys gives the cut (the key of the want-th), and
+    the rotation is walked only as far as it must: for the keys below the cut until all
+    are found (not at all when none is), then for the cut until enough."""
     nh = score.size
+    key = np.empty(nh, dtype=np.int64)
     top = 0
     for h in range(nh):
-        if allowed[h] and score[h] > top:
-            top = score[h]
-    hist = np.zeros(2 * top + 2, dtype=np.int64)
+        k = 2 * np.int64(score[h]) + (slot_of[h] < 0)
+        k = k if allowed[h] else -1
+        key[h] = k
+        top = max(top, k)
+    hist = np.zeros(top + 2, dtype=np.int64)
     for h in range(nh):
-        if allowed[h]:
-            hist[2 * score[h] + (0 if slot_of[h] >= 0 else 1)] += 1
+        if key[h] >= 0:
+            hist[key[h]] += 1
     cut = 0
-    acc = 0
-    while cut < hist.size and acc + hist[cut] < want:
-        acc += hist[cut]
+    below = 0
+    while cut < hist.size and below + hist[cut] < want:
+        below += hist[cut]
         cut += 1
     n = 0
     start = offset % nh
-    h = start
-    for _ in range(nh):  # below the cut: all of them; at the cut: in rotation until enough
-        if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) < cut:
-            out[n] = h
-            n += 1
-        h = h + 1 if h + 1 < nh else 0  # the rotation without a division per step
-    h = start
-    for _ in range(nh):
+    if below:
+        for i in range(nh):
+            h = start + i if start + i < nh else start + i - nh  # the rotation without a division per step
+            if 0 <= key[h] < cut:
+                out[n] = h
+                n += 1
+                if n == below:
+                    break
+    for i in range(nh):
         if n >= want:
             break
-        if allowed[h] and 2 * score[h] + (0 if slot_of[h] >= 0 else 1) == cut:
+        h = start + i if start + i < nh else start + i - nh
+        if key[h] == cut:
             out[n] = h
             n += 1
-        h = h + 1 if h + 1 < nh else 0
     return n
 
 
@@ -204,11 +213,15 @@ def _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg):  # prag
 
 
 @njit(cache=True, nogil=True)
-def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_start, seg_hap):  # pragma: no cover
+def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_start, seg_hap,
+                    window):  # pragma: no cover - compiled
     """The composite haplotypes of one target (module doc) as segments: slot k copies
     haplotype seg_hap[k, j] from site seg_start[k, j] to the next segment's start. Returns the
     number of segments per slot (n_seg, (K,)). seg_start and seg_hap are (K, n_max) with
-    n_max >= 1 + (informative steps) × matches × queries, so every replacement fits."""
+    n_max >= 1 + (informative steps) × matches × queries, so every replacement fits; window
+    is (queries, H) zeros, the mismatch counters, of an integer type that holds
+    (2·width + 1)·step (:func:`composite_segments` takes int16 where it can: twice the
+    vector lanes of int32)."""
     L, nh = panel.shape
     Q = q.shape[1]
     m = 0
@@ -227,8 +240,7 @@ def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_st
                 break
     n_steps = max(1, (m + step - 1) // step)
     R = 2 * width + 1
-    ring = np.zeros((R, Q, nh), dtype=np.int32)
-    window = np.zeros((Q, nh), dtype=np.int32)
+    ring = np.zeros((R, Q, nh), dtype=window.dtype)
     slot_of = np.full(nh, -1, dtype=np.int64)
     slot_last = np.zeros(K, dtype=np.int64)  # the last step the slot's haplotype matched at
     n_seg = np.zeros(K, dtype=np.int64)
@@ -315,6 +327,28 @@ def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover -
                 o[k] = row[hap[k]]
 
 
+def composite_segments(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,
+                       step: int = 16, width: int = 2,
+                       matches: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The K composite haplotypes of one target (module doc) as segments, (seg_start,
+    seg_hap, n_seg): slot k copies panel haplotype seg_hap[k, j] from row seg_start[k, j]
+    of ``panel`` on, for j < n_seg[k]; :func:`fill_composite` lays them out as alleles.
+    The arguments as :func:`composite_panel`'s."""
+    q = np.ascontiguousarray(query, dtype=np.int8)
+    if q.ndim == 1:
+        q = q[:, None]
+    K = int(min(states, int(np.count_nonzero(allowed))))
+    m = int(((q >= 0).any(1)).sum())
+    n_max = 2 + ((m + step - 1) // step) * matches * q.shape[1]
+    seg_start = np.zeros((K, n_max), dtype=np.int64)
+    seg_hap = np.zeros((K, n_max), dtype=np.int64)
+    narrow = (2 * width + 1) * step <= np.iinfo(np.int16).max  # a window's most mismatches
+    window = np.zeros((q.shape[1], panel.shape[1]), dtype=np.int16 if narrow else np.int32)
+    n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
+                            int(matches), seg_start, seg_hap, window)
+    return seg_start, seg_hap, n_seg
+
+
 def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,
                     step: int = 16, width: int = 2, matches: int = 2) -> np.ndarray:
     """(L, K) int8 alleles of the K composite haplotypes of one target (module doc).
@@ -326,17 +360,8 @@ def composite_panel(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray
     step : informative sites per step; width : steps either side in a match's window;
     matches : haplotypes matched per query per step.
     """
-    q = np.ascontiguousarray(query, dtype=np.int8)
-    if q.ndim == 1:
-        q = q[:, None]
-    K = int(min(states, int(np.count_nonzero(allowed))))
-    L = panel.shape[0]
-    m = int(((q >= 0).any(1)).sum())
-    n_max = 2 + ((m + step - 1) // step) * matches * q.shape[1]
-    seg_start = np.zeros((K, n_max), dtype=np.int64)
-    seg_hap = np.zeros((K, n_max), dtype=np.int64)
-    n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
-                            int(matches), seg_start, seg_hap)
-    out = np.empty((L, K), dtype=np.int8)
+    seg_start, seg_hap, n_seg = composite_segments(panel, query, allowed=allowed, states=states, genotype=genotype,
+                                                   step=step, width=width, matches=matches)
+    out = np.empty((panel.shape[0], seg_start.shape[0]), dtype=np.int8)
     fill_composite(panel, seg_start, seg_hap, n_seg, out)
     return out
