@@ -57,7 +57,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import switch_rho
-from snpbag.retrieval.states import composite_segments, fill_composite
+from snpbag.retrieval.states import advance_segments, composite_segments, fill_composite, segment_cursor
 
 
 #: The HMM kernels' fast-math flags: no reassociation, so a sum's order is the code's, not
@@ -347,23 +347,12 @@ def _lay_out(comp, common, major, ptr, ex_hap, ex_allele, seg_start, seg_hap, n_
     whole panel, read from an (H,) scratch row that stays in cache."""
     L, K = out.shape
     mark = np.full(H, -1, dtype=np.int8)  # the allele of a listed haplotype at the site, else −1
-    cur = np.full(K, -1, dtype=np.int64)
-    hap = np.zeros(K, dtype=np.int64)
-    nxt = np.full(K, L, dtype=np.int64)
-    for k in range(K):
-        if n_seg[k] > 0:
-            nxt[k] = seg_start[k, 0]
+    cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
     event = 0
     c = 0
     for s in range(L):
         if s >= event:
-            event = L
-            for k in range(K):
-                while nxt[k] <= s:
-                    cur[k] += 1
-                    hap[k] = seg_hap[k, cur[k]]
-                    nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
-                event = min(event, nxt[k])
+            event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
         o = out[s]
         if common[s]:
             o[:] = comp[c]

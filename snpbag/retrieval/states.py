@@ -296,30 +296,46 @@ def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_st
 
 
 @njit(cache=True, nogil=True)
+def segment_cursor(seg_start, n_seg, K, L):  # pragma: no cover - compiled
+    """The start of a walk along K slots' segments (slot k copies seg_hap[k, j] from site
+    seg_start[k, j] on): each slot's current segment (−1: none yet), its haplotype, and the
+    site where its next segment starts (L: none)."""
+    cur = np.full(K, -1, dtype=np.int64)
+    hap = np.zeros(K, dtype=np.int64)
+    nxt = np.full(K, L, dtype=np.int64)
+    for k in range(K):
+        if n_seg[k] > 0:
+            nxt[k] = seg_start[k, 0]
+    return cur, hap, nxt
+
+
+@njit(cache=True, nogil=True)
+def advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L):  # pragma: no cover - compiled
+    """Move every slot of the walk (:func:`segment_cursor`) to its segment at site s;
+    returns the next site where some slot changes haplotype (L: none), so callers step
+    only there."""
+    event = L
+    for k in range(cur.size):
+        while nxt[k] <= s:
+            cur[k] += 1
+            hap[k] = seg_hap[k, cur[k]]
+            nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
+        event = min(event, nxt[k])
+    return event
+
+
+@njit(cache=True, nogil=True)
 def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
     """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel),
     written row by row: a gather from each contiguous panel row (column by column, the
     writes strided by K cost 8x the whole composite step)."""
     L = panel.shape[0]
     K = out.shape[1]
-    cur = np.full(K, -1, dtype=np.int64)  # each slot's segment at the current site
-    hap = np.zeros(K, dtype=np.int64)
-    nxt = np.full(K, L, dtype=np.int64)  # the site where its next segment starts
-    for k in range(K):
-        if n_seg[k] > 0:
-            nxt[k] = seg_start[k, 0]
-    event = L  # the first site where some slot changes haplotype
-    for k in range(K):
-        event = min(event, nxt[k])
+    cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
+    event = 0  # the first site where some slot may change haplotype
     for s in range(L):
         if s >= event:
-            event = L
-            for k in range(K):
-                while nxt[k] <= s:
-                    cur[k] += 1
-                    hap[k] = seg_hap[k, cur[k]]
-                    nxt[k] = seg_start[k, cur[k] + 1] if cur[k] + 1 < n_seg[k] else L
-                event = min(event, nxt[k])
+            event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
         row = panel[s]
         o = out[s]
         for k in range(K):

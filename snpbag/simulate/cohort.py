@@ -9,13 +9,6 @@ The genotypes come from :mod:`snpbag.simulate.coalescent` (the demographic model
 msprime, the VCF text); this module lays out the cohort: reference and target
 samples, array site lists, pedigrees of known degree, the stores and
 ``simulation.json``.
-
-References
-----------
-Gutenkunst RN et al. (2009) PLoS Genet 5:e1000695.
-Browning SR et al. (2018) PLoS Genet 14:e1007385 (``--demography admixed``).
-Adrion JR et al. (2020) eLife 9:e54967 (stdpopsim).
-Baumdicker F et al. (2022) Genetics 220:iyab229 (msprime 1.0).
 """
 
 from __future__ import annotations
