@@ -304,13 +304,16 @@ def impute(model, ref, input, output, genetic_map, state_selection, copying_only
 @click.option("--state-selection", type=click.Choice(SELECTIONS), default=None,
               help="The pair model's states (default: composite; needs --phasing-model pair).")
 @click.option("--report", "report_dir", default=None, type=path_in, help="Also write an HTML report (DIR/index.html).")
+@click.option("--batch-size", default=_phase.SAMPLE_BATCH, show_default=True, type=int,
+              help="With a panel: samples read and phased per pass over the input (memory; same output).")
 def phase(input, output, ref, model, copying_only, genetic_map, samples, region, threads, device, seed, rephase,
-          phasing_model, state_selection, report_dir):
+          phasing_model, state_selection, report_dir, batch_size):
     """Phase a VCF with the haplotype-copying model (and a phasing model's head), against a panel or the cohort."""
     s = _phase.phase(input=input, output=output, ref=ref, model=model, copying_only=copying_only,
                      genetic_map=genetic_map, samples=samples,
                      region=region, threads=threads, device=device, seed=seed, rephase=rephase,
-                     phasing_model=phasing_model, state_selection=state_selection, report_dir=report_dir)
+                     phasing_model=phasing_model, state_selection=state_selection, report_dir=report_dir,
+                     sample_batch=batch_size)
     click.echo(f"{s.report}\n{s.n_samples} samples in {s.seconds:.1f} s ({s.samples_per_second:.2f} samples/s)")
 
 

@@ -155,18 +155,18 @@ def test_phase(runner, monkeypatch):
         result = _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--ref", "r.vcf.gz",
                                   "--map", "g.map", "--samples", "s.txt", "--region", "22", "--threads", "3",
                                   "--seed", "7", "--rephase", "--phasing-model", "pair", "--state-selection", "conflicts",
-                                  "--report", "rep"])
+                                  "--report", "rep", "--batch-size", "50"])
     f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref="r.vcf.gz", model=None, copying_only=False,
                               genetic_map="g.map",
                               samples="s.txt", region="22", threads=3, device="cpu", seed=7, rephase=True,
-                              phasing_model="pair", state_selection="conflicts", report_dir="rep")
+                              phasing_model="pair", state_selection="conflicts", report_dir="rep", sample_batch=50)
     assert result.output == "phased 10 of 12 biallelic SNPs\n4 samples in 2.0 s (2.00 samples/s)\n"
     with mock.patch(_target(monkeypatch, "snpbag.inference.phase", "phase"), return_value=summary) as f:
         _invoke(runner, ["phase", "--input", "u.vcf.gz", "--output", "p.vcf.gz", "--model", "m", "--copying-only"])
     f.assert_called_once_with(input="u.vcf.gz", output="p.vcf.gz", ref=None, model="m", copying_only=True,
                               genetic_map=None,
                               samples=None, region=None, threads=None, device="cpu", seed=0, rephase=False,
-                              phasing_model=None, state_selection=None, report_dir=None)
+                              phasing_model=None, state_selection=None, report_dir=None, sample_batch=2000)
 
 
 def test_demo(runner, monkeypatch):

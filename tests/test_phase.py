@@ -241,6 +241,31 @@ def test_phase_command_with_a_panel(tmp_path):
     assert (est[miss].sum(-1) == truth[miss].sum(-1)).mean() > 0.8, est[miss].sum(-1) - truth[miss].sum(-1)
 
 
+def test_phasing_in_sample_batches_writes_the_same_output(tmp_path):
+    """With a panel, samples are read and phased a batch at a time (results on disk until the writer):
+    the VCF, the summary and the report's PP do not depend on the batch size, and nothing is left
+    behind; a requested sample missing from a later batch stops the run with no output."""
+    ref, tgt, *_ = _cohort(tmp_path, n_target=8, n_sites=120)
+    sel = tmp_path / "samples.txt"
+    sel.write_text("\n".join(["T6", "T1", "T2", "T7", "T0", "T3", "T5"]) + "\n")
+    runs = {}
+    for name, batch in (("whole", 100), ("batched", 3)):
+        out = tmp_path / name / "p.vcf.gz"
+        out.parent.mkdir()
+        s = phase(input=tgt, output=out, ref=ref, options=FAST, progress=False, samples=sel, sample_batch=batch,
+                  report_dir=tmp_path / name / "report")
+        runs[name] = (_records(out), s.n_filled, s.n_kept_samples, s.n_records, sorted(p.name for p in out.parent.iterdir()))
+    assert runs["batched"] == runs["whole"]
+    assert runs["whole"][0][0][9:] == ["T0", "T1", "T2", "T3", "T5", "T6", "T7"]  # in the input's order
+    sel.write_text("T0\nT1\nT2\nT3\nNOPE\n")
+    with pytest.raises(SampleError, match="NOPE"):
+        phase(input=tgt, output=tmp_path / "x.vcf.gz", ref=ref, options=FAST, progress=False, samples=sel,
+              sample_batch=2)
+    assert not list(tmp_path.glob("x.vcf.gz*")) and not list(tmp_path.glob(".snpbag-phase-*"))
+    with pytest.raises(InputError, match="--batch-size 0: must be at least 1"):
+        phase(input=tgt, output=tmp_path / "x.vcf.gz", ref=ref, sample_batch=0)
+
+
 @requires_tool("bcftools")
 def test_output_opens_in_bcftools(tmp_path):
     ref, tgt, *_ = _cohort(tmp_path, n_sites=80)

@@ -170,6 +170,9 @@ def test_phase_command_with_a_phasing_model(phase_model, tmp_path):
             else:
                 assert fa == fi
     assert n_het > 100
+    batched = tmp_path / "batched.vcf.gz"  # a batch of samples at a time: the same output
+    cli("phase", "--model", model, "--input", given, "--output", batched, "--threads", 1, "--batch-size", 3)
+    assert _records(batched) == a
 
 
 def test_phase_refuses_a_model_without_a_phasing_head(phase_model, tmp_path):

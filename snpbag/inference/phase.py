@@ -12,8 +12,10 @@ records, indels and SNPs the panel lacks pass through unchanged and unphased, co
 the report line. Samples whose calls are all phased and complete are kept as they are
 unless ``rephase``; in cohort mode they are copied from as fixed haplotypes.
 
-Memory: the input's calls and the phased result, 2 + 7 bytes per genotype (the copying
-model's working memory is one window per thread); output is streamed.
+Memory: with a panel, the calls of one batch of samples (:data:`SAMPLE_BATCH`, 2 + 7 bytes per
+genotype while it is phased; the results of finished batches wait in a temporary file beside the
+output, site-major for the writer) and the panel; each further batch reads the input again. The
+cohort alone holds every sample's calls and result (the cohort is its own panel). The copying model's working memory is one window per thread; output is streamed.
 
 ``--model``: a phasing model (``snpbag train task=phase``): the copying model against its
 haplotype panel, then the encoder's phasing head re-decides the relative phase of every
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,10 @@ from snpbag.retrieval.haplotypes import HaplotypePanel
 log = logging.getLogger(__name__)
 
 _BLOCK = 4096  # records read per block
+#: Samples read and phased per pass over the input when phasing against a panel: the calls held are a
+#: batch's (2 bytes per genotype), and the phased result waits on disk for the writer, so memory follows
+#: the batch and the panel, not the cohort; each further batch reads the input again.
+SAMPLE_BATCH = 2000
 
 
 @dataclass
@@ -244,6 +251,7 @@ def phase(
     options: phasing.PhaseOptions | None = None,
     progress: bool = True,
     report_dir: str | Path | None = None,
+    sample_batch: int = SAMPLE_BATCH,
 ) -> PhaseSummary:
     """Phase the diploid biallelic SNPs of ``input`` and write them as ``output``.
 
@@ -266,6 +274,8 @@ def phase(
     state_selection : the pair model's state selection, ``conflicts`` or ``composite``
         (:mod:`snpbag.retrieval.states`), replacing that of ``options``.
     report_dir : also write an HTML report there (:mod:`snpbag.inference.phasereport`).
+    sample_batch : with a panel, samples read and phased per pass over the input (the output
+        does not depend on it).
 
     Raises
     ------
@@ -275,6 +285,8 @@ def phase(
     t0 = time.perf_counter()
     if ref is not None and model is not None:
         raise InputError("--ref and --model both given; phase against one panel")
+    if sample_batch < 1:
+        raise InputError(f"--batch-size {sample_batch}: must be at least 1 (samples phased per pass over the input)")
     if copying_only and model is None:
         raise InputError("--copying-only needs --model (a model directory whose haplotype panel to copy from)")
     meta = modeldir.read_meta(model) if model is not None else None
@@ -300,7 +312,9 @@ def phase(
                              "add --phasing-model pair")
         options = dataclasses.replace(options, selection=state_selection)
     sample_list = read_sample_file(samples) if samples is not None else None
-    target = read_snps(input, samples=sample_list, region=region, threads=threads)
+    ids = _input_samples(input, sample_list)
+    batched = (ref is not None or model is not None) and len(ids) > sample_batch
+    target = read_snps(input, samples=ids[:sample_batch] if batched else sample_list, region=region, threads=threads)
     if ref is not None:
         panel = reference_from_vcf(ref, target, region=region if _indexed(ref) else None, threads=threads)
     elif model is not None:
@@ -308,46 +322,123 @@ def phase(
     else:
         panel = None
     rows = np.arange(len(target)) if panel is None else panel.sites
-    g = np.ascontiguousarray(target.calls[rows].transpose(1, 0, 2))  # (N, P, 2)
-    g = np.where((g >= 0).all(-1, keepdims=True), g, -1).astype(np.int8)  # half calls: missing to the model
-    keep = np.zeros(g.shape[0], bool) if rephase else kept_samples(target, rows)
     cm = _genetic_positions(target, rows, genetic_map, None if panel is None else panel.cm)
     bounds = _contigs_bounds(target.chrom[rows])
-    todo = np.flatnonzero(~keep)
-    n_work = todo.size * (options.iterations if panel is None else options.rounds + use_head)
-    with progress_bar(total=n_work, description="phasing", unit="samples", enabled=progress) as advance:
-        if panel is None:
-            res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep, threads=threads,
-                                       on_sample=advance)
-        else:
-            exclude = _exclude(panel.sample_ids, [target.samples[i] for i in todo])
-            sub = phasing.phase_with_panel(panel.by_site, cm, g[todo], bounds=bounds, options=options,
-                                           exclude=exclude, threads=threads,
-                                           on_sample=lambda k: advance(k * options.rounds))
-            res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
-            if todo.size:
-                res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
-            if use_head and todo.size:
-                loaded = modeldir.read(model, device=device)
-                res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, exclude=exclude,
-                                       on_batch=advance)
-    half = ((target.calls[rows] >= 0).any(-1) & (target.calls[rows] < 0).any(-1)).T  # (N, P): left as given
-    res.filled &= ~half
     what = "the cohort" if panel is None else f"panel {panel.source}" + (" and its phasing head" if use_head else "")
+    run = dict(cm=cm, bounds=bounds, options=options, threads=threads)
+    if not batched:
+        g, keep = _calls(target, rows, rephase)
+        todo = np.flatnonzero(~keep)
+        n_work = todo.size * (options.iterations if panel is None else options.rounds + use_head)
+        with progress_bar(total=n_work, description="phasing", unit="samples", enabled=progress) as advance:
+            if panel is None:
+                res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep,
+                                           threads=threads, on_sample=advance)
+            else:
+                res = _phase_batch(g, keep, target.samples, panel, advance=advance, **run)
+                if use_head and todo.size:
+                    loaded = modeldir.read(model, device=device)
+                    exclude = _exclude(panel.sample_ids, [target.samples[i] for i in todo])
+                    res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, exclude=exclude,
+                                           on_batch=advance)
+        half = _half_calls(target, rows)
+        res.filled &= ~half
+        return _finish(input, out, target, rows, res, half, keep, what=what, region=region, report_dir=report_dir,
+                       t0=t0)
+    # More samples than one batch (with a panel): read, phase (and refine with the head) and write down one
+    # batch of samples at a time, so the calls in memory are a batch's; the results wait on disk, site-major,
+    # for the writer.
+    stages = phasing.panel_stages(panel.by_site, options)
+    loaded = modeldir.read(model, device=device) if use_head else None
+    n = len(ids)
+    per = options.rounds + use_head
+    with tempfile.TemporaryDirectory(prefix=".snpbag-phase-", dir=out.parent) as tmp, \
+            progress_bar(total=n * per, description="phasing", unit="samples", enabled=progress) as advance:
+        mm = {k: np.lib.format.open_memmap(Path(tmp) / f"{k}.npy", mode="w+", dtype=t, shape=(rows.size, n, *e))
+              for k, t, e in (("haplotypes", np.int8, (2,)), ("pp", np.float32, ()), ("filled", bool, ()),
+                              ("half", bool, ()))}
+        keep = np.zeros(n, bool)
+        for lo in range(0, n, sample_batch):
+            hi = min(lo + sample_batch, n)
+            part = target if lo == 0 else read_snps(input, samples=ids[lo:hi], region=region, threads=threads)
+            g, keep[lo:hi] = _calls(part, rows, rephase)
+            advance(int(keep[lo:hi].sum()) * per)
+            res = _phase_batch(g, keep[lo:hi], part.samples, panel, advance=advance, stages=stages, **run)
+            todo = np.flatnonzero(~keep[lo:hi])
+            if loaded is not None and todo.size:
+                res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, on_batch=advance,
+                                       exclude=_exclude(panel.sample_ids, [part.samples[i] for i in todo]))
+            del g
+            half = _half_calls(part, rows)
+            res.filled &= ~half
+            for k, v in (("haplotypes", res.haplotypes), ("pp", res.pp), ("filled", res.filled), ("half", half)):
+                mm[k][:, lo:hi] = np.swapaxes(v, 0, 1)
+        res = phasing.Phased(*(np.swapaxes(mm[k], 0, 1) for k in ("haplotypes", "pp", "filled")))
+        everyone = dataclasses.replace(target, samples=list(ids), calls=np.zeros((len(target), 0, 2), np.int8),
+                                       phased=np.zeros((len(target), 0), bool))
+        return _finish(input, out, everyone, rows, res, np.swapaxes(mm["half"], 0, 1), keep, what=what,
+                       region=region, report_dir=report_dir, t0=t0)
+
+
+def _input_samples(path, requested: list[str] | None) -> list[str]:
+    """The samples to phase in the input's order (as :func:`read_snps` reads them): ``requested`` or,
+    without it, all; requested ids the input lacks come first, so the first read names them. Empty
+    when the header cannot be read here (:func:`read_snps` then says why)."""
+    header = read_header(path) if Path(path).exists() else None
+    if header is None:
+        return list(requested or [])
+    if requested is None:
+        return list(header.samples)
+    want, have = set(requested), set(header.samples)
+    return [s for s in requested if s not in have] + [s for s in header.samples if s in want]
+
+
+def _calls(target: SnpCalls, rows: np.ndarray, rephase: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(N, P, 2) int8 calls at ``rows`` (half calls missing to the model) and the samples kept as given."""
+    g = np.ascontiguousarray(target.calls[rows].transpose(1, 0, 2))
+    g = np.where((g >= 0).all(-1, keepdims=True), g, -1).astype(np.int8)
+    keep = np.zeros(g.shape[0], bool) if rephase else kept_samples(target, rows)
+    return g, keep
+
+
+def _half_calls(target: SnpCalls, rows: np.ndarray) -> np.ndarray:
+    """(N, P) bool: calls with one allele missing, left as given."""
+    c = target.calls[rows]
+    return ((c >= 0).any(-1) & (c < 0).any(-1)).T
+
+
+def _phase_batch(g: np.ndarray, keep: np.ndarray, samples: list[str], panel: Reference, *, cm, bounds, options,
+                 threads, advance, stages=None) -> phasing.Phased:
+    """Phase (N, P, 2) calls ``g`` of ``samples`` against ``panel``, those in ``keep`` left as given."""
+    todo = np.flatnonzero(~keep)
+    exclude = _exclude(panel.sample_ids, [samples[i] for i in todo])
+    sub = phasing.phase_with_panel(panel.by_site, cm, g[todo], bounds=bounds, options=options, exclude=exclude,
+                                   threads=threads, stages=stages, on_sample=lambda k: advance(k * options.rounds))
+    res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
+    if todo.size:
+        res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
+    return res
+
+
+def _finish(input, out: Path, target: SnpCalls, rows: np.ndarray, res: phasing.Phased, half: np.ndarray,
+            keep: np.ndarray, *, what: str, region, report_dir, t0: float) -> PhaseSummary:
+    """Write the phased VCF (and the report) and say what was done."""
     written = write_phased_vcf(input, out, target, rows=rows, result=res, phase_samples=~keep, skip=half,
                                region=region, header_lines=(f"snpbag_phase=reference {what}",))
-    n_filled = int(res.filled[~keep].sum())
+    n_filled = sum(int(res.filled[i][~half[i]].sum()) for i in np.flatnonzero(~keep))
     report = (f"phased {rows.size:,} of {len(target):,} biallelic SNPs against {what}; "
               f"{written.line()}; {int(keep.sum()):,} already phased samples kept; {n_filled:,} missing calls filled")
     log.info(report)
     summary = PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()), n_filled,
                            time.perf_counter() - t0, report)
     if report_dir is not None:
-        het = (phasing.dosages(res.haplotypes) == 1) & ~half  # (N, P)
+        mine = np.flatnonzero(~keep)
+        het = [(phasing.dosages(res.haplotypes[i]) == 1) & ~half[i] for i in mine]  # one sample at a time
         facts = PhaseFacts(command="snpbag phase", input=str(input), reference=what, n_samples=summary.n_samples,
                            n_kept=summary.n_kept_samples, n_filled=n_filled, seconds=summary.seconds, report=report)
+        pp = np.concatenate([res.pp[i][h] for i, h in zip(mine, het)]) if mine.size else np.zeros(0, np.float32)
         write_phase_report(report_dir, facts=facts, passed=written.passed, n_phased=written.n_phased,
-                           pp=res.pp[~keep][het[~keep]], hets=het[~keep].sum(1))
+                           pp=pp, hets=np.array([int(h.sum()) for h in het], dtype=np.int64))
     return summary
 
 

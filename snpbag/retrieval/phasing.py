@@ -254,12 +254,14 @@ def phase_rounds(panel, cm, genotypes, *, bounds, allowed, options: PhaseOptions
 
 
 def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bounds, options: PhaseOptions,
-                     exclude: np.ndarray | None = None, threads: int | None = None, on_sample=None) -> Phased:
+                     exclude: np.ndarray | None = None, threads: int | None = None, on_sample=None,
+                     stages: happhase.Stages | None = None) -> Phased:
     """Phase (n, L, 2) calls against a site-major (L, H) panel; ``exclude[i]``: the panel
-    genome row of sample i (−1: none), whose haplotypes it may not copy."""
+    genome row of sample i (−1: none), whose haplotypes it may not copy; ``stages``: the
+    panel's :func:`panel_stages` when already taken (batches of samples against one panel)."""
     n = genotypes.shape[0]
     nh = panel.shape[1]
-    stages = _stages(panel, options) if options.model == "haploid" else None
+    stages = panel_stages(panel, options) if stages is None else stages
 
     def one(i):
         allowed = np.ones(nh, dtype=np.bool_)
@@ -272,6 +274,11 @@ def phase_with_panel(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *
         return out
 
     return _collect(_pool_map(one, n, threads))
+
+
+def panel_stages(panel: np.ndarray, options: PhaseOptions) -> happhase.Stages | None:
+    """What the haploid model takes once per panel (None for the pair model or one stage)."""
+    return _stages(panel, options) if options.model == "haploid" else None
 
 
 def _stages(panel: np.ndarray, options: PhaseOptions, common: np.ndarray | None = None) -> happhase.Stages | None:
