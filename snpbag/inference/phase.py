@@ -15,7 +15,8 @@ unless ``rephase``; in cohort mode they are copied from as fixed haplotypes.
 Memory: with a panel, the calls of one batch of samples (:data:`SAMPLE_BATCH`, 2 + 7 bytes per
 genotype while it is phased; the results of finished batches wait in a temporary file beside the
 output, site-major for the writer) and the panel; each further batch reads the input again. The
-cohort alone holds every sample's calls and result (the cohort is its own panel). The copying model's working memory is one window per thread; output is streamed.
+cohort alone holds every sample's calls and result (the cohort is its own panel). The copying
+model's working memory is one window per thread; output is streamed.
 
 ``--model``: a phasing model (``snpbag train task=phase``): the copying model against its
 haplotype panel, then the encoder's phasing head re-decides the relative phase of every
@@ -25,6 +26,7 @@ any haplotype-retrieval model through the copying model alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -325,59 +327,78 @@ def phase(
     cm = _genetic_positions(target, rows, genetic_map, None if panel is None else panel.cm)
     bounds = _contigs_bounds(target.chrom[rows])
     what = "the cohort" if panel is None else f"panel {panel.source}" + (" and its phasing head" if use_head else "")
-    run = dict(cm=cm, bounds=bounds, options=options, threads=threads)
-    if not batched:
+    if panel is None:
         g, keep = _calls(target, rows, rephase)
-        todo = np.flatnonzero(~keep)
-        n_work = todo.size * (options.iterations if panel is None else options.rounds + use_head)
-        with progress_bar(total=n_work, description="phasing", unit="samples", enabled=progress) as advance:
-            if panel is None:
-                res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep,
-                                           threads=threads, on_sample=advance)
-            else:
-                res = _phase_batch(g, keep, target.samples, panel, advance=advance, **run)
-                if use_head and todo.size:
-                    loaded = modeldir.read(model, device=device)
-                    exclude = _exclude(panel.sample_ids, [target.samples[i] for i in todo])
-                    res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, exclude=exclude,
-                                           on_batch=advance)
+        with progress_bar(total=int((~keep).sum()) * options.iterations, description="phasing", unit="samples",
+                          enabled=progress) as advance:
+            res = phasing.phase_cohort(g, cm, bounds=bounds, options=options, seed=seed, keep=keep,
+                                       threads=threads, on_sample=advance)
         half = _half_calls(target, rows)
         res.filled &= ~half
-        return _finish(input, out, target, rows, res, half, keep, what=what, region=region, report_dir=report_dir,
-                       t0=t0)
-    # More samples than one batch (with a panel): read, phase (and refine with the head) and write down one
-    # batch of samples at a time, so the calls in memory are a batch's; the results wait on disk, site-major,
-    # for the writer.
+        return _finish(input, out, target, rows, res, half, keep, _Tally().add(res, half, keep), what=what,
+                       region=region, report_dir=report_dir, t0=t0)
+    # With a panel, a batch of samples at a time: read, phase, re-decide with the head; with more than one
+    # batch the results wait on disk, site-major, for the writer, so the calls in memory are a batch's.
     stages = phasing.panel_stages(panel.by_site, options)
     loaded = modeldir.read(model, device=device) if use_head else None
-    n = len(ids)
-    per = options.rounds + use_head
-    with tempfile.TemporaryDirectory(prefix=".snpbag-phase-", dir=out.parent) as tmp, \
-            progress_bar(total=n * per, description="phasing", unit="samples", enabled=progress) as advance:
-        mm = {k: np.lib.format.open_memmap(Path(tmp) / f"{k}.npy", mode="w+", dtype=t, shape=(rows.size, n, *e))
-              for k, t, e in (("haplotypes", np.int8, (2,)), ("pp", np.float32, ()), ("filled", bool, ()),
-                              ("half", bool, ()))}
-        keep = np.zeros(n, bool)
-        for lo in range(0, n, sample_batch):
-            hi = min(lo + sample_batch, n)
+    n, per = (len(ids) if batched else len(target.samples)), options.rounds + use_head
+    step = sample_batch if batched else max(n, 1)  # one pass over ``target`` unless batched
+    keep, tally = np.zeros(n, bool), _Tally()
+    with contextlib.ExitStack() as stack:
+        advance = stack.enter_context(progress_bar(total=n * per, description="phasing", unit="samples",
+                                                   enabled=progress))
+        if batched:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".snpbag-phase-", dir=out.parent)))
+            mm = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=t, shape=(rows.size, n, *e))
+                  for k, t, e in (("haplotypes", np.int8, (2,)), ("pp", np.float32, ()), ("filled", bool, ()),
+                                  ("half", bool, ()))}
+        for lo in range(0, max(n, 1), step):
+            hi = min(lo + step, n)
             part = target if lo == 0 else read_snps(input, samples=ids[lo:hi], region=region, threads=threads)
             g, keep[lo:hi] = _calls(part, rows, rephase)
             advance(int(keep[lo:hi].sum()) * per)
-            res = _phase_batch(g, keep[lo:hi], part.samples, panel, advance=advance, stages=stages, **run)
             todo = np.flatnonzero(~keep[lo:hi])
-            if loaded is not None and todo.size:
-                res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, on_batch=advance,
-                                       exclude=_exclude(panel.sample_ids, [part.samples[i] for i in todo]))
-            del g
+            exclude = _exclude(panel.sample_ids, [part.samples[i] for i in todo])
+            sub = phasing.phase_with_panel(panel.by_site, cm, g[todo], bounds=bounds, options=options,
+                                           exclude=exclude, threads=threads, stages=stages,
+                                           on_sample=lambda k: advance(k * options.rounds))
+            res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
+            if todo.size:
+                res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
+                if loaded is not None:
+                    res = phasehead.refine(loaded, res, g, panel.panel_index, bounds, samples=todo, exclude=exclude,
+                                           on_batch=advance)
             half = _half_calls(part, rows)
             res.filled &= ~half
-            for k, v in (("haplotypes", res.haplotypes), ("pp", res.pp), ("filled", res.filled), ("half", half)):
-                mm[k][:, lo:hi] = np.swapaxes(v, 0, 1)
-        res = phasing.Phased(*(np.swapaxes(mm[k], 0, 1) for k in ("haplotypes", "pp", "filled")))
-        everyone = dataclasses.replace(target, samples=list(ids), calls=np.zeros((len(target), 0, 2), np.int8),
-                                       phased=np.zeros((len(target), 0), bool))
-        return _finish(input, out, everyone, rows, res, np.swapaxes(mm["half"], 0, 1), keep, what=what,
-                       region=region, report_dir=report_dir, t0=t0)
+            tally.add(res, half, keep[lo:hi])
+            if batched:
+                for k, v in (("haplotypes", res.haplotypes), ("pp", res.pp), ("filled", res.filled), ("half", half)):
+                    mm[k][:, lo:hi] = np.swapaxes(v, 0, 1)
+        if batched:
+            res = phasing.Phased(*(np.swapaxes(mm[k], 0, 1) for k in ("haplotypes", "pp", "filled")))
+            half = np.swapaxes(mm["half"], 0, 1)
+            target = dataclasses.replace(target, samples=list(ids), calls=np.zeros((len(target), 0, 2), np.int8),
+                                         phased=np.zeros((len(target), 0), bool))
+        return _finish(input, out, target, rows, res, half, keep, tally, what=what, region=region,
+                       report_dir=report_dir, t0=t0)
+
+
+@dataclass
+class _Tally:
+    """What the summary and the report count over the phased samples, added a batch at a time while
+    the batch is in memory (sample-major), so the writer's site-major results are not read again."""
+
+    n_filled: int = 0
+    pp: list = dataclasses.field(default_factory=list)  # PP of the phased heterozygotes, per batch
+    hets: list = dataclasses.field(default_factory=list)  # heterozygotes per phased sample, per batch
+
+    def add(self, res: phasing.Phased, half: np.ndarray, keep: np.ndarray) -> _Tally:
+        mine = ~keep
+        het = (phasing.dosages(res.haplotypes[mine]) == 1) & ~half[mine]  # (phased samples, P)
+        self.n_filled += int(res.filled[mine].sum())
+        self.pp.append(res.pp[mine][het])
+        self.hets.append(het.sum(1))
+        return self
 
 
 def _input_samples(path, requested: list[str] | None) -> list[str]:
@@ -407,38 +428,23 @@ def _half_calls(target: SnpCalls, rows: np.ndarray) -> np.ndarray:
     return ((c >= 0).any(-1) & (c < 0).any(-1)).T
 
 
-def _phase_batch(g: np.ndarray, keep: np.ndarray, samples: list[str], panel: Reference, *, cm, bounds, options,
-                 threads, advance, stages=None) -> phasing.Phased:
-    """Phase (N, P, 2) calls ``g`` of ``samples`` against ``panel``, those in ``keep`` left as given."""
-    todo = np.flatnonzero(~keep)
-    exclude = _exclude(panel.sample_ids, [samples[i] for i in todo])
-    sub = phasing.phase_with_panel(panel.by_site, cm, g[todo], bounds=bounds, options=options, exclude=exclude,
-                                   threads=threads, stages=stages, on_sample=lambda k: advance(k * options.rounds))
-    res = phasing.Phased(g.copy(), np.full(g.shape[:2], np.nan, np.float32), np.zeros(g.shape[:2], bool))
-    if todo.size:
-        res.haplotypes[todo], res.pp[todo], res.filled[todo] = sub.haplotypes, sub.pp, sub.filled
-    return res
-
-
 def _finish(input, out: Path, target: SnpCalls, rows: np.ndarray, res: phasing.Phased, half: np.ndarray,
-            keep: np.ndarray, *, what: str, region, report_dir, t0: float) -> PhaseSummary:
+            keep: np.ndarray, tally: _Tally, *, what: str, region, report_dir, t0: float) -> PhaseSummary:
     """Write the phased VCF (and the report) and say what was done."""
     written = write_phased_vcf(input, out, target, rows=rows, result=res, phase_samples=~keep, skip=half,
                                region=region, header_lines=(f"snpbag_phase=reference {what}",))
-    n_filled = sum(int(res.filled[i][~half[i]].sum()) for i in np.flatnonzero(~keep))
     report = (f"phased {rows.size:,} of {len(target):,} biallelic SNPs against {what}; "
-              f"{written.line()}; {int(keep.sum()):,} already phased samples kept; {n_filled:,} missing calls filled")
+              f"{written.line()}; {int(keep.sum()):,} already phased samples kept; "
+              f"{tally.n_filled:,} missing calls filled")
     log.info(report)
-    summary = PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()), n_filled,
-                           time.perf_counter() - t0, report)
+    summary = PhaseSummary(out, len(target.samples), written.n_records, int(rows.size), int(keep.sum()),
+                           tally.n_filled, time.perf_counter() - t0, report)
     if report_dir is not None:
-        mine = np.flatnonzero(~keep)
-        het = [(phasing.dosages(res.haplotypes[i]) == 1) & ~half[i] for i in mine]  # one sample at a time
         facts = PhaseFacts(command="snpbag phase", input=str(input), reference=what, n_samples=summary.n_samples,
-                           n_kept=summary.n_kept_samples, n_filled=n_filled, seconds=summary.seconds, report=report)
-        pp = np.concatenate([res.pp[i][h] for i, h in zip(mine, het)]) if mine.size else np.zeros(0, np.float32)
+                           n_kept=summary.n_kept_samples, n_filled=tally.n_filled, seconds=summary.seconds,
+                           report=report)
         write_phase_report(report_dir, facts=facts, passed=written.passed, n_phased=written.n_phased,
-                           pp=pp, hets=np.array([int(h.sum()) for h in het], dtype=np.int64))
+                           pp=np.concatenate(tally.pp), hets=np.concatenate(tally.hets))
     return summary
 
 
