@@ -262,6 +262,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     K = post.shape[1]
     m = vis.size
     keep = np.zeros(K, dtype=np.bool_)
+    idx = np.empty(K, dtype=np.int64)
     thr = floor / K
     t_left = -1  # the last visible site at or before s
     built = -2  # the interval whose states are in keep
@@ -273,16 +274,18 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
-        if built != t_left:  # the states kept between these two visible sites, and their mass
+        if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's), their mass
+            n = _interval_states(post, t_left, t_right, K, thr, idx)
+            keep[:] = False
             tot_l = 0.0
             tot_r = 0.0
-            for k in range(K):
-                left = post[t_left, k] if t_left >= 0 else 0.0
-                right = post[t_right, k] if t_right >= 0 else 0.0
-                keep[k] = left >= thr or right >= thr
-                if keep[k]:
-                    tot_l += left
-                    tot_r += right
+            for i in range(n):
+                k = idx[i]
+                keep[k] = True
+                if t_left >= 0:
+                    tot_l += post[t_left, k]
+                if t_right >= 0:
+                    tot_r += post[t_right, k]
             built = t_left
         ml = 0.0
         mr = 0.0
