@@ -7,7 +7,8 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, genotype_probs,
+from snpbag.retrieval.haploid import (COMPOSITE_MATCHES, COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers,
+                                      copies_at_once, genotype_probs,
                                       haploid_posteriors, haploid_probs, interpolate_carriers, interpolate_hidden,
                                       phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
@@ -160,16 +161,16 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
     haploid_posteriors(panel, cols, hap, vis, cm, H, 1e4, 0.01, post, np.empty(vis.size), np.empty(0))
     want, got = np.full(L, np.nan), np.full(L, np.nan)
     interpolate_hidden(panel, cols, vis, cm, post, floor, want)
-    interpolate_carriers(state_of, vis, cm, post, floor, *c, got)
+    interpolate_carriers(state_of, vis, cm, post[None], floor, *c, got[None])
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
 
 
 def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
-    """votes(selection="phased") = phase the visible sites, K composites per phased
-    haplotype, the dense haploid model on each, independent haplotypes' genotype
-    probabilities; with the panel's own haplotypes as states, the dense model averaged
-    over the decoded phase and the phasings drawn from its PP."""
+    """votes(selection="phased") = phase the visible sites, then the dense haploid model on
+    each haplotype averaged over the decoded phase and the phasings drawn from its PP, with
+    the panel's own haplotypes as states or, with fewer states than haplotypes, K composite
+    haplotypes matched to the two phased haplotypes."""
     import snpbag.retrieval.haploid as haploid
 
     monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
@@ -183,30 +184,27 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
     by_site = h.transpose(1, 0, 2).reshape(h.shape[1], -1)
     gi = np.where(g <= 2, g, -1).astype(np.int8)
     every = HaplotypePanel(h, cm, states=20, ne=ne, eps=eps, selection="phased")  # states: the panel itself
+    vis = np.flatnonzero(gi >= 0)
     for exclude, panel in ((None, panel), ([1, 3], panel), ([1, 3], every)):
         allowed = np.ones(20, dtype=bool)
         for e in np.atleast_1d(exclude if exclude is not None else []):
             allowed[2 * e: 2 * e + 2] = False
         o = PHASE_OPTIONS
         query, _ = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
-        p = np.empty((60, 2))
-        if panel is every:  # the panel's own haplotypes: averaged over the phasings drawn from PP
-            vis = np.flatnonzero(gi >= 0)
-            calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
-            hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
-                                     options=o, rounds=o.rounds)
-            np.testing.assert_array_equal(hv, query[vis])
-            flips = phase_draws(hv, pp, 8)
-            assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
-            p, both = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
-            assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
-        for c in range(2) if panel is not every else ():  # composite states: the decoded phase alone
-            comp = composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False,
-                                   step=COMPOSITE_STEP, width=o.width, matches=o.matches)
-            p[:, c] = _dense(comp, query[:, c], cm, int(allowed.sum()), ne, eps)
+        calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
+        hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
+                                 options=o, rounds=o.rounds)
+        np.testing.assert_array_equal(hv, query[vis])
+        flips = phase_draws(hv, pp, 8)
+        assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
+        states = by_site[:, allowed] if panel is every else composite_panel(
+            by_site, query, allowed=allowed, states=K, genotype=False, step=COMPOSITE_STEP, width=o.width,
+            matches=COMPOSITE_MATCHES)
+        assert states.shape[1] == (int(allowed.sum()) if panel is every else K)
+        p, both = _dense_over_phasings(states, query, flips, cm, int(allowed.sum()), ne, eps)
+        assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
         gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)
         np.testing.assert_allclose(hds, p, atol=1.5e-4, err_msg=str(exclude))
-        both = both if panel is every else p[:, 0] * p[:, 1]  # composite states: independent haplotypes
         want = np.stack([1 - p.sum(1) + both, p.sum(1) - 2 * both, both], 1)
         np.testing.assert_allclose(gp, want, atol=3e-4, err_msg=str(exclude))
         np.testing.assert_allclose(gp.sum(1), 1, atol=1e-6)
@@ -228,7 +226,7 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     flips = np.array([[False, False], [False, True]])  # the draw swaps at the second heterozygote
     out, both = np.empty((2, 3)), np.empty(3)
     sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, np.arange(2),
-                        *allele_carriers(panel), out, np.empty((2, 0)), both, np.empty(0))
+                        *allele_carriers(panel), out, np.empty((2, 0)), both, np.empty(0), 1)
     np.testing.assert_allclose(out[:, 1], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(both[1], 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, [0, 2]], [[1, 1], [0, 0]], atol=1e-6)  # in the decoded phase
@@ -238,7 +236,8 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
 
 
 def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
-    """Draws that repeat a phasing give, bit for bit, what computing every draw gives."""
+    """Draws that repeat a phasing give, bit for bit, what computing every draw gives; and
+    so does interpolating the copies one at a time, in chunks, or all together."""
     rng = np.random.default_rng(6)
     L, H = 50, 16
     panel = rng.integers(0, 2, (L, H)).astype(np.int8)
@@ -249,14 +248,21 @@ def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
     distinct = rng.random((3, vis.size)) < 0.3
     distinct[0] = False
     which = np.array([0, 2, 0, 1, 2, 2])
-    got, want = [], []
-    for flips, idx, res in ((distinct, which, got), (distinct[which], np.arange(which.size), want)):
+    want = None
+    for flips, idx, chunk in ((distinct[which], np.arange(which.size), 1), (distinct, which, 1), (distinct, which, 4),
+                              (distinct, which, 6), (distinct, which, 100)):
         out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
         sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, 1e4, 0.01, 1e-4, flips, idx, *allele_carriers(panel),
-                            out, loo, both, held)
-        res += [out, loo, both, held]
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(a, b)
+                            out, loo, both, held, chunk)
+        want = want or (out, loo, both, held)
+        for a, b in zip((out, loo, both, held), want):
+            np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
+
+
+def test_copies_at_once_fit_the_budget():
+    assert copies_at_once(1000, 1500, budget=4 * 1000 * 1500 * 5 + 7) == 5
+    assert copies_at_once(10**6, 10**4) == 1  # one copy whatever its size
+    assert copies_at_once(0, 0) >= 1
 
 
 def test_a_pair_of_panel_haplotypes_imputes_exactly_and_in_phase():

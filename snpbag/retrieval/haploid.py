@@ -69,9 +69,16 @@ PHASE_DRAWS = 12
 #: the order or the threads sequences are computed in.
 PHASE_SEED = 0
 
-#: Visible sites per step of the composite states matched to one phased haplotype (as the
+#: The bytes of state posteriors :func:`sampled_phase_probs` holds at once per sequence: the
+#: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`).
+POSTERIOR_BYTES = 32 << 20
+
+#: Visible sites per step of the composite states matched to the phased haplotypes (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
 COMPOSITE_STEP = 4
+
+#: Panel haplotypes matched per phased haplotype per step of the composite states.
+COMPOSITE_MATCHES = 4
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -251,61 +258,99 @@ def allele_carriers(panel: np.ndarray) -> Carriers:
     return Carriers(*_carriers(panel))
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
-    """:func:`interpolate_hidden` from each hidden site's minor-allele carriers
-    (:class:`Carriers` fields indptr, indices, alt_minor of the panel) instead of its whole
-    row: the same sum (up to rounding), over the carriers that are kept states, or the kept
-    states' total mass less it where the minor allele is REF. state_of : (H,) the state of
-    each panel column, −1 for none."""
-    L = alt_minor.size
+@njit(cache=True, nogil=True)
+def _kept_row(post, t, keep_l, keep_r, tl, tr, thr, row):  # pragma: no cover - compiled
+    """row[k] = post[t, k] for the states kept between visible sites tl and tr (posterior
+    >= thr at either, as :func:`_interval_states`; −1: no such site), else 0; row[K] = 0
+    (the state of a column that is none); all 0 for t = −1. One branch-free pass over the
+    K states (it vectorises), where a list of the kept states cost a branch per state and
+    a reset of K flags per interval."""
     K = post.shape[1]
-    m = vis.size
-    keep = np.zeros(K, dtype=np.bool_)
-    idx = np.empty(K, dtype=np.int64)
+    if t < 0:
+        row[:] = 0.0
+        return
+    for k in range(K):
+        hit = (keep_l & (post[tl, k] >= thr)) | (keep_r & (post[tr, k] >= thr))  # tl, tr = −1 read a row, masked
+        row[k] = post[t, k] if hit else np.float32(0.0)
+    row[K] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _row_total(row):  # pragma: no cover - compiled
+    """Σ row in state order (a sequential sum: the same bits however it was compiled)."""
+    tot = 0.0
+    for k in range(row.size):
+        tot += row[k]
+    return tot
+
+
+@njit(cache=True, nogil=True)
+def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
+    """:func:`interpolate_hidden` of G haplotypes at once from each hidden site's
+    minor-allele carriers (:class:`Carriers` fields indptr, indices, alt_minor of the panel)
+    instead of its whole row: the same sum (up to rounding), over the carriers that are kept
+    states, or the kept states' total mass less it where the minor allele is REF.
+    state_of : (H,) the state of each panel column, −1 for none; post : (G, m, K) the G
+    haplotypes' state posteriors at the visible sites vis; out : (G, L).
+
+    Per interval between two visible sites the kept states' posteriors of every haplotype
+    are laid out once, state-major with zeros for the others (:func:`_kept_row`), so a
+    carrier costs one index load and one contiguous G-wide add per flank, whatever G, and
+    no branch: the carrier lists, most of the time at a sparse array, are walked once for
+    the G haplotypes instead of once each. Not fast-math: each haplotype's sums run in
+    carrier order, so its result has the same bits whatever G and however the compiler
+    vectorised the loops."""
+    G, m, K = post.shape
+    L = alt_minor.size
+    slot = np.empty(state_of.size, dtype=np.int64)  # state_of with none → K, a zero in the rows
+    for j in range(state_of.size):
+        slot[j] = state_of[j] if state_of[j] >= 0 else K
+    rows_l = np.zeros((K + 1, G), dtype=np.float32)
+    rows_r = np.zeros((K + 1, G), dtype=np.float32)
+    ml = np.empty(G)
+    mr = np.empty(G)
+    tot_l = np.zeros(G)
+    tot_r = np.zeros(G)
     thr = floor / K
     t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose states are in keep
-    tot_l = 0.0
-    tot_r = 0.0
+    built = -2  # the interval whose kept states are in rows_l, rows_r
+    totalled = -2  # the interval whose kept mass is in tot_l, tot_r (summed where a site needs it)
     for s in range(L):
         while t_left + 1 < m and vis[t_left + 1] <= s:
             t_left += 1
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
-        if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's), their mass
-            n = _interval_states(post, t_left, t_right, K, thr, idx)
-            keep[:] = False
-            tot_l = 0.0
-            tot_r = 0.0
-            for i in range(n):
-                k = idx[i]
-                keep[k] = True
-                if t_left >= 0:
-                    tot_l += post[t_left, k]
-                if t_right >= 0:
-                    tot_r += post[t_right, k]
+        if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
+            for g in range(G):
+                _kept_row(post[g], t_left, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_l[:, g])
+                _kept_row(post[g], t_right, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_r[:, g])
             built = t_left
-        ml = 0.0
-        mr = 0.0
+        ml[:] = 0.0
+        mr[:] = 0.0
         for i in range(indptr[s], indptr[s + 1]):
-            k = state_of[indices[i]]
-            if k >= 0 and keep[k]:
-                if t_left >= 0:
-                    ml += post[t_left, k]
-                if t_right >= 0:
-                    mr += post[t_right, k]
+            rl = rows_l[slot[indices[i]]]
+            rr = rows_r[slot[indices[i]]]
+            for g in range(G):
+                ml[g] += rl[g]
+                mr[g] += rr[g]
         if not alt_minor[s]:
-            ml = tot_l - ml
-            mr = tot_r - mr
+            if totalled != t_left:  # the kept states' mass, for the sites whose minor allele is REF
+                for g in range(G):
+                    tot_l[g] = _row_total(rows_l[:, g])
+                    tot_r[g] = _row_total(rows_r[:, g])
+                totalled = t_left
+            for g in range(G):
+                ml[g] = tot_l[g] - ml[g]
+                mr[g] = tot_r[g] - mr[g]
         wr = right_weight(cm, vis, t_left, s)
-        p = 0.0
-        if wr < 1.0:
-            p += (1.0 - wr) * ml
-        if wr > 0.0:
-            p += wr * mr
-        out[s] = p
+        for g in range(G):
+            p = 0.0
+            if wr < 1.0:
+                p += (1.0 - wr) * ml[g]
+            if wr > 0.0:
+                p += wr * mr[g]
+            out[g, s] = p
 
 
 @njit(cache=True, nogil=True)
@@ -332,7 +377,7 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 @njit(cache=True, nogil=True)
 def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
-                        alt_minor, out, loo, both, held_both):
+                        alt_minor, out, loo, both, held_both, chunk):
     """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
     haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
     phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
@@ -347,29 +392,36 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
     the same at the visible sites with their own emission left out (hidden sites keep what
     they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
-    :class:`Carriers`, which the hidden sites are summed over."""
+    :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
+    (phasing × haplotype) whose posteriors are held at once and interpolated together
+    (:func:`interpolate_carriers`; :func:`copies_at_once`)."""
     U, m = flips.shape
     S = which.size
     L = panel.shape[0]
-    post = np.empty((m, cols.size), dtype=np.float32)
+    G = max(1, min(2 * U, chunk))  # copies whose posteriors are held at once
+    post = np.empty((G, m, cols.size), dtype=np.float32)
     pc = np.empty((U, 2, L))  # each phasing's two copies
+    copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
     q = np.empty(L, dtype=np.int8)
     pv = np.empty(m)
     want_loo = loo.shape[1] == L
     lv = np.empty((U, 2, m if want_loo else 0))
+    held_copies = lv.reshape((2 * U, lv.shape[2]))
     state_of = np.full(panel.shape[1], -1, dtype=np.int64)
     for k in range(cols.size):
         state_of[cols[k]] = k
-    for u in range(U):
-        for c in range(2):
+    for j0 in range(0, 2 * U, G):
+        n = min(G, 2 * U - j0)
+        for g in range(n):
+            u, c = (j0 + g) // 2, (j0 + g) % 2
             for s in range(L):
                 q[s] = -1
             for t in range(m):
                 q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post, pv, lv[u, c])
+            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
             for t in range(m):
-                pc[u, c, vis[t]] = pv[t]
-            interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, pc[u, c])
+                copies[j0 + g, vis[t]] = pv[t]
+        interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
     w = 1.0 / S
     for s in range(L):
         out[0, s] = 0.0
@@ -398,6 +450,11 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             out[d, s] += w * pc[u, 0, s]
             out[1 - d, s] += w * pc[u, 1, s]
             both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
+
+
+def copies_at_once(m: int, states: int, budget: int = POSTERIOR_BYTES) -> int:
+    """The copies whose (m, states) float32 posteriors fit in ``budget`` bytes (at least one)."""
+    return max(1, budget // max(1, 4 * m * states))
 
 
 def genotype_probs(p: np.ndarray, cov: np.ndarray | float = 0.0) -> np.ndarray:
@@ -456,22 +513,18 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
-    p = np.empty((2, L))
-    q = np.full((2, L if loo else 0), np.nan)
-    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
-    if states >= n_ref:
-        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
-        c = carriers or allele_carriers(panel)
-        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
-        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
-                            which.reshape(-1), *c, p, q, both, held_both)
-        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
-    else:
-        for c in range(2):
-            copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
-                                     step=COMPOSITE_STEP, width=o.width, matches=o.matches)
-            haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
-                          floor, p[c], q[c])
+    if states >= n_ref:  # the panel's haplotypes
+        copied, cols, c = panel, np.flatnonzero(allowed), carriers or allele_carriers(panel)
+    else:  # K composites matched to both phased haplotypes: a drawn phasing's copies are made of theirs
+        copied = composite_panel(panel, query, allowed=allowed, states=states, genotype=False,
+                                 step=COMPOSITE_STEP, width=o.width, matches=COMPOSITE_MATCHES)
+        cols, c = np.arange(copied.shape[1]), allele_carriers(copied)
+    p, q = np.empty((2, L)), np.full((2, L if loo else 0), np.nan)
+    both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+    flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+    sampled_phase_probs(copied, cols, query, vis, cm, n_ref, ne, eps, floor, flips, which.reshape(-1), *c,
+                        p, q, both, held_both, copies_at_once(vis.size, cols.size))
+    cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
     hds = np.clip(p.T, 0.0, 1.0)
     held = genotype_probs(q.T, held_cov)
     return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
