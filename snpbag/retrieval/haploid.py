@@ -10,9 +10,8 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`),
    with PP, the probability that each heterozygote's phase relative to the previous one is right;
-2. the states: every panel haplotype, or, where K is fewer, K composite haplotypes matched
-   to the two phased haplotypes (:func:`~snpbag.retrieval.states.composite_panel`), so
-   that a phasing that swaps them between heterozygotes still copies from its states;
+2. each phased haplotype gets its own K composite haplotypes, matched to it alone
+   (:func:`~snpbag.retrieval.states.composite_panel`);
 3. on each, a haploid forward–backward over the visible sites: a state keeps its
    haplotype with 1 − ρ or jumps to any of the K with ρ/K (ρ as in the pair model, H the
    allowed reference haplotypes), and emits the phased allele with 1 − ε, the other with ε;
@@ -24,8 +23,9 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype, so the phase is
-averaged over instead of fixed: the decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
+A phase error moves a stretch of ALT probability to the other haplotype. Where the
+states are the panel's haplotypes, the phase is averaged over instead of fixed: the
+decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
 heterozygote with probability 1 − PP; one drawn twice is computed once) each run steps
 3–5, and their
 genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
@@ -34,6 +34,7 @@ phasing puts on the first haplotype and another on the second is p₁ = p₂ = �
 and still a heterozygote), so the average is formed from p₁, p₂ and P2 = the mean of
 p₁p₂, not from p₁, p₂ alone. HDS stays in the decoded phase: each phasing's copy counts
 for the decoded haplotype whose alleles it carries at the nearer flanking visible site.
+Composite states are matched to the decoded haplotypes and impute that phase alone.
 """
 
 from __future__ import annotations
@@ -72,12 +73,9 @@ PHASE_SEED = 0
 #: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`).
 POSTERIOR_BYTES = 32 << 20
 
-#: Visible sites per step of the composite states matched to the phased haplotypes (as the
+#: Visible sites per step of the composite states matched to one phased haplotype (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
 COMPOSITE_STEP = 4
-
-#: Panel haplotypes matched per phased haplotype per step of the composite states.
-COMPOSITE_MATCHES = 4
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -492,14 +490,15 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
     dosage : (L,) int8 0/1/2 visible, −1 hidden (at least one visible); allowed : (H,) bool;
-    states : K, the HMM's states: every allowed haplotype when K reaches their number
-    (Beagle's default of 1,600 does for panels up to 800 genomes), else K composite
-    haplotypes matched to the two phased haplotypes; ne, eps : as the pair model;
+    states : K, the states per phased haplotype: every allowed haplotype when K reaches
+    their number (Beagle's default of 1,600 does for panels up to 800 genomes), else K
+    composite haplotypes matched to that haplotype; ne, eps : as the pair model;
     options : the phaser's (default :data:`PHASE_OPTIONS`); floor : :func:`interpolate_hidden`;
-    draws : phasings averaged over (default :data:`PHASE_DRAWS`): the decoded one and
-    draws − 1 from its PP (:func:`phase_draws`, :func:`sampled_phase_probs`);
-    carriers : ``panel``'s :func:`allele_carriers` (made here when the states are the
-    panel's and none are given: give them for a batch).
+    draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
+    panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
+    :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
+    they impute the decoded phase alone; carriers : ``panel``'s :func:`allele_carriers`
+    (made here when the states are the panel's and none are given: give them for a batch).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -511,18 +510,22 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
-    if states >= n_ref:  # the panel's haplotypes
-        copied, cols, c = panel, np.flatnonzero(allowed), carriers or allele_carriers(panel)
-    else:  # K composites matched to both phased haplotypes: a drawn phasing's copies are made of theirs
-        copied = composite_panel(panel, query, allowed=allowed, states=states, genotype=False,
-                                 step=COMPOSITE_STEP, width=o.width, matches=COMPOSITE_MATCHES)
-        cols, c = np.arange(copied.shape[1]), allele_carriers(copied)
-    p, q = np.empty((2, L)), np.full((2, L if loo else 0), np.nan)
-    both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
-    flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
-    sampled_phase_probs(copied, cols, query, vis, cm, n_ref, ne, eps, floor, flips, which.reshape(-1), *c,
-                        p, q, both, held_both, copies_at_once(vis.size, cols.size))
-    cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
+    p = np.empty((2, L))
+    q = np.full((2, L if loo else 0), np.nan)
+    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
+    if states >= n_ref:
+        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+        c = carriers or allele_carriers(panel)
+        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
+                            which.reshape(-1), *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
+        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
+    else:
+        for c in range(2):
+            copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
+                                     step=COMPOSITE_STEP, width=o.width, matches=o.matches)
+            haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
+                          floor, p[c], q[c])
     hds = np.clip(p.T, 0.0, 1.0)
     held = genotype_probs(q.T, held_cov)
     return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)

@@ -28,9 +28,8 @@ the K states are instead the sequence's composite haplotypes (:mod:`snpbag.retri
 matched to its two haplotypes after phasing its visible sites (Beagle's order: phase, then
 impute), and the same K persist over every block. The kernels are in
 :mod:`snpbag.retrieval.copying`. With ``selection="phased"`` the pair HMM is not run: the
-sequence is phased and each of its haplotypes imputed by a haploid HMM over the panel's
-haplotypes, or K composite haplotypes where K is fewer (:mod:`snpbag.retrieval.haploid`,
-Beagle's and minimac's model), averaged over phasings drawn from the phaser's, which
+sequence is phased and each of its haplotypes imputed by a haploid HMM over its own K
+composite haplotypes (:mod:`snpbag.retrieval.haploid`, Beagle's and minimac's model), which
 also gives per-haplotype ALT probabilities (:meth:`HaplotypePanel.votes` ``hds``).
 
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
@@ -56,7 +55,7 @@ from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
 
 #: The copying model's state selections (:mod:`snpbag.retrieval.states`) and ``phased``:
-#: phase, then the haploid HMM per haplotype over the panel or composite states (module doc).
+#: phase, then the haploid HMM per haplotype on its own composite states (module doc).
 PANEL_SELECTIONS = (*SELECTIONS, "phased")
 
 
@@ -74,9 +73,8 @@ class HaplotypePanel(PanelRows):
     eps : probability that a visible genotype disagrees with the copied pair.
     selection : ``conflicts`` (K haplotypes per block) or ``composite`` (K composite
         haplotypes per sequence, persistent across blocks): :mod:`snpbag.retrieval.states`;
-        ``phased``: phase, then a haploid HMM per phased haplotype over every allowed
-        haplotype, or K composite haplotypes where K is fewer
-        (:mod:`snpbag.retrieval.haploid`; block and margin unused).
+        ``phased``: phase, then K composite haplotypes per phased haplotype in a haploid
+        HMM (:mod:`snpbag.retrieval.haploid`; block and margin unused).
     sample_ids : the panel's sample ids.
     store_rows : the store rows of the panel genomes (sorted), for leave-one-out.
     """
