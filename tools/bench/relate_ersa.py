@@ -158,6 +158,14 @@ def main() -> None:
     for r in rows:
         print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
                                                             for c in called))
+    pop_rows = [{"populations": g, "degree": k, "pairs": v["n"], **{f"{c}_within1": acc_g[c][k]["within1"]
+                                                                   for c in called if c.endswith("cal")}}
+                for g in np.unique(groups["test"]) if "|" not in g
+                for acc_g in [{c: degree_accuracy(truth[groups["test"] == g], x[groups["test"] == g])
+                               for c, x in called.items()}]
+                for k, v in acc_g["KING"].items() if k in ("6", "7", "8", "9", "UN")]
+    for r in pop_rows:
+        print("by population:", r)
     bg_rows = [{"threshold_cm": t, "populations": g, "unrelated_pairs": int((un_train & (groups["train"] == g)).sum()),
                 "segments_per_pair": round(float(b.rate), 3), "mean_excess_cm": round(float(b.mean_excess), 3),
                 "tail_weight": round(float(b.tail_weight), 4), "tail_excess_cm": round(float(b.tail_excess), 3)}
@@ -166,7 +174,8 @@ def main() -> None:
                    **{f"within1_{k}": v["within1"] for k, v in train_acc[t].items()}} for t in thresholds]
     for r in train_rows:
         print("training families, calibrated:", r)
-    _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "background": bg_rows,
+    _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "by_population": pop_rows,
+                                                           "background": bg_rows,
                                                            "training_within1": train_rows},
                    info={"detector": a.detector, **({"min_seed_cm": a.min_seed, "min_extend_cm": a.min_extend,
                                                      "min_markers": a.min_markers, "min_maf": a.min_maf,
