@@ -158,7 +158,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
                                                             for c in called))
-    pop_rows = [{"populations": g, "degree": k, "pairs": v["n"], **{f"{c}_within1": acc_g[c][k]["within1"]
+    pop_rows = [{"populations": str(g), "degree": k, "pairs": v["n"], **{f"{c}_within1": acc_g[c][k]["within1"]
                                                                    for c in called if c.endswith("cal")}}
                 for g in np.unique(groups["test"]) if "|" not in g
                 for acc_g in [{c: degree_accuracy(truth[groups["test"] == g], x[groups["test"] == g])
