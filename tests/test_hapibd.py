@@ -190,3 +190,18 @@ def test_read_genome_refuses_unphased_input_for_the_haplotype_detector(tmp_path)
     assert read_genome(tmp_path / "u.vcf", gm).haplotypes is None  # the IBS0 detector's input reads fine
     with pytest.raises(InputError, match=r"u\.vcf: unphased genotype at 22:\d+; .*run `snpbag phase`"):
         read_genome(tmp_path / "u.vcf", gm, haplotypes=True)
+
+
+def test_genome_only_keeps_the_named_chromosomes_and_their_segments():
+    rng = np.random.default_rng(6)
+    chrom, cm = _map((300, 200, 250), cm_per_site=0.05)
+    h = rng.integers(0, 2, size=(750, 2, 2))
+    h[:, 1] = h[:, 0]  # one segment per chromosome
+    g = _genome(h, chrom, cm)
+    sub = g.only({"3", "1", "9"})  # "9" is not in the genome: ignored
+    assert sub.chromosomes == ["1", "3"] and sub.chrom.tolist() == [0] * 300 + [1] * 250
+    np.testing.assert_array_equal(sub.haplotypes, h[chrom != 1])
+    np.testing.assert_array_equal(sub.chromosome_cm, g.chromosome_cm[[0, 2]])
+    s = hap_ibd_segments(sub, np.array([[0, 1]]), min_cm=3.0)
+    assert s.count()[0] == 2 and s.chrom.tolist() == [0, 1]
+    assert g.only([]).cm.size == 0

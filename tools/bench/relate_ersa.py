@@ -10,7 +10,8 @@ re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``
    (:mod:`snpbag.kinship.segments`), ``--detector hap`` IBD on the phased haplotypes
    (:mod:`snpbag.kinship.hapibd`; the simulation's VCFs carry the true phase, ``--train-vcf`` /
    ``--test-vcf`` name others on the same samples and sites, e.g. the same genotypes phased by
-   ``snpbag phase`` or Beagle; ``--max-gap`` joins segments across short gaps free of opposite homozygotes);
+   ``snpbag phase`` or Beagle, all of its chromosomes or some (both sets keep the chromosomes they share);
+   ``--max-gap`` joins segments across short gaps free of opposite homozygotes);
 2. ERSA's background — count and length of segments of at least each ``--thresholds`` t cM between
    unrelated pairs — fitted on the *training* simulation's unrelated pairs, one per group of
    populations (the pair's two populations; ERSA assumes one population, and a bottlenecked one
@@ -99,13 +100,15 @@ def main() -> None:
                                        unrelated_per_related=1.0, seed=a.seed + 100)}
     seconds["pairs"], t0 = time.perf_counter() - t0, time.perf_counter()
     segs, genome_cm, n_chrom, groups = {}, {}, {}, {}
-    seconds["read"] = 0.0
+    t_read = time.perf_counter()
+    genomes = {s: read_genome(inputs[s], simulation_genetic_map(sims[s]), haplotypes=a.detector == "hap")
+               for s in ("train", "test")}
+    seconds["read"] = time.perf_counter() - t_read
+    shared = set(genomes["train"].chromosomes) & set(genomes["test"].chromosomes)  # a partly phased input
     for s in ("train", "test"):
-        t_read = time.perf_counter()
-        genome = read_genome(inputs[s], simulation_genetic_map(sims[s]), haplotypes=a.detector == "hap")
+        genome = genomes.pop(s).only(shared)
         if genome.ids != data[s].ids:
             p.error(f"{inputs[s]}: its samples are not {dirs[s]}'s in order; give the same cohort's VCF")
-        seconds["read"] += time.perf_counter() - t_read
         t_min = min(thresholds + [a.head_threshold])
         segs[s] = ibs0_free_segments(genome, data[s].pairs, min_cm=t_min) if a.detector == "ibs0" else \
             hap_ibd_segments(genome, data[s].pairs, min_cm=t_min, min_seed=a.min_seed, min_extend=a.min_extend,
@@ -182,6 +185,7 @@ def main() -> None:
                                                      "max_gap_cm": a.max_gap, "max_discord": a.max_discord}
                                                     if a.detector == "hap" else {}),
                          "vcf_train": str(inputs["train"]), "vcf_test": str(inputs["test"]),
+                         "chromosomes": sorted(shared, key=lambda c: (len(c), c)),
                          "background_components": a.background_components, "types": a.types, "specificity": a.specificity, "head_threshold_cm": a.head_threshold,
                          "genome_cm_test": round(genome_cm["test"], 1), "variants_test": test.variants,
                          "segments_test": int(segs["test"].count().sum()), "head_epochs": a.head_epochs,

@@ -39,7 +39,7 @@ def main() -> None:
     from snpbag.eval.relate import UNRELATED
     from snpbag.inference import relate as rel
     from snpbag.kinship.hapibd import hap_ibd_segments
-    from snpbag.kinship.segments import Genome, read_genome
+    from snpbag.kinship.segments import read_genome
     from snpbag.simulate.pedigree import simulation_genetic_map
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,15 +66,7 @@ def main() -> None:
             p.error(f"--phased {item!r}: expected NAME=VCF")
         inputs[name] = read_genome(path, gmap, haplotypes=True)
     shared = set.intersection(*(set(g.chromosomes) for g in inputs.values()))
-
-    def restrict(g: Genome) -> Genome:
-        keep = np.isin(np.array(g.chromosomes)[g.chrom], sorted(shared))
-        names = [c for c in g.chromosomes if c in shared]
-        index = np.array([names.index(c) if c in shared else -1 for c in g.chromosomes])
-        return Genome(g.ids, g.dosages[keep], index[g.chrom[keep]].astype(np.int32), g.cm[keep], names,
-                      g.haplotypes[keep])
-
-    inputs = {k: restrict(g) for k, g in inputs.items()}
+    inputs = {k: g.only(shared) for k, g in inputs.items()}
     for k, g in inputs.items():
         if g.ids != data.ids or g.cm.shape != inputs["true"].cm.shape:
             p.error(f"--phased {k}: not the held-out samples and sites of {vcf}")
