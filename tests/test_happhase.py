@@ -154,13 +154,16 @@ def test_whole_confidence_equals_the_dense_definition(seed):
 
 def test_rescore_changes_pp_alone():
     """PhaseOptions.rescore: the same haplotypes, PP at the hets after the first from
-    whole_confidence (sharper where the decisions read short segments), NaN elsewhere."""
+    whole_confidence (sharper where the decisions read short segments), NaN elsewhere; the
+    same on 1 and 2 threads."""
     h = mosaics(120, 300, seed=4, n_founders=30)
     truth = np.stack([h[0:8:2], h[1:8:2]], -1)
     g = _unphase(truth)
     cm = np.arange(300) * 1e-3
-    plain, sharp = (phase_with_panel(_panel(h[8:]), cm, g, bounds=[(0, 300)], options=dataclasses.replace(
-        HAPLOID, rescore=r)) for r in (False, True))
+    plain, sharp, sharp2 = (phase_with_panel(_panel(h[8:]), cm, g, bounds=[(0, 300)], threads=t,
+                                             options=dataclasses.replace(HAPLOID, rescore=r))
+                            for r, t in ((False, 1), (True, 1), (True, 2)))
+    np.testing.assert_array_equal(sharp.pp, sharp2.pp)
     np.testing.assert_array_equal(plain.haplotypes, sharp.haplotypes)
     np.testing.assert_array_equal(np.isnan(plain.pp), np.isnan(sharp.pp))
     ok = ~np.isnan(plain.pp)
