@@ -19,9 +19,16 @@ def _genome(h: np.ndarray, chrom: np.ndarray, cm: np.ndarray) -> Genome:
                   [str(c + 1) for c in range(int(chrom.max()) + 1)], h.astype(np.int8))
 
 
-def _reference(h, chrom, cm, i, j, min_cm, min_seed, min_extend, min_markers):
+def _ibs0(h, i, j, s):
+    """Whether samples i and j are opposite homozygotes at site s."""
+    a, b = h[s, i], h[s, j]
+    return bool((a >= 0).all() and (b >= 0).all() and a[0] == a[1] and b[0] == b[1] and a[0] != b[0])
+
+
+def _reference(h, chrom, cm, i, j, min_cm, min_seed, min_extend, min_markers, max_gap=0.0, max_discord=1):
     """Slow reference: list each haplotype pair's runs between discordant sites, join linked extendable runs,
-    keep seeded chains, then union the 4 haplotype pairs' chains per chromosome (site intervals)."""
+    keep seeded chains, then union the 4 haplotype pairs' chains per chromosome (site intervals), joining
+    across gaps of at most max_gap cM with at most max_discord IBS0 sites."""
     out = []
     for c in np.unique(chrom):
         sites = np.flatnonzero(chrom == c)
@@ -45,7 +52,10 @@ def _reference(h, chrom, cm, i, j, min_cm, min_seed, min_extend, min_markers):
                         chain[2] = True
         merged = []
         for s, e in sorted(chains):
-            if merged and s <= merged[-1][1] + 1:
+            gap = range(merged[-1][1] + 1, s) if merged else range(0)
+            clean = max_gap > 0 and merged and cm[sites[s]] - cm[sites[merged[-1][1]]] <= max_gap and \
+                sum(_ibs0(h, i, j, sites[k]) for k in gap) <= max_discord
+            if merged and (s <= merged[-1][1] + 1 or clean):
                 merged[-1][1] = max(merged[-1][1], e)
             else:
                 merged.append([s, e])
@@ -98,6 +108,29 @@ def test_ibd2_and_a_phase_switch_give_one_segment():
     assert (s.count()[0], s.start_cm[0], s.end_cm[0]) == (1, cm[0], cm[-1])
 
 
+def test_short_clean_gap_between_two_pieces_is_joined_an_ibs0_site_in_it_is_not():
+    rng = np.random.default_rng(5)
+    chrom, cm = _map((600,), cm_per_site=0.05)
+    h = rng.integers(0, 2, size=(600, 2, 2))
+    h[100:500, 1, 0] = h[100:500, 0, 0]  # a shared stretch whose middle sites 290..299 match no haplotype pair
+    h[99, 1, 0], h[500, 1, 0] = 1 - h[99, 0, 0], 1 - h[500, 0, 0]
+    h[290:300, 0] = [0, 1]  # sample 0 heterozygous there, sample 1's haplotypes each discordant with both
+    h[290:300, 1] = [1, 0]  # (a seed-less piece between two phase switches, as the union sees it)
+    h[294, 1, 0] = 1 - h[294, 1, 0]  # ... but with sample 1 homozygous at one site: no IBS0 (sample 0 is het)
+    g = _genome(h, chrom, cm)
+    pair = np.array([[0, 1]])
+    assert hap_ibd_segments(g, pair, min_cm=3.0).count()[0] == 2  # by default: two segments
+    s = hap_ibd_segments(g, pair, min_cm=3.0, max_gap=1.0)
+    assert (s.count()[0], s.start_cm[0], s.end_cm[0]) == (1, cm[100], cm[499])
+    assert hap_ibd_segments(g, pair, min_cm=3.0, max_gap=0.2).count()[0] == 2  # the gap is ~0.5 cM
+    h[294, 0], h[294, 1] = [0, 0], [1, 1]  # one opposite homozygote in the gap
+    g = _genome(h, chrom, cm)
+    assert hap_ibd_segments(g, pair, min_cm=3.0, max_gap=1.0).count()[0] == 1
+    assert hap_ibd_segments(g, pair, min_cm=3.0, max_gap=1.0, max_discord=0).count()[0] == 2
+    with pytest.raises(InputError, match="max_gap=-1.*need both >= 0"):
+        hap_ibd_segments(g, pair, min_cm=3.0, max_gap=-1.0)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_kernel_matches_slow_reference_on_random_pairs(seed):
     rng = np.random.default_rng(seed)
@@ -113,13 +146,14 @@ def test_fast_kernel_matches_slow_reference_on_random_pairs(seed):
     h[flip] = 1 - h[flip]
     h[rng.random(h.shape) < 0.01] = -1
     pairs = np.array([(i, j) for i in range(n) for j in range(n) if i != j])
-    kw = dict(min_cm=1.5, min_seed=1.0, min_extend=0.3, min_markers=5)
-    s = hap_ibd_segments(_genome(h, chrom, cm), pairs, **kw)
-    assert s.count().sum() > 0
-    for k, (i, j) in enumerate(pairs):
-        got = list(zip(s.chrom[s.offsets[k]:s.offsets[k + 1]].tolist(), s.start_cm[s.offsets[k]:s.offsets[k + 1]],
-                       s.end_cm[s.offsets[k]:s.offsets[k + 1]]))
-        assert got == _reference(h, chrom, cm, i, j, **kw)
+    for kw in (dict(min_cm=1.5, min_seed=1.0, min_extend=0.3, min_markers=5),
+               dict(min_cm=1.5, min_seed=1.0, min_extend=0.3, min_markers=5, max_gap=2.0, max_discord=1)):
+        s = hap_ibd_segments(_genome(h, chrom, cm), pairs, **kw)
+        assert s.count().sum() > 0
+        for k, (i, j) in enumerate(pairs):
+            got = list(zip(s.chrom[s.offsets[k]:s.offsets[k + 1]].tolist(),
+                           s.start_cm[s.offsets[k]:s.offsets[k + 1]], s.end_cm[s.offsets[k]:s.offsets[k + 1]]))
+            assert got == _reference(h, chrom, cm, i, j, **kw)
 
 
 def test_min_maf_drops_rare_sites_and_bad_parameters_are_refused():
@@ -156,3 +190,18 @@ def test_read_genome_refuses_unphased_input_for_the_haplotype_detector(tmp_path)
     assert read_genome(tmp_path / "u.vcf", gm).haplotypes is None  # the IBS0 detector's input reads fine
     with pytest.raises(InputError, match=r"u\.vcf: unphased genotype at 22:\d+; .*run `snpbag phase`"):
         read_genome(tmp_path / "u.vcf", gm, haplotypes=True)
+
+
+def test_genome_only_keeps_the_named_chromosomes_and_their_segments():
+    rng = np.random.default_rng(6)
+    chrom, cm = _map((300, 200, 250), cm_per_site=0.05)
+    h = rng.integers(0, 2, size=(750, 2, 2))
+    h[:, 1] = h[:, 0]  # one segment per chromosome
+    g = _genome(h, chrom, cm)
+    sub = g.only({"3", "1", "9"})  # "9" is not in the genome: ignored
+    assert sub.chromosomes == ["1", "3"] and sub.chrom.tolist() == [0] * 300 + [1] * 250
+    np.testing.assert_array_equal(sub.haplotypes, h[chrom != 1])
+    np.testing.assert_array_equal(sub.chromosome_cm, g.chromosome_cm[[0, 2]])
+    s = hap_ibd_segments(sub, np.array([[0, 1]]), min_cm=3.0)
+    assert s.count()[0] == 2 and s.chrom.tolist() == [0, 1]
+    assert g.only([]).cm.size == 0

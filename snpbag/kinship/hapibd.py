@@ -20,6 +20,13 @@ For each of a pair's 4 haplotype pairs and each chromosome (sites below ``min_ma
 The pair's segments are the union of its 4 haplotype pairs' stretches (overlapping or adjacent
 ones merged, so IBD2 counts once as the IBS0 detector counts it, and a phase switch inside a
 segment joins its two halves), kept when at least ``min_cm`` long (ERSA's t).
+
+Statistical phasing without a panel switches phase every few cM; between two switches a piece of
+a shared segment shorter than a seed is lost, and the segment falls apart into pieces shorter than
+t. With ``max_gap`` > 0, two consecutive segments of the union separated by at most ``max_gap`` cM
+with at most ``max_discord`` opposite homozygotes (IBS0 sites, which no phase error creates and a
+shared haplotype never shows but for a genotype error) between them are joined, as Browning's
+merge-ibd-segments joins hap-IBD's output (there: 0.6 cM, one discordant homozygote).
 """
 
 from __future__ import annotations
@@ -67,8 +74,21 @@ def _stretches(h, x, y, lo, hi, cm, min_seed, min_extend, min_markers, first_out
 
 
 @njit(cache=True, nogil=True)
-def _hap_segments(h, bounds, cm, pairs, min_cm, min_seed, min_extend, min_markers, k0, offsets, out_first,
-                  out_last):
+def _ibs0_at_most(h, i, j, lo, hi, limit):
+    """Whether samples i and j are opposite homozygotes at no more than ``limit`` of sites lo..hi-1."""
+    n = 0
+    for v in range(lo, hi):
+        a0, a1, b0, b1 = h[2 * i, v], h[2 * i + 1, v], h[2 * j, v], h[2 * j + 1, v]
+        if a0 >= 0 and b0 >= 0 and a0 == a1 and b0 == b1 and a0 != b0:
+            n += 1
+            if n > limit:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _hap_segments(h, bounds, cm, pairs, min_cm, min_seed, min_extend, min_markers, max_gap, max_discord, k0,
+                  offsets, out_first, out_last):
     """The haplotype segments of pairs k0.. (:func:`snpbag.kinship.segments.gather`'s contract)."""
     cap = out_first.shape[0]
     width = 4 * (h.shape[1] // 2 + 2)  # stretches of one chromosome: each holds >= 2 sites and a gap
@@ -88,9 +108,12 @@ def _hap_segments(h, bounds, cm, pairs, min_cm, min_seed, min_extend, min_marker
             order = np.argsort(sf[:n])
             cf, cl = sf[order[0]], sl[order[0]]
             for q in range(1, n + 1):
-                if q < n and sf[order[q]] <= cl + 1:  # overlapping or adjacent: one segment
-                    cl = max(cl, sl[order[q]])
-                    continue
+                if q < n:
+                    nf = sf[order[q]]
+                    if nf <= cl + 1 or (max_gap > 0 and cm[nf] - cm[cl] <= max_gap  # or across a short clean gap
+                                        and _ibs0_at_most(h, i, j, cl + 1, nf, max_discord)):
+                        cl = max(cl, sl[order[q]])
+                        continue
                 if cm[cl] - cm[cf] >= min_cm:
                     if w == cap:
                         return k
@@ -110,7 +133,8 @@ def allele_frequency(haplotypes: np.ndarray) -> np.ndarray:
 
 
 def hap_ibd_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float, min_seed: float = MIN_SEED,
-                     min_extend: float = MIN_EXTEND, min_markers: int = 1, min_maf: float = 0.0) -> Segments:
+                     min_extend: float = MIN_EXTEND, min_markers: int = 1, min_maf: float = 0.0,
+                     max_gap: float = 0.0, max_discord: int = 1) -> Segments:
     """Each pair's segments shared on its phased haplotypes that are at least ``min_cm`` long (module text).
 
     Parameters
@@ -121,6 +145,8 @@ def hap_ibd_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float, min_se
     min_seed, min_extend : shortest seed and shortest run joined to a chain across one mismatch (cM).
     min_markers : fewest sites in a seed.
     min_maf : sites whose minor allele frequency (over the genome's samples) is below it are not used.
+    max_gap, max_discord : consecutive segments at most ``max_gap`` cM apart with at most ``max_discord``
+        opposite homozygotes between them are joined (module text; 0: only overlapping or adjacent ones).
 
     Returns
     -------
@@ -136,6 +162,9 @@ def hap_ibd_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float, min_se
     if not (0 <= min_extend <= min_seed) or min_markers < 1 or not (0 <= min_maf < 0.5):
         raise InputError(f"hap-IBD min_seed={min_seed}, min_extend={min_extend}, min_markers={min_markers}, "
                          f"min_maf={min_maf}: need 0 <= min_extend <= min_seed, min_markers >= 1, 0 <= min_maf < 0.5")
+    if max_gap < 0 or max_discord < 0:
+        raise InputError(f"hap-IBD max_gap={max_gap}, max_discord={max_discord}: need both >= 0 "
+                         "(max_gap 0 joins no gap)")
     pairs = check_pairs(genome, pairs, min_cm)
     keep = np.ones(len(genome.cm), bool)
     if min_maf > 0:
@@ -147,5 +176,6 @@ def hap_ibd_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float, min_se
     h = np.ascontiguousarray(genome.haplotypes[keep].reshape(nv, 2 * n).T, dtype=np.int8)  # (2n, v): 2i, 2i+1
     bounds = np.flatnonzero(np.r_[True, chrom[1:] != chrom[:-1], True]).astype(np.int64) if nv else \
         np.zeros(1, np.int64)
-    args = (h, bounds, cm, pairs, float(min_cm), float(min_seed), float(min_extend), int(min_markers))
+    args = (h, bounds, cm, pairs, float(min_cm), float(min_seed), float(min_extend), int(min_markers),
+            float(max_gap), int(max_discord))
     return gather(_hap_segments, args, len(pairs), cm, chrom)

@@ -55,6 +55,16 @@ class Genome:
             out[k] = c[-1] - c[0] if c.size else 0.0
         return out
 
+    def only(self, chromosomes) -> Genome:
+        """The sites of the named chromosomes (those it holds; in its own order), e.g. the chromosomes two inputs
+        share when one of them covers part of the genome."""
+        wanted = set(chromosomes)
+        names = [c for c in self.chromosomes if c in wanted]
+        index = np.array([names.index(c) if c in wanted else -1 for c in self.chromosomes], dtype=np.int32)
+        keep = index[self.chrom] >= 0 if len(index) else np.zeros(0, bool)
+        return Genome(self.ids, self.dosages[keep], index[self.chrom[keep]], self.cm[keep], names,
+                      None if self.haplotypes is None else self.haplotypes[keep])
+
 
 def read_genome(path: str | Path, genetic_map: GeneticMap, *, haplotypes: bool = False) -> Genome:
     """Dosages, chromosomes and genetic positions (``genetic_map``) of a VCF/BCF's autosomal biallelic SNPs;

@@ -8,7 +8,10 @@ re-simulated). Per ``--setting`` (``array``: pedigree_array.vcf.gz; ``sequence``
    draws them (same seeds), their KING counts per patch, and each pair's shared segments on the
    simulation's own genetic map: ``--detector ibs0`` runs free of opposite homozygotes
    (:mod:`snpbag.kinship.segments`), ``--detector hap`` IBD on the phased haplotypes
-   (:mod:`snpbag.kinship.hapibd`; the simulation's VCFs carry the true phase);
+   (:mod:`snpbag.kinship.hapibd`; the simulation's VCFs carry the true phase, ``--train-vcf`` /
+   ``--test-vcf`` name others on the same samples and sites, e.g. the same genotypes phased by
+   ``snpbag phase`` or Beagle, all of its chromosomes or some (both sets keep the chromosomes they share);
+   ``--max-gap`` joins segments across short gaps free of opposite homozygotes);
 2. ERSA's background — count and length of segments of at least each ``--thresholds`` t cM between
    unrelated pairs — fitted on the *training* simulation's unrelated pairs, one per group of
    populations (the pair's two populations; ERSA assumes one population, and a bottlenecked one
@@ -68,6 +71,11 @@ def main() -> None:
     p.add_argument("--min-extend", type=float, default=MIN_EXTEND, help="hap: shortest run joined across a mismatch (cM)")
     p.add_argument("--min-markers", type=int, default=1, help="hap: fewest sites in a seed")
     p.add_argument("--min-maf", type=float, default=0.0, help="hap: sites with a rarer minor allele are not used")
+    p.add_argument("--max-gap", type=float, default=0.0, help="hap: join segments at most this far apart (cM)")
+    p.add_argument("--max-discord", type=int, default=1, help="hap: opposite homozygotes allowed in a joined gap")
+    p.add_argument("--train-vcf", type=Path, default=None, help="segments of the training pairs from this VCF "
+                   "(default: the simulation's, true phase)")
+    p.add_argument("--test-vcf", type=Path, default=None, help="segments of the held-out pairs from this VCF")
     p.add_argument("--background-components", type=int, default=1, choices=(1, 2),
                    help="background lengths: one exponential (ERSA) or a two-exponential mixture")
     p.add_argument("--head-threshold", type=float, default=15.0, help="the t of the classifier's ERSA inputs")
@@ -83,6 +91,7 @@ def main() -> None:
     vcf = "pedigree_array.vcf.gz" if a.setting == "array" else "pedigree.vcf.gz"
     sims = {s: a.workdir / "sim" / s for s in ("train", "test")}
     dirs = {s: a.workdir / a.setting / s for s in ("train", "test")}
+    inputs = {"train": a.train_vcf or sims["train"] / vcf, "test": a.test_vcf or sims["test"] / vcf}
     seconds, t0 = {}, time.perf_counter()
     c0 = time.process_time()
     data = {"train": rel.pedigree_pairs(dirs["train"], max_degree=a.max_degree, patch_sites=a.patch_sites,
@@ -91,16 +100,20 @@ def main() -> None:
                                        unrelated_per_related=1.0, seed=a.seed + 100)}
     seconds["pairs"], t0 = time.perf_counter() - t0, time.perf_counter()
     segs, genome_cm, n_chrom, groups = {}, {}, {}, {}
-    seconds["read"] = 0.0
+    t_read = time.perf_counter()
+    genomes = {s: read_genome(inputs[s], simulation_genetic_map(sims[s]), haplotypes=a.detector == "hap")
+               for s in ("train", "test")}
+    seconds["read"] = time.perf_counter() - t_read
+    shared = set(genomes["train"].chromosomes) & set(genomes["test"].chromosomes)  # a partly phased input
     for s in ("train", "test"):
-        t_read = time.perf_counter()
-        genome = read_genome(sims[s] / vcf, simulation_genetic_map(sims[s]), haplotypes=a.detector == "hap")
-        assert genome.ids == data[s].ids
-        seconds["read"] += time.perf_counter() - t_read
+        genome = genomes.pop(s).only(shared)
+        if genome.ids != data[s].ids:
+            p.error(f"{inputs[s]}: its samples are not {dirs[s]}'s in order; give the same cohort's VCF")
         t_min = min(thresholds + [a.head_threshold])
         segs[s] = ibs0_free_segments(genome, data[s].pairs, min_cm=t_min) if a.detector == "ibs0" else \
             hap_ibd_segments(genome, data[s].pairs, min_cm=t_min, min_seed=a.min_seed, min_extend=a.min_extend,
-                             min_markers=a.min_markers, min_maf=a.min_maf)
+                             min_markers=a.min_markers, min_maf=a.min_maf, max_gap=a.max_gap,
+                             max_discord=a.max_discord)
         genome_cm[s], n_chrom[s] = float(genome.chromosome_cm.sum()), len(genome.chromosomes)
         groups[s] = _groups(sims[s], data[s].ids, data[s].pairs)
         del genome
@@ -148,6 +161,14 @@ def main() -> None:
     for r in rows:
         print(f"{r['degree']:>5} {r['pairs']:>6} " + " ".join(f"{r[f'{c}_exact']:.2f}/{r[f'{c}_within1']:.2f}"
                                                             for c in called))
+    pop_rows = [{"populations": str(g), "degree": k, "pairs": v["n"], **{f"{c}_within1": acc_g[c][k]["within1"]
+                                                                   for c in called if c.endswith("cal")}}
+                for g in np.unique(groups["test"]) if "|" not in g
+                for acc_g in [{c: degree_accuracy(truth[groups["test"] == g], x[groups["test"] == g])
+                               for c, x in called.items()}]
+                for k, v in acc_g["KING"].items() if k in ("6", "7", "8", "9", "UN")]
+    for r in pop_rows:
+        print("by population:", r)
     bg_rows = [{"threshold_cm": t, "populations": g, "unrelated_pairs": int((un_train & (groups["train"] == g)).sum()),
                 "segments_per_pair": round(float(b.rate), 3), "mean_excess_cm": round(float(b.mean_excess), 3),
                 "tail_weight": round(float(b.tail_weight), 4), "tail_excess_cm": round(float(b.tail_excess), 3)}
@@ -156,11 +177,15 @@ def main() -> None:
                    **{f"within1_{k}": v["within1"] for k, v in train_acc[t].items()}} for t in thresholds]
     for r in train_rows:
         print("training families, calibrated:", r)
-    _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "background": bg_rows,
+    _results.write(a.json, command="relate_ersa", results={f"degrees_{a.setting}": rows, "by_population": pop_rows,
+                                                           "background": bg_rows,
                                                            "training_within1": train_rows},
                    info={"detector": a.detector, **({"min_seed_cm": a.min_seed, "min_extend_cm": a.min_extend,
-                                                     "min_markers": a.min_markers, "min_maf": a.min_maf}
+                                                     "min_markers": a.min_markers, "min_maf": a.min_maf,
+                                                     "max_gap_cm": a.max_gap, "max_discord": a.max_discord}
                                                     if a.detector == "hap" else {}),
+                         "vcf_train": str(inputs["train"]), "vcf_test": str(inputs["test"]),
+                         "chromosomes": sorted(shared, key=lambda c: (len(c), c)),
                          "background_components": a.background_components, "types": a.types, "specificity": a.specificity, "head_threshold_cm": a.head_threshold,
                          "genome_cm_test": round(genome_cm["test"], 1), "variants_test": test.variants,
                          "segments_test": int(segs["test"].count().sum()), "head_epochs": a.head_epochs,
