@@ -118,13 +118,15 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     assert {x.split("\t")[6] for x in (tmp_path / "close.rel").read_text().splitlines()[1:]} == {"1"}
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("#IID1\tIID2\nF0001_P\tF0001_A1\nF0002_M\tF0001_B1\n")
-    assert rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "two", pairs=pairs).written == 2
+    assert rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "two",
+                      pairs=pairs).written == 2
     # --min-kinship scores exactly the pairs `snpbag king --min-kinship` lists, and nothing else
     from snpbag.kinship.king import king
 
     king(train / "pedigree.vcf.gz", out=tmp_path / "k", min_kinship=0.06)
     want = {frozenset(x.split("\t")[:2]) for x in (tmp_path / "k.kin0").read_text().splitlines()[1:]}
-    got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "pre", min_kinship=0.06)
+    got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "pre",
+                     min_kinship=0.06)
     rows = (tmp_path / "pre.rel").read_text().splitlines()[1:]
     assert got.pairs == len(want) > 0 and {frozenset(x.split("\t")[:2]) for x in rows} == want
     assert "KING kinship >= 0.06" in (tmp_path / "pre.rel.log").read_text()
