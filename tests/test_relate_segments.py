@@ -114,3 +114,5 @@ def test_populations_file_and_map_errors(tmp_path):
     with pytest.raises(InputError, match="--genetic-map: this relate model calls degrees beyond 3 from shared "
                                          "segments in cM; give --genetic-map FILE"):
         re_.genetic_map_of(None)
+    with pytest.raises(InputError, match=r"--specificity 1.0: choose a share in \[0.5, 1\)"):
+        re_.fit([], max_degree=MAX_DEGREE, specificity=1.0)
