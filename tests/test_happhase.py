@@ -9,7 +9,8 @@ import pytest
 
 from test_phase import _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
-from snpbag.retrieval.happhase import _dot, _lane_sum, _lay_out, common_sites, split_stages, switch_probs, update
+from snpbag.retrieval.happhase import (_dot, _lane_sum, _lay_out, common_sites, split_stages, switch_probs, update,
+                                      whole_confidence)
 from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_with_panel
 from snpbag.retrieval.states import composite_segments, fill_composite
 
@@ -119,6 +120,55 @@ def test_update_equals_the_dense_definition(seed):
     np.testing.assert_allclose(alt[miss | soft], want_alt[miss | soft], atol=1e-4)
     np.testing.assert_array_equal(got_hap[~miss], want_hap[~miss])
     np.testing.assert_array_equal(got_hap[miss], (want_alt[miss] >= 0.5).astype(np.int8))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_whole_confidence_equals_the_dense_definition(seed):
+    """Each het's PP with both haplotypes read whole: keep = P(hap₁)·P(hap₂) against cross,
+    the two swapped from the het on, from the dense HMM; missing calls read as nothing."""
+    rng = np.random.default_rng(seed)
+    L, K = 40, 6
+    comp = (rng.random((L, K)) < 0.4).astype(np.int8)
+    hap = np.stack([comp[:, 0], np.where(np.arange(L) < 20, comp[:, 1], comp[:, 4])], -1)
+    hap[rng.random(L) < 0.05] ^= 1  # a few sites where no state carries the alleles
+    d = hap.sum(1).astype(np.int8)
+    d[rng.random(L) < 0.1] = -1
+    at = d == 1
+    at[np.flatnonzero(at)[0]] = False
+    wrong = np.flatnonzero(at)[at.sum() // 2]
+    hap[wrong:] = hap[wrong:, ::-1].copy()  # a switch error: its PP is low
+    rho = switch_probs(np.cumsum(rng.uniform(0, 3e-4, L)), ne=1e4, n_ref=K)
+    eps = 0.01
+    conf = np.full(L, np.nan)
+    whole_confidence(comp, d, hap, at, rho, eps, conf)
+    typed = np.where((d >= 0)[:, None], hap, -1)
+    for u in np.flatnonzero(at):
+        def seq(c_left, c_right):
+            return np.concatenate([typed[:u, c_left], typed[u:, c_right]])
+        keep = _likelihood(comp, seq(0, 0), rho, eps) * _likelihood(comp, seq(1, 1), rho, eps)
+        cross = _likelihood(comp, seq(0, 1), rho, eps) * _likelihood(comp, seq(1, 0), rho, eps)
+        assert conf[u] == pytest.approx(keep / (keep + cross), abs=1e-5)
+    assert at.sum() > 5 and np.isnan(conf[~at]).all()
+    assert conf[wrong] < 0.5 < np.median(conf[at])
+
+
+def test_rescore_changes_pp_alone():
+    """PhaseOptions.rescore: the same haplotypes, PP at the hets after the first from
+    whole_confidence (sharper where the decisions read short segments), NaN elsewhere; the
+    same on 1 and 2 threads."""
+    h = mosaics(120, 300, seed=4, n_founders=30)
+    truth = np.stack([h[0:8:2], h[1:8:2]], -1)
+    g = _unphase(truth)
+    cm = np.arange(300) * 1e-3
+    plain, sharp, sharp2 = (phase_with_panel(_panel(h[8:]), cm, g, bounds=[(0, 300)], threads=t,
+                                             options=dataclasses.replace(HAPLOID, rescore=r))
+                            for r, t in ((False, 1), (True, 1), (True, 2)))
+    np.testing.assert_array_equal(sharp.pp, sharp2.pp)
+    np.testing.assert_array_equal(plain.haplotypes, sharp.haplotypes)
+    np.testing.assert_array_equal(np.isnan(plain.pp), np.isnan(sharp.pp))
+    ok = ~np.isnan(plain.pp)
+    assert not np.array_equal(plain.pp[ok], sharp.pp[ok])
+    assert np.mean(1 - sharp.pp[ok]) < np.mean(1 - plain.pp[ok])
 
 
 @pytest.mark.parametrize("rare", [0.0, 0.3])

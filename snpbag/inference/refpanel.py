@@ -37,7 +37,9 @@ SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 #: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults
 #: (the pair HMM's selections keep those): with the phase draws, a larger Ne and a smaller ε
 #: than the pair model's raise r², and a larger Ne than this leaves INFO/R2 under-confident
-#: (docs/benchmarks.md, "Phase draws").
+#: (docs/benchmarks.md, "Phase draws"; chosen with the pair phaser, and kept with the
+#: haploid one of :data:`~snpbag.retrieval.haploid.PHASE_OPTIONS`: Ne 6·10⁴ there lost
+#: the lead over Beagle in the 2–5 % bin at a 5 % array).
 HAPLOID_HMM: dict[str, float] = {"ne": 8e4, "eps": 1e-4}
 
 #: The copying model's settings for ``--ref``: block and margin from the same sweep.

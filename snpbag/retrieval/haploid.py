@@ -8,8 +8,9 @@ then impute each of its two haplotypes on its own (Browning, Zhou & Browning 201
 O(K) per visible site. Here (``selection="phased"`` of
 :class:`~snpbag.retrieval.haplotypes.HaplotypePanel`):
 
-1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`),
-   with PP, the probability that each heterozygote's phase relative to the previous one is right;
+1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`
+   with :data:`PHASE_OPTIONS`, the haploid phasing model of :mod:`~snpbag.retrieval.happhase`),
+   with PP, the probability that each heterozygote's phase relative to the sites before it is right;
 2. each phased haplotype gets its own K composite haplotypes, matched to it alone
    (:func:`~snpbag.retrieval.states.composite_panel`);
 3. on each, a haploid forward–backward over the visible sites: a state keeps its
@@ -48,12 +49,14 @@ from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_panel
 
-#: The phaser's settings for imputation: the pair model (the haploid phasing model is not
-#: yet measured inside imputation), 80 states (K² = 6,400 pair states per visible
-#: site) instead of phasing's default 40 — imputed r² 0.9926 against 0.9919 at a 20 % array
-#: and 0.9672 against 0.9642 at 5 % on 30 targets of docs/benchmarks.md's 3 Mb cohort
-#: (the phase is what the haploid model cannot integrate over), at about 3× the phasing time.
-PHASE_OPTIONS = PhaseOptions(states=80, model="pair")
+#: The phaser's settings for imputation: ``snpbag phase``'s haploid model (600 composite
+#: states, two stages), with each het's PP recomputed from both haplotypes read whole
+#: (``rescore``), which the phase draws sample from: the decision's own confidence reads only
+#: the segments between unphased neighbours and is under-confident, which drew needless
+#: switches (and distinct phasings to impute) and left INFO/R2 low. Against the pair model
+#: at 80 states it phases the 3 Mb benchmark's arrays at a fifth of the CPU with fewer switch
+#: errors, and imputes as well (docs/benchmarks.md, "Phase draws").
+PHASE_OPTIONS = PhaseOptions(model="haploid", rescore=True)
 
 #: The mass of each flanking posterior a hidden site may leave out (:func:`haploid_probs`).
 FLOOR = 1e-4
@@ -414,7 +417,8 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
     """(draws, m) bool: phasings of m phased sites ``hap`` (m, 2) as swaps of the decoded
     one — row 0 the decoded phase (nothing swapped), each other row a draw that switches
     the phase at each heterozygous site with probability 1 − PP (``pp`` (m,), the phaser's
-    probability that the phase relative to the previous heterozygote is right; NaN: kept),
+    probability that the phase relative to the previous heterozygote — with the default
+    :data:`PHASE_OPTIONS`, to all the sites before it — is right; NaN: kept),
     independently; a swap lasts to the next switch."""
     het = np.flatnonzero(hap[:, 0] != hap[:, 1])
     if het.size == 0:  # nothing to swap: every draw is the decoded phase

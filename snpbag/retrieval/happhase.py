@@ -43,6 +43,13 @@ samples against one panel takes the panel as the stages read it once (:class:`St
 common sites' rows, where the states are matched, and the rare sites' few minor-allele
 carriers, from which the second stage's states are laid out.
 
+**PP** is the confidence of the update that fixed a het, which read only the segments
+between its unphased neighbours at the time. Imputation draws phasings from PP, and there
+it reads each het's phase relative to all the sites before it, the two final haplotypes
+read whole (``PhaseOptions.rescore``, :func:`whole_confidence`): on a 5 % array of the
+3 Mb benchmark the decisions' mean 1 − PP was 0.0106 at a switch rate of 0.0076, the
+rescored 0.0076.
+
 **Missing calls** are imputed per haplotype, from its HMM's posterior (the forward times
 the backward stored at the site, swapped with its segment): the allele with the larger
 probability. Typed genotypes are never changed, only ordered. A composite panel may hold
@@ -254,6 +261,47 @@ def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover -
                 conf[s] = max(first, second) / (first + second) if first + second > 0 else 0.5
 
 
+@njit(cache=True, nogil=True, fastmath=FAST)
+def whole_confidence(comp, d, hap, at, rho, eps, conf):  # pragma: no cover - compiled
+    """conf[s] at every site where ``at`` (hets, never site 0) = P(the phase of the sites
+    from s on relative to the sites before is as ``hap`` has it), each haplotype's HMM
+    reading all its typed alleles either side: with f_c the forward of haplotype c up to
+    s − 1 and b_c its backward from s on, keep = (f₁·b₁)(f₂·b₂), cross = (f₁·b₂)(f₂·b₁),
+    conf = keep / (keep + cross). Nothing is swapped. Arguments as :func:`update`."""
+    L, K = comp.shape
+    hit, miss = 1.0 - eps, eps
+    slot = np.full(L, -1, dtype=np.int64)
+    n = 0
+    for s in range(L):
+        if at[s]:
+            slot[s] = n
+            n += 1
+    saved = np.empty((max(n, 1), 2, K), dtype=np.float32)  # the two backwards from each such site on
+    b1 = np.full(K, 1.0 / K, dtype=np.float32)
+    b2 = b1.copy()
+    for s in range(L - 1, 0, -1):
+        row = comp[s]
+        typed = d[s] >= 0
+        _backward_step(b1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
+        _backward_step(b2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
+        if at[s]:
+            saved[slot[s], 0] = b1
+            saved[slot[s], 1] = b2
+    f1 = np.full(K, 1.0 / K, dtype=np.float32)
+    f2 = f1.copy()
+    for s in range(L):
+        row = comp[s]
+        if at[s]:
+            h1 = saved[slot[s], 0]
+            h2 = saved[slot[s], 1]
+            keep = _dot(f1, h1, K) * _dot(f2, h2, K)
+            cross = _dot(f1, h2, K) * _dot(f2, h1, K)
+            conf[s] = keep / (keep + cross) if keep + cross > 0 else 0.5
+        typed = d[s] >= 0
+        _forward_step(f1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
+        _forward_step(f2, row, hap[s, 1] if typed else -1, rho[s], hit, miss, K)
+
+
 @njit(cache=True, nogil=True)
 def _switch_probs(cm, ne, n_ref, rho):  # pragma: no cover - compiled
     for s in range(1, cm.size):
@@ -370,7 +418,8 @@ def _lay_out(comp, common, major, ptr, ex_hap, ex_allele, seg_start, seg_hap, n_
 
 def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: np.ndarray, *, allowed: np.ndarray,
                    n_ref: int, states: int, burnin: int, fixing: int, restate: int, ne: float, eps: float, step: int,
-                   width: int, matches: int, stages: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   width: int, matches: int, stages: Stages | None = None,
+                   rescore: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Phase one sequence (module doc): (haplotypes (L, 2) int8, pp (L,) float32).
 
     panel : (L, H) int8 site-major alleles (2: either); cm : (L,) genetic positions;
@@ -412,6 +461,11 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
             # its phase relative to the rare het before it is right when that het's orientation is
             pp[anchor[0]] = conf[before[-1]]
     hets = np.flatnonzero(het)
+    if rescore and hets.size > 1:  # every typed het's PP again, the whole two haplotypes read
+        at = np.zeros(L, np.bool_)
+        at[hets[1:]] = True
+        whole_confidence(comp, d, hap, at, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf)
+        pp[at] = conf[at]
     if hets.size:
         pp[hets[0]] = np.nan
     filled = np.flatnonzero((d < 0) & (hap[:, 0] != hap[:, 1]))

@@ -94,6 +94,11 @@ class PhaseOptions:
         matched again for the first ``restate``; sites whose panel minor allele frequency is
         below ``rare`` phased in a second stage; ``states``,
         ``block``, ``margin``, ``rounds`` and ``selection`` are the pair model's).
+    rescore : the haploid model: after the last update, every het's PP is that of its phase
+        relative to all the sites before it, both haplotypes read whole
+        (:func:`~snpbag.retrieval.happhase.whole_confidence`), instead of the confidence of
+        the decision that fixed it, which read only the segments between its unphased
+        neighbours at the time (lower: PP is then underconfident).
     """
 
     states: int = 40
@@ -113,6 +118,7 @@ class PhaseOptions:
     fixing: int = 6
     restate: int = 3
     rare: float = 0.005
+    rescore: bool = False
 
     def __post_init__(self):
         check_selection(self.selection, "phasing options: selection")
@@ -129,9 +135,10 @@ class PhaseOptions:
                              "ne > 0 and 0 < eps < 0.5")
 
 
-#: The phaser's default inside imputation (:func:`phased_composite`, :func:`phase_visible`):
-#: the pair model, whose imputed r² docs/benchmarks.md reports; the haploid model is not
-#: yet measured there.
+#: The phaser's default for :func:`phased_composite` (the pair HMM's ``composite`` states)
+#: and :func:`phase_visible`: the pair model, whose imputed r² docs/benchmarks.md reports
+#: for ``composite``; the ``phased`` selection phases with its own options
+#: (:data:`snpbag.retrieval.haploid.PHASE_OPTIONS`).
 IMPUTE_OPTIONS = PhaseOptions(model="pair")
 
 
@@ -196,7 +203,7 @@ def phase_sample(panel: np.ndarray, cm: np.ndarray, genotypes: np.ndarray, *, bo
             hap[a:b], pp[a:b] = happhase.phase_sequence(
                 panel[a:b], cm[a:b], d[a:b], first_alt[a:b], allowed=allowed, n_ref=int(np.count_nonzero(allowed)),
                 states=o.haploid_states, burnin=o.burnin, fixing=o.fixing, restate=o.restate, ne=o.ne, eps=o.eps,
-                step=o.step, width=o.width, matches=o.matches,
+                step=o.step, width=o.width, matches=o.matches, rescore=o.rescore,
                 stages=_stages(panel[a:b], o) if stages is None else stages.rows(a, b))
         elif o.selection == "composite" and estimate is not None:
             # the HMM runs on the K composite haplotypes matched to the current estimate (a
