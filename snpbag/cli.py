@@ -394,15 +394,25 @@ def classify_predict(model, embeddings, output, plots):
 @click.option("--max-degree", default=None, type=int, help="Write only pairs called at this degree or closer.")
 @click.option("--threads", default=None, type=int)
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--genetic-map", default=None, type=path_in,
+              help="PLINK .map / HapMap file (or a `snpbag simulate --pedigree` directory): segment lengths in cM.")
+@click.option("--populations", default=None, type=path_in,
+              help="Sample and population per line (e.g. samples.tsv): per-population segment backgrounds; "
+                   "default one pooled background.")
+@click.option("--segments", default="auto", show_default=True, type=click.Choice(_relate.relateersa.CHOICES),
+              help="Segment detector: haplotype IBD (phased input), IBS0-free runs, or hap when phased.")
 @click.pass_context
-def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, threads, device):
-    """Relationship degrees 1..N of pairs of genomes (`relate train` fits the classifier)."""
+def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, threads, device, genetic_map,
+           populations, segments):
+    """Relationship degrees 1..N of pairs of genomes: KING's thresholds to degree 3, ERSA on shared segments
+    beyond (`relate train` fits the model)."""
     if ctx.invoked_subcommand is not None:
         return
     if not (model and input and out):
         raise click.UsageError("snpbag relate needs --model, --input and --out (or the subcommand `train`)")
     s = _relate.relate(model=model, input=input, out=out, pairs=pairs, min_kinship=min_kinship,
-                       max_degree=max_degree, threads=threads, device=device, embeddings=embeddings)
+                       max_degree=max_degree, threads=threads, device=device, embeddings=embeddings,
+                       genetic_map=genetic_map, populations=populations, segments=segments)
     click.echo(s.line())
 
 
@@ -418,10 +428,15 @@ def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, t
               help="`snpbag embed` output of the --pedigree genomes (--inputs embeddings or both).")
 @click.option("--epochs", default=40, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-def relate_train(pedigree, out, max_degree, patch_sites, inputs, embeddings, epochs, seed):
-    """Fit the relatedness classifier on simulated pedigrees."""
+@click.option("--segments/--no-segments", default=True, show_default=True,
+              help="Also fit the shared-segment caller (backgrounds per population group, LOD cutoff).")
+@click.option("--specificity", default=_relate.relateersa.SPECIFICITY, show_default=True, type=float,
+              help="Share of training unrelated pairs the segment caller's LOD cutoff keeps unrelated.")
+def relate_train(pedigree, out, max_degree, patch_sites, inputs, embeddings, epochs, seed, segments, specificity):
+    """Fit the relatedness classifier and the shared-segment caller on simulated pedigrees."""
     s = _relate.train(pedigree=list(pedigree), out=out, max_degree=max_degree, patch_sites=patch_sites,
-                      fit=_relate.Fit(epochs=epochs, seed=seed), options={"inputs": inputs}, embeddings=embeddings)
+                      fit=_relate.Fit(epochs=epochs, seed=seed), options={"inputs": inputs}, embeddings=embeddings,
+                      segments=segments, specificity=specificity)
     click.echo(s.line())
 
 

@@ -209,7 +209,13 @@ def test_relate(runner, monkeypatch):
         _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--max-degree", "3",
                          "--min-kinship", "0.02", "--device", "cpu"])
     f.assert_called_once_with(model="m", input="c.vcf.gz", out="p", pairs=None, min_kinship=0.02, max_degree=3,
-                              threads=None, device="cpu", embeddings=None)
+                              threads=None, device="cpu", embeddings=None, genetic_map=None, populations=None,
+                              segments="auto")
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
+        _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--genetic-map", "g.map",
+                         "--populations", "s.tsv", "--segments", "ibs0"])
+    assert f.call_args.kwargs["genetic_map"] == "g.map" and f.call_args.kwargs["populations"] == "s.tsv"
+    assert f.call_args.kwargs["segments"] == "ibs0"
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
         _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--embeddings", "e.zarr", "--out", "p"])
     assert f.call_args.kwargs["embeddings"] == "e.zarr" and f.call_args.kwargs["input"] == "c.vcf.gz"
@@ -218,6 +224,10 @@ def test_relate(runner, monkeypatch):
     assert f.call_args.kwargs["pedigree"] == ["a", "b"] and f.call_args.kwargs["max_degree"] == 9
     assert f.call_args.kwargs["patch_sites"] == 256 and f.call_args.kwargs["fit"].epochs == 40
     assert f.call_args.kwargs["options"] == {"inputs": "counts"} and f.call_args.kwargs["embeddings"] is None
+    assert f.call_args.kwargs["segments"] is True and f.call_args.kwargs["specificity"] == 0.995
+    with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
+        _invoke(runner, ["relate", "train", "--pedigree", "a", "--out", "m", "--no-segments", "--specificity", "0.99"])
+    assert f.call_args.kwargs["segments"] is False and f.call_args.kwargs["specificity"] == 0.99
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "train")) as f:
         _invoke(runner, ["relate", "train", "--pedigree", "a", "--out", "m", "--inputs", "both", "--embeddings", "e"])
     assert f.call_args.kwargs["options"] == {"inputs": "both"} and f.call_args.kwargs["embeddings"] == "e"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +69,14 @@ def test_pair_order_does_not_change_the_output(sims):
 def test_relate_table_columns_and_calls(sims, tmp_path):
     train, _, model = sims
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(train / "pedigree.vcf.gz"),
-                                  "--out", str(tmp_path / "all")])
+                                  "--out", str(tmp_path / "all"), "--genetic-map", str(train)])
     assert r.exit_code == 0, r.output
     lines = (tmp_path / "all.rel").read_text().splitlines()
     log_lines = dict(x.split("\t") for x in (tmp_path / "all.rel.log").read_text().splitlines())
     assert log_lines["prefilter"] == "none" and int(log_lines["pairs_scored"]) == len(lines) - 1
     head = lines[0].split("\t")
-    assert head == rel.columns(6)
+    assert head == rel.columns(6, segments=True) and head[-2:] == ["SEGMENTS", "SHARED_CM"]
+    assert log_lines["segments"] == "hap" and log_lines["background"] == "pooled"  # phased input, no populations
     assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
     n = 3 * 36
     assert len(lines) == 1 + n * (n - 1) // 2
@@ -97,7 +99,12 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     assert head[head.index("P_PO") + 1:head.index("P_PO") + 5] == ["D2_TYPE", "P_HS", "P_GP", "P_AV"]
     for x, q in zip(rows, typ):
         assert x["D2_TYPE"] == (["HS", "GP", "AV"][int(q.argmax())] if x["DEGREE"] == "2" else "NA")
-    assert {x["D2_TYPE"] for x in rows} - {"NA"}
+    # pairs in KING's degree 1-3 ranges carry the stored share of each true degree among the training pairs there
+    table = np.array(rel.load(model)[1]["segments"]["king_table"])
+    king_bin = rel.king_threshold_degrees(np.array([float(x["KINSHIP"]) for x in rows]))
+    close = (king_bin >= 1) & (king_bin <= 3)
+    assert close.any() and (~close).any()
+    np.testing.assert_allclose(probs[close], table[king_bin[close] - 1], atol=1e-4)
     kin = np.array([float(x["EXP_KINSHIP"]) for x in rows])
     assert ((kin >= 0) & (kin <= 0.25)).all()
     po = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0001_A1"})
@@ -107,17 +114,19 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     un = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0002_P"})
     assert un["DEGREE"] == "UN" and un["PO_FS"] == "NA"
     # --max-degree keeps the close calls only; --pairs restricts the pairs
-    rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "close", max_degree=1)
+    rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "close", max_degree=1)
     assert {x.split("\t")[6] for x in (tmp_path / "close.rel").read_text().splitlines()[1:]} == {"1"}
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("#IID1\tIID2\nF0001_P\tF0001_A1\nF0002_M\tF0001_B1\n")
-    assert rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "two", pairs=pairs).written == 2
+    assert rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "two",
+                      pairs=pairs).written == 2
     # --min-kinship scores exactly the pairs `snpbag king --min-kinship` lists, and nothing else
     from snpbag.kinship.king import king
 
     king(train / "pedigree.vcf.gz", out=tmp_path / "k", min_kinship=0.06)
     want = {frozenset(x.split("\t")[:2]) for x in (tmp_path / "k.kin0").read_text().splitlines()[1:]}
-    got = rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "pre", min_kinship=0.06)
+    got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "pre",
+                     min_kinship=0.06)
     rows = (tmp_path / "pre.rel").read_text().splitlines()[1:]
     assert got.pairs == len(want) > 0 and {frozenset(x.split("\t")[:2]) for x in rows} == want
     assert "KING kinship >= 0.06" in (tmp_path / "pre.rel.log").read_text()
@@ -130,14 +139,14 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     bad = tmp_path / "p.txt"
     bad.write_text("F0001_P\tnobody\n")
     with pytest.raises(InputError, match="sample 'nobody' is not in the input"):
-        rel.relate(model=model, input=vcf, out=tmp_path / "o1", pairs=bad)
+        rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o1", pairs=bad)
     bad.write_text("F0001_P F0001_M\nF0001_M F0001_P\n")
     with pytest.raises(InputError, match="listed twice"):
-        rel.relate(model=model, input=vcf, out=tmp_path / "o2", pairs=bad)
+        rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o2", pairs=bad)
     with pytest.raises(CheckpointError, match="not a relate directory"):
         rel.relate(model=tmp_path, input=vcf, out=tmp_path / "o3")
     with pytest.raises(InputError, match="--max-degree 9: the model calls degrees 1..6"):
-        rel.relate(model=model, input=vcf, out=tmp_path / "o4", max_degree=9)
+        rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o4", max_degree=9)
     with pytest.raises(InputError, match="not a pedigree simulation"):
         rel.train(pedigree=[tmp_path], out=tmp_path / "m")
     # one chromosome of a model trained on four: too little evidence
@@ -148,15 +157,15 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     one = tmp_path / "one.vcf"
     one.write_text("".join(x for x in lines if x.startswith("#") or x.split("\t")[0] == first))
     with pytest.raises(InputError, match="a single chromosome"):
-        rel.relate(model=model, input=one, out=tmp_path / "o5")
+        rel.relate(model=model, genetic_map=train, input=one, out=tmp_path / "o5")
     with pytest.raises(InputError, match="--pairs and --min-kinship both choose the pairs"):
-        rel.relate(model=model, input=vcf, out=tmp_path / "o7", pairs=bad, min_kinship=0.1)
+        rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o7", pairs=bad, min_kinship=0.1)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="--device cuda: no CUDA device"):
-            rel.relate(model=model, input=vcf, out=tmp_path / "o8", device="cuda")
+            rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o8", device="cuda")
     (tmp_path / "o9.rel").write_text("precious")
     with pytest.raises(InputError, match="o9.rel: output already exists"):
-        rel.relate(model=model, input=vcf, out=tmp_path / "o9")
+        rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o9")
     assert (tmp_path / "o9.rel").read_text() == "precious" and not (tmp_path / "o9.rel.log").exists()
     # a sample listed twice in the input: its pairs could not be told apart
     dup = tmp_path / "dup.vcf"
@@ -165,7 +174,7 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
     head[10] = head[9]
     dup.write_text("".join("\t".join(x) if isinstance(x, list) else x for x in text))
     with pytest.raises(SampleError, match=f"duplicated sample ids \\({head[9]}\\)"):
-        rel.relate(model=model, input=dup, out=tmp_path / "o10")
+        rel.relate(model=model, genetic_map=train, input=dup, out=tmp_path / "o10")
     # embeddings (of whichever model) in place of genotypes: this model reads genotypes
     emb = tmp_path / "emb.zarr"
     emb.mkdir()
@@ -173,10 +182,10 @@ def test_bad_inputs_fail_with_one_line(sims, tmp_path):
         "format": embedout.FORMAT, "version": embedout.VERSION, "model": {"name": "other_model"}}}))
     with pytest.raises(InputError, match="--input .*emb.zarr: embeddings of model 'other_model'; this relate model "
                                          "reads genotypes"):
-        rel.relate(model=model, input=emb, out=tmp_path / "o11")
+        rel.relate(model=model, genetic_map=train, input=emb, out=tmp_path / "o11")
     assert not list(tmp_path.glob("o1*.rel*"))
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(vcf), "--out",
-                                  str(tmp_path / "o6"), "--pairs", str(bad)])
+                                  str(tmp_path / "o6"), "--pairs", str(bad), "--genetic-map", str(train)])
     assert r.exit_code != 0 and "listed twice" in r.output and len(r.output.strip().splitlines()) == 1
 
 
@@ -206,11 +215,20 @@ def test_degree_accuracy_counts_unrelated_calls_as_wrong_for_relatives():
 def test_store_input_gives_the_same_table(sims, tmp_path):
     from snpbag.store.convert import convert
 
-    train, _, model = sims
+    train, _, segment_model = sims
     store = tmp_path / "ped.zarr"
     convert(str(train / "pedigree.vcf.gz"), str(store))
+    with pytest.raises(InputError, match="ped.zarr: shared segments are read from a VCF/BCF, not a store"):
+        rel.relate(model=segment_model, genetic_map=train, input=store, out=tmp_path / "s")
+    model = tmp_path / "classifier"  # the same model without its segment caller reads stores
+    shutil.copytree(segment_model, model)
+    meta = json.loads((model / rel.CONFIG_FILE).read_text())
+    meta["segments"] = None
+    (model / rel.CONFIG_FILE).write_text(json.dumps(meta))
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("F0001_P F0001_A1\nF0001_A1 F0001_B1\nF0001_P F0002_P\nF0002_B3 F0002_A3\n")
+    with pytest.raises(InputError, match="--populations/--genetic-map: this relate model has no segment caller"):
+        rel.relate(model=model, genetic_map=train, input=store, out=tmp_path / "s", pairs=pairs)
     rel.relate(model=model, input=train / "pedigree.vcf.gz", out=tmp_path / "vcf", pairs=pairs)
     rel.relate(model=model, input=store, out=tmp_path / "store", pairs=pairs)
     a, b = tmp_path / "vcf.rel", tmp_path / "store.rel"
@@ -345,3 +363,40 @@ def test_pedigree_pairs_without_counts_and_parent_offspring_segments(sims):
     segs = ibs0_free_segments(genome, po, min_cm=0.0)
     assert len(po) and segs.count().tolist() == [len(genome.chromosomes)] * len(po)  # IBD1 everywhere: one run each
     np.testing.assert_allclose(segs.total_cm(), genome.chromosome_cm.sum())
+
+
+def test_segment_caller_inputs_and_its_stored_record(sims, tmp_path):
+    from snpbag.inference import relateersa
+
+    train, _, model = sims
+    vcf = train / "pedigree.vcf.gz"
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("F0001_P F0001_A1\nF0001_P F0002_P\nF0001_A1 F0001_B1\n")
+    with pytest.raises(InputError, match="--genetic-map: this relate model calls degrees beyond 3 from shared "
+                                         "segments in cM; give --genetic-map FILE"):
+        rel.relate(model=model, input=vcf, out=tmp_path / "o1", pairs=pairs)
+    import gzip
+
+    unphased = tmp_path / "unphased.vcf"
+    unphased.write_text("".join(x if x.startswith("#") else x.replace("|", "/")
+                                for x in gzip.open(vcf, "rt").read().splitlines(keepends=True)))
+    with pytest.raises(InputError, match="unphased.vcf: unphased genotype at .* the haplotype IBD detector needs "
+                                         "phased input"):
+        rel.relate(model=model, input=unphased, out=tmp_path / "o2", pairs=pairs, genetic_map=train, segments="hap")
+    rel.relate(model=model, input=unphased, out=tmp_path / "auto", pairs=pairs, genetic_map=train)
+    assert "segments\tibs0" in (tmp_path / "auto.rel.log").read_text()  # auto: IBS0-free runs on unphased input
+    pops = tmp_path / "pops.tsv"
+    pops.write_text("".join(f"{s}\tMARS\n" for s in rel.GenotypeSource(vcf).sample_ids))
+    with pytest.raises(InputError, match=r"population group\(s\) MARS have no background in this model"):
+        rel.relate(model=model, input=vcf, out=tmp_path / "o3", pairs=pairs, genetic_map=train, populations=pops)
+    rel.relate(model=model, input=vcf, out=tmp_path / "pop", pairs=pairs, genetic_map=train,
+               populations=train / "samples.tsv")
+    assert "background\tgroups" in (tmp_path / "pop.rel.log").read_text()
+    assert not list(tmp_path.glob("o*.rel*"))
+    # the stored record is what fitting on the same training pairs gives, through relate.json
+    _, meta = rel.load(model)
+    data = rel.pedigree_pairs(train, max_degree=6, patch_sites=PATCH, unrelated_per_related=2.0, seed=0)
+    again = relateersa.fit([(train, data, rel.degrees_of_classes(data.y, 6))], max_degree=6)
+    assert json.loads(json.dumps(again)) == meta["segments"]
+    assert set(meta["segments"]["detectors"]) == {"hap", "ibs0"}
+    assert {"CEU", "YRI", "CHB", relateersa.POOLED} <= set(meta["segments"]["detectors"]["hap"]["backgrounds"])

@@ -43,7 +43,8 @@ def setup(tmp_path_factory) -> Path:
     embed(model=d / "embed_model", input=d / "ped" / "pedigree.vcf.gz", output=d / "emb.zarr", progress=False)
     for inputs in ("embeddings", "both"):
         rel.train(pedigree=[d / "ped"], out=d / f"rel_{inputs}", max_degree=6, patch_sites=PATCH,
-                  fit=rel.Fit(epochs=30, seed=0), options={"inputs": inputs}, embeddings=d / "emb.zarr")
+                  fit=rel.Fit(epochs=30, seed=0), options={"inputs": inputs}, embeddings=d / "emb.zarr",
+                  segments=False)
     return d
 
 

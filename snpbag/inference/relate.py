@@ -35,7 +35,7 @@ from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
-from snpbag.inference import embedout
+from snpbag.inference import embedout, relateersa
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import degrees, pairfeatures as pf
 from snpbag.kinship.estimators import kinship
@@ -297,12 +297,16 @@ def _concat(parts: list[PairData]) -> PairData:
 
 
 def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, patch_sites: int = 256,
-          fit: Fit | None = None, options: dict[str, Any] | None = None, embeddings: str | Path | None = None
-          ) -> TrainSummary:
-    """Fit the relatedness classifier on simulated pedigrees and write a relate directory.
+          fit: Fit | None = None, options: dict[str, Any] | None = None, embeddings: str | Path | None = None,
+          segments: bool = True, specificity: float = relateersa.SPECIFICITY) -> TrainSummary:
+    """Fit the relatedness classifier on simulated pedigrees, and (``segments``) the background and LOD
+    cutoff of the degrees called from shared segments (:func:`snpbag.inference.relateersa.fit`), and write a
+    relate directory.
 
     Parameters
     ----------
+    segments : fit the shared-segment caller; without it, ``snpbag relate`` calls with the classifier alone.
+    specificity : share of the training unrelated pairs the segment caller's LOD cutoff keeps unrelated.
     options : RelateConfig fields, e.g. ``{"inputs": "embeddings"}`` (default counts).
     embeddings : ``snpbag embed`` output of the (one) pedigree directory's genomes, for inputs
         ``embeddings`` or ``both``.
@@ -325,9 +329,12 @@ def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, 
                                                    "genomes)" if embeddings is None else "drop --embeddings, or "
                                                    "choose --inputs embeddings or both"))
     emb = read_embedding_input(embeddings) if embeddings is not None else None
-    data = _concat([pedigree_pairs(p, max_degree=max_degree, patch_sites=patch_sites,
-                                   unrelated_per_related=fit.unrelated_per_related, seed=fit.seed + k, embeddings=emb)
-                    for k, p in enumerate(pedigree)])
+    parts = [pedigree_pairs(p, max_degree=max_degree, patch_sites=patch_sites,
+                            unrelated_per_related=fit.unrelated_per_related, seed=fit.seed + k, embeddings=emb)
+             for k, p in enumerate(pedigree)]
+    record = relateersa.fit([(Path(p), d, degrees_of_classes(d.y, max_degree)) for p, d in zip(pedigree, parts)],
+                            max_degree=max_degree, specificity=specificity) if segments else None
+    data = _concat(parts)
     net = fit_net(data, max_degree=max_degree, patch_sites=patch_sites, fit=fit, options=options)
     names = class_names(max_degree)
     per_class = {names[c]: int((data.y == c).sum()) for c in range(len(names))}
@@ -337,7 +344,8 @@ def train(*, pedigree: list[str | Path], out: str | Path, max_degree: int = 12, 
             "summary": list(pf.SUMMARY), "embeddings": emb.record() if emb is not None else None,
             "training": {"pedigrees": [str(p) for p in pedigree], "variants": data.variants, "pairs": per_class,
                          "temperature": float(net.temperature),
-                         "subtype_temperature": float(net.subtype_temperature), "fit": fit.__dict__}}
+                         "subtype_temperature": float(net.subtype_temperature), "fit": fit.__dict__},
+            "segments": record}
     modeldir.write_small_model(out, config_file=CONFIG_FILE, weights_file=WEIGHTS_FILE, meta=meta,
                                state_dict=net.state_dict())
     return TrainSummary(Path(out), len(data.y), per_class, float(net.temperature))
@@ -387,13 +395,14 @@ def all_pairs(n: int) -> np.ndarray:
     return np.stack([i[order], j[order]], axis=1)
 
 
-def columns(max_degree: int) -> list[str]:
-    """The header of ``snpbag relate``'s table."""
+def columns(max_degree: int, *, segments: bool = False) -> list[str]:
+    """The header of ``snpbag relate``'s table (with ``segments``: the shared segments' count and total cM)."""
     from snpbag.model.relate import SUBTYPES
 
     return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO", "D2_TYPE"]
             + [f"P_{t}" for t in SUBTYPES] + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
-            + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"])
+            + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"]
+            + (["SEGMENTS", "SHARED_CM"] if segments else []))
 
 
 def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -417,8 +426,15 @@ class RelateSummary:
 
 def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str | Path | None = None,
            min_kinship: float | None = None, max_degree: int | None = None, threads: int | None = None,
-           device: str = "cpu", embeddings: str | Path | None = None) -> RelateSummary:
+           device: str = "cpu", embeddings: str | Path | None = None, genetic_map: str | Path | None = None,
+           populations: str | Path | None = None, segments: str = "auto") -> RelateSummary:
     """Degree calls for the pairs of ``input`` → ``PREFIX.rel`` and ``PREFIX.rel.log``.
+
+    A model trained with segments (the default) calls degrees with KING's thresholds up to 3 and
+    ERSA on shared segments beyond (:mod:`snpbag.inference.relateersa`): DEGREE, P_1..P_UN, TOP*,
+    EXP_KINSHIP and CONFIDENCE come from that caller, PO_FS and the degree-2 type from the
+    classifier, and SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
+    threshold. Without segments, the classifier alone.
 
     Parameters
     ----------
@@ -434,6 +450,12 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         expectation is 2^-5 ≈ 0.031).
     max_degree : write only pairs called at this degree or closer (default: every pair).
     device : ``cpu`` or ``cuda`` for the classifier (the counts are computed on the CPU).
+    genetic_map : PLINK .map / HapMap file, or a ``snpbag simulate --pedigree`` directory (its map);
+        needed by a model with segments.
+    populations : sample → population (e.g. a samples.tsv): each pair's background is its population
+        group's; without it, the background pooled over all training unrelated pairs.
+    segments : the segment detector: ``auto`` (haplotype IBD on phased input, else runs free of
+        opposite homozygotes), ``hap`` (refuses unphased input) or ``ibs0``.
     embeddings : ``snpbag embed`` output of the input's genomes, for a model trained with
         ``--inputs embeddings`` or ``both``; it must come from the same embedding model and sites.
 
@@ -441,7 +463,9 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     ------
     InputError : unknown or repeated pairs, --pairs with --min-kinship, too few variants for
         the model, an existing output, cuda without a GPU, embeddings missing, of another model
-        or site set, or given to a model that reads genotypes.
+        or site set, or given to a model that reads genotypes; for a model with segments: no
+        --genetic-map, a store or embeddings as --input, ``hap`` on unphased input, a population
+        group without a background.
     CheckpointError : ``model`` is not a relate directory.
     """
     from snpbag.model.relate import SUBTYPES
@@ -465,6 +489,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     if max_degree is not None and not 1 <= max_degree <= top:
         raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
     genotypes, emb = _open_inputs(input, embeddings, inputs, meta, min_kinship)
+    record = meta.get("segments")
+    gmap = relateersa.checked_map(record, genotypes, genetic_map, populations, segments)
     with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
         if min_kinship is not None:  # the prefilter: exact KING-robust kinship of every pair
             king_table(genotypes, out=Path(tmpdir) / "candidates", min_kinship=min_kinship, threads=threads)
@@ -484,10 +510,22 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     if emb is not None:
         data.emb, data.emb_valid = emb.vectors[emb.rows_for(ids, what=str(input))], emb.valid
     p, p_sub = predict_proba(net, data, patch_sites, device=device)
-    pd = degree_probabilities(p)
+    calls = None
+    if record is not None:
+        genome, detector = relateersa.read_genome_for(genotypes, gmap, segments)
+        if genome.ids != ids:
+            raise InputError(f"{input}: the samples read for shared segments differ from the genotypes'")
+        groups = relateersa.groups_of(relateersa.read_populations(populations, ids), ids, idx) \
+            if populations is not None else None
+        calls = relateersa.call(record, genome, idx, counts, detector=detector, max_degree=top, groups=groups)
+        del genome
+        pd = calls.probabilities
+        exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
+    else:
+        pd = degree_probabilities(p)
+        exp_k = p @ net.kinship.numpy().astype(np.float64)
     ranked, ranked_p = top_degrees(pd, TOP)
     call = ranked[:, 0]
-    exp_k = p @ net.kinship.numpy().astype(np.float64)
     if counts is not None:
         t = counts.sum(axis=1, dtype=np.int64)
         king = [f"{k:.6g}" for k in kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])]
@@ -498,8 +536,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
     per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
     with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
-        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, min_kinship))
-        fh.write("\t".join(columns(top)) + "\n")
+        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, min_kinship, calls))
+        fh.write("\t".join(columns(top, segments=calls is not None)) + "\n")
         for r in np.flatnonzero(keep):
             i, j = idx[r]
             po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
@@ -508,6 +546,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
                    SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(f"{q:.4f}" for q in p_sub[r])]
             row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
             row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
+            if calls is not None:
+                row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
             fh.write("\t".join(row) + "\n")
     return RelateSummary(table, len(idx), int(keep.sum()), per_degree)
 
@@ -539,9 +579,11 @@ def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tup
     return (None if embedded is not None else Path(input)), emb
 
 
-def _log_text(input, considered: int, written: int, per_degree: dict[str, int], min_kinship) -> str:
+def _log_text(input, considered: int, written: int, per_degree: dict[str, int], min_kinship, calls) -> str:
     lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}",
              f"prefilter\t{'KING kinship >= ' + format(min_kinship, 'g') if min_kinship is not None else 'none'}"]
+    if calls is not None:
+        lines += [f"segments\t{calls.detector}", f"background\t{calls.background}"]
     lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]
     return "\n".join(lines) + "\n"
 

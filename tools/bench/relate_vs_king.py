@@ -5,17 +5,23 @@ families with ``--seed``, held-out families with ``--seed + 1``: different found
 same two again with ``--genotype-error E`` (same families and sites, noisy calls). Each
 setting — ``sequence`` (every site), ``array`` (the array sites, ~F of the common ones),
 ``error`` (every site, noisy), ``array_error`` — trains its own classifier on the training
-families of that setting (as a user would train on a simulation matching their data) and is
-scored on the held-out ones: per true degree 1..D and unrelated, exact and within-±1 accuracy
-of the classifier, of KING's thresholds (snpbag.kinship.degrees) on the pairs' exact KING
+families of that setting with ``snpbag relate train`` (classifier and shared-segment caller, as a
+user would train on a simulation matching their data) and is scored on the held-out ones: per
+true degree 1..D and unrelated, exact and within-±1 accuracy of ``snpbag relate`` itself (the
+library call behind the command, on the simulation's genetic map, with each sample's population;
+also without populations — one pooled background — and with the IBS0 detector), of the trained
+classifier alone, of KING's thresholds (snpbag.kinship.degrees) on the pairs' exact KING
 kinship (what ``snpbag king`` writes), and of the oracle (the same thresholds on the true
 realised kinship from the simulator's IBD truth); confusion matrices (tables for the
-sequence setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per degree; and,
+first setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per degree; and,
 for the held-out degree-2 pairs, the classifier's degree-2 type (half siblings,
-grandparent–grandchild, avuncular) against the truth, per true type.
+grandparent–grandchild, avuncular) against the truth, per true type. ``--sims DIR`` reuses
+another run's simulations instead of simulating.
 
     .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 6 \\
         --test-families 6 --length 2000000 --png docs/relate_confusion.png
+    .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/relprod --sims /tmp/relfix --settings array \\
+        --epochs 20 --json docs/bench/relate_vs_king.json
 """
 
 from __future__ import annotations
@@ -34,13 +40,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch: 2-core mach
 
 SETTINGS = ("sequence", "array", "error", "array_error")
 CALLERS = ("relate", "KING", "oracle")
+#: More callers in the degree tables: the product without populations (one pooled background), with the
+#: IBS0-free runs instead of haplotype IBD, and the trained classifier alone.
+EXTRA = ("relate_pooled", "relate_ibs0", "classifier")
 
 
 def _link_setting(sim: Path, vcf: str, out: Path) -> Path:
     """A pedigree directory whose pedigree.vcf.gz is ``sim/vcf`` (truth tables shared)."""
     out.mkdir(parents=True)
     (out / "pedigree.vcf.gz").symlink_to((sim / vcf).resolve())
-    for name in ("samples.tsv", "pedigree_pairs.tsv"):
+    for name in ("samples.tsv", "pedigree_pairs.tsv", "simulation.json"):
         (out / name).symlink_to((sim / name).resolve())
     return out
 
@@ -51,6 +60,22 @@ def _realised(test_dir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
     col = lines[0].split("\t").index("ibd_kinship")
     ibd = {frozenset(x.split("\t")[:2]): float(x.split("\t")[col]) for x in lines[1:]}
     return np.array([ibd.get(frozenset((ids[i], ids[j])), 0.0) for i, j in pairs])
+
+
+def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.ndarray, out: Path, **options
+             ) -> np.ndarray:
+    """Degrees ``snpbag relate`` (the library call behind the command) writes for ``pairs`` of the held-out
+    pedigree, on the simulation's own genetic map (UNRELATED for UN)."""
+    from snpbag.eval.relate import UNRELATED
+    from snpbag.inference import relate as rel
+
+    listed = out.with_suffix(".pairs")
+    listed.write_text("".join(f"{ids[i]}\t{ids[j]}\n" for i, j in pairs))
+    rel.relate(model=model, input=test_dir / "pedigree.vcf.gz", out=out, pairs=listed, genetic_map=sim, **options)
+    lines = Path(f"{out}.rel").read_text().splitlines()
+    col = lines[0].split("\t").index("DEGREE")
+    got = {frozenset(x.split("\t")[:2]): x.split("\t")[col] for x in lines[1:]}
+    return np.array([UNRELATED if (d := got[frozenset((ids[i], ids[j]))]) == "UN" else int(d) for i, j in pairs])
 
 
 def _plot(confusions: dict[str, dict[str, tuple[list[str], np.ndarray]]], path: Path) -> None:
@@ -102,6 +127,8 @@ def main() -> None:
     p.add_argument("--cuts", default="0.0884,0.0442,0.0221,0.011", help="--min-kinship values to measure")
     p.add_argument("--png", type=Path, default=None, help="confusion matrices (default WORKDIR/confusion.png)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sims", type=Path, default=None, help="reuse DIR/sim/train and DIR/sim/test (another run's "
+                   "simulations, read only; settings sequence and array only) instead of simulating")
     _results.add_json_option(p)
     a = p.parse_args()
     settings = a.settings.split(",")
@@ -112,8 +139,12 @@ def main() -> None:
     shutil.rmtree(a.workdir, ignore_errors=True)
     t0 = time.perf_counter()
     noisy = any("error" in s for s in settings)
-    sims = {}
+    if a.sims is not None and noisy:
+        p.error("--sims: the reused simulations have no genotype errors; choose --settings sequence,array")
+    sims = {(split, False): a.sims / "sim" / split for split in ("train", "test")} if a.sims else {}
     for split, n, seed in (("train", a.train_families, a.seed), ("test", a.test_families, a.seed + 1)):
+        if a.sims is not None:
+            break
         for err in ((None, a.genotype_error) if noisy else (None,)):
             d = a.workdir / "sim" / f"{split}{'_error' if err else ''}"
             simulate(d, length=a.length, pedigree=n, chromosomes=a.chromosomes, seed=seed,
@@ -144,14 +175,26 @@ def main() -> None:
             {"true type": name, "pairs": int((test.sub[two] == k).sum()),
              **{f"called_{n}": float(np.mean(typ[test.sub[two] == k] == c)) if (test.sub[two] == k).any() else None
                 for c, n in enumerate(SUBTYPES)}} for k, name in enumerate(SUBTYPES)]
-        called = {"relate": rel.called_degrees(net, test, patch), "KING": rel.king_threshold_degrees(king_k),
-                  "oracle": rel.king_threshold_degrees(_realised(test_dir, test.ids, test.pairs))}
-        acc = {c: degree_accuracy(truth, called[c]) for c in CALLERS}
+        sim_test = sims["test", err]
+        run = {}
+        for name, options in (("relate", {"populations": sim_test / "samples.tsv"}), ("relate_pooled", {}),
+                              ("relate_ibs0", {"populations": sim_test / "samples.tsv", "segments": "ibs0"})):
+            t3, c3 = time.perf_counter(), time.process_time()
+            run[name] = _product(model, test_dir, sim_test, test.ids, test.pairs, a.workdir / setting / name,
+                                 **options)
+            seconds[f"{name}_{setting}"], seconds[f"{name}_{setting}_cpu"] = \
+                time.perf_counter() - t3, time.process_time() - c3
+        called = {"relate": run["relate"], "KING": rel.king_threshold_degrees(king_k),
+                  "oracle": rel.king_threshold_degrees(_realised(test_dir, test.ids, test.pairs)),
+                  "relate_pooled": run["relate_pooled"], "relate_ibs0": run["relate_ibs0"],
+                  "classifier": rel.called_degrees(net, test, patch)}
+        shown = CALLERS + EXTRA
+        acc = {c: degree_accuracy(truth, called[c]) for c in shown}
         tables[f"degrees_{setting}"] = [
             {"degree": k, "pairs": acc["relate"][k]["n"],
-             **{f"{c}_{m}": acc[c][k][m] for c in CALLERS for m in ("exact", "within1")}} for k in acc["relate"]]
+             **{f"{c}_{m}": acc[c][k][m] for c in shown for m in ("exact", "within1")}} for k in acc["relate"]]
         confusions[setting] = {c: degree_confusion(truth, called[c], a.max_degree) for c in CALLERS}
-        if setting == "sequence":
+        if setting == settings[0]:
             for c in CALLERS:
                 labels, m = confusions[setting][c]
                 tables[f"confusion_{c}_{setting}"] = [
@@ -159,16 +202,19 @@ def main() -> None:
                     for i in range(len(labels))]
         if setting in ("sequence", "array"):
             tables[f"prefilter_{setting}"] = prefilter_recall(truth, king_k, cuts)
+        seg = meta["segments"]
         info[setting] = {"variants_train": meta["training"]["variants"], "variants_test": test.variants,
                          "patch_sites": patch, "training_pairs": summary.pairs,
-                         "temperature": round(summary.temperature, 3)}
+                         "temperature": round(summary.temperature, 3),
+                         **{f"min_lod_{d}_{m}": round(v, 3) for d, r in seg["detectors"].items()
+                            for m, v in r["min_lod"].items()}}
         seconds[f"train_{setting}"] = t2 - t1
         seconds[f"evaluate_{setting}"] = time.perf_counter() - t2
         print(summary.line())
-        print(f"{setting}: degree  pairs  " + "  ".join(f"{c} exact  {c} ±1" for c in CALLERS))
+        print(f"{setting}: degree  pairs  " + "  ".join(f"{c} exact  {c} ±1" for c in shown))
         for r in tables[f"degrees_{setting}"]:
             print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
-                f"{r[f'{c}_exact']:.2f} {r[f'{c}_within1']:.2f}" for c in CALLERS))
+                f"{r[f'{c}_exact']:.2f} {r[f'{c}_within1']:.2f}" for c in shown))
         for r in tables[f"subtypes_{setting}"]:
             print(f"{setting} degree 2, true {r['true type']} ({r['pairs']} pairs): called " + "  ".join(
                 f"{n} {r[f'called_{n}']:.2f}" for n in SUBTYPES if r[f"called_{n}"] is not None))
