@@ -157,6 +157,16 @@ def _dot(u, v, K):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
+def _keep_cross(f1, f2, back, K):  # pragma: no cover - compiled
+    """(keep, cross): the two haplotypes' forwards against their own backwards ``back[0]``,
+    ``back[1]`` (from this site on), and against each other's: the phase as it is, and
+    swapped from here on."""
+    h1 = back[0]
+    h2 = back[1]
+    return _dot(f1, h1, K) * _dot(f2, h2, K), _dot(f1, h2, K) * _dot(f2, h1, K)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _alt_prob(f, b, row, K):  # pragma: no cover - compiled
     """P(ALT) of a haplotype under posterior ∝ f·b over states with alleles row (2: ½)."""
     z = 0.0
@@ -227,10 +237,7 @@ def update(comp, d, hap, unph, soft, rho, eps, conf, alt):  # pragma: no cover -
     for s in range(L):
         row = comp[s]
         if unph[s]:
-            h1 = saved[slot[s], 0]
-            h2 = saved[slot[s], 1]
-            keep = _dot(f1, h1, K) * _dot(f2, h2, K)
-            cross = _dot(f1, h2, K) * _dot(f2, h1, K)
+            keep, cross = _keep_cross(f1, f2, saved[slot[s]], K)
             swap = cross > keep
             conf[s] = max(keep, cross) / (keep + cross) if keep + cross > 0 else 0.5
             f1[:] = f0
@@ -292,10 +299,7 @@ def whole_confidence(comp, d, hap, at, rho, eps, conf):  # pragma: no cover - co
     for s in range(L):
         row = comp[s]
         if at[s]:
-            h1 = saved[slot[s], 0]
-            h2 = saved[slot[s], 1]
-            keep = _dot(f1, h1, K) * _dot(f2, h2, K)
-            cross = _dot(f1, h2, K) * _dot(f2, h1, K)
+            keep, cross = _keep_cross(f1, f2, saved[slot[s]], K)
             conf[s] = keep / (keep + cross) if keep + cross > 0 else 0.5
         typed = d[s] >= 0
         _forward_step(f1, row, hap[s, 0] if typed else -1, rho[s], hit, miss, K)
