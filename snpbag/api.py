@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from snpbag import modeldir
+from snpbag.inference import relate
 from snpbag.modeldir import LoadedModel
 
 __all__ = ["LoadedModel", "info", "load_model"]
@@ -47,11 +48,13 @@ def info(model: str | Path) -> str:
 
     Reads only the small files and the weights' header: architecture, parameter count,
     sites, tiles and chromosomes, the training data and run, validation metrics next to
-    the allele-frequency baseline, and provenance.
+    the allele-frequency baseline, and provenance. A relate directory (``snpbag relate
+    train``) is described by :func:`snpbag.inference.relate.describe`: its classes, training
+    pairs and how it calls degrees.
 
     Parameters
     ----------
-    model : model directory written by ``snpbag export``.
+    model : model directory written by ``snpbag export``, or a relate directory.
 
     Returns
     -------
@@ -61,4 +64,6 @@ def info(model: str | Path) -> str:
     ------
     CheckpointError : not a model directory of this format, or its files are unreadable.
     """
+    if (Path(model) / relate.CONFIG_FILE).is_file():
+        return relate.describe(model)
     return modeldir.describe(model)

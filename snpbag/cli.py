@@ -253,7 +253,7 @@ def export(checkpoint, outdir):
 @main.command()
 @click.argument("model", type=path_in)
 def info(model):
-    """Describe a model directory: config, sites, parameters, provenance."""
+    """Describe a model directory (config, sites, parameters, provenance) or a relate directory."""
     click.echo(api.info(model))
 
 

@@ -400,3 +400,27 @@ def test_segment_caller_inputs_and_its_stored_record(sims, tmp_path):
     assert json.loads(json.dumps(again)) == meta["segments"]
     assert set(meta["segments"]["detectors"]) == {"hap", "ibs0"}
     assert {"CEU", "YRI", "CHB", relateersa.POOLED} <= set(meta["segments"]["detectors"]["hap"]["backgrounds"])
+
+
+def test_info_describes_a_relate_directory(sims, tmp_path):
+    from snpbag import api
+
+    _, _, model = sims
+    _, meta = rel.load(model)
+    seg = meta["segments"]
+    text = api.info(model)
+    assert "classes           PO FS 2 3 4 5 6 UN; degree-2 types HS GP AV" in text
+    assert "KING's thresholds to degree 3, ERSA on shared segments beyond (needs --genetic-map" in text
+    hap = seg["detectors"]["hap"]
+    assert (f"hap   segments of >= 3 cM, 2-exponential background; LOD cutoff {hap['min_lod']['groups']:.2f} "
+            f"(population groups), {hap['min_lod']['pooled']:.2f} (pooled)") in text
+    assert all(f"{g} {n:,}" in text for g, n in seg["unrelated_pairs"].items())
+    assert f"UN {meta['training']['pairs']['UN']:,}" in text
+    # a classifier-only directory says it needs no map
+    plain = tmp_path / "plain"
+    shutil.copytree(model, plain)
+    cfg = plain / rel.CONFIG_FILE
+    cfg.write_text(json.dumps(json.loads(cfg.read_text()) | {"segments": None}))
+    text = api.info(plain)
+    assert "the classifier alone (trained with --no-segments): no --genetic-map or --populations needed" in text
+    assert "LOD cutoff" not in text

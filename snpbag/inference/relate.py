@@ -363,6 +363,47 @@ def load(directory: str | Path):
     return net.eval(), meta
 
 
+
+def describe(directory: str | Path) -> str:
+    """What ``snpbag info`` prints for a relate directory: its classes and inputs, what it was
+    trained on, and how it calls degrees (the segment caller's detectors, population groups and
+    LOD cutoffs, or the classifier alone), so a user can tell which ``snpbag relate`` flags it
+    needs (``--genetic-map``, ``--populations``) before running it. Reads relate.json and
+    checks the weights load, as :func:`load` does.
+
+    Raises
+    ------
+    CheckpointError : not a relate directory of this format (as :func:`load`).
+    """
+    _, meta = load(directory)
+    cfg, training, seg = meta["config"], meta.get("training", {}), meta.get("segments")
+    lines = [f"relate directory  {Path(directory).resolve()}",
+             f"format            {meta['format']} v{meta['version']} (written by `snpbag relate train`)",
+             f"classes           {' '.join(meta['classes'])}; degree-2 types {' '.join(meta.get('subtypes', []))}",
+             f"inputs            {cfg['inputs']}" + (f" (KING counts in patches of {meta['patch_sites']} SNPs)"
+                                                     if cfg["inputs"] != "embeddings" else ""),
+             f"pedigrees         {', '.join(map(str, training.get('pedigrees', [])))}"]
+    pairs = training.get("pairs", {})
+    if pairs:
+        order = {c: k for k, c in enumerate(meta["classes"])}  # PO FS 2 (2:HS ...) 3 ... UN
+        keys = sorted(pairs, key=lambda k: (order.get(k.split(":")[0], len(order)), k))
+        lines.append("training pairs    " + ", ".join(f"{k} {pairs[k]:,}" for k in keys))
+    if seg is None:
+        lines.append("degree call       the classifier alone (trained with --no-segments): "
+                     "no --genetic-map or --populations needed")
+        return "\n".join(lines) + "\n"
+    lines.append(f"degree call       KING's thresholds to degree {seg['king_degrees']}, ERSA on shared segments "
+                 f"beyond (needs --genetic-map; --populations for the per-group backgrounds)")
+    for name, d in seg["detectors"].items():
+        cut = d["min_lod"]
+        lines.append(f"  {name:<5} segments of >= {d['threshold_cm']:g} cM, {d['components']}-exponential background; "
+                     f"LOD cutoff {cut['groups']:.2f} (population groups), {cut['pooled']:.2f} (pooled)")
+    groups = seg.get("unrelated_pairs", {})
+    lines.append("population groups " + ", ".join(f"{g} {n:,}" for g, n in groups.items()) + " (unrelated training pairs)")
+    lines.append(f"specificity       {seg['specificity']:g} of training unrelated pairs kept unrelated")
+    return "\n".join(lines) + "\n"
+
+
 def read_pairs(path: str | Path, ids: list[str]) -> np.ndarray:
     """Sample-index pairs of a pairs file: whitespace-separated, the first two columns (IID1 IID2 of a .kin0
     too); a header line starting with ``#`` or naming IID1 is skipped."""
