@@ -399,7 +399,7 @@ def classify_predict(model, embeddings, output, plots):
 @click.option("--populations", default=None, type=path_in,
               help="Sample and population per line (e.g. samples.tsv): per-population segment backgrounds; "
                    "default one pooled background.")
-@click.option("--segments", default="auto", show_default=True, type=click.Choice(_relate.relateersa.CHOICES),
+@click.option("--detector", "segments", default="auto", show_default=True, type=click.Choice(_relate.relateersa.CHOICES),
               help="Segment detector: haplotype IBD (phased input), IBS0-free runs, or hap when phased.")
 @click.pass_context
 def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, threads, device, genetic_map,

@@ -213,7 +213,7 @@ def test_relate(runner, monkeypatch):
                               segments="auto")
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
         _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--genetic-map", "g.map",
-                         "--populations", "s.tsv", "--segments", "ibs0"])
+                         "--populations", "s.tsv", "--detector", "ibs0"])
     assert f.call_args.kwargs["genetic_map"] == "g.map" and f.call_args.kwargs["populations"] == "s.tsv"
     assert f.call_args.kwargs["segments"] == "ibs0"
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:

@@ -57,7 +57,7 @@ class Detector:
 
 #: The settings that measured best per detector (docs/benchmarks.md, tools/bench/relate_ersa.py).
 DETECTORS = {"hap": Detector(threshold=3.0, components=2), "ibs0": Detector(threshold=15.0, components=1)}
-#: ``--segments`` choices: ``auto`` is ``hap`` on phased input, else ``ibs0``.
+#: ``snpbag relate --detector`` choices: ``auto`` is ``hap`` on phased input, else ``ibs0``.
 CHOICES = ("auto", *DETECTORS)
 #: Share of the training unrelated pairs the LOD cutoff keeps unrelated.
 SPECIFICITY = 0.995
@@ -103,7 +103,7 @@ def checked_map(record: dict | None, genotypes: Path | None, genetic_map, popula
                              "--no-segments or by an older snpbag); drop them or retrain with `snpbag relate train`")
         return None
     if segments not in CHOICES:
-        raise InputError(f"--segments {segments!r}: choose one of {', '.join(CHOICES)}")
+        raise InputError(f"--detector {segments!r}: choose one of {', '.join(CHOICES)}")
     if genotypes is None:
         raise InputError("--input: this relate model calls distant degrees from shared segments of the genotypes; "
                          "give the VCF/BCF as --input (and the embeddings as --embeddings)")
@@ -238,7 +238,7 @@ def read_genome_for(path: str | Path, genetic_map: GeneticMap, detector: str) ->
     InputError : ``hap`` on unphased input, a map without the input's chromosomes, no autosomal SNPs.
     """
     if detector not in CHOICES:
-        raise InputError(f"--segments {detector!r}: choose one of {', '.join(CHOICES)}")
+        raise InputError(f"--detector {detector!r}: choose one of {', '.join(CHOICES)}")
     if detector == "ibs0":
         return read_genome(path, genetic_map), "ibs0"
     try:
