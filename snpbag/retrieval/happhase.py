@@ -449,15 +449,16 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     common = None if stages is None else stages.common
     sites = np.arange(L) if common is None else np.flatnonzero(common)
     sub = (hap[sites], pp[sites], conf[sites], alt[sites])
-    comp = _first_stage(panel, stages, sites, d, *sub, switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin,
-                        fixing, restate, kw)
+    rho = switch_probs(cm, ne=ne, n_ref=n_ref)  # between every two sites: the second stage's and the rescore's
+    comp = _first_stage(panel, stages, sites, d, *sub, rho if sites.size == L else
+                        switch_probs(cm[sites], ne=ne, n_ref=n_ref), eps, burnin, fixing, restate, kw)
     hap[sites], pp[sites], conf[sites], alt[sites] = sub
     if sites.size < L:
         # the second stage: one pass over every site on the first stage's last states (matched
         # on its sites), its haplotypes as known; the rare hets are oriented and the missing
         # calls imputed from the two haplotypes' posteriors
         soft = het & ~common
-        update(comp, d, hap, np.zeros(L, np.bool_), soft, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf, alt)
+        update(comp, d, hap, np.zeros(L, np.bool_), soft, rho, eps, conf, alt)
         pp[soft] = conf[soft]
         anchor = np.flatnonzero(het & common)[:1]  # the first stage's first het, its chain's origin
         before = np.flatnonzero(soft[:anchor[0]]) if anchor.size else anchor
@@ -468,7 +469,7 @@ def phase_sequence(panel: np.ndarray, cm: np.ndarray, d: np.ndarray, first_alt: 
     if rescore and hets.size > 1:  # every typed het's PP again, the whole two haplotypes read
         at = np.zeros(L, np.bool_)
         at[hets[1:]] = True
-        whole_confidence(comp, d, hap, at, switch_probs(cm, ne=ne, n_ref=n_ref), eps, conf)
+        whole_confidence(comp, d, hap, at, rho, eps, conf)
         pp[at] = conf[at]
     if hets.size:
         pp[hets[0]] = np.nan
