@@ -15,6 +15,7 @@ from snpbag.cli import main
 from snpbag.errors import CheckpointError, InputError, SampleError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.inference import embedout, relate as rel
+from snpbag.inference.relateersa import king_threshold_degrees
 from snpbag.model.relate import RelateConfig, RelateNet, class_names, embedding_pair_features, fit_temperature
 from snpbag.simulate import cohort as sm
 
@@ -101,7 +102,7 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
         assert x["D2_TYPE"] == (["HS", "GP", "AV"][int(q.argmax())] if x["DEGREE"] == "2" else "NA")
     # pairs in KING's degree 1-3 ranges carry the stored share of each true degree among the training pairs there
     table = np.array(rel.load(model)[1]["segments"]["king_table"])
-    king_bin = rel.king_threshold_degrees(np.array([float(x["KINSHIP"]) for x in rows]))
+    king_bin = king_threshold_degrees(np.array([float(x["KINSHIP"]) for x in rows]))
     close = (king_bin >= 1) & (king_bin <= 3)
     assert close.any() and (~close).any()
     np.testing.assert_allclose(probs[close], table[king_bin[close] - 1], atol=1e-4)
@@ -268,7 +269,7 @@ def test_king_thresholds_and_confusion_used_by_the_benchmark():
     from snpbag.eval.relate import degree_confusion
 
     k = np.array([0.45, 0.25, 0.17, 0.1, 0.044, 0.05, 0.01, -0.2, np.nan])  # cuts 0.354, 0.177, 0.0884, 0.0442
-    np.testing.assert_array_equal(rel.king_threshold_degrees(k),
+    np.testing.assert_array_equal(king_threshold_degrees(k),
                                   [1, 1, 2, 2, UNRELATED, 3, UNRELATED, UNRELATED, UNRELATED])
     truth = np.array([1, 1, 2, 5, 13, UNRELATED, UNRELATED])
     called = np.array([1, 2, 2, UNRELATED, UNRELATED, 3, UNRELATED])

@@ -37,7 +37,7 @@ from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
 from snpbag.inference import embedout, relateersa
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
-from snpbag.kinship import degrees, pairfeatures as pf
+from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.king import king as king_table
 from snpbag.kinship.source import GenotypeSource, ScanStats
@@ -220,15 +220,6 @@ def degrees_of_classes(cls: np.ndarray, max_degree: int) -> np.ndarray:
     """Class indices -> degrees (PO, FS -> 1; UN -> eval.relate.UNRELATED)."""
     d = np.where(cls <= 1, 1, cls)
     return np.where(cls == max_degree + 1, UNRELATED, d)
-
-
-def king_threshold_degrees(kinship: np.ndarray) -> np.ndarray:
-    """Degrees that KING's cut points (:func:`snpbag.kinship.degrees.degree`) give kinship values:
-    1..3 or UNRELATED; duplicate/MZ calls count as degree 1 and NaN as unrelated. Applied to
-    ``snpbag king``'s kinship it is KING; applied to the true realised kinship, the oracle of any
-    estimator that uses those cuts."""
-    d = degrees.degree(np.asarray(kinship, dtype=np.float64)).astype(np.int64)
-    return np.where(d == 0, 1, np.where(d < 0, UNRELATED, d))
 
 
 def degree_probabilities(p: np.ndarray) -> np.ndarray:

@@ -161,11 +161,20 @@ def _model(det: Detector, genome_cm: float, chromosomes: int, background: ersa.B
                       max_degree=max_degree, types=TYPES)
 
 
+def king_threshold_degrees(kinship: np.ndarray) -> np.ndarray:
+    """Degrees that KING's cut points (:func:`snpbag.kinship.degrees.degree`) give kinship values:
+    1..3 or UNRELATED; duplicate/MZ calls count as degree 1 and NaN as unrelated. Applied to
+    ``snpbag king``'s kinship it is KING; applied to the true realised kinship, the oracle of any
+    estimator that uses those cuts."""
+    d = degrees.degree(np.asarray(kinship, dtype=np.float64)).astype(np.int64)
+    return np.where(d == 0, 1, np.where(d < 0, UNRELATED, d))
+
+
 def king_bins(counts: np.ndarray) -> np.ndarray:
     """KING's degree (1..3, or 0 beyond) of each pair from its KING counts per patch (n, patches, 5)."""
     t = counts.sum(axis=1, dtype=np.int64)
-    d = degrees.degree(kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3]).astype(np.float64)).astype(np.int64)
-    return np.where(d == 0, 1, np.maximum(d, 0))  # duplicates count as degree 1; below degree 3 -> 0
+    d = king_threshold_degrees(kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3]))
+    return np.where(d == UNRELATED, 0, d)
 
 
 def _classes(truth: np.ndarray, max_degree: int) -> np.ndarray:
@@ -201,7 +210,7 @@ def fit(parts: list[tuple[Path, PairData, np.ndarray]], *, max_degree: int, spec
     groups, segs = [], {d: [] for d in DETECTORS}
     sizes = []
     for simdir, data, _ in parts:
-        pops = {r.split("\t")[0]: r.split("\t")[1] for r in (simdir / "samples.tsv").read_text().splitlines()[1:] if r}
+        pops = read_populations(simdir / "samples.tsv", data.ids)
         genome = read_genome(simdir / "pedigree.vcf.gz", simulation_genetic_map(simdir), haplotypes=True)
         if genome.ids != data.ids:
             raise InputError(f"{simdir}: pedigree.vcf.gz's samples differ from the pairs'")

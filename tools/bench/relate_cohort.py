@@ -96,6 +96,7 @@ def _log_value(path: Path, key: str) -> str:
 def main() -> None:
     from snpbag.eval.relate import degree_accuracy, prefilter_misses, prefilter_recall
     from snpbag.inference import relate as rel
+    from snpbag.inference.relateersa import king_threshold_degrees
     from snpbag.simulate.cohort import simulate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -164,7 +165,7 @@ def main() -> None:
                                   "related_kept": int(((truth > 0) & (kin >= x)).sum()),
                                   "unrelated_kept": int(((truth < 0) & (kin >= x)).sum()),
                                   "share_of_all_pairs": float((kin >= x).mean())} for x in recall_cuts]}
-    king_called = rel.king_threshold_degrees(kin)
+    king_called = king_threshold_degrees(kin)
     for x in cuts:
         out = runs / f"relate_{x:g}"
         r = sh([*CLI, "relate", "--model", str(model), "--input", str(vcf), "--out", str(out), "--min-kinship",

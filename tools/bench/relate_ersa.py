@@ -55,6 +55,7 @@ def _groups(simdir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
 def main() -> None:
     from snpbag.eval.relate import degree_accuracy
     from snpbag.inference import relate as rel
+    from snpbag.inference.relateersa import king_threshold_degrees
     from snpbag.kinship import ersa
     from snpbag.kinship.estimators import kinship
     from snpbag.kinship.hapibd import MIN_EXTEND, MIN_SEED, hap_ibd_segments
@@ -133,7 +134,7 @@ def main() -> None:
     truth = rel.degrees_of_classes(test.y, a.max_degree)
     train_truth = rel.degrees_of_classes(data["train"].y, a.max_degree)
     c = test.counts.sum(axis=1, dtype=np.int64)
-    called = {"KING": rel.king_threshold_degrees(kinship(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))}
+    called = {"KING": king_threshold_degrees(kinship(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))}
     if (a.workdir / a.setting / "model").is_dir():
         net, _ = rel.load(a.workdir / a.setting / "model")
         called = {"relate": rel.called_degrees(net, test, a.patch_sites), **called}

@@ -106,6 +106,7 @@ def _plot(confusions: dict[str, dict[str, tuple[list[str], np.ndarray]]], path: 
 def main() -> None:
     from snpbag.eval.relate import degree_accuracy, degree_confusion, prefilter_recall
     from snpbag.inference import relate as rel
+    from snpbag.inference.relateersa import king_threshold_degrees
     from snpbag.kinship.estimators import kinship
     from snpbag.model.relate import SUBTYPES
     from snpbag.simulate.cohort import simulate
@@ -184,8 +185,8 @@ def main() -> None:
                                  **options)
             seconds[f"{name}_{setting}"], seconds[f"{name}_{setting}_cpu"] = \
                 time.perf_counter() - t3, time.process_time() - c3
-        called = {"relate": run["relate"], "KING": rel.king_threshold_degrees(king_k),
-                  "oracle": rel.king_threshold_degrees(_realised(test_dir, test.ids, test.pairs)),
+        called = {"relate": run["relate"], "KING": king_threshold_degrees(king_k),
+                  "oracle": king_threshold_degrees(_realised(test_dir, test.ids, test.pairs)),
                   "relate_pooled": run["relate_pooled"], "relate_ibs0": run["relate_ibs0"],
                   "classifier": rel.called_degrees(net, test, patch)}
         shown = CALLERS + EXTRA
