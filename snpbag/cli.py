@@ -33,6 +33,7 @@ from snpbag.kinship.seq2king.inputs import KINSHIP_COLUMNS  # noqa: E402
 from snpbag.retrieval.haplotypes import PANEL_SELECTIONS  # noqa: E402
 from snpbag.retrieval.phasing import MODELS  # noqa: E402
 from snpbag.retrieval.states import SELECTIONS  # noqa: E402
+from snpbag.simulate.coalescent import DEMOGRAPHIES  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -91,9 +92,11 @@ def main(verbose: int) -> None:
 @click.option("--split-targets", default=None, type=int, help="Hold out N target samples (reference/target split).")
 @click.option("--pedigree", default=None, type=int, help="Simulate N families of relatives from the founders.")
 @click.option("--chromosomes", default=None, type=int, help="With --pedigree: number of chromosomes to simulate.")
-@click.option("--demography", type=click.Choice(["ooa", "finescale", "admixed"]), default="ooa", show_default=True,
+@click.option("--demography", type=click.Choice(DEMOGRAPHIES), default="ooa", show_default=True,
               help="ooa: out-of-Africa (3 populations); finescale: 3 continents x 4 recent sub-populations; "
-                   "admixed: AFR, EUR, ASIA and an admixed American population (needs stdpopsim).")
+                   "admixed: AFR, EUR, ASIA and an admixed American population; growth: AFR and EUR with "
+                   "explosive recent growth and an admixed African-American-like AFAM (the last two need "
+                   "stdpopsim). With --pedigree: the founders' populations.")
 @click.option("--max-degree", default=None, type=int,
               help="With --pedigree: families whose most distant relatives are of this degree (default 9).")
 @click.option("--genotype-error", default=None, type=float,

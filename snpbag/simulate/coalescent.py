@@ -17,7 +17,9 @@ pedigrees, stores).
 References
 ----------
 Gutenkunst RN et al. (2009) PLoS Genet 5:e1000695.
-Browning SR et al. (2018) PLoS Genet 14:e1007385 (``--demography admixed``).
+Browning SR et al. (2018) PLoS Genet 14:e1007385 (``--demography admixed``; AFAM of ``growth``).
+Tennessen JA et al. (2012) Science 337:64-69; Fu W et al. (2013) Nature 493:216-220 (``growth``).
+Mooney JA et al. (2023) Genetics, PMC10324943 (African-American ancestry proportions, ``growth``).
 Adrion JR et al. (2020) eLife 9:e54967 (stdpopsim).
 Baumdicker F et al. (2022) Genetics 220:iyab229 (msprime 1.0).
 """
@@ -47,10 +49,19 @@ DEMOGRAPHIC_MODEL = "HomSap/OutOfAfrica_3G09"
 POPULATIONS: tuple[tuple[str, str], ...] = (("YRI", "AFR"), ("CEU", "EUR"), ("CHB", "EAS"))
 #: ``--demography`` choices: the published out-of-Africa model, or the fine-scale model of
 #: snpbag.simulate.finescale (sub-populations for classification benchmarks), or the American
-#: admixture model (an admixed population beside its three sources, for phasing benchmarks)
-DEMOGRAPHIES = ("ooa", "finescale", "admixed")
+#: admixture model (an admixed population beside its three sources, for phasing benchmarks), or
+#: the out-of-Africa model with explosive recent growth plus an African-American-like admixed
+#: population (:func:`_growth`; realistic background IBD for pedigree founders)
+DEMOGRAPHIES = ("ooa", "finescale", "admixed", "growth")
 ADMIXED_MODEL = "HomSap/AmericanAdmixture_4B18"
 ADMIXED_POPULATIONS: tuple[tuple[str, str], ...] = (("AFR", "AFR"), ("EUR", "EUR"), ("ASIA", "EAS"), ("ADMIX", "AMR"))
+GROWTH_MODEL = "HomSap/OutOfAfrica_2T12+AFAM"
+#: AFAM is admixed from AFR and EUR; its continent follows 1000 Genomes, which puts ASW and ACB in AFR.
+GROWTH_POPULATIONS: tuple[tuple[str, str], ...] = (("AFR", "AFR"), ("EUR", "EUR"), ("AFAM", "AFR"))
+#: The admixed population of ``growth``: formed ``time`` generations ago from AFR and EUR in these
+#: proportions, ``initial_size`` diploids then, growing ``growth_rate`` per generation since.
+GROWTH_ADMIXTURE = {"time": 12, "proportions": {"AFR": 0.8, "EUR": 0.2}, "initial_size": 200_000,
+                    "growth_rate": 0.05}
 RECOMBINATION_RATE = 1.2e-8
 MUTATION_RATE = 1.29e-8
 # HKY with kappa 4 and human base composition gives Ts/Tv ~2 (JC69 would give 0.5).
@@ -116,6 +127,36 @@ def _admixed() -> tuple[msprime.Demography, str]:
     return model.model, f"stdpopsim {stdpopsim.__version__}"
 
 
+def _growth() -> tuple[msprime.Demography, str]:
+    """Tennessen et al. (2012) out-of-Africa model with explosive growth over the last 204 generations
+    (AFR to 432k, EUR to 501k diploids; stdpopsim's ``OutOfAfrica_2T12``, parameters from Fu et al. 2013)
+    plus AFAM, an African-American-like population: formed 12 generations ago (the admixture time of
+    Browning et al. 2018's American model) with 80 % AFR and 20 % EUR ancestry (African Americans carry
+    75-85 % African ancestry on average, Mooney et al. 2023), 200,000 diploids then (Browning et al. 2018's smallest
+    recent effective size of African Americans, Pittsburgh) growing 5 % per generation (the growth of
+    their American model) to about 364,000. The 3G09 model's recent sizes (12,300 to 54,000) make
+    unrelated founders of one population share long IBD segments several times more often than real
+    people of large, growing populations do; this model does not. stdpopsim is required."""
+    import copy
+
+    try:
+        import stdpopsim
+
+        model = stdpopsim.get_species("HomSap").get_demographic_model("OutOfAfrica_2T12")
+    except Exception as e:  # noqa: BLE001 - any failure means the catalogue model is unavailable
+        raise InputError(f"--demography growth: needs stdpopsim's HomSap/OutOfAfrica_2T12 ({e}); "
+                         "pip install stdpopsim or choose --demography ooa") from e
+    dem = copy.deepcopy(model.model)
+    a = GROWTH_ADMIXTURE
+    dem.add_population(name="AFAM", description="African-American-like, admixed from AFR and EUR",
+                       initial_size=a["initial_size"] * math.exp(a["growth_rate"] * a["time"]),
+                       growth_rate=a["growth_rate"])
+    dem.add_admixture(time=a["time"], derived="AFAM", ancestral=list(a["proportions"]),
+                      proportions=list(a["proportions"].values()))
+    dem.sort_events()
+    return dem, f"stdpopsim {stdpopsim.__version__}"
+
+
 def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[str, str], ...], str]:
     """(demography, its source, (population, continent) in sample order, model name) of a
     ``--demography`` choice."""
@@ -123,6 +164,8 @@ def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[st
         return finescale.demography(), "builtin", finescale.POPULATIONS, finescale.NAME
     if name == "admixed":
         return (*_admixed(), ADMIXED_POPULATIONS, ADMIXED_MODEL)
+    if name == "growth":
+        return (*_growth(), GROWTH_POPULATIONS, GROWTH_MODEL)
     if name != "ooa":
         raise InputError(f"--demography {name}: choose one of {', '.join(DEMOGRAPHIES)}")
     dem, source = demography()
@@ -164,7 +207,7 @@ FOUNDER_MAPS = {
 
 
 def simulate_founders(samples_per_pop: Sequence[int], *, length: int, length_cm: float, chrom: str,
-                      seed: np.random.SeedSequence) -> Haplotypes:
+                      seed: np.random.SeedSequence, model: str = "ooa") -> Haplotypes:
     """One pedigree chromosome of founders whose coalescent ran on the map the pedigree's crossovers use
     (``length_cm`` spread uniformly over ``length`` bp, :func:`snpbag.simulate.pedigree.recombination_rate`),
     so unrelated founders share haplotypes over as many cM as real unrelated people do, not the 10-25x
@@ -174,7 +217,7 @@ def simulate_founders(samples_per_pop: Sequence[int], *, length: int, length_cm:
     ends = np.linspace(0, length, max(1, math.ceil(length_cm / FOUNDER_BLOCK_CM)) + 1).round().astype(np.int64)
     blocks = []
     for lo, hi, s in zip(ends[:-1], ends[1:], seed.spawn(len(ends) - 1)):
-        h = simulate_haplotypes(samples_per_pop, length=int(hi - lo), chrom=chrom, seed=s,
+        h = simulate_haplotypes(samples_per_pop, length=int(hi - lo), chrom=chrom, seed=s, model=model,
                                 rate_map=(np.array([0.0, hi - lo]), np.array([rate])))
         blocks.append(h)
         h.positions += lo

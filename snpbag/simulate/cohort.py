@@ -35,10 +35,8 @@ from snpbag.simulate.coalescent import (
     FOUNDER_MAPS,
     HKY_KAPPA,
     MUTATION_RATE,
-    POPULATIONS,
     RECOMBINATION_RATE,
     Haplotypes,
-    demography,
     model_of,
     simulate_founders,
     simulate_haplotypes,
@@ -267,8 +265,6 @@ def simulate(
         raise InputError(f"--founder-map {founder_map}: choose one of {', '.join(FOUNDER_MAPS)}")
     if demography not in DEMOGRAPHIES:
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
-    if demography != "ooa" and pedigree is not None:
-        raise InputError("--pedigree simulates founders from the out-of-Africa model; drop --demography")
     if recombination not in recmap.RECOMBINATION_MAPS:
         raise InputError(f"--recombination {recombination}: choose one of {', '.join(recmap.RECOMBINATION_MAPS)}")
     if recombination != "uniform" and pedigree is not None:
@@ -398,15 +394,18 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     ss = np.random.SeedSequence(params["seed"])
     chrom_ss, ped_ss = ss.spawn(2)
     names = _chrom_names(params["chrom"], k)
-    pop_names = [p for p, _ in POPULATIONS]
+    model = params.get("demography") or "ooa"
+    _, source, populations, _ = model_of(model)
+    pop_names = [p for p, _ in populations]
     max_degree = params.get("max_degree") or ped.DEFAULT_MAX_DEGREE
-    counts = ped.founders_per_population(n_fam, len(POPULATIONS), max_degree=max_degree)
+    counts = ped.founders_per_population(n_fam, len(populations), max_degree=max_degree)
     lengths_cm = ped.HUMAN_AUTOSOME_CM[:k] if k > 1 else (ped.HUMAN_AUTOSOME_CM[_autosome_index(params["chrom"])],)
     if params["founder_map"] == "pedigree":
-        founders = [simulate_founders(counts, length=length, length_cm=cm, chrom=c, seed=s)
+        founders = [simulate_founders(counts, length=length, length_cm=cm, chrom=c, seed=s, model=model)
                     for c, cm, s in zip(names, lengths_cm, chrom_ss.spawn(k))]
     else:
-        founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s) for c, s in zip(names, chrom_ss.spawn(k))]
+        founders = [simulate_haplotypes(counts, length=length, chrom=c, seed=s, model=model)
+                    for c, s in zip(names, chrom_ss.spawn(k))]
     sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
                                 rng=np.random.default_rng(ped_ss), max_degree=max_degree)
     chroms = []
@@ -415,9 +414,8 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
         ac = g.sum(axis=1, dtype=np.int64)
         poly = (ac > 0) & (ac < g.shape[1])
         chroms.append(Haplotypes(h.chrom, h.length, h.positions[poly], h.ref[poly], h.alt[poly], g[poly]))
-    _, source = demography()
     vcf_meta = _vcf_meta(params, source)
-    continent = dict(POPULATIONS)
+    continent = dict(populations)
     samples = [m.id for m in sim.members]
     files: dict[str, Path] = {"samples": tmp / "samples.tsv", "pedigree": tmp / "pedigree.tsv",
                               "pairs": tmp / "pedigree_pairs.tsv"}
@@ -438,7 +436,7 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
         _write_array_tsv(files["array_sites"], chroms, picks)
         arr = [h.subset_sites(idx) for h, idx in zip(called, picks)]
         files["pedigree_array"] = write_vcf(tmp / "pedigree_array.vcf.gz", arr, samples, meta=vcf_meta)
-    meta = _model_meta(source)
+    meta = _model_meta(source, model)
     meta.update(
         chromosomes={h.chrom: {"length": h.length, "sites": int(len(h.positions)), "genetic_length_cm": cm}
                      for h, cm in zip(chroms, lengths_cm)},
