@@ -387,3 +387,59 @@ def test_hotspots_are_simulated_and_their_map_written_for_the_tools(tmp_path):
     assert "recombination" in json.loads((tmp_path / "hot" / "simulation.json").read_text())["parameters"]
     sm.simulate(tmp_path / "flat", samples_per_pop=2, length=20_000, seed=4)
     assert not (tmp_path / "flat" / "genetic_map.map").exists()
+
+
+# --- the growth demography: explosive recent growth and an admixed population --------------------
+
+
+def test_growth_demography_populations_and_admixture_proportions():
+    """``growth``: AFR, EUR and the admixed AFAM, which takes ~80 % of its lineages from AFR and ~20 % from EUR
+    at the pulse 12 generations ago (migrations recorded by msprime, weighted by span)."""
+    import msprime
+
+    dem, source, pops, name = co.model_of("growth")
+    assert name == co.GROWTH_MODEL and source.startswith("stdpopsim")
+    assert [p for p, _ in pops] == [p.name for p in dem.populations] == ["AFR", "EUR", "AFAM"]
+    a = co.GROWTH_ADMIXTURE
+    assert dem["AFAM"].initial_size == pytest.approx(a["initial_size"] * np.exp(a["growth_rate"] * a["time"]))
+    ts = msprime.sim_ancestry(samples={"AFAM": 50}, demography=dem, sequence_length=1e8, recombination_rate=1e-8,
+                              random_seed=5, end_time=a["time"] + 1, record_migrations=True)
+    m = ts.tables.migrations
+    span = (m.right - m.left)[m.source == dem["AFAM"].id]
+    dest = m.dest[m.source == dem["AFAM"].id]
+    share = {p: span[dest == dem[p].id].sum() / span.sum() for p in a["proportions"]}
+    assert share["AFR"] + share["EUR"] == pytest.approx(1)
+    assert share["AFR"] == pytest.approx(a["proportions"]["AFR"], abs=0.04)
+
+
+def test_growth_founders_share_less_recent_ibd_than_ooa():
+    """What ``growth`` is for: two haplotypes of one population share a recent (< 50 generations) common
+    ancestor far less often than under 3G09's small recent sizes, so unrelated founders share less long IBD."""
+    import msprime
+
+    def recent_ibd(model: str, pop: str) -> float:
+        dem = co.model_of(model)[0]
+        ts = msprime.sim_ancestry(samples={pop: 20}, demography=dem, sequence_length=1e8, recombination_rate=1e-8,
+                                  random_seed=3, end_time=50)
+        return ts.ibd_segments(max_time=50).total_span
+
+    for old, new in (("YRI", "AFR"), ("CEU", "EUR")):
+        assert recent_ibd("growth", new) < recent_ibd("ooa", old) / 5
+
+
+def test_growth_pedigree_founders(tmp_path):
+    """``--pedigree`` with ``--demography growth``: families from AFR, EUR and AFAM in turn, the model named
+    in the header and simulation.json; the same seed gives the same bytes, another seed other genotypes."""
+    kw = dict(length=100_000, pedigree=3, chromosomes=2, max_degree=3, demography="growth", founder_map="physical")
+    sm.simulate(tmp_path / "a", seed=7, **kw)
+    sm.simulate(tmp_path / "b", seed=7, **kw)
+    sm.simulate(tmp_path / "c", seed=8, **kw)
+    rows = [ln.split("\t") for ln in (tmp_path / "a" / "samples.tsv").read_text().splitlines()[1:]]
+    per_family = len(rows) // 3
+    assert [(r[1], r[2]) for r in rows[::per_family]] == [("AFR", "AFR"), ("EUR", "EUR"), ("AFAM", "AFR")]
+    meta = json.loads((tmp_path / "a" / "simulation.json").read_text())
+    assert meta["demographic_model"] == co.GROWTH_MODEL and meta["parameters"]["demography"] == "growth"
+    vcf = [(tmp_path / d / "pedigree.vcf.gz").read_bytes() for d in "abc"]
+    assert vcf[0] == vcf[1] != vcf[2]
+    with gzip.open(tmp_path / "a" / "pedigree.vcf.gz", "rt") as f:
+        assert any(f"model={co.GROWTH_MODEL}" in ln for ln in f.read(5000).splitlines())
