@@ -16,7 +16,9 @@ realised kinship from the simulator's IBD truth); confusion matrices (tables for
 first setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per degree; and,
 for the held-out degree-2 pairs, the classifier's degree-2 type (half siblings,
 grandparent–grandchild, avuncular) against the truth, per true type. ``--sims DIR`` reuses
-another run's simulations instead of simulating.
+another run's simulations instead of simulating; ``--demography`` names the founders' demography when
+simulating (``growth``: explosive recent growth and an admixed population). Per population, the
+within-±1 accuracy of ``snpbag relate`` on the pairs whose two members are of that population.
 
     .venv/bin/python tools/bench/relate_vs_king.py --workdir /tmp/bench_relate --train-families 6 \\
         --test-families 6 --length 2000000 --png docs/relate_confusion.png
@@ -78,6 +80,24 @@ def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.n
     return np.array([UNRELATED if (d := got[frozenset((ids[i], ids[j]))]) == "UN" else int(d) for i, j in pairs])
 
 
+def _by_population(truth: np.ndarray, called: np.ndarray, sim: Path, ids: list[str], pairs: np.ndarray
+                   ) -> list[dict]:
+    """``snpbag relate``'s within-±1 accuracy per true degree for the pairs whose two members are of one
+    population (every related pair; unrelated pairs of two populations are left out), one row per population."""
+    from snpbag.eval.relate import degree_accuracy
+    from snpbag.inference.relateersa import read_populations
+
+    pop = read_populations(sim / "samples.tsv", ids)
+    first = np.array([pop[ids[i]] for i in pairs[:, 0]])
+    same = first == np.array([pop[ids[j]] for j in pairs[:, 1]])
+    rows = []
+    for p in sorted(set(first[same].tolist())):
+        m = same & (first == p)
+        acc = degree_accuracy(truth[m], called[m])
+        rows.append({"population": p, "pairs": int(m.sum()), **{f"{k}_within1": v["within1"] for k, v in acc.items()}})
+    return rows
+
+
 def _plot(confusions: dict[str, dict[str, tuple[list[str], np.ndarray]]], path: Path) -> None:
     import matplotlib
 
@@ -128,6 +148,8 @@ def main() -> None:
     p.add_argument("--cuts", default="0.0884,0.0442,0.0221,0.011", help="--min-kinship values to measure")
     p.add_argument("--png", type=Path, default=None, help="confusion matrices (default WORKDIR/confusion.png)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--demography", default="ooa", help="snpbag simulate --demography of the founders (growth: "
+                   "explosive recent growth and an admixed population)")
     p.add_argument("--sims", type=Path, default=None, help="reuse DIR/sim/train and DIR/sim/test (another run's "
                    "simulations, read only; settings sequence and array only) instead of simulating")
     _results.add_json_option(p)
@@ -149,7 +171,8 @@ def main() -> None:
         for err in ((None, a.genotype_error) if noisy else (None,)):
             d = a.workdir / "sim" / f"{split}{'_error' if err else ''}"
             simulate(d, length=a.length, pedigree=n, chromosomes=a.chromosomes, seed=seed,
-                     max_degree=a.max_degree, array_fraction=a.array_fraction, genotype_error=err)
+                     max_degree=a.max_degree, array_fraction=a.array_fraction, genotype_error=err,
+                     demography=a.demography)
             sims[split, bool(err)] = d
     seconds = {"simulate": time.perf_counter() - t0}
     tables, confusions, info = {}, {}, {}
@@ -194,6 +217,7 @@ def main() -> None:
         tables[f"degrees_{setting}"] = [
             {"degree": k, "pairs": acc["relate"][k]["n"],
              **{f"{c}_{m}": acc[c][k][m] for c in shown for m in ("exact", "within1")}} for k in acc["relate"]]
+        tables[f"populations_{setting}"] = _by_population(truth, called["relate"], sim_test, test.ids, test.pairs)
         confusions[setting] = {c: degree_confusion(truth, called[c], a.max_degree) for c in CALLERS}
         if setting == settings[0]:
             for c in CALLERS:
@@ -216,6 +240,9 @@ def main() -> None:
         for r in tables[f"degrees_{setting}"]:
             print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
                 f"{r[f'{c}_exact']:.2f} {r[f'{c}_within1']:.2f}" for c in shown))
+        for r in tables[f"populations_{setting}"]:
+            print(f"{setting} relate within ±1, {r['population']} ({r['pairs']} pairs): " + " ".join(
+                f"{k.split('_')[0]} {v:.2f}" for k, v in r.items() if k.endswith("_within1")))
         for r in tables[f"subtypes_{setting}"]:
             print(f"{setting} degree 2, true {r['true type']} ({r['pairs']} pairs): called " + "  ".join(
                 f"{n} {r[f'called_{n}']:.2f}" for n in SUBTYPES if r[f"called_{n}"] is not None))
