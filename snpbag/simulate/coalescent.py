@@ -132,8 +132,8 @@ def _growth() -> tuple[msprime.Demography, str]:
     (AFR to 432k, EUR to 501k diploids; stdpopsim's ``OutOfAfrica_2T12``, parameters from Fu et al. 2013)
     plus AFAM, an African-American-like population: formed 12 generations ago (the admixture time of
     Browning et al. 2018's American model) with 80 % AFR and 20 % EUR ancestry (African Americans carry
-    75-85 % African ancestry on average, Mooney et al. 2023), 200,000 diploids then (Browning et al. 2018's smallest
-    recent effective size of African Americans, Pittsburgh) growing 5 % per generation (the growth of
+    75-85 % African ancestry on average, Mooney et al. 2023), 200,000 diploids then (the post-admixture minimum of the
+    recent effective size Browning et al. 2018 estimated for Pittsburgh's African Americans) growing 5 % per generation (the growth of
     their American model) to about 364,000. The 3G09 model's recent sizes (12,300 to 54,000) make
     unrelated founders of one population share long IBD segments several times more often than real
     people of large, growing populations do; this model does not. stdpopsim is required."""
