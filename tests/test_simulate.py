@@ -275,6 +275,8 @@ def test_builtin_demography_matches_stdpopsim():
         ({"pedigree": 2, "split_targets": 3}, r"--split-targets cannot be combined with --pedigree"),
         ({"recombination": "hot"}, r"--recombination hot: choose one of uniform, hotspots"),
         ({"pedigree": 2, "recombination": "hotspots"}, r"--recombination applies to cohorts; .*drop --recombination"),
+        ({"pedigree": 2, "demography": "finescale"}, r"--demography finescale: --pedigree founders come from ooa or "
+                                                     r"growth; choose one of them"),
     ],
 )
 def test_bad_options_raise_one_line_input_error(tmp_path, kwargs, message):

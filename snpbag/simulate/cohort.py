@@ -46,6 +46,9 @@ from snpbag.simulate.coalescent import (
 log = logging.getLogger(__name__)
 
 ARRAY_MIN_MAF = 0.05
+#: ``--demography`` choices for pedigree founders: the published out-of-Africa model and the one with
+#: explosive recent growth and an admixed population (the classification and phasing models are for cohorts).
+PEDIGREE_DEMOGRAPHIES = ("ooa", "growth")
 #: ``--array-fraction`` is a fraction of the sites with MAF >= this (the default model vocabulary),
 #: as an array's coverage is quoted against the common SNPs it is imputed to.
 VOCAB_MIN_MAF = 0.01
@@ -265,6 +268,9 @@ def simulate(
         raise InputError(f"--founder-map {founder_map}: choose one of {', '.join(FOUNDER_MAPS)}")
     if demography not in DEMOGRAPHIES:
         raise InputError(f"--demography {demography}: choose one of {', '.join(DEMOGRAPHIES)}")
+    if pedigree is not None and demography not in PEDIGREE_DEMOGRAPHIES:
+        raise InputError(f"--demography {demography}: --pedigree founders come from "
+                         f"{' or '.join(PEDIGREE_DEMOGRAPHIES)}; choose one of them")
     if recombination not in recmap.RECOMBINATION_MAPS:
         raise InputError(f"--recombination {recombination}: choose one of {', '.join(recmap.RECOMBINATION_MAPS)}")
     if recombination != "uniform" and pedigree is not None:
