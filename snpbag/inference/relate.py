@@ -553,7 +553,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
     per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
     with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
-        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, described, calls))
+        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, described, calls,
+                                     chosen[0].seconds if chosen else None))
         fh.write("\t".join(columns(top, segments=calls is not None)) + "\n")
         for r in np.flatnonzero(keep):
             i, j = idx[r]
@@ -596,8 +597,11 @@ def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tup
     return (None if embedded is not None else Path(input)), emb
 
 
-def _log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls) -> str:
+def _log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls,
+              prefilter_seconds: float | None) -> str:
     lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}", f"prefilter\t{prefilter}"]
+    if prefilter_seconds is not None:
+        lines.append(f"prefilter_seconds\t{prefilter_seconds:.1f}")
     if calls is not None:
         lines += [f"segments\t{calls.detector}", f"background\t{calls.background}"]
     lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]
