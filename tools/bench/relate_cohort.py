@@ -232,6 +232,9 @@ def main() -> None:
     p.add_argument("--patch-sites", type=int, default=128)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--runs", default="segments:2,king:0.0442", help="snpbag relate runs: segments:S, king:X, none")
+    p.add_argument("--all-pairs-rel", type=Path, default=None,
+                   help="an earlier `snpbag relate --prefilter none` table of this cohort: the calls each prefilter "
+                        "drops, without running none again")
     p.add_argument("--seed-cms", default="1,2,3,4,6,8", help="seed lengths whose recall is tabled")
     p.add_argument("--recall-cuts", default="0.0442,0.011", help="KING cuts whose recall is tabled beside them")
     p.add_argument("--threads", type=int, default=2)
@@ -265,7 +268,7 @@ def main() -> None:
     king_called = king_threshold_degrees(kin)
     tables["degrees_KING"] = [{"degree": d, "pairs": v["n"], "exact": v["exact"], "within1": v["within1"]}
                               for d, v in degree_accuracy(truth, king_called).items()]
-    for run in a.runs.split(","):
+    for run in filter(None, a.runs.split(",")):
         label, opts = _run_args(run)
         out = runs / f"relate_{run.replace(':', '_')}"
         r = sh([*CLI, "relate", "--model", str(model), "--input", str(vcf), "--out", str(out), "--genetic-map",
@@ -284,6 +287,8 @@ def main() -> None:
                                     for d, v in acc.items()]
         if run == "none":
             tables["calls_lost"] = calls_lost(called, truth, kept)
+    if a.all_pairs_rel is not None:
+        tables["calls_lost"] = calls_lost(called_in_cohort(a.all_pairs_rel, ids, keys), truth, kept)
     tables["timing"] = timing
     meta = rel.load(model)[1]["training"]
     _results.write(a.json, command="relate_cohort", results=tables, info={
