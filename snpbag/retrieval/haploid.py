@@ -258,30 +258,43 @@ def allele_carriers(panel: np.ndarray) -> Carriers:
     return Carriers(*_carriers(panel))
 
 
-@njit(cache=True, nogil=True)
-def _kept_row(post, t, keep_l, keep_r, tl, tr, thr, row):  # pragma: no cover - compiled
-    """row[k] = post[t, k] for the states kept between visible sites tl and tr (posterior
-    >= thr at either, as :func:`_interval_states`; −1: no such site), else 0; row[K] = 0
-    (the state of a column that is none); all 0 for t = −1. One branch-free pass over the
-    K states (it vectorises), where a list of the kept states cost a branch per state and
-    a reset of K flags per interval."""
-    K = post.shape[1]
-    if t < 0:
-        row[:] = 0.0
-        return
-    for k in range(K):
-        hit = (keep_l & (post[tl, k] >= thr)) | (keep_r & (post[tr, k] >= thr))  # tl, tr = −1 read a row, masked
-        row[k] = post[t, k] if hit else np.float32(0.0)
-    row[K] = 0.0
+#: States per block of :func:`_kept_rows`: the G copies' values of BLOCK states fill
+#: BLOCK · G · 4 bytes of the state-major rows, which stay in L1 while they are written.
+BLOCK = 16
 
 
 @njit(cache=True, nogil=True)
-def _row_total(row):  # pragma: no cover - compiled
-    """Σ row in state order (a sequential sum: the same bits however it was compiled)."""
-    tot = 0.0
-    for k in range(row.size):
-        tot += row[k]
-    return tot
+def _kept_rows(post, tl, tr, thr, rows_l, rows_r, tot_l, tot_r):  # pragma: no cover - compiled
+    """rows_l[k, g] = post[g, tl, k] and rows_r[k, g] = post[g, tr, k] for the states kept
+    between visible sites tl and tr (posterior >= thr at either, as :func:`_interval_states`;
+    −1: no such site, its row all 0), else 0, and tot_l[g], tot_r[g] their sums over k; row
+    K (the state of a column that is none) is left 0.
+
+    The rows are state-major and G wide, so they are written a block of states at a time
+    for every copy (the block's lines stay in cache until they are full, where one copy's
+    whole row at a time touched a new line per state), and the G sums advance together:
+    each copy's is still a sequential sum in state order (the same bits however this was
+    compiled and whatever G), but the G chains of additions overlap, where one copy's whole
+    row summed alone waited on each addition."""
+    G, m, K = post.shape
+    keep_l, keep_r = tl >= 0, tr >= 0
+    zero = np.float32(0.0)
+    tot_l[:] = 0.0
+    tot_r[:] = 0.0
+    for k0 in range(0, K, BLOCK):
+        k1 = min(K, k0 + BLOCK)
+        for g in range(G):
+            left, right = post[g, tl], post[g, tr]  # tl, tr = −1 read a row, masked
+            sl, sr = tot_l[g], tot_r[g]
+            for k in range(k0, k1):
+                hit = (keep_l & (left[k] >= thr)) | (keep_r & (right[k] >= thr))
+                vl = left[k] if hit & keep_l else zero
+                vr = right[k] if hit & keep_r else zero
+                rows_l[k, g] = vl
+                rows_r[k, g] = vr
+                sl += vl
+                sr += vr
+            tot_l[g], tot_r[g] = sl, sr
 
 
 @njit(cache=True, nogil=True)
@@ -294,7 +307,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     haplotypes' state posteriors at the visible sites vis; out : (G, L).
 
     Per interval between two visible sites the kept states' posteriors of every haplotype
-    are laid out once, state-major with zeros for the others (:func:`_kept_row`), so a
+    are laid out once, state-major with zeros for the others (:func:`_kept_rows`), so a
     carrier costs one index load and one contiguous G-wide add per flank, whatever G, and
     no branch: the carrier lists, most of the time at a sparse array, are walked once for
     the G haplotypes instead of once each. Not fast-math: each haplotype's sums run in
@@ -309,12 +322,11 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     rows_r = np.zeros((K + 1, G), dtype=np.float32)
     ml = np.empty(G)
     mr = np.empty(G)
-    tot_l = np.zeros(G)
+    tot_l = np.zeros(G)  # the kept states' mass, for the sites whose minor allele is REF
     tot_r = np.zeros(G)
     thr = floor / K
     t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose kept states are in rows_l, rows_r
-    totalled = -2  # the interval whose kept mass is in tot_l, tot_r (summed where a site needs it)
+    built = -2  # the interval whose kept states are in rows_l, rows_r and their mass in tot_l, tot_r
     for s in range(L):
         while t_left + 1 < m and vis[t_left + 1] <= s:
             t_left += 1
@@ -322,9 +334,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
         if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
-            for g in range(G):
-                _kept_row(post[g], t_left, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_l[:, g])
-                _kept_row(post[g], t_right, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_r[:, g])
+            _kept_rows(post, t_left, t_right, thr, rows_l, rows_r, tot_l, tot_r)
             built = t_left
         ml[:] = 0.0
         mr[:] = 0.0
@@ -335,11 +345,6 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
                 ml[g] += rl[g]
                 mr[g] += rr[g]
         if not alt_minor[s]:
-            if totalled != t_left:  # the kept states' mass, for the sites whose minor allele is REF
-                for g in range(G):
-                    tot_l[g] = _row_total(rows_l[:, g])
-                    tot_r[g] = _row_total(rows_r[:, g])
-                totalled = t_left
             for g in range(G):
                 ml[g] = tot_l[g] - ml[g]
                 mr[g] = tot_r[g] - mr[g]
