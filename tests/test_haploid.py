@@ -8,8 +8,8 @@ import pytest
 from test_haplotypes import _panel
 from snpbag.errors import InputError
 from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, copies_at_once,
-                                      genotype_probs, haploid_posteriors, haploid_probs, interpolate_carriers,
-                                      interpolate_hidden, phase_draws, sampled_phase_probs)
+                                      distinct_phasings, genotype_probs, haploid_posteriors, haploid_probs,
+                                      interpolate_carriers, interpolate_hidden, phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -259,6 +259,22 @@ def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
         want = want or (out, loo, both, held)
         for a, b in zip((out, loo, both, held), want):
             np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
+
+
+def test_distinct_phasings_are_np_unique_of_the_rows():
+    """The fast row deduplication gives np.unique's rows, order and inverse (the slow
+    reference), with repeats, a single draw and no sites."""
+    rng = np.random.default_rng(8)
+    for shape in ((12, 40), (12, 3), (1, 5), (4, 0)):
+        d = rng.random(shape) < 0.3
+        if shape[0] > 3:
+            d[3] = d[1]
+        d[0] = False
+        rows, which = distinct_phasings(d)
+        want_rows, want_which = np.unique(d, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(which, want_which.reshape(-1))
+        np.testing.assert_array_equal(rows[which], d)
 
 
 def test_copies_at_once_fit_the_budget():
