@@ -114,11 +114,12 @@ def _alleles(panel, s, cols, whole, x):  # pragma: no cover - compiled
     return x
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
-    """post[t] = the state posteriors of the haploid copying HMM (module doc) at visible
-    site vis[t]; out[t] = P(ALT) there, loo[t] the same with its own emission left out (a
-    (0,) loo skips that). Arguments as :func:`haploid_probs`; vis : (m,) its visible sites."""
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, start):  # pragma: no cover - compiled
+    """post[t] = the normalised forward probabilities of :func:`haploid_posteriors`' HMM at
+    visible site vis[t] for t >= start, from the rows before it (which depend only on the
+    haplotype's alleles at vis[:start]: a phasing that agrees with another up to there
+    starts from its rows, :func:`sampled_phase_probs`)."""
     K = cols.size
     m = vis.size
     miss = eps
@@ -126,7 +127,7 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
     x = np.empty(K, dtype=np.int8)  # the states' alleles at the current site (gathered)
     e = np.empty(K)  # their emissions there
     whole = K == panel.shape[1] and cols[0] == 0 and cols[K - 1] == K - 1  # the states are the panel's rows
-    for t in range(m):  # forward probabilities
+    for t in range(start, m):
         s = vis[t]
         a = hap[s]
         row = post[t]
@@ -149,6 +150,19 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
         inv = 1.0 / z
         for k in range(K):
             row[k] *= inv
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
+    """The backward pass of :func:`haploid_posteriors` over the forward rows in ``post``,
+    which it turns into the posteriors (out, loo as there)."""
+    K = cols.size
+    m = vis.size
+    miss = eps
+    gain = 1.0 - 2.0 * eps
+    x = np.empty(K, dtype=np.int8)
+    e = np.empty(K)  # the emissions at the site after the current one
+    whole = K == panel.shape[1] and cols[0] == 0 and cols[K - 1] == K - 1
     beta = np.ones(K)
     want_loo = loo.shape[0] == m
     for t in range(m - 1, -1, -1):
@@ -184,6 +198,17 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
         out[t] = p * inv
         if want_loo:
             loo[t] = pl / zl
+
+
+@njit(cache=True, nogil=True)
+def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
+    """post[t] = the state posteriors of the haploid copying HMM (module doc) at visible
+    site vis[t]; out[t] = P(ALT) there, loo[t] the same with its own emission left out (a
+    (0,) loo skips that). Arguments as :func:`haploid_probs`; vis : (m,) its visible sites.
+    Both passes compile with ``error_model="numpy"``: no zero-division check per state (an
+    emission is at least ε > 0), which kept the leave-one-out loop from vectorising."""
+    forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0)
+    backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -415,15 +440,27 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     state_of = np.full(panel.shape[1], -1, dtype=np.int64)
     for k in range(cols.size):
         state_of[cols[k]] = k
+    for s in range(L):
+        q[s] = -1
+    # the decoded phase's forward rows (phasing 0: no swap), where other phasings start from
+    fwd = np.empty((2 if U > 1 else 0, m, cols.size), dtype=np.float32)
+    for c in range(fwd.shape[0]):
+        for t in range(m):
+            q[vis[t]] = hap[vis[t], c]
+        forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c], 0)
     for j0 in range(0, 2 * U, G):
         n = min(G, 2 * U - j0)
         for g in range(n):
             u, c = (j0 + g) // 2, (j0 + g) % 2
-            for s in range(L):
-                q[s] = -1
             for t in range(m):
                 q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
+            start = 0  # the forward rows before the first swapped heterozygote are the decoded phase's
+            if fwd.shape[0]:
+                while start < m and not (flips[u, start] and hap[vis[start], 0] != hap[vis[start], 1]):
+                    start += 1
+                post[g, :start] = fwd[c, :start]
+            forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], start)
+            backward_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
         interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
