@@ -261,6 +261,36 @@ def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
             np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
 
 
+def test_phasings_that_start_from_the_decoded_forward_rows_match_each_phasing_alone():
+    """With several phasings each starts its forward pass from the decoded phase's rows
+    before its first swapped heterozygote; one phasing alone runs its forward from the
+    first site. Averaged over draws, the first equals the mean of the second (the
+    reference), leave-one-out and P(both ALT) included."""
+    rng = np.random.default_rng(12)
+    L, H = 80, 20
+    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
+    vis = np.sort(rng.choice(L, 30, replace=False))
+    hap = np.full((L, 2), -1, np.int8)
+    hap[vis] = panel[vis][:, [1, 7]]
+    cm = np.cumsum(rng.random(L) * 0.02)
+    flips = np.zeros((4, vis.size), bool)
+    flips[1, 10:], flips[2, 3:20], flips[3, 25:] = True, True, True
+    which = np.array([0, 1, 2, 3, 1])
+    args = (1e4, 0.01, 1e-4)
+
+    def run(f, w):
+        out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
+        sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, *args, f, w, *allele_carriers(panel),
+                            out, loo, both, held, 3)
+        return out, loo, both, held
+
+    got = run(flips, which)
+    alone = [run(flips[u:u + 1], np.zeros(1, np.int64)) for u in range(4)]
+    for k in range(4):
+        want = np.mean([alone[u][k] for u in which], axis=0)
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-12)
+
+
 def test_distinct_phasings_are_np_unique_of_the_rows():
     """The fast row deduplication gives np.unique's rows, order and inverse (the slow
     reference), with repeats, a single draw and no sites."""
