@@ -237,16 +237,22 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     np.testing.assert_allclose(genotype_probs(out.T)[1], [0.25, 0.5, 0.25], atol=1e-6)  # as if independent
 
 
+def _two_haplotypes(rng, L, H, n_visible, copied):
+    """A random (L, H) panel, n_visible sites, a target phased as the panel columns
+    ``copied`` there (−1 elsewhere), and genetic positions."""
+    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
+    vis = np.sort(rng.choice(L, n_visible, replace=False))
+    hap = np.full((L, 2), -1, np.int8)
+    hap[vis] = panel[vis][:, copied]
+    return panel, vis, hap, np.cumsum(rng.random(L) * 0.02)
+
+
 def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
     """Draws that repeat a phasing give, bit for bit, what computing every draw gives; and
     so does interpolating the copies one at a time, in chunks, or all together."""
     rng = np.random.default_rng(6)
     L, H = 50, 16
-    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
-    vis = np.sort(rng.choice(L, 15, replace=False))
-    hap = np.full((L, 2), -1, np.int8)
-    hap[vis] = panel[vis][:, [2, 9]]
-    cm = np.cumsum(rng.random(L) * 0.02)
+    panel, vis, hap, cm = _two_haplotypes(rng, L, H, 15, [2, 9])
     distinct = rng.random((3, vis.size)) < 0.3
     distinct[0] = False
     which = np.array([0, 2, 0, 1, 2, 2])
@@ -268,11 +274,7 @@ def test_phasings_that_start_from_the_decoded_forward_rows_match_each_phasing_al
     reference), leave-one-out and P(both ALT) included."""
     rng = np.random.default_rng(12)
     L, H = 80, 20
-    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
-    vis = np.sort(rng.choice(L, 30, replace=False))
-    hap = np.full((L, 2), -1, np.int8)
-    hap[vis] = panel[vis][:, [1, 7]]
-    cm = np.cumsum(rng.random(L) * 0.02)
+    panel, vis, hap, cm = _two_haplotypes(rng, L, H, 30, [1, 7])
     flips = np.zeros((4, vis.size), bool)
     flips[1, 10:], flips[2, 3:20], flips[3, 25:] = True, True, True
     which = np.array([0, 1, 2, 3, 1])
