@@ -424,7 +424,9 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
     :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
     (phasing × haplotype) whose posteriors are held at once and interpolated together
-    (:func:`interpolate_carriers`; :func:`copies_at_once`)."""
+    (:func:`interpolate_carriers`; :func:`copies_at_once`). A phasing's forward rows before
+    its first swapped heterozygote are those of the decoded phase, computed once and copied
+    (:func:`forward_rows`)."""
     U, m = flips.shape
     S = which.size
     L = panel.shape[0]
