@@ -45,9 +45,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from snpbag.retrieval.composite import composite_at, interpolate_segments
 from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import composite_segments
 
 #: The phaser's settings for imputation: ``snpbag phase``'s haploid model (600 composite
 #: states, two stages), with each het's PP recomputed from both haplotypes read whole
@@ -376,52 +377,14 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
-def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
-                        alt_minor, out, loo, both, held_both, chunk):
-    """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
-    haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
-    phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
-    two alleles at visible site vis[t] where flips[u, t] (the decoded phase: a row of
-    False), and ``which`` (S,) the phasing of each draw (a phasing drawn twice is computed
-    once and counted twice, in draw order). Each phasing runs :func:`haploid_probs`' model on
-    both of its haplotypes (states ``cols`` of ``panel``); its copy c counts for output
-    haplotype c, or 1 − c where it is swapped (at a hidden site: where its nearer flanking
-    visible site, in cM, is swapped), so the outputs stay aligned with the decoded phase.
-    ``both`` averages the product of the two copies' probabilities: the two haplotypes are
-    independent within a phasing, not across phasings (a heterozygote whose phase the draws
-    split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
-    the same at the visible sites with their own emission left out (hidden sites keep what
-    they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
-    :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
-    (phasing × haplotype) whose posteriors are held at once and interpolated together
-    (:func:`interpolate_carriers`; :func:`copies_at_once`)."""
+def average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both):  # pragma: no cover - compiled
+    """out, loo, both, held_both of :func:`sampled_phase_probs` from every phasing's two
+    copies: pc (U, 2, L) their P(ALT) at every site, lv (U, 2, m or 0) at the visible sites
+    with their own emission left out."""
     U, m = flips.shape
     S = which.size
-    L = panel.shape[0]
-    G = max(1, min(2 * U, chunk))  # copies whose posteriors are held at once
-    post = np.empty((G, m, cols.size), dtype=np.float32)
-    pc = np.empty((U, 2, L))  # each phasing's two copies
-    copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
-    q = np.empty(L, dtype=np.int8)
-    pv = np.empty(m)
+    L = pc.shape[2]
     want_loo = loo.shape[1] == L
-    lv = np.empty((U, 2, m if want_loo else 0))
-    held_copies = lv.reshape((2 * U, lv.shape[2]))
-    state_of = np.full(panel.shape[1], -1, dtype=np.int64)
-    for k in range(cols.size):
-        state_of[cols[k]] = k
-    for j0 in range(0, 2 * U, G):
-        n = min(G, 2 * U - j0)
-        for g in range(n):
-            u, c = (j0 + g) // 2, (j0 + g) % 2
-            for s in range(L):
-                q[s] = -1
-            for t in range(m):
-                q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
-            for t in range(m):
-                copies[j0 + g, vis[t]] = pv[t]
-        interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
     w = 1.0 / S
     for s in range(L):
         out[0, s] = 0.0
@@ -450,6 +413,90 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             out[d, s] += w * pc[u, 0, s]
             out[1 - d, s] += w * pc[u, 1, s]
             both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
+
+
+@njit(cache=True, nogil=True)
+def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
+                        alt_minor, out, loo, both, held_both, chunk):
+    """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
+    haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
+    phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
+    two alleles at visible site vis[t] where flips[u, t] (the decoded phase: a row of
+    False), and ``which`` (S,) the phasing of each draw (a phasing drawn twice is computed
+    once and counted twice, in draw order). Each phasing runs :func:`haploid_probs`' model on
+    both of its haplotypes (states ``cols`` of ``panel``); its copy c counts for output
+    haplotype c, or 1 − c where it is swapped (at a hidden site: where its nearer flanking
+    visible site, in cM, is swapped), so the outputs stay aligned with the decoded phase.
+    ``both`` averages the product of the two copies' probabilities: the two haplotypes are
+    independent within a phasing, not across phasings (a heterozygote whose phase the draws
+    split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
+    the same at the visible sites with their own emission left out (hidden sites keep what
+    they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
+    :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
+    (phasing × haplotype) whose posteriors are held at once and interpolated together
+    (:func:`interpolate_carriers`; :func:`copies_at_once`)."""
+    U, m = flips.shape
+    L = panel.shape[0]
+    G = max(1, min(2 * U, chunk))  # copies whose posteriors are held at once
+    post = np.empty((G, m, cols.size), dtype=np.float32)
+    pc = np.empty((U, 2, L))  # each phasing's two copies
+    copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
+    q = np.empty(L, dtype=np.int8)
+    pv = np.empty(m)
+    want_loo = loo.shape[1] == L
+    lv = np.empty((U, 2, m if want_loo else 0))
+    held_copies = lv.reshape((2 * U, lv.shape[2]))
+    state_of = np.full(panel.shape[1], -1, dtype=np.int64)
+    for k in range(cols.size):
+        state_of[cols[k]] = k
+    for j0 in range(0, 2 * U, G):
+        n = min(G, 2 * U - j0)
+        for g in range(n):
+            u, c = (j0 + g) // 2, (j0 + g) % 2
+            for s in range(L):
+                q[s] = -1
+            for t in range(m):
+                q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
+            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
+            for t in range(m):
+                copies[j0 + g, vis[t]] = pv[t]
+        interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
+    average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
+
+
+def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vis: np.ndarray, flips: np.ndarray,
+                          which: np.ndarray, state_sets: list, *, n_ref: int, ne: float, eps: float, floor: float,
+                          carriers: Carriers, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
+                          held_both: np.ndarray) -> None:
+    """:func:`sampled_phase_probs` with composite states: each copy's states are the slots
+    of ``state_sets`` (each (seg_start, seg_hap, n_seg) of
+    :func:`~snpbag.retrieval.states.composite_segments`): one set that every copy uses, or
+    two, one per decoded haplotype, the set of copy c being the c-th. The HMM runs over
+    the slots' alleles at the visible sites alone and the hidden sites are read through
+    the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
+    U, m = flips.shape
+    L, nh = panel.shape
+    pc = np.empty((U, 2, L))  # each phasing's two copies
+    lv = np.empty((U, 2, m if loo.shape[1] == L else 0))
+    cmv, steps, pv = np.ascontiguousarray(cm[vis]), np.arange(m), np.empty(m)
+    for z, segments in enumerate(state_sets):
+        comp = composite_at(panel, vis, segments)
+        K = comp.shape[1]
+        cols = np.arange(K)
+        mine = [(u, c) for u in range(U) for c in range(2) if len(state_sets) == 1 or c == z]
+        G = copies_at_once(m, K)
+        for j0 in range(0, len(mine), G):
+            part = mine[j0:j0 + G]
+            post = np.empty((len(part), m, K), dtype=np.float32)
+            rows = np.empty((len(part), L))
+            for g, (u, c) in enumerate(part):
+                q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
+                haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
+                rows[g, vis] = pv
+            interpolate_segments(*segments, nh, vis, cm, post, floor, *carriers, rows)
+            for g, (u, c) in enumerate(part):
+                pc[u, c] = rows[g]
+    average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
 def copies_at_once(m: int, states: int, budget: int = POSTERIOR_BYTES) -> int:
@@ -489,7 +536,8 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None, carriers: Carriers | None = None):
+                 draws: int | None = None, carriers: Carriers | None = None, composite: str = "haplotype",
+                 composite_draws: int = 1):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -510,6 +558,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     """
     o = options or PHASE_OPTIONS
     draws = PHASE_DRAWS if draws is None else draws
+    if states < int(np.count_nonzero(allowed)):
+        draws = composite_draws
     L = panel.shape[0]
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
@@ -525,11 +575,24 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
                             which.reshape(-1), *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
         cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
-        for c in range(2):
-            copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
-                                     step=COMPOSITE_STEP, width=o.width, matches=o.matches)
-            haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
-                          floor, p[c], q[c])
+        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+        match = dict(allowed=allowed, states=states, genotype=False, step=COMPOSITE_STEP, width=o.width,
+                     matches=o.matches)
+        if composite == "haplotype":
+            sets = [composite_segments(panel, query[:, c:c + 1], **match) for c in range(2)]
+        elif composite == "joint":
+            sets = [composite_segments(panel, query, **match)]
+        else:  # union
+            a, b = (composite_segments(panel, query[:, c:c + 1], **match) for c in range(2))
+            w = max(a[0].shape[1], b[0].shape[1])
+            pad = lambda x: np.pad(x, ((0, 0), (0, w - x.shape[1])))  # noqa: E731
+            sets = [(np.concatenate([pad(a[0]), pad(b[0])]), np.concatenate([pad(a[1]), pad(b[1])]),
+                     np.concatenate([a[2], b[2]]))]
+        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+        composite_phase_probs(panel, cm, query, vis, flips, which.reshape(-1), sets, n_ref=n_ref, ne=ne, eps=eps,
+                              floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q, both=both,
+                              held_both=held_both)
+        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     hds = np.clip(p.T, 0.0, 1.0)
     held = genotype_probs(q.T, held_cov)
     return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
