@@ -36,6 +36,14 @@ def composite_at(panel: np.ndarray, vis: np.ndarray, segments: tuple[np.ndarray,
     return out
 
 
+def union_segments(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The slots of several composite state sets side by side, as one set (seg_start,
+    seg_hap, n_seg) with their Σ K slots."""
+    width = max(a.shape[1] for a, _, _ in sets)
+    pad = [np.pad(x, ((0, 0), (0, width - x.shape[1]))) for a, h, _ in sets for x in (a, h)]
+    return np.concatenate(pad[0::2]), np.concatenate(pad[1::2]), np.concatenate([n for _, _, n in sets])
+
+
 @njit(cache=True, nogil=True)
 def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor, indptr, indices, alt_minor,
                          out):  # pragma: no cover - compiled

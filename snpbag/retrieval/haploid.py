@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.composite import composite_at, interpolate_segments
+from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
 from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_segments
@@ -465,37 +465,31 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
 
 
 def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vis: np.ndarray, flips: np.ndarray,
-                          which: np.ndarray, state_sets: list, *, n_ref: int, ne: float, eps: float, floor: float,
+                          which: np.ndarray, segments: tuple, *, n_ref: int, ne: float, eps: float, floor: float,
                           carriers: Carriers, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
                           held_both: np.ndarray) -> None:
-    """:func:`sampled_phase_probs` with composite states: each copy's states are the slots
-    of ``state_sets`` (each (seg_start, seg_hap, n_seg) of
-    :func:`~snpbag.retrieval.states.composite_segments`): one set that every copy uses, or
-    two, one per decoded haplotype, the set of copy c being the c-th. The HMM runs over
-    the slots' alleles at the visible sites alone and the hidden sites are read through
-    the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
+    """:func:`sampled_phase_probs` over composite states: every copy's states are the slots
+    of ``segments`` ((seg_start, seg_hap, n_seg), :func:`~snpbag.retrieval.states.composite_segments`);
+    the HMM runs over their alleles at the visible sites alone and the hidden sites are read
+    through the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
     U, m = flips.shape
     L, nh = panel.shape
+    comp = composite_at(panel, vis, segments)
+    K = comp.shape[1]
+    cols, steps, cmv, pv = np.arange(K), np.arange(m), np.ascontiguousarray(cm[vis]), np.empty(m)
     pc = np.empty((U, 2, L))  # each phasing's two copies
+    copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
     lv = np.empty((U, 2, m if loo.shape[1] == L else 0))
-    cmv, steps, pv = np.ascontiguousarray(cm[vis]), np.arange(m), np.empty(m)
-    for z, segments in enumerate(state_sets):
-        comp = composite_at(panel, vis, segments)
-        K = comp.shape[1]
-        cols = np.arange(K)
-        mine = [(u, c) for u in range(U) for c in range(2) if len(state_sets) == 1 or c == z]
-        G = copies_at_once(m, K)
-        for j0 in range(0, len(mine), G):
-            part = mine[j0:j0 + G]
-            post = np.empty((len(part), m, K), dtype=np.float32)
-            rows = np.empty((len(part), L))
-            for g, (u, c) in enumerate(part):
-                q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
-                haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
-                rows[g, vis] = pv
-            interpolate_segments(*segments, nh, vis, cm, post, floor, *carriers, rows)
-            for g, (u, c) in enumerate(part):
-                pc[u, c] = rows[g]
+    G = min(2 * U, copies_at_once(m, K))
+    post = np.empty((G, m, K), dtype=np.float32)
+    for j0 in range(0, 2 * U, G):
+        n = min(G, 2 * U - j0)
+        for g in range(n):
+            u, c = divmod(j0 + g, 2)
+            q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
+            haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
+            copies[j0 + g, vis] = pv
+        interpolate_segments(*segments, nh, vis, cm, post[:n], floor, *carriers, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
@@ -536,8 +530,7 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None, carriers: Carriers | None = None, composite: str = "haplotype",
-                 composite_draws: int = 1):
+                 draws: int | None = None, carriers: Carriers | None = None):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -558,41 +551,25 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     """
     o = options or PHASE_OPTIONS
     draws = PHASE_DRAWS if draws is None else draws
-    if states < int(np.count_nonzero(allowed)):
-        draws = composite_draws
     L = panel.shape[0]
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
-    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
-    if states >= n_ref:
-        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+    both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+    flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+    if 2 * states >= n_ref:
         c = carriers or allele_carriers(panel)
-        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
                             which.reshape(-1), *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
-        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
-        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
-        match = dict(allowed=allowed, states=states, genotype=False, step=COMPOSITE_STEP, width=o.width,
-                     matches=o.matches)
-        if composite == "haplotype":
-            sets = [composite_segments(panel, query[:, c:c + 1], **match) for c in range(2)]
-        elif composite == "joint":
-            sets = [composite_segments(panel, query, **match)]
-        else:  # union
-            a, b = (composite_segments(panel, query[:, c:c + 1], **match) for c in range(2))
-            w = max(a[0].shape[1], b[0].shape[1])
-            pad = lambda x: np.pad(x, ((0, 0), (0, w - x.shape[1])))  # noqa: E731
-            sets = [(np.concatenate([pad(a[0]), pad(b[0])]), np.concatenate([pad(a[1]), pad(b[1])]),
-                     np.concatenate([a[2], b[2]]))]
-        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
-        composite_phase_probs(panel, cm, query, vis, flips, which.reshape(-1), sets, n_ref=n_ref, ne=ne, eps=eps,
-                              floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q, both=both,
-                              held_both=held_both)
-        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
+        sets = [composite_segments(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
+                                   step=COMPOSITE_STEP, width=o.width, matches=o.matches) for c in range(2)]
+        composite_phase_probs(panel, cm, query, vis, flips, which.reshape(-1), union_segments(sets), n_ref=n_ref,
+                              ne=ne, eps=eps, floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q,
+                              both=both, held_both=held_both)
+    cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
     hds = np.clip(p.T, 0.0, 1.0)
     held = genotype_probs(q.T, held_cov)
     return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)
