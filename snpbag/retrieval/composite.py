@@ -86,20 +86,24 @@ def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor
                     acc_r[hap[k]] = 0.0
             if s >= event:
                 event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
-            tot_l[:] = 0.0
-            tot_r[:] = 0.0
-            for k in range(K):
-                if cur[k] < 0:
-                    continue
-                h = hap[k]
-                for g in range(G):
-                    if (t_left >= 0 and post[g, t_left, k] >= thr) or (t_right >= 0 and post[g, t_right, k] >= thr):
-                        if t_left >= 0:
-                            acc_l[h, g] += post[g, t_left, k]
-                            tot_l[g] += post[g, t_left, k]
-                        if t_right >= 0:
-                            acc_r[h, g] += post[g, t_right, k]
-                            tot_r[g] += post[g, t_right, k]
+            tl, tr = max(t_left, 0), max(t_right, 0)  # −1 reads row 0, masked out
+            keep_l, keep_r = t_left >= 0, t_right >= 0
+            for g in range(G):
+                sl = 0.0
+                sr = 0.0
+                for k in range(K):  # branch-free: the kept states' posteriors, 0 for the others
+                    a = post[g, tl, k]
+                    b = post[g, tr, k]
+                    hit = ((keep_l & (a >= thr)) | (keep_r & (b >= thr))) & (cur[k] >= 0)  # a slot with no segment yet: none
+                    a = a if hit & keep_l else np.float32(0.0)
+                    b = b if hit & keep_r else np.float32(0.0)
+                    h = hap[k]
+                    acc_l[h, g] += a
+                    acc_r[h, g] += b
+                    sl += a
+                    sr += b
+                tot_l[g] = sl
+                tot_r[g] = sr
             built = t_left
         ml[:] = 0.0
         mr[:] = 0.0

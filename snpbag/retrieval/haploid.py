@@ -11,8 +11,11 @@ O(K) per visible site. Here (``selection="phased"`` of
 1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`
    with :data:`PHASE_OPTIONS`, the haploid phasing model of :mod:`~snpbag.retrieval.happhase`),
    with PP, the probability that each heterozygote's phase relative to the sites before it is right;
-2. each phased haplotype gets its own K composite haplotypes, matched to it alone
-   (:func:`~snpbag.retrieval.states.composite_panel`);
+2. the states: the allowed panel haplotypes where they are at most 2K, else the K
+   composite haplotypes matched to each phased haplotype
+   (:func:`~snpbag.retrieval.states.composite_segments`), both sets, 2K states, for each
+   haplotype (a drawn phasing's haplotype, below, is a mosaic of the two), laid out at the
+   visible sites alone (:mod:`~snpbag.retrieval.composite`);
 3. on each, a haploid forward–backward over the visible sites: a state keeps its
    haplotype with 1 − ρ or jumps to any of the K with ρ/K (ρ as in the pair model, H the
    allowed reference haplotypes), and emits the phased allele with 1 − ε, the other with ε;
@@ -24,18 +27,16 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype. Where the
-states are the panel's haplotypes, the phase is averaged over instead of fixed: the
-decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
-heterozygote with probability 1 − PP; one drawn twice is computed once) each run steps
-3–5, and their
-genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
+A phase error moves a stretch of ALT probability to the other haplotype, so the phase
+is averaged over instead of fixed: the decoded phase and :data:`PHASE_DRAWS` − 1
+phasings drawn from PP (a switch at each heterozygote with probability 1 − PP; one drawn
+twice is computed once) each run steps 3–5 over the same states, and their genotype
+probabilities are averaged (:func:`sampled_phase_probs`, :func:`composite_phase_probs`). Within a phasing the
 two haplotypes are independent; across phasings they are not (a hidden ALT that one
 phasing puts on the first haplotype and another on the second is p₁ = p₂ = ½ on average
 and still a heterozygote), so the average is formed from p₁, p₂ and P2 = the mean of
 p₁p₂, not from p₁, p₂ alone. HDS stays in the decoded phase: each phasing's copy counts
 for the decoded haplotype whose alleles it carries at the nearer flanking visible site.
-Composite states are matched to the decoded haplotypes and impute that phase alone.
 """
 
 from __future__ import annotations
@@ -535,15 +536,15 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
     dosage : (L,) int8 0/1/2 visible, −1 hidden (at least one visible); allowed : (H,) bool;
-    states : K, the states per phased haplotype: every allowed haplotype when K reaches
-    their number (Beagle's default of 1,600 does for panels up to 800 genomes), else K
-    composite haplotypes matched to that haplotype; ne, eps : as the pair model;
-    options : the phaser's (default :data:`PHASE_OPTIONS`); floor : :func:`interpolate_hidden`;
-    draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
-    panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
-    :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
-    they impute the decoded phase alone; carriers : ``panel``'s :func:`allele_carriers`
-    (made here when the states are the panel's and none are given: give them for a batch).
+    states : K, the composite haplotypes matched to each phased haplotype; every haplotype
+    runs over both sets (2K states), or over every allowed haplotype where 2K reaches
+    their number (Beagle's default K of 1,600: panels up to 1,600 genomes);
+    ne, eps : as the pair model; options : the phaser's (default :data:`PHASE_OPTIONS`);
+    floor : :func:`interpolate_hidden`; draws : phasings averaged over (default
+    :data:`PHASE_DRAWS`: the decoded one and draws − 1 from its PP, :func:`phase_draws`,
+    :func:`sampled_phase_probs`, :func:`composite_phase_probs`);
+    carriers : ``panel``'s :func:`allele_carriers` (made here when none are given: give
+    them for a batch).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
