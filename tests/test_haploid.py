@@ -7,9 +7,10 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, copies_at_once,
-                                      genotype_probs, haploid_posteriors, haploid_probs, interpolate_carriers,
-                                      interpolate_hidden, phase_draws, sampled_phase_probs)
+from snpbag.retrieval.haploid import (COMPOSITE_MATCHES, COMPOSITE_STEP, COMPOSITE_WIDTH, PHASE_OPTIONS,
+                                      allele_carriers, copies_at_once, genotype_probs, haploid_posteriors,
+                                      haploid_probs, interpolate_carriers, interpolate_hidden, phase_draws,
+                                      sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -200,8 +201,8 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
             states = by_site[:, allowed]
         else:  # composite: every copy over the K composites of both decoded haplotypes
             states = np.concatenate([composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K,
-                                                     genotype=False, step=COMPOSITE_STEP, width=o.width,
-                                                     matches=o.matches) for c in range(2)], 1)
+                                                     genotype=False, step=COMPOSITE_STEP, width=COMPOSITE_WIDTH,
+                                                     matches=COMPOSITE_MATCHES) for c in range(2)], 1)
         p, both = _dense_over_phasings(states, query, flips, cm, int(allowed.sum()), ne, eps)
         assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
         gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)

@@ -75,12 +75,20 @@ PHASE_DRAWS = 12
 PHASE_SEED = 0
 
 #: The bytes of state posteriors :func:`sampled_phase_probs` holds at once per sequence: the
-#: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`).
-POSTERIOR_BYTES = 32 << 20
+#: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`),
+#: each carrier list walked once for them all (3,200 states at a 20 % array: 8 copies at once
+#: where 32 MiB held 2 and the interpolation took as long as the HMM).
+POSTERIOR_BYTES = 128 << 20
 
 #: Visible sites per step of the composite states matched to one phased haplotype (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
 COMPOSITE_STEP = 4
+
+#: Steps either side in a composite match's window (68 visible sites), and matches per step:
+#: the phaser's 2 steps (20 sites) tie thousands of a 40,000-haplotype panel's haplotypes at
+#: no mismatch at a 20 % array, so the slots took far relatives (docs/benchmarks.md).
+COMPOSITE_WIDTH = 8
+COMPOSITE_MATCHES = PHASE_OPTIONS.matches
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -566,7 +574,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
                             which.reshape(-1), *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
     else:
         sets = [composite_segments(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
-                                   step=COMPOSITE_STEP, width=o.width, matches=o.matches) for c in range(2)]
+                                   step=COMPOSITE_STEP, width=COMPOSITE_WIDTH, matches=COMPOSITE_MATCHES)
+                for c in range(2)]
         composite_phase_probs(panel, cm, query, vis, flips, which.reshape(-1), union_segments(sets), n_ref=n_ref,
                               ne=ne, eps=eps, floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q,
                               both=both, held_both=held_both)
