@@ -75,10 +75,8 @@ PHASE_DRAWS = 12
 PHASE_SEED = 0
 
 #: The bytes of state posteriors :func:`sampled_phase_probs` holds at once per sequence: the
-#: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`),
-#: each carrier list walked once for them all (3,200 states at a 20 % array: 8 copies at once
-#: where 32 MiB held 2 and the interpolation took as long as the HMM).
-POSTERIOR_BYTES = 128 << 20
+#: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`).
+POSTERIOR_BYTES = 32 << 20
 
 #: Visible sites per step of the composite states matched to one phased haplotype (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
