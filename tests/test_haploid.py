@@ -7,9 +7,10 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, copies_at_once,
-                                      distinct_phasings, genotype_probs, haploid_posteriors, haploid_probs,
-                                      interpolate_carriers, interpolate_hidden, phase_draws, sampled_phase_probs)
+from snpbag.retrieval.haploid import (COMPOSITE_MATCHES, COMPOSITE_STEP, COMPOSITE_WIDTH, PHASE_OPTIONS,
+                                      allele_carriers, copies_at_once, distinct_phasings, genotype_probs,
+                                      haploid_posteriors, haploid_probs, interpolate_carriers, interpolate_hidden,
+                                      phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -166,10 +167,10 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
 
 
 def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
-    """votes(selection="phased") = phase the visible sites, K composites per phased
-    haplotype, the dense haploid model on each, independent haplotypes' genotype
-    probabilities; with the panel's own haplotypes as states, the dense model averaged
-    over the decoded phase and the phasings drawn from its PP."""
+    """votes(selection="phased") = phase the visible sites, then the dense haploid model
+    averaged over the decoded phase and the phasings drawn from its PP, with the panel's
+    own haplotypes as states where twice K reaches them, else the K composites of each
+    phased haplotype, both sets for every copy."""
     import snpbag.retrieval.haploid as haploid
 
     monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
@@ -189,24 +190,23 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
             allowed[2 * e: 2 * e + 2] = False
         o = PHASE_OPTIONS
         query, _ = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
-        p = np.empty((60, 2))
-        if panel is every:  # the panel's own haplotypes: averaged over the phasings drawn from PP
-            vis = np.flatnonzero(gi >= 0)
-            calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
-            hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
-                                     options=o, rounds=o.rounds)
-            np.testing.assert_array_equal(hv, query[vis])
-            flips = phase_draws(hv, pp, 8)
-            assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
-            p, both = _dense_over_phasings(by_site[:, allowed], query, flips, cm, int(allowed.sum()), ne, eps)
-            assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
-        for c in range(2) if panel is not every else ():  # composite states: the decoded phase alone
-            comp = composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K, genotype=False,
-                                   step=COMPOSITE_STEP, width=o.width, matches=o.matches)
-            p[:, c] = _dense(comp, query[:, c], cm, int(allowed.sum()), ne, eps)
+        vis = np.flatnonzero(gi >= 0)
+        calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
+        hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,
+                                 options=o, rounds=o.rounds)
+        np.testing.assert_array_equal(hv, query[vis])
+        flips = phase_draws(hv, pp, 8)
+        assert flips[1:].any()  # some phase is uncertain here, so the draws differ from the decoded one
+        if panel is every:  # the panel's own haplotypes as states
+            states = by_site[:, allowed]
+        else:  # composite: every copy over the K composites of both decoded haplotypes
+            states = np.concatenate([composite_panel(by_site, query[:, c:c + 1], allowed=allowed, states=K,
+                                                     genotype=False, step=COMPOSITE_STEP, width=COMPOSITE_WIDTH,
+                                                     matches=COMPOSITE_MATCHES) for c in range(2)], 1)
+        p, both = _dense_over_phasings(states, query, flips, cm, int(allowed.sum()), ne, eps)
+        assert np.abs(both - p[:, 0] * p[:, 1]).max() > 0.02  # the phasings' haplotypes are not independent
         gp, held, hds = panel.votes(g, np.arange(60), exclude=exclude, loo=True, hds=True)
         np.testing.assert_allclose(hds, p, atol=1.5e-4, err_msg=str(exclude))
-        both = both if panel is every else p[:, 0] * p[:, 1]  # composite states: independent haplotypes
         want = np.stack([1 - p.sum(1) + both, p.sum(1) - 2 * both, both], 1)
         np.testing.assert_allclose(gp, want, atol=3e-4, err_msg=str(exclude))
         np.testing.assert_allclose(gp.sum(1), 1, atol=1e-6)

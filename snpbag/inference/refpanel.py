@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The states of each selection for ``--ref`` (``--state-selection``): the pair HMM's K
 #: from the K / block / margin sweep (tools/bench/copying_sweep.py); the haploid HMM of
-#: ``phased`` takes every panel haplotype up to Beagle's 1,600 states (docs/benchmarks.md).
+#: ``phased`` matches Beagle's 1,600 composite states to each phased haplotype, and takes every
+#: panel haplotype up to twice that (:func:`~snpbag.retrieval.haploid.phased_probs`; docs/benchmarks.md).
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
 #: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults

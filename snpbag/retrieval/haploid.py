@@ -11,8 +11,11 @@ O(K) per visible site. Here (``selection="phased"`` of
 1. the visible sites are phased against the panel (:func:`~snpbag.retrieval.phasing.phase_visible`
    with :data:`PHASE_OPTIONS`, the haploid phasing model of :mod:`~snpbag.retrieval.happhase`),
    with PP, the probability that each heterozygote's phase relative to the sites before it is right;
-2. each phased haplotype gets its own K composite haplotypes, matched to it alone
-   (:func:`~snpbag.retrieval.states.composite_panel`);
+2. the states: the allowed panel haplotypes where they are at most 2K, else the K
+   composite haplotypes matched to each phased haplotype
+   (:func:`~snpbag.retrieval.states.composite_segments`), both sets, 2K states, for each
+   haplotype (a drawn phasing's haplotype, below, is a mosaic of the two), laid out at the
+   visible sites alone (:mod:`~snpbag.retrieval.composite`);
 3. on each, a haploid forward–backward over the visible sites: a state keeps its
    haplotype with 1 − ρ or jumps to any of the K with ρ/K (ρ as in the pair model, H the
    allowed reference haplotypes), and emits the phased allele with 1 − ε, the other with ε;
@@ -24,18 +27,16 @@ O(K) per visible site. Here (``selection="phased"`` of
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
 model does; the phase and the composite states were still found with the call counted.
-A phase error moves a stretch of ALT probability to the other haplotype. Where the
-states are the panel's haplotypes, the phase is averaged over instead of fixed: the
-decoded phase and :data:`PHASE_DRAWS` − 1 phasings drawn from PP (a switch at each
-heterozygote with probability 1 − PP; one drawn twice is computed once) each run steps
-3–5, and their
-genotype probabilities are averaged (:func:`sampled_phase_probs`). Within a phasing the
+A phase error moves a stretch of ALT probability to the other haplotype, so the phase
+is averaged over instead of fixed: the decoded phase and :data:`PHASE_DRAWS` − 1
+phasings drawn from PP (a switch at each heterozygote with probability 1 − PP; one drawn
+twice is computed once) each run steps 3–5 over the same states, and their genotype
+probabilities are averaged (:func:`sampled_phase_probs`, :func:`composite_phase_probs`). Within a phasing the
 two haplotypes are independent; across phasings they are not (a hidden ALT that one
 phasing puts on the first haplotype and another on the second is p₁ = p₂ = ½ on average
 and still a heterozygote), so the average is formed from p₁, p₂ and P2 = the mean of
 p₁p₂, not from p₁, p₂ alone. HDS stays in the decoded phase: each phasing's copy counts
 for the decoded haplotype whose alleles it carries at the nearer flanking visible site.
-Composite states are matched to the decoded haplotypes and impute that phase alone.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
 from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
-from snpbag.retrieval.states import composite_panel
+from snpbag.retrieval.states import composite_segments
 
 #: The phaser's settings for imputation: ``snpbag phase``'s haploid model (600 composite
 #: states, two stages), with each het's PP recomputed from both haplotypes read whole
@@ -79,6 +81,12 @@ POSTERIOR_BYTES = 32 << 20
 #: Visible sites per step of the composite states matched to one phased haplotype (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
 COMPOSITE_STEP = 4
+
+#: Steps either side in a composite match's window (68 visible sites), and matches per step:
+#: the phaser's 2 steps (20 sites) tie thousands of a 40,000-haplotype panel's haplotypes at
+#: no mismatch at a 20 % array, so the slots took far relatives (docs/benchmarks.md).
+COMPOSITE_WIDTH = 8
+COMPOSITE_MATCHES = PHASE_OPTIONS.matches
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -406,6 +414,45 @@ def haploid_probs(panel, cols, hap, cm, n_ref, ne, eps, floor, out, loo):  # pra
 
 
 @njit(cache=True, nogil=True)
+def average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both):  # pragma: no cover - compiled
+    """out, loo, both, held_both of :func:`sampled_phase_probs` from every phasing's two
+    copies: pc (U, 2, L) their P(ALT) at every site, lv (U, 2, m or 0) at the visible sites
+    with their own emission left out."""
+    U, m = flips.shape
+    S = which.size
+    L = pc.shape[2]
+    want_loo = loo.shape[1] == L
+    w = 1.0 / S
+    for s in range(L):
+        out[0, s] = 0.0
+        out[1, s] = 0.0
+        both[s] = 0.0
+    for t in range(m if want_loo else 0):
+        loo[0, vis[t]] = 0.0
+        loo[1, vis[t]] = 0.0
+        held_both[vis[t]] = 0.0
+    for z in range(S):
+        u = which[z]
+        t_left = -1  # the last visible site at or before s
+        for s in range(L):
+            while t_left + 1 < m and vis[t_left + 1] <= s:
+                t_left += 1
+            if t_left >= 0 and vis[t_left] == s:  # visible
+                t = t_left
+                if want_loo:
+                    d = 1 if flips[u, t] else 0
+                    loo[d, s] += w * lv[u, 0, t]
+                    loo[1 - d, s] += w * lv[u, 1, t]
+                    held_both[s] += w * (lv[u, 0, t] * lv[u, 1, t])
+            else:
+                t = t_left if right_weight(cm, vis, t_left, s) < 0.5 else t_left + 1
+            d = 1 if flips[u, t] else 0  # the output haplotype of copy 0
+            out[d, s] += w * pc[u, 0, s]
+            out[1 - d, s] += w * pc[u, 1, s]
+            both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
+
+
+@njit(cache=True, nogil=True)
 def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
                         alt_minor, out, loo, both, held_both, chunk):
     """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
@@ -428,7 +475,6 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     its first swapped heterozygote are those of the decoded phase, computed once and copied
     (:func:`forward_rows`)."""
     U, m = flips.shape
-    S = which.size
     L = panel.shape[0]
     G = max(1, min(2 * U, chunk))  # copies whose posteriors are held at once
     post = np.empty((G, m, cols.size), dtype=np.float32)
@@ -466,34 +512,36 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
         interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
-    w = 1.0 / S
-    for s in range(L):
-        out[0, s] = 0.0
-        out[1, s] = 0.0
-        both[s] = 0.0
-    for t in range(m if want_loo else 0):
-        loo[0, vis[t]] = 0.0
-        loo[1, vis[t]] = 0.0
-        held_both[vis[t]] = 0.0
-    for z in range(S):
-        u = which[z]
-        t_left = -1  # the last visible site at or before s
-        for s in range(L):
-            while t_left + 1 < m and vis[t_left + 1] <= s:
-                t_left += 1
-            if t_left >= 0 and vis[t_left] == s:  # visible
-                t = t_left
-                if want_loo:
-                    d = 1 if flips[u, t] else 0
-                    loo[d, s] += w * lv[u, 0, t]
-                    loo[1 - d, s] += w * lv[u, 1, t]
-                    held_both[s] += w * (lv[u, 0, t] * lv[u, 1, t])
-            else:
-                t = t_left if right_weight(cm, vis, t_left, s) < 0.5 else t_left + 1
-            d = 1 if flips[u, t] else 0  # the output haplotype of copy 0
-            out[d, s] += w * pc[u, 0, s]
-            out[1 - d, s] += w * pc[u, 1, s]
-            both[s] += w * (pc[u, 0, s] * pc[u, 1, s])
+    average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
+
+
+def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vis: np.ndarray, flips: np.ndarray,
+                          which: np.ndarray, segments: tuple, *, n_ref: int, ne: float, eps: float, floor: float,
+                          carriers: Carriers, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
+                          held_both: np.ndarray) -> None:
+    """:func:`sampled_phase_probs` over composite states: every copy's states are the slots
+    of ``segments`` ((seg_start, seg_hap, n_seg), :func:`~snpbag.retrieval.states.composite_segments`);
+    the HMM runs over their alleles at the visible sites alone and the hidden sites are read
+    through the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
+    U, m = flips.shape
+    L, nh = panel.shape
+    comp = composite_at(panel, vis, segments)
+    K = comp.shape[1]
+    cols, steps, cmv, pv = np.arange(K), np.arange(m), np.ascontiguousarray(cm[vis]), np.empty(m)
+    pc = np.empty((U, 2, L))  # each phasing's two copies
+    copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
+    lv = np.empty((U, 2, m if loo.shape[1] == L else 0))
+    G = min(2 * U, copies_at_once(m, K))
+    post = np.empty((G, m, K), dtype=np.float32)
+    for j0 in range(0, 2 * U, G):
+        n = min(G, 2 * U - j0)
+        for g in range(n):
+            u, c = divmod(j0 + g, 2)
+            q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
+            haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
+            copies[j0 + g, vis] = pv
+        interpolate_segments(*segments, nh, vis, cm, post[:n], floor, *carriers, copies[j0:j0 + n])
+    average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
 def copies_at_once(m: int, states: int, budget: int = POSTERIOR_BYTES) -> int:
@@ -551,15 +599,15 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
     dosage : (L,) int8 0/1/2 visible, −1 hidden (at least one visible); allowed : (H,) bool;
-    states : K, the states per phased haplotype: every allowed haplotype when K reaches
-    their number (Beagle's default of 1,600 does for panels up to 800 genomes), else K
-    composite haplotypes matched to that haplotype; ne, eps : as the pair model;
-    options : the phaser's (default :data:`PHASE_OPTIONS`); floor : :func:`interpolate_hidden`;
-    draws : phasings averaged over (default :data:`PHASE_DRAWS`) where the states are the
-    panel's haplotypes (the decoded one and draws − 1 from its PP, :func:`phase_draws`,
-    :func:`sampled_phase_probs`); composite states are matched to the decoded haplotypes, so
-    they impute the decoded phase alone; carriers : ``panel``'s :func:`allele_carriers`
-    (made here when the states are the panel's and none are given: give them for a batch).
+    states : K, the composite haplotypes matched to each phased haplotype; every haplotype
+    runs over both sets (2K states), or over every allowed haplotype where 2K reaches
+    their number (Beagle's default K of 1,600: panels up to 1,600 genomes);
+    ne, eps : as the pair model; options : the phaser's (default :data:`PHASE_OPTIONS`);
+    floor : :func:`interpolate_hidden`; draws : phasings averaged over (default
+    :data:`PHASE_DRAWS`: the decoded one and draws − 1 from its PP, :func:`phase_draws`,
+    :func:`sampled_phase_probs`, :func:`composite_phase_probs`);
+    carriers : ``panel``'s :func:`allele_carriers` (made here when none are given: give
+    them for a batch).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -573,20 +621,20 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
-    cov, held_cov = 0.0, 0.0  # over the phasings: P(both ALT) − p₁p₂ (genotype_probs)
-    if states >= n_ref:
-        both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+    both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
+    flips, which = distinct_phasings(phase_draws(query[vis], pp[vis], draws))
+    if 2 * states >= n_ref:
         c = carriers or allele_carriers(panel)
-        flips, which = distinct_phasings(phase_draws(query[vis], pp[vis], draws))
-        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
-                            which, *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
-        cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
+        sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips, which, *c,
+                            p, q, both, held_both, copies_at_once(vis.size, n_ref))
     else:
-        for c in range(2):
-            copied = composite_panel(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
-                                     step=COMPOSITE_STEP, width=o.width, matches=o.matches)
-            haploid_probs(copied, np.arange(copied.shape[1]), np.ascontiguousarray(query[:, c]), cm, n_ref, ne, eps,
-                          floor, p[c], q[c])
+        sets = [composite_segments(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
+                                   step=COMPOSITE_STEP, width=COMPOSITE_WIDTH, matches=COMPOSITE_MATCHES)
+                for c in range(2)]
+        composite_phase_probs(panel, cm, query, vis, flips, which, union_segments(sets), n_ref=n_ref,
+                              ne=ne, eps=eps, floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q,
+                              both=both, held_both=held_both)
+    cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
     hds = np.clip(p.T, 0.0, 1.0)
     held = genotype_probs(q.T, held_cov)
     return genotype_probs(hds, cov).astype(np.float32), held.astype(np.float32), hds.astype(np.float32)

@@ -325,22 +325,30 @@ def advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L):  # pragma:
 
 
 @njit(cache=True, nogil=True)
-def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
-    """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel),
-    written row by row: a gather from each contiguous panel row (column by column, the
-    writes strided by K cost 8x the whole composite step)."""
+def fill_composite_rows(panel, rows, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
+    """out[i, k] = the allele of slot k's haplotype at site rows[i] (rows increasing): the
+    K-column composite panel at those sites alone (:func:`fill_composite`)."""
     L = panel.shape[0]
     K = out.shape[1]
     cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
     event = 0  # the first site where some slot may change haplotype
-    for s in range(L):
+    for i in range(rows.size):
+        s = rows[i]
         if s >= event:
             event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
         row = panel[s]
-        o = out[s]
+        o = out[i]
         for k in range(K):
             if cur[k] >= 0:
                 o[k] = row[hap[k]]
+
+
+@njit(cache=True, nogil=True)
+def fill_composite(panel, seg_start, seg_hap, n_seg, out):  # pragma: no cover - compiled
+    """out[s, k] = the allele of slot k's haplotype at site s (the K-column composite panel),
+    written row by row: a gather from each contiguous panel row (column by column, the
+    writes strided by K cost 8x the whole composite step)."""
+    fill_composite_rows(panel, np.arange(panel.shape[0]), seg_start, seg_hap, n_seg, out)
 
 
 def composite_segments(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndarray, states: int, genotype: bool,

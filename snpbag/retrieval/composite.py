@@ -1,0 +1,127 @@
+"""Composite states at the visible sites only, and the hidden sites read through them.
+
+A target haplotype's K composite states (:func:`~snpbag.retrieval.states.composite_segments`)
+are K slots, each copying one panel haplotype after another. Their segments start at
+visible sites only (a replacement's switch is placed at a visible site, the first segment
+at site 0), so between two visible sites every slot copies one haplotype. The haploid HMM
+(:mod:`snpbag.retrieval.haploid`) steps over the visible sites alone, so it needs the slots'
+alleles there alone (:func:`composite_at`, an (m, K) matrix: a sparse array's m is a few
+percent of the panel's sites, where laying the slots out over every panel site cost as much
+as the HMM). A hidden site's ALT probability sums the kept states' interpolated posteriors
+over the slots whose haplotype carries ALT there (as
+:func:`~snpbag.retrieval.haploid.interpolate_hidden` does over a dense layout);
+:func:`interpolate_segments` adds each kept slot's posterior onto its haplotype once per
+interval between visible sites and walks the hidden site's minor-allele carriers among the
+panel's haplotypes (:class:`~snpbag.retrieval.haploid.Carriers`'s fields), as
+:func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own haplotypes.
+Two slots that copy one haplotype both count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from snpbag.retrieval.copying import right_weight
+from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
+
+
+def composite_at(panel: np.ndarray, vis: np.ndarray, segments: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """(m, K) int8: the composite states' alleles at the visible sites ``vis`` (m,) of
+    ``panel`` (L, H), ``segments`` = (seg_start, seg_hap, n_seg) of
+    :func:`~snpbag.retrieval.states.composite_segments`."""
+    seg_start, seg_hap, n_seg = segments
+    out = np.zeros((vis.size, seg_start.shape[0]), dtype=np.int8)
+    fill_composite_rows(panel, vis, seg_start, seg_hap, n_seg, out)
+    return out
+
+
+def union_segments(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The slots of several composite state sets side by side, as one set (seg_start,
+    seg_hap, n_seg) with their Σ K slots."""
+    width = max(a.shape[1] for a, _, _ in sets)
+    pad = [np.pad(x, ((0, 0), (0, width - x.shape[1]))) for a, h, _ in sets for x in (a, h)]
+    return np.concatenate(pad[0::2]), np.concatenate(pad[1::2]), np.concatenate([n for _, _, n in sets])
+
+
+@njit(cache=True, nogil=True)
+def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor, indptr, indices, alt_minor,
+                         out):  # pragma: no cover - compiled
+    """out[g, s] = P(ALT) at every hidden site s of G haplotypes whose K states are the
+    composite slots (seg_start, seg_hap, n_seg) over a panel of ``n_cols`` haplotypes, from
+    their state posteriors ``post`` (G, m, K) at the visible sites vis: the sum of
+    :func:`~snpbag.retrieval.haploid.interpolate_hidden` over a dense layout of the slots
+    (up to rounding), the same states kept (posterior >= floor / K at a flanking visible
+    site). Visible sites are left as they are.
+
+    Per interval between two visible sites each kept slot's posterior at either flank is
+    added onto its haplotype's row of an (n_cols, G) table (and its mass onto the kept
+    total), then a hidden site sums its minor-allele carriers' rows (indptr, indices,
+    alt_minor: the panel's :class:`~snpbag.retrieval.haploid.Carriers`), or the kept total
+    less it where the minor allele is REF; the rows written are cleared for the next
+    interval. Segments must start at visible sites or at 0 (module doc)."""
+    G, m, K = post.shape
+    L = alt_minor.size
+    acc_l = np.zeros((n_cols, G), dtype=np.float32)
+    acc_r = np.zeros((n_cols, G), dtype=np.float32)
+    tot_l = np.zeros(G)
+    tot_r = np.zeros(G)
+    ml = np.empty(G)
+    mr = np.empty(G)
+    cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
+    event = 0  # the next site where some slot changes haplotype
+    thr = floor / K
+    t_left = -1  # the last visible site at or before s
+    built = -2  # the interval whose slots are in acc_l, acc_r
+    for s in range(L):
+        while t_left + 1 < m and vis[t_left + 1] <= s:
+            t_left += 1
+        if t_left >= 0 and vis[t_left] == s:
+            continue  # visible
+        t_right = t_left + 1 if t_left + 1 < m else -1
+        if built != t_left:
+            for k in range(K):  # the previous interval's rows
+                if cur[k] >= 0:
+                    acc_l[hap[k]] = 0.0
+                    acc_r[hap[k]] = 0.0
+            if s >= event:
+                event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
+            tl, tr = max(t_left, 0), max(t_right, 0)  # −1 reads row 0, masked out
+            keep_l, keep_r = t_left >= 0, t_right >= 0
+            for g in range(G):
+                sl = 0.0
+                sr = 0.0
+                for k in range(K):  # branch-free: the kept states' posteriors, 0 for the others
+                    a = post[g, tl, k]
+                    b = post[g, tr, k]
+                    hit = ((keep_l & (a >= thr)) | (keep_r & (b >= thr))) & (cur[k] >= 0)  # a slot with no segment yet: none
+                    a = a if hit & keep_l else np.float32(0.0)
+                    b = b if hit & keep_r else np.float32(0.0)
+                    h = hap[k]
+                    acc_l[h, g] += a
+                    acc_r[h, g] += b
+                    sl += a
+                    sr += b
+                tot_l[g] = sl
+                tot_r[g] = sr
+            built = t_left
+        ml[:] = 0.0
+        mr[:] = 0.0
+        for i in range(indptr[s], indptr[s + 1]):
+            rl = acc_l[indices[i]]
+            rr = acc_r[indices[i]]
+            for g in range(G):
+                ml[g] += rl[g]
+                mr[g] += rr[g]
+        if not alt_minor[s]:
+            for g in range(G):
+                ml[g] = tot_l[g] - ml[g]
+                mr[g] = tot_r[g] - mr[g]
+        wr = right_weight(cm, vis, t_left, s)
+        for g in range(G):
+            p = 0.0
+            if wr < 1.0:
+                p += (1.0 - wr) * ml[g]
+            if wr > 0.0:
+                p += wr * mr[g]
+            out[g, s] = p
