@@ -238,3 +238,19 @@ def test_ref_options_give_the_haploid_settings_to_phased_alone(monkeypatch):
     h = np.zeros((2, 3, 2), np.int8)
     panel = HaplotypePanel(h, np.arange(3) * 0.01, **ref_options("phased"))
     assert (panel.ne, panel.eps) == (2e5, 1e-4)
+
+
+def test_phased_takes_the_panel_haplotypes_as_states_up_to_phased_panel_states(cohort, monkeypatch):
+    """``phased`` imputes over the panel's own haplotypes (with phase draws) whenever the panel
+    has at most PHASED_PANEL_STATES of them, whatever its composite-state count; beyond, that
+    count of composite states; the pair HMM's selections keep their K."""
+    from snpbag.inference import refpanel
+
+    ref = cohort / "sim" / "reference.vcf.gz"
+    with refpanel.panel_store(ref) as store:
+        n = 2 * store.n_samples
+        few = refpanel.ref_options("phased") | {"states": 8}
+        assert refpanel.ChromosomePanels(store, ref, options=few).for_tile(0)[0].states == n > 8
+        assert refpanel.ChromosomePanels(store, ref, options=refpanel.ref_options("conflicts")).options["states"] == 128
+        monkeypatch.setattr(refpanel, "PHASED_PANEL_STATES", n - 1)
+        assert refpanel.ChromosomePanels(store, ref, options=few).for_tile(0)[0].states == 8

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 #: ``phased`` takes every panel haplotype up to Beagle's 1,600 states (docs/benchmarks.md).
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
+#: ``phased`` imputes over the panel's own haplotypes, averaged over phase draws, up to this
+#: many (beyond: ``SELECTION_STATES["phased"]`` composite states, decoded phase alone): on a
+#: 3,200-haplotype panel they beat 1,600 composite states in every MAF bin, with INFO/R2
+#: calibrated where the composites' was over-confident, at 1.0-1.3x their CPU
+#: (docs/benchmarks.md, "INFO/R2 against a calibrated model").
+PHASED_PANEL_STATES = 3200
+
 #: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults
 #: (the pair HMM's selections keep those): with the phase draws, a larger Ne and a smaller ε
 #: than the pair model's raise r², and a larger Ne than this leaves INFO/R2 under-confident
@@ -97,9 +104,11 @@ class ChromosomePanels:
     def __init__(self, store, ref: str | Path, *, genetic_map: str | Path | None = None,
                  options: dict | None = None):
         self.store, self.ref, self.vocab = store, str(ref), store.vocab
-        self.options = dict(REF_OPTIONS if options is None else options)
-        self.gmap = None if genetic_map is None else read_genetic_map(genetic_map)
         self.rows = np.arange(store.n_samples, dtype=np.int64)
+        self.options = dict(REF_OPTIONS if options is None else options)
+        if self.options.get("selection") == "phased" and self.n_haplotypes <= PHASED_PANEL_STATES:
+            self.options["states"] = max(int(self.options["states"]), self.n_haplotypes)
+        self.gmap = None if genetic_map is None else read_genetic_map(genetic_map)
         self._chrom, self._panel, self._first = None, None, 0
 
     @property
