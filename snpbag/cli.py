@@ -26,6 +26,7 @@ from snpbag.inference import embed as _embed  # noqa: E402
 from snpbag.inference import impute as _impute  # noqa: E402
 from snpbag.inference import phase as _phase  # noqa: E402
 from snpbag.inference import relate as _relate  # noqa: E402
+from snpbag.inference import relatepairs as _relatepairs  # noqa: E402
 from snpbag.inference import seq2king as _s2k_inference  # noqa: E402
 from snpbag.kinship.seq2king import config as _s2k_config  # noqa: E402
 from snpbag.kinship.seq2king import train as _s2k_train  # noqa: E402
@@ -390,7 +391,14 @@ def classify_predict(model, embeddings, output, plots):
               help="`snpbag embed` output of the input's genomes (models trained with --inputs embeddings or both).")
 @click.option("--out", default=None, type=path_in, help="Output prefix: PREFIX.rel (per pair) and PREFIX.rel.log.")
 @click.option("--pairs", default=None, type=path_in, help="Pairs to call (two ids per line, or a .kin0); default all.")
-@click.option("--min-kinship", default=None, type=float, help="Prefilter: only pairs with KING-robust kinship >= X.")
+@click.option("--min-kinship", default=None, type=float,
+              help="KING prefilter: only pairs with KING-robust kinship >= X (with --prefilter segments: the KING "
+                   "part of the union, default 0.0442).")
+@click.option("--prefilter", default="auto", show_default=True, type=click.Choice(_relatepairs.PREFILTERS),
+              help="Pairs to score without --pairs: segments (a shared haplotype seed, or KING's degree 1-3), king "
+                   "(--min-kinship), none (all); auto: king with --min-kinship, segments on phased input, else none.")
+@click.option("--seed-cm", default=_relatepairs.SEED_CM, show_default=True, type=float,
+              help="Segment prefilter: shortest shared haplotype seed (cM).")
 @click.option("--max-degree", default=None, type=int, help="Write only pairs called at this degree or closer.")
 @click.option("--threads", default=None, type=int)
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
@@ -402,8 +410,8 @@ def classify_predict(model, embeddings, output, plots):
 @click.option("--detector", "segments", default="auto", show_default=True, type=click.Choice(_relate.relateersa.CHOICES),
               help="Segment detector: haplotype IBD (phased input), IBS0-free runs, or hap when phased.")
 @click.pass_context
-def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, threads, device, genetic_map,
-           populations, segments):
+def relate(ctx, model, input, embeddings, out, pairs, min_kinship, prefilter, seed_cm, max_degree, threads, device,
+           genetic_map, populations, segments):
     """Relationship degrees 1..N of pairs of genomes: KING's thresholds to degree 3, ERSA on shared segments
     beyond (`relate train` fits the model)."""
     if ctx.invoked_subcommand is not None:
@@ -412,7 +420,8 @@ def relate(ctx, model, input, embeddings, out, pairs, min_kinship, max_degree, t
         raise click.UsageError("snpbag relate needs --model, --input and --out (or the subcommand `train`)")
     s = _relate.relate(model=model, input=input, out=out, pairs=pairs, min_kinship=min_kinship,
                        max_degree=max_degree, threads=threads, device=device, embeddings=embeddings,
-                       genetic_map=genetic_map, populations=populations, segments=segments)
+                       genetic_map=genetic_map, populations=populations, segments=segments, prefilter=prefilter,
+                       seed_cm=seed_cm)
     click.echo(s.line())
 
 

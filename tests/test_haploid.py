@@ -8,8 +8,8 @@ import pytest
 from test_haplotypes import _panel
 from snpbag.errors import InputError
 from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, copies_at_once,
-                                      genotype_probs, haploid_posteriors, haploid_probs, interpolate_carriers,
-                                      interpolate_hidden, phase_draws, sampled_phase_probs)
+                                      distinct_phasings, genotype_probs, haploid_posteriors, haploid_probs,
+                                      interpolate_carriers, interpolate_hidden, phase_draws, sampled_phase_probs)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -237,16 +237,22 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     np.testing.assert_allclose(genotype_probs(out.T)[1], [0.25, 0.5, 0.25], atol=1e-6)  # as if independent
 
 
+def _two_haplotypes(rng, L, H, n_visible, copied):
+    """A random (L, H) panel, n_visible sites, a target phased as the panel columns
+    ``copied`` there (−1 elsewhere), and genetic positions."""
+    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
+    vis = np.sort(rng.choice(L, n_visible, replace=False))
+    hap = np.full((L, 2), -1, np.int8)
+    hap[vis] = panel[vis][:, copied]
+    return panel, vis, hap, np.cumsum(rng.random(L) * 0.02)
+
+
 def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
     """Draws that repeat a phasing give, bit for bit, what computing every draw gives; and
     so does interpolating the copies one at a time, in chunks, or all together."""
     rng = np.random.default_rng(6)
     L, H = 50, 16
-    panel = rng.integers(0, 2, (L, H)).astype(np.int8)
-    vis = np.sort(rng.choice(L, 15, replace=False))
-    hap = np.full((L, 2), -1, np.int8)
-    hap[vis] = panel[vis][:, [2, 9]]
-    cm = np.cumsum(rng.random(L) * 0.02)
+    panel, vis, hap, cm = _two_haplotypes(rng, L, H, 15, [2, 9])
     distinct = rng.random((3, vis.size)) < 0.3
     distinct[0] = False
     which = np.array([0, 2, 0, 1, 2, 2])
@@ -259,6 +265,48 @@ def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
         want = want or (out, loo, both, held)
         for a, b in zip((out, loo, both, held), want):
             np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
+
+
+def test_phasings_that_start_from_the_decoded_forward_rows_match_each_phasing_alone():
+    """With several phasings each starts its forward pass from the decoded phase's rows
+    before its first swapped heterozygote; one phasing alone runs its forward from the
+    first site. Averaged over draws, the first equals the mean of the second (the
+    reference), leave-one-out and P(both ALT) included."""
+    rng = np.random.default_rng(12)
+    L, H = 80, 20
+    panel, vis, hap, cm = _two_haplotypes(rng, L, H, 30, [1, 7])
+    flips = np.zeros((4, vis.size), bool)
+    flips[1, 10:], flips[2, 3:20], flips[3, 25:] = True, True, True
+    which = np.array([0, 1, 2, 3, 1])
+    args = (1e4, 0.01, 1e-4)
+
+    def run(f, w):
+        out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
+        sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, *args, f, w, *allele_carriers(panel),
+                            out, loo, both, held, 3)
+        return out, loo, both, held
+
+    got = run(flips, which)
+    alone = [run(flips[u:u + 1], np.zeros(1, np.int64)) for u in range(4)]
+    for k in range(4):
+        want = np.mean([alone[u][k] for u in which], axis=0)
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-12)
+
+
+def test_distinct_phasings_are_np_unique_of_the_rows():
+    """The fast row deduplication gives np.unique's rows, order and inverse (the slow
+    reference), with repeats, a single draw and no sites."""
+    rng = np.random.default_rng(8)
+    for shape in ((12, 40), (12, 3), (1, 5), (4, 0)):
+        d = rng.random(shape) < 0.3
+        if shape[0] > 3:
+            d[3] = d[1]
+        d[0] = False
+        rows, which = distinct_phasings(d)
+        want_rows, want_which = np.unique(d, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(which, want_which.reshape(-1))
+        np.testing.assert_array_equal(rows[which], d)
 
 
 def test_copies_at_once_fit_the_budget():

@@ -154,6 +154,23 @@ def test_batch_and_threads_equal_one_at_a_time():
         np.testing.assert_array_equal(panel.votes(g, sites, exclude=exclude, threads=threads), want)
 
 
+def test_phased_batches_over_runs_and_scattered_sites_agree():
+    """A batch over a run of sites reads a view of the panel and keeps its allele carriers
+    for the next batch over the same run; scattered sites read a copy and take their own.
+    Both give what a panel of exactly those sites gives, batch after batch."""
+    rng = np.random.default_rng(21)
+    h, cm = _panel(rng, n=8, L=50)
+    g = h[rng.integers(0, 8, 3), :, 0] + h[rng.integers(0, 8, 3), :, 1]
+    g[:, rng.random(50) < 0.6] = 4
+    panel = HaplotypePanel(h, cm, states=1600, ne=3e3, eps=0.01, selection="phased")
+    for sites in (np.arange(10, 40), np.sort(rng.choice(50, 25, replace=False)), np.arange(10, 40), np.arange(5, 45)):
+        alone = HaplotypePanel(h[:, sites], cm[sites], states=1600, ne=3e3, eps=0.01, selection="phased")
+        want = alone.votes(g[:, sites], np.arange(sites.size), loo=True, hds=True)
+        got = panel.votes(g[:, sites], sites, loo=True, hds=True)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("block,margin", [(8, 4), (12, 8), (6, 9), (16, 16)])
 def test_strided_conflict_table_equals_the_full_one(block, margin, monkeypatch):
     """Block selection reads the running conflict counts every gcd(block, margin) visible

@@ -70,7 +70,7 @@ def test_pair_order_does_not_change_the_output(sims):
 def test_relate_table_columns_and_calls(sims, tmp_path):
     train, _, model = sims
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(train / "pedigree.vcf.gz"),
-                                  "--out", str(tmp_path / "all"), "--genetic-map", str(train)])
+                                  "--out", str(tmp_path / "all"), "--genetic-map", str(train), "--prefilter", "none"])
     assert r.exit_code == 0, r.output
     lines = (tmp_path / "all.rel").read_text().splitlines()
     log_lines = dict(x.split("\t") for x in (tmp_path / "all.rel.log").read_text().splitlines())
@@ -81,7 +81,8 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
     n = 3 * 36
     assert len(lines) == 1 + n * (n - 1) // 2
-    rows = [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+    rows = rows_all = [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+    order = {frozenset((x["#IID1"], x["IID2"])): k for k, x in enumerate(rows)}
     probs = np.array([[float(x[f"P_{d}"]) for d in [*range(1, 7), "UN"]] for x in rows])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
     conf = np.array([float(x["CONFIDENCE"]) for x in rows])
@@ -131,7 +132,32 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     rows = (tmp_path / "pre.rel").read_text().splitlines()[1:]
     assert got.pairs == len(want) > 0 and {frozenset(x.split("\t")[:2]) for x in rows} == want
     assert "KING kinship >= 0.06" in (tmp_path / "pre.rel.log").read_text()
+    # the segment prefilter (auto on this phased input): the all-pairs rows of the pairs sharing a seed (these
+    # founders share long stretches by chance: at 40 cM some pairs drop) or in KING's degree 1-3 range
+    got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "seg",
+                     seed_cm=40.0)
+    seg = {frozenset(x.split("\t")[:2]): x for x in (tmp_path / "seg.rel").read_text().splitlines()[1:]}
+    every = {frozenset((x["#IID1"], x["IID2"])): x for x in rows_all}
+    assert 0 < got.pairs == len(seg) < len(every) and all(line == lines[1:][order[p]] for p, line in seg.items())
+    close = {p for p, x in every.items() if float(x["KINSHIP"]) >= 0.0442}
+    assert close and close <= set(seg)
+    assert (tmp_path / "seg.rel.log").read_text().count("segments: a haplotype seed >= 40 cM") == 1
     assert not list(tmp_path.glob(".relate-*"))  # the prefilter's table is not left behind
+
+
+def test_prefilter_combinations_are_refused_with_one_line(sims, tmp_path):
+    train, _, model = sims
+    vcf, pairs = train / "pedigree.vcf.gz", tmp_path / "p.txt"
+    pairs.write_text("F0001_P F0001_M\n")
+    for kw, match in ((dict(prefilter="king"), "--prefilter king: give the cut with --min-kinship"),
+                      (dict(prefilter="none", min_kinship=0.1), "--prefilter none scores every pair"),
+                      (dict(prefilter="segments", pairs=pairs), "--pairs and --prefilter segments both choose"),
+                      (dict(prefilter="ersa"), "--prefilter 'ersa': choose one of auto, segments, king, none"),
+                      (dict(seed_cm=0.0), "--seed-cm 0.0: give a seed length above 0 cM"),
+                      (dict(prefilter="segments", segments="ibs0"), "--prefilter segments finds shared haplotype")):
+        with pytest.raises(InputError, match=match):
+            rel.relate(model=model, genetic_map=train, input=vcf, out=tmp_path / "o", **kw)
+    assert not list(tmp_path.glob("o.rel*"))
 
 
 def test_bad_inputs_fail_with_one_line(sims, tmp_path):

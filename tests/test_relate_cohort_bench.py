@@ -67,3 +67,17 @@ def test_truth_pair_missing_from_the_table_is_refused(bench, tmp_path):
     keys, _ = bench.read_kin0(_kin0(tmp_path / "k.kin0", [("F1_M", "F1_P", 0.0)]), IDS)
     with pytest.raises(SystemExit, match="truth pairs missing from the kinship table"):
         bench.cohort_truth(sim, IDS, keys)
+
+
+def test_runs_and_the_calls_a_prefilter_drops(bench):
+    assert bench._run_args("segments:3") == ("segments 3 cM", ["--prefilter", "segments", "--seed-cm", "3"])
+    assert bench._run_args("king:0.0442")[1] == ["--min-kinship", "0.0442"]
+    with pytest.raises(SystemExit, match="use segments:S, king:X or none"):
+        bench._run_args("ersa")
+    truth = np.array([1, 5, 5, UNRELATED, UNRELATED])
+    called = np.array([1, 6, UNRELATED, 7, UNRELATED])  # all pairs: a degree-5 pair missed, an unrelated one called 7
+    kept = {"a": np.array([True, False, True, False, True]), "b": np.ones(5, bool)}
+    rows = {r["degree"]: r for r in bench.calls_lost(called, truth, kept)}
+    assert rows["1"] == {"degree": "1", "called_related": 1, "dropped_a": 0, "dropped_b": 0}
+    assert rows["5"] == {"degree": "5", "called_related": 1, "dropped_a": 1, "dropped_b": 0}
+    assert rows["UN"] == {"degree": "UN", "called_related": 1, "dropped_a": 1, "dropped_b": 0}

@@ -57,15 +57,8 @@ def prefilter_recall(truth: np.ndarray, kinship: np.ndarray, thresholds) -> list
     For a related degree the share kept is the prefilter's recall (1 − share missed); for
     unrelated pairs it is the share of the quadratic work the prefilter does not save.
     """
-    truth, kinship = np.asarray(truth), np.asarray(kinship, dtype=np.float64)
-    rows = []
-    for d in sorted(set(truth.tolist()), key=lambda x: (x == UNRELATED, x)):
-        k = kinship[truth == d]
-        row: dict[str, float] = {"degree": "UN" if d == UNRELATED else str(d), "pairs": int(k.size)}
-        for x in thresholds:
-            row[f"kept_{x:g}"] = float(np.mean(k >= x))
-        rows.append(row)
-    return rows
+    kinship = np.asarray(kinship, dtype=np.float64)
+    return kept_share(truth, {f"{x:g}": kinship >= x for x in thresholds})
 
 
 def prefilter_misses(truth: np.ndarray, kinship: np.ndarray, realised: np.ndarray, threshold: float
@@ -99,6 +92,19 @@ def prefilter_misses(truth: np.ndarray, kinship: np.ndarray, realised: np.ndarra
         rows.append({"degree": str(d), "pairs": int(m.sum()), "missed": int(missed.sum()),
                      "missed_share": float(missed.mean()), "shares_less": int(less.sum()),
                      "king_below": int((missed & ~less).sum())})
+    return rows
+
+
+def kept_share(truth: np.ndarray, kept: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """Share of each true degree's pairs (then ``UN``) that each prefilter keeps: ``kept`` maps a name to a
+    boolean mask over the pairs; row ``{"degree", "pairs", "kept_NAME": share, ...}`` (recall for related
+    degrees; for unrelated pairs the share of the quadratic work not saved)."""
+    truth = np.asarray(truth)
+    rows = []
+    for d in sorted(set(truth.tolist()), key=lambda x: (x == UNRELATED, x)):
+        m = truth == d
+        rows.append({"degree": "UN" if d == UNRELATED else str(d), "pairs": int(m.sum()),
+                     **{f"kept_{name}": float(mask[m].mean()) for name, mask in kept.items()}})
     return rows
 
 

@@ -16,7 +16,8 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -226,6 +227,22 @@ def fit_input_temperature(predict, targets, jobs, *, n_samples: int = 32) -> flo
     return fit_temperature(np.concatenate(gps, axis=1), np.concatenate(calls, axis=1))
 
 
+def computed_ahead(compute: Callable, jobs: list) -> Iterator[tuple[object, object]]:
+    """(job, compute(job)) for each job in order, the next job computed in a helper thread
+    while the caller consumes this one: the caller's writing (GIL-bound numpy and gzip)
+    overlaps the next batch's kernels (which release the GIL) instead of leaving the cores
+    idle between batches. At most two results are held at once."""
+    if not jobs:
+        return
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(compute, jobs[0])
+        for i, job in enumerate(jobs):
+            result = pending.result()
+            if i + 1 < len(jobs):
+                pending = ahead.submit(compute, jobs[i + 1])
+            yield job, result
+
+
 def impute(
     *,
     model: str | Path | None = None,
@@ -334,10 +351,11 @@ def impute(
         with progress_bar(total=n * len(sites), description="imputing", unit="genotypes", enabled=progress) as advance:
             for chrom, jobs in chromosome_jobs(engine.vocab, targets):  # one chromosome's panel in memory
                 log.info("imputing chromosome %s", chrom)
-                for b in batches:
-                    for tile, rows in jobs:
-                        add(*engine.probabilities(targets, tile, rows, b, loo=True), rows, b)
-                        advance(len(b) * (rows.stop - rows.start))
+                work = [(tile, rows, b) for b in batches for tile, rows in jobs]
+                for (tile, rows, b), result in computed_ahead(
+                        lambda job: engine.probabilities(targets, job[0], job[1], job[2], loo=True), work):
+                    add(*result, rows, b)
+                    advance(len(b) * (rows.stop - rows.start))
         written = [w.close() for _, w in writers]
     targets.report.write_tsv(excluded, overwrite=True)
     seconds = time.perf_counter() - t0

@@ -13,8 +13,8 @@ the calibration temperature on the other fifth and writes the relate directory::
     relate.safetensors   weights, input standardisation, temperature
     relate.json          format, config, classes, patch size, training summary
 
-``relate`` runs it on the pairs of a VCF or store (all pairs, or those of ``--pairs``, e.g. a
-``snpbag king --min-kinship`` .kin0 as a prefilter) and writes one row per pair: KING's
+``relate`` runs it on the pairs of a VCF or store (those of ``--pairs``, or the candidates of a
+prefilter, :mod:`snpbag.inference.relatepairs`) and writes one row per pair: KING's
 counts and kinship, the most probable degree, the calibrated probability of each degree
 and of unrelated, the three most probable degrees, parent–offspring vs full siblings at
 degree 1, the degree-2 type (half siblings, grandparent–grandchild, avuncular), the expected kinship
@@ -36,10 +36,10 @@ from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
 from snpbag.inference import embedout, relateersa
+from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pairs, resolve
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship.estimators import kinship
-from snpbag.kinship.king import king as king_table
 from snpbag.kinship.source import GenotypeSource, ScanStats
 
 log = logging.getLogger(__name__)
@@ -395,38 +395,6 @@ def describe(directory: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_pairs(path: str | Path, ids: list[str]) -> np.ndarray:
-    """Sample-index pairs of a pairs file: whitespace-separated, the first two columns (IID1 IID2 of a .kin0
-    too); a header line starting with ``#`` or naming IID1 is skipped."""
-    index = {s: k for k, s in enumerate(ids)}
-    out, seen = [], set()
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        f = line.split()
-        if not f or f[0].startswith("#") or f[0] in ("IID1", "id1"):
-            continue
-        if len(f) < 2:
-            raise InputError(f"--pairs {path} line {n}: need two sample ids")
-        a, b = f[0], f[1]
-        for s in (a, b):
-            if s not in index:
-                raise InputError(f"--pairs {path} line {n}: sample {s!r} is not in the input")
-        if a == b:
-            raise InputError(f"--pairs {path} line {n}: a sample paired with itself ({a})")
-        key = (min(a, b), max(a, b))
-        if key in seen:
-            raise InputError(f"--pairs {path} line {n}: pair {a} {b} listed twice")
-        seen.add(key)
-        out.append((index[a], index[b]))
-    return np.array(out, dtype=np.int64).reshape(-1, 2)
-
-
-def all_pairs(n: int) -> np.ndarray:
-    """(i, j) with j < i, in plink2's .kin0 order."""
-    i, j = np.tril_indices(n, -1)
-    order = np.lexsort((j, i))
-    return np.stack([i[order], j[order]], axis=1)
-
-
 def columns(max_degree: int, *, segments: bool = False) -> list[str]:
     """The header of ``snpbag relate``'s table (with ``segments``: the shared segments' count and total cM)."""
     from snpbag.model.relate import SUBTYPES
@@ -459,7 +427,8 @@ class RelateSummary:
 def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str | Path | None = None,
            min_kinship: float | None = None, max_degree: int | None = None, threads: int | None = None,
            device: str = "cpu", embeddings: str | Path | None = None, genetic_map: str | Path | None = None,
-           populations: str | Path | None = None, segments: str = "auto") -> RelateSummary:
+           populations: str | Path | None = None, segments: str = "auto", prefilter: str = "auto",
+           seed_cm: float = SEED_CM) -> RelateSummary:
     """Degree calls for the pairs of ``input`` → ``PREFIX.rel`` and ``PREFIX.rel.log``.
 
     A model trained with segments (the default) calls degrees with KING's thresholds up to 3 and
@@ -476,10 +445,13 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     out : output prefix: ``PREFIX.rel`` (tab-separated, columns :func:`columns`) and
         ``PREFIX.rel.log`` (pairs considered and called per degree); both appear atomically.
     pairs : a file of pairs (two sample ids per line, or a .kin0); default all pairs.
-    min_kinship : prefilter: only the pairs whose exact KING-robust kinship (``snpbag king``,
-        as plink2) is at least this. Pairs below it are never scored, so a relative whose
-        KING kinship falls under the cut is missed (distant degrees: KING's 4th-degree
-        expectation is 2^-5 ≈ 0.031).
+    min_kinship : the KING prefilter's cut: only the pairs whose exact KING-robust kinship (``snpbag king``,
+        as plink2) is at least this (alone, it chooses ``prefilter="king"``); with ``prefilter="segments"``
+        the KING part of the union (default KING's degree-3 cut 0.0442).
+    prefilter : ``auto``, ``segments``, ``king`` or ``none``: which pairs are scored without ``pairs``, and
+        what each can miss (:mod:`snpbag.inference.relatepairs`). ``auto``: ``king`` with ``min_kinship``,
+        ``segments`` for a model with segments on phased input, else ``none`` (every pair).
+    seed_cm : the segment prefilter's shortest haplotype seed (cM).
     max_degree : write only pairs called at this degree or closer (default: every pair).
     device : ``cpu`` or ``cuda`` for the classifier (the counts are computed on the CPU).
     genetic_map : PLINK .map / HapMap file, or a ``snpbag simulate --pedigree`` directory (its map);
@@ -493,7 +465,9 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
 
     Raises
     ------
-    InputError : unknown or repeated pairs, --pairs with --min-kinship, too few variants for
+    InputError : unknown or repeated pairs, two ways of choosing pairs at once (--pairs with --min-kinship or a
+        --prefilter; --prefilter king without --min-kinship, none with it), ``segments`` for a model without
+        segments or on unphased input, too few variants for
         the model, an existing output, cuda without a GPU, embeddings missing, of another model
         or site set, or given to a model that reads genotypes; for a model with segments: no
         --genetic-map, a store or embeddings as --input, ``hap`` on unphased input, a population
@@ -508,8 +482,6 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     for f in (table, log_file):
         if f.exists():
             raise InputError(f"{f}: output already exists; remove it or choose another --out")
-    if pairs is not None and min_kinship is not None:
-        raise InputError("--pairs and --min-kinship both choose the pairs; give one")
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device {device!r}: choose cpu or cuda")
     if device == "cuda":
@@ -520,19 +492,33 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     patch_sites, top = int(meta["patch_sites"]), net.cfg.max_degree
     if max_degree is not None and not 1 <= max_degree <= top:
         raise InputError(f"--max-degree {max_degree}: the model calls degrees 1..{top}")
-    genotypes, emb = _open_inputs(input, embeddings, inputs, meta, min_kinship)
     record = meta.get("segments")
+    choice = dict(pairs=pairs, min_kinship=min_kinship, seed_cm=seed_cm, segments_model=record is not None)
+    resolve(prefilter, **choice, phased=True)  # a bad combination fails before any reading
+    genotypes, emb = _open_inputs(input, embeddings, inputs, meta, min_kinship)
     gmap = relateersa.checked_map(record, genotypes, genetic_map, populations, segments)
+    genome = detector = None
+    if record is not None:
+        genome, detector = relateersa.read_genome_for(genotypes, gmap, segments)
+    how = resolve(prefilter, **choice, phased=detector == "hap")
+    chosen: list = []
+
+    def choose(ids: list[str]) -> np.ndarray:
+        if how == "pairs":
+            return read_pairs(pairs, ids)
+        if how == "none":
+            return all_pairs(len(ids))
+        chosen.append(candidates(how, genotypes, ids, Path(tmpdir), min_kinship=min_kinship, seed_cm=seed_cm,
+                                 genome=genome, threads=threads))
+        return chosen[-1].pairs
+
     with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
-        if min_kinship is not None:  # the prefilter: exact KING-robust kinship of every pair
-            king_table(genotypes, out=Path(tmpdir) / "candidates", min_kinship=min_kinship, threads=threads)
-            pairs = Path(tmpdir) / "candidates.kin0"
-        choose = (lambda ids: read_pairs(pairs, ids)) if pairs is not None else (lambda ids: all_pairs(len(ids)))
         if genotypes is not None:
             ids, idx, counts, variants = input_counts(genotypes, choose, patch_sites=patch_sites, threads=threads)
         else:
             ids, counts, variants = emb.samples, None, 0
             idx = np.asarray(choose(ids), dtype=np.int64).reshape(-1, 2)
+    described = chosen[0].description if chosen else {"pairs": f"--pairs {pairs}", "none": "none"}[how]
     trained = int(meta["training"]["variants"])
     if genotypes is not None and variants < MIN_VARIANT_SHARE * trained:
         raise InputError(f"{input}: {variants:,} autosomal SNPs, under {MIN_VARIANT_SHARE:.0%} of the {trained:,} "
@@ -544,7 +530,6 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     p, p_sub = predict_proba(net, data, patch_sites, device=device)
     calls = None
     if record is not None:
-        genome, detector = relateersa.read_genome_for(genotypes, gmap, segments)
         if genome.ids != ids:
             raise InputError(f"{input}: the samples read for shared segments differ from the genotypes'")
         groups = relateersa.groups_of(relateersa.read_populations(populations, ids), ids, idx) \
@@ -568,7 +553,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
     per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
     with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
-        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, min_kinship, calls))
+        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, described, calls,
+                                     chosen[0].seconds if chosen else None))
         fh.write("\t".join(columns(top, segments=calls is not None)) + "\n")
         for r in np.flatnonzero(keep):
             i, j = idx[r]
@@ -611,9 +597,11 @@ def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tup
     return (None if embedded is not None else Path(input)), emb
 
 
-def _log_text(input, considered: int, written: int, per_degree: dict[str, int], min_kinship, calls) -> str:
-    lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}",
-             f"prefilter\t{'KING kinship >= ' + format(min_kinship, 'g') if min_kinship is not None else 'none'}"]
+def _log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls,
+              prefilter_seconds: float | None) -> str:
+    lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}", f"prefilter\t{prefilter}"]
+    if prefilter_seconds is not None:
+        lines.append(f"prefilter_seconds\t{prefilter_seconds:.1f}")
     if calls is not None:
         lines += [f"segments\t{calls.detector}", f"background\t{calls.background}"]
     lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]

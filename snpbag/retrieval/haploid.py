@@ -114,11 +114,12 @@ def _alleles(panel, s, cols, whole, x):  # pragma: no cover - compiled
     return x
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
-    """post[t] = the state posteriors of the haploid copying HMM (module doc) at visible
-    site vis[t]; out[t] = P(ALT) there, loo[t] the same with its own emission left out (a
-    (0,) loo skips that). Arguments as :func:`haploid_probs`; vis : (m,) its visible sites."""
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, start):  # pragma: no cover - compiled
+    """post[t] = the normalised forward probabilities of :func:`haploid_posteriors`' HMM at
+    visible site vis[t] for t >= start, from the rows before it (which depend only on the
+    haplotype's alleles at vis[:start]: a phasing that agrees with another up to there
+    starts from its rows, :func:`sampled_phase_probs`)."""
     K = cols.size
     m = vis.size
     miss = eps
@@ -126,7 +127,7 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
     x = np.empty(K, dtype=np.int8)  # the states' alleles at the current site (gathered)
     e = np.empty(K)  # their emissions there
     whole = K == panel.shape[1] and cols[0] == 0 and cols[K - 1] == K - 1  # the states are the panel's rows
-    for t in range(m):  # forward probabilities
+    for t in range(start, m):
         s = vis[t]
         a = hap[s]
         row = post[t]
@@ -149,6 +150,19 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
         inv = 1.0 / z
         for k in range(K):
             row[k] *= inv
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
+    """The backward pass of :func:`haploid_posteriors` over the forward rows in ``post``,
+    which it turns into the posteriors (out, loo as there)."""
+    K = cols.size
+    m = vis.size
+    miss = eps
+    gain = 1.0 - 2.0 * eps
+    x = np.empty(K, dtype=np.int8)
+    e = np.empty(K)  # the emissions at the site after the current one
+    whole = K == panel.shape[1] and cols[0] == 0 and cols[K - 1] == K - 1
     beta = np.ones(K)
     want_loo = loo.shape[0] == m
     for t in range(m - 1, -1, -1):
@@ -184,6 +198,17 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
         out[t] = p * inv
         if want_loo:
             loo[t] = pl / zl
+
+
+@njit(cache=True, nogil=True)
+def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
+    """post[t] = the state posteriors of the haploid copying HMM (module doc) at visible
+    site vis[t]; out[t] = P(ALT) there, loo[t] the same with its own emission left out (a
+    (0,) loo skips that). Arguments as :func:`haploid_probs`; vis : (m,) its visible sites.
+    Both passes compile with ``error_model="numpy"``: no zero-division check per state (an
+    emission is at least ε > 0), which kept the leave-one-out loop from vectorising."""
+    forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0)
+    backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -258,30 +283,43 @@ def allele_carriers(panel: np.ndarray) -> Carriers:
     return Carriers(*_carriers(panel))
 
 
-@njit(cache=True, nogil=True)
-def _kept_row(post, t, keep_l, keep_r, tl, tr, thr, row):  # pragma: no cover - compiled
-    """row[k] = post[t, k] for the states kept between visible sites tl and tr (posterior
-    >= thr at either, as :func:`_interval_states`; −1: no such site), else 0; row[K] = 0
-    (the state of a column that is none); all 0 for t = −1. One branch-free pass over the
-    K states (it vectorises), where a list of the kept states cost a branch per state and
-    a reset of K flags per interval."""
-    K = post.shape[1]
-    if t < 0:
-        row[:] = 0.0
-        return
-    for k in range(K):
-        hit = (keep_l & (post[tl, k] >= thr)) | (keep_r & (post[tr, k] >= thr))  # tl, tr = −1 read a row, masked
-        row[k] = post[t, k] if hit else np.float32(0.0)
-    row[K] = 0.0
+#: States per block of :func:`_kept_rows`: the G copies' values of BLOCK states fill
+#: BLOCK · G · 4 bytes of the state-major rows, which stay in L1 while they are written.
+BLOCK = 16
 
 
 @njit(cache=True, nogil=True)
-def _row_total(row):  # pragma: no cover - compiled
-    """Σ row in state order (a sequential sum: the same bits however it was compiled)."""
-    tot = 0.0
-    for k in range(row.size):
-        tot += row[k]
-    return tot
+def _kept_rows(post, tl, tr, thr, rows_l, rows_r, tot_l, tot_r):  # pragma: no cover - compiled
+    """rows_l[k, g] = post[g, tl, k] and rows_r[k, g] = post[g, tr, k] for the states kept
+    between visible sites tl and tr (posterior >= thr at either, as :func:`_interval_states`;
+    −1: no such site, its row all 0), else 0, and tot_l[g], tot_r[g] their sums over k; row
+    K (the state of a column that is none) is left 0.
+
+    The rows are state-major and G wide, so they are written a block of states at a time
+    for every copy (the block's lines stay in cache until they are full, where one copy's
+    whole row at a time touched a new line per state), and the G sums advance together:
+    each copy's is still a sequential sum in state order (the same bits however this was
+    compiled and whatever G), but the G chains of additions overlap, where one copy's whole
+    row summed alone waited on each addition."""
+    G, m, K = post.shape
+    keep_l, keep_r = tl >= 0, tr >= 0
+    zero = np.float32(0.0)
+    tot_l[:] = 0.0
+    tot_r[:] = 0.0
+    for k0 in range(0, K, BLOCK):
+        k1 = min(K, k0 + BLOCK)
+        for g in range(G):
+            left, right = post[g, tl], post[g, tr]  # tl, tr = −1 read a row, masked
+            sl, sr = tot_l[g], tot_r[g]
+            for k in range(k0, k1):
+                hit = (keep_l & (left[k] >= thr)) | (keep_r & (right[k] >= thr))
+                vl = left[k] if hit & keep_l else zero
+                vr = right[k] if hit & keep_r else zero
+                rows_l[k, g] = vl
+                rows_r[k, g] = vr
+                sl += vl
+                sr += vr
+            tot_l[g], tot_r[g] = sl, sr
 
 
 @njit(cache=True, nogil=True)
@@ -294,7 +332,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     haplotypes' state posteriors at the visible sites vis; out : (G, L).
 
     Per interval between two visible sites the kept states' posteriors of every haplotype
-    are laid out once, state-major with zeros for the others (:func:`_kept_row`), so a
+    are laid out once, state-major with zeros for the others (:func:`_kept_rows`), so a
     carrier costs one index load and one contiguous G-wide add per flank, whatever G, and
     no branch: the carrier lists, most of the time at a sparse array, are walked once for
     the G haplotypes instead of once each. Not fast-math: each haplotype's sums run in
@@ -309,12 +347,11 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     rows_r = np.zeros((K + 1, G), dtype=np.float32)
     ml = np.empty(G)
     mr = np.empty(G)
-    tot_l = np.zeros(G)
+    tot_l = np.zeros(G)  # the kept states' mass, for the sites whose minor allele is REF
     tot_r = np.zeros(G)
     thr = floor / K
     t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose kept states are in rows_l, rows_r
-    totalled = -2  # the interval whose kept mass is in tot_l, tot_r (summed where a site needs it)
+    built = -2  # the interval whose kept states are in rows_l, rows_r and their mass in tot_l, tot_r
     for s in range(L):
         while t_left + 1 < m and vis[t_left + 1] <= s:
             t_left += 1
@@ -322,9 +359,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
         if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
-            for g in range(G):
-                _kept_row(post[g], t_left, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_l[:, g])
-                _kept_row(post[g], t_right, t_left >= 0, t_right >= 0, t_left, t_right, thr, rows_r[:, g])
+            _kept_rows(post, t_left, t_right, thr, rows_l, rows_r, tot_l, tot_r)
             built = t_left
         ml[:] = 0.0
         mr[:] = 0.0
@@ -335,11 +370,6 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
                 ml[g] += rl[g]
                 mr[g] += rr[g]
         if not alt_minor[s]:
-            if totalled != t_left:  # the kept states' mass, for the sites whose minor allele is REF
-                for g in range(G):
-                    tot_l[g] = _row_total(rows_l[:, g])
-                    tot_r[g] = _row_total(rows_r[:, g])
-                totalled = t_left
             for g in range(G):
                 ml[g] = tot_l[g] - ml[g]
                 mr[g] = tot_r[g] - mr[g]
@@ -394,7 +424,9 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
     :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
     (phasing × haplotype) whose posteriors are held at once and interpolated together
-    (:func:`interpolate_carriers`; :func:`copies_at_once`)."""
+    (:func:`interpolate_carriers`; :func:`copies_at_once`). A phasing's forward rows before
+    its first swapped heterozygote are those of the decoded phase, computed once and copied
+    (:func:`forward_rows`)."""
     U, m = flips.shape
     S = which.size
     L = panel.shape[0]
@@ -410,15 +442,27 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     state_of = np.full(panel.shape[1], -1, dtype=np.int64)
     for k in range(cols.size):
         state_of[cols[k]] = k
+    for s in range(L):
+        q[s] = -1
+    # the decoded phase's forward rows (phasing 0: no swap), where other phasings start from
+    fwd = np.empty((2 if U > 1 else 0, m, cols.size), dtype=np.float32)
+    for c in range(fwd.shape[0]):
+        for t in range(m):
+            q[vis[t]] = hap[vis[t], c]
+        forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c], 0)
     for j0 in range(0, 2 * U, G):
         n = min(G, 2 * U - j0)
         for g in range(n):
             u, c = (j0 + g) // 2, (j0 + g) % 2
-            for s in range(L):
-                q[s] = -1
             for t in range(m):
                 q[vis[t]] = hap[vis[t], 1 - c if flips[u, t] else c]
-            haploid_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
+            start = 0  # the forward rows before the first swapped heterozygote are the decoded phase's
+            if fwd.shape[0]:
+                while start < m and not (flips[u, start] and hap[vis[start], 0] != hap[vis[start], 1]):
+                    start += 1
+                post[g, :start] = fwd[c, :start]
+            forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], start)
+            backward_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
         interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
@@ -487,6 +531,19 @@ def phase_draws(hap: np.ndarray, pp: np.ndarray, draws: int, seed: int = PHASE_S
     return np.where(last >= 0, orient[:, np.maximum(last, 0)], False)
 
 
+def distinct_phasings(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(draws, axis=0, return_inverse=True)`` of (S, m) bool phasings: the
+    distinct rows in lexicographic order (False before True) and the row of each draw.
+    np.unique sorts the rows as records of m fields, which took tens of ms per sequence
+    with the GIL held; a dozen rows hashed as bytes take microseconds."""
+    d = np.ascontiguousarray(draws, dtype=np.bool_)
+    keys = [row.tobytes() for row in d]
+    order = sorted(set(keys))  # bytes 0/1 compare as False < True, field by field
+    index = {k: i for i, k in enumerate(order)}
+    rows = np.array([np.frombuffer(k, dtype=np.bool_) for k in order]).reshape(len(order), d.shape[1])
+    return rows, np.array([index[k] for k in keys], dtype=np.int64)
+
+
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
                  draws: int | None = None, carriers: Carriers | None = None):
@@ -520,9 +577,9 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     if states >= n_ref:
         both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
         c = carriers or allele_carriers(panel)
-        flips, which = np.unique(phase_draws(query[vis], pp[vis], draws), axis=0, return_inverse=True)
+        flips, which = distinct_phasings(phase_draws(query[vis], pp[vis], draws))
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips,
-                            which.reshape(-1), *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
+                            which, *c, p, q, both, held_both, copies_at_once(vis.size, n_ref))
         cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]
     else:
         for c in range(2):

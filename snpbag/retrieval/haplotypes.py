@@ -104,6 +104,7 @@ class HaplotypePanel(PanelRows):
         self.selection = selection
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
         self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)
+        self._carriers = (None, None)  # (first and last site of a run, its allele_carriers), for votes
 
     @classmethod
     def from_store(cls, store, rows: np.ndarray, *, genetic_map: str | Path | None = None,
@@ -183,11 +184,19 @@ class HaplotypePanel(PanelRows):
             raise InputError(f"haplotype dosages need state selection 'phased'; this panel uses {self.selection!r}")
         g = np.asarray(dosage)
         sites = np.asarray(sites, dtype=np.int64)
-        panel, cm = self.by_site[sites], self.cm[sites]
+        run = sites.size > 0 and sites[-1] - sites[0] == sites.size - 1 and bool((np.diff(sites) == 1).all())
+        # a run of sites (a tile, a chromosome) is a view of the panel, not a copy per batch
+        panel = self.by_site[sites[0]:sites[-1] + 1] if run else self.by_site[sites]
+        cm = self.cm[sites]
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
-            carriers = allele_carriers(panel) if self.selection == "phased" else None  # once for the batch
+            carriers = None
+            if self.selection == "phased":  # once for the batch, and kept for the next batch of the same run
+                key = (int(sites[0]), int(sites[-1])) if run else None
+                if key is None or self._carriers[0] != key:
+                    self._carriers = (key, allele_carriers(panel))
+                carriers = self._carriers[1]
             if n_threads <= 1:
                 parts = [self._probs(panel, cm, row, e, loo, carriers) for row, e in zip(g, ex)]
             else:

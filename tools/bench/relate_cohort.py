@@ -1,21 +1,23 @@
-"""All pairs of a simulated cohort of ~3,000 genomes: ``snpbag king`` alone against ``snpbag relate --min-kinship X``.
+"""All pairs of a simulated cohort: ``snpbag king`` alone against ``snpbag relate`` with each prefilter.
 
 Steps: ``snpbag simulate --pedigree --max-degree D --array-fraction F`` twice at the same
 length — training families (``--seed``) and the cohort (``--families`` families, ``--seed + 1``:
 other founders; 47 members per family at D = 12, so 64 families are 3,008 genomes and every
 pair across families is unrelated) — and ``snpbag relate train`` on the training families at
-the chosen density. Then, each under ``/usr/bin/time -v`` with ``--threads``: ``snpbag king``
-on the cohort (every pair written to a .kin0) and ``snpbag relate --min-kinship X`` for each X
-of ``--cuts`` (KING on every pair, the classifier only on the pairs at or above X). Reported:
-wall, CPU (user + sys) and peak RSS of each, the pairs the prefilter passes to the classifier;
-from the all-pairs .kin0 and the simulator's truth, the prefilter's recall per true degree at
-each X of ``--recall-cuts`` and why each missed relative is missed
-(:func:`snpbag.eval.relate.prefilter_misses`: it shares less than X, or KING's estimate fell
-below X); and the degree calls of each cohort run (pairs under the cut count as called
-unrelated) against KING's thresholds on every pair.
+the chosen density; or an existing cohort simulation (``--sim``) and relate directory
+(``--model``), read only. Then, each under ``/usr/bin/time -v`` with ``--threads``: ``snpbag king``
+on the cohort (every pair written to a .kin0) and ``snpbag relate --genetic-map SIM --populations
+samples.tsv`` for each run of ``--runs`` (``segments:S`` = ``--prefilter segments --seed-cm S``,
+``king:X`` = ``--min-kinship X``, ``none`` = every pair). Reported: wall, CPU (user + sys) and peak
+RSS of each, the pairs each prefilter passes; in process, for each seed length of ``--seed-cms``,
+the share of each true degree the segment prefilter keeps (seed pairs of the PBWT pass plus KING's
+degree 1–3 range from the all-pairs .kin0) beside KING's cuts, and why a related pair is missed
+(it shares no IBD at all in the simulator's truth; the haplotype detector finds no segment of its
+threshold t on it; or it has such a segment but no seed of S cM); and the degree calls of each
+run (pairs a prefilter drops count as called unrelated) against KING's thresholds on every pair.
 
     PYTHONPATH=. .venv/bin/python tools/bench/relate_cohort.py --workdir /tmp/relcoh --families 64 \\
-        --length 2000000 --cuts 0.0442,0.0221 --threads 2
+        --length 2000000 --runs segments:2,king:0.0442 --threads 2
 """
 
 from __future__ import annotations
@@ -93,36 +95,16 @@ def _log_value(path: Path, key: str) -> str:
     return dict(line.split("\t", 1) for line in path.read_text().splitlines())[key]
 
 
-def main() -> None:
-    from snpbag.eval.relate import degree_accuracy, prefilter_misses, prefilter_recall
+def _simulated_inputs(a) -> tuple[Path, Path, dict]:
+    """(cohort simulation, relate directory, seconds) from ``--sim``/``--model`` or simulated and trained here."""
     from snpbag.inference import relate as rel
-    from snpbag.inference.relateersa import king_threshold_degrees
     from snpbag.simulate.cohort import simulate
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_relate_cohort"))
-    p.add_argument("--families", type=int, default=64, help="cohort families (47 genomes each at --max-degree 12)")
-    p.add_argument("--train-families", type=int, default=6)
-    p.add_argument("--length", type=int, default=2_000_000, help="bp per chromosome (22, full genetic lengths)")
-    p.add_argument("--max-degree", type=int, default=12)
-    p.add_argument("--array-fraction", type=float, default=0.2)
-    p.add_argument("--density", choices=("array", "sequence"), default="array")
-    p.add_argument("--patch-sites", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--cuts", default="0.0442,0.0221", help="--min-kinship values to run snpbag relate with")
-    p.add_argument("--recall-cuts", default="0.0884,0.0442,0.0221,0.011", help="cuts whose recall is tabled")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--reuse", action="store_true", help="keep simulations and the model already in --workdir")
-    _results.add_json_option(p)
-    a = p.parse_args()
-    cuts = [float(x) for x in a.cuts.split(",")]
-    recall_cuts = sorted({*cuts, *(float(x) for x in a.recall_cuts.split(","))}, reverse=True)
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[k] = str(a.threads)
+    seconds: dict[str, float] = {}
+    if a.sim is not None and a.model is not None:
+        return a.sim, a.model, seconds
     if not a.reuse:
         shutil.rmtree(a.workdir, ignore_errors=True)
-    seconds: dict[str, float] = {}
     sims = {}
     for name, n, seed in (("train", a.train_families, a.seed), ("cohort", a.families, a.seed + 1)):
         d = a.workdir / "sim" / name
@@ -133,62 +115,185 @@ def main() -> None:
                      array_fraction=a.array_fraction)
             seconds[f"simulate_{name}"] = time.perf_counter() - t0
         sims[name] = d
-    vcf_name = "pedigree_array.vcf.gz" if a.density == "array" else "pedigree.vcf.gz"
     model = a.workdir / "model"
     if not (model / rel.CONFIG_FILE).exists():
         shutil.rmtree(a.workdir / "train", ignore_errors=True)
         shutil.rmtree(model, ignore_errors=True)
         t0 = time.perf_counter()
-        summary = rel.train(pedigree=[_link_setting(sims["train"], vcf_name, a.workdir / "train")], out=model,
+        summary = rel.train(pedigree=[_link_setting(sims["train"], _vcf_name(a), a.workdir / "train")], out=model,
                             patch_sites=a.patch_sites, max_degree=a.max_degree,
                             fit=rel.Fit(epochs=a.epochs, seed=a.seed))
         seconds["train"] = time.perf_counter() - t0
         print(summary.line(), flush=True)
-    vcf = sims["cohort"] / vcf_name
+    return sims["cohort"], model, seconds
+
+
+def _vcf_name(a) -> str:
+    return "pedigree_array.vcf.gz" if a.density == "array" else "pedigree.vcf.gz"
+
+
+def _run_args(run: str) -> tuple[str, list[str]]:
+    """(label, snpbag relate options) of one ``--runs`` item."""
+    kind, _, value = run.partition(":")
+    if kind == "segments":
+        return f"segments {value} cM", ["--prefilter", "segments", "--seed-cm", value]
+    if kind == "king":
+        return f"king {value}", ["--min-kinship", value]
+    if kind == "none":
+        return "none", ["--prefilter", "none"]
+    raise SystemExit(f"--runs {run!r}: use segments:S, king:X or none")
+
+
+def seed_recall(vcf: Path, sim: Path, ids: list[str], keys: np.ndarray, kin: np.ndarray, truth: np.ndarray,
+                realised: np.ndarray, seed_cms: list[float], king_cuts: list[float]) -> dict[str, list[dict]]:
+    """The segment prefilter's recall per true degree at each seed length beside KING's cuts, and why the
+    related pairs it drops are dropped (module text)."""
+    from snpbag.eval.relate import UNRELATED, kept_share, prefilter_misses
+    from snpbag.inference.relateersa import DETECTORS
+    from snpbag.inference.relatepairs import KING_DEGREE3
+    from snpbag.kinship.hapibd import hap_ibd_segments
+    from snpbag.kinship.seeds import seed_pairs
+    from snpbag.kinship.segments import read_genome
+    from snpbag.simulate.pedigree import simulation_genetic_map
+
+    genome = read_genome(vcf, simulation_genetic_map(sim), haplotypes=True)
+    if genome.ids != ids:
+        raise SystemExit(f"{vcf}: samples differ from samples.tsv")
+    n = len(ids)
+    related = np.flatnonzero(truth != UNRELATED)
+    t = DETECTORS["hap"].threshold
+    segs = hap_ibd_segments(genome, np.stack([keys[related] // n, keys[related] % n], axis=1), min_cm=t)
+    has_segment = np.zeros(len(keys), bool)
+    has_segment[related] = segs.count() > 0
+    kept, seconds, work = {}, [], []
+    close = kin >= KING_DEGREE3
+    for s in seed_cms:
+        t0 = time.perf_counter()
+        p = seed_pairs(genome, min_cm=s)
+        seconds.append({"seed_cm": s, "pbwt_s": round(time.perf_counter() - t0, 2)})
+        seeded = np.isin(keys, pair_keys(p[:, 0], p[:, 1], n))
+        kept[f"seg{s:g}"] = seeded | close
+        work.append({"prefilter": f"segments {s:g} cM", "seed_pairs": int(seeded.sum()),
+                     "pairs_kept": int(kept[f"seg{s:g}"].sum()),
+                     "related_kept": int((kept[f"seg{s:g}"] & (truth != UNRELATED)).sum()),
+                     "unrelated_kept": int((kept[f"seg{s:g}"] & (truth == UNRELATED)).sum()),
+                     "share_of_all_pairs": float(kept[f"seg{s:g}"].mean())})
+    for x in king_cuts:
+        kept[f"king{x:g}"] = kin >= x
+        work.append({"prefilter": f"king {x:g}", "seed_pairs": None, "pairs_kept": int(kept[f"king{x:g}"].sum()),
+                     "related_kept": int((kept[f"king{x:g}"] & (truth != UNRELATED)).sum()),
+                     "unrelated_kept": int((kept[f"king{x:g}"] & (truth == UNRELATED)).sum()),
+                     "share_of_all_pairs": float(kept[f"king{x:g}"].mean())})
+    misses = []
+    for s in seed_cms:
+        k = kept[f"seg{s:g}"]
+        for d in sorted(set(truth[related].tolist())):
+            m = (truth == d) & ~k
+            misses.append({"seed_cm": s, "degree": str(d), "pairs": int((truth == d).sum()), "missed": int(m.sum()),
+                           "no_ibd": int((m & (realised == 0)).sum()),
+                           "no_segment": int((m & (realised > 0) & ~has_segment).sum()),
+                           "segment_no_seed": int((m & has_segment).sum())})
+    out = {"prefilter_recall": kept_share(truth, kept), "prefilter_work": work, "prefilter_misses": misses,
+           "pbwt_seconds": seconds, "kept": kept}
+    for x in king_cuts:
+        out[f"misses_king_{x:g}"] = prefilter_misses(truth, kin, realised, x)
+    return out
+
+
+def calls_lost(all_pairs_called: np.ndarray, truth: np.ndarray, kept: dict[str, np.ndarray]) -> list[dict]:
+    """Per prefilter: the pairs that ``snpbag relate --prefilter none`` calls related and the prefilter drops
+    (they come out unrelated), per true degree (``UN``: unrelated pairs called related, a false call the
+    prefilter removes)."""
+    from snpbag.eval.relate import UNRELATED
+
+    rows = []
+    for d in sorted(set(truth.tolist()), key=lambda x: (x == UNRELATED, x)):
+        m = (truth == d) & (all_pairs_called != UNRELATED)
+        rows.append({"degree": "UN" if d == UNRELATED else str(d), "called_related": int(m.sum()),
+                     **{f"dropped_{name}": int((m & ~mask).sum()) for name, mask in kept.items()}})
+    return rows
+
+
+def main() -> None:
+    from snpbag.eval.relate import degree_accuracy
+    from snpbag.inference import relate as rel
+    from snpbag.inference.relateersa import king_threshold_degrees
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_relate_cohort"))
+    p.add_argument("--sim", type=Path, default=None, help="an existing `snpbag simulate --pedigree` cohort (read only)")
+    p.add_argument("--model", type=Path, default=None, help="an existing relate directory with segments (with --sim)")
+    p.add_argument("--families", type=int, default=64, help="cohort families (47 genomes each at --max-degree 12)")
+    p.add_argument("--train-families", type=int, default=6)
+    p.add_argument("--length", type=int, default=2_000_000, help="bp per chromosome (22, full genetic lengths)")
+    p.add_argument("--max-degree", type=int, default=12)
+    p.add_argument("--array-fraction", type=float, default=0.2)
+    p.add_argument("--density", choices=("array", "sequence"), default="array")
+    p.add_argument("--patch-sites", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--runs", default="segments:2,king:0.0442", help="snpbag relate runs: segments:S, king:X, none")
+    p.add_argument("--all-pairs-rel", type=Path, default=None,
+                   help="an earlier `snpbag relate --prefilter none` table of this cohort: the calls each prefilter "
+                        "drops, without running none again")
+    p.add_argument("--seed-cms", default="1,2,3,4,6,8", help="seed lengths whose recall is tabled")
+    p.add_argument("--recall-cuts", default="0.0442,0.011", help="KING cuts whose recall is tabled beside them")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--reuse", action="store_true", help="keep simulations and the model already in --workdir")
+    _results.add_json_option(p)
+    a = p.parse_args()
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[k] = str(a.threads)
+    sim, model, seconds = _simulated_inputs(a)
+    vcf = sim / _vcf_name(a)
     runs = a.workdir / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
     threads = ["--threads", str(a.threads)]
     timing = []
     r = sh([*CLI, "king", str(vcf), "--out", str(runs / "king"), *threads], log=runs / "king.time")
-    ids = [line.split("\t")[0] for line in (sims["cohort"] / "samples.tsv").read_text().splitlines()[1:]]
+    ids = [line.split("\t")[0] for line in (sim / "samples.tsv").read_text().splitlines()[1:]]
     keys, kin = read_kin0(runs / "king.kin0", ids)
     n = len(ids)
     if len(keys) != n * (n - 1) // 2:
         raise SystemExit(f"{runs / 'king.kin0'}: {len(keys)} rows, not every pair of {n} samples")
-    timing.append({"command": "snpbag king (every pair to .kin0)", "pairs_scored": None, "rows_written": len(keys),
+    timing.append({"command": "snpbag king (every pair to .kin0)", "pairs_scored": None, "prefilter_s": None,
                    **{k: r[k] for k in ("wall_s", "cpu_s", "peak_mib", "load_1min")}})
     print(f"king: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_mib']:.0f} MiB", flush=True)
-    truth, realised = cohort_truth(sims["cohort"], ids, keys)
-    tables = {"prefilter_recall": prefilter_recall(truth, kin, recall_cuts),
-              "prefilter_work": [{"min_kinship": x, "pairs_kept": int((kin >= x).sum()),
-                                  "related_kept": int(((truth > 0) & (kin >= x)).sum()),
-                                  "unrelated_kept": int(((truth < 0) & (kin >= x)).sum()),
-                                  "share_of_all_pairs": float((kin >= x).mean())} for x in recall_cuts]}
+    truth, realised = cohort_truth(sim, ids, keys)
+    tables = seed_recall(vcf, sim, ids, keys, kin, truth, realised, [float(x) for x in a.seed_cms.split(",")],
+                         [float(x) for x in a.recall_cuts.split(",")])
+    kept = tables.pop("kept")
+    print(tables["prefilter_work"], flush=True)
     king_called = king_threshold_degrees(kin)
-    for x in cuts:
-        out = runs / f"relate_{x:g}"
-        r = sh([*CLI, "relate", "--model", str(model), "--input", str(vcf), "--out", str(out), "--min-kinship",
-                str(x), *threads], log=runs / f"relate_{x:g}.time")
-        scored = int(_log_value(Path(f"{out}.rel.log"), "pairs_scored"))
-        timing.append({"command": f"snpbag relate --min-kinship {x:g}", "pairs_scored": scored,
-                       "rows_written": scored, **{k: r[k] for k in ("wall_s", "cpu_s", "peak_mib", "load_1min")}})
-        print(f"relate {x:g}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_mib']:.0f} MiB, "
+    tables["degrees_KING"] = [{"degree": d, "pairs": v["n"], "exact": v["exact"], "within1": v["within1"]}
+                              for d, v in degree_accuracy(truth, king_called).items()]
+    for run in filter(None, a.runs.split(",")):
+        label, opts = _run_args(run)
+        out = runs / f"relate_{run.replace(':', '_')}"
+        r = sh([*CLI, "relate", "--model", str(model), "--input", str(vcf), "--out", str(out), "--genetic-map",
+                str(sim), "--populations", str(sim / "samples.tsv"), *opts, *threads], log=Path(f"{out}.time"))
+        log_file = Path(f"{out}.rel.log")
+        scored = int(_log_value(log_file, "pairs_scored"))
+        pre = _log_value(log_file, "prefilter_seconds") if "prefilter_seconds" in log_file.read_text() else None
+        timing.append({"command": f"snpbag relate --prefilter {label}", "pairs_scored": scored,
+                       "prefilter_s": None if pre is None else float(pre),
+                       **{k: r[k] for k in ("wall_s", "cpu_s", "peak_mib", "load_1min")}})
+        print(f"relate {label}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_mib']:.0f} MiB, "
               f"{scored:,} pairs scored", flush=True)
-        tables[f"misses_{x:g}"] = prefilter_misses(truth, kin, realised, x)
         called = called_in_cohort(Path(f"{out}.rel"), ids, keys)
-        acc, king_acc = degree_accuracy(truth, called), degree_accuracy(truth, king_called)
-        tables[f"degrees_{x:g}"] = [
-            {"degree": d, "pairs": acc[d]["n"], "relate_exact": acc[d]["exact"], "relate_within1": acc[d]["within1"],
-             "KING_exact": king_acc[d]["exact"], "KING_within1": king_acc[d]["within1"]} for d in acc]
+        acc = degree_accuracy(truth, called)
+        tables[f"degrees_{run}"] = [{"degree": d, "pairs": v["n"], "exact": v["exact"], "within1": v["within1"]}
+                                    for d, v in acc.items()]
+        if run == "none":
+            tables["calls_lost"] = calls_lost(called, truth, kept)
+    if a.all_pairs_rel is not None:
+        tables["calls_lost"] = calls_lost(called_in_cohort(a.all_pairs_rel, ids, keys), truth, kept)
     tables["timing"] = timing
-    for row in tables["prefilter_recall"]:
-        print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     meta = rel.load(model)[1]["training"]
     _results.write(a.json, command="relate_cohort", results=tables, info={
-        "samples": n, "families": a.families, "pairs": len(keys), "related_pairs": int((truth > 0).sum()),
-        "density": a.density, "length_bp": a.length, "variants_train": meta["variants"],
-        "patch_sites": a.patch_sites, "training_pairs": sum(meta["pairs"][c] for c in meta["pairs"] if ":" not in c),
+        "samples": n, "pairs": len(keys), "related_pairs": int((truth > 0).sum()), "cohort": str(sim),
+        "model": str(model), "input": str(vcf), "variants_train": meta["variants"],
         **{f"seconds_{k}": round(v, 1) for k, v in seconds.items()}})
 
 
