@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snpbag.eval.compare import read_truth
 from snpbag.io.bgzf import write_vcf_bgzf
 
 
@@ -67,6 +68,17 @@ def array_sites(sim: Path) -> list[tuple[str, int, str, str]]:
     """The simulation's array sites (array_sites.tsv), in genome order."""
     rows = [line.split("\t")[:4] for line in (sim / "array_sites.tsv").read_text().splitlines()[1:]]
     return [(c, int(p), r, a) for c, p, r, a in rows]
+
+
+def reference_af(ref_vcf: Path, keys) -> np.ndarray:
+    """The reference panel's ALT frequency at each of ``keys`` (NaN off the panel): the
+    imputation benchmarks bin sites by its minor-allele frequency, evaluate above 1 % and
+    predict with it (the AF baseline)."""
+    rkeys, rdos, _ = read_truth(ref_vcf)
+    rix = {k: i for i, k in enumerate(rkeys)}
+    ref_af = np.where(rdos >= 0, rdos, 0).sum(1) / (2.0 * (rdos >= 0).sum(1).clip(1))
+    af = np.array([ref_af[rix[k]] if k in rix else np.nan for k in keys])
+    return af
 
 
 def populations(sim: Path) -> dict[str, str]:

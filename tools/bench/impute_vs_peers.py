@@ -46,7 +46,7 @@ from snpbag.eval.compare import render as render_table
 from snpbag.eval.metrics import af_baseline, maf_bin_labels, r2_calibration_gap
 
 import _results
-from _peers import array_sites, populations, sh, simulate, unphased_input
+from _peers import array_sites, populations, reference_af, sh, simulate, unphased_input
 
 
 def copying_dosages(model: Path, target_in: Path, keys, samples) -> np.ndarray:
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     pops = populations(sim)
     groups = np.array([pops[s] for s in samples])
     # reference-panel allele frequencies define the MAF bins and the baseline
-    rkeys, rdos, _ = read_truth(ref_vcf)
-    rix = {k: i for i, k in enumerate(rkeys)}
-    ref_af = np.where(rdos >= 0, rdos, 0).sum(1) / (2.0 * (rdos >= 0).sum(1).clip(1))
-    af = np.array([ref_af[rix[k]] if k in rix else np.nan for k in keys])
+    af = reference_af(ref_vcf, keys)
     maf = np.minimum(af, 1 - af)
     array_all = array_sites(sim)
     results = {"densities": {}}
