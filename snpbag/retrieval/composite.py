@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import right_weight
+from snpbag.retrieval.copying import carrier_mass
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
 
@@ -64,6 +64,7 @@ def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor
     L = alt_minor.size
     acc_l = np.zeros((n_cols, G), dtype=np.float32)
     acc_r = np.zeros((n_cols, G), dtype=np.float32)
+    own = np.arange(n_cols)  # a carrier's row is its own column
     tot_l = np.zeros(G)
     tot_r = np.zeros(G)
     ml = np.empty(G)
@@ -105,23 +106,4 @@ def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor
                 tot_l[g] = sl
                 tot_r[g] = sr
             built = t_left
-        ml[:] = 0.0
-        mr[:] = 0.0
-        for i in range(indptr[s], indptr[s + 1]):
-            rl = acc_l[indices[i]]
-            rr = acc_r[indices[i]]
-            for g in range(G):
-                ml[g] += rl[g]
-                mr[g] += rr[g]
-        if not alt_minor[s]:
-            for g in range(G):
-                ml[g] = tot_l[g] - ml[g]
-                mr[g] = tot_r[g] - mr[g]
-        wr = right_weight(cm, vis, t_left, s)
-        for g in range(G):
-            p = 0.0
-            if wr < 1.0:
-                p += (1.0 - wr) * ml[g]
-            if wr > 0.0:
-                p += wr * mr[g]
-            out[g, s] = p
+        carrier_mass(acc_l, acc_r, own, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr, out)

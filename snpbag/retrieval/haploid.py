@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
-from snpbag.retrieval.copying import right_weight, switch_rho, visible_sites
+from snpbag.retrieval.copying import carrier_mass, right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_segments
 
@@ -369,26 +369,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
         if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
             _kept_rows(post, t_left, t_right, thr, rows_l, rows_r, tot_l, tot_r)
             built = t_left
-        ml[:] = 0.0
-        mr[:] = 0.0
-        for i in range(indptr[s], indptr[s + 1]):
-            rl = rows_l[slot[indices[i]]]
-            rr = rows_r[slot[indices[i]]]
-            for g in range(G):
-                ml[g] += rl[g]
-                mr[g] += rr[g]
-        if not alt_minor[s]:
-            for g in range(G):
-                ml[g] = tot_l[g] - ml[g]
-                mr[g] = tot_r[g] - mr[g]
-        wr = right_weight(cm, vis, t_left, s)
-        for g in range(G):
-            p = 0.0
-            if wr < 1.0:
-                p += (1.0 - wr) * ml[g]
-            if wr > 0.0:
-                p += wr * mr[g]
-            out[g, s] = p
+        carrier_mass(rows_l, rows_r, slot, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr, out)
 
 
 @njit(cache=True, nogil=True)
