@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import logsumexp
 
 from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED
@@ -303,6 +302,8 @@ def call(record: dict, genome: Genome, pairs: np.ndarray, counts: np.ndarray, *,
     model = _model(det, float(genome.chromosome_cm.sum()), len(genome.chromosomes), background, max_degree)
     ll = ersa.log_likelihoods(segs, model)
     ll[:, -1] += float(det_rec["min_lod"][mode])  # the background's prior: ERSA's call at the cutoff wins
+    from scipy.special import logsumexp  # lazy: scipy.special costs every snpbag command ~0.15 s to import
+
     post = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
     post[:, :KING_DEGREES - 1] = 0.0  # beyond KING's degree-3 range: not degree 1 or 2
     post /= np.maximum(post.sum(axis=1, keepdims=True), 1e-300)

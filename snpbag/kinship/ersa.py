@@ -38,7 +38,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
 
 from snpbag.errors import InputError
 from snpbag.kinship.segments import Segments
@@ -172,6 +171,8 @@ def _at_least(segments: Segments, threshold: float) -> Segments:
 
 
 def _poisson(n: np.ndarray, lam: float) -> np.ndarray:
+    from scipy.special import gammaln  # lazy: scipy.special costs every snpbag command ~0.15 s to import
+
     return n * np.log(lam) - lam - gammaln(n + 1.0)
 
 
@@ -209,6 +210,8 @@ def log_likelihoods(segments: Segments, model: Model) -> np.ndarray:
     nf = n.astype(np.float64)
     out = np.empty((P, model.max_degree + 1))
     out[:, -1] = _poisson(nf, lam_p[:, 0]) + cum_fp[:, -1]
+    from scipy.special import logsumexp  # lazy, as in _poisson
+
     r, c = model.genome_cm / 100.0, float(model.chromosomes)
     for k in range(1, model.max_degree + 1):
         comps = []
