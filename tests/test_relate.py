@@ -451,3 +451,24 @@ def test_info_describes_a_relate_directory(sims, tmp_path):
     text = api.info(plain)
     assert "the classifier alone (trained with --no-segments): no --genetic-map or --populations needed" in text
     assert "LOD cutoff" not in text
+
+
+def test_pairs_scored_a_block_at_a_time_give_the_same_outputs(sims, tmp_path, monkeypatch):
+    """relate holds one block of pairs (PAIR_BLOCK) at a time; blocks that split the pairs unevenly write the
+    table and log of one block holding them all, with populations and --max-degree too."""
+    train, _, model = sims
+    vcf = train / "pedigree.vcf.gz"
+    ids = rel.GenotypeSource(vcf).sample_ids
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("".join(f"{ids[i]} {ids[j]}\n" for i in range(0, 40, 3) for j in range(i + 1, 40, 7)))
+    kw = dict(model=model, input=vcf, pairs=pairs, genetic_map=train, populations=train / "samples.tsv")
+    whole = rel.relate(out=tmp_path / "whole", **kw)
+    monkeypatch.setattr(rel, "PAIR_BLOCK", 4)
+    blocks = rel.relate(out=tmp_path / "blocks", **kw)
+    assert whole.pairs > 3 * 4 and whole.pairs % 4 and (whole.pairs, whole.per_degree) == (blocks.pairs, blocks.per_degree)
+    for ext in ("rel", "rel.log"):
+        assert (tmp_path / f"blocks.{ext}").read_text() == (tmp_path / f"whole.{ext}").read_text()
+    close = rel.relate(out=tmp_path / "close", max_degree=3, **kw)
+    monkeypatch.setattr(rel, "PAIR_BLOCK", 8192)
+    assert close.written == rel.relate(out=tmp_path / "close1", max_degree=3, **kw).written
+    assert (tmp_path / "close.rel").read_text() == (tmp_path / "close1.rel").read_text()

@@ -50,6 +50,10 @@ FORMAT = "snpbag-relate"
 VERSION = 2  # 2: degree-2 types, the convolution along patches, embedding inputs
 #: Variants per read.
 CHUNK = 4096
+#: Pairs `snpbag relate` scores at once: their KING counts per patch, classifier features and
+#: shared segments (~120 KiB per pair at array density) are held for one block at a time, so
+#: memory does not grow with the pairs a cohort's prefilter passes.
+PAIR_BLOCK = 8192
 #: Inputs with fewer variants than this share of the training input's are refused: the
 #: evidence per pair (and so every degree's calibration) scales with the sites seen.
 MIN_VARIANT_SHARE = 0.5
@@ -74,17 +78,23 @@ class Fit:
     seed: int = 0
 
 
+def read_dosages(path: str | Path, *, threads: int | None = None) -> tuple[list[str], list[np.ndarray], int]:
+    """(sample ids, ALT dosage chunks (v, n) int8 of the whole input, autosomal variants) of ``path``: read
+    once and held, so that pairs can be counted a block at a time (:data:`PAIR_BLOCK`) in one reading."""
+    src = GenotypeSource(path, threads=threads)
+    stats = ScanStats()
+    chunks = [d if d.base is None else d.copy() for d in src.dosages(src.n_samples, chunk=CHUNK, stats=stats)]
+    if stats.variants == 0:
+        raise InputError(f"{path}: no autosomal biallelic SNPs to compare pairs on")
+    return src.sample_ids, chunks, stats.variants
+
+
 def input_counts(path: str | Path, pairs_of, *, patch_sites: int, threads: int | None = None
                  ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """(sample ids, pairs, patch counts, variants) of ``path``; ``pairs_of(ids)`` chooses the pairs."""
-    src = GenotypeSource(path, threads=threads)
-    pairs = np.asarray(pairs_of(src.sample_ids), dtype=np.int64).reshape(-1, 2)
-    stats = ScanStats()
-    counts = pf.stream_patch_counts(src.dosages(src.n_samples, chunk=CHUNK, stats=stats), pairs,
-                                    patch_sites=patch_sites)
-    if stats.variants == 0:
-        raise InputError(f"{path}: no autosomal biallelic SNPs to compare pairs on")
-    return src.sample_ids, pairs, counts, stats.variants
+    ids, chunks, variants = read_dosages(path, threads=threads)
+    pairs = np.asarray(pairs_of(ids), dtype=np.int64).reshape(-1, 2)
+    return ids, pairs, pf.stream_patch_counts(iter(chunks), pairs, patch_sites=patch_sites), variants
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
@@ -474,8 +484,6 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         group without a background.
     CheckpointError : ``model`` is not a relate directory.
     """
-    from snpbag.model.relate import SUBTYPES
-
     net, meta = load(model)
     inputs = net.cfg.inputs
     table, log_file = Path(f"{out}.rel"), Path(f"{out}.rel.log")
@@ -514,33 +522,56 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
 
     with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
         if genotypes is not None:
-            ids, idx, counts, variants = input_counts(genotypes, choose, patch_sites=patch_sites, threads=threads)
+            ids, dosage, variants = read_dosages(genotypes, threads=threads)
         else:
-            ids, counts, variants = emb.samples, None, 0
-            idx = np.asarray(choose(ids), dtype=np.int64).reshape(-1, 2)
+            ids, dosage, variants = emb.samples, None, 0
+        idx = np.asarray(choose(ids), dtype=np.int64).reshape(-1, 2)
     described = chosen[0].description if chosen else {"pairs": f"--pairs {pairs}", "none": "none"}[how]
     trained = int(meta["training"]["variants"])
     if genotypes is not None and variants < MIN_VARIANT_SHARE * trained:
         raise InputError(f"{input}: {variants:,} autosomal SNPs, under {MIN_VARIANT_SHARE:.0%} of the {trained:,} "
                          "the model was trained on (a single chromosome?); give the whole genome or train a model "
                          "on a matching simulation")
-    data = PairData(ids, idx, counts, variants)
-    if emb is not None:
-        data.emb, data.emb_valid = emb.vectors[emb.rows_for(ids, what=str(input))], emb.valid
-    p, p_sub = predict_proba(net, data, patch_sites, device=device)
-    calls = None
+    pops = None
     if record is not None:
         if genome.ids != ids:
             raise InputError(f"{input}: the samples read for shared segments differ from the genotypes'")
-        groups = relateersa.groups_of(relateersa.read_populations(populations, ids), ids, idx) \
-            if populations is not None else None
-        calls = relateersa.call(record, genome, idx, counts, detector=detector, max_degree=top, groups=groups)
-        del genome
-        pd = calls.probabilities
-        exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
-    else:
-        pd = degree_probabilities(p)
-        exp_k = p @ net.kinship.numpy().astype(np.float64)
+        pops = relateersa.read_populations(populations, ids) if populations is not None else None
+    vectors = None if emb is None else emb.vectors[emb.rows_for(ids, what=str(input))]
+    names = [str(d) for d in range(1, top + 1)] + ["UN"]
+    per_degree: dict[str, int] = {}
+    written, calls = 0, None
+    with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
+        fh.write("\t".join(columns(top, segments=record is not None)) + "\n")
+        for b in range(0, len(idx), PAIR_BLOCK):
+            block = idx[b:b + PAIR_BLOCK]
+            counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
+            data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
+            p, p_sub = predict_proba(net, data, patch_sites, device=device)
+            if record is not None:
+                groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
+                calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
+                                        groups=groups)
+                pd = calls.probabilities
+                exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
+            else:
+                pd = degree_probabilities(p)
+                exp_k = p @ net.kinship.numpy().astype(np.float64)
+            call = _write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names, max_degree)
+            written += int((call < max_degree).sum()) if max_degree is not None else len(block)
+            for k in np.unique(call):
+                per_degree[names[k]] = per_degree.get(names[k], 0) + int((call == k).sum())
+        per_degree = {n: per_degree[n] for n in names if n in per_degree}
+        tmp_log.write_text(_log_text(input, len(idx), written, per_degree, described, calls,
+                                     chosen[0].seconds if chosen else None))
+    return RelateSummary(table, len(idx), written, per_degree)
+
+
+def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_degree) -> np.ndarray:
+    """Write the .rel rows of one block of pairs (those called at ``max_degree`` or closer); returns each
+    pair's called class."""
+    from snpbag.model.relate import SUBTYPES
+
     ranked, ranked_p = top_degrees(pd, TOP)
     call = ranked[:, 0]
     if counts is not None:
@@ -548,26 +579,20 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         king = [f"{k:.6g}" for k in kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])]
         king_counts = [[str(r[4]), str(r[0]), str(r[1])] for r in t]
     else:  # embeddings only: no genotypes to count
-        king, king_counts = ["NA"] * len(idx), [["NA"] * 3] * len(idx)
-    keep = np.ones(len(idx), bool) if max_degree is None else call < max_degree
-    names = [str(d) for d in range(1, top + 1)] + ["UN"]
-    per_degree = {n: int((call == k).sum()) for k, n in enumerate(names) if (call == k).any()}
-    with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
-        tmp_log.write_text(_log_text(input, len(idx), int(keep.sum()), per_degree, described, calls,
-                                     chosen[0].seconds if chosen else None))
-        fh.write("\t".join(columns(top, segments=calls is not None)) + "\n")
-        for r in np.flatnonzero(keep):
-            i, j = idx[r]
-            po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
-            row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
-                   ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", f"{po:.4f}",
-                   SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(f"{q:.4f}" for q in p_sub[r])]
-            row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
-            row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
-            if calls is not None:
-                row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
-            fh.write("\t".join(row) + "\n")
-    return RelateSummary(table, len(idx), int(keep.sum()), per_degree)
+        king, king_counts = ["NA"] * len(pairs), [["NA"] * 3] * len(pairs)
+    keep = np.ones(len(pairs), bool) if max_degree is None else call < max_degree
+    for r in np.flatnonzero(keep):
+        i, j = pairs[r]
+        po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
+        row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
+               ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", f"{po:.4f}",
+               SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(f"{q:.4f}" for q in p_sub[r])]
+        row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
+        row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
+        if calls is not None:
+            row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
+        fh.write("\t".join(row) + "\n")
+    return call
 
 
 def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tuple[Path | None, EmbeddingInput | None]:
