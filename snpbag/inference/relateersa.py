@@ -37,6 +37,7 @@ from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED
 from snpbag.inference.relateinput import PairData
 from snpbag.io.genmap import GeneticMap, read_genetic_map
+from snpbag.io.table import table_rows
 from snpbag.kinship import degrees, ersa
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.hapibd import hap_ibd_segments
@@ -120,14 +121,8 @@ def read_populations(path: str | Path, ids: list[str]) -> dict[str, str]:
     ------
     InputError : a line with one field, or an input sample the file does not name.
     """
-    pops: dict[str, str] = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        f = line.split()
-        if not f or f[0].startswith("#") or f[0] in ("sample", "IID"):
-            continue
-        if len(f) < 2:
-            raise InputError(f"--populations {path} line {n}: need a sample id and its population")
-        pops[f[0]] = f[1]
+    pops = {f[0]: f[1] for _, f in table_rows(path, flag="--populations", headers=("sample", "IID"), fields=2,
+                                              need="a sample id and its population")}
     missing = [s for s in ids if s not in pops]
     if missing:
         raise InputError(f"--populations {path}: no population for {len(missing)} input sample(s) "

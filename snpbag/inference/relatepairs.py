@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from snpbag.errors import InputError
+from snpbag.io.table import table_rows
 from snpbag.kinship.degrees import KING_CUTOFFS
 from snpbag.kinship.hapibd import MIN_SEED
 from snpbag.kinship.king import king as king_table
@@ -55,12 +56,7 @@ def read_pairs(path: str | Path, ids: list[str]) -> np.ndarray:
     too); a header line starting with ``#`` or naming IID1 is skipped."""
     index = {s: k for k, s in enumerate(ids)}
     out, seen = [], set()
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        f = line.split()
-        if not f or f[0].startswith("#") or f[0] in ("IID1", "id1"):
-            continue
-        if len(f) < 2:
-            raise InputError(f"--pairs {path} line {n}: need two sample ids")
+    for n, f in table_rows(path, flag="--pairs", headers=("IID1", "id1"), fields=2, need="two sample ids"):
         a, b = f[0], f[1]
         for s in (a, b):
             if s not in index:
