@@ -604,8 +604,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     q = np.full((2, L if loo else 0), np.nan)
     both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
     flips, which = distinct_phasings(phase_draws(query[vis], pp[vis], draws))
+    c = carriers or allele_carriers(panel)
     if 2 * states >= n_ref:
-        c = carriers or allele_carriers(panel)
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips, which, *c,
                             p, q, both, held_both, copies_at_once(vis.size, n_ref))
     else:
@@ -613,7 +613,7 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
                                    step=COMPOSITE_STEP, width=COMPOSITE_WIDTH, matches=COMPOSITE_MATCHES)
                 for c in range(2)]
         composite_phase_probs(panel, cm, query, vis, flips, which, union_segments(sets), n_ref=n_ref,
-                              ne=ne, eps=eps, floor=floor, carriers=carriers or allele_carriers(panel), out=p, loo=q,
+                              ne=ne, eps=eps, floor=floor, carriers=c, out=p, loo=q,
                               both=both, held_both=held_both)
     cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
     hds = np.clip(p.T, 0.0, 1.0)
