@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.kinship.segments import Genome, Segments, check_pairs, gather
+from snpbag.kinship.segments import Genome, Segments, check_pairs, chromosome_bounds, gather
 
 #: hap-IBD's defaults (cM): seed, extension and output lengths.
 MIN_SEED = 2.0
@@ -174,8 +174,7 @@ def hap_ibd_segments(genome: Genome, pairs: np.ndarray, *, min_cm: float, min_se
     cm = np.ascontiguousarray(genome.cm[keep], dtype=np.float64)
     nv, n = int(keep.sum()), genome.haplotypes.shape[1]
     h = np.ascontiguousarray(genome.haplotypes[keep].reshape(nv, 2 * n).T, dtype=np.int8)  # (2n, v): 2i, 2i+1
-    bounds = np.flatnonzero(np.r_[True, chrom[1:] != chrom[:-1], True]).astype(np.int64) if nv else \
-        np.zeros(1, np.int64)
+    bounds = chromosome_bounds(chrom)
     args = (h, bounds, cm, pairs, float(min_cm), float(min_seed), float(min_extend), int(min_markers),
             float(max_gap), int(max_discord))
     return gather(_hap_segments, args, len(pairs), cm, chrom)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.errors import InputError
-from snpbag.kinship.segments import Genome
+from snpbag.kinship.segments import Genome, chromosome_bounds
 
 
 @njit(cache=True, nogil=True)
@@ -126,7 +126,6 @@ def seed_pairs(genome: Genome, *, min_cm: float, min_markers: int = 1) -> np.nda
     chrom = genome.chrom[keep]
     h = np.ascontiguousarray(h[keep] if not keep.all() else h, dtype=np.int8)
     cm = np.ascontiguousarray(genome.cm[keep], dtype=np.float64)
-    bounds = np.flatnonzero(np.r_[True, chrom[1:] != chrom[:-1], True]).astype(np.int64) if len(chrom) else \
-        np.zeros(1, np.int64)
+    bounds = chromosome_bounds(chrom)
     keys = np.sort(_seed_keys(h, bounds, cm, float(min_cm), int(min_markers)))
     return np.stack([keys // n, keys % n], axis=1).astype(np.int64).reshape(-1, 2)

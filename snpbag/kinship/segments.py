@@ -166,6 +166,14 @@ def check_pairs(genome: Genome, pairs: np.ndarray, min_cm: float) -> np.ndarray:
     return pairs
 
 
+def chromosome_bounds(chrom: np.ndarray) -> np.ndarray:
+    """int64 (chromosomes + 1,): where each run of equal ``chrom`` values (sites sorted by chromosome)
+    starts, then the number of sites; [0] for no sites."""
+    if not len(chrom):
+        return np.zeros(1, np.int64)
+    return np.flatnonzero(np.r_[True, chrom[1:] != chrom[:-1], True]).astype(np.int64)
+
+
 def gather(kernel, args: tuple, n_pairs: int, cm: np.ndarray, chrom: np.ndarray) -> Segments:
     """Run a segment kernel over all pairs into :class:`Segments`, growing its output as needed.
 
