@@ -114,17 +114,23 @@ def demography() -> tuple[msprime.Demography, str]:
         return _ooa_3g09(), "builtin"
 
 
-def _admixed() -> tuple[msprime.Demography, str]:
-    """Browning et al. (2018) American admixture (African, European, Asian sources mixed 12
-    generations ago), from the stdpopsim catalogue; no built-in copy, so stdpopsim is required."""
+def _catalogue(choice: str, model_id: str) -> tuple[msprime.Demography, str]:
+    """(demography, source) of stdpopsim's HomSap/``model_id`` for ``--demography choice``: no built-in
+    copy, so stdpopsim is required."""
     try:
         import stdpopsim
 
-        model = stdpopsim.get_species("HomSap").get_demographic_model(ADMIXED_MODEL.split("/")[1])
+        model = stdpopsim.get_species("HomSap").get_demographic_model(model_id)
     except Exception as e:  # noqa: BLE001 - any failure means the catalogue model is unavailable
-        raise InputError(f"--demography admixed: needs stdpopsim's {ADMIXED_MODEL} ({e}); "
+        raise InputError(f"--demography {choice}: needs stdpopsim's HomSap/{model_id} ({e}); "
                          "pip install stdpopsim or choose --demography ooa") from e
     return model.model, f"stdpopsim {stdpopsim.__version__}"
+
+
+def _admixed() -> tuple[msprime.Demography, str]:
+    """Browning et al. (2018) American admixture (African, European, Asian sources mixed 12
+    generations ago), from the stdpopsim catalogue."""
+    return _catalogue("admixed", ADMIXED_MODEL.split("/")[1])
 
 
 def _growth() -> tuple[msprime.Demography, str]:
@@ -139,14 +145,8 @@ def _growth() -> tuple[msprime.Demography, str]:
     people of large, growing populations do; this model does not. stdpopsim is required."""
     import copy
 
-    try:
-        import stdpopsim
-
-        model = stdpopsim.get_species("HomSap").get_demographic_model("OutOfAfrica_2T12")
-    except Exception as e:  # noqa: BLE001 - any failure means the catalogue model is unavailable
-        raise InputError(f"--demography growth: needs stdpopsim's HomSap/OutOfAfrica_2T12 ({e}); "
-                         "pip install stdpopsim or choose --demography ooa") from e
-    dem = copy.deepcopy(model.model)
+    catalogued, source = _catalogue("growth", "OutOfAfrica_2T12")
+    dem = copy.deepcopy(catalogued)
     a = GROWTH_ADMIXTURE
     dem.add_population(name="AFAM", description="African-American-like, admixed from AFR and EUR",
                        initial_size=a["initial_size"] * math.exp(a["growth_rate"] * a["time"]),
@@ -154,7 +154,7 @@ def _growth() -> tuple[msprime.Demography, str]:
     dem.add_admixture(time=a["time"], derived="AFAM", ancestral=list(a["proportions"]),
                       proportions=list(a["proportions"].values()))
     dem.sort_events()
-    return dem, f"stdpopsim {stdpopsim.__version__}"
+    return dem, source
 
 
 def model_of(name: str = "ooa") -> tuple[msprime.Demography, str, tuple[tuple[str, str], ...], str]:
