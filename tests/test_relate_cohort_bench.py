@@ -81,3 +81,21 @@ def test_runs_and_the_calls_a_prefilter_drops(bench):
     assert rows["1"] == {"degree": "1", "called_related": 1, "dropped_a": 0, "dropped_b": 0}
     assert rows["5"] == {"degree": "5", "called_related": 1, "dropped_a": 1, "dropped_b": 0}
     assert rows["UN"] == {"degree": "UN", "called_related": 1, "dropped_a": 1, "dropped_b": 0}
+
+
+def test_a_given_model_simulates_only_the_cohort_with_its_demography(bench, tmp_path, monkeypatch):
+    import argparse
+
+    from snpbag.simulate import cohort
+
+    made = []
+    monkeypatch.setattr(cohort, "simulate", lambda d, **kw: (made.append((Path(d).name, kw)),
+                                                             Path(d).mkdir(parents=True),
+                                                             (Path(d) / "simulation.json").write_text("{}")))
+    a = argparse.Namespace(sim=None, model=tmp_path / "model", reuse=False, workdir=tmp_path / "w", families=2,
+                           train_families=6, seed=5, length=1000, max_degree=12, array_fraction=0.2,
+                           demography="growth")
+    sim, model, seconds = bench._simulated_inputs(a)
+    assert (sim, model) == (tmp_path / "w" / "sim" / "cohort", tmp_path / "model")
+    assert [(name, kw["pedigree"], kw["seed"], kw["demography"]) for name, kw in made] == [("cohort", 2, 6, "growth")]
+    assert set(seconds) == {"simulate_cohort"}

@@ -1,11 +1,12 @@
 """All pairs of a simulated cohort: ``snpbag king`` alone against ``snpbag relate`` with each prefilter.
 
-Steps: ``snpbag simulate --pedigree --max-degree D --array-fraction F`` twice at the same
-length — training families (``--seed``) and the cohort (``--families`` families, ``--seed + 1``:
+Steps: ``snpbag simulate --pedigree --max-degree D --array-fraction F --demography M`` twice at
+the same length — training families (``--seed``) and the cohort (``--families`` families, ``--seed + 1``:
 other founders; 47 members per family at D = 12, so 64 families are 3,008 genomes and every
 pair across families is unrelated) — and ``snpbag relate train`` on the training families at
-the chosen density; or an existing cohort simulation (``--sim``) and relate directory
-(``--model``), read only. Then, each under ``/usr/bin/time -v`` with ``--threads``: ``snpbag king``
+the chosen density; or an existing cohort simulation (``--sim``) and/or relate directory
+(``--model``), read only (a model trained elsewhere skips the training families: its chromosomes,
+SNPs per cM and populations must match the cohort's). Then, each under ``/usr/bin/time -v`` with ``--threads``: ``snpbag king``
 on the cohort (every pair written to a .kin0) and ``snpbag relate --genetic-map SIM --populations
 samples.tsv`` for each run of ``--runs`` (``segments:S`` = ``--prefilter segments --seed-cm S``,
 ``king:X`` = ``--min-kinship X``, ``none`` = every pair). Reported: wall, CPU (user + sys) and peak
@@ -105,16 +106,19 @@ def _simulated_inputs(a) -> tuple[Path, Path, dict]:
         return a.sim, a.model, seconds
     if not a.reuse:
         shutil.rmtree(a.workdir, ignore_errors=True)
-    sims = {}
-    for name, n, seed in (("train", a.train_families, a.seed), ("cohort", a.families, a.seed + 1)):
+    sims = {} if a.sim is None else {"cohort": a.sim}
+    wanted = (("train", a.train_families, a.seed),) if a.model is None else ()
+    for name, n, seed in wanted + ((("cohort", a.families, a.seed + 1),) if a.sim is None else ()):
         d = a.workdir / "sim" / name
         if not (d / "simulation.json").exists():
             shutil.rmtree(d, ignore_errors=True)
             t0 = time.perf_counter()
             simulate(d, length=a.length, pedigree=n, chromosomes=22, seed=seed, max_degree=a.max_degree,
-                     array_fraction=a.array_fraction)
+                     array_fraction=a.array_fraction, demography=a.demography)
             seconds[f"simulate_{name}"] = time.perf_counter() - t0
         sims[name] = d
+    if a.model is not None:
+        return sims["cohort"], a.model, seconds
     model = a.workdir / "model"
     if not (model / rel.CONFIG_FILE).exists():
         shutil.rmtree(a.workdir / "train", ignore_errors=True)
@@ -222,7 +226,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_relate_cohort"))
     p.add_argument("--sim", type=Path, default=None, help="an existing `snpbag simulate --pedigree` cohort (read only)")
-    p.add_argument("--model", type=Path, default=None, help="an existing relate directory with segments (with --sim)")
+    p.add_argument("--model", type=Path, default=None, help="an existing relate directory with segments (read only; "
+                   "without --sim only the cohort is simulated: match its chromosomes, density and populations)")
+    p.add_argument("--demography", default="ooa", help="snpbag simulate --demography of the founders (growth: "
+                   "explosive recent growth and an admixed population)")
     p.add_argument("--families", type=int, default=64, help="cohort families (47 genomes each at --max-degree 12)")
     p.add_argument("--train-families", type=int, default=6)
     p.add_argument("--length", type=int, default=2_000_000, help="bp per chromosome (22, full genetic lengths)")
