@@ -17,7 +17,8 @@ first setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per de
 for the held-out degree-2 pairs, the classifier's degree-2 type (half siblings,
 grandparent–grandchild, avuncular) against the truth, per true type. ``--sims DIR`` reuses
 another run's simulations instead of simulating (its error settings: the same genotypes with the
-simulator's error model applied afresh, :func:`_noisy_copy`); ``--demography`` names the founders' demography when
+simulator's error model applied afresh, :func:`_noisy_copy`), ``--models DIR`` another run's trained
+models (the same training families scored on another held-out seed); ``--demography`` names the founders' demography when
 simulating (``growth``: explosive recent growth and an admixed population). Per population, the
 within-±1 accuracy of ``snpbag relate`` on the pairs whose two members are of that population.
 
@@ -201,6 +202,8 @@ def main() -> None:
                    "explosive recent growth and an admixed population)")
     p.add_argument("--sims", type=Path, default=None, help="reuse DIR/sim/train and DIR/sim/test (another run's "
                    "simulations, read only; the error settings apply genotype errors to its VCFs) instead of simulating")
+    p.add_argument("--models", type=Path, default=None, help="reuse another run's trained models (DIR/SETTING/model) "
+                   "instead of training: e.g. the same training families scored on another held-out seed")
     _results.add_json_option(p)
     a = p.parse_args()
     settings = a.settings.split(",")
@@ -234,9 +237,14 @@ def main() -> None:
         err = setting.endswith("error")
         train_dir = _link_setting(sims["train", err], vcf, a.workdir / setting / "train")
         test_dir = _link_setting(sims["test", err], vcf, a.workdir / setting / "test")
-        model = a.workdir / setting / "model"
-        summary = rel.train(pedigree=[train_dir], out=model, patch_sites=patch, max_degree=a.max_degree,
-                            fit=rel.Fit(epochs=a.epochs, seed=a.seed, unrelated_per_related=a.unrelated_per_related))
+        if a.models is None:
+            model = a.workdir / setting / "model"
+            summary = rel.train(pedigree=[train_dir], out=model, patch_sites=patch, max_degree=a.max_degree,
+                                fit=rel.Fit(epochs=a.epochs, seed=a.seed,
+                                            unrelated_per_related=a.unrelated_per_related)).line()
+        else:
+            model = a.models / setting / "model"
+            summary = f"{model}: reused"
         t2 = time.perf_counter()
         net, meta = rel.load(model)
         test = rel.pedigree_pairs(test_dir, max_degree=a.max_degree, patch_sites=patch,
@@ -280,13 +288,14 @@ def main() -> None:
             tables[f"prefilter_{setting}"] = prefilter_recall(truth, king_k, cuts)
         seg = meta["segments"]
         info[setting] = {"variants_train": meta["training"]["variants"], "variants_test": test.variants,
-                         "patch_sites": patch, "training_pairs": summary.pairs,
-                         "temperature": round(summary.temperature, 3),
+                         "patch_sites": patch, "model": str(model),
+                         "training_pairs": sum(v for k, v in meta["training"]["pairs"].items() if ":" not in k),
+                         "temperature": round(meta["training"]["temperature"], 3),
                          **{f"min_lod_{d}_{m}": round(v, 3) for d, r in seg["detectors"].items()
                             for m, v in r["min_lod"].items()}}
         seconds[f"train_{setting}"] = t2 - t1
         seconds[f"evaluate_{setting}"] = time.perf_counter() - t2
-        print(summary.line())
+        print(summary)
         print(f"{setting}: degree  pairs  " + "  ".join(f"{c} exact  {c} ±1" for c in shown))
         for r in tables[f"degrees_{setting}"]:
             print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
