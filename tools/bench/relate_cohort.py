@@ -17,8 +17,11 @@ degree 1–3 range from the all-pairs .kin0) beside KING's cuts, and why a relat
 threshold t on it; or it has such a segment but no seed of S cM); and the degree calls of each
 run (pairs a prefilter drops count as called unrelated) against KING's thresholds on every pair.
 
-    PYTHONPATH=. .venv/bin/python tools/bench/relate_cohort.py --workdir /tmp/relcoh --families 64 \\
-        --length 2000000 --runs segments:2,king:0.0442 --threads 2
+    PYTHONPATH=. .venv/bin/python tools/bench/relate_cohort.py --workdir /tmp/relcoh --families 12 \\
+        --length 10000000 --demography growth --model DIR --runs segments:2,king:0.0442 --threads 2
+
+The simulator holds every genome's genotypes at once, so memory rather than time bounds
+``--families`` at 10 Mb (docs/benchmarks.md, "All pairs of a cohort").
 """
 
 from __future__ import annotations
