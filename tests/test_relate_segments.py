@@ -75,7 +75,7 @@ def test_a_model_calls_with_the_relationship_types_it_was_fitted_with():
     pairs = np.array([[ix["A"], ix["distant"]]])
     counts = pf.patch_counts(g.dosages, pairs, patch_sites=256)
     got = {}
-    for types in ("ersa", "all"):
+    for types in ersa.TYPES:
         got[types] = re_.call(_record(types=types), g, pairs, counts, detector="hap", max_degree=MAX_DEGREE)
         model = ersa.Model(threshold=3.0, genome_cm=float(g.chromosome_cm.sum()), chromosomes=2,
                            background=ersa.Background(0.2, 1.0), max_degree=MAX_DEGREE, types=types)
@@ -85,6 +85,7 @@ def test_a_model_calls_with_the_relationship_types_it_was_fitted_with():
         p[:2] = 0.0  # beyond KING's degree-3 range
         np.testing.assert_allclose(got[types].probabilities[0], p / p.sum(), rtol=1e-9)
     assert not np.allclose(got["ersa"].probabilities, got["all"].probabilities)
+    assert not np.allclose(got["best"].probabilities, got["all"].probabilities)
 
 
 def test_the_pair_order_does_not_change_the_call():

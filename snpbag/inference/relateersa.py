@@ -63,12 +63,14 @@ CHOICES = ("auto", *DETECTORS)
 SPECIFICITY = 0.995
 #: ERSA's likelihood-ratio test (χ²₁ at α = 0.05): the lowest cutoff used.
 MIN_LOD = 1.92
-#: Relationship types per degree in the likelihood of a newly trained model: the equal mixture of full and
-#: half collateral and lineal (:func:`snpbag.kinship.ersa.relationship_types`). ERSA's full-collateral
-#: model alone puts lineal pairs one or two degrees too far: on the held-out growth-founder pedigrees it
-#: called 11 of 192 great-great-grandparent pairs (degree 4) degree 6, the mixture none (docs/benchmarks.md).
-#: A model keeps the types it was fitted with (``relate.json``'s ``segments.types``): its LOD cutoff is theirs.
-TYPES = "all"
+#: Relationship types per degree in the likelihood of a newly trained model: each degree's likelihood is
+#: that of the pair's most likely relationship type of the degree — full or half collateral, or lineal
+#: (:func:`snpbag.kinship.ersa.relationship_types`). ERSA's full-collateral model alone reads a lineal
+#: pair's few long segments as a more distant cousin's: it called 11 of 192 great-great-grandparent
+#: pairs (degree 4) of the held-out growth-founder pedigrees degree 6 (docs/benchmarks.md, which also
+#: measures the equal mixture, ``all``). A model keeps the types it was fitted with (``relate.json``'s
+#: ``segments.types``): its LOD cutoff is theirs.
+TYPES = "best"
 #: The background key of pairs whose populations are not given.
 POOLED = "*"
 #: KING's thresholds name degrees 1..KING_DEGREES.
