@@ -25,6 +25,7 @@ from snpbag.errors import InputError
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.haplotypes import PANEL_SELECTIONS, HaplotypePanel
 from snpbag.retrieval.states import check_selection
+from snpbag.store import schema
 from snpbag.store.convert import convert
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ def ref_options(selection: str | None = None) -> dict:
         HAPLOID_HMM if selection == "phased" else {})
 
 
+#: Samples per genotype chunk of the temporary panel store: it is written and read whole,
+#: once, so one chunk per shard (a codec call per 16-sample chunk, the store default, was
+#: most of the conversion's and the read's CPU on a 20,000-genome panel; docs/benchmarks.md).
+PANEL_SAMPLE_CHUNK = schema.SAMPLE_SHARD
+
+
 @contextmanager
 def panel_store(ref: str | Path, *, threads: int | None = None) -> Iterator[object]:
     """The panel as a store: a ``.zarr`` directory as is, a VCF/BCF converted to a
@@ -79,7 +86,7 @@ def panel_store(ref: str | Path, *, threads: int | None = None) -> Iterator[obje
     with tempfile.TemporaryDirectory(prefix="snpbag-ref-") as tmp:
         store = Path(tmp) / "panel.zarr"
         log.info("converting the reference panel %s to a temporary store", path)
-        convert(path, store, min_maf=0.0, threads=threads)
+        convert(path, store, min_maf=0.0, threads=threads, sample_chunk=PANEL_SAMPLE_CHUNK)
         yield open_store(store)
 
 
