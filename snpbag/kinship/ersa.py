@@ -35,7 +35,7 @@ Hill WG, White IMS (2013) Identification of pedigree relationship from genome sh
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Background:
     tail_excess: float | np.ndarray = 1.0
 
     def to_dict(self) -> dict:
-        return {k: np.asarray(getattr(self, k)).tolist() for k in ("rate", "mean_excess", "tail_weight", "tail_excess")}
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in fields(self)}
 
     def log_density(self, excess: np.ndarray) -> np.ndarray:
         """Log density of excess lengths (cM above t), broadcasting the parameters over rows (pairs, ...)."""
@@ -90,8 +90,7 @@ def per_pair(backgrounds: dict[str, Background], group: np.ndarray) -> Backgroun
     if missing:
         raise InputError(f"ERSA background: no unrelated pairs of group(s) {', '.join(map(str, missing[:5]))} "
                          "to fit one on")
-    return Background(*(np.array([float(getattr(backgrounds[g], k)) for g in group])
-                        for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
+    return Background(*(np.array([float(getattr(backgrounds[g], f.name)) for g in group]) for f in fields(Background)))
 
 
 def fit_background(segments: Segments, *, threshold: float, components: int = 1) -> Background:
@@ -201,8 +200,7 @@ def log_likelihoods(segments: Segments, model: Model) -> np.ndarray:
     valid = ~np.isnan(s)
     excess = np.where(valid, s - t, 0.0)
     lam_p = np.broadcast_to(np.asarray(bg.rate, dtype=np.float64), (P,))[:, None]  # (P, 1)
-    per = Background(*(np.broadcast_to(np.asarray(getattr(bg, k), dtype=np.float64), (P,))
-                       for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
+    per = Background(*(np.broadcast_to(np.asarray(getattr(bg, f.name), dtype=np.float64), (P,)) for f in fields(bg)))
     fp = np.where(valid, per.log_density(excess), 0.0)  # (P, W)
     cum_fp = np.concatenate([np.zeros((P, 1)), np.cumsum(fp, axis=1)], axis=1)  # (P, W+1): shortest j background
     split = np.arange(W + 1)  # j = segments assigned to the background
