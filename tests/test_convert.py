@@ -119,6 +119,11 @@ def test_small_chunks_multi_block_equal(tmp_path, monkeypatch, threads):
         for c in (0, 5, 11):
             np.testing.assert_array_equal(st.read_haplotypes(c, sel),
                                           want[voc.variant[voc.tile_sites(c)]][:, sel].transpose(1, 0, 2))
+    # a chunk per shard (the temporary --ref panel's): the same calls
+    convert(vcf, tmp_path / "wide.zarr", min_maf=0.0, tile_len=50, threads=threads, sample_chunk=8)
+    wide = open_store(tmp_path / "wide.zarr")
+    assert wide.group["call_genotype"].chunks == (64, 8, 2)
+    np.testing.assert_array_equal(wide.read_sites(np.arange(voc.n_sites), sel), st.read_sites(np.arange(voc.n_sites), sel))
 
 
 @requires_tool("bgzip", "tabix")
@@ -174,6 +179,8 @@ def test_options_validated(tmp_path):
         convert(vcf, tmp_path / "a.zarr", min_maf=0.7)
     with pytest.raises(InputError, match="--tile-len 0"):
         convert(vcf, tmp_path / "a.zarr", tile_len=0)
+    with pytest.raises(InputError, match="sample_chunk 0: must be a positive number of samples"):
+        convert(vcf, tmp_path / "a.zarr", sample_chunk=0)
     convert(vcf, tmp_path / "a.zarr")
     with pytest.raises(InputError, match="a.zarr: output already exists"):
         convert(vcf, tmp_path / "a.zarr")

@@ -73,6 +73,24 @@ def test_read_haplotypes_equals_input(store_and_truth):
     np.testing.assert_array_equal(d, np.where((h < 0).any(2), -1, h.sum(2)))
 
 
+
+@pytest.mark.parametrize("one_read", [True, False])
+def test_read_by_site_is_the_transpose(store_and_truth, monkeypatch, one_read):
+    """by_site reads (a reference panel's site-major rows) hold what the sample-major reads
+    hold, for a run of sites (no gather) and scattered ones, in one zarr call or per chunk."""
+    from snpbag.store import genotypes
+
+    if not one_read:
+        monkeypatch.setattr(genotypes, "_ONE_READ_BYTES", 0)
+    path, truth = store_and_truth
+    st = open_store(path)
+    samples = np.array([5, 0, 39, 17])
+    for sites in (np.arange(st.vocab.n_sites), np.arange(st.vocab.n_sites)[1::3]):
+        g = st.read_sites(sites, samples, by_site=True)
+        np.testing.assert_array_equal(g, truth[st.vocab.variant[sites]][:, samples])
+        np.testing.assert_array_equal(g.swapaxes(0, 1), st.read_sites(sites, samples))
+        np.testing.assert_array_equal(st.read_phased(sites, samples, by_site=True).T, st.read_phased(sites, samples))
+
 def test_vocab_af_and_tiling(store_and_truth):
     path, truth = store_and_truth
     st = open_store(path)

@@ -25,6 +25,7 @@ from snpbag.errors import InputError
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.haplotypes import PANEL_SELECTIONS, HaplotypePanel
 from snpbag.retrieval.states import check_selection
+from snpbag.store import schema
 from snpbag.store.convert import convert
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ def ref_options(selection: str | None = None) -> dict:
         HAPLOID_HMM if selection == "phased" else {})
 
 
+#: Samples per genotype chunk of the temporary panel store: it is written and read whole,
+#: once, so one chunk per shard (a codec call per 16-sample chunk, the store default, was
+#: most of the conversion's and the read's CPU on a 20,000-genome panel; docs/benchmarks.md).
+PANEL_SAMPLE_CHUNK = schema.SAMPLE_SHARD
+
+
 @contextmanager
 def panel_store(ref: str | Path, *, threads: int | None = None) -> Iterator[object]:
     """The panel as a store: a ``.zarr`` directory as is, a VCF/BCF converted to a
@@ -79,7 +86,7 @@ def panel_store(ref: str | Path, *, threads: int | None = None) -> Iterator[obje
     with tempfile.TemporaryDirectory(prefix="snpbag-ref-") as tmp:
         store = Path(tmp) / "panel.zarr"
         log.info("converting the reference panel %s to a temporary store", path)
-        convert(path, store, min_maf=0.0, threads=threads)
+        convert(path, store, min_maf=0.0, threads=threads, sample_chunk=PANEL_SAMPLE_CHUNK)
         yield open_store(store)
 
 
@@ -118,23 +125,28 @@ class ChromosomePanels:
 
     def _read(self, tiles: np.ndarray) -> HaplotypePanel:
         voc, name = self.vocab, self.vocab.chrom_names[int(self.vocab.tile_chrom[tiles[0]])]
-        h = np.concatenate([self.store.read_haplotypes(int(c), self.rows) for c in tiles], axis=1)
-        missing = int((h < 0).any(axis=2).sum())
-        if missing:
+        first = int(voc.tile_start[tiles[0]])
+        # site-major (sites, genomes, 2), the store's layout and the panel's rows: no transpose
+        parts = [self.store.read_sites(np.arange(voc.tile_sites(int(c)).start, voc.tile_sites(int(c)).stop),
+                                       self.rows, by_site=True) for c in tiles]
+        h = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        if h.size and h.min() < 0:
+            missing = int((h < 0).any(axis=2).sum())
             raise InputError(f"--ref {self.ref}: {missing:,} missing calls on chromosome {name}; a reference panel "
                              "needs complete phased haplotypes: fill and phase it first (Beagle, SHAPEIT)")
-        het = h[:, :, 0] != h[:, :, 1]
-        first = int(voc.tile_start[tiles[0]])
-        cm = np.empty(h.shape[1], dtype=np.float64)
+        cm = np.empty(h.shape[0], dtype=np.float64)
         for c in tiles.tolist():
             sl = voc.tile_sites(c)
             local = slice(sl.start - first, sl.stop - first)
             cm[local] = genetic_positions(voc.position[sl], chrom=name, genetic_map=self.gmap)
-            if het[:, local].any():
-                phased = self.store.read_phased(np.arange(sl.start, sl.stop), self.rows)  # None: not recorded
-                unphased = 0 if phased is None else int((het[:, local] & ~phased).sum())
+            het = h[local, :, 0] != h[local, :, 1]
+            if het.any():
+                phased = self.store.read_phased(np.arange(sl.start, sl.stop), self.rows, by_site=True)  # None: not recorded
+                unphased = 0 if phased is None else int((het & ~phased).sum())
                 if unphased:
                     raise InputError(f"--ref {self.ref}: {unphased:,} unphased heterozygous calls on chromosome "
                                      f"{name}; a reference panel must be phased: phase it first (Beagle, SHAPEIT)")
-        return HaplotypePanel(h, cm, sample_ids=np.asarray(self.store.sample_ids), store_rows=self.rows,
-                              **self.options)
+        # the genome-major view HaplotypePanel takes: its transpose back to site-major is free
+        return HaplotypePanel(h.transpose(1, 0, 2), cm, sample_ids=np.asarray(self.store.sample_ids),
+                              store_rows=self.rows, **self.options)

@@ -39,7 +39,8 @@ def report_path(output: str | Path) -> Path:
 
 
 def convert(input: str | Path, output: str | Path, *, region: str | None = None, samples: str | Path | None = None,
-            min_maf: float = 0.01, tile_len: int = 81920, threads: int | None = None) -> dict:
+            min_maf: float = 0.01, tile_len: int = 81920, threads: int | None = None,
+            sample_chunk: int | None = None) -> dict:
     """Convert a VCF/BCF into a snpbag genotype store (docs/store-format.md).
 
     Only biallelic SNPs become variants; multi-allelic sites, indels, MNPs, symbolic and
@@ -57,6 +58,10 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
         bgzipped input ≥ 8 MiB, worker processes parse genomic regions in parallel
         (started with ``spawn``: call ``convert`` under ``if __name__ == "__main__":``
         in scripts); otherwise htslib decompression threads and a writer thread.
+    sample_chunk : samples per genotype chunk (default ``schema.SAMPLE_CHUNK``,
+        docs/store-format.md), which suits reads of a few samples; a store read whole, once
+        (``snpbag impute --ref``'s temporary panel) takes a chunk per shard, since a codec
+        call per chunk is most of the time of writing and reading 16-sample chunks.
 
     Returns
     -------
@@ -78,6 +83,8 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
         raise InputError(f"--tile-len {tile_len}: must be a positive number of sites")
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: must be at least 1")
+    if sample_chunk is not None and sample_chunk < 1:
+        raise InputError(f"sample_chunk {sample_chunk}: must be a positive number of samples")
     output = Path(output)
     if output.exists():
         raise InputError(f"{output}: output already exists; remove it or choose another path")
@@ -85,11 +92,11 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     sample_ids = read_sample_file(samples) if samples is not None else None
     reader = VcfReader(input, region=region, samples=sample_ids, threads=threads)
     params = dict(input=str(input), region=region, samples=str(samples) if samples else None,
-                  min_maf=min_maf, tile_len=tile_len, threads=threads)
+                  min_maf=min_maf, tile_len=tile_len, threads=threads, sample_chunk=sample_chunk)
     try:
         with atomic_output(output) as tmp, zarr.config.set({"threading.max_workers": threads}):
             report = _write(reader, tmp, min_maf=min_maf, tile_len=tile_len, threads=threads,
-                            params=params, t0=t0)
+                            sample_chunk=sample_chunk, params=params, t0=t0)
     finally:
         reader.close()
     with atomic_output(report_path(output), overwrite=True) as tmp:
@@ -100,12 +107,12 @@ def convert(input: str | Path, output: str | Path, *, region: str | None = None,
     return report
 
 
-def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, threads: int, params: dict,
-           t0: float) -> dict:
+def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, threads: int, sample_chunk: int | None,
+           params: dict, t0: float) -> dict:
     n = reader.n_samples
     vchunk = schema.variant_chunk_for(n, requested=schema.VARIANT_CHUNK)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    gt_arrays = _create_genotype_arrays(group, n, vchunk)
+    gt_arrays = _create_genotype_arrays(group, n, vchunk, sample_chunk or schema.SAMPLE_CHUNK)
 
     coords: dict[str, list[np.ndarray]] = {k: [] for k in ("contig", "position", "allele", "id")}
     alt_counts, called_counts = [], []
@@ -201,8 +208,8 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, thre
     return report
 
 
-def _create_genotype_arrays(group, n: int, vchunk: int) -> dict:
-    schunk = min(schema.SAMPLE_CHUNK, max(n, 1))
+def _create_genotype_arrays(group, n: int, vchunk: int, sample_chunk: int) -> dict:
+    schunk = min(sample_chunk, max(n, 1))
     sshard = min(-(-max(n, 1) // schunk) * schunk, -(-schema.SAMPLE_SHARD // schunk) * schunk)
     out = {}
     for name, fill, extra in (("call_genotype", -1, (2,)), ("call_genotype_mask", True, (2,)),

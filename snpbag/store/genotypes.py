@@ -298,26 +298,31 @@ class GenotypeStore:
             return slice(int(idx[0]), int(idx[-1]) + 1)
         return idx
 
-    def read_sites(self, sites: np.ndarray, samples=None) -> np.ndarray:
-        """Genotypes of vocabulary sites ``sites`` (increasing indices) as (n_samples, L, 2) int8.
+    def read_sites(self, sites: np.ndarray, samples=None, *, by_site: bool = False) -> np.ndarray:
+        """Genotypes of vocabulary sites ``sites`` (increasing indices) as (n_samples, L, 2) int8,
+        or with ``by_site`` (L, n_samples, 2): the store's own layout, filled with no
+        transpose (a reference panel's site-major rows, :mod:`snpbag.inference.refpanel`).
 
         Each genotype chunk overlapping the sites is read once; rows between vocabulary
         sites are decoded but discarded. −1 marks a missing allele (haploid fill too).
         """
         sites = np.asarray(sites, dtype=np.int64)
-        out = np.empty((self._n_selected(samples), sites.size, 2), dtype=np.int8)
-        self._gather("call_genotype", self.vocab.variant[sites], samples, out.swapaxes(0, 1))
+        n = self._n_selected(samples)
+        out = np.empty((sites.size, n, 2) if by_site else (n, sites.size, 2), dtype=np.int8)
+        self._gather("call_genotype", self.vocab.variant[sites], samples, out if by_site else out.swapaxes(0, 1))
         np.maximum(out, -1, out=out)
         return out
 
-    def read_phased(self, sites: np.ndarray, samples=None) -> np.ndarray | None:
-        """Phasing flags (n_samples, L) bool of vocabulary sites ``sites`` (increasing), or None
-        when the store has no ``call_genotype_phased`` array."""
+    def read_phased(self, sites: np.ndarray, samples=None, *, by_site: bool = False) -> np.ndarray | None:
+        """Phasing flags (n_samples, L) bool of vocabulary sites ``sites`` (increasing), (L,
+        n_samples) with ``by_site`` (:meth:`read_sites`), or None when the store has no
+        ``call_genotype_phased`` array."""
         if self._meta("call_genotype_phased") is None and "call_genotype_phased" not in self.group:
             return None
         sites = np.asarray(sites, dtype=np.int64)
-        out = np.empty((self._n_selected(samples), sites.size), dtype=bool)
-        self._gather("call_genotype_phased", self.vocab.variant[sites], samples, out.T)
+        n = self._n_selected(samples)
+        out = np.empty((sites.size, n) if by_site else (n, sites.size), dtype=bool)
+        self._gather("call_genotype_phased", self.vocab.variant[sites], samples, out if by_site else out.T)
         return out
 
     def _n_selected(self, samples) -> int:
@@ -337,14 +342,14 @@ class GenotypeStore:
         if span * dest.shape[1] * 2 <= _ONE_READ_BYTES:
             # One zarr call: its chunks are fetched and decoded concurrently.
             block = self._read(name, (slice(int(variants[0]), int(variants[-1]) + 1), sel), orthogonal=True)
-            dest[:] = block[variants - variants[0]]
+            dest[:] = block if span == variants.size else block[variants - variants[0]]  # a run: no gather copy
             return
         which = variants // self.variant_chunk
         bounds = np.flatnonzero(np.diff(which)) + 1
         for a, b in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [variants.size]])):
             v = variants[a:b]
             block = self._read(name, (slice(int(v[0]), int(v[-1]) + 1), sel), orthogonal=True)
-            dest[a:b] = block[v - v[0]]
+            dest[a:b] = block if v[-1] - v[0] + 1 == v.size else block[v - v[0]]
 
     def read_haplotypes(self, tile: int, samples=None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Alleles of vocabulary sites ``start:stop`` of tile ``tile``.
