@@ -291,71 +291,43 @@ def allele_carriers(panel: np.ndarray) -> Carriers:
     return Carriers(*_carriers(panel))
 
 
-@njit(cache=True, nogil=True)
-def threshold32(thr):  # pragma: no cover - compiled
-    """The least float32 t with t >= thr: for a float32 x, x >= t exactly where x >= thr
-    (a comparison in float32, twice as many per instruction as in float64)."""
-    t = np.float32(thr)
-    if t < thr:
-        t = np.nextafter(t, np.float32(np.inf))
-    return t
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _kept_states(row, thr, flags, out):  # pragma: no cover - compiled
-    """out[:n] = the states k whose posterior row[k] reaches ``thr`` (a float32 threshold),
-    ascending; returns n. flags : (K rounded up to 8,) uint8 scratch, zero past K.
-
-    The comparisons run over the whole row into flags (a loop that vectorises) and only the
-    8-state words with a kept state are looked into: where the posterior is concentrated a
-    few percent of the states are kept, and a loop that branched on every state took four
-    times as long."""
-    for k in range(row.size):
-        flags[k] = row[k] >= thr
-    words = flags.view(np.uint64)
-    n = 0
-    for w in range(words.size):
-        if words[w]:
-            for k in range(8 * w, 8 * w + 8):
-                if flags[k]:
-                    out[n] = k
-                    n += 1
-    return n
+#: States per block of :func:`_kept_rows`: the G copies' values of BLOCK states fill
+#: BLOCK · G · 4 bytes of the state-major rows, which stay in L1 while they are written.
+BLOCK = 16
 
 
 @njit(cache=True, nogil=True)
-def _lay_out_kept(post, g, tl, tr, kl, nl, kr, nr, rows_l, rows_r, union):  # pragma: no cover - compiled
-    """Copy g's posteriors at visible sites tl and tr (−1: none, 0) of the states kept at
-    either (the ascending lists kl[:nl], kr[:nr]) into column g of rows_l, rows_r; union[:n]
-    = those states, ascending. Returns (n, their mass at tl, at tr), each summed in state
-    order (the same bits as a sum over every state with zeros for the others)."""
-    i = 0
-    j = 0
-    n = 0
-    sl = 0.0
-    sr = 0.0
-    while i < nl or j < nr:
-        if j >= nr or (i < nl and kl[i] < kr[j]):
-            k = kl[i]
-            i += 1
-        elif i >= nl or kr[j] < kl[i]:
-            k = kr[j]
-            j += 1
-        else:
-            k = kl[i]
-            i += 1
-            j += 1
-        union[n] = k
-        n += 1
-        if tl >= 0:
-            v = post[g, tl, k]
-            rows_l[k, g] = v
-            sl += v
-        if tr >= 0:
-            v = post[g, tr, k]
-            rows_r[k, g] = v
-            sr += v
-    return n, sl, sr
+def _kept_rows(post, tl, tr, thr, rows_l, rows_r, tot_l, tot_r):  # pragma: no cover - compiled
+    """rows_l[k, g] = post[g, tl, k] and rows_r[k, g] = post[g, tr, k] for the states kept
+    between visible sites tl and tr (posterior >= thr at either, as :func:`_interval_states`;
+    −1: no such site, its row all 0), else 0, and tot_l[g], tot_r[g] their sums over k; row
+    K (the state of a column that is none) is left 0.
+
+    The rows are state-major and G wide, so they are written a block of states at a time
+    for every copy (the block's lines stay in cache until they are full, where one copy's
+    whole row at a time touched a new line per state), and the G sums advance together:
+    each copy's is still a sequential sum in state order (the same bits however this was
+    compiled and whatever G), but the G chains of additions overlap, where one copy's whole
+    row summed alone waited on each addition."""
+    G, m, K = post.shape
+    keep_l, keep_r = tl >= 0, tr >= 0
+    zero = np.float32(0.0)
+    tot_l[:] = 0.0
+    tot_r[:] = 0.0
+    for k0 in range(0, K, BLOCK):
+        k1 = min(K, k0 + BLOCK)
+        for g in range(G):
+            left, right = post[g, tl], post[g, tr]  # tl, tr = −1 read a row, masked
+            sl, sr = tot_l[g], tot_r[g]
+            for k in range(k0, k1):
+                hit = (keep_l & (left[k] >= thr)) | (keep_r & (right[k] >= thr))
+                vl = left[k] if hit & keep_l else zero
+                vr = right[k] if hit & keep_r else zero
+                rows_l[k, g] = vl
+                rows_r[k, g] = vr
+                sl += vl
+                sr += vr
+            tot_l[g], tot_r[g] = sl, sr
 
 
 @njit(cache=True, nogil=True)
@@ -368,13 +340,10 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     haplotypes' state posteriors at the visible sites vis; out : (G, L).
 
     Per interval between two visible sites the kept states' posteriors of every haplotype
-    are laid out once, state-major with zeros for the others, so a carrier costs one index
-    load and one contiguous G-wide add per flank, whatever G, and no branch: the carrier
-    lists are walked once for the G haplotypes instead of once each. Each visible site's
-    kept states are listed once (:func:`_kept_states`, the right flank's list kept as the
-    next interval's left one), and only they are written into the rows and zeroed again
-    after the interval: a few percent of the states where the posterior is concentrated,
-    where writing every state's row for every interval took most of the time. Not fast-math: each haplotype's sums run in
+    are laid out once, state-major with zeros for the others (:func:`_kept_rows`), so a
+    carrier costs one index load and one contiguous G-wide add per flank, whatever G, and
+    no branch: the carrier lists, most of the time at a sparse array, are walked once for
+    the G haplotypes instead of once each. Not fast-math: each haplotype's sums run in
     carrier order, so its result has the same bits whatever G and however the compiler
     vectorised the loops."""
     G, m, K = post.shape
@@ -388,13 +357,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     mr = np.empty(G)
     tot_l = np.zeros(G)  # the kept states' mass, for the sites whose minor allele is REF
     tot_r = np.zeros(G)
-    kept = np.empty((2, G, K), dtype=np.int32)  # the kept states of two visible sites per copy
-    n_kept = np.zeros((2, G), dtype=np.int64)
-    listed = np.array([-2, -2])  # the visible site whose lists are in kept[0], kept[1]
-    union = np.empty((G, K), dtype=np.int32)  # the states laid out in each copy's rows
-    n_union = np.zeros(G, dtype=np.int64)
-    flags = np.zeros((K + 7) // 8 * 8, dtype=np.uint8)
-    thr = threshold32(floor / K)
+    thr = floor / K
     t_left = -1  # the last visible site at or before s
     built = -2  # the interval whose kept states are in rows_l, rows_r and their mass in tot_l, tot_r
     for s in range(L):
@@ -404,24 +367,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
         if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
-            for g in range(G):  # zero the previous interval's rows
-                for i in range(n_union[g]):
-                    rows_l[union[g, i], g] = 0.0
-                    rows_r[union[g, i], g] = 0.0
-            a = 0 if listed[0] == t_left else 1  # the buffer of the left flank's lists
-            b = 1 - a
-            for side, t in ((a, t_left), (b, t_right)):
-                if t >= 0 and listed[side] != t:
-                    for g in range(G):
-                        n_kept[side, g] = _kept_states(post[g, t], thr, flags, kept[side, g])
-                    listed[side] = t
-            nl = 0
-            nr = 0
-            for g in range(G):
-                nl = n_kept[a, g] if t_left >= 0 else 0
-                nr = n_kept[b, g] if t_right >= 0 else 0
-                n_union[g], tot_l[g], tot_r[g] = _lay_out_kept(post, g, t_left, t_right, kept[a, g], nl, kept[b, g],
-                                                               nr, rows_l, rows_r, union[g])
+            _kept_rows(post, t_left, t_right, thr, rows_l, rows_r, tot_l, tot_r)
             built = t_left
         carrier_mass(rows_l, rows_r, slot, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr, out)
 
