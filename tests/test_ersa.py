@@ -168,6 +168,35 @@ def test_mixture_of_relationship_types_and_background_per_group():
     assert bg.rate == pytest.approx(1.5) and bg.mean_excess == pytest.approx(7 / 3)  # excesses 1, 4, 2
 
 
+def _hand_type(s, m, a, e, t, r, c, lam_p, theta):
+    """One relationship type's likelihood (m cutting meioses, a ancestors, 2^e), maximised over the background share."""
+    s = sorted(s)
+    lam = a * (r * m + c) / 2 ** e * math.exp(-m * t / 100)
+    return max(_pois(n_p, lam_p) + _pois(len(s) - n_p, lam)
+               + sum(-(x - t) / theta - math.log(theta) for x in s[:n_p])
+               + sum(-m * (x - t) / 100 + math.log(m / 100) for x in s[n_p:]) for n_p in range(len(s) + 1))
+
+
+def test_the_degree_likelihood_is_the_mixture_or_the_most_likely_type():
+    t, genome_cm, c, lam_p, theta = 3.0, 3500.0, 22, 0.2, 1.0
+    pairs = [[40.0, 35.0, 30.0, 28.0, 25.0, 22.0, 20.0], [12.0, 5.0], [80.0] * 12]  # a lineal-like, a distant pair
+    got = {types: ersa.log_likelihoods(_segments(*pairs), ersa.Model(
+        threshold=t, genome_cm=genome_cm, chromosomes=c, background=ersa.Background(lam_p, theta), max_degree=6,
+        types=types)) for types in ersa.TYPES}
+    for k, s in enumerate(pairs):
+        for degree in range(1, 7):
+            each = [_hand_type(s, m, a, e, t, genome_cm / 100, c, lam_p, theta)
+                    for m, a, e in ersa.relationship_types(degree)]
+            assert got["best"][k, degree - 1] == pytest.approx(max(each))
+            assert got["all"][k, degree - 1] == pytest.approx(np.logaddexp.reduce(each) - math.log(len(each)))
+            assert got["ersa"][k, degree - 1] == pytest.approx(each[0])
+    # seven long segments: a great-great-grandparent's sharing; ERSA's full cousins put it two degrees further
+    assert got["ersa"][0, :-1].argmax() + 1 == 6 and got["best"][0, :-1].argmax() + 1 == 5
+    with pytest.raises(InputError, match="choose all, best, ersa"):
+        ersa.Model(threshold=t, genome_cm=genome_cm, chromosomes=c, background=ersa.Background(lam_p, theta),
+                   types="mean")
+
+
 def test_extra_pair_numbers_reach_the_classifier_summary():
     rng = np.random.default_rng(0)
     counts = rng.integers(1, 50, size=(3, 4, len(pf.COUNTS))).astype(np.int32)

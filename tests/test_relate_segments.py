@@ -35,13 +35,13 @@ def _genome() -> tuple[Genome, dict[str, int]]:
     return g, {n: k for k, n in enumerate(names)}
 
 
-def _record(rate: float = 0.2) -> dict:
+def _record(rate: float = 0.2, types: str = re_.TYPES) -> dict:
     table = np.full((3, MAX_DEGREE + 1), 0.01)
     for b in range(3):
         table[b, b] = 1.0
     table /= table.sum(axis=1, keepdims=True)
     bg = ersa.Background(rate, 1.0).to_dict()  # short background segments: a 20 cM one stands out
-    return {"king_table": table.tolist(), "detectors": {d: {
+    return {"types": types, "king_table": table.tolist(), "detectors": {d: {
         "threshold_cm": det.threshold, "components": det.components, "min_lod": {"groups": 1.92, "pooled": 2.5},
         "backgrounds": {re_.POOLED: bg, "CEU": bg}} for d, det in re_.DETECTORS.items()}}
 
@@ -67,6 +67,25 @@ def test_twins_parent_distant_and_unrelated_pairs_get_the_expected_calls():
         # the 20 cM segment, its ends overshot by the chance matches beside it (more often for IBS0-free runs)
         assert c.segments[2] == 1 and 19.9 <= c.shared_cm[2] < (21 if detector == "hap" else 25)
         assert c.segments[3] == 0
+
+
+def test_a_model_calls_with_the_relationship_types_it_was_fitted_with():
+    """The LOD cutoff in a record was fitted under its types: the call must use them, not the current default."""
+    g, ix = _genome()
+    pairs = np.array([[ix["A"], ix["distant"]]])
+    counts = pf.patch_counts(g.dosages, pairs, patch_sites=256)
+    got = {}
+    for types in ersa.TYPES:
+        got[types] = re_.call(_record(types=types), g, pairs, counts, detector="hap", max_degree=MAX_DEGREE)
+        model = ersa.Model(threshold=3.0, genome_cm=float(g.chromosome_cm.sum()), chromosomes=2,
+                           background=ersa.Background(0.2, 1.0), max_degree=MAX_DEGREE, types=types)
+        ll = ersa.log_likelihoods(re_.segments_of(g, pairs, "hap"), model)[0]
+        ll[-1] += 2.5  # the pooled cutoff of _record
+        p = np.exp(ll - ll.max())
+        p[:2] = 0.0  # beyond KING's degree-3 range
+        np.testing.assert_allclose(got[types].probabilities[0], p / p.sum(), rtol=1e-9)
+    assert not np.allclose(got["ersa"].probabilities, got["all"].probabilities)
+    assert not np.allclose(got["best"].probabilities, got["all"].probabilities)
 
 
 def test_the_pair_order_does_not_change_the_call():

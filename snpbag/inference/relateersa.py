@@ -63,8 +63,14 @@ CHOICES = ("auto", *DETECTORS)
 SPECIFICITY = 0.995
 #: ERSA's likelihood-ratio test (χ²₁ at α = 0.05): the lowest cutoff used.
 MIN_LOD = 1.92
-#: Relationship types per degree in the likelihood (ERSA's full collateral model; measured best).
-TYPES = "ersa"
+#: Relationship types per degree in the likelihood of a newly trained model: each degree's likelihood is
+#: that of the pair's most likely relationship type of the degree — full or half collateral, or lineal
+#: (:func:`snpbag.kinship.ersa.relationship_types`). ERSA's full-collateral model alone reads a lineal
+#: pair's few long segments as a more distant cousin's: it called 11 of 192 great-great-grandparent
+#: pairs (degree 4) of the held-out growth-founder pedigrees degree 6 (docs/benchmarks.md, which also
+#: measures the equal mixture, ``all``). A model keeps the types it was fitted with (``relate.json``'s
+#: ``segments.types``): its LOD cutoff is theirs.
+TYPES = "best"
 #: The background key of pairs whose populations are not given.
 POOLED = "*"
 #: KING's thresholds name degrees 1..KING_DEGREES.
@@ -149,10 +155,10 @@ def _concat(parts: list[Segments]) -> Segments:
     return Segments(offsets, *(np.concatenate([getattr(s, k) for s in parts]) for k in ("chrom", "start_cm", "end_cm")))
 
 
-def _model(det: Detector, genome_cm: float, chromosomes: int, background: ersa.Background, max_degree: int
-           ) -> ersa.Model:
+def _model(det: Detector, genome_cm: float, chromosomes: int, background: ersa.Background, max_degree: int,
+           types: str) -> ersa.Model:
     return ersa.Model(threshold=det.threshold, genome_cm=genome_cm, chromosomes=chromosomes, background=background,
-                      max_degree=max_degree, types=TYPES)
+                      max_degree=max_degree, types=types)
 
 
 def king_threshold_degrees(kinship: np.ndarray) -> np.ndarray:
@@ -225,7 +231,7 @@ def fit(parts: list[tuple[Path, PairData, np.ndarray]], *, max_degree: int, spec
         bgs[POOLED] = ersa.fit_background(s.subset(unrelated), threshold=det.threshold, components=det.components)
         cut = {}
         for mode, per in (("groups", ersa.per_pair(bgs, group)), ("pooled", bgs[POOLED])):
-            ll = ersa.log_likelihoods(s, _model(det, genome_cm, chromosomes, per, max_degree))
+            ll = ersa.log_likelihoods(s, _model(det, genome_cm, chromosomes, per, max_degree, TYPES))
             lod = ll[:, :-1].max(1) - ll[:, -1]
             cut[mode] = max(MIN_LOD, float(np.quantile(lod[unrelated], specificity)))
         record["detectors"][d] = {"threshold_cm": det.threshold, "components": det.components,
@@ -294,7 +300,8 @@ def call(record: dict, genome: Genome, pairs: np.ndarray, counts: np.ndarray, *,
                              "--populations for the pooled background")
         background = ersa.per_pair(bgs, groups)
     segs = segments_of(genome, pairs, detector)
-    model = _model(det, float(genome.chromosome_cm.sum()), len(genome.chromosomes), background, max_degree)
+    model = _model(det, float(genome.chromosome_cm.sum()), len(genome.chromosomes), background, max_degree,
+                   str(record["types"]))
     ll = ersa.log_likelihoods(segs, model)
     ll[:, -1] += float(det_rec["min_lod"][mode])  # the background's prior: ERSA's call at the cutoff wins
     from scipy.special import logsumexp  # lazy: scipy.special costs every snpbag command ~0.15 s to import

@@ -13,7 +13,9 @@ maximised over how many of the pair's segments are background — the shortest o
 Lr); the unrelated likelihood is the background alone (ERSA's Lp).
 
 A degree k names several relationships with the same expected kinship 2^-(k+1); each has its
-own (m, a) and each is a component of an equal-weight mixture (:func:`relationship_types`):
+own (m, a) (:func:`relationship_types`), and the degree's likelihood is either their equal-weight
+mixture (``types="all"``) or, like ERSA's maximisation over the background share, that of the
+pair's most likely type (``"best"``: a relationship type is a nuisance parameter of the degree):
 
 - full collateral (two common ancestors, e.g. first cousins at k = 3): d = m = k + 1, a = 2 —
   ERSA's only model (its d is this m);
@@ -35,7 +37,7 @@ Hill WG, White IMS (2013) Identification of pedigree relationship from genome sh
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -44,6 +46,8 @@ from snpbag.kinship.segments import Segments
 
 #: ERSA's default detection threshold (cM) for dense SNP arrays; at ~20 SNPs per cM false runs need more.
 ERSA_THRESHOLD = 2.5
+#: Relationship types per degree (:class:`Model`): the equal mixture, the most likely type, ERSA's own.
+TYPES = ("all", "best", "ersa")
 #: Column names of :func:`pair_features`, after the per-degree log-likelihood ratios.
 FEATURES = ("segments", "shared_cm")
 
@@ -65,7 +69,7 @@ class Background:
     tail_excess: float | np.ndarray = 1.0
 
     def to_dict(self) -> dict:
-        return {k: np.asarray(getattr(self, k)).tolist() for k in ("rate", "mean_excess", "tail_weight", "tail_excess")}
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in fields(self)}
 
     def log_density(self, excess: np.ndarray) -> np.ndarray:
         """Log density of excess lengths (cM above t), broadcasting the parameters over rows (pairs, ...)."""
@@ -90,8 +94,7 @@ def per_pair(backgrounds: dict[str, Background], group: np.ndarray) -> Backgroun
     if missing:
         raise InputError(f"ERSA background: no unrelated pairs of group(s) {', '.join(map(str, missing[:5]))} "
                          "to fit one on")
-    return Background(*(np.array([float(getattr(backgrounds[g], k)) for g in group])
-                        for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
+    return Background(*(np.array([float(getattr(backgrounds[g], f.name)) for g in group]) for f in fields(Background)))
 
 
 def fit_background(segments: Segments, *, threshold: float, components: int = 1) -> Background:
@@ -133,15 +136,16 @@ class Model:
     chromosomes: int
     background: Background
     max_degree: int = 12
-    types: str = "all"  # "all": the mixture of relationship types per degree; "ersa": full collateral only
+    types: str = "all"  # "all": the mixture of relationship types per degree; "best": its most likely type;
+    # "ersa": full collateral only
 
     def __post_init__(self) -> None:
         if self.threshold < 0 or self.genome_cm <= 0 or self.chromosomes < 1 or self.max_degree < 1:
             raise InputError(f"ERSA model threshold={self.threshold}, genome_cm={self.genome_cm}, chromosomes="
                              f"{self.chromosomes}, max_degree={self.max_degree}: need threshold >= 0, a positive "
                              "genome length, >= 1 chromosome and degree")
-        if self.types not in ("all", "ersa"):
-            raise InputError(f"ERSA types={self.types!r}: choose all or ersa")
+        if self.types not in TYPES:
+            raise InputError(f"ERSA types={self.types!r}: choose {', '.join(TYPES)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -201,8 +205,7 @@ def log_likelihoods(segments: Segments, model: Model) -> np.ndarray:
     valid = ~np.isnan(s)
     excess = np.where(valid, s - t, 0.0)
     lam_p = np.broadcast_to(np.asarray(bg.rate, dtype=np.float64), (P,))[:, None]  # (P, 1)
-    per = Background(*(np.broadcast_to(np.asarray(getattr(bg, k), dtype=np.float64), (P,))
-                       for k in ("rate", "mean_excess", "tail_weight", "tail_excess")))
+    per = Background(*(np.broadcast_to(np.asarray(getattr(bg, f.name), dtype=np.float64), (P,)) for f in fields(bg)))
     fp = np.where(valid, per.log_density(excess), 0.0)  # (P, W)
     cum_fp = np.concatenate([np.zeros((P, 1)), np.cumsum(fp, axis=1)], axis=1)  # (P, W+1): shortest j background
     split = np.arange(W + 1)  # j = segments assigned to the background
@@ -222,7 +225,8 @@ def log_likelihoods(segments: Segments, model: Model) -> np.ndarray:
             ll = (_poisson(split[None, :].astype(np.float64), lam_p) + cum_fp
                   + _poisson(nf[:, None] - split[None, :], lam) + tail)  # (P, W+1)
             comps.append(np.where(ok, ll, -np.inf).max(axis=1))
-        out[:, k - 1] = logsumexp(np.stack(comps, axis=1), axis=1) - np.log(len(comps))
+        comps = np.stack(comps, axis=1)
+        out[:, k - 1] = comps.max(axis=1) if model.types == "best" else logsumexp(comps, axis=1) - np.log(comps.shape[1])
     return out
 
 

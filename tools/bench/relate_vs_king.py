@@ -16,7 +16,9 @@ realised kinship from the simulator's IBD truth); confusion matrices (tables for
 first setting, a PNG for all); what the ``--min-kinship`` prefilter keeps per degree; and,
 for the held-out degree-2 pairs, the classifier's degree-2 type (half siblings,
 grandparent–grandchild, avuncular) against the truth, per true type. ``--sims DIR`` reuses
-another run's simulations instead of simulating; ``--demography`` names the founders' demography when
+another run's simulations instead of simulating (its error settings: the same genotypes with the
+simulator's error model applied afresh, :func:`_noisy_copy`), ``--models DIR`` another run's trained
+models (the same training families scored on another held-out seed); ``--demography`` names the founders' demography when
 simulating (``growth``: explosive recent growth and an admixed population). Per population, the
 within-±1 accuracy of ``snpbag relate`` on the pairs whose two members are of that population.
 
@@ -53,6 +55,54 @@ def _link_setting(sim: Path, vcf: str, out: Path) -> Path:
     (out / "pedigree.vcf.gz").symlink_to((sim / vcf).resolve())
     for name in ("samples.tsv", "pedigree_pairs.tsv", "simulation.json"):
         (out / name).symlink_to((sim / name).resolve())
+    return out
+
+
+def _noisy_copy(sim: Path, out: Path, vcfs: list[str], rate: float, seed: int) -> Path:
+    """A reused simulation with genotype errors: ``out`` links every file of ``sim`` but ``vcfs``, which it
+    rewrites with each diploid call replaced at ``rate`` by one of the two other genotypes (the simulator's
+    own error model, ``snpbag.simulate.pedigree.genotype_errors``; its random stream, not the one
+    ``snpbag simulate --genotype-error`` would draw)."""
+    import gzip
+
+    from snpbag.io.bgzf import index_vcf, write_bgzf
+    from snpbag.simulate.pedigree import genotype_errors
+
+    out.mkdir(parents=True)
+    for f in sim.iterdir():
+        if f.name not in vcfs and f.name.removesuffix(".tbi") not in vcfs:
+            (out / f.name).symlink_to(f.resolve())
+    rng = np.random.default_rng(seed)
+
+    def noisy(lines: list[str]) -> str:
+        head = [x.split("\t", 9) for x in lines]
+        calls = np.frombuffer("".join(h[9].rstrip("\n") + "\t" for h in head).encode(), dtype=np.uint8).copy()
+        calls = calls.reshape(len(lines), -1, 4)  # "a|b\t": phased biallelic calls, as the simulator writes
+        alleles = calls[:, :, [0, 2]] - ord("0")
+        if calls[:, :, 1].min() != ord("|") or alleles.max() > 1:
+            raise ValueError(f"{sim}: not phased biallelic calls as `snpbag simulate` writes them")
+        g = genotype_errors(alleles.reshape(len(lines), -1).astype(np.int8), rate, rng)
+        calls[:, :, [0, 2]] = g.reshape(len(lines), -1, 2) + ord("0")
+        body = calls.tobytes().decode()
+        n = calls.shape[1] * 4
+        return "".join("\t".join(h[:9]) + "\t" + body[k * n:(k + 1) * n - 1] + "\n" for k, h in enumerate(head))
+
+    def chunks(path: Path):
+        with gzip.open(path, "rt") as fh:
+            block = []
+            for line in fh:
+                if line.startswith("#"):
+                    yield line
+                    continue
+                block.append(line)
+                if len(block) == 4096:
+                    yield noisy(block)
+                    block = []
+            if block:
+                yield noisy(block)
+
+    for name in vcfs:
+        index_vcf(write_bgzf(chunks(sim / name), out / name))
     return out
 
 
@@ -151,7 +201,9 @@ def main() -> None:
     p.add_argument("--demography", default="ooa", help="snpbag simulate --demography of the founders (growth: "
                    "explosive recent growth and an admixed population)")
     p.add_argument("--sims", type=Path, default=None, help="reuse DIR/sim/train and DIR/sim/test (another run's "
-                   "simulations, read only; settings sequence and array only) instead of simulating")
+                   "simulations, read only; the error settings apply genotype errors to its VCFs) instead of simulating")
+    p.add_argument("--models", type=Path, default=None, help="reuse another run's trained models (DIR/SETTING/model) "
+                   "instead of training: e.g. the same training families scored on another held-out seed")
     _results.add_json_option(p)
     a = p.parse_args()
     settings = a.settings.split(",")
@@ -162,9 +214,11 @@ def main() -> None:
     shutil.rmtree(a.workdir, ignore_errors=True)
     t0 = time.perf_counter()
     noisy = any("error" in s for s in settings)
-    if a.sims is not None and noisy:
-        p.error("--sims: the reused simulations have no genotype errors; choose --settings sequence,array")
     sims = {(split, False): a.sims / "sim" / split for split in ("train", "test")} if a.sims else {}
+    for k, split in enumerate(("train", "test") if a.sims is not None and noisy else ()):
+        vcfs = [v for s, v in (("error", "pedigree.vcf.gz"), ("array_error", "pedigree_array.vcf.gz")) if s in settings]
+        sims[split, True] = _noisy_copy(sims[split, False], a.workdir / "sim" / f"{split}_error", vcfs,
+                                        a.genotype_error, a.seed + k)
     for split, n, seed in (("train", a.train_families, a.seed), ("test", a.test_families, a.seed + 1)):
         if a.sims is not None:
             break
@@ -183,9 +237,14 @@ def main() -> None:
         err = setting.endswith("error")
         train_dir = _link_setting(sims["train", err], vcf, a.workdir / setting / "train")
         test_dir = _link_setting(sims["test", err], vcf, a.workdir / setting / "test")
-        model = a.workdir / setting / "model"
-        summary = rel.train(pedigree=[train_dir], out=model, patch_sites=patch, max_degree=a.max_degree,
-                            fit=rel.Fit(epochs=a.epochs, seed=a.seed, unrelated_per_related=a.unrelated_per_related))
+        if a.models is None:
+            model = a.workdir / setting / "model"
+            summary = rel.train(pedigree=[train_dir], out=model, patch_sites=patch, max_degree=a.max_degree,
+                                fit=rel.Fit(epochs=a.epochs, seed=a.seed,
+                                            unrelated_per_related=a.unrelated_per_related)).line()
+        else:
+            model = a.models / setting / "model"
+            summary = f"{model}: reused"
         t2 = time.perf_counter()
         net, meta = rel.load(model)
         test = rel.pedigree_pairs(test_dir, max_degree=a.max_degree, patch_sites=patch,
@@ -229,13 +288,14 @@ def main() -> None:
             tables[f"prefilter_{setting}"] = prefilter_recall(truth, king_k, cuts)
         seg = meta["segments"]
         info[setting] = {"variants_train": meta["training"]["variants"], "variants_test": test.variants,
-                         "patch_sites": patch, "training_pairs": summary.pairs,
-                         "temperature": round(summary.temperature, 3),
+                         "patch_sites": patch, "model": str(model),
+                         "training_pairs": sum(v for k, v in meta["training"]["pairs"].items() if ":" not in k),
+                         "temperature": round(meta["training"]["temperature"], 3),
                          **{f"min_lod_{d}_{m}": round(v, 3) for d, r in seg["detectors"].items()
                             for m, v in r["min_lod"].items()}}
         seconds[f"train_{setting}"] = t2 - t1
         seconds[f"evaluate_{setting}"] = time.perf_counter() - t2
-        print(summary.line())
+        print(summary)
         print(f"{setting}: degree  pairs  " + "  ".join(f"{c} exact  {c} ±1" for c in shown))
         for r in tables[f"degrees_{setting}"]:
             print(f"{r['degree']:>6} {r['pairs']:>6}  " + "  ".join(
