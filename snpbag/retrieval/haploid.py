@@ -161,9 +161,11 @@ def forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, start):  # pra
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo):  # pragma: no cover - compiled
-    """The backward pass of :func:`haploid_posteriors` over the forward rows in ``post``,
-    which it turns into the posteriors (out, loo as there)."""
+def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, post, out, loo):  # pragma: no cover - compiled
+    """The backward pass of :func:`haploid_posteriors`: post[t] = the posteriors from the
+    forward rows, which are fwd[t] for t < start and post[t] from there on (out, loo as
+    there). A drawn phasing's forward rows before its first swapped heterozygote are the
+    decoded phase's (:func:`sampled_phase_probs`), read where they are instead of copied."""
     K = cols.size
     m = vis.size
     miss = eps
@@ -188,13 +190,14 @@ def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, lo
         xs = _alleles(panel, s, cols, whole, x)
         for k in range(K):
             e[k] = miss + gain * (xs[k] == a)
+        src = fwd[t] if t < start else post[t]
         row = post[t]
         z = 0.0
         p = 0.0
         zl = 0.0
         pl = 0.0
         for k in range(K):
-            v = row[k] * beta[k]
+            v = src[k] * beta[k]
             z += v
             p += v * xs[k]
             vl = v / e[k]  # without this site's emission: leave-one-out
@@ -202,7 +205,7 @@ def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, lo
             pl += vl * xs[k]
         inv = 1.0 / z
         for k in range(K):
-            row[k] = row[k] * beta[k] * inv
+            row[k] = src[k] * beta[k] * inv
         out[t] = p * inv
         if want_loo:
             loo[t] = pl / zl
@@ -216,7 +219,7 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
     Both passes compile with ``error_model="numpy"``: no zero-division check per state (an
     emission is at least ε > 0), which kept the leave-one-out loop from vectorising."""
     forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0)
-    backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo)
+    backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0, post, out, loo)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -487,9 +490,11 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
             if fwd.shape[0]:
                 while start < m and not (flips[u, start] and hap[vis[start], 0] != hap[vis[start], 1]):
                     start += 1
-                post[g, :start] = fwd[c, :start]
+                if 0 < start < m:  # the row forward_rows continues from
+                    post[g, start - 1] = fwd[c, start - 1]
             forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], start)
-            backward_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], pv, held_copies[j0 + g])
+            backward_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c] if fwd.shape[0] else post[g], start,
+                                post[g], pv, held_copies[j0 + g])
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
         interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
