@@ -5,28 +5,21 @@ each tool's format, the wiring from a phased VCF to SER in the JSON tables, and 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snpbag.io.genmap import read_genetic_map
+from conftest import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ["CEU_1", "CEU_2", "YRI_1"]
 
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools" / "bench"))
-    spec = importlib.util.spec_from_file_location("phase_vs_peers", ROOT / "tools" / "bench" / "phase_vs_peers.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, mod)  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module(monkeypatch, "phase_vs_peers")
 
 
 def _vcf(path: Path, haps: np.ndarray, positions, sep: str = "|") -> Path:

@@ -3,27 +3,20 @@ a simulation, `snpbag king` and `snpbag relate --min-kinship` write."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snpbag.eval.relate import UNRELATED
+from conftest import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
 IDS = ["F1_P", "F1_M", "F1_A1", "F2_P"]
 
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools" / "bench"))
-    spec = importlib.util.spec_from_file_location("relate_cohort", ROOT / "tools" / "bench" / "relate_cohort.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module(monkeypatch, "relate_cohort")
 
 
 def _kin0(path: Path, rows) -> Path:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snpbag.io.bgzf import index_vcf, write_bgzf
+from conftest import bench_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools" / "bench"))
-    spec = importlib.util.spec_from_file_location("relate_vs_king", ROOT / "tools" / "bench" / "relate_vs_king.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module(monkeypatch, "relate_vs_king")
 
 
 def _sim(tmp_path: Path, sites: int = 5000, samples: int = 12) -> tuple[Path, np.ndarray]:
