@@ -95,12 +95,17 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
         assert top[0] == x["DEGREE"] and len(set(top)) == 3 and ptop == sorted(ptop, reverse=True)
         assert ptop == [float(x[f"P_{t}"]) for t in top] and ptop[0] == float(x["CONFIDENCE"])
         assert ptop[2] >= np.sort(pr)[-3] - 1e-4 and set(top) <= set(names)
-    # degree-2 type: probabilities given degree 2 sum to 1; named only for pairs called degree 2
-    typ = np.array([[float(x[f"P_{t}"]) for t in ("HS", "GP", "AV")] for x in rows])
+    # degree-2 type: probabilities given degree 2 sum to 1; named only for pairs called degree 2; the classifier
+    # scores only the pairs called degree 1 or 2 (NA beyond)
+    close = [x for x in rows if x["DEGREE"] in ("1", "2")]
+    assert close and len(close) < len(rows)
+    assert all(x[c] == "NA" for x in rows if x not in close for c in ("P_PO", "P_HS", "P_GP", "P_AV"))
+    typ = np.array([[float(x[f"P_{t}"]) for t in ("HS", "GP", "AV")] for x in close])
     np.testing.assert_allclose(typ.sum(1), 1.0, atol=2e-4)
     assert head[head.index("P_PO") + 1:head.index("P_PO") + 5] == ["D2_TYPE", "P_HS", "P_GP", "P_AV"]
-    for x, q in zip(rows, typ):
+    for x, q in zip(close, typ):
         assert x["D2_TYPE"] == (["HS", "GP", "AV"][int(q.argmax())] if x["DEGREE"] == "2" else "NA")
+    assert all(x["D2_TYPE"] == "NA" for x in rows if x not in close)
     # pairs in KING's degree 1-3 ranges carry the stored share of each true degree among the training pairs there
     table = np.array(rel.load(model)[1]["segments"]["king_table"])
     king_bin = king_threshold_degrees(np.array([float(x["KINSHIP"]) for x in rows]))

@@ -444,7 +444,7 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     A model trained with segments (the default) calls degrees with KING's thresholds up to 3 and
     ERSA on shared segments beyond (:mod:`snpbag.inference.relateersa`): DEGREE, P_1..P_UN, TOP*,
     EXP_KINSHIP and CONFIDENCE come from that caller, PO_FS and the degree-2 type from the
-    classifier, and SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
+    classifier (run on the pairs called degree 1 or 2 only: P_PO and P_HS/P_GP/P_AV are NA beyond), and SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
     threshold. Without segments, the classifier alone.
 
     Parameters
@@ -547,14 +547,15 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
             block = idx[b:b + PAIR_BLOCK]
             counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
             data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
-            p, p_sub = predict_proba(net, data, patch_sites, device=device)
             if record is not None:
                 groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
                 calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
                                         groups=groups)
                 pd = calls.probabilities
                 exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
+                p, p_sub = _classifier_where_close(net, data, pd, patch_sites, device)
             else:
+                p, p_sub = predict_proba(net, data, patch_sites, device=device)
                 pd = degree_probabilities(p)
                 exp_k = p @ net.kinship.numpy().astype(np.float64)
             call = _write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names, max_degree)
@@ -565,6 +566,21 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         tmp_log.write_text(_log_text(input, len(idx), written, per_degree, described, calls,
                                      chosen[0].seconds if chosen else None))
     return RelateSummary(table, len(idx), written, per_degree)
+
+
+def _classifier_where_close(net, data: PairData, pd: np.ndarray, patch_sites: int, device: str
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's (degree-class, degree-2 type) probabilities for the pairs the segment caller calls degree 1
+    or 2 — where PO_FS and D2_TYPE name something — and NaN for the rest: its forward pass was a third of the
+    cost of every scored pair (docs/benchmarks.md, "All pairs of a cohort")."""
+    from snpbag.model.relate import SUBTYPES
+
+    close = top_degrees(pd, 1)[0][:, 0] < 2
+    p = np.full((len(pd), net.cfg.n_classes), np.nan)
+    p_sub = np.full((len(pd), len(SUBTYPES)), np.nan)
+    if close.any():
+        p[close], p_sub[close] = predict_proba(net, data.subset(close), patch_sites, device=device)
+    return p, p_sub
 
 
 def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_degree) -> np.ndarray:
@@ -585,14 +601,19 @@ def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_d
         i, j = pairs[r]
         po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
         row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
-               ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", f"{po:.4f}",
-               SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(f"{q:.4f}" for q in p_sub[r])]
+               ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", _prob(po),
+               SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(_prob(q) for q in p_sub[r])]
         row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
         row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
         if calls is not None:
             row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
         fh.write("\t".join(row) + "\n")
     return call
+
+
+def _prob(q: float) -> str:
+    """A probability column: NA where the classifier did not score the pair."""
+    return "NA" if np.isnan(q) else f"{q:.4f}"
 
 
 def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tuple[Path | None, EmbeddingInput | None]:
