@@ -66,8 +66,8 @@ MIN_LOD = 1.92
 #: Relationship types per degree in the likelihood of a newly trained model: each degree's likelihood is
 #: that of the pair's most likely relationship type of the degree — full or half collateral, or lineal
 #: (:func:`snpbag.kinship.ersa.relationship_types`). ERSA's full-collateral model alone reads a lineal
-#: pair's few long segments as a more distant cousin's: it called 11 of 192 great-great-grandparent
-#: pairs (degree 4) of the held-out growth-founder pedigrees degree 6 (docs/benchmarks.md, which also
+#: pair's few long segments as a more distant cousin's: it called 11 of the 384 degree-4 pairs of the
+#: held-out growth-founder pedigrees degree 6, 10 of them great-great-grandparent pairs (docs/benchmarks.md, which also
 #: measures the equal mixture, ``all``). A model keeps the types it was fitted with (``relate.json``'s
 #: ``segments.types``): its LOD cutoff is theirs.
 TYPES = "best"
