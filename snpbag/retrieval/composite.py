@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import carrier_mass
+from snpbag.retrieval.copying import carrier_mass, left_flank
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
 
@@ -75,8 +75,7 @@ def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor
     t_left = -1  # the last visible site at or before s
     built = -2  # the interval whose slots are in acc_l, acc_r
     for s in range(L):
-        while t_left + 1 < m and vis[t_left + 1] <= s:
-            t_left += 1
+        t_left = left_flank(vis, t_left, s)
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1

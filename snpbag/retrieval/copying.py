@@ -245,6 +245,16 @@ def backward(panel, g, cm, vis, w0, n, cand, K, ne, n_allowed, hit, miss, x, ev,
         normalise(beta[t], K)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def left_flank(vis, t_left, s):  # pragma: no cover - compiled
+    """The index of the last visible site at or before site s (−1 before the first), moving on
+    from ``t_left``, that of an earlier site: the step of every walk over a haplotype's sites
+    that reads a hidden site from its flanking visible ones (the right flank is the next index)."""
+    while t_left + 1 < vis.size and vis[t_left + 1] <= s:
+        t_left += 1
+    return t_left
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def right_weight(cm, vis, t_left, s):  # pragma: no cover - compiled
     """Weight of the right flanking visible site's posterior at hidden site s (the left one
@@ -357,8 +367,7 @@ def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride,
         have = -1  # local index whose posterior is in P (left flank), Pr (right flank)
         have_r = -1
         for s in range(lo, hi):
-            while t_left + 1 < m and vis[t_left + 1] <= s:
-                t_left += 1
+            t_left = left_flank(vis, t_left, s)
             if t_left >= 0 and vis[t_left] == s:
                 tl = t_left - w0
                 if have != tl:

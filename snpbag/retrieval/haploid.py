@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
-from snpbag.retrieval.copying import carrier_mass, right_weight, switch_rho, visible_sites
+from snpbag.retrieval.copying import carrier_mass, left_flank, right_weight, switch_rho, visible_sites
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_segments
 
@@ -238,8 +238,7 @@ def interpolate_hidden(panel, cols, vis, cm, post, floor, out):  # pragma: no co
     t_left = -1  # the last visible site at or before s
     built = -2  # the interval whose states are in idx
     for s in range(L):
-        while t_left + 1 < m and vis[t_left + 1] <= s:
-            t_left += 1
+        t_left = left_flank(vis, t_left, s)
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
@@ -364,8 +363,7 @@ def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_mi
     t_left = -1  # the last visible site at or before s
     built = -2  # the interval whose kept states are in rows_l, rows_r and their mass in tot_l, tot_r
     for s in range(L):
-        while t_left + 1 < m and vis[t_left + 1] <= s:
-            t_left += 1
+        t_left = left_flank(vis, t_left, s)
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
@@ -419,8 +417,7 @@ def average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both): 
         u = which[z]
         t_left = -1  # the last visible site at or before s
         for s in range(L):
-            while t_left + 1 < m and vis[t_left + 1] <= s:
-                t_left += 1
+            t_left = left_flank(vis, t_left, s)
             if t_left >= 0 and vis[t_left] == s:  # visible
                 t = t_left
                 if want_loo:
