@@ -127,8 +127,8 @@ class ChromosomePanels:
         voc, name = self.vocab, self.vocab.chrom_names[int(self.vocab.tile_chrom[tiles[0]])]
         first = int(voc.tile_start[tiles[0]])
         # site-major (sites, genomes, 2), the store's layout and the panel's rows: no transpose
-        parts = [self.store.read_sites(np.arange(voc.tile_sites(int(c)).start, voc.tile_sites(int(c)).stop),
-                                       self.rows, by_site=True) for c in tiles]
+        parts = [self.store.read_sites(np.arange(sl.start, sl.stop), self.rows, by_site=True)
+                 for sl in (voc.tile_sites(int(c)) for c in tiles)]
         h = parts[0] if len(parts) == 1 else np.concatenate(parts)
         del parts
         if h.size and h.min() < 0:

@@ -453,8 +453,8 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     :class:`Carriers`, which the hidden sites are summed over. chunk : the copies
     (phasing × haplotype) whose posteriors are held at once and interpolated together
     (:func:`interpolate_carriers`; :func:`copies_at_once`). A phasing's forward rows before
-    its first swapped heterozygote are those of the decoded phase, computed once and copied
-    (:func:`forward_rows`)."""
+    its first swapped heterozygote are those of the decoded phase, computed once and read in
+    place by its backward pass (:func:`backward_posteriors`' ``fwd``, ``start``)."""
     U, m = flips.shape
     L = panel.shape[0]
     G = max(1, min(2 * U, chunk))  # copies whose posteriors are held at once

@@ -80,7 +80,8 @@ def main() -> None:
     p.add_argument("--background-components", type=int, default=1, choices=(1, 2),
                    help="background lengths: one exponential (ERSA) or a two-exponential mixture")
     p.add_argument("--head-threshold", type=float, default=15.0, help="the t of the classifier's ERSA inputs")
-    p.add_argument("--types", default="ersa", choices=("ersa", "all"), help="relationship types per degree")
+    p.add_argument("--types", default="ersa", choices=("ersa", "all", "best"),
+                   help="relationship types per degree (snpbag.kinship.ersa.TYPES)")
     p.add_argument("--specificity", type=float, default=0.99, help="training unrelated pairs kept unrelated")
     p.add_argument("--max-degree", type=int, default=12)
     p.add_argument("--patch-sites", type=int, default=128, help="the work directory model's patch size")
