@@ -412,9 +412,12 @@ def classify_predict(model, embeddings, output, plots):
                    "default one pooled background.")
 @click.option("--detector", "segments", default="auto", show_default=True, type=click.Choice(_relate.relateersa.CHOICES),
               help="Segment detector: haplotype IBD (phased input), IBS0-free runs, or hap when phased.")
+@click.option("--relatives/--no-relatives", default=True, show_default=True,
+              help="Bound each pair's degree by its members' parents' calls (parents found from the calls): "
+                   "DEGREE may be closer than the pair's own PAIR_DEGREE, VIA names the parent.")
 @click.pass_context
 def relate(ctx, model, input, embeddings, out, pairs, min_kinship, prefilter, seed_cm, max_degree, threads, device,
-           genetic_map, populations, segments):
+           genetic_map, populations, segments, relatives):
     """Relationship degrees 1..N of pairs of genomes: KING's thresholds to degree 3, ERSA on shared segments
     beyond (`relate train` fits the model)."""
     if ctx.invoked_subcommand is not None:
@@ -424,7 +427,7 @@ def relate(ctx, model, input, embeddings, out, pairs, min_kinship, prefilter, se
     s = _relate.relate(model=model, input=input, out=out, pairs=pairs, min_kinship=min_kinship,
                        max_degree=max_degree, threads=threads, device=device, embeddings=embeddings,
                        genetic_map=genetic_map, populations=populations, segments=segments, prefilter=prefilter,
-                       seed_cm=seed_cm)
+                       seed_cm=seed_cm, relatives=relatives)
     click.echo(s.line())
 
 

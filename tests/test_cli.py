@@ -210,10 +210,12 @@ def test_relate(runner, monkeypatch):
                          "--min-kinship", "0.02", "--device", "cpu"])
     f.assert_called_once_with(model="m", input="c.vcf.gz", out="p", pairs=None, min_kinship=0.02, max_degree=3,
                               threads=None, device="cpu", embeddings=None, genetic_map=None, populations=None,
-                              segments="auto", prefilter="auto", seed_cm=2.0)
+                              segments="auto", prefilter="auto", seed_cm=2.0, relatives=True)
     with mock.patch(_target(monkeypatch, "snpbag.inference.relate", "relate")) as f:
         _invoke(runner, ["relate", "--model", "m", "--input", "c.vcf.gz", "--out", "p", "--genetic-map", "g.map",
-                         "--populations", "s.tsv", "--detector", "ibs0", "--prefilter", "segments", "--seed-cm", "3"])
+                         "--populations", "s.tsv", "--detector", "ibs0", "--prefilter", "segments", "--seed-cm", "3",
+                         "--no-relatives"])
+    assert f.call_args.kwargs["relatives"] is False
     assert f.call_args.kwargs["genetic_map"] == "g.map" and f.call_args.kwargs["populations"] == "s.tsv"
     assert f.call_args.kwargs["segments"] == "ibs0"
     assert f.call_args.kwargs["prefilter"] == "segments" and f.call_args.kwargs["seed_cm"] == 3.0

@@ -70,18 +70,20 @@ def test_pair_order_does_not_change_the_output(sims):
 def test_relate_table_columns_and_calls(sims, tmp_path):
     train, _, model = sims
     r = CliRunner().invoke(main, ["relate", "--model", str(model), "--input", str(train / "pedigree.vcf.gz"),
-                                  "--out", str(tmp_path / "all"), "--genetic-map", str(train), "--prefilter", "none"])
+                                  "--out", str(tmp_path / "all"), "--genetic-map", str(train), "--prefilter", "none",
+                                  "--no-relatives"])
     assert r.exit_code == 0, r.output
     lines = (tmp_path / "all.rel").read_text().splitlines()
     log_lines = dict(x.split("\t") for x in (tmp_path / "all.rel.log").read_text().splitlines())
     assert log_lines["prefilter"] == "none" and int(log_lines["pairs_scored"]) == len(lines) - 1
     head = lines[0].split("\t")
-    assert head == rel.columns(6, segments=True) and head[-2:] == ["SEGMENTS", "SHARED_CM"]
+    assert head == rel.columns(6, segments=True) and head[-4:] == ["SEGMENTS", "SHARED_CM", "PAIR_DEGREE", "VIA"]
     assert log_lines["segments"] == "hap" and log_lines["background"] == "pooled"  # phased input, no populations
     assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
     n = 3 * 36
     assert len(lines) == 1 + n * (n - 1) // 2
     rows = rows_all = [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+    assert all(x["PAIR_DEGREE"] == x["DEGREE"] and x["VIA"] == "." for x in rows)  # --no-relatives
     order = {frozenset((x["#IID1"], x["IID2"])): k for k, x in enumerate(rows)}
     probs = np.array([[float(x[f"P_{d}"]) for d in [*range(1, 7), "UN"]] for x in rows])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
@@ -121,7 +123,8 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     un = next(x for x in rows if {x["#IID1"], x["IID2"]} == {"F0001_P", "F0002_P"})
     assert un["DEGREE"] == "UN" and un["PO_FS"] == "NA"
     # --max-degree keeps the close calls only; --pairs restricts the pairs
-    rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "close", max_degree=1)
+    rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "close", max_degree=1,
+               relatives=False)
     assert {x.split("\t")[6] for x in (tmp_path / "close.rel").read_text().splitlines()[1:]} == {"1"}
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("#IID1\tIID2\nF0001_P\tF0001_A1\nF0002_M\tF0001_B1\n")
@@ -133,14 +136,14 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     king(train / "pedigree.vcf.gz", out=tmp_path / "k", min_kinship=0.06)
     want = {frozenset(x.split("\t")[:2]) for x in (tmp_path / "k.kin0").read_text().splitlines()[1:]}
     got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "pre",
-                     min_kinship=0.06)
+                     min_kinship=0.06, relatives=False)
     rows = (tmp_path / "pre.rel").read_text().splitlines()[1:]
     assert got.pairs == len(want) > 0 and {frozenset(x.split("\t")[:2]) for x in rows} == want
     assert "KING kinship >= 0.06" in (tmp_path / "pre.rel.log").read_text()
     # the segment prefilter (auto on this phased input): the all-pairs rows of the pairs sharing a seed (these
     # founders share long stretches by chance: at 40 cM some pairs drop) or in KING's degree 1-3 range
     got = rel.relate(model=model, genetic_map=train, input=train / "pedigree.vcf.gz", out=tmp_path / "seg",
-                     seed_cm=40.0)
+                     seed_cm=40.0, relatives=False)
     seg = {frozenset(x.split("\t")[:2]): x for x in (tmp_path / "seg.rel").read_text().splitlines()[1:]}
     every = {frozenset((x["#IID1"], x["IID2"])): x for x in rows_all}
     assert 0 < got.pairs == len(seg) < len(every) and all(line == lines[1:][order[p]] for p, line in seg.items())
@@ -477,3 +480,47 @@ def test_pairs_scored_a_block_at_a_time_give_the_same_outputs(sims, tmp_path, mo
     monkeypatch.setattr(rel, "PAIR_BLOCK", 8192)
     assert close.written == rel.relate(out=tmp_path / "close1", max_degree=3, **kw).written
     assert (tmp_path / "close.rel").read_text() == (tmp_path / "close1.rel").read_text()
+
+
+def test_relatives_bound_degrees_through_parents_found_from_the_calls(sims, tmp_path):
+    """With --relatives (the default) a row differs from the pair's own call only where a parent of one member,
+    found from the pair calls (snpbag.kinship.relatives, checked against the pedigree in test_relatives), is closer
+    to the other: VIA names it, DEGREE is that pair's DEGREE + 1, PAIR_DEGREE the pair's own call, every other
+    column as without; pairs a prefilter skipped get rows of their own (evidence NA)."""
+    from snpbag.kinship.relatives import find_parents
+
+    _, test, model = sims
+    vcf, kw = test / "pedigree.vcf.gz", dict(model=model, genetic_map=test)
+    rel.relate(input=vcf, out=tmp_path / "own", relatives=False, prefilter="none", **kw)
+    got = rel.relate(input=vcf, out=tmp_path / "with", prefilter="none", **kw)
+    read = lambda f: [x.split("\t") for x in (tmp_path / f).read_text().splitlines()]  # noqa: E731
+    (head, *own), (_, *rows) = read("own.rel"), read("with.rel")
+    c = {k: head.index(k) for k in ("DEGREE", "PAIR_DEGREE", "VIA")}
+    assert len(own) == len(rows) == got.pairs and all(x[:2] == y[:2] for x, y in zip(own, rows))
+    ids = sorted({x for r in own for x in r[:2]})
+    deg = lambda s: 0 if s == "UN" else int(s)  # noqa: E731
+    parents = find_parents(np.array([[ids.index(a), ids.index(b)] for a, b, *_ in own]),
+                           np.array([deg(x[c["DEGREE"]]) for x in own]), np.array([x[7] == "PO" for x in own]))
+    parents = {ids[k]: {ids[q] for q in ps} for k, ps in parents.items()}
+    final = {frozenset(x[:2]): deg(x[c["DEGREE"]]) for x in rows}
+    bounded = [(x, y) for x, y in zip(own, rows) if y[c["VIA"]] != "."]
+    assert bounded and all(x == y for x, y in zip(own, rows) if y[c["VIA"]] == ".")
+    for x, y in bounded:
+        a, b, v = y[0], y[1], y[c["VIA"]]
+        assert y[c["PAIR_DEGREE"]] == x[c["DEGREE"]] and y[:c["DEGREE"]] == x[:c["DEGREE"]]
+        assert y[c["DEGREE"] + 1:c["PAIR_DEGREE"]] == x[c["DEGREE"] + 1:c["PAIR_DEGREE"]]
+        assert v in parents.get(a, ()) or v in parents.get(b, ())
+        other = b if v in parents.get(a, ()) else a
+        assert final[frozenset(y[:2])] == final[frozenset((v, other))] + 1
+        assert deg(x[c["DEGREE"]]) == 0 or deg(x[c["DEGREE"]]) > final[frozenset(y[:2])]
+    log = dict(x.split("\t") for x in (tmp_path / "with.rel.log").read_text().splitlines())
+    assert int(log["relatives_bounded_scored"]) == len(bounded) and int(log["relatives_parents_found"]) == len(parents)
+    # the KING prefilter leaves out all but the closest pairs; a parent's call still bounds others, in rows of
+    # their own; with --pairs only the listed pairs are bounded
+    pre = rel.relate(input=vcf, out=tmp_path / "pre", min_kinship=0.2, **kw)
+    extra = [x.split("\t") for x in (tmp_path / "pre.rel").read_text().splitlines()[1 + pre.pairs:]]
+    assert extra and all(x[2:6] == ["NA"] * 4 and x[c["VIA"]] != "." and x[c["PAIR_DEGREE"]] == "NA" for x in extra)
+    listed = tmp_path / "pairs.txt"
+    listed.write_text("".join(f"{x[0]} {x[1]}\n" for x in read("pre.rel")[1:1 + pre.pairs]))
+    only = rel.relate(input=vcf, out=tmp_path / "listed", pairs=listed, **kw)
+    assert only.written == only.pairs == pre.pairs

@@ -61,3 +61,28 @@ def test_noisy_copy_refuses_unphased_calls(bench, tmp_path):
     write_bgzf([text], sim / "pedigree_array.vcf.gz")
     with pytest.raises(ValueError, match="not phased biallelic calls"):
         bench._noisy_copy(sim, tmp_path / "noisy", ["pedigree_array.vcf.gz"], 0.05, seed=1)
+
+
+def test_sampled_cohorts_score_own_calls_and_the_relatives_bounds(bench):
+    """The whole family kept: true calls to degree 7 bounded by the relatives name every degree 8-12 pair; own
+    calls name none; half the family kept (fixed draws): fewer pairs, and the parents left out leave some
+    degree-8 pairs unbounded."""
+    import itertools
+    import math
+
+    from snpbag.eval.relate import UNRELATED
+    from snpbag.simulate import pedigree as ped
+
+    members = ped.build_families(1, populations=["X"], rng=np.random.default_rng(0), max_degree=12)
+    phi = ped.expected_kinship_matrix(members)
+    pairs = np.array(list(itertools.combinations(range(len(members)), 2)))
+    truth = np.array([round(-math.log2(phi[i, j])) - 1 if phi[i, j] > 0 else UNRELATED for i, j in pairs])
+    po = np.array([members[j].father == members[i].id or members[j].mother == members[i].id for i, j in pairs])
+    assert po.sum() == 2 * sum(m.father is not None for m in members)  # parents listed before children
+    own = {"PAIR_DEGREE": np.where(truth <= 7, truth, UNRELATED), "PO": po}
+    rows = {r["degree"]: r for r in bench._sampled(truth, own, pairs, [1.0, 0.5], 2, 12, 0)}
+    for d in ("8", "9", "10", "11", "12"):
+        assert rows[d]["own_within1_1"] == 0 and rows[d]["relatives_within1_1"] == 1
+        assert rows[d].get("pairs_0.5", 0) < rows[d]["pairs_1"]
+    assert 0 < rows["8"]["relatives_within1_0.5"] < 1 and rows["8"]["own_within1_0.5"] == 0  # some parents left out
+    assert rows["UN"]["own_within1_1"] == rows["UN"]["relatives_within1_1"] == 1

@@ -39,6 +39,7 @@ from snpbag.inference import embedout, relateersa
 from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pairs, resolve
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import pairfeatures as pf
+from snpbag.kinship import relatives as kin_relatives
 from snpbag.kinship.estimators import kinship
 from snpbag.kinship.source import GenotypeSource, ScanStats
 
@@ -412,7 +413,7 @@ def columns(max_degree: int, *, segments: bool = False) -> list[str]:
     return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO", "D2_TYPE"]
             + [f"P_{t}" for t in SUBTYPES] + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
             + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"]
-            + (["SEGMENTS", "SHARED_CM"] if segments else []))
+            + (["SEGMENTS", "SHARED_CM"] if segments else []) + ["PAIR_DEGREE", "VIA"])
 
 
 def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -438,7 +439,7 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
            min_kinship: float | None = None, max_degree: int | None = None, threads: int | None = None,
            device: str = "cpu", embeddings: str | Path | None = None, genetic_map: str | Path | None = None,
            populations: str | Path | None = None, segments: str = "auto", prefilter: str = "auto",
-           seed_cm: float = SEED_CM) -> RelateSummary:
+           seed_cm: float = SEED_CM, relatives: bool = True) -> RelateSummary:
     """Degree calls for the pairs of ``input`` → ``PREFIX.rel`` and ``PREFIX.rel.log``.
 
     A model trained with segments (the default) calls degrees with KING's thresholds up to 3 and
@@ -446,7 +447,11 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     EXP_KINSHIP and CONFIDENCE come from that caller, PO_FS and the degree-2 type from the
     classifier (run on the pairs called degree 1 or 2 only: P_PO and P_HS/P_GP/P_AV are NA
     beyond), and SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
-    threshold. Without segments, the classifier alone.
+    threshold. Without segments, the classifier alone. With ``relatives`` (the default), a pair's
+    DEGREE is then bounded by its members' parents' calls (:mod:`snpbag.kinship.relatives`:
+    deg(X, B) ≤ deg(C, B) + 1 for C a parent of X, parents found from the calls): PAIR_DEGREE keeps the
+    pair's own call, VIA names the parent whose call gave a closer DEGREE, and pairs a prefilter did not
+    score get a row of their own where a parent's call bounds them (their evidence columns NA).
 
     Parameters
     ----------
@@ -463,6 +468,8 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         what each can miss (:mod:`snpbag.inference.relatepairs`). ``auto``: ``king`` with ``min_kinship``,
         ``segments`` for a model with segments on phased input, else ``none`` (every pair).
     seed_cm : the segment prefilter's shortest haplotype seed (cM).
+    relatives : bound each pair's degree by its members' parents' calls (above); with ``pairs``, only the
+        listed pairs are bounded.
     max_degree : write only pairs called at this degree or closer (default: every pair).
     device : ``cpu`` or ``cuda`` for the classifier (the counts are computed on the CPU).
     genetic_map : PLINK .map / HapMap file, or a ``snpbag simulate --pedigree`` directory (its map);
@@ -540,32 +547,42 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         pops = relateersa.read_populations(populations, ids) if populations is not None else None
     vectors = None if emb is None else emb.vectors[emb.rows_for(ids, what=str(input))]
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
-    per_degree: dict[str, int] = {}
-    written, calls = 0, None
-    with atomic_outputs(table, log_file) as (tmp, tmp_log), open(tmp, "w") as fh:
-        fh.write("\t".join(columns(top, segments=record is not None)) + "\n")
-        for b in range(0, len(idx), PAIR_BLOCK):
-            block = idx[b:b + PAIR_BLOCK]
-            counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
-            data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
-            if record is not None:
-                groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
-                calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
-                                        groups=groups)
-                pd = calls.probabilities
-                exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
-                p, p_sub = _classifier_where_close(net, data, pd, patch_sites, device)
-            else:
-                p, p_sub = predict_proba(net, data, patch_sites, device=device)
-                pd = degree_probabilities(p)
-                exp_k = p @ net.kinship.numpy().astype(np.float64)
-            call = _write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names, max_degree)
-            written += int((call < max_degree).sum()) if max_degree is not None else len(block)
-            for k in np.unique(call):
-                per_degree[names[k]] = per_degree.get(names[k], 0) + int((call == k).sum())
-        per_degree = {n: per_degree[n] for n in names if n in per_degree}
+    calls = None
+    own = np.empty(len(idx), np.int8)  # each pair's own call (class index), its parent–offspring flag
+    po = np.zeros(len(idx), bool)
+    with atomic_outputs(table, log_file) as (tmp, tmp_log), \
+            tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as scratch:
+        rows = Path(scratch) / "pairs.rel"
+        with open(rows, "w") as fh:  # every scored pair's row; the relatives' bounds and --max-degree follow
+            for b in range(0, len(idx), PAIR_BLOCK):
+                block = idx[b:b + PAIR_BLOCK]
+                counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
+                data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
+                if record is not None:
+                    groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
+                    calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
+                                            groups=groups)
+                    pd = calls.probabilities
+                    exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
+                    p, p_sub = _classifier_where_close(net, data, pd, patch_sites, device)
+                else:
+                    p, p_sub = predict_proba(net, data, patch_sites, device=device)
+                    pd = degree_probabilities(p)
+                    exp_k = p @ net.kinship.numpy().astype(np.float64)
+                own[b:b + len(block)] = call = _write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names)
+                po[b:b + len(block)] = (call == 0) & (p[:, 0] >= p[:, 1])
+        lifted = None
+        if relatives:
+            degree = np.where(own == top, 0, own.astype(np.int64) + 1)
+            lifted = kin_relatives.lift(idx, degree, po, max_degree=top, only_scored=how == "pairs")
+        with open(tmp, "w") as fh:
+            fh.write("\t".join(columns(top, segments=record is not None)) + "\n")
+            final = _write_final(fh, rows, own, lifted, ids, names, max_degree,
+                                 width=len(columns(top, segments=record is not None)))
+        written = int((final < max_degree).sum()) if max_degree is not None else len(final)
+        per_degree = {n: int((final == k).sum()) for k, n in enumerate(names) if (final == k).any()}
         tmp_log.write_text(_log_text(input, len(idx), written, per_degree, described, calls,
-                                     chosen[0].seconds if chosen else None))
+                                     chosen[0].seconds if chosen else None, lifted))
     return RelateSummary(table, len(idx), written, per_degree)
 
 
@@ -584,9 +601,9 @@ def _classifier_where_close(net, data: PairData, pd: np.ndarray, patch_sites: in
     return p, p_sub
 
 
-def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_degree) -> np.ndarray:
-    """Write the .rel rows of one block of pairs (those called at ``max_degree`` or closer); returns each
-    pair's called class."""
+def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names) -> np.ndarray:
+    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE); returns
+    each pair's called class."""
     from snpbag.model.relate import SUBTYPES
 
     ranked, ranked_p = top_degrees(pd, TOP)
@@ -597,8 +614,7 @@ def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_d
         king_counts = [[str(r[4]), str(r[0]), str(r[1])] for r in t]
     else:  # embeddings only: no genotypes to count
         king, king_counts = ["NA"] * len(pairs), [["NA"] * 3] * len(pairs)
-    keep = np.ones(len(pairs), bool) if max_degree is None else call < max_degree
-    for r in np.flatnonzero(keep):
+    for r in range(len(pairs)):
         i, j = pairs[r]
         po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
         row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
@@ -610,6 +626,36 @@ def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, max_d
             row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
         fh.write("\t".join(row) + "\n")
     return call
+
+
+def _write_final(fh, rows: Path, own: np.ndarray, lifted, ids, names, max_degree: int | None, *, width: int
+                 ) -> np.ndarray:
+    """Copy the scored pairs' ``rows`` with DEGREE bounded by the relatives (PAIR_DEGREE the pair's own call,
+    VIA the parent whose call bounds it, or ``.``), keeping those called at ``max_degree`` or closer, then a row
+    for each bounded pair that was not scored (evidence columns NA). Returns every pair's final class index,
+    scored pairs first."""
+    final, via = own.astype(np.int64), {}
+    new = np.zeros(0, np.int64)
+    if lifted is not None:
+        for k in np.flatnonzero(lifted.scored >= 0):
+            final[lifted.scored[k]] = lifted.degree[k] - 1
+            via[int(lifted.scored[k])] = ids[lifted.via[k]]
+        new = np.flatnonzero(lifted.scored < 0)
+    keep = (lambda c: True) if max_degree is None else (lambda c: c < max_degree)
+    with open(rows) as src:
+        for r, line in enumerate(src):
+            if keep(final[r]):
+                f = line.rstrip("\n").split("\t")
+                f[6] = names[final[r]]
+                fh.write("\t".join(f + [names[own[r]], via.get(r, ".")]) + "\n")
+    for k in new:
+        c = int(lifted.degree[k]) - 1
+        if keep(c):
+            i, j = lifted.pairs[k]
+            f = [ids[i], ids[j]] + ["NA"] * (width - 4) + ["NA", ids[lifted.via[k]]]
+            f[6] = names[c]
+            fh.write("\t".join(f) + "\n")
+    return np.concatenate([final, lifted.degree[new] - 1]) if lifted is not None else final
 
 
 def _prob(q: float) -> str:
@@ -645,12 +691,16 @@ def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tup
 
 
 def _log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls,
-              prefilter_seconds: float | None) -> str:
+              prefilter_seconds: float | None, lifted=None) -> str:
     lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}", f"prefilter\t{prefilter}"]
     if prefilter_seconds is not None:
         lines.append(f"prefilter_seconds\t{prefilter_seconds:.1f}")
     if calls is not None:
         lines += [f"segments\t{calls.detector}", f"background\t{calls.background}"]
+    if lifted is not None:
+        lines += [f"relatives_parents_found\t{len(lifted.parents)}",
+                  f"relatives_bounded_scored\t{int((lifted.scored >= 0).sum())}",
+                  f"relatives_bounded_unscored\t{int((lifted.scored < 0).sum())}"]
     lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]
     return "\n".join(lines) + "\n"
 

@@ -46,7 +46,7 @@ SETTINGS = ("sequence", "array", "error", "array_error")
 CALLERS = ("relate", "KING", "oracle")
 #: More callers in the degree tables: the product without populations (one pooled background), with the
 #: IBS0-free runs instead of haplotype IBD, and the trained classifier alone.
-EXTRA = ("relate_pooled", "relate_ibs0", "classifier")
+EXTRA = ("relate_pairwise", "relate_pooled", "relate_ibs0", "classifier")
 
 
 def _link_setting(sim: Path, vcf: str, out: Path) -> Path:
@@ -115,9 +115,10 @@ def _realised(test_dir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
 
 
 def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.ndarray, out: Path, **options
-             ) -> np.ndarray:
-    """Degrees ``snpbag relate`` (the library call behind the command) writes for ``pairs`` of the held-out
-    pedigree, on the simulation's own genetic map (UNRELATED for UN)."""
+             ) -> dict[str, np.ndarray]:
+    """What ``snpbag relate`` (the library call behind the command) writes for ``pairs`` of the held-out
+    pedigree, on the simulation's own genetic map: DEGREE and PAIR_DEGREE (UNRELATED for UN) and PO (degree-1
+    pairs called parent–offspring), in the order of ``pairs``."""
     from snpbag.eval.relate import UNRELATED
     from snpbag.inference import relate as rel
 
@@ -125,9 +126,42 @@ def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.n
     listed.write_text("".join(f"{ids[i]}\t{ids[j]}\n" for i, j in pairs))
     rel.relate(model=model, input=test_dir / "pedigree.vcf.gz", out=out, pairs=listed, genetic_map=sim, **options)
     lines = Path(f"{out}.rel").read_text().splitlines()
-    col = lines[0].split("\t").index("DEGREE")
-    got = {frozenset(x.split("\t")[:2]): x.split("\t")[col] for x in lines[1:]}
-    return np.array([UNRELATED if (d := got[frozenset((ids[i], ids[j]))]) == "UN" else int(d) for i, j in pairs])
+    head = lines[0].split("\t")
+    got = {frozenset(x.split("\t")[:2]): x.split("\t") for x in lines[1:]}
+    rows = [got[frozenset((ids[i], ids[j]))] for i, j in pairs]
+    degree = lambda c: np.array([UNRELATED if r[head.index(c)] == "UN" else int(r[head.index(c)]) for r in rows])  # noqa: E731
+    return {"DEGREE": degree("DEGREE"), "PAIR_DEGREE": degree("PAIR_DEGREE"),
+            "PO": np.array([r[head.index("PO_FS")] == "PO" for r in rows])}
+
+
+def _sampled(truth: np.ndarray, own: dict[str, np.ndarray], pairs: np.ndarray, shares: list[float], repeats: int,
+             max_degree: int, seed: int) -> list[dict]:
+    """Within-±1 accuracy per true degree when only a share of the held-out genomes is in the cohort (each kept
+    at random, ``repeats`` draws pooled): the pairs' own calls, and the same calls bounded by the parents found
+    among the kept genomes (snpbag.kinship.relatives, as ``snpbag relate`` runs it on its pairs)."""
+    from snpbag.eval.relate import UNRELATED, degree_accuracy
+    from snpbag.kinship.relatives import lift
+
+    rng = np.random.default_rng(seed)
+    n = int(pairs.max()) + 1
+    rows: dict[str, dict] = {}
+    for share in shares:
+        t_all, own_all, rel_all = [], [], []
+        for _ in range(repeats):
+            keep = rng.random(n) < share
+            m = keep[pairs[:, 0]] & keep[pairs[:, 1]]
+            called = own["PAIR_DEGREE"][m]
+            lifted = lift(pairs[m], np.where(called == UNRELATED, 0, called), own["PO"][m], max_degree=max_degree,
+                          only_scored=True)
+            bounded = called.copy()
+            bounded[lifted.scored] = lifted.degree
+            t_all.append(truth[m]), own_all.append(called), rel_all.append(bounded)
+        t = np.concatenate(t_all)
+        for name, c in (("own", own_all), ("relatives", rel_all)):
+            for d, v in degree_accuracy(t, np.concatenate(c)).items():
+                rows.setdefault(d, {"degree": d})[f"pairs_{share:g}"] = v["n"]
+                rows[d][f"{name}_within1_{share:g}"] = v["within1"]
+    return list(rows.values())
 
 
 def _by_population(truth: np.ndarray, called: np.ndarray, sim: Path, ids: list[str], pairs: np.ndarray
@@ -198,6 +232,9 @@ def main() -> None:
     p.add_argument("--cuts", default="0.0884,0.0442,0.0221,0.011", help="--min-kinship values to measure")
     p.add_argument("--png", type=Path, default=None, help="confusion matrices (default WORKDIR/confusion.png)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sampled", default="0.75,0.5,0.25", help="shares of the held-out genomes in a cohort: the "
+                   "pairs' own calls against the calls bounded by the relatives found among them")
+    p.add_argument("--sampled-repeats", type=int, default=5, help="random cohorts per share")
     p.add_argument("--demography", default="ooa", help="snpbag simulate --demography of the founders (growth: "
                    "explosive recent growth and an admixed population)")
     p.add_argument("--sims", type=Path, default=None, help="reuse DIR/sim/train and DIR/sim/test (another run's "
@@ -267,9 +304,10 @@ def main() -> None:
                                  **options)
             seconds[f"{name}_{setting}"], seconds[f"{name}_{setting}_cpu"] = \
                 time.perf_counter() - t3, time.process_time() - c3
-        called = {"relate": run["relate"], "KING": king_threshold_degrees(king_k),
+        called = {"relate": run["relate"]["DEGREE"], "KING": king_threshold_degrees(king_k),
                   "oracle": king_threshold_degrees(_realised(test_dir, test.ids, test.pairs)),
-                  "relate_pooled": run["relate_pooled"], "relate_ibs0": run["relate_ibs0"],
+                  "relate_pairwise": run["relate"]["PAIR_DEGREE"],
+                  "relate_pooled": run["relate_pooled"]["DEGREE"], "relate_ibs0": run["relate_ibs0"]["DEGREE"],
                   "classifier": rel.called_degrees(net, test, patch)}
         shown = CALLERS + EXTRA
         acc = {c: degree_accuracy(truth, called[c]) for c in shown}
@@ -286,6 +324,10 @@ def main() -> None:
                     for i in range(len(labels))]
         if setting in ("sequence", "array"):
             tables[f"prefilter_{setting}"] = prefilter_recall(truth, king_k, cuts)
+        shares = [float(x) for x in a.sampled.split(",") if x]
+        if shares:
+            tables[f"sampled_{setting}"] = _sampled(truth, run["relate"], test.pairs, shares, a.sampled_repeats,
+                                                    a.max_degree, a.seed)
         seg = meta["segments"]
         info[setting] = {"variants_train": meta["training"]["variants"], "variants_test": test.variants,
                          "patch_sites": patch, "model": str(model),
@@ -306,6 +348,9 @@ def main() -> None:
         for r in tables[f"subtypes_{setting}"]:
             print(f"{setting} degree 2, true {r['true type']} ({r['pairs']} pairs): called " + "  ".join(
                 f"{n} {r[f'called_{n}']:.2f}" for n in SUBTYPES if r[f"called_{n}"] is not None))
+        for r in tables.get(f"sampled_{setting}", []):
+            print(f"{setting} sampled, degree {r['degree']}: " + "  ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k != "degree"))
     png = a.png or a.workdir / "confusion.png"
     _plot(confusions, png)
     _results.write(a.json, command="relate_vs_king", results=tables, info={
