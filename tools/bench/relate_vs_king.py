@@ -114,24 +114,37 @@ def _realised(test_dir: Path, ids: list[str], pairs: np.ndarray) -> np.ndarray:
     return np.array([ibd.get(frozenset((ids[i], ids[j])), 0.0) for i, j in pairs])
 
 
-def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.ndarray, out: Path, **options
-             ) -> dict[str, np.ndarray]:
+def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.ndarray, out: Path, *,
+             every_pair: bool = False, **options) -> dict[str, np.ndarray]:
     """What ``snpbag relate`` (the library call behind the command) writes for ``pairs`` of the held-out
     pedigree, on the simulation's own genetic map: DEGREE and PAIR_DEGREE (UNRELATED for UN) and PO (degree-1
-    pairs called parent–offspring), in the order of ``pairs``."""
+    pairs called parent–offspring), in the order of ``pairs``. With ``every_pair`` it scores every pair of the
+    held-out genomes (``--prefilter none``: the relatives step sees the whole cohort, as it would run) and
+    adds, over every unrelated pair, how many are called related with and without the relatives' bounds."""
     from snpbag.eval.relate import UNRELATED
     from snpbag.inference import relate as rel
 
-    listed = out.with_suffix(".pairs")
-    listed.write_text("".join(f"{ids[i]}\t{ids[j]}\n" for i, j in pairs))
-    rel.relate(model=model, input=test_dir / "pedigree.vcf.gz", out=out, pairs=listed, genetic_map=sim, **options)
+    if every_pair:
+        options["prefilter"] = "none"
+    else:
+        options["pairs"] = out.with_suffix(".pairs")
+        options["pairs"].write_text("".join(f"{ids[i]}\t{ids[j]}\n" for i, j in pairs))
+    rel.relate(model=model, input=test_dir / "pedigree.vcf.gz", out=out, genetic_map=sim, **options)
     lines = Path(f"{out}.rel").read_text().splitlines()
     head = lines[0].split("\t")
     got = {frozenset(x.split("\t")[:2]): x.split("\t") for x in lines[1:]}
     rows = [got[frozenset((ids[i], ids[j]))] for i, j in pairs]
     degree = lambda c: np.array([UNRELATED if r[head.index(c)] == "UN" else int(r[head.index(c)]) for r in rows])  # noqa: E731
-    return {"DEGREE": degree("DEGREE"), "PAIR_DEGREE": degree("PAIR_DEGREE"),
+    out_ = {"DEGREE": degree("DEGREE"), "PAIR_DEGREE": degree("PAIR_DEGREE"),
             "PO": np.array([r[head.index("PO_FS")] == "PO" for r in rows])}
+    if every_pair:
+        related = {frozenset((r["id1"], r["id2"])) for r in rel._read_tsv(test_dir / "pedigree_pairs.tsv") if r["degree"] != "NA"}
+        un = [r for k, r in got.items() if k not in related]
+        out_["unrelated_pairs"] = np.array(len(un))
+        for c in ("DEGREE", "PAIR_DEGREE"):
+            out_[f"unrelated_called_related_{c}"] = np.array(sum(r[head.index(c)] != "UN" for r in un))
+    return out_
+
 
 
 def _sampled(truth: np.ndarray, own: dict[str, np.ndarray], pairs: np.ndarray, shares: list[float], repeats: int,
@@ -297,7 +310,8 @@ def main() -> None:
                 for c, n in enumerate(SUBTYPES)}} for k, name in enumerate(SUBTYPES)]
         sim_test = sims["test", err]
         run = {}
-        for name, options in (("relate", {"populations": sim_test / "samples.tsv"}), ("relate_pooled", {}),
+        for name, options in (("relate", {"populations": sim_test / "samples.tsv", "every_pair": True}),
+                              ("relate_pooled", {}),
                               ("relate_ibs0", {"populations": sim_test / "samples.tsv", "segments": "ibs0"})):
             t3, c3 = time.perf_counter(), time.process_time()
             run[name] = _product(model, test_dir, sim_test, test.ids, test.pairs, a.workdir / setting / name,
@@ -315,6 +329,11 @@ def main() -> None:
             {"degree": k, "pairs": acc["relate"][k]["n"],
              **{f"{c}_{m}": acc[c][k][m] for c in shown for m in ("exact", "within1")}} for k in acc["relate"]]
         tables[f"populations_{setting}"] = _by_population(truth, called["relate"], sim_test, test.ids, test.pairs)
+        r = run["relate"]
+        tables[f"every_unrelated_{setting}"] = [{
+            "unrelated pairs": int(r["unrelated_pairs"]),
+            "called related, own call": int(r["unrelated_called_related_PAIR_DEGREE"]),
+            "called related, with relatives": int(r["unrelated_called_related_DEGREE"])}]
         confusions[setting] = {c: degree_confusion(truth, called[c], a.max_degree) for c in CALLERS}
         if setting == settings[0]:
             for c in CALLERS:
@@ -348,6 +367,7 @@ def main() -> None:
         for r in tables[f"subtypes_{setting}"]:
             print(f"{setting} degree 2, true {r['true type']} ({r['pairs']} pairs): called " + "  ".join(
                 f"{n} {r[f'called_{n}']:.2f}" for n in SUBTYPES if r[f"called_{n}"] is not None))
+        print(f"{setting} every pair of the held-out genomes: {tables[f'every_unrelated_{setting}'][0]}")
         for r in tables.get(f"sampled_{setting}", []):
             print(f"{setting} sampled, degree {r['degree']}: " + "  ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k != "degree"))
