@@ -66,7 +66,8 @@ def find_parents(pairs: np.ndarray, degree: np.ndarray, po: np.ndarray) -> dict[
     called: dict[tuple[int, int], int] = {}
     po_rel: dict[int, set[int]] = defaultdict(set)
     fs_rel: dict[int, set[int]] = defaultdict(set)
-    for (a, b), d, p in zip(pairs.tolist(), degree.tolist(), po.tolist()):
+    near = np.flatnonzero(degree >= 1)  # a cohort's pairs are mostly unrelated: loop over the related only
+    for (a, b), d, p in zip(pairs[near].tolist(), degree[near].tolist(), po[near].tolist()):
         if d >= 1:
             called[_key(a, b)] = d
         if d == 1:
@@ -143,8 +144,17 @@ def lift(pairs: np.ndarray, degree: np.ndarray, po: np.ndarray, *, max_degree: i
     for c, ps in parents.items():
         for q in ps:
             children[q].append(c)
-    row = {_key(a, b): r for r, (a, b) in enumerate(pairs.tolist())}
-    best = {_key(a, b): d for (a, b), d in zip(pairs.tolist(), degree.tolist()) if d >= 1}
+    n = int(pairs.max()) + 1 if len(pairs) else 0
+    code = pairs.min(axis=1) * n + pairs.max(axis=1)  # each input pair's row, found by search (no dict of all)
+    order = np.argsort(code, kind="stable")
+    sorted_code = code[order]
+
+    def row(k: tuple[int, int]) -> int:
+        at = int(np.searchsorted(sorted_code, k[0] * n + k[1]))
+        return int(order[at]) if at < len(sorted_code) and sorted_code[at] == k[0] * n + k[1] else -1
+
+    near = np.flatnonzero(degree >= 1)
+    best = {_key(a, b): d for (a, b), d in zip(pairs[near].tolist(), degree[near].tolist())}
     via: dict[tuple[int, int], tuple[int, tuple[int, int]]] = {}
     heap = [(d, k) for k, d in best.items() if d <= source_max]
     heapq.heapify(heap)
@@ -157,7 +167,7 @@ def lift(pairs: np.ndarray, degree: np.ndarray, po: np.ndarray, *, max_degree: i
                 if x == q:
                     continue
                 k = _key(x, q)
-                if only_scored and k not in row:
+                if only_scored and row(k) < 0:
                     continue
                 if d + 1 <= max_degree and d + 1 < best.get(k, 1 << 30):
                     best[k] = d + 1
@@ -168,4 +178,4 @@ def lift(pairs: np.ndarray, degree: np.ndarray, po: np.ndarray, *, max_degree: i
                   degree=np.array([best[k] for k in keys], dtype=np.int64),
                   via=np.array([via[k][0] for k in keys], dtype=np.int64),
                   source_pair=np.array([via[k][1] for k in keys], dtype=np.int64).reshape(-1, 2),
-                  scored=np.array([row.get(k, -1) for k in keys], dtype=np.int64), parents=parents)
+                  scored=np.array([row(k) for k in keys], dtype=np.int64), parents=parents)
