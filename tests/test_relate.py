@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from snpbag.cli import main
 from snpbag.errors import CheckpointError, InputError, SampleError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
-from snpbag.inference import embedout, relate as rel
+from snpbag.inference import embedout, relate as rel, reltable
 from snpbag.inference.relateersa import king_threshold_degrees
 from snpbag.model.relate import RelateConfig, RelateNet, class_names, embedding_pair_features, fit_temperature
 from snpbag.simulate import cohort as sm
@@ -77,7 +77,7 @@ def test_relate_table_columns_and_calls(sims, tmp_path):
     log_lines = dict(x.split("\t") for x in (tmp_path / "all.rel.log").read_text().splitlines())
     assert log_lines["prefilter"] == "none" and int(log_lines["pairs_scored"]) == len(lines) - 1
     head = lines[0].split("\t")
-    assert head == rel.columns(6, segments=True) and head[-4:] == ["SEGMENTS", "SHARED_CM", "PAIR_DEGREE", "VIA"]
+    assert head == reltable.columns(6, segments=True) and head[-4:] == ["SEGMENTS", "SHARED_CM", "PAIR_DEGREE", "VIA"]
     assert log_lines["segments"] == "hap" and log_lines["background"] == "pooled"  # phased input, no populations
     assert head[:6] == ["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"] and "EXP_KINSHIP" in head
     n = 3 * 36

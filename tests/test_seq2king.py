@@ -406,7 +406,7 @@ def test_hydra_task_seq2king_runs_the_same_training(tmp_path):
 
 def write_rel(path: Path, ids, king, expected) -> Path:
     """A tiny PREFIX.rel of every pair: `snpbag relate`'s columns, KINSHIP and EXP_KINSHIP filled."""
-    from snpbag.inference.relate import columns
+    from snpbag.inference.reltable import columns
 
     head = columns(2)
     lines = ["\t".join(head)]

@@ -35,12 +35,11 @@ from snpbag import modeldir
 from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
-from snpbag.inference import embedout, relateersa
+from snpbag.inference import embedout, relateersa, reltable
 from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pairs, resolve
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship import relatives as kin_relatives
-from snpbag.kinship.estimators import kinship
 from snpbag.kinship.source import GenotypeSource, ScanStats
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,6 @@ PAIR_BLOCK = 8192
 MIN_VARIANT_SHARE = 0.5
 #: Training pairs the input standardisation is estimated from.
 STANDARDISE_PAIRS = 4096
-#: Degrees named per pair, most probable first (TOP1..TOP3 and their probabilities).
-TOP = 3
 #: Pedigree relationship names of the two degree-1 classes.
 DEGREE1 = {"parent-offspring": 0, "full siblings": 1}
 #: Pedigree relationship names of the degree-2 types, in the order of snpbag.model.relate.SUBTYPES.
@@ -406,23 +403,6 @@ def describe(directory: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def columns(max_degree: int, *, segments: bool = False) -> list[str]:
-    """The header of ``snpbag relate``'s table (with ``segments``: the shared segments' count and total cM)."""
-    from snpbag.model.relate import SUBTYPES
-
-    return (["#IID1", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP", "DEGREE", "PO_FS", "P_PO", "D2_TYPE"]
-            + [f"P_{t}" for t in SUBTYPES] + [f"{c}{k}" for k in range(1, TOP + 1) for c in ("TOP", "P_TOP")]
-            + [f"P_{d}" for d in range(1, max_degree + 1)] + ["P_UN", "EXP_KINSHIP", "CONFIDENCE"]
-            + (["SEGMENTS", "SHARED_CM"] if segments else []) + ["PAIR_DEGREE", "VIA"])
-
-
-def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) column indices of ``degree_probabilities`` output, most probable first (ties: the
-    closer degree first), and their probabilities."""
-    order = np.argsort(-pd, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(pd, order, axis=1)
-
-
 @dataclass
 class RelateSummary:
     output: Path
@@ -458,7 +438,7 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     model : a directory written by :func:`train`.
     input : VCF/BCF or snpbag store; for a model trained on embeddings only, ``snpbag embed``
         output may stand here instead (then the KING columns are NA).
-    out : output prefix: ``PREFIX.rel`` (tab-separated, columns :func:`columns`) and
+    out : output prefix: ``PREFIX.rel`` (tab-separated, columns :func:`~snpbag.inference.reltable.columns`) and
         ``PREFIX.rel.log`` (pairs considered and called per degree); both appear atomically.
     pairs : a file of pairs (two sample ids per line, or a .kin0); default all pairs.
     min_kinship : the KING prefilter's cut: only the pairs whose exact KING-robust kinship (``snpbag king``,
@@ -569,19 +549,19 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
                     p, p_sub = predict_proba(net, data, patch_sites, device=device)
                     pd = degree_probabilities(p)
                     exp_k = p @ net.kinship.numpy().astype(np.float64)
-                own[b:b + len(block)] = call = _write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names)
+                own[b:b + len(block)] = call = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names)
                 po[b:b + len(block)] = (call == 0) & (p[:, 0] >= p[:, 1])
         lifted = None
         if relatives:
             degree = np.where(own == top, 0, own.astype(np.int64) + 1)
             lifted = kin_relatives.lift(idx, degree, po, max_degree=top, only_scored=how == "pairs")
         with open(tmp, "w") as fh:
-            fh.write("\t".join(columns(top, segments=record is not None)) + "\n")
-            final = _write_final(fh, rows, own, lifted, ids, names, max_degree,
-                                 width=len(columns(top, segments=record is not None)))
+            fh.write("\t".join(reltable.columns(top, segments=record is not None)) + "\n")
+            final = reltable.write_final(fh, rows, own, lifted, ids, names, max_degree,
+                                 width=len(reltable.columns(top, segments=record is not None)))
         written = int((final < max_degree).sum()) if max_degree is not None else len(final)
         per_degree = {n: int((final == k).sum()) for k, n in enumerate(names) if (final == k).any()}
-        tmp_log.write_text(_log_text(input, len(idx), written, per_degree, described, calls,
+        tmp_log.write_text(reltable.log_text(input, len(idx), written, per_degree, described, calls,
                                      chosen[0].seconds if chosen else None, lifted))
     return RelateSummary(table, len(idx), written, per_degree)
 
@@ -593,74 +573,12 @@ def _classifier_where_close(net, data: PairData, pd: np.ndarray, patch_sites: in
     cost of every scored pair (docs/benchmarks.md, "All pairs of a cohort")."""
     from snpbag.model.relate import SUBTYPES
 
-    close = top_degrees(pd, 1)[0][:, 0] < 2
+    close = reltable.top_degrees(pd, 1)[0][:, 0] < 2
     p = np.full((len(pd), net.cfg.n_classes), np.nan)
     p_sub = np.full((len(pd), len(SUBTYPES)), np.nan)
     if close.any():
         p[close], p_sub[close] = predict_proba(net, data.subset(close), patch_sites, device=device)
     return p, p_sub
-
-
-def _write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names) -> np.ndarray:
-    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE); returns
-    each pair's called class."""
-    from snpbag.model.relate import SUBTYPES
-
-    ranked, ranked_p = top_degrees(pd, TOP)
-    call = ranked[:, 0]
-    if counts is not None:
-        t = counts.sum(axis=1, dtype=np.int64)
-        king = [f"{k:.6g}" for k in kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])]
-        king_counts = [[str(r[4]), str(r[0]), str(r[1])] for r in t]
-    else:  # embeddings only: no genotypes to count
-        king, king_counts = ["NA"] * len(pairs), [["NA"] * 3] * len(pairs)
-    for r in range(len(pairs)):
-        i, j = pairs[r]
-        po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
-        row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
-               ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", _prob(po),
-               SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(_prob(q) for q in p_sub[r])]
-        row += [x for c, q in zip(ranked[r], ranked_p[r]) for x in (names[c], f"{q:.4f}")]
-        row += [f"{v:.4f}" for v in pd[r]] + [f"{exp_k[r]:.6f}", f"{pd[r, call[r]]:.4f}"]
-        if calls is not None:
-            row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
-        fh.write("\t".join(row) + "\n")
-    return call
-
-
-def _write_final(fh, rows: Path, own: np.ndarray, lifted, ids, names, max_degree: int | None, *, width: int
-                 ) -> np.ndarray:
-    """Copy the scored pairs' ``rows`` with DEGREE bounded by the relatives (PAIR_DEGREE the pair's own call,
-    VIA the parent whose call bounds it, or ``.``), keeping those called at ``max_degree`` or closer, then a row
-    for each bounded pair that was not scored (evidence columns NA). Returns every pair's final class index,
-    scored pairs first."""
-    final, via = own.astype(np.int64), {}
-    new = np.zeros(0, np.int64)
-    if lifted is not None:
-        for k in np.flatnonzero(lifted.scored >= 0):
-            final[lifted.scored[k]] = lifted.degree[k] - 1
-            via[int(lifted.scored[k])] = ids[lifted.via[k]]
-        new = np.flatnonzero(lifted.scored < 0)
-    keep = (lambda c: True) if max_degree is None else (lambda c: c < max_degree)
-    with open(rows) as src:
-        for r, line in enumerate(src):
-            if keep(final[r]):
-                f = line.rstrip("\n").split("\t")
-                f[6] = names[final[r]]
-                fh.write("\t".join(f + [names[own[r]], via.get(r, ".")]) + "\n")
-    for k in new:
-        c = int(lifted.degree[k]) - 1
-        if keep(c):
-            i, j = lifted.pairs[k]
-            f = [ids[i], ids[j]] + ["NA"] * (width - 4) + ["NA", ids[lifted.via[k]]]
-            f[6] = names[c]
-            fh.write("\t".join(f) + "\n")
-    return np.concatenate([final, lifted.degree[new] - 1]) if lifted is not None else final
-
-
-def _prob(q: float) -> str:
-    """A probability column: NA where the classifier did not score the pair."""
-    return "NA" if np.isnan(q) else f"{q:.4f}"
 
 
 def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tuple[Path | None, EmbeddingInput | None]:
@@ -688,21 +606,6 @@ def _open_inputs(input, embeddings, inputs: str, meta: dict, min_kinship) -> tup
     emb = read_embedding_input(path)
     check_embeddings(emb, meta.get("embeddings") or {})
     return (None if embedded is not None else Path(input)), emb
-
-
-def _log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls,
-              prefilter_seconds: float | None, lifted=None) -> str:
-    lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}", f"prefilter\t{prefilter}"]
-    if prefilter_seconds is not None:
-        lines.append(f"prefilter_seconds\t{prefilter_seconds:.1f}")
-    if calls is not None:
-        lines += [f"segments\t{calls.detector}", f"background\t{calls.background}"]
-    if lifted is not None:
-        lines += [f"relatives_parents_found\t{len(lifted.parents)}",
-                  f"relatives_bounded_scored\t{int((lifted.scored >= 0).sum())}",
-                  f"relatives_bounded_unscored\t{int((lifted.scored < 0).sum())}"]
-    lines += [f"degree_{k}\t{v}" for k, v in per_degree.items()]
-    return "\n".join(lines) + "\n"
 
 
 def evaluate(net, data: PairData, patch_sites: int) -> dict[str, dict[str, float]]:
