@@ -680,3 +680,19 @@ def test_cuda_absent_is_an_input_error(cohort, tmp_path):
         pytest.skip("a CUDA GPU is present")
     with pytest.raises(InputError, match="--device cuda"):
         king(cohort["vcf"], out=tmp_path / "g", device="cuda")
+
+
+def test_po_probability_crosses_at_kings_relative_cut():
+    """P(PO | degree 1) from IBS0 counts: two Poisson rates (full siblings n·u/4, parent–offspring n·u/40) whose
+    crossing sits next to `--po-ibs0 auto`'s cut 0.1·u, so the two agree on every count away from it."""
+    from snpbag.kinship import degrees
+
+    u, n = 0.04, 90_000
+    cut = degrees.po_threshold(u) * n  # 360 opposite homozygotes
+    k = np.arange(0, 1200)
+    p = degrees.po_probability(k, np.full(len(k), n), u)
+    crossing = k[np.argmin(np.abs(p - 0.5))]
+    assert abs(crossing - 0.0977 * u * n) <= 1 and abs(crossing - cut) < 0.03 * cut
+    assert p[0] > 1 - 1e-12 and p[int(n * u / 4)] < 1e-12 and (np.diff(p) <= 0).all()
+    assert ((p >= 0.5) == (k < cut))[np.abs(k - cut) > 10].all()
+    assert np.isnan(degrees.po_probability(np.array([3]), np.array([0]), u)).all()

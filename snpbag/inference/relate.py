@@ -40,7 +40,7 @@ from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pa
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship import relatives as kin_relatives
-from snpbag.kinship.source import GenotypeSource, ScanStats
+from snpbag.kinship.source import GenotypeSource, ScanStats, expected_ibs0_sum
 
 log = logging.getLogger(__name__)
 
@@ -511,8 +511,9 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
     with tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as tmpdir:
         if genotypes is not None:
             ids, dosage, variants = read_dosages(genotypes, threads=threads)
+            expected_ibs0 = sum(expected_ibs0_sum(d) for d in dosage) / max(variants, 1)
         else:
-            ids, dosage, variants = emb.samples, None, 0
+            ids, dosage, variants, expected_ibs0 = emb.samples, None, 0, float("nan")
         idx = np.asarray(choose(ids), dtype=np.int64).reshape(-1, 2)
     described = chosen[0].description if chosen else {"pairs": f"--pairs {pairs}", "none": "none"}[how]
     trained = int(meta["training"]["variants"])
@@ -549,8 +550,10 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
                     p, p_sub = predict_proba(net, data, patch_sites, device=device)
                     pd = degree_probabilities(p)
                     exp_k = p @ net.kinship.numpy().astype(np.float64)
-                own[b:b + len(block)] = call = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names)
-                po[b:b + len(block)] = (call == 0) & (p[:, 0] >= p[:, 1])
+                p_po = reltable.po_probability(counts, p, expected_ibs0)
+                own[b:b + len(block)] = call = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls,
+                                                                   names, p_po)
+                po[b:b + len(block)] = (call == 0) & (p_po >= 0.5)
         lifted = None
         if relatives:
             degree = np.where(own == top, 0, own.astype(np.int64) + 1)

@@ -35,9 +35,24 @@ def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(pd, order, axis=1)
 
 
-def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names) -> np.ndarray:
-    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE); returns
-    each pair's called class."""
+def po_probability(counts: np.ndarray | None, p: np.ndarray, expected_ibs0: float) -> np.ndarray:
+    """P(parent–offspring | degree 1) of each pair the classifier scored (NaN elsewhere): from the pair's
+    opposite homozygotes (:func:`snpbag.kinship.degrees.po_probability`, KING's rule) where genotypes were
+    counted, else the classifier's. A parent and child share an allele at every site, so IBS0 tells them
+    from full siblings on any cohort; the classifier's PO/FS read of the patch counts did not carry over to
+    other founders (called 256 of 348 held-out parent–offspring pairs full siblings on one seed,
+    docs/benchmarks.md)."""
+    from snpbag.kinship.degrees import po_probability as from_ibs0
+
+    if counts is None:
+        return p[:, 0] / np.maximum(p[:, 0] + p[:, 1], 1e-12)
+    t = counts.sum(axis=1, dtype=np.int64)
+    return np.where(np.isnan(p[:, 0]), np.nan, from_ibs0(t[:, 1], t[:, 4], expected_ibs0))
+
+
+def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, p_po) -> np.ndarray:
+    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE; ``p_po`` from
+    :func:`po_probability`); returns each pair's called class."""
     from snpbag.model.relate import SUBTYPES
 
     ranked, ranked_p = top_degrees(pd, TOP)
@@ -50,7 +65,7 @@ def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names) -> np.
         king, king_counts = ["NA"] * len(pairs), [["NA"] * 3] * len(pairs)
     for r in range(len(pairs)):
         i, j = pairs[r]
-        po = p[r, 0] / max(p[r, 0] + p[r, 1], 1e-12)
+        po = p_po[r]
         row = [ids[i], ids[j], *king_counts[r], king[r], names[call[r]],
                ("PO" if po >= 0.5 else "FS") if call[r] == 0 else "NA", prob(po),
                SUBTYPES[int(p_sub[r].argmax())] if call[r] == 1 else "NA", *(prob(q) for q in p_sub[r])]

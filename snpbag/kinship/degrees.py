@@ -81,6 +81,22 @@ def po_threshold(expected_ibs0: float, *, fraction: float = PO_IBS0_FRACTION) ->
     return fraction * expected_ibs0
 
 
+def po_probability(ibs0: np.ndarray, nsnp: np.ndarray, expected_ibs0: float) -> np.ndarray:
+    """P(parent–offspring | first degree) from a pair's opposite-homozygote count.
+
+    Two Poisson rates with equal priors: full siblings ``nsnp · u / 4`` (no allele IBD over a quarter
+    of the genome; u = ``expected_ibs0``, mean(2p²q²)) and parent–offspring ``nsnp · u / 40`` (genotype
+    error only). They cross at 0.098 · u, next to :data:`PO_IBS0_FRACTION`'s relative cut, so the call
+    agrees with ``snpbag king --po-ibs0 auto``; NaN where ``nsnp`` is 0 or u is not positive.
+    """
+    k = np.asarray(ibs0, dtype=np.float64)
+    fs = np.asarray(nsnp, dtype=np.float64) * expected_ibs0 / 4
+    po = fs / 10
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = k * np.log(po / fs) - po + fs
+        return np.where(fs > 0, 1 / (1 + np.exp(-np.clip(llr, -700, 700))), np.nan)
+
+
 def classify(kinship: np.ndarray, ibs0: np.ndarray, *, po_ibs0: float,
              cutoffs: tuple[float, ...] = KING_CUTOFFS) -> np.ndarray:
     """KING relationship class of each pair as a code into :data:`LABELS`.
