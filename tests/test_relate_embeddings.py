@@ -73,8 +73,13 @@ def test_embeddings_as_input_and_beside_genotypes_give_the_same_calls(setup, tmp
     n = 2 * 36
     assert len(only) == len(beside) == n * (n - 1) // 2
     assert {x["KINSHIP"] for x in only} == {"NA"} and all(x["KINSHIP"] != "NA" for x in beside)
-    probs = [c for c in only[0] if c.startswith("P_") or c in ("DEGREE", "D2_TYPE", "EXP_KINSHIP")]
+    # the same classifier calls; parent–offspring vs full siblings from the genotypes' opposite homozygotes where
+    # they are given (P_PO, and so the parents the relatives' bound starts from), the classifier's without
+    probs = [c for c in only[0] if (c.startswith("P_") and c != "P_PO") or c in ("PAIR_DEGREE", "D2_TYPE", "EXP_KINSHIP")]
     assert [[x[c] for c in probs] for x in only] == [[x[c] for c in probs] for x in beside]
+    first = [x for x in beside if x["PAIR_DEGREE"] == "1"]
+    assert first and all((x["PO_FS"] == "PO") == (float(x["P_PO"]) >= 0.5) for x in first)
+    assert any(a["P_PO"] != b["P_PO"] for a, b in zip(only, beside))
     # a model reading both: genotypes as --input, embeddings beside them
     rel.relate(model=setup / "rel_both", input=vcf, embeddings=emb, out=tmp_path / "b")
     assert len(_table(tmp_path / "b.rel")) == len(only)
