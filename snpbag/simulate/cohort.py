@@ -415,7 +415,8 @@ def _simulate_pedigree(tmp: Path, params: dict) -> dict:
     sim = ped.simulate_pedigree(n_fam, populations=pop_names, lengths_bp=[length] * k, lengths_cm=lengths_cm,
                                 rng=np.random.default_rng(ped_ss), max_degree=max_degree)
     chroms = []
-    for c, h in enumerate(founders):
+    for c in range(len(founders)):
+        h, founders[c] = founders[c], None  # each founder chromosome freed once its members are copied
         g = ped.member_genotypes(sim.members, sim.genomes, h.genotypes, h.positions - 1, c)
         ac = g.sum(axis=1, dtype=np.int64)
         poly = (ac > 0) & (ac < g.shape[1])

@@ -499,15 +499,16 @@ def member_genotypes(
     """Phased alleles (sites, 2 * members) of one chromosome, copied from founder haplotypes.
 
     ``founder_genotypes`` is (sites, 2 * founders) with founder ``k`` in columns
-    ``2k, 2k+1``; ``positions0`` are the sites' 0-based positions.
+    ``2k, 2k+1``; ``positions0`` are the sites' 0-based positions. The founder labels are
+    looked up ``chunk`` sites at a time: all of them at once (int64 per haplotype, then stacked: 16
+    bytes per output byte) took ~7.7 GiB a chromosome at 3,008 genomes, 86,000 sites.
     """
-    labels = np.stack(
-        [h.at(positions0) for m in members for h in genomes[m.id][chromosome]], axis=1
-    )  # (sites, 2n)
-    out = np.empty(labels.shape, dtype=founder_genotypes.dtype)
-    for s in range(0, labels.shape[0], chunk):
-        e = min(s + chunk, labels.shape[0])
-        out[s:e] = np.take_along_axis(founder_genotypes[s:e], labels[s:e], axis=1)
+    haps = [h for m in members for h in genomes[m.id][chromosome]]
+    out = np.empty((len(positions0), len(haps)), dtype=founder_genotypes.dtype)
+    for s in range(0, len(positions0), chunk):
+        e = min(s + chunk, len(positions0))
+        labels = np.stack([h.at(positions0[s:e]) for h in haps], axis=1)  # (e - s, 2n)
+        out[s:e] = np.take_along_axis(founder_genotypes[s:e], labels, axis=1)
     return out
 
 
