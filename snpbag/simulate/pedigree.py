@@ -500,8 +500,8 @@ def member_genotypes(
 
     ``founder_genotypes`` is (sites, 2 * founders) with founder ``k`` in columns
     ``2k, 2k+1``; ``positions0`` are the sites' 0-based positions. The founder labels are
-    looked up ``chunk`` sites at a time: all of them at once (int64 per haplotype, then stacked: 16
-    bytes per output byte) took ~7.7 GiB a chromosome at 3,008 genomes, 86,000 sites.
+    looked up ``chunk`` sites at a time: all at once (int64 per haplotype, then stacked: 16 bytes
+    per output byte) they outgrew the machine at a few thousand genomes (docs/benchmarks.md).
     """
     haps = [h for m in members for h in genomes[m.id][chromosome]]
     out = np.empty((len(positions0), len(haps)), dtype=founder_genotypes.dtype)
