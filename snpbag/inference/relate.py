@@ -424,9 +424,10 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
 
     A model trained with segments (the default) calls degrees with KING's thresholds up to 3 and
     ERSA on shared segments beyond (:mod:`snpbag.inference.relateersa`): DEGREE, P_1..P_UN, TOP*,
-    EXP_KINSHIP and CONFIDENCE come from that caller, PO_FS and the degree-2 type from the
-    classifier (run on the pairs called degree 1 or 2 only: P_PO and P_HS/P_GP/P_AV are NA
-    beyond), and SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
+    EXP_KINSHIP and CONFIDENCE come from that caller, the degree-2 type from the classifier (run on
+    the pairs called degree 1 or 2 only: P_PO and P_HS/P_GP/P_AV are NA beyond), PO_FS from the pair's
+    opposite homozygotes (:func:`~snpbag.inference.reltable.po_probability`, KING's rule), and
+    SEGMENTS / SHARED_CM are each pair's segments of at least the detector's
     threshold. Without segments, the classifier alone. With ``relatives`` (the default), a pair's
     DEGREE is then bounded by its members' parents' calls (:mod:`snpbag.kinship.relatives`:
     deg(X, B) ≤ deg(C, B) + 1 for C a parent of X, parents found from the calls): PAIR_DEGREE keeps the
