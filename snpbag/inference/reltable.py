@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snpbag.kinship import degrees
 from snpbag.kinship.estimators import kinship
 
 #: Degrees named per pair, most probable first (TOP1..TOP3 and their probabilities).
@@ -42,12 +43,10 @@ def po_probability(counts: np.ndarray | None, p: np.ndarray, expected_ibs0: floa
     from full siblings on any cohort; the classifier's PO/FS read of the patch counts did not carry over to
     other founders (called 256 of 348 held-out parent–offspring pairs full siblings on one seed,
     docs/benchmarks.md)."""
-    from snpbag.kinship.degrees import po_probability as from_ibs0
-
     if counts is None:
         return p[:, 0] / np.maximum(p[:, 0] + p[:, 1], 1e-12)
     t = counts.sum(axis=1, dtype=np.int64)
-    return np.where(np.isnan(p[:, 0]), np.nan, from_ibs0(t[:, 1], t[:, 4], expected_ibs0))
+    return np.where(np.isnan(p[:, 0]), np.nan, degrees.po_probability(t[:, 1], t[:, 4], expected_ibs0))
 
 
 def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, p_po) -> np.ndarray:
