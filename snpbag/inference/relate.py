@@ -551,22 +551,21 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
                     p, p_sub = predict_proba(net, data, patch_sites, device=device)
                     pd = degree_probabilities(p)
                     exp_k = p @ net.kinship.numpy().astype(np.float64)
-                p_po = reltable.po_probability(counts, p, expected_ibs0)
-                own[b:b + len(block)] = call = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls,
-                                                                   names, p_po)
+                call, p_po = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names,
+                                                 expected_ibs0)
+                own[b:b + len(block)] = call
                 po[b:b + len(block)] = (call == 0) & (p_po >= 0.5)
         lifted = None
         if relatives:
             degree = np.where(own == top, 0, own.astype(np.int64) + 1)
             lifted = kin_relatives.lift(idx, degree, po, max_degree=top, only_scored=how == "pairs")
         with open(tmp, "w") as fh:
-            fh.write("\t".join(reltable.columns(top, segments=record is not None)) + "\n")
             final = reltable.write_final(fh, rows, own, lifted, ids, names, max_degree,
-                                 width=len(reltable.columns(top, segments=record is not None)))
+                                         reltable.columns(top, segments=record is not None))
         written = int((final < max_degree).sum()) if max_degree is not None else len(final)
         per_degree = {n: int((final == k).sum()) for k, n in enumerate(names) if (final == k).any()}
         tmp_log.write_text(reltable.log_text(input, len(idx), written, per_degree, described, calls,
-                                     chosen[0].seconds if chosen else None, lifted))
+                                             chosen[0].seconds if chosen else None, lifted))
     return RelateSummary(table, len(idx), written, per_degree)
 
 

@@ -36,28 +36,29 @@ def top_degrees(pd: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(pd, order, axis=1)
 
 
-def po_probability(counts: np.ndarray | None, p: np.ndarray, expected_ibs0: float) -> np.ndarray:
+def po_probability(totals: np.ndarray | None, p: np.ndarray, expected_ibs0: float) -> np.ndarray:
     """P(parent–offspring | degree 1) of each pair the classifier scored (NaN elsewhere): from the pair's
     opposite homozygotes (:func:`snpbag.kinship.degrees.po_probability`, KING's rule) where genotypes were
-    counted, else the classifier's. A parent and child share an allele at every site, so IBS0 tells them
+    counted (``totals``: the KING counts summed over patches), else the classifier's. A parent and child share an allele at every site, so IBS0 tells them
     from full siblings on any cohort; the classifier's PO/FS read of the patch counts did not carry over to
     other founders (called 256 of 348 held-out parent–offspring pairs full siblings on one seed,
     docs/benchmarks.md)."""
-    if counts is None:
+    if totals is None:
         return p[:, 0] / np.maximum(p[:, 0] + p[:, 1], 1e-12)
-    t = counts.sum(axis=1, dtype=np.int64)
-    return np.where(np.isnan(p[:, 0]), np.nan, degrees.po_probability(t[:, 1], t[:, 4], expected_ibs0))
+    return np.where(np.isnan(p[:, 0]), np.nan, degrees.po_probability(totals[:, 1], totals[:, 4], expected_ibs0))
 
 
-def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, p_po) -> np.ndarray:
-    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE; ``p_po`` from
-    :func:`po_probability`); returns each pair's called class."""
+def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, expected_ibs0: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Write the .rel rows of one block of pairs, up to SHARED_CM (the pair's own call as DEGREE); returns each
+    pair's called class and P(parent–offspring | degree 1) (:func:`po_probability`)."""
     from snpbag.model.relate import SUBTYPES
 
     ranked, ranked_p = top_degrees(pd, TOP)
     call = ranked[:, 0]
-    if counts is not None:
-        t = counts.sum(axis=1, dtype=np.int64)
+    t = None if counts is None else counts.sum(axis=1, dtype=np.int64)
+    p_po = po_probability(t, p, expected_ibs0)
+    if t is not None:
         king = [f"{k:.6g}" for k in kinship(t[:, 0], t[:, 1], t[:, 2], t[:, 3])]
         king_counts = [[str(r[4]), str(r[0]), str(r[1])] for r in t]
     else:  # embeddings only: no genotypes to count
@@ -73,15 +74,17 @@ def write_rows(fh, ids, pairs, counts, p, p_sub, pd, exp_k, calls, names, p_po) 
         if calls is not None:
             row += [str(calls.segments[r]), f"{calls.shared_cm[r]:.2f}"]
         fh.write("\t".join(row) + "\n")
-    return call
+    return call, p_po
 
 
-def write_final(fh, rows: Path, own: np.ndarray, lifted, ids, names, max_degree: int | None, *, width: int
-                 ) -> np.ndarray:
-    """Copy the scored pairs' ``rows`` with DEGREE bounded by the relatives (PAIR_DEGREE the pair's own call,
-    VIA the parent whose call bounds it, or ``.``), keeping those called at ``max_degree`` or closer, then a row
-    for each bounded pair that was not scored (evidence columns NA). Returns every pair's final class index,
-    scored pairs first."""
+def write_final(fh, rows: Path, own: np.ndarray, lifted, ids, names, max_degree: int | None, head: list[str]
+                ) -> np.ndarray:
+    """Write the header ``head`` (:func:`columns`), then copy the scored pairs' ``rows`` with DEGREE bounded by
+    the relatives (PAIR_DEGREE the pair's own call, VIA the parent whose call bounds it, or ``.``), keeping
+    those called at ``max_degree`` or closer, then a row for each bounded pair that was not scored (evidence
+    columns NA). Returns every pair's final class index, scored pairs first."""
+    fh.write("\t".join(head) + "\n")
+    col = head.index("DEGREE")
     final, via = own.astype(np.int64), {}
     new = np.zeros(0, np.int64)
     if lifted is not None:
@@ -94,14 +97,14 @@ def write_final(fh, rows: Path, own: np.ndarray, lifted, ids, names, max_degree:
         for r, line in enumerate(src):
             if keep(final[r]):
                 f = line.rstrip("\n").split("\t")
-                f[6] = names[final[r]]
+                f[col] = names[final[r]]
                 fh.write("\t".join(f + [names[own[r]], via.get(r, ".")]) + "\n")
     for k in new:
         c = int(lifted.degree[k]) - 1
         if keep(c):
             i, j = lifted.pairs[k]
-            f = [ids[i], ids[j]] + ["NA"] * (width - 4) + ["NA", ids[lifted.via[k]]]
-            f[6] = names[c]
+            f = [ids[i], ids[j]] + ["NA"] * (len(head) - 3) + [ids[lifted.via[k]]]
+            f[col] = names[c]
             fh.write("\t".join(f) + "\n")
     return np.concatenate([final, lifted.degree[new] - 1]) if lifted is not None else final
 
@@ -112,7 +115,7 @@ def prob(q: float) -> str:
 
 
 def log_text(input, considered: int, written: int, per_degree: dict[str, int], prefilter: str, calls,
-              prefilter_seconds: float | None, lifted=None) -> str:
+             prefilter_seconds: float | None, lifted=None) -> str:
     lines = [f"input\t{input}", f"pairs_scored\t{considered}", f"pairs_written\t{written}", f"prefilter\t{prefilter}"]
     if prefilter_seconds is not None:
         lines.append(f"prefilter_seconds\t{prefilter_seconds:.1f}")

@@ -68,8 +68,7 @@ def find_parents(pairs: np.ndarray, degree: np.ndarray, po: np.ndarray) -> dict[
     fs_rel: dict[int, set[int]] = defaultdict(set)
     near = np.flatnonzero(degree >= 1)  # a cohort's pairs are mostly unrelated: loop over the related only
     for (a, b), d, p in zip(pairs[near].tolist(), degree[near].tolist(), po[near].tolist()):
-        if d >= 1:
-            called[_key(a, b)] = d
+        called[_key(a, b)] = d
         if d == 1:
             for x, y in ((a, b), (b, a)):
                 (po_rel if p else fs_rel)[x].add(y)

@@ -135,16 +135,16 @@ def _product(model: Path, test_dir: Path, sim: Path, ids: list[str], pairs: np.n
     got = {frozenset(x.split("\t")[:2]): x.split("\t") for x in lines[1:]}
     rows = [got[frozenset((ids[i], ids[j]))] for i, j in pairs]
     degree = lambda c: np.array([UNRELATED if r[head.index(c)] == "UN" else int(r[head.index(c)]) for r in rows])  # noqa: E731
-    out_ = {"DEGREE": degree("DEGREE"), "PAIR_DEGREE": degree("PAIR_DEGREE"),
-            "PO": np.array([r[head.index("PO_FS")] == "PO" for r in rows])}
+    result = {"DEGREE": degree("DEGREE"), "PAIR_DEGREE": degree("PAIR_DEGREE"),
+              "PO": np.array([r[head.index("PO_FS")] == "PO" for r in rows])}
     if every_pair:
-        related = {frozenset((r["id1"], r["id2"])) for r in rel._read_tsv(test_dir / "pedigree_pairs.tsv") if r["degree"] != "NA"}
+        related = {frozenset((r["id1"], r["id2"])) for r in rel._read_tsv(test_dir / "pedigree_pairs.tsv")
+                   if r["degree"] != "NA"}
         un = [r for k, r in got.items() if k not in related]
-        out_["unrelated_pairs"] = np.array(len(un))
+        result["unrelated_pairs"] = np.array(len(un))
         for c in ("DEGREE", "PAIR_DEGREE"):
-            out_[f"unrelated_called_related_{c}"] = np.array(sum(r[head.index(c)] != "UN" for r in un))
-    return out_
-
+            result[f"unrelated_called_related_{c}"] = np.array(sum(r[head.index(c)] != "UN" for r in un))
+    return result
 
 
 def _sampled(truth: np.ndarray, own: dict[str, np.ndarray], pairs: np.ndarray, shares: list[float], repeats: int,
@@ -168,7 +168,9 @@ def _sampled(truth: np.ndarray, own: dict[str, np.ndarray], pairs: np.ndarray, s
                           only_scored=True)
             bounded = called.copy()
             bounded[lifted.scored] = lifted.degree
-            t_all.append(truth[m]), own_all.append(called), rel_all.append(bounded)
+            t_all.append(truth[m])
+            own_all.append(called)
+            rel_all.append(bounded)
         t = np.concatenate(t_all)
         for name, c in (("own", own_all), ("relatives", rel_all)):
             for d, v in degree_accuracy(t, np.concatenate(c)).items():
