@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
-from snpbag.retrieval.haploid import (COMPOSITE_STEP, PHASE_OPTIONS, allele_carriers, composite_phase_probs,
-                                      haploid_probs, interpolate_hidden, sampled_phase_probs)
+from snpbag.retrieval.draws import COMPOSITE_STEP, PHASE_OPTIONS, composite_phase_probs, sampled_phase_probs
+from snpbag.retrieval.haploid import allele_carriers, haploid_probs, interpolate_hidden
 from snpbag.retrieval.phasing import phase_visible
 from snpbag.retrieval.states import composite_panel, composite_segments, fill_composite
 

@@ -1,4 +1,4 @@
-"""snpbag.retrieval.haploid: imputation after phasing, against a dense haploid forward–backward."""
+"""snpbag.retrieval.haploid and .draws: imputation after phasing, against a dense haploid forward–backward."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 
 from test_haplotypes import _panel
 from snpbag.errors import InputError
-from snpbag.retrieval.haploid import (COMPOSITE_MATCHES, COMPOSITE_STEP, COMPOSITE_WIDTH, PHASE_OPTIONS,
-                                      allele_carriers, copies_at_once, distinct_phasings, genotype_probs,
-                                      haploid_posteriors, haploid_probs, interpolate_carriers, interpolate_hidden,
-                                      phase_draws, sampled_phase_probs)
+from snpbag.retrieval.draws import (COMPOSITE_MATCHES, COMPOSITE_STEP, COMPOSITE_WIDTH, PHASE_OPTIONS,
+                                    copies_at_once, distinct_phasings, genotype_probs, phase_draws,
+                                    sampled_phase_probs)
+from snpbag.retrieval.haploid import (allele_carriers, haploid_posteriors, haploid_probs, interpolate_carriers,
+                                      interpolate_hidden)
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_rounds, phase_visible
 from snpbag.retrieval.states import composite_panel
@@ -171,9 +172,9 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
     averaged over the decoded phase and the phasings drawn from its PP, with the panel's
     own haplotypes as states where twice K reaches them, else the K composites of each
     phased haplotype, both sets for every copy."""
-    import snpbag.retrieval.haploid as haploid
+    import snpbag.retrieval.draws as draws
 
-    monkeypatch.setattr(haploid, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
+    monkeypatch.setattr(draws, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)

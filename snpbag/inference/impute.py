@@ -277,7 +277,7 @@ def impute(
     genetic_map : PLINK .map or HapMap-style map for ``ref`` (default 1 cM/Mb).
     state_selection : with ``ref``: the copying model's state selection, ``conflicts``,
         ``composite`` (:mod:`snpbag.retrieval.states`) or ``phased`` (phase, then a haploid
-        HMM per haplotype, :mod:`snpbag.retrieval.haploid`; phased GT and HDS in the output);
+        HMM per haplotype, :mod:`snpbag.retrieval.draws`; phased GT and HDS in the output);
         default and states: refpanel.ref_options.
     copying_only : with ``model``: its haplotype panel's copying model alone, no encoder.
     split_chrom : one output per chromosome (:func:`output_parts` names them).

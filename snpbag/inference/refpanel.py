@@ -33,14 +33,14 @@ log = logging.getLogger(__name__)
 #: The states of each selection for ``--ref`` (``--state-selection``): the pair HMM's K
 #: from the K / block / margin sweep (tools/bench/copying_sweep.py); the haploid HMM of
 #: ``phased`` matches Beagle's 1,600 composite states to each phased haplotype, and takes every
-#: panel haplotype up to twice that (:func:`~snpbag.retrieval.haploid.phased_probs`; docs/benchmarks.md).
+#: panel haplotype up to twice that (:func:`~snpbag.retrieval.draws.phased_probs`; docs/benchmarks.md).
 SELECTION_STATES = {"conflicts": 128, "composite": 128, "phased": 1600}
 
 #: The haploid HMM's switch and error settings for ``phased`` over the panel's defaults
 #: (the pair HMM's selections keep those): with the phase draws, a larger Ne and a smaller ε
 #: than the pair model's raise r², and a larger Ne than this leaves INFO/R2 under-confident
 #: (docs/benchmarks.md, "Phase draws"; chosen with the pair phaser, and kept with the
-#: haploid one of :data:`~snpbag.retrieval.haploid.PHASE_OPTIONS`: Ne 6·10⁴ there lost
+#: haploid one of :data:`~snpbag.retrieval.draws.PHASE_OPTIONS`: Ne 6·10⁴ there lost
 #: the lead over Beagle in the 2–5 % bin at a 5 % array).
 HAPLOID_HMM: dict[str, float] = {"ne": 8e4, "eps": 1e-4}
 

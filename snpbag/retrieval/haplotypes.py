@@ -29,7 +29,7 @@ matched to its two haplotypes after phasing its visible sites (Beagle's order: p
 impute), and the same K persist over every block. The kernels are in
 :mod:`snpbag.retrieval.copying`. With ``selection="phased"`` the pair HMM is not run: the
 sequence is phased and each of its haplotypes imputed by a haploid HMM over its own K
-composite haplotypes (:mod:`snpbag.retrieval.haploid`, Beagle's and minimac's model), which
+composite haplotypes (:mod:`snpbag.retrieval.draws`, :mod:`snpbag.retrieval.haploid`: Beagle's and minimac's model), which
 also gives per-haplotype ALT probabilities (:meth:`HaplotypePanel.votes` ``hds``).
 
 A sequence's own haplotypes (leave-one-out in training) and, for a synthetic genome, the
@@ -49,7 +49,8 @@ import numpy as np
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
-from snpbag.retrieval.haploid import allele_carriers, phased_probs
+from snpbag.retrieval.draws import phased_probs
+from snpbag.retrieval.haploid import allele_carriers
 from snpbag.retrieval.phasing import phased_composite
 from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
@@ -74,7 +75,7 @@ class HaplotypePanel(PanelRows):
     selection : ``conflicts`` (K haplotypes per block) or ``composite`` (K composite
         haplotypes per sequence, persistent across blocks): :mod:`snpbag.retrieval.states`;
         ``phased``: phase, then K composite haplotypes per phased haplotype in a haploid
-        HMM (:mod:`snpbag.retrieval.haploid`; block and margin unused).
+        HMM (:mod:`snpbag.retrieval.draws`; block and margin unused).
     sample_ids : the panel's sample ids.
     store_rows : the store rows of the panel genomes (sorted), for leave-one-out.
     """
@@ -213,7 +214,7 @@ class HaplotypePanel(PanelRows):
 
     def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False, carriers=None):
         """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence
-        (``carriers``: the panel's, :func:`~snpbag.retrieval.haploid.phased_probs`)."""
+        (``carriers``: the panel's, :func:`~snpbag.retrieval.draws.phased_probs`)."""
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
         held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)

@@ -138,7 +138,7 @@ class PhaseOptions:
 #: The phaser's default for :func:`phased_composite` (the pair HMM's ``composite`` states)
 #: and :func:`phase_visible`: the pair model, whose imputed r² docs/benchmarks.md reports
 #: for ``composite``; the ``phased`` selection phases with its own options
-#: (:data:`snpbag.retrieval.haploid.PHASE_OPTIONS`).
+#: (:data:`snpbag.retrieval.draws.PHASE_OPTIONS`).
 IMPUTE_OPTIONS = PhaseOptions(model="pair")
 
 
