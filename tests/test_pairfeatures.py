@@ -43,6 +43,14 @@ def test_patch_counts_equal_the_naive_loop(patch_sites):
     np.testing.assert_array_equal(got, naive_patch_counts(g, pairs, patch_sites))
 
 
+def test_other_missing_codes_count_as_missing():
+    g = _genotypes(5)
+    pairs = np.array([(i, j) for i in range(9) for j in range(9) if i != j])
+    odd = g.copy()
+    odd[g == -1] = -2  # a haploid fill
+    np.testing.assert_array_equal(pf.patch_counts(odd, pairs, patch_sites=16), naive_patch_counts(g, pairs, 16))
+
+
 def test_streamed_chunks_give_the_same_patches():
     g = _genotypes(2)
     pairs = np.array([(0, 1), (3, 2), (8, 5)])

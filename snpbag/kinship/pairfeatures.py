@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from numba import njit
 
 from snpbag.errors import InputError
 from snpbag.kinship.estimators import kinship
 
 #: The counts per patch, in this order along the last axis of :func:`patch_counts`'s output.
 COUNTS = ("hethet", "ibs0", "het_row", "het_col", "nsnp")
-#: Pairs counted at once (bounds the variants × pairs temporaries).
-PAIR_BLOCK = 256
 
 
 def indicators(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,6 +44,46 @@ def indicators(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def n_patches(n_variants: int, patch_sites: int) -> int:
     """Patches of ``patch_sites`` sites covering ``n_variants`` (the last one may be short)."""
     return -(-n_variants // patch_sites)
+
+
+def _categories() -> np.ndarray:
+    """(16,) int8: the count a site adds to for dosages (a, b) ∈ {−1, 0, 1, 2}², at index
+    (a + 1) · 4 + b + 1 — 0–3 the first four of :data:`COUNTS`, 4 none of them (both called:
+    NSNP alone), 5 nothing (a call missing) — from :func:`indicators`' definitions."""
+    vals = np.array([-1, 0, 1, 2], dtype=np.int8)
+    (ha, ca, sa), (hb, cb, sb) = indicators(np.repeat(vals, 4)), indicators(np.tile(vals, 4))
+    hh, hc, ch, cc, ss = ha * hb, ha * cb, ca * hb, ca * cb, sa * sb
+    four = np.stack([hh, (cc - hc - ch + hh - ss) // 2, hc - hh, ch - hh], 1)  # each site adds to one at most
+    return np.where(four.any(1), four.argmax(1), np.where(cc > 0, 4, 5)).astype(np.int8)
+
+
+CATEGORIES = _categories()
+
+
+@njit(cache=True, nogil=True)
+def _patch_counts(g, pi, pj, patch_sites, table, out):  # pragma: no cover - compiled
+    """out[p, k, :] = the counts of pair (pi[p], pj[p]) in patch k of g (v, n) int8.
+
+    Site by site over all pairs: a site's row (one byte a sample) stays in cache while every
+    pair reads its two samples from it, and the pairs' running counts of the open patch sit
+    in six rows of the pairs (``acc[category, pair]``), written out when the patch closes.
+    The numpy products of indicator columns this replaced gathered every pair's columns from
+    rows as wide as the cohort, so their cost per pair grew with the number of samples
+    (docs/benchmarks.md). g holds −1..2 only (:func:`patch_counts` sees to it)."""
+    v = g.shape[0]
+    P = pi.size
+    acc = np.zeros((6, P), dtype=np.int32)
+    for t0 in range(0, v, patch_sites):
+        k = t0 // patch_sites
+        for t in range(t0, min(v, t0 + patch_sites)):
+            row = g[t]
+            for p in range(P):
+                acc[table[(row[pi[p]] + 1) * 4 + row[pj[p]] + 1], p] += 1
+        for p in range(P):
+            for c in range(4):
+                out[p, k, c] = acc[c, p]
+            out[p, k, 4] = acc[0, p] + acc[1, p] + acc[2, p] + acc[3, p] + acc[4, p]
+        acc[:] = 0
 
 
 def patch_counts(g: np.ndarray, pairs: np.ndarray, *, patch_sites: int) -> np.ndarray:
@@ -70,28 +109,14 @@ def patch_counts(g: np.ndarray, pairs: np.ndarray, *, patch_sites: int) -> np.nd
     nv, ns = g.shape
     if pairs.size and (pairs.min() < 0 or pairs.max() >= ns):
         raise InputError(f"pair index out of range for {ns} samples")
-    starts = np.arange(0, nv, patch_sites)
-    out = np.zeros((len(pairs), starts.size, len(COUNTS)), dtype=np.int32)
+    out = np.zeros((len(pairs), n_patches(nv, patch_sites), len(COUNTS)), dtype=np.int32)
     if nv == 0 or len(pairs) == 0:
         return out
-    h, c, s = indicators(g)
-    for b0 in range(0, len(pairs), PAIR_BLOCK):
-        i, j = pairs[b0:b0 + PAIR_BLOCK, 0], pairs[b0:b0 + PAIR_BLOCK, 1]
-
-        def sums(x: np.ndarray) -> np.ndarray:  # (v, p) -> (p, patches)
-            return np.add.reduceat(x, starts, axis=0, dtype=np.int32).T
-
-        hh = sums(h[:, i] * h[:, j])
-        hc = sums(h[:, i] * c[:, j])
-        ch = sums(c[:, i] * h[:, j])
-        cc = sums(c[:, i] * c[:, j])
-        ss = sums(s[:, i] * s[:, j])
-        o = out[b0:b0 + PAIR_BLOCK]
-        o[..., 0] = hh
-        o[..., 1] = (cc - hc - ch + hh - ss) // 2
-        o[..., 2] = hc - hh
-        o[..., 3] = ch - hh
-        o[..., 4] = cc
+    g = np.ascontiguousarray(g, dtype=np.int8)
+    if g.min() < -1 or g.max() > 2:  # another missing code (a haploid fill): missing
+        g = np.clip(g, -1, 2)
+    _patch_counts(g, np.ascontiguousarray(pairs[:, 0]),
+                  np.ascontiguousarray(pairs[:, 1]), patch_sites, CATEGORIES, out)
     return out
 
 
