@@ -567,34 +567,3 @@ def test_retrieval_model_ships_its_panel_and_imputes(cohort, tmp_path, kind):
     (broken / FILE).unlink()
     result = cli("impute", "--model", broken, "--input", cohort.base, "--output", tmp_path / "x.vcf.gz", ok=False)
     assert result.exit_code != 0 and f"{FILE} is missing" in result.output
-
-
-def test_computed_ahead_yields_every_job_in_order_with_the_next_one_running():
-    """Each job's result in job order, computed at most one job ahead of the caller (what
-    overlaps writing with computing, in bounded memory); a failing job raises."""
-    import threading
-
-    from snpbag.inference.impute import computed_ahead
-
-    started, consumed = [], []
-    lock = threading.Lock()
-
-    def compute(j):
-        with lock:
-            started.append((j, len(consumed)))
-        return j * j
-
-    for job, result in computed_ahead(compute, list(range(5))):
-        assert result == job * job
-        consumed.append(job)
-    assert consumed == list(range(5))
-    assert all(done >= j - 1 for j, done in started)  # at most one job ahead of the caller
-    assert list(computed_ahead(compute, [])) == []
-
-    def fail(j):
-        if j == 2:
-            raise ValueError("job 2 failed")
-        return j
-
-    with pytest.raises(ValueError, match="job 2 failed"):
-        list(computed_ahead(fail, list(range(4))))

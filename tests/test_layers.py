@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "snpbag"
 #: strictly lower layer; packages sharing a layer do not import each other, except the base
 #: modules of layer 0 (config raises errors; the cycle test keeps them acyclic).
 LAYERS: list[set[str]] = [
-    {"snpbag", "errors", "fileio", "progress", "provenance", "config"},
+    {"snpbag", "errors", "fileio", "parallel", "progress", "provenance", "config"},
     {"io"},
     {"store"},
     {"retrieval", "simulate", "eval"},

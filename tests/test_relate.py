@@ -471,8 +471,9 @@ def test_info_describes_a_relate_directory(sims, tmp_path):
 
 
 def test_pairs_scored_a_block_at_a_time_give_the_same_outputs(sims, tmp_path, monkeypatch):
-    """relate holds one block of pairs (PAIR_BLOCK) at a time; blocks that split the pairs unevenly write the
-    table and log of one block holding them all, with populations and --max-degree too."""
+    """relate scores blocks of pairs (PAIR_BLOCK), a few at once in threads; blocks that split the pairs unevenly,
+    scored one at a time or three at once, write the table and log of one block holding them all, with
+    populations and --max-degree too."""
     train, _, model = sims
     vcf = train / "pedigree.vcf.gz"
     ids = rel.GenotypeSource(vcf).sample_ids
@@ -481,14 +482,18 @@ def test_pairs_scored_a_block_at_a_time_give_the_same_outputs(sims, tmp_path, mo
     kw = dict(model=model, input=vcf, pairs=pairs, genetic_map=train, populations=train / "samples.tsv")
     whole = rel.relate(out=tmp_path / "whole", **kw)
     monkeypatch.setattr(rel, "PAIR_BLOCK", 4)
-    blocks = rel.relate(out=tmp_path / "blocks", **kw)
-    assert whole.pairs > 3 * 4 and whole.pairs % 4 and (whole.pairs, whole.per_degree) == (blocks.pairs, blocks.per_degree)
-    for ext in ("rel", "rel.log"):
-        assert (tmp_path / f"blocks.{ext}").read_text() == (tmp_path / f"whole.{ext}").read_text()
+    for threads in (1, 3):
+        blocks = rel.relate(out=tmp_path / f"blocks{threads}", threads=threads, **kw)
+        assert whole.pairs > 3 * 4 and whole.pairs % 4
+        assert (whole.pairs, whole.per_degree) == (blocks.pairs, blocks.per_degree)
+        for ext in ("rel", "rel.log"):
+            assert (tmp_path / f"blocks{threads}.{ext}").read_text() == (tmp_path / f"whole.{ext}").read_text()
     close = rel.relate(out=tmp_path / "close", max_degree=3, **kw)
     monkeypatch.setattr(rel, "PAIR_BLOCK", 8192)
     assert close.written == rel.relate(out=tmp_path / "close1", max_degree=3, **kw).written
     assert (tmp_path / "close.rel").read_text() == (tmp_path / "close1.rel").read_text()
+    assert rel.block_threads(8, 380_000, 128) == 3  # 0.5 GB of counts a block of 8,192 pairs: 4 in 2 GiB
+    assert rel.block_threads(2, 380_000, 128) == 2 and rel.block_threads(8, 10**8, 1) == 1
 
 
 def test_relatives_bound_degrees_through_parents_found_from_the_calls(sims, tmp_path):

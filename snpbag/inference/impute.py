@@ -16,8 +16,7 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +33,7 @@ from snpbag.inference.report import RunFacts, write_impute_report
 from snpbag.inference.sitematch import read_targets
 from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
 from snpbag.retrieval.haplotypes import HaplotypePanel
+from snpbag.parallel import in_order
 from snpbag.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -227,22 +227,6 @@ def fit_input_temperature(predict, targets, jobs, *, n_samples: int = 32) -> flo
     return fit_temperature(np.concatenate(gps, axis=1), np.concatenate(calls, axis=1))
 
 
-def computed_ahead(compute: Callable, jobs: list) -> Iterator[tuple[object, object]]:
-    """(job, compute(job)) for each job in order, the next job computed in a helper thread
-    while the caller consumes this one: the caller's writing (GIL-bound numpy and gzip)
-    overlaps the next batch's kernels (which release the GIL) instead of leaving the cores
-    idle between batches. At most two results are held at once."""
-    if not jobs:
-        return
-    with ThreadPoolExecutor(1) as ahead:
-        pending = ahead.submit(compute, jobs[0])
-        for i, job in enumerate(jobs):
-            result = pending.result()
-            if i + 1 < len(jobs):
-                pending = ahead.submit(compute, jobs[i + 1])
-            yield job, result
-
-
 def impute(
     *,
     model: str | Path | None = None,
@@ -352,8 +336,10 @@ def impute(
             for chrom, jobs in chromosome_jobs(engine.vocab, targets):  # one chromosome's panel in memory
                 log.info("imputing chromosome %s", chrom)
                 work = [(tile, rows, b) for b in batches for tile, rows in jobs]
-                for (tile, rows, b), result in computed_ahead(
-                        lambda job: engine.probabilities(targets, job[0], job[1], job[2], loo=True), work):
+                # the next job computed in a helper thread while this one is written (its kernels release
+                # the GIL; writing is GIL-bound numpy and gzip): two results held at most
+                for (tile, rows, b), result in zip(work, in_order(
+                        lambda job: engine.probabilities(targets, job[0], job[1], job[2], loo=True), work, threads=1)):
                     add(*result, rows, b)
                     advance(len(b) * (rows.stop - rows.start))
         written = [w.close() for _, w in writers]

@@ -36,11 +36,13 @@ from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
 from snpbag.inference import embedout, relateersa, reltable
+from snpbag.io.vcf import cpu_count
 from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pairs, resolve
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship import relatives as kin_relatives
 from snpbag.kinship.source import GenotypeSource, ScanStats, expected_ibs0_sum
+from snpbag.parallel import in_order
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,23 @@ FORMAT = "snpbag-relate"
 VERSION = 2  # 2: degree-2 types, the convolution along patches, embedding inputs
 #: Variants per read.
 CHUNK = 4096
-#: Pairs `snpbag relate` scores at once: their KING counts per patch, classifier features and
-#: shared segments (~120 KiB per pair at array density) are held for one block at a time, so
-#: memory does not grow with the pairs a cohort's prefilter passes.
+#: Pairs `snpbag relate` scores in one block: their KING counts per patch, classifier features
+#: and shared segments (~120 KiB per pair at array density) are held for a few blocks at a time
+#: (:func:`block_threads`), so memory does not grow with the pairs a cohort's prefilter passes.
 PAIR_BLOCK = 8192
+
+#: The bytes of KING counts per patch (int32, 5 a pair and patch) that the pair blocks scored
+#: at once may hold (:func:`block_threads`): a block of 8,192 pairs over 380,000 SNPs in
+#: 128-SNP patches holds 0.5 GB of them.
+COUNTS_BYTES = 2 << 30
+
+
+def block_threads(threads: int | None, variants: int, patch_sites: int) -> int:
+    """The pair blocks scored at once: ``threads`` (default: the CPUs), as far as their KING
+    counts — one block more than that is held while its rows are written — fit in
+    :data:`COUNTS_BYTES`; at least one."""
+    per_block = PAIR_BLOCK * -(-max(variants, 1) // patch_sites) * len(pf.COUNTS) * 4
+    return max(1, min(threads or cpu_count(), COUNTS_BYTES // per_block - 1))
 #: Inputs with fewer variants than this share of the training input's are refused: the
 #: evidence per pair (and so every degree's calibration) scales with the sites seen.
 MIN_VARIANT_SHARE = 0.5
@@ -529,28 +544,36 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
         pops = relateersa.read_populations(populations, ids) if populations is not None else None
     vectors = None if emb is None else emb.vectors[emb.rows_for(ids, what=str(input))]
     names = [str(d) for d in range(1, top + 1)] + ["UN"]
-    calls = None
+    calls = None  # the last block's segment calls: the log's detector and background
     own = np.empty(len(idx), np.int8)  # each pair's own call (class index), its parent–offspring flag
     po = np.zeros(len(idx), bool)
     with atomic_outputs(table, log_file) as (tmp, tmp_log), \
             tempfile.TemporaryDirectory(prefix=".relate-", dir=table.parent) as scratch:
         rows = Path(scratch) / "pairs.rel"
-        with open(rows, "w") as fh:  # every scored pair's row; the relatives' bounds and --max-degree follow
-            for b in range(0, len(idx), PAIR_BLOCK):
-                block = idx[b:b + PAIR_BLOCK]
-                counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
-                data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
-                if record is not None:
-                    groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
-                    calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
-                                            groups=groups)
-                    pd = calls.probabilities
-                    exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
-                    p, p_sub = _classifier_where_close(net, data, pd, patch_sites, device)
-                else:
-                    p, p_sub = predict_proba(net, data, patch_sites, device=device)
-                    pd = degree_probabilities(p)
-                    exp_k = p @ net.kinship.numpy().astype(np.float64)
+
+        def score(b: int) -> tuple:
+            """The calls of the pair block starting at b (in a worker thread: its kernels release the GIL)."""
+            block = idx[b:b + PAIR_BLOCK]
+            counts = None if dosage is None else pf.stream_patch_counts(iter(dosage), block, patch_sites=patch_sites)
+            data = PairData(ids, block, counts, variants, emb=vectors, emb_valid=None if emb is None else emb.valid)
+            calls = None
+            if record is not None:
+                groups = relateersa.groups_of(pops, ids, block) if pops is not None else None
+                calls = relateersa.call(record, genome, block, counts, detector=detector, max_degree=top,
+                                        groups=groups)
+                pd = calls.probabilities
+                exp_k = pd[:, :-1] @ (0.5 ** np.arange(2, top + 2))
+                p, p_sub = _classifier_where_close(net, data, pd, patch_sites, device)
+            else:
+                p, p_sub = predict_proba(net, data, patch_sites, device=device)
+                pd = degree_probabilities(p)
+                exp_k = p @ net.kinship.numpy().astype(np.float64)
+            return block, counts, p, p_sub, pd, exp_k, calls
+
+        starts = range(0, len(idx), PAIR_BLOCK)
+        with open(rows, "w") as fh:  # every scored pair's row, in pair order; the relatives' bounds and --max-degree follow
+            for b, (block, counts, p, p_sub, pd, exp_k, calls) in zip(
+                    starts, in_order(score, starts, threads=block_threads(threads, variants, patch_sites))):
                 call, p_po = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names,
                                                  expected_ibs0)
                 own[b:b + len(block)] = call
