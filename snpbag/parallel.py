@@ -13,17 +13,20 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 
-def in_order(fn: Callable, items: Iterable, *, threads: int) -> Iterator:
+def in_order(fn: Callable, items: Iterable, *, threads: int, depth: int | None = None,
+             name: str = "snpbag") -> Iterator:
     """fn(item) for each item, in the items' order, computed by ``threads`` worker threads
-    (at least one) with at most ``threads`` results computed ahead of the one the caller
-    holds. An exception in fn is raised where its result would have been yielded; the
-    blocks not yet started are then dropped."""
+    (at least one, named ``name``-N) with at most ``depth`` (default ``threads``) results
+    computed ahead of the one the caller holds. The items are drawn in the caller's thread
+    (what they allocate comes from its malloc arena). An exception in fn is raised where its
+    result would have been yielded; the blocks not yet started are then dropped."""
+    ahead = max(1, threads if depth is None else depth)
     pending: deque = deque()
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix=name) as pool:
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) > max(1, threads):
+                if len(pending) > ahead:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

@@ -571,9 +571,9 @@ def relate(*, model: str | Path, input: str | Path, out: str | Path, pairs: str 
             return block, counts, p, p_sub, pd, exp_k, calls
 
         starts = range(0, len(idx), PAIR_BLOCK)
+        scored = in_order(score, starts, threads=block_threads(threads, variants, patch_sites), name="snpbag-relate")
         with open(rows, "w") as fh:  # every scored pair's row, in pair order; the relatives' bounds and --max-degree follow
-            for b, (block, counts, p, p_sub, pd, exp_k, calls) in zip(
-                    starts, in_order(score, starts, threads=block_threads(threads, variants, patch_sites))):
+            for b, (block, counts, p, p_sub, pd, exp_k, calls) in zip(starts, scored):
                 call, p_po = reltable.write_rows(fh, ids, block, counts, p, p_sub, pd, exp_k, calls, names,
                                                  expected_ibs0)
                 own[b:b + len(block)] = call

@@ -27,6 +27,7 @@ import numpy as np
 
 from snpbag.errors import InputError, ToolMissingError
 from snpbag.fileio import atomic_output, atomic_outputs
+from snpbag.parallel import in_order
 
 log = logging.getLogger(__name__)
 
@@ -393,19 +394,7 @@ def read_text(path: str | Path, *, threads: int = 1, piece: int | None = None) -
         for group, size in _groups(path, piece):
             yield _inflate(path, group, np.empty(size, dtype=np.uint8))
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending: deque = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="snpbag-inflate") as pool:
-        try:
-            for group, size in _groups(path, piece):
-                # allocated here, not in the pool threads: one malloc arena serves every piece
-                pending.append(pool.submit(_inflate, path, group, np.empty(size, dtype=np.uint8)))
-                if len(pending) > 2 * threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    # each piece's buffer allocated here, not in the pool threads: one malloc arena serves every piece
+    jobs = ((group, np.empty(size, dtype=np.uint8)) for group, size in _groups(path, piece))
+    yield from in_order(lambda job: _inflate(path, *job), jobs, threads=threads, depth=2 * threads,
+                        name="snpbag-inflate")
