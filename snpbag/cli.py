@@ -403,7 +403,7 @@ def classify_predict(model, embeddings, output, plots):
 @click.option("--seed-cm", default=_relatepairs.SEED_CM, show_default=True, type=float,
               help="Segment prefilter: shortest shared haplotype seed (cM).")
 @click.option("--max-degree", default=None, type=int, help="Write only pairs called at this degree or closer.")
-@click.option("--threads", default=None, type=int)
+@click.option("--threads", default=None, type=int, help="Threads for reading and for scoring pair blocks (default: all CPUs).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.option("--genetic-map", default=None, type=path_in,
               help="PLINK .map / HapMap file (or a `snpbag simulate --pedigree` directory): segment lengths in cM.")
