@@ -36,9 +36,9 @@ from snpbag.errors import InputError
 from snpbag.eval.relate import UNRELATED, degree_accuracy
 from snpbag.fileio import atomic_outputs
 from snpbag.inference import embedout, relateersa, reltable
-from snpbag.io.vcf import cpu_count
 from snpbag.inference.relatepairs import SEED_CM, all_pairs, candidates, read_pairs, resolve
 from snpbag.inference.relateinput import EmbeddingInput, Features, PairData, check_embeddings, read_embedding_input
+from snpbag.io.vcf import cpu_count
 from snpbag.kinship import pairfeatures as pf
 from snpbag.kinship import relatives as kin_relatives
 from snpbag.kinship.source import GenotypeSource, ScanStats, expected_ibs0_sum
@@ -69,6 +69,8 @@ def block_threads(threads: int | None, variants: int, patch_sites: int) -> int:
     :data:`COUNTS_BYTES`; at least one."""
     per_block = PAIR_BLOCK * -(-max(variants, 1) // patch_sites) * len(pf.COUNTS) * 4
     return max(1, min(threads or cpu_count(), COUNTS_BYTES // per_block - 1))
+
+
 #: Inputs with fewer variants than this share of the training input's are refused: the
 #: evidence per pair (and so every degree's calibration) scales with the sites seen.
 MIN_VARIANT_SHARE = 0.5
