@@ -67,7 +67,7 @@ def block_threads(threads: int | None, variants: int, patch_sites: int) -> int:
     """The pair blocks scored at once: ``threads`` (default: the CPUs), as far as their KING
     counts — one block more than that is held while its rows are written — fit in
     :data:`COUNTS_BYTES`; at least one."""
-    per_block = PAIR_BLOCK * -(-max(variants, 1) // patch_sites) * len(pf.COUNTS) * 4
+    per_block = PAIR_BLOCK * pf.n_patches(max(variants, 1), patch_sites) * len(pf.COUNTS) * 4
     return max(1, min(threads or cpu_count(), COUNTS_BYTES // per_block - 1))
 
 
