@@ -33,7 +33,10 @@ def test_at_most_threads_items_are_computed_ahead_of_the_one_held():
         started.clear()
         it = in_order(record, range(20), threads=threads)
         assert next(it) == 0
-        time.sleep(0.1)  # the workers had time to run everything that was submitted
+        deadline = time.monotonic() + 10  # wait for the workers to run what was submitted (slow on a loaded CI)
+        while len(started) < threads + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # and a little longer, for anything submitted beyond the bound to show
         with lock:
             assert max(started) == threads  # item 0 held, items 1..threads ahead, nothing further
         assert list(it) == list(range(1, 20))
