@@ -24,7 +24,7 @@ def _segments(rng, vis, K, H, L):
     return seg_start, seg_hap, n_seg
 
 
-@pytest.mark.parametrize("floor", [0.0, 0.05])
+@pytest.mark.parametrize("floor", [0.0, 0.05, 2.0])
 def test_hidden_sites_through_the_segments_equal_the_dense_composite_layout(floor):
     """Every hidden site, before the first visible site, between two and after the last,
     sums the same kept states' alleles as interpolate_hidden over the (L, K) layout, for
@@ -41,7 +41,7 @@ def test_hidden_sites_through_the_segments_equal_the_dense_composite_layout(floo
     np.testing.assert_array_equal(composite_at(panel, vis, segments), dense[vis])
     post = rng.dirichlet(np.full(K, 0.3), (G, vis.size)).astype(np.float32)  # some below the floor
     out = np.full((G, L), -7.0)
-    interpolate_segments(*segments, H, vis, cm, post, floor, *allele_carriers(panel), out)
+    interpolate_segments(*segments, panel, vis, cm, post, floor, *allele_carriers(panel), out)
     for g in range(G):
         want = np.full(L, -7.0)
         interpolate_hidden(dense, np.arange(K), vis, cm, post[g], floor, want)

@@ -135,12 +135,14 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
     assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
 
 
-@pytest.mark.parametrize("floor", [0.0, 0.05])
+@pytest.mark.parametrize("floor", [0.0, 0.05, 3.0])
 def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
-    """The sparse interpolation (each hidden site's minor-allele carriers) gives what the
-    dense one (every state's allele) gives: ALT the minor or the major allele, ties, a
-    monomorphic site, states a subset of the panel's columns in any order, hidden sites
-    before the first and after the last visible one, a floor that drops states."""
+    """The sparse interpolation (each hidden site read from its minor-allele carriers or
+    from the kept states' alleles, whichever list is shorter) gives what the dense one
+    (every state's allele) gives: ALT the minor or the major allele, ties, a monomorphic
+    site, states a subset of the panel's columns in any order, hidden sites before the
+    first and after the last visible one, a floor that drops states (3.0: a few states
+    kept, fewer than the common sites' carriers, so both lists are read)."""
     rng = np.random.default_rng(5)
     L, H = 60, 24
     freq = rng.choice([0.02, 0.1, 0.5, 0.9, 0.98], L)
@@ -152,8 +154,6 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
         np.testing.assert_array_equal(c.indices[c.indptr[s]:c.indptr[s + 1]],
                                       np.flatnonzero(panel[s] == (1 if c.alt_minor[s] else 0)))
     cols = rng.permutation(H)[:17]
-    state_of = np.full(H, -1)
-    state_of[cols] = np.arange(cols.size)
     hap = np.full(L, -1, np.int8)
     vis = np.sort(rng.choice(np.arange(3, L - 3), 12, replace=False))
     hap[vis] = panel[vis, cols[0]]
@@ -162,7 +162,7 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
     haploid_posteriors(panel, cols, hap, vis, cm, H, 1e4, 0.01, post, np.empty(vis.size), np.empty(0))
     want, got = np.full(L, np.nan), np.full(L, np.nan)
     interpolate_hidden(panel, cols, vis, cm, post, floor, want)
-    interpolate_carriers(state_of, vis, cm, post[None], floor, *c, got[None])
+    interpolate_carriers(panel, cols, vis, cm, post[None], floor, *c, got[None])
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
 

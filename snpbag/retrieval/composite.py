@@ -10,9 +10,10 @@ percent of the panel's sites, where laying the slots out over every panel site c
 as the HMM). A hidden site's ALT probability sums the kept states' interpolated posteriors
 over the slots whose haplotype carries ALT there (as
 :func:`~snpbag.retrieval.haploid.interpolate_hidden` does over a dense layout);
-:func:`interpolate_segments` adds each kept slot's posterior onto its haplotype once per
-interval between visible sites and walks the hidden site's minor-allele carriers among the
-panel's haplotypes (:class:`~snpbag.retrieval.haploid.Carriers`'s fields), as
+:func:`interpolate_segments` lists each copy's kept slots with the haplotype each copies
+once per interval between visible sites, and a hidden site reads their alleles or its
+minor-allele carriers among the panel's haplotypes
+(:class:`~snpbag.retrieval.haploid.Carriers`), as
 :func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own haplotypes.
 Two slots that copy one haplotype both count.
 """
@@ -22,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import carrier_mass, left_flank
+from snpbag.retrieval.copying import left_flank, right_weight
+from snpbag.retrieval.haploid import keep_states, kept_alt, kept_buffers
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
 
@@ -45,64 +47,42 @@ def union_segments(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tup
 
 
 @njit(cache=True, nogil=True)
-def interpolate_segments(seg_start, seg_hap, n_seg, n_cols, vis, cm, post, floor, indptr, indices, alt_minor,
+def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor, indptr, indices, alt_minor,
                          out):  # pragma: no cover - compiled
     """out[g, s] = P(ALT) at every hidden site s of G haplotypes whose K states are the
-    composite slots (seg_start, seg_hap, n_seg) over a panel of ``n_cols`` haplotypes, from
-    their state posteriors ``post`` (G, m, K) at the visible sites vis: the sum of
+    composite slots (seg_start, seg_hap, n_seg) over ``panel`` (L, H), from their state
+    posteriors ``post`` (G, m, K) at the visible sites vis: the sum of
     :func:`~snpbag.retrieval.haploid.interpolate_hidden` over a dense layout of the slots
     (up to rounding), the same states kept (posterior >= floor / K at a flanking visible
     site). Visible sites are left as they are.
 
-    Per interval between two visible sites each kept slot's posterior at either flank is
-    added onto its haplotype's row of an (n_cols, G) table (and its mass onto the kept
-    total), then a hidden site sums its minor-allele carriers' rows (indptr, indices,
-    alt_minor: the panel's :class:`~snpbag.retrieval.haploid.Carriers`), or the kept total
-    less it where the minor allele is REF; the rows written are cleared for the next
-    interval. Segments must start at visible sites or at 0 (module doc)."""
+    Per interval between two visible sites each copy's kept slots are listed with the
+    haplotype each copies there (:func:`~snpbag.retrieval.haploid.keep_states`), and a
+    hidden site reads their alleles or its minor-allele carriers (indptr, indices,
+    alt_minor: the panel's :class:`~snpbag.retrieval.haploid.Carriers`), whichever is
+    shorter (:func:`~snpbag.retrieval.haploid.kept_alt`), as
+    :func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own
+    haplotypes. Segments must start at visible sites or at 0 (module doc)."""
     G, m, K = post.shape
     L = alt_minor.size
-    acc_l = np.zeros((n_cols, G), dtype=np.float32)
-    acc_r = np.zeros((n_cols, G), dtype=np.float32)
-    own = np.arange(n_cols)  # a carrier's row is its own column
-    tot_l = np.zeros(G)
-    tot_r = np.zeros(G)
+    kept = kept_buffers(G, K, panel.shape[1])
     ml = np.empty(G)
     mr = np.empty(G)
     cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
+    live = cur >= 0  # a slot with no segment yet copies nothing
     event = 0  # the next site where some slot changes haplotype
     thr = floor / K
     t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose slots are in acc_l, acc_r
+    built = -2  # the interval whose slots are in kept
     for s in range(L):
         t_left = left_flank(vis, t_left, s)
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
         if built != t_left:
-            for k in range(K):  # the previous interval's rows
-                if cur[k] >= 0:
-                    acc_l[hap[k]] = 0.0
-                    acc_r[hap[k]] = 0.0
             if s >= event:
                 event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
-            tl, tr = max(t_left, 0), max(t_right, 0)  # −1 reads row 0, masked out
-            keep_l, keep_r = t_left >= 0, t_right >= 0
-            for g in range(G):
-                sl = 0.0
-                sr = 0.0
-                for k in range(K):  # branch-free: the kept states' posteriors, 0 for the others
-                    a = post[g, tl, k]
-                    b = post[g, tr, k]
-                    hit = ((keep_l & (a >= thr)) | (keep_r & (b >= thr))) & (cur[k] >= 0)  # a slot with no segment yet: none
-                    a = a if hit & keep_l else np.float32(0.0)
-                    b = b if hit & keep_r else np.float32(0.0)
-                    h = hap[k]
-                    acc_l[h, g] += a
-                    acc_r[h, g] += b
-                    sl += a
-                    sr += b
-                tot_l[g] = sl
-                tot_r[g] = sr
+                live = cur >= 0
+            keep_states(post, t_left, t_right, thr, hap, live, *kept)
             built = t_left
-        carrier_mass(acc_l, acc_r, own, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr, out)
+        kept_alt(panel[s], s, right_weight(cm, vis, t_left, s), *kept, indptr, indices, alt_minor, ml, mr, out)

@@ -271,39 +271,6 @@ def right_weight(cm, vis, t_left, s):  # pragma: no cover - compiled
     return 0.5
 
 
-@njit(cache=True, nogil=True)
-def carrier_mass(rows_l, rows_r, slot, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr,
-                 out):  # pragma: no cover - compiled
-    """out[g, s] = P(ALT) at hidden site s of G haplotypes from the kept states' posteriors at
-    the two flanking visible sites, laid out one row per state (rows_l, rows_r: (rows, G),
-    zeros for states not kept): the rows of the site's minor-allele carriers (``indptr``,
-    ``indices``, ``alt_minor``: a panel's allele carriers; ``slot`` maps a carrier's column
-    to its row) summed per flank, or the kept total (tot_l, tot_r) less it where the minor
-    allele is REF, interpolated in cM by :func:`right_weight`. ml, mr : (G,) scratch. Not
-    fast-math: each haplotype's sum runs in carrier order, so its bits do not depend on G."""
-    G = ml.size
-    ml[:] = 0.0
-    mr[:] = 0.0
-    for i in range(indptr[s], indptr[s + 1]):
-        rl = rows_l[slot[indices[i]]]
-        rr = rows_r[slot[indices[i]]]
-        for g in range(G):
-            ml[g] += rl[g]
-            mr[g] += rr[g]
-    if not alt_minor[s]:
-        for g in range(G):
-            ml[g] = tot_l[g] - ml[g]
-            mr[g] = tot_r[g] - mr[g]
-    wr = right_weight(cm, vis, t_left, s)
-    for g in range(G):
-        p = 0.0
-        if wr < 1.0:
-            p += (1.0 - wr) * ml[g]
-        if wr > 0.0:
-            p += wr * mr[g]
-        out[g, s] = p
-
-
 @njit(cache=True, nogil=True, fastmath=True)
 def _copy_probs(panel, g, cm, allowed, n_ref, K, block, margin, ne, eps, stride, out, loo):  # pragma: no cover - compiled
     """out[s] = P(ALT dosage = 0/1/2) at every site s from the pair-copying HMM (module doc);

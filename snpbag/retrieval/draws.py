@@ -149,9 +149,6 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     want_loo = loo.shape[1] == L
     lv = np.empty((U, 2, m if want_loo else 0))
     held_copies = lv.reshape((2 * U, lv.shape[2]))
-    state_of = np.full(panel.shape[1], -1, dtype=np.int64)
-    for k in range(cols.size):
-        state_of[cols[k]] = k
     for s in range(L):
         q[s] = -1
     # the decoded phase's forward rows (phasing 0: no swap), where other phasings start from
@@ -177,7 +174,7 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
                                 post[g], pv, held_copies[j0 + g])
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
-        interpolate_carriers(state_of, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
+        interpolate_carriers(panel, cols, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
@@ -190,7 +187,7 @@ def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vi
     the HMM runs over their alleles at the visible sites alone and the hidden sites are read
     through the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
     U, m = flips.shape
-    L, nh = panel.shape
+    L = panel.shape[0]
     comp = composite_at(panel, vis, segments)
     K = comp.shape[1]
     cols, steps, cmv, pv = np.arange(K), np.arange(m), np.ascontiguousarray(cm[vis]), np.empty(m)
@@ -206,7 +203,7 @@ def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vi
             q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
             haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
             copies[j0 + g, vis] = pv
-        interpolate_segments(*segments, nh, vis, cm, post[:n], floor, *carriers, copies[j0:j0 + n])
+        interpolate_segments(*segments, panel, vis, cm, post[:n], floor, *carriers, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 

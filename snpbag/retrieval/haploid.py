@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import carrier_mass, left_flank, right_weight, switch_rho, visible_sites
+from snpbag.retrieval.copying import left_flank, right_weight, switch_rho, visible_sites
 
 #: The mass of each flanking posterior a hidden site may leave out (:func:`haploid_probs`).
 FLOOR = 1e-4
@@ -234,84 +234,137 @@ def allele_carriers(panel: np.ndarray) -> Carriers:
     return Carriers(*_carriers(panel))
 
 
-#: States per block of :func:`_kept_rows`: the G copies' values of BLOCK states fill
-#: BLOCK · G · 4 bytes of the state-major rows, which stay in L1 while they are written.
-BLOCK = 16
+@njit(cache=True, nogil=True)
+def kept_buffers(G, K, H):  # pragma: no cover - compiled
+    """Empty kept-state fields of G haplotypes over K states of an H-column panel, as
+    :func:`keep_states` fills them: (cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r)."""
+    return (np.zeros((G, K), np.int64), np.zeros((G, K), np.float32), np.zeros((G, K), np.float32),
+            np.zeros(G, np.int64), np.zeros((H, G), np.float32), np.zeros((H, G), np.float32),
+            np.zeros(G), np.zeros(G))
 
 
 @njit(cache=True, nogil=True)
-def _kept_rows(post, tl, tr, thr, rows_l, rows_r, tot_l, tot_r):  # pragma: no cover - compiled
-    """rows_l[k, g] = post[g, tl, k] and rows_r[k, g] = post[g, tr, k] for the states kept
-    between visible sites tl and tr (posterior >= thr at either, as :func:`_interval_states`;
-    −1: no such site, its row all 0), else 0, and tot_l[g], tot_r[g] their sums over k; row
-    K (the state of a column that is none) is left 0.
-
-    The rows are state-major and G wide, so they are written a block of states at a time
-    for every copy (the block's lines stay in cache until they are full, where one copy's
-    whole row at a time touched a new line per state), and the G sums advance together:
-    each copy's is still a sequential sum in state order (the same bits however this was
-    compiled and whatever G), but the G chains of additions overlap, where one copy's whole
-    row summed alone waited on each addition."""
+def keep_states(post, tl, tr, thr, col, live, cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r):  # pragma: no cover - compiled
+    """The states G haplotypes keep between visible indices tl and tr (−1: no such site),
+    from their state posteriors ``post`` (G, m, K): state k (panel column col[k], where
+    live[k]) is kept where its posterior reaches ``thr`` at either flank (as
+    :func:`_interval_states`). Copy g's nk[g] kept states' columns cols[g, :nk[g]] and
+    posteriors at the left and right flank at_l, at_r (0 at a flank that is none), in state
+    order; the same laid out one row per panel column, rows_l, rows_r (H, G) with zeros
+    elsewhere (two states on one column add up), and their sums tot_l, tot_r (G,). The
+    previous interval's rows are cleared first by its own lists, so an interval costs K
+    comparisons per copy and a write per kept state."""
     G, m, K = post.shape
+    for g in range(G):
+        for j in range(nk[g]):
+            rows_l[cols[g, j], g] = 0.0
+            rows_r[cols[g, j], g] = 0.0
     keep_l, keep_r = tl >= 0, tr >= 0
     zero = np.float32(0.0)
-    tot_l[:] = 0.0
-    tot_r[:] = 0.0
-    for k0 in range(0, K, BLOCK):
-        k1 = min(K, k0 + BLOCK)
-        for g in range(G):
-            left, right = post[g, tl], post[g, tr]  # tl, tr = −1 read a row, masked
-            sl, sr = tot_l[g], tot_r[g]
-            for k in range(k0, k1):
-                hit = (keep_l & (left[k] >= thr)) | (keep_r & (right[k] >= thr))
-                vl = left[k] if hit & keep_l else zero
-                vr = right[k] if hit & keep_r else zero
-                rows_l[k, g] = vl
-                rows_r[k, g] = vr
-                sl += vl
-                sr += vr
-            tot_l[g], tot_r[g] = sl, sr
+    for g in range(G):
+        left, right = post[g, max(tl, 0)], post[g, max(tr, 0)]  # −1 reads row 0, masked
+        n = 0
+        sl = 0.0
+        sr = 0.0
+        for k in range(K):
+            a, b = left[k], right[k]
+            if live[k] and ((keep_l and a >= thr) or (keep_r and b >= thr)):
+                a = a if keep_l else zero
+                b = b if keep_r else zero
+                c = col[k]
+                cols[g, n] = c
+                at_l[g, n] = a
+                at_r[g, n] = b
+                rows_l[c, g] += a
+                rows_r[c, g] += b
+                sl += a
+                sr += b
+                n += 1
+        nk[g] = n
+        tot_l[g] = sl
+        tot_r[g] = sr
 
 
 @njit(cache=True, nogil=True)
-def interpolate_carriers(state_of, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
-    """:func:`interpolate_hidden` of G haplotypes at once from each hidden site's
-    minor-allele carriers (:class:`Carriers` fields indptr, indices, alt_minor of the panel)
-    instead of its whole row: the same sum (up to rounding), over the carriers that are kept
-    states, or the kept states' total mass less it where the minor allele is REF.
-    state_of : (H,) the state of each panel column, −1 for none; post : (G, m, K) the G
-    haplotypes' state posteriors at the visible sites vis; out : (G, L).
+def kept_alt(row, s, wr, cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r, indptr, indices, alt_minor, ml, mr,
+             out):  # pragma: no cover - compiled
+    """out[g, s] = P(ALT) at hidden site s (panel alleles ``row``) of G haplotypes from their
+    kept states (:func:`keep_states`' fields), interpolated with weight ``wr`` on the right flank
+    (:func:`~snpbag.retrieval.copying.right_weight`): the kept states' posteriors summed over
+    those whose column carries ALT, per flank. Each copy reads whichever is shorter: its
+    kept states' alleles in ``row`` (a few where the posterior is sharp), or the site's
+    minor-allele carriers' rows (indptr, indices, alt_minor: a panel's :class:`Carriers`;
+    the kept total less their sum where the minor allele is REF), walked once for every
+    copy that needs them. ml, mr : (G,) scratch. Not fast-math: a copy's sum runs in state
+    or carrier order, chosen by its own count, so its bits do not depend on G."""
+    G = nk.size
+    lo, hi = indptr[s], indptr[s + 1]
+    walk = False
+    for g in range(G):
+        walk |= nk[g] > hi - lo
+    if walk:
+        for g in range(G):
+            ml[g] = 0.0
+            mr[g] = 0.0
+        for i in range(lo, hi):
+            c = indices[i]
+            for g in range(G):
+                ml[g] += rows_l[c, g]
+                mr[g] += rows_r[c, g]
+        if not alt_minor[s]:
+            for g in range(G):
+                ml[g] = tot_l[g] - ml[g]
+                mr[g] = tot_r[g] - mr[g]
+    for g in range(G):
+        if nk[g] <= hi - lo:
+            a = 0.0
+            b = 0.0
+            for j in range(nk[g]):
+                if row[cols[g, j]] == 1:
+                    a += at_l[g, j]
+                    b += at_r[g, j]
+            ml[g] = a
+            mr[g] = b
+        p = 0.0
+        if wr < 1.0:
+            p += (1.0 - wr) * ml[g]
+        if wr > 0.0:
+            p += wr * mr[g]
+        out[g, s] = p
 
-    Per interval between two visible sites the kept states' posteriors of every haplotype
-    are laid out once, state-major with zeros for the others (:func:`_kept_rows`), so a
-    carrier costs one index load and one contiguous G-wide add per flank, whatever G, and
-    no branch: the carrier lists, most of the time at a sparse array, are walked once for
-    the G haplotypes instead of once each. Not fast-math: each haplotype's sums run in
-    carrier order, so its result has the same bits whatever G and however the compiler
-    vectorised the loops."""
+
+@njit(cache=True, nogil=True)
+def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
+    """:func:`interpolate_hidden` of G haplotypes at once: the same sum (up to rounding),
+    over the same kept states, read per site from the kept states' alleles or from the
+    site's minor-allele carriers (:class:`Carriers` fields indptr, indices, alt_minor of
+    ``panel``), whichever is shorter (:func:`kept_alt`). cols : (K,) the states' panel
+    columns; post : (G, m, K) the G haplotypes' state posteriors at the visible sites vis;
+    out : (G, L).
+
+    Per interval between two visible sites each copy's kept states are listed once
+    (:func:`keep_states`). At a sparse array a posterior spreads over many states and the
+    carriers (a few percent of the panel's columns) are fewer; near typed sites it is
+    sharp and a handful of states are kept: reading the shorter list took the
+    interpolation of the 10 Mb benchmark's copies from 4× the HMM's time to about its own."""
     G, m, K = post.shape
     L = alt_minor.size
-    slot = np.empty(state_of.size, dtype=np.int64)  # state_of with none → K, a zero in the rows
-    for j in range(state_of.size):
-        slot[j] = state_of[j] if state_of[j] >= 0 else K
-    rows_l = np.zeros((K + 1, G), dtype=np.float32)
-    rows_r = np.zeros((K + 1, G), dtype=np.float32)
+    kept = kept_buffers(G, K, panel.shape[1])
+    live = np.ones(K, dtype=np.bool_)
     ml = np.empty(G)
     mr = np.empty(G)
-    tot_l = np.zeros(G)  # the kept states' mass, for the sites whose minor allele is REF
-    tot_r = np.zeros(G)
     thr = floor / K
     t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose kept states are in rows_l, rows_r and their mass in tot_l, tot_r
+    built = -2  # the interval whose kept states are in kept
     for s in range(L):
         t_left = left_flank(vis, t_left, s)
         if t_left >= 0 and vis[t_left] == s:
             continue  # visible
         t_right = t_left + 1 if t_left + 1 < m else -1
         if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
-            _kept_rows(post, t_left, t_right, thr, rows_l, rows_r, tot_l, tot_r)
+            keep_states(post, t_left, t_right, thr, cols, live, *kept)
             built = t_left
-        carrier_mass(rows_l, rows_r, slot, indptr, indices, alt_minor, tot_l, tot_r, cm, vis, t_left, s, ml, mr, out)
+        kept_alt(panel[s], s, right_weight(cm, vis, t_left, s), *kept, indptr, indices, alt_minor, ml, mr, out)
 
 
 @njit(cache=True, nogil=True)
