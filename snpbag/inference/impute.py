@@ -32,9 +32,9 @@ from snpbag.inference.calibrate import apply_temperature, fit_temperature, held_
 from snpbag.inference.report import RunFacts, write_impute_report
 from snpbag.inference.sitematch import read_targets
 from snpbag.inference.vcfout import ImputedVcfWriter, OutputSites, parse_format
-from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.parallel import in_order
 from snpbag.progress import progress_bar
+from snpbag.retrieval.haplotypes import HaplotypePanel
 
 log = logging.getLogger(__name__)
 
