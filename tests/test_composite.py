@@ -7,6 +7,7 @@ import pytest
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
 from snpbag.retrieval.draws import COMPOSITE_STEP, PHASE_OPTIONS, composite_phase_probs, sampled_phase_probs
+from snpbag.retrieval.hapclasses import hap_classes, no_classes
 from snpbag.retrieval.haploid import allele_carriers, haploid_probs, interpolate_hidden
 from snpbag.retrieval.phasing import phase_visible
 from snpbag.retrieval.states import composite_panel, composite_segments, fill_composite
@@ -24,14 +25,18 @@ def _segments(rng, vis, K, H, L):
     return seg_start, seg_hap, n_seg
 
 
+@pytest.mark.parametrize("typed", ["none", "visible", "more"])
 @pytest.mark.parametrize("floor", [0.0, 0.05, 2.0])
-def test_hidden_sites_through_the_segments_equal_the_dense_composite_layout(floor):
+def test_hidden_sites_through_the_segments_equal_the_dense_composite_layout(floor, typed):
     """Every hidden site, before the first visible site, between two and after the last,
     sums the same kept states' alleles as interpolate_hidden over the (L, K) layout, for
-    each of G posteriors at once; visible sites are left alone."""
+    each of G posteriors at once, read from the carriers or through the panel's classes
+    between typed sites (the visible ones, or more that this target misses); visible sites
+    are left alone."""
     rng = np.random.default_rng(3)
-    L, H, K, G = 150, 30, 7, 3
-    panel = (rng.random((L, H)) < rng.random((L, 1)) * 0.6).astype(np.int8)  # minor allele ALT and REF
+    L, H, K, G = 150, 30, 20, 3  # more states than most sites have short-allele classes
+    panel = (rng.random((L, H)) < rng.random((L, 1)) * 0.6).astype(np.int8)
+    panel[::3] = 1 - panel[::3]  # the minor allele ALT at some sites, REF at others
     vis = np.sort(rng.choice(np.arange(5, L - 5), 25, replace=False))
     cm = np.cumsum(rng.random(L) * 0.01)
     cm[vis[3]] = cm[vis[4]] = cm[vis[3] + 1]  # two flanks at one position
@@ -41,7 +46,9 @@ def test_hidden_sites_through_the_segments_equal_the_dense_composite_layout(floo
     np.testing.assert_array_equal(composite_at(panel, vis, segments), dense[vis])
     post = rng.dirichlet(np.full(K, 0.3), (G, vis.size)).astype(np.float32)  # some below the floor
     out = np.full((G, L), -7.0)
-    interpolate_segments(*segments, panel, vis, cm, post, floor, *allele_carriers(panel), out)
+    more = np.union1d(vis, rng.choice(L, 20, replace=False))
+    k = {"none": no_classes(L, H), "visible": hap_classes(panel, vis), "more": hap_classes(panel, more)}[typed]
+    interpolate_segments(*segments, panel, vis, cm, post, floor, *allele_carriers(panel), *k, out)
     for g in range(G):
         want = np.full(L, -7.0)
         interpolate_hidden(dense, np.arange(K), vis, cm, post[g], floor, want)
@@ -80,10 +87,10 @@ def test_composite_states_over_phasings_equal_their_dense_layout(drawn):
         flips, which = np.zeros((1, vis.size), bool), np.zeros(1, np.int64)
     got = [np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)]
     composite_phase_probs(panel, cm, query, vis, flips, which, segments, n_ref=n_ref, ne=ne, eps=eps, floor=floor,
-                          carriers=allele_carriers(panel), out=got[0], loo=got[1], both=got[2], held_both=got[3])
+                          carriers=allele_carriers(panel), classes=hap_classes(panel, vis), out=got[0], loo=got[1], both=got[2], held_both=got[3])
     want = [np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)]
     sampled_phase_probs(dense, np.arange(2 * K), query, vis, cm, n_ref, ne, eps, floor, flips, which,
-                        *allele_carriers(dense), *want, 1)
+                        *allele_carriers(dense), *no_classes(L, 2 * K), *want, 1)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, atol=1e-5)
     if not drawn:

@@ -10,6 +10,7 @@ from snpbag.errors import InputError
 from snpbag.retrieval.draws import (COMPOSITE_MATCHES, COMPOSITE_STEP, COMPOSITE_WIDTH, PHASE_OPTIONS,
                                     copies_at_once, distinct_phasings, genotype_probs, phase_draws,
                                     sampled_phase_probs)
+from snpbag.retrieval.hapclasses import hap_classes, no_classes
 from snpbag.retrieval.haploid import (allele_carriers, haploid_posteriors, haploid_probs, interpolate_carriers,
                                       interpolate_hidden)
 from snpbag.retrieval.haplotypes import HaplotypePanel
@@ -135,14 +136,18 @@ def test_kernel_equals_the_dense_haploid_forward_backward(seed):
     assert np.abs(without - want).max() < 0.05 and (without == out)[visible].all()
 
 
+@pytest.mark.parametrize("typed", ["none", "visible", "more"])
 @pytest.mark.parametrize("floor", [0.0, 0.05, 3.0])
-def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
+def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor, typed):
     """The sparse interpolation (each hidden site read from its minor-allele carriers or
-    from the kept states' alleles, whichever list is shorter) gives what the dense one
-    (every state's allele) gives: ALT the minor or the major allele, ties, a monomorphic
-    site, states a subset of the panel's columns in any order, hidden sites before the
-    first and after the last visible one, a floor that drops states (3.0: a few states
-    kept, fewer than the common sites' carriers, so both lists are read)."""
+    from the kept states' alleles, whichever list is shorter; or, given the panel's
+    classes between typed sites, from the kept states' mass per class) gives what the
+    dense one (every state's allele) gives: ALT the minor or the major allele, ties, a
+    monomorphic site, states a subset of the panel's columns in any order, hidden sites
+    before the first and after the last visible one, a floor that drops states (3.0: a few
+    states kept, fewer than the common sites' carriers, so both lists are read); classes
+    typed at the visible sites, or at more (typed sites this target misses, read from the
+    carriers, and intervals of its that span several of theirs)."""
     rng = np.random.default_rng(5)
     L, H = 60, 24
     freq = rng.choice([0.02, 0.1, 0.5, 0.9, 0.98], L)
@@ -162,7 +167,9 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor):
     haploid_posteriors(panel, cols, hap, vis, cm, H, 1e4, 0.01, post, np.empty(vis.size), np.empty(0))
     want, got = np.full(L, np.nan), np.full(L, np.nan)
     interpolate_hidden(panel, cols, vis, cm, post, floor, want)
-    interpolate_carriers(panel, cols, vis, cm, post[None], floor, *c, got[None])
+    more = np.union1d(vis, rng.choice(L, 9, replace=False))
+    k = {"none": no_classes(L, H), "visible": hap_classes(panel, vis), "more": hap_classes(panel, more)}[typed]
+    interpolate_carriers(panel, cols, vis, cm, post[None], floor, *c, *k, got[None])
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
 
@@ -213,6 +220,13 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
         np.testing.assert_allclose(gp.sum(1), 1, atol=1e-6)
         assert np.isnan(held[gi < 0]).all() and np.isfinite(held[gi >= 0]).all()
         np.testing.assert_array_equal(panel.votes(g, np.arange(60), exclude=exclude), gp)
+        # a batch reads untyped sites through the panel's classes between the batch's typed
+        # sites; a sequence missing some of them reads those from the carriers
+        g2 = g.copy()
+        g2[np.flatnonzero(gi < 0)[:4]] = 1
+        batch = panel.votes(np.stack([g, g2]), np.arange(60), exclude=None if exclude is None else [exclude] * 2)
+        np.testing.assert_allclose(batch[0], gp, atol=1e-6, err_msg=str(exclude))
+        np.testing.assert_allclose(batch[1], panel.votes(g2, np.arange(60), exclude=exclude), atol=1e-6)
 
 
 def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
@@ -229,7 +243,7 @@ def test_a_heterozygote_whose_phase_the_draws_split_stays_a_heterozygote():
     flips = np.array([[False, False], [False, True]])  # the draw swaps at the second heterozygote
     out, both = np.empty((2, 3)), np.empty(3)
     sampled_phase_probs(panel, np.arange(4), hap, vis, cm, 4, 1e-9, 1e-9, 0.0, flips, np.arange(2),
-                        *allele_carriers(panel), out, np.empty((2, 0)), both, np.empty(0), 1)
+                        *allele_carriers(panel), *hap_classes(panel, vis), out, np.empty((2, 0)), both, np.empty(0), 1)
     np.testing.assert_allclose(out[:, 1], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(both[1], 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, [0, 2]], [[1, 1], [0, 0]], atol=1e-6)  # in the decoded phase
@@ -248,12 +262,15 @@ def _two_haplotypes(rng, L, H, n_visible, copied):
     return panel, vis, hap, np.cumsum(rng.random(L) * 0.02)
 
 
-def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
+@pytest.mark.parametrize("classes", [False, True])
+def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice(classes):
     """Draws that repeat a phasing give, bit for bit, what computing every draw gives; and
-    so does interpolating the copies one at a time, in chunks, or all together."""
+    so does interpolating the copies one at a time, in chunks, or all together, reading
+    the hidden sites from the carriers or through the panel's classes."""
     rng = np.random.default_rng(6)
     L, H = 50, 16
     panel, vis, hap, cm = _two_haplotypes(rng, L, H, 15, [2, 9])
+    k = hap_classes(panel, vis) if classes else no_classes(L, H)
     distinct = rng.random((3, vis.size)) < 0.3
     distinct[0] = False
     which = np.array([0, 2, 0, 1, 2, 2])
@@ -262,7 +279,7 @@ def test_a_phasing_drawn_twice_is_computed_once_and_counted_twice():
                               (distinct, which, 6), (distinct, which, 100)):
         out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
         sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, 1e4, 0.01, 1e-4, flips, idx, *allele_carriers(panel),
-                            out, loo, both, held, chunk)
+                            *k, out, loo, both, held, chunk)
         want = want or (out, loo, both, held)
         for a, b in zip((out, loo, both, held), want):
             np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
@@ -284,7 +301,7 @@ def test_phasings_that_start_from_the_decoded_forward_rows_match_each_phasing_al
     def run(f, w):
         out, loo, both, held = np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)
         sampled_phase_probs(panel, np.arange(H), hap, vis, cm, H, *args, f, w, *allele_carriers(panel),
-                            out, loo, both, held, 3)
+                            *hap_classes(panel, vis), out, loo, both, held, 3)
         return out, loo, both, held
 
     got = run(flips, which)

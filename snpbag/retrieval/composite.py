@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.copying import left_flank, right_weight
-from snpbag.retrieval.haploid import keep_states, kept_alt, kept_buffers
+from snpbag.retrieval.hapclasses import carried, class_buffers
+from snpbag.retrieval.haploid import keep_states, kept_buffers, read_hidden
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
 
@@ -47,8 +47,8 @@ def union_segments(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tup
 
 
 @njit(cache=True, nogil=True)
-def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor, indptr, indices, alt_minor,
-                         out):  # pragma: no cover - compiled
+def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor, indptr, indices, alt_minor, typed, cls,
+                         n_cls, cptr, cidx, alt_short, out):  # pragma: no cover - compiled
     """out[g, s] = P(ALT) at every hidden site s of G haplotypes whose K states are the
     composite slots (seg_start, seg_hap, n_seg) over ``panel`` (L, H), from their state
     posteriors ``post`` (G, m, K) at the visible sites vis: the sum of
@@ -65,24 +65,22 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     haplotypes. Segments must start at visible sites or at 0 (module doc)."""
     G, m, K = post.shape
     L = alt_minor.size
-    kept = kept_buffers(G, K, panel.shape[1])
+    kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)
     ml = np.empty(G)
     mr = np.empty(G)
+    mass_l, mass_r = class_buffers(n_cls, G)
     cur, hap, nxt = segment_cursor(seg_start, n_seg, K, L)
     live = cur >= 0  # a slot with no segment yet copies nothing
     event = 0  # the next site where some slot changes haplotype
     thr = floor / K
-    t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose slots are in kept
-    for s in range(L):
-        t_left = left_flank(vis, t_left, s)
-        if t_left >= 0 and vis[t_left] == s:
-            continue  # visible
-        t_right = t_left + 1 if t_left + 1 < m else -1
-        if built != t_left:
-            if s >= event:
-                event = advance_segments(s, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
-                live = cur >= 0
-            keep_states(post, t_left, t_right, thr, hap, live, *kept)
-            built = t_left
-        kept_alt(panel[s], s, right_weight(cm, vis, t_left, s), *kept, indptr, indices, alt_minor, ml, mr, out)
+    for i in range(m + 1):  # the hidden sites between visible indices i − 1 and i (−1, m: none)
+        a = vis[i - 1] + 1 if i > 0 else 0
+        b = vis[i] if i < m else L
+        if a >= b:
+            continue
+        if a >= event:
+            event = advance_segments(a, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
+            live = cur >= 0
+        keep_states(post, i - 1, i if i < m else -1, thr, hap, live, *kept)
+        read_hidden(panel, a, b, vis, i - 1, cm, *kept, indptr, indices, alt_minor, typed, cls, n_cls, cptr, cidx,
+                    alt_short, ml, mr, mass_l, mass_r, out)

@@ -38,6 +38,7 @@ from numba import njit
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
 from snpbag.retrieval.copying import left_flank, right_weight
+from snpbag.retrieval.hapclasses import HapClasses, covers, no_classes
 from snpbag.retrieval.haploid import (FLOOR, Carriers, allele_carriers, backward_posteriors, forward_rows,
                                       haploid_posteriors, interpolate_carriers)
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
@@ -118,7 +119,7 @@ def average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both): 
 
 @njit(cache=True, nogil=True)
 def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips, which, indptr, indices,  # pragma: no cover - compiled
-                        alt_minor, out, loo, both, held_both, chunk):
+                        alt_minor, typed, cls, n_cls, cptr, cidx, alt_short, out, loo, both, held_both, chunk):
     """out[c, s] = P(ALT) of output haplotype c at every site s and both[s] = P(ALT on both
     haplotypes), averaged over phasings of the visible sites: ``hap`` (L, 2) the decoded
     phase (−1 hidden), ``flips`` (U, m) bool the distinct phasings, phasing u swapping the
@@ -133,7 +134,8 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     split is p₁ = p₂ = ½ and both = 0, a heterozygote). loo : (2, L) and held_both : (L,)
     the same at the visible sites with their own emission left out (hidden sites keep what
     they hold), or (2, 0) and (0,). indptr, indices, alt_minor : the panel's
-    :class:`~snpbag.retrieval.haploid.Carriers`, which the hidden sites are summed over. chunk : the copies
+    :class:`~snpbag.retrieval.haploid.Carriers`, and typed … alt_short: its
+    :class:`~snpbag.retrieval.hapclasses.HapClasses`, which the hidden sites are summed over. chunk : the copies
     (phasing × haplotype) whose posteriors are held at once and interpolated together
     (:func:`~snpbag.retrieval.haploid.interpolate_carriers`; :func:`copies_at_once`). A phasing's forward rows before
     its first swapped heterozygote are those of the decoded phase, computed once and read in
@@ -174,13 +176,14 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
                                 post[g], pv, held_copies[j0 + g])
             for t in range(m):
                 copies[j0 + g, vis[t]] = pv[t]
-        interpolate_carriers(panel, cols, vis, cm, post[:n], floor, indptr, indices, alt_minor, copies[j0:j0 + n])
+        interpolate_carriers(panel, cols, vis, cm, post[:n], floor, indptr, indices, alt_minor, typed, cls, n_cls, cptr,
+                             cidx, alt_short, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
 def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vis: np.ndarray, flips: np.ndarray,
                           which: np.ndarray, segments: tuple, *, n_ref: int, ne: float, eps: float, floor: float,
-                          carriers: Carriers, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
+                          carriers: Carriers, classes: HapClasses, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
                           held_both: np.ndarray) -> None:
     """:func:`sampled_phase_probs` over composite states: every copy's states are the slots
     of ``segments`` ((seg_start, seg_hap, n_seg), :func:`~snpbag.retrieval.states.composite_segments`);
@@ -203,7 +206,7 @@ def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vi
             q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
             haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
             copies[j0 + g, vis] = pv
-        interpolate_segments(*segments, panel, vis, cm, post[:n], floor, *carriers, copies[j0:j0 + n])
+        interpolate_segments(*segments, panel, vis, cm, post[:n], floor, *carriers, *classes, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
 
 
@@ -257,7 +260,7 @@ def distinct_phasings(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None, carriers: Carriers | None = None):
+                 draws: int | None = None, carriers: Carriers | None = None, classes: HapClasses | None = None):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -270,7 +273,9 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     :data:`PHASE_DRAWS`: the decoded one and draws − 1 from its PP, :func:`phase_draws`,
     :func:`sampled_phase_probs`, :func:`composite_phase_probs`);
     carriers : ``panel``'s :func:`~snpbag.retrieval.haploid.allele_carriers` (made here when none are given: give
-    them for a batch).
+    them for a batch); classes : ``panel``'s :func:`~snpbag.retrieval.hapclasses.hap_classes` between the batch's
+    typed sites, which the untyped sites are read through where they cover the visible sites (none given:
+    every hidden site is read from the carriers).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -287,15 +292,16 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)
     flips, which = distinct_phasings(phase_draws(query[vis], pp[vis], draws))
     c = carriers or allele_carriers(panel)
+    k = classes if classes is not None and covers(classes, vis, L) else no_classes(L, panel.shape[1])
     if 2 * states >= n_ref:
         sampled_phase_probs(panel, np.flatnonzero(allowed), query, vis, cm, n_ref, ne, eps, floor, flips, which, *c,
-                            p, q, both, held_both, copies_at_once(vis.size, n_ref))
+                            *k, p, q, both, held_both, copies_at_once(vis.size, n_ref))
     else:
         sets = [composite_segments(panel, query[:, c:c + 1], allowed=allowed, states=states, genotype=False,
                                    step=COMPOSITE_STEP, width=COMPOSITE_WIDTH, matches=COMPOSITE_MATCHES)
                 for c in range(2)]
         composite_phase_probs(panel, cm, query, vis, flips, which, union_segments(sets), n_ref=n_ref,
-                              ne=ne, eps=eps, floor=floor, carriers=c, out=p, loo=q,
+                              ne=ne, eps=eps, floor=floor, carriers=c, classes=k, out=p, loo=q,
                               both=both, held_both=held_both)
     cov, held_cov = both - p[0] * p[1], held_both - q[0] * q[1]  # over the phasings: P(both ALT) − p₁p₂
     hds = np.clip(p.T, 0.0, 1.0)

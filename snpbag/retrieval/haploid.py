@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import left_flank, right_weight, switch_rho, visible_sites
+from snpbag.retrieval.hapclasses import carried, class_buffers, class_masses
 
 #: The mass of each flanking posterior a hidden site may leave out (:func:`haploid_probs`).
 FLOOR = 1e-4
@@ -251,32 +252,36 @@ def keep_states(post, tl, tr, thr, col, live, cols, at_l, at_r, nk, rows_l, rows
     :func:`_interval_states`). Copy g's nk[g] kept states' columns cols[g, :nk[g]] and
     posteriors at the left and right flank at_l, at_r (0 at a flank that is none), in state
     order; the same laid out one row per panel column, rows_l, rows_r (H, G) with zeros
-    elsewhere (two states on one column add up), and their sums tot_l, tot_r (G,). The
-    previous interval's rows are cleared first by its own lists, so an interval costs K
-    comparisons per copy and a write per kept state."""
+    elsewhere (two states on one column add up; (0, G): not laid out, for a walk that reads
+    no carriers), and their sums tot_l, tot_r (G,). The previous interval's rows are
+    cleared first by its own lists, so an interval costs K comparisons per copy and a write
+    per kept state."""
     G, m, K = post.shape
-    for g in range(G):
+    lay = rows_l.shape[0] > 0
+    for g in range(G if lay else 0):
         for j in range(nk[g]):
             rows_l[cols[g, j], g] = 0.0
             rows_r[cols[g, j], g] = 0.0
     keep_l, keep_r = tl >= 0, tr >= 0
     zero = np.float32(0.0)
+    thr_l = thr if keep_l else np.inf  # a flank that is none keeps nothing
+    thr_r = thr if keep_r else np.inf
     for g in range(G):
         left, right = post[g, max(tl, 0)], post[g, max(tr, 0)]  # −1 reads row 0, masked
         n = 0
         sl = 0.0
         sr = 0.0
         for k in range(K):
-            a, b = left[k], right[k]
-            if live[k] and ((keep_l and a >= thr) or (keep_r and b >= thr)):
-                a = a if keep_l else zero
-                b = b if keep_r else zero
+            if ((left[k] >= thr_l) | (right[k] >= thr_r)) and live[k]:
+                a = left[k] if keep_l else zero
+                b = right[k] if keep_r else zero
                 c = col[k]
                 cols[g, n] = c
                 at_l[g, n] = a
                 at_r[g, n] = b
-                rows_l[c, g] += a
-                rows_r[c, g] += b
+                if lay:
+                    rows_l[c, g] += a
+                    rows_r[c, g] += b
                 sl += a
                 sr += b
                 n += 1
@@ -334,7 +339,66 @@ def kept_alt(row, s, wr, cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r, ind
 
 
 @njit(cache=True, nogil=True)
-def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt_minor, out):  # pragma: no cover - compiled
+def read_hidden(panel, a, b, vis, t_left, cm, cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r, indptr, indices,
+                alt_minor, typed, cls, n_cls, cptr, cidx, alt_short, ml, mr, mass_l, mass_r,
+                out):  # pragma: no cover - compiled
+    """out[g, s] = P(ALT) at the hidden sites a <= s < b, all between visible indices t_left
+    and t_left + 1, of G copies from their kept states there (:func:`keep_states`' fields
+    cols … tot_r). An untyped site is read through the panel's classes (typed … alt_short:
+    :class:`~snpbag.retrieval.hapclasses.HapClasses`, which must type every visible site):
+    per copy, its kept states' alleles one by one where it keeps no more states than the
+    site lists short-allele classes, else its kept mass per class
+    (:func:`~snpbag.retrieval.hapclasses.class_masses`, into mass_l, mass_r once per typed
+    interval) summed over those classes, the kept total less that where the short allele
+    is REF. A typed site this copy misses, or any site where there are no classes, is read
+    from the carriers (:func:`kept_alt`; ml, mr its scratch). A copy's sums depend on its
+    own states alone, not on G. The sites of an interval are read in one call: a call per
+    site, its arrays passed one by one, cost as much as the reading."""
+    G = nk.size
+    have = typed.size > 0
+    b_left = np.searchsorted(typed, a, side="right") - 1 if have else -1  # the last typed site at or before a
+    built_b = -2  # the typed interval whose class masses are in mass_l, mass_r
+    for s in range(a, b):
+        wr = right_weight(cm, vis, t_left, s)
+        if have:
+            while b_left + 1 < typed.size and typed[b_left + 1] <= s:
+                b_left += 1
+            if b_left < 0 or typed[b_left] != s:  # untyped: through its interval's classes
+                if b_left + 1 != built_b:
+                    built_b = b_left + 1
+                    class_masses(cls[built_b], n_cls[built_b], cols, at_l, at_r, nk, mass_l, mass_r)
+                lo, hi = cptr[s], cptr[s + 1]
+                row = panel[s]
+                for g in range(G):
+                    x = 0.0
+                    y = 0.0
+                    if nk[g] <= hi - lo:
+                        for j in range(nk[g]):
+                            if row[cols[g, j]] == 1:
+                                x += at_l[g, j]
+                                y += at_r[g, j]
+                    else:
+                        for i in range(lo, hi):
+                            c = cidx[i]
+                            x += mass_l[c, g]
+                            y += mass_r[c, g]
+                        if not alt_short[s]:
+                            x = tot_l[g] - x
+                            y = tot_r[g] - y
+                    p = 0.0
+                    if wr < 1.0:
+                        p += (1.0 - wr) * x
+                    if wr > 0.0:
+                        p += wr * y
+                    out[g, s] = p
+                continue
+        kept_alt(panel[s], s, wr, cols, at_l, at_r, nk, rows_l, rows_r, tot_l, tot_r, indptr, indices, alt_minor, ml,
+                 mr, out)
+
+
+@njit(cache=True, nogil=True)
+def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt_minor, typed, cls, n_cls, cptr, cidx,
+                         alt_short, out):  # pragma: no cover - compiled
     """:func:`interpolate_hidden` of G haplotypes at once: the same sum (up to rounding),
     over the same kept states, read per site from the kept states' alleles or from the
     site's minor-allele carriers (:class:`Carriers` fields indptr, indices, alt_minor of
@@ -350,22 +414,20 @@ def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt
     HMMs' time to 2.1× (docs/benchmarks.md)."""
     G, m, K = post.shape
     L = alt_minor.size
-    kept = kept_buffers(G, K, panel.shape[1])
+    kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)
     live = np.ones(K, dtype=np.bool_)
     ml = np.empty(G)
     mr = np.empty(G)
+    mass_l, mass_r = class_buffers(n_cls, G)
     thr = floor / K
-    t_left = -1  # the last visible site at or before s
-    built = -2  # the interval whose kept states are in kept
-    for s in range(L):
-        t_left = left_flank(vis, t_left, s)
-        if t_left >= 0 and vis[t_left] == s:
-            continue  # visible
-        t_right = t_left + 1 if t_left + 1 < m else -1
-        if built != t_left:  # the states kept between these two visible sites (as interpolate_hidden's)
-            keep_states(post, t_left, t_right, thr, cols, live, *kept)
-            built = t_left
-        kept_alt(panel[s], s, right_weight(cm, vis, t_left, s), *kept, indptr, indices, alt_minor, ml, mr, out)
+    for i in range(m + 1):  # the hidden sites between visible indices i − 1 and i (−1, m: none)
+        a = vis[i - 1] + 1 if i > 0 else 0
+        b = vis[i] if i < m else L
+        if a >= b:
+            continue
+        keep_states(post, i - 1, i if i < m else -1, thr, cols, live, *kept)  # as interpolate_hidden's
+        read_hidden(panel, a, b, vis, i - 1, cm, *kept, indptr, indices, alt_minor, typed, cls, n_cls, cptr, cidx,
+                    alt_short, ml, mr, mass_l, mass_r, out)
 
 
 @njit(cache=True, nogil=True)

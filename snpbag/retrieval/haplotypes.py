@@ -50,10 +50,16 @@ from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
 from snpbag.retrieval.draws import phased_probs
+from snpbag.retrieval.hapclasses import hap_classes
 from snpbag.retrieval.haploid import allele_carriers
 from snpbag.retrieval.phasing import phased_composite
 from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
+
+#: Runs of sites (tiles) whose carriers and classes :meth:`HaplotypePanel.votes` keeps for the
+#: next batch: a 10 Mb chromosome is two tiles; a whole genome cycles through more and
+#: rebuilds them per batch, as with one.
+INDEXES_KEPT = 4
 
 #: The copying model's state selections (:mod:`snpbag.retrieval.states`) and ``phased``:
 #: phase, then the haploid HMM per haplotype on its own composite states (module doc).
@@ -105,7 +111,10 @@ class HaplotypePanel(PanelRows):
         self.selection = selection
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, dtype=str)
         self.store_rows = None if store_rows is None else np.asarray(store_rows, dtype=np.int64)
-        self._carriers = (None, None)  # (first and last site of a run, its allele_carriers), for votes
+        # per run of sites (a tile; first and last site), its allele_carriers and its hap_classes
+        # between the last batch's typed sites, for votes: the CLI's batches visit every tile
+        # in turn, and building them took ~2 s per 5,204 × 81,920 tile
+        self._indexes: dict[tuple[int, int], tuple] = {}
 
     @classmethod
     def from_store(cls, store, rows: np.ndarray, *, genetic_map: str | Path | None = None,
@@ -192,17 +201,24 @@ class HaplotypePanel(PanelRows):
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
-            carriers = None
+            carriers = classes = None
             if self.selection == "phased":  # once for the batch, and kept for the next batch of the same run
                 key = (int(sites[0]), int(sites[-1])) if run else None
-                if key is None or self._carriers[0] != key:
-                    self._carriers = (key, allele_carriers(panel))
-                carriers = self._carriers[1]
+                typed = np.flatnonzero(((g >= 0) & (g <= 2)).any(0))  # the batch's array sites
+                carriers, classes = self._indexes.pop(key, (None, None))
+                if carriers is None:
+                    carriers = allele_carriers(panel)
+                if classes is None or not np.array_equal(classes.typed, typed):
+                    classes = hap_classes(panel, typed)
+                if key is not None:  # the latest last; the oldest dropped past INDEXES_KEPT runs
+                    self._indexes[key] = (carriers, classes)
+                    while len(self._indexes) > INDEXES_KEPT:
+                        self._indexes.pop(next(iter(self._indexes)))
             if n_threads <= 1:
-                parts = [self._probs(panel, cm, row, e, loo, carriers) for row, e in zip(g, ex)]
+                parts = [self._probs(panel, cm, row, e, loo, carriers, classes) for row, e in zip(g, ex)]
             else:
                 with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
-                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo, carriers),
+                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo, carriers, classes),
                                           range(g.shape[0])))
             shapes = ((sites.size, 3), (sites.size, 3), (sites.size, 2))
             out = [np.stack([p[k] for p in parts]) if parts else np.zeros((0, *shapes[k]), np.float32)
@@ -212,9 +228,10 @@ class HaplotypePanel(PanelRows):
         picked = [out[0], *([out[1]] if loo else []), *([out[2]] if hds else [])]
         return picked[0] if len(picked) == 1 else tuple(picked)
 
-    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False, carriers=None):
+    def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False, carriers=None,
+               classes=None):
         """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence
-        (``carriers``: the panel's, :func:`~snpbag.retrieval.draws.phased_probs`)."""
+        (``carriers``, ``classes``: the panel's, :func:`~snpbag.retrieval.draws.phased_probs`)."""
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
         held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)
@@ -233,7 +250,7 @@ class HaplotypePanel(PanelRows):
         visible = bool((gi >= 0).any())
         if self.selection == "phased" and visible:  # phase, then the haploid HMM per haplotype
             return phased_probs(panel, cm, gi, allowed=allowed, states=self.states, ne=self.ne, eps=self.eps,
-                                loo=loo, carriers=carriers)
+                                loo=loo, carriers=carriers, classes=classes)
         n_ref = 0
         if self.selection == "composite" and visible:  # copy from the sequence's composite haplotypes
             n_ref = int(allowed.sum())
