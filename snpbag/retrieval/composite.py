@@ -11,9 +11,8 @@ as the HMM). A hidden site's ALT probability sums the kept states' interpolated 
 over the slots whose haplotype carries ALT there (as
 :func:`~snpbag.retrieval.haploid.interpolate_hidden` does over a dense layout);
 :func:`interpolate_segments` lists each copy's kept slots with the haplotype each copies
-once per interval between visible sites, and a hidden site reads their alleles or its
-minor-allele carriers among the panel's haplotypes
-(:class:`~snpbag.retrieval.haploid.Carriers`), as
+once per interval between visible sites, and reads the hidden sites through the classes of
+the panel's haplotypes there (:mod:`~snpbag.retrieval.hapclasses`), as
 :func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own haplotypes.
 Two slots that copy one haplotype both count.
 """
@@ -57,12 +56,14 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     site). Visible sites are left as they are.
 
     Per interval between two visible sites each copy's kept slots are listed with the
-    haplotype each copies there (:func:`~snpbag.retrieval.haploid.keep_states`), and a
-    hidden site reads their alleles or its minor-allele carriers (indptr, indices,
-    alt_minor: the panel's :class:`~snpbag.retrieval.haploid.Carriers`), whichever is
-    shorter (:func:`~snpbag.retrieval.haploid.kept_alt`), as
+    haplotype each copies there (:func:`~snpbag.retrieval.haploid.keep_states`), and the
+    hidden sites are read through the panel's classes (typed … alt_short:
+    :class:`~snpbag.retrieval.hapclasses.HapClasses`) or its minor-allele carriers (indptr,
+    indices, alt_minor: :class:`~snpbag.retrieval.haploid.Carriers`) by
+    :func:`~snpbag.retrieval.haploid.read_hidden`, as
     :func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own
-    haplotypes. Segments must start at visible sites or at 0 (module doc)."""
+    haplotypes: a slot copies one haplotype between two visible sites, so its class there
+    is that haplotype's. Segments must start at visible sites or at 0 (module doc)."""
     G, m, K = post.shape
     L = alt_minor.size
     kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)

@@ -10,7 +10,9 @@ HMM of :mod:`snpbag.retrieval.copying` has K² states. Here, for one phased hapl
    reference haplotypes), and emits the phased allele with 1 − ε, the other with ε;
 2. at a hidden site the state posteriors of the flanking visible sites are interpolated
    linearly in cM (Beagle's imputation) and summed over the states carrying ALT: the
-   haplotype's ALT probability (its HDS), over the site's minor-allele carriers alone
+   haplotype's ALT probability (its HDS), read through the panel's classes of haplotypes
+   that share their alleles between two typed sites
+   (:mod:`snpbag.retrieval.hapclasses`), or over the site's minor-allele carriers
    (:class:`Carriers`).
 
 Leave-one-out at a visible site divides its emission out of the posterior, as the pair
@@ -400,18 +402,19 @@ def read_hidden(panel, a, b, vis, t_left, cm, cols, at_l, at_r, nk, rows_l, rows
 def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt_minor, typed, cls, n_cls, cptr, cidx,
                          alt_short, out):  # pragma: no cover - compiled
     """:func:`interpolate_hidden` of G haplotypes at once: the same sum (up to rounding),
-    over the same kept states, read per site from the kept states' alleles or from the
-    site's minor-allele carriers (:class:`Carriers` fields indptr, indices, alt_minor of
-    ``panel``), whichever is shorter (:func:`kept_alt`). cols : (K,) the states' panel
-    columns; post : (G, m, K) the G haplotypes' state posteriors at the visible sites vis;
-    out : (G, L).
+    over the same kept states. cols : (K,) the states' panel columns; post : (G, m, K) the G
+    haplotypes' state posteriors at the visible sites vis; out : (G, L); indptr, indices,
+    alt_minor: ``panel``'s :class:`Carriers`; typed … alt_short: its
+    :class:`~snpbag.retrieval.hapclasses.HapClasses` (they must type every visible site,
+    :func:`~snpbag.retrieval.hapclasses.covers`; empty: none).
 
     Per interval between two visible sites each copy's kept states are listed once
-    (:func:`keep_states`). At a sparse array a posterior spreads over many states and the
-    carriers (a few percent of the panel's columns) are fewer; near typed sites it is
-    sharp and a handful of states are kept: reading the shorter list took the
-    interpolation of the 10 Mb benchmark's composite copies at a 20 % array from 4.7× the
-    HMMs' time to 2.1× (docs/benchmarks.md)."""
+    (:func:`keep_states`) and the interval's hidden sites read in one call
+    (:func:`read_hidden`): through the classes where there are any (a site sums 1.4 classes
+    on average at the 10 Mb benchmark's 20 % array, 3.6 at 5 %, where reading the kept
+    states' alleles or the site's minor-allele carriers, whichever list was shorter, read
+    dozens to hundreds: the 10 Mb command's CPU 294 → 222 s at 20 %, 171 → 107 s at 5 %,
+    docs/benchmarks.md), else through the carriers (:func:`kept_alt`)."""
     G, m, K = post.shape
     L = alt_minor.size
     kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)
