@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
-from snpbag.retrieval.draws import COMPOSITE_STEP, PHASE_OPTIONS, composite_phase_probs, sampled_phase_probs
+from snpbag.retrieval.draws import (COMPOSITE_STEP, PHASE_OPTIONS, composite_phase_probs, draw_window,
+                                    sampled_phase_probs)
 from snpbag.retrieval.hapclasses import hap_classes, no_classes
 from snpbag.retrieval.haploid import allele_carriers, haploid_probs, interpolate_hidden
 from snpbag.retrieval.phasing import phase_visible
@@ -101,3 +102,64 @@ def test_composite_states_over_phasings_equal_their_dense_layout(drawn):
         np.testing.assert_allclose(got[0], p, atol=1e-5)
         np.testing.assert_allclose(got[1], q, atol=1e-5)
     assert 0.05 < got[0][:, dosage < 0].mean() < 0.95  # not a trivial panel
+
+
+def _drawn_case(rng, cm_step):
+    """A panel, a target phased against it, its composite segments and classes, and one
+    drawn phasing that swaps a stretch of its heterozygotes in the middle."""
+    L, H, K = 400, 60, 9
+    founders = (rng.random((L, 12)) < rng.random((L, 1)) * 0.5).astype(np.int8)
+    panel = founders[:, rng.integers(0, 12, H)]
+    panel = np.where(rng.random((L, H)) < 0.01, 1 - panel, panel).astype(np.int8)
+    cm = np.cumsum(rng.random(L) * cm_step)
+    dosage = panel[:, 3] + panel[:, 50]
+    dosage = np.where(rng.random(L) < 0.2, dosage, -1).astype(np.int8)
+    allowed = np.ones(H, bool)
+    allowed[[3, 50]] = False
+    query, _ = phase_visible(panel, cm, dosage, allowed=allowed, options=PHASE_OPTIONS)
+    vis = np.flatnonzero(dosage >= 0)
+    match = dict(allowed=allowed, states=K, genotype=False, step=COMPOSITE_STEP, width=PHASE_OPTIONS.width,
+                 matches=PHASE_OPTIONS.matches)
+    segments = union_segments([composite_segments(panel, query[:, c:c + 1], **match) for c in range(2)])
+    flips = np.zeros((2, vis.size), bool)
+    flips[1, vis.size // 3:vis.size // 2] = True
+    return panel, cm, query, vis, segments, flips, int(allowed.sum())
+
+
+@pytest.mark.parametrize("ne", [1e4, 1e14])
+def test_a_drawn_phasing_is_computed_within_its_window_and_the_decoded_haplotypes_outside(ne):
+    """A drawn phasing's copy computed within `window` cM of its switches alone: exact inside
+    (its forward rows before the window are the decoded haplotype's, its β after it the
+    other decoded haplotype's), the decoded haplotypes' values outside; with no window
+    limit it is every copy computed whole (to rounding). Where the HMM keeps no memory
+    between sites (an Ne that makes every step a jump), outside is exact too."""
+    rng = np.random.default_rng(21)
+    panel, cm, query, vis, segments, flips, n_ref = _drawn_case(rng, 0.02)
+    L = panel.shape[0]
+    which = np.array([1])  # the drawn phasing alone, so the outputs are its copies
+
+    def run(window):
+        got = [np.empty((2, L)), np.full((2, L), np.nan), np.empty(L), np.full(L, np.nan)]
+        composite_phase_probs(panel, cm, query, vis, flips, which, segments, n_ref=n_ref, ne=ne, eps=1e-3,
+                              floor=1e-4, carriers=allele_carriers(panel), classes=hap_classes(panel, vis),
+                              out=got[0], loo=got[1], both=got[2], held_both=got[3], window=window)
+        return got
+
+    whole = run(None)
+    for a, b in zip(run(np.inf), whole):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    het = np.flatnonzero(query[vis, 0] != query[vis, 1])
+    cmv = cm[vis]
+    part = run(0.5)
+    for c in range(2):
+        beg, end, lo, hi = draw_window(flips[1], het, c, cmv, 0.5)
+        assert 0 < lo and hi < vis.size - 1  # the window is inside the sequence
+        assert (beg, end) == (c, c)  # the stretch swaps back: both ends are the copy's own haplotype
+    inside = np.arange(vis[lo], vis[hi] + 1)
+    for a, b in zip(part, whole):
+        np.testing.assert_allclose(a[..., inside], b[..., inside], rtol=0, atol=1e-9)
+    if ne > 1e10:
+        for a, b in zip(part, whole):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    else:
+        assert np.abs(part[0] - whole[0]).max() > 0  # outside it is an approximation here

@@ -47,7 +47,7 @@ def union_segments(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tup
 
 @njit(cache=True, nogil=True)
 def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor, indptr, indices, alt_minor, typed, cls,
-                         n_cls, cptr, cidx, alt_short, out):  # pragma: no cover - compiled
+                         n_cls, cptr, cidx, alt_short, out, first=0, last=-1):  # pragma: no cover - compiled
     """out[g, s] = P(ALT) at every hidden site s of G haplotypes whose K states are the
     composite slots (seg_start, seg_hap, n_seg) over ``panel`` (L, H), from their state
     posteriors ``post`` (G, m, K) at the visible sites vis: the sum of
@@ -63,7 +63,9 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     :func:`~snpbag.retrieval.haploid.read_hidden`, as
     :func:`~snpbag.retrieval.haploid.interpolate_carriers` does for the panel's own
     haplotypes: a slot copies one haplotype between two visible sites, so its class there
-    is that haplotype's. Segments must start at visible sites or at 0 (module doc)."""
+    is that haplotype's. Segments must start at visible sites or at 0 (module doc). first,
+    last : only the hidden sites between visible indices first − 1 and last (−1: every
+    hidden site; the posteriors elsewhere are not read)."""
     G, m, K = post.shape
     L = alt_minor.size
     kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)
@@ -74,7 +76,7 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     live = cur >= 0  # a slot with no segment yet copies nothing
     event = 0  # the next site where some slot changes haplotype
     thr = floor / K
-    for i in range(m + 1):  # the hidden sites between visible indices i − 1 and i (−1, m: none)
+    for i in range(first, (m if last < 0 else last) + 1):  # the hidden sites between visible i − 1 and i
         a = vis[i - 1] + 1 if i > 0 else 0
         b = vis[i] if i < m else L
         if a >= b:

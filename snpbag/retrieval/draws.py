@@ -39,8 +39,8 @@ from numba import njit
 from snpbag.retrieval.composite import composite_at, interpolate_segments, union_segments
 from snpbag.retrieval.copying import left_flank, right_weight
 from snpbag.retrieval.hapclasses import HapClasses, covers, no_classes
-from snpbag.retrieval.haploid import (FLOOR, Carriers, allele_carriers, backward_posteriors, forward_rows,
-                                      haploid_posteriors, interpolate_carriers)
+from snpbag.retrieval.haploid import (FLOOR, Carriers, allele_carriers, backward_posteriors, backward_rows,
+                                      forward_rows, haploid_posteriors, interpolate_carriers)
 from snpbag.retrieval.phasing import PhaseOptions, phase_visible
 from snpbag.retrieval.states import composite_segments
 
@@ -67,6 +67,10 @@ PHASE_SEED = 0
 #: The bytes of state posteriors :func:`sampled_phase_probs` holds at once per sequence: the
 #: copies (phasing × haplotype) that fit are interpolated together (:func:`copies_at_once`).
 POSTERIOR_BYTES = 32 << 20
+
+#: How far from its switches (cM) a drawn phasing's copy is computed over composite states
+#: (:func:`draw_window`); beyond, it takes the decoded haplotype's ALT probabilities.
+DRAW_WINDOW_CM = 2.0
 
 #: Visible sites per step of the composite states matched to one phased haplotype (as the
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
@@ -158,7 +162,7 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
     for c in range(fwd.shape[0]):
         for t in range(m):
             q[vis[t]] = hap[vis[t], c]
-        forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c], 0)
+        forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c], 0, m)
     for j0 in range(0, 2 * U, G):
         n = min(G, 2 * U - j0)
         for g in range(n):
@@ -171,7 +175,7 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
                     start += 1
                 if 0 < start < m:  # the row forward_rows continues from
                     post[g, start - 1] = fwd[c, start - 1]
-            forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], start)
+            forward_rows(panel, cols, q, vis, cm, n_ref, ne, eps, post[g], start, m)
             backward_posteriors(panel, cols, q, vis, cm, n_ref, ne, eps, fwd[c] if fwd.shape[0] else post[g], start,
                                 post[g], pv, held_copies[j0 + g])
             for t in range(m):
@@ -184,11 +188,13 @@ def sampled_phase_probs(panel, cols, hap, vis, cm, n_ref, ne, eps, floor, flips,
 def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vis: np.ndarray, flips: np.ndarray,
                           which: np.ndarray, segments: tuple, *, n_ref: int, ne: float, eps: float, floor: float,
                           carriers: Carriers, classes: HapClasses, out: np.ndarray, loo: np.ndarray, both: np.ndarray,
-                          held_both: np.ndarray) -> None:
+                          held_both: np.ndarray, window: float | None = DRAW_WINDOW_CM) -> None:
     """:func:`sampled_phase_probs` over composite states: every copy's states are the slots
     of ``segments`` ((seg_start, seg_hap, n_seg), :func:`~snpbag.retrieval.states.composite_segments`);
     the HMM runs over their alleles at the visible sites alone and the hidden sites are read
-    through the slots' haplotypes (:mod:`snpbag.retrieval.composite`)."""
+    through the slots' haplotypes (:mod:`snpbag.retrieval.composite`). A drawn phasing's copy
+    is computed only within ``window`` cM of its switches (:func:`draw_window`; inf: everywhere)
+    and is the decoded haplotype's outside (None: every copy computed whole, the reference)."""
     U, m = flips.shape
     L = panel.shape[0]
     comp = composite_at(panel, vis, segments)
@@ -197,17 +203,85 @@ def composite_phase_probs(panel: np.ndarray, cm: np.ndarray, hap: np.ndarray, vi
     pc = np.empty((U, 2, L))  # each phasing's two copies
     copies = pc.reshape((2 * U, L))  # copy j: phasing j // 2, haplotype j % 2
     lv = np.empty((U, 2, m if loo.shape[1] == L else 0))
-    G = min(2 * U, copies_at_once(m, K))
-    post = np.empty((G, m, K), dtype=np.float32)
-    for j0 in range(0, 2 * U, G):
-        n = min(G, 2 * U - j0)
-        for g in range(n):
-            u, c = divmod(j0 + g, 2)
+    interp = (*segments, panel, vis, cm)
+    if U > 1 and window is not None:
+        het = np.flatnonzero(hap[vis, 0] != hap[vis, 1])
+        wins = [draw_window(flips[u], het, c, cmv, window) for u in range(1, U) for c in range(2)]
+        post = np.empty((1, m, K), dtype=np.float32)
+        fwd, betas = [], []  # per decoded haplotype: {visible index: its forward row / β there}, where drawn copies
+        for c in range(2):  # start and end
+            q = np.ascontiguousarray(hap[vis, c])
+            forward_rows(comp, cols, q, steps, cmv, n_ref, ne, eps, post[0], 0, m)
+            fwd.append({t: post[0, t].copy() for t in {lo - 1 for beg, _, lo, _ in wins if beg == c and lo > 0}})
+            keep_t = np.array(sorted({hi for _, end, _, hi in wins if end == c and 0 <= hi < m - 1}), dtype=np.int64)
+            kept = np.empty((keep_t.size, K))
+            backward_rows(comp, cols, q, steps, cmv, n_ref, ne, eps, post[0], 0, post[0], pv, lv[0, c], m - 1,
+                          np.ones(K), 0, keep_t, kept)
+            copies[c, vis] = pv
+            interpolate_segments(*interp, post, floor, *carriers, *classes, copies[c:c + 1])
+            betas.append(dict(zip(keep_t.tolist(), kept)))
+        for j, (beg, end, lo, hi) in enumerate(wins):
+            u, c = divmod(j + 2, 2)
+            if lo < 0:  # the same alleles as a decoded haplotype
+                pc[u, c], lv[u, c] = pc[0, beg], lv[0, beg]
+                continue
             q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
-            haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
-            copies[j0 + g, vis] = pv
-        interpolate_segments(*segments, panel, vis, cm, post[:n], floor, *carriers, *classes, copies[j0:j0 + n])
+            if lo > 0:  # the rows before the window are the decoded haplotype's: the row forward_rows starts from
+                post[0, lo - 1] = fwd[beg][lo - 1]
+            forward_rows(comp, cols, q, steps, cmv, n_ref, ne, eps, post[0], lo, hi + 1)
+            beta = betas[end][hi].copy() if hi < m - 1 else np.ones(K)
+            backward_rows(comp, cols, q, steps, cmv, n_ref, ne, eps, post[0], lo, post[0], pv, lv[u, c], hi, beta, lo,
+                          np.zeros(0, dtype=np.int64), np.zeros((0, K)))
+            # the decoded haplotypes' values before and after the window; the hidden sites
+            # before the first and after the last visible site read one posterior, in it or not
+            a = 0 if lo == 0 else vis[lo]
+            b = L if hi == m - 1 else vis[hi] + 1
+            pc[u, c, :a], pc[u, c, b:] = pc[0, beg, :a], pc[0, end, b:]
+            pc[u, c, vis[lo:hi + 1]] = pv[lo:hi + 1]
+            if lv.shape[2]:
+                lv[u, c, :lo], lv[u, c, hi + 1:] = lv[0, beg, :lo], lv[0, end, hi + 1:]
+            interpolate_segments(*interp, post, floor, *carriers, *classes, copies[j + 2:j + 3],
+                                 0 if lo == 0 else lo + 1, m if hi == m - 1 else hi)
+    else:
+        G = min(2 * U, copies_at_once(m, K))
+        post = np.empty((G, m, K), dtype=np.float32)
+        for j0 in range(0, 2 * U, G):
+            n = min(G, 2 * U - j0)
+            for g in range(n):
+                u, c = divmod(j0 + g, 2)
+                q = np.where(flips[u], hap[vis, 1 - c], hap[vis, c]).astype(np.int8)
+                haploid_posteriors(comp, cols, q, steps, cmv, n_ref, ne, eps, post[g], pv, lv[u, c])
+                copies[j0 + g, vis] = pv
+            interpolate_segments(*interp, post[:n], floor, *carriers, *classes, copies[j0:j0 + n])
     average_phasings(pc, lv, flips, which, vis, cm, out, loo, both, held_both)
+
+
+def draw_window(flips: np.ndarray, het: np.ndarray, c: int, cmv: np.ndarray, width: float) -> tuple[int, int, int, int]:
+    """Where a drawn phasing's copy c differs from the decoded haplotypes: (beg, end, lo, hi),
+    the decoded haplotype whose alleles it carries before its first switch and after its
+    last (``flips`` (m,) its swaps at the visible sites, ``het`` the visible indices of the
+    heterozygotes, the only sites a swap changes), and the visible indices lo..hi within
+    ``width`` cM (``cmv``, the visible sites' positions) of the first and the last switch,
+    and at least the visible sites either side of them (the hidden sites next to a switch
+    read its posterior); lo = hi = −1 where it switches nowhere (it is haplotype beg
+    throughout).
+
+    Its forward rows before its first switch are haplotype beg's and its β after its last
+    haplotype end's, so within lo..hi its posteriors are exact; outside, its ALT
+    probabilities are taken as those haplotypes', which they approach with the distance from a
+    switch (the HMM forgets the other haplotype's alleles: on the 10 Mb benchmark the
+    largest difference beyond 2 cM was below 10⁻⁷ in most drawn copies, up to 2·10⁻³ in a few,
+    docs/benchmarks.md)."""
+    f = flips[het]
+    if f.size == 0 or (f == f[0]).all():
+        beg = c ^ int(f[0]) if f.size else c
+        return beg, beg, -1, -1
+    beg, end = c ^ int(f[0]), c ^ int(f[-1])
+    first = het[np.flatnonzero(f != f[0])[0]]
+    last = het[np.flatnonzero(f != f[-1])[-1]]
+    lo = int(np.searchsorted(cmv, cmv[first] - width, side="left"))
+    hi = int(np.searchsorted(cmv, cmv[last] + width, side="right")) - 1
+    return beg, end, max(0, min(lo, first - 1)), min(cmv.size - 1, max(hi, last + 1))
 
 
 def copies_at_once(m: int, states: int, budget: int = POSTERIOR_BYTES) -> int:

@@ -67,13 +67,13 @@ def _alleles(panel, s, cols, whole, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, start):  # pragma: no cover - compiled
+def forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, start, stop):  # pragma: no cover - compiled
     """post[t] = the normalised forward probabilities of :func:`haploid_posteriors`' HMM at
-    visible site vis[t] for t >= start, from the rows before it (which depend only on the
-    haplotype's alleles at vis[:start]: a phasing that agrees with another up to there
+    visible site vis[t] for start <= t < stop, from the rows before it (which depend only on
+    the haplotype's alleles at vis[:start]: a phasing that agrees with another up to there
     starts from its rows, :func:`~snpbag.retrieval.draws.sampled_phase_probs`)."""
     K = cols.size
-    m = vis.size
+    m = min(stop, vis.size)
     miss = eps
     gain = 1.0 - 2.0 * eps  # emission = miss + gain · (the state's allele is the haplotype's)
     x = np.empty(K, dtype=np.int8)  # the states' alleles at the current site (gathered)
@@ -110,6 +110,19 @@ def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, p
     forward rows, which are fwd[t] for t < start and post[t] from there on (out, loo as
     there). A drawn phasing's forward rows before its first swapped heterozygote are the
     decoded phase's (:func:`~snpbag.retrieval.draws.sampled_phase_probs`), read where they are instead of copied."""
+    m = vis.size
+    backward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, post, out, loo, m - 1, np.ones(cols.size), 0,
+                  np.zeros(0, dtype=np.int64), np.zeros((0, cols.size)))
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def backward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, post, out, loo, top, beta, bottom, keep_t,
+                  kept):  # pragma: no cover - compiled
+    """:func:`backward_posteriors` over the visible indices bottom <= t <= top alone, from
+    ``beta`` (K,), the backward probabilities at ``top`` (any scale; ones at the last
+    site), which it overwrites; the β it passes at the indices keep_t (ascending) are
+    copied to the rows of ``kept``. A drawn phasing's β after its last switch is the decoded
+    haplotype's (:func:`~snpbag.retrieval.draws.composite_phase_probs`)."""
     K = cols.size
     m = vis.size
     miss = eps
@@ -117,11 +130,13 @@ def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, p
     x = np.empty(K, dtype=np.int8)
     e = np.empty(K)  # the emissions at the site after the current one
     whole = K == panel.shape[1] and cols[0] == 0 and cols[K - 1] == K - 1
-    beta = np.ones(K)
     want_loo = loo.shape[0] == m
-    for t in range(m - 1, -1, -1):
+    j = keep_t.size - 1
+    while j >= 0 and keep_t[j] > top:
+        j -= 1
+    for t in range(top, bottom - 1, -1):
         s = vis[t]
-        if t < m - 1:  # beta[t] from beta[t + 1] and e, the emissions at t + 1
+        if t < top:  # beta[t] from beta[t + 1] and e, the emissions at t + 1
             tot = 0.0
             for k in range(K):
                 beta[k] *= e[k]
@@ -130,6 +145,10 @@ def backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, fwd, start, p
             stay, jump = (1.0 - rho) / tot, rho / K  # normalised: the new beta sums to tot
             for k in range(K):
                 beta[k] = stay * beta[k] + jump
+        while j >= 0 and keep_t[j] == t:
+            for k in range(K):
+                kept[j, k] = beta[k]
+            j -= 1
         a = hap[s]
         xs = _alleles(panel, s, cols, whole, x)
         for k in range(K):
@@ -162,7 +181,7 @@ def haploid_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, out, loo
     (0,) loo skips that). Arguments as :func:`haploid_probs`; vis : (m,) its visible sites.
     Both passes compile with ``error_model="numpy"``: no zero-division check per state (an
     emission is at least ε > 0), which kept the leave-one-out loop from vectorising."""
-    forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0)
+    forward_rows(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0, vis.size)
     backward_posteriors(panel, cols, hap, vis, cm, n_ref, ne, eps, post, 0, post, out, loo)
 
 
