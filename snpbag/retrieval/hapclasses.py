@@ -42,6 +42,22 @@ class HapClasses(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
+def _interval(typed, i, L):  # pragma: no cover - compiled
+    """The sites [a, b) of interval i between the typed sites (:class:`HapClasses`)."""
+    return (typed[i - 1] + 1 if i > 0 else 0), (typed[i] if i < typed.size else L)
+
+
+@njit(cache=True, nogil=True)
+def _representatives(cls_row, n, rep):  # pragma: no cover - compiled
+    """rep[c] = the first column in class c of ``cls_row``, for c < n."""
+    for c in range(n):
+        rep[c] = -1
+    for j in range(cls_row.size):
+        if rep[cls_row[j]] < 0:
+            rep[cls_row[j]] = j
+
+
+@njit(cache=True, nogil=True)
 def _classify(panel, typed, cls, n_cls):  # pragma: no cover - compiled
     """cls, n_cls of :class:`HapClasses`, refined site by site: a column's class at a site
     is (its class before it, its allele), numbered in order of first appearance. Returns
@@ -54,8 +70,7 @@ def _classify(panel, typed, cls, n_cls):  # pragma: no cover - compiled
     counts = np.zeros(L, dtype=np.int64)
     alt_short = np.zeros(L, dtype=np.bool_)
     for i in range(m + 1):
-        a = typed[i - 1] + 1 if i > 0 else 0
-        b = typed[i] if i < m else L
+        a, b = _interval(typed, i, L)
         if a >= b:
             continue
         for j in range(H):
@@ -75,12 +90,9 @@ def _classify(panel, typed, cls, n_cls):  # pragma: no cover - compiled
                 ids[j] = v
             n = nn
         n_cls[i] = n
-        for c in range(n):
-            rep[c] = -1
         for j in range(H):
             cls[i, j] = ids[j]
-            if rep[ids[j]] < 0:
-                rep[ids[j]] = j
+        _representatives(cls[i], n, rep)
         for s in range(a, b):
             alt = 0
             for c in range(n):
@@ -97,16 +109,11 @@ def _short_classes(panel, typed, cls, n_cls, alt_short, indptr, indices):  # pra
     m = typed.size
     rep = np.empty(H, dtype=np.int64)
     for i in range(m + 1):
-        a = typed[i - 1] + 1 if i > 0 else 0
-        b = typed[i] if i < m else L
+        a, b = _interval(typed, i, L)
         if a >= b:
             continue
         n = n_cls[i]
-        for c in range(n):
-            rep[c] = -1
-        for j in range(H):
-            if rep[cls[i, j]] < 0:
-                rep[cls[i, j]] = j
+        _representatives(cls[i], n, rep)
         for s in range(a, b):
             want = 1 if alt_short[s] else 0
             k = indptr[s]
