@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from snpbag.retrieval.hapclasses import carried, class_buffers
+from snpbag.retrieval.hapclasses import carried, class_buffers, interval_sites
 from snpbag.retrieval.haploid import keep_states, kept_buffers, read_hidden
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
@@ -77,8 +77,7 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     event = 0  # the next site where some slot changes haplotype
     thr = floor / K
     for i in range(first, (m if last < 0 else last) + 1):  # the hidden sites between visible i − 1 and i
-        a = vis[i - 1] + 1 if i > 0 else 0
-        b = vis[i] if i < m else L
+        a, b = interval_sites(vis, i, L)
         if a >= b:
             continue
         if a >= event:

@@ -42,9 +42,11 @@ class HapClasses(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _interval(typed, i, L):  # pragma: no cover - compiled
-    """The sites [a, b) of interval i between the typed sites (:class:`HapClasses`)."""
-    return (typed[i - 1] + 1 if i > 0 else 0), (typed[i] if i < typed.size else L)
+def interval_sites(sites, i, L):  # pragma: no cover - compiled
+    """The sites [a, b) of interval i between the ascending ``sites`` (typed or visible) of
+    L: after sites[i − 1] and before sites[i] (i = 0: from the first site, i = m: to the
+    last), as :class:`HapClasses` and the interpolation walks number them."""
+    return (sites[i - 1] + 1 if i > 0 else 0), (sites[i] if i < sites.size else L)
 
 
 @njit(cache=True, nogil=True)
@@ -70,7 +72,7 @@ def _classify(panel, typed, cls, n_cls):  # pragma: no cover - compiled
     counts = np.zeros(L, dtype=np.int64)
     alt_short = np.zeros(L, dtype=np.bool_)
     for i in range(m + 1):
-        a, b = _interval(typed, i, L)
+        a, b = interval_sites(typed, i, L)
         if a >= b:
             continue
         for j in range(H):
@@ -109,7 +111,7 @@ def _short_classes(panel, typed, cls, n_cls, alt_short, indptr, indices):  # pra
     m = typed.size
     rep = np.empty(H, dtype=np.int64)
     for i in range(m + 1):
-        a, b = _interval(typed, i, L)
+        a, b = interval_sites(typed, i, L)
         if a >= b:
             continue
         n = n_cls[i]
@@ -182,7 +184,6 @@ def class_buffers(n_cls, G):  # pragma: no cover - compiled
     for i in range(n_cls.size):
         n = max(n, n_cls[i])
     return np.zeros((n, G)), np.zeros((n, G))
-
 
 
 @njit(cache=True, nogil=True)

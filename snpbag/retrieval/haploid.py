@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.copying import left_flank, right_weight, switch_rho, visible_sites
-from snpbag.retrieval.hapclasses import carried, class_buffers, class_masses
+from snpbag.retrieval.hapclasses import carried, class_buffers, class_masses, interval_sites
 
 #: The mass of each flanking posterior a hidden site may leave out (:func:`haploid_probs`).
 FLOOR = 1e-4
@@ -443,8 +443,7 @@ def interpolate_carriers(panel, cols, vis, cm, post, floor, indptr, indices, alt
     mass_l, mass_r = class_buffers(n_cls, G)
     thr = floor / K
     for i in range(m + 1):  # the hidden sites between visible indices i − 1 and i (−1, m: none)
-        a = vis[i - 1] + 1 if i > 0 else 0
-        b = vis[i] if i < m else L
+        a, b = interval_sites(vis, i, L)
         if a >= b:
             continue
         keep_states(post, i - 1, i if i < m else -1, thr, cols, live, *kept)  # as interpolate_hidden's
