@@ -11,7 +11,7 @@ from test_phase import _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
 from snpbag.retrieval.happhase import (_dot, _lane_sum, _lay_out, common_sites, split_stages, switch_probs, update,
                                       whole_confidence)
-from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_with_panel
+from snpbag.retrieval.phasing import PhaseOptions, phase_cohort, phase_visible, phase_with_panel, typed_panel
 from snpbag.retrieval.states import composite_segments, fill_composite
 
 HAPLOID = PhaseOptions(model="haploid", haploid_states=48, step=4, width=1, matches=2)
@@ -230,10 +230,7 @@ def test_stages_lay_out_the_states_as_the_whole_panel_does(seed):
     the rows fill_composite gathers from the whole panel, also on one chromosome's rows."""
     rng = np.random.default_rng(seed)
     L, H, K = 300, 64, 12
-    freq = np.where(rng.random(L) < 0.6, rng.uniform(0.1, 0.9, L), rng.uniform(0.0, 0.04, L))
-    panel = (rng.random((L, H)) < freq[:, None]).astype(np.int8)
-    panel[rng.random((L, H)) < 0.01] = 2  # "either" (cohort phasing's start) among the exceptions
-    panel[::7] = np.where(panel[::7] == 2, 2, 1 - panel[::7])  # rare sites whose major allele is ALT
+    panel = _two_stage_panel(rng, L, H)
     common = common_sites(panel, rare=0.05)
     assert 0 < common.sum() < L
     for a, b in ((0, L), (40, 220)):
@@ -252,6 +249,55 @@ def test_stages_lay_out_the_states_as_the_whole_panel_does(seed):
                  n_seg, H, got)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(comp, want[sites])
+
+
+def _two_stage_panel(rng, L=300, H=64):
+    """Common and rare sites, "either" alleles among the exceptions, rare sites whose major allele is ALT."""
+    freq = np.where(rng.random(L) < 0.6, rng.uniform(0.1, 0.9, L), rng.uniform(0.0, 0.04, L))
+    panel = (rng.random((L, H)) < freq[:, None]).astype(np.int8)
+    panel[rng.random((L, H)) < 0.01] = 2
+    panel[::7] = np.where(panel[::7] == 2, 2, 1 - panel[::7])
+    return panel
+
+
+def test_a_subset_of_the_stages_is_the_stages_of_the_subset_rows():
+    """Stages.subset (a sample's visible sites among its batch's typed ones) equals
+    split_stages of those rows, field by field."""
+    rng = np.random.default_rng(5)
+    panel = _two_stage_panel(rng)
+    common = common_sites(panel, rare=0.05)
+    whole = split_stages(panel, common)
+    for idx in (np.arange(300), np.flatnonzero(rng.random(300) < 0.7), np.array([3]), np.flatnonzero(~common)):
+        got, want = whole.subset(idx), split_stages(np.ascontiguousarray(panel[idx]), common[idx])
+        for f in dataclasses.fields(want):
+            np.testing.assert_array_equal(getattr(got, f.name), getattr(want, f.name), err_msg=f.name)
+            assert getattr(got, f.name).dtype == getattr(want, f.name).dtype, f.name
+
+
+def test_phasing_visible_sites_from_the_batch_rows_equals_phasing_from_the_panel():
+    """phase_visible with the panel taken once at a batch's typed sites (typed_panel) gives
+    the same haplotypes and PP as from the whole panel: a sample typed at all of them, at
+    some (missing calls), and one whose calls are not among them (read from the panel)."""
+    rng = np.random.default_rng(6)
+    h = mosaics(81, 240, seed=6, n_founders=20, switch_rate=0.02)
+    panel, cm = _panel(h[:80]).copy(), np.arange(240) * 0.01
+    panel[::9] = 0
+    panel[::9, ::37] = 1  # rare sites for the second stage
+    o = dataclasses.replace(HAPLOID, rare=0.05, rescore=True)
+    typed = np.flatnonzero(rng.random(240) < 0.5)
+    at_typed = typed_panel(panel, typed, o)
+    assert at_typed.stages is not None and not at_typed.stages.common.all()
+    allowed = np.ones(panel.shape[1], dtype=bool)
+    allowed[4:6] = False
+    truth = (h[80] + h[11]).astype(np.int8)
+    for vis in (typed, typed[rng.random(typed.size) < 0.8], np.union1d(typed[:50], [1, 2])):
+        dosage = np.full(240, -1, np.int8)
+        dosage[vis] = truth[vis]
+        want = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
+        got = phase_visible(panel, cm, dosage, allowed=allowed, options=o, typed=at_typed)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert np.isfinite(want[1]).any()
 
 
 @pytest.mark.parametrize("K", [1, 7, 8, 600, 603])

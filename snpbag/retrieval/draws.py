@@ -41,7 +41,7 @@ from snpbag.retrieval.copying import left_flank, right_weight
 from snpbag.retrieval.hapclasses import HapClasses, covers, no_classes
 from snpbag.retrieval.haploid import (FLOOR, Carriers, allele_carriers, backward_posteriors, backward_rows,
                                       forward_rows, haploid_posteriors, interpolate_carriers)
-from snpbag.retrieval.phasing import PhaseOptions, phase_visible
+from snpbag.retrieval.phasing import PhaseOptions, TypedPanel, phase_visible
 from snpbag.retrieval.states import composite_segments
 
 #: The phaser's settings for imputation: ``snpbag phase``'s haploid model (600 composite
@@ -334,7 +334,8 @@ def distinct_phasings(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
-                 draws: int | None = None, carriers: Carriers | None = None, classes: HapClasses | None = None):
+                 draws: int | None = None, carriers: Carriers | None = None, classes: HapClasses | None = None,
+                 typed: TypedPanel | None = None):
     """Imputation of one unphased sequence by phasing, then the haploid HMM per haplotype.
 
     panel : (L, H) int8 site-major panel alleles; cm : (L,) genetic positions;
@@ -349,7 +350,8 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     carriers : ``panel``'s :func:`~snpbag.retrieval.haploid.allele_carriers` (made here when none are given: give
     them for a batch); classes : ``panel``'s :func:`~snpbag.retrieval.hapclasses.hap_classes` between the batch's
     typed sites, which the untyped sites are read through where they cover the visible sites (none given:
-    every hidden site is read from the carriers).
+    every hidden site is read from the carriers); typed : ``panel`` at the batch's typed sites as the phaser
+    reads it (:func:`~snpbag.retrieval.phasing.typed_panel` with ``options``; none given: taken here).
 
     Returns ``(gp, held, hds)``: (L, 3) genotype probabilities, (L, 3) leave-one-out ones
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
@@ -360,7 +362,7 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     L = panel.shape[0]
     n_ref = int(np.count_nonzero(allowed))
     vis = np.flatnonzero(dosage >= 0)
-    query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o)
+    query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o, typed=typed)
     p = np.empty((2, L))
     q = np.full((2, L if loo else 0), np.nan)
     both, held_both = np.empty(L), np.full(L if loo else 0, np.nan)

@@ -49,15 +49,15 @@ import numpy as np
 from snpbag.io.genmap import genetic_positions, read_genetic_map
 from snpbag.retrieval.panel import PanelRows
 from snpbag.retrieval.copying import _copy_probs, conflict_stride
-from snpbag.retrieval.draws import phased_probs
+from snpbag.retrieval.draws import PHASE_OPTIONS, phased_probs
 from snpbag.retrieval.hapclasses import hap_classes
 from snpbag.retrieval.haploid import allele_carriers
-from snpbag.retrieval.phasing import phased_composite
+from snpbag.retrieval.phasing import phased_composite, typed_panel
 from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
 
-#: Runs of sites (tiles) whose carriers and classes :meth:`HaplotypePanel.votes` keeps for the
-#: next batch: a 10 Mb chromosome is two tiles; a whole genome cycles through more and
+#: Runs of sites (tiles) whose carriers, classes and phaser rows at the typed sites
+#: :meth:`HaplotypePanel.votes` keeps for the next batch: a 10 Mb chromosome is two tiles; a whole genome cycles through more and
 #: rebuilds them per batch, as with one.
 INDEXES_KEPT = 4
 
@@ -201,24 +201,25 @@ class HaplotypePanel(PanelRows):
         if g.ndim == 2:
             ex = [None] * g.shape[0] if exclude is None else list(exclude)
             n_threads = min(g.shape[0], threads or len(os.sched_getaffinity(0)))
-            carriers = classes = None
+            carriers = classes = at_typed = None
             if self.selection == "phased":  # once for the batch, and kept for the next batch of the same run
                 key = (int(sites[0]), int(sites[-1])) if run else None
                 typed = np.flatnonzero(((g >= 0) & (g <= 2)).any(0))  # the batch's array sites
-                carriers, classes = self._indexes.pop(key, (None, None))
+                carriers, classes, at_typed = self._indexes.pop(key, (None, None, None))
                 if carriers is None:
                     carriers = allele_carriers(panel)
                 if classes is None or not np.array_equal(classes.typed, typed):
-                    classes = hap_classes(panel, typed)
+                    classes, at_typed = hap_classes(panel, typed), typed_panel(panel, typed, PHASE_OPTIONS)
                 if key is not None:  # the latest last; the oldest dropped past INDEXES_KEPT runs
-                    self._indexes[key] = (carriers, classes)
+                    self._indexes[key] = (carriers, classes, at_typed)
                     while len(self._indexes) > INDEXES_KEPT:
                         self._indexes.pop(next(iter(self._indexes)))
             if n_threads <= 1:
-                parts = [self._probs(panel, cm, row, e, loo, carriers, classes) for row, e in zip(g, ex)]
+                parts = [self._probs(panel, cm, row, e, loo, carriers, classes, at_typed) for row, e in zip(g, ex)]
             else:
                 with ThreadPoolExecutor(n_threads) as pool:  # the kernel releases the GIL
-                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo, carriers, classes),
+                    parts = list(pool.map(lambda i: self._probs(panel, cm, g[i], ex[i], loo, carriers, classes,
+                                                                at_typed),
                                           range(g.shape[0])))
             shapes = ((sites.size, 3), (sites.size, 3), (sites.size, 2))
             out = [np.stack([p[k] for p in parts]) if parts else np.zeros((0, *shapes[k]), np.float32)
@@ -229,9 +230,10 @@ class HaplotypePanel(PanelRows):
         return picked[0] if len(picked) == 1 else tuple(picked)
 
     def _probs(self, panel: np.ndarray, cm: np.ndarray, g: np.ndarray, exclude, loo: bool = False, carriers=None,
-               classes=None):
+               classes=None, at_typed=None):
         """(probs (L, 3), held (L or 0, 3), hds (L, 2) or (0, 2) without them) of one sequence
-        (``carriers``, ``classes``: the panel's, :func:`~snpbag.retrieval.draws.phased_probs`)."""
+        (``carriers``, ``classes``, ``at_typed``: the panel's, :func:`~snpbag.retrieval.draws.phased_probs`'
+        ``typed``)."""
         L, nh = panel.shape
         out = np.zeros((L, 3), dtype=np.float32)
         held = np.full((L if loo else 0, 3), np.nan, dtype=np.float32)
@@ -250,7 +252,7 @@ class HaplotypePanel(PanelRows):
         visible = bool((gi >= 0).any())
         if self.selection == "phased" and visible:  # phase, then the haploid HMM per haplotype
             return phased_probs(panel, cm, gi, allowed=allowed, states=self.states, ne=self.ne, eps=self.eps,
-                                loo=loo, carriers=carriers, classes=classes)
+                                loo=loo, carriers=carriers, classes=classes, typed=at_typed)
         n_ref = 0
         if self.selection == "composite" and visible:  # copy from the sequence's composite haplotypes
             n_ref = int(allowed.sum())

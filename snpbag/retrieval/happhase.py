@@ -354,6 +354,20 @@ class Stages:
         return Stages(self.common[a:b], self.panel[c0:c1], self.major[a:b], self.ptr[a:b + 1] - e0,
                       self.hap[e0:e1], self.allele[e0:e1])
 
+    def subset(self, idx: np.ndarray) -> Stages:
+        """The same for the sites ``idx`` (ascending indices into these sites): a sample's
+        visible sites among its batch's typed ones, without reading the panel again (every
+        field is per site, so this equals :func:`split_stages` of the subset's rows)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        common = self.common[idx]
+        rank = np.cumsum(self.common) - 1  # each common site's row of ``panel``
+        lo, n = self.ptr[idx], self.ptr[idx + 1] - self.ptr[idx]
+        ptr = np.zeros(idx.size + 1, dtype=self.ptr.dtype)
+        np.cumsum(n, out=ptr[1:])
+        at = np.repeat(lo - ptr[:-1], n) + np.arange(ptr[-1])  # the listed calls of the kept sites
+        return Stages(common, np.ascontiguousarray(self.panel[rank[idx[common]]]), self.major[idx], ptr,
+                      self.hap[at], self.allele[at])
+
 
 @njit(cache=True, nogil=True)
 def _minor_calls(panel, common):  # pragma: no cover - compiled
