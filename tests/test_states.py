@@ -147,3 +147,32 @@ def test_first_fill_equals_the_per_slot_rule(seed):
     n_seg = np.zeros(K, dtype=np.int64)
     _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg)
     assert seg_hap[:n_seg.sum(), 0].tolist() == want and (n_seg[:len(want)] == 1).all()
+
+
+def _best_by_definition(score, allowed, slot_of, want, offset):
+    """:func:`~snpbag.retrieval.states._best` by its definition: the rank key 2·score + (0 in a
+    slot, 1 not) of the allowed rows sorted, the cut the want-th key; the rows below the cut
+    in the rotation from ``offset``, then those at the cut in that rotation until ``want``."""
+    keys = np.where(allowed, 2 * score.astype(np.int64) + (slot_of < 0), -1)
+    ranked = np.sort(keys[keys >= 0])
+    cut = ranked[want - 1] if ranked.size >= want else np.inf
+    rotation = (offset % score.size + np.arange(score.size)) % score.size
+    below = [h for h in rotation if 0 <= keys[h] < cut]
+    return below + [h for h in rotation if keys[h] == cut][:want - len(below)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_best_matches_follow_their_definition(seed):
+    """The level-by-level cut and the counted walk (_take) against the sort: unique and tied
+    minima, several levels below the cut (the histogram past BEST_LEVELS), fewer allowed
+    rows than wanted, rows past a chunk of the walk."""
+    rng = np.random.default_rng(seed)
+    nh = int(rng.choice([3, 70, 1000]))
+    score = rng.integers(0, int(rng.choice([2, 5, 40, 300])), nh).astype(np.int16)
+    allowed = rng.random(nh) < rng.choice([0.01, 0.5, 1.0])
+    slot_of = np.where(rng.random(nh) < 0.2, rng.integers(0, 50, nh), -1).astype(np.int64)
+    for want in (1, 2, 3, 7, nh):
+        offset = int(rng.integers(0, 1 << 20))
+        out = np.full(nh, -1, dtype=np.int64)
+        got = _best(score, allowed, slot_of, want, offset, out)
+        assert out[:got].tolist() == _best_by_definition(score, allowed, slot_of, want, offset)

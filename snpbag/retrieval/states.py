@@ -41,6 +41,12 @@ from snpbag.errors import InputError
 #: The state-selection rules (module doc); ``conflicts`` is the per-block rule.
 SELECTIONS = ("conflicts", "composite")
 
+#: Levels of the rank :func:`_best` finds by minimum passes before it falls back to a histogram.
+BEST_LEVELS = 3
+
+#: Rotation steps :func:`_take` counts at once before it walks them one by one.
+TAKE_CHUNK = 64
+
 
 def check_selection(selection: str, what: str, choices: tuple[str, ...] = SELECTIONS) -> None:
     """Refuse an unknown rule in one line; ``what`` names the option that carried it,
@@ -103,49 +109,90 @@ def _step_counts(panel, q, vis, v0, v1, genotype, counts):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
+def _take(key, lo, hi, cut, strict, out, n, limit):  # pragma: no cover - compiled
+    """out[n:] += the rows lo..hi−1 in order whose key is below ``cut`` (``strict``) or equals
+    it, until ``limit`` are in ``out``; returns the new count. A chunk is counted first, in
+    a branch-free pass, and walked only where it holds one."""
+    c0 = lo
+    while c0 < hi and n < limit:
+        c1 = min(hi, c0 + TAKE_CHUNK)
+        hit = 0
+        if strict:
+            for h in range(c0, c1):
+                hit += key[h] < cut
+        else:
+            for h in range(c0, c1):
+                hit += key[h] == cut
+        if hit:
+            for h in range(c0, c1):
+                if (key[h] < cut) if strict else (key[h] == cut):
+                    out[n] = h
+                    n += 1
+                    if n == limit:
+                        break
+        c0 = c1
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _best(score, allowed, slot_of, want, offset, out):  # pragma: no cover - compiled
     """out[:want] = the allowed haplotypes with the lowest score; at equal score one already
     in a slot first, then in a fixed rotation of rows starting at ``offset`` (O(H), no sort).
     Returns how many were found (fewer than ``want`` only if fewer are allowed).
 
-    The rank is a key, 2·score + (0 in a slot, 1 not), −1 not allowed, taken in one
-    branch-free pass; a histogram of the keys gives the cut (the key of the want-th), and
-    the rotation is walked only as far as it must: for the keys below the cut until all
-    are found (not at all when none is), then for the cut until enough."""
+    The rank is a key, 2·score + (0 in a slot, 1 not), taken in one branch-free pass with its
+    minimum; the cut (the key of the want-th) is found level by level from there, a count and
+    a minimum pass each (for the few levels a small ``want`` reaches; a histogram past
+    :data:`BEST_LEVELS`), and the rotation is walked only as far as it must (:func:`_take`):
+    for the keys below the cut until all are found (not at all when none is), then for the
+    cut until enough."""
     nh = score.size
-    key = np.empty(nh, dtype=np.int64)
-    top = 0
+    none = np.iinfo(np.int32).max  # not allowed
+    key = np.empty(nh, dtype=np.int32)
+    low = none
     for h in range(nh):
-        k = 2 * np.int64(score[h]) + (slot_of[h] < 0)
-        k = k if allowed[h] else -1
+        k = np.int32(2 * np.int32(score[h]) + np.int32(slot_of[h] < 0))
+        k = k if allowed[h] else none
         key[h] = k
-        top = max(top, k)
-    hist = np.zeros(top + 2, dtype=np.int64)
-    for h in range(nh):
-        if key[h] >= 0:
-            hist[key[h]] += 1
-    cut = 0
+        low = min(low, k)
     below = 0
-    while cut < hist.size and below + hist[cut] < want:
-        below += hist[cut]
-        cut += 1
-    n = 0
-    start = offset % nh
-    if below:
-        for i in range(nh):
-            h = start + i if start + i < nh else start + i - nh  # the rotation without a division per step
-            if 0 <= key[h] < cut:
-                out[n] = h
-                n += 1
-                if n == below:
-                    break
-    for i in range(nh):
-        if n >= want:
+    cut = low
+    levels = 0
+    while cut < none:
+        count = 0
+        for h in range(nh):
+            count += key[h] == cut
+        if below + count >= want:
             break
-        h = start + i if start + i < nh else start + i - nh
-        if key[h] == cut:
-            out[n] = h
-            n += 1
+        below += count
+        levels += 1
+        if levels == BEST_LEVELS:  # many levels below the cut: a histogram of the rest
+            top = 0
+            for h in range(nh):
+                if key[h] != none:
+                    top = max(top, key[h])
+            hist = np.zeros(top + 2, dtype=np.int64)
+            for h in range(nh):
+                if key[h] != none and key[h] > cut:
+                    hist[key[h]] += 1
+            cut += 1
+            while cut <= top and below + hist[cut] < want:  # past top: every allowed row is below
+                below += hist[cut]
+                cut += 1
+            break
+        nxt = none
+        for h in range(nh):
+            k = key[h]
+            nxt = min(nxt, k if k > cut else none)
+        cut = nxt
+    start = offset % nh
+    n = 0
+    if below:
+        n = _take(key, start, nh, cut, True, out, n, below)
+        n = _take(key, 0, start, cut, True, out, n, below)
+    if cut < none and n < want:
+        n = _take(key, start, nh, cut, False, out, n, want)
+        n = _take(key, 0, start, cut, False, out, n, want)
     return n
 
 
