@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from snpbag.retrieval.hapclasses import carried, class_buffers, interval_sites
-from snpbag.retrieval.haploid import keep_states, kept_buffers, read_hidden
+from snpbag.retrieval.haploid import keep_states, kept_buffers, read_hidden, scan_buffers
 from snpbag.retrieval.states import advance_segments, fill_composite_rows, segment_cursor
 
 
@@ -69,6 +69,7 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
     G, m, K = post.shape
     L = alt_minor.size
     kept = kept_buffers(G, K, panel.shape[1] if carried(typed, vis) else 0)
+    scan = scan_buffers(G, K)
     ml = np.empty(G)
     mr = np.empty(G)
     mass_l, mass_r = class_buffers(n_cls, G)
@@ -83,6 +84,6 @@ def interpolate_segments(seg_start, seg_hap, n_seg, panel, vis, cm, post, floor,
         if a >= event:
             event = advance_segments(a, cur, hap, nxt, seg_start, seg_hap, n_seg, L)
             live = cur >= 0
-        keep_states(post, i - 1, i if i < m else -1, thr, hap, live, *kept)
+        keep_states(post, i - 1, i if i < m else -1, thr, hap, live, *scan, *kept)
         read_hidden(panel, a, b, vis, i - 1, cm, *kept, indptr, indices, alt_minor, typed, cls, n_cls, cptr, cidx,
                     alt_short, ml, mr, mass_l, mass_r, out)
