@@ -99,6 +99,39 @@ def test_round_gp_matches_reference():
     assert round_gp(p.reshape(3, -1, 3)).reshape(-1, 3).tolist() == round_gp(p).tolist()
 
 
+def round_gp_vectorised(gp):
+    """round_gp's arithmetic in numpy over whole arrays (its form before the compiled rows)."""
+    p = np.clip(np.asarray(gp, dtype=np.float64), 0.0, None)
+    x = (p * (1000 / p.sum(-1, keepdims=True))).reshape(-1, 3)
+    q = np.floor(x)
+    rem = x - q
+    q = q.astype(np.int32)
+    short = 1000 - q.sum(-1)
+    one = np.flatnonzero(short == 1)
+    q[one, np.argmax(rem[one], axis=-1)] += 1
+    two = np.flatnonzero(short >= 2)
+    q[two] += 1
+    q[two, 2 - np.argmin(rem[two][:, ::-1], axis=-1)] -= 1
+    return q.reshape(p.shape)
+
+
+def test_round_gp_equals_its_vectorised_arithmetic_bit_for_bit():
+    """The model's float32 probabilities, sharp and flat rows, exact ties and a zero column."""
+    rng = np.random.default_rng(9)
+    p = np.concatenate([rng.dirichlet(a, size=100_000) for a in ([1, 1, 1], [0.05, 0.05, 0.05], [5, 1, 0.01])])
+    p = np.concatenate([p, [[1, 1, 1], [1, 1, 0], [0, 1, 1], [2, 0, 2], [0, 0, 1], [0.5, 0.5, 0]]]).astype(np.float32)
+    got = round_gp(p.reshape(2, -1, 3))
+    assert got.shape == (2, p.shape[0] // 2, 3) and got.dtype == np.int32
+    np.testing.assert_array_equal(got.reshape(-1, 3), round_gp_vectorised(p))
+    # two units to hand out, the smallest remainders tied (exact in binary, the sum 1000): the lower genotype gets it
+    assert round_gp([[100.625, 100.625, 798.75], [100.75, 100.625, 798.625]]).tolist() == [[101, 100, 799],
+                                                                                            [101, 101, 798]]
+    with pytest.raises(ValueError, match="sum to 0"):
+        round_gp([[0.2, 0.3, 0.5], [0.0, -1e-7, 0.0]])
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        round_gp([[0.0, 0.0, 0.0], [0.5, -0.1, 0.6]])  # every value is checked before any sum
+
+
 def test_round_gp_sums_to_one_and_moves_less_than_a_unit():
     p = np.random.default_rng(1).dirichlet([0.3, 0.3, 0.3], size=20000)
     q = round_gp(p)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from snpbag.io.bgzf import index_path
 from snpbag.io.chrom import chrom_key
@@ -84,34 +85,68 @@ def info_path_for(path: str | Path) -> Path:
     return path.with_name(name + ".info.tsv")
 
 
+@njit(cache=True, nogil=True)
+def _round_rows(p, out):  # pragma: no cover - compiled
+    """out (n, 3) int32 = :func:`round_gp` of the rows of p (n, 3) float64. Returns 0, or 1
+    for a value not finite or below −1e-6, or 2 for a row that sums to 0 or less (checked
+    first, for every row: nothing is written then)."""
+    n = p.shape[0]
+    for i in range(n):
+        a, b, c = p[i, 0], p[i, 1], p[i, 2]
+        if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)) or a < -1e-6 or b < -1e-6 or c < -1e-6:
+            return 1
+    for i in range(n):
+        if max(p[i, 0], 0.0) + max(p[i, 1], 0.0) + max(p[i, 2], 0.0) <= 0:
+            return 2
+    for i in range(n):
+        a, b, c = max(p[i, 0], 0.0), max(p[i, 1], 0.0), max(p[i, 2], 0.0)
+        f = _Q / (a + b + c)
+        x0, x1, x2 = a * f, b * f, c * f
+        q0, q1, q2 = np.floor(x0), np.floor(x1), np.floor(x2)
+        r0, r1, r2 = x0 - q0, x1 - q1, x2 - q2
+        k0, k1, k2 = np.int32(q0), np.int32(q1), np.int32(q2)
+        short = _Q - (k0 + k1 + k2)  # 0, 1 or 2 units to hand out (three remainders sum below 3)
+        if short == 1:  # to the largest remainder, the first on ties
+            if r0 >= r1 and r0 >= r2:
+                k0 += 1
+            elif r1 >= r2:
+                k1 += 1
+            else:
+                k2 += 1
+        elif short >= 2:  # to all but the smallest remainder, the last on ties
+            k0 += 1
+            k1 += 1
+            k2 += 1
+            if r2 <= r1 and r2 <= r0:
+                k2 -= 1
+            elif r1 <= r0:
+                k1 -= 1
+            else:
+                k0 -= 1
+        out[i, 0], out[i, 1], out[i, 2] = k0, k1, k2
+    return 0
+
+
 def round_gp(gp: np.ndarray) -> np.ndarray:
     """Genotype probabilities (..., 3) → int thousandths (..., 3) that sum to exactly 1000.
 
     Each row is normalised, scaled by 1000 and floored; the units still missing go to
     the largest remainders (Hamilton's method), so no value moves by 0.001 or more and
-    the printed GP sum to 1 exactly. Ties go to the lower genotype.
+    the printed GP sum to 1 exactly. Ties go to the lower genotype. Compiled row by row
+    (:func:`_round_rows`): the same arithmetic vectorised over whole batches took 4 % of the
+    10 Mb benchmark's CPU.
     """
     p = np.asarray(gp, dtype=np.float64)
     if p.shape[-1:] != (3,):
         raise ValueError(f"genotype probabilities need a last axis of 3, got shape {p.shape}")
-    if not np.isfinite(p).all() or (p < -1e-6).any():
+    rows = np.ascontiguousarray(p.reshape(-1, 3))
+    out = np.empty(rows.shape, dtype=np.int32)
+    code = _round_rows(rows, out)
+    if code == 1:
         raise ValueError("genotype probabilities must be finite and non-negative")
-    p = np.clip(p, 0.0, None)
-    s = p.sum(-1, keepdims=True)
-    if (s <= 0).any():
+    if code == 2:
         raise ValueError("genotype probabilities sum to 0 for some genotype")
-    shape = p.shape
-    x = (p * (_Q / s)).reshape(-1, 3)
-    q = np.floor(x)
-    rem = x - q
-    q = q.astype(np.int32)
-    short = _Q - q.sum(-1)  # 0, 1 or 2 units to hand out (sum of three remainders < 3)
-    one = np.flatnonzero(short == 1)  # the unit goes to the largest remainder (first one on ties)
-    q[one, np.argmax(rem[one], axis=-1)] += 1
-    two = np.flatnonzero(short >= 2)  # all but the smallest remainder (last one on ties) get a unit
-    q[two] += 1
-    q[two, 2 - np.argmin(rem[two][:, ::-1], axis=-1)] -= 1
-    return q.reshape(shape)
+    return out.reshape(p.shape)
 
 
 def dose_r2(gp: np.ndarray) -> np.ndarray:
