@@ -176,3 +176,86 @@ def test_best_matches_follow_their_definition(seed):
         out = np.full(nh, -1, dtype=np.int64)
         got = _best(score, allowed, slot_of, want, offset, out)
         assert out[:got].tolist() == _best_by_definition(score, allowed, slot_of, want, offset)
+
+
+def _slots_by_definition(panel, q, genotype, allowed, K, step, width, matches):
+    """composite_slots from its definition: each step's window of mismatches counted straight
+    from the panel (no running sums), the matches by _best_by_definition, the first step's
+    slots by _first_fill_by_best, then the same slot rule. Returns [(start, hap), ...] per slot."""
+    Q = q.shape[1]
+    vis = np.flatnonzero((q >= 0).any(1))
+    m = vis.size
+    n_steps = max(1, -(-m // step))
+    bad = np.where(q < 0, -1, (1 - q // 2) if genotype else 1 - q)  # the disagreeing allele
+    if genotype:
+        bad[q == 1] = -1
+
+    def window(t):
+        sites = vis[max(0, t - width) * step:min(m, (t + width + 1) * step)]
+        return np.stack([(panel[sites] == bad[sites, c][:, None]).sum(0) for c in range(Q)])
+
+    slots, slot_of, last = [], {}, np.zeros(K, np.int64)
+    for h in _first_fill_by_best(window(0), allowed, K):
+        slot_of[h] = len(slots)
+        slots.append([(0, h)])
+    for t in range(1, n_steps):
+        w = window(t)
+        for c in range(Q):
+            held = np.array([slot_of.get(h, -1) for h in range(panel.shape[1])])
+            for h in _best_by_definition(w[c], allowed, held, matches, int(tie_hash(t * Q + c))):
+                if h in slot_of:
+                    last[slot_of[h]] = t
+                    continue
+                k = int(np.argmin(last))  # the slot matched longest ago (the first on ties)
+                if last[k] == t:
+                    break
+                old_end = min(m, (last[k] + width + 1) * step) - 1
+                site = vis[(old_end + min(m - 1, max(0, (t - width) * step)) + 1) // 2]
+                del slot_of[slots[k][-1][1]]
+                if site <= slots[k][-1][0]:
+                    slots[k][-1] = (slots[k][-1][0], h)
+                else:
+                    slots[k].append((site, h))
+                slot_of[h] = k
+                last[k] = t
+    return slots
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_composite_slots_follow_their_definition(seed):
+    """The running window sums (int8 ring of step counts, int16 window; wider types past 127
+    and 32,767), the level-by-level _best and the slot rule against the definition, for
+    haplotype and genotype queries, one and two queries, steps past int8's range."""
+    from snpbag.retrieval.states import composite_segments
+    rng = np.random.default_rng(seed)
+    L, H = int(rng.integers(60, 400)), int(rng.integers(8, 120))
+    panel = (rng.random((L, H)) < rng.uniform(0.05, 0.6, L)[:, None]).astype(np.int8)
+    genotype = bool(seed % 2)
+    Q = 1 + (seed // 2) % 2
+    q = (rng.integers(0, 3, (L, Q)) if genotype else rng.integers(0, 2, (L, Q))).astype(np.int8)
+    q[rng.random((L, Q)) < 0.3] = -1
+    allowed = rng.random(H) < 0.9
+    step = int(rng.choice([1, 3, 8, 130]))
+    width, matches = int(rng.integers(0, 3)), int(rng.integers(1, 4))
+    K = int(rng.integers(1, min(H, 20)))
+    seg_start, seg_hap, n_seg = composite_segments(panel, q, allowed=allowed, states=K, genotype=genotype, step=step,
+                                                   width=width, matches=matches)
+    got = [list(zip(seg_start[k, :n_seg[k]].tolist(), seg_hap[k, :n_seg[k]].tolist())) for k in range(len(n_seg))]
+    assert got == _slots_by_definition(panel, q, genotype, allowed, min(K, int(allowed.sum())), step, width, matches)
+
+
+def test_composite_slots_count_past_int8_within_a_step():
+    """A step of 130 sites where some haplotypes mismatch every site: their counts pass
+    int8's range, so the running sums must be wider there (against the definition)."""
+    from snpbag.retrieval.states import composite_segments
+    rng = np.random.default_rng(3)
+    L, H = 400, 30
+    panel = (rng.random((L, H)) < 0.8).astype(np.int8)
+    panel[:, :10] = 0  # 130 mismatches a step against an all-ALT query
+    q = np.ones((L, 1), np.int8)
+    allowed = np.ones(H, bool)
+    seg_start, seg_hap, n_seg = composite_segments(panel, q, allowed=allowed, states=5, genotype=False, step=130,
+                                                   width=0, matches=2)
+    got = [list(zip(seg_start[k, :n_seg[k]].tolist(), seg_hap[k, :n_seg[k]].tolist())) for k in range(5)]
+    assert got == _slots_by_definition(panel, q, False, allowed, 5, 130, 0, 2)
+    assert not {h for slot in got for _, h in slot} & set(range(10))  # the all-REF haplotypes never match

@@ -261,14 +261,15 @@ def _first_fill(window, allowed, slot_of, K, seg_start, seg_hap, n_seg):  # prag
 
 @njit(cache=True, nogil=True)
 def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_start, seg_hap,
-                    window):  # pragma: no cover - compiled
+                    window, ring):  # pragma: no cover - compiled
     """The composite haplotypes of one target (module doc) as segments: slot k copies
     haplotype seg_hap[k, j] from site seg_start[k, j] to the next segment's start. Returns the
     number of segments per slot (n_seg, (K,)). seg_start and seg_hap are (K, n_max) with
     n_max >= 1 + (informative steps) × matches × queries, so every replacement fits; window
     is (queries, H) zeros, the mismatch counters, of an integer type that holds
     (2·width + 1)·step (:func:`composite_segments` takes int16 where it can: twice the
-    vector lanes of int32)."""
+    vector lanes of int32), and ring (2·width + 1, queries, H) the steps' counts in the
+    window, of a type that holds ``step`` (int8 where it can, the same reason)."""
     L, nh = panel.shape
     Q = q.shape[1]
     m = 0
@@ -287,7 +288,6 @@ def composite_slots(panel, q, genotype, allowed, K, step, width, matches, seg_st
                 break
     n_steps = max(1, (m + step - 1) // step)
     R = 2 * width + 1
-    ring = np.zeros((R, Q, nh), dtype=window.dtype)
     slot_of = np.full(nh, -1, dtype=np.int64)
     slot_last = np.zeros(K, dtype=np.int64)  # the last step the slot's haplotype matched at
     n_seg = np.zeros(K, dtype=np.int64)
@@ -419,8 +419,9 @@ def composite_segments(panel: np.ndarray, query: np.ndarray, *, allowed: np.ndar
     seg_hap = np.empty((K, n_max), dtype=np.int64)
     narrow = (2 * width + 1) * step <= np.iinfo(np.int16).max  # a window's most mismatches
     window = np.zeros((q.shape[1], panel.shape[1]), dtype=np.int16 if narrow else np.int32)
+    ring = np.zeros((2 * width + 1, q.shape[1], panel.shape[1]), dtype=np.int8 if step <= 127 else window.dtype)
     n_seg = composite_slots(panel, q, genotype, np.asarray(allowed, dtype=np.bool_), K, int(step), int(width),
-                            int(matches), seg_start, seg_hap, window)
+                            int(matches), seg_start, seg_hap, window, ring)
     used = max(1, int(n_seg.max()) if n_seg.size else 1)
     keep = np.arange(used)[None, :] < n_seg[:, None]  # zeros past each slot's segments, as before
     return (np.where(keep, seg_start[:, :used], 0), np.where(keep, seg_hap[:, :used], 0), n_seg)
