@@ -57,8 +57,8 @@ from snpbag.retrieval.states import SELECTIONS, check_selection
 from snpbag.errors import InputError
 
 #: Runs of sites (tiles) whose carriers, classes and phaser rows at the typed sites
-#: :meth:`HaplotypePanel.votes` keeps for the next batch: a 10 Mb chromosome is two tiles; a whole genome cycles through more and
-#: rebuilds them per batch, as with one.
+#: :meth:`HaplotypePanel.votes` keeps for the next batch: a 10 Mb chromosome is two tiles; a
+#: whole genome cycles through more and rebuilds them per batch, as with one.
 INDEXES_KEPT = 4
 
 #: The copying model's state selections (:mod:`snpbag.retrieval.states`) and ``phased``:

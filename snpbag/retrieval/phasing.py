@@ -260,13 +260,15 @@ def phase_visible(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allo
     o = options or IMPUTE_OPTIONS
     vis = np.flatnonzero(dosage >= 0)
     calls = np.stack([np.minimum(dosage[vis], 1), dosage[vis] - np.minimum(dosage[vis], 1)], -1).astype(np.int8)
-    rows, stages = panel[vis], None
+    rows = stages = None
     if typed is not None and typed.typed.size:
         idx = np.minimum(np.searchsorted(typed.typed, vis), typed.typed.size - 1)
         if np.array_equal(typed.typed[idx], vis):  # the sample's calls at some or all of the batch's sites
             whole = idx.size == typed.typed.size
             rows = typed.panel if whole else typed.panel[idx]
             stages = typed.stages if whole or typed.stages is None else typed.stages.subset(idx)
+    if rows is None:
+        rows = panel[vis]
     hap, pp, _ = phase_rounds(rows, cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed, options=o,
                               rounds=o.rounds, stages=stages)
     query = np.full((panel.shape[0], 2), -1, dtype=np.int8)
