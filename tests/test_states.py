@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from test_haplotypes import _brute, _panel as _random_panel
-from test_phase import FAST, _panel, _unphase, mosaics, switch_errors
+from test_phase import _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
