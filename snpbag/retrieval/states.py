@@ -117,12 +117,13 @@ def _take(key, lo, hi, cut, strict, out, n, limit):  # pragma: no cover - compil
     while c0 < hi and n < limit:
         c1 = min(hi, c0 + TAKE_CHUNK)
         hit = 0
+        kc = key[c0:c1]  # a slice from 0: numba vectorises a loop over range(n), not range(c0, c1)
         if strict:
-            for h in range(c0, c1):
-                hit += key[h] < cut
+            for i in range(c1 - c0):
+                hit += kc[i] < cut
         else:
-            for h in range(c0, c1):
-                hit += key[h] == cut
+            for i in range(c1 - c0):
+                hit += kc[i] == cut
         if hit:
             for h in range(c0, c1):
                 if (key[h] < cut) if strict else (key[h] == cut):
