@@ -10,7 +10,7 @@ from test_phase import _panel, _unphase, mosaics, switch_errors
 from snpbag.errors import InputError
 from snpbag.retrieval.haplotypes import HaplotypePanel
 from snpbag.retrieval.phasing import PhaseOptions, phase_with_panel
-from snpbag.retrieval.states import _best, _first_fill, composite_panel, tie_hash
+from snpbag.retrieval.states import _best, _first_fill, composite_panel, composite_segments, tie_hash
 
 COMPOSITE = PhaseOptions(states=12, block=32, margin=16, selection="composite", step=4, width=1, matches=2, model="pair")
 
@@ -226,7 +226,6 @@ def test_composite_slots_follow_their_definition(seed):
     """The running window sums (int8 ring of step counts, int16 window; wider types past 127
     and 32,767), the level-by-level _best and the slot rule against the definition, for
     haplotype and genotype queries, one and two queries, steps past int8's range."""
-    from snpbag.retrieval.states import composite_segments
     rng = np.random.default_rng(seed)
     L, H = int(rng.integers(60, 400)), int(rng.integers(8, 120))
     panel = (rng.random((L, H)) < rng.uniform(0.05, 0.6, L)[:, None]).astype(np.int8)
@@ -247,7 +246,6 @@ def test_composite_slots_follow_their_definition(seed):
 def test_composite_slots_count_past_int8_within_a_step():
     """A step of 130 sites where some haplotypes mismatch every site: their counts pass
     int8's range, so the running sums must be wider there (against the definition)."""
-    from snpbag.retrieval.states import composite_segments
     rng = np.random.default_rng(3)
     L, H = 400, 30
     panel = (rng.random((L, H)) < 0.8).astype(np.int8)

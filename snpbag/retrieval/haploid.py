@@ -270,7 +270,7 @@ def scan_buffers(G, K):  # pragma: no cover - compiled
     """Empty scan fields of G haplotypes over K states, as :func:`keep_states` fills them:
     per copy the states at or above its threshold in the last two posterior rows it
     scanned, (lists (G, 2, K), counts (G, 2), rows (G, 2): the visible index each list is
-    of, −2 none)."""
+    of, −2 none; row t's in slot t % 2)."""
     return np.zeros((G, 2, K), np.int64), np.zeros((G, 2), np.int64), np.full((G, 2), -2, np.int64)
 
 
@@ -288,9 +288,9 @@ def _above(row, thr, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def keep_states(post, tl, tr, thr, col, live, lists, counts, rows, cols, at_l, at_r, nk, rows_l, rows_r, tot_l,
                 tot_r):  # pragma: no cover - compiled
-    """The states G haplotypes keep between visible indices tl and tr (−1: no such site),
-    from their state posteriors ``post`` (G, m, K): state k (panel column col[k], where
-    live[k]) is kept where its posterior reaches ``thr`` at either flank (as
+    """The states G haplotypes keep between visible indices tl and tr = tl + 1 (either −1:
+    no such site), from their state posteriors ``post`` (G, m, K): state k (panel column
+    col[k], where live[k]) is kept where its posterior reaches ``thr`` at either flank (as
     :func:`_interval_states`). Copy g's nk[g] kept states' columns cols[g, :nk[g]] and
     posteriors at the left and right flank at_l, at_r (0 at a flank that is none), in state
     order; the same laid out one row per panel column, rows_l, rows_r (H, G) with zeros
@@ -312,19 +312,13 @@ def keep_states(post, tl, tr, thr, col, live, lists, counts, rows, cols, at_l, a
     keep_l, keep_r = tl >= 0, tr >= 0
     zero = np.float32(0.0)
     for g in range(G):
-        jl = jr = -1  # the list of each flank: one scanned for an earlier interval, else scanned now
-        if keep_l:
-            jl = 0 if rows[g, 0] == tl else 1 if rows[g, 1] == tl else -1
-            if jl < 0:
-                jl = 0 if rows[g, 1] == tr else 1  # not the one that holds the right flank
-                counts[g, jl] = _above(post[g, tl], thr, lists[g, jl])
-                rows[g, jl] = tl
-        if keep_r:
-            jr = 0 if rows[g, 0] == tr else 1 if rows[g, 1] == tr else -1
-            if jr < 0:
-                jr = 1 - jl if jl >= 0 else 0
-                counts[g, jr] = _above(post[g, tr], thr, lists[g, jr])
-                rows[g, jr] = tr
+        jl, jr = tl % 2, tr % 2  # row t's list sits in slot t % 2: the two flanks never share one
+        if keep_l and rows[g, jl] != tl:  # not scanned as an earlier interval's right flank
+            counts[g, jl] = _above(post[g, tl], thr, lists[g, jl])
+            rows[g, jl] = tl
+        if keep_r and rows[g, jr] != tr:
+            counts[g, jr] = _above(post[g, tr], thr, lists[g, jr])
+            rows[g, jr] = tr
         nl = counts[g, jl] if keep_l else 0
         nr = counts[g, jr] if keep_r else 0
         left, right = post[g, max(tl, 0)], post[g, max(tr, 0)]  # −1 reads row 0, masked
