@@ -35,6 +35,7 @@ from snpbag.retrieval.haplotypes import PANEL_SELECTIONS  # noqa: E402
 from snpbag.retrieval.phasing import MODELS  # noqa: E402
 from snpbag.retrieval.states import SELECTIONS  # noqa: E402
 from snpbag.simulate.coalescent import DEMOGRAPHIES  # noqa: E402
+from snpbag.store.schema import TILE_LEN  # noqa: E402
 from snpbag.train import export as _export  # noqa: E402
 
 path_in = click.Path(exists=False, dir_okay=True, path_type=str)
@@ -124,7 +125,7 @@ def simulate(outdir, samples_per_pop, length, chrom, seed, array_fraction, split
 @click.option("--region", default=None, help="CHR:START-END (needs an index).")
 @click.option("--samples", default=None, type=path_in, help="File with one sample id per line.")
 @click.option("--min-maf", default=0.01, show_default=True, type=float)
-@click.option("--tile-len", default=81920, show_default=True, type=int,
+@click.option("--tile-len", default=TILE_LEN, show_default=True, type=int,
               help="Vocabulary sites per tile, the stretch of a chromosome a model reads a sequence from.")
 @click.option("--contig-len", hidden=True, expose_value=False, callback=_renamed("--tile-len"))
 @click.option("--threads", default=None, type=int, help="Decompression/compression threads (default: all cores).")

@@ -102,12 +102,14 @@ def test_ref_equals_the_model_path_with_the_copying_model_alone(cohort, tmp_path
     with gzip.open(tmp_path / "encoder.vcf.gz", "rt") as f:
         assert "##snpbag_temperature=0.9000\n" in [ln for ln in f if ln.startswith("##")]
     assert len(records(by_model)) == s.vocab.n_sites and s.vocab.n_tiles > 2
-    # a VCF panel is converted with the same rules into a temporary store that does not outlive the job
+    # a one-chromosome VCF panel is read into memory with the rules of a store converted from it,
+    # and leaves no temporary store behind
     default = tmp_path / "default.zarr"
     cli("convert", sim / "reference.vcf.gz", default, "--min-maf", 0, "--threads", 1)
     cli("impute", "--ref", default, "--input", targets, "--output", by_store.with_name("default.vcf.gz"))
     before = sorted(Path(tempfile.gettempdir()).glob("snpbag-ref-*"))
-    cli("impute", "--ref", sim / "reference.vcf.gz", "--input", targets, "--output", by_vcf)
+    with mock.patch("snpbag.inference.refpanel.convert", side_effect=AssertionError("converted")):
+        cli("impute", "--ref", sim / "reference.vcf.gz", "--input", targets, "--output", by_vcf)
     assert outputs(by_vcf) == outputs(by_store.with_name("default.vcf.gz"))
     assert sorted(Path(tempfile.gettempdir()).glob("snpbag-ref-*")) == before
     # the copying model imputes: untyped genotypes of the held-out targets are mostly recovered
@@ -238,3 +240,80 @@ def test_ref_options_give_the_haploid_settings_to_phased_alone(monkeypatch):
     h = np.zeros((2, 3, 2), np.int8)
     panel = HaplotypePanel(h, np.arange(3) * 0.01, **ref_options("phased"))
     assert (panel.ne, panel.eps) == (2e5, 1e-4)
+
+
+def test_one_chromosome_panel_vcf_read_in_memory_as_its_store(tmp_path, monkeypatch):
+    """A one-chromosome panel VCF read into memory gives the vocabulary, the calls at its sites
+    and the unphased heterozygotes per site that `snpbag convert --min-maf 0` and a read of the
+    store give (dropped records, a site called nowhere, haploid calls, missing calls, several
+    tiles); the per-block counting kernel equals its numpy definition."""
+    from test_convert import MIXED, write_vcf
+
+    from snpbag.inference.refpanel import PanelInMemory, read_panel
+    from snpbag.store import schema
+    from snpbag.store.convert import allele_counts, convert
+    from snpbag.store.genotypes import open_store
+    from snpbag.store.kernels import panel_counts
+
+    rows = [("chr22", pos + (1000 if chrom == "chr22" else 0), ref, alt, gts) for chrom, pos, ref, alt, gts in MIXED]
+    rows += [("chr22", 2000, "A", "C", ["./.", ".|.", "./."]),  # nothing called: not a site
+             ("chr22", 2100, "T", "G", ["1|0", "0|1", "1/0"])]
+    vcf = write_vcf(tmp_path / "panel.vcf", ["a", "b", "c"], rows)
+    monkeypatch.setattr(schema, "TILE_LEN", 2)
+    panel = read_panel(vcf, threads=1)
+    assert isinstance(panel, PanelInMemory)
+    convert(vcf, tmp_path / "panel.zarr", min_maf=0.0, tile_len=2, threads=1)
+    store = open_store(tmp_path / "panel.zarr")
+    voc = store.vocab
+    assert panel.vocab == voc and voc.n_sites == 5 and voc.n_tiles == 3  # the monomorphic site is one
+    assert panel.vocab.chrom_names == voc.chrom_names and (panel.vocab.min_maf, panel.vocab.tile_len) == (0.0, 2)
+    sites = np.arange(voc.n_sites)
+    calls = store.read_sites(sites, None, by_site=True)
+    np.testing.assert_array_equal(panel.genotype, calls)
+    assert not panel.genotype.flags.writeable
+    het = (calls[:, :, 0] != calls[:, :, 1]) & ~store.read_phased(sites, None, by_site=True)
+    np.testing.assert_array_equal(panel.unphased, het.sum(1))
+    assert panel.unphased.tolist() == [0, 2, 0, 0, 1]  # 0/1 and 1/0 at 400 (its missing call is none)
+    assert panel.sample_ids.tolist() == store.sample_ids.tolist() and panel.n_samples == 3
+
+    rng = np.random.default_rng(0)
+    g = rng.integers(-2, 2, size=(7, 40, 2)).astype(np.int8)
+    phased = rng.random((7, 40)) < 0.5
+    got = np.zeros((3, 7), dtype=np.int64)
+    clipped = np.maximum(g, -1)
+    panel_counts(g, phased, got[0], got[1], got[2])
+    np.testing.assert_array_equal(g, clipped)
+    np.testing.assert_array_equal(got[:2], allele_counts(clipped))
+    np.testing.assert_array_equal(got[2], ((clipped[:, :, 0] != clipped[:, :, 1]) & ~phased).sum(1))
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_several_chromosomes_in_a_panel_vcf_go_through_a_temporary_store(indexed, tmp_path):
+    """A panel VCF of two chromosomes is not held in memory (known from a .tbi before reading,
+    else at the second chromosome's first record): --ref converts it to a temporary store and
+    imputes as from that store."""
+    from test_convert import bgzip_index
+    from test_whole_genome import two_chromosome_vcf
+
+    from snpbag.inference import refpanel
+
+    if indexed and not (shutil.which("bgzip") and shutil.which("tabix")):
+        pytest.skip("needs bgzip and tabix")
+    vcf = two_chromosome_vcf(tmp_path, n_samples=12, n_sites=120, missing_rate=0.0)
+    lines = vcf.read_text().splitlines()
+    targets = tmp_path / "targets.vcf"  # every 4th site of the last two samples
+    targets.write_text("\n".join("\t".join(ln.split("\t")[:9] + ln.split("\t")[-2:]) if not ln.startswith("##") else ln
+                                 for i, ln in enumerate(lines) if ln.startswith("#") or i % 4 == 0) + "\n")
+    if indexed:
+        vcf = bgzip_index(vcf)
+        with mock.patch.object(refpanel, "VcfReader", side_effect=AssertionError("read in memory")):
+            assert refpanel.read_panel(vcf) is None
+    else:
+        assert refpanel.read_panel(vcf, threads=1) is None
+    store = tmp_path / "genome.zarr"
+    cli("convert", vcf, store, "--min-maf", 0, "--threads", 1)
+    by_vcf, by_store = tmp_path / "vcf.vcf.gz", tmp_path / "store.vcf.gz"
+    cli("impute", "--ref", vcf, "--input", targets, "--output", by_vcf)
+    cli("impute", "--ref", store, "--input", targets, "--output", by_store)
+    assert outputs(by_vcf) == outputs(by_store)
+    assert {r.split("\t", 1)[0] for r in records(by_vcf)} == {"21", "22"}

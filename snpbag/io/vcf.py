@@ -355,7 +355,7 @@ def use_parallel(reader: VcfReader, threads: int) -> bool:
             and _is_bgzf(path) and _has_index(path))
 
 
-def _tbi_names(path: Path) -> list[str] | None:
+def tbi_names(path: Path) -> list[str] | None:
     """Chromosome names in file order, from a .tbi index (None without one)."""
     import gzip
     import struct
@@ -420,7 +420,7 @@ def parallel_blocks(reader: VcfReader, size: int, *, workers: int) -> Iterator[V
         chrom, start, end = parse_region(reader.region)
         spans = [(chrom, start or 1, end)]
     else:
-        names = _tbi_names(reader.path) or list(reader._vcf.seqnames)
+        names = tbi_names(reader.path) or list(reader._vcf.seqnames)
         spans = [(c, 1, None) for c in names]
     target = max(size, REGION_BYTES // max(2 * reader.n_samples, 1))
     seen_records, seen_bp = 0, 0

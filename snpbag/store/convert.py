@@ -39,7 +39,7 @@ def report_path(output: str | Path) -> Path:
 
 
 def convert(input: str | Path, output: str | Path, *, region: str | None = None, samples: str | Path | None = None,
-            min_maf: float = 0.01, tile_len: int = 81920, threads: int | None = None,
+            min_maf: float = 0.01, tile_len: int = schema.TILE_LEN, threads: int | None = None,
             sample_chunk: int | None = None) -> dict:
     """Convert a VCF/BCF into a snpbag genotype store (docs/store-format.md).
 
@@ -122,9 +122,9 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, thre
         parallel = use_parallel(reader, threads)
         source = parallel_blocks(reader, vchunk, workers=threads) if parallel else reader.blocks(vchunk)
         for block in source:
-            g = block.genotype
-            alt_counts.append((g == 1).sum(axis=(1, 2), dtype=np.int64))
-            called_counts.append((g >= 0).sum(axis=(1, 2), dtype=np.int64))
+            alt, called = allele_counts(block.genotype)
+            alt_counts.append(alt)
+            called_counts.append(called)
             for k in coords:
                 coords[k].append(getattr(block, k))
             if pending is not None:
@@ -138,20 +138,13 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, thre
             pending.result()
 
     counts = reader.counts
-    if n_variants == 0:
-        where = f"region {reader.region}" if reader.region else "the file"
-        refuse_gvcf(reader.path)
-        raise InputError(f"{reader.path}: no biallelic SNPs in {where} ({counts.records} records read); "
-                         "check --region and the input")
+    refuse_empty(reader, n_variants)
 
     contig = np.concatenate(coords["contig"])
     position = np.concatenate(coords["position"])
     allele = np.concatenate(coords["allele"])
     ids = np.concatenate(coords["id"])
-    alt = np.concatenate(alt_counts)
-    called = np.concatenate(called_counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        af = np.where(called > 0, alt / np.maximum(called, 1), np.nan)  # float64 for the threshold
+    af = allele_frequency(np.concatenate(alt_counts), np.concatenate(called_counts))
 
     _coord(group, "variant_position", position)
     _coord(group, "variant_allele", allele.astype(str))
@@ -206,6 +199,28 @@ def _write(reader: VcfReader, path: Path, *, min_maf: float, tile_len: int, thre
     group.attrs[schema.ATTR_COMPLETE] = True
     _consolidate(path)
     return report
+
+
+def allele_counts(genotype: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ALT alleles and called alleles per variant of a (v, n, 2) block: the vocabulary's
+    frequencies accumulate from these, block by block."""
+    return (genotype == 1).sum(axis=(1, 2), dtype=np.int64), (genotype >= 0).sum(axis=(1, 2), dtype=np.int64)
+
+
+def allele_frequency(alt: np.ndarray, called: np.ndarray) -> np.ndarray:
+    """ALT frequency per variant among called alleles, NaN where none is called (float64, for
+    the vocabulary's MAF threshold)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(called > 0, alt / np.maximum(called, 1), np.nan)
+
+
+def refuse_empty(reader: VcfReader, n_variants: int) -> None:
+    """Raise InputError when the read found no biallelic SNP (naming a gVCF as one)."""
+    if n_variants == 0:
+        where = f"region {reader.region}" if reader.region else "the file"
+        refuse_gvcf(reader.path)
+        raise InputError(f"{reader.path}: no biallelic SNPs in {where} ({reader.counts.records} records read); "
+                         "check --region and the input")
 
 
 def _create_genotype_arrays(group, n: int, vchunk: int, sample_chunk: int) -> dict:

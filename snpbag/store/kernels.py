@@ -57,3 +57,29 @@ def row_sums(g):  # pragma: no cover - compiled
             low = min(low, x)
         sums[v] = s
     return sums, low
+
+
+@njit(cache=True, nogil=True)
+def panel_counts(g, phased, alt, called, unphased):  # pragma: no cover - compiled
+    """One pass over a (v, n, 2) block of a panel's calls: a negative allele made −1 (a haploid
+    call's fill reads as missing) in place, and per variant the ALT alleles, the called ones
+    (:func:`~snpbag.store.convert.allele_counts`) and the heterozygous calls not marked
+    phased (``phased``: (v, n) bool), where numpy takes five passes."""
+    nv, ns, _ = g.shape
+    for v in range(nv):
+        a = 0
+        c = 0
+        u = 0
+        row = g[v]
+        ph = phased[v]
+        for i in range(ns):
+            x = max(row[i, 0], np.int8(-1))
+            y = max(row[i, 1], np.int8(-1))
+            row[i, 0] = x
+            row[i, 1] = y
+            a += (x == 1) + (y == 1)
+            c += (x >= 0) + (y >= 0)
+            u += (x != y) & (not ph[i])
+        alt[v] = a
+        called[v] = c
+        unphased[v] = u

@@ -28,6 +28,8 @@ SAMPLE_SHARD = 2048
 #: many bytes of int8 genotypes the variant chunk is halved (down to MIN_VARIANT_CHUNK).
 BLOCK_BYTES = 1 << 30
 MIN_VARIANT_CHUNK = 512
+#: Vocabulary sites per tile unless ``snpbag convert --tile-len`` says otherwise.
+TILE_LEN = 81920
 
 #: Attribute names on the root group.
 ATTR_VERSION = "snpbag_format_version"
