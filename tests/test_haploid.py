@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -174,14 +176,21 @@ def test_interpolation_over_minor_allele_carriers_equals_the_whole_rows(floor, t
     assert np.isnan(got[vis]).all() and np.isfinite(np.delete(got, vis)).all()  # visible sites are left as they are
 
 
-def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(monkeypatch):
-    """votes(selection="phased") = phase the visible sites, then the dense haploid model
+@pytest.mark.parametrize("wide", [False, True])
+def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states(wide, monkeypatch):
+    """votes(selection="phased") = phase the visible sites (with the phaser's window of the
+    panel's size, :func:`~snpbag.retrieval.draws.phase_options`), then the dense haploid model
     averaged over the decoded phase and the phasings drawn from its PP, with the panel's
     own haplotypes as states where twice K reaches them, else the K composites of each
     phased haplotype, both sets for every copy."""
     import snpbag.retrieval.draws as draws
 
     monkeypatch.setattr(draws, "PHASE_DRAWS", 8)  # fewer than the default: a faster dense reference
+    if wide:  # a step either side per 4 haplotypes: these 16-20 take the widened window, and the
+        # phaser 6 of them as states, in steps of 2 sites (with every haplotype a state, or a
+        # window that spans the sequence either way, the width would change nothing)
+        monkeypatch.setattr(draws, "PHASE_HAPLOTYPES_PER_STEP", 4)
+        monkeypatch.setattr(draws, "PHASE_OPTIONS", replace(PHASE_OPTIONS, haploid_states=6, step=2))
     rng = np.random.default_rng(4)
     h, cm = _panel(rng, n=10, L=60)
     g = (h[2, :, 0] + h[7, :, 1]).astype(np.int8)
@@ -196,8 +205,12 @@ def test_phased_selection_is_the_haploid_model_on_its_phase_and_composite_states
         allowed = np.ones(20, dtype=bool)
         for e in np.atleast_1d(exclude if exclude is not None else []):
             allowed[2 * e: 2 * e + 2] = False
-        o = PHASE_OPTIONS
-        query, _ = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
+        o = draws.phase_options(int(allowed.sum()))
+        assert (o.width > PHASE_OPTIONS.width) == wide and o.width <= draws.PHASE_MAX_WIDTH
+        query, pp = phase_visible(by_site, cm, gi, allowed=allowed, options=o)
+        if wide:  # the wider window phases differently here: the comparison below tells them apart
+            narrow = phase_visible(by_site, cm, gi, allowed=allowed, options=draws.PHASE_OPTIONS)
+            assert not (np.array_equal(narrow[0], query) and np.array_equal(narrow[1], pp, equal_nan=True))
         vis = np.flatnonzero(gi >= 0)
         calls = np.stack([np.minimum(gi[vis], 1), gi[vis] - np.minimum(gi[vis], 1)], -1).astype(np.int8)
         hv, pp, _ = phase_rounds(by_site[vis], cm[vis], calls, bounds=[(0, vis.size)], allowed=allowed,

@@ -33,6 +33,8 @@ haplotype whose alleles it carries at the nearer flanking visible site.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from numba import njit
 
@@ -52,6 +54,19 @@ from snpbag.retrieval.states import composite_segments
 #: at 80 states it phases the 3 Mb benchmark's arrays at a fifth of the CPU with fewer switch
 #: errors, and imputes as well (docs/benchmarks.md, "Phase draws").
 PHASE_OPTIONS = PhaseOptions(model="haploid", rescore=True)
+
+#: The phaser's composite window widens with the panel (:func:`phase_options`): one step
+#: either side per this many panel haplotypes, from PHASE_OPTIONS' 2 steps (16 sites each
+#: side) up to PHASE_MAX_WIDTH. On a large panel a short window ties many haplotypes at no
+#: mismatch and the states take far relatives: 2 steps lost 0.0004–0.0017 of r² on 21,000
+#: and 40,000 haplotypes against 8 and 16, which came within 0.0001 of Beagle at a 20 %
+#: array and passed it at 5 %, while on 1,500–5,204 haplotypes wider windows left INFO/R2
+#: over-confident at a 5 % array (docs/benchmarks.md, "Composite windows").
+PHASE_HAPLOTYPES_PER_STEP = 2500
+
+#: The widest phaser window, in steps either side: its ring of step counts holds
+#: (2·width + 1) × 2 × H bytes, and no wider window was measured.
+PHASE_MAX_WIDTH = 16
 
 #: Phasings each sequence is imputed over (:func:`phased_probs`): the decoded phase and
 #: PHASE_DRAWS − 1 drawn from the phaser's PP. The phase is what a sparse array leaves
@@ -76,10 +91,11 @@ DRAW_WINDOW_CM = 2.0
 #: pair model's composite states, :func:`~snpbag.retrieval.phasing.phased_composite`).
 COMPOSITE_STEP = 4
 
-#: Steps either side in a composite match's window (68 visible sites), and matches per step:
-#: the phaser's 2 steps (20 sites) tie thousands of a 40,000-haplotype panel's haplotypes at
-#: no mismatch at a 20 % array, so the slots took far relatives (docs/benchmarks.md).
-COMPOSITE_WIDTH = 8
+#: Steps either side in a composite match's window (132 visible sites), and matches per step:
+#: short windows tie many of a large panel's haplotypes at no mismatch, and the slots take
+#: far relatives (docs/benchmarks.md, "Composite windows": 68 sites lost 0.0005 of r² on a
+#: 40,000-haplotype panel at a 20 % array; the phaser's 2 steps, 20 sites, lost 0.003).
+COMPOSITE_WIDTH = 16
 COMPOSITE_MATCHES = PHASE_OPTIONS.matches
 
 
@@ -332,6 +348,14 @@ def distinct_phasings(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.array([index[k] for k in keys], dtype=np.int64)
 
 
+def phase_options(n_ref: int) -> PhaseOptions:
+    """:data:`PHASE_OPTIONS` for a panel of ``n_ref`` haplotypes: its window one step either
+    side per :data:`PHASE_HAPLOTYPES_PER_STEP` haplotypes, at least its own, at most
+    :data:`PHASE_MAX_WIDTH`."""
+    width = min(max(round(n_ref / PHASE_HAPLOTYPES_PER_STEP), PHASE_OPTIONS.width), PHASE_MAX_WIDTH)
+    return PHASE_OPTIONS if width == PHASE_OPTIONS.width else replace(PHASE_OPTIONS, width=width)
+
+
 def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allowed: np.ndarray, states: int,
                  ne: float, eps: float, loo: bool, options: PhaseOptions | None = None, floor: float = FLOOR,
                  draws: int | None = None, carriers: Carriers | None = None, classes: HapClasses | None = None,
@@ -343,7 +367,7 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     states : K, the composite haplotypes matched to each phased haplotype; every haplotype
     runs over both sets (2K states), or over every allowed haplotype where 2K reaches
     their number (Beagle's default K of 1,600: panels up to 1,600 genomes);
-    ne, eps : as the pair model; options : the phaser's (default :data:`PHASE_OPTIONS`);
+    ne, eps : as the pair model; options : the phaser's (default :func:`phase_options` of the panel);
     floor : :func:`~snpbag.retrieval.haploid.interpolate_hidden`; draws : phasings averaged over (default
     :data:`PHASE_DRAWS`: the decoded one and draws − 1 from its PP, :func:`phase_draws`,
     :func:`sampled_phase_probs`, :func:`composite_phase_probs`);
@@ -357,10 +381,10 @@ def phased_probs(panel: np.ndarray, cm: np.ndarray, dosage: np.ndarray, *, allow
     (NaN at hidden sites; (0, 3) without ``loo``) and (L, 2) the haplotypes' ALT
     probabilities, all float32, the haplotypes in the phaser's order.
     """
-    o = options or PHASE_OPTIONS
     draws = PHASE_DRAWS if draws is None else draws
     L = panel.shape[0]
     n_ref = int(np.count_nonzero(allowed))
+    o = options or phase_options(n_ref)
     vis = np.flatnonzero(dosage >= 0)
     query, pp = phase_visible(panel, cm, dosage, allowed=allowed, options=o, typed=typed)
     p = np.empty((2, L))
