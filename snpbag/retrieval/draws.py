@@ -58,7 +58,7 @@ PHASE_OPTIONS = PhaseOptions(model="haploid", rescore=True)
 #: The phaser's composite window widens with the panel (:func:`phase_options`): one step
 #: either side per this many panel haplotypes, from PHASE_OPTIONS' 2 steps (16 sites each
 #: side) up to PHASE_MAX_WIDTH. On a large panel a short window ties many haplotypes at no
-#: mismatch and the states take far relatives: 2 steps lost 0.0004–0.0017 of r² on 21,000
+#: mismatch and the states take far relatives: 2 steps lost 0.0004–0.0017 of r² on 20,000
 #: and 40,000 haplotypes against 8 and 16, which came within 0.0001 of Beagle at a 20 %
 #: array and passed it at 5 %, while on 1,500–5,204 haplotypes wider windows left INFO/R2
 #: over-confident at a 5 % array (docs/benchmarks.md, "Composite windows").

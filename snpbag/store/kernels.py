@@ -6,7 +6,9 @@ alleles, as :func:`~snpbag.io.dosage.alt_dosage` gives for complete diploid call
 numpy needs a strided ``np.add`` into a transposed view (~25 ms per 8,192 × 3,000
 chunk) plus a ``min`` pass for the same. :func:`row_sums` gives a dosage chunk's
 per-variant ALT counts and its smallest value (``snpbag king``'s allele frequencies and
-missing-call check) in one pass instead of numpy's two.
+missing-call check) in one pass instead of numpy's two. :func:`panel_counts` gives a reference
+panel's block of calls its per-variant allele and unphased-heterozygote counts in one pass
+(``snpbag impute --ref`` reading a panel VCF into memory) instead of numpy's five.
 """
 
 from __future__ import annotations
