@@ -94,7 +94,7 @@ COMPOSITE_STEP = 4
 #: Steps either side in a composite match's window (132 visible sites), and matches per step:
 #: short windows tie many of a large panel's haplotypes at no mismatch, and the slots take
 #: far relatives (docs/benchmarks.md, "Composite windows": 68 sites lost 0.0005 of r² on a
-#: 40,000-haplotype panel at a 20 % array; the phaser's 2 steps, 20 sites, lost 0.003).
+#: 40,000-haplotype panel at a 20 % array; 2 steps, 20 sites, lost 0.003).
 COMPOSITE_WIDTH = 16
 COMPOSITE_MATCHES = PHASE_OPTIONS.matches
 
